@@ -1,0 +1,47 @@
+# Bastion — every target installs what it needs from the locked requirements.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export BASTION_ENV ?= development
+
+.PHONY: help install install-dev run test test-fast lint lock bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.main: requirements/main.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/main.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.main requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.txt
+	@touch $@
+
+install: $(VENV)/.main ## runtime dependencies (locked, hash-checked)
+install-dev: $(VENV)/.dev ## plus test and lint tools
+
+run: install ## serve http://127.0.0.1:5000 with SQLite and in-memory limits
+	$(BIN)/flask --app bastion db upgrade
+	$(BIN)/flask --app bastion run --host 127.0.0.1 --port 5000
+
+test: install-dev ## the whole suite (PostgreSQL, Redis, Chromium tests skip when absent)
+	BASTION_ENV=testing $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev ## ruff and mypy
+	$(BIN)/ruff check bastion flask_deploy_check tests
+	$(BIN)/mypy
+
+bench: install-dev ## load Bastion and a bare Flask app side by side (see bench/README.md)
+	$(BIN)/python -m bench.run
+
+lock: ## re-resolve requirements/*.in into hash-pinned requirements/*.txt
+	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet uv
+	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/main.in -o requirements/main.txt
+	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/dev.in -o requirements/dev.txt
+
+clean: ## remove the environment and caches (keeps instance/)
+	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache

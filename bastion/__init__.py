@@ -1,0 +1,108 @@
+"""Bastion: a secure-by-default Flask publishing site.
+
+``create_app`` only wires named steps together; each step lives with the code it sets up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bastion.config import load_config
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    from bastion.observability.logging import configure_logging
+
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    configure_proxy(app)
+
+    from bastion.security.access import check_every_view_has_policy
+
+    check_every_view_has_policy(app)
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true" and not app.testing:
+        announce_setup(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from bastion.extensions import csrf, db, limiter, login_manager, migrate, principal
+    from bastion.security.access import enforce_access_policy
+    from bastion.security.headers import init_headers
+    from bastion.security.identity import init_identity
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = None  # sessions are server-side records instead
+    principal.init_app(app)
+    init_identity(app)
+    limiter.init_app(app)
+    init_headers(app)
+    # Runs after Flask-Login has a user to look at; the single gate for every view.
+    app.before_request(enforce_access_policy)
+
+    import bastion.auth.sessions  # noqa: F401 - registers the user loader
+
+
+def register_blueprints(app: Flask) -> None:
+    from bastion.auth import bp as auth_bp
+    from bastion.auth import routes as _auth_routes  # noqa: F401
+    from bastion.main import bp as main_bp
+    from bastion.main import routes as _main_routes  # noqa: F401
+    from bastion.observability.health import bp as health_bp
+    from bastion.setup import bp as setup_bp
+    from bastion.setup import routes as _setup_routes  # noqa: F401
+
+    for bp in (main_bp, health_bp, auth_bp, setup_bp):
+        app.register_blueprint(bp)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from bastion.templating import register_template_helpers as register
+
+    register(app)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from bastion.errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from bastion.cli import register_commands as register
+
+    register(app)
+
+
+def configure_proxy(app: Flask) -> None:
+    """Trust X-Forwarded-* only from the configured number of proxies, never by default."""
+    hops = app.config["PROXY_HOPS"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0
+        )
+
+
+def announce_setup(app: Flask) -> None:
+    from bastion.setup.services import announce_setup_if_needed
+
+    with app.app_context():
+        announce_setup_if_needed()

@@ -1,0 +1,138 @@
+"""Account rules shared by the site, the API and the command line."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy import func, select
+
+from bastion.extensions import db
+from bastion.models import ROLE_NAMES, Role, User, utcnow
+from bastion.security.passwords import hash_password
+
+USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
+MIN_PASSWORD, MAX_PASSWORD = 12, 128
+
+
+class AccountError(ValueError):
+    """A rule was broken; the message is safe to show to the user."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def canonical_username(raw: str) -> str:
+    return unicodedata.normalize("NFKC", raw).strip().lower()
+
+
+def canonical_email(raw: str) -> str:
+    return unicodedata.normalize("NFKC", raw).strip().lower()
+
+
+def normalise_password(raw: str) -> str:
+    """NFKC once, before any check, so equivalent Unicode spellings are one password."""
+    return unicodedata.normalize("NFKC", raw)
+
+
+def username_problem(raw: str) -> str | None:
+    name = canonical_username(raw)
+    if not USERNAME_RE.match(name):
+        return "Use 3 to 32 letters, digits, '-' or '_', starting and ending with a letter or digit."
+    return None
+
+
+def password_problem(password: str, *, username: str = "", email: str = "") -> str | None:
+    """Length and context rules; no composition rules (NIST SP 800-63B, ASVS V6.2)."""
+    pw = normalise_password(password)
+    if "\x00" in pw:
+        return "Passwords cannot contain a NUL character."
+    if len(pw) < MIN_PASSWORD:
+        return f"Use at least {MIN_PASSWORD} characters."
+    if len(pw) > MAX_PASSWORD:
+        return f"Use at most {MAX_PASSWORD} characters."
+    lowered = pw.casefold()
+    for context in (canonical_username(username), canonical_email(email).split("@")[0]):
+        if len(context) >= 3 and context.casefold() in lowered:
+            return "Your password must not contain your username or email address."
+    from bastion.security import breached
+
+    if breached.is_common(pw):
+        return "This password is too common or has appeared in a data breach. Choose another."
+    return None
+
+
+def username_taken(username: str) -> bool:
+    return db.session.scalar(
+        select(func.count()).select_from(User).where(User.username == canonical_username(username))
+    ) > 0
+
+
+def email_taken(email: str) -> bool:
+    return db.session.scalar(
+        select(func.count()).select_from(User).where(User.email == canonical_email(email))
+    ) > 0
+
+
+def role_named(name: str) -> Role:
+    if name not in ROLE_NAMES:
+        raise AccountError(f"Unknown role {name!r}.", "role")
+    role = db.session.scalar(select(Role).where(Role.name == name))
+    if role is None:  # roles are seeded by the first migration; tests create tables directly
+        ensure_roles()
+        role = db.session.scalar(select(Role).where(Role.name == name))
+    assert role is not None
+    return role
+
+
+def ensure_roles() -> None:
+    existing = set(db.session.scalars(select(Role.name)))
+    for name in ROLE_NAMES:
+        if name not in existing:
+            db.session.add(Role(name=name, description=f"{name.title()} role"))
+    db.session.flush()
+
+
+def create_user(
+    username: str,
+    email: str,
+    password: str,
+    *,
+    role: str = "viewer",
+    confirmed: bool = False,
+    commit: bool = True,
+) -> User:
+    """Validate and create an account; raises AccountError with a user-facing message."""
+    if problem := username_problem(username):
+        raise AccountError(problem, "username")
+    if problem := password_problem(password, username=username, email=email):
+        raise AccountError(problem, "password")
+    if username_taken(username):
+        raise AccountError("That username is taken.", "username")
+    if email_taken(email):
+        # Registration answers the same way whether or not this happens (see auth routes);
+        # this message is for admins and the command line only.
+        raise AccountError("An account with that email address already exists.", "email")
+    now = utcnow()
+    user = User(
+        username=canonical_username(username),
+        email=canonical_email(email),
+        password_hash=hash_password(normalise_password(password)),
+        role=role_named(role),
+        email_confirmed_at=now if confirmed else None,
+        password_changed_at=now,
+    )
+    db.session.add(user)
+    if commit:
+        db.session.commit()
+    return user
+
+
+def admin_exists() -> bool:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(User)
+        .join(Role)
+        .where(Role.name == "admin", User.disabled_at.is_(None))
+    ) > 0

@@ -1,0 +1,112 @@
+"""Server-side sessions behind Flask-Login.
+
+The signed cookie holds only a random session id (``sid``); the record in ``user_sessions``
+decides whether it is still valid. That makes logout, "sign out everywhere", password
+changes and admin actions take effect at once, on every instance, which a purely
+client-side cookie (Flask's default, and Flask-Login's remember cookie) cannot do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app, request, session
+from flask_login import login_user, logout_user
+from sqlalchemy import select, update
+
+from bastion.extensions import db, login_manager
+from bastion.models import User, UserSession, utcnow
+from bastion.security.tokens import new_token, token_hash
+
+# Writing last_seen on every request would turn every page view into a database write.
+LAST_SEEN_GRANULARITY = timedelta(minutes=1)
+
+
+def start_session(user: User, *, remember: bool = False, reauthenticated: bool = True) -> str:
+    """Begin a fresh session for ``user``: a new id, so nothing set before login survives."""
+    now = utcnow()
+    sid = new_token(32)
+    lifetime = (
+        timedelta(days=current_app.config["REMEMBER_DAYS"])
+        if remember
+        else current_app.config["SESSION_ABSOLUTE"]
+    )
+    record = UserSession(
+        token_hash=token_hash(sid),
+        user_id=user.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + lifetime,
+        reauth_at=now if reauthenticated else None,
+        remember=remember,
+        ip=(request.remote_addr or "")[:45],
+        user_agent=(request.user_agent.string or "")[:255],
+    )
+    db.session.add(record)
+    user.last_login_at = now
+    db.session.commit()
+    session.clear()
+    session.permanent = remember
+    session["sid"] = sid
+    login_user(user, remember=False)
+    return sid
+
+
+def current_record() -> UserSession | None:
+    sid = session.get("sid")
+    if not isinstance(sid, str) or len(sid) > 128:
+        return None
+    return db.session.scalar(select(UserSession).where(UserSession.token_hash == token_hash(sid)))
+
+
+def end_session() -> None:
+    """Destroy the current session record and the cookie's contents."""
+    record = current_record()
+    if record is not None and record.revoked_at is None:
+        record.revoked_at = utcnow()
+        db.session.commit()
+    logout_user()
+    session.clear()
+
+
+def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = True) -> int:
+    """End every session of a user (password change, disable, "sign out everywhere")."""
+    stmt = (
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if except_id is not None:
+        stmt = stmt.where(UserSession.id != except_id)
+    count = db.session.execute(stmt).rowcount
+    if commit:
+        db.session.commit()
+    return int(count or 0)
+
+
+def is_live(record: UserSession, now: datetime) -> bool:
+    idle = current_app.config["SESSION_IDLE"]
+    if record.revoked_at is not None or record.expires_at <= now:
+        return False
+    # Remembered sessions are long-lived by choice; the idle limit applies to the others.
+    return record.remember or record.last_seen_at + idle > now
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Resolve the cookie's session id to a live record and its active user."""
+    record = current_record()
+    now = utcnow()
+    if record is None or str(record.user_id) != user_id or not is_live(record, now):
+        session.pop("sid", None)
+        return None
+    user = record.user
+    if not user.is_active:
+        return None
+    if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
+        record.last_seen_at = now
+        db.session.commit()
+    from flask import g
+
+    g.session_record = record
+    return user

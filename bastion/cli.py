@@ -1,0 +1,50 @@
+"""Command line: ``flask --app bastion <command>``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+from bastion.auth.services import AccountError, create_user
+
+
+@click.command("create-admin")
+@click.option("--username", prompt=True)
+@click.option("--email", prompt=True)
+@click.password_option(
+    "--password", help="Prompted (hidden, twice) when not given; avoid passing it on the command line."
+)
+@with_appcontext
+def create_admin_command(username: str, email: str, password: str) -> None:
+    """Create an admin account (confirmed, 2FA enrolment required at first sign-in)."""
+    from bastion.security import audit
+
+    try:
+        user = create_user(username, email, password, role="admin", confirmed=True)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("cli.admin_created", target_user_id=user.id, details={"username": user.username})
+    click.echo(f"Admin {user.username!r} created.")
+
+
+@click.command("setup-url")
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
+@with_appcontext
+def setup_url_command(base_url: str) -> None:
+    """Print a one-time link that creates the first admin (only while none exists)."""
+    from bastion.setup.services import announce_setup_if_needed
+
+    if announce_setup_if_needed(base_url) is None:
+        click.echo("An admin already exists (or the database is not migrated); no link issued.")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(setup_url_command)
+    try:  # TEMP until flask_deploy_check lands
+        from flask_deploy_check.cli import security
+    except ImportError:
+        return
+    if "security" not in app.cli.commands:
+        app.cli.add_command(security)

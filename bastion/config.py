@@ -1,0 +1,281 @@
+"""Configuration: secure defaults, read from ``BASTION_*`` variables, checked at start-up.
+
+Every setting comes from the environment (``BASTION_SECRET_KEY`` ...) through Flask's
+``from_prefixed_env``; a secret may instead be read from a file (``BASTION_SECRET_KEY_FILE``)
+so container secrets never sit in the environment. ``BASTION_ENV`` picks one of three
+environments and defaults to *production*: forgetting to configure the server yields a
+refusal to start, never a debug server with a sample key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ENVIRONMENTS = ("development", "testing", "production")
+PREFIX = "BASTION"
+# Settings that may be given as ``BASTION_<NAME>_FILE`` pointing to a file holding the value.
+FILE_SETTINGS = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MAIL_URL",
+    "SENTRY_DSN",
+    "METRICS_TOKEN",
+    "JWT_KEYS",
+)
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """Raised with every problem at once, so an operator fixes them in one go."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Bastion refuses to start; fix these settings:\n{lines}")
+
+
+class BaseConfig:
+    """Secure defaults shared by every environment."""
+
+    ENV_NAME = "production"
+    DEBUG = False
+    TESTING = False
+    PROPAGATE_EXCEPTIONS = False
+
+    # Database and shared state
+    DATABASE_URL: str | None = None
+    REDIS_URL: str | None = None
+    SQLALCHEMY_ECHO = False
+    SQLALCHEMY_RECORD_QUERIES = False
+
+    # Edge
+    TRUSTED_HOSTS: list[str] | None = None
+    PROXY_HOPS = 0
+    PREFERRED_URL_SCHEME = "https"
+    FORCE_HTTPS = True
+
+    # Request limits: non-file form fields and JSON bodies stay small; uploads raise the
+    # body limit only on their own routes.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 256 * 1024
+    MAX_FORM_PARTS = 100
+    MAX_UPLOAD_MB = 5
+    UPLOAD_DIR: str | None = None
+
+    # Cookies: host-only, TLS-only, invisible to scripts, not sent on cross-site subrequests.
+    SESSION_COOKIE_NAME = "__Host-session"
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_PATH = "/"
+    SESSION_COOKIE_DOMAIN = False
+    SESSION_REFRESH_EACH_REQUEST = False
+    PERMANENT_SESSION_LIFETIME = timedelta(days=30)
+    SESSION_IDLE_MINUTES = 30
+    SESSION_ABSOLUTE_HOURS = 12
+    REMEMBER_DAYS = 30
+    REAUTH_MINUTES = 10
+    # Flask-Login's own remember cookie is never set (sessions are server-side records);
+    # these keep it safe should anything ever ask for it.
+    REMEMBER_COOKIE_NAME = "__Host-remember"
+    REMEMBER_COOKIE_SECURE = True
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_DURATION = timedelta(days=30)
+
+    # CSRF (Flask-WTF): tokens bound to the session, valid for the session's lifetime.
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_SSL_STRICT = True
+
+    # Rate limits (Flask-Limiter)
+    RATELIMIT_ENABLED = True
+    RATELIMIT_DEFAULT = "300 per minute"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_STRATEGY = "moving-window"
+    RATELIMIT_KEY_PREFIX = "bastion"
+    RATELIMIT_SWALLOW_ERRORS = True
+
+    # Mail, uploads, observability
+    MAIL_URL: str | None = None
+    MAIL_SENDER = "Bastion <no-reply@localhost>"
+    SENTRY_DSN: str | None = None
+    METRICS_TOKEN: str | None = None
+    REQUIRE_2FA_ROLES = "admin"
+    SECURITY_CONTACT = "mailto:security@example.org"
+    LOG_LEVEL = "INFO"
+    SETUP_TOKEN_MINUTES = 60
+
+
+class DevelopmentConfig(BaseConfig):
+    """Local use: SQLite and in-memory limits in ``instance/``; still no debugger by default."""
+
+    ENV_NAME = "development"
+    FORCE_HTTPS = False
+    TRUSTED_HOSTS = ["127.0.0.1", "localhost"]
+    # Browsers treat http://127.0.0.1 and http://localhost as secure contexts, so the
+    # __Host- cookie with Secure works on the development server as it does behind TLS.
+
+
+class TestingConfig(BaseConfig):
+    """Tests: fast hashing is NOT used; only the parts that need outside services change."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    FORCE_HTTPS = False
+    TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
+    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    RATELIMIT_ENABLED = True
+
+
+class ProductionConfig(BaseConfig):
+    """Behind TLS with PostgreSQL and Redis; every unsafe choice refuses start-up."""
+
+    ENV_NAME = "production"
+
+
+CONFIGS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from defaults, environment, secret files and ``overrides``."""
+    overrides = dict(overrides or {})
+    env_name = str(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV") or "production")
+    if env_name not in ENVIRONMENTS:
+        raise ConfigError([f"BASTION_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"])
+    app.config.from_object(CONFIGS[env_name])
+    if env_name != "testing" or overrides.pop("READ_ENV", False):
+        app.config.from_prefixed_env(PREFIX)
+        _read_secret_files(app)
+    app.config.pop("ENV", None)
+    app.config.update(overrides)
+    app.config["ENV_NAME"] = env_name
+    _normalise(app)
+    if env_name == "development" and not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app)
+    problems = validate(app.config)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _read_secret_files(app: Flask) -> None:
+    for name in FILE_SETTINGS:
+        path = app.config.pop(f"{name}_FILE", None)
+        if path:
+            try:
+                app.config[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError([f"BASTION_{name}_FILE cannot be read: {exc.strerror}"]) from exc
+
+
+def _normalise(app: Flask) -> None:
+    """Turn the plain strings that environment variables give into the types Flask expects."""
+    cfg = app.config
+    hosts = cfg.get("TRUSTED_HOSTS")
+    if isinstance(hosts, str):
+        cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
+    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS"):
+        cfg[key] = int(cfg[key])
+    if isinstance(cfg.get("DEBUG"), str):
+        cfg["DEBUG"] = cfg["DEBUG"].lower() in {"1", "true", "yes", "on"}
+    instance = Path(app.instance_path)
+    if not cfg.get("DATABASE_URL"):
+        cfg["DATABASE_URL"] = f"sqlite:///{instance / 'bastion.db'}"
+    url = str(cfg["DATABASE_URL"])
+    if url.startswith("postgres://") or url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    cfg["SQLALCHEMY_DATABASE_URI"] = url
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
+    cfg["RATELIMIT_STORAGE_URI"] = cfg.get("REDIS_URL") or "memory://"
+    cfg["UPLOAD_DIR"] = str(cfg.get("UPLOAD_DIR") or instance / "uploads")
+    cfg["MAX_UPLOAD_BYTES"] = cfg["MAX_UPLOAD_MB"] * 1024 * 1024
+    roles = cfg.get("REQUIRE_2FA_ROLES") or ""
+    if isinstance(roles, str):
+        cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
+    cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+    cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    """Bounded waits: a database that does not answer yields an error, never a hang."""
+    if url.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        # Keep any libpq options given in the URL (e.g. a search_path) and add a timeout.
+        given = make_url(url).query.get("options", "")
+        options = " ".join(filter(None, [str(given), "-c statement_timeout=15000"]))
+        return {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 5,
+            "pool_timeout": 5,
+            "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 3, "options": options},
+        }
+    return {"connect_args": {"timeout": 10}}
+
+
+def _instance_secret(app: Flask) -> str:
+    """Development only: one random key per checkout, kept private in ``instance/``."""
+    path = Path(app.instance_path) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text(encoding="utf-8").strip()
+
+
+def secret_strength_problem(secret: object) -> str | None:
+    """Why a secret key is unusable, or None. Shared with the production check."""
+    if not secret or not isinstance(secret, str | bytes):
+        return "BASTION_SECRET_KEY is missing"
+    raw = secret.encode() if isinstance(secret, str) else secret
+    if len(raw) < MIN_SECRET_BYTES:
+        return f"BASTION_SECRET_KEY is too short ({len(raw)} bytes; use at least {MIN_SECRET_BYTES})"
+    counts = Counter(raw)
+    entropy = -sum(c / len(raw) * math.log2(c / len(raw)) for c in counts.values())
+    if entropy < 3.5:
+        return "BASTION_SECRET_KEY is not random enough (generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+    return None
+
+
+def validate(cfg: Any) -> list[str]:
+    """Problems that make a production configuration unsafe (empty elsewhere)."""
+    if cfg["ENV_NAME"] != "production":
+        return []
+    problems: list[str] = []
+    if msg := secret_strength_problem(cfg.get("SECRET_KEY")):
+        problems.append(msg)
+    if cfg.get("DEBUG"):
+        problems.append("BASTION_DEBUG is on: the debugger runs code for anyone who can reach it")
+    if cfg.get("TESTING"):
+        problems.append("BASTION_TESTING is on in production")
+    if str(cfg["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        problems.append("BASTION_DATABASE_URL is SQLite; production needs PostgreSQL")
+    if str(cfg["RATELIMIT_STORAGE_URI"]).startswith("memory"):
+        problems.append(
+            "BASTION_REDIS_URL is not set: in-memory rate limits are per process and reset on restart"
+        )
+    if not cfg.get("TRUSTED_HOSTS"):
+        problems.append("BASTION_TRUSTED_HOSTS is empty: any Host header would be accepted")
+    if not cfg.get("FORCE_HTTPS") or not cfg.get("SESSION_COOKIE_SECURE"):
+        problems.append("HTTPS is not enforced (BASTION_FORCE_HTTPS / BASTION_SESSION_COOKIE_SECURE)")
+    if cfg.get("PROXY_HOPS", 0) < 0 or cfg.get("PROXY_HOPS", 0) > 5:
+        problems.append("BASTION_PROXY_HOPS must be between 0 and 5")
+    if not cfg.get("WTF_CSRF_ENABLED"):
+        problems.append("BASTION_WTF_CSRF_ENABLED is off")
+    return problems

@@ -1,0 +1,137 @@
+"""Error answers: HTML pages for the site, RFC 9457 problem+json for the API.
+
+No handler ever shows a traceback or an exception's text: clients get a stable title and a
+helpful sentence; the details go to the log with the request id the client also sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
+
+log = logging.getLogger("bastion.errors")
+
+MESSAGES: dict[int, str] = {
+    400: "The request could not be understood. Check what was sent and try again.",
+    401: "You need to sign in to do that.",
+    403: "You are not allowed to do that.",
+    404: "There is nothing here. The page may have moved or never existed.",
+    405: "That method is not allowed here.",
+    413: "What was sent is too large.",
+    415: "That content type is not supported here.",
+    422: "The request was understood but some values are not valid.",
+    429: "Too many requests. Please wait a moment and try again.",
+    500: "Something went wrong on our side. It has been logged; please try again later.",
+    503: "The service is temporarily unavailable. Please try again shortly.",
+}
+
+
+def wants_problem_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/csp-report", "/metrics")
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """One JSON error envelope for the whole API (RFC 9457)."""
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail or MESSAGES.get(status, ""),
+        "request_id": g.get("request_id"),
+    }
+    if extra:
+        body.update(extra)
+    resp = Response(orjson.dumps(body), status=status, mimetype="application/problem+json")
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def _detail_for(exc: HTTPException) -> str:
+    if isinstance(exc, SecurityError):  # never reflect the untrusted Host back
+        return "This site is not served under that host name."
+    # Werkzeug's default descriptions are safe but generic; ours say what to do. A view may
+    # pass its own description with abort(code, description="...").
+    default = type(exc).description
+    if exc.description and exc.description != default:
+        return str(exc.description)
+    return MESSAGES.get(exc.code or 500, str(default or ""))
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    detail = _detail_for(exc)
+    headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+    if wants_problem_json():
+        resp = problem(status, detail, headers=headers)
+    else:
+        resp = Response(_error_page(status, detail, exc), status=status, mimetype="text/html")
+        for name, value in headers.items():
+            resp.headers[name] = value
+    return resp
+
+
+def _error_page(status: int, detail: str, exc: HTTPException) -> str:
+    """The site's error page; a bare page when the request cannot build URLs (bad Host)."""
+    from flask.globals import request_ctx
+
+    if request_ctx.url_adapter is not None:
+        try:
+            return render_template("errors/error.html", status=status, detail=detail, exc=exc)
+        except Exception:  # noqa: BLE001 - an error page must never fail
+            log.exception("error page failed to render")
+    from markupsafe import escape
+
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{status}</title>"
+        f"<h1>{escape(exc.name)}</h1><p>{escape(detail)}</p></html>"
+    )
+
+
+def handle_csrf_error(exc: CSRFError) -> Response:
+    from bastion.security import audit
+
+    log.warning("csrf failure", extra={"reason": exc.description, "path": request.path})
+    try:
+        audit.record("csrf.failure", details={"path": request.path, "reason": exc.description})
+    except Exception:  # noqa: BLE001 - the refusal matters more than its record
+        log.exception("could not record csrf failure")
+    from bastion.observability import counters
+
+    counters.increment("csrf_failures")
+    exc.description = (
+        "This form has expired or was sent from another site. Reload the page and try again."
+    )
+    return handle_http_exception(exc)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.path})
+    try:
+        from bastion.extensions import db
+
+        db.session.rollback()
+    except Exception:  # noqa: BLE001
+        log.exception("rollback after error failed")
+    return handle_http_exception(InternalServerError())
+
+
+def register_errorhandlers(app: Flask) -> None:
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,80 @@
+"""Home page, security.txt and the CSP report collector."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from flask import Response, abort, current_app, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from bastion.extensions import csrf, db, limiter
+from bastion.main import bp
+from bastion.models import Article
+from bastion.security.access import public
+
+log = logging.getLogger("bastion.csp")
+CSP_REPORT_TYPES = ("application/csp-report", "application/reports+json", "application/json")
+CSP_FIELDS = ("blocked-uri", "violated-directive", "effective-directive", "document-uri",
+              "source-file", "line-number", "disposition")
+
+
+@bp.get("/")
+@public
+def index() -> ResponseReturnValue:
+    articles = db.session.scalars(
+        select(Article)
+        .where(Article.status == "published")
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .limit(10)
+    ).all()
+    return render_template("main/index.html", articles=articles)
+
+
+@bp.get("/.well-known/security.txt")
+@public
+def security_txt() -> ResponseReturnValue:
+    """RFC 9116 contact file; Expires is always a year ahead of the running release."""
+    expires = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
+    host = request.host
+    body = (
+        f"Contact: {current_app.config['SECURITY_CONTACT']}\n"
+        f"Expires: {expires.isoformat().replace('+00:00', 'Z')}\n"
+        "Preferred-Languages: en\n"
+        f"Canonical: https://{host}/.well-known/security.txt\n"
+        f"Policy: https://{host}/security-policy\n"
+    )
+    return Response(body, mimetype="text/plain")
+
+
+@bp.post("/csp-report")
+@public
+@csrf.exempt  # browsers send reports without our token; nothing here changes user state
+@limiter.limit("60 per minute")
+def csp_report() -> ResponseReturnValue:
+    """Collect CSP violation reports (report-uri and Reporting API formats)."""
+    request.max_content_length = 16 * 1024
+    if request.mimetype not in CSP_REPORT_TYPES:
+        abort(415)
+    try:
+        payload = orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError:
+        abort(400, description="The report is not valid JSON.")
+    reports = payload if isinstance(payload, list) else [payload]
+    from bastion.observability import counters
+    from bastion.security import audit
+
+    for item in reports[:20]:
+        if not isinstance(item, dict):
+            continue
+        body = item.get("csp-report") or item.get("body") or {}
+        if not isinstance(body, dict):
+            continue
+        facts = {k: str(body.get(k, ""))[:300] for k in CSP_FIELDS if body.get(k)}
+        log.warning("csp violation", extra={"report": facts})
+        counters.increment("csp_reports")
+        audit.record("csp.report", details=facts, commit=False)
+    db.session.commit()
+    return Response(status=204)

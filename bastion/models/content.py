@@ -1,0 +1,58 @@
+"""Published content: articles and their comments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from bastion.models.base import Base, TimestampMixin
+
+if TYPE_CHECKING:
+    from bastion.models.user import User
+
+ARTICLE_STATUSES = ("draft", "published")
+
+
+class Article(TimestampMixin, Base):
+    __tablename__ = "articles"
+    __table_args__ = (Index("ix_articles_status_published_at", "status", "published_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(220), index=True)
+    body_md: Mapped[str] = mapped_column(Text, default="")
+    # Sanitised HTML rendered once on save, so reads never run the Markdown renderer.
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(String(400), default="")
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    comments: Mapped[list[Comment]] = relationship(
+        back_populates="article",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Comment.id",
+    )
+
+    @property
+    def is_published(self) -> bool:
+        return self.status == "published"
+
+
+class Comment(TimestampMixin, Base):
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+
+    article: Mapped[Article] = relationship(back_populates="comments")
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)

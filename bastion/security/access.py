@@ -1,0 +1,114 @@
+"""Deny by default: every view declares who may call it, enforced in one place.
+
+Views are tagged with one of the decorators below. ``check_every_view_has_policy`` runs at
+the end of ``create_app`` and refuses to start when a view has no policy, so a route added
+without thought is a start-up error rather than an open door. ``enforce_access_policy`` runs
+before every request and is the only place that turns a policy into 401/403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+F = TypeVar("F", bound=Callable[..., Any])
+POLICY_ATTR = "_bastion_access"
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    SIGNED_IN = "signed_in"  # any active, signed-in account
+    EDITOR = "editor"
+    ADMIN = "admin"
+    # Authenticated by a bearer token inside the API layer; cookies are never accepted.
+    BEARER = "bearer"
+
+
+ROLE_POLICIES = {Access.EDITOR: "editor", Access.ADMIN: "admin"}
+
+
+def _tag(policy: Access) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        setattr(view, POLICY_ATTR, policy)
+        return view
+
+    return decorator
+
+
+public = _tag(Access.PUBLIC)
+login_required = _tag(Access.SIGNED_IN)
+editor_required = _tag(Access.EDITOR)
+admin_required = _tag(Access.ADMIN)
+bearer_required = _tag(Access.BEARER)
+
+
+def role_required(role: str) -> Callable[[F], F]:
+    return _tag({"editor": Access.EDITOR, "admin": Access.ADMIN}[role])
+
+
+def policy_of(app: Flask, endpoint: str) -> Access | None:
+    """The declared policy of an endpoint; static files are public by nature."""
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return Access.PUBLIC
+    view = app.view_functions.get(endpoint)
+    return getattr(view, POLICY_ATTR, None)
+
+
+def route_policies(app: Flask) -> list[tuple[str, str, Access | None]]:
+    """(rule, endpoint, policy) for every route: the basis of the route-policy test."""
+    return [
+        (rule.rule, rule.endpoint, policy_of(app, rule.endpoint))
+        for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule)
+    ]
+
+
+def check_every_view_has_policy(app: Flask) -> None:
+    missing = sorted({ep for _, ep, policy in route_policies(app) if policy is None})
+    if missing:
+        raise RuntimeError(
+            "These views declare no access policy (use @public, @login_required, "
+            f"@editor_required, @admin_required or @bearer_required): {', '.join(missing)}"
+        )
+
+
+def _denied(status: int) -> ResponseReturnValue:
+    from bastion.security import audit
+
+    audit.record(
+        "authz.denied",
+        details={"endpoint": request.endpoint or "", "method": request.method},
+    )
+    abort(status)
+
+
+def enforce_access_policy() -> ResponseReturnValue | None:
+    """before_request: map the endpoint's policy onto the current identity."""
+    if request.endpoint is None:  # 404/405: let the router's error stand
+        return None
+    policy = policy_of(current_app, request.endpoint)
+    g.access_policy = policy
+    if policy is None:  # unreachable once start-up checks pass; deny all the same
+        abort(403)
+    if policy in (Access.PUBLIC, Access.BEARER):
+        return None
+    if not current_user.is_authenticated:
+        if request.path.startswith("/api/"):
+            abort(401)
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    for check in current_app.extensions.get("bastion.access_checks", ()):
+        if (result := check()) is not None:
+            return result  # type: ignore[no-any-return]
+    role = ROLE_POLICIES.get(policy)
+    if role is not None and not current_user.has_role(role):
+        return _denied(403)
+    return None
+
+
+def add_access_check(app: Flask, check: Callable[[], ResponseReturnValue | None]) -> None:
+    """Register an extra gate for signed-in users (e.g. mandatory 2FA enrolment)."""
+    app.extensions.setdefault("bastion.access_checks", []).append(check)

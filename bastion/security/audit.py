@@ -1,0 +1,67 @@
+"""Audit trail: one row per security event, plus the same event as a JSON log line.
+
+Rows are never updated or deleted: the ORM refuses it here and PostgreSQL refuses it with a
+trigger (see the migration), so even a bug elsewhere cannot rewrite history.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import g, has_request_context, request
+from flask_login import current_user
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from bastion.extensions import db
+from bastion.models import AuditEvent
+
+log = logging.getLogger("bastion.audit")
+
+
+def _request_facts() -> dict[str, Any]:
+    if not has_request_context():
+        return {"ip": "", "user_agent": "", "request_id": "", "actor_id": None}
+    actor = current_user.id if current_user and current_user.is_authenticated else None
+    return {
+        "ip": (request.remote_addr or "")[:45],
+        "user_agent": (request.user_agent.string or "")[:255],
+        "request_id": getattr(g, "request_id", "")[:128],
+        "actor_id": actor,
+    }
+
+
+def record(
+    event_name: str,
+    *,
+    actor_id: int | None = None,
+    target_user_id: int | None = None,
+    details: dict[str, Any] | None = None,
+    commit: bool = True,
+) -> AuditEvent:
+    """Store an event; ``commit=False`` lets a service commit it with its own change."""
+    facts = _request_facts()
+    if actor_id is not None:
+        facts["actor_id"] = actor_id
+    row = AuditEvent(event=event_name, target_user_id=target_user_id, details=details or {}, **facts)
+    db.session.add(row)
+    if commit:
+        db.session.commit()
+    log.info(
+        "audit",
+        extra={
+            "event": event_name,
+            "actor_id": row.actor_id,
+            "target_user_id": target_user_id,
+            "details": details or {},
+        },
+    )
+    return row
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _ctx: object, _instances: object) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent):
+            raise PermissionError("audit events are append-only")

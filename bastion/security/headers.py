@@ -1,0 +1,103 @@
+"""Response hardening: Talisman for CSP/HSTS/framing, plus what Talisman does not cover.
+
+HTTPS is enforced here rather than by Talisman's ``force_https`` because Talisman also
+trusts a client-sent ``X-Forwarded-Proto``; ``request.is_secure`` is only true behind a
+proxy when ``ProxyFix`` was configured with ``BASTION_PROXY_HOPS``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, redirect, request, session
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from bastion.extensions import talisman
+
+CSP: dict[str, str] = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self'",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "manifest-src": "'self'",
+    "media-src": "'none'",
+    "worker-src": "'none'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "frame-src": "'none'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+}
+PERMISSIONS_POLICY = {
+    feature: "()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+        "browsing-topics",
+    )
+}
+# Fixed headers computed once, not per request.
+STATIC_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "X-Permitted-Cross-Domain-Policies": "none",
+}
+
+
+def init_headers(app: Flask) -> None:
+    csp = dict(CSP)
+    if app.config["FORCE_HTTPS"]:
+        csp["upgrade-insecure-requests"] = ""
+    talisman.init_app(
+        app,
+        force_https=False,
+        frame_options="DENY",
+        strict_transport_security=True,
+        strict_transport_security_max_age=63072000,
+        strict_transport_security_include_subdomains=True,
+        content_security_policy=csp,
+        content_security_policy_nonce_in=["script-src", "style-src"],
+        content_security_policy_report_uri="/csp-report",
+        referrer_policy="strict-origin-when-cross-origin",
+        permissions_policy=PERMISSIONS_POLICY,
+        feature_policy={},
+        document_policy={},
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_http_only=True,
+        session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
+        x_content_type_options=True,
+        x_xss_protection=False,
+    )
+    if app.config["FORCE_HTTPS"]:
+        app.before_request(require_https)
+    app.after_request(add_security_headers)
+
+
+def require_https() -> ResponseReturnValue | None:
+    """Send plain-HTTP requests to HTTPS; API clients get a refusal, not a redirect."""
+    if request.is_secure or request.endpoint in ("health.healthz", "health.readyz"):
+        return None
+    if request.path.startswith("/api/"):
+        from flask import abort
+
+        abort(403, description="HTTPS is required.")
+    return redirect(request.url.replace("http://", "https://", 1), code=308)
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in STATIC_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # Anything shown to a signed-in user (or tied to a session) must not be stored by a
+    # shared cache or kept in the browser's back/forward history.
+    if "sid" in session or (current_user and current_user.is_authenticated):
+        response.headers["Cache-Control"] = "no-store"
+        response.vary.add("Cookie")
+    response.headers.pop("Server", None)
+    return response

@@ -1,0 +1,61 @@
+"""Password hashing: Argon2id, with legacy bcrypt hashes verified and upgraded.
+
+argon2-cffi's defaults follow RFC 9106's second recommendation (t=3, m=64 MiB, p=4). A hash
+made with other parameters, or a Flask-Bcrypt hash from an older deployment, verifies and
+reports ``needs_rehash`` so the caller re-hashes on the next successful login.
+"""
+
+from __future__ import annotations
+
+import bcrypt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_hasher = PasswordHasher()
+# Verifying against this when the account does not exist makes "no such user" cost the
+# same time as "wrong password".
+_DUMMY_HASH = _hasher.hash("bastion-dummy-password-for-timing")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Constant-cost check; a missing hash still spends one Argon2 verification."""
+    if not stored_hash:
+        _verify_argon2(_DUMMY_HASH, password)
+        return False
+    if stored_hash.startswith(("$2a$", "$2b$", "$2y$")):
+        # bcrypt reads only the first 72 bytes; a longer password would be silently
+        # truncated, so refuse it instead of letting a prefix match.
+        raw = password.encode("utf-8")
+        if len(raw) > 72:
+            _verify_argon2(_DUMMY_HASH, password)
+            return False
+        try:
+            return bcrypt.checkpw(raw, stored_hash.encode("ascii"))
+        except ValueError:
+            return False
+    return _verify_argon2(stored_hash, password)
+
+
+def _verify_argon2(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    if not stored_hash.startswith("$argon2id$"):
+        return True
+    try:
+        return _hasher.check_needs_rehash(stored_hash)
+    except InvalidHashError:
+        return True
+
+
+def dummy_verify(password: str) -> None:
+    """Spend the time of one verification (unknown user, disabled account...)."""
+    _verify_argon2(_DUMMY_HASH, password)

@@ -1,0 +1,91 @@
+"""First-run setup: a one-time link that creates the first admin. No default credentials."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from bastion.auth.services import admin_exists, create_user
+from bastion.extensions import db
+from bastion.models import SetupToken, User, utcnow
+from bastion.security import audit
+from bastion.security.tokens import new_token, token_hash
+
+
+def issue_setup_token() -> str:
+    """Store the hash of a fresh token; the caller shows the token once."""
+    token = new_token(32)
+    minutes = current_app.config["SETUP_TOKEN_MINUTES"]
+    db.session.add(
+        SetupToken(token_hash=token_hash(token), expires_at=utcnow() + timedelta(minutes=minutes))
+    )
+    db.session.commit()
+    return token
+
+
+def token_is_valid(token: str) -> bool:
+    if len(token) > 128 or admin_exists():
+        return False
+    row = db.session.scalar(select(SetupToken).where(SetupToken.token_hash == token_hash(token)))
+    return row is not None and row.used_at is None and row.expires_at > utcnow()
+
+
+def create_first_admin(token: str, username: str, email: str, password: str) -> User | None:
+    """Consume the token and create the admin in one transaction; None if the token is dead.
+
+    The conditional UPDATE makes the token single-use even when two requests race.
+    """
+    if not token_is_valid(token):
+        return None
+    now = utcnow()
+    claimed = db.session.execute(
+        update(SetupToken)
+        .where(
+            SetupToken.token_hash == token_hash(token),
+            SetupToken.used_at.is_(None),
+            SetupToken.expires_at > now,
+        )
+        .values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        return None
+    try:
+        user = create_user(username, email, password, role="admin", confirmed=True, commit=False)
+    except Exception:
+        db.session.rollback()
+        raise
+    # Every other outstanding setup link dies with the first admin.
+    db.session.execute(update(SetupToken).where(SetupToken.used_at.is_(None)).values(used_at=now))
+    db.session.commit()
+    audit.record("setup.admin_created", actor_id=user.id, target_user_id=user.id)
+    return user
+
+
+def announce_setup_if_needed(base_url: str = "http://127.0.0.1:5000") -> str | None:
+    """Print a setup link when no admin exists; used when a server starts."""
+    import logging
+    import sys
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        if admin_exists():
+            return None
+        token = issue_setup_token()
+    except SQLAlchemyError:
+        db.session.rollback()
+        logging.getLogger("bastion.setup").warning(
+            "database not ready; run `flask --app bastion db upgrade` first"
+        )
+        return None
+    url = f"{base_url.rstrip('/')}/setup/{token}"
+    minutes = current_app.config["SETUP_TOKEN_MINUTES"]
+    banner = (
+        f"\n  No admin account exists yet. Create one within {minutes} minutes at:\n\n"
+        f"    {url}\n\n  (single use; or run `flask --app bastion create-admin`)\n"
+    )
+    print(banner, file=sys.stderr, flush=True)
+    return url

@@ -1,0 +1,225 @@
+"""Fixtures for the whole suite: apps on SQLite and PostgreSQL, Redis, SMTP, Chromium.
+
+Tests that need an outside service skip with a reason when it is absent; CI sets
+BASTION_FAIL_ON_SKIP=1 so that any skip fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from tests.support import services
+from tests.support.auth import AuthActions
+from tests.support.client import HTTPSClient
+
+pytest_plugins = ["tests.support.browser", "tests.support.mail"]
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+# --------------------------------------------------------------------------- skips ---
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("BASTION_FAIL_ON_SKIP") == "1" and _skipped:
+        print(f"\nBASTION_FAIL_ON_SKIP: {len(_skipped)} test(s) skipped:")
+        for nodeid in _skipped[:50]:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ------------------------------------------------------------------------ databases ---
+@pytest.fixture(scope="session")
+def pg_base_url() -> str:
+    url = os.environ.get("BASTION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    if not services.pg_reachable(url):
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url(pg_base_url: str) -> Iterator[Callable[[], str]]:
+    """Make fresh schemas on demand (one per app), dropped at the end of the run."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        services.pg_execute(pg_base_url, f'CREATE SCHEMA "{name}"')
+        made.append(name)
+        return services.with_search_path(pg_base_url, name)
+
+    yield make
+    for name in made:
+        services.pg_execute(pg_base_url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _database_url(backend: str, tmp: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'bastion.db'}"
+    make: Callable[[], str] = request.getfixturevalue("pg_schema_url")
+    return make()
+
+
+def base_config(tmp: Path, database_url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "ENV_NAME": "testing",
+        "DATABASE_URL": database_url,
+        "UPLOAD_DIR": str(tmp / "uploads"),
+        "OUTBOX_DIR": str(tmp / "outbox"),
+        **overrides,
+    }
+
+
+def build_app(config: dict[str, Any], *, migrate: bool = False) -> Flask:
+    """An app with its schema in place (create_all, or the real migrations)."""
+    from bastion import create_app
+    from bastion.auth.services import ensure_roles
+    from bastion.extensions import db
+
+    app = create_app(config)
+    app.test_client_class = HTTPSClient
+    with app.app_context():
+        if migrate:
+            from flask_migrate import upgrade
+
+            upgrade()
+        else:
+            db.create_all()
+            ensure_roles()
+            db.session.commit()
+    return app
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def _session_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
+    backend = request.param
+    tmp = tmp_path_factory.mktemp(f"app-{backend}")
+    app = build_app(base_config(tmp, _database_url(backend, tmp, request)))
+    app.config["BACKEND"] = backend
+    yield app
+    from bastion.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _wipe(app: Flask) -> None:
+    from bastion.extensions import db, limiter
+
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables) if t.name != "roles"]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for name in tables:
+                    conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - fixed names
+        limiter.reset()
+
+
+@pytest.fixture
+def app(_session_app: Flask) -> Iterator[Flask]:
+    """The application on each backend, with empty tables for every test."""
+    _wipe(_session_app)
+    with _session_app.app_context():
+        yield _session_app
+    _wipe(_session_app)
+
+
+@pytest.fixture
+def make_app(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Flask]]:
+    """Build a one-off app with config overrides (SQLite unless backend= is given)."""
+    built: list[Flask] = []
+
+    def make(backend: str = "sqlite", migrate: bool = False, **overrides: Any) -> Flask:
+        sub = tmp_path / f"app{len(built)}"
+        sub.mkdir()
+        app = build_app(
+            base_config(sub, _database_url(backend, sub, request), **overrides), migrate=migrate
+        )
+        built.append(app)
+        return app
+
+    yield make
+    from bastion.extensions import db
+
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Any:
+    from bastion.extensions import db
+
+    return db.session
+
+
+# ---------------------------------------------------------------------------- redis ---
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL plus a unique key prefix; keys are removed afterwards."""
+    url = os.environ.get("BASTION_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    if not services.redis_reachable(url):
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    prefix = f"bastion-test-{uuid.uuid4().hex[:10]}"
+    os.environ["BASTION_TEST_REDIS_PREFIX"] = prefix
+    yield url
+    services.redis_delete_prefix(url, prefix)
+
+
+# -------------------------------------------------------------------------- helpers ---
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in page"
+    return match.group(1)
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    return pick

@@ -1,0 +1,90 @@
+"""JSON request logs with a request id; secrets never written."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from flask.testing import FlaskClient
+
+from bastion.observability.logging import JSONFormatter
+
+
+def _request_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "bastion.request"]
+
+
+@pytest.mark.asvs("V16.2.1", "V16.1.1")
+def test_request_id_is_kept_when_sane_and_echoed(client: FlaskClient, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="bastion")
+    resp = client.get("/healthz", headers={"X-Request-ID": "abc12345-trace"})
+    assert resp.headers["X-Request-ID"] == "abc12345-trace"
+    line = json.loads(JSONFormatter().format(_request_records(caplog)[-1]))
+    assert line["method"] == "GET" and line["path"] == "/healthz" and line["status"] == 200
+    assert "duration_ms" in line and "user_id" in line
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 300, "id\r\nInjected: 1", "<script>"])
+@pytest.mark.asvs("V16.4.1")
+def test_unsafe_request_id_is_replaced(client: FlaskClient, bad: str) -> None:
+    resp = client.get("/healthz", headers={"X-Request-ID": bad.replace("\r\n", " ")})
+    assert resp.headers["X-Request-ID"] != bad
+    assert len(resp.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.asvs("V16.2.5", "V14.2.1")
+def test_secrets_are_never_logged(client: FlaskClient, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG, logger="bastion")
+    client.get("/healthz?token=supersecret-query-value")
+    from tests.support.auth import csrf_token
+
+    client.post(
+        "/auth/login",
+        data={"username": "nobody", "password": "hunter2-secret-value", "csrf_token": csrf_token(client, "/auth/login")},
+    )
+    fmt = JSONFormatter()
+    text = "\n".join(fmt.format(r) for r in caplog.records)
+    assert "supersecret-query-value" not in text
+    assert "hunter2-secret-value" not in text
+    record = logging.LogRecord("bastion.x", logging.INFO, "", 0, "m", None, None)
+    record.password = "p4ss"  # type: ignore[attr-defined]
+    record.details = {"api_token": "bst_abc", "ok": 1}  # type: ignore[attr-defined]
+    out = json.loads(fmt.format(record))
+    assert out["password"] == "**********" and out["details"]["api_token"] == "**********"
+    assert out["details"]["ok"] == 1
+
+
+def test_readyz_reports_database(client: FlaskClient) -> None:
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.json["checks"]["database"] == "ok"
+
+
+@pytest.mark.asvs("V13.2.1")
+def test_readyz_is_503_when_the_database_is_unreachable(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app()
+    from bastion.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://u@127.0.0.1:9/none"
+    # A fresh engine for the new URL: simulate a database that went away.
+    with app.app_context():
+        from sqlalchemy import create_engine
+
+        db._app_engines[app][None] = create_engine(  # type: ignore[attr-defined]
+            "postgresql+psycopg://u@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
+        )
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.json["checks"]["database"] == "unavailable"
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_security_txt(client: FlaskClient) -> None:
+    resp = client.get("/.well-known/security.txt")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    body = resp.get_data(as_text=True)
+    assert "Contact: " in body and "Expires: " in body
+    assert "Canonical: https://localhost/.well-known/security.txt" in body

@@ -1,0 +1,92 @@
+"""Security headers on pages, API answers and error pages alike."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.factories import PASSWORD, UserFactory
+
+PATHS = ["/", "/auth/login", "/does-not-exist", "/api/v1/nothing-here", "/healthz"]
+
+
+def csp_directives(header: str) -> dict[str, str]:
+    return {
+        part.strip().split(" ", 1)[0]: (part.strip().split(" ", 1) + [""])[1]
+        for part in header.split(";")
+        if part.strip()
+    }
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.asvs("V3.4.1", "V3.4.2", "V3.4.3", "V3.4.4", "V3.4.5", "V3.4.6", "V3.4.8")
+def test_every_answer_carries_the_security_headers(client: FlaskClient, path: str) -> None:
+    resp = client.get(path)
+    h = resp.headers
+    assert h["Strict-Transport-Security"] == "max-age=63072000; includeSubDomains"
+    assert h["X-Content-Type-Options"] == "nosniff"
+    assert h["X-Frame-Options"] == "DENY"
+    assert h["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert "camera=()" in h["Permissions-Policy"]
+    assert h["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert h["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert "Server" not in h
+    csp = csp_directives(h["Content-Security-Policy"])
+    assert csp["object-src"] == "'none'"
+    assert csp["base-uri"] == "'none'"
+    assert csp["frame-ancestors"] == "'none'"
+    assert csp["form-action"] == "'self'"
+    assert csp["default-src"] == "'self'"
+    assert "report-uri" in csp
+    for directive in ("script-src", "style-src"):
+        assert "unsafe-inline" not in csp[directive]
+        assert "unsafe-eval" not in csp[directive]
+        assert re.search(r"'nonce-[A-Za-z0-9+/=_-]{16,}'", csp[directive])
+
+
+@pytest.mark.asvs("V3.4.3")
+def test_nonce_is_fresh_for_every_request(client: FlaskClient) -> None:
+    nonces = {
+        re.search(r"'nonce-([^']+)'", client.get("/").headers["Content-Security-Policy"]).group(1)  # type: ignore[union-attr]
+        for _ in range(5)
+    }
+    assert len(nonces) == 5
+
+
+@pytest.mark.asvs("V14.3.2")
+def test_signed_in_pages_are_not_cached(client: FlaskClient, auth, app: Flask) -> None:  # type: ignore[no-untyped-def]
+    anonymous = client.get("/")
+    assert "no-store" not in anonymous.headers.get("Cache-Control", "")
+    user = UserFactory()
+    auth.login(user.username, PASSWORD)
+    resp = client.get("/")
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert "Cookie" in resp.headers["Vary"]
+
+
+@pytest.mark.asvs("V3.3.1", "V3.3.2", "V3.3.3")
+def test_session_cookie_is_host_prefixed_secure_httponly_lax(client: FlaskClient, auth) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory()
+    resp = auth.login(user.username, PASSWORD)
+    cookies = resp.headers.getlist("Set-Cookie")
+    session_cookie = next(c for c in cookies if c.startswith("__Host-session="))
+    attrs = {a.strip().split("=")[0].lower() for a in session_cookie.split(";")[1:]}
+    assert {"secure", "httponly", "path"} <= attrs
+    assert "samesite=lax" in session_cookie.lower()
+    assert "domain=" not in session_cookie.lower()
+
+
+@pytest.mark.asvs("V12.2.1", "V3.4.1")
+def test_production_redirects_plain_http_to_https(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(FORCE_HTTPS=True)
+    plain = app.test_client()
+    resp = plain.get("/auth/login?next=/x", base_url="http://localhost")
+    assert resp.status_code == 308
+    assert resp.headers["Location"] == "https://localhost/auth/login?next=/x"
+    assert plain.get("/api/v1/articles", base_url="http://localhost").status_code in (403, 404)
+    # A client claiming HTTPS itself is not believed without a configured proxy.
+    spoofed = plain.get("/", headers={"X-Forwarded-Proto": "https"}, base_url="http://localhost")
+    assert spoofed.status_code == 308

@@ -1,0 +1,104 @@
+"""Chromium through Playwright (one browser per session) and a live server in a thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+CHROMIUM = os.environ.get("BASTION_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class LiveServer:
+    app: Flask
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+def serve(app: Flask) -> LiveServer:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return LiveServer(app=app, url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+
+
+@pytest.fixture
+def live_server(make_app: Callable[..., Flask]) -> Iterator[Callable[..., LiveServer]]:
+    """Start the app (SQLite by default) on a free loopback port; config overrides allowed."""
+    started: list[LiveServer] = []
+
+    def start(backend: str = "sqlite", **overrides: Any) -> LiveServer:
+        overrides.setdefault("TRUSTED_HOSTS", ["127.0.0.1", "localhost"])
+        live = serve(make_app(backend=backend, **overrides))
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+@dataclass
+class PageWatch:
+    """Collects what a page reports: CSP violations, console errors, dialogs."""
+
+    console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
+    context = browser.new_context()
+    page = context.new_page()
+    watch = PageWatch()
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            text = msg.text
+            (watch.csp_violations if "Content Security Policy" in text else watch.console_errors).append(text)
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("console", on_console)
+    page.on("dialog", on_dialog)
+    yield page, watch
+    context.close()

@@ -1,0 +1,23 @@
+"""A test client that speaks HTTPS by default, as the site does in production."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+
+class HTTPSClient(FlaskClient):
+    """Like a browser on the site: HTTPS, and a same-origin Referer on every request.
+
+    Flask-WTF checks the Referer on HTTPS (as Django does); tests of cross-site requests
+    pass their own ``Referer``/``Origin`` headers.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if not (args and not isinstance(args[0], str)):
+            base = kwargs.setdefault("base_url", "https://localhost")
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("Referer", base.rstrip("/") + "/")
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)

@@ -1,0 +1,108 @@
+"""Configuration: production refuses unsafe settings, all of them named in one message."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bastion import create_app
+from bastion.config import ConfigError
+
+STRONG = "k3y-" + "Zx9Qw2Lm7Rt5Yp1Vb8Nc4Hd6Jf0Gs3Ae" * 2
+
+
+@pytest.mark.asvs("V13.4.2", "V13.3.1")
+def test_production_refuses_every_unsafe_setting_in_one_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("BASTION_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("BASTION_DEBUG", "true")
+    monkeypatch.setenv("BASTION_FORCE_HTTPS", "false")
+    with pytest.raises(ConfigError) as info:
+        create_app({"ENV_NAME": "production"})
+    message = str(info.value)
+    for expected in (
+        "BASTION_SECRET_KEY is missing",
+        "BASTION_DEBUG is on",
+        "SQLite",
+        "BASTION_REDIS_URL is not set",
+        "BASTION_TRUSTED_HOSTS is empty",
+        "HTTPS is not enforced",
+    ):
+        assert expected in message
+    assert len(info.value.problems) == 6
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [("dev", "too short"), ("a" * 64, "not random enough"), ("changeme" * 5, "not random")],
+)
+@pytest.mark.asvs("V13.3.1")
+def test_weak_secret_keys_are_refused(secret: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        create_app(
+            {
+                "ENV_NAME": "production",
+                "SECRET_KEY": secret,
+                "DATABASE_URL": "postgresql://u@127.0.0.1/x",
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "TRUSTED_HOSTS": "example.org",
+            }
+        )
+
+
+def test_safe_production_settings_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(STRONG + "\n")
+    monkeypatch.setenv("BASTION_SECRET_KEY_FILE", str(secret_file))
+    monkeypatch.setenv("BASTION_DATABASE_URL", "postgresql://bastion@127.0.0.1/bastion")
+    monkeypatch.setenv("BASTION_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("BASTION_TRUSTED_HOSTS", "bastion.example, www.bastion.example")
+    monkeypatch.setenv("BASTION_PROXY_HOPS", "1")
+    app = create_app({"ENV_NAME": "production"})
+    assert app.config["SECRET_KEY"] == STRONG  # read from the file, newline stripped
+    assert app.config["TRUSTED_HOSTS"] == ["bastion.example", "www.bastion.example"]
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+    assert app.config["PROXY_HOPS"] == 1
+    assert not app.debug
+
+
+def test_unknown_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match="BASTION_ENV must be one of"):
+        create_app({"ENV_NAME": "staging"})
+
+
+def test_unreadable_secret_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BASTION_SECRET_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="BASTION_SECRET_KEY_FILE cannot be read"):
+        create_app({"ENV_NAME": "production"})
+
+
+@pytest.mark.asvs("V13.3.1")
+def test_development_generates_a_private_secret_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BASTION_SECRET_KEY", raising=False)
+    import bastion
+
+    monkeypatch.setattr(bastion, "__name__", "bastion")
+    from flask import Flask
+
+    from bastion.config import load_config
+
+    first = Flask("bastion", instance_path=str(tmp_path / "instance"))
+    load_config(first, {"ENV_NAME": "development"})
+    key_file = tmp_path / "instance" / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first.config["SECRET_KEY"]) >= 48
+    second = Flask("bastion", instance_path=str(tmp_path / "instance"))
+    load_config(second, {"ENV_NAME": "development"})
+    assert second.config["SECRET_KEY"] == first.config["SECRET_KEY"]
+    assert not first.debug
