@@ -61,17 +61,23 @@ def register_extensions(app: Flask) -> None:
     import bastion.auth.sessions  # noqa: F401 - registers the user loader
 
 
-def register_blueprints(app: Flask) -> None:
-    from bastion.auth import bp as auth_bp
-    from bastion.auth import routes as _auth_routes  # noqa: F401
-    from bastion.main import bp as main_bp
-    from bastion.main import routes as _main_routes  # noqa: F401
-    from bastion.observability.health import bp as health_bp
-    from bastion.setup import bp as setup_bp
-    from bastion.setup import routes as _setup_routes  # noqa: F401
+# Feature packages, each exposing ``bp`` in __init__ and its views in ``routes``.
+BLUEPRINTS = (
+    "bastion.main",
+    "bastion.auth",
+    "bastion.setup",
+)
 
-    for bp in (main_bp, health_bp, auth_bp, setup_bp):
-        app.register_blueprint(bp)
+
+def register_blueprints(app: Flask) -> None:
+    from importlib import import_module
+
+    from bastion.observability.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    for name in BLUEPRINTS:
+        import_module(f"{name}.routes")
+        app.register_blueprint(import_module(name).bp)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import or_, select
-
 from bastion.auth import bp
 from bastion.auth.forms import EmptyForm, LoginForm
-from bastion.auth.services import canonical_username, normalise_password
+from bastion.auth.services import authenticate, canonical_username, find_login_user
 from bastion.auth.sessions import end_session, start_session
-from bastion.extensions import db, limiter
-from bastion.models import User
+from bastion.extensions import limiter
 from bastion.security import audit
 from bastion.security.access import login_required, public
-from bastion.security.passwords import hash_password, needs_rehash, verify_password
 from bastion.security.redirects import safe_next_url
 
 GENERIC_FAILURE = "That username or password is not right, or the account cannot sign in."
@@ -29,22 +25,17 @@ def login() -> ResponseReturnValue:
         return redirect(safe_next_url())
     form = LoginForm()
     if form.validate_on_submit():
-        login_name = canonical_username(form.username.data or "")
-        password = normalise_password(form.password.data or "")
-        user = db.session.scalar(
-            select(User).where(or_(User.username == login_name, User.email == login_name))
-        )
-        ok = verify_password(user.password_hash if user else None, password)
-        if ok and user is not None and user.is_active and user.email_confirmed_at is not None:
-            if needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
+        login_name = form.username.data or ""
+        user = authenticate(login_name, form.password.data or "")
+        if user is not None:
             start_session(user, remember=bool(form.remember.data))
             audit.record("login.success", actor_id=user.id, target_user_id=user.id)
             return redirect(safe_next_url())
+        known = find_login_user(login_name)
         audit.record(
             "login.failure",
-            target_user_id=user.id if user else None,
-            details={"username": login_name[:64]},
+            target_user_id=known.id if known else None,
+            details={"username": canonical_username(login_name)[:64]},
         )
         from bastion.observability import counters
 

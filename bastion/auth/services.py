@@ -136,3 +136,31 @@ def admin_exists() -> bool:
         .join(Role)
         .where(Role.name == "admin", User.disabled_at.is_(None))
     ) > 0
+
+
+def find_login_user(login: str) -> User | None:
+    from sqlalchemy import or_
+
+    name = canonical_username(login)
+    return db.session.scalar(select(User).where(or_(User.username == name, User.email == name)))
+
+
+def authenticate(login: str, password: str) -> User | None:
+    """The user if the password is right and the account may sign in; else None.
+
+    Unknown user, wrong password, unconfirmed and disabled accounts all cost one password
+    verification and give the same None, so neither message nor timing tells them apart.
+    Hashes in an old format or with old parameters are upgraded on success.
+    """
+    from bastion.security.passwords import hash_password as rehash
+    from bastion.security.passwords import needs_rehash, verify_password
+
+    password = normalise_password(password)
+    user = find_login_user(login)
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.is_active or user.email_confirmed_at is None:
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = rehash(password)
+        db.session.commit()
+    return user

@@ -1,0 +1,194 @@
+"""Articles and comments: the business rules, shared by pages and the API.
+
+Every function takes the acting user and checks authorization itself (``authz``), so a
+caller cannot forget. Services own the transaction: they commit, views never do.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from bastion.content.rendering import render_markdown, summarise
+from bastion.extensions import db
+from bastion.models import Article, Comment, User, utcnow
+from bastion.security import audit, authz
+
+TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
+PAGE_SIZE_MAX = 100
+
+
+class ContentError(ValueError):
+    """Invalid content; the message is safe to show."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def slugify(title: str) -> str:
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    return slug[:200] or "article"
+
+
+def _clean_text(value: str, field: str, limit: int, *, required: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ContentError("Must be text.", field)
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if "\x00" in value:
+        raise ContentError("Must not contain NUL characters.", field)
+    if required and not value.strip():
+        raise ContentError("This field is required.", field)
+    if len(value) > limit:
+        raise ContentError(f"Use at most {limit} characters.", field)
+    return value
+
+
+def escape_like(term: str) -> str:
+    """Make %, _ and the escape character literal inside a LIKE pattern."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _visible_articles(actor: object) -> Select[tuple[Article]]:
+    stmt = select(Article)
+    if isinstance(actor, User) and actor.is_active and actor.has_role("admin"):
+        return stmt
+    published = Article.status == "published"
+    if isinstance(actor, User) and actor.is_active:
+        return stmt.where(or_(published, Article.author_id == actor.id))
+    return stmt.where(published)
+
+
+def list_articles(
+    actor: object,
+    *,
+    query: str = "",
+    page: int = 1,
+    per_page: int = 20,
+    author_id: int | None = None,
+    published_only: bool = True,
+) -> Page:
+    page = max(1, int(page))
+    per_page = min(max(1, int(per_page)), PAGE_SIZE_MAX)
+    stmt = select(Article).where(Article.status == "published") if published_only else _visible_articles(actor)
+    if author_id is not None:
+        stmt = stmt.where(Article.author_id == author_id)
+    query = (query or "").strip()[:QUERY_MAX]
+    if query:
+        pattern = f"%{escape_like(query)}%"
+        stmt = stmt.where(
+            or_(Article.title.ilike(pattern, escape="\\"), Article.body_md.ilike(pattern, escape="\\"))
+        )
+    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    items = db.session.scalars(
+        stmt.order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+def get_article(actor: object, article_id: int) -> Article | None:
+    """The article if it exists and the actor may read it; drafts of others look absent."""
+    article = db.session.get(Article, article_id)
+    if article is None or not authz.can_read_article(actor, article):
+        return None
+    return article
+
+
+def create_article(actor: User, *, title: str, body: str, publish: bool = False) -> Article:
+    authz.require(authz.can_create_article(actor))
+    title = _clean_text(title, "title", TITLE_MAX).strip()
+    body = _clean_text(body, "body", BODY_MAX)
+    article = Article(
+        author_id=actor.id,
+        title=title,
+        slug=slugify(title),
+        body_md=body,
+        body_html=render_markdown(body),
+        summary=summarise(body),
+        status="published" if publish else "draft",
+        published_at=utcnow() if publish else None,
+    )
+    db.session.add(article)
+    db.session.commit()
+    return article
+
+
+def update_article(
+    actor: User,
+    article: Article,
+    *,
+    title: str | None = None,
+    body: str | None = None,
+    publish: bool | None = None,
+) -> Article:
+    authz.require(authz.can_edit_article(actor, article), hide=not authz.can_read_article(actor, article))
+    if title is not None:
+        article.title = _clean_text(title, "title", TITLE_MAX).strip()
+        article.slug = slugify(article.title)
+    if body is not None:
+        article.body_md = _clean_text(body, "body", BODY_MAX)
+        article.body_html = render_markdown(article.body_md)
+        article.summary = summarise(article.body_md)
+    if publish is not None:
+        if publish and article.status != "published":
+            article.status, article.published_at = "published", utcnow()
+        elif not publish:
+            article.status = "draft"
+    db.session.commit()
+    return article
+
+
+def delete_article(actor: User, article: Article) -> None:
+    authz.require(authz.can_delete_article(actor, article), hide=not authz.can_read_article(actor, article))
+    if article.author_id != actor.id:
+        audit.record("article.deleted_by_admin", details={"article_id": article.id}, commit=False)
+    db.session.delete(article)
+    db.session.commit()
+
+
+def add_comment(actor: User, article: Article, body: str) -> Comment:
+    authz.require(authz.can_comment(actor, article), hide=not authz.can_read_article(actor, article))
+    comment = Comment(
+        article_id=article.id, author_id=actor.id, body=_clean_text(body, "body", COMMENT_MAX).strip()
+    )
+    db.session.add(comment)
+    db.session.commit()
+    return comment
+
+
+def update_comment(actor: User, comment: Comment, body: str) -> Comment:
+    authz.require(authz.can_edit_comment(actor, comment))
+    comment.body = _clean_text(body, "body", COMMENT_MAX).strip()
+    db.session.commit()
+    return comment
+
+
+def delete_comment(actor: User, comment: Comment) -> None:
+    authz.require(authz.can_delete_comment(actor, comment))
+    if comment.author_id != actor.id:
+        audit.record("comment.moderated", details={"comment_id": comment.id}, commit=False)
+    db.session.delete(comment)
+    db.session.commit()
+
+
+def get_comment(comment_id: int) -> Comment | None:
+    return db.session.get(Comment, comment_id)
