@@ -133,7 +133,7 @@ class TestingConfig(BaseConfig):
     TESTING = True
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
-    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    SECRET_KEY = "testing-" + "x" * 56
     RATELIMIT_ENABLED = True
 
 

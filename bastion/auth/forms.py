@@ -8,7 +8,6 @@ from wtforms.validators import DataRequired, Email, Length
 
 from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD
 
-
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
 
 

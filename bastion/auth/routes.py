@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+
 from bastion.auth import bp
 from bastion.auth.forms import EmptyForm, LoginForm
 from bastion.auth.services import authenticate, canonical_username, find_login_user

@@ -29,20 +29,7 @@ CSP: dict[str, str] = {
     "frame-ancestors": "'none'",
     "form-action": "'self'",
 }
-PERMISSIONS_POLICY = {
-    feature: "()"
-    for feature in (
-        "accelerometer",
-        "camera",
-        "geolocation",
-        "gyroscope",
-        "magnetometer",
-        "microphone",
-        "payment",
-        "usb",
-        "browsing-topics",
-    )
-}
+PERMISSIONS_POLICY = dict.fromkeys(("accelerometer", "camera", "geolocation", "gyroscope", "magnetometer", "microphone", "payment", "usb", "browsing-topics"), "()")
 # Fixed headers computed once, not per request.
 STATIC_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",

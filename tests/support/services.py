@@ -24,7 +24,7 @@ def pg_reachable(url: str) -> bool:
         return False
     try:
         pg_execute(url, "SELECT 1")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
