@@ -40,11 +40,9 @@ def setup_url_command(base_url: str) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from flask_deploy_check.cli import security
+
     app.cli.add_command(create_admin_command)
     app.cli.add_command(setup_url_command)
-    try:  # TEMP until flask_deploy_check lands
-        from flask_deploy_check.cli import security
-    except ImportError:
-        return
     if "security" not in app.cli.commands:
         app.cli.add_command(security)

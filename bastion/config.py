@@ -114,6 +114,10 @@ class BaseConfig:
     SECURITY_CONTACT = "mailto:security@example.org"
     LOG_LEVEL = "INFO"
     SETUP_TOKEN_MINUTES = 60
+    # `flask security check`: the permanent-cookie lifetime is 30 days only so that an
+    # opted-in "remember me" survives a browser restart; every session's real lifetime is
+    # enforced server-side (12 h absolute, 30 min idle, unless remembered).
+    DEPLOY_CHECK_SILENCED = ["BST-W106"]
 
 
 class DevelopmentConfig(BaseConfig):

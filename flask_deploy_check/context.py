@@ -1,0 +1,180 @@
+"""What every check receives: the app, the mode, and cached live answers.
+
+Live requests go through ``app.test_client()``: the app's own before/after request
+hooks, error handlers and middleware run exactly as in production, but no server or
+network is needed. Each request is made once and shared by every check that reads it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, got_request_exception
+
+if TYPE_CHECKING:
+    from werkzeug.test import TestResponse
+
+    from flask_deploy_check.deps import AuditOutcome, DepsOptions
+
+PROBE_ORIGIN = "https://cors-probe.invalid"
+"""An origin no real deployment trusts: echoing it back means any origin is accepted."""
+
+PROBE_METHOD = "SECURITYPROBE"
+"""A method no route declares, so a 405 is produced without ever calling a view."""
+
+
+def describe_exception(exc: BaseException, limit: int = 240) -> str:
+    """One line, bounded: reports must never contain a traceback."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def probe_host(app: Flask) -> str:
+    """The host live requests are sent to: one the app accepts (SERVER_NAME, TRUSTED_HOSTS)."""
+    server_name = app.config.get("SERVER_NAME")
+    if server_name:
+        return str(server_name)
+    trusted = app.config.get("TRUSTED_HOSTS")
+    if trusted:
+        first = str(next(iter(trusted)))
+        return first.lstrip(".") or "localhost"
+    return "localhost"
+
+
+class LiveRequestError(Exception):
+    """A live request could not be completed; checks that need it cannot run."""
+
+    def __init__(self, probe: str, reason: str) -> None:
+        super().__init__(f"{probe}: {reason}")
+        self.probe = probe
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request made by the live checks."""
+
+    method: str
+    path: str
+    scheme: str = "https"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def describe(self, host: str) -> str:
+        """``GET https://host/`` for messages."""
+        return f"{self.method} {self.scheme}://{host}{self.path}"
+
+
+@dataclass
+class ProbeResult:
+    """The answer to a probe, plus any exception the app raised while producing it."""
+
+    probe: Probe
+    response: TestResponse | None = None
+    error: str | None = None
+    app_exception: str | None = None
+
+
+@dataclass
+class CheckContext:
+    """Shared state for one run of the checks against one application."""
+
+    app: Flask
+    deploy: bool = False
+    deps_options: DepsOptions | None = None
+    results: dict[str, ProbeResult] = field(default_factory=dict)
+    _audit: AuditOutcome | None = None
+    _probes: dict[str, Probe | None] | None = None
+
+    @property
+    def host(self) -> str:
+        """Host used for live requests."""
+        return probe_host(self.app)
+
+    def probes(self) -> dict[str, Probe | None]:
+        """The named requests live checks may read (``None`` when not applicable).
+
+        Built once per run so that the random 404 path stays the same.
+        """
+        if self._probes is None:
+            token = secrets.token_hex(6)
+            self._probes = {
+                "home": Probe("GET", "/", headers=(("Origin", PROBE_ORIGIN),)),
+                "http_home": Probe("GET", "/", scheme="http"),
+                "not_found": Probe("GET", f"/security-check-probe-{token}/missing"),
+                "bad_method": self._bad_method_probe(),
+            }
+        return self._probes
+
+    def response(self, name: str) -> TestResponse:
+        """The answer to probe ``name``; raises :class:`LiveRequestError` if it failed."""
+        result = self.result(name)
+        if result is None or result.response is None:
+            raise LiveRequestError(name, (result.error if result else None) or "not applicable")
+        return result.response
+
+    def optional_response(self, name: str) -> TestResponse | None:
+        """Like :meth:`response`, but ``None`` for probes that do not apply to this app."""
+        if self.probes().get(name) is None:
+            return None
+        return self.response(name)
+
+    def result(self, name: str) -> ProbeResult | None:
+        """Run probe ``name`` once and cache its result."""
+        if name not in self.results:
+            probe = self.probes().get(name)
+            if probe is None:
+                return None
+            self.results[name] = self._send(probe)
+        return self.results[name]
+
+    def audit(self) -> AuditOutcome:
+        """The dependency audit, run once and shared by the dependency checks."""
+        if self._audit is None:
+            from flask_deploy_check.deps import DepsOptions, audit_installed
+
+            self._audit = audit_installed(self.deps_options or DepsOptions())
+        return self._audit
+
+    def _bad_method_probe(self) -> Probe | None:
+        """A 405 probe on an existing argument-less route, or ``None`` if there is none."""
+        rules = [
+            rule
+            for rule in self.app.url_map.iter_rules()
+            if not rule.arguments and PROBE_METHOD not in (rule.methods or ())
+        ]
+        rules.sort(key=lambda rule: (rule.rule != "/", rule.rule))
+        return Probe(PROBE_METHOD, rules[0].rule) if rules else None
+
+    def _send(self, probe: Probe) -> ProbeResult:
+        """Send one request, capturing app exceptions instead of printing tracebacks."""
+        captured: list[str] = []
+
+        def on_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+            captured.append(describe_exception(exception))
+
+        logger = self.app.logger
+        was_disabled = logger.disabled
+        logger.disabled = True  # Flask would log the traceback of a failing view
+        got_request_exception.connect(on_exception, self.app, weak=False)
+        try:
+            client = self.app.test_client(use_cookies=False)
+            response = client.open(
+                probe.path,
+                method=probe.method,
+                base_url=f"{probe.scheme}://{self.host}",
+                headers=list(probe.headers),
+                follow_redirects=False,
+            )
+            response.get_data()
+        except Exception as exc:
+            reason = f"{probe.describe(self.host)} raised {describe_exception(exc)}"
+            return ProbeResult(probe, error=reason)
+        finally:
+            got_request_exception.disconnect(on_exception, self.app)
+            logger.disabled = was_disabled
+        return ProbeResult(
+            probe, response=response, app_exception=captured[0] if captured else None
+        )

@@ -1,0 +1,75 @@
+"""Checks on what the app emits: template escaping, template tooling, SQL logging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask_deploy_check.context import CheckContext
+from flask_deploy_check.registry import CheckResult, check
+
+HTML_TEMPLATE_NAMES = ("page.html", "page.htm", "page.xhtml", "page.xml", "page.svg")
+
+
+def unescaped_extensions(autoescape: bool | Callable[[str | None], bool]) -> list[str]:
+    """Template extensions that Jinja would render without escaping."""
+    if not callable(autoescape):
+        return [] if autoescape else [name.rsplit(".", 1)[1] for name in HTML_TEMPLATE_NAMES]
+    return [name.rsplit(".", 1)[1] for name in HTML_TEMPLATE_NAMES[:2] if not autoescape(name)]
+
+
+@check(
+    "BST-E401",
+    title="Jinja autoescaping is off for HTML templates",
+    why="Without autoescaping every {{ value }} from a user is written as raw markup: "
+    "stored and reflected XSS.",
+    fix="Keep Flask's default select_jinja_autoescape (or autoescape=True); mark trusted "
+    "HTML explicitly with Markup after sanitising it.",
+    asvs="V1.2.1",
+)
+def jinja_autoescape(ctx: CheckContext) -> CheckResult:
+    """Escaping by default is Flask's main XSS defence; turning it off removes it."""
+    autoescape: Any = ctx.app.jinja_env.autoescape
+    missing = unescaped_extensions(autoescape)
+    if missing:
+        names = ", ".join(f".{ext}" for ext in missing)
+        return f"app.jinja_env.autoescape does not escape {names} templates."
+    return None
+
+
+@check(
+    "BST-W402",
+    title="SQLAlchemy echoes every statement",
+    why="SQLALCHEMY_ECHO logs each query with its parameters: password hashes, tokens and "
+    "personal data end up in the logs, and logging slows every request.",
+    fix="Set SQLALCHEMY_ECHO = False (and no echo in SQLALCHEMY_ENGINE_OPTIONS) in production.",
+    asvs="V16.2.5",
+    deploy=True,
+)
+def sqlalchemy_echo(ctx: CheckContext) -> CheckResult:
+    """Logged parameters are a data leak."""
+    config = ctx.app.config
+    options = config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+    if config.get("SQLALCHEMY_ECHO") or (isinstance(options, dict) and options.get("echo")):
+        return "SQLALCHEMY_ECHO (or engine option echo) is on."
+    return None
+
+
+@check(
+    "BST-W403",
+    title="Template development options are on",
+    why="TEMPLATES_AUTO_RELOAD stats template files on every render and "
+    "EXPLAIN_TEMPLATE_LOADING logs the search path: development tooling that costs time "
+    "and reveals file layout in production.",
+    fix="Leave TEMPLATES_AUTO_RELOAD and EXPLAIN_TEMPLATE_LOADING unset in production.",
+    asvs="V15.2.3",
+    deploy=True,
+)
+def template_debug_options(ctx: CheckContext) -> CheckResult:
+    """Development-only switches left on."""
+    enabled = [
+        name
+        for name in ("TEMPLATES_AUTO_RELOAD", "EXPLAIN_TEMPLATE_LOADING")
+        if ctx.app.config.get(name) is True
+    ]
+    return f"{' and '.join(enabled)} enabled." if enabled else None

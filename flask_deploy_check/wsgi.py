@@ -1,0 +1,65 @@
+"""Helpers that look inside an app without running it: WSGI middleware and extensions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask
+
+_MAX_MIDDLEWARE = 50
+
+
+def wsgi_chain(app: Flask) -> Iterator[Any]:
+    """Yield every object wrapped around ``app.wsgi_app``, outermost first.
+
+    Middleware conventionally keeps the wrapped application in ``.app``
+    (Werkzeug's ProxyFix, DebuggedApplication, SharedDataMiddleware, Sentry's
+    middleware); DispatcherMiddleware also keeps ``.mounts``.
+    """
+    pending: list[Any] = [app.wsgi_app]
+    seen: set[int] = set()
+    while pending and len(seen) < _MAX_MIDDLEWARE:
+        current = pending.pop(0)
+        if id(current) in seen or isinstance(getattr(current, "__self__", None), Flask):
+            continue  # a Flask app's own bound wsgi_app ends a branch
+        seen.add(id(current))
+        yield current
+        inner = getattr(current, "app", None)
+        if inner is not None and not isinstance(inner, Flask):
+            pending.append(inner)
+        mounts = getattr(current, "mounts", None)
+        if isinstance(mounts, dict):
+            pending.extend(mounts.values())
+
+
+def instances_of(app: Flask, module: str, name: str) -> list[Any]:
+    """Middleware in the chain whose class is ``module.name`` (matched by name, no import)."""
+    return [
+        obj
+        for obj in wsgi_chain(app)
+        if type(obj).__name__ == name and type(obj).__module__.startswith(module)
+    ]
+
+
+def extension_instances(app: Flask, key: str) -> list[Any]:
+    """``app.extensions[key]`` as a list (Flask-Limiter stores a set of instances)."""
+    value = app.extensions.get(key)
+    if value is None:
+        return []
+    if isinstance(value, set | frozenset | list | tuple):
+        return list(value)
+    return [value]
+
+
+def has_flask_login(app: Flask) -> bool:
+    """Flask-Login attaches ``app.login_manager`` rather than using ``app.extensions``."""
+    return getattr(app, "login_manager", None) is not None
+
+
+def unsafe_method_rules(app: Flask) -> list[str]:
+    """Rules that accept a state-changing method, i.e. the ones CSRF protection matters for."""
+    unsafe = {"POST", "PUT", "PATCH", "DELETE"}
+    return sorted(
+        rule.rule for rule in app.url_map.iter_rules() if unsafe & set(rule.methods or ())
+    )
