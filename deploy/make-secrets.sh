@@ -1,0 +1,66 @@
+#!/bin/sh
+# Create the secret files that deploy/compose.yaml mounts, with fresh random values.
+#
+#   deploy/make-secrets.sh [DIR]        (DIR defaults to deploy/secrets)
+#
+# Existing files are kept, so running it again never rotates a secret by accident; delete a
+# file to regenerate it. The directory is 0700 (only you, on the host), the files 0644 so that
+# the non-root users inside the containers can read their bind-mounted copies.
+# TLS: a short-lived self-signed certificate for localhost is created only when none exists;
+# replace tls_fullchain.pem / tls_privkey.pem with your real certificate and key.
+set -eu
+
+dir=${1:-$(dirname "$0")/secrets}
+domain=${BASTION_DOMAIN:-localhost}
+umask 022
+mkdir -p "$dir"
+chmod 0700 "$dir"
+
+random() {
+    # 32 random bytes as hex: URL-safe, so it can sit inside a connection URL unescaped.
+    openssl rand -hex 32
+}
+
+put() {
+    # put NAME VALUE: write a secret file unless it exists already. No trailing newline:
+    # not every reader of *_FILE settings strips one.
+    if [ ! -e "$dir/$1" ]; then
+        printf '%s' "$2" > "$dir/$1"
+        chmod 0644 "$dir/$1"
+        echo "created $dir/$1"
+    fi
+}
+
+put secret_key "$(random)"
+put metrics_token "$(random)"
+put grafana_admin_password "$(random)"
+put postgres_password "$(random)"
+
+if [ ! -e "$dir/postgres_app_password" ] || [ ! -e "$dir/database_url" ]; then
+    rm -f "$dir/postgres_app_password" "$dir/database_url"
+    app_password=$(random)
+    put postgres_app_password "$app_password"
+    put database_url "postgresql+psycopg://bastion_app:${app_password}@postgres:5432/bastion"
+fi
+if [ ! -e "$dir/postgres_owner_password" ] || [ ! -e "$dir/migrate_database_url" ]; then
+    rm -f "$dir/postgres_owner_password" "$dir/migrate_database_url"
+    owner_password=$(random)
+    put postgres_owner_password "$owner_password"
+    put migrate_database_url "postgresql+psycopg://bastion_owner:${owner_password}@postgres:5432/bastion"
+fi
+if [ ! -e "$dir/redis_password" ] || [ ! -e "$dir/redis_url" ]; then
+    rm -f "$dir/redis_password" "$dir/redis_url"
+    redis_password=$(random)
+    put redis_password "$redis_password"
+    put redis_url "redis://:${redis_password}@redis:6379/0"
+fi
+# Replace with your SMTP relay, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS).
+put mail_url "smtp://localhost:25"
+
+if [ ! -e "$dir/tls_fullchain.pem" ] || [ ! -e "$dir/tls_privkey.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=$domain" -addext "subjectAltName=DNS:$domain" \
+        -keyout "$dir/tls_privkey.pem" -out "$dir/tls_fullchain.pem" 2>/dev/null
+    chmod 0644 "$dir/tls_privkey.pem" "$dir/tls_fullchain.pem"
+    echo "created a self-signed certificate for $domain (replace it for real use)"
+fi

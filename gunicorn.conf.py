@@ -1,0 +1,107 @@
+"""Gunicorn settings for running Bastion in production.
+
+Usage: ``gunicorn -c gunicorn.conf.py "bastion:create_app()"``. Every value can be
+overridden from the environment so that one image serves compose, Kubernetes and bare
+hosts alike; the defaults are the safe ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _env_int(name: str, default: int) -> int:
+    """Read a non-negative integer setting, refusing garbage instead of guessing."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _default_workers() -> int:
+    """2 x CPUs + 1, capped: in a container os.cpu_count() reports the host's CPUs."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2 * (cpus or 1) + 1, 8)
+
+
+bind = [b.strip() for b in os.environ.get("BASTION_BIND", "0.0.0.0:8000").split(",") if b.strip()]
+
+# Threads let one worker overlap I/O (database, Redis, Argon2 releases the GIL) without
+# the memory of extra processes; "gthread" is what gunicorn picks for threads > 1 anyway.
+workers = _env_int("GUNICORN_WORKERS", _default_workers())
+threads = _env_int("GUNICORN_THREADS", 4)
+worker_class = "gthread"
+
+# A request that needs more than 30 s is a bug or an attack; nginx waits a little longer
+# (proxy_read_timeout 35s) so that the client sees gunicorn's answer, not the proxy's.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+# Longer than the proxy's idle upstream timeout (4 s), so the proxy always closes first
+# and never sends a request on a connection gunicorn is closing.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+
+# Recycle workers now and then so that a slow leak can never take a pod down.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 2000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+
+# Request-header limits: a second line of defence behind the proxy's own buffers.
+limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
+limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 64)
+limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
+
+# Only these peers may set X-Forwarded-Proto for gunicorn itself. Client addresses and
+# the scheme seen by Flask come from ProxyFix with BASTION_PROXY_HOPS, not from here.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# The heartbeat file is fchmod()ed constantly; on a disk-backed (or read-only) /tmp that
+# blocks workers, so use shared memory when there is some.
+# (A per-worker file in a directory only the container uses, not a shared temp path.)
+_SHM = Path("/dev/shm")  # noqa: S108
+worker_tmp_dir = str(_SHM) if _SHM.is_dir() else None
+
+# The app writes one JSON line per request itself; a second, unstructured access log
+# would only duplicate it (and could log tokens in URLs).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+proc_name = "bastion"
+
+# No runtime management socket: nothing in production should resize or reload the
+# server except a deployment, and a read-only root filesystem has no place for it.
+control_socket_disable = True
+
+# preload_app stays off: create_app() opens database pools and Redis clients that must
+# not be shared across fork(), and each worker building its own app keeps restarts and
+# `kill -HUP` reloads simple. The memory saved by preloading is small for this app.
+preload_app = False
+
+_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+
+
+def on_starting(server: Any) -> None:
+    """Start every run with an empty Prometheus multiprocess directory.
+
+    Files left by a previous run would be summed into the new counters, so the directory is
+    emptied (not removed: it may be a mount point) before any worker exists.
+    """
+    if not _MULTIPROC_DIR:
+        return
+    directory = Path(_MULTIPROC_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():
+        if entry.is_file() or entry.is_symlink():
+            entry.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges so /metrics reports only running processes."""
+    if not _MULTIPROC_DIR:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _MULTIPROC_DIR)  # type: ignore[no-untyped-call]

@@ -1,0 +1,143 @@
+"""gunicorn.conf.py: accepted by gunicorn, safe defaults, env overrides, working metrics hooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gunicorn.app.base import Application
+from gunicorn.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "gunicorn.conf.py"
+ENV_NAMES = (
+    "BASTION_BIND",
+    "GUNICORN_WORKERS",
+    "GUNICORN_THREADS",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_KEEPALIVE",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "GUNICORN_LIMIT_REQUEST_LINE",
+    "GUNICORN_LIMIT_REQUEST_FIELDS",
+    "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",
+    "FORWARDED_ALLOW_IPS",
+    "GUNICORN_LOG_LEVEL",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
+
+
+class _ConfigOnly(Application):  # type: ignore[misc]
+    """Loads gunicorn.conf.py exactly as `gunicorn -c` does, without serving anything."""
+
+    def init(self, parser: Any, opts: Any, args: Any) -> None:
+        return None
+
+    def load_config(self) -> None:
+        self.namespace = self.load_config_from_file(str(CONF))
+
+    def load(self) -> None:
+        return None
+
+
+def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[Config, dict[str, Any]]:
+    """Gunicorn's parsed settings and the module namespace, under the given environment."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = _ConfigOnly()
+    return app.cfg, app.namespace
+
+
+def _expected_workers() -> int:
+    return min(2 * len(os.sched_getaffinity(0)) + 1, 8)
+
+
+def test_defaults_are_production_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every setting passes gunicorn's own validation; the defaults are the documented ones."""
+    cfg, _ = load(monkeypatch)
+    assert cfg.bind == ["0.0.0.0:8000"]
+    assert cfg.workers == _expected_workers() <= 8
+    assert cfg.threads == 4 and cfg.worker_class_str == "gthread"
+    assert cfg.timeout == 30 and cfg.graceful_timeout == 25 and cfg.keepalive == 5
+    assert cfg.limit_request_line == 4094
+    assert cfg.limit_request_fields == 64
+    assert cfg.limit_request_field_size == 8190
+    assert cfg.forwarded_allow_ips == ["127.0.0.1"]
+    assert cfg.accesslog is None, "the app logs requests as JSON itself"
+    assert cfg.errorlog == "-"
+    assert cfg.preload_app is False
+    assert cfg.control_socket_disable is True
+    assert cfg.max_requests > 0 and cfg.max_requests_jitter > 0
+    expected_tmp = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    assert cfg.worker_tmp_dir == expected_tmp
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployments tune the server through environment variables alone."""
+    cfg, _ = load(
+        monkeypatch,
+        BASTION_BIND="127.0.0.1:9000, unix:/tmp/bastion.sock",
+        GUNICORN_WORKERS="3",
+        GUNICORN_THREADS="8",
+        GUNICORN_TIMEOUT="60",
+        FORWARDED_ALLOW_IPS="10.0.0.1,10.0.0.2",
+        GUNICORN_LIMIT_REQUEST_LINE="2048",
+    )
+    assert cfg.bind == ["127.0.0.1:9000", "unix:/tmp/bastion.sock"]
+    assert cfg.workers == 3 and cfg.threads == 8 and cfg.timeout == 60
+    assert cfg.forwarded_allow_ips == ["10.0.0.1", "10.0.0.2"]
+    assert cfg.limit_request_line == 2048
+
+
+def test_bad_numbers_refuse_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in a number stops start-up instead of silently using something else."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GUNICORN_WORKERS", "-1")
+    with pytest.raises(SystemExit):
+        _ConfigOnly()
+    monkeypatch.setenv("GUNICORN_WORKERS", "four")
+    with pytest.raises(SystemExit):
+        _ConfigOnly()
+
+
+def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """on_starting empties the multiprocess directory (keeping it); child_exit drops the dead
+    worker's live gauges and keeps its counters, as prometheus_client expects."""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    (directory / "counter_111.db").write_bytes(b"stale")
+    (directory / "gauge_livesum_111.db").write_bytes(b"stale")
+    cfg, namespace = load(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    assert cfg.on_starting is namespace["on_starting"]
+    assert cfg.child_exit is namespace["child_exit"]
+
+    namespace["on_starting"](SimpleNamespace())
+    assert directory.is_dir() and list(directory.iterdir()) == []
+
+    (directory / "counter_4242.db").write_bytes(b"x")
+    (directory / "gauge_livesum_4242.db").write_bytes(b"x")
+    (directory / "gauge_livesum_5353.db").write_bytes(b"x")
+    namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=4242))
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "counter_4242.db",
+        "gauge_livesum_5353.db",
+    ]
+
+    missing = tmp_path / "not-yet"
+    _, namespace = load(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(missing))
+    namespace["on_starting"](SimpleNamespace())
+    assert missing.is_dir()
+
+
+def test_hooks_do_nothing_without_multiprocess_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR the hooks touch nothing (single-process use)."""
+    _, namespace = load(monkeypatch)
+    namespace["on_starting"](SimpleNamespace())
+    namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=1))

@@ -1,0 +1,533 @@
+"""Kubernetes manifests: schema-valid once rendered, hardened, least-privilege on the network."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAY = K8S / "overlays" / "production"
+VENV_BIN = Path(sys.executable).parent
+# Pinned so that a newer kubernetes-validate cannot silently change what "valid" means.
+KUBERNETES_VERSION = "1.30.0"
+
+Manifest = dict[str, Any]
+
+# Kinds that have no namespace; kustomize's namespace transformer leaves them alone.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "IngressClass",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+}
+# Where kustomize's `labels: includeTemplates` adds labels inside workload objects.
+TEMPLATE_LABEL_PATHS = {
+    "Deployment": ("spec", "template", "metadata", "labels"),
+    "StatefulSet": ("spec", "template", "metadata", "labels"),
+    "DaemonSet": ("spec", "template", "metadata", "labels"),
+    "ReplicaSet": ("spec", "template", "metadata", "labels"),
+    "Job": ("spec", "template", "metadata", "labels"),
+}
+SUPPORTED_KEYS = {"apiVersion", "kind", "namespace", "resources", "labels", "images", "patches"}
+
+
+# --- a small, strict kustomize ------------------------------------------------------------
+# Implements exactly the kustomization features used under deploy/k8s, as kustomize does, and
+# refuses any other key, so a manifest change can never be "validated" by silently ignoring it.
+
+
+def _setdefault_path(obj: Manifest, path: tuple[str, ...]) -> dict[str, Any]:
+    """Return the mapping at ``path``, creating empty mappings along the way."""
+    node: dict[str, Any] = obj
+    for key in path:
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+    return node
+
+
+def _pointer(path: str) -> list[str]:
+    """Split an RFC 6901 JSON pointer into unescaped tokens."""
+    if not path.startswith("/"):
+        raise ValueError(f"JSON pointer must start with '/': {path!r}")
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def _apply_json6902(doc: Manifest, ops: list[dict[str, Any]]) -> None:
+    """Apply RFC 6902 add/replace/remove/test operations in place."""
+    for op in ops:
+        *parents, last = _pointer(op["path"])
+        node: Any = doc
+        for token in parents:
+            node = node[int(token)] if isinstance(node, list) else node[token]
+        kind = op["op"]
+        if isinstance(node, list):
+            index = len(node) if last == "-" else int(last)
+            if kind == "add":
+                node.insert(index, op["value"])
+            elif kind == "replace":
+                node[index] = op["value"]
+            elif kind == "remove":
+                del node[index]
+            elif kind == "test":
+                assert node[index] == op["value"], op
+            else:
+                raise ValueError(f"unsupported patch op {kind!r}")
+        else:
+            if kind in {"replace", "remove", "test"} and last not in node:
+                raise KeyError(f"patch path {op['path']!r} does not exist")
+            if kind in {"add", "replace"}:
+                node[last] = op["value"]
+            elif kind == "remove":
+                del node[last]
+            elif kind == "test":
+                assert node[last] == op["value"], op
+            else:
+                raise ValueError(f"unsupported patch op {kind!r}")
+
+
+def _set_image(container: dict[str, Any], rules: list[dict[str, str]]) -> None:
+    """Apply kustomize `images:` rules to one container."""
+    image = container["image"]
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    for rule in rules:
+        if rule["name"] == name:
+            new = rule.get("newName", name)
+            if "digest" in rule:
+                container["image"] = f"{new}@{rule['digest']}"
+            else:
+                container["image"] = f"{new}:{rule['newTag']}" if "newTag" in rule else new
+
+
+def _pod_specs(doc: Manifest) -> Iterator[dict[str, Any]]:
+    """Yield the pod spec(s) inside a workload object."""
+    if doc["kind"] in TEMPLATE_LABEL_PATHS:
+        yield doc["spec"]["template"]["spec"]
+    elif doc["kind"] == "CronJob":
+        yield doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    elif doc["kind"] == "Pod":
+        yield doc["spec"]
+
+
+def render_kustomization(directory: Path) -> list[Manifest]:
+    """Render ``directory/kustomization.yaml`` the way ``kustomize build`` would."""
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(spec) - SUPPORTED_KEYS
+    assert not unknown, (
+        f"{directory}: kustomization keys not supported by the test renderer: {unknown}"
+    )
+    assert spec.get("kind", "Kustomization") == "Kustomization"
+
+    docs: list[Manifest] = []
+    for entry in spec.get("resources", []):
+        path = (directory / entry).resolve()
+        if path.is_dir():
+            docs.extend(render_kustomization(path))
+        else:
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    docs = copy.deepcopy(docs)
+
+    for patch in spec.get("patches", []):
+        target = patch["target"]
+        ops = yaml.safe_load(patch["patch"])
+        assert isinstance(ops, list), "only JSON 6902 patches are supported"
+        matches = [
+            d
+            for d in docs
+            if all(
+                d["metadata"].get(k) == v if k in ("name", "namespace") else d.get(k) == v
+                for k, v in target.items()
+            )
+        ]
+        assert matches, f"patch target {target} matches nothing"
+        for doc in matches:
+            _apply_json6902(doc, ops)
+
+    namespace = spec.get("namespace")
+    if namespace:
+        for doc in docs:
+            if doc["kind"] in CLUSTER_SCOPED:
+                if doc["kind"] == "Namespace":
+                    assert doc["metadata"]["name"] == namespace, (
+                        "Namespace object must match `namespace:`"
+                    )
+                continue
+            doc["metadata"]["namespace"] = namespace
+
+    for label_set in spec.get("labels", []):
+        assert not label_set.get("includeSelectors", False), "selector labels are not supported"
+        pairs = label_set["pairs"]
+        for doc in docs:
+            doc["metadata"].setdefault("labels", {}).update(pairs)
+            path = TEMPLATE_LABEL_PATHS.get(doc["kind"])
+            if label_set.get("includeTemplates", False) and path:
+                _setdefault_path(doc, path).update(pairs)
+
+    rules = spec.get("images", [])
+    if rules:
+        for doc in docs:
+            for pod in _pod_specs(doc):
+                for container in pod.get("initContainers", []) + pod.get("containers", []):
+                    _set_image(container, rules)
+    return docs
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[Manifest]:
+    """The production overlay, rendered."""
+    return render_kustomization(OVERLAY)
+
+
+def _one(docs: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    found = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def _workloads(docs: list[Manifest]) -> list[Manifest]:
+    return [d for d in docs if d["kind"] in {"Deployment", "Job"}]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Evaluate a LabelSelector (matchLabels + In/NotIn/Exists/DoesNotExist) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_renderer_applies_overlay(rendered: list[Manifest]) -> None:
+    """The overlay's namespace, labels, image and patches all land where kustomize puts them."""
+    for doc in rendered:
+        if doc["kind"] not in CLUSTER_SCOPED:
+            assert doc["metadata"]["namespace"] == "bastion", doc["metadata"]["name"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "bastion"
+    for workload in _workloads(rendered):
+        template_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert template_labels["app.kubernetes.io/instance"] == "bastion-production"
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            assert container["image"] == "registry.example.com/bastion:1.0.0"
+    assert _one(rendered, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 20
+    # Selectors are immutable on Deployments: the overlay must not have touched them.
+    deployment = _one(rendered, "Deployment")
+    assert "app.kubernetes.io/instance" not in deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_manifests_pass_kubernetes_validate_strict(
+    rendered: list[Manifest], tmp_path: Path
+) -> None:
+    """Every rendered object is valid, with no unknown fields, for the pinned Kubernetes version."""
+    bundle = tmp_path / "rendered.yaml"
+    bundle.write_text(yaml.safe_dump_all(rendered, sort_keys=False))
+    base_bundle = tmp_path / "base.yaml"
+    base_bundle.write_text(yaml.safe_dump_all(render_kustomization(K8S / "base"), sort_keys=False))
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            KUBERNETES_VERSION,
+            "--no-warn",
+            str(bundle),
+            str(base_bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INFO" in result.stdout or "valid" in result.stdout.lower()
+    expected_kinds = {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Job",
+    }
+    assert expected_kinds <= {d["kind"] for d in rendered}
+
+
+@pytest.mark.asvs("V13.4.2", "V15.2.3")
+def test_pods_are_hardened(rendered: list[Manifest]) -> None:
+    """Web and migration pods: non-root, read-only root, no escalation, no capabilities, seccomp."""
+    workloads = _workloads(rendered)
+    assert {w["kind"] for w in workloads} == {"Deployment", "Job"}
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    uid_arg = re.search(r"^ARG BASTION_UID=(\d+)$", dockerfile, re.MULTILINE)
+    assert uid_arg, "the Dockerfile fixes the UID with ARG BASTION_UID"
+    dockerfile_uid = int(uid_arg.group(1))
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        name = workload["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["serviceAccountName"] == "bastion", name
+        assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True, name
+        pod_ctx = pod["securityContext"]
+        assert pod_ctx["runAsNonRoot"] is True, name
+        assert pod_ctx["runAsUser"] == dockerfile_uid, name
+        assert pod_ctx["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["runAsNonRoot"] is True
+            assert ctx["readOnlyRootFilesystem"] is True
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx.get("privileged", False) is False
+            assert ctx["capabilities"] == {"drop": ["ALL"]}
+            assert ctx["seccompProfile"]["type"] == "RuntimeDefault"
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert "BASTION_ENV" not in env  # comes from the ConfigMap, checked below
+            # A read-only root needs a writable /tmp (Prometheus multiprocess files).
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert pod.get("restartPolicy", "Always") == (
+            "Never" if workload["kind"] == "Job" else "Always"
+        )
+    config = _one(rendered, "ConfigMap", "bastion-config")["data"]
+    assert config["BASTION_ENV"] == "production"
+    assert config["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+    namespace = _one(rendered, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    account = _one(rendered, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
+    """Probes hit /healthz and /readyz on the app port; rollout and disruption keep capacity."""
+    deployment = _one(rendered, "Deployment", "bastion-web")
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port == {"http": 8000}
+    probes = {
+        k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["startupProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    trusted = _one(rendered, "ConfigMap", "bastion-config")["data"]["BASTION_TRUSTED_HOSTS"].split(
+        ","
+    )
+    for probe in probes.values():
+        assert probe["port"] == "http"
+        headers = {h["name"]: h["value"] for h in probe.get("httpHeaders", [])}
+        assert headers.get("Host") in trusted, "a probe with an untrusted Host would get 400"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
+
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert _selects(deployment["spec"]["selector"], pod_labels)
+    hpa = _one(rendered, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "bastion-web",
+    }
+    assert hpa["spec"]["minReplicas"] >= 2
+    pdb = _one(rendered, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert _selects(pdb["spec"]["selector"], pod_labels)
+    assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
+    service = _one(rendered, "Service", "bastion-web")
+    assert _selects({"matchLabels": service["spec"]["selector"]}, pod_labels)
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > 5 + 25, "preStop sleep + gunicorn graceful_timeout must fit in the grace period"
+
+
+@pytest.mark.asvs("V12.2.1")
+def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
+    """The Ingress serves the trusted host over TLS only, with the upload size the app expects."""
+    ingress = _one(rendered, "Ingress")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    host = spec["rules"][0]["host"]
+    assert spec["tls"] == [{"hosts": [host], "secretName": "bastion-tls"}]
+    config = _one(rendered, "ConfigMap", "bastion-config")["data"]
+    assert config["BASTION_TRUSTED_HOSTS"].split(",")[0] == host
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert body.endswith("m")
+    upload_mb = int(config["BASTION_MAX_UPLOAD_MB"])
+    assert upload_mb < int(body[:-1]) <= upload_mb + 4
+    assert not any("snippet" in key for key in annotations), (
+        "configuration snippets are an injection risk"
+    )
+    backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "bastion-web", "port": {"name": "http"}}
+
+
+@pytest.mark.asvs("V13.3.1", "V13.3.2")
+def test_secrets_are_referenced_never_inlined(rendered: list[Manifest]) -> None:
+    """No Secret with data in the repository; pods read secrets as read-only files."""
+    for path in sorted(K8S.rglob("*.y*ml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Secret":
+                assert not doc.get("data") and not doc.get("stringData"), f"{path} inlines a Secret"
+    secret_words = (
+        "SECRET",
+        "PASSWORD",
+        "TOKEN",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MAIL_URL",
+        "DSN",
+        "KEY",
+    )
+    for doc in rendered:
+        if doc["kind"] == "ConfigMap":
+            for key in doc["data"]:
+                assert not any(w in key for w in secret_words), (
+                    f"secret-looking key {key} in a ConfigMap"
+                )
+    for workload in _workloads(rendered):
+        pod = workload["spec"]["template"]["spec"]
+        secret_volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        assert secret_volumes, workload["metadata"]["name"]
+        for volume in secret_volumes.values():
+            assert volume["defaultMode"] & 0o007 == 0, "secret files must not be world-readable"
+        for container in pod["containers"]:
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            for name in secret_volumes:
+                assert mounts[name]["readOnly"] is True
+            for env in container.get("env", []):
+                if any(w in env["name"] for w in secret_words):
+                    assert env["name"].endswith("_FILE"), f"{env['name']} must be read from a file"
+                    assert env["value"].startswith("/run/secrets/")
+                    mount_dirs = [m["mountPath"] for n, m in mounts.items() if n in secret_volumes]
+                    assert any(env["value"].startswith(d + "/") for d in mount_dirs), env
+                assert "valueFrom" not in env or "secretKeyRef" not in env["valueFrom"]
+
+
+def _policies(docs: list[Manifest]) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def _flows(
+    docs: list[Manifest], pod_labels: dict[str, str], direction: str
+) -> list[tuple[str, str, int, str]]:
+    """All (namespace selector, pod selector, port, protocol) allowed for pods with these labels."""
+    key = "ingress" if direction == "Ingress" else "egress"
+    peer_key = "from" if key == "ingress" else "to"
+    flows: list[tuple[str, str, int, str]] = []
+    for policy in _policies(docs):
+        spec = policy["spec"]
+        if direction not in spec["policyTypes"] or not _selects(spec["podSelector"], pod_labels):
+            continue
+        for rule in spec.get(key, []):
+            peers = rule.get(peer_key)
+            ports = rule.get("ports")
+            assert peers, f"{policy['metadata']['name']}: a rule without peers allows everyone"
+            assert ports, f"{policy['metadata']['name']}: a rule without ports allows every port"
+            for peer in peers:
+                assert "ipBlock" not in peer, f"{policy['metadata']['name']}: unexpected ipBlock"
+                ns = yaml.safe_dump(peer.get("namespaceSelector"), sort_keys=True).strip()
+                pod = yaml.safe_dump(peer.get("podSelector"), sort_keys=True).strip()
+                for port in ports:
+                    flows.append((ns, pod, port["port"], port["protocol"]))
+    return flows
+
+
+def _sel(labels: dict[str, str] | None) -> str:
+    return yaml.safe_dump(
+        None if labels is None else {"matchLabels": labels}, sort_keys=True
+    ).strip()
+
+
+@pytest.mark.asvs("V13.2.4", "V13.2.5")
+def test_network_policy_allows_only_the_needed_flows(rendered: list[Manifest]) -> None:
+    """Default deny; web pods reachable only from ingress-nginx (and Prometheus) on 8000;
+    app pods may reach only PostgreSQL, Redis and DNS."""
+    deny = _one(rendered, "NetworkPolicy", "default-deny-all")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    web = _one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    migrate = _one(rendered, "Job")["spec"]["template"]["metadata"]["labels"]
+    ingress_nginx = _sel({"kubernetes.io/metadata.name": "ingress-nginx"})
+    monitoring = _sel({"kubernetes.io/metadata.name": "monitoring"})
+    assert sorted(_flows(rendered, web, "Ingress")) == sorted(
+        [
+            (ingress_nginx, _sel({"app.kubernetes.io/name": "ingress-nginx"}), 8000, "TCP"),
+            (monitoring, _sel({"app.kubernetes.io/name": "prometheus"}), 8000, "TCP"),
+        ]
+    )
+    assert _flows(rendered, migrate, "Ingress") == [], "the migration job accepts no connections"
+
+    kube_system = _sel({"kubernetes.io/metadata.name": "kube-system"})
+    expected_egress = sorted(
+        [
+            (_sel(None), _sel({"app.kubernetes.io/name": "postgresql"}), 5432, "TCP"),
+            (_sel(None), _sel({"app.kubernetes.io/name": "redis"}), 6379, "TCP"),
+            (kube_system, _sel({"k8s-app": "kube-dns"}), 53, "UDP"),
+            (kube_system, _sel({"k8s-app": "kube-dns"}), 53, "TCP"),
+        ]
+    )
+    assert sorted(_flows(rendered, web, "Egress")) == expected_egress
+    assert sorted(_flows(rendered, migrate, "Egress")) == expected_egress
+
+    # Co-located data stores accept Bastion's pods and nothing else.
+    for store, port in (("postgresql", 5432), ("redis", 6379)):
+        flows = _flows(rendered, {"app.kubernetes.io/name": store}, "Ingress")
+        sources = {(ns, pod) for ns, pod, _, _ in flows}
+        assert sources == {(_sel(None), _sel({"app.kubernetes.io/name": "bastion"}))}
+        assert port in {p for _, _, p, _ in flows}
+    # Nothing else in the namespace gets any flow beyond the default deny.
+    assert _flows(rendered, {"app.kubernetes.io/name": "something-else"}, "Ingress") == []
+    assert _flows(rendered, {"app.kubernetes.io/name": "something-else"}, "Egress") == []
+
+
+def test_migration_job_runs_flask_db_upgrade(rendered: list[Manifest]) -> None:
+    """The Job runs the migrations once, with the owner database URL, and cleans itself up."""
+    job = _one(rendered, "Job", "bastion-migrate")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["flask", "--app", "bastion", "db", "upgrade"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["BASTION_DATABASE_URL_FILE"].startswith("/run/secrets/bastion-db-owner/")
+    assert job["spec"]["backoffLimit"] <= 3
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["spec"]["activeDeadlineSeconds"] > 0

@@ -1,0 +1,522 @@
+"""nginx: the production config and the scale-out template load, and behave, in a real nginx."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.client import HTTPConnection, HTTPResponse, HTTPSConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_DIR = ROOT / "deploy" / "nginx"
+PROD_CONF = NGINX_DIR / "bastion.conf"
+SCALEOUT = NGINX_DIR / "scaleout.conf.tmpl"
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+
+
+def _nginx_binary() -> str:
+    """The nginx executable; the test is skipped, with the fix, when there is none."""
+    if not NGINX:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    return NGINX
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A P-256 certificate for localhost/127.0.0.1, valid for one day."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# --- a backend that echoes what the proxy sent ----------------------------------------------
+
+
+@dataclass
+class Backend:
+    """A tiny HTTP server standing in for one gunicorn instance."""
+
+    name: str
+    server: ThreadingHTTPServer
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+
+def _start_backend(name: str) -> Backend:
+    backend: Backend
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _reply(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            headers[":path"] = self.path
+            backend.seen.append(headers)
+            body = json.dumps({"backend": name, "headers": headers}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            # The app's own HSTS header: nginx must replace it, not add a second one.
+            self.send_header("Strict-Transport-Security", "max-age=1")
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _reply  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    backend = Backend(name, server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return backend
+
+
+@pytest.fixture
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    """Two echo backends on loopback."""
+    pair = (_start_backend("one"), _start_backend("two"))
+    yield pair
+    for backend in pair:
+        backend.server.shutdown()
+        backend.server.server_close()
+
+
+# --- rendering and running nginx ------------------------------------------------------------
+
+
+def _temp_paths(prefix: Path) -> str:
+    return "\n".join(
+        f"  {name}_temp_path {prefix / name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+@dataclass
+class ProdProxy:
+    """bastion.conf rendered into a temp prefix, with loopback ports and a test certificate."""
+
+    prefix: Path
+    conf: Path
+    http_port: int
+    https_port: int
+    cert: Path
+    access_log: Path
+
+
+def render_production(prefix: Path, upstream_port: int) -> ProdProxy:
+    """Render bastion.conf the way a deployment differs from this test, and nothing more:
+    the upstream address, the certificate paths, the listen ports and the log destination."""
+    cert, key = _self_signed(prefix)
+    http_port, https_port = _free_port(), _free_port()
+    access_log = prefix / "access.log"
+    text = PROD_CONF.read_text()
+    replacements = {
+        "server app:8000;": f"server 127.0.0.1:{upstream_port};",
+        "/run/secrets/tls_fullchain.pem": str(cert),
+        "/run/secrets/tls_privkey.pem": str(key),
+        "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
+        "listen 443 ssl http2 default_server;": (
+            f"listen 127.0.0.1:{https_port} ssl http2 default_server;"
+        ),
+        "access_log /dev/stdout bastion_json;": f"access_log {access_log} bastion_json;",
+        "return 301 https://$host$request_uri;": (
+            f"return 301 https://$host:{https_port}$request_uri;"
+        ),
+    }
+    for old, new in replacements.items():
+        assert old in text, f"bastion.conf no longer contains {old!r}; update the test renderer"
+        text = text.replace(old, new)
+    (prefix / "bastion.conf").write_text(text)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{ worker_connections 64; }}
+http {{
+  include /etc/nginx/mime.types;
+{_temp_paths(prefix)}
+  include {prefix / "bastion.conf"};
+}}
+"""
+    )
+    return ProdProxy(prefix, conf, http_port, https_port, cert, access_log)
+
+
+def render_scaleout(prefix: Path, listen_port: int, upstream_1: int, upstream_2: int) -> Path:
+    """Fill in the scale-out template's placeholders; fail on any left over."""
+    text = SCALEOUT.read_text()
+    for placeholder, value in {
+        "{{PREFIX}}": str(prefix),
+        "{{LISTEN_PORT}}": str(listen_port),
+        "{{UPSTREAM_1}}": str(upstream_1),
+        "{{UPSTREAM_2}}": str(upstream_2),
+    }.items():
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, value)
+    assert "{{" not in text, "unknown placeholder in scaleout.conf.tmpl"
+    conf = prefix / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def nginx_test(prefix: Path, conf: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a rendered configuration."""
+    return subprocess.run(
+        [NGINX, "-t", "-q", "-p", str(prefix), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+StartNginx = Callable[[Path, Path, int], None]
+
+
+@pytest.fixture
+def run_nginx() -> Iterator[StartNginx]:
+    """Start nginx in the foreground on a rendered config; stopped at teardown."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(prefix: Path, conf: Path, port: int) -> None:
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(proc)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"nginx exited: {err}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nginx did not start listening")
+
+    yield start
+    for proc in processes:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _https(proxy: ProdProxy) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(proxy.cert))
+
+
+def _request(
+    conn: HTTPConnection,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[HTTPResponse, bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response, response.read()
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_production_config_passes_nginx_t(tmp_path: Path) -> None:
+    """bastion.conf, with a generated certificate, is accepted by `nginx -t`."""
+    _nginx_binary()
+    proxy = render_production(tmp_path, _free_port())
+    result = nginx_test(tmp_path, proxy.conf)
+    assert result.returncode == 0, result.stderr
+
+
+def test_scaleout_template_passes_nginx_t(tmp_path: Path) -> None:
+    """The scale-out template renders into a complete config that `nginx -t` accepts."""
+    _nginx_binary()
+    conf = render_scaleout(tmp_path, _free_port(), _free_port(), _free_port())
+    result = nginx_test(tmp_path, conf)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.asvs("V4.1.3", "V15.3.4")
+def test_forwarded_headers_are_overwritten_never_appended() -> None:
+    """Both configs set X-Forwarded-For to the peer address: a client cannot add hops."""
+    for path in (PROD_CONF, SCALEOUT):
+        text = path.read_text()
+        assert "$proxy_add_x_forwarded_for" not in text, path.name
+        assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr;", text), path.name
+        for header in ("X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Real-IP"):
+            assert re.search(rf"proxy_set_header\s+{header}\s", text), (path.name, header)
+
+
+def _directive(text: str, name: str) -> list[str]:
+    """Values of every occurrence of a simple one-line nginx directive."""
+    return [m.group(1).strip() for m in re.finditer(rf"^\s*{name}\s+([^;]+);", text, re.MULTILINE)]
+
+
+@pytest.mark.asvs("V12.1.1", "V12.1.2", "V3.4.1", "V2.4.1")
+def test_production_tls_and_limits_are_configured() -> None:
+    """TLS 1.2/1.3 with ECDHE+AEAD only, no session tickets, HSTS always, no banner,
+    bounded bodies and timeouts, a flood guard; the upload limit matches the app's."""
+    text = PROD_CONF.read_text()
+    assert _directive(text, "ssl_protocols") == ["TLSv1.2 TLSv1.3"]
+    (ciphers,) = _directive(text, "ssl_ciphers")
+    for suite in ciphers.split(":"):
+        assert suite.startswith("ECDHE-") and ("GCM" in suite or "CHACHA20-POLY1305" in suite), (
+            suite
+        )
+    assert _directive(text, "ssl_session_tickets") == ["off"]
+    assert _directive(text, "server_tokens") == ["off"]
+    # One add_header in the whole file: a second one in a location would drop HSTS there.
+    assert len(re.findall(r"^\s*add_header\s", text, re.MULTILINE)) == 1
+    assert re.search(
+        r'add_header\s+Strict-Transport-Security\s+"max-age=63072000; includeSubDomains"\s+always;',
+        text,
+    )
+    for timeout in (
+        "client_header_timeout",
+        "client_body_timeout",
+        "send_timeout",
+        "proxy_read_timeout",
+        "proxy_connect_timeout",
+    ):
+        assert _directive(text, timeout), timeout
+    (body,) = _directive(text, "client_max_body_size")
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    upload_setting = re.search(r'BASTION_MAX_UPLOAD_MB:\s*"(\d+)"', compose)
+    assert upload_setting, "compose sets BASTION_MAX_UPLOAD_MB"
+    upload_mb = int(upload_setting.group(1))
+    assert body.endswith("m") and upload_mb < int(body[:-1]) <= upload_mb + 4
+    assert _directive(text, "limit_req_zone") and _directive(text, "limit_req")
+
+
+@pytest.mark.asvs("V12.1.1", "V12.1.2", "V12.2.1", "V3.4.1", "V4.1.3", "V13.4.4", "V13.4.5")
+def test_production_proxy_behaviour(
+    tmp_path: Path, backends: tuple[Backend, Backend], run_nginx: StartNginx
+) -> None:
+    """A real nginx on bastion.conf: HTTPS only, modern TLS, HSTS once, one trusted hop,
+    no /metrics, no TRACE, no version banner, body limit enforced."""
+    _nginx_binary()
+    app = backends[0]
+    proxy = render_production(tmp_path, app.port)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+
+    # Plain HTTP only redirects.
+    plain = HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
+    response, _ = _request(plain, "GET", "/articles?page=2", {"Host": "localhost"})
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://localhost:{proxy.https_port}/articles?page=2"
+    assert app.seen == [], "plain HTTP must never reach the app"
+    plain.close()
+
+    context = _https(proxy)
+    conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=5)
+    response, body = _request(
+        conn,
+        "GET",
+        "/healthz",
+        {
+            "X-Forwarded-For": "203.0.113.66",
+            "X-Forwarded-Proto": "http",
+            "X-Forwarded-Host": "evil.example",
+            "X-Request-ID": "forged-id",
+            "Forwarded": "for=1.2.3.4",
+        },
+    )
+    assert response.status == 200
+    seen = json.loads(body)["headers"]
+    assert seen["x-forwarded-for"] == "127.0.0.1", "exactly one hop: the peer nginx saw"
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-host"] == "localhost"
+    assert seen["x-forwarded-port"] == str(proxy.https_port)
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"])
+    assert "forwarded" not in seen
+    assert response.getheader("Server") == "nginx", "no version in the Server header"
+    hsts = [v for k, v in response.getheaders() if k.lower() == "strict-transport-security"]
+    assert hsts == ["max-age=63072000; includeSubDomains"]
+    max_age = int(hsts[0].split("=")[1].split(";")[0])
+    assert max_age >= 365 * 24 * 3600
+    assert conn.sock is not None
+    assert conn.sock.version() in {"TLSv1.2", "TLSv1.3"}
+
+    response, _ = _request(conn, "GET", "/metrics", {"Authorization": "Bearer x"})
+    assert response.status == 404
+    response, _ = _request(conn, "TRACE", "/")
+    assert response.status == 405
+    hsts_on_error = response.getheader("Strict-Transport-Security")
+    assert hsts_on_error and "max-age=63072000" in hsts_on_error
+    response, _ = _request(
+        conn,
+        "POST",
+        "/upload",
+        {"Content-Type": "application/octet-stream"},
+        body=b"x" * (13 * 1024 * 1024),
+    )
+    assert response.status == 413
+    conn.close()
+    assert len(app.seen) == 1, "only the health request reached the app"
+
+    # TLS 1.1 and older are refused by the server even when a client offers them.
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.load_verify_locations(cafile=str(proxy.cert))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with (
+        pytest.raises(ssl.SSLError),
+        socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
+    ):
+        old.wrap_socket(raw, server_hostname="localhost")
+
+    # TLS 1.2 is offered only with forward-secret AEAD suites.
+    tls12 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls12.load_verify_locations(cafile=str(proxy.cert))
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
+        tls12.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        negotiated = tls.cipher()
+        assert negotiated is not None
+        cipher, version, _ = negotiated
+        assert version == "TLSv1.2"
+        assert cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher)
+    weak = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    weak.load_verify_locations(cafile=str(proxy.cert))
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("AES128-SHA:AES256-SHA:AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA")
+    with (
+        pytest.raises(ssl.SSLError),
+        socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
+    ):
+        weak.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.asvs("V16.2.4", "V16.2.5")
+def test_access_log_is_json_without_one_time_tokens(
+    tmp_path: Path, backends: tuple[Backend, Backend], run_nginx: StartNginx
+) -> None:
+    """nginx writes one JSON object per request and cuts tokens out of one-time links."""
+    _nginx_binary()
+    proxy = render_production(tmp_path, backends[0].port)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
+    for path in (
+        "/auth/reset/SECRETTOKEN1",
+        "/auth/confirm/SECRETTOKEN2",
+        "/setup/SECRETTOKEN3",
+        "/articles/7?q=SECRETQUERY",
+    ):
+        response, _ = _request(conn, "GET", path)
+        assert response.status == 200
+    conn.close()
+    deadline = time.monotonic() + 5
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = proxy.access_log.read_text().splitlines() if proxy.access_log.exists() else []
+        if len(lines) >= 4:
+            break
+        time.sleep(0.05)
+    entries = [json.loads(line) for line in lines]
+    assert [e["path"] for e in entries] == [
+        "/auth/reset/[redacted]",
+        "/auth/confirm/[redacted]",
+        "/setup/[redacted]",
+        "/articles/7",
+    ]
+    assert "SECRET" not in "\n".join(lines)
+    for entry in entries:
+        assert {"time", "request_id", "remote_addr", "method", "status", "duration"} <= set(entry)
+        assert re.search(r"[+-]\d\d:\d\d$", entry["time"]), "timestamps carry their UTC offset"
+
+
+def test_scaleout_balances_across_both_instances(
+    tmp_path: Path, backends: tuple[Backend, Backend], run_nginx: StartNginx
+) -> None:
+    """The rendered template runs unprivileged-by-config from a temp dir and round-robins."""
+    _nginx_binary()
+    listen = _free_port()
+    conf = render_scaleout(tmp_path, listen, backends[0].port, backends[1].port)
+    run_nginx(tmp_path, conf, listen)
+    conn = HTTPConnection("127.0.0.1", listen, timeout=5)
+    served = []
+    for _ in range(6):
+        response, body = _request(conn, "GET", "/healthz", {"X-Forwarded-For": "198.51.100.1"})
+        assert response.status == 200
+        payload = json.loads(body)
+        served.append(payload["backend"])
+        assert payload["headers"]["x-forwarded-for"] == "127.0.0.1"
+        assert payload["headers"]["x-forwarded-proto"] == "https"
+    conn.close()
+    assert served.count("one") == served.count("two") == 3
+    assert (tmp_path / "nginx.pid").exists(), "pid file lives in the prefix"
