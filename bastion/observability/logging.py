@@ -51,7 +51,8 @@ logging.Formatter.converter = time.gmtime
 
 
 def configure_logging(app: Flask) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    # stderr, like gunicorn: CLI commands keep stdout for their own output (JSON reports).
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
     # Tests read records through pytest's caplog instead of stdout.
     handlers = [] if app.testing else [handler]

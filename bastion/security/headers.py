@@ -49,6 +49,7 @@ def init_headers(app: Flask) -> None:
         strict_transport_security=True,
         strict_transport_security_max_age=63072000,
         strict_transport_security_include_subdomains=True,
+        strict_transport_security_preload=bool(app.config["HSTS_PRELOAD"]),
         content_security_policy=csp,
         content_security_policy_nonce_in=["script-src", "style-src"],
         content_security_policy_report_uri="/csp-report",
