@@ -105,3 +105,21 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+
+
+def when_ready(server: Any) -> None:
+    """Print the one-time setup link while no admin exists (the master, once per start)."""
+    if os.environ.get("BASTION_ANNOUNCE_SETUP", "1") != "1":
+        return
+    try:
+        from bastion import create_app
+        from bastion.extensions import db
+        from bastion.setup.services import announce_setup_if_needed
+
+        app = create_app()
+        base = os.environ.get("BASTION_PUBLIC_URL") or f"https://{(app.config['TRUSTED_HOSTS'] or ['localhost'])[0]}"
+        with app.app_context():
+            announce_setup_if_needed(base)
+            db.engine.dispose()  # no connection may cross the fork into workers
+    except Exception as exc:  # noqa: BLE001 - a failed announcement must not stop serving
+        server.log.warning("setup link not announced: %s", exc)
