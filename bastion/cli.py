@@ -42,6 +42,10 @@ def setup_url_command(base_url: str) -> None:
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(setup_url_command)
+    from bastion.auth.cli import sessions, users
+
+    app.cli.add_command(users)
+    app.cli.add_command(sessions)
     try:  # TEMP until flask_deploy_check lands
         from flask_deploy_check.cli import security
     except ImportError:
