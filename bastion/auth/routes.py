@@ -232,6 +232,8 @@ def reset_password(token: str) -> ResponseReturnValue:
 @bp.record_once
 def _register_access_checks(state: Any) -> None:
     from bastion.auth.enrolment import require_enrolment
+    from bastion.auth.sessions import forget_cached_identity
     from bastion.security.access import add_access_check
 
     add_access_check(state.app, require_enrolment)
+    state.app.before_request_funcs.setdefault(None, []).insert(0, forget_cached_identity)

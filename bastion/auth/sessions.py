@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import select, update
 
@@ -113,8 +113,6 @@ def load_user(user_id: str) -> User | None:
     if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
         record.last_seen_at = now
         db.session.commit()
-    from flask import g
-
     g.session_record = record
     return user
 
@@ -148,3 +146,16 @@ def revoke_session(user_id: int, session_id: int) -> bool:
     ).rowcount
     db.session.commit()
     return bool(count)
+
+
+def forget_cached_identity() -> None:
+    """before_request (first of all): resolve the user from this request's cookie only.
+
+    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to the app context. A server gives
+    each request a fresh context, but code that runs requests inside one shared context (the
+    test client under a held app context, a batch job) would otherwise carry one request's
+    user into the next.
+    """
+    csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    for name in ("_login_user", "session_record", "identity", csrf_cache):
+        g.pop(name, None)
