@@ -54,23 +54,26 @@ def test_failures_look_the_same_for_every_reason(client: FlaskClient, user: User
 
 
 @pytest.mark.asvs("V6.3.8")
-def test_unknown_user_costs_the_same_time_as_a_wrong_password(
-    app: Flask, client: FlaskClient, user: User, no_rate_limits: None, monkeypatch: Any
-) -> None:
-    monkeypatch.setitem(app.config, "LOGIN_THROTTLE_ACCOUNT_FREE", 10_000)
-    monkeypatch.setitem(app.config, "LOGIN_THROTTLE_IP_FREE", 10_000)
+def test_unknown_user_costs_the_same_time_as_a_wrong_password(make_app: Any) -> None:
+    # One backend is enough: the cost being compared is the password hash, not the database.
+    app = make_app(RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=10_000,
+                   LOGIN_THROTTLE_IP_FREE=10_000)
+    client = app.test_client()
+    with app.app_context():
+        UserFactory(username="alice", email="alice@example.org")
     token = csrf_token(client, "/auth/login")
     timings: dict[str, list[float]] = {"unknown": [], "known": []}
-    for _ in range(30):
+    for _ in range(15):
         for kind, name in (("unknown", "mallory-unknown"), ("known", "alice")):
             start = time.perf_counter()
             resp = client.post("/auth/login", data={"username": name, "password": "wrong password!",
                                                     "csrf_token": token})
             timings[kind].append(time.perf_counter() - start)
-            assert resp.status_code == 200
+            assert resp.status_code == 200 and GENERIC in resp.data
     unknown, known = statistics.median(timings["unknown"]), statistics.median(timings["known"])
-    # One Argon2 verification dominates both; without the dummy hash "unknown" is ~10x faster.
-    assert 0.6 < unknown / known < 1.6, (unknown, known)
+    # One Argon2 verification dominates both; without the dummy hash "unknown" costs a
+    # small fraction of "known", far outside this generous band.
+    assert 0.5 < unknown / known < 2.0, (unknown, known)
 
 
 @pytest.mark.asvs("V11.4.2", "V6.2.1")
