@@ -66,6 +66,7 @@ def register_extensions(app: Flask) -> None:
 BLUEPRINTS = (
     "bastion.main",
     "bastion.auth",
+    "bastion.account",
     "bastion.setup",
 )
 

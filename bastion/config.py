@@ -84,6 +84,19 @@ class BaseConfig:
     SESSION_ABSOLUTE_HOURS = 12
     REMEMBER_DAYS = 30
     REAUTH_MINUTES = 10
+    # Sign-in throttling: after FREE failures the wait doubles from BASE up to MAX seconds,
+    # per account and (more generously, for shared addresses) per client IP. A growing
+    # delay, never a lockout: the owner gets in once the wait is over.
+    LOGIN_THROTTLE_ACCOUNT_FREE = 5
+    LOGIN_THROTTLE_IP_FREE = 20
+    LOGIN_THROTTLE_BASE_SECONDS = 2.0
+    LOGIN_THROTTLE_MAX_SECONDS = 300.0
+    LOGIN_THROTTLE_FORGET_SECONDS = 3600
+    # Lifetimes of emailed links and of the pause between the password and 2FA steps.
+    CONFIRM_HOURS = 48
+    RESET_MINUTES = 60
+    EMAIL_CHANGE_HOURS = 24
+    TWO_FACTOR_PENDING_SECONDS = 300
     # Flask-Login's own remember cookie is never set (sessions are server-side records);
     # these keep it safe should anything ever ask for it.
     REMEMBER_COOKIE_NAME = "__Host-remember"
@@ -108,6 +121,8 @@ class BaseConfig:
     # Mail, uploads, observability
     MAIL_URL: str | None = None
     MAIL_SENDER = "Bastion <no-reply@localhost>"
+    # Without MAIL_URL, messages are written here (and to the log) instead of being sent.
+    OUTBOX_DIR: str | None = None
     SENTRY_DSN: str | None = None
     METRICS_TOKEN: str | None = None
     REQUIRE_2FA_ROLES = "admin"
@@ -195,8 +210,13 @@ def _normalise(app: Flask) -> None:
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
-    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS"):
+    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS",
+                "REMEMBER_DAYS", "REAUTH_MINUTES", "LOGIN_THROTTLE_ACCOUNT_FREE",
+                "LOGIN_THROTTLE_IP_FREE", "LOGIN_THROTTLE_FORGET_SECONDS", "CONFIRM_HOURS",
+                "RESET_MINUTES", "EMAIL_CHANGE_HOURS", "TWO_FACTOR_PENDING_SECONDS"):
         cfg[key] = int(cfg[key])
+    for key in ("LOGIN_THROTTLE_BASE_SECONDS", "LOGIN_THROTTLE_MAX_SECONDS"):
+        cfg[key] = float(cfg[key])
     if isinstance(cfg.get("DEBUG"), str):
         cfg["DEBUG"] = cfg["DEBUG"].lower() in {"1", "true", "yes", "on"}
     instance = Path(app.instance_path)
@@ -209,6 +229,7 @@ def _normalise(app: Flask) -> None:
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("REDIS_URL") or "memory://"
     cfg["UPLOAD_DIR"] = str(cfg.get("UPLOAD_DIR") or instance / "uploads")
+    cfg["OUTBOX_DIR"] = str(cfg.get("OUTBOX_DIR") or instance / "outbox")
     cfg["MAX_UPLOAD_BYTES"] = cfg["MAX_UPLOAD_MB"] * 1024 * 1024
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):

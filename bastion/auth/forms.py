@@ -2,20 +2,94 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD
 
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
+PASSWORD_HINT = (
+    f"{MIN_PASSWORD} to {MAX_PASSWORD} characters, any characters you like. A passphrase of "
+    "four or more unrelated words is strong and easy to remember. Common or breached "
+    "passwords, and ones containing your username or email, are refused."
+)
+
+
+def no_control_characters(_form: Any, field: Any) -> None:
+    """NUL and other control characters only ever come from tools, not people."""
+    if isinstance(field.data, str) and any(ord(c) < 32 and c not in "\t\r\n" for c in field.data):
+        raise ValidationError("This field contains characters that are not allowed.")
+
+
+def new_password_field(label: str = "Password") -> PasswordField:
+    return PasswordField(
+        label,
+        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH)],
+        description=PASSWORD_HINT,
+    )
+
+
+def email_field(label: str = "Email") -> EmailField:
+    return EmailField(
+        label,
+        validators=[DataRequired(), no_control_characters, Length(max=254),
+                    Email(check_deliverability=False, message="Enter a valid email address.")],
+    )
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username or email", validators=[DataRequired(), Length(max=254)])
+    username = StringField("Username or email",
+                           validators=[DataRequired(), Length(max=254), no_control_characters])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
     remember = BooleanField("Keep me signed in on this device")
     next = HiddenField()
+
+
+class RegisterForm(FlaskForm):
+    username = StringField(
+        "Username",
+        validators=[DataRequired(), Length(min=3, max=32), no_control_characters],
+        description="3 to 32 letters, digits, '-' or '_'. Shown on your public profile.",
+    )
+    email = email_field()
+    password = new_password_field()
+    confirm = PasswordField(
+        "Repeat password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+    )
+
+
+class TwoFactorForm(FlaskForm):
+    code = StringField(
+        "Authentication code",
+        validators=[DataRequired(), Length(max=64), no_control_characters],
+        description="The 6-digit code from your authenticator app, or one of your recovery codes.",
+    )
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
+    code = StringField(
+        "Authentication code",
+        validators=[Length(max=64), no_control_characters],
+        description="Only when two-factor authentication is on.",
+    )
+    next = HiddenField()
+
+
+class ResetRequestForm(FlaskForm):
+    email = email_field()
+
+
+class ResetPasswordForm(FlaskForm):
+    password = new_password_field("New password")
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+    )
 
 
 class AccountSetupForm(FlaskForm):

@@ -1,23 +1,57 @@
-"""Sign in and out."""
+"""Sign in (password, then 2FA), sign out, re-authenticate, register, confirm, reset."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, url_for
+import time
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.auth import bp
-from bastion.auth.forms import EmptyForm, LoginForm
-from bastion.auth.services import authenticate, canonical_username, find_login_user
-from bastion.auth.sessions import end_session, start_session
-from bastion.extensions import limiter
+from bastion.auth import bp, registration
+from bastion.auth.forms import (
+    EmptyForm,
+    LoginForm,
+    ReauthForm,
+    RegisterForm,
+    ResetPasswordForm,
+    ResetRequestForm,
+    TwoFactorForm,
+)
+from bastion.auth.login import Result, Step, password_step, reauthenticate, second_step
+from bastion.auth.services import AccountError
+from bastion.auth.sessions import end_session, mark_reauthenticated, start_session
+from bastion.extensions import db, limiter
+from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import login_required, public
-from bastion.security.redirects import safe_next_url
+from bastion.security.redirects import is_safe_next, safe_next_url
 
-GENERIC_FAILURE = "That username or password is not right, or the account cannot sign in."
+GENERIC_FAILURE = (
+    "That username or password is not right, or the account cannot sign in yet "
+    "(new accounts must confirm their email address first)."
+)
+CODE_FAILURE = "That code is not right or was already used."
+PENDING_KEY = "pending_2fa"
 
 
+def _ip() -> str:
+    return request.remote_addr or ""
+
+
+def _throttled(form: Any, template: str, result: Result, **context: Any) -> ResponseReturnValue:
+    seconds = max(1, int(result.wait + 0.999))
+    flash(f"Too many failed attempts. Wait {seconds} seconds, then try again.", "error")
+    html = render_template(template, form=form, **context)
+    return html, 429, {"Retry-After": str(seconds)}
+
+
+def _field_error(form: Any, exc: AccountError, default: str) -> None:
+    getattr(form, exc.field or default, getattr(form, default)).errors.append(str(exc))
+
+
+# Sign in -----------------------------------------------------------------------------
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @limiter.limit("10 per minute", methods=["POST"])
@@ -25,24 +59,63 @@ def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(safe_next_url())
     form = LoginForm()
-    if form.validate_on_submit():
-        login_name = form.username.data or ""
-        user = authenticate(login_name, form.password.data or "")
-        if user is not None:
-            start_session(user, remember=bool(form.remember.data))
-            audit.record("login.success", actor_id=user.id, target_user_id=user.id)
-            return redirect(safe_next_url())
-        known = find_login_user(login_name)
-        audit.record(
-            "login.failure",
-            target_user_id=known.id if known else None,
-            details={"username": canonical_username(login_name)[:64]},
-        )
-        from bastion.observability import counters
-
-        counters.increment("login_failures")
+    if not form.validate_on_submit():
+        if request.method == "GET":
+            form.next.data = request.args.get("next", "")
+        return render_template("auth/login.html", form=form)
+    result = password_step(form.username.data or "", form.password.data or "", _ip())
+    if result.step is Step.THROTTLED:
+        return _throttled(form, "auth/login.html", result)
+    if result.step is Step.FAILED or result.user is None:
         flash(GENERIC_FAILURE, "error")
-    return render_template("auth/login.html", form=form)
+        return render_template("auth/login.html", form=form)
+    nxt = form.next.data if is_safe_next(form.next.data) else ""
+    if result.step is Step.NEEDS_2FA:
+        # Not signed in: only a signed, short-lived marker names the user until the code.
+        session.clear()
+        session[PENDING_KEY] = {
+            "uid": result.user.id,
+            "exp": time.time() + current_app.config["TWO_FACTOR_PENDING_SECONDS"],
+            "remember": bool(form.remember.data),
+            "next": nxt,
+        }
+        return redirect(url_for("auth.two_factor"))
+    start_session(result.user, remember=bool(form.remember.data))
+    return redirect(nxt or url_for("main.index"))
+
+
+def _pending_user() -> tuple[User, dict[str, Any]] | None:
+    marker = session.get(PENDING_KEY)
+    if not isinstance(marker, dict) or not isinstance(marker.get("uid"), int):
+        return None
+    if float(marker.get("exp", 0)) < time.time():
+        session.pop(PENDING_KEY, None)
+        return None
+    user = db.session.get(User, marker["uid"])
+    return (user, marker) if user is not None and user.is_active else None
+
+
+@bp.route("/2fa", methods=["GET", "POST"])
+@public
+@limiter.limit("10 per minute", methods=["POST"])
+def two_factor() -> ResponseReturnValue:
+    pending = _pending_user()
+    if pending is None:
+        flash("Sign in with your password first.", "info")
+        return redirect(url_for("auth.login"))
+    user, marker = pending
+    form = TwoFactorForm()
+    if not form.validate_on_submit():
+        return render_template("auth/two_factor.html", form=form)
+    result = second_step(user, form.code.data or "", _ip())
+    if result.step is Step.THROTTLED:
+        return _throttled(form, "auth/two_factor.html", result)
+    if result.step is not Step.SIGNED_IN:
+        flash(CODE_FAILURE, "error")
+        return render_template("auth/two_factor.html", form=form)
+    start_session(user, remember=bool(marker.get("remember")))  # new session id
+    nxt = str(marker.get("next") or "")
+    return redirect(nxt if is_safe_next(nxt) else url_for("main.index"))
 
 
 @bp.post("/logout")
@@ -55,3 +128,112 @@ def logout() -> ResponseReturnValue:
         audit.record("logout", actor_id=user_id, target_user_id=user_id)
         flash("You are signed out.", "info")
     return redirect(url_for("main.index"))
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per minute", methods=["POST"])
+def reauth() -> ResponseReturnValue:
+    form = ReauthForm()
+    if not form.validate_on_submit():
+        form.next.data = request.args.get("next", "")
+        return render_template("auth/reauth.html", form=form)
+    result = reauthenticate(current_user, form.password.data or "", form.code.data or "", _ip())
+    if result.step is Step.THROTTLED:
+        return _throttled(form, "auth/reauth.html", result)
+    if result.step is not Step.SIGNED_IN:
+        flash("That did not match. Enter your password (and code) again.", "error")
+        return render_template("auth/reauth.html", form=form)
+    mark_reauthenticated()
+    nxt = form.next.data or ""
+    return redirect(nxt if is_safe_next(nxt) else url_for("account.index"))
+
+
+# Registration and confirmation -----------------------------------------------------------
+CHECK_EMAIL = "Check your email: we sent a link to finish setting up the account."
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@public
+@limiter.limit("5 per minute; 30 per hour", methods=["POST"])
+def register() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            registration.register(form.username.data or "", form.email.data or "",
+                                  form.password.data or "")
+        except AccountError as exc:
+            _field_error(form, exc, "username")
+        else:
+            flash(CHECK_EMAIL, "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/register.html", form=form), 200 if not form.errors else 422
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+@public
+@limiter.limit("20 per minute")
+def confirm(token: str) -> ResponseReturnValue:
+    # Confirming changes state, so it is a POST; the emailed link opens a page with a button
+    # (mail scanners that pre-fetch links cannot confirm for the user).
+    if registration.confirmation_user(token) is None:
+        return _bad_link()
+    form = EmptyForm()
+    if form.validate_on_submit():
+        if registration.confirm(token) is None:
+            return _bad_link()
+        flash("Your email address is confirmed. You can sign in now.", "success")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/confirm.html", form=form)
+
+
+def _bad_link() -> ResponseReturnValue:
+    html = render_template("auth/bad_link.html")
+    return html, 404
+
+
+# Password reset ------------------------------------------------------------------------
+@bp.route("/reset", methods=["GET", "POST"])
+@public
+@limiter.limit("5 per minute; 20 per hour", methods=["POST"])
+def reset_request() -> ResponseReturnValue:
+    form = ResetRequestForm()
+    if form.validate_on_submit():
+        registration.request_reset(form.email.data or "")
+        flash("If an account uses that address, we sent it a link to reset the password. "
+              "The link works for one hour.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/reset_request.html", form=form)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@public
+@limiter.limit("10 per minute", methods=["POST"])
+def reset_password(token: str) -> ResponseReturnValue:
+    if registration.reset_user(token) is None:
+        return _bad_link()
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = registration.reset_password(token, form.password.data or "")
+        except AccountError as exc:
+            _field_error(form, exc, "password")
+        else:
+            if user is None:
+                return _bad_link()
+            flash("Your password is changed and every session was signed out. Sign in now.",
+                  "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset_password.html", form=form)
+
+
+@bp.record_once
+def _register_access_checks(state: Any) -> None:
+    from bastion.auth.enrolment import require_enrolment
+    from bastion.auth.sessions import forget_cached_identity
+    from bastion.security.access import add_access_check
+
+    add_access_check(state.app, require_enrolment)
+    state.app.before_request_funcs.setdefault(None, []).insert(0, forget_cached_identity)

@@ -164,3 +164,60 @@ def authenticate(login: str, password: str) -> User | None:
         user.password_hash = rehash(password)
         db.session.commit()
     return user
+
+
+def set_password(user: User, password: str, *, commit: bool = False) -> None:
+    """Validate and store a new password; the caller ends sessions and audits."""
+    if problem := password_problem(password, username=user.username, email=user.email):
+        raise AccountError(problem, "password")
+    user.password_hash = hash_password(normalise_password(password))
+    user.password_changed_at = utcnow()
+    if commit:
+        db.session.commit()
+
+
+def active_admin_count() -> int:
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .join(Role)
+            .where(Role.name == "admin", User.disabled_at.is_(None))
+        )
+        or 0
+    )
+
+
+def last_active_admin_guard(user: User) -> None:
+    """Refuse to demote or disable the only active admin: the site would be unmanageable."""
+    if user.is_admin and user.is_active and active_admin_count() <= 1:
+        raise AccountError("This is the last active admin; make another admin first.", "role")
+
+
+def disable_user(actor: User | None, user: User) -> None:
+    """Disable an account and end all its sessions at once."""
+    from bastion.auth.sessions import revoke_all
+    from bastion.security import audit
+
+    last_active_admin_guard(user)
+    user.disabled_at = utcnow()
+    revoke_all(user.id, commit=False)
+    audit.record("user.disabled", actor_id=actor.id if actor else None, target_user_id=user.id,
+                 commit=False)
+    db.session.commit()
+
+
+def set_role(actor: User | None, user: User, role: str) -> None:
+    """Change a user's role; never leaves the site without an active admin."""
+    from bastion.security import audit
+
+    new_role = role_named(role)
+    if user.role.name == role:
+        return
+    if role != "admin":
+        last_active_admin_guard(user)
+    old = user.role.name
+    user.role = new_role
+    audit.record("user.role_changed", actor_id=actor.id if actor else None,
+                 target_user_id=user.id, details={"from": old, "to": role}, commit=False)
+    db.session.commit()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import select, update
 
 from bastion.extensions import db, login_manager
-from bastion.models import User, UserSession, utcnow
+from bastion.models import RefreshToken, User, UserSession, utcnow
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -70,7 +70,8 @@ def end_session() -> None:
 
 
 def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = True) -> int:
-    """End every session of a user (password change, disable, "sign out everywhere")."""
+    """End every session and refresh token of a user (password change, disable, "sign out
+    everywhere"); ``except_id`` keeps the caller's own browser session."""
     stmt = (
         update(UserSession)
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
@@ -79,6 +80,12 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     if except_id is not None:
         stmt = stmt.where(UserSession.id != except_id)
     count = db.session.execute(stmt).rowcount
+    # API refresh tokens are sessions too: they die with the rest.
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
     if commit:
         db.session.commit()
     return int(count or 0)
@@ -106,7 +113,49 @@ def load_user(user_id: str) -> User | None:
     if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
         record.last_seen_at = now
         db.session.commit()
-    from flask import g
-
     g.session_record = record
     return user
+
+
+def mark_reauthenticated() -> None:
+    """Record a fresh password (and 2FA) check on the current session."""
+    record = current_record()
+    if record is not None:
+        record.reauth_at = utcnow()
+        db.session.commit()
+
+
+def list_sessions(user_id: int) -> list[UserSession]:
+    """Live sessions of a user, newest activity first."""
+    now = utcnow()
+    rows = db.session.scalars(
+        select(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc())
+    ).all()
+    return [r for r in rows if is_live(r, now)]
+
+
+def revoke_session(user_id: int, session_id: int) -> bool:
+    """Revoke one of the user's own sessions; False when it is not theirs or already gone."""
+    count = db.session.execute(
+        update(UserSession)
+        .where(UserSession.id == session_id, UserSession.user_id == user_id,
+               UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    return bool(count)
+
+
+def forget_cached_identity() -> None:
+    """before_request (first of all): resolve the user from this request's cookie only.
+
+    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to the app context. A server gives
+    each request a fresh context, but code that runs requests inside one shared context (the
+    test client under a held app context, a batch job) would otherwise carry one request's
+    user into the next.
+    """
+    csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    for name in ("_login_user", "session_record", "identity", csrf_cache):
+        g.pop(name, None)

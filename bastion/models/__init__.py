@@ -3,6 +3,7 @@
 from bastion.models.audit import AuditEvent
 from bastion.models.base import Base, TimestampMixin, utcnow
 from bastion.models.content import Article, Comment
+from bastion.models.credentials import LoginThrottle, RecoveryCode
 from bastion.models.session import UserSession
 from bastion.models.token import ApiToken, RefreshToken, SetupToken
 from bastion.models.upload import Upload
@@ -11,6 +12,8 @@ from bastion.models.user import ROLE_NAMES, Role, User
 __all__ = [
     "ROLE_NAMES",
     "ApiToken",
+    "LoginThrottle",
+    "RecoveryCode",
     "Article",
     "AuditEvent",
     "Base",

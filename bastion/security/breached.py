@@ -21,8 +21,24 @@ def _entries() -> frozenset[str]:
         return frozenset(line.strip().casefold() for line in fh if line.strip())
 
 
+# Parts shorter than this are too common to say anything (most 3-letter strings are listed).
+MIN_PART = 4
+
+
 def is_common(password: str) -> bool:
-    return password.casefold() in _entries()
+    """Listed, or two listed passwords glued together ("password" + "123456").
+
+    Attackers' rule sets try such pairs first, so a long password made of two common ones
+    is no stronger than either; a list alone cannot hold every combination.
+    """
+    entries = _entries()
+    folded = password.casefold()
+    if folded in entries:
+        return True
+    return any(
+        folded[:i] in entries and folded[i:] in entries
+        for i in range(MIN_PART, len(folded) - MIN_PART + 1)
+    )
 
 
 def size() -> int:

@@ -1,0 +1,189 @@
+"""The account page: profile, email, password, 2FA and sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, g, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from bastion.account import bp, services
+from bastion.account.forms import (
+    EmailChangeForm,
+    EnableTwoFactorForm,
+    PasswordChangeForm,
+    ProfileForm,
+)
+from bastion.auth import twofactor
+from bastion.auth.forms import EmptyForm
+from bastion.auth.services import AccountError
+from bastion.auth.sessions import end_session, list_sessions, revoke_all, revoke_session
+from bastion.extensions import limiter
+from bastion.security import audit
+from bastion.security.access import login_required, public
+from bastion.security.freshness import fresh_required, is_fresh
+
+
+def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
+    user = current_user
+    record = g.get("session_record")
+    context = {
+        "profile_form": ProfileForm(formdata=None, obj=user),
+        "email_form": EmailChangeForm(formdata=None),
+        "password_form": PasswordChangeForm(formdata=None),
+        "empty_form": EmptyForm(),
+        "sessions": list_sessions(user.id),
+        "current_session_id": record.id if record else None,
+        "recovery_left": twofactor.remaining_recovery_codes(user) if user.has_2fa else 0,
+        "fresh": is_fresh(),
+    }
+    context.update(forms)
+    return render_template("account/index.html", **context), status
+
+
+@bp.get("")
+@login_required
+def index() -> ResponseReturnValue:
+    return _page()
+
+
+@bp.post("/profile")
+@login_required
+def update_profile() -> ResponseReturnValue:
+    form = ProfileForm()
+    if not form.validate_on_submit():
+        return _page(422, profile_form=form)
+    services.update_profile(current_user, form.display_name.data or "", form.bio.data or "")
+    flash("Your profile is saved.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/email")
+@login_required
+@fresh_required
+@limiter.limit("5 per hour")
+def change_email() -> ResponseReturnValue:
+    form = EmailChangeForm()
+    if form.validate_on_submit():
+        try:
+            services.request_email_change(current_user, form.email.data or "")
+        except AccountError as exc:
+            form.email.errors.append(str(exc))
+        else:
+            flash("We sent a confirmation link to the new address. Your email changes once you "
+                  "follow it.", "info")
+            return redirect(url_for("account.index"))
+    return _page(422, email_form=form)
+
+
+@bp.route("/email/<token>", methods=["GET", "POST"])
+@public
+@limiter.limit("20 per minute")
+def confirm_email(token: str) -> ResponseReturnValue:
+    target = services.email_change_target(token)
+    if target is None:
+        return render_template("auth/bad_link.html"), 404
+    form = EmptyForm()
+    if form.validate_on_submit():
+        try:
+            services.confirm_email_change(token)
+        except AccountError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("main.index"))
+        flash("Your email address is changed.", "success")
+        return redirect(url_for("account.index"))
+    return render_template("account/confirm_email.html", form=form, new_email=target[1])
+
+
+@bp.post("/password")
+@login_required
+@fresh_required
+@limiter.limit("10 per hour")
+def change_password() -> ResponseReturnValue:
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        record = g.get("session_record")
+        try:
+            services.change_password(current_user, form.current.data or "",
+                                     form.password.data or "",
+                                     keep_session_id=record.id if record else None)
+        except AccountError as exc:
+            getattr(form, exc.field or "password").errors.append(str(exc))
+        else:
+            flash("Your password is changed. Other devices were signed out.", "success")
+            return redirect(url_for("account.index"))
+    return _page(422, password_form=form)
+
+
+@bp.route("/2fa", methods=["GET", "POST"])
+@login_required
+@fresh_required
+@limiter.limit("20 per minute", methods=["POST"])
+def two_factor_setup() -> ResponseReturnValue:
+    if current_user.has_2fa:
+        flash("Two-factor authentication is already on.", "info")
+        return redirect(url_for("account.index"))
+    form = EnableTwoFactorForm()
+    if form.validate_on_submit():
+        codes = twofactor.enable(current_user, form.code.data or "")
+        if codes is not None:
+            return render_template("account/recovery_codes.html", codes=codes, enabled=True)
+        form.code.errors.append("That code is not right. Check the time on your device and "
+                                "enter the newest code.")
+    secret = twofactor.pending_secret(current_user)
+    uri = twofactor.provisioning_uri(current_user, secret)
+    status = 422 if form.errors else 200
+    return render_template("account/two_factor_setup.html", form=form, secret=secret,
+                           qr_svg=twofactor.qr_svg(uri), uri=uri), status
+
+
+@bp.post("/2fa/disable")
+@login_required
+@fresh_required
+def two_factor_disable() -> ResponseReturnValue:
+    if EmptyForm().validate_on_submit() and current_user.has_2fa:
+        twofactor.disable(current_user)
+        flash("Two-factor authentication is off.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/2fa/recovery-codes")
+@login_required
+@fresh_required
+def regenerate_recovery_codes() -> ResponseReturnValue:
+    if not (EmptyForm().validate_on_submit() and current_user.has_2fa):
+        return redirect(url_for("account.index"))
+    codes = twofactor.regenerate(current_user)
+    return render_template("account/recovery_codes.html", codes=codes, enabled=False)
+
+
+@bp.post("/sessions/<int:session_id>/revoke")
+@login_required
+def revoke(session_id: int) -> ResponseReturnValue:
+    if EmptyForm().validate_on_submit():
+        record = g.get("session_record")
+        if revoke_session(current_user.id, session_id):
+            audit.record("session.revoked", target_user_id=current_user.id,
+                         details={"session_id": session_id})
+            flash("That session is signed out.", "info")
+            if record is not None and record.id == session_id:
+                end_session()
+                return redirect(url_for("auth.login"))
+        else:
+            flash("That session was not found; it may have ended already.", "error")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/sessions/revoke-all")
+@login_required
+def revoke_all_sessions() -> ResponseReturnValue:
+    if EmptyForm().validate_on_submit():
+        user_id = current_user.id
+        count = revoke_all(user_id)
+        audit.record("session.revoked_all", actor_id=user_id, target_user_id=user_id,
+                     details={"count": count})
+        end_session()
+        flash("You are signed out everywhere, including here.", "info")
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("account.index"))

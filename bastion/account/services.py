@@ -1,0 +1,83 @@
+"""Changes a signed-in user makes to their own account."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from bastion.auth import links
+from bastion.auth.services import (
+    AccountError,
+    canonical_email,
+    email_taken,
+    normalise_password,
+    set_password,
+)
+from bastion.auth.sessions import revoke_all
+from bastion.extensions import db
+from bastion.mail import send_mail
+from bastion.models import User, utcnow
+from bastion.security import audit
+from bastion.security.passwords import verify_password
+
+
+def update_profile(user: User, display_name: str, bio: str) -> None:
+    """Plain text only; templates escape it on output."""
+    user.display_name = display_name.strip()[:80]
+    user.bio = bio.strip().replace("\r\n", "\n")[:1000]
+    audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
+    db.session.commit()
+
+
+def change_password(user: User, current: str, new: str, *, keep_session_id: int | None) -> None:
+    """Needs the current password; ends every other session of the user."""
+    if not verify_password(user.password_hash, normalise_password(current)):
+        raise AccountError("Your current password is not right.", "current")
+    set_password(user, new)
+    revoke_all(user.id, except_id=keep_session_id, commit=False)
+    audit.record("password.changed", actor_id=user.id, target_user_id=user.id, commit=False)
+    db.session.commit()
+    send_mail(user.email, "Your password was changed", "password_changed", user=user,
+              reset_url=url_for("auth.reset_request", _external=True))
+
+
+def request_email_change(user: User, new_email: str) -> None:
+    """Mail a confirmation link to the new address and a notice to the old one.
+
+    A taken address gets the same answer (and no mail), so this cannot probe for accounts.
+    """
+    new = canonical_email(new_email)
+    if new == user.email:
+        raise AccountError("That is already your email address.", "email")
+    audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
+    if email_taken(new):
+        return
+    token = links.make_token("email_change", user, new=new)
+    send_mail(new, "Confirm your new email address", "email_change", user=user,
+              url=url_for("account.confirm_email", token=token, _external=True),
+              hours=current_app.config["EMAIL_CHANGE_HOURS"])
+    send_mail(user.email, "Your email address is being changed", "email_change_notice",
+              user=user, new_email=new, reset_url=url_for("auth.reset_request", _external=True))
+
+
+def email_change_target(token: str) -> tuple[User, str] | None:
+    found = links.read_token("email_change", token, current_app.config["EMAIL_CHANGE_HOURS"] * 3600)
+    if found is None or not isinstance(found[1].get("new"), str):
+        return None
+    return found[0], found[1]["new"]
+
+
+def confirm_email_change(token: str) -> User | None:
+    """Apply a confirmed change; the link dies with the old address, so it works once."""
+    target = email_change_target(token)
+    if target is None:
+        return None
+    user, new = target
+    if email_taken(new):
+        raise AccountError("That email address is now used by another account.", "email")
+    old = user.email
+    user.email = new
+    user.email_confirmed_at = utcnow()
+    audit.record("email.changed", actor_id=user.id, target_user_id=user.id,
+                 details={"old_domain": old.rsplit("@", 1)[-1]}, commit=False)
+    db.session.commit()
+    return user

@@ -1,0 +1,58 @@
+"""Signed, expiring links for email confirmation, password reset and email change.
+
+Each token is an itsdangerous signature over the user id and a fingerprint of the state it
+acts on (the email, or the password hash). Once that state changes, the token no longer
+matches: a reset link dies when the password changes (which using it does, so it is also
+single-use), and a confirmation link dies when the email changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import User
+
+MAX_TOKEN_LENGTH = 512
+
+
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"bastion.{purpose}")
+
+
+def fingerprint(value: str) -> str:
+    """A keyed digest, so the (readable) token payload reveals nothing about the value."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def _state(purpose: str, user: User) -> str:
+    return fingerprint(user.password_hash if purpose == "reset" else user.email)
+
+
+def make_token(purpose: str, user: User, **extra: Any) -> str:
+    return _serializer(purpose).dumps({"uid": user.id, "fp": _state(purpose, user), **extra})
+
+
+def read_token(purpose: str, token: str, max_age_seconds: int) -> tuple[User, dict[str, Any]] | None:
+    """The user and payload of a valid, unexpired token whose state still matches; else None."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        data = _serializer(purpose).loads(token, max_age=max_age_seconds)
+    except BadData:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
+        return None
+    user = db.session.scalar(select(User).where(User.id == data["uid"]))
+    if user is None or not user.is_active:
+        return None
+    if not hmac.compare_digest(str(data.get("fp", "")), _state(purpose, user)):
+        return None
+    return user, data

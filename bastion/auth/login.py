@@ -1,0 +1,86 @@
+"""The password and second-factor steps of signing in, with throttling and audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from bastion.auth import throttle, twofactor
+from bastion.auth.services import authenticate, canonical_username, find_login_user
+from bastion.models import User
+from bastion.observability import counters
+from bastion.security import audit
+
+
+class Step(Enum):
+    THROTTLED = "throttled"
+    FAILED = "failed"
+    NEEDS_2FA = "needs_2fa"
+    SIGNED_IN = "signed_in"
+
+
+@dataclass(frozen=True)
+class Result:
+    step: Step
+    user: User | None = None
+    wait: float = 0.0
+
+
+def _throttled(login: str, ip: str, stage: str) -> Result | None:
+    wait = throttle.check_login_allowed(login, ip)
+    if wait is None:
+        return None
+    known = find_login_user(login)
+    audit.record("login.throttled", target_user_id=known.id if known else None,
+                 details={"username": canonical_username(login)[:64], "wait": wait, "stage": stage})
+    counters.increment("login_throttled")
+    return Result(Step.THROTTLED, wait=wait)
+
+
+def _failed(login: str, ip: str, event: str, counter: str) -> Result:
+    throttle.record_login_failure(login, ip)
+    known = find_login_user(login)
+    audit.record(event, target_user_id=known.id if known else None,
+                 details={"username": canonical_username(login)[:64]})
+    counters.increment(counter)
+    return Result(Step.FAILED)
+
+
+def password_step(login: str, password: str, ip: str) -> Result:
+    """Check the password; a 2FA account then needs its code before any session starts."""
+    if limited := _throttled(login, ip, "password"):
+        return limited
+    user = authenticate(login, password)
+    if user is None:
+        return _failed(login, ip, "login.failure", "login_failures")
+    if user.has_2fa:
+        audit.record("login.password_ok", target_user_id=user.id)
+        return Result(Step.NEEDS_2FA, user=user)
+    throttle.record_login_success(login, ip)
+    audit.record("login.success", actor_id=user.id, target_user_id=user.id)
+    return Result(Step.SIGNED_IN, user=user)
+
+
+def second_step(user: User, code: str, ip: str) -> Result:
+    """Check a TOTP or recovery code; failures count against the same throttle."""
+    if limited := _throttled(user.username, ip, "2fa"):
+        return limited
+    if not user.is_active or not twofactor.verify_totp_or_recovery(user, code):
+        return _failed(user.username, ip, "login.2fa_failure", "2fa_failures")
+    throttle.record_login_success(user.username, ip)
+    audit.record("login.success", actor_id=user.id, target_user_id=user.id,
+                 details={"method": "2fa"})
+    return Result(Step.SIGNED_IN, user=user)
+
+
+def reauthenticate(user: User, password: str, code: str, ip: str) -> Result:
+    """Password (and code when 2FA is on) again, for sensitive actions."""
+    if limited := _throttled(user.username, ip, "reauth"):
+        return limited
+    ok = authenticate(user.username, password) is not None
+    if ok and user.has_2fa:
+        ok = twofactor.verify_totp_or_recovery(user, code)
+    if not ok:
+        return _failed(user.username, ip, "reauth.failure", "login_failures")
+    audit.record("reauth", actor_id=user.id, target_user_id=user.id)
+    return Result(Step.SIGNED_IN, user=user)

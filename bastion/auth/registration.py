@@ -1,0 +1,105 @@
+"""Registration, email confirmation and password reset.
+
+Answers never reveal whether an email address has an account: registering a taken address
+mails its owner a notice instead, and a reset request for an unknown address does the same
+amount of hashing and gives the same reply.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from bastion.auth import links
+from bastion.auth.services import (
+    AccountError,
+    canonical_email,
+    create_user,
+    email_taken,
+    find_login_user,
+    set_password,
+)
+from bastion.auth.sessions import revoke_all
+from bastion.extensions import db
+from bastion.mail import send_mail
+from bastion.models import User, utcnow
+from bastion.security import audit
+from bastion.security.passwords import dummy_verify
+
+
+def register(username: str, email: str, password: str) -> User | None:
+    """Create an unconfirmed viewer and mail the link; None when the email is taken."""
+    if email_taken(email):
+        # Same work as a real sign-up (one hash), and the owner learns someone tried.
+        dummy_verify(password)
+        owner = find_login_user(canonical_email(email))
+        if owner is not None:
+            send_mail(owner.email, "Someone tried to register with your email", "account_exists",
+                      user=owner, reset_url=url_for("auth.reset_request", _external=True))
+        audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)
+        return None
+    user = create_user(username, email, password)
+    audit.record("register", actor_id=user.id, target_user_id=user.id)
+    send_confirmation(user)
+    return user
+
+
+def send_confirmation(user: User) -> None:
+    token = links.make_token("confirm", user)
+    send_mail(user.email, "Confirm your email address", "confirm", user=user,
+              url=url_for("auth.confirm", token=token, _external=True),
+              hours=current_app.config["CONFIRM_HOURS"])
+
+
+def confirmation_user(token: str) -> User | None:
+    found = links.read_token("confirm", token, current_app.config["CONFIRM_HOURS"] * 3600)
+    return found[0] if found else None
+
+
+def confirm(token: str) -> User | None:
+    user = confirmation_user(token)
+    if user is None:
+        return None
+    if user.email_confirmed_at is None:
+        user.email_confirmed_at = utcnow()
+        audit.record("email.confirmed", actor_id=user.id, target_user_id=user.id, commit=False)
+        db.session.commit()
+    return user
+
+
+def request_reset(email: str) -> None:
+    """Mail a reset link if an active account has this address; silent otherwise."""
+    user = find_login_user(canonical_email(email)) if "@" in email else None
+    if user is None or not user.is_active or user.email != canonical_email(email):
+        audit.record("password.reset_requested", details={"known": False})
+        return
+    token = links.make_token("reset", user)
+    send_mail(user.email, "Reset your password", "reset", user=user,
+              url=url_for("auth.reset_password", token=token, _external=True),
+              minutes=current_app.config["RESET_MINUTES"])
+    audit.record("password.reset_requested", target_user_id=user.id, details={"known": True})
+
+
+def reset_user(token: str) -> User | None:
+    found = links.read_token("reset", token, current_app.config["RESET_MINUTES"] * 60)
+    return found[0] if found else None
+
+
+def reset_password(token: str, password: str) -> User | None:
+    """Set a new password from a valid link. Never signs in and leaves 2FA as it is.
+
+    The new hash changes the token's fingerprint, so the link works once; every session of
+    the account ends, in case the reset was prompted by someone else using it.
+    """
+    user = reset_user(token)
+    if user is None:
+        return None
+    set_password(user, password)  # raises AccountError, nothing stored
+    revoke_all(user.id, commit=False)
+    audit.record("password.reset", target_user_id=user.id, commit=False)
+    db.session.commit()
+    send_mail(user.email, "Your password was changed", "password_changed", user=user,
+              reset_url=url_for("auth.reset_request", _external=True))
+    return user
+
+
+__all__ = ["AccountError", "confirm", "register", "request_reset", "reset_password"]

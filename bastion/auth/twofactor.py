@@ -1,0 +1,197 @@
+"""TOTP second factor and single-use recovery codes.
+
+The TOTP secret is encrypted at rest with Fernet (AES-128-CBC + HMAC, authenticated) under a
+key derived from SECRET_KEY with HKDF: a database dump alone does not let anyone mint codes,
+and no second secret needs managing. Rotating SECRET_KEY therefore requires re-enrolment.
+
+Replay: the time step of every accepted code is stored (``totp_last_step``) and codes at or
+below it are refused, with a conditional UPDATE so two simultaneous uses cannot both win.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+import pyotp
+import segno
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from bastion.extensions import db
+from bastion.models import RecoveryCode, User, utcnow
+from bastion.security import audit
+
+ISSUER = "Bastion"
+RECOVERY_CODE_COUNT = 10
+VALID_WINDOW = 1  # accept the previous and next 30 s step, for clock drift
+
+
+def _fernet() -> Fernet:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion totp secret v1"
+    ).derive(str(current_app.config["SECRET_KEY"]).encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _secret_of(user: User) -> str | None:
+    if not user.totp_secret:
+        return None
+    try:
+        return _fernet().decrypt(user.totp_secret.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def pending_secret(user: User) -> str:
+    """The secret being enrolled (created once, kept until enabled or replaced)."""
+    secret = _secret_of(user)
+    if secret is None or user.has_2fa:
+        secret = pyotp.random_base32()
+        user.totp_secret = _fernet().encrypt(secret.encode()).decode()
+        user.totp_last_step = None
+        db.session.commit()
+    return secret
+
+
+def provisioning_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
+
+
+def qr_svg(uri: str) -> str:
+    """Inline SVG (no script, no style attribute, no data: URL), so CSP stays strict."""
+    return str(
+        segno.make(uri, error="m").svg_inline(
+            scale=5, border=2, dark="#000", light="#fff", title="QR code for your authenticator app"
+        )
+    )
+
+
+def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in range(current - VALID_WINDOW, current + VALID_WINDOW + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def verify_totp(user: User, code: str) -> bool:
+    """True once per time step: a code that was accepted before is refused."""
+    code = "".join(code.split())
+    secret = _secret_of(user)
+    if secret is None or len(code) != 6 or not code.isdigit():
+        return False
+    step = _matching_step(secret, code, utcnow())
+    if step is None:
+        return False
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if claimed == 1:
+        set_committed_value(user, "totp_last_step", step)
+    return claimed == 1
+
+
+# Recovery codes ------------------------------------------------------------------------
+def _normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _code_hash(code: str) -> str:
+    """Codes carry 120 random bits, so a keyed SHA-256 is as safe as a slow hash here."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"recovery:" + _normalise_code(code).encode(), hashlib.sha256).hexdigest()
+
+
+def _new_code() -> str:
+    raw = base64.b32encode(secrets.token_bytes(15)).decode()  # 24 characters, 120 bits
+    return "-".join(raw[i : i + 4] for i in range(0, 24, 4)).lower()
+
+
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the user's codes with 10 fresh ones; the caller shows them once."""
+    codes = [_new_code() for _ in range(RECOVERY_CODE_COUNT)]
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_code_hash(c)) for c in codes)
+    return codes
+
+
+def remaining_recovery_codes(user: User) -> int:
+    return len(
+        db.session.scalars(
+            select(RecoveryCode.id).where(
+                RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+            )
+        ).all()
+    )
+
+
+def use_recovery_code(user: User, code: str) -> bool:
+    if not 16 <= len(_normalise_code(code)) <= 40:
+        return False
+    used = db.session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == _code_hash(code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    if used == 1:
+        audit.record("2fa.recovery_code_used", actor_id=user.id, target_user_id=user.id,
+                     details={"remaining": remaining_recovery_codes(user)})
+    return used == 1
+
+
+def verify_totp_or_recovery(user: User, code: str) -> bool:
+    """Second-factor check shared by the site and the API; replay-safe, consumes codes."""
+    if not user.has_2fa or not isinstance(code, str) or len(code) > 64:
+        return False
+    compact = "".join(code.split())
+    if compact.isdigit():
+        return verify_totp(user, compact)
+    return use_recovery_code(user, code)
+
+
+# Enable / disable -----------------------------------------------------------------------
+def enable(user: User, code: str) -> list[str] | None:
+    """Turn 2FA on once the app proves it has the secret; returns the recovery codes."""
+    if user.has_2fa or not verify_totp(user, code):
+        return None
+    user.totp_enabled_at = utcnow()
+    codes = new_recovery_codes(user)
+    audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, commit=False)
+    db.session.commit()
+    return codes
+
+
+def disable(user: User) -> None:
+    user.totp_secret = None
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    audit.record("2fa.disabled", actor_id=user.id, target_user_id=user.id, commit=False)
+    db.session.commit()
+
+
+def regenerate(user: User) -> list[str]:
+    codes = new_recovery_codes(user)
+    audit.record("2fa.recovery_codes_regenerated", actor_id=user.id, target_user_id=user.id,
+                 commit=False)
+    db.session.commit()
+    return codes

@@ -1,0 +1,90 @@
+"""Outgoing mail: plain text + HTML, over SMTP, or to the outbox when no server is set.
+
+``BASTION_MAIL_URL`` is ``smtp://[user:pass@]host[:port]`` (STARTTLS, required unless the host
+is loopback or ``?tls=none``) or ``smtps://...`` (implicit TLS). Without it (development and
+tests) each message is written to ``OUTBOX_DIR`` as an ``.eml`` file and logged, so links can
+be followed without a mail server.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import current_app, render_template
+
+log = logging.getLogger("bastion.mail")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def build_message(to: str, subject: str, template: str, **context: Any) -> EmailMessage:
+    """Render ``mail/<template>.txt`` and ``.html`` into one multipart message."""
+    msg = EmailMessage()
+    msg["From"] = current_app.config["MAIL_SENDER"]
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="bastion.local")
+    msg.set_content(render_template(f"mail/{template}.txt", subject=subject, **context))
+    msg.add_alternative(
+        render_template(f"mail/{template}.html", subject=subject, **context), subtype="html"
+    )
+    return msg
+
+
+def send_mail(to: str, subject: str, template: str, **context: Any) -> None:
+    """Send now. Failures are logged, never shown: a mail problem must not reveal accounts."""
+    msg = build_message(to, subject, template, **context)
+    url = current_app.config.get("MAIL_URL")
+    try:
+        if url:
+            _send_smtp(str(url), msg)
+        else:
+            _write_outbox(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.error("mail not sent", extra={"template": template, "error": type(exc).__name__})
+
+
+def _send_smtp(url: str, msg: EmailMessage) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
+    context = ssl.create_default_context()
+    if parts.scheme == "smtps":
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=10, context=context)
+    elif parts.scheme == "smtp":
+        smtp = smtplib.SMTP(host, parts.port or 587, timeout=10)
+    else:
+        raise smtplib.SMTPException(f"unsupported mail URL scheme {parts.scheme!r}")
+    with smtp:
+        if parts.scheme == "smtp" and tls != "none":
+            smtp.ehlo()
+            if smtp.has_extn("starttls"):
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            elif host not in LOOPBACK:
+                # Credentials and reset links must not cross the network in clear text.
+                raise smtplib.SMTPException("server does not offer STARTTLS")
+        if parts.username:
+            smtp.login(unquote(parts.username), unquote(parts.password or ""))
+        smtp.send_message(msg)
+
+
+def _write_outbox(msg: EmailMessage) -> None:
+    outbox = Path(current_app.config["OUTBOX_DIR"])
+    outbox.mkdir(parents=True, exist_ok=True)
+    path = outbox / f"{uuid.uuid4().hex}.eml"
+    path.write_bytes(msg.as_bytes())
+    facts = {"to": msg["To"], "subject": msg["Subject"], "path": str(path)}
+    if current_app.config["ENV_NAME"] != "production":
+        # Development reads its links from the log; production never logs message bodies.
+        body = msg.get_body(preferencelist=("plain",))
+        facts["body"] = body.get_content() if body is not None else ""
+    log.info("mail written to outbox", extra=facts)

@@ -1,0 +1,1 @@
+from tests.support.account_fixtures import *  # noqa: F403

@@ -1,0 +1,136 @@
+"""The account page: profile, email change, password change, sessions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import AuditEvent, User, UserSession, utcnow
+from tests.factories import PASSWORD
+from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.accounts import Outbox, post_form
+
+NEW_PW = "lilac harbour quietly 2031"
+
+
+def _pw_change(client: FlaskClient, current: str = PASSWORD, new: str = NEW_PW) -> Any:
+    return post_form(client, "/account", {"current": current, "password": new, "confirm": new},
+                     action="/account/password")
+
+
+def _stale(client: FlaskClient) -> None:
+    for record in db.session.scalars(select(UserSession)):
+        record.reauth_at = utcnow() - timedelta(minutes=11)
+    db.session.commit()
+
+
+def test_account_page_lists_sessions_and_sections(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    page = client.get("/account")
+    assert page.status_code == 200
+    for text in (b"Profile", b"Email address", b"Password", b"Two-factor", b"This device",
+                 b"Sign out everywhere", b"Revoke"):
+        assert text in page.data
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_profile_is_plain_text_and_length_limited(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    post_form(client, "/account", {"display_name": "<b>Al</b>", "bio": "<script>x</script>"},
+              action="/account/profile")
+    db.session.refresh(user)
+    assert user.display_name == "<b>Al</b>"
+    page = client.get("/account").data
+    assert b"<script>x</script>" not in page and b"&lt;script&gt;" in page
+    resp = post_form(client, "/account", {"display_name": "x" * 81, "bio": ""},
+                     action="/account/profile")
+    assert resp.status_code == 422
+    db.session.refresh(user)
+    assert user.display_name == "<b>Al</b>"
+
+
+@pytest.mark.asvs("V6.2.2", "V6.2.3", "V7.4.3")
+def test_password_change_needs_current_password_and_ends_other_sessions(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    other = client.application.test_client()
+    sign_in(other, "alice")
+    sign_in(client, "alice")
+    wrong = _pw_change(client, current="not my password at all")
+    assert wrong.status_code == 422 and b"current password is not right" in wrong.data
+    assert is_signed_in(other)
+    assert _pw_change(client).status_code == 302
+    assert is_signed_in(client)  # this device stays
+    assert not is_signed_in(other)  # every other session ends
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.event == "password.changed"))
+    assert "changed" in str(outbox.to("alice@example.org")[-1]["Subject"])
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_password_change_requires_recent_reauthentication(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    _stale(client)
+    before = user.password_hash
+    resp = _pw_change(client)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    db.session.refresh(user)
+    assert user.password_hash == before
+    resp = post_form(client, "/auth/reauth", {"password": "wrong wrong wrong"})
+    assert resp.status_code == 200
+    assert post_form(client, "/auth/reauth", {"password": PASSWORD}).status_code == 302
+    assert _pw_change(client).status_code == 302
+
+
+@pytest.mark.asvs("V6.4.4", "V7.5.1")
+def test_email_change_confirms_new_address_and_notifies_old(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {"email": "alice.new@example.org"}, action="/account/email")
+    assert resp.status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"  # nothing changes before confirmation
+    notice = outbox.to("alice@example.org")[-1]
+    assert "alice.new@example.org" in notice.get_body(preferencelist=("plain",)).get_content()
+    link = outbox.link("alice.new@example.org", "/account/email/")
+    assert post_form(client, link, {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice.new@example.org"
+    assert client.get(link).status_code == 404  # works once: the old address is gone
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.2")
+def test_revoke_one_session_and_sign_out_everywhere(client: FlaskClient, user: User) -> None:
+    phone = client.application.test_client()
+    sign_in(phone, "alice")
+    sign_in(client, "alice")
+    sessions = list(db.session.scalars(select(UserSession).order_by(UserSession.id)))
+    assert len(sessions) == 2
+    phone_cookie = phone.get_cookie("__Host-session", domain="localhost").value
+    post_form(client, "/account", {}, action=f"/account/sessions/{sessions[0].id}/revoke")
+    assert not is_signed_in(phone) and is_signed_in(client)
+    replay = client.application.test_client()
+    replay.set_cookie("__Host-session", phone_cookie, domain="localhost")
+    assert not is_signed_in(replay)
+    sign_in(phone, "alice")
+    resp = post_form(client, "/account", {}, action="/account/sessions/revoke-all")
+    assert resp.headers["Location"] == "/auth/login"
+    assert not is_signed_in(client) and not is_signed_in(phone)
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_cannot_revoke_someone_elses_session(client: FlaskClient, user: User) -> None:
+    from tests.factories import UserFactory
+
+    UserFactory(username="bob", email="bob@example.org")
+    bob = client.application.test_client()
+    sign_in(bob, "bob")
+    bob_session = db.session.scalar(select(UserSession))
+    sign_in(client, "alice")
+    post_form(client, "/account", {}, action=f"/account/sessions/{bob_session.id}/revoke")
+    assert is_signed_in(bob)

@@ -1,0 +1,185 @@
+"""Sign-in: generic failures, no enumeration, hash upgrades, sessions that cannot be reused."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import timedelta
+from typing import Any
+
+import bcrypt
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import AuditEvent, User, UserSession, utcnow
+from tests.factories import PASSWORD, UserFactory
+from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.auth import csrf_token
+
+COOKIE = "__Host-session"
+GENERIC = b"That username or password is not right"
+
+
+def _cookie(client: FlaskClient) -> str:
+    cookie = client.get_cookie(COOKIE, domain="localhost")
+    assert cookie is not None
+    return cookie.value
+
+
+def _events(name: str) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
+
+
+@pytest.mark.asvs("V6.3.8", "V6.3.1")
+def test_failures_look_the_same_for_every_reason(client: FlaskClient, user: User) -> None:
+    UserFactory(username="pending", email="pending@example.org", email_confirmed_at=None)
+    UserFactory(username="gone", email="gone@example.org", disabled_at=utcnow())
+    answers = [
+        sign_in(client, "nobody-here", PASSWORD),  # unknown user
+        sign_in(client, "alice", PASSWORD + "x"),  # wrong password
+        sign_in(client, "pending", PASSWORD),  # unconfirmed
+        sign_in(client, "gone", PASSWORD),  # disabled
+    ]
+    assert {r.status_code for r in answers} == {200}
+    bodies = {r.data.replace(csrf_token(client, "/auth/login").encode(), b"") for r in answers}
+    assert all(GENERIC in r.data for r in answers)
+    assert not is_signed_in(client)
+    failures = _events("login.failure")
+    assert len(failures) == 4 and all(e.ip == "127.0.0.1" for e in failures)
+    assert bodies  # same template and message; tokens differ only by CSRF value
+
+
+@pytest.mark.asvs("V6.3.8")
+def test_unknown_user_costs_the_same_time_as_a_wrong_password(make_app: Any) -> None:
+    # One backend is enough: the cost being compared is the password hash, not the database.
+    app = make_app(RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=10_000,
+                   LOGIN_THROTTLE_IP_FREE=10_000)
+    client = app.test_client()
+    with app.app_context():
+        UserFactory(username="alice", email="alice@example.org")
+    token = csrf_token(client, "/auth/login")
+    timings: dict[str, list[float]] = {"unknown": [], "known": []}
+    for _ in range(15):
+        for kind, name in (("unknown", "mallory-unknown"), ("known", "alice")):
+            start = time.perf_counter()
+            resp = client.post("/auth/login", data={"username": name, "password": "wrong password!",
+                                                    "csrf_token": token})
+            timings[kind].append(time.perf_counter() - start)
+            assert resp.status_code == 200 and GENERIC in resp.data
+    unknown, known = statistics.median(timings["unknown"]), statistics.median(timings["known"])
+    # One Argon2 verification dominates both; without the dummy hash "unknown" costs a
+    # small fraction of "known", far outside this generous band.
+    assert 0.5 < unknown / known < 2.0, (unknown, known)
+
+
+@pytest.mark.asvs("V11.4.2", "V6.2.1")
+def test_bcrypt_hash_is_upgraded_to_argon2id_on_login(client: FlaskClient) -> None:
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    user = UserFactory(username="legacy", email="legacy@example.org", password_hash=legacy)
+    sign_in(client, "legacy", PASSWORD)
+    assert is_signed_in(client)
+    db.session.refresh(user)
+    assert user.password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.asvs("V11.4.2")
+def test_weak_argon2_parameters_are_upgraded_on_login(client: FlaskClient) -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    user = UserFactory(username="oldparams", email="op@example.org", password_hash=weak)
+    sign_in(client, "oldparams", PASSWORD)
+    db.session.refresh(user)
+    assert user.password_hash != weak and "m=65536" in user.password_hash
+
+
+@pytest.mark.asvs("V6.2.9", "V6.2.1")
+def test_129_character_password_is_refused_cleanly(client: FlaskClient, user: User) -> None:
+    resp = sign_in(client, "alice", "x" * 129)
+    assert resp.status_code == 200 and b"Field cannot be longer than 128" in resp.data
+    assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.2.9", "V11.4.2")
+def test_long_passwords_are_not_truncated(client: FlaskClient) -> None:
+    from bastion.security.passwords import hash_password
+
+    long_pw = "ü" * 40 + " a long passphrase"  # 98 bytes in UTF-8
+    UserFactory(username="longpw", email="long@example.org", password_hash=hash_password(long_pw))
+    # Same first 72 bytes, different end: bcrypt would accept it; we must not.
+    sign_in(client, "longpw", "ü" * 40 + " a long passphrasf")
+    assert not is_signed_in(client)
+    sign_in(client, "longpw", long_pw)
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.2.9")
+def test_legacy_bcrypt_never_accepts_a_truncated_match(client: FlaskClient) -> None:
+    pw = "b" * 72
+    legacy = bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()
+    UserFactory(username="trunc", email="trunc@example.org", password_hash=legacy)
+    sign_in(client, "trunc", pw + "extra characters")
+    assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V7.2.4")
+def test_session_fixation_cookie_set_before_login_is_useless(client: FlaskClient, user: User) -> None:
+    client.get("/auth/login")
+    planted = _cookie(client)  # what an attacker could have planted in the victim's browser
+    sign_in(client, "alice")
+    assert is_signed_in(client)
+    assert _cookie(client) != planted
+    attacker = client.application.test_client()
+    attacker.set_cookie(COOKIE, planted, domain="localhost")
+    assert not is_signed_in(attacker)
+
+
+@pytest.mark.asvs("V7.4.1", "V7.2.1")
+def test_logged_out_cookie_cannot_be_replayed(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    saved = _cookie(client)
+    token = csrf_token(client, "/account")
+    assert client.post("/auth/logout", data={"csrf_token": token}).status_code == 302
+    assert not is_signed_in(client)
+    replay = client.application.test_client()
+    replay.set_cookie(COOKIE, saved, domain="localhost")
+    assert not is_signed_in(replay)
+    record = db.session.scalar(select(UserSession))
+    assert record is not None and record.revoked_at is not None
+    assert len(_events("logout")) == 1
+
+
+def test_logout_is_post_only(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    assert client.get("/auth/logout").status_code == 405
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V7.3.1", "V7.3.2")
+@pytest.mark.parametrize(("field", "age", "remember"), [
+    ("last_seen_at", timedelta(minutes=31), False),  # idle
+    ("created_at", timedelta(hours=13), False),  # absolute (expires_at follows)
+    ("created_at", timedelta(days=31), True),  # remember me: still bounded
+])
+def test_sessions_expire(client: FlaskClient, user: User, field: str, age: timedelta,
+                         remember: bool) -> None:
+    sign_in(client, "alice", **({"remember": "y"} if remember else {}))
+    record = db.session.scalar(select(UserSession))
+    assert record is not None and record.remember is remember
+    setattr(record, field, getattr(record, field) - age)
+    if field == "created_at":
+        record.expires_at -= age
+    db.session.commit()
+    assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V3.7.2")
+def test_next_is_followed_only_when_local(client: FlaskClient, user: User) -> None:
+    resp = sign_in(client, "alice", next="https://evil.example/")
+    assert resp.headers["Location"] == "/"
+    client.application.test_client()
+    other = client.application.test_client()
+    resp = sign_in(other, "alice", next="/account")
+    assert resp.headers["Location"] == "/account"

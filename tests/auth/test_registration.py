@@ -1,0 +1,107 @@
+"""Registration and email confirmation."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from bastion.extensions import db
+from bastion.models import User
+from tests.factories import PASSWORD
+from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.accounts import Outbox, post_form
+
+NEW = {"username": "newbie", "email": "newbie@example.org",
+       "password": "violet tractor morning 88", "confirm": "violet tractor morning 88"}
+
+
+def _users() -> int:
+    return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+@pytest.mark.asvs("V6.4.1", "V6.2.1")
+def test_register_confirm_then_sign_in(client: FlaskClient, outbox: Outbox) -> None:
+    resp = post_form(client, "/auth/register", NEW)
+    assert resp.status_code == 302
+    # Unconfirmed: the generic failure, not signed in.
+    sign_in(client, "newbie", NEW["password"])
+    assert not is_signed_in(client)
+    link = outbox.link("newbie@example.org", "/auth/confirm/")
+    msg = outbox.to("newbie@example.org")[-1]
+    assert msg.get_body(preferencelist=("html",)) is not None  # plain text + HTML
+    page = client.get(link)
+    assert page.status_code == 200 and b"Confirm my email" in page.data
+    assert db.session.scalar(select(User.email_confirmed_at).where(User.username == "newbie")) is None
+    assert post_form(client, link, {}).status_code == 302
+    sign_in(client, "newbie", NEW["password"])
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.3.8")
+def test_registering_a_taken_email_answers_the_same_and_notifies_owner(
+    client: FlaskClient, outbox: Outbox, user: User
+) -> None:
+    resp = post_form(client, "/auth/register", {**NEW, "email": "ALICE@example.org"})
+    fresh = post_form(client, "/auth/register", {**NEW, "username": "other1", "email": "o@example.org"})
+    assert resp.status_code == fresh.status_code == 302
+    assert client.get(resp.headers["Location"]).data.count(b"Check your email") == 1
+    assert _users() == 2  # alice and other1; no second account for alice's address
+    notice = outbox.to("alice@example.org")[-1]
+    assert "tried to register" in str(notice["Subject"])
+
+
+@pytest.mark.asvs("V6.4.1")
+def test_confirmation_link_is_refused_when_forged_or_after_email_change(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    post_form(client, "/auth/register", NEW)
+    link = outbox.link("newbie@example.org", "/auth/confirm/")
+    assert client.get(link + "x").status_code == 404
+    assert client.get("/auth/confirm/" + "A" * 600).status_code == 404
+    user = db.session.scalar(select(User).where(User.username == "newbie"))
+    user.email = "changed@example.org"
+    db.session.commit()
+    assert client.get(link).status_code == 404
+
+
+@pytest.mark.asvs("V6.2.1", "V6.2.4", "V6.2.11")
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("password", "short pass", b"at least 12"),
+        ("password", "x" * 129, b"at most 128"),
+        ("password", "password123456", b"too common"),
+        ("password", "qwertyuiopasdf", b"too common"),
+        ("password", "newbie is my name!", b"must not contain your username"),
+        ("username", "a", b"Field must be between 3 and 32"),
+        ("username", "bad name!", b"Use 3 to 32 letters"),
+        ("email", "not-an-email", b"valid email"),
+    ],
+)
+def test_registration_rules_are_form_errors(
+    client: FlaskClient, field: str, value: str, message: bytes
+) -> None:
+    data = {**NEW, field: value}
+    if field == "password":
+        data["confirm"] = value
+    resp = post_form(client, "/auth/register", data)
+    assert resp.status_code == 422
+    assert message in resp.data
+    assert _users() == 0
+
+
+@pytest.mark.asvs("V6.2.1")
+def test_unicode_password_is_normalised(client: FlaskClient, outbox: Outbox) -> None:
+    # "ﬁ" (U+FB01) is NFKC-equal to "fi": both spellings are one password.
+    password = "ﬁne unicode pässwörd ☃"
+    post_form(client, "/auth/register", {**NEW, "password": password, "confirm": password})
+    post_form(client, outbox.link("newbie@example.org", "/auth/confirm/"), {})
+    sign_in(client, "newbie", "fine unicode pässwörd ☃")
+    assert is_signed_in(client)
+
+
+def test_registration_page_shows_strength_hint(client: FlaskClient) -> None:
+    page = client.get("/auth/register")
+    assert b"passphrase" in page.data and b"breached" in page.data
+    assert PASSWORD  # fixture password stays valid

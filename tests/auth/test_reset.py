@@ -1,0 +1,122 @@
+"""Password reset: no enumeration, single use, one hour, dies with the password."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from itsdangerous.timed import TimestampSigner
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import User, UserSession
+from tests.factories import PASSWORD
+from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.accounts import Outbox, post_form
+
+NEW_PW = "lilac harbour quietly 2031"
+
+
+def _request(client: FlaskClient, email: str) -> Any:
+    return post_form(client, "/auth/reset", {"email": email})
+
+
+def _reset(client: FlaskClient, link: str, pw: str = NEW_PW) -> Any:
+    return post_form(client, "/auth/reset", {"password": pw, "confirm": pw}, action=link)
+
+
+@pytest.mark.asvs("V6.3.8", "V6.4.2")
+def test_same_answer_whether_or_not_the_email_exists(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    known = _request(client, "alice@example.org")
+    known_page = client.get(known.headers["Location"]).data
+    unknown = _request(client, "nobody@example.org")
+    unknown_page = client.get(unknown.headers["Location"]).data
+    assert known.status_code == unknown.status_code == 302
+    assert known.headers["Location"] == unknown.headers["Location"]
+    assert b"If an account uses that address" in known_page
+    assert b"If an account uses that address" in unknown_page
+    assert len(outbox.to("alice@example.org")) == 1
+    assert outbox.to("nobody@example.org") == []
+
+
+@pytest.mark.asvs("V6.4.2", "V6.4.3", "V7.4.3")
+def test_reset_works_once_never_signs_in_keeps_2fa_and_ends_sessions(
+    client: FlaskClient, totp_user: tuple[User, str], outbox: Outbox
+) -> None:
+    user, _ = totp_user
+    _request(client, "tess@example.org")
+    link = outbox.link("tess@example.org", "/auth/reset/")
+    resp = _reset(client, link)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/auth/login"
+    assert not is_signed_in(client)  # reset never signs the user in
+    db.session.refresh(user)
+    assert user.has_2fa  # and never disables 2FA
+    assert _reset(client, link, "another fine passphrase 7").status_code == 404  # single use
+    sign_in(client, "tess", NEW_PW)
+    assert client.get("/account").status_code == 302  # still needs the second factor
+    assert "changed" in str(outbox.to("tess@example.org")[-1]["Subject"])
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_reset_ends_every_session(client: FlaskClient, user: User, outbox: Outbox) -> None:
+    victim_browser = client.application.test_client()
+    sign_in(victim_browser, "alice")
+    assert is_signed_in(victim_browser)
+    _request(client, "alice@example.org")
+    _reset(client, outbox.link("alice@example.org", "/auth/reset/"))
+    assert not is_signed_in(victim_browser)
+    assert all(s.revoked_at for s in db.session.scalars(select(UserSession)))
+
+
+@pytest.mark.asvs("V6.4.2")
+def test_reset_link_dies_when_the_password_changes(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    _request(client, "alice@example.org")
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    from bastion.auth.services import set_password
+
+    set_password(user, "changed elsewhere meanwhile 5", commit=True)
+    assert client.get(link).status_code == 404
+    assert _reset(client, link).status_code == 404
+    db.session.refresh(user)
+    sign_in(client, "alice", "changed elsewhere meanwhile 5")
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.4.2")
+def test_expired_reset_link_is_refused(
+    client: FlaskClient, user: User, outbox: Outbox, monkeypatch: Any
+) -> None:
+    issued = time.time() - 3601  # issued an hour and a second ago
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(issued))
+    _request(client, "alice@example.org")
+    monkeypatch.undo()
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    assert client.get(link).status_code == 404
+    assert _reset(client, link).status_code == 404
+    sign_in(client, "alice", PASSWORD)
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.4.2")
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "x" * 2000, "%00", "..%2f..%2fetc"])
+def test_forged_reset_tokens_are_404(client: FlaskClient, token: str) -> None:
+    assert client.get(f"/auth/reset/{token}").status_code == 404
+
+
+def test_weak_new_password_is_a_form_error_and_changes_nothing(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    before = user.password_hash
+    _request(client, "alice@example.org")
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    resp = _reset(client, link, "password123456")
+    assert resp.status_code == 200 and b"too common" in resp.data
+    db.session.refresh(user)
+    assert user.password_hash == before
+    assert _reset(client, link).status_code == 302  # the link still works after a typo

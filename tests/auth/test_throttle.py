@@ -1,0 +1,95 @@
+"""Brute force: growing delays per account and per IP, never a permanent lockout."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import AuditEvent, User
+from tests.factories import PASSWORD
+from tests.support.account_fixtures import is_signed_in, sign_in
+
+WRONG = "not the password at all"
+
+
+def _fast_throttle(app: Flask, monkeypatch: Any, **extra: Any) -> None:
+    settings = {"LOGIN_THROTTLE_ACCOUNT_FREE": 3, "LOGIN_THROTTLE_BASE_SECONDS": 0.5, **extra}
+    for key, value in settings.items():
+        monkeypatch.setitem(app.config, key, value)
+
+
+def _waits() -> list[float]:
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.throttled"))
+    return [float(r.details["wait"]) for r in rows]
+
+
+@pytest.mark.asvs("V6.3.1", "V6.1.1")
+def test_delay_grows_and_the_owner_gets_in_after_it(
+    app: Flask, client: FlaskClient, user: User, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    _fast_throttle(app, monkeypatch)
+    for _ in range(3):
+        assert sign_in(client, "alice", WRONG).status_code == 200
+    first = sign_in(client, "alice", PASSWORD)  # even the right password waits
+    assert first.status_code == 429 and "Retry-After" in first.headers
+    assert b"Too many failed attempts" in first.data
+    assert not is_signed_in(client)
+    time.sleep(0.6)
+    assert sign_in(client, "alice", WRONG).status_code == 200  # 4th failure: delay doubles
+    assert sign_in(client, "alice", PASSWORD).status_code == 429
+    waits = _waits()
+    assert len(waits) == 2 and waits[1] > waits[0] * 1.5, waits
+    time.sleep(1.1)
+    assert sign_in(client, "alice", PASSWORD).status_code == 302  # not a lockout
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_email_and_username_share_one_account_counter(
+    app: Flask, client: FlaskClient, user: User, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    _fast_throttle(app, monkeypatch, LOGIN_THROTTLE_BASE_SECONDS=30.0)
+    for login in ("alice", "ALICE@example.org", "alice"):
+        sign_in(client, login, WRONG)
+    assert sign_in(client, "alice@example.org", PASSWORD).status_code == 429
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_one_address_trying_many_accounts_is_slowed(
+    app: Flask, client: FlaskClient, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    _fast_throttle(app, monkeypatch, LOGIN_THROTTLE_IP_FREE=3, LOGIN_THROTTLE_BASE_SECONDS=30.0)
+    for n in range(3):
+        sign_in(client, f"victim{n}", WRONG)
+    resp = sign_in(client, "someone-new", WRONG)
+    assert resp.status_code == 429
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.event == "login.throttled"))
+
+
+def test_route_limit_answers_429_with_retry_after(client: FlaskClient, user: User) -> None:
+    statuses = [sign_in(client, "nobody", "x").status_code for _ in range(12)]
+    assert 429 in statuses
+
+
+@pytest.mark.asvs("V6.3.1")
+@pytest.mark.redis
+def test_throttle_state_lives_in_redis_and_is_shared(make_app: Any, redis_url: str) -> None:
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    settings = {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": prefix, "RATELIMIT_ENABLED": False,
+                "LOGIN_THROTTLE_ACCOUNT_FREE": 2, "LOGIN_THROTTLE_BASE_SECONDS": 30.0}
+    first, second = make_app(**settings), make_app(**settings)
+    client = first.test_client()
+    for _ in range(2):
+        assert sign_in(client, "ghost", WRONG).status_code == 200
+    keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:throttle:*")
+    assert any(b"name:ghost" in k for k in keys)
+    # Another instance (own database, same Redis) sees the same counter.
+    assert sign_in(second.test_client(), "ghost", WRONG).status_code == 429

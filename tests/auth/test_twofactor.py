@@ -1,0 +1,183 @@
+"""TOTP second factor: two-step login, replay, recovery codes, enrolment, mandatory roles."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import RecoveryCode, User, UserSession, utcnow
+from tests.factories import PASSWORD, UserFactory
+from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
+from tests.support.accounts import post_form, unused_code
+
+COOKIE = "__Host-session"
+
+
+def _code_step(client: FlaskClient, code: str) -> Any:
+    return post_form(client, "/auth/2fa", {"code": code})
+
+
+def _reset_step(user: User) -> None:
+    """Pretend the clock moved on, so a new code exists for the next step."""
+    user.totp_last_step = None
+    db.session.commit()
+
+
+@pytest.mark.asvs("V6.3.3", "V6.6.1")
+def test_login_is_two_steps_and_not_signed_in_between(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    user, secret = totp_user
+    resp = sign_in(client, "tess")
+    assert resp.headers["Location"] == "/auth/2fa"
+    assert db.session.scalar(select(UserSession)) is None  # no session record yet
+    # Skipping the second step by browsing straight to a page does not work.
+    assert client.get("/account").status_code == 302
+    assert not is_signed_in(client)
+    pending_cookie = client.get_cookie(COOKIE, domain="localhost").value
+    _reset_step(user)
+    done = _code_step(client, unused_code(secret, None))
+    assert done.status_code == 302
+    assert is_signed_in(client)
+    assert client.get_cookie(COOKIE, domain="localhost").value != pending_cookie
+    attacker = client.application.test_client()
+    attacker.set_cookie(COOKIE, pending_cookie, domain="localhost")
+    assert not is_signed_in(attacker)
+
+
+@pytest.mark.asvs("V6.5.5", "V6.6.3")
+def test_a_used_totp_code_cannot_be_replayed(client: FlaskClient, totp_user: tuple[User, str]) -> None:
+    user, secret = totp_user
+    _reset_step(user)
+    code = unused_code(secret, None)
+    sign_in(client, "tess")
+    assert _code_step(client, code).status_code == 302
+    client.post("/auth/logout", data={"csrf_token": _csrf(client)})
+    sign_in(client, "tess")
+    again = _code_step(client, code)
+    assert again.status_code == 200 and b"already used" in again.data
+    assert not is_signed_in(client)
+
+
+def _csrf(client: FlaskClient) -> str:
+    from tests.support.auth import csrf_token
+
+    return csrf_token(client, "/account")
+
+
+@pytest.mark.asvs("V6.5.1", "V6.5.2", "V6.5.3")
+def test_recovery_codes_work_once_and_are_stored_hashed(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    user, _ = totp_user
+    codes: list[str] = user._test_recovery_codes
+    assert len(codes) == 10 and len(set(codes)) == 10
+    stored = set(db.session.scalars(select(RecoveryCode.code_hash)))
+    assert len(stored) == 10 and not any(c in h for c in codes for h in stored)
+    sign_in(client, "tess")
+    assert _code_step(client, codes[0].upper()).status_code == 302
+    assert is_signed_in(client)
+    client.post("/auth/logout", data={"csrf_token": _csrf(client)})
+    sign_in(client, "tess")
+    assert _code_step(client, codes[0]).status_code == 200
+    assert not is_signed_in(client)
+
+
+def test_pending_second_step_expires(
+    app: Flask, client: FlaskClient, totp_user: tuple[User, str], monkeypatch: Any
+) -> None:
+    user, secret = totp_user
+    monkeypatch.setitem(app.config, "TWO_FACTOR_PENDING_SECONDS", -1)
+    sign_in(client, "tess")
+    resp = client.get("/auth/2fa")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/auth/login"
+    monkeypatch.setitem(app.config, "TWO_FACTOR_PENDING_SECONDS", 300)
+    _reset_step(user)
+    resp = client.post("/auth/2fa", data={"code": unused_code(secret, None)})
+    assert resp.status_code in (302, 400)
+    assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.3.3", "V6.5.1")
+def test_enrolment_needs_a_correct_code_and_encrypts_the_secret(
+    client: FlaskClient, user: User
+) -> None:
+    sign_in(client, "alice")
+    page = client.get("/account/2fa")
+    assert page.status_code == 200 and b"<svg" in page.data and b"data:" not in page.data
+    secret = re.search(rb'id="totp-secret">([A-Z2-7]+)<', page.data).group(1).decode()
+    bad = post_form(client, "/account/2fa", {"code": "000000"})
+    assert bad.status_code == 422
+    db.session.refresh(user)
+    assert not user.has_2fa and secret not in (user.totp_secret or "")
+    ok = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    assert ok.status_code == 200 and ok.data.count(b"<li><code>") == 10
+    assert ok.headers["Cache-Control"] == "no-store"
+    db.session.refresh(user)
+    assert user.has_2fa
+
+
+@pytest.mark.asvs("V7.5.1", "V6.3.3")
+def test_disabling_2fa_requires_recent_password_and_code(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    user, secret = totp_user
+    sign_in(client, "tess")
+    _reset_step(user)
+    _code_step(client, unused_code(secret, None))
+    record = db.session.scalar(select(UserSession))
+    record.reauth_at = utcnow() - timedelta(minutes=11)
+    db.session.commit()
+    resp = post_form(client, "/account", {}, action="/account/2fa/disable")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    db.session.refresh(user)
+    assert user.has_2fa
+    # Password alone is not enough when 2FA is on.
+    assert post_form(client, "/auth/reauth", {"password": PASSWORD}).status_code == 200
+    _reset_step(user)
+    resp = post_form(client, "/auth/reauth", {"password": PASSWORD,
+                                               "code": unused_code(secret, None),
+                                               "next": "/account"})
+    assert resp.headers["Location"] == "/account"
+    post_form(client, "/account", {}, action="/account/2fa/disable")
+    db.session.refresh(user)
+    assert not user.has_2fa
+    assert db.session.scalar(select(RecoveryCode)) is None
+
+
+def test_regenerated_codes_replace_the_old_ones(client: FlaskClient, totp_user: tuple[User, str]) -> None:
+    user, secret = totp_user
+    old = user._test_recovery_codes
+    sign_in(client, "tess")
+    _code_step(client, old[0])
+    resp = post_form(client, "/account", {}, action="/account/2fa/recovery-codes")
+    assert resp.status_code == 200 and resp.data.count(b"<li><code>") == 10
+    from bastion.auth.twofactor import use_recovery_code
+
+    assert not use_recovery_code(user, old[1])
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_roles_that_require_2fa_are_sent_to_enrolment_first(client: FlaskClient) -> None:
+    UserFactory(username="boss", email="boss@example.org", role_name="admin")
+    sign_in(client, "boss")
+    resp = client.get("/account")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/account/2fa"
+    assert client.get("/account/2fa").status_code == 200
+
+
+def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
+    boss = UserFactory(username="boss", email="boss@example.org", role_name="admin")
+    secret = enable_2fa(boss)
+    sign_in(client, "boss")
+    _reset_step(boss)
+    _code_step(client, unused_code(secret, None))
+    assert client.get("/account").status_code == 200

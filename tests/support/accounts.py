@@ -1,0 +1,70 @@
+"""Helpers for account tests: read the outbox, follow emailed links, make TOTP codes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.support.auth import csrf_token
+
+LINK_RE = re.compile(r"https?://[^\s/]+(/\S+)")
+
+
+class Outbox:
+    """Messages the app wrote to OUTBOX_DIR (no MAIL_URL configured)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.dir = Path(app.config["OUTBOX_DIR"])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def messages(self) -> list[EmailMessage]:
+        files = sorted(self.dir.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if self.dir.exists() else []
+        out = []
+        for path in files:
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            out.append(msg)
+        return out
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages() if address.lower() in str(m["To"]).lower()]
+
+    def link(self, address: str, path_prefix: str) -> str:
+        """The path of the newest emailed link to ``address`` that starts with the prefix."""
+        return link_in(self.to(address), path_prefix)
+
+
+def link_in(messages: list[EmailMessage], path_prefix: str) -> str:
+    for msg in reversed(messages):
+        body = msg.get_body(preferencelist=("plain",))
+        assert body is not None
+        for path in LINK_RE.findall(body.get_content()):
+            if path.startswith(path_prefix):
+                return str(path)
+    raise AssertionError(f"no link starting {path_prefix} in {len(messages)} message(s)")
+
+
+def post_form(client: FlaskClient, page: str, data: dict[str, str], action: str | None = None) -> TestResponse:
+    """GET ``page`` for its CSRF token, then POST ``data`` to ``action`` (default: same page)."""
+    token = csrf_token(client, page)
+    return client.post(action or page, data={"csrf_token": token, **data})
+
+
+def unused_code(secret: str, last_step: int | None) -> str:
+    """A valid code for a time step after ``last_step`` (within the accepted window)."""
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(time.time())
+    for step in (now, now + 1):
+        if last_step is None or step > last_step:
+            return str(totp.generate_otp(step))
+    raise AssertionError("no unused step in the window; reset totp_last_step first")
