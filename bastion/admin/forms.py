@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
 from bastion.models import ROLE_NAMES
@@ -12,7 +13,7 @@ from bastion.models import ROLE_NAMES
 class RoleForm(FlaskForm):
     role = SelectField(
         "Role",
-        choices=[(name, name.capitalize()) for name in ROLE_NAMES],
+        choices=[SelectChoice(name, name.capitalize()) for name in ROLE_NAMES],
         validate_choice=True,
     )
 
