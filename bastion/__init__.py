@@ -43,6 +43,7 @@ def register_extensions(app: Flask) -> None:
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.identity import init_identity
+    from bastion.security.throttle_audit import init_throttle_audit
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
@@ -54,6 +55,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.session_protection = None  # sessions are server-side records instead
     principal.init_app(app)
     init_identity(app)
+    init_throttle_audit(app)
     limiter.init_app(app)
     init_headers(app)
     # Runs after Flask-Login has a user to look at; the single gate for every view.
@@ -68,6 +70,9 @@ BLUEPRINTS = (
     "bastion.auth",
     "bastion.account",
     "bastion.setup",
+    "bastion.content",
+    "bastion.profiles",
+    "bastion.admin",
 )
 
 

@@ -20,6 +20,9 @@ from bastion.security import audit, authz
 
 TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
+# Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
+PAGE_MAX = 10_000
+ID_MAX = 2**31 - 1  # ids in URLs beyond the INTEGER column range simply do not exist
 
 
 class ContentError(ValueError):
@@ -85,12 +88,13 @@ def list_articles(
     author_id: int | None = None,
     published_only: bool = True,
 ) -> Page:
-    page = max(1, int(page))
+    page = min(max(1, int(page)), PAGE_MAX)
     per_page = min(max(1, int(per_page)), PAGE_SIZE_MAX)
     stmt = select(Article).where(Article.status == "published") if published_only else _visible_articles(actor)
     if author_id is not None:
         stmt = stmt.where(Article.author_id == author_id)
-    query = (query or "").strip()[:QUERY_MAX]
+    # PostgreSQL refuses NUL inside text; a search for one simply matches nothing else.
+    query = (query or "").replace("\x00", "").strip()[:QUERY_MAX]
     if query:
         pattern = f"%{escape_like(query)}%"
         stmt = stmt.where(
@@ -107,6 +111,8 @@ def list_articles(
 
 def get_article(actor: object, article_id: int) -> Article | None:
     """The article if it exists and the actor may read it; drafts of others look absent."""
+    if not 0 < article_id <= ID_MAX:
+        return None
     article = db.session.get(Article, article_id)
     if article is None or not authz.can_read_article(actor, article):
         return None
@@ -191,4 +197,7 @@ def delete_comment(actor: User, comment: Comment) -> None:
 
 
 def get_comment(comment_id: int) -> Comment | None:
+    """The comment by id (callers check the article is readable); None when out of range."""
+    if not 0 < comment_id <= ID_MAX:
+        return None
     return db.session.get(Comment, comment_id)

@@ -55,7 +55,10 @@ def can_comment(actor: object, article: Article) -> bool:
 
 
 def can_edit_comment(actor: object, comment: Comment) -> bool:
-    return _is_user(actor) and comment.author_id == actor.id  # type: ignore[attr-defined]
+    """Authors edit their own; admins may edit any (SPEC role table)."""
+    if not _is_user(actor):
+        return False
+    return comment.author_id == actor.id or actor.has_role("admin")  # type: ignore[attr-defined]
 
 
 def can_delete_comment(actor: object, comment: Comment) -> bool:

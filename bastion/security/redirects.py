@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import request, url_for
 
@@ -14,6 +14,10 @@ def is_safe_next(target: str | None) -> bool:
     treat ``\\`` as ``/``), control characters and any scheme such as ``javascript:``.
     """
     if not target or len(target) > 2048:
+        return False
+    # Judge the decoded form too: "/%2F%2Fhost" or "/%5Chost" must not pass as local.
+    decoded = unquote(target)
+    if decoded != target and not is_safe_next(decoded):
         return False
     if any(ord(c) < 0x21 or c == "\x7f" for c in target) or "\\" in target:
         return False

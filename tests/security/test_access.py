@@ -35,6 +35,23 @@ EXPECTED: dict[str, Access] = {
     "account.revoke_all_sessions": Access.SIGNED_IN,
     "setup.create_admin": Access.PUBLIC,
     "static": Access.PUBLIC,
+    "content.list_articles": Access.PUBLIC,
+    "content.show_article": Access.PUBLIC,
+    "content.new_article": Access.EDITOR,
+    "content.edit_article": Access.EDITOR,
+    "content.delete_article": Access.EDITOR,
+    "content.add_comment": Access.SIGNED_IN,
+    "content.edit_comment": Access.SIGNED_IN,
+    "content.delete_comment": Access.SIGNED_IN,
+    "profiles.show_profile": Access.PUBLIC,
+    "admin.users": Access.ADMIN,
+    "admin.change_role": Access.ADMIN,
+    "admin.disable_user": Access.ADMIN,
+    "admin.enable_user": Access.ADMIN,
+    "admin.sign_out_user": Access.ADMIN,
+    "admin.audit_events": Access.ADMIN,
+    "admin.export_audit": Access.ADMIN,
+    "admin.security": Access.ADMIN,
 }
 
 

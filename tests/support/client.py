@@ -15,6 +15,14 @@ class HTTPSClient(FlaskClient):
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
+        # The ``app`` fixture keeps an app context open for the whole test, and a request
+        # reuses it, so ``g`` would carry one request's state into the next: Flask-Login's
+        # cached user, Flask-WTF's token, the session record. Each request starts clean,
+        # as it does on a server.
+        from flask import g, has_app_context
+
+        if has_app_context():
+            vars(g).clear()
         if not (args and not isinstance(args[0], str)):
             base = kwargs.setdefault("base_url", "https://localhost")
             headers = dict(kwargs.pop("headers", None) or {})

@@ -1,0 +1,144 @@
+"""Admin area: users, the audit trail and the security dashboard.
+
+Every change needs a recent re-authentication (``fresh_required``) and is audited by the
+service that makes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from bastion.admin import audit_log, bp, dashboard
+from bastion.admin import services as admin
+from bastion.admin.forms import AuditFilterForm, RoleForm
+from bastion.auth.forms import EmptyForm
+from bastion.extensions import limiter
+from bastion.models import User
+from bastion.security import audit
+from bastion.security.access import admin_required
+from bastion.security.freshness import fresh_required
+
+
+def _target(user_id: int) -> User:
+    user = admin.get_user(user_id)
+    if user is None:
+        abort(404, description="There is no user with that id.")
+    return user
+
+
+def _back() -> ResponseReturnValue:
+    return redirect(url_for("admin.users", q=request.args.get("q", "")) if request.args.get("q")
+                    else url_for("admin.users"))
+
+
+@bp.get("/users")
+@admin_required
+def users() -> ResponseReturnValue:
+    query = request.args.get("q", "", type=str)
+    results = admin.search_users(query, page=request.args.get("page", 1, type=int))
+    return render_template(
+        "admin/users.html", results=results, query=query, role_form=RoleForm(), action_form=EmptyForm()
+    )
+
+
+def _apply(action: str, user_id: int) -> ResponseReturnValue:
+    """Run one admin action from a posted form, turning refusals into a flash message."""
+    user = _target(user_id)
+    form = RoleForm() if action == "role" else EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, description="Choose one of the listed roles and try again.")
+    try:
+        if action == "role":
+            admin.set_role(current_user, user, form.role.data or "")
+            flash(f"{user.username} is now {user.role_name}.", "success")
+        elif action in ("disable", "enable"):
+            admin.set_disabled(current_user, user, action == "disable")
+            flash(f"{user.username} is {action}d.", "success")
+        else:
+            ended = admin.sign_out_everywhere(current_user, user)
+            flash(f"{user.username} is signed out everywhere ({ended} sessions ended).", "success")
+    except admin.AdminError as exc:
+        flash(str(exc), "error")
+    return _back()
+
+
+@bp.post("/users/<int:user_id>/role")
+@admin_required
+@fresh_required
+@limiter.limit("60 per minute")
+def change_role(user_id: int) -> ResponseReturnValue:
+    return _apply("role", user_id)
+
+
+@bp.post("/users/<int:user_id>/disable")
+@admin_required
+@fresh_required
+@limiter.limit("60 per minute")
+def disable_user(user_id: int) -> ResponseReturnValue:
+    return _apply("disable", user_id)
+
+
+@bp.post("/users/<int:user_id>/enable")
+@admin_required
+@fresh_required
+@limiter.limit("60 per minute")
+def enable_user(user_id: int) -> ResponseReturnValue:
+    return _apply("enable", user_id)
+
+
+@bp.post("/users/<int:user_id>/sign-out")
+@admin_required
+@fresh_required
+@limiter.limit("60 per minute")
+def sign_out_user(user_id: int) -> ResponseReturnValue:
+    return _apply("sign-out", user_id)
+
+
+def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter]:
+    form = AuditFilterForm(formdata=request.args)
+    if request.args and not form.validate():
+        abort(400, description="Check the filters: dates are YYYY-MM-DD and texts at most 64 characters.")
+    return form, audit_log.AuditFilter(
+        user=form.user.data or "", event=form.event.data or "",
+        since=form.since.data, until=form.until.data,
+    )
+
+
+@bp.get("/audit")
+@admin_required
+def audit_events() -> ResponseReturnValue:
+    form, filters = _audit_filter()
+    results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
+    return render_template(
+        "admin/audit.html", form=form, results=results, events=audit_log.known_events()
+    )
+
+
+@bp.get("/audit.csv")
+@admin_required
+@limiter.limit("10 per minute")
+def export_audit() -> ResponseReturnValue:
+    _, filters = _audit_filter()
+    audit.record("audit.exported", details={k: str(v) for k, v in vars(filters).items() if v})
+    name = f"bastion-audit-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    return Response(
+        stream_with_context(audit_log.export_csv(filters)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/security")
+@admin_required
+def security() -> ResponseReturnValue:
+    window = request.args.get("window", dashboard.DEFAULT_WINDOW)
+    if window not in dashboard.WINDOWS:
+        window = dashboard.DEFAULT_WINDOW
+    charts = dashboard.security_charts(window)
+    return render_template(
+        "admin/security.html", charts=charts, window=window, windows=list(dashboard.WINDOWS)
+    )

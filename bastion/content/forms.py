@@ -1,0 +1,55 @@
+"""Article and comment forms.
+
+Limits and messages come from ``content.services`` (the one validation source the API's
+schemas use too); the services re-check everything, so a form is a convenience for the
+reader, never the control.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX, ContentError
+
+REQUIRED = "This field is required."
+
+
+def _too_long(limit: int) -> str:
+    return f"Use at most {limit} characters."
+
+
+class ArticleForm(FlaskForm):
+    title = StringField(
+        "Title",
+        validators=[DataRequired(REQUIRED), Length(max=TITLE_MAX, message=_too_long(TITLE_MAX))],
+    )
+    body = TextAreaField(
+        "Body",
+        validators=[DataRequired(REQUIRED), Length(max=BODY_MAX, message=_too_long(BODY_MAX))],
+        description="Markdown: **bold**, *italic*, [links](https://example.org), lists, "
+        "code and tables. HTML is not allowed.",
+        render_kw={"rows": 18},
+    )
+    publish = BooleanField("Published (visible to everyone)")
+
+
+class CommentForm(FlaskForm):
+    body = TextAreaField(
+        "Comment",
+        validators=[
+            DataRequired(REQUIRED),
+            Length(max=COMMENT_MAX, message=_too_long(COMMENT_MAX)),
+        ],
+        description="Plain text; line breaks are kept.",
+        render_kw={"rows": 4},
+    )
+
+
+def add_service_error(form: FlaskForm, exc: ContentError) -> None:
+    """Show a service's refusal next to the field it is about."""
+    field = getattr(form, exc.field or "", None)
+    if field is None:
+        field = next(iter(f for f in form if f.name != "csrf_token"))
+    field.errors = [*field.errors, str(exc)]

@@ -1,0 +1,177 @@
+"""Article and comment pages: validate a form, call one service, render or redirect."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from markupsafe import Markup, escape
+
+from bastion.auth.forms import EmptyForm
+from bastion.content import bp
+from bastion.content import services as content
+from bastion.content.forms import ArticleForm, CommentForm, add_service_error
+from bastion.extensions import limiter
+from bastion.models import Article, Comment
+from bastion.security import authz
+from bastion.security.access import editor_required, login_required, public
+
+INVALID = 422  # a form with errors is re-shown with this status, so clients can tell
+
+
+@bp.app_template_filter("nl2br")
+def nl2br(text: str) -> Markup:
+    """Escape first, then keep line breaks: the only markup a comment can ever contain."""
+    return escape(text).replace("\n", Markup("<br>\n"))
+
+
+def _readable_article(article_id: int) -> Article:
+    article = content.get_article(current_user, article_id)
+    if article is None:
+        abort(404, description="There is no article with that number, or it is not published.")
+    return article
+
+
+def _comment_in_readable_article(comment_id: int) -> Comment:
+    comment = content.get_comment(comment_id)
+    if comment is None or not authz.can_read_article(current_user, comment.article):
+        abort(404, description="There is no comment with that number.")
+    return comment
+
+
+@bp.get("/articles")
+@public
+def list_articles() -> ResponseReturnValue:
+    query = request.args.get("q", "", type=str)
+    page = request.args.get("page", 1, type=int)
+    results = content.list_articles(current_user, query=query, page=page)
+    drafts = []
+    if current_user.is_authenticated and current_user.has_role("editor") and not query:
+        drafts = content.list_articles(
+            current_user, author_id=current_user.id, published_only=False, per_page=100
+        ).items
+        drafts = [a for a in drafts if not a.is_published]
+    return render_template("content/list.html", results=results, query=query, drafts=drafts)
+
+
+@bp.route("/articles/new", methods=["GET", "POST"])
+@editor_required
+@limiter.limit("30 per hour", methods=["POST"])
+def new_article() -> ResponseReturnValue:
+    form = ArticleForm()
+    if form.validate_on_submit():
+        try:
+            article = content.create_article(
+                current_user, title=form.title.data or "", body=form.body.data or "",
+                publish=bool(form.publish.data),
+            )
+        except content.ContentError as exc:
+            add_service_error(form, exc)
+        else:
+            flash("Your article is published." if article.is_published else "Draft saved.", "success")
+            return redirect(url_for("content.show_article", article_id=article.id))
+    status = INVALID if form.errors else 200
+    return render_template("content/edit.html", form=form, article=None), status
+
+
+@bp.get("/articles/<int:article_id>")
+@public
+def show_article(article_id: int) -> ResponseReturnValue:
+    article = _readable_article(article_id)
+    return _show(article, CommentForm())
+
+
+def _show(article: Article, comment_form: CommentForm, status: int = 200) -> ResponseReturnValue:
+    return render_template(
+        "content/show.html",
+        article=article,
+        comment_form=comment_form,
+        action_form=EmptyForm(),
+        can_edit=authz.can_edit_article(current_user, article),
+        can_comment=authz.can_comment(current_user, article),
+        can_edit_comment=lambda c: authz.can_edit_comment(current_user, c),
+        can_delete_comment=lambda c: authz.can_delete_comment(current_user, c),
+    ), status
+
+
+@bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
+@editor_required
+def edit_article(article_id: int) -> ResponseReturnValue:
+    article = _readable_article(article_id)
+    authz.require(authz.can_edit_article(current_user, article))
+    form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
+    if form.validate_on_submit():
+        try:
+            content.update_article(
+                current_user, article, title=form.title.data or "", body=form.body.data or "",
+                publish=bool(form.publish.data),
+            )
+        except content.ContentError as exc:
+            add_service_error(form, exc)
+        else:
+            flash("Your changes are saved.", "success")
+            return redirect(url_for("content.show_article", article_id=article.id))
+    status = INVALID if form.errors else 200
+    return render_template("content/edit.html", form=form, article=article), status
+
+
+def _form_data(article: Article) -> dict[str, object]:
+    return {"title": article.title, "body": article.body_md, "publish": article.is_published}
+
+
+@bp.post("/articles/<int:article_id>/delete")
+@editor_required
+def delete_article(article_id: int) -> ResponseReturnValue:
+    article = _readable_article(article_id)
+    if EmptyForm().validate_on_submit():
+        content.delete_article(current_user, article)
+        flash("The article is deleted.", "success")
+    return redirect(url_for("content.list_articles"))
+
+
+@bp.post("/articles/<int:article_id>/comments")
+@login_required
+@limiter.limit("20 per minute")
+def add_comment(article_id: int) -> ResponseReturnValue:
+    article = _readable_article(article_id)
+    form = CommentForm()
+    if form.validate_on_submit():
+        try:
+            comment = content.add_comment(current_user, article, form.body.data or "")
+        except content.ContentError as exc:
+            add_service_error(form, exc)
+        else:
+            flash("Your comment is posted.", "success")
+            target = url_for("content.show_article", article_id=article.id)
+            return redirect(f"{target}#comment-{comment.id}")
+    return _show(article, form, INVALID)
+
+
+@bp.route("/comments/<int:comment_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_comment(comment_id: int) -> ResponseReturnValue:
+    comment = _comment_in_readable_article(comment_id)
+    authz.require(authz.can_edit_comment(current_user, comment))
+    form = CommentForm(data=None if request.method == "POST" else {"body": comment.body})
+    if form.validate_on_submit():
+        try:
+            content.update_comment(current_user, comment, form.body.data or "")
+        except content.ContentError as exc:
+            add_service_error(form, exc)
+        else:
+            flash("Your comment is updated.", "success")
+            target = url_for("content.show_article", article_id=comment.article_id)
+            return redirect(f"{target}#comment-{comment.id}")
+    status = INVALID if form.errors else 200
+    return render_template("content/edit_comment.html", form=form, comment=comment), status
+
+
+@bp.post("/comments/<int:comment_id>/delete")
+@login_required
+def delete_comment(comment_id: int) -> ResponseReturnValue:
+    comment = _comment_in_readable_article(comment_id)
+    article_id = comment.article_id
+    if EmptyForm().validate_on_submit():
+        content.delete_comment(current_user, comment)
+        flash("The comment is deleted.", "success")
+    return redirect(url_for("content.show_article", article_id=article_id))

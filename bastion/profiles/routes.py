@@ -1,0 +1,30 @@
+"""Public profile pages."""
+
+from __future__ import annotations
+
+from flask import abort, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from bastion.content import services as content
+from bastion.profiles import bp
+from bastion.profiles.services import bio_html, find_profile, initials_avatar
+from bastion.security.access import public
+
+
+@bp.get("/u/<username>")
+@public
+def show_profile(username: str) -> ResponseReturnValue:
+    user = find_profile(username)
+    if user is None:
+        abort(404, description="There is no one with that username.")
+    articles = content.list_articles(
+        current_user, author_id=user.id, page=request.args.get("page", 1, type=int)
+    )
+    return render_template(
+        "profiles/show.html",
+        user=user,
+        bio_html=bio_html(user),
+        avatar=initials_avatar(user),
+        articles=articles,
+    )

@@ -1,0 +1,68 @@
+"""The security dashboard: counts per bucket from one grouped query, drawn as SVG."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from bastion.admin import dashboard
+from bastion.extensions import db
+from bastion.models import AuditEvent, utcnow
+from tests.factories import UserFactory
+from tests.support.roles import client_for
+
+
+def _events(name: str, count: int, hours_ago: float) -> None:
+    when = utcnow() - timedelta(hours=hours_ago)
+    db.session.add_all(AuditEvent(event=name, created_at=when) for _ in range(count))
+    db.session.commit()
+
+
+@pytest.mark.asvs("V16.3.3")
+def test_counts_land_in_their_hour_from_a_single_query(app: Flask) -> None:
+    _events("login.failure", 3, hours_ago=0)
+    _events("login.failure", 2, hours_ago=5)
+    _events("login.failure", 7, hours_ago=30)  # outside the 24 h window
+    _events("csrf.failure", 1, hours_ago=2)
+    _events("authz.denied", 9, hours_ago=1)  # not charted
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        charts = {c.event: c for c in dashboard.security_charts("24h")}
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len([s for s in statements if "audit_events" in s]) == 1
+    failures = charts["login.failure"]
+    assert failures.total == 5 and failures.peak == 3
+    assert [b.value for b in failures.bars if b.value] == [2, 3]
+    assert len(failures.bars) in (24, 25)
+    assert charts["csrf.failure"].total == 1 and charts["csp.report"].total == 0
+
+
+def test_daily_windows(app: Flask) -> None:
+    _events("ratelimit.hit", 4, hours_ago=24 * 3)
+    _events("ratelimit.hit", 1, hours_ago=24 * 20)
+    week = {c.event: c for c in dashboard.security_charts("7d")}
+    month = {c.event: c for c in dashboard.security_charts("30d")}
+    assert week["ratelimit.hit"].total == 4 and month["ratelimit.hit"].total == 5
+    assert len(month["ratelimit.hit"].bars) in (30, 31)
+
+
+@pytest.mark.asvs("V3.4.3", "V16.3.3")
+def test_page_draws_svg_charts_without_script(app: Flask) -> None:
+    _events("csp.report", 2, hours_ago=1)
+    client = client_for(app, UserFactory(role_name="admin"))
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert html.count("<svg") >= 5 and "<script" not in html
+    assert "CSP violation reports" in html and "2 in the last 24h" in html
+    assert "Nothing recorded in this window." in html
+    for window in ("7d", "30d", "90d", "bogus"):
+        assert client.get(f"/admin/security?window={window}").status_code == 200

@@ -1,0 +1,104 @@
+"""Article and comment pages: the happy paths, rendering and escaping."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import Article, Comment
+from tests.factories import ArticleFactory, CommentFactory, UserFactory
+from tests.support.roles import client_for, post
+
+
+def test_editor_writes_publishes_and_edits_an_article(app: Flask) -> None:
+    editor = UserFactory(role_name="editor")
+    client = client_for(app, editor)
+    resp = post(client, "/articles/new", {"title": "Hello world", "body": "Some **bold** text"})
+    assert resp.status_code == 302
+    article = db.session.scalar(db.select(Article))
+    assert article.status == "draft" and article.author_id == editor.id
+    assert article.body_html == "<p>Some <strong>bold</strong> text</p>\n"
+    # A draft is not listed publicly, but its author sees it among their drafts.
+    assert "Hello world" not in client_for(app).get("/articles").get_data(as_text=True)
+    assert "Your drafts" in client.get("/articles").get_data(as_text=True)
+    resp = post(client, f"/articles/{article.id}/edit",
+                {"title": "Hello again", "body": "Changed", "publish": "y"})
+    assert resp.status_code == 302
+    db.session.refresh(article)
+    assert (article.title, article.status) == ("Hello again", "published")
+    page = client_for(app).get(f"/articles/{article.id}").get_data(as_text=True)
+    assert "Hello again" in page and "<p>Changed</p>" in page
+
+
+def test_edit_form_is_prefilled(app: Flask) -> None:
+    article = ArticleFactory(title="Prefilled title", body_md="Body *md*")
+    html = client_for(app, article.author).get(f"/articles/{article.id}/edit").get_data(as_text=True)
+    assert 'value="Prefilled title"' in html and "Body *md*" in html
+
+
+def test_list_paginates_and_searches_with_literal_wildcards(app: Flask) -> None:
+    for n in range(23):
+        ArticleFactory(title=f"Post {n}")
+    ArticleFactory(title="100% real_deal")
+    client = client_for(app)
+    assert client.get("/articles").get_data(as_text=True).count('class="card"') == 20
+    page2 = client.get("/articles?page=2").get_data(as_text=True)
+    assert page2.count('class="card"') == 4 and "Page 2 of 2" in page2
+    found = client.get("/articles?q=%25").get_data(as_text=True)
+    assert "100% real_deal" in found and "Post 1<" not in found
+    assert "1 result " in found
+    assert "No published article matches" in client.get("/articles?q=_x_").get_data(as_text=True)
+
+
+@pytest.mark.asvs("V1.2.1", "V1.3.1")
+def test_comment_is_escaped_and_keeps_line_breaks(app: Flask) -> None:
+    article = ArticleFactory()
+    viewer = UserFactory()
+    client = client_for(app, viewer)
+    resp = post(client, f"/articles/{article.id}/comments",
+                {"body": "line one\n<b>line</b> two & <script>x()</script>"})
+    assert resp.status_code == 302 and "#comment-" in resp.headers["Location"]
+    html = client.get(f"/articles/{article.id}").get_data(as_text=True)
+    assert "line one<br>\n&lt;b&gt;line&lt;/b&gt; two &amp; &lt;script&gt;x()&lt;/script&gt;" in html
+
+
+def test_comment_authors_edit_and_delete_their_own(app: Flask) -> None:
+    comment = CommentFactory(body="First")
+    client = client_for(app, comment.author)
+    assert "First" in client.get(f"/comments/{comment.id}/edit").get_data(as_text=True)
+    assert post(client, f"/comments/{comment.id}/edit", {"body": "Second"}).status_code == 302
+    db.session.refresh(comment)
+    assert comment.body == "Second"
+    assert post(client, f"/comments/{comment.id}/delete").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Comment, comment.id) is None
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_editors_moderate_comments_and_deletion_is_audited(app: Flask) -> None:
+    from bastion.models import AuditEvent
+
+    comment = CommentFactory()
+    moderator = UserFactory(role_name="editor")
+    assert post(client_for(app, moderator), f"/comments/{comment.id}/delete").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Comment, comment.id) is None
+    assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "comment.moderated"))
+
+
+def test_pages_show_empty_states(app: Flask) -> None:
+    client = client_for(app)
+    assert "Nothing has been published yet." in client.get("/articles").get_data(as_text=True)
+    article = ArticleFactory()
+    html = client.get(f"/articles/{article.id}").get_data(as_text=True)
+    assert "No comments yet." in html and "to comment." in html
+
+
+def test_author_deletes_an_article(app: Flask) -> None:
+    article = ArticleFactory()
+    client = client_for(app, article.author)
+    resp = post(client, f"/articles/{article.id}/delete")
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Article, article.id) is None

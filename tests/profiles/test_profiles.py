@@ -1,0 +1,68 @@
+"""Public profiles: sanitised bio, initials avatar, only published articles."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.models import utcnow
+from bastion.profiles.services import ProfileError, clean_profile, initials_avatar, update_profile
+from tests.factories import ArticleFactory, UserFactory
+from tests.support.roles import client_for
+
+
+@pytest.mark.asvs("V1.2.1", "V1.3.1")
+def test_profile_shows_sanitised_bio_and_initials_avatar(app: Flask) -> None:
+    user = UserFactory(username="ada", display_name="Ada Lovelace",
+                       bio="**Engines** <script>alert(1)</script> [x](javascript:alert(1))")
+    html = client_for(app).get("/u/Ada").get_data(as_text=True)
+    assert "<h1 id=\"profile-name\">Ada Lovelace</h1>" in html
+    assert "<strong>Engines</strong>" in html
+    assert "<script>alert" not in html and 'href="javascript' not in html
+    assert '<svg class="avatar"' in html and ">AL</text>" in html
+    assert initials_avatar(user).initials == "AL"
+
+
+def test_uploaded_avatar_is_used_when_present(app: Flask) -> None:
+    UserFactory(username="pic", avatar_id="abc123")
+    html = client_for(app).get("/u/pic").get_data(as_text=True)
+    assert '<img class="avatar" src="/uploads/abc123"' in html
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_profile_lists_only_published_articles(app: Flask) -> None:
+    author = UserFactory(role_name="editor", username="writer")
+    ArticleFactory(author=author, title="Out in the open")
+    ArticleFactory(author=author, title="Hidden draft", status="draft", published_at=None)
+    html = client_for(app).get("/u/writer").get_data(as_text=True)
+    assert "Out in the open" in html and "Hidden draft" not in html
+    empty = client_for(app).get(f"/u/{UserFactory().username}").get_data(as_text=True)
+    assert "has not published anything yet." in empty
+
+
+def test_disabled_accounts_have_no_public_page(app: Flask) -> None:
+    UserFactory(username="gone", disabled_at=utcnow())
+    assert client_for(app).get("/u/gone").status_code == 404
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize(("name", "bio", "field"), [
+    ("x" * 81, "", "display_name"),
+    ("ok", "x" * 2001, "bio"),
+    ("a\x00b", "", "display_name"),
+    ("ok", "a\x00", "bio"),
+    ("right\u202eleft", "", "display_name"),
+])
+def test_bad_profile_values_are_refused(app: Flask, name: str, bio: str, field: str) -> None:
+    user = UserFactory(display_name="Before")
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name=name, bio=bio)
+    assert caught.value.field == field
+    from bastion.extensions import db
+
+    db.session.expire_all()
+    assert db.session.get(type(user), user.id).display_name == "Before"
+
+
+def test_profile_values_are_normalised() -> None:
+    assert clean_profile("  Ada  ", "line\r\nnext") == ("Ada", "line\nnext")

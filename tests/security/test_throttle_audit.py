@@ -1,0 +1,36 @@
+"""429s are counted, audited, and sampled so a flood cannot flood the audit table."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import AuditEvent
+from bastion.observability import counters
+from tests.support.auth import csrf_token
+
+
+@pytest.mark.asvs("V2.4.1", "V16.3.3")
+def test_rate_limit_breaches_are_counted_and_sampled(app: Flask) -> None:
+    seen: list[str] = []
+
+    def sink(name: str, labels: dict[str, str]) -> None:
+        seen.append(name)
+
+    counters.add_sink(sink)
+    try:
+        client = app.test_client()
+        token = csrf_token(client, "/auth/login")
+        statuses = [
+            client.post("/auth/login", data={"csrf_token": token, "username": "x",
+                                             "password": "not the password"}).status_code
+            for _ in range(15)
+        ]
+    finally:
+        counters._sinks.remove(sink)
+    assert statuses.count(429) == 5
+    assert seen.count("rate_limited") == 5
+    rows = list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "ratelimit.hit")))
+    assert len(rows) == 1
+    assert rows[0].details["endpoint"] == "auth.login" and rows[0].ip == "127.0.0.1"
