@@ -70,6 +70,10 @@ class BaseConfig:
     MAX_FORM_PARTS = 100
     MAX_UPLOAD_MB = 5
     UPLOAD_DIR: str | None = None
+    # Per-user upload quota and rate (every image counts, avatars included).
+    UPLOAD_QUOTA_FILES = 200
+    UPLOAD_QUOTA_MB = 100
+    UPLOAD_RATE_LIMIT = "20 per minute; 200 per day"
 
     # Cookies: host-only, TLS-only, invisible to scripts, not sent on cross-site subrequests.
     SESSION_COOKIE_NAME = "__Host-session"
@@ -187,7 +191,8 @@ def _normalise(app: Flask) -> None:
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
-    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS"):
+    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS",
+                "UPLOAD_QUOTA_FILES", "UPLOAD_QUOTA_MB"):
         cfg[key] = int(cfg[key])
     if isinstance(cfg.get("DEBUG"), str):
         cfg["DEBUG"] = cfg["DEBUG"].lower() in {"1", "true", "yes", "on"}
@@ -202,6 +207,7 @@ def _normalise(app: Flask) -> None:
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("REDIS_URL") or "memory://"
     cfg["UPLOAD_DIR"] = str(cfg.get("UPLOAD_DIR") or instance / "uploads")
     cfg["MAX_UPLOAD_BYTES"] = cfg["MAX_UPLOAD_MB"] * 1024 * 1024
+    cfg["UPLOAD_QUOTA_BYTES"] = cfg["UPLOAD_QUOTA_MB"] * 1024 * 1024
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())

@@ -19,6 +19,10 @@ EXPECTED: dict[str, Access] = {
     "auth.logout": Access.SIGNED_IN,
     "setup.create_admin": Access.PUBLIC,
     "static": Access.PUBLIC,
+    "uploads.serve_upload": Access.PUBLIC,  # visibility follows the owning object
+    "uploads.upload_avatar": Access.SIGNED_IN,
+    "uploads.upload_article_image": Access.EDITOR,  # plus ownership (can_edit_article)
+    "uploads.delete_upload": Access.SIGNED_IN,  # plus ownership (can_delete_upload)
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import g, has_app_context
 from flask.testing import FlaskClient
 
 
@@ -15,6 +16,11 @@ class HTTPSClient(FlaskClient):
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            # A request made while the test holds an app context reuses that context and its
+            # ``g`` (Flask-Login's cached user, Flask-WTF's CSRF token ...). Start each request
+            # with an empty ``g``, as every request has in production.
+            g.__dict__.clear()
         if not (args and not isinstance(args[0], str)):
             base = kwargs.setdefault("base_url", "https://localhost")
             headers = dict(kwargs.pop("headers", None) or {})
