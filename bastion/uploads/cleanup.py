@@ -49,7 +49,9 @@ def _collect_files_of_deleted(session: Session, _ctx: object, _instances: object
         for upload in session.scalars(select(Upload).where(condition)):
             doomed.update(storage.path_for(n) for n in file_names(upload))
         # Rows go now, before their parents, whether or not the database cascades.
-        session.execute(delete(Upload).where(condition).execution_options(synchronize_session=False))
+        session.execute(
+            delete(Upload).where(condition).execution_options(synchronize_session=False)
+        )
 
 
 @event.listens_for(Session, "after_commit")

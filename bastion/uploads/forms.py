@@ -10,7 +10,7 @@ from wtforms import HiddenField
 ACCEPT = "image/jpeg,image/png,image/gif,image/webp"
 
 
-class ImageUploadForm(FlaskForm):
+class ImageUploadForm(FlaskForm):  # type: ignore[misc]
     image = FileField(
         "Image",
         validators=[FileRequired(message="Choose an image file to upload.")],

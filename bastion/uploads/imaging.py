@@ -46,7 +46,7 @@ FORMATS = {
 NAME_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp"})
 
 
-class ImageRejected(ValueError):
+class ImageRejectedError(ValueError):
     """The bytes are not an image we accept; ``reason`` is a stable code for logs/metrics."""
 
     def __init__(self, reason: str, message: str, status: int = 422) -> None:
@@ -80,7 +80,7 @@ def sniff(head: bytes) -> Format | None:
     return None
 
 
-NOT_AN_IMAGE = ImageRejected(
+NOT_AN_IMAGE = ImageRejectedError(
     "not_an_image",
     "Only JPEG, PNG, GIF and WebP images are accepted, and this file is not one of them.",
     415,
@@ -88,7 +88,7 @@ NOT_AN_IMAGE = ImageRejected(
 
 
 def process(data: bytes, *, kind: str) -> CleanImage:
-    """Check ``data`` and return a clean re-encoding; raise ImageRejected with the reason."""
+    """Check ``data`` and return a clean re-encoding; raise ImageRejectedError with the reason."""
     fmt = sniff(data[:16])
     if fmt is None:
         raise NOT_AN_IMAGE
@@ -100,20 +100,20 @@ def process(data: bytes, *, kind: str) -> CleanImage:
                 frames = _decoded_frames(im)
                 if kind == "avatar":
                     return _avatar(frames[0])
-                return _article_image(fmt, frames, im.info)
-    except ImageRejected:
+                return _article_image(fmt, frames, im.info.get("loop", 0))
+    except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels() from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         # Pillow reports truncated or malformed data with any of these.
-        raise ImageRejected(
+        raise ImageRejectedError(
             "corrupt", "The image could not be read; it may be damaged or incomplete."
         ) from exc
 
 
-def _too_many_pixels() -> ImageRejected:
-    return ImageRejected(
+def _too_many_pixels() -> ImageRejectedError:
+    return ImageRejectedError(
         "too_many_pixels",
         f"The image has too many pixels (at most {MAX_PIXELS // 1_000_000} megapixels).",
     )
@@ -126,11 +126,11 @@ def _check_dimensions(im: Image.Image) -> None:
         raise _too_many_pixels()
     frames = getattr(im, "n_frames", 1)
     if frames > MAX_FRAMES:
-        raise ImageRejected(
+        raise ImageRejectedError(
             "too_many_frames", f"Animations may have at most {MAX_FRAMES} frames."
         )
     if frames * width * height > MAX_TOTAL_PIXELS:
-        raise ImageRejected("too_many_pixels", "The animation is too large to process.")
+        raise ImageRejectedError("too_many_pixels", "The animation is too large to process.")
 
 
 @dataclass
@@ -153,7 +153,7 @@ def _decoded_frames(im: Image.Image) -> list[_Frame]:
         clean.info = {}  # nothing from the upload's metadata may reach the encoder
         frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
     if not frames:
-        raise ImageRejected("corrupt", "The image has no frames.")
+        raise ImageRejectedError("corrupt", "The image has no frames.")
     return frames
 
 
@@ -169,12 +169,11 @@ def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
     return out.getvalue()
 
 
-def _article_image(fmt: Format, frames: list[_Frame], info: dict[str, object]) -> CleanImage:
+def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImage:
     for frame in frames:
         frame.image.thumbnail((ARTICLE_MAX_SIDE, ARTICLE_MAX_SIDE))
     first = frames[0].image
     if len(frames) > 1 and fmt.name in ("GIF", "WEBP"):
-        loop = info.get("loop", 0)
         options: dict[str, object] = {
             "save_all": True,
             "append_images": [f.image for f in frames[1:]],
@@ -208,4 +207,3 @@ def _avatar(frame: _Frame) -> CleanImage:
 def name_extension_allowed(extension: str) -> bool:
     """A file name may have no extension or an image one; ``.php``/``.svg``/... are refused."""
     return not extension or extension.lower() in NAME_EXTENSIONS
-

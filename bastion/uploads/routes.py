@@ -29,10 +29,12 @@ from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.security.access import editor_required, login_required, public
 from bastion.security.redirects import is_safe_next, safe_next_url
-import bastion.uploads.cleanup  # noqa: F401 - ORM hooks: files follow deleted rows
-from bastion.uploads import bp, imaging, services, storage
+from bastion.uploads import bp, cleanup, commands, imaging, services, storage
 from bastion.uploads.forms import ImageUploadForm
 
+# Imported for what importing does: ORM hooks (files follow deleted rows) and the
+# `flask uploads check` command.
+HOOKS = (cleanup, commands)
 log = logging.getLogger("bastion.uploads")
 UPLOAD_ENDPOINTS = frozenset({"uploads.upload_avatar", "uploads.upload_article_image"})
 # Room for the multipart envelope and the CSRF field around a file of the maximum size.
@@ -157,14 +159,18 @@ def delete_upload(upload_id: str) -> ResponseReturnValue:
 
 @bp.get("/uploads/<upload_id>")
 @public
-@talisman(content_security_policy=SANDBOX_CSP, content_security_policy_nonce_in=[])
+@talisman(content_security_policy=SANDBOX_CSP, content_security_policy_nonce_in=[])  # type: ignore[untyped-decorator]
 def serve_upload(upload_id: str) -> ResponseReturnValue:
     found = services.visible_upload(current_user, upload_id)
     size = request.args.get("size")
-    if found is None or (size is not None and (size not in VARIANT_SIZES or found[0].kind != "avatar")):
+    if found is None:
         abort(404)
     upload, is_public = found
-    name = storage.variant_name(upload.storage_name, VARIANT_SIZES[size]) if size else upload.storage_name
+    name = upload.storage_name
+    if size is not None:
+        if size not in VARIANT_SIZES or upload.kind != "avatar":
+            abort(404)
+        name = storage.variant_name(name, VARIANT_SIZES[size])
     try:
         resp = send_file(
             storage.path_for(name),

@@ -59,7 +59,7 @@ def _extension(name: str) -> str:
 
 def download_name(upload: Upload) -> str:
     """A safe name for Content-Disposition: the original stem (if sensible) + the real type."""
-    stem = upload.original_name.rsplit(".", 1)[0] if "." in upload.original_name else upload.original_name
+    stem = upload.original_name.rsplit(".", 1)[0]
     stem = re.sub(r"[\"';<>%]", "", stem).strip(" .")[:80]
     if not stem or stem.lower().split(".")[0] in RESERVED_NAMES:
         stem = "image"
@@ -141,7 +141,7 @@ def store_image(
             )
         image = imaging.process(_read_bounded(source), kind=kind)
         return _save(actor, image, kind=kind, article=article, name=name)
-    except imaging.ImageRejected as exc:
+    except imaging.ImageRejectedError as exc:
         _reject(actor, exc.reason, context)
         raise UploadError(exc.reason, exc.message, exc.status) from exc
     except UploadError as exc:
@@ -155,9 +155,11 @@ def _lock_user(actor: User) -> None:
     A no-op write takes the user's row lock on PostgreSQL and the write lock on SQLite
     (which ignores SELECT ... FOR UPDATE); both are held until the transaction ends.
     """
-    users = User.__table__
     db.session.execute(
-        update(users).where(users.c.id == actor.id).values(updated_at=users.c.updated_at)
+        update(User)
+        .where(User.id == actor.id)
+        .values(updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -198,7 +200,8 @@ def _save(
         original_name=name,
     )
     files = {upload.storage_name: image.data}
-    files.update({storage.variant_name(upload.storage_name, s): d for s, d in image.variants.items()})
+    for size_px, data in image.variants.items():
+        files[storage.variant_name(upload.storage_name, size_px)] = data
     try:
         for file_name, data in files.items():
             storage.write_atomic(file_name, data)

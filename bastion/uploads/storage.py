@@ -55,8 +55,8 @@ def write_atomic(name: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, target)
+        Path(temp).chmod(0o600)
+        Path(temp).replace(target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -26,8 +26,11 @@ def _store(live: Any) -> dict[str, str]:
         client = live.app.test_client()
         AuthActions(client).login(editor.username, PASSWORD)
         ids = {}
-        for key, data in (("polyglot", corpus.gif_js_polyglot()), ("html", corpus.png()),
-                          ("script", corpus.png())):
+        for key, data in (
+            ("polyglot", corpus.gif_js_polyglot()),
+            ("html", corpus.png()),
+            ("script", corpus.png()),
+        ):
             resp = post_file(client, f"/articles/{article.id}/images", data, filename=f"{key}.gif")
             assert resp.status_code == 302
             ids[key] = db.session.scalars(select_latest()).first().id

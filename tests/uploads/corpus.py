@@ -12,7 +12,9 @@ SCRIPT = b"<script>window.__pwned=1;alert(document.domain)</script>"
 GPS_MARKER = "BASTION-GPS-MARKER"
 
 
-def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (32, 24), mode: str = "RGB", **save: object) -> bytes:
+def image_bytes(
+    fmt: str = "PNG", size: tuple[int, int] = (32, 24), mode: str = "RGB", **save: object
+) -> bytes:
     im = Image.new(mode, size, "teal" if mode in ("RGB", "RGBA") else 1)
     out = io.BytesIO()
     im.save(out, fmt, **save)
@@ -57,7 +59,9 @@ def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
     idat = zlib.compress(b"\x00" * 1024, 9)

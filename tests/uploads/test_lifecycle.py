@@ -31,17 +31,17 @@ def _files(upload: Upload) -> list:  # type: ignore[type-arg]
     return [storage.path_for(n) for n in services.file_names(upload)]
 
 
-def test_owner_deletes_an_image_and_its_files_go(
-    client: FlaskClient, own_article: Article
-) -> None:
+def test_owner_deletes_an_image_and_its_files_go(client: FlaskClient, own_article: Article) -> None:
     path = f"/articles/{own_article.id}/images"
     assert post_file(client, path, corpus.png()).status_code == 302
     upload = only_upload()
     files = _files(upload)
     assert all(f.is_file() for f in files)
-    resp = client.post(f"/uploads/{upload.id}/delete",
-                       data={"csrf_token": csrf_token(client, path), "next": path})
-    assert resp.status_code == 302 and resp.headers["Location"] == path
+    resp = client.post(
+        f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(client, path), "next": path}
+    )
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == path
     assert upload_count() == 0
     assert not any(f.exists() for f in files)
 
@@ -52,14 +52,14 @@ def test_others_cannot_delete_an_image(app: Flask, client: FlaskClient, editor: 
     upload = only_upload()
     other = app.test_client()
     sign_in(other, "editor")
-    resp = other.post(f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(other, AVATAR)})
+    resp = other.post(
+        f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(other, AVATAR)}
+    )
     assert resp.status_code == 403
     assert upload_count() == 1
 
 
-def test_removing_the_avatar_clears_it_from_the_profile(
-    client: FlaskClient, editor: User
-) -> None:
+def test_removing_the_avatar_clears_it_from_the_profile(client: FlaskClient, editor: User) -> None:
     assert post_file(client, AVATAR, corpus.png()).status_code == 302
     upload = only_upload()
     client.post(f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(client, AVATAR)})
@@ -79,7 +79,9 @@ def test_deleting_an_article_removes_its_image_files(
     assert_store_consistent()
 
 
-def test_deleting_a_user_removes_their_files(client: FlaskClient, editor: User, own_article: Article) -> None:
+def test_deleting_a_user_removes_their_files(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
     assert post_file(client, AVATAR, corpus.png()).status_code == 302
     assert post_file(client, f"/articles/{own_article.id}/images", corpus.png()).status_code == 302
     db.session.expire_all()
@@ -165,8 +167,11 @@ def test_concurrent_uploads_respect_the_quota_and_stay_consistent(
         import io
 
         barrier.wait()
-        resp = c.post(path, data={"csrf_token": token, "image": (io.BytesIO(corpus.png()), "p.png")},
-                      content_type="multipart/form-data")
+        resp = c.post(
+            path,
+            data={"csrf_token": token, "image": (io.BytesIO(corpus.png()), "p.png")},
+            content_type="multipart/form-data",
+        )
         statuses.append(resp.status_code)
 
     threads = [threading.Thread(target=upload, args=(c,)) for c in clients]
@@ -195,10 +200,14 @@ def test_an_interrupted_upload_leaves_nothing_behind(live_server) -> None:  # ty
     boundary = "interrupted"
     payload = corpus.png() + b"\x00" * 600_000
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     host, port = live.url.removeprefix("http://").split(":")
     head = (
         f"POST {AVATAR} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: __Host-session={cookie}\r\n"
@@ -219,3 +228,33 @@ def test_an_interrupted_upload_leaves_nothing_behind(live_server) -> None:  # ty
         resp = post_file(helper, AVATAR, corpus.png())
         assert resp.status_code == 302
         assert check_store().consistent
+
+
+def test_check_command_reports_and_prunes_orphans(app: Flask) -> None:
+    from bastion.uploads.services import new_id
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["uploads", "check"]).exit_code == 0
+    orphan = storage.new_name("png")
+    storage.write_atomic(orphan, b"left over by a crash")
+    user = UserFactory()
+    row = Upload(
+        id=new_id(),
+        owner_id=user.id,
+        kind="avatar",
+        content_type="image/png",
+        size=1,
+        width=1,
+        height=1,
+        storage_name=storage.new_name("png"),
+        original_name="",
+    )
+    db.session.add(row)
+    db.session.commit()
+    result = runner.invoke(args=["uploads", "check"])
+    assert result.exit_code == 1
+    assert f"orphan file: {orphan}" in result.output
+    assert f"missing file for row: {row.storage_name}" in result.output
+    result = runner.invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
+    assert f"pruned orphan file: {orphan}" in result.output
+    assert not storage.path_for(orphan).exists()

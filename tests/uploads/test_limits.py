@@ -88,7 +88,8 @@ def test_file_just_over_the_limit_is_413_with_a_clear_message(
 def test_other_routes_keep_the_small_global_body_limit(client: FlaskClient, editor: User) -> None:
     token = csrf_token(client, "/")
     resp = client.post(
-        "/auth/logout", data={"csrf_token": token, "pad": "x" * (2 * 1024 * 1024)},
+        "/auth/logout",
+        data={"csrf_token": token, "pad": "x" * (2 * 1024 * 1024)},
         content_type="multipart/form-data",
     )
     assert resp.status_code == 413
@@ -96,7 +97,10 @@ def test_other_routes_keep_the_small_global_body_limit(client: FlaskClient, edit
 
 @pytest.mark.asvs("V2.1.3")
 def test_file_quota_refuses_the_next_upload(
-    app: Flask, client: FlaskClient, own_article, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    own_article,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setitem(app.config, "UPLOAD_QUOTA_FILES", 2)
     path = f"/articles/{own_article.id}/images"
@@ -114,10 +118,15 @@ def test_file_quota_refuses_the_next_upload(
 
 @pytest.mark.asvs("V2.1.3")
 def test_byte_quota_counts_stored_bytes(
-    app: Flask, client: FlaskClient, own_article, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    own_article,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setitem(app.config, "UPLOAD_QUOTA_BYTES", 200)
-    resp = post_file(client, f"/articles/{own_article.id}/images", corpus.image_bytes("PNG", (300, 300), "RGB"))
+    resp = post_file(
+        client, f"/articles/{own_article.id}/images", corpus.image_bytes("PNG", (300, 300), "RGB")
+    )
     # A 300x300 solid PNG re-encodes to a few hundred bytes: over a 200-byte quota.
     assert resp.status_code == 422
     assert upload_count() == 0

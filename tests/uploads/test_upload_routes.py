@@ -33,8 +33,9 @@ def test_attack_corpus_is_refused_clearly_and_audited(
     # One signed-in session for the whole corpus (each case is also a unit test in
     # test_imaging); every refusal must add exactly one audit event with its reason.
     for number, (case, data, reason) in enumerate(corpus.REFUSED, start=1):
-        resp = post_file(client, _images(own_article), data, filename="holiday.jpg",
-                         content_type="image/jpeg")
+        resp = post_file(
+            client, _images(own_article), data, filename="holiday.jpg", content_type="image/jpeg"
+        )
         assert resp.status_code in (415, 422), case
         page = resp.get_data(as_text=True)
         assert 'class="error"' in page, case
@@ -55,8 +56,9 @@ def test_spoofed_content_type_and_name_do_not_decide_the_type(
     assert resp.status_code == 415
     assert "Only JPEG, PNG, GIF and WebP" in resp.get_data(as_text=True)
     # And a real PNG sent as "text/html" named .jpg is stored as the PNG it is.
-    resp = post_file(client, _images(own_article), corpus.png(), filename="me.jpg",
-                     content_type="text/html")
+    resp = post_file(
+        client, _images(own_article), corpus.png(), filename="me.jpg", content_type="text/html"
+    )
     assert resp.status_code == 302
     assert only_upload().content_type == "image/png"
 
@@ -79,7 +81,10 @@ def test_a_non_image_extension_is_refused_even_with_image_content(
     "make", [corpus.gif_js_polyglot, corpus.jpeg_with_html_appended], ids=["gif-js", "jpeg-html"]
 )
 def test_polyglot_is_stored_only_as_a_clean_reencoding(
-    client: FlaskClient, editor: User, own_article: Article, make  # type: ignore[no-untyped-def]
+    client: FlaskClient,
+    editor: User,
+    own_article: Article,
+    make,  # type: ignore[no-untyped-def]
 ) -> None:
     resp = post_file(client, _images(own_article), make(), filename="funny.gif")
     assert resp.status_code == 302
@@ -87,7 +92,8 @@ def test_polyglot_is_stored_only_as_a_clean_reencoding(
     served = client.get(f"/uploads/{upload.id}")
     assert served.status_code == 200
     body = served.get_data()
-    assert b"alert(" not in body and b"<script" not in body.lower()
+    assert b"alert(" not in body
+    assert b"<script" not in body.lower()
     Image.open(io.BytesIO(body)).load()
 
 
@@ -101,7 +107,8 @@ def test_gps_exif_in_the_upload_is_absent_from_the_served_file(
     assert corpus.GPS_MARKER.encode() not in body
     with Image.open(io.BytesIO(body)) as im:
         exif = im.getexif()
-        assert not exif and not exif.get_ifd(0x8825)
+        assert not exif
+        assert not exif.get_ifd(0x8825)
 
 
 HOSTILE_NAMES = [  # avatars without transparency are stored as JPEG: .jpg download names
@@ -143,9 +150,12 @@ def test_avatar_replaces_the_old_one_and_comes_in_fixed_sizes(
 ) -> None:
     assert post_file(client, AVATAR, corpus.image_bytes("JPEG", (500, 300))).status_code == 302
     first = only_upload()
-    assert post_file(client, AVATAR, corpus.image_bytes("PNG", (90, 200), "RGBA")).status_code == 302
+    assert (
+        post_file(client, AVATAR, corpus.image_bytes("PNG", (90, 200), "RGBA")).status_code == 302
+    )
     second = only_upload()
-    assert second.id != first.id and (second.width, second.height) == (256, 256)
+    assert second.id != first.id
+    assert (second.width, second.height) == (256, 256)
     assert client.get(f"/uploads/{first.id}").status_code == 404
     small = client.get(f"/uploads/{second.id}?size=64")
     assert Image.open(io.BytesIO(small.get_data())).size == (64, 64)
@@ -158,23 +168,32 @@ def test_avatar_replaces_the_old_one_and_comes_in_fixed_sizes(
 def test_missing_file_field_is_a_clear_400(client: FlaskClient, editor: User) -> None:
     from tests.support.auth import csrf_token
 
-    resp = client.post(AVATAR, data={"csrf_token": csrf_token(client, AVATAR)},
-                       content_type="multipart/form-data")
+    resp = client.post(
+        AVATAR, data={"csrf_token": csrf_token(client, AVATAR)}, content_type="multipart/form-data"
+    )
     assert resp.status_code == 400
     assert "Choose an image file" in resp.get_data(as_text=True)
 
 
 @pytest.mark.asvs("V3.5.1")
 def test_upload_without_csrf_token_is_refused(client: FlaskClient, editor: User) -> None:
-    resp = client.post(AVATAR, data={"image": (io.BytesIO(corpus.png()), "a.png")},
-                       content_type="multipart/form-data")
+    resp = client.post(
+        AVATAR,
+        data={"image": (io.BytesIO(corpus.png()), "a.png")},
+        content_type="multipart/form-data",
+    )
     assert resp.status_code == 400
     assert upload_count() == 0
 
 
-def test_upload_pages_render_finished(client: FlaskClient, editor: User, own_article: Article) -> None:
+def test_upload_pages_render_finished(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
     page = client.get(AVATAR).get_data(as_text=True)
-    assert "<h1>Profile photo</h1>" in page and "No profile photo yet" in page
-    assert 'enctype="multipart/form-data"' in page and 'for="avatar-image"' in page
+    assert "<h1>Profile photo</h1>" in page
+    assert "No profile photo yet" in page
+    assert 'enctype="multipart/form-data"' in page
+    assert 'for="avatar-image"' in page
     page = client.get(_images(own_article)).get_data(as_text=True)
-    assert "No images yet" in page and 'for="article-image"' in page
+    assert "No images yet" in page
+    assert 'for="article-image"' in page
