@@ -91,3 +91,12 @@ def test_large_article_images_are_scaled_down() -> None:
 
 def test_pillow_guard_matches_our_limit() -> None:
     assert Image.MAX_IMAGE_PIXELS == imaging.MAX_PIXELS
+
+
+def test_animated_webp_keeps_its_frames() -> None:
+    frames = [Image.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=80)
+    clean = imaging.process(out.getvalue(), kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.n_frames == 3

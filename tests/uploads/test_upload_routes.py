@@ -197,3 +197,31 @@ def test_upload_pages_render_finished(
     page = client.get(_images(own_article)).get_data(as_text=True)
     assert "No images yet" in page
     assert 'for="article-image"' in page
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_a_refused_upload_changes_nothing_stored(client: FlaskClient, editor: User) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    before = only_upload()
+    resp = post_file(client, AVATAR, corpus.SVG, filename="me.png")
+    assert resp.status_code == 415
+    after = only_upload()
+    assert after.id == before.id
+    from bastion.extensions import db
+
+    assert db.session.get(User, editor.id).avatar_id == before.id
+    assert client.get(f"/uploads/{before.id}").status_code == 200
+    assert_store_consistent()
+
+
+def test_article_images_page_lists_images_with_markdown(
+    client: FlaskClient, own_article: Article
+) -> None:
+    post_file(
+        client, _images(own_article), corpus.png(), filename="<img src=x onerror=alert(1)>.png"
+    )
+    upload = only_upload()
+    page = client.get(_images(own_article)).get_data(as_text=True)
+    assert f"![&lt;img src=x onerror=alert(1)&gt;](/uploads/{upload.id})" in page
+    assert "<img src=x" not in page
+    assert f'action="/uploads/{upload.id}/delete"' in page
