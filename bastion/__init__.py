@@ -73,6 +73,7 @@ BLUEPRINTS = (
     "bastion.content",
     "bastion.profiles",
     "bastion.admin",
+    "bastion.uploads",
 )
 
 

@@ -70,6 +70,10 @@ class BaseConfig:
     MAX_FORM_PARTS = 100
     MAX_UPLOAD_MB = 5
     UPLOAD_DIR: str | None = None
+    # Per-user upload quota and rate (every image counts, avatars included).
+    UPLOAD_QUOTA_FILES = 200
+    UPLOAD_QUOTA_MB = 100
+    UPLOAD_RATE_LIMIT = "20 per minute; 200 per day"
 
     # Cookies: host-only, TLS-only, invisible to scripts, not sent on cross-site subrequests.
     SESSION_COOKIE_NAME = "__Host-session"
@@ -213,7 +217,8 @@ def _normalise(app: Flask) -> None:
     for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS",
                 "REMEMBER_DAYS", "REAUTH_MINUTES", "LOGIN_THROTTLE_ACCOUNT_FREE",
                 "LOGIN_THROTTLE_IP_FREE", "LOGIN_THROTTLE_FORGET_SECONDS", "CONFIRM_HOURS",
-                "RESET_MINUTES", "EMAIL_CHANGE_HOURS", "TWO_FACTOR_PENDING_SECONDS"):
+                "RESET_MINUTES", "EMAIL_CHANGE_HOURS", "TWO_FACTOR_PENDING_SECONDS",
+                "UPLOAD_QUOTA_FILES", "UPLOAD_QUOTA_MB"):
         cfg[key] = int(cfg[key])
     for key in ("LOGIN_THROTTLE_BASE_SECONDS", "LOGIN_THROTTLE_MAX_SECONDS"):
         cfg[key] = float(cfg[key])
@@ -231,6 +236,7 @@ def _normalise(app: Flask) -> None:
     cfg["UPLOAD_DIR"] = str(cfg.get("UPLOAD_DIR") or instance / "uploads")
     cfg["OUTBOX_DIR"] = str(cfg.get("OUTBOX_DIR") or instance / "outbox")
     cfg["MAX_UPLOAD_BYTES"] = cfg["MAX_UPLOAD_MB"] * 1024 * 1024
+    cfg["UPLOAD_QUOTA_BYTES"] = cfg["UPLOAD_QUOTA_MB"] * 1024 * 1024
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())

@@ -52,6 +52,10 @@ EXPECTED: dict[str, Access] = {
     "admin.audit_events": Access.ADMIN,
     "admin.export_audit": Access.ADMIN,
     "admin.security": Access.ADMIN,
+    "uploads.serve_upload": Access.PUBLIC,  # visibility follows the owning object
+    "uploads.upload_avatar": Access.SIGNED_IN,
+    "uploads.upload_article_image": Access.EDITOR,  # plus ownership (can_edit_article)
+    "uploads.delete_upload": Access.SIGNED_IN,  # plus ownership (can_delete_upload)
 }
 
 

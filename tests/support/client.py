@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import g, has_app_context
 from flask.testing import FlaskClient
 
 
@@ -19,8 +20,6 @@ class HTTPSClient(FlaskClient):
         # reuses it, so ``g`` would carry one request's state into the next: Flask-Login's
         # cached user, Flask-WTF's token, the session record. Each request starts clean,
         # as it does on a server.
-        from flask import g, has_app_context
-
         if has_app_context():
             vars(g).clear()
         if not (args and not isinstance(args[0], str)):

@@ -1,0 +1,92 @@
+"""Files follow their rows: deleting an upload, article or user removes its files on commit.
+
+The database removes ``uploads`` rows with their article or owner (ON DELETE CASCADE), but
+files are not in the database. A ``before_flush`` hook notes the files of everything being
+deleted (and deletes the rows itself, for SQLite without foreign-key enforcement); the files
+are unlinked only ``after_commit``, so a rolled-back delete keeps its files.
+``check_store`` finds what a crash could still leave behind, for ``flask uploads check``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, event, or_, select
+from sqlalchemy.orm import Session
+
+from bastion.extensions import db
+from bastion.models import Article, Upload, User
+from bastion.uploads import storage
+from bastion.uploads.services import file_names
+
+log = logging.getLogger("bastion.uploads")
+PENDING = "bastion.uploads.doomed_files"
+
+
+def _doomed(session: Session) -> set[Path]:
+    return session.info.setdefault(PENDING, set())  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "before_flush")
+def _collect_files_of_deleted(session: Session, _ctx: object, _instances: object) -> None:
+    doomed = _doomed(session)
+    article_ids = [o.id for o in session.deleted if isinstance(o, Article)]
+    user_ids = [o.id for o in session.deleted if isinstance(o, User)]
+    for obj in session.deleted:
+        if isinstance(obj, Upload):
+            doomed.update(storage.path_for(n) for n in file_names(obj))
+    if not (article_ids or user_ids):
+        return
+    owned_articles = select(Article.id).where(Article.author_id.in_(user_ids))
+    condition = or_(
+        Upload.article_id.in_(article_ids),
+        Upload.owner_id.in_(user_ids),
+        Upload.article_id.in_(owned_articles),
+    )
+    with session.no_autoflush:
+        for upload in session.scalars(select(Upload).where(condition)):
+            doomed.update(storage.path_for(n) for n in file_names(upload))
+        # Rows go now, before their parents, whether or not the database cascades.
+        session.execute(
+            delete(Upload).where(condition).execution_options(synchronize_session=False)
+        )
+
+
+@event.listens_for(Session, "after_commit")
+def _remove_files(session: Session) -> None:
+    doomed = session.info.pop(PENDING, None)
+    for path in doomed or ():
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            log.exception("could not remove upload file", extra={"file": path.name})
+
+
+@event.listens_for(Session, "after_rollback")
+def _keep_files(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    orphan_files: list[Path]  # on disk with no row (or temporary leftovers)
+    missing_files: list[str]  # rows whose file is gone
+
+    @property
+    def consistent(self) -> bool:
+        return not self.orphan_files and not self.missing_files
+
+
+def check_store() -> StoreReport:
+    """Compare rows and files; the store is consistent when both lists are empty."""
+    expected: set[str] = set()
+    missing: list[str] = []
+    for upload in db.session.scalars(select(Upload)):
+        for name in file_names(upload):
+            expected.add(name)
+            if not storage.exists(name):
+                missing.append(name)
+    orphans = [p for p in storage.stored_files() if p.name not in expected]
+    return StoreReport(orphan_files=sorted(orphans), missing_files=sorted(missing))

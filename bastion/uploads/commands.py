@@ -1,0 +1,38 @@
+"""``flask uploads check [--prune]``: compare the store with the database."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from bastion.uploads import bp
+from bastion.uploads.cleanup import check_store
+
+
+@bp.cli.command("check")
+@click.option("--prune", is_flag=True, help="Delete orphan files (rows are never touched).")
+@click.option(
+    "--min-age",
+    default=3600,
+    show_default=True,
+    help="Only prune files older than this many seconds, so uploads in flight are spared.",
+)
+def check_command(prune: bool, min_age: int) -> None:
+    """Report files without rows and rows without files; exit 1 when any remain."""
+    report = check_store()
+    now = time.time()
+    remaining = len(report.missing_files)
+    for name in report.missing_files:
+        click.echo(f"missing file for row: {name}")
+    for path in report.orphan_files:
+        old_enough = now - path.stat().st_mtime >= min_age
+        if prune and old_enough:
+            path.unlink(missing_ok=True)
+            click.echo(f"pruned orphan file: {path.name}")
+        else:
+            remaining += 1
+            click.echo(f"orphan file: {path.name}")
+    if remaining:
+        raise SystemExit(1)
+    click.echo("Upload store is consistent.")

@@ -1,0 +1,209 @@
+"""Image checks and re-encoding: the type comes from the bytes, the output is built anew.
+
+An upload is trusted for nothing but its pixels. The format is decided by magic bytes and
+then confirmed by a full decode with only that format's Pillow plugin; pixel and frame
+limits are checked from the header before any pixel is decoded (decompression bombs); the
+pixels are then copied into fresh images with an empty ``info`` and saved again, so EXIF
+(GPS), XMP, ICC, comments, appended data and polyglot payloads never reach the stored file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageOps, ImageSequence
+
+# Largest image decoded at all (about 25 megapixels, 100 MB as RGBA). Pillow's own guard is
+# set to the same value so any other code in the process gets the same protection.
+MAX_PIXELS = 25_000_000
+# Animations: a frame count limit and a budget for all frames together (all are held
+# decoded at once while re-encoding, so this bounds memory at about 160 MB).
+MAX_FRAMES = 100
+MAX_TOTAL_PIXELS = 40_000_000
+# Article images are shrunk to fit this box; avatars are cropped square to these sizes.
+ARTICLE_MAX_SIDE = 4096
+AVATAR_SIZES = (256, 64)
+JPEG_QUALITY = 85
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # Pillow's format name
+    content_type: str
+    extension: str
+
+
+FORMATS = {
+    "JPEG": Format("JPEG", "image/jpeg", "jpg"),
+    "PNG": Format("PNG", "image/png", "png"),
+    "GIF": Format("GIF", "image/gif", "gif"),
+    "WEBP": Format("WEBP", "image/webp", "webp"),
+}
+# Extensions a file name may carry; anything else (".php", ".svg", ".html") is refused.
+NAME_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp"})
+
+
+class ImageRejectedError(ValueError):
+    """The bytes are not an image we accept; ``reason`` is a stable code for logs/metrics."""
+
+    def __init__(self, reason: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class CleanImage:
+    """A re-encoded image: the main file plus any fixed-size variants (avatars)."""
+
+    format: Format
+    width: int
+    height: int
+    data: bytes
+    variants: dict[int, bytes] = field(default_factory=dict)
+
+
+def sniff(head: bytes) -> Format | None:
+    """The format named by the file's first bytes, or None. Names and headers are ignored."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return FORMATS["JPEG"]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return FORMATS["PNG"]
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return FORMATS["GIF"]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return FORMATS["WEBP"]
+    return None
+
+
+NOT_AN_IMAGE = ImageRejectedError(
+    "not_an_image",
+    "Only JPEG, PNG, GIF and WebP images are accepted, and this file is not one of them.",
+    415,
+)
+
+
+def process(data: bytes, *, kind: str) -> CleanImage:
+    """Check ``data`` and return a clean re-encoding; raise ImageRejectedError with the reason."""
+    fmt = sniff(data[:16])
+    if fmt is None:
+        raise NOT_AN_IMAGE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
+                _check_dimensions(im)
+                frames = _decoded_frames(im)
+                if kind == "avatar":
+                    return _avatar(frames[0])
+                return _article_image(fmt, frames, im.info.get("loop", 0))
+    except ImageRejectedError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels() from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
+        # Pillow reports truncated or malformed data with any of these.
+        raise ImageRejectedError(
+            "corrupt", "The image could not be read; it may be damaged or incomplete."
+        ) from exc
+
+
+def _too_many_pixels() -> ImageRejectedError:
+    return ImageRejectedError(
+        "too_many_pixels",
+        f"The image has too many pixels (at most {MAX_PIXELS // 1_000_000} megapixels).",
+    )
+
+
+def _check_dimensions(im: Image.Image) -> None:
+    """Refuse from the header alone, before a single pixel is decoded."""
+    width, height = im.size
+    if width < 1 or height < 1 or width * height > MAX_PIXELS:
+        raise _too_many_pixels()
+    frames = getattr(im, "n_frames", 1)
+    if frames > MAX_FRAMES:
+        raise ImageRejectedError(
+            "too_many_frames", f"Animations may have at most {MAX_FRAMES} frames."
+        )
+    if frames * width * height > MAX_TOTAL_PIXELS:
+        raise ImageRejectedError("too_many_pixels", "The animation is too large to process.")
+
+
+@dataclass
+class _Frame:
+    image: Image.Image
+    duration: int
+
+
+def _decoded_frames(im: Image.Image) -> list[_Frame]:
+    """Decode every frame fully (a truncated file fails here) into fresh RGB/RGBA images."""
+    frames: list[_Frame] = []
+    still = getattr(im, "n_frames", 1) == 1
+    for frame in ImageSequence.Iterator(im):
+        frame.load()
+        if still:
+            # Honour the camera's orientation before the EXIF tag that carries it is dropped.
+            frame = ImageOps.exif_transpose(frame) or frame
+        has_alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
+        clean = frame.convert("RGBA" if has_alpha else "RGB")
+        clean.info = {}  # nothing from the upload's metadata may reach the encoder
+        frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
+    if not frames:
+        raise ImageRejectedError("corrupt", "The image has no frames.")
+    return frames
+
+
+def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
+    out = io.BytesIO()
+    if fmt.name == "JPEG":
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    elif fmt.name == "WEBP":
+        image.save(out, "WEBP", quality=JPEG_QUALITY, **options)
+    else:
+        image.save(out, fmt.name, optimize=True, **options)
+    return out.getvalue()
+
+
+def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImage:
+    for frame in frames:
+        frame.image.thumbnail((ARTICLE_MAX_SIDE, ARTICLE_MAX_SIDE))
+    first = frames[0].image
+    if len(frames) > 1 and fmt.name in ("GIF", "WEBP"):
+        options: dict[str, object] = {
+            "save_all": True,
+            "append_images": [f.image for f in frames[1:]],
+            "duration": [max(f.duration, 20) for f in frames],
+            "loop": loop if isinstance(loop, int) else 0,
+        }
+        if fmt.name == "GIF":
+            options["disposal"] = 2  # each frame replaces the last; no stale pixels
+        data = _encode(first, fmt, **options)
+    else:
+        data = _encode(first, fmt)
+    return CleanImage(fmt, first.width, first.height, data)
+
+
+def _avatar(frame: _Frame) -> CleanImage:
+    """Square crops at fixed sizes; PNG keeps transparency, JPEG otherwise."""
+    fmt = FORMATS["PNG"] if frame.image.mode == "RGBA" else FORMATS["JPEG"]
+    big, *small = AVATAR_SIZES
+    crops = {size: ImageOps.fit(frame.image, (size, size)) for size in AVATAR_SIZES}
+    for crop in crops.values():
+        crop.info = {}
+    return CleanImage(
+        fmt,
+        big,
+        big,
+        _encode(crops[big], fmt),
+        variants={size: _encode(crops[size], fmt) for size in small},
+    )
+
+
+def name_extension_allowed(extension: str) -> bool:
+    """A file name may have no extension or an image one; ``.php``/``.svg``/... are refused."""
+    return not extension or extension.lower() in NAME_EXTENSIONS

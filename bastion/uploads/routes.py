@@ -1,0 +1,192 @@
+"""Upload pages and the image server. Views validate, call the service and answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bastion.auth.forms import EmptyForm
+from bastion.content.services import get_article
+from bastion.errors import handle_http_exception
+from bastion.extensions import limiter, talisman
+from bastion.models import User
+from bastion.observability import counters
+from bastion.security import audit, authz
+from bastion.security.access import editor_required, login_required, public
+from bastion.security.redirects import is_safe_next, safe_next_url
+from bastion.uploads import bp, cleanup, commands, imaging, services, storage
+from bastion.uploads.forms import ImageUploadForm
+
+# Imported for what importing does: ORM hooks (files follow deleted rows) and the
+# `flask uploads check` command.
+HOOKS = (cleanup, commands)
+log = logging.getLogger("bastion.uploads")
+UPLOAD_ENDPOINTS = frozenset({"uploads.upload_avatar", "uploads.upload_article_image"})
+# Room for the multipart envelope and the CSRF field around a file of the maximum size.
+FORM_ALLOWANCE = 64 * 1024
+# Served images are documents of their own: no script, no plugins, no fetches, no origin.
+SANDBOX_CSP = "sandbox; default-src 'none'"
+PUBLIC_MAX_AGE = 3600
+VARIANT_SIZES = {str(s): s for s in imaging.AVATAR_SIZES[1:]}
+
+
+def _upload_rate() -> str:
+    return str(current_app.config["UPLOAD_RATE_LIMIT"])
+
+
+def _per_user() -> str:
+    """Rate-limit key: the account when signed in, so a user cannot spread over addresses."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return get_remote_address()
+
+
+def _back(default: str) -> str:
+    """Where to go after a POST: a safe local ``next`` (the page that embeds the form)."""
+    target = request.form.get("next")
+    return target if target and is_safe_next(target) else default
+
+
+def _actor() -> User:
+    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+@bp.url_value_preprocessor
+def _allow_upload_bodies(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    """Raise the body limit on upload routes only, before anything reads the body.
+
+    URL value preprocessors run before every ``before_request`` hook, including the CSRF
+    check that parses the form, so the larger limit is in place in time and any other route
+    keeps the global ``MAX_CONTENT_LENGTH``. Werkzeug refuses a larger declared body with
+    413 without reading it, and spools file parts above 500 KB to disk, not memory.
+    """
+    if endpoint in UPLOAD_ENDPOINTS and request.method == "POST":
+        request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + FORM_ALLOWANCE
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
+    """Audit oversized uploads too (refused before the service ever sees them)."""
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        actor = current_user.id if current_user.is_authenticated else None
+        audit.record(
+            "upload.rejected",
+            actor_id=actor,
+            details={"reason": "too_large", "content_length": request.content_length},
+        )
+        counters.increment("upload_rejections", reason="too_large")
+        exc.description = f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB."
+    return handle_http_exception(exc)
+
+
+def _store_from_form(form: ImageUploadForm, **kwargs: Any) -> tuple[bool, int]:
+    """Run the service on a submitted form: (stored?, status). Errors land on the field."""
+    if not form.validate_on_submit():
+        return False, 400 if form.is_submitted() else 200
+    try:
+        services.store_image(_actor(), form.image.data, **kwargs)
+    except services.UploadError as exc:
+        form.image.errors = [*form.image.errors, exc.message]
+        return False, exc.status
+    return True, 201
+
+
+@bp.route("/account/avatar", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_upload_rate, methods=["POST"], key_func=_per_user)
+def upload_avatar() -> ResponseReturnValue:
+    form = ImageUploadForm()
+    stored, status = _store_from_form(form, kind="avatar")
+    if stored:
+        flash("Your profile photo is updated.", "success")
+        return redirect(_back(url_for("uploads.upload_avatar")))
+    avatar = services.get_upload(_actor().avatar_id or "")
+    return render_template(
+        "uploads/avatar.html", form=form, avatar=avatar, delete_form=EmptyForm()
+    ), status
+
+
+@bp.route("/articles/<int:article_id>/images", methods=["GET", "POST"])
+@editor_required
+@limiter.limit(_upload_rate, methods=["POST"], key_func=_per_user)
+def upload_article_image(article_id: int) -> ResponseReturnValue:
+    actor = _actor()
+    article = get_article(actor, article_id)
+    if article is None:
+        abort(404)
+    authz.require(authz.can_edit_article(actor, article))
+    form = ImageUploadForm()
+    stored, status = _store_from_form(form, kind="article", article=article)
+    if stored:
+        flash("The image is uploaded. Copy its Markdown into the article.", "success")
+        return redirect(_back(url_for("uploads.upload_article_image", article_id=article.id)))
+    return render_template(
+        "uploads/article_images.html",
+        article=article,
+        images=services.article_images(article),
+        image_form=form,
+        delete_form=EmptyForm(),
+    ), status
+
+
+@bp.post("/uploads/<upload_id>/delete")
+@login_required
+def delete_upload(upload_id: str) -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    upload = services.get_upload(upload_id)
+    if upload is None:
+        abort(404)
+    services.delete_upload(_actor(), upload)
+    flash("The image is deleted.", "success")
+    return redirect(safe_next_url("uploads.upload_avatar"))
+
+
+@bp.get("/uploads/<upload_id>")
+@public
+@talisman(content_security_policy=SANDBOX_CSP, content_security_policy_nonce_in=[])  # type: ignore[untyped-decorator]
+def serve_upload(upload_id: str) -> ResponseReturnValue:
+    found = services.visible_upload(current_user, upload_id)
+    size = request.args.get("size")
+    if found is None:
+        abort(404)
+    upload, is_public = found
+    name = upload.storage_name
+    if size is not None:
+        if size not in VARIANT_SIZES or upload.kind != "avatar":
+            abort(404)
+        name = storage.variant_name(name, VARIANT_SIZES[size])
+    try:
+        resp = send_file(
+            storage.path_for(name),
+            mimetype=upload.content_type,
+            download_name=services.download_name(upload),
+            etag=f"{upload.id}-{size or 'full'}",  # content never changes under an id
+            conditional=True,
+            max_age=PUBLIC_MAX_AGE if is_public else None,
+        )
+    except FileNotFoundError:
+        log.error("upload file missing", extra={"upload_id": upload.id})
+        abort(404)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    if is_public:
+        resp.cache_control.public = True
+    else:
+        resp.cache_control.private = True
+        resp.cache_control.no_store = True
+    return resp

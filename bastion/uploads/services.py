@@ -1,0 +1,287 @@
+"""The upload service, shared by pages and the API: check, re-encode, store, account for.
+
+``store_image`` is the only way an image enters the site. It owns the transaction: files
+are written atomically first, then the row is committed; if the commit fails the files are
+removed again, so the store never holds a row without its file. Every refusal is audited
+(``upload.rejected`` with the reason) and counted.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from typing import IO, Any, Protocol
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from bastion.extensions import db
+from bastion.models import Article, Upload, User
+from bastion.observability import counters
+from bastion.security import audit, authz
+from bastion.uploads import imaging, storage
+
+KINDS = ("avatar", "article")
+ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
+NAME_MAX = 255
+# Windows device names: harmless here (never used as paths) but kept out of download names.
+RESERVED_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
+
+
+class UploadError(ValueError):
+    """A refused upload; ``message`` is safe to show, ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+class FileLike(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def clean_original_name(raw: str | None) -> str:
+    """The client's file name as display-only metadata: no path, no control characters."""
+    name = unicodedata.normalize("NFC", str(raw or ""))
+    name = re.split(r"[/\\]", name)[-1]  # keep the last path segment only (POSIX or Windows)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return name.strip(" .")[:NAME_MAX]
+
+
+def _extension(name: str) -> str:
+    return name.rsplit(".", 1)[1] if "." in name else ""
+
+
+def download_name(upload: Upload) -> str:
+    """A safe name for Content-Disposition: the original stem (if sensible) + the real type."""
+    stem = upload.original_name.rsplit(".", 1)[0]
+    stem = re.sub(r"[\"';<>%]", "", stem).strip(" .")[:80]
+    if not stem or stem.lower().split(".")[0] in RESERVED_NAMES:
+        stem = "image"
+    return f"{stem}.{storage_extension(upload)}"
+
+
+def storage_extension(upload: Upload) -> str:
+    return upload.storage_name.rsplit(".", 1)[1]
+
+
+def file_names(upload: Upload) -> list[str]:
+    """Every file that belongs to an upload: the main file and any fixed-size variants."""
+    names = [upload.storage_name]
+    if upload.kind == "avatar":
+        names += [storage.variant_name(upload.storage_name, s) for s in imaging.AVATAR_SIZES[1:]]
+    return names
+
+
+def usage(user_id: int) -> tuple[int, int]:
+    """(files, bytes) a user has stored, for the quota."""
+    count, total = db.session.execute(
+        select(func.count(Upload.id), func.coalesce(func.sum(Upload.size), 0)).where(
+            Upload.owner_id == user_id
+        )
+    ).one()
+    return int(count), int(total)
+
+
+def _reject(actor: User, reason: str, context: dict[str, Any]) -> None:
+    db.session.rollback()
+    audit.record(
+        "upload.rejected", actor_id=actor.id, details={"reason": reason, **context}, commit=True
+    )
+    counters.increment("upload_rejections", reason=reason)
+
+
+def _read_bounded(source: IO[bytes] | FileLike | Any) -> bytes:
+    """Read at most the size limit plus one byte: a larger file is refused, not buffered."""
+    limit = int(current_app.config["MAX_UPLOAD_BYTES"])
+    stream = getattr(source, "stream", source)
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise UploadError(
+            "too_large",
+            f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB.",
+            413,
+        )
+    if not data:
+        raise UploadError("empty", "The file is empty.", 400)
+    return bytes(data)
+
+
+def store_image(
+    actor: User,
+    source: IO[bytes] | FileLike | Any,
+    *,
+    kind: str,
+    article: Article | None = None,
+    original_name: str | None = None,
+) -> Upload:
+    """Check, re-encode and store an image for ``actor``; raise UploadError when refused."""
+    if kind not in KINDS or (kind == "article") != (article is not None):
+        raise ValueError("kind must be 'avatar', or 'article' with an article")
+    if article is not None:
+        authz.require(
+            authz.can_edit_article(actor, article), hide=not authz.can_read_article(actor, article)
+        )
+    raw = original_name if original_name is not None else getattr(source, "filename", "")
+    name = clean_original_name(raw)
+    context: dict[str, Any] = {"kind": kind, "name": name[:100]}
+    if article is not None:
+        context["article_id"] = article.id
+    try:
+        if not imaging.name_extension_allowed(_extension(name)):
+            raise UploadError(
+                "extension",
+                "Only .jpg, .png, .gif and .webp files are accepted.",
+                415,
+            )
+        image = imaging.process(_read_bounded(source), kind=kind)
+        return _save(actor, image, kind=kind, article=article, name=name)
+    except imaging.ImageRejectedError as exc:
+        _reject(actor, exc.reason, context)
+        raise UploadError(exc.reason, exc.message, exc.status) from exc
+    except UploadError as exc:
+        _reject(actor, exc.reason, context)
+        raise
+
+
+def _lock_user(actor: User) -> None:
+    """Serialise one user's uploads so two at once cannot both pass the quota check.
+
+    A no-op write takes the user's row lock on PostgreSQL and the write lock on SQLite
+    (which ignores SELECT ... FOR UPDATE); both are held until the transaction ends.
+    """
+    db.session.execute(
+        update(User)
+        .where(User.id == actor.id)
+        .values(updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _check_quota(actor: User, incoming: int, *, replacing: Upload | None) -> None:
+    count, total = usage(actor.id)
+    if replacing is not None:
+        count, total = count - 1, total - replacing.size
+    cfg = current_app.config
+    if count + 1 > cfg["UPLOAD_QUOTA_FILES"] or total + incoming > cfg["UPLOAD_QUOTA_BYTES"]:
+        raise UploadError(
+            "quota",
+            f"Your upload quota is used up ({cfg['UPLOAD_QUOTA_FILES']} files or "
+            f"{cfg['UPLOAD_QUOTA_MB']} MB). Delete some images first.",
+            422,
+        )
+
+
+def _save(
+    actor: User, image: imaging.CleanImage, *, kind: str, article: Article | None, name: str
+) -> Upload:
+    size = len(image.data) + sum(len(v) for v in image.variants.values())
+    _lock_user(actor)
+    old_avatar = None
+    if kind == "avatar":
+        db.session.refresh(actor, attribute_names=["avatar_id"])  # as of the lock
+        old_avatar = db.session.get(Upload, actor.avatar_id) if actor.avatar_id else None
+    _check_quota(actor, size, replacing=old_avatar)
+    upload = Upload(
+        id=new_id(),
+        owner_id=actor.id,
+        article_id=article.id if article is not None else None,
+        kind=kind,
+        content_type=image.format.content_type,
+        size=size,
+        width=image.width,
+        height=image.height,
+        storage_name=storage.new_name(image.format.extension),
+        original_name=name,
+    )
+    files = {upload.storage_name: image.data}
+    for size_px, data in image.variants.items():
+        files[storage.variant_name(upload.storage_name, size_px)] = data
+    try:
+        for file_name, data in files.items():
+            storage.write_atomic(file_name, data)
+        db.session.add(upload)
+        if kind == "avatar":
+            actor.avatar_id = upload.id
+            if old_avatar is not None:
+                db.session.delete(old_avatar)  # its files go after commit (see cleanup)
+        audit.record(
+            "upload.stored",
+            actor_id=actor.id,
+            details={"upload_id": upload.id, "kind": kind, "size": size},
+            commit=False,
+        )
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        for file_name in files:
+            storage.delete(file_name)
+        raise
+    return upload
+
+
+def new_id() -> str:
+    """The public id: random and unrelated to the storage name."""
+    return secrets.token_hex(16)
+
+
+def get_upload(upload_id: str) -> Upload | None:
+    if not ID_RE.match(upload_id or ""):
+        return None
+    return db.session.get(Upload, upload_id)
+
+
+def visible_upload(actor: object, upload_id: str) -> tuple[Upload, bool] | None:
+    """The upload and whether it is public, if ``actor`` may see it; else None (404).
+
+    Avatars are public like profiles; an article image follows its article, so an image in
+    a draft is visible to the draft's author and admins only.
+    """
+    upload = get_upload(upload_id)
+    if upload is None:
+        return None
+    if upload.kind == "avatar":
+        return upload, True
+    article = db.session.get(Article, upload.article_id) if upload.article_id else None
+    if article is None or not authz.can_read_article(actor, article):
+        return None
+    return upload, article.is_published
+
+
+def can_delete_upload(actor: object, upload: Upload) -> bool:
+    if not isinstance(actor, User) or not actor.is_active:
+        return False
+    if actor.has_role("admin") or upload.owner_id == actor.id:
+        return True
+    article = db.session.get(Article, upload.article_id) if upload.article_id else None
+    return article is not None and authz.can_edit_article(actor, article)
+
+
+def delete_upload(actor: User, upload: Upload) -> None:
+    """Remove an upload; its files are deleted once the row's deletion is committed."""
+    authz.require(can_delete_upload(actor, upload), hide=visible_upload(actor, upload.id) is None)
+    owner = db.session.get(User, upload.owner_id)
+    if owner is not None and owner.avatar_id == upload.id:
+        owner.avatar_id = None
+    db.session.delete(upload)
+    audit.record(
+        "upload.deleted",
+        actor_id=actor.id,
+        target_user_id=upload.owner_id,
+        details={"upload_id": upload.id, "kind": upload.kind},
+        commit=False,
+    )
+    db.session.commit()
+
+
+def article_images(article: Article) -> list[Upload]:
+    return list(
+        db.session.scalars(
+            select(Upload).where(Upload.article_id == article.id).order_by(Upload.created_at)
+        )
+    )

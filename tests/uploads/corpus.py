@@ -1,0 +1,99 @@
+"""The attack corpus and clean samples, generated here (no binary fixtures in the repo)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import ExifTags, Image
+
+SCRIPT = b"<script>window.__pwned=1;alert(document.domain)</script>"
+GPS_MARKER = "BASTION-GPS-MARKER"
+
+
+def image_bytes(
+    fmt: str = "PNG", size: tuple[int, int] = (32, 24), mode: str = "RGB", **save: object
+) -> bytes:
+    im = Image.new(mode, size, "teal" if mode in ("RGB", "RGBA") else 1)
+    out = io.BytesIO()
+    im.save(out, fmt, **save)
+    return out.getvalue()
+
+
+def png(size: tuple[int, int] = (32, 24)) -> bytes:
+    return image_bytes("PNG", size)
+
+
+def jpeg_with_gps() -> bytes:
+    """A JPEG carrying GPS coordinates and a marker in the EXIF description."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = GPS_MARKER
+    exif[ExifTags.Base.Orientation] = 1
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "E"
+    gps[ExifTags.GPS.GPSLongitude] = (2.0, 17.0, 40.0)
+    return image_bytes("JPEG", (64, 48), exif=exif, comment=GPS_MARKER.encode())
+
+
+def jpeg_with_html_appended() -> bytes:
+    return image_bytes("JPEG") + b"<html><body>" + SCRIPT + b"</body></html>"
+
+
+def gif_js_polyglot() -> bytes:
+    """GIF whose header reads ``GIF89a/*`` (width 10799) with JS in a comment and HTML after it.
+
+    As JavaScript it is ``GIF89a/* ... */=alert(...)//``; as a GIF it decodes fine.
+    """
+    im = Image.new("P", (0x2A2F, 1), 0)
+    out = io.BytesIO()
+    im.save(out, "GIF", comment=b"*/=alert(document.domain);/*")
+    data = out.getvalue()
+    assert data.startswith(b"GIF89a/*")
+    return data + b"*/" + SCRIPT
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    idat = zlib.compress(b"\x00" * 1024, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def animated_gif(frames: int, size: tuple[int, int] = (8, 8)) -> bytes:
+    images = [Image.new("RGB", size, (i % 256, 0, 0)) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return out.getvalue()
+
+
+HTML = b"<!doctype html><html><body>" + SCRIPT + b"</body></html>"
+JS = b"alert(document.domain);window.__pwned=1;"
+PHP = b"<?php system($_GET['cmd']); ?>"
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)">'
+    b"<script>alert(2)</script><foreignObject><body>x</body></foreignObject></svg>"
+)
+
+# (case id, bytes, reason the service gives)
+REFUSED = [
+    ("html-as-jpg", HTML, "not_an_image"),
+    ("js-as-jpg", JS, "not_an_image"),
+    ("php-as-jpg", PHP, "not_an_image"),
+    ("svg-as-jpg", SVG, "not_an_image"),
+    ("jpeg-magic-then-html", b"\xff\xd8\xff\xe0" + HTML, "corrupt"),
+    ("bomb-50000x50000", png_declaring(50_000, 50_000), "too_many_pixels"),
+    ("bomb-6000x6000", png_declaring(6_000, 6_000), "too_many_pixels"),
+    ("truncated-png", png((200, 200))[:-40], "corrupt"),
+    ("truncated-jpeg", image_bytes("JPEG", (300, 200))[:400], "corrupt"),
+    ("png-bad-crc", png()[:30] + b"\x00\x00\x00\x00" + png()[34:], "corrupt"),
+    ("gif-too-many-frames", animated_gif(101), "too_many_frames"),
+]

@@ -1,0 +1,102 @@
+"""The image checks on their own: type from content, limits from headers, clean output."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from bastion.uploads import imaging
+from tests.uploads import corpus
+
+
+@pytest.mark.asvs("V5.2.2", "V1.3.4")
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(d, r) for _, d, r in corpus.REFUSED],
+    ids=[c for c, _, _ in corpus.REFUSED],
+)
+def test_attack_corpus_is_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(imaging.ImageRejectedError) as info:
+        imaging.process(data, kind="article")
+    assert info.value.reason == reason
+    assert info.value.message
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+def test_each_accepted_format_is_reencoded_in_kind(fmt: str) -> None:
+    clean = imaging.process(corpus.image_bytes(fmt, (40, 30)), kind="article")
+    assert clean.format.name == fmt
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.format == fmt
+        assert im.size == (40, 30) == (clean.width, clean.height)
+
+
+def test_type_comes_from_content_not_from_what_it_claims() -> None:
+    # PNG bytes: whatever the name or header said, they are PNG.
+    assert imaging.sniff(corpus.png()) == imaging.FORMATS["PNG"]
+    assert imaging.sniff(corpus.HTML) is None
+    assert imaging.sniff(b"RIFF\x00\x00\x00\x00WAVE") is None
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize(
+    "make",
+    [corpus.gif_js_polyglot, corpus.jpeg_with_html_appended],
+    ids=["gif-js-polyglot", "jpeg-html-appended"],
+)
+def test_polyglots_come_out_as_clean_images_without_the_payload(make) -> None:  # type: ignore[no-untyped-def]
+    data = make()
+    assert b"alert(" in data
+    clean = imaging.process(data, kind="article")
+    assert b"alert(" not in clean.data
+    assert b"<script" not in clean.data.lower()
+    assert b"<html" not in clean.data.lower()
+    with Image.open(io.BytesIO(clean.data)) as im:
+        im.load()
+        assert "comment" not in im.info
+
+
+def test_gps_exif_icc_and_comments_are_dropped() -> None:
+    data = corpus.jpeg_with_gps()
+    assert corpus.GPS_MARKER.encode() in data
+    clean = imaging.process(data, kind="article")
+    assert corpus.GPS_MARKER.encode() not in clean.data
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert not im.getexif()
+        assert "exif" not in im.info
+        assert "icc_profile" not in im.info
+        assert "comment" not in im.info
+
+
+def test_animation_keeps_its_frames_within_limits() -> None:
+    clean = imaging.process(corpus.animated_gif(5), kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.n_frames == 5
+
+
+def test_avatar_is_cropped_square_at_fixed_sizes() -> None:
+    clean = imaging.process(corpus.image_bytes("WEBP", (300, 120)), kind="avatar")
+    assert (clean.width, clean.height) == (256, 256)
+    with Image.open(io.BytesIO(clean.variants[64])) as small:
+        assert small.size == (64, 64)
+
+
+def test_large_article_images_are_scaled_down() -> None:
+    clean = imaging.process(corpus.image_bytes("PNG", (5000, 100)), kind="article")
+    assert clean.width == imaging.ARTICLE_MAX_SIDE
+
+
+def test_pillow_guard_matches_our_limit() -> None:
+    assert Image.MAX_IMAGE_PIXELS == imaging.MAX_PIXELS
+
+
+def test_animated_webp_keeps_its_frames() -> None:
+    frames = [Image.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=80)
+    clean = imaging.process(out.getvalue(), kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.n_frames == 3

@@ -1,0 +1,260 @@
+"""Files follow rows: deletes remove files after commit; failures and races leave no debris."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bastion.content.services import delete_article
+from bastion.extensions import db
+from bastion.models import Article, Upload, User
+from bastion.uploads import services, storage
+from tests.factories import UserFactory
+from tests.support.auth import csrf_token
+from tests.uploads import corpus
+from tests.uploads.conftest import (
+    AVATAR,
+    assert_store_consistent,
+    only_upload,
+    post_file,
+    sign_in,
+    upload_count,
+)
+
+
+def _files(upload: Upload) -> list:  # type: ignore[type-arg]
+    return [storage.path_for(n) for n in services.file_names(upload)]
+
+
+def test_owner_deletes_an_image_and_its_files_go(client: FlaskClient, own_article: Article) -> None:
+    path = f"/articles/{own_article.id}/images"
+    assert post_file(client, path, corpus.png()).status_code == 302
+    upload = only_upload()
+    files = _files(upload)
+    assert all(f.is_file() for f in files)
+    resp = client.post(
+        f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(client, path), "next": path}
+    )
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == path
+    assert upload_count() == 0
+    assert not any(f.exists() for f in files)
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_others_cannot_delete_an_image(app: Flask, client: FlaskClient, editor: User) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    upload = only_upload()
+    other = app.test_client()
+    sign_in(other, "editor")
+    resp = other.post(
+        f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(other, AVATAR)}
+    )
+    assert resp.status_code == 403
+    assert upload_count() == 1
+
+
+def test_removing_the_avatar_clears_it_from_the_profile(client: FlaskClient, editor: User) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    upload = only_upload()
+    client.post(f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(client, AVATAR)})
+    db.session.expire_all()
+    assert db.session.get(User, editor.id).avatar_id is None
+    assert "No profile photo yet" in client.get(AVATAR).get_data(as_text=True)
+
+
+def test_deleting_an_article_removes_its_image_files(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    assert post_file(client, f"/articles/{own_article.id}/images", corpus.png()).status_code == 302
+    files = _files(only_upload())
+    delete_article(db.session.get(User, editor.id), db.session.get(Article, own_article.id))
+    assert upload_count() == 0
+    assert not any(f.exists() for f in files)
+    assert_store_consistent()
+
+
+def test_deleting_a_user_removes_their_files(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    assert post_file(client, f"/articles/{own_article.id}/images", corpus.png()).status_code == 302
+    db.session.expire_all()
+    files = [f for u in db.session.query(Upload).all() for f in _files(u)]
+    assert len(files) == 3
+    db.session.delete(db.session.get(User, editor.id))
+    db.session.commit()
+    assert upload_count() == 0
+    assert not any(f.exists() for f in files)
+
+
+def test_a_rolled_back_delete_keeps_the_files(client: FlaskClient, own_article: Article) -> None:
+    assert post_file(client, f"/articles/{own_article.id}/images", corpus.png()).status_code == 302
+    files = _files(only_upload())
+    db.session.delete(db.session.get(Article, own_article.id))
+    db.session.flush()
+    db.session.rollback()
+    assert upload_count() == 1
+    assert all(f.is_file() for f in files)
+    assert_store_consistent()
+
+
+def test_a_failed_write_leaves_neither_files_nor_rows(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = UserFactory()
+    calls: list[str] = []
+    real_write = storage.write_atomic
+
+    def flaky_write(name: str, data: bytes) -> None:
+        calls.append(name)
+        if len(calls) == 2:  # the avatar's second size: the disk fills up
+            raise OSError(28, "No space left on device")
+        real_write(name, data)
+
+    monkeypatch.setattr(storage, "write_atomic", flaky_write)
+    import io
+
+    with pytest.raises(OSError, match="No space"):
+        services.store_image(user, io.BytesIO(corpus.png()), kind="avatar", original_name="a.png")
+    assert upload_count() == 0
+    assert_store_consistent()
+
+
+def test_a_failed_commit_removes_the_written_files(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from sqlalchemy.exc import OperationalError
+
+    user = UserFactory()
+
+    def failing_commit() -> None:
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(db.session, "commit", failing_commit)
+    with pytest.raises(OperationalError):
+        services.store_image(user, io.BytesIO(corpus.png()), kind="avatar", original_name="a.png")
+    monkeypatch.undo()
+    assert upload_count() == 0
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V2.1.3", "V15.2.2")
+def test_concurrent_uploads_respect_the_quota_and_stay_consistent(
+    app: Flask, client: FlaskClient, own_article: Article, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "UPLOAD_QUOTA_FILES", 3)
+    path = f"/articles/{own_article.id}/images"
+    token = csrf_token(client, path)
+    cookie = client.get_cookie("__Host-session")
+    assert cookie is not None
+    clients = []
+    for _ in range(6):
+        c = app.test_client()
+        c.set_cookie("__Host-session", cookie.value, domain="localhost", secure=True)
+        clients.append(c)
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def upload(c: FlaskClient) -> None:
+        import io
+
+        barrier.wait()
+        resp = c.post(
+            path,
+            data={"csrf_token": token, "image": (io.BytesIO(corpus.png()), "p.png")},
+            content_type="multipart/form-data",
+        )
+        statuses.append(resp.status_code)
+
+    threads = [threading.Thread(target=upload, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [302, 302, 302, 422, 422, 422]
+    assert upload_count() == 3
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V15.2.2")
+def test_an_interrupted_upload_leaves_nothing_behind(live_server) -> None:  # type: ignore[no-untyped-def]
+    from bastion.uploads.cleanup import check_store
+    from tests.factories import PASSWORD
+    from tests.support.auth import AuthActions
+
+    live = live_server()
+    with live.app.app_context():
+        user = UserFactory()
+        helper = live.app.test_client()
+        AuthActions(helper).login(user.username, PASSWORD)
+        token = csrf_token(helper, AVATAR)
+        cookie = helper.get_cookie("__Host-session").value  # type: ignore[union-attr]
+    boundary = "interrupted"
+    payload = corpus.png() + b"\x00" * 600_000
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    host, port = live.url.removeprefix("http://").split(":")
+    head = (
+        f"POST {AVATAR} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: __Host-session={cookie}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.3)
+    time.sleep(0.5)  # let the server notice the disconnect and unwind
+    with live.app.app_context():
+        report = check_store()
+        assert report.consistent, report
+        assert db.session.query(Upload).count() == 0
+    # The server is still healthy and a complete upload from the same session works.
+    with live.app.app_context():
+        helper.get("/healthz")
+        resp = post_file(helper, AVATAR, corpus.png())
+        assert resp.status_code == 302
+        assert check_store().consistent
+
+
+def test_check_command_reports_and_prunes_orphans(app: Flask) -> None:
+    from bastion.uploads.services import new_id
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["uploads", "check"]).exit_code == 0
+    orphan = storage.new_name("png")
+    storage.write_atomic(orphan, b"left over by a crash")
+    user = UserFactory()
+    row = Upload(
+        id=new_id(),
+        owner_id=user.id,
+        kind="avatar",
+        content_type="image/png",
+        size=1,
+        width=1,
+        height=1,
+        storage_name=storage.new_name("png"),
+        original_name="",
+    )
+    db.session.add(row)
+    db.session.commit()
+    result = runner.invoke(args=["uploads", "check"])
+    assert result.exit_code == 1
+    assert f"orphan file: {orphan}" in result.output
+    assert f"missing file for row: {row.storage_name}" in result.output
+    result = runner.invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
+    assert f"pruned orphan file: {orphan}" in result.output
+    assert not storage.path_for(orphan).exists()

@@ -1,0 +1,227 @@
+"""Uploading through the real forms: the attack corpus, file names, clean results."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+
+from bastion.models import Article, User
+from bastion.uploads import storage
+from tests.uploads import corpus
+from tests.uploads.conftest import (
+    AVATAR,
+    assert_store_consistent,
+    only_upload,
+    post_file,
+    rejections,
+    upload_count,
+)
+
+
+def _images(article: Article) -> str:
+    return f"/articles/{article.id}/images"
+
+
+@pytest.mark.asvs("V5.2.2", "V1.3.4", "V16.3.3")
+def test_attack_corpus_is_refused_clearly_and_audited(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    # One signed-in session for the whole corpus (each case is also a unit test in
+    # test_imaging); every refusal must add exactly one audit event with its reason.
+    for number, (case, data, reason) in enumerate(corpus.REFUSED, start=1):
+        resp = post_file(
+            client, _images(own_article), data, filename="holiday.jpg", content_type="image/jpeg"
+        )
+        assert resp.status_code in (415, 422), case
+        page = resp.get_data(as_text=True)
+        assert 'class="error"' in page, case
+        assert "<script>window.__pwned" not in page
+        events = rejections()
+        assert len(events) == number, case
+        assert events[-1].details["reason"] == reason, case
+        assert events[-1].actor_id == editor.id
+    assert upload_count() == 0
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_spoofed_content_type_and_name_do_not_decide_the_type(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    resp = post_file(client, AVATAR, corpus.HTML, filename="me.png", content_type="image/png")
+    assert resp.status_code == 415
+    assert "Only JPEG, PNG, GIF and WebP" in resp.get_data(as_text=True)
+    # And a real PNG sent as "text/html" named .jpg is stored as the PNG it is.
+    resp = post_file(
+        client, _images(own_article), corpus.png(), filename="me.jpg", content_type="text/html"
+    )
+    assert resp.status_code == 302
+    assert only_upload().content_type == "image/png"
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_a_non_image_extension_is_refused_even_with_image_content(
+    client: FlaskClient, editor: User
+) -> None:
+    names = ["shell.php", "logo.svg", "page.html", "x.jpg.exe"]
+    for filename in names:
+        resp = post_file(client, AVATAR, corpus.png(), filename=filename)
+        assert resp.status_code == 415, filename
+        assert ".jpg, .png, .gif and .webp" in resp.get_data(as_text=True)
+    assert [e.details["reason"] for e in rejections()] == ["extension"] * len(names)
+    assert upload_count() == 0
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize(
+    "make", [corpus.gif_js_polyglot, corpus.jpeg_with_html_appended], ids=["gif-js", "jpeg-html"]
+)
+def test_polyglot_is_stored_only_as_a_clean_reencoding(
+    client: FlaskClient,
+    editor: User,
+    own_article: Article,
+    make,  # type: ignore[no-untyped-def]
+) -> None:
+    resp = post_file(client, _images(own_article), make(), filename="funny.gif")
+    assert resp.status_code == 302
+    upload = only_upload()
+    served = client.get(f"/uploads/{upload.id}")
+    assert served.status_code == 200
+    body = served.get_data()
+    assert b"alert(" not in body
+    assert b"<script" not in body.lower()
+    Image.open(io.BytesIO(body)).load()
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_gps_exif_in_the_upload_is_absent_from_the_served_file(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    resp = post_file(client, _images(own_article), corpus.jpeg_with_gps(), filename="trip.jpg")
+    assert resp.status_code == 302
+    body = client.get(f"/uploads/{only_upload().id}").get_data()
+    assert corpus.GPS_MARKER.encode() not in body
+    with Image.open(io.BytesIO(body)) as im:
+        exif = im.getexif()
+        assert not exif
+        assert not exif.get_ifd(0x8825)
+
+
+HOSTILE_NAMES = [  # avatars without transparency are stored as JPEG: .jpg download names
+    ("../../../etc/passwd.png", "passwd.jpg"),
+    ("/var/www/static/x.png", "x.jpg"),
+    ("C:\\Windows\\System32\\evil.png", None),  # multipart unescapes the backslashes
+    ("evil.php\x00.png", "evil.php.jpg"),
+    ("CON", "image.jpg"),
+    ("NUL.jpg", "image.jpg"),
+    ("ü" * 300 + ".png", None),
+]
+
+
+@pytest.mark.asvs("V5.3.2", "V5.4.1", "V5.4.2")
+def test_hostile_file_names_never_reach_the_file_system(
+    app: Flask, client: FlaskClient, editor: User
+) -> None:
+    for filename, download in HOSTILE_NAMES:
+        resp = post_file(client, AVATAR, corpus.png(), filename=filename)
+        assert resp.status_code == 302, filename
+        upload = only_upload()  # each new avatar replaces the last
+        assert storage.NAME_RE.match(upload.storage_name)
+        path = storage.path_for(upload.storage_name)
+        assert path.is_file()
+        assert path.resolve().is_relative_to(app.config["UPLOAD_DIR"])
+        assert not any(c in upload.original_name for c in "/\\\x00\r\n")
+        assert len(upload.original_name) <= 255
+        disposition = client.get(f"/uploads/{upload.id}").headers["Content-Disposition"]
+        assert disposition.startswith("inline; ")
+        assert not any(c in disposition for c in "\r\n\x00")
+        if download is not None:
+            assert f"filename={download}" in disposition or f'filename="{download}"' in disposition
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_avatar_replaces_the_old_one_and_comes_in_fixed_sizes(
+    client: FlaskClient, editor: User
+) -> None:
+    assert post_file(client, AVATAR, corpus.image_bytes("JPEG", (500, 300))).status_code == 302
+    first = only_upload()
+    assert (
+        post_file(client, AVATAR, corpus.image_bytes("PNG", (90, 200), "RGBA")).status_code == 302
+    )
+    second = only_upload()
+    assert second.id != first.id
+    assert (second.width, second.height) == (256, 256)
+    assert client.get(f"/uploads/{first.id}").status_code == 404
+    small = client.get(f"/uploads/{second.id}?size=64")
+    assert Image.open(io.BytesIO(small.get_data())).size == (64, 64)
+    assert client.get(f"/uploads/{second.id}?size=300").status_code == 404
+    page = client.get(AVATAR).get_data(as_text=True)
+    assert f"/uploads/{second.id}" in page
+    assert_store_consistent()
+
+
+def test_missing_file_field_is_a_clear_400(client: FlaskClient, editor: User) -> None:
+    from tests.support.auth import csrf_token
+
+    resp = client.post(
+        AVATAR, data={"csrf_token": csrf_token(client, AVATAR)}, content_type="multipart/form-data"
+    )
+    assert resp.status_code == 400
+    assert "Choose an image file" in resp.get_data(as_text=True)
+
+
+@pytest.mark.asvs("V3.5.1")
+def test_upload_without_csrf_token_is_refused(client: FlaskClient, editor: User) -> None:
+    resp = client.post(
+        AVATAR,
+        data={"image": (io.BytesIO(corpus.png()), "a.png")},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 400
+    assert upload_count() == 0
+
+
+def test_upload_pages_render_finished(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    page = client.get(AVATAR).get_data(as_text=True)
+    assert "<h1>Profile photo</h1>" in page
+    assert "No profile photo yet" in page
+    assert 'enctype="multipart/form-data"' in page
+    assert 'for="avatar-image"' in page
+    page = client.get(_images(own_article)).get_data(as_text=True)
+    assert "No images yet" in page
+    assert 'for="article-image"' in page
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_a_refused_upload_changes_nothing_stored(client: FlaskClient, editor: User) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    before = only_upload()
+    resp = post_file(client, AVATAR, corpus.SVG, filename="me.png")
+    assert resp.status_code == 415
+    after = only_upload()
+    assert after.id == before.id
+    from bastion.extensions import db
+
+    assert db.session.get(User, editor.id).avatar_id == before.id
+    assert client.get(f"/uploads/{before.id}").status_code == 200
+    assert_store_consistent()
+
+
+def test_article_images_page_lists_images_with_markdown(
+    client: FlaskClient, own_article: Article
+) -> None:
+    post_file(
+        client, _images(own_article), corpus.png(), filename="<img src=x onerror=alert(1)>.png"
+    )
+    upload = only_upload()
+    page = client.get(_images(own_article)).get_data(as_text=True)
+    assert f"![&lt;img src=x onerror=alert(1)&gt;](/uploads/{upload.id})" in page
+    assert "<img src=x" not in page
+    assert f'action="/uploads/{upload.id}/delete"' in page
