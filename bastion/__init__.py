@@ -66,6 +66,7 @@ BLUEPRINTS = (
     "bastion.main",
     "bastion.auth",
     "bastion.setup",
+    "bastion.api",
 )
 
 

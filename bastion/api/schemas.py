@@ -1,0 +1,194 @@
+"""Request and response models (pydantic 2); the OpenAPI document is generated from them.
+
+Input models forbid unknown fields and never contain read-only ones (``id``, ``role``,
+``author``...), so sending those is a 422, not a silent no-op or a mass assignment. Output
+models list exactly what a client may see: no password/token hashes, no TOTP secrets, and
+email addresses only in ``Me`` (the caller's own).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Scope = Literal["articles:read", "articles:write", "comments:write", "admin"]
+Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
+
+
+class Input(BaseModel):
+    """Strict: JSON types must match exactly ("1" is not 1) and unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ------------------------------------------------------------------------------ auth ---
+class TokenRequest(Input):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+
+
+class RefreshRequest(Input):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class RevokeRequest(Input):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class TokenPairOut(Output):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+# ----------------------------------------------------------------------------- users ---
+class AuthorOut(Output):
+    id: int
+    username: str
+    display_name: str
+
+
+class MeOut(Output):
+    id: int
+    username: str
+    email: str
+    display_name: str
+    bio: str
+    role: Literal["viewer", "editor", "admin"]
+    has_2fa: bool
+    created_at: datetime
+    scopes: list[str] = Field(description="What the presented token may do.")
+
+
+class MeUpdate(Input):
+    display_name: Annotated[str, StringConstraints(max_length=80)] | None = None
+    bio: Annotated[str, StringConstraints(max_length=5000)] | None = None
+
+
+# -------------------------------------------------------------------------- articles ---
+class ArticleOut(Output):
+    id: int
+    title: str
+    slug: str
+    summary: str
+    body: str = Field(description="Markdown source.")
+    body_html: str = Field(description="Rendered and sanitised HTML.")
+    status: Literal["draft", "published"]
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    author: AuthorOut
+
+
+class ArticleCreate(Input):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    body: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    publish: bool = False
+
+
+class ArticleUpdate(Input):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    body: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    publish: bool | None = None
+
+
+class ListQuery(BaseModel):
+    """Query strings are text, so these are parsed leniently but bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: Annotated[int, Field(ge=1, le=10_000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20
+    q: Annotated[str, StringConstraints(max_length=200)] = ""
+    mine: bool = Field(default=False, description="Only my own articles, drafts included.")
+
+
+class PageMeta(Output):
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+class ArticleList(PageMeta):
+    items: list[ArticleOut]
+
+
+# -------------------------------------------------------------------------- comments ---
+class CommentOut(Output):
+    id: int
+    article_id: int
+    body: str
+    created_at: datetime
+    author: AuthorOut
+
+
+class CommentCreate(Input):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: Annotated[int, Field(ge=1, le=10_000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class CommentList(PageMeta):
+    items: list[CommentOut]
+
+
+# ---------------------------------------------------------------- personal tokens ---
+class PatCreate(Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=4)]
+    expires_in_days: Annotated[int, Field(ge=1, le=365)] = 30
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="Your current password: creating a token needs re-authentication."
+    )
+    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+
+
+class PatOut(Output):
+    id: int
+    name: str
+    hint: str = Field(description="The first characters of the token, to recognise it.")
+    scopes: list[Scope]
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PatCreated(PatOut):
+    token: str = Field(description="The token itself; shown this once and never again.")
+
+
+class PatList(Output):
+    items: list[PatOut]
+
+
+# ---------------------------------------------------------------------------- errors ---
+class FieldError(Output):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Output):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
