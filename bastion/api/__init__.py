@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, request
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -17,6 +19,17 @@ def _prepare() -> None:
 
     request.max_content_length = current_app.config["API_MAX_BODY_BYTES"]
     forget_cookie_identity()
+
+
+# Ids are 32-bit in the schema everywhere (SQLite and PostgreSQL alike); larger ones cannot
+# exist, and passing them to the database would be an overflow error, not a clean 404.
+MAX_ID = 2**31 - 1
+
+
+@bp.url_value_preprocessor
+def _bounded_ids(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        abort(404, description="There is nothing with that id.")
 
 
 @bp.after_request

@@ -13,7 +13,7 @@ from flask import Flask, Response, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from bastion.api import bp, schemas
+from bastion.api import MAX_ID, bp, schemas
 from bastion.api.spec import Operation, operation, operation_of
 from bastion.security.access import public
 
@@ -58,7 +58,7 @@ def _models(app: Flask) -> list[tuple[type[BaseModel], Any]]:
 def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
     params = []
     for converter, name in _CONVERTER.findall(rule.rule):
-        schema: dict[str, Any] = {"type": "integer", "minimum": 0} if converter == "int" else {"type": "string"}
+        schema: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_ID} if converter == "int" else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if op.query is not None:
         props = op.query.model_json_schema()["properties"]
