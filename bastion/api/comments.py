@@ -85,7 +85,9 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
 def delete_comment(comment_id: int) -> None:
     user = current_principal().user
     comment = services.get_comment(comment_id)
-    if comment is None or not authz.can_read_article(user, comment.article):
+    # An orphan (its article gone where the database does not cascade) is absent too.
+    article = comment.article if comment is not None else None
+    if comment is None or article is None or not authz.can_read_article(user, article):
         abort(404, description="There is no comment with that id.")
     if comment.author_id != user.id and not may_act_on_others():
         abort(403, description="Deleting other people's comments needs the 'admin' scope.")

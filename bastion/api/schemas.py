@@ -9,12 +9,61 @@ email addresses only in ``Me`` (the caller's own).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 Scope = Literal["articles:read", "articles:write", "comments:write", "admin"]
 Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
+# Text the site stores: no NUL characters, and required text must have something visible.
+NO_NUL = r"^[^\x00]*$"
+VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+LINE = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
+
+
+def _text(max_length: int, pattern: str, min_length: int = 0) -> Any:
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+    ]
+
+
+Title = _text(200, VISIBLE, 1)
+ArticleBody = _text(100_000, VISIBLE, 1)
+CommentBody = _text(5000, VISIBLE, 1)
+TokenName = _text(80, VISIBLE, 1)
+DisplayName = _text(80, LINE)
+Bio = _text(5000, NO_NUL)
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 30.0 as an integer; accept it, but not "30" or 30.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Field before the validator: the other order leaves "ge"/"le" out of the JSON Schema.
+Days = Annotated[int, Field(ge=1, le=365), BeforeValidator(_whole_number)]
+
+
+def _query_int(value: Any) -> Any:
+    """Query integers are plain decimal digits: not "1.0", " 1", "+1" or "1_000"."""
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit() or len(value) > 9:
+            raise ValueError("must be a whole number written with digits only")
+        return int(value)
+    return value
+
+
+def _query_bool(value: Any) -> Any:
+    """Only "true" and "false", as the document says; not "1", "yes" or "on"."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise ValueError("must be 'true' or 'false'")
+        return value == "true"
+    return value
 
 
 class Input(BaseModel):
@@ -69,8 +118,8 @@ class MeOut(Output):
 
 
 class MeUpdate(Input):
-    display_name: Annotated[str, StringConstraints(max_length=80)] | None = None
-    bio: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    display_name: DisplayName | None = None
+    bio: Bio | None = None
 
 
 # -------------------------------------------------------------------------- articles ---
@@ -89,14 +138,14 @@ class ArticleOut(Output):
 
 
 class ArticleCreate(Input):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    body: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    title: Title
+    body: ArticleBody
     publish: bool = False
 
 
 class ArticleUpdate(Input):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    body: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    title: Title | None = None
+    body: ArticleBody | None = None
     publish: bool | None = None
 
 
@@ -105,10 +154,12 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    page: Annotated[int, Field(ge=1, le=10_000)] = 1
-    per_page: Annotated[int, Field(ge=1, le=100)] = 20
-    q: Annotated[str, StringConstraints(max_length=200)] = ""
-    mine: bool = Field(default=False, description="Only my own articles, drafts included.")
+    page: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_query_int)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_int)] = 20
+    q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+    mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(
+        default=False, description="Only my own articles, drafts included."
+    )
 
 
 class PageMeta(Output):
@@ -132,14 +183,14 @@ class CommentOut(Output):
 
 
 class CommentCreate(Input):
-    body: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    body: CommentBody
 
 
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    page: Annotated[int, Field(ge=1, le=10_000)] = 1
-    per_page: Annotated[int, Field(ge=1, le=100)] = 50
+    page: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_query_int)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_int)] = 50
 
 
 class CommentList(PageMeta):
@@ -148,9 +199,9 @@ class CommentList(PageMeta):
 
 # ---------------------------------------------------------------- personal tokens ---
 class PatCreate(Input):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    name: TokenName
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=4)]
-    expires_in_days: Annotated[int, Field(ge=1, le=365)] = 30
+    expires_in_days: Days = 30
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Your current password: creating a token needs re-authentication."
     )
