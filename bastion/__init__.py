@@ -67,6 +67,7 @@ BLUEPRINTS = (
     "bastion.auth",
     "bastion.setup",
     "bastion.api",
+    "bastion.api.web",
 )
 
 

@@ -155,3 +155,71 @@ def get_openapi() -> Response:
     import orjson
 
     return Response(orjson.dumps(document()), mimetype="application/json")
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    """A short human description of a JSON Schema: 'string ≤ 200', 'ArticleOut[]'..."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " | ".join(_type_of(s) for s in schema["anyOf"])
+    if "enum" in schema or "const" in schema:
+        return " | ".join(f'"{v}"' for v in schema.get("enum", [schema.get("const")]))
+    kind = str(schema.get("type", "any"))
+    if kind == "array":
+        return _type_of(schema.get("items", {})) + "[]"
+    limits = [
+        f"{label} {schema[key]}"
+        for key, label in (("minLength", "≥"), ("maxLength", "≤"), ("minimum", "≥"), ("maximum", "≤"))
+        if key in schema
+    ]
+    if schema.get("format"):
+        kind += f" ({schema['format']})"
+    return kind + (f" {', '.join(limits)}" if limits else "")
+
+
+def _fields(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    schema = doc["components"]["schemas"].get(name, {})
+    required = set(schema.get("required", []))
+    return [
+        {"name": field, "type": _type_of(spec), "required": field in required,
+         "description": spec.get("description", "")}
+        for field, spec in schema.get("properties", {}).items()
+    ]
+
+
+def docs_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document arranged for the HTML page: operations grouped by tag, models expanded."""
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            body_ref = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            body = _type_of(body_ref["schema"]) if body_ref else None
+            ok = [(code, r) for code, r in op["responses"].items() if code.startswith("2")]
+            code, success = ok[0]
+            out = success.get("content", {}).get("application/json", {}).get("schema")
+            sections.setdefault(op["tags"][0], []).append(
+                {
+                    "id": op["operationId"],
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": op["summary"],
+                    "scopes": op["security"][0]["bearer"] if op["security"] else None,
+                    "params": [
+                        {"name": p["name"], "in": p["in"], "type": _type_of(p["schema"]),
+                         "description": p.get("description", "")}
+                        for p in op.get("parameters", [])
+                    ],
+                    "body": body,
+                    "body_fields": _fields(doc, body) if body else [],
+                    "status": code,
+                    "response": _type_of(out) if out else None,
+                    "errors": [c for c in op["responses"] if not c.startswith("2")],
+                }
+            )
+    models = sorted({str(s).rsplit("/", 1)[-1] for s in doc["components"]["schemas"]})
+    result = [{"tag": tag, "operations": ops} for tag, ops in sections.items()]
+    result.append(
+        {"tag": "models", "models": [{"name": m, "fields": _fields(doc, m)} for m in models]}
+    )
+    return result

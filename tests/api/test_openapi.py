@@ -116,7 +116,7 @@ def test_schemathesis_finds_no_server_errors_or_drift(
         "-H", f"Authorization: Bearer {access}",
         "--checks", "all",
         "--phases", "examples,coverage,fuzzing",
-        "--max-examples", "25", "--max-time", "90", "--workers", "1",
+        "--max-examples", "25", "--max-time", "60", "--workers", "1",
         "--generation-database", "none", "--suppress-health-check", "all",
         "--no-color", "--report", "ndjson", "--report-dir", str(tmp_path),
     ]
