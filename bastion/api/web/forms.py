@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectMultipleField, StringField, widgets
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from bastion.api.pats import SCOPES
@@ -27,7 +28,7 @@ class TokenForm(FlaskForm):
     )
     scopes = CheckboxesField(
         "Scopes",
-        choices=[(s, f"{s} — {SCOPE_HELP[s]}") for s in SCOPES],
+        choices=[SelectChoice(s, f"{s} — {SCOPE_HELP[s]}") for s in SCOPES],
         validators=[DataRequired(message="Choose at least one scope.")],
     )
     days = IntegerField(
