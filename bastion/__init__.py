@@ -74,6 +74,8 @@ BLUEPRINTS = (
     "bastion.profiles",
     "bastion.admin",
     "bastion.uploads",
+    "bastion.api",
+    "bastion.api.web",
 )
 
 

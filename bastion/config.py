@@ -142,6 +142,22 @@ class BaseConfig:
     DEPLOY_CHECK_SILENCED = ["BST-W106", "BST-I203"]
     HSTS_PRELOAD = False
 
+    # API (JWT and personal access tokens). The signing keys are separate from SECRET_KEY:
+    # a JSON keyset ``[{"kid": ..., "pem": ...}, ...]``; the first signs, all verify.
+    JWT_KEYS: str | None = None
+    JWT_ISSUER = "bastion"
+    JWT_AUDIENCE = "bastion-api"
+    JWT_ACCESS_MINUTES = 15
+    JWT_REFRESH_DAYS = 14
+    PAT_DEFAULT_DAYS = 30
+    PAT_MAX_DAYS = 365
+    API_MAX_BODY_BYTES = 256 * 1024
+    API_RATE_LIMIT = "120 per minute"
+    API_TOKEN_RATE_LIMIT = "10 per minute"
+    # Origins allowed to call the API from a browser (comma separated); none by default.
+    CORS_ORIGINS = ""
+    REDIS_PREFIX = "bastion"
+
 
 class DevelopmentConfig(BaseConfig):
     """Local use: SQLite and in-memory limits in ``instance/``; still no debugger by default."""
@@ -193,6 +209,10 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     _normalise(app)
     if env_name == "development" and not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)
+    if env_name != "production" and not app.config.get("JWT_KEYS"):
+        from bastion.api.keys import instance_keyset
+
+        app.config["JWT_KEYS"] = instance_keyset(Path(app.instance_path))
     problems = validate(app.config)
     if problems:
         raise ConfigError(problems)
@@ -241,6 +261,12 @@ def _normalise(app: Flask) -> None:
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
     cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+    for key in ("JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS", "PAT_DEFAULT_DAYS", "PAT_MAX_DAYS"):
+        cfg[key] = int(cfg[key])
+    origins = cfg.get("CORS_ORIGINS") or ()
+    if isinstance(origins, str):
+        origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
+    cfg["CORS_ORIGINS"] = frozenset(origins)
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
 
 
@@ -295,6 +321,16 @@ def validate(cfg: Any) -> list[str]:
     problems: list[str] = []
     if msg := secret_strength_problem(cfg.get("SECRET_KEY")):
         problems.append(msg)
+    if not cfg.get("JWT_KEYS"):
+        problems.append(
+            "BASTION_JWT_KEYS (or BASTION_JWT_KEYS_FILE) is missing: the API needs its own "
+            "signing keys (generate with `flask --app bastion api new-key`)"
+        )
+    else:
+        from bastion.api.keys import keyset_problem
+
+        if msg := keyset_problem(cfg["JWT_KEYS"]):
+            problems.append(msg)
     if cfg.get("DEBUG"):
         problems.append("BASTION_DEBUG is on: the debugger runs code for anyone who can reach it")
     if cfg.get("TESTING"):

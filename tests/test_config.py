@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bastion import create_app
+from bastion.api.keys import new_key_entry
 from bastion.config import ConfigError
 
 STRONG = "k3y-" + "Zx9Qw2Lm7Rt5Yp1Vb8Nc4Hd6Jf0Gs3Ae" * 2
@@ -33,9 +35,10 @@ def test_production_refuses_every_unsafe_setting_in_one_message(
         "BASTION_REDIS_URL is not set",
         "BASTION_TRUSTED_HOSTS is empty",
         "HTTPS is not enforced",
+        "BASTION_JWT_KEYS",
     ):
         assert expected in message
-    assert len(info.value.problems) == 6
+    assert len(info.value.problems) == 7
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,9 @@ def test_safe_production_settings_start(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("BASTION_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("BASTION_TRUSTED_HOSTS", "bastion.example, www.bastion.example")
     monkeypatch.setenv("BASTION_PROXY_HOPS", "1")
+    keys_file = tmp_path / "jwt_keys.json"
+    keys_file.write_text(json.dumps([new_key_entry("prod-1")]))
+    monkeypatch.setenv("BASTION_JWT_KEYS_FILE", str(keys_file))
     app = create_app({"ENV_NAME": "production"})
     assert app.config["SECRET_KEY"] == STRONG  # read from the file, newline stripped
     assert app.config["TRUSTED_HOSTS"] == ["bastion.example", "www.bastion.example"]

@@ -5,7 +5,7 @@ from bastion.models.base import Base, TimestampMixin, utcnow
 from bastion.models.content import Article, Comment
 from bastion.models.credentials import LoginThrottle, RecoveryCode
 from bastion.models.session import UserSession
-from bastion.models.token import ApiToken, RefreshToken, SetupToken
+from bastion.models.token import ApiToken, RefreshToken, RevokedToken, SetupToken
 from bastion.models.upload import Upload
 from bastion.models.user import ROLE_NAMES, Role, User
 
@@ -19,6 +19,7 @@ __all__ = [
     "Base",
     "Comment",
     "RefreshToken",
+    "RevokedToken",
     "Role",
     "SetupToken",
     "TimestampMixin",

@@ -51,3 +51,15 @@ class SetupToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RevokedToken(Base):
+    """A revoked JWT id or refresh family (``jti:…`` / ``fam:…``) until it would expire anyway.
+
+    Used when no Redis is configured; with Redis the same keys live there with a TTL.
+    """
+
+    __tablename__ = "revoked_tokens"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -56,6 +56,28 @@ EXPECTED: dict[str, Access] = {
     "uploads.upload_avatar": Access.SIGNED_IN,
     "uploads.upload_article_image": Access.EDITOR,  # plus ownership (can_edit_article)
     "uploads.delete_upload": Access.SIGNED_IN,  # plus ownership (can_delete_upload)
+    # API: bearer tokens only (scopes checked per operation); sign-in and docs are public.
+    "api.issue_token": Access.PUBLIC,
+    "api.refresh_token": Access.PUBLIC,
+    "api.revoke_token": Access.PUBLIC,
+    "api.get_openapi": Access.PUBLIC,
+    "api.get_me": Access.BEARER,
+    "api.update_me": Access.BEARER,
+    "api.list_articles": Access.BEARER,
+    "api.create_article": Access.BEARER,
+    "api.get_article": Access.BEARER,
+    "api.update_article": Access.BEARER,
+    "api.delete_article": Access.BEARER,
+    "api.list_comments": Access.BEARER,
+    "api.create_comment": Access.BEARER,
+    "api.delete_comment": Access.BEARER,
+    "api.list_tokens": Access.BEARER,
+    "api.create_token": Access.BEARER,
+    "api.delete_token": Access.BEARER,
+    "api_web.docs": Access.PUBLIC,
+    "api_web.tokens": Access.SIGNED_IN,
+    "api_web.create_token": Access.SIGNED_IN,
+    "api_web.revoke_token": Access.SIGNED_IN,
 }
 
 

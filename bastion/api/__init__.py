@@ -1,0 +1,51 @@
+"""The JSON API (``/api/v1``): bearer tokens only, so it is exempt from CSRF by design."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, request
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+CORS_ALLOW_HEADERS = "Authorization, Content-Type"
+CORS_EXPOSE_HEADERS = "Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+
+
+@bp.before_request
+def _prepare() -> None:
+    """Small bodies, and no identity from cookies."""
+    from bastion.api.auth import forget_cookie_identity
+
+    request.max_content_length = current_app.config["API_MAX_BODY_BYTES"]
+    forget_cookie_identity()
+
+
+# Ids are 32-bit in the schema everywhere (SQLite and PostgreSQL alike); larger ones cannot
+# exist, and passing them to the database would be an overflow error, not a clean 404.
+MAX_ID = 2**31 - 1
+
+
+@bp.url_value_preprocessor
+def _bounded_ids(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        abort(404, description="There is nothing with that id.")
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    """CORS only for origins in BASTION_CORS_ORIGINS (none by default); never credentials.
+
+    Hand-written because it is a dozen lines and must stay exactly this narrow: an allowlist,
+    no wildcard, no cookies.
+    """
+    origin = request.headers.get("Origin", "").rstrip("/")
+    response.vary.add("Origin")
+    if origin and origin in current_app.config["CORS_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
+            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response

@@ -1,0 +1,125 @@
+"""``/articles``: the site's content services and authorization, behind bearer tokens."""
+
+from __future__ import annotations
+
+from flask import abort
+
+from bastion.api import bp
+from bastion.api.auth import current_principal, may_act_on_others
+from bastion.api.schemas import ArticleCreate, ArticleList, ArticleOut, ArticleUpdate, ListQuery
+from bastion.api.spec import operation
+from bastion.api.users import author_out
+from bastion.content import services
+from bastion.models import Article
+from bastion.security.access import bearer_required
+
+
+def article_out(article: Article) -> ArticleOut:
+    return ArticleOut(
+        id=article.id,
+        title=article.title,
+        slug=article.slug,
+        summary=article.summary,
+        body=article.body_md,
+        body_html=article.body_html,
+        status=article.status,  # type: ignore[arg-type]
+        published_at=article.published_at,
+        created_at=article.created_at,
+        updated_at=article.updated_at,
+        author=author_out(article.author),
+    )
+
+
+def load_article(article_id: int) -> Article:
+    """An article the token may see: drafts of others need the ``admin`` scope too."""
+    user = current_principal().user
+    article = services.get_article(user, article_id)
+    if article is None or (
+        not article.is_published and article.author_id != user.id and not may_act_on_others()
+    ):
+        abort(404, description="There is no article with that id.")
+    return article
+
+
+def _require_own_or_scope(article: Article) -> None:
+    if article.author_id != current_principal().user.id and not may_act_on_others():
+        abort(403, description="Changing other people's articles needs the 'admin' scope.")
+
+
+@bp.get("/articles")
+@bearer_required
+@operation(
+    summary="Published articles, newest first; 'mine' lists your own, drafts included",
+    tag="articles",
+    scopes=("articles:read",),
+    query=ListQuery,
+    response=ArticleList,
+)
+def list_articles(query: ListQuery) -> ArticleList:
+    user = current_principal().user
+    page = services.list_articles(
+        user,
+        query=query.q,
+        page=query.page,
+        per_page=query.per_page,
+        author_id=user.id if query.mine else None,
+        published_only=not query.mine,
+    )
+    return ArticleList(
+        items=[article_out(a) for a in page.items],
+        page=page.page,
+        per_page=page.per_page,
+        total=page.total,
+        pages=page.pages,
+    )
+
+
+@bp.post("/articles")
+@bearer_required
+@operation(
+    summary="Write an article (editors and admins)",
+    tag="articles",
+    scopes=("articles:write",),
+    body=ArticleCreate,
+    response=ArticleOut,
+    status=201,
+)
+def create_article(body: ArticleCreate) -> ArticleOut:
+    user = current_principal().user
+    article = services.create_article(user, title=body.title, body=body.body, publish=body.publish)
+    return article_out(article)
+
+
+@bp.get("/articles/<int:article_id>")
+@bearer_required
+@operation(summary="One article", tag="articles", scopes=("articles:read",), response=ArticleOut)
+def get_article(article_id: int) -> ArticleOut:
+    return article_out(load_article(article_id))
+
+
+@bp.patch("/articles/<int:article_id>")
+@bearer_required
+@operation(
+    summary="Change title, body or publication of an article you may edit",
+    tag="articles",
+    scopes=("articles:write",),
+    body=ArticleUpdate,
+    response=ArticleOut,
+)
+def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
+    article = load_article(article_id)
+    _require_own_or_scope(article)
+    user = current_principal().user
+    fields = body.model_dump(exclude_unset=True)
+    return article_out(services.update_article(user, article, **fields))
+
+
+@bp.delete("/articles/<int:article_id>")
+@bearer_required
+@operation(
+    summary="Delete an article you may edit", tag="articles", scopes=("articles:write",), status=204
+)
+def delete_article(article_id: int) -> None:
+    article = load_article(article_id)
+    _require_own_or_scope(article)
+    services.delete_article(current_principal().user, article)

@@ -1,0 +1,112 @@
+"""Bearer authentication for the API: a JWT access token or a personal access token.
+
+Only the ``Authorization: Bearer`` header counts. The session cookie is ignored inside the
+API (``current_user`` is reset to anonymous before each API view), so a cross-site request
+that carries the cookie but no token is a 401; that is why the API needs no CSRF token and
+accepts none in its place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import abort, g, request
+from flask_login import AnonymousUserMixin
+
+from bastion.api import pats, tokens
+from bastion.errors import problem
+from bastion.models import User
+
+# A JWT access token stands for an interactive sign-in: it carries every scope the role
+# allows, plus "account": managing the profile and personal tokens, which a personal
+# token itself may never do.
+ACCOUNT_SCOPE = "account"
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    user: User
+    scopes: frozenset[str]
+    kind: str  # "jwt" | "pat"
+
+
+class BearerError(Exception):
+    def __init__(self, detail: str, error: str = "invalid_token") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error = error
+
+
+def forget_cookie_identity() -> None:
+    """before_request: the API never acts for the cookie's user."""
+    g._login_user = AnonymousUserMixin()  # Flask-Login's per-request user slot
+    g.pop("api_principal", None)
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip() or " " in value.strip():
+        raise BearerError("Use 'Authorization: Bearer <token>'.", "invalid_request")
+    return value.strip()
+
+
+def authenticate() -> ApiPrincipal | None:
+    """The principal for the request's bearer token; None without one; BearerError if bad."""
+    token = _bearer_token()
+    if token is None:
+        return None
+    if token.startswith(pats.PREFIX):
+        found = pats.authenticate(token)
+        if found is None:
+            raise BearerError("The token is not valid, has expired or was revoked.")
+        return ApiPrincipal(found[0], found[1], "pat")
+    try:
+        user, _claims = tokens.verify_access(token)
+    except tokens.TokenError as exc:
+        raise BearerError(str(exc)) from exc
+    return ApiPrincipal(user, pats.role_scopes(user) | {ACCOUNT_SCOPE}, "jwt")
+
+
+def unauthorized(detail: str, error: str = "invalid_token") -> None:
+    challenge = 'Bearer realm="bastion"'
+    if error:
+        challenge += f', error="{error}"'
+    abort(problem(401, detail, headers={"WWW-Authenticate": challenge}))
+
+
+def require_scopes(scopes: tuple[str, ...]) -> ApiPrincipal:
+    """Authenticate the request and check it may use ``scopes``; aborts 401/403 otherwise."""
+    try:
+        principal = authenticate()
+    except BearerError as exc:
+        unauthorized(exc.detail, exc.error)
+        raise AssertionError("unreachable") from exc
+    if principal is None:
+        unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.", "")
+        raise AssertionError("unreachable")
+    g.api_principal = principal
+    g._login_user = principal.user  # so audit records and logs name the actor
+    missing = [s for s in scopes if s not in principal.scopes]
+    if missing:
+        from bastion.security import audit
+
+        audit.record("authz.denied", details={"endpoint": request.endpoint, "scopes": missing})
+        abort(problem(403, f"This token lacks the scope(s): {', '.join(missing)}."))
+    return principal
+
+
+def current_principal() -> ApiPrincipal:
+    principal: ApiPrincipal = g.api_principal
+    return principal
+
+
+def may_act_on_others() -> bool:
+    """Acting on other people's content (moderation, admin) needs the ``admin`` scope.
+
+    Roles still decide whether it is allowed at all (``bastion.security.authz``); the scope
+    only lets a narrow token opt out of powers its owner has.
+    """
+    return "admin" in current_principal().scopes

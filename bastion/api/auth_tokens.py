@@ -1,0 +1,79 @@
+"""``/auth/token``, ``/auth/refresh``, ``/auth/revoke``: JWT sign-in, rotation, revocation."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, request
+
+from bastion.api import bp, tokens
+from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
+from bastion.api.signin import SignInRefused, sign_in
+from bastion.api.spec import operation
+from bastion.errors import problem
+from bastion.extensions import limiter
+from bastion.security import audit
+from bastion.security.access import public
+
+
+def _token_limit() -> str:
+    return str(current_app.config["API_TOKEN_RATE_LIMIT"])
+
+
+def _pair(pair: tokens.TokenPair) -> TokenPairOut:
+    return TokenPairOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@bp.post("/auth/token")
+@public
+@limiter.limit(_token_limit)
+@operation(
+    summary="Sign in: exchange username, password (and otp) for an access and refresh token",
+    tag="auth",
+    scopes=None,
+    body=TokenRequest,
+    response=TokenPairOut,
+    errors=(401, 403),
+)
+def issue_token(body: TokenRequest) -> TokenPairOut:
+    try:
+        user = sign_in(body.username, body.password, body.otp, request.remote_addr or "")
+    except SignInRefused as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        abort(problem(exc.status, exc.detail, headers=headers, extra=exc.extra))
+    return _pair(tokens.issue_pair(user))
+
+
+@bp.post("/auth/refresh")
+@public
+@limiter.limit(_token_limit)
+@operation(
+    summary="Rotate a refresh token; reusing an old one revokes its whole family",
+    tag="auth",
+    scopes=None,
+    body=RefreshRequest,
+    response=TokenPairOut,
+    errors=(401,),
+)
+def refresh_token(body: RefreshRequest) -> TokenPairOut:
+    try:
+        _user, pair = tokens.rotate(body.refresh_token)
+    except tokens.TokenError as exc:
+        abort(problem(401, str(exc)))
+    return _pair(pair)
+
+
+@bp.post("/auth/revoke")
+@public
+@limiter.limit(_token_limit)
+@operation(
+    summary="Revoke an access token, or a refresh token and its family (RFC 7009 style)",
+    tag="auth",
+    scopes=None,
+    body=RevokeRequest,
+    status=204,
+)
+def revoke_token(body: RevokeRequest) -> None:
+    owner = tokens.revoke_token(body.token)
+    if owner is not None:
+        audit.record("token.revoked", actor_id=owner, target_user_id=owner, details={"kind": "jwt"})

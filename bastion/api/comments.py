@@ -1,0 +1,94 @@
+"""Comments on articles, through the site's comment services and rules."""
+
+from __future__ import annotations
+
+from flask import abort
+from sqlalchemy import func, select
+
+from bastion.api import bp
+from bastion.api.articles import load_article
+from bastion.api.auth import current_principal, may_act_on_others
+from bastion.api.schemas import CommentCreate, CommentList, CommentOut, PageQuery
+from bastion.api.spec import operation
+from bastion.api.users import author_out
+from bastion.content import services
+from bastion.content.services import Page
+from bastion.extensions import db
+from bastion.models import Article, Comment
+from bastion.security import authz
+from bastion.security.access import bearer_required
+
+
+def comment_out(comment: Comment) -> CommentOut:
+    return CommentOut(
+        id=comment.id,
+        article_id=comment.article_id,
+        body=comment.body,
+        created_at=comment.created_at,
+        author=author_out(comment.author),
+    )
+
+
+def page_of_comments(article: Article, page: int, per_page: int) -> Page:
+    """Comments of an article the caller may read (checked by ``load_article``), oldest first."""
+    base = select(Comment).where(Comment.article_id == article.id)
+    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    items = db.session.scalars(
+        base.order_by(Comment.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+@bp.get("/articles/<int:article_id>/comments")
+@bearer_required
+@operation(
+    summary="Comments on an article, oldest first",
+    tag="comments",
+    scopes=("articles:read",),
+    query=PageQuery,
+    response=CommentList,
+)
+def list_comments(article_id: int, query: PageQuery) -> CommentList:
+    page = page_of_comments(load_article(article_id), query.page, query.per_page)
+    return CommentList(
+        items=[comment_out(c) for c in page.items],
+        page=page.page,
+        per_page=page.per_page,
+        total=page.total,
+        pages=page.pages,
+    )
+
+
+@bp.post("/articles/<int:article_id>/comments")
+@bearer_required
+@operation(
+    summary="Comment on a published article",
+    tag="comments",
+    scopes=("comments:write",),
+    body=CommentCreate,
+    response=CommentOut,
+    status=201,
+)
+def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
+    article = load_article(article_id)
+    return comment_out(services.add_comment(current_principal().user, article, body.body))
+
+
+@bp.delete("/comments/<int:comment_id>")
+@bearer_required
+@operation(
+    summary="Delete your comment (moderators: any comment, with the 'admin' scope)",
+    tag="comments",
+    scopes=("comments:write",),
+    status=204,
+)
+def delete_comment(comment_id: int) -> None:
+    user = current_principal().user
+    comment = services.get_comment(comment_id)
+    # An orphan (its article gone where the database does not cascade) is absent too.
+    article = comment.article if comment is not None else None
+    if comment is None or article is None or not authz.can_read_article(user, article):
+        abort(404, description="There is no comment with that id.")
+    if comment.author_id != user.id and not may_act_on_others():
+        abort(403, description="Deleting other people's comments needs the 'admin' scope.")
+    services.delete_comment(user, comment)

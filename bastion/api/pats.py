@@ -1,0 +1,131 @@
+"""Personal access tokens: ``bst_`` + 32 random bytes, shown once, stored as SHA-256.
+
+The prefix lets secret scanners (and people) recognise a leaked token. A token carries a
+subset of the scopes its owner's role allows; the role is checked again on every use, so a
+demoted user's old token loses what the new role no longer grants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import ApiToken, User, utcnow
+from bastion.security import audit
+from bastion.security.tokens import new_token, token_hash
+
+PREFIX = "bst_"
+SCOPES = ("articles:read", "articles:write", "comments:write", "admin")
+# What each role may grant; JWT access tokens carry exactly this set for the user's role.
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"articles:read", "comments:write"}),
+    "editor": frozenset({"articles:read", "comments:write", "articles:write"}),
+    "admin": frozenset(SCOPES),
+}
+# Writing last_used_at on every call would make every API read a database write.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+MAX_TOKENS_PER_USER = 50
+
+
+class TokenRequestError(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    record: ApiToken
+    secret: str
+
+
+def role_scopes(user: User) -> frozenset[str]:
+    return ROLE_SCOPES.get(user.role_name, frozenset())
+
+
+def create(user: User, *, name: str, scopes: list[str], days: int | None = None) -> CreatedToken:
+    """Issue a token; the caller has already re-authenticated the user."""
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        raise TokenRequestError("Give the token a name of 1 to 80 characters.", "name")
+    wanted = set(scopes)
+    if not wanted or not wanted <= set(SCOPES):
+        raise TokenRequestError(f"Choose scopes among: {', '.join(SCOPES)}.", "scopes")
+    if beyond := sorted(wanted - role_scopes(user)):
+        raise TokenRequestError(f"Your role cannot grant: {', '.join(beyond)}.", "scopes")
+    days = current_app.config["PAT_DEFAULT_DAYS"] if days is None else int(days)
+    if not 1 <= days <= current_app.config["PAT_MAX_DAYS"]:
+        limit = current_app.config["PAT_MAX_DAYS"]
+        raise TokenRequestError(f"Expiry must be between 1 and {limit} days.", "expires_in_days")
+    if len(list_for(user, include_inactive=False)) >= MAX_TOKENS_PER_USER:
+        raise TokenRequestError("You have too many tokens; revoke some first.", "name")
+    secret = PREFIX + new_token(32)
+    record = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=token_hash(secret),
+        hint=secret[:8],
+        scopes=" ".join(s for s in SCOPES if s in wanted),
+        expires_at=utcnow() + timedelta(days=days),
+    )
+    db.session.add(record)
+    db.session.flush()
+    audit.record(
+        "token.created",
+        actor_id=user.id,
+        target_user_id=user.id,
+        details={"token_id": record.id, "scopes": record.scopes},
+        commit=False,
+    )
+    db.session.commit()
+    return CreatedToken(record, secret)
+
+
+def list_for(user: User, *, include_inactive: bool = True) -> list[ApiToken]:
+    stmt = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+    if not include_inactive:
+        stmt = stmt.where(ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow())
+    return list(db.session.scalars(stmt))
+
+
+def revoke(user: User, token_id: int) -> bool:
+    """Revoke one of the user's own tokens; False when there is no such token of theirs."""
+    record = db.session.get(ApiToken, token_id)
+    if record is None or record.user_id != user.id:
+        return False
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        audit.record(
+            "token.revoked",
+            actor_id=user.id,
+            target_user_id=user.id,
+            details={"token_id": record.id},
+            commit=False,
+        )
+        db.session.commit()
+    return True
+
+
+def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
+    """The owner and effective scopes of a live token, or None."""
+    if not secret.startswith(PREFIX) or len(secret) > 100:
+        return None
+    record = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(secret)))
+    now = utcnow()
+    if record is None or record.revoked_at is not None or record.expires_at <= now:
+        return None
+    user = db.session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        return None
+    if record.last_used_at is None or now - record.last_used_at > LAST_USED_GRANULARITY:
+        record.last_used_at = now
+        db.session.commit()
+    return user, frozenset(record.scopes.split()) & role_scopes(user)
+
+
+def is_active(record: ApiToken) -> bool:
+    return record.revoked_at is None and record.expires_at > utcnow()

@@ -1,0 +1,245 @@
+"""Request and response models (pydantic 2); the OpenAPI document is generated from them.
+
+Input models forbid unknown fields and never contain read-only ones (``id``, ``role``,
+``author``...), so sending those is a 422, not a silent no-op or a mass assignment. Output
+models list exactly what a client may see: no password/token hashes, no TOTP secrets, and
+email addresses only in ``Me`` (the caller's own).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+Scope = Literal["articles:read", "articles:write", "comments:write", "admin"]
+Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
+# Text the site stores: no NUL characters, and required text must have something visible.
+NO_NUL = r"^[^\x00]*$"
+VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+LINE = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
+
+
+def _text(max_length: int, pattern: str, min_length: int = 0) -> Any:
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+    ]
+
+
+Title = _text(200, VISIBLE, 1)
+ArticleBody = _text(100_000, VISIBLE, 1)
+CommentBody = _text(5000, VISIBLE, 1)
+TokenName = _text(80, VISIBLE, 1)
+DisplayName = _text(80, LINE)
+Bio = _text(5000, NO_NUL)
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 30.0 as an integer; accept it, but not "30" or 30.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Field before the validator: the other order leaves "ge"/"le" out of the JSON Schema.
+Days = Annotated[int, Field(ge=1, le=365), BeforeValidator(_whole_number)]
+
+
+def _query_int(value: Any) -> Any:
+    """Query integers are plain decimal digits: not "1.0", " 1", "+1" or "1_000"."""
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit() or len(value) > 9:
+            raise ValueError("must be a whole number written with digits only")
+        return int(value)
+    return value
+
+
+def _query_bool(value: Any) -> Any:
+    """Only "true" and "false", as the document says; not "1", "yes" or "on"."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise ValueError("must be 'true' or 'false'")
+        return value == "true"
+    return value
+
+
+class Input(BaseModel):
+    """Strict: JSON types must match exactly ("1" is not 1) and unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ------------------------------------------------------------------------------ auth ---
+class TokenRequest(Input):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+
+
+class RefreshRequest(Input):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class RevokeRequest(Input):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class TokenPairOut(Output):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+# ----------------------------------------------------------------------------- users ---
+class AuthorOut(Output):
+    id: int
+    username: str
+    display_name: str
+
+
+class MeOut(Output):
+    id: int
+    username: str
+    email: str
+    display_name: str
+    bio: str
+    role: Literal["viewer", "editor", "admin"]
+    has_2fa: bool
+    created_at: datetime
+    scopes: list[str] = Field(description="What the presented token may do.")
+
+
+class MeUpdate(Input):
+    display_name: DisplayName | None = None
+    bio: Bio | None = None
+
+
+# -------------------------------------------------------------------------- articles ---
+class ArticleOut(Output):
+    id: int
+    title: str
+    slug: str
+    summary: str
+    body: str = Field(description="Markdown source.")
+    body_html: str = Field(description="Rendered and sanitised HTML.")
+    status: Literal["draft", "published"]
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    author: AuthorOut
+
+
+class ArticleCreate(Input):
+    title: Title
+    body: ArticleBody
+    publish: bool = False
+
+
+class ArticleUpdate(Input):
+    title: Title | None = None
+    body: ArticleBody | None = None
+    publish: bool | None = None
+
+
+class ListQuery(BaseModel):
+    """Query strings are text, so these are parsed leniently but bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_query_int)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_int)] = 20
+    q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+    mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(
+        default=False, description="Only my own articles, drafts included."
+    )
+
+
+class PageMeta(Output):
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+class ArticleList(PageMeta):
+    items: list[ArticleOut]
+
+
+# -------------------------------------------------------------------------- comments ---
+class CommentOut(Output):
+    id: int
+    article_id: int
+    body: str
+    created_at: datetime
+    author: AuthorOut
+
+
+class CommentCreate(Input):
+    body: CommentBody
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_query_int)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_int)] = 50
+
+
+class CommentList(PageMeta):
+    items: list[CommentOut]
+
+
+# ---------------------------------------------------------------- personal tokens ---
+class PatCreate(Input):
+    name: TokenName
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=4)]
+    expires_in_days: Days = 30
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="Your current password: creating a token needs re-authentication."
+    )
+    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+
+
+class PatOut(Output):
+    id: int
+    name: str
+    hint: str = Field(description="The first characters of the token, to recognise it.")
+    scopes: list[Scope]
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PatCreated(PatOut):
+    token: str = Field(description="The token itself; shown this once and never again.")
+
+
+class PatList(Output):
+    items: list[PatOut]
+
+
+# ---------------------------------------------------------------------------- errors ---
+class FieldError(Output):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Output):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    errors: list[FieldError] | None = None

@@ -1,0 +1,69 @@
+"""Password (+ TOTP) checks for the API: sign-in at ``/auth/token`` and token creation.
+
+Same rules as the web login: ``authenticate`` (generic answer, equal timing), the shared
+throttle, the same audit events and counters, and 2FA enforced for users who have it.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from bastion.api import login_adapter as throttle
+from bastion.auth.services import authenticate, canonical_username, find_login_user
+from bastion.models import User
+from bastion.observability import counters
+from bastion.security import audit
+
+GENERIC_FAILURE = "That username or password is not right, or the account cannot sign in."
+
+
+class SignInRefused(Exception):
+    def __init__(self, status: int, detail: str, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+        self.extra: dict[str, object] = {}
+
+
+def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInRefused:
+    throttle.record_login_failure(login, ip)
+    known = find_login_user(login)
+    audit.record(
+        "2fa.failure" if second_factor else "login.failure",
+        target_user_id=known.id if known else None,
+        details={"username": canonical_username(login)[:64], "channel": "api"},
+    )
+    counters.increment("2fa_failures" if second_factor else "login_failures")
+    if second_factor:
+        return SignInRefused(401, "The one-time code is not right or was already used.")
+    return SignInRefused(401, GENERIC_FAILURE)
+
+
+def check_credentials(login: str, password: str, otp: str | None, ip: str) -> User:
+    """The user when password (and OTP, if enrolled) are right; raises SignInRefused."""
+    wait = throttle.check_login_allowed(login, ip)
+    if wait is not None:
+        audit.record("login.throttled", details={"username": canonical_username(login)[:64]})
+        counters.increment("login_throttled")
+        raise SignInRefused(429, "Too many failed attempts. Wait and try again.", retry_after=wait)
+    user = authenticate(login, password)
+    if user is None:
+        raise _fail(login, ip)
+    if user.has_2fa:
+        if not otp:
+            refused = SignInRefused(401, "This account uses two-factor authentication: send 'otp'.")
+            refused.extra = {"otp_required": True}
+            raise refused
+        if not throttle.verify_totp_or_recovery(user, otp):
+            raise _fail(login, ip, second_factor=True)
+    elif user.role_name in current_app.config["REQUIRE_2FA_ROLES"]:
+        raise SignInRefused(
+            403, "Your role requires two-factor authentication: enrol on the account page first."
+        )
+    throttle.record_login_success(login, ip)
+    return user
+
+
+def sign_in(login: str, password: str, otp: str | None, ip: str) -> User:
+    user = check_credentials(login, password, otp, ip)
+    audit.record("login.success", actor_id=user.id, target_user_id=user.id, details={"channel": "api"})
+    return user

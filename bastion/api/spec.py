@@ -1,0 +1,142 @@
+"""One declaration per operation: it enforces scopes and schemas AND feeds the OpenAPI document.
+
+Why not spectree / flask-smorest: the document must match the implementation exactly and
+errors must be problem+json. Declaring each operation once here, and generating both the
+checks and the document from that declaration (pydantic emits JSON Schema 2020-12, which is
+what OpenAPI 3.1 uses), makes a drift between the two impossible rather than merely tested,
+with no second error envelope to override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, request
+from pydantic import BaseModel, ValidationError
+
+from bastion.api.auth import require_scopes
+from bastion.api.pats import TokenRequestError
+from bastion.auth.services import AccountError
+from bastion.content.services import ContentError
+from bastion.errors import problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+OP_ATTR = "_api_operation"
+RULE_ERRORS = (ContentError, AccountError, TokenRequestError)
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    scopes: tuple[str, ...] | None  # None: no token needed
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = field(default=())
+    description: str = ""
+    raw: bool = False  # the view builds its own Response (the OpenAPI document itself)
+
+    def error_statuses(self, has_path_params: bool) -> list[int]:
+        codes = {429, *self.errors}
+        if self.scopes is not None:
+            codes |= {401, 403}
+        if self.body is not None:
+            codes |= {400, 413, 415, 422}
+        if self.query is not None:
+            codes.add(422)
+        if has_path_params:
+            codes.add(404)
+        return sorted(codes)
+
+
+class InvalidInput(Exception):
+    """Raised by a view (or a service error it translates) to answer 422 with field errors."""
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    # Never echo the submitted value: it may be a password or a token.
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def _parse_body(model: type[BaseModel]) -> BaseModel:
+    if request.mimetype != "application/json":
+        raise _Refusal(415, "Send the body as JSON with 'Content-Type: application/json'.")
+    data = request.get_data(cache=False)
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise _Refusal(400, "The body is not valid JSON (or is nested too deeply).") from exc
+        raise InvalidInput("Some fields are missing or not valid.", _field_errors(exc)) from exc
+
+
+def _parse_query(model: type[BaseModel]) -> BaseModel:
+    args = request.args
+    if any(len(args.getlist(k)) > 1 for k in args):
+        raise InvalidInput("Give each query parameter once.")
+    try:
+        return model.model_validate(args.to_dict())
+    except ValidationError as exc:
+        raise InvalidInput("Some query parameters are not valid.", _field_errors(exc)) from exc
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def operation(**spec: Any) -> Callable[[F], F]:
+    """Declare an API operation (see ``Operation``); the view gets ``body``/``query`` kwargs."""
+    op = Operation(**spec)
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            if op.scopes is not None:
+                require_scopes(op.scopes)
+            try:
+                if op.query is not None:
+                    kwargs["query"] = _parse_query(op.query)
+                if op.body is not None:
+                    kwargs["body"] = _parse_body(op.body)
+                result = view(*args, **kwargs)
+            except _Refusal as exc:
+                return problem(exc.status, exc.detail)
+            except InvalidInput as exc:
+                return problem(422, exc.detail, extra={"errors": exc.errors})
+            except RULE_ERRORS as exc:  # a service refused a value: same shape as schema errors
+                loc = ["body", exc.field] if getattr(exc, "field", None) else ["body"]
+                errors = [{"loc": loc, "msg": str(exc), "type": "value_error"}]
+                return problem(422, str(exc), extra={"errors": errors})
+            return _respond(op, result)
+
+        setattr(wrapper, OP_ATTR, op)
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def _respond(op: Operation, result: Any) -> Response:
+    if op.raw:
+        return result  # type: ignore[no-any-return]
+    if op.response is None:
+        return Response(status=op.status)
+    # The declared model is the contract: anything else is a bug, caught here, not by clients.
+    if not isinstance(result, op.response):
+        raise TypeError(f"{op.summary}: view returned {type(result).__name__}")
+    return Response(result.model_dump_json(), status=op.status, mimetype="application/json")
+
+
+def operation_of(view: Callable[..., Any]) -> Operation | None:
+    return getattr(view, OP_ATTR, None)

@@ -1,0 +1,234 @@
+"""JWT access and refresh tokens (PyJWT): issue, verify, rotate, revoke.
+
+Every claim is required and checked: ``iss``, ``aud``, ``sub``, ``jti``, ``typ``
+(access|refresh), ``iat``, ``nbf``, ``exp``. The algorithm is pinned to EdDSA and the key is
+picked by ``kid`` from our own keyset only, so ``alg: none``, HS256-with-the-public-key and
+foreign keys are refused before any signature maths. ``iat`` carries milliseconds so that a
+password change in the same second as a login is ordered correctly.
+
+Refresh tokens rotate on every use; presenting one that was already used revokes its whole
+family (the login it came from and every access token issued from it): a stolen refresh
+token is then worth nothing to either the thief or the victim, who signs in again.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from flask import current_app
+from sqlalchemy import select, update
+
+from bastion.api import revocation
+from bastion.api.keys import ALGORITHM, Keyset, parse_keyset
+from bastion.extensions import db
+from bastion.models import RefreshToken, User, utcnow
+from bastion.observability import counters
+from bastion.security import audit
+
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "typ", "iat", "nbf", "exp"]
+TOKEN_TYPES = ("access", "refresh")
+MAX_TOKEN_CHARS = 4096
+
+
+class TokenError(Exception):
+    """A token that must be refused; the message is safe to show (and deliberately vague)."""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def keyset() -> Keyset:
+    ks = current_app.extensions.get("bastion.jwt_keys")
+    if ks is None:
+        ks = parse_keyset(current_app.config["JWT_KEYS"])
+        current_app.extensions["bastion.jwt_keys"] = ks
+    return ks  # type: ignore[no-any-return]
+
+
+def _encode(user: User, typ: str, lifetime: timedelta, *, jti: str, family: str) -> str:
+    ks = keyset()
+    now = time.time()
+    claims: dict[str, Any] = {
+        "iss": current_app.config["JWT_ISSUER"],
+        "aud": current_app.config["JWT_AUDIENCE"],
+        "sub": str(user.id),
+        "jti": jti,
+        "typ": typ,
+        "fam": family,
+        "iat": math.ceil(now * 1000) / 1000,  # never earlier than now
+        "nbf": int(now),
+        "exp": int(now + lifetime.total_seconds()),
+    }
+    return jwt.encode(claims, ks.signing_key, algorithm=ALGORITHM, headers={"kid": ks.active_kid})
+
+
+def _access_lifetime() -> timedelta:
+    return timedelta(minutes=current_app.config["JWT_ACCESS_MINUTES"])
+
+
+def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
+    """A new access + refresh token; a new family unless rotating within one."""
+    family = family or secrets.token_hex(16)
+    refresh_life = timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
+    refresh_jti = secrets.token_hex(16)
+    db.session.add(
+        RefreshToken(
+            jti=refresh_jti,
+            family_id=family,
+            user_id=user.id,
+            expires_at=utcnow() + refresh_life,
+        )
+    )
+    db.session.commit()
+    access = _encode(user, "access", _access_lifetime(), jti=secrets.token_hex(16), family=family)
+    refresh = _encode(user, "refresh", refresh_life, jti=refresh_jti, family=family)
+    return TokenPair(access, refresh, int(_access_lifetime().total_seconds()))
+
+
+def decode(token: str, expected_type: str) -> dict[str, Any]:
+    """Verified claims of a token of ``expected_type``; raises TokenError otherwise."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("The token is not valid.")
+    try:
+        header = jwt.get_unverified_header(token)
+        key = keyset().verifying_keys.get(str(header.get("kid", "")))
+        if key is None or header.get("alg") != ALGORITHM:
+            raise TokenError("The token is not valid.")
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=current_app.config["JWT_AUDIENCE"],
+            issuer=current_app.config["JWT_ISSUER"],
+            options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("The token has expired.") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError("The token is not valid.") from exc
+    if claims.get("typ") != expected_type:
+        raise TokenError("The token is not valid.")
+    for name in ("sub", "jti", "fam"):
+        if not isinstance(claims.get(name), str):
+            raise TokenError("The token is not valid.")
+    return claims
+
+
+def user_for(claims: dict[str, Any]) -> User:
+    """The active user a verified token speaks for, unless revoked by a later event."""
+    if revocation.any_revoked(f"jti:{claims['jti']}", f"fam:{claims['fam']}"):
+        raise TokenError("The token has been revoked.")
+    try:
+        user = db.session.get(User, int(claims["sub"]))
+    except ValueError as exc:
+        raise TokenError("The token is not valid.") from exc
+    if user is None or not user.is_active:
+        raise TokenError("The token is not valid.")
+    # A password change ends every token issued before it (sessions end the same way).
+    changed = user.password_changed_at
+    if changed is not None and float(claims["iat"]) < changed.timestamp():
+        raise TokenError("The token has been revoked.")
+    return user
+
+
+def verify_access(token: str) -> tuple[User, dict[str, Any]]:
+    claims = decode(token, "access")
+    return user_for(claims), claims
+
+
+def rotate(refresh_token: str) -> tuple[User, TokenPair]:
+    """Swap a refresh token for a new pair; a second use revokes the family."""
+    claims = decode(refresh_token, "refresh")
+    row = db.session.get(RefreshToken, claims["jti"])
+    if row is None or row.family_id != claims["fam"] or str(row.user_id) != claims["sub"]:
+        raise TokenError("The token is not valid.")
+    if row.used_at is not None or row.revoked_at is not None:
+        if row.used_at is not None and row.revoked_at is None:
+            _report_reuse(row)
+        revoke_family(row.family_id, commit=True)
+        raise TokenError("The token has been revoked.")
+    user = user_for(claims)
+    # Mark used with a conditional update: of two concurrent refreshes only one wins.
+    won = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    ).rowcount
+    if not won:
+        db.session.commit()
+        _report_reuse(row)
+        revoke_family(row.family_id, commit=True)
+        raise TokenError("The token has been revoked.")
+    return user, issue_pair(user, family=row.family_id)
+
+
+def _report_reuse(row: RefreshToken) -> None:
+    counters.increment("token_reuse_detected")
+    audit.record(
+        "token.refresh_reuse",
+        target_user_id=row.user_id,
+        details={"family": row.family_id[:12]},
+        commit=False,
+    )
+
+
+def revoke_family(family: str, *, commit: bool = True) -> None:
+    """Revoke every refresh token of a family and the access tokens issued from it."""
+    now = utcnow()
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    latest = db.session.scalar(
+        select(RefreshToken.expires_at)
+        .where(RefreshToken.family_id == family)
+        .order_by(RefreshToken.expires_at.desc())
+        .limit(1)
+    )
+    revocation.revoke(f"fam:{family}", latest or now + _access_lifetime(), commit=False)
+    if commit:
+        db.session.commit()
+
+
+def revoke_token(token: str) -> int | None:
+    """``POST /auth/revoke``: end an access token, or a refresh token's whole family.
+
+    Returns the owner's id when something was revoked; unknown tokens are ignored, as RFC
+    7009 asks, so the endpoint does not tell valid tokens apart from garbage.
+    """
+    for typ in TOKEN_TYPES:
+        try:
+            claims = decode(token, typ)
+        except TokenError:
+            continue
+        if typ == "refresh":
+            revoke_family(claims["fam"])
+        else:
+            until = datetime.fromtimestamp(int(claims["exp"]), UTC)
+            revocation.revoke(f"jti:{claims['jti']}", until)
+        return int(claims["sub"]) if claims["sub"].isdigit() else None
+    return None
+
+
+def revoke_all_for_user(user_id: int, *, commit: bool = True) -> None:
+    """End every refresh family of a user (sign out everywhere, disable)."""
+    families = db.session.scalars(
+        select(RefreshToken.family_id)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .distinct()
+    ).all()
+    for family in families:
+        revoke_family(family, commit=False)
+    if commit:
+        db.session.commit()

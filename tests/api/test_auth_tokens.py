@@ -1,0 +1,182 @@
+"""Sign-in, refresh rotation with reuse detection, revocation; same rules as the web login."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import AuditEvent, RefreshToken, User
+from bastion.observability import counters
+from tests.api.conftest import Api, current_otp
+from tests.factories import PASSWORD
+
+
+def _events(name: str) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
+
+
+@pytest.mark.asvs("V6.3.8", "V16.3.1")
+def test_wrong_password_and_unknown_user_get_the_same_answer(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    wrong = api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+    unknown = api.call("POST", "/auth/token", json={"username": "nobody", "password": "x" * 20})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.get_json()["detail"] == unknown.get_json()["detail"]
+    assert len(_events("login.failure")) == 2
+
+
+@pytest.mark.asvs("V6.3.1", "V2.4.1")
+def test_failed_sign_ins_are_throttled_with_retry_after(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    for _ in range(5):
+        resp = api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+        assert resp.status_code == 401
+    # Even the right password now waits: guessing cannot continue.
+    resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
+    assert resp.status_code == 429
+    assert resp.mimetype == "application/problem+json"
+    assert int(resp.headers["Retry-After"]) > 0
+    assert _events("login.throttled")
+
+
+@pytest.mark.asvs("V2.4.1")
+def test_token_endpoint_is_rate_limited_per_client(api: Api) -> None:
+    statuses = [
+        api.call("POST", "/auth/token", json={"username": f"u{i}", "password": "x" * 20}).status_code
+        for i in range(12)
+    ]
+    assert 429 in statuses
+    last = api.call("POST", "/auth/token", json={"username": "u", "password": "x"})
+    assert last.status_code == 429
+    assert last.mimetype == "application/problem+json"
+    assert "Retry-After" in last.headers
+
+
+@pytest.mark.asvs("V6.3.3", "V6.5.1")
+def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    admin = make_user("admin")  # admins have TOTP in these tests (and the role requires it)
+    no_otp = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD})
+    assert no_otp.status_code == 401
+    assert no_otp.get_json()["otp_required"] is True
+    bad = api.call(
+        "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": "000000"}
+    )
+    assert bad.status_code == 401
+    code = current_otp()
+    ok = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code})
+    assert ok.status_code == 200
+    replay = api.call(
+        "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
+    )
+    assert replay.status_code == 401
+    assert _events("2fa.failure")
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_roles_that_require_2fa_cannot_sign_in_without_it(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    from tests.factories import UserFactory
+
+    admin = UserFactory(role_name="admin")  # no TOTP enrolled
+    resp = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD})
+    assert resp.status_code == 403
+
+
+def test_successful_sign_in_is_audited(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user()
+    api.tokens_for(user)
+    (event,) = _events("login.success")
+    assert event.target_user_id == user.id
+    assert event.details["channel"] == "api"
+
+
+@pytest.mark.asvs("V9.2.3", "V7.2.4")
+def test_refresh_rotates_and_reuse_revokes_the_whole_family(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    user = make_user()
+    first = api.tokens_for(user)
+    second = api.call("POST", "/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    second = second.get_json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert api.call("GET", "/me", second["access_token"]).status_code == 200
+
+    # The old refresh token is presented again: a thief (or the victim) replays it.
+    reuse = api.call("POST", "/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reuse.status_code == 401
+    assert "token_reuse_detected" in seen
+    assert _events("token.refresh_reuse")
+    # Everything issued in that family is dead: the newest refresh token and access tokens.
+    assert api.call("POST", "/auth/refresh", json={"refresh_token": second["refresh_token"]}).status_code == 401
+    assert api.call("GET", "/me", second["access_token"]).status_code == 401
+    assert api.call("GET", "/me", first["access_token"]).status_code == 401
+    rows = db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == user.id)).all()
+    assert rows and all(r.revoked_at is not None for r in rows)
+    # Another login (another family) is unaffected.
+    assert api.call("GET", "/me", api.tokens_for(user)["access_token"]).status_code == 200
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_revoking_a_refresh_token_ends_its_family(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user()
+    pair = api.tokens_for(user)
+    assert api.call("POST", "/auth/revoke", json={"token": pair["refresh_token"]}).status_code == 204
+    assert api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    assert api.call("GET", "/me", pair["access_token"]).status_code == 401
+    assert _events("token.revoked")
+
+
+def test_revoking_garbage_is_accepted_silently(api: Api) -> None:
+    # RFC 7009: the answer does not tell valid tokens from invalid ones.
+    assert api.call("POST", "/auth/revoke", json={"token": "not-a-token"}).status_code == 204
+
+
+@pytest.mark.redis
+@pytest.mark.asvs("V9.2.2")
+def test_revocation_is_shared_through_redis(
+    make_app: Callable[..., Flask], redis_url: str
+) -> None:
+    import os
+    from datetime import timedelta
+
+    from bastion.models import utcnow
+    from tests.factories import UserFactory
+
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    one = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
+    two = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
+    # Two instances, each with its own database: only Redis connects them.
+    for app in (one, two):
+        with app.app_context():
+            UserFactory(username="shared", password_changed_at=utcnow() - timedelta(days=1))
+            db.session.remove()
+    with one.app_context():
+        user = db.session.scalar(select(User).where(User.username == "shared"))
+        assert user is not None
+        access = Api(one.test_client()).tokens_for(user)["access_token"]
+        db.session.remove()
+    with two.app_context():
+        api_two = Api(two.test_client())
+        assert api_two.call("GET", "/me", access).status_code == 200
+    with one.app_context():
+        assert Api(one.test_client()).call("POST", "/auth/revoke", json={"token": access}).status_code == 204
+        db.session.remove()
+    with two.app_context():
+        resp = api_two.call("GET", "/me", access)
+        assert resp.status_code == 401
+        assert "revoked" in resp.get_json()["detail"]
+        db.session.remove()

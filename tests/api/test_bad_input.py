@@ -1,0 +1,115 @@
+"""Bad input is a problem+json 4xx, never a 500, and never stores anything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import Article, User
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V16.5.3")
+
+
+@pytest.fixture
+def editor_token(api: Api, make_user: Callable[..., User]) -> str:
+    return api.access_for(make_user("editor"))
+
+
+@pytest.mark.parametrize(
+    ("data", "ctype", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"", "application/json", 400),
+        (b"\xff\xfe\x00", "application/json", 400),
+        (b'{"title": "T", "body": "B"}', "text/plain", 415),
+        (b"title=T&body=B", "application/x-www-form-urlencoded", 415),
+        (b'{"title": "T", "body": "B"}', "", 415),
+        (b"[]", "application/json", 422),
+        (b'"string"', "application/json", 422),
+        (b"null", "application/json", 422),
+        (b'{"title": 5, "body": "B"}', "application/json", 422),
+        (b'{"title": "T", "body": ["B"]}', "application/json", 422),
+        (b'{"title": "T", "body": "B", "publish": "yes"}', "application/json", 422),
+        (b'{"title": "T", "body": "B", "publish": 1}', "application/json", 422),
+        (b'{"title": "", "body": "B"}', "application/json", 422),
+        (b'{"title": "T\\u0000", "body": "B"}', "application/json", 422),
+        (b'{"title": "T", "body": "B", "title": {"a": 1}}', "application/json", 422),
+        (b'{"title": "T", "body": "' + b"x" * 100_001 + b'"}', "application/json", 422),
+    ],
+)
+def test_malformed_bodies_are_clear_4xx(
+    api: Api, editor_token: str, data: bytes, ctype: str, status: int
+) -> None:
+    headers = {"Content-Type": ctype} if ctype else {}
+    resp = api.call("POST", "/articles", editor_token, data=data, headers=headers)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:300]
+    assert resp.mimetype == "application/problem+json"
+    assert resp.get_json()["status"] == status
+    assert db.session.query(Article).count() == 0
+
+
+def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
+    resp = api.call("POST", "/tokens", editor_token, json={"name": "x", "scopes": ["root"], "password": "hunter2-secret"})
+    assert resp.status_code == 422
+    assert "hunter2-secret" not in resp.get_data(as_text=True)
+    assert resp.get_json()["errors"][0]["loc"] == ["scopes", 0]
+
+
+def test_huge_body_is_413(api: Api, editor_token: str) -> None:
+    data = b'{"title": "T", "body": "' + b"x" * (300 * 1024) + b'"}'
+    resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
+    assert resp.status_code == 413
+    assert resp.mimetype == "application/problem+json"
+    assert db.session.query(Article).count() == 0
+
+
+def test_deeply_nested_json_is_refused(api: Api, editor_token: str) -> None:
+    data = b'{"title": "T", "body": "B", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
+    assert resp.status_code in (400, 413, 422)
+    assert resp.mimetype == "application/problem+json"
+    nested = b'{"title": "T", "body": "B", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    resp = api.call("POST", "/articles", editor_token, data=nested, content_type="application/json")
+    assert resp.status_code in (400, 422)
+    assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", "bst_x", "Bearer bst_" + "x" * 200,
+     "Bearer " + "e" * 5000, "Token abc"],
+)
+def test_malformed_authorization_is_401(api: Api, header: str) -> None:
+    resp = api.call("GET", "/me", headers={"Authorization": header})
+    assert resp.status_code == 401
+    assert resp.mimetype == "application/problem+json"
+
+
+def test_unknown_route_and_method_are_problem_json(api: Api, editor_token: str) -> None:
+    assert api.call("GET", "/nope", editor_token).mimetype == "application/problem+json"
+    resp = api.call("PUT", "/me", editor_token, json={})
+    assert resp.status_code == 405
+    assert resp.mimetype == "application/problem+json"
+    assert "Allow" in resp.headers
+
+
+def test_huge_path_ids_are_404_not_500(api: Api, editor_token: str) -> None:
+    resp = api.call("GET", f"/articles/{10**30}", editor_token)
+    assert resp.status_code == 404
+    resp = api.call("DELETE", f"/comments/{2**63}", editor_token)
+    assert resp.status_code == 404
+
+
+@pytest.mark.asvs("V2.4.1")
+def test_api_rate_limit_answers_429_with_retry_after(make_app: Callable[..., Flask]) -> None:
+    app = make_app(API_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    statuses = [client.get("/api/v1/me").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    resp = client.get("/api/v1/me")
+    assert resp.mimetype == "application/problem+json"
+    assert int(resp.headers["Retry-After"]) > 0

@@ -1,0 +1,250 @@
+"""JWT attack suite: every forged, stale or misused token is a 401 with problem+json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from flask import Flask
+
+from bastion.api import tokens
+from bastion.api.keys import new_key_entry
+from bastion.extensions import db
+from bastion.models import User, utcnow
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.asvs("V9.1.1", "V9.1.2", "V9.2.1")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    header, payload, sig = token.split(".")
+    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+    return (
+        json.loads(base64.urlsafe_b64decode(pad(header))),
+        json.loads(base64.urlsafe_b64decode(pad(payload))),
+        sig,
+    )
+
+
+def _join(header: dict[str, Any], payload: dict[str, Any], sig: str) -> str:
+    return ".".join([_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), sig])
+
+
+def _claims(user: User, **override: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": "bastion",
+        "aud": "bastion-api",
+        "sub": str(user.id),
+        "jti": "a" * 32,
+        "typ": "access",
+        "fam": "f" * 32,
+        "iat": time.time(),  # after the user's password was set
+        "nbf": now,
+        "exp": now + 600,
+    }
+    claims.update(override)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _signed(app: Flask, claims: dict[str, Any], kid: str | None = None) -> str:
+    ks = tokens.keyset()
+    return jwt.encode(claims, ks.signing_key, algorithm="EdDSA", headers={"kid": kid or ks.active_kid})
+
+
+def _assert_401(api: Api, token: str) -> None:
+    resp = api.call("GET", "/me", token)
+    assert resp.status_code == 401, resp.get_json()
+    assert resp.mimetype == "application/problem+json"
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.fixture
+def viewer(make_user: Callable[..., User]) -> User:
+    return make_user("viewer")
+
+
+def test_a_well_formed_token_is_accepted(api: Api, viewer: User, app: Flask) -> None:
+    # The forged tokens below differ from this one in one respect each.
+    assert api.call("GET", "/me", _signed(app, _claims(viewer))).status_code == 200
+
+
+def test_alg_none_is_refused(api: Api, viewer: User) -> None:
+    token = _join({"alg": "none", "typ": "JWT", "kid": tokens.keyset().active_kid}, _claims(viewer), "")
+    _assert_401(api, token)
+
+
+def test_hs256_signed_with_the_public_key_is_refused(api: Api, viewer: User) -> None:
+    ks = tokens.keyset()
+    public_pem = ks.verifying_keys[ks.active_kid].public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": ks.active_kid}
+    import hashlib
+    import hmac
+
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(_claims(viewer)).encode())}"
+    sig = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    _assert_401(api, f"{signing_input}.{_b64(sig)}")
+
+
+def test_rs256_with_an_attacker_key_is_refused(api: Api, viewer: User) -> None:
+    key = generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(_claims(viewer), key, algorithm="RS256", headers={"kid": tokens.keyset().active_kid})
+    _assert_401(api, token)
+
+
+def test_attacker_ed25519_key_with_our_kid_is_refused(api: Api, viewer: User) -> None:
+    token = jwt.encode(
+        _claims(viewer), Ed25519PrivateKey.generate(), algorithm="EdDSA",
+        headers={"kid": tokens.keyset().active_kid},
+    )
+    _assert_401(api, token)
+
+
+def test_stripped_signature_is_refused(api: Api, viewer: User, app: Flask) -> None:
+    header, payload, _sig = _parts(_signed(app, _claims(viewer)))
+    _assert_401(api, _join(header, payload, ""))
+
+
+def test_altered_signature_is_refused(api: Api, viewer: User, app: Flask) -> None:
+    token = _signed(app, _claims(viewer))
+    head, _, sig = token.rpartition(".")
+    flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
+    _assert_401(api, f"{head}.{flipped}")
+
+
+def test_edited_payload_is_refused(
+    api: Api, viewer: User, app: Flask, make_user: Callable[..., User]
+) -> None:
+    other = make_user("editor")
+    header, payload, sig = _parts(_signed(app, _claims(viewer)))
+    payload["sub"] = str(other.id)
+    _assert_401(api, _join(header, payload, sig))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"exp": int(time.time()) - 5},
+        {"nbf": int(time.time()) + 120},
+        {"iss": "someone-else"},
+        {"aud": "another-api"},
+        {"aud": ["bastion-api", "another-api"]},
+        {"typ": "refresh"},
+        {"typ": None},
+        {"jti": None},
+        {"exp": None},
+        {"nbf": None},
+        {"iat": None},
+        {"iss": None},
+        {"aud": None},
+        {"sub": None},
+        {"fam": None},
+    ],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_bad_or_missing_claims_are_refused(
+    api: Api, viewer: User, app: Flask, override: dict[str, Any]
+) -> None:
+    _assert_401(api, _signed(app, _claims(viewer, **override)))
+
+
+def test_unknown_kid_is_refused(api: Api, viewer: User, app: Flask) -> None:
+    _assert_401(api, _signed(app, _claims(viewer), kid="not-ours"))
+
+
+def test_refresh_token_is_not_an_access_token(api: Api, viewer: User) -> None:
+    pair = api.tokens_for(viewer)
+    _assert_401(api, pair["refresh_token"])
+
+
+def test_access_token_is_not_a_refresh_token(api: Api, viewer: User) -> None:
+    pair = api.tokens_for(viewer)
+    resp = api.call("POST", "/auth/refresh", json={"refresh_token": pair["access_token"]})
+    assert resp.status_code == 401
+
+
+@pytest.mark.asvs("V9.2.2", "V7.4.1")
+def test_revoked_access_token_is_refused(api: Api, viewer: User) -> None:
+    access = api.tokens_for(viewer)["access_token"]
+    assert api.call("GET", "/me", access).status_code == 200
+    assert api.call("POST", "/auth/revoke", json={"token": access}).status_code == 204
+    _assert_401(api, access)
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_token_of_a_disabled_user_is_refused(api: Api, viewer: User) -> None:
+    access = api.tokens_for(viewer)["access_token"]
+    viewer.disabled_at = utcnow()
+    db.session.commit()
+    _assert_401(api, access)
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_tokens_issued_before_a_password_change_are_refused(api: Api, viewer: User) -> None:
+    pair = api.tokens_for(viewer)
+    viewer.password_changed_at = utcnow()
+    db.session.commit()
+    _assert_401(api, pair["access_token"])
+    assert api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    # A sign-in after the change works at once.
+    assert api.call("GET", "/me", api.tokens_for(viewer)["access_token"]).status_code == 200
+
+
+def test_access_tokens_last_fifteen_minutes(api: Api, viewer: User) -> None:
+    pair = api.tokens_for(viewer)
+    assert pair["expires_in"] == 900
+    _h, payload, _s = _parts(pair["access_token"])
+    assert payload["exp"] - int(payload["iat"]) == 900
+    assert {"iss", "aud", "sub", "jti", "typ", "iat", "nbf", "exp"} <= set(payload)
+
+
+@pytest.mark.asvs("V9.1.3")
+def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
+    make_app: Callable[..., Flask],
+) -> None:
+    old = new_key_entry("old")
+    app = make_app(JWT_KEYS=json.dumps([old]))
+    from tests.factories import UserFactory
+
+    with app.app_context():
+        user = UserFactory()
+        client = app.test_client()
+        api = Api(client)
+        old_access = api.tokens_for(user)["access_token"]
+        # Rotate: a new active key first, the old one kept (public part is enough).
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        old_public = load_pem_private_key(old["pem"].encode(), None).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        app.config["JWT_KEYS"] = json.dumps([new_key_entry("new"), {"kid": "old", "pem": old_public}])
+        app.extensions.pop("bastion.jwt_keys", None)
+        assert api.call("GET", "/me", old_access).status_code == 200
+        new_access = api.tokens_for(user)["access_token"]
+        assert jwt.get_unverified_header(new_access)["kid"] == "new"
+        # Once the old key is dropped, its tokens stop working.
+        app.config["JWT_KEYS"] = json.dumps([new_key_entry("newer")])
+        app.extensions.pop("bastion.jwt_keys", None)
+        assert api.call("GET", "/me", old_access).status_code == 401
+        db.session.remove()
+
+
+def test_expiry_is_checked_without_leeway(api: Api, viewer: User, app: Flask) -> None:
+    claims = _claims(viewer, exp=int(time.time()) - 1, iat=int(time.time()) - 901)
+    _assert_401(api, _signed(app, claims))
+    assert timedelta(minutes=app.config["JWT_ACCESS_MINUTES"]) == timedelta(minutes=15)

@@ -1,0 +1,68 @@
+"""Signing keys: separate from SECRET_KEY, validated at start-up, private on disk."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+from bastion.api.keys import KeysetError, instance_keyset, keyset_problem, new_key_entry, parse_keyset
+from bastion.config import validate
+
+pytestmark = pytest.mark.asvs("V9.1.2", "V13.3.1")
+
+
+def _ec_pem() -> str:
+    key = generate_private_key(SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("[]", "non-empty"),
+        (json.dumps([{"pem": "x"}]), "kid"),
+        (json.dumps([{"kid": "a", "pem": "garbage"}]), "readable PEM"),
+        (json.dumps([{"kid": "a", "pem": "PLACEHOLDER_EC"}]), "Ed25519"),
+        (json.dumps([new_key_entry("a"), new_key_entry("a")]), "twice"),
+    ],
+)
+def test_bad_keysets_are_refused_with_a_clear_message(raw: str, message: str) -> None:
+    raw = raw.replace("PLACEHOLDER_EC", _ec_pem().replace("\n", "\\n"))
+    with pytest.raises(KeysetError, match=message):
+        parse_keyset(raw)
+    assert keyset_problem(raw)
+
+
+def test_first_key_must_be_able_to_sign() -> None:
+    private = serialization.load_pem_private_key(new_key_entry()["pem"].encode(), None)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    with pytest.raises(KeysetError, match="private key"):
+        parse_keyset(json.dumps([{"kid": "old", "pem": public}]))
+    ks = parse_keyset(json.dumps([new_key_entry("new"), {"kid": "old", "pem": public}]))
+    assert ks.active_kid == "new" and set(ks.verifying_keys) == {"new", "old"}
+
+
+def test_production_needs_a_usable_keyset() -> None:
+    base = {"ENV_NAME": "production", "SQLALCHEMY_DATABASE_URI": "postgresql://x", "RATELIMIT_STORAGE_URI": "redis://"}
+    assert any("BASTION_JWT_KEYS" in p for p in validate(base))
+    assert any("not valid JSON" in p for p in validate({**base, "JWT_KEYS": "{"}))
+    assert not any("JWT" in p for p in validate({**base, "JWT_KEYS": json.dumps([new_key_entry()])}))
+
+
+def test_development_keyset_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = instance_keyset(tmp_path)
+    assert instance_keyset(tmp_path) == first
+    mode = stat.S_IMODE((tmp_path / "jwt_keys.json").stat().st_mode)
+    assert mode == 0o600
+    assert parse_keyset(first).active_kid == "dev-1"
+    assert list(tmp_path.iterdir()) == [tmp_path / "jwt_keys.json"]

@@ -1,0 +1,177 @@
+"""Personal access tokens: shown once, stored hashed, scoped, expiring, revocable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import ApiToken, Article, User, utcnow
+from bastion.security.tokens import token_hash
+from tests.api.conftest import Api
+from tests.factories import PASSWORD, ArticleFactory, CommentFactory
+
+pytestmark = pytest.mark.asvs("V9.1.1")
+
+
+@pytest.mark.asvs("V11.2.1", "V13.3.1")
+def test_token_is_prefixed_random_and_stored_only_as_a_hash(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user("editor")
+    token = api.pat_for(user, ["articles:read"])
+    assert token.startswith("bst_") and len(token) >= 4 + 43
+    row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == user.id))
+    assert row is not None and row.token_hash == token_hash(token) and token not in row.hint + row.name
+    listed = api.call("GET", "/tokens", api.access_for(user)).get_json()["items"]
+    assert token not in str(listed) and listed[0]["hint"] == token[:8]
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_creating_a_token_needs_the_password_again(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user("editor")
+    access = api.access_for(user)
+    body = {"name": "ci", "scopes": ["articles:read"], "password": "not the password"}
+    resp = api.call("POST", "/tokens", access, json=body)
+    assert resp.status_code == 403
+    without = api.call("POST", "/tokens", access, json={"name": "ci", "scopes": ["articles:read"]})
+    assert without.status_code == 422
+    assert db.session.scalar(select(ApiToken)) is None
+
+
+def test_admin_token_creation_needs_the_otp_too(api: Api, make_user: Callable[..., User]) -> None:
+    admin = make_user("admin")
+    access = api.access_for(admin)
+    body = {"name": "ops", "scopes": ["admin"], "password": PASSWORD}
+    assert api.call("POST", "/tokens", access, json=body).status_code == 403
+    assert api.pat_for(admin, ["admin"], access).startswith("bst_")
+
+
+@pytest.mark.asvs("V8.2.1")
+def test_a_token_cannot_carry_more_than_its_owners_role(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    viewer = make_user("viewer")
+    body = {"name": "x", "scopes": ["articles:write"], "password": PASSWORD}
+    resp = api.call("POST", "/tokens", api.access_for(viewer), json=body)
+    assert resp.status_code == 422
+    assert "articles:write" in resp.get_json()["detail"]
+
+
+def test_personal_tokens_cannot_manage_tokens_or_the_profile(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user("admin")
+    pat = api.pat_for(user, ["articles:read", "articles:write", "comments:write", "admin"])
+    assert api.call("GET", "/tokens", pat).status_code == 403
+    body = {"name": "x", "scopes": ["articles:read"], "password": PASSWORD}
+    assert api.call("POST", "/tokens", pat, json=body).status_code == 403
+    assert api.call("PATCH", "/me", pat, json={"bio": "pwned"}).status_code == 403
+    assert api.call("GET", "/me", pat).status_code == 200
+
+
+# Scope matrix: (method, path template, needed scope). Paths use {a} (own draft article)
+# and {c} (own comment); each request is tried with every single-scope token.
+MATRIX = [
+    ("GET", "/articles", "articles:read"),
+    ("GET", "/articles/{a}", "articles:read"),
+    ("GET", "/articles/{p}/comments", "articles:read"),
+    ("POST", "/articles", "articles:write"),
+    ("PATCH", "/articles/{a}", "articles:write"),
+    ("DELETE", "/articles/{a}", "articles:write"),
+    ("POST", "/articles/{p}/comments", "comments:write"),
+    ("DELETE", "/comments/{c}", "comments:write"),
+]
+BODIES = {
+    ("POST", "/articles"): {"title": "T", "body": "B"},
+    ("PATCH", "/articles/{a}"): {"title": "T2"},
+    ("POST", "/articles/{p}/comments"): {"body": "hi"},
+}
+
+
+@pytest.mark.asvs("V8.2.1", "V8.3.1")
+def test_scope_matrix(api: Api, make_user: Callable[..., User]) -> None:
+    editor = make_user("editor")
+    access = api.access_for(editor)
+    tokens = {s: api.pat_for(editor, [s], access) for s in ("articles:read", "articles:write", "comments:write")}
+    for method, template, needed in MATRIX:
+        for scope, pat in tokens.items():
+            own = ArticleFactory(author=editor, status="draft", published_at=None)
+            published = ArticleFactory(author=editor)
+            comment = CommentFactory(article=published, author=editor)
+            path = template.format(a=own.id, p=published.id, c=comment.id)
+            resp = api.call(method, path, pat, json=BODIES.get((method, template)))
+            if scope == needed:
+                assert resp.status_code < 300, (method, path, scope, resp.get_json())
+            else:
+                assert resp.status_code == 403, (method, path, scope, resp.status_code)
+                assert needed in resp.get_json()["detail"]
+
+
+def test_without_admin_scope_an_admin_token_cannot_touch_others_content(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    admin = make_user("admin")
+    access = api.access_for(admin)
+    narrow = api.pat_for(admin, ["articles:read", "articles:write", "comments:write"], access)
+    article = ArticleFactory()
+    comment = CommentFactory(article=article)
+    assert api.call("PATCH", f"/articles/{article.id}", narrow, json={"title": "x"}).status_code == 403
+    assert api.call("DELETE", f"/comments/{comment.id}", narrow).status_code == 403
+    draft = ArticleFactory(status="draft", published_at=None)
+    assert api.call("GET", f"/articles/{draft.id}", narrow).status_code == 404
+    # The JWT of the same admin carries the admin scope and may moderate.
+    assert api.call("DELETE", f"/comments/{comment.id}", access).status_code == 204
+    assert api.call("GET", f"/articles/{draft.id}", access).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Article, article.id).title != "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_revoked_and_expired_tokens_are_refused(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user("editor")
+    access = api.access_for(user)
+    pat = api.pat_for(user, ["articles:read"], access)
+    assert api.call("GET", "/articles", pat).status_code == 200
+    token_id = api.call("GET", "/tokens", access).get_json()["items"][0]["id"]
+    assert api.call("DELETE", f"/tokens/{token_id}", access).status_code == 204
+    assert api.call("GET", "/articles", pat).status_code == 401
+
+    other = api.pat_for(user, ["articles:read"], access)
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(other)))
+    assert row is not None
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert api.call("GET", "/articles", other).status_code == 401
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_cannot_revoke_someone_elses_token(api: Api, make_user: Callable[..., User]) -> None:
+    alice, bob = make_user("editor"), make_user("editor")
+    pat = api.pat_for(alice, ["articles:read"])
+    alice_token = db.session.scalar(select(ApiToken).where(ApiToken.user_id == alice.id))
+    assert alice_token is not None
+    assert api.call("DELETE", f"/tokens/{alice_token.id}", api.access_for(bob)).status_code == 404
+    assert api.call("GET", "/articles", pat).status_code == 200
+
+
+def test_last_used_is_recorded(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user("editor")
+    pat = api.pat_for(user, ["articles:read"])
+    api.call("GET", "/articles", pat)
+    row = db.session.scalar(select(ApiToken))
+    db.session.refresh(row)
+    assert row is not None and row.last_used_at is not None
+
+
+def test_disabled_owner_disables_the_token(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user("editor")
+    pat = api.pat_for(user, ["articles:read"])
+    user.disabled_at = utcnow()
+    db.session.commit()
+    assert api.call("GET", "/articles", pat).status_code == 401

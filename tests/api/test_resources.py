@@ -1,0 +1,165 @@
+"""Articles, comments and /me through the API: same rules as the site, no IDOR, no mass assignment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from bastion.extensions import db
+from bastion.models import Article, User
+from tests.api.conftest import Api
+from tests.factories import ArticleFactory, CommentFactory
+
+
+@pytest.mark.asvs("V8.2.2", "V8.3.1")
+def test_patch_of_another_editors_article_is_refused_and_changes_nothing(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    alice, bob = make_user("editor"), make_user("editor")
+    published = ArticleFactory(author=alice, title="Alice's")
+    draft = ArticleFactory(author=alice, status="draft", published_at=None, title="Secret draft")
+    token = api.access_for(bob)
+    assert api.call("PATCH", f"/articles/{published.id}", token, json={"title": "Bob's"}).status_code == 403
+    assert api.call("DELETE", f"/articles/{published.id}", token).status_code == 403
+    # A draft of someone else does not even exist for Bob.
+    for method in ("GET", "PATCH", "DELETE"):
+        resp = api.call(method, f"/articles/{draft.id}", token, json={"title": "x"} if method == "PATCH" else None)
+        assert resp.status_code == 404, method
+    db.session.expire_all()
+    assert db.session.get(Article, published.id).title == "Alice's"  # type: ignore[union-attr]
+    assert db.session.get(Article, draft.id) is not None
+
+
+@pytest.mark.asvs("V8.2.1")
+def test_viewers_cannot_write_articles(api: Api, make_user: Callable[..., User]) -> None:
+    viewer = make_user("viewer")
+    resp = api.call("POST", "/articles", api.access_for(viewer), json={"title": "T", "body": "B"})
+    assert resp.status_code == 403
+    assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.asvs("V15.3.3", "V2.2.1")
+@pytest.mark.parametrize(
+    "field", [{"role": "admin"}, {"id": 99}, {"email": "x@example.org"}, {"password_hash": "x"},
+              {"username": "root"}, {"totp_secret": "A"}]
+)
+def test_patch_me_refuses_read_only_fields(
+    api: Api, make_user: Callable[..., User], field: dict[str, object]
+) -> None:
+    user = make_user("viewer")
+    token = api.access_for(user)
+    resp = api.call("PATCH", "/me", token, json={"display_name": "New", **field})
+    assert resp.status_code == 422
+    assert resp.mimetype == "application/problem+json"
+    assert resp.get_json()["errors"][0]["type"] == "extra_forbidden"
+    db.session.refresh(user)
+    assert user.role_name == "viewer" and user.display_name == ""
+
+
+def test_patch_me_changes_the_profile(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user()
+    resp = api.call("PATCH", "/me", api.access_for(user), json={"display_name": " Ada ", "bio": "Hi"})
+    assert resp.status_code == 200
+    assert resp.get_json()["display_name"] == "Ada"
+
+
+@pytest.mark.asvs("V15.3.3")
+@pytest.mark.parametrize("field", [{"author_id": 1}, {"status": "published"}, {"id": 5}, {"body_html": "<script>"}])
+def test_article_read_only_fields_are_refused(
+    api: Api, make_user: Callable[..., User], field: dict[str, object]
+) -> None:
+    editor = make_user("editor")
+    article = ArticleFactory(author=editor, title="Same")
+    token = api.access_for(editor)
+    assert api.call("PATCH", f"/articles/{article.id}", token, json=field).status_code == 422
+    assert api.call("POST", "/articles", token, json={"title": "T", "body": "B", **field}).status_code == 422
+    assert db.session.query(Article).count() == 1
+
+
+def test_article_life_cycle(api: Api, make_user: Callable[..., User]) -> None:
+    editor = make_user("editor")
+    token = api.access_for(editor)
+    created = api.call("POST", "/articles", token, json={"title": "Hello", "body": "<script>x</script>**b**"})
+    assert created.status_code == 201
+    art = created.get_json()
+    assert art["status"] == "draft" and "<script>" not in art["body_html"]
+    mine = api.call("GET", "/articles?mine=true", token).get_json()
+    assert [a["id"] for a in mine["items"]] == [art["id"]]
+    assert api.call("GET", "/articles", token).get_json()["total"] == 0  # drafts are not listed
+    published = api.call("PATCH", f"/articles/{art['id']}", token, json={"publish": True}).get_json()
+    assert published["status"] == "published"
+    comment = api.call("POST", f"/articles/{art['id']}/comments", token, json={"body": "First"})
+    assert comment.status_code == 201
+    comments = api.call("GET", f"/articles/{art['id']}/comments", token).get_json()
+    assert comments["items"][0]["body"] == "First"
+    assert api.call("DELETE", f"/comments/{comment.get_json()['id']}", token).status_code == 204
+    assert api.call("DELETE", f"/articles/{art['id']}", token).status_code == 204
+    assert api.call("GET", f"/articles/{art['id']}", token).status_code == 404
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_viewer_cannot_delete_another_users_comment(api: Api, make_user: Callable[..., User]) -> None:
+    comment = CommentFactory()
+    viewer = make_user()
+    assert api.call("DELETE", f"/comments/{comment.id}", api.access_for(viewer)).status_code == 403
+
+
+@pytest.mark.asvs("V4.1.3")
+def test_pagination_is_bounded(api: Api, make_user: Callable[..., User]) -> None:
+    user = make_user()
+    ArticleFactory.create_batch(3)
+    token = api.access_for(user)
+    page = api.call("GET", "/articles?per_page=2&page=2", token).get_json()
+    assert (page["page"], page["per_page"], page["total"], page["pages"], len(page["items"])) == (2, 2, 3, 2, 1)
+    for bad in ("per_page=101", "per_page=0", "page=0", "page=x", "nope=1", "page=1&page=2"):
+        resp = api.call("GET", f"/articles?{bad}", token)
+        assert resp.status_code == 422, bad
+        assert resp.mimetype == "application/problem+json"
+
+
+# Values that must never appear in any API response.
+FORBIDDEN_KEYS = {"password_hash", "totp_secret", "token_hash", "totp_last_step"}
+
+
+@pytest.mark.asvs("V8.2.3", "V14.2.1", "V15.3.1")
+def test_no_response_leaks_secrets_or_other_users_emails(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    from bastion.models import ApiToken
+
+    me = make_user("editor")
+    other = make_user("editor", email="other-person@example.org")
+    art = ArticleFactory(author=other)
+    CommentFactory(article=art, author=other)
+    access = api.access_for(me)
+    pat = api.pat_for(me, ["articles:read"], access)
+    hashes = [me.password_hash, *(t.token_hash for t in db.session.query(ApiToken))]
+    bodies = [
+        api.call("GET", "/me", access),
+        api.call("GET", "/articles", access),
+        api.call("GET", f"/articles/{art.id}", access),
+        api.call("GET", f"/articles/{art.id}/comments", access),
+        api.call("GET", "/tokens", access),
+        api.call("GET", "/articles", pat),
+        api.call("PATCH", "/me", access, json={"bio": "x"}),
+    ]
+    for resp in bodies:
+        assert resp.status_code == 200
+        text = resp.get_data(as_text=True)
+        assert other.email not in text
+        assert not any(h in text for h in hashes)
+        keys: set[str] = set()
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                keys.update(node)
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(json.loads(text))
+        assert not keys & FORBIDDEN_KEYS, keys & FORBIDDEN_KEYS

@@ -1,0 +1,113 @@
+"""The token settings page: signed-in, CSRF-protected, fresh re-authentication, shown once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from flask import g
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import ApiToken, User, UserSession, utcnow
+from tests.api.conftest import bearer
+from tests.factories import PASSWORD
+from tests.support.auth import AuthActions, csrf_token
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, make_user: Callable[..., User]) -> tuple[FlaskClient, User]:
+    user = make_user("editor")
+    AuthActions(client).login(user.username, PASSWORD)
+    # The ``app`` fixture keeps one app context for the whole test, so ``g`` outlives each
+    # request; drop the CSRF token cached there before login cleared the session.
+    for name in ("csrf_token", "_login_user", "session_record"):
+        g.pop(name, None)
+    return client, user
+
+
+@pytest.mark.asvs("V7.5.1", "V3.5.1")
+def test_create_shows_the_token_once_and_it_works(signed_in: tuple[FlaskClient, User]) -> None:
+    client, user = signed_in
+    page = client.get("/account/tokens")
+    assert page.status_code == 200 and "No tokens yet" in page.get_data(as_text=True)
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post(
+        "/account/tokens",
+        data={"csrf_token": token, "name": "CI", "scopes": ["articles:read"], "days": "7"},
+    )
+    assert resp.status_code == 200
+    secret = re.search(r'value="(bst_[^"]+)"', resp.get_data(as_text=True))
+    assert secret, "the new token is shown"
+    assert "__Host-session" not in resp.headers.get("Set-Cookie", "") or secret.group(1) not in str(
+        resp.headers
+    )
+    listing = client.get("/account/tokens").get_data(as_text=True)
+    assert secret.group(1) not in listing and "CI" in listing
+    api = client.application.test_client()
+    assert api.get("/api/v1/articles", headers=bearer(secret.group(1))).status_code == 200
+
+
+@pytest.mark.asvs("V3.5.1")
+def test_create_without_csrf_token_is_refused(signed_in: tuple[FlaskClient, User]) -> None:
+    client, _user = signed_in
+    resp = client.post("/account/tokens", data={"name": "CI", "scopes": ["articles:read"], "days": "7"})
+    assert resp.status_code == 400
+    assert db.session.scalar(select(ApiToken)) is None
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_stale_session_must_reauthenticate_first(signed_in: tuple[FlaskClient, User]) -> None:
+    client, user = signed_in
+    if "auth.reauth" not in client.application.view_functions:
+        pytest.skip("needs /auth/reauth from the accounts feature")
+    token = csrf_token(client, "/account/tokens")
+    record = db.session.scalar(select(UserSession).where(UserSession.user_id == user.id))
+    assert record is not None
+    record.reauth_at = utcnow() - timedelta(minutes=11)
+    db.session.commit()
+    resp = client.post(
+        "/account/tokens", data={"csrf_token": token, "name": "CI", "scopes": ["articles:read"], "days": "7"}
+    )
+    assert resp.status_code == 302 and "/auth/reauth" in resp.headers["Location"]
+    assert db.session.scalar(select(ApiToken)) is None
+
+
+def test_invalid_form_is_422_with_messages(signed_in: tuple[FlaskClient, User]) -> None:
+    client, _user = signed_in
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post("/account/tokens", data={"csrf_token": token, "name": "", "days": "999"})
+    assert resp.status_code == 422
+    html = resp.get_data(as_text=True)
+    assert "Choose at least one scope." in html
+    over = client.post(
+        "/account/tokens", data={"csrf_token": token, "name": "x", "scopes": ["admin"], "days": "5"}
+    )
+    assert over.status_code == 422 and "Your role cannot grant: admin" in over.get_data(as_text=True)
+    assert db.session.scalar(select(ApiToken)) is None
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_revoke_own_token_only(
+    signed_in: tuple[FlaskClient, User], make_user: Callable[..., User]
+) -> None:
+    from bastion.api import pats
+
+    client, user = signed_in
+    mine = pats.create(user, name="mine", scopes=["articles:read"]).record
+    theirs = pats.create(make_user("editor"), name="theirs", scopes=["articles:read"]).record
+    token = csrf_token(client, "/account/tokens")
+    assert client.post(f"/account/tokens/{theirs.id}/revoke", data={"csrf_token": token}).status_code == 404
+    resp = client.post(f"/account/tokens/{mine.id}/revoke", data={"csrf_token": token})
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(ApiToken, mine.id).revoked_at is not None  # type: ignore[union-attr]
+    assert db.session.get(ApiToken, theirs.id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
+    resp = client.get("/account/tokens")
+    assert resp.status_code == 302 and "/auth/login" in resp.headers["Location"]
