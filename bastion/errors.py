@@ -121,6 +121,11 @@ def handle_csrf_error(exc: CSRFError) -> Response:
 
 
 def handle_unexpected(exc: Exception) -> Response:
+    from flask import current_app, got_request_exception
+
+    # Flask sends this signal only for exceptions no handler took; send it here too, so
+    # error reporting (Sentry's Flask integration listens to it) sees what this page hides.
+    got_request_exception.send(current_app._get_current_object(), exception=exc)  # type: ignore[attr-defined]
     log.exception("unhandled error", extra={"path": request.path})
     try:
         from bastion.extensions import db
