@@ -28,6 +28,10 @@ VALUE_PATTERNS = (
     re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),  # credentials in any text
     re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # email addresses
+    # Random url-safe tokens (reset, confirmation, setup links) quoted in messages: long runs
+    # mixing upper case and digits. Code names (snake_case) and event ids (lower-case hex)
+    # never match.
+    re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[\w-]{24,}(?![\w-])"),
 )
 # One-time tokens travel in paths (/auth/reset/<token>, /setup/<token>): any long random
 # looking segment of a URL is hidden.
@@ -91,7 +95,8 @@ def init_sentry(app: Flask) -> bool:
     sentry_sdk.init(
         dsn=str(dsn),
         integrations=[FlaskIntegration(transaction_style="endpoint")],
-        send_default_pii=False,
+        # send_default_pii is left at its default (off): passing it at all is deprecated in
+        # sentry-sdk 2.x, and passing data_collection would disable the SDK's own scrubber.
         include_local_variables=False,  # a frame's locals may hold a password
         max_request_body_size="never",
         before_send=scrub_event,
