@@ -38,6 +38,12 @@ def init_outage_handling(app: Flask) -> None:
         paths = [p.strip() for p in paths.split(",") if p.strip()]
     app.config["RATELIMIT_FAIL_CLOSED_PATHS"] = tuple(paths)
     app.before_request(refuse_credentials_without_limiter)
+    # Flask-Limiter reports a dead store ("falling back to in-memory storage") only to its
+    # own logger, which has no handler; send it to the JSON log operators already read.
+    ours = logging.getLogger("bastion")
+    theirs = logging.getLogger("flask-limiter")
+    theirs.handlers[:] = [*ours.handlers, logging.NullHandler()]
+    theirs.propagate = ours.propagate
 
 
 def database_unavailable(exc: Exception) -> Response:

@@ -41,6 +41,7 @@ timeout = 30
 graceful_timeout = 5
 accesslog = None
 errorlog = "-"
+control_socket_disable = True
 
 
 def on_starting(server):
