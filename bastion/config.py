@@ -149,7 +149,7 @@ class TestingConfig(BaseConfig):
     TESTING = True
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
-    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    SECRET_KEY = "testing-" + "x" * 56
     RATELIMIT_ENABLED = True
 
 
@@ -300,7 +300,8 @@ def validate(cfg: Any) -> list[str]:
     token = cfg.get("METRICS_TOKEN")
     if token and len(str(token)) < MIN_METRICS_TOKEN_CHARS:
         problems.append(
-            f"BASTION_METRICS_TOKEN is too short (use at least {MIN_METRICS_TOKEN_CHARS} random characters)"
+            f"BASTION_METRICS_TOKEN is too short "
+            f"(use at least {MIN_METRICS_TOKEN_CHARS} random characters)"
         )
     if not cfg.get("WTF_CSRF_ENABLED"):
         problems.append("BASTION_WTF_CSRF_ENABLED is off")

@@ -93,7 +93,7 @@ def _error_page(status: int, detail: str, exc: HTTPException) -> str:
     if request_ctx.url_adapter is not None:
         try:
             return render_template("errors/error.html", status=status, detail=detail, exc=exc)
-        except Exception:  # noqa: BLE001 - an error page must never fail
+        except Exception:
             log.exception("error page failed to render")
     from markupsafe import escape
 
@@ -109,7 +109,7 @@ def handle_csrf_error(exc: CSRFError) -> Response:
     log.warning("csrf failure", extra={"reason": exc.description, "path": request.path})
     try:
         audit.record("csrf.failure", details={"path": request.path, "reason": exc.description})
-    except Exception:  # noqa: BLE001 - the refusal matters more than its record
+    except Exception:
         log.exception("could not record csrf failure")
     from bastion.observability import counters
 
@@ -131,7 +131,7 @@ def handle_unexpected(exc: Exception) -> Response:
         from bastion.extensions import db
 
         db.session.rollback()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("rollback after error failed")
     return handle_http_exception(InternalServerError())
 

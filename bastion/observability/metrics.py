@@ -113,7 +113,7 @@ def _registry() -> CollectorRegistry:
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return registry
 
 

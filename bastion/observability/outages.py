@@ -48,15 +48,13 @@ def init_outage_handling(app: Flask) -> None:
 
 def database_unavailable(exc: Exception) -> Response:
     """503 for a database that cannot be reached; the details stay in the log."""
-    log.warning(
-        "database unavailable", extra={"error": type(exc).__name__, "path": request.path}
-    )
+    log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.path})
     from bastion.errors import handle_http_exception
     from bastion.extensions import db
 
     try:
         db.session.rollback()
-    except Exception:  # noqa: BLE001 - the connection is already gone
+    except Exception:
         log.debug("rollback after database outage failed", exc_info=True)
     return handle_http_exception(
         ServiceUnavailable(
@@ -76,15 +74,16 @@ def refuse_credentials_without_limiter() -> None:
 
     try:
         reachable = bool(limiter.storage.check())
-    except Exception:  # noqa: BLE001 - any storage error means "cannot count attempts"
+    except Exception:
         reachable = False
     if reachable:
         return
-    log.warning("rate-limit store unreachable: refusing credential request", extra={"path": request.path})
+    log.warning(
+        "rate-limit store unreachable: refusing credential request", extra={"path": request.path}
+    )
     raise ServiceUnavailable(
         description=(
-            "Signing in is paused for a moment while a service recovers. "
-            "Please try again shortly."
+            "Signing in is paused for a moment while a service recovers. Please try again shortly."
         ),
         retry_after=LIMITER_RETRY_AFTER,
     )

@@ -29,7 +29,7 @@ SECRET_KEY = "ops-tests-" + secrets.token_urlsafe(48)
 METRICS_TOKEN = "metrics-" + secrets.token_urlsafe(24)
 
 # Used only when the project's gunicorn.conf.py is not there: the same multiprocess hooks.
-FALLBACK_GUNICORN_CONF = '''
+FALLBACK_GUNICORN_CONF = """
 import os
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, directory)
-'''
+"""
 
 
 def free_port() -> int:
@@ -67,7 +67,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for(
+    url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -104,7 +106,9 @@ def gunicorn_conf(tmp: Path) -> Path:
 class Gunicorn:
     """``gunicorn -c gunicorn.conf.py 'bastion:create_app()'``, as the container runs it."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], *, workers: int = 2, threads: int = 2) -> None:
+    def __init__(
+        self, tmp: Path, env: dict[str, str], *, workers: int = 2, threads: int = 2
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gunicorn-{self.port}.log"
@@ -126,7 +130,7 @@ class Gunicorn:
 
     def start(self) -> Gunicorn:
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed command line
+        self.proc = subprocess.Popen(
             [str(GUNICORN), "-c", str(self.conf), "bastion:create_app()"],
             cwd=ROOT,
             env=self.env,
@@ -198,7 +202,9 @@ class Nginx:
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(
             NGINX_CONF.format(
-                prefix=self.prefix, upstream_1=upstream_1, upstream_2=upstream_2,
+                prefix=self.prefix,
+                upstream_1=upstream_1,
+                upstream_2=upstream_2,
                 listen_port=self.port,
             ),
             encoding="utf-8",
@@ -206,8 +212,16 @@ class Nginx:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Nginx:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed command line
-            [str(NGINX), "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "error.log")],
+        self.proc = subprocess.Popen(
+            [
+                str(NGINX),
+                "-p",
+                str(self.prefix),
+                "-c",
+                str(self.conf),
+                "-e",
+                str(self.prefix / "error.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -229,9 +243,20 @@ class ThrowawayRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ThrowawayRedis:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed command line
-            [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+        self.proc = subprocess.Popen(
+            [
+                str(REDIS_SERVER),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -321,13 +346,18 @@ class WebClient:
         self.cookies: dict[str, str] = {}
         self.headers = {"X-Forwarded-For": client_ip} if client_ip else {}
 
-    def request(self, method: str, path: str, *, base_url: str | None = None, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 15)
+    def request(
+        self, method: str, path: str, *, base_url: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("allow_redirects", False)
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        resp = requests.request(
-            method, (base_url or self.base_url) + path, cookies=dict(self.cookies),
-            headers=headers, **kwargs,
+        resp = requests.request(  # every call is bounded: no test may hang on a dead server
+            method,
+            (base_url or self.base_url) + path,
+            cookies=dict(self.cookies),
+            timeout=kwargs.pop("timeout", 15),
+            headers=headers,
+            **kwargs,
         )
         for cookie in resp.cookies:
             if cookie.value:

@@ -28,11 +28,12 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def value(parsed: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(
+    parsed: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     """Sum of a sample over every series whose labels include ``labels``."""
     return sum(
-        v for (n, lbls), v in parsed.items()
-        if n == name and set(labels.items()) <= set(lbls)
+        v for (n, lbls), v in parsed.items() if n == name and set(labels.items()) <= set(lbls)
     )
 
 
@@ -53,10 +54,20 @@ def test_metrics_are_off_without_a_configured_token(make_app: Callable[..., Flas
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong-token",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+    ],
 )
 @pytest.mark.asvs("V13.4.5", "V8.2.1")
-def test_metrics_refuse_a_missing_or_wrong_token(metrics_app: Flask, authorization: str | None) -> None:
+def test_metrics_refuse_a_missing_or_wrong_token(
+    metrics_app: Flask, authorization: str | None
+) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
     resp = metrics_app.test_client().get("/metrics", headers=headers)
     assert resp.status_code == 401
@@ -78,15 +89,22 @@ def test_metrics_with_token_count_requests_by_endpoint_not_path(metrics_app: Fla
     text = resp.get_data(as_text=True)
     after = samples(text)
     name = "bastion_http_requests_total"
-    assert value(after, name, endpoint="health.healthz", status="200") - value(
-        before, name, endpoint="health.healthz", status="200"
-    ) == 1
-    assert value(after, name, endpoint="unmatched", status="404") - value(
-        before, name, endpoint="unmatched", status="404"
-    ) == 1
-    assert value(after, "bastion_http_request_duration_seconds_count", endpoint="health.healthz") >= 1
+    assert (
+        value(after, name, endpoint="health.healthz", status="200")
+        - value(before, name, endpoint="health.healthz", status="200")
+        == 1
+    )
+    assert (
+        value(after, name, endpoint="unmatched", status="404")
+        - value(before, name, endpoint="unmatched", status="404")
+        == 1
+    )
+    assert (
+        value(after, "bastion_http_request_duration_seconds_count", endpoint="health.healthz") >= 1
+    )
     # The raw path (and anything a client put in it) never becomes a label.
-    assert "no-such-page" not in text and "alice" not in text
+    assert "no-such-page" not in text
+    assert "alice" not in text
 
 
 @pytest.mark.asvs("V16.3.3")
@@ -112,19 +130,26 @@ def test_csrf_failure_is_counted(metrics_app: Flask) -> None:
     assert client.post("/auth/login", data={"username": "a", "password": "b"}).status_code == 400
     csrf_token(client, "/auth/login")
     after = samples(client.get("/metrics", headers=auth).get_data(as_text=True))
-    assert value(after, "bastion_csrf_failures_total") - value(before, "bastion_csrf_failures_total") == 1
+    assert (
+        value(after, "bastion_csrf_failures_total") - value(before, "bastion_csrf_failures_total")
+        == 1
+    )
 
 
 # ------------------------------------------------------------------ gunicorn, 2 workers ---
 @pytest.fixture(scope="module")
-def server(shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+def server(
+    shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gunicorn]:
     tmp: Path = tmp_path_factory.mktemp("metrics")
     multiproc = tmp / "prometheus"
     multiproc.mkdir()
     # One thread per worker: a busy worker cannot accept, so concurrent requests spread.
     instance = Gunicorn(
         tmp,
-        shared_state.env(BASTION_METRICS_TOKEN=METRICS_TOKEN, PROMETHEUS_MULTIPROC_DIR=str(multiproc)),
+        shared_state.env(
+            BASTION_METRICS_TOKEN=METRICS_TOKEN, PROMETHEUS_MULTIPROC_DIR=str(multiproc)
+        ),
         workers=2,
         threads=1,
     )
@@ -137,7 +162,9 @@ def server(shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.mark.slow
 @pytest.mark.asvs("V16.3.1", "V16.3.3", "V2.4.1", "V13.4.5")
-def test_gunicorn_workers_export_summed_counters(server: Gunicorn, shared_state: SharedState) -> None:
+def test_gunicorn_workers_export_summed_counters(
+    server: Gunicorn, shared_state: SharedState
+) -> None:
     shared_state.clear_limits()
     web = WebClient(server.url)
     assert web.login("alice", PASSWORD).status_code == 302  # success
@@ -158,7 +185,9 @@ def test_gunicorn_workers_export_summed_counters(server: Gunicorn, shared_state:
     bad = WebClient(server.url).get("/metrics", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
 
-    resp = WebClient(server.url).get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    resp = WebClient(server.url).get(
+        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
     assert resp.status_code == 200
     parsed = samples(resp.text)
     assert value(parsed, "bastion_login_failures_total") == 9
@@ -167,13 +196,27 @@ def test_gunicorn_workers_export_summed_counters(server: Gunicorn, shared_state:
     assert value(parsed, "bastion_csrf_failures_total") == 1
     logins = value(parsed, "bastion_http_requests_total", endpoint="auth.login", method="POST")
     assert logins == 11
-    assert value(
-        parsed, "bastion_http_requests_total", endpoint="auth.login", method="POST", status="429"
-    ) == 1
-    assert value(
-        parsed, "bastion_http_request_duration_seconds_count", endpoint="auth.login", method="POST"
-    ) == 11
+    assert (
+        value(
+            parsed,
+            "bastion_http_requests_total",
+            endpoint="auth.login",
+            method="POST",
+            status="429",
+        )
+        == 1
+    )
+    assert (
+        value(
+            parsed,
+            "bastion_http_request_duration_seconds_count",
+            endpoint="auth.login",
+            method="POST",
+        )
+        == 11
+    )
     # Both workers wrote values: what /metrics showed is the sum over processes.
     pids = {p.stem.rsplit("_", 1)[-1] for p in server.multiproc.glob("counter_*.db")}  # type: ignore[attr-defined]
     assert len(pids) >= 2, pids
-    assert "alice" not in resp.text and "@" not in resp.text
+    assert "alice" not in resp.text
+    assert "@" not in resp.text

@@ -32,7 +32,9 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("scaleout")
     env = shared_state.env(BASTION_PROXY_HOPS="1")
     a = Gunicorn(tmp, env, workers=1, threads=4)
@@ -103,11 +105,17 @@ def test_session_from_a_works_on_b_and_revocation_on_b_ends_it_on_a(fresh_limits
     replay = WebClient(c.a.url, client_ip="203.0.113.6")
     replay.cookies = copied  # the cookie as it was before logout, replayed on instance A
     resp = replay.get("/auth/login")
-    assert resp.status_code == 200 and 'name="password"' in resp.text
+    assert resp.status_code == 200
+    assert 'name="password"' in resp.text
 
 
 def _report(lb_url: str, marker: str) -> int:
-    body = {"csp-report": {"blocked-uri": f"https://evil.example/{marker}", "violated-directive": "script-src"}}
+    body = {
+        "csp-report": {
+            "blocked-uri": f"https://evil.example/{marker}",
+            "violated-directive": "script-src",
+        }
+    }
     try:
         resp = requests.post(
             lb_url + "/csp-report",
@@ -139,9 +147,11 @@ def test_killing_one_instance_mid_load_loses_no_committed_write(fresh_limits: Cl
     engine = create_engine(c.state.database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT details FROM audit_events WHERE event = 'csp.report'")
-            ).scalars().all()
+            rows = (
+                conn.execute(text("SELECT details FROM audit_events WHERE event = 'csp.report'"))
+                .scalars()
+                .all()
+            )
     finally:
         engine.dispose()
     stored = {

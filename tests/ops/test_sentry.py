@@ -31,7 +31,7 @@ class Collector(BaseHTTPRequestHandler):
 
     received: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
@@ -87,7 +87,11 @@ def test_exception_reaches_sentry_without_personal_data(sentry_app: Flask) -> No
     resp = client.post(
         f"/boom/{RESET_TOKEN}?token={PAT}&email={EMAIL}",
         data={"username": "alice", "password": PASSWORD, "email": EMAIL, "note": f"mail {EMAIL}"},
-        headers={"Authorization": f"Bearer {JWT}", "X-Api-Key": PAT, "Cookie": f"__Host-session={COOKIE}"},
+        headers={
+            "Authorization": f"Bearer {JWT}",
+            "X-Api-Key": PAT,
+            "Cookie": f"__Host-session={COOKIE}",
+        },
     )
     assert resp.status_code == 500
     assert PASSWORD not in resp.get_data(as_text=True)
@@ -106,7 +110,8 @@ def test_exception_reaches_sentry_without_personal_data(sentry_app: Flask) -> No
     assert FILTERED in json.dumps(event["exception"])
     assert not sentry_sdk.get_client().should_send_default_pii()
     request = event.get("request", {})
-    assert "cookies" not in request and "data" not in request and "query_string" not in request
+    for field in ("cookies", "data", "query_string"):
+        assert field not in request
 
 
 @pytest.mark.asvs("V14.2.3")
@@ -114,11 +119,17 @@ def test_scrub_event_removes_secrets_wherever_they_are() -> None:
     event = {
         "request": {
             "url": f"https://bastion.example.org/auth/reset/{RESET_TOKEN}",
-            "headers": [["Authorization", f"Bearer {JWT}"], ["Cookie", COOKIE], ["Accept", "text/html"]],
+            "headers": [
+                ["Authorization", f"Bearer {JWT}"],
+                ["Cookie", COOKIE],
+                ["Accept", "text/html"],
+            ],
             "cookies": {"__Host-session": COOKIE},
             "data": {"password": PASSWORD},
         },
-        "breadcrumbs": {"values": [{"message": f"login failed for {EMAIL}", "data": {"otp_code": "123456"}}]},
+        "breadcrumbs": {
+            "values": [{"message": f"login failed for {EMAIL}", "data": {"otp_code": "123456"}}]
+        },
         "extra": {"api_key": "k", "new_password": PASSWORD, "note": f"token {PAT} and {JWT}"},
         "user": {"email": EMAIL, "ip_address": "203.0.113.9"},
     }
@@ -128,4 +139,3 @@ def test_scrub_event_removes_secrets_wherever_they_are() -> None:
         assert secret not in text
     assert ["Accept", "text/html"] in cleaned["request"]["headers"]
     assert cleaned["request"]["url"].startswith("https://bastion.example.org/auth/reset/")
-
