@@ -26,6 +26,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -38,6 +39,10 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Endpoints answered with a 429 that count as login throttling (web form, 2FA, API token).
 LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.create_token"})
 _REASON_RE = re.compile(r"[^a-z0-9_]")
+
+# "*_created" series are absent in multiprocess mode anyway; dropping them everywhere keeps
+# one process and many exporting the same families.
+disable_created_metrics()
 
 REQUESTS = Counter(
     "bastion_http_requests",
