@@ -23,6 +23,8 @@ SENSITIVE_KEY = re.compile(
     r"recovery|credential|signature",
     re.I,
 )
+# Client addresses are personal data; matched by exact name ("ip" alone would hit "zip").
+ADDRESS_KEYS = frozenset({"ip", "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip"})
 # Shapes of values that are secret or personal whatever field holds them.
 VALUE_PATTERNS = (
     re.compile(r"bst_[A-Za-z0-9_\-]+"),  # personal access tokens
@@ -48,14 +50,16 @@ def _scrub_text(text: str) -> str:
 
 def scrub(value: Any, key: str = "") -> Any:
     """A copy of ``value`` with secrets and personal data replaced by ``[Filtered]``."""
-    if key and SENSITIVE_KEY.search(key):
+    if key and (SENSITIVE_KEY.search(key) or key.lower() in ADDRESS_KEYS):
         return FILTERED
     if isinstance(value, dict):
         return {k: scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         # Headers arrive as [name, value] pairs: judge the value by the name.
-        if len(value) == 2 and isinstance(value[0], str) and SENSITIVE_KEY.search(value[0]):
-            return [value[0], FILTERED]
+        if len(value) == 2 and isinstance(value[0], str):
+            name = value[0]
+            if SENSITIVE_KEY.search(name) or name.lower() in ADDRESS_KEYS:
+                return [name, FILTERED]
         return [scrub(item, key) for item in value]
     if isinstance(value, str):
         text = _scrub_text(value)

@@ -120,6 +120,7 @@ def test_scrub_event_removes_secrets_wherever_they_are() -> None:
         "request": {
             "url": f"https://bastion.example.org/auth/reset/{RESET_TOKEN}",
             "headers": [
+                ["X-Forwarded-For", "192.0.2.77"],
                 ["Authorization", f"Bearer {JWT}"],
                 ["Cookie", COOKIE],
                 ["Accept", "text/html"],
@@ -128,14 +129,19 @@ def test_scrub_event_removes_secrets_wherever_they_are() -> None:
             "data": {"password": PASSWORD},
         },
         "breadcrumbs": {
-            "values": [{"message": f"login failed for {EMAIL}", "data": {"otp_code": "123456"}}]
+            "values": [
+                {
+                    "message": f"login failed for {EMAIL}",
+                    "data": {"otp_code": "123456", "ip": "198.51.100.4"},
+                }
+            ]
         },
         "extra": {"api_key": "k", "new_password": PASSWORD, "note": f"token {PAT} and {JWT}"},
         "user": {"email": EMAIL, "ip_address": "203.0.113.9"},
     }
     cleaned = scrub_event(event)
     text = json.dumps(cleaned)
-    for secret in (*SECRETS, "123456", "203.0.113.9"):
+    for secret in (*SECRETS, "123456", "203.0.113.9", "198.51.100.4", "192.0.2.77"):
         assert secret not in text
     assert ["Accept", "text/html"] in cleaned["request"]["headers"]
     assert cleaned["request"]["url"].startswith("https://bastion.example.org/auth/reset/")
