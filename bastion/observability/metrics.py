@@ -36,7 +36,8 @@ from bastion.security.access import public
 bp = Blueprint("metrics", __name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Endpoints answered with a 429 that count as login throttling (web form, 2FA, API token).
+# A 429 from these endpoints (web form, 2FA step, API token) is counted here as login
+# throttling; a lockout answered some other way increments "login_throttled" where it happens.
 LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.create_token"})
 _REASON_RE = re.compile(r"[^a-z0-9_]")
 
