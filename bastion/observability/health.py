@@ -32,7 +32,7 @@ def readyz() -> ResponseReturnValue:
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         db.session.rollback()
         log.warning("readiness: database unavailable", extra={"error": type(exc).__name__})
         checks["database"] = "unavailable"
@@ -42,7 +42,7 @@ def readyz() -> ResponseReturnValue:
         try:
             get_redis().ping()
             checks["redis"] = "ok"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             log.warning("readiness: redis unavailable", extra={"error": type(exc).__name__})
             checks["redis"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())

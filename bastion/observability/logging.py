@@ -81,7 +81,7 @@ def _log_request(response: Response) -> Response:
     user_id = None
     try:
         user_id = current_user.id if current_user.is_authenticated else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - never let logging break a response
         user_id = None
     _access_log.info(
         "request",

@@ -54,7 +54,7 @@ def database_unavailable(exc: Exception) -> Response:
 
     try:
         db.session.rollback()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the connection is already gone
         log.debug("rollback after database outage failed", exc_info=True)
     return handle_http_exception(
         ServiceUnavailable(
@@ -74,7 +74,7 @@ def refuse_credentials_without_limiter() -> None:
 
     try:
         reachable = bool(limiter.storage.check())
-    except Exception:
+    except Exception:  # noqa: BLE001 - any storage error means "cannot count attempts"
         reachable = False
     if reachable:
         return
