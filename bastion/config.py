@@ -149,7 +149,7 @@ class TestingConfig(BaseConfig):
     TESTING = True
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
-    SECRET_KEY = "testing-" + "x" * 56
+    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
     RATELIMIT_ENABLED = True
 
 
