@@ -37,7 +37,7 @@ class SharedState:
         services.redis_delete_prefix(self.redis_url, self.redis_prefix)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_state(
     pg_schema_url: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SharedState]:

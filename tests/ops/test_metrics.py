@@ -10,7 +10,9 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from bastion.extensions import db
 from bastion.observability import counters
+from tests.conftest import base_config, build_app
 from tests.factories import PASSWORD
 from tests.ops.conftest import SharedState
 from tests.ops.processes import METRICS_TOKEN, Gunicorn, WebClient
@@ -38,9 +40,14 @@ def value(
 
 
 # ------------------------------------------------------------ in-process (default registry) ---
-@pytest.fixture
-def metrics_app(make_app: Callable[..., Flask]) -> Flask:
-    return make_app(METRICS_TOKEN=TOKEN)
+@pytest.fixture(scope="module")
+def metrics_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One app for the whole module: these tests read counters as differences."""
+    tmp = tmp_path_factory.mktemp("metrics-app")
+    app = build_app(base_config(tmp, f"sqlite:///{tmp / 'bastion.db'}", METRICS_TOKEN=TOKEN))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.mark.asvs("V13.4.5")
