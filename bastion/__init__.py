@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from bastion.observability.logging import configure_logging
 
     configure_logging(app)
+    register_observability(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -62,6 +63,17 @@ def register_extensions(app: Flask) -> None:
     app.before_request(enforce_access_policy)
 
     import bastion.auth.sessions  # noqa: F401 - registers the user loader
+
+
+def register_observability(app: Flask) -> None:
+    """Metrics, error reporting and outage behaviour; first, so they see every request."""
+    from bastion.observability.metrics import init_metrics
+    from bastion.observability.outages import init_outage_handling
+    from bastion.observability.sentry import init_sentry
+
+    init_sentry(app)
+    init_metrics(app)
+    init_outage_handling(app)
 
 
 # Feature packages, each exposing ``bp`` in __init__ and its views in ``routes``.

@@ -32,6 +32,7 @@ FILE_SETTINGS = (
     "JWT_KEYS",
 )
 MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_CHARS = 24
 
 
 class ConfigError(RuntimeError):
@@ -121,6 +122,19 @@ class BaseConfig:
     RATELIMIT_STRATEGY = "moving-window"
     RATELIMIT_KEY_PREFIX = "bastion"
     RATELIMIT_SWALLOW_ERRORS = True
+    # Redis down: reads keep per-process limits, credential endpoints answer 503
+    # (bastion/observability/outages.py explains the policy).
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_FAIL_CLOSED_PATHS = (
+        "/auth/login",
+        "/auth/2fa",
+        "/auth/reauth",
+        "/auth/register",
+        "/auth/reset",
+        "/setup/",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+    )
 
     # Mail, uploads, observability
     MAIL_URL: str | None = None
@@ -128,6 +142,8 @@ class BaseConfig:
     # Without MAIL_URL, messages are written here (and to the log) instead of being sent.
     OUTBOX_DIR: str | None = None
     SENTRY_DSN: str | None = None
+    SENTRY_TRACES_SAMPLE_RATE = 0.0
+    RELEASE: str | None = None
     METRICS_TOKEN: str | None = None
     REQUIRE_2FA_ROLES = "admin"
     SECURITY_CONTACT = "mailto:security@example.org"
@@ -253,6 +269,11 @@ def _normalise(app: Flask) -> None:
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("REDIS_URL") or "memory://"
+    if cfg.get("REDIS_URL"):
+        # A Redis that stops answering costs a request one second, never a hang.
+        cfg.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1}
+        )
     cfg["UPLOAD_DIR"] = str(cfg.get("UPLOAD_DIR") or instance / "uploads")
     cfg["OUTBOX_DIR"] = str(cfg.get("OUTBOX_DIR") or instance / "outbox")
     cfg["MAX_UPLOAD_BYTES"] = cfg["MAX_UPLOAD_MB"] * 1024 * 1024
@@ -347,6 +368,12 @@ def validate(cfg: Any) -> list[str]:
         problems.append("HTTPS is not enforced (BASTION_FORCE_HTTPS / BASTION_SESSION_COOKIE_SECURE)")
     if cfg.get("PROXY_HOPS", 0) < 0 or cfg.get("PROXY_HOPS", 0) > 5:
         problems.append("BASTION_PROXY_HOPS must be between 0 and 5")
+    token = cfg.get("METRICS_TOKEN")
+    if token and len(str(token)) < MIN_METRICS_TOKEN_CHARS:
+        problems.append(
+            f"BASTION_METRICS_TOKEN is too short "
+            f"(use at least {MIN_METRICS_TOKEN_CHARS} random characters)"
+        )
     if not cfg.get("WTF_CSRF_ENABLED"):
         problems.append("BASTION_WTF_CSRF_ENABLED is off")
     return problems

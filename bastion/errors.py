@@ -121,6 +121,12 @@ def handle_csrf_error(exc: CSRFError) -> Response:
 
 
 def handle_unexpected(exc: Exception) -> Response:
+    from flask import current_app, got_request_exception
+
+    # Flask sends this signal only for exceptions no handler took; send it here too, so
+    # error reporting (Sentry's Flask integration listens to it) sees what this page hides.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    got_request_exception.send(app, exception=exc)
     log.exception("unhandled error", extra={"path": request.path})
     try:
         from bastion.extensions import db

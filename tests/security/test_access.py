@@ -15,6 +15,7 @@ EXPECTED: dict[str, Access] = {
     "main.csp_report": Access.PUBLIC,
     "health.healthz": Access.PUBLIC,
     "health.readyz": Access.PUBLIC,
+    "metrics.export": Access.PUBLIC,
     "auth.login": Access.PUBLIC,
     "auth.logout": Access.SIGNED_IN,
     "auth.two_factor": Access.PUBLIC,

@@ -1,0 +1,113 @@
+"""Error reporting to Sentry, switched on by ``BASTION_SENTRY_DSN``, with personal data removed.
+
+sentry-sdk's own defaults already leave out cookies, user details and request bodies when
+``send_default_pii`` is off; ``scrub_event`` is the second line: it walks the whole event
+(request, breadcrumbs from log records, exception messages, extra data) and removes what
+must never leave the server even if some future code path attaches it: cookies,
+Authorization values, passwords and other secrets by field name, and personal access tokens
+(``bst_...``), JWTs and email addresses by their shape, wherever they appear.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Flask
+from sentry_sdk.types import Event, Hint
+
+FILTERED = "[Filtered]"
+SENSITIVE_KEY = re.compile(
+    r"pass|secret|token|authori[sz]ation|cookie|csrf|session|otp|email|api[-_]?key|dsn|"
+    r"recovery|credential|signature",
+    re.I,
+)
+# Client addresses are personal data; matched by exact name ("ip" alone would hit "zip").
+ADDRESS_KEYS = frozenset({"ip", "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip"})
+# Shapes of values that are secret or personal whatever field holds them.
+VALUE_PATTERNS = (
+    re.compile(r"bst_[A-Za-z0-9_\-]+"),  # personal access tokens
+    re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),  # credentials in any text
+    re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # email addresses
+    # Random url-safe tokens (reset, confirmation, setup links) quoted in messages: long runs
+    # mixing upper case and digits. Code names (snake_case) and event ids (lower-case hex)
+    # never match.
+    re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[\w-]{24,}(?![\w-])"),
+)
+# One-time tokens travel in paths (/auth/reset/<token>, /setup/<token>): any long random
+# looking segment of a URL is hidden.
+URL_SECRET_SEGMENT = re.compile(r"/[A-Za-z0-9_\-]{20,}")
+URL_KEYS = frozenset({"url", "from", "to"})
+
+
+def _scrub_text(text: str) -> str:
+    for pattern in VALUE_PATTERNS:
+        text = pattern.sub(FILTERED, text)
+    return text
+
+
+def scrub(value: Any, key: str = "") -> Any:
+    """A copy of ``value`` with secrets and personal data replaced by ``[Filtered]``."""
+    if key and (SENSITIVE_KEY.search(key) or key.lower() in ADDRESS_KEYS):
+        return FILTERED
+    if isinstance(value, dict):
+        return {k: scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        # Headers arrive as [name, value] pairs: judge the value by the name.
+        if len(value) == 2 and isinstance(value[0], str):
+            name = value[0]
+            if SENSITIVE_KEY.search(name) or name.lower() in ADDRESS_KEYS:
+                return [name, FILTERED]
+        return [scrub(item, key) for item in value]
+    if isinstance(value, str):
+        text = _scrub_text(value)
+        if key in URL_KEYS:
+            text = URL_SECRET_SEGMENT.sub("/" + FILTERED, text.split("?", 1)[0])
+        return text
+    return value
+
+
+def scrub_event(event: Event, hint: Hint | None = None) -> Event:
+    """``before_send`` hook: never send bodies, cookies or query strings at all."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        for field in ("cookies", "data", "query_string", "env"):
+            request.pop(field, None)
+    event.pop("user", None)
+    return scrub(event)  # type: ignore[no-any-return]  # same shape, values filtered
+
+
+def _release(app: Flask) -> str:
+    configured = app.config.get("RELEASE")
+    if configured:
+        return str(configured)
+    try:
+        return f"bastion@{version('bastion')}"
+    except PackageNotFoundError:
+        return "bastion@unknown"
+
+
+def init_sentry(app: Flask) -> bool:
+    """Start the Sentry client when a DSN is configured; True when it was started."""
+    dsn = app.config.get("SENTRY_DSN")
+    if not dsn:
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    sentry_sdk.init(
+        dsn=str(dsn),
+        integrations=[FlaskIntegration(transaction_style="endpoint")],
+        # send_default_pii is left at its default (off): passing it at all is deprecated in
+        # sentry-sdk 2.x, and passing data_collection would disable the SDK's own scrubber.
+        include_local_variables=False,  # a frame's locals may hold a password
+        max_request_body_size="never",
+        before_send=scrub_event,
+        before_send_transaction=scrub_event,
+        release=_release(app),
+        environment=app.config["ENV_NAME"],
+        traces_sample_rate=float(app.config.get("SENTRY_TRACES_SAMPLE_RATE") or 0.0),
+    )
+    return True

@@ -1,0 +1,159 @@
+"""Dependencies failing: PostgreSQL goes away and comes back; Redis dies under a live server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bastion.extensions import db
+from bastion.security.access import public
+from tests.conftest import base_config, build_app
+from tests.factories import PASSWORD, UserFactory
+from tests.ops.conftest import SharedState
+from tests.ops.processes import Gunicorn, TcpForwarder, ThrowawayRedis, WebClient
+from tests.support.auth import csrf_token
+
+# Bounded: connect_timeout is 3 s; an outage must be reported well before a client gives up.
+MAX_OUTAGE_ANSWER_SECONDS = 8
+
+
+# --------------------------------------------------------------------------- PostgreSQL ---
+@pytest.fixture
+def proxied_app(
+    pg_schema_url: Callable[[], str], tmp_path: Path
+) -> Iterator[tuple[Flask, TcpForwarder]]:
+    """An app whose only way to PostgreSQL is a forwarder the test can switch off."""
+    url = make_url(pg_schema_url())
+    forwarder = TcpForwarder((url.host or "127.0.0.1", url.port or 5432)).start()
+    proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
+    app = build_app(base_config(tmp_path, proxied))
+
+    @public
+    def probe() -> dict[str, int]:
+        return {"one": int(db.session.scalar(text("SELECT 1")) or 0)}
+
+    app.add_url_rule("/api/v1/probe", "probe", probe)
+    with app.app_context():
+        UserFactory(username="dora")
+    try:
+        yield app, forwarder
+    finally:
+        forwarder.stop()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+    started = time.monotonic()
+    result = fn()
+    return result, time.monotonic() - started
+
+
+@pytest.mark.postgres
+@pytest.mark.asvs("V16.5.2", "V16.5.1", "V16.5.3")
+def test_database_outage_gives_quick_503s_and_recovers_without_restart(
+    proxied_app: tuple[Flask, TcpForwarder],
+) -> None:
+    app, forwarder = proxied_app
+    client = app.test_client()
+    token = csrf_token(client, "/auth/login")
+    signed_in = client.post(
+        "/auth/login", data={"username": "dora", "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed_in.status_code == 302
+    assert client.get("/readyz").status_code == 200
+
+    forwarder.stop()  # the database "restarts": every connection drops, none can be made
+
+    probe_client = app.test_client()  # like a kubelet: no cookies
+    ready, took = _timed(lambda: probe_client.get("/readyz"))
+    assert ready.status_code == 503  # type: ignore[attr-defined]
+    assert took < MAX_OUTAGE_ANSWER_SECONDS
+    assert ready.get_json()["checks"]["database"] == "unavailable"  # type: ignore[attr-defined]
+
+    page, took = _timed(lambda: client.get("/"))
+    assert took < MAX_OUTAGE_ANSWER_SECONDS
+    assert page.status_code == 503  # type: ignore[attr-defined]
+    assert page.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
+    assert b"temporarily unavailable" in page.data  # type: ignore[attr-defined]
+    assert b"OperationalError" not in page.data  # type: ignore[attr-defined]
+    assert b"psycopg" not in page.data  # type: ignore[attr-defined]
+
+    api, took = _timed(lambda: client.get("/api/v1/probe"))
+    assert took < MAX_OUTAGE_ANSWER_SECONDS
+    assert api.status_code == 503  # type: ignore[attr-defined]
+    assert api.mimetype == "application/problem+json"  # type: ignore[attr-defined]
+    assert api.get_json()["status"] == 503  # type: ignore[attr-defined]
+    assert api.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
+
+    forwarder.start()  # the database is back; the app is the same process, never restarted
+
+    deadline = time.monotonic() + 10
+    while probe_client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the app did not recover after the database returned"
+        time.sleep(0.2)
+    assert client.get("/api/v1/probe").get_json() == {"one": 1}
+    # The session made before the outage still works: nothing was lost.
+    resp = client.get("/auth/login")
+    assert resp.status_code == 302
+
+
+# -------------------------------------------------------------------------------- Redis ---
+@pytest.fixture(scope="module")
+def redis_fault(
+    shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gunicorn, ThrowawayRedis]]:
+    redis = ThrowawayRedis().start()
+    tmp = tmp_path_factory.mktemp("redis-fault")
+    server = Gunicorn(tmp, shared_state.env(BASTION_REDIS_URL=redis.url), workers=1, threads=2)
+    try:
+        server.start()
+        yield server, redis
+    finally:
+        server.stop()
+        redis.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.asvs("V16.5.2", "V16.5.3", "V2.4.1", "V16.3.4")
+def test_redis_down_keeps_reads_open_and_closes_logins(
+    redis_fault: tuple[Gunicorn, ThrowawayRedis],
+) -> None:
+    server, redis = redis_fault
+    web = WebClient(server.url, client_ip="198.51.100.7")
+    assert web.login("bob", PASSWORD).status_code == 302
+
+    redis.stop()
+
+    reader = WebClient(server.url, client_ip="198.51.100.8")
+    for _ in range(3):
+        assert reader.get("/").status_code == 200  # reads fail open
+    assert web.get("/auth/login").status_code == 302  # a signed-in session keeps working
+
+    started = time.monotonic()
+    refused = WebClient(server.url, client_ip="198.51.100.9").login("bob", PASSWORD)
+    assert time.monotonic() - started < MAX_OUTAGE_ANSWER_SECONDS
+    assert refused.status_code == 503  # credential checks fail closed
+    assert refused.headers["Retry-After"] == "30"
+    assert "Signing in is paused" in refused.text
+    assert WebClient(server.url).get("/readyz").status_code == 503
+
+    log = server.output()
+    assert "rate-limit store unreachable" in log
+    assert "falling back to in-memory storage" in log
+
+    redis.start()  # same port, as after a restart
+    deadline = time.monotonic() + 10
+    while True:
+        resp = WebClient(server.url, client_ip="198.51.100.10").login("bob", PASSWORD)
+        if resp.status_code == 302:
+            break
+        assert time.monotonic() < deadline, "logins did not resume after Redis returned"
+        time.sleep(0.3)

@@ -1,0 +1,166 @@
+"""Two gunicorn instances behind nginx, sharing PostgreSQL and Redis: one site, not two.
+
+Refresh-token rotation across instances is not covered here: the token API is not part of
+this code base yet.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.factories import PASSWORD
+from tests.ops.conftest import SharedState
+from tests.ops.processes import Gunicorn, Nginx, WebClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+
+@dataclass
+class Cluster:
+    a: Gunicorn
+    b: Gunicorn
+    lb: Nginx
+    state: SharedState
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("scaleout")
+    env = shared_state.env(BASTION_PROXY_HOPS="1")
+    a = Gunicorn(tmp, env, workers=1, threads=4)
+    b = Gunicorn(tmp, env, workers=1, threads=4)
+    lb: Nginx | None = None
+    try:
+        a.start()
+        b.start()
+        lb = Nginx(tmp, a.port, b.port).start()
+        yield Cluster(a, b, lb, shared_state)
+    finally:
+        if lb is not None:
+            lb.stop()
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture
+def fresh_limits(cluster: Cluster) -> Cluster:
+    cluster.state.clear_limits()
+    return cluster
+
+
+def _posted_logins(instance: Gunicorn) -> int:
+    """Login attempts an instance answered, from its own JSON request log."""
+    count = 0
+    for line in instance.output().splitlines():
+        if line.startswith("{") and '"path":"/auth/login"' in line and '"method":"POST"' in line:
+            count += 1
+    return count
+
+
+@pytest.mark.asvs("V2.4.1", "V6.3.1")
+def test_login_rate_limit_holds_across_instances(fresh_limits: Cluster) -> None:
+    c = fresh_limits
+    # The balancer alternates: each instance sees five of these ten failures, so neither
+    # would refuse the eleventh on its own count.
+    via_lb = WebClient(c.lb.url)
+    token = via_lb.csrf("/auth/login")
+    before = {g: _posted_logins(g) for g in (c.a, c.b)}
+
+    def attempt(password: str) -> requests.Response:
+        data = {"username": "carol", "password": password, "csrf_token": token}
+        return via_lb.post("/auth/login", data=data)
+
+    assert [attempt("wrong password here").status_code for _ in range(10)] == [200] * 10
+    assert all(_posted_logins(g) - before[g] == 5 for g in (c.a, c.b))
+    refused = attempt(PASSWORD)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    # Asked directly (same client address), each instance refuses as well.
+    for instance in (c.a, c.b):
+        assert WebClient(instance.url).login("carol", PASSWORD).status_code == 429
+
+
+@pytest.mark.asvs("V7.4.1", "V7.2.1")
+def test_session_from_a_works_on_b_and_revocation_on_b_ends_it_on_a(fresh_limits: Cluster) -> None:
+    c = fresh_limits
+    web = WebClient(c.a.url, client_ip="203.0.113.6")
+    assert web.login("alice", PASSWORD).status_code == 302
+    # Signed in, the login page sends you on: on the other instance too.
+    assert web.get("/auth/login", base_url=c.b.url).status_code == 302
+    copied = dict(web.cookies)
+
+    token = web.csrf("/", base_url=c.b.url)
+    assert web.post("/auth/logout", data={"csrf_token": token}, base_url=c.b.url).status_code == 302
+
+    replay = WebClient(c.a.url, client_ip="203.0.113.6")
+    replay.cookies = copied  # the cookie as it was before logout, replayed on instance A
+    resp = replay.get("/auth/login")
+    assert resp.status_code == 200
+    assert 'name="password"' in resp.text
+
+
+def _report(lb_url: str, marker: str) -> int:
+    body = {
+        "csp-report": {
+            "blocked-uri": f"https://evil.example/{marker}",
+            "violated-directive": "script-src",
+        }
+    }
+    try:
+        resp = requests.post(
+            lb_url + "/csp-report",
+            data=json.dumps(body),
+            headers={"Content-Type": "application/csp-report"},
+            timeout=15,
+        )
+    except requests.RequestException:
+        return 0
+    return resp.status_code
+
+
+@pytest.mark.asvs("V16.5.2")
+def test_killing_one_instance_mid_load_loses_no_committed_write(fresh_limits: Cluster) -> None:
+    """Runs last in this module: instance A stays dead afterwards."""
+    c = fresh_limits
+    markers = [uuid.uuid4().hex for _ in range(40)]
+    results: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {pool.submit(_report, c.lb.url, m): m for m in markers}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if done == 10:
+                c.a.kill()
+    acknowledged = {m for m, status in results.items() if status == 204}
+    assert set(results.values()) <= {204, 502}, results
+    assert len(acknowledged) >= 30, "the surviving instance did not take over"
+
+    engine = create_engine(c.state.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = (
+                conn.execute(text("SELECT details FROM audit_events WHERE event = 'csp.report'"))
+                .scalars()
+                .all()
+            )
+    finally:
+        engine.dispose()
+    stored = {
+        (d if isinstance(d, dict) else json.loads(d)).get("blocked-uri", "").rsplit("/", 1)[-1]
+        for d in rows
+    }
+    missing = acknowledged - stored
+    assert not missing, f"{len(missing)} acknowledged writes were lost"
+
+    # The survivor keeps serving everything that comes through the balancer.
+    for _ in range(6):
+        assert requests.get(c.lb.url + "/", timeout=10).status_code == 200
