@@ -115,6 +115,9 @@ class BaseConfig:
     LOG_LEVEL = "INFO"
     SETUP_TOKEN_MINUTES = 60
 
+    # Performance: seconds a worker reuses an anonymous public page it rendered (0 = off).
+    PUBLIC_PAGE_CACHE_SECONDS = 5
+
 
 class DevelopmentConfig(BaseConfig):
     """Local use: SQLite and in-memory limits in ``instance/``; still no debugger by default."""
@@ -135,6 +138,8 @@ class TestingConfig(BaseConfig):
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
     RATELIMIT_ENABLED = True
+    # Tests expect what they just wrote to show at once.
+    PUBLIC_PAGE_CACHE_SECONDS = 0
 
 
 class ProductionConfig(BaseConfig):
@@ -205,6 +210,7 @@ def _normalise(app: Flask) -> None:
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
+    cfg["PUBLIC_PAGE_CACHE_SECONDS"] = max(0.0, float(cfg["PUBLIC_PAGE_CACHE_SECONDS"]))
     cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
 

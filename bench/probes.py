@@ -89,7 +89,7 @@ def throttle_probe(
             server.url + path,
             headers=all_headers,
             data=body,
-            timeout=30,
+            timeout=120,
             allow_redirects=False,
         )
         statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -100,6 +101,26 @@ def _clear_redis(prefix: str) -> None:
         client.delete(key)
 
 
+def _probe(extra: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
+    """Run one probe; a failure is reported in the results instead of losing the run."""
+    try:
+        extra[name] = fn()
+    except Exception as exc:  # noqa: BLE001 - recorded and printed, never hidden
+        extra[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  probe {name} failed: {exc}", flush=True)
+
+
+def _memory(env: dict[str, str], signed_in: Scenario) -> dict[str, Any]:
+    """One worker that is never recycled, so growth shows instead of being reset."""
+    single = servers.start(
+        "bastion-memory", "bastion:create_app()", env, 1, extra_env={"GUNICORN_MAX_REQUESTS": "0"}
+    )
+    try:
+        return {**probes.memory_growth(single, script_for(signed_in)), "scenario": signed_in.name}
+    finally:
+        single.stop()
+
+
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     machine = probes.machine()
     print(f"machine: {machine}", flush=True)
@@ -142,38 +163,32 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         rounds = run_rounds(s, conn, bastion, bare, args.seconds, args.rounds)
                     entries.append(report.summarise(rounds))
-                    print(f"  {s.name} @{conn}: done", flush=True)
+                    print("  " + report.table(entries[-1:]).splitlines()[-1].strip(), flush=True)
             extra["notes"] = {s.name: s.note for s in scenarios if s.note}
+            time.sleep(3)  # let queued logins drain before measuring the hash on its own
+            _probe(extra, "argon2", probes.argon2_verify_rate)
             login = next(s for s in scenarios if s.name == "login")
-            extra["argon2"] = probes.argon2_verify_rate()
             wrong = (
                 (login.body_template or "")
                 .replace("{user}", seeded.reader)
                 .replace("bench%3A", "wrong%3A")
                 .replace("bench:", "wrong:")
             )
-            extra["throttle"] = probes.throttle_probe(
-                bastion, login.method, login.path, login.headers, wrong
+            _probe(
+                extra,
+                "throttle",
+                lambda: probes.throttle_probe(
+                    bastion, login.method, login.path, login.headers, wrong
+                ),
             )
             signed_in = next(s for s in scenarios if s.name == "signed_in_html")
         finally:
             bastion.stop()
             if bare is not None:
                 bare.stop()
-        extra["startup"] = probes.startup(env)
+        _probe(extra, "startup", lambda: probes.startup(env))
         if not args.no_memory:
-            single = servers.start(
-                "bastion-memory",
-                "bastion:create_app()",
-                env,
-                1,
-                extra_env={"GUNICORN_MAX_REQUESTS": "0"},
-            )
-            try:
-                extra["memory"] = probes.memory_growth(single, script_for(signed_in))
-                extra["memory"]["scenario"] = "signed_in_html"
-            finally:
-                single.stop()
+            _probe(extra, "memory", lambda: _memory(env, signed_in))
         _clear_redis(env["BASTION_RATELIMIT_KEY_PREFIX"])
     return report.document(machine, entries, extra)
 
@@ -196,7 +211,11 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             )
     login = by.get(("login", 16))
     argon = doc.get("argon2", {})
-    if login and login.get("bastion_rps") and argon:
+    for name in ("argon2", "throttle", "startup", "memory"):
+        if "error" in doc.get(name, {}):
+            lines.append(f"{name}: probe failed: {doc[name]['error']}")
+            doc.pop(name)
+    if login and login.get("bastion_rps") and "verify_per_s" in argon:
         lines.append(
             f"login: {login['bastion_rps']:.1f} logins/s vs raw Argon2id verify "
             f"{argon['verify_per_s']:.1f}/s (t={argon['time_cost']}, m={argon['memory_kib']} KiB, "
