@@ -42,6 +42,7 @@ def register_extensions(app: Flask) -> None:
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.identity import init_identity
+    from bastion.security.ratelimit_headers import init_ratelimit_headers
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
@@ -54,6 +55,7 @@ def register_extensions(app: Flask) -> None:
     principal.init_app(app)
     init_identity(app)
     limiter.init_app(app)
+    init_ratelimit_headers(app)
     init_headers(app)
     # Runs after Flask-Login has a user to look at; the single gate for every view.
     app.before_request(enforce_access_policy)

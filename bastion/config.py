@@ -100,7 +100,9 @@ class BaseConfig:
     # Rate limits (Flask-Limiter)
     RATELIMIT_ENABLED = True
     RATELIMIT_DEFAULT = "300 per minute"
-    RATELIMIT_HEADERS_ENABLED = True
+    # Off: bastion.security.ratelimit_headers adds them to 429 and API answers only, which
+    # saves a Redis round trip on every page.
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_STRATEGY = "moving-window"
     RATELIMIT_KEY_PREFIX = "bastion"
     RATELIMIT_SWALLOW_ERRORS = True
