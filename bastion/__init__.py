@@ -45,6 +45,7 @@ def register_extensions(app: Flask) -> None:
     from bastion.security.headers import init_headers
     from bastion.security.identity import init_identity
     from bastion.security.throttle_audit import init_throttle_audit
+    from bastion.security.ratelimit_headers import init_ratelimit_headers
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
@@ -58,6 +59,7 @@ def register_extensions(app: Flask) -> None:
     init_identity(app)
     init_throttle_audit(app)
     limiter.init_app(app)
+    init_ratelimit_headers(app)
     init_headers(app)
     # Runs after Flask-Login has a user to look at; the single gate for every view.
     app.before_request(enforce_access_policy)

@@ -118,7 +118,9 @@ class BaseConfig:
     # Rate limits (Flask-Limiter)
     RATELIMIT_ENABLED = True
     RATELIMIT_DEFAULT = "300 per minute"
-    RATELIMIT_HEADERS_ENABLED = True
+    # Off: bastion.security.ratelimit_headers adds them to 429 and API answers only, which
+    # saves a Redis round trip on every page.
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_STRATEGY = "moving-window"
     RATELIMIT_KEY_PREFIX = "bastion"
     RATELIMIT_SWALLOW_ERRORS = True
@@ -174,6 +176,9 @@ class BaseConfig:
     CORS_ORIGINS = ""
     REDIS_PREFIX = "bastion"
 
+    # Performance: seconds a worker reuses an anonymous public page it rendered (0 = off).
+    PUBLIC_PAGE_CACHE_SECONDS = 5
+
 
 class DevelopmentConfig(BaseConfig):
     """Local use: SQLite and in-memory limits in ``instance/``; still no debugger by default."""
@@ -194,6 +199,8 @@ class TestingConfig(BaseConfig):
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     SECRET_KEY = "testing-" + "x" * 56
     RATELIMIT_ENABLED = True
+    # Tests expect what they just wrote to show at once.
+    PUBLIC_PAGE_CACHE_SECONDS = 0
 
 
 class ProductionConfig(BaseConfig):
@@ -281,6 +288,7 @@ def _normalise(app: Flask) -> None:
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
+    cfg["PUBLIC_PAGE_CACHE_SECONDS"] = max(0.0, float(cfg["PUBLIC_PAGE_CACHE_SECONDS"]))
     cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
     for key in ("JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS", "PAT_DEFAULT_DAYS", "PAT_MAX_DAYS"):
         cfg[key] = int(cfg[key])

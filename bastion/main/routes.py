@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bastion.extensions import csrf, db, limiter
 from bastion.main import bp
 from bastion.models import Article
+from bastion.pagecache import cached_public_page
 from bastion.security.access import public
 
 log = logging.getLogger("bastion.csp")
@@ -23,6 +24,7 @@ CSP_FIELDS = ("blocked-uri", "violated-directive", "effective-directive", "docum
 
 @bp.get("/")
 @public
+@cached_public_page
 def index() -> ResponseReturnValue:
     articles = db.session.scalars(
         select(Article)

@@ -13,8 +13,18 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _hasher = PasswordHasher()
 # Verifying against this when the account does not exist makes "no such user" cost the
-# same time as "wrong password".
-_DUMMY_HASH = _hasher.hash("bastion-dummy-password-for-timing")
+# same time as "wrong password". It is the hash of a public dummy password, written out
+# rather than computed at import: hashing it cost every worker one full Argon2 run
+# (64 MiB, over a second on a busy machine) before it could serve anything. Should the
+# configured parameters ever differ, a matching one is made once instead.
+_DUMMY_PRECOMPUTED = (
+    "$argon2id$v=19$m=65536,t=3,p=4$/yZwdNkAgJN0gN6R9qeH7Q$YWKl58p0seCiuKhkcSi/iXpH9QUTYNfN/z+jhlfLvnU"
+)
+_DUMMY_HASH = (
+    _DUMMY_PRECOMPUTED
+    if not _hasher.check_needs_rehash(_DUMMY_PRECOMPUTED)
+    else _hasher.hash("bastion-dummy-password-for-timing")
+)
 
 
 def hash_password(password: str) -> str:

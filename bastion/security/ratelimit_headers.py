@@ -1,0 +1,47 @@
+"""Rate-limit headers where a client can act on them, without a Redis read on every page.
+
+Flask-Limiter's own headers read the window back from storage after every hit: a second
+Redis round trip on every request, for headers that browsers ignore. Its headers are off
+(``RATELIMIT_HEADERS_ENABLED = False``) and this hook adds the same ones where they matter:
+on every 429 (with ``Retry-After``, which the spec requires) and on every API answer, so
+API clients can pace themselves. Counting is untouched: every request is still hit
+against its limits before the view runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, request
+
+from bastion.extensions import limiter
+
+log = logging.getLogger(__name__)
+
+
+def init_ratelimit_headers(app: Flask) -> None:
+    app.after_request(add_ratelimit_headers)
+
+
+def add_ratelimit_headers(response: Response) -> Response:
+    throttled = response.status_code == 429
+    if not (throttled or request.path.startswith("/api/")):
+        return response
+    if "X-RateLimit-Limit" in response.headers:  # Flask-Limiter's own headers are on
+        return response
+    current = limiter.current_limit
+    if current is None:
+        return response
+    try:
+        reset_at = current.reset_at
+        response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+        response.headers["X-RateLimit-Remaining"] = str(current.remaining)
+        response.headers["X-RateLimit-Reset"] = str(reset_at)
+        if throttled:
+            response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
+    except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
+        log.exception("could not read the rate-limit window")
+        if throttled:
+            response.headers["Retry-After"] = str(current.limit.get_expiry())
+    return response

@@ -1,0 +1,128 @@
+"""Turn rounds of wrk results into the table and the JSON document `make bench` writes.
+
+The JSON shape is fixed (other tools read it)::
+
+    {"machine": "...", "scenarios": [{"name": "api_list", "connections": 16,
+      "bastion_rps": ..., "bare_rps": ..., "ratio": ..., "p50_ms": ..., "p99_ms": ...,
+      "errors": 0}, ...]}
+
+Figures are medians over the rounds (latencies are Bastion's); each also carries its
+min-max so a noisy run shows as noisy instead of looking precise.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.wrk import WrkResult
+
+SCENARIO_NAMES = ("api_list", "home_html", "article_html", "signed_in_html", "login")
+
+
+@dataclass
+class ScenarioRounds:
+    """Every round of one scenario at one connection count, for both servers."""
+
+    name: str
+    connections: int
+    bastion: list[WrkResult] = field(default_factory=list)
+    bare: list[WrkResult] = field(default_factory=list)
+    # Bastion answers whose status was not the one the scenario expects (from its log).
+    unexpected_status: list[int] = field(default_factory=list)
+    unavailable: str | None = None
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def summarise(rounds: ScenarioRounds) -> dict[str, Any]:
+    """One JSON entry: medians with min-max, errors summed over every round, never hidden."""
+    entry: dict[str, Any] = {"name": rounds.name, "connections": rounds.connections}
+    if rounds.unavailable or not rounds.bastion or not rounds.bare:
+        entry.update(
+            bastion_rps=None,
+            bare_rps=None,
+            ratio=None,
+            p50_ms=None,
+            p99_ms=None,
+            errors=None,
+            available=False,
+            reason=rounds.unavailable or "no rounds ran",
+        )
+        return entry
+    bastion_rps = _spread([r.rps for r in rounds.bastion])
+    bare_rps = _spread([r.rps for r in rounds.bare])
+    ratios = _spread(
+        [a.rps / b.rps if b.rps else 0.0 for a, b in zip(rounds.bastion, rounds.bare, strict=False)]
+    )
+    p50 = _spread([r.p50_ms for r in rounds.bastion])
+    p99 = _spread([r.p99_ms for r in rounds.bastion])
+    unexpected = sum(rounds.unexpected_status)
+    # wrk's non-2xx count and the log's unexpected statuses describe the same answers
+    # (>= 400 shows in both); the larger one is the honest count.
+    bastion_errors = sum(r.socket_errors for r in rounds.bastion) + max(
+        sum(r.non_2xx for r in rounds.bastion), unexpected
+    )
+    bare_errors = sum(r.errors for r in rounds.bare)
+    entry.update(
+        bastion_rps=bastion_rps["median"],
+        bare_rps=bare_rps["median"],
+        ratio=ratios["median"],
+        p50_ms=p50["median"],
+        p99_ms=p99["median"],
+        errors=bastion_errors,
+        bare_errors=bare_errors,
+        rounds=len(rounds.bastion),
+        range={
+            "bastion_rps": bastion_rps,
+            "bare_rps": bare_rps,
+            "ratio": ratios,
+            "p50_ms": p50,
+            "p99_ms": p99,
+        },
+    )
+    return entry
+
+
+def document(machine: str, entries: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    return {"machine": machine, "scenarios": entries, **extra}
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(entries: list[dict[str, Any]]) -> str:
+    """A fixed-width table: one line per scenario and connection count."""
+    header = (
+        f"{'scenario':<16}{'conn':>5}{'bastion r/s':>20}{'bare r/s':>20}"
+        f"{'ratio':>18}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>8}{'errors':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for e in entries:
+        if not e.get("available", True):
+            lines.append(f"{e['name']:<16}{e['connections']:>5}   not available: {e['reason']}")
+            continue
+
+        def cell(key: str, spec: str, rng: dict[str, Any] = e["range"]) -> str:
+            r = rng[key]
+            return (
+                f"{format(r['median'], spec)} ({format(r['min'], spec)}-{format(r['max'], spec)})"
+            )
+
+        skew = e["p99_ms"] / e["p50_ms"] if e["p50_ms"] else 0.0
+        errors = f"{e['errors']}" + (f"/{e['bare_errors']}" if e.get("bare_errors") else "")
+        lines.append(
+            f"{e['name']:<16}{e['connections']:>5}{cell('bastion_rps', '.0f'):>20}"
+            f"{cell('bare_rps', '.0f'):>20}{cell('ratio', '.2f'):>18}"
+            f"{_fmt(e['p50_ms'], '.1f'):>9}{_fmt(e['p99_ms'], '.1f'):>9}{skew:>8.1f}{errors:>8}"
+        )
+    return "\n".join(lines)

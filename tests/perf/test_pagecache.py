@@ -1,0 +1,137 @@
+"""Anonymous page reuse and conditional GET: faster, and never wrong or shared."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+
+from bastion import pagecache
+from tests.factories import PASSWORD, ArticleFactory, UserFactory
+from tests.support.auth import AuthActions
+
+
+def _nonce(csp: str) -> str:
+    match = re.search(r"'nonce-([^']+)'", csp)
+    assert match
+    return match.group(1)
+
+
+def test_anonymous_home_page_has_an_etag_and_answers_304_when_unchanged(client) -> None:  # type: ignore[no-untyped-def]
+    first = client.get("/")
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert "Cookie" in first.headers["Vary"]
+    again = client.get("/", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b""
+    # Security headers are still set on the short answer, with a nonce of its own.
+    assert _nonce(again.headers["Content-Security-Policy"]) != _nonce(
+        first.headers["Content-Security-Policy"]
+    )
+
+
+def test_etag_changes_when_the_page_changes(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
+    etag = client.get("/").headers["ETag"]
+    ArticleFactory(title="Fresh news")
+    resp = client.get("/", headers={"If-None-Match": etag})
+    assert resp.status_code == 200
+    assert "Fresh news" in resp.get_data(as_text=True)
+    assert resp.headers["ETag"] != etag
+
+
+@pytest.mark.asvs("V14.2.2", "V14.3.2")
+def test_signed_in_pages_get_neither_etag_nor_cached_body(app: Flask, client, auth: AuthActions) -> None:  # type: ignore[no-untyped-def]
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        client.get("/")  # store the anonymous page
+        user = UserFactory(display_name="Mallory Reader")
+        auth.login(user.username, PASSWORD)
+        resp = client.get("/")
+        assert "ETag" not in resp.headers
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "Sign out" in resp.get_data(as_text=True)  # rendered for this user
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+def test_stored_page_is_reused_only_within_its_lifetime(app: Flask, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 5
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    try:
+        client.get("/")
+        ArticleFactory(title="Later article")
+        assert "Later article" not in client.get("/").get_data(as_text=True)
+        clock[0] += 6
+        assert "Later article" in client.get("/").get_data(as_text=True)
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+@pytest.mark.asvs("V14.2.2")
+def test_pending_flash_message_bypasses_the_stored_page(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        client.get("/")
+        with client.session_transaction() as sess:
+            sess["_flashes"] = [("info", "You are signed out.")]
+        resp = client.get("/")
+        assert "You are signed out." in resp.get_data(as_text=True)
+        assert "ETag" not in resp.headers
+        # Shown once, and not to the next visitor of the stored page either.
+        assert "You are signed out." not in client.get("/").get_data(as_text=True)
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+@pytest.mark.asvs("V14.2.2")
+@pytest.mark.parametrize("session_had_token", [False, True])
+def test_page_with_a_csrf_token_is_never_stored(app: Flask, session_had_token: bool) -> None:
+    from flask import g, render_template_string, session
+
+    calls = []
+
+    @pagecache.cached_public_page
+    def with_token() -> str:
+        calls.append(1)
+        return render_template_string("<input value='{{ csrf_token() }}'>")
+
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        for _ in range(2):
+            with app.test_request_context("/", base_url="https://localhost"):
+                g.pop("csrf_token", None)
+                if session_had_token:  # a visitor who opened a form before
+                    session["csrf_token"] = "a" * 40
+                    session.modified = False
+                assert isinstance(with_token(), str)  # as is: no ETag, not stored
+        assert len(calls) == 2
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+@pytest.mark.asvs("V14.2.2")
+def test_page_with_the_csp_nonce_is_never_stored(app: Flask) -> None:
+    from flask import g, render_template_string, request
+
+    @pagecache.cached_public_page
+    def with_nonce() -> str:
+        return render_template_string("<script nonce='{{ csp_nonce() }}'></script>")
+
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        with app.test_request_context("/", base_url="https://localhost"):
+            g.pop("csrf_token", None)
+            request.csp_nonce = "n0nce-for-this-request-only"  # type: ignore[attr-defined]
+            assert isinstance(with_nonce(), str)
+        assert not app.extensions.get("bastion.page_cache")
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()

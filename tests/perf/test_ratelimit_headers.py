@@ -1,0 +1,57 @@
+"""Limits still count on every request; their headers appear on 429s and API answers only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bastion.extensions import limiter
+from bastion.security.access import public
+
+
+@pytest.mark.asvs("V2.4.1")
+def test_throttled_answer_says_when_to_retry(make_app) -> None:  # type: ignore[no-untyped-def]
+    client = make_app().test_client()
+    statuses = [client.post("/csp-report", json={"csp-report": {}}).status_code for _ in range(61)]
+    assert statuses[:60] == [204] * 60
+    assert statuses[-1] == 429
+    resp = client.post("/csp-report", json={"csp-report": {}})
+    assert resp.status_code == 429
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    assert resp.headers["X-RateLimit-Remaining"] == "0"
+    assert resp.headers["X-RateLimit-Limit"] == "60"
+
+
+def test_pages_are_counted_without_reading_the_window_back(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app = make_app()
+    client = app.test_client()
+    reads: list[Any] = []
+    original = limiter.limiter.get_window_stats
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(limiter.limiter, "get_window_stats", counting)
+    ok = client.get("/")
+    assert ok.status_code == 200
+    assert "X-RateLimit-Limit" not in ok.headers
+    assert reads == []  # one storage call per request (the hit), not two
+
+
+def test_api_answers_carry_the_budget(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app()
+
+    @public
+    def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
+    client = app.test_client()
+    client.get("/api/v1/ping-for-test")
+    resp = client.get("/api/v1/ping-for-test")
+    assert resp.status_code == 200
+    assert resp.headers["X-RateLimit-Limit"] == "300"
+    assert resp.headers["X-RateLimit-Remaining"] == "298"
+    assert "Retry-After" not in resp.headers
