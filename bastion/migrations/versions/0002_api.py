@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = "0002_api"
-down_revision = "0001"
+down_revision = "0002_accounts"
 branch_labels = None
 depends_on = None
 
