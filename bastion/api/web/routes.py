@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -24,16 +26,20 @@ def docs() -> ResponseReturnValue:
     return render_template("api/docs.html", info=doc["info"], sections=docs_view(doc))
 
 
+def token_section(user: Any, form: TokenForm | None = None) -> dict[str, Any]:
+    """What ``account/_tokens.html`` needs; shared by this page and the account page."""
+    return {
+        "tokens": pats.list_for(user),
+        "form": form or TokenForm(formdata=None),
+        "revoke_form": EmptyForm(),
+        "active": pats.is_active,
+    }
+
+
 @bp.get("/account/tokens")
 @login_required
 def tokens() -> ResponseReturnValue:
-    return render_template(
-        "api/tokens.html",
-        tokens=pats.list_for(current_user),
-        form=TokenForm(),
-        revoke_form=EmptyForm(),
-        active=pats.is_active,
-    )
+    return render_template("api/tokens.html", **token_section(current_user))
 
 
 @bp.post("/account/tokens")
@@ -52,13 +58,7 @@ def create_token() -> ResponseReturnValue:
         else:
             # Rendered, never flashed: the flash would put the secret in the session cookie.
             return render_template("api/token_created.html", token=created)
-    return render_template(
-        "api/tokens.html",
-        tokens=pats.list_for(current_user),
-        form=form,
-        revoke_form=EmptyForm(),
-        active=pats.is_active,
-    ), 422
+    return render_template("api/tokens.html", **token_section(current_user, form)), 422
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
