@@ -62,13 +62,17 @@ def new_article() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             article = content.create_article(
-                current_user, title=form.title.data or "", body=form.body.data or "",
+                current_user,
+                title=form.title.data or "",
+                body=form.body.data or "",
                 publish=bool(form.publish.data),
             )
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:
-            flash("Your article is published." if article.is_published else "Draft saved.", "success")
+            flash(
+                "Your article is published." if article.is_published else "Draft saved.", "success"
+            )
             return redirect(url_for("content.show_article", article_id=article.id))
     status = INVALID if form.errors else 200
     return render_template("content/edit.html", form=form, article=None), status
@@ -103,7 +107,10 @@ def edit_article(article_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             content.update_article(
-                current_user, article, title=form.title.data or "", body=form.body.data or "",
+                current_user,
+                article,
+                title=form.title.data or "",
+                body=form.body.data or "",
                 publish=bool(form.publish.data),
             )
         except content.ContentError as exc:

@@ -7,7 +7,7 @@ express the role needs; the object checks add ownership.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from flask import abort
 from flask_principal import Permission, RoleNeed
@@ -24,7 +24,7 @@ class Actor(Protocol):
     def has_role(self, name: str) -> bool: ...
 
 
-def _is_user(actor: object) -> bool:
+def _is_user(actor: object) -> TypeGuard[User]:
     return isinstance(actor, User) and actor.is_active
 
 
@@ -32,19 +32,19 @@ def can_read_article(actor: object, article: Article) -> bool:
     if article.is_published:
         return True
     # Drafts: their author and admins only.
-    return _is_user(actor) and (article.author_id == actor.id or actor.has_role("admin"))  # type: ignore[attr-defined]
+    return _is_user(actor) and (article.author_id == actor.id or actor.has_role("admin"))
 
 
 def can_create_article(actor: object) -> bool:
-    return _is_user(actor) and actor.has_role("editor")  # type: ignore[attr-defined]
+    return _is_user(actor) and actor.has_role("editor")
 
 
 def can_edit_article(actor: object, article: Article) -> bool:
     if not _is_user(actor):
         return False
-    if actor.has_role("admin"):  # type: ignore[attr-defined]
+    if actor.has_role("admin"):
         return True
-    return actor.has_role("editor") and article.author_id == actor.id  # type: ignore[attr-defined]
+    return actor.has_role("editor") and article.author_id == actor.id
 
 
 can_delete_article = can_edit_article
@@ -58,14 +58,14 @@ def can_edit_comment(actor: object, comment: Comment) -> bool:
     """Authors edit their own; admins may edit any (SPEC role table)."""
     if not _is_user(actor):
         return False
-    return comment.author_id == actor.id or actor.has_role("admin")  # type: ignore[attr-defined]
+    return comment.author_id == actor.id or actor.has_role("admin")
 
 
 def can_delete_comment(actor: object, comment: Comment) -> bool:
     """Authors delete their own; editors and admins moderate."""
     if not _is_user(actor):
         return False
-    return comment.author_id == actor.id or actor.has_role("editor")  # type: ignore[attr-defined]
+    return comment.author_id == actor.id or actor.has_role("editor")
 
 
 def require(allowed: bool, *, hide: bool = False) -> None:

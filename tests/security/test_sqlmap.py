@@ -37,14 +37,31 @@ def test_sqlmap_finds_no_injection_in_search(live_server, tmp_path: Path, pg_bas
         for title in ("Security notes", "Flask tips", "Testing with sqlmap"):
             ArticleFactory(title=title)
     cmd = [
-        *_sqlmap(), "-u", f"{live.url}/articles?q=Flask", "-p", "q",
-        "--batch", "--level", "2", "--risk", "1", "--technique", "BEUT",
-        "--time-sec", "2", "--threads", "2", "--flush-session", "--disable-coloring",
-        "--output-dir", str(tmp_path / "sqlmap"),
+        *_sqlmap(),
+        "-u",
+        f"{live.url}/articles?q=Flask",
+        "-p",
+        "q",
+        "--batch",
+        "--level",
+        "2",
+        "--risk",
+        "1",
+        "--technique",
+        "BEUT",
+        "--time-sec",
+        "2",
+        "--threads",
+        "2",
+        "--flush-session",
+        "--disable-coloring",
+        "--output-dir",
+        str(tmp_path / "sqlmap"),
     ]
     with rate_limits_off():  # thousands of requests from one address, on purpose
-        result: Any = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S,
-                                     check=False)
+        result: Any = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+        )
     out = result.stdout + result.stderr
     assert "all tested parameters do not appear to be injectable" in out, out[-3000:]
     assert "identified the following injection point" not in out

@@ -23,14 +23,19 @@ def test_rate_limit_breaches_are_counted_and_sampled(app: Flask) -> None:
         client = app.test_client()
         token = csrf_token(client, "/auth/login")
         statuses = [
-            client.post("/auth/login", data={"csrf_token": token, "username": "x",
-                                             "password": "not the password"}).status_code
+            client.post(
+                "/auth/login",
+                data={"csrf_token": token, "username": "x", "password": "not the password"},
+            ).status_code
             for _ in range(15)
         ]
     finally:
         counters._sinks.remove(sink)
     assert statuses.count(429) == 5
     assert seen.count("rate_limited") == 5
-    rows = list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "ratelimit.hit")))
+    rows = list(
+        db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "ratelimit.hit"))
+    )
     assert len(rows) == 1
-    assert rows[0].details["endpoint"] == "auth.login" and rows[0].ip == "127.0.0.1"
+    assert rows[0].details["endpoint"] == "auth.login"
+    assert rows[0].ip == "127.0.0.1"

@@ -33,8 +33,13 @@ def token(client: FlaskClient) -> str:
     raise AssertionError("no page offered a CSRF token")
 
 
-def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None,
-         csrf: str | None = None, **kwargs: Any) -> TestResponse:
+def post(
+    client: FlaskClient,
+    path: str,
+    data: dict[str, Any] | None = None,
+    csrf: str | None = None,
+    **kwargs: Any,
+) -> TestResponse:
     """POST a form as the site's own page would (with the CSRF token)."""
     body = {"csrf_token": csrf or token(client), **(data or {})}
     return client.post(path, data=body, **kwargs)
