@@ -31,7 +31,7 @@ WINDOWS: dict[str, tuple[timedelta, str]] = {
     "90d": (timedelta(days=90), "day"),
 }
 DEFAULT_WINDOW = "24h"
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 180, 36, 22, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 360, 160, 26, 18, 8
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _chart(event: str, title: str, values: dict[str, int], keys: list[tuple[str,
                 value=value,
             )
         )
-    tick_every = max(1, n // 6)
+    tick_every = max(1, -(-n // 4))
     ticks = [
         (round(LEFT + i * slot + slot / 2, 2), label)
         for i, (_, label) in enumerate(keys)

@@ -29,6 +29,7 @@ class AuditFilterForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no ty
         "Event",
         validators=[Optional(), Length(max=64)],
         description="Exact name, or a prefix ending in * such as login.*",
+        render_kw={"list": "known-events"},
     )
     since = DateField("From (UTC)", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To (UTC)", validators=[Optional()], format="%Y-%m-%d")
