@@ -13,7 +13,7 @@ from tests.support.roles import client_for, post
 
 def test_editor_writes_publishes_and_edits_an_article(app: Flask) -> None:
     editor = UserFactory(role_name="editor")
-    client = client_for(app, editor)
+    client = client_for(app, editor, via_form=True)  # the whole journey, sign-in included
     resp = post(client, "/articles/new", {"title": "Hello world", "body": "Some **bold** text"})
     assert resp.status_code == 302
     article = db.session.scalar(db.select(Article))
