@@ -25,7 +25,7 @@ def _events(name: str) -> list[AuditEvent]:
     return list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == name)))
 
 
-@pytest.mark.asvs("V8.2.1", "V16.3.1", "V16.2.1")
+@pytest.mark.asvs("V8.2.1", "V16.3.3", "V16.2.1")
 def test_admin_changes_a_role_and_it_is_audited(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
     someone = UserFactory()
@@ -73,7 +73,7 @@ def test_an_admin_can_step_down_when_another_remains(app: Flask) -> None:
     assert _user(boss.id).role_name == "editor"
 
 
-@pytest.mark.asvs("V7.4.2", "V16.3.1")
+@pytest.mark.asvs("V7.4.2", "V7.4.5", "V16.3.3")
 def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     victim = UserFactory(role_name="editor")
     victim_client = client_for(app, victim)
@@ -102,7 +102,7 @@ def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     assert _events("user.enabled")
 
 
-@pytest.mark.asvs("V7.4.2")
+@pytest.mark.asvs("V7.4.5")
 def test_sign_out_everywhere(app: Flask) -> None:
     victim = UserFactory()
     first, second = client_for(app, victim), client_for(app, victim)

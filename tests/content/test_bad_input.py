@@ -27,7 +27,7 @@ BAD_ARTICLES = [
 ]
 
 
-@pytest.mark.asvs("V1.5.1", "V2.2.1")
+@pytest.mark.asvs("V2.2.1", "V2.2.2", "V1.3.3")
 @pytest.mark.parametrize(("data", "message"), BAD_ARTICLES)
 def test_bad_article_is_refused_with_a_message(
     app: Flask, data: dict[str, str], message: str
@@ -99,6 +99,7 @@ def test_oversized_request_is_refused_whole(app: Flask) -> None:
         "| a | b |\n|---|\n| 1 | 2 | 3 |",
     ],
 )
+@pytest.mark.asvs("V1.3.5")
 def test_odd_markdown_is_stored_and_rendered_safely(app: Flask, source: str) -> None:
     client = client_for(app, UserFactory(role_name="editor"))
     resp = post(client, "/articles/new", {"title": "Odd", "body": source, "publish": "y"})
@@ -153,7 +154,7 @@ def test_unknown_ids_answer_404_with_a_message(app: Flask) -> None:
         assert post(client, path, {"body": "x", "role": "viewer"}).status_code == 404, path
 
 
-@pytest.mark.asvs("V2.2.1")
+@pytest.mark.asvs("V2.2.1", "V15.3.5", "V15.3.7")
 def test_odd_searches_answer_normally(app: Flask) -> None:
     ArticleFactory(title="Something")
     client = client_for(app)

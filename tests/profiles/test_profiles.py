@@ -11,7 +11,7 @@ from tests.factories import ArticleFactory, UserFactory
 from tests.support.roles import client_for
 
 
-@pytest.mark.asvs("V1.2.1", "V1.3.1")
+@pytest.mark.asvs("V1.2.1", "V1.3.1", "V1.3.5")
 def test_profile_shows_sanitised_bio_and_initials_avatar(app: Flask) -> None:
     user = UserFactory(
         username="ada",

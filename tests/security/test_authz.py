@@ -11,7 +11,7 @@ from bastion.security import authz
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 
 
-@pytest.mark.asvs("V8.2.1", "V8.2.2")
+@pytest.mark.asvs("V8.1.1", "V8.2.1", "V8.2.2")
 def test_needs_follow_role_rank_and_ownership(app: Flask) -> None:
     editor = UserFactory(role_name="editor")
     assert authz.role_needs(editor) == {UserNeed(editor.id), RoleNeed("viewer"), RoleNeed("editor")}

@@ -54,7 +54,7 @@ def test_token_of_another_session_or_cross_site_referer_is_refused(app: Flask) -
     assert _count(Comment) == 0
 
 
-@pytest.mark.asvs("V3.5.1")
+@pytest.mark.asvs("V3.5.3")
 def test_get_never_changes_state(app: Flask) -> None:
     article = ArticleFactory()
     client = client_for(app, article.author)
