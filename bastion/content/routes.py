@@ -102,7 +102,7 @@ def _show(article: Article, comment_form: CommentForm, status: int = 200) -> Res
 @editor_required
 def edit_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id)
-    authz.require(authz.can_edit_article(current_user, article))
+    authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
     if form.validate_on_submit():
         try:
@@ -158,7 +158,7 @@ def add_comment(article_id: int) -> ResponseReturnValue:
 @login_required
 def edit_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id)
-    authz.require(authz.can_edit_comment(current_user, comment))
+    authz.require(authz.can_edit_comment(current_user, comment), what=f"edit comment {comment_id}")
     form = CommentForm(data=None if request.method == "POST" else {"body": comment.body})
     if form.validate_on_submit():
         try:

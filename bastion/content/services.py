@@ -127,7 +127,7 @@ def get_article(actor: object, article_id: int) -> Article | None:
 
 
 def create_article(actor: User, *, title: str, body: str, publish: bool = False) -> Article:
-    authz.require(authz.can_create_article(actor))
+    authz.require(authz.can_create_article(actor), what="create article")
     title = _clean_text(title, "title", TITLE_MAX).strip()
     body = _clean_text(body, "body", BODY_MAX)
     article = Article(
@@ -154,7 +154,9 @@ def update_article(
     publish: bool | None = None,
 ) -> Article:
     authz.require(
-        authz.can_edit_article(actor, article), hide=not authz.can_read_article(actor, article)
+        authz.can_edit_article(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"edit article {article.id}",
     )
     if title is not None:
         article.title = _clean_text(title, "title", TITLE_MAX).strip()
@@ -174,7 +176,9 @@ def update_article(
 
 def delete_article(actor: User, article: Article) -> None:
     authz.require(
-        authz.can_delete_article(actor, article), hide=not authz.can_read_article(actor, article)
+        authz.can_delete_article(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"delete article {article.id}",
     )
     if article.author_id != actor.id:
         audit.record("article.deleted_by_admin", details={"article_id": article.id}, commit=False)
@@ -184,7 +188,9 @@ def delete_article(actor: User, article: Article) -> None:
 
 def add_comment(actor: User, article: Article, body: str) -> Comment:
     authz.require(
-        authz.can_comment(actor, article), hide=not authz.can_read_article(actor, article)
+        authz.can_comment(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"comment on article {article.id}",
     )
     comment = Comment(
         article_id=article.id,
@@ -197,14 +203,14 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
 
 
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
-    authz.require(authz.can_edit_comment(actor, comment))
+    authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     comment.body = _clean_text(body, "body", COMMENT_MAX).strip()
     db.session.commit()
     return comment
 
 
 def delete_comment(actor: User, comment: Comment) -> None:
-    authz.require(authz.can_delete_comment(actor, comment))
+    authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
     if comment.author_id != actor.id:
         audit.record("comment.moderated", details={"comment_id": comment.id}, commit=False)
     db.session.delete(comment)

@@ -109,10 +109,16 @@ def can_delete_comment(actor: object, comment: Comment) -> bool:
     return _allows(actor, perm, comment)
 
 
-def require(allowed: bool, *, hide: bool = False) -> None:
-    """Abort unless allowed; ``hide`` answers 404 so private objects are not revealed."""
+def require(allowed: bool, *, hide: bool = False, what: str = "") -> None:
+    """Abort unless allowed; ``hide`` answers 404 so private objects are not revealed.
+
+    ``what`` names the object and action (``"edit article 7"``) for the audit trail.
+    """
     if not allowed:
         from bastion.security import audit
 
-        audit.record("authz.denied", details={"hidden": hide})
+        details: dict[str, object] = {"hidden": hide}
+        if what:
+            details["what"] = what[:100]
+        audit.record("authz.denied", details=details)
         abort(404 if hide else 403)

@@ -79,7 +79,9 @@ def test_denials_are_audited(app: Flask) -> None:
 
     comment = CommentFactory()
     post(client_for(app, UserFactory()), f"/comments/{comment.id}/delete")
-    assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    denied = db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    assert denied is not None
+    assert denied.details == {"hidden": False, "what": f"delete comment {comment.id}"}
 
 
 @pytest.mark.asvs("V8.2.2")
