@@ -45,12 +45,7 @@ def list_articles() -> ResponseReturnValue:
     query = request.args.get("q", "", type=str)
     page = request.args.get("page", 1, type=int)
     results = content.list_articles(current_user, query=query, page=page)
-    drafts = []
-    if current_user.is_authenticated and current_user.has_role("editor") and not query:
-        drafts = content.list_articles(
-            current_user, author_id=current_user.id, published_only=False, per_page=100
-        ).items
-        drafts = [a for a in drafts if not a.is_published]
+    drafts = content.list_drafts(current_user) if not query else []
     return render_template("content/list.html", results=results, query=query, drafts=drafts)
 
 

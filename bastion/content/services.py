@@ -116,6 +116,20 @@ def list_articles(
     return Page(items=list(items), page=page, per_page=per_page, total=total)
 
 
+def list_drafts(actor: object, limit: int = 100) -> list[Article]:
+    """The actor's own unpublished articles, newest first (nobody else's, even for admins)."""
+    if not isinstance(actor, User) or not actor.is_active:
+        return []
+    return list(
+        db.session.scalars(
+            select(Article)
+            .where(Article.author_id == actor.id, Article.status == "draft")
+            .order_by(Article.updated_at.desc(), Article.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def get_article(actor: object, article_id: int) -> Article | None:
     """The article if it exists and the actor may read it; drafts of others look absent."""
     if not 0 < article_id <= ID_MAX:
