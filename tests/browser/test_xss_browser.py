@@ -147,3 +147,26 @@ def test_csp_blocks_what_would_escape(live_server, page) -> None:  # type: ignor
     pg.wait_for_timeout(300)
     assert pg.evaluate("window.__xss") is None
     assert watch.csp_violations, "the browser should report what the CSP blocked"
+
+
+def test_the_checks_catch_an_unescaped_payload(page) -> None:  # type: ignore[no-untyped-def]
+    """Control: a page that echoes payloads raw, without CSP, trips every check above."""
+    from flask import Flask
+
+    from tests.support.browser import serve
+
+    flawed = Flask("flawed")
+
+    @flawed.get("/")
+    def index() -> str:
+        return "<!doctype html><title>t</title><body>" + "".join(PAYLOADS[:20]) + "</body>"
+
+    live = serve(flawed)
+    try:
+        pg, _watch = page
+        problems = _visit(pg, live.url + "/")
+    finally:
+        live.stop()
+    assert any("onerror" in p for p in problems)
+    assert any("script without nonce" in p for p in problems)
+    assert pg.evaluate("window.__xss") == 1
