@@ -154,3 +154,22 @@ def test_user_search_treats_wildcards_literally(app: Flask) -> None:
     html = client.get("/admin/users?q=wonder").get_data(as_text=True)
     assert "alice_1" in html
     assert "No user matches" in client.get("/admin/users?q=%25%25zz").get_data(as_text=True)
+
+
+@pytest.mark.asvs("V15.3.3")
+def test_role_form_sets_only_the_role(app: Flask) -> None:
+    someone = UserFactory(email="someone@example.org")
+    client = client_for(app, UserFactory(role_name="admin"))
+    resp = post(
+        client,
+        f"/admin/users/{someone.id}/role",
+        {"role": "editor", "email": "evil@example.org", "disabled_at": "2001-01-01",
+         "password_hash": "x", "totp_enabled_at": "", "username": "renamed"},
+    )  # fmt: skip
+    assert resp.status_code == 302
+    after = _user(someone.id)
+    assert after.role_name == "editor"
+    assert (after.email, after.username, after.is_active) == (
+        "someone@example.org", someone.username, True,
+    )  # fmt: skip
+    assert after.password_hash == someone.password_hash
