@@ -18,8 +18,17 @@ from bastion.models import AuditEvent, User
 
 PAGE_MAX = 10_000
 EXPORT_MAX = 100_000
-CSV_COLUMNS = ("id", "created_at", "event", "actor_id", "target_user_id", "ip", "user_agent",
-               "request_id", "details")
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "event",
+    "actor_id",
+    "target_user_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+)
 # Spreadsheets run cells starting with these as formulas (CSV injection, OWASP).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,7 +54,7 @@ def resolve_user_id(user: str) -> int | None:
     return found if found is not None else -1
 
 
-def _filtered(f: AuditFilter) -> Select[tuple[AuditEvent]]:
+def _filtered(f: AuditFilter) -> Select[AuditEvent]:
     stmt = select(AuditEvent)
     user_id = resolve_user_id(f.user)
     if user_id is not None:
@@ -88,8 +97,14 @@ def csv_cell(value: object) -> str:
 
 def _row(event: AuditEvent) -> list[str]:
     values = (
-        event.id, event.created_at.isoformat(), event.event, event.actor_id,
-        event.target_user_id, event.ip, event.user_agent, event.request_id,
+        event.id,
+        event.created_at.isoformat(),
+        event.event,
+        event.actor_id,
+        event.target_user_id,
+        event.ip,
+        event.user_agent,
+        event.request_id,
         orjson.dumps(event.details or {}, option=orjson.OPT_SORT_KEYS).decode(),
     )
     return [csv_cell(v) for v in values]

@@ -31,7 +31,7 @@ WINDOWS: dict[str, tuple[timedelta, str]] = {
     "90d": (timedelta(days=90), "day"),
 }
 DEFAULT_WINDOW = "24h"
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 180, 36, 22, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 360, 160, 26, 18, 8
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,9 @@ def _bucket_expr(unit: str) -> Any:
     """The UTC hour or day of an event as text, in the dialect's own functions."""
     col = AuditEvent.created_at
     if db.session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", col), "YYYY-MM-DD HH24" if unit == "hour" else "YYYY-MM-DD")
+        return func.to_char(
+            func.timezone("UTC", col), "YYYY-MM-DD HH24" if unit == "hour" else "YYYY-MM-DD"
+        )
     return func.strftime("%Y-%m-%d %H" if unit == "hour" else "%Y-%m-%d", col)
 
 
@@ -84,7 +86,9 @@ def _bucket_keys(start: datetime, end: datetime, unit: str) -> list[tuple[str, s
     return keys
 
 
-def counts(window: str, now: datetime | None = None) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
+def counts(
+    window: str, now: datetime | None = None
+) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
     """{event: {bucket: count}} for the window, from a single grouped query."""
     length, unit = WINDOWS[window]
     end = (now or utcnow()).astimezone(UTC)
@@ -110,13 +114,30 @@ def _chart(event: str, title: str, values: dict[str, int], keys: list[tuple[str,
     for i, (key, label) in enumerate(keys):
         value = values.get(key, 0)
         h = (value / peak * plot_h) if peak else 0.0
-        bars.append(Bar(x=round(LEFT + i * slot + slot * 0.1, 2), y=round(HEIGHT - BOTTOM - h, 2),
-                        width=round(max(slot * 0.8, 1), 2), height=round(h, 2), label=label, value=value))
-    tick_every = max(1, n // 6)
-    ticks = [(round(LEFT + i * slot + slot / 2, 2), label)
-             for i, (_, label) in enumerate(keys) if i % tick_every == 0]
-    return Chart(event=event, title=title, total=sum(b.value for b in bars), peak=peak, bars=bars,
-                 ticks=ticks)
+        bars.append(
+            Bar(
+                x=round(LEFT + i * slot + slot * 0.1, 2),
+                y=round(HEIGHT - BOTTOM - h, 2),
+                width=round(max(slot * 0.8, 1), 2),
+                height=round(h, 2),
+                label=label,
+                value=value,
+            )
+        )
+    tick_every = max(1, -(-n // 4))
+    ticks = [
+        (round(LEFT + i * slot + slot / 2, 2), label)
+        for i, (_, label) in enumerate(keys)
+        if i % tick_every == 0
+    ]
+    return Chart(
+        event=event,
+        title=title,
+        total=sum(b.value for b in bars),
+        peak=peak,
+        bars=bars,
+        ticks=ticks,
+    )
 
 
 def security_charts(window: str = DEFAULT_WINDOW, now: datetime | None = None) -> list[Chart]:

@@ -10,7 +10,7 @@ from wtforms.validators import Length, Optional
 from bastion.models import ROLE_NAMES
 
 
-class RoleForm(FlaskForm):
+class RoleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     role = SelectField(
         "Role",
         choices=[SelectChoice(name, name.capitalize()) for name in ROLE_NAMES],
@@ -18,7 +18,7 @@ class RoleForm(FlaskForm):
     )
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     """Read-only filters in the query string; there is nothing to forge, so no CSRF token."""
 
     class Meta:
@@ -29,6 +29,7 @@ class AuditFilterForm(FlaskForm):
         "Event",
         validators=[Optional(), Length(max=64)],
         description="Exact name, or a prefix ending in * such as login.*",
+        render_kw={"list": "known-events"},
     )
     since = DateField("From (UTC)", validators=[Optional()], format="%Y-%m-%d")
     until = DateField("To (UTC)", validators=[Optional()], format="%Y-%m-%d")

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -31,8 +40,11 @@ def _target(user_id: int) -> User:
 
 
 def _back() -> ResponseReturnValue:
-    return redirect(url_for("admin.users", q=request.args.get("q", "")) if request.args.get("q")
-                    else url_for("admin.users"))
+    return redirect(
+        url_for("admin.users", q=request.args.get("q", ""))
+        if request.args.get("q")
+        else url_for("admin.users")
+    )
 
 
 @bp.get("/users")
@@ -41,7 +53,11 @@ def users() -> ResponseReturnValue:
     query = request.args.get("q", "", type=str)
     results = admin.search_users(query, page=request.args.get("page", 1, type=int))
     return render_template(
-        "admin/users.html", results=results, query=query, role_form=RoleForm(), action_form=EmptyForm()
+        "admin/users.html",
+        results=results,
+        query=query,
+        role_form=RoleForm(),
+        action_form=EmptyForm(),
     )
 
 
@@ -101,10 +117,15 @@ def sign_out_user(user_id: int) -> ResponseReturnValue:
 def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter]:
     form = AuditFilterForm(formdata=request.args)
     if request.args and not form.validate():
-        abort(400, description="Check the filters: dates are YYYY-MM-DD and texts at most 64 characters.")
+        abort(
+            400,
+            description="Check the filters: dates are YYYY-MM-DD and texts at most 64 characters.",
+        )
     return form, audit_log.AuditFilter(
-        user=form.user.data or "", event=form.event.data or "",
-        since=form.since.data, until=form.until.data,
+        user=form.user.data or "",
+        event=form.event.data or "",
+        since=form.since.data,
+        until=form.until.data,
     )
 
 

@@ -20,7 +20,7 @@ def _too_long(limit: int) -> str:
     return f"Use at most {limit} characters."
 
 
-class ArticleForm(FlaskForm):
+class ArticleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     title = StringField(
         "Title",
         validators=[DataRequired(REQUIRED), Length(max=TITLE_MAX, message=_too_long(TITLE_MAX))],
@@ -35,7 +35,7 @@ class ArticleForm(FlaskForm):
     publish = BooleanField("Published (visible to everyone)")
 
 
-class CommentForm(FlaskForm):
+class CommentForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     body = TextAreaField(
         "Comment",
         validators=[

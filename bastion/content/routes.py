@@ -45,12 +45,7 @@ def list_articles() -> ResponseReturnValue:
     query = request.args.get("q", "", type=str)
     page = request.args.get("page", 1, type=int)
     results = content.list_articles(current_user, query=query, page=page)
-    drafts = []
-    if current_user.is_authenticated and current_user.has_role("editor") and not query:
-        drafts = content.list_articles(
-            current_user, author_id=current_user.id, published_only=False, per_page=100
-        ).items
-        drafts = [a for a in drafts if not a.is_published]
+    drafts = content.list_drafts(current_user) if not query else []
     return render_template("content/list.html", results=results, query=query, drafts=drafts)
 
 
@@ -62,13 +57,17 @@ def new_article() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             article = content.create_article(
-                current_user, title=form.title.data or "", body=form.body.data or "",
+                current_user,
+                title=form.title.data or "",
+                body=form.body.data or "",
                 publish=bool(form.publish.data),
             )
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:
-            flash("Your article is published." if article.is_published else "Draft saved.", "success")
+            flash(
+                "Your article is published." if article.is_published else "Draft saved.", "success"
+            )
             return redirect(url_for("content.show_article", article_id=article.id))
     status = INVALID if form.errors else 200
     return render_template("content/edit.html", form=form, article=None), status
@@ -98,12 +97,15 @@ def _show(article: Article, comment_form: CommentForm, status: int = 200) -> Res
 @editor_required
 def edit_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id)
-    authz.require(authz.can_edit_article(current_user, article))
+    authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
     if form.validate_on_submit():
         try:
             content.update_article(
-                current_user, article, title=form.title.data or "", body=form.body.data or "",
+                current_user,
+                article,
+                title=form.title.data or "",
+                body=form.body.data or "",
                 publish=bool(form.publish.data),
             )
         except content.ContentError as exc:
@@ -151,7 +153,7 @@ def add_comment(article_id: int) -> ResponseReturnValue:
 @login_required
 def edit_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id)
-    authz.require(authz.can_edit_comment(current_user, comment))
+    authz.require(authz.can_edit_comment(current_user, comment), what=f"edit comment {comment_id}")
     form = CommentForm(data=None if request.method == "POST" else {"body": comment.body})
     if form.validate_on_submit():
         try:

@@ -69,7 +69,7 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _visible_articles(actor: object) -> Select[tuple[Article]]:
+def _visible_articles(actor: object) -> Select[Article]:
     stmt = select(Article)
     if isinstance(actor, User) and actor.is_active and actor.has_role("admin"):
         return stmt
@@ -90,7 +90,11 @@ def list_articles(
 ) -> Page:
     page = min(max(1, int(page)), PAGE_MAX)
     per_page = min(max(1, int(per_page)), PAGE_SIZE_MAX)
-    stmt = select(Article).where(Article.status == "published") if published_only else _visible_articles(actor)
+    stmt = (
+        select(Article).where(Article.status == "published")
+        if published_only
+        else _visible_articles(actor)
+    )
     if author_id is not None:
         stmt = stmt.where(Article.author_id == author_id)
     # PostgreSQL refuses NUL inside text; a search for one simply matches nothing else.
@@ -98,7 +102,10 @@ def list_articles(
     if query:
         pattern = f"%{escape_like(query)}%"
         stmt = stmt.where(
-            or_(Article.title.ilike(pattern, escape="\\"), Article.body_md.ilike(pattern, escape="\\"))
+            or_(
+                Article.title.ilike(pattern, escape="\\"),
+                Article.body_md.ilike(pattern, escape="\\"),
+            )
         )
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = db.session.scalars(
@@ -107,6 +114,20 @@ def list_articles(
         .offset((page - 1) * per_page)
     ).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+def list_drafts(actor: object, limit: int = 100) -> list[Article]:
+    """The actor's own unpublished articles, newest first (nobody else's, even for admins)."""
+    if not isinstance(actor, User) or not actor.is_active:
+        return []
+    return list(
+        db.session.scalars(
+            select(Article)
+            .where(Article.author_id == actor.id, Article.status == "draft")
+            .order_by(Article.updated_at.desc(), Article.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def get_article(actor: object, article_id: int) -> Article | None:
@@ -120,7 +141,7 @@ def get_article(actor: object, article_id: int) -> Article | None:
 
 
 def create_article(actor: User, *, title: str, body: str, publish: bool = False) -> Article:
-    authz.require(authz.can_create_article(actor))
+    authz.require(authz.can_create_article(actor), what="create article")
     title = _clean_text(title, "title", TITLE_MAX).strip()
     body = _clean_text(body, "body", BODY_MAX)
     article = Article(
@@ -146,7 +167,11 @@ def update_article(
     body: str | None = None,
     publish: bool | None = None,
 ) -> Article:
-    authz.require(authz.can_edit_article(actor, article), hide=not authz.can_read_article(actor, article))
+    authz.require(
+        authz.can_edit_article(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"edit article {article.id}",
+    )
     if title is not None:
         article.title = _clean_text(title, "title", TITLE_MAX).strip()
         article.slug = slugify(article.title)
@@ -164,7 +189,11 @@ def update_article(
 
 
 def delete_article(actor: User, article: Article) -> None:
-    authz.require(authz.can_delete_article(actor, article), hide=not authz.can_read_article(actor, article))
+    authz.require(
+        authz.can_delete_article(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"delete article {article.id}",
+    )
     if article.author_id != actor.id:
         audit.record("article.deleted_by_admin", details={"article_id": article.id}, commit=False)
     db.session.delete(article)
@@ -172,9 +201,15 @@ def delete_article(actor: User, article: Article) -> None:
 
 
 def add_comment(actor: User, article: Article, body: str) -> Comment:
-    authz.require(authz.can_comment(actor, article), hide=not authz.can_read_article(actor, article))
+    authz.require(
+        authz.can_comment(actor, article),
+        hide=not authz.can_read_article(actor, article),
+        what=f"comment on article {article.id}",
+    )
     comment = Comment(
-        article_id=article.id, author_id=actor.id, body=_clean_text(body, "body", COMMENT_MAX).strip()
+        article_id=article.id,
+        author_id=actor.id,
+        body=_clean_text(body, "body", COMMENT_MAX).strip(),
     )
     db.session.add(comment)
     db.session.commit()
@@ -182,14 +217,14 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
 
 
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
-    authz.require(authz.can_edit_comment(actor, comment))
+    authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     comment.body = _clean_text(body, "body", COMMENT_MAX).strip()
     db.session.commit()
     return comment
 
 
 def delete_comment(actor: User, comment: Comment) -> None:
-    authz.require(authz.can_delete_comment(actor, comment))
+    authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
     if comment.author_id != actor.id:
         audit.record("comment.moderated", details={"comment_id": comment.id}, commit=False)
     db.session.delete(comment)

@@ -30,4 +30,4 @@ def is_safe_next(target: str | None) -> bool:
 def safe_next_url(default_endpoint: str = "main.index") -> str:
     """The request's ``next`` (form or query) when safe, else the default page."""
     target = request.form.get("next") or request.args.get("next")
-    return target if is_safe_next(target) else url_for(default_endpoint)
+    return target if target is not None and is_safe_next(target) else url_for(default_endpoint)

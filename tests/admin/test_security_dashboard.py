@@ -41,10 +41,12 @@ def test_counts_land_in_their_hour_from_a_single_query(app: Flask) -> None:
         event.remove(engine, "before_cursor_execute", count)
     assert len([s for s in statements if "audit_events" in s]) == 1
     failures = charts["login.failure"]
-    assert failures.total == 5 and failures.peak == 3
+    assert failures.total == 5
+    assert failures.peak == 3
     assert [b.value for b in failures.bars if b.value] == [2, 3]
     assert len(failures.bars) in (24, 25)
-    assert charts["csrf.failure"].total == 1 and charts["csp.report"].total == 0
+    assert charts["csrf.failure"].total == 1
+    assert charts["csp.report"].total == 0
 
 
 def test_daily_windows(app: Flask) -> None:
@@ -52,7 +54,8 @@ def test_daily_windows(app: Flask) -> None:
     _events("ratelimit.hit", 1, hours_ago=24 * 20)
     week = {c.event: c for c in dashboard.security_charts("7d")}
     month = {c.event: c for c in dashboard.security_charts("30d")}
-    assert week["ratelimit.hit"].total == 4 and month["ratelimit.hit"].total == 5
+    assert week["ratelimit.hit"].total == 4
+    assert month["ratelimit.hit"].total == 5
     assert len(month["ratelimit.hit"].bars) in (30, 31)
 
 
@@ -61,8 +64,10 @@ def test_page_draws_svg_charts_without_script(app: Flask) -> None:
     _events("csp.report", 2, hours_ago=1)
     client = client_for(app, UserFactory(role_name="admin"))
     html = client.get("/admin/security").get_data(as_text=True)
-    assert html.count("<svg") >= 5 and "<script" not in html
-    assert "CSP violation reports" in html and "2 in the last 24h" in html
+    assert html.count("<svg") >= 5
+    assert "<script" not in html
+    assert "CSP violation reports" in html
+    assert "2 in the last 24h" in html
     assert "Nothing recorded in this window." in html
     for window in ("7d", "30d", "90d", "bogus"):
         assert client.get(f"/admin/security?window={window}").status_code == 200

@@ -66,5 +66,6 @@ def test_form_posted_from_another_origin_is_refused(live_server, page) -> None: 
     with live.app.app_context():
         assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 0
         failures = db.session.scalars(
-            db.select(AuditEvent).where(AuditEvent.event == "csrf.failure")).all()
+            db.select(AuditEvent).where(AuditEvent.event == "csrf.failure")
+        ).all()
         assert len(failures) == 2

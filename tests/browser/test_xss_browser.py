@@ -19,7 +19,8 @@ pytestmark = pytest.mark.browser
 
 DOM_CHECK = """() => {
   const bad = [];
-  const urlAttrs = ['href', 'src', 'action', 'formaction', 'xlink:href', 'data', 'srcdoc', 'poster'];
+  const urlAttrs = ['href', 'src', 'action', 'formaction', 'xlink:href', 'data', 'srcdoc',
+                    'poster'];
   for (const el of document.querySelectorAll('*')) {
     for (const a of el.attributes) {
       const name = a.name.toLowerCase();
@@ -57,8 +58,9 @@ def _seed(app: Any) -> dict[str, Any]:
 
     with app.app_context():
         owner = UserFactory(role_name="admin", username="owner", display_name=PAYLOADS[0][:80])
-        main = content.create_article(owner, title=PAYLOADS[1][:200], body="\n\n".join(PAYLOADS),
-                                      publish=True)
+        main = content.create_article(
+            owner, title=PAYLOADS[1][:200], body="\n\n".join(PAYLOADS), publish=True
+        )
         comment_ids = []
         for n, payload in enumerate(PAYLOADS):
             author = UserFactory(username=f"xss{n}", display_name=payload[:80], bio=payload)
@@ -72,12 +74,13 @@ def _seed(app: Any) -> dict[str, Any]:
 
 def _visit(pg: Any, url: str) -> list[str]:
     resp = pg.goto(url)
-    assert resp is not None and resp.status == 200, url
+    assert resp is not None, url
+    assert resp.status == 200, url
     pg.wait_for_timeout(150)  # let failed images fire their (stripped) onerror handlers
     return [f"{url}: {problem}" for problem in pg.evaluate(DOM_CHECK)]
 
 
-@pytest.mark.asvs("V1.2.1", "V1.2.2", "V1.3.1", "V3.2.2", "V3.4.3")
+@pytest.mark.asvs("V1.2.1", "V1.2.2", "V1.3.1", "V1.3.5", "V3.4.3")
 def test_no_payload_runs_in_any_field(live_server, page) -> None:  # type: ignore[no-untyped-def]
     from tests.factories import PASSWORD
 
@@ -108,8 +111,12 @@ def test_no_payload_runs_in_any_field(live_server, page) -> None:  # type: ignor
     problems += _visit(pg, f"{base}/comments/{ids['comment']}/edit")
     # The textarea breakout is shown back as the text it is.
     assert pg.locator("textarea").first.input_value().startswith("</textarea><script>")
-    for url in (f"{base}/articles/{ids['article']}/edit", f"{base}/admin/users",
-                f"{base}/admin/users?page=2", f"{base}/admin/audit"):
+    for url in (
+        f"{base}/articles/{ids['article']}/edit",
+        f"{base}/admin/users",
+        f"{base}/admin/users?page=2",
+        f"{base}/admin/audit",
+    ):
         problems += _visit(pg, url)
     assert not problems, "\n".join(problems[:30])
     assert pg.evaluate("window.__xss") is None
@@ -140,3 +147,26 @@ def test_csp_blocks_what_would_escape(live_server, page) -> None:  # type: ignor
     pg.wait_for_timeout(300)
     assert pg.evaluate("window.__xss") is None
     assert watch.csp_violations, "the browser should report what the CSP blocked"
+
+
+def test_the_checks_catch_an_unescaped_payload(page) -> None:  # type: ignore[no-untyped-def]
+    """Control: a page that echoes payloads raw, without CSP, trips every check above."""
+    from flask import Flask
+
+    from tests.support.browser import serve
+
+    flawed = Flask("flawed")
+
+    @flawed.get("/")
+    def index() -> str:
+        return "<!doctype html><title>t</title><body>" + "".join(PAYLOADS[:20]) + "</body>"
+
+    live = serve(flawed)
+    try:
+        pg, _watch = page
+        problems = _visit(pg, live.url + "/")
+    finally:
+        live.stop()
+    assert any("onerror" in p for p in problems)
+    assert any("script without nonce" in p for p in problems)
+    assert pg.evaluate("window.__xss") == 1

@@ -20,11 +20,17 @@ def _count(model: type) -> int:
 def test_post_without_a_valid_token_is_refused(app: Flask, csrf: str | None) -> None:
     article = ArticleFactory()
     client = client_for(app, article.author)
-    data = {"title": "x", "body": "y"} if csrf is None else {"title": "x", "body": "y", "csrf_token": csrf}
+    data = (
+        {"title": "x", "body": "y"}
+        if csrf is None
+        else {"title": "x", "body": "y", "csrf_token": csrf}
+    )
     resp = client.post("/articles/new", data=data)
     assert resp.status_code == 400
     assert "sent from another site" in resp.get_data(as_text=True)
-    resp = client.post(f"/articles/{article.id}/delete", data={} if csrf is None else {"csrf_token": csrf})
+    resp = client.post(
+        f"/articles/{article.id}/delete", data={} if csrf is None else {"csrf_token": csrf}
+    )
     assert resp.status_code == 400
     assert _count(Article) == 1
     assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "csrf.failure"))
@@ -39,18 +45,23 @@ def test_token_of_another_session_or_cross_site_referer_is_refused(app: Flask) -
     resp = victim.post(f"/articles/{article.id}/comments", data={"body": "x", "csrf_token": stolen})
     assert resp.status_code == 400
     # A real token, but the request comes from another site (HTTPS Referer check).
-    resp = victim.post(f"/articles/{article.id}/comments",
-                       data={"body": "x", "csrf_token": token(victim)},
-                       headers={"Referer": "https://evil.test/attack"})
+    resp = victim.post(
+        f"/articles/{article.id}/comments",
+        data={"body": "x", "csrf_token": token(victim)},
+        headers={"Referer": "https://evil.test/attack"},
+    )
     assert resp.status_code == 400
     assert _count(Comment) == 0
 
 
-@pytest.mark.asvs("V3.5.1")
+@pytest.mark.asvs("V3.5.3")
 def test_get_never_changes_state(app: Flask) -> None:
     article = ArticleFactory()
     client = client_for(app, article.author)
-    for path in (f"/articles/{article.id}/delete", f"/comments/1/delete",
-                 f"/admin/users/{article.author_id}/disable"):
+    for path in (
+        f"/articles/{article.id}/delete",
+        "/comments/1/delete",
+        f"/admin/users/{article.author_id}/disable",
+    ):
         assert client.get(path).status_code == 405
     assert _count(Article) == 1

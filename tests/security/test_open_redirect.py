@@ -53,9 +53,9 @@ def test_login_ignores_hostile_next(app: Flask) -> None:
     with rate_limits_off():
         for target in HOSTILE:
             resp = client.get("/auth/login", query_string={"next": target})
-            assert resp.status_code == 302 and resp.headers["Location"] == "/", target
+            assert (resp.status_code, resp.headers["Location"]) == (302, "/"), target
             resp = client.post("/auth/login", data={"next": target, "csrf_token": token})
-            assert resp.status_code == 302 and resp.headers["Location"] == "/", target
+            assert (resp.status_code, resp.headers["Location"]) == (302, "/"), target
 
 
 @pytest.mark.asvs("V3.7.2")

@@ -13,14 +13,36 @@ from werkzeug.test import TestResponse
 from tests.support.auth import CSRF_RE, AuthActions
 
 
-def client_for(app: Flask, user: Any = None) -> FlaskClient:
-    """A new browser-like client, signed in as ``user`` through the real login form."""
+def client_for(app: Flask, user: Any = None, *, via_form: bool = False) -> FlaskClient:
+    """A new browser-like client, signed in as ``user``.
+
+    By default the session is started with ``start_session``, the very call the login view
+    makes after checking the password; that skips only the deliberately slow Argon2 check
+    (about a second here), which the login tests cover. ``via_form=True`` uses the form.
+    """
+    from flask import session
+
+    from bastion.auth.sessions import start_session
     from tests.factories import PASSWORD
 
     client = app.test_client()
-    if user is not None:
+    if user is None:
+        return client
+    if via_form:
         resp = AuthActions(client).login(user.username, PASSWORD)
         assert resp.status_code == 302, f"login of {user.username} failed"
+        return client
+    with app.test_request_context("/auth/login", base_url="https://localhost"):
+        start_session(user)
+        value = app.session_interface.get_signing_serializer(app).dumps(dict(session))  # type: ignore[attr-defined]
+    client.set_cookie(
+        app.config["SESSION_COOKIE_NAME"],
+        value,
+        domain="localhost",
+        secure=True,
+        httponly=True,
+        samesite="Lax",
+    )
     return client
 
 
@@ -33,8 +55,13 @@ def token(client: FlaskClient) -> str:
     raise AssertionError("no page offered a CSRF token")
 
 
-def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None,
-         csrf: str | None = None, **kwargs: Any) -> TestResponse:
+def post(
+    client: FlaskClient,
+    path: str,
+    data: dict[str, Any] | None = None,
+    csrf: str | None = None,
+    **kwargs: Any,
+) -> TestResponse:
     """POST a form as the site's own page would (with the CSRF token)."""
     body = {"csrf_token": csrf or token(client), **(data or {})}
     return client.post(path, data=body, **kwargs)
