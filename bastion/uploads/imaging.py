@@ -27,6 +27,9 @@ ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
 JPEG_QUALITY = 85
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow only warns between one and two times its limit; make that a refusal process-wide
+# (set once here: ``warnings.catch_warnings`` per call would not be thread-safe).
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,12 @@ def process(data: bytes, *, kind: str) -> CleanImage:
     if fmt is None:
         raise NOT_AN_IMAGE
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
-                _check_dimensions(im)
-                frames = _decoded_frames(im)
-                if kind == "avatar":
-                    return _avatar(frames[0])
-                return _article_image(fmt, frames, im.info.get("loop", 0))
+        with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
+            _check_dimensions(im)
+            frames = _decoded_frames(im)
+            if kind == "avatar":
+                return _avatar(frames[0])
+            return _article_image(fmt, frames, im.info.get("loop", 0))
     except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

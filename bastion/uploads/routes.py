@@ -115,10 +115,7 @@ def upload_avatar() -> ResponseReturnValue:
     if stored:
         flash("Your profile photo is updated.", "success")
         return redirect(_back(url_for("uploads.upload_avatar")))
-    avatar = services.get_upload(_actor().avatar_id or "")
-    return render_template(
-        "uploads/avatar.html", form=form, avatar=avatar, delete_form=EmptyForm()
-    ), status
+    return render_template("uploads/avatar.html", form=form), status
 
 
 @bp.route("/articles/<int:article_id>/images", methods=["GET", "POST"])
@@ -140,7 +137,6 @@ def upload_article_image(article_id: int) -> ResponseReturnValue:
         article=article,
         images=services.article_images(article),
         image_form=form,
-        delete_form=EmptyForm(),
     ), status
 
 

@@ -10,6 +10,9 @@ from PIL import Image
 from bastion.uploads import imaging
 from tests.uploads import corpus
 
+# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error.
+pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+
 
 @pytest.mark.asvs("V5.2.2", "V1.3.4")
 @pytest.mark.parametrize(

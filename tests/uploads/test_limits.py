@@ -142,3 +142,18 @@ def test_uploads_are_rate_limited_per_user(
     resp = post_file(client, AVATAR, corpus.png())
     assert resp.status_code == 429
     assert resp.headers["Retry-After"]
+
+
+def test_upload_settings_come_from_the_environment(
+    make_app,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("BASTION_MAX_UPLOAD_MB", "2")
+    monkeypatch.setenv("BASTION_UPLOAD_QUOTA_FILES", "9")
+    monkeypatch.setenv("BASTION_UPLOAD_QUOTA_MB", "7")
+    monkeypatch.setenv("BASTION_UPLOAD_RATE_LIMIT", "5 per minute")
+    cfg = make_app(READ_ENV=True).config
+    assert cfg["MAX_UPLOAD_BYTES"] == 2 * 1024 * 1024
+    assert cfg["UPLOAD_QUOTA_FILES"] == 9
+    assert cfg["UPLOAD_QUOTA_BYTES"] == 7 * 1024 * 1024
+    assert cfg["UPLOAD_RATE_LIMIT"] == "5 per minute"

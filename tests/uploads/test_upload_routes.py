@@ -21,6 +21,9 @@ from tests.uploads.conftest import (
     upload_count,
 )
 
+# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error.
+pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+
 
 def _images(article: Article) -> str:
     return f"/articles/{article.id}/images"
