@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -148,7 +147,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop(self.proc)
+            stop(self.proc, signal.SIGINT)  # gunicorn's quick shutdown; tests need no grace
         if self._log is not None:
             self._log.close()
 
@@ -381,7 +380,3 @@ class WebClient:
         token = self.csrf("/auth/login", **kwargs)
         data = {"username": username, "password": password, "csrf_token": token}
         return self.post("/auth/login", data=data, **kwargs)
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line for line in text.splitlines() if line.strip())
