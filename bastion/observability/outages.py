@@ -54,7 +54,7 @@ def database_unavailable(exc: Exception) -> Response:
 
     try:
         db.session.rollback()
-    except Exception:  # noqa: BLE001 - the connection is already gone
+    except Exception:  # the connection is already gone
         log.debug("rollback after database outage failed", exc_info=True)
     return handle_http_exception(
         ServiceUnavailable(
@@ -66,15 +66,16 @@ def database_unavailable(exc: Exception) -> Response:
 
 def refuse_credentials_without_limiter() -> None:
     """before_request: credential checks need the shared rate-limit store (fail closed)."""
-    if request.method in SAFE_METHODS or not current_app.config.get("REDIS_URL"):
+    cfg = current_app.config
+    if request.method in SAFE_METHODS or not cfg.get("REDIS_URL") or not cfg["RATELIMIT_ENABLED"]:
         return
-    if not request.path.startswith(current_app.config["RATELIMIT_FAIL_CLOSED_PATHS"]):
+    if not request.path.startswith(cfg["RATELIMIT_FAIL_CLOSED_PATHS"]):
         return
     from bastion.extensions import limiter
 
     try:
         reachable = bool(limiter.storage.check())
-    except Exception:  # noqa: BLE001 - any storage error means "cannot count attempts"
+    except Exception:  # any storage error means "cannot count attempts"
         reachable = False
     if reachable:
         return

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -148,7 +147,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop(self.proc)
+            stop(self.proc, signal.SIGINT)  # gunicorn's quick shutdown; tests need no grace
         if self._log is not None:
             self._log.close()
 
@@ -277,7 +276,8 @@ class TcpForwarder:
     """A TCP proxy to PostgreSQL that can be switched off and on: an outage we control.
 
     Stopping closes the listening socket AND every open connection, as a database restart
-    does; starting listens on the same port again.
+    does; starting listens on the same port again. ``blackhole=True`` accepts connections and
+    never answers, like a database host lost behind a network partition.
     """
 
     def __init__(self, target: tuple[str, int]) -> None:
@@ -286,8 +286,10 @@ class TcpForwarder:
         self._server: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.blackhole = False
 
-    def start(self) -> TcpForwarder:
+    def start(self, *, blackhole: bool = False) -> TcpForwarder:
+        self.blackhole = blackhole
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", self.port))
@@ -315,11 +317,16 @@ class TcpForwarder:
                 client, _ = server.accept()
             except OSError:
                 return
+            if self.blackhole:
+                with self._lock:
+                    self._conns.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=3)
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)
             with self._lock:
                 self._conns.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
@@ -381,7 +388,3 @@ class WebClient:
         token = self.csrf("/auth/login", **kwargs)
         data = {"username": username, "password": password, "csrf_token": token}
         return self.post("/auth/login", data=data, **kwargs)
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line for line in text.splitlines() if line.strip())

@@ -160,7 +160,6 @@ def server(
         workers=2,
         threads=1,
     )
-    instance.multiproc = multiproc  # type: ignore[attr-defined]
     try:
         yield instance.start()
     finally:
@@ -223,7 +222,8 @@ def test_gunicorn_workers_export_summed_counters(
         == 11
     )
     # Both workers wrote values: what /metrics showed is the sum over processes.
-    pids = {p.stem.rsplit("_", 1)[-1] for p in server.multiproc.glob("counter_*.db")}  # type: ignore[attr-defined]
+    multiproc = Path(server.env["PROMETHEUS_MULTIPROC_DIR"])
+    pids = {p.stem.rsplit("_", 1)[-1] for p in multiproc.glob("counter_*.db")}
     assert len(pids) >= 2, pids
     assert "alice" not in resp.text
     assert "@" not in resp.text

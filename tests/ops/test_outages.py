@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from flask import Flask
@@ -19,6 +20,7 @@ from tests.ops.conftest import SharedState
 from tests.ops.processes import Gunicorn, TcpForwarder, ThrowawayRedis, WebClient
 from tests.support.auth import csrf_token
 
+T = TypeVar("T")
 # Bounded: connect_timeout is 3 s; an outage must be reported well before a client gives up.
 MAX_OUTAGE_ANSWER_SECONDS = 8
 
@@ -49,7 +51,7 @@ def proxied_app(
             db.engine.dispose()
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     started = time.monotonic()
     result = fn()
     return result, time.monotonic() - started
@@ -73,24 +75,24 @@ def test_database_outage_gives_quick_503s_and_recovers_without_restart(
 
     probe_client = app.test_client()  # like a kubelet: no cookies
     ready, took = _timed(lambda: probe_client.get("/readyz"))
-    assert ready.status_code == 503  # type: ignore[attr-defined]
+    assert ready.status_code == 503
     assert took < MAX_OUTAGE_ANSWER_SECONDS
-    assert ready.get_json()["checks"]["database"] == "unavailable"  # type: ignore[attr-defined]
+    assert ready.get_json()["checks"]["database"] == "unavailable"
 
     page, took = _timed(lambda: client.get("/"))
     assert took < MAX_OUTAGE_ANSWER_SECONDS
-    assert page.status_code == 503  # type: ignore[attr-defined]
-    assert page.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
-    assert b"temporarily unavailable" in page.data  # type: ignore[attr-defined]
-    assert b"OperationalError" not in page.data  # type: ignore[attr-defined]
-    assert b"psycopg" not in page.data  # type: ignore[attr-defined]
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "5"
+    assert b"temporarily unavailable" in page.data
+    assert b"OperationalError" not in page.data
+    assert b"psycopg" not in page.data
 
     api, took = _timed(lambda: client.get("/api/v1/probe"))
     assert took < MAX_OUTAGE_ANSWER_SECONDS
-    assert api.status_code == 503  # type: ignore[attr-defined]
-    assert api.mimetype == "application/problem+json"  # type: ignore[attr-defined]
-    assert api.get_json()["status"] == 503  # type: ignore[attr-defined]
-    assert api.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
+    assert api.status_code == 503
+    assert api.mimetype == "application/problem+json"
+    assert api.get_json()["status"] == 503
+    assert api.headers["Retry-After"] == "5"
 
     forwarder.start()  # the database is back; the app is the same process, never restarted
 
@@ -102,6 +104,32 @@ def test_database_outage_gives_quick_503s_and_recovers_without_restart(
     # The session made before the outage still works: nothing was lost.
     resp = client.get("/auth/login")
     assert resp.status_code == 302
+
+
+@pytest.mark.postgres
+@pytest.mark.asvs("V16.5.2")
+def test_database_that_never_answers_is_a_bounded_503_not_a_hang(
+    proxied_app: tuple[Flask, TcpForwarder],
+) -> None:
+    app, forwarder = proxied_app
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    forwarder.stop()
+    forwarder.start(blackhole=True)  # connections are accepted, nothing ever comes back
+
+    ready, took = _timed(lambda: client.get("/readyz"))
+    assert ready.status_code == 503
+    assert took < MAX_OUTAGE_ANSWER_SECONDS
+    api, took = _timed(lambda: client.get("/api/v1/probe"))
+    assert api.status_code == 503
+    assert took < MAX_OUTAGE_ANSWER_SECONDS
+
+    forwarder.stop()
+    forwarder.start()
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the app did not recover after the partition"
+        time.sleep(0.2)
 
 
 # -------------------------------------------------------------------------------- Redis ---
