@@ -33,7 +33,8 @@ def _user(username: str) -> User:
 def list_users() -> None:
     """One line per account: name, email, role, state."""
     for user in db.session.scalars(select(User).order_by(User.username)):
-        state = "disabled" if user.disabled_at else ("active" if user.email_confirmed_at else "unconfirmed")
+        confirmed = "active" if user.email_confirmed_at else "unconfirmed"
+        state = "disabled" if user.disabled_at else confirmed
         twofa = "2fa" if user.has_2fa else "-"
         click.echo(f"{user.username}\t{user.email}\t{user.role_name}\t{state}\t{twofa}")
 

@@ -39,7 +39,8 @@ def normalise_password(raw: str) -> str:
 def username_problem(raw: str) -> str | None:
     name = canonical_username(raw)
     if not USERNAME_RE.match(name):
-        return "Use 3 to 32 letters, digits, '-' or '_', starting and ending with a letter or digit."
+        return ("Use 3 to 32 letters, digits, '-' or '_', starting and ending with a letter "
+                "or digit.")
     return None
 
 

@@ -151,10 +151,10 @@ def revoke_session(user_id: int, session_id: int) -> bool:
 def forget_cached_identity() -> None:
     """before_request (first of all): resolve the user from this request's cookie only.
 
-    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to the app context. A server gives
-    each request a fresh context, but code that runs requests inside one shared context (the
-    test client under a held app context, a batch job) would otherwise carry one request's
-    user into the next.
+    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to
+    the app context. A server gives each request a fresh context, but code that runs
+    requests inside one shared context (the test client under a held app context, a batch
+    job) would otherwise carry one request's user into the next.
     """
     csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
     for name in ("_login_user", "session_record", "identity", csrf_cache):
