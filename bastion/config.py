@@ -123,6 +123,8 @@ class BaseConfig:
     MAIL_SENDER = "Bastion <no-reply@localhost>"
     # Without MAIL_URL, messages are written here (and to the log) instead of being sent.
     OUTBOX_DIR: str | None = None
+    # Deliver after the response is decided, so replies take the same time with or without mail.
+    MAIL_BACKGROUND = True
     SENTRY_DSN: str | None = None
     METRICS_TOKEN: str | None = None
     REQUIRE_2FA_ROLES = "admin"
@@ -149,6 +151,7 @@ class TestingConfig(BaseConfig):
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    MAIL_BACKGROUND = False  # tests read the mailbox right after the request
     RATELIMIT_ENABLED = True
 
 

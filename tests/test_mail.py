@@ -44,3 +44,19 @@ def test_without_mail_url_messages_go_to_the_outbox_and_log(app: Any, caplog: An
                   url="https://localhost/auth/reset/tok", minutes=60)
     assert outbox.link("outboxed@example.org", "/auth/reset/") == "/auth/reset/tok"
     assert any(getattr(r, "body", "") for r in caplog.records)
+
+
+def test_background_delivery_reaches_the_server(make_app: Any, smtp_server: Any) -> None:
+    import time
+
+    app = make_app(MAIL_URL=smtp_server.url, MAIL_BACKGROUND=True)
+    with app.test_request_context():
+        from bastion.mail import send_mail
+        from tests.factories import UserFactory
+
+        user = UserFactory(username="later", email="later@example.org")
+        send_mail(user.email, "Reset your password", "reset", user=user, url="u", minutes=60)
+    deadline = time.monotonic() + 5
+    while not smtp_server.mailbox.to("later@example.org") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert smtp_server.mailbox.last_to("later@example.org")["Subject"] == "Reset your password"

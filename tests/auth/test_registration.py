@@ -105,3 +105,15 @@ def test_registration_page_shows_strength_hint(client: FlaskClient) -> None:
     page = client.get("/auth/register")
     assert b"passphrase" in page.data and b"breached" in page.data
     assert PASSWORD  # fixture password stays valid
+
+
+@pytest.mark.asvs("V6.4.1")
+def test_registering_again_unconfirmed_resends_the_confirmation(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    post_form(client, "/auth/register", NEW)
+    post_form(client, "/auth/register", {**NEW, "username": "newbie2"})
+    mails = outbox.to("newbie@example.org")
+    assert len(mails) == 2
+    assert all("Confirm your email" in str(m["Subject"]) for m in mails)
+    assert _users() == 1
