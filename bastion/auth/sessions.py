@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from bastion.extensions import db, login_manager
 from bastion.models import RefreshToken, User, UserSession, utcnow
+from bastion.models.base import affected_rows
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -79,7 +80,7 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     )
     if except_id is not None:
         stmt = stmt.where(UserSession.id != except_id)
-    count = db.session.execute(stmt).rowcount
+    count = affected_rows(db.session.execute(stmt))
     # API refresh tokens are sessions too: they die with the rest.
     db.session.execute(
         update(RefreshToken)
@@ -88,7 +89,7 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     )
     if commit:
         db.session.commit()
-    return int(count or 0)
+    return count
 
 
 def is_live(record: UserSession, now: datetime) -> bool:
@@ -138,12 +139,12 @@ def list_sessions(user_id: int) -> list[UserSession]:
 
 def revoke_session(user_id: int, session_id: int) -> bool:
     """Revoke one of the user's own sessions; False when it is not theirs or already gone."""
-    count = db.session.execute(
+    count = affected_rows(db.session.execute(
         update(UserSession)
         .where(UserSession.id == session_id, UserSession.user_id == user_id,
                UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    ).rowcount
+    ))
     db.session.commit()
     return bool(count)
 
