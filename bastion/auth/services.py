@@ -13,6 +13,9 @@ from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
 MIN_PASSWORD, MAX_PASSWORD = 12, 128
+# Words an attacker tries first against this site (ASVS V6.1.2, documented in
+# docs/authentication.md); the username and the email's local part are added per user.
+CONTEXT_WORDS = ("bastion",)
 
 
 class AccountError(ValueError):
@@ -57,6 +60,8 @@ def password_problem(password: str, *, username: str = "", email: str = "") -> s
     for context in (canonical_username(username), canonical_email(email).split("@")[0]):
         if len(context) >= 3 and context.casefold() in lowered:
             return "Your password must not contain your username or email address."
+    if any(word in lowered for word in CONTEXT_WORDS):
+        return "Your password must not contain the name of this site."
     from bastion.security import breached
 
     if breached.is_common(pw):

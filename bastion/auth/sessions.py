@@ -118,12 +118,17 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
-def mark_reauthenticated() -> None:
-    """Record a fresh password (and 2FA) check on the current session."""
-    record = current_record()
-    if record is not None:
-        record.reauth_at = utcnow()
-        db.session.commit()
+def reauthenticated(user: User) -> None:
+    """After a fresh password (and 2FA) check: a new session id, the old one revoked.
+
+    Re-authentication is a sign-in, so it rotates the session like one (ASVS V7.2.4); a
+    cookie copied before it is worthless afterwards.
+    """
+    old = current_record()
+    remember = old.remember if old is not None else False
+    if old is not None:
+        old.revoked_at = utcnow()
+    start_session(user, remember=remember, reauthenticated=True)
 
 
 def list_sessions(user_id: int) -> list[UserSession]:

@@ -117,3 +117,10 @@ def test_registering_again_unconfirmed_resends_the_confirmation(
     assert len(mails) == 2
     assert all("Confirm your email" in str(m["Subject"]) for m in mails)
     assert _users() == 1
+
+
+@pytest.mark.asvs("V6.1.2", "V6.2.11")
+def test_the_site_name_is_a_banned_context_word(client: FlaskClient) -> None:
+    pw = "my Bastion password 77"
+    resp = post_form(client, "/auth/register", {**NEW, "password": pw, "confirm": pw})
+    assert resp.status_code == 422 and b"name of this site" in resp.data
