@@ -32,6 +32,7 @@ def new_password_field(label: str = "Password") -> PasswordField:
             Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
         ],
         description=PASSWORD_HINT,
+        render_kw={"data-password-hint": ""},
     )
 
 
