@@ -144,6 +144,8 @@ def list_sessions(user_id: int) -> list[UserSession]:
 
 def revoke_session(user_id: int, session_id: int) -> bool:
     """Revoke one of the user's own sessions; False when it is not theirs or already gone."""
+    if not 0 < session_id < 2**31:  # outside the column's range: PostgreSQL would refuse it
+        return False
     count = affected_rows(db.session.execute(
         update(UserSession)
         .where(UserSession.id == session_id, UserSession.user_id == user_id,

@@ -173,3 +173,13 @@ def test_password_inputs_are_masked_and_pasteable(client: FlaskClient, user: Use
         assert 'type="password"' in tag
         assert "onpaste" not in tag
         assert 'autocomplete="off"' not in tag  # password managers stay welcome
+
+
+@pytest.mark.parametrize("session_id", ["0", "2147483648", "99999999999999999999999"])
+def test_revoking_unknown_session_ids_is_a_clean_message(client: FlaskClient, user: User,
+                                                         session_id: str) -> None:
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {}, action=f"/account/sessions/{session_id}/revoke")
+    assert resp.status_code == 302
+    assert b"not found" in client.get("/account").data
+    assert is_signed_in(client)
