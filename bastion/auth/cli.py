@@ -65,11 +65,18 @@ def set_role_command(username: str, role: str) -> None:
 
 
 @sessions.command("revoke")
-@click.argument("username")
-def revoke(username: str) -> None:
-    """End every session (and refresh token) of a user."""
-    user = _user(username)
-    count = revoke_all(user.id)
-    audit.record("session.revoked_all", target_user_id=user.id,
-                 details={"count": count, "via": "cli"})
-    click.echo(f"Ended {count} session(s) of {user.username}.")
+@click.argument("username", required=False)
+@click.option("--all", "everyone", is_flag=True, help="End the sessions of every user.")
+def revoke(username: str | None, everyone: bool) -> None:
+    """End every session (and refresh token) of a user, or of everyone with --all."""
+    if everyone == bool(username):
+        raise click.UsageError("Give a username or --all (not both).")
+    users = list(db.session.scalars(select(User))) if everyone else [_user(username or "")]
+    total = 0
+    for user in users:
+        count = revoke_all(user.id)
+        total += count
+        audit.record("session.revoked_all", target_user_id=user.id,
+                     details={"count": count, "via": "cli"})
+    who = "all users" if everyone else users[0].username
+    click.echo(f"Ended {total} session(s) of {who}.")

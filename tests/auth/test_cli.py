@@ -45,3 +45,15 @@ def test_sessions_revoke_signs_the_user_out(runner: Any, client: Any, user: User
     assert not is_signed_in(client)
     assert db.session.scalar(select(UserSession)).revoked_at is not None
     assert runner.invoke(args=["sessions", "revoke", "nobody"]).exit_code != 0
+
+
+@pytest.mark.asvs("V7.4.5")
+def test_sessions_revoke_all_users(runner: Any, client: Any, user: User) -> None:
+    UserFactory(username="bob", email="bob@example.org")
+    bob = client.application.test_client()
+    sign_in(bob, "bob")
+    sign_in(client, "alice")
+    result = runner.invoke(args=["sessions", "revoke", "--all"])
+    assert result.exit_code == 0 and "Ended 2 session(s) of all users" in result.output
+    assert not is_signed_in(client) and not is_signed_in(bob)
+    assert runner.invoke(args=["sessions", "revoke"]).exit_code != 0
