@@ -143,6 +143,8 @@ class BaseConfig:
     MAIL_SENDER = "Bastion <no-reply@localhost>"
     # Without MAIL_URL, messages are written here (and to the log) instead of being sent.
     OUTBOX_DIR: str | None = None
+    # Deliver after the response is decided, so replies take the same time with or without mail.
+    MAIL_BACKGROUND = True
     SENTRY_DSN: str | None = None
     SENTRY_TRACES_SAMPLE_RATE = 0.0
     RELEASE: str | None = None
@@ -197,7 +199,8 @@ class TestingConfig(BaseConfig):
     TESTING = True
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
-    SECRET_KEY = "testing-" + "x" * 56
+    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    MAIL_BACKGROUND = False  # tests read the mailbox right after the request
     RATELIMIT_ENABLED = True
     # Tests expect what they just wrote to show at once.
     PUBLIC_PAGE_CACHE_SECONDS = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import threading
 import uuid
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -40,8 +41,26 @@ def build_message(to: str, subject: str, template: str, **context: Any) -> Email
 
 
 def send_mail(to: str, subject: str, template: str, **context: Any) -> None:
-    """Send now. Failures are logged, never shown: a mail problem must not reveal accounts."""
+    """Render now, deliver (in the background when MAIL_BACKGROUND is on).
+
+    Background delivery keeps the reply time of "reset my password" or "register" the same
+    whether or not a message goes out, so timing cannot tell which addresses have accounts.
+    Failures are logged, never shown to the user.
+    """
     msg = build_message(to, subject, template, **context)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config.get("MAIL_BACKGROUND"):
+        threading.Thread(target=_deliver_in, args=(app, msg, template), daemon=True).start()
+    else:
+        _deliver(msg, template)
+
+
+def _deliver_in(app: Any, msg: EmailMessage, template: str) -> None:
+    with app.app_context():
+        _deliver(msg, template)
+
+
+def _deliver(msg: EmailMessage, template: str) -> None:
     url = current_app.config.get("MAIL_URL")
     try:
         if url:

@@ -28,7 +28,9 @@ class EmailChangeForm(FlaskForm):
 
 
 class PasswordChangeForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
+    current = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
     password = new_password_field("New password")
     confirm = PasswordField(
         "Repeat new password",

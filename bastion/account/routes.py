@@ -163,6 +163,7 @@ def regenerate_recovery_codes() -> ResponseReturnValue:
 
 @bp.post("/sessions/<int:session_id>/revoke")
 @login_required
+@fresh_required
 def revoke(session_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         record = g.get("session_record")
@@ -180,6 +181,7 @@ def revoke(session_id: int) -> ResponseReturnValue:
 
 @bp.post("/sessions/revoke-all")
 @login_required
+@fresh_required
 def revoke_all_sessions() -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         user_id = current_user.id

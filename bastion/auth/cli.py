@@ -33,7 +33,8 @@ def _user(username: str) -> User:
 def list_users() -> None:
     """One line per account: name, email, role, state."""
     for user in db.session.scalars(select(User).order_by(User.username)):
-        state = "disabled" if user.disabled_at else ("active" if user.email_confirmed_at else "unconfirmed")
+        confirmed = "active" if user.email_confirmed_at else "unconfirmed"
+        state = "disabled" if user.disabled_at else confirmed
         twofa = "2fa" if user.has_2fa else "-"
         click.echo(f"{user.username}\t{user.email}\t{user.role_name}\t{state}\t{twofa}")
 
@@ -64,11 +65,18 @@ def set_role_command(username: str, role: str) -> None:
 
 
 @sessions.command("revoke")
-@click.argument("username")
-def revoke(username: str) -> None:
-    """End every session (and refresh token) of a user."""
-    user = _user(username)
-    count = revoke_all(user.id)
-    audit.record("session.revoked_all", target_user_id=user.id,
-                 details={"count": count, "via": "cli"})
-    click.echo(f"Ended {count} session(s) of {user.username}.")
+@click.argument("username", required=False)
+@click.option("--all", "everyone", is_flag=True, help="End the sessions of every user.")
+def revoke(username: str | None, everyone: bool) -> None:
+    """End every session (and refresh token) of a user, or of everyone with --all."""
+    if everyone == bool(username):
+        raise click.UsageError("Give a username or --all (not both).")
+    users = list(db.session.scalars(select(User))) if everyone else [_user(username or "")]
+    total = 0
+    for user in users:
+        count = revoke_all(user.id)
+        total += count
+        audit.record("session.revoked_all", target_user_id=user.id,
+                     details={"count": count, "via": "cli"})
+    who = "all users" if everyone else users[0].username
+    click.echo(f"Ended {total} session(s) of {who}.")

@@ -13,7 +13,8 @@ ALLOWED = frozenset({"account.two_factor_setup", "auth.reauth", "auth.logout", "
 
 def require_enrolment() -> ResponseReturnValue | None:
     """Access check (see ``add_access_check``) run for every signed-in request."""
-    if current_user.has_2fa or current_user.role_name not in current_app.config["REQUIRE_2FA_ROLES"]:
+    required = current_app.config["REQUIRE_2FA_ROLES"]
+    if current_user.has_2fa or current_user.role_name not in required:
         return None
     if request.endpoint in ALLOWED:
         return None

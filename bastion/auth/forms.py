@@ -27,8 +27,12 @@ def no_control_characters(_form: Any, field: Any) -> None:
 def new_password_field(label: str = "Password") -> PasswordField:
     return PasswordField(
         label,
-        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH)],
+        validators=[
+            DataRequired(),
+            Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
+        ],
         description=PASSWORD_HINT,
+        render_kw={"data-password-hint": ""},
     )
 
 
@@ -101,7 +105,10 @@ class AccountSetupForm(FlaskForm):
     )
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH)],
+        validators=[
+            DataRequired(),
+            Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
+        ],
         description=f"{MIN_PASSWORD} to {MAX_PASSWORD} characters. A passphrase works well.",
     )
 

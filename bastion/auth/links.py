@@ -40,7 +40,9 @@ def make_token(purpose: str, user: User, **extra: Any) -> str:
     return _serializer(purpose).dumps({"uid": user.id, "fp": _state(purpose, user), **extra})
 
 
-def read_token(purpose: str, token: str, max_age_seconds: int) -> tuple[User, dict[str, Any]] | None:
+def read_token(
+    purpose: str, token: str, max_age_seconds: int
+) -> tuple[User, dict[str, Any]] | None:
     """The user and payload of a valid, unexpired token whose state still matches; else None."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None

@@ -32,7 +32,9 @@ def register(username: str, email: str, password: str) -> User | None:
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
         owner = find_login_user(canonical_email(email))
-        if owner is not None:
+        if owner is not None and owner.email_confirmed_at is None:
+            send_confirmation(owner)  # the owner probably lost the first link
+        elif owner is not None:
             send_mail(owner.email, "Someone tried to register with your email", "account_exists",
                       user=owner, reset_url=url_for("auth.reset_request", _external=True))
         audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)

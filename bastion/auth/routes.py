@@ -21,7 +21,7 @@ from bastion.auth.forms import (
 )
 from bastion.auth.login import Result, Step, password_step, reauthenticate, second_step
 from bastion.auth.services import AccountError
-from bastion.auth.sessions import end_session, mark_reauthenticated, start_session
+from bastion.auth.sessions import end_session, reauthenticated, start_session
 from bastion.extensions import db, limiter
 from bastion.models import User
 from bastion.security import audit
@@ -144,7 +144,7 @@ def reauth() -> ResponseReturnValue:
     if result.step is not Step.SIGNED_IN:
         flash("That did not match. Enter your password (and code) again.", "error")
         return render_template("auth/reauth.html", form=form)
-    mark_reauthenticated()
+    reauthenticated(current_user._get_current_object())
     nxt = form.next.data or ""
     return redirect(nxt if is_safe_next(nxt) else url_for("account.index"))
 

@@ -13,6 +13,9 @@ from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
 MIN_PASSWORD, MAX_PASSWORD = 12, 128
+# Words an attacker tries first against this site (ASVS V6.1.2, documented in
+# docs/authentication.md); the username and the email's local part are added per user.
+CONTEXT_WORDS = ("bastion",)
 
 
 class AccountError(ValueError):
@@ -39,7 +42,8 @@ def normalise_password(raw: str) -> str:
 def username_problem(raw: str) -> str | None:
     name = canonical_username(raw)
     if not USERNAME_RE.match(name):
-        return "Use 3 to 32 letters, digits, '-' or '_', starting and ending with a letter or digit."
+        return ("Use 3 to 32 letters, digits, '-' or '_', starting and ending with a letter "
+                "or digit.")
     return None
 
 
@@ -56,6 +60,8 @@ def password_problem(password: str, *, username: str = "", email: str = "") -> s
     for context in (canonical_username(username), canonical_email(email).split("@")[0]):
         if len(context) >= 3 and context.casefold() in lowered:
             return "Your password must not contain your username or email address."
+    if any(word in lowered for word in CONTEXT_WORDS):
+        return "Your password must not contain the name of this site."
     from bastion.security import breached
 
     if breached.is_common(pw):

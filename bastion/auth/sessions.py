@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from bastion.extensions import db, login_manager
 from bastion.models import RefreshToken, User, UserSession, utcnow
+from bastion.models.base import affected_rows
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -79,7 +80,7 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     )
     if except_id is not None:
         stmt = stmt.where(UserSession.id != except_id)
-    count = db.session.execute(stmt).rowcount
+    count = affected_rows(db.session.execute(stmt))
     # API refresh tokens are sessions too: they die with the rest.
     db.session.execute(
         update(RefreshToken)
@@ -88,7 +89,7 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     )
     if commit:
         db.session.commit()
-    return int(count or 0)
+    return count
 
 
 def is_live(record: UserSession, now: datetime) -> bool:
@@ -117,12 +118,17 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
-def mark_reauthenticated() -> None:
-    """Record a fresh password (and 2FA) check on the current session."""
-    record = current_record()
-    if record is not None:
-        record.reauth_at = utcnow()
-        db.session.commit()
+def reauthenticated(user: User) -> None:
+    """After a fresh password (and 2FA) check: a new session id, the old one revoked.
+
+    Re-authentication is a sign-in, so it rotates the session like one (ASVS V7.2.4); a
+    cookie copied before it is worthless afterwards.
+    """
+    old = current_record()
+    remember = old.remember if old is not None else False
+    if old is not None:
+        old.revoked_at = utcnow()
+    start_session(user, remember=remember, reauthenticated=True)
 
 
 def list_sessions(user_id: int) -> list[UserSession]:
@@ -138,12 +144,14 @@ def list_sessions(user_id: int) -> list[UserSession]:
 
 def revoke_session(user_id: int, session_id: int) -> bool:
     """Revoke one of the user's own sessions; False when it is not theirs or already gone."""
-    count = db.session.execute(
+    if not 0 < session_id < 2**31:  # outside the column's range: PostgreSQL would refuse it
+        return False
+    count = affected_rows(db.session.execute(
         update(UserSession)
         .where(UserSession.id == session_id, UserSession.user_id == user_id,
                UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    ).rowcount
+    ))
     db.session.commit()
     return bool(count)
 
@@ -151,10 +159,10 @@ def revoke_session(user_id: int, session_id: int) -> bool:
 def forget_cached_identity() -> None:
     """before_request (first of all): resolve the user from this request's cookie only.
 
-    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to the app context. A server gives
-    each request a fresh context, but code that runs requests inside one shared context (the
-    test client under a held app context, a batch job) would otherwise carry one request's
-    user into the next.
+    Flask-Login caches the user (and Flask-WTF the CSRF token) in ``g``, which belongs to
+    the app context. A server gives each request a fresh context, but code that runs
+    requests inside one shared context (the test client under a held app context, a batch
+    job) would otherwise carry one request's user into the next.
     """
     csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
     for name in ("_login_user", "session_record", "identity", csrf_cache):

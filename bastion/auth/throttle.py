@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion.extensions import db
 from bastion.models import LoginThrottle, utcnow
+from bastion.models.base import affected_rows
 
 
 class _Store(Protocol):
@@ -46,11 +47,11 @@ class _DatabaseStore:
         if row is not None and (now - row.last_failure_at).total_seconds() > forget:
             row.failures = 0
         # One UPDATE ... failures + 1 keeps concurrent failures from being lost.
-        done = db.session.execute(
+        done = affected_rows(db.session.execute(
             update(LoginThrottle)
             .where(LoginThrottle.key == key)
             .values(failures=LoginThrottle.failures + 1, last_failure_at=now)
-        ).rowcount
+        ))
         if not done:
             db.session.add(LoginThrottle(key=key, failures=1, last_failure_at=now))
         try:
@@ -72,7 +73,7 @@ class _RedisStore:
         self.prefix = f"{current_app.config['RATELIMIT_KEY_PREFIX']}:throttle:"
 
     def get(self, key: str) -> tuple[int, float]:
-        data = self.redis.hgetall(self.prefix + key)
+        data: dict[bytes, bytes] = self.redis.hgetall(self.prefix + key)  # type: ignore[assignment]
         if not data:
             return 0, 0.0
         return int(data.get(b"n", 0)), float(data.get(b"t", 0))

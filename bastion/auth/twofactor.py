@@ -27,6 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.extensions import db
 from bastion.models import RecoveryCode, User, utcnow
+from bastion.models.base import affected_rows
 from bastion.security import audit
 
 ISSUER = "Bastion"
@@ -92,13 +93,13 @@ def verify_totp(user: User, code: str) -> bool:
     step = _matching_step(secret, code, utcnow())
     if step is None:
         return False
-    claimed = db.session.execute(
+    claimed = affected_rows(db.session.execute(
         update(User)
         .where(User.id == user.id)
         .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     db.session.commit()
     if claimed == 1:
         set_committed_value(user, "totp_last_step", step)
@@ -142,7 +143,7 @@ def remaining_recovery_codes(user: User) -> int:
 def use_recovery_code(user: User, code: str) -> bool:
     if not 16 <= len(_normalise_code(code)) <= 40:
         return False
-    used = db.session.execute(
+    used = affected_rows(db.session.execute(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
@@ -150,7 +151,7 @@ def use_recovery_code(user: User, code: str) -> bool:
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())
-    ).rowcount
+    ))
     db.session.commit()
     if used == 1:
         audit.record("2fa.recovery_code_used", actor_id=user.id, target_user_id=user.id,

@@ -52,3 +52,8 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
+
+
+def affected_rows(result: object) -> int:
+    """Rows touched by an UPDATE/DELETE; conditional updates use it to claim a row once."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -134,3 +135,51 @@ def test_cannot_revoke_someone_elses_session(client: FlaskClient, user: User) ->
     sign_in(client, "alice")
     post_form(client, "/account", {}, action=f"/account/sessions/{bob_session.id}/revoke")
     assert is_signed_in(bob)
+
+
+@pytest.mark.asvs("V7.2.4")
+def test_reauthentication_rotates_the_session(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    before = client.get_cookie("__Host-session", domain="localhost").value
+    assert post_form(client, "/auth/reauth", {"password": PASSWORD}).status_code == 302
+    assert is_signed_in(client)
+    assert client.get_cookie("__Host-session", domain="localhost").value != before
+    copy = client.application.test_client()
+    copy.set_cookie("__Host-session", before, domain="localhost")
+    assert not is_signed_in(copy)
+
+
+@pytest.mark.asvs("V7.5.2")
+def test_ending_sessions_needs_a_recent_factor(client: FlaskClient, user: User) -> None:
+    phone = client.application.test_client()
+    sign_in(phone, "alice")
+    sign_in(client, "alice")
+    _stale(client)
+    resp = post_form(client, "/account", {}, action="/account/sessions/revoke-all")
+    assert resp.headers["Location"].startswith("/auth/reauth")
+    assert is_signed_in(phone)
+
+
+@pytest.mark.asvs("V6.2.6", "V6.2.7")
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/reauth", "/account"])
+def test_password_inputs_are_masked_and_pasteable(client: FlaskClient, user: User,
+                                                  path: str) -> None:
+    if path.startswith(("/account", "/auth/reauth")):
+        sign_in(client, "alice")
+    html = client.get(path).get_data(as_text=True)
+    inputs = re.findall(r'<input[^>]*name="(?:password|confirm|current)"[^>]*>', html)
+    assert inputs
+    for tag in inputs:
+        assert 'type="password"' in tag
+        assert "onpaste" not in tag
+        assert 'autocomplete="off"' not in tag  # password managers stay welcome
+
+
+@pytest.mark.parametrize("session_id", ["0", "2147483648", "99999999999999999999999"])
+def test_revoking_unknown_session_ids_is_a_clean_message(client: FlaskClient, user: User,
+                                                         session_id: str) -> None:
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {}, action=f"/account/sessions/{session_id}/revoke")
+    assert resp.status_code == 302
+    assert b"not found" in client.get("/account").data
+    assert is_signed_in(client)

@@ -10,7 +10,6 @@ from typing import Any
 import bcrypt
 import pytest
 from argon2 import PasswordHasher
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 

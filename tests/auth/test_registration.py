@@ -105,3 +105,22 @@ def test_registration_page_shows_strength_hint(client: FlaskClient) -> None:
     page = client.get("/auth/register")
     assert b"passphrase" in page.data and b"breached" in page.data
     assert PASSWORD  # fixture password stays valid
+
+
+@pytest.mark.asvs("V6.4.1")
+def test_registering_again_unconfirmed_resends_the_confirmation(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    post_form(client, "/auth/register", NEW)
+    post_form(client, "/auth/register", {**NEW, "username": "newbie2"})
+    mails = outbox.to("newbie@example.org")
+    assert len(mails) == 2
+    assert all("Confirm your email" in str(m["Subject"]) for m in mails)
+    assert _users() == 1
+
+
+@pytest.mark.asvs("V6.1.2", "V6.2.11")
+def test_the_site_name_is_a_banned_context_word(client: FlaskClient) -> None:
+    pw = "my Bastion password 77"
+    resp = post_form(client, "/auth/register", {**NEW, "password": pw, "confirm": pw})
+    assert resp.status_code == 422 and b"name of this site" in resp.data

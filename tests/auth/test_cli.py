@@ -1,0 +1,59 @@
+"""``users`` and ``sessions`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import User, UserSession
+from tests.factories import UserFactory
+from tests.support.account_fixtures import is_signed_in, sign_in
+
+
+def test_users_list_shows_accounts(runner: Any, user: User) -> None:
+    result = runner.invoke(args=["users", "list"])
+    assert result.exit_code == 0 and "alice\talice@example.org\tviewer\tactive" in result.output
+
+
+@pytest.mark.asvs("V7.4.2")
+def test_disable_ends_sessions_and_blocks_sign_in(runner: Any, client: Any, user: User) -> None:
+    sign_in(client, "alice")
+    assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0
+    assert not is_signed_in(client)
+    sign_in(client, "alice")
+    assert not is_signed_in(client)
+
+
+def test_set_role_refuses_to_demote_the_last_admin(runner: Any) -> None:
+    UserFactory(username="root1", email="root1@example.org", role_name="admin")
+    result = runner.invoke(args=["users", "set-role", "root1", "viewer"])
+    assert result.exit_code != 0 and "last active admin" in result.output
+    UserFactory(username="root2", email="root2@example.org", role_name="admin")
+    assert runner.invoke(args=["users", "set-role", "root1", "editor"]).exit_code == 0
+    assert db.session.scalar(select(User).where(User.username == "root1")).role_name == "editor"
+    assert runner.invoke(args=["users", "disable", "root2"]).exit_code != 0
+
+
+@pytest.mark.asvs("V7.4.2")
+def test_sessions_revoke_signs_the_user_out(runner: Any, client: Any, user: User) -> None:
+    sign_in(client, "alice")
+    result = runner.invoke(args=["sessions", "revoke", "alice"])
+    assert result.exit_code == 0 and "Ended 1 session" in result.output
+    assert not is_signed_in(client)
+    assert db.session.scalar(select(UserSession)).revoked_at is not None
+    assert runner.invoke(args=["sessions", "revoke", "nobody"]).exit_code != 0
+
+
+@pytest.mark.asvs("V7.4.5")
+def test_sessions_revoke_all_users(runner: Any, client: Any, user: User) -> None:
+    UserFactory(username="bob", email="bob@example.org")
+    bob = client.application.test_client()
+    sign_in(bob, "bob")
+    sign_in(client, "alice")
+    result = runner.invoke(args=["sessions", "revoke", "--all"])
+    assert result.exit_code == 0 and "Ended 2 session(s) of all users" in result.output
+    assert not is_signed_in(client) and not is_signed_in(bob)
+    assert runner.invoke(args=["sessions", "revoke"]).exit_code != 0

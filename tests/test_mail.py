@@ -1,0 +1,62 @@
+"""Mail over real SMTP (aiosmtpd) and to the development outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.accounts import Outbox
+
+
+def test_smtp_delivery_has_text_and_html_parts(make_app: Any, smtp_server: Any) -> None:
+    app = make_app(MAIL_URL=smtp_server.url)
+    with app.test_request_context():
+        from bastion.mail import send_mail
+        from tests.factories import UserFactory
+
+        user = UserFactory(username="mailer", email="mailer@example.org")
+        send_mail(user.email, "Confirm your email address", "confirm", user=user,
+                  url="https://localhost/auth/confirm/x", hours=48)
+    msg = smtp_server.mailbox.last_to("mailer@example.org")
+    assert msg["Subject"] == "Confirm your email address"
+    assert msg.get_body(preferencelist=("plain",)) is not None
+    assert "https://localhost/auth/confirm/x" in msg.get_body(preferencelist=("html",)).get_content()
+
+
+def test_unreachable_smtp_is_logged_not_raised(make_app: Any, free_port: Any, caplog: Any) -> None:
+    app = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}")
+    with app.test_request_context():
+        from bastion.mail import send_mail
+        from tests.factories import UserFactory
+
+        user = UserFactory(username="nomail", email="nomail@example.org")
+        send_mail(user.email, "Reset your password", "reset", user=user, url="u", minutes=60)
+    assert any("mail not sent" in r.getMessage() for r in caplog.records)
+
+
+def test_without_mail_url_messages_go_to_the_outbox_and_log(app: Any, caplog: Any) -> None:
+    outbox = Outbox(app)
+    with app.test_request_context():
+        from bastion.mail import send_mail
+        from tests.factories import UserFactory
+
+        user = UserFactory(username="outboxed", email="outboxed@example.org")
+        send_mail(user.email, "Reset your password", "reset", user=user,
+                  url="https://localhost/auth/reset/tok", minutes=60)
+    assert outbox.link("outboxed@example.org", "/auth/reset/") == "/auth/reset/tok"
+    assert any(getattr(r, "body", "") for r in caplog.records)
+
+
+def test_background_delivery_reaches_the_server(make_app: Any, smtp_server: Any) -> None:
+    import time
+
+    app = make_app(MAIL_URL=smtp_server.url, MAIL_BACKGROUND=True)
+    with app.test_request_context():
+        from bastion.mail import send_mail
+        from tests.factories import UserFactory
+
+        user = UserFactory(username="later", email="later@example.org")
+        send_mail(user.email, "Reset your password", "reset", user=user, url="u", minutes=60)
+    deadline = time.monotonic() + 5
+    while not smtp_server.mailbox.to("later@example.org") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert smtp_server.mailbox.last_to("later@example.org")["Subject"] == "Reset your password"
