@@ -87,7 +87,7 @@ def test_password_change_requires_recent_reauthentication(client: FlaskClient, u
     assert _pw_change(client).status_code == 302
 
 
-@pytest.mark.asvs("V6.4.4", "V7.5.1")
+@pytest.mark.asvs("V7.5.1")
 def test_email_change_confirms_new_address_and_notifies_old(
     client: FlaskClient, user: User, outbox: Outbox
 ) -> None:

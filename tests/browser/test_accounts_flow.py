@@ -34,7 +34,7 @@ def _password_step(pg: Any, base: str, password: str) -> None:
     assert pg.url.endswith("/auth/2fa")
 
 
-@pytest.mark.asvs("V6.4.1", "V6.3.3", "V6.5.1", "V6.4.2", "V7.2.4", "V3.4.3")
+@pytest.mark.asvs("V6.4.1", "V6.3.3", "V6.5.1", "V6.4.3", "V7.2.4", "V7.4.4", "V3.4.3")
 def test_full_account_flow(live_server: Any, page: Any, smtp_server: Any) -> None:
     live = live_server(MAIL_URL=smtp_server.url)
     pg, watch = page

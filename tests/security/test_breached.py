@@ -12,7 +12,7 @@ def test_list_is_large_enough() -> None:
     assert breached.size() >= 100_000
 
 
-@pytest.mark.asvs("V6.2.4")
+@pytest.mark.asvs("V6.2.4", "V6.2.12")
 @pytest.mark.parametrize("password", [
     "password123456", "qwertyuiopasdf", "PASSWORD123456", "iloveyouiloveyou", "1q2w3e4r5t6y",
     "sunshinedragon", "123456789012",
