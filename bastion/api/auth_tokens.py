@@ -6,7 +6,7 @@ from flask import abort, current_app, request
 
 from bastion.api import bp, tokens
 from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
-from bastion.api.signin import SignInRefused, sign_in
+from bastion.api.signin import SignInError, sign_in
 from bastion.api.spec import operation
 from bastion.errors import problem
 from bastion.extensions import limiter
@@ -38,7 +38,7 @@ def _pair(pair: tokens.TokenPair) -> TokenPairOut:
 def issue_token(body: TokenRequest) -> TokenPairOut:
     try:
         user = sign_in(body.username, body.password, body.otp, request.remote_addr or "")
-    except SignInRefused as exc:
+    except SignInError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         abort(problem(exc.status, exc.detail, headers=headers, extra=exc.extra))
     return _pair(tokens.issue_pair(user))

@@ -49,7 +49,8 @@ def any_revoked(*keys: str) -> bool:
     if _use_redis():
         from bastion.redis_client import get_redis
 
-        return any(v is not None for v in get_redis().mget([_redis_key(k) for k in keys]))
+        values: list[bytes | None] = get_redis().mget([_redis_key(k) for k in keys])  # type: ignore[assignment]
+        return any(v is not None for v in values)
     found = db.session.scalar(
         select(RevokedToken.key)
         .where(RevokedToken.key.in_(keys), RevokedToken.expires_at > utcnow())
@@ -60,6 +61,7 @@ def any_revoked(*keys: str) -> bool:
 
 def purge_expired() -> int:
     """Drop database entries whose tokens have expired (Redis expires its own)."""
-    count = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow())).rowcount
+    result = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
+    count = result.rowcount  # type: ignore[attr-defined]
     db.session.commit()
     return int(count or 0)

@@ -37,7 +37,9 @@ def test_failed_sign_ins_are_throttled_with_retry_after(
 ) -> None:
     user = make_user()
     for _ in range(5):
-        resp = api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+        resp = api.call(
+            "POST", "/auth/token", json={"username": user.username, "password": "x" * 20}
+        )
         assert resp.status_code == 401
     # Even the right password now waits: guessing cannot continue.
     resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
@@ -50,7 +52,9 @@ def test_failed_sign_ins_are_throttled_with_retry_after(
 @pytest.mark.asvs("V2.4.1")
 def test_token_endpoint_is_rate_limited_per_client(api: Api) -> None:
     statuses = [
-        api.call("POST", "/auth/token", json={"username": f"u{i}", "password": "x" * 20}).status_code
+        api.call(
+            "POST", "/auth/token", json={"username": f"u{i}", "password": "x" * 20}
+        ).status_code
         for i in range(12)
     ]
     assert 429 in statuses
@@ -65,15 +69,21 @@ def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
     api: Api, make_user: Callable[..., User]
 ) -> None:
     admin = make_user("admin")  # admins have TOTP in these tests (and the role requires it)
-    no_otp = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD})
+    no_otp = api.call(
+        "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD}
+    )
     assert no_otp.status_code == 401
     assert no_otp.get_json()["otp_required"] is True
     bad = api.call(
-        "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": "000000"}
+        "POST",
+        "/auth/token",
+        json={"username": admin.username, "password": PASSWORD, "otp": "000000"},
     )
     assert bad.status_code == 401
     code = current_otp()
-    ok = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code})
+    ok = api.call(
+        "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
+    )
     assert ok.status_code == 200
     replay = api.call(
         "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
@@ -121,11 +131,17 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     assert "token_reuse_detected" in seen
     assert _events("token.refresh_reuse")
     # Everything issued in that family is dead: the newest refresh token and access tokens.
-    assert api.call("POST", "/auth/refresh", json={"refresh_token": second["refresh_token"]}).status_code == 401
+    assert (
+        api.call(
+            "POST", "/auth/refresh", json={"refresh_token": second["refresh_token"]}
+        ).status_code
+        == 401
+    )
     assert api.call("GET", "/me", second["access_token"]).status_code == 401
     assert api.call("GET", "/me", first["access_token"]).status_code == 401
     rows = db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == user.id)).all()
-    assert rows and all(r.revoked_at is not None for r in rows)
+    assert rows
+    assert all(r.revoked_at is not None for r in rows)
     # Another login (another family) is unaffected.
     assert api.call("GET", "/me", api.tokens_for(user)["access_token"]).status_code == 200
 
@@ -134,8 +150,13 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_family(
 def test_revoking_a_refresh_token_ends_its_family(api: Api, make_user: Callable[..., User]) -> None:
     user = make_user()
     pair = api.tokens_for(user)
-    assert api.call("POST", "/auth/revoke", json={"token": pair["refresh_token"]}).status_code == 204
-    assert api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    assert (
+        api.call("POST", "/auth/revoke", json={"token": pair["refresh_token"]}).status_code == 204
+    )
+    assert (
+        api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code
+        == 401
+    )
     assert api.call("GET", "/me", pair["access_token"]).status_code == 401
     assert _events("token.revoked")
 
@@ -147,9 +168,7 @@ def test_revoking_garbage_is_accepted_silently(api: Api) -> None:
 
 @pytest.mark.redis
 @pytest.mark.asvs("V9.2.2")
-def test_revocation_is_shared_through_redis(
-    make_app: Callable[..., Flask], redis_url: str
-) -> None:
+def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redis_url: str) -> None:
     import os
     from datetime import timedelta
 
@@ -173,7 +192,10 @@ def test_revocation_is_shared_through_redis(
         api_two = Api(two.test_client())
         assert api_two.call("GET", "/me", access).status_code == 200
     with one.app_context():
-        assert Api(one.test_client()).call("POST", "/auth/revoke", json={"token": access}).status_code == 204
+        assert (
+            Api(one.test_client()).call("POST", "/auth/revoke", json={"token": access}).status_code
+            == 204
+        )
         db.session.remove()
     with two.app_context():
         resp = api_two.call("GET", "/me", access)

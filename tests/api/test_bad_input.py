@@ -53,7 +53,12 @@ def test_malformed_bodies_are_clear_4xx(
 
 
 def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
-    resp = api.call("POST", "/tokens", editor_token, json={"name": "x", "scopes": ["root"], "password": "hunter2-secret"})
+    resp = api.call(
+        "POST",
+        "/tokens",
+        editor_token,
+        json={"name": "x", "scopes": ["root"], "password": "hunter2-secret"},
+    )
     assert resp.status_code == 422
     assert "hunter2-secret" not in resp.get_data(as_text=True)
     assert resp.get_json()["errors"][0]["loc"] == ["scopes", 0]
@@ -80,8 +85,16 @@ def test_deeply_nested_json_is_refused(api: Api, editor_token: str) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", "bst_x", "Bearer bst_" + "x" * 200,
-     "Bearer " + "e" * 5000, "Token abc"],
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer a b",
+        "bst_x",
+        "Bearer bst_" + "x" * 200,
+        "Bearer " + "e" * 5000,
+        "Token abc",
+    ],
 )
 def test_malformed_authorization_is_401(api: Api, header: str) -> None:
     resp = api.call("GET", "/me", headers={"Authorization": header})

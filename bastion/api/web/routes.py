@@ -45,7 +45,10 @@ def create_token() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             created = pats.create(
-                current_user, name=form.name.data or "", scopes=form.scopes.data or [], days=form.days.data
+                current_user,
+                name=form.name.data or "",
+                scopes=form.scopes.data or [],
+                days=form.days.data,
             )
         except pats.TokenRequestError as exc:
             form.form_errors.append(str(exc))
