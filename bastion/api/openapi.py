@@ -130,7 +130,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Bearer tokens only: a JWT access token from POST /api/v1/auth/token (15 minutes; "
-                "rotate with /auth/refresh) or a personal access token `bst_...` with scopes. "
+                "rotate with /auth/refresh) or a personal access token (bst_...) with scopes. "
                 "Errors are RFC 9457 problem+json. Cookies are never accepted."
             ),
         },
