@@ -109,7 +109,7 @@ def test_successful_sign_in_is_audited(api: Api, make_user: Callable[..., User])
     assert event.details["channel"] == "api"
 
 
-@pytest.mark.asvs("V9.2.3", "V7.2.4")
+@pytest.mark.asvs("V7.4.1", "V9.1.1")
 def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     api: Api, make_user: Callable[..., User]
 ) -> None:
@@ -165,7 +165,7 @@ def test_revoking_garbage_is_accepted_silently(api: Api) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.asvs("V9.2.2")
+@pytest.mark.asvs("V7.4.1")
 def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redis_url: str) -> None:
     import os
     from datetime import timedelta
@@ -200,3 +200,19 @@ def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redi
         assert resp.status_code == 401
         assert "revoked" in resp.get_json()["detail"]
         db.session.remove()
+
+
+@pytest.mark.asvs("V7.4.2", "V7.4.5")
+def test_revoke_all_for_user_ends_every_family(api: Api, make_user: Callable[..., User]) -> None:
+    """What "sign out everywhere", password change and disabling call for the API."""
+    from bastion.api.tokens import revoke_all_for_user
+
+    user, other = make_user(), make_user()
+    pairs = [api.tokens_for(user), api.tokens_for(user)]
+    bystander = api.tokens_for(other)
+    revoke_all_for_user(user.id)
+    for pair in pairs:
+        assert api.call("GET", "/me", pair["access_token"]).status_code == 401
+        refresh = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert refresh.status_code == 401
+    assert api.call("GET", "/me", bystander["access_token"]).status_code == 200

@@ -11,7 +11,7 @@ from bastion.extensions import db
 from bastion.models import Article, User
 from tests.api.conftest import Api
 
-pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V16.5.3")
+pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V15.3.5", "V16.5.3")
 
 
 @pytest.fixture

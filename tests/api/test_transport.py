@@ -15,7 +15,7 @@ from tests.factories import PASSWORD
 from tests.support.auth import AuthActions, csrf_token
 
 
-@pytest.mark.asvs("V3.5.1", "V4.4.1", "V9.1.1")
+@pytest.mark.asvs("V3.5.1", "V8.3.1")
 def test_a_signed_in_browser_cookie_does_not_authenticate_the_api(
     client: FlaskClient, make_user: Callable[..., User]
 ) -> None:
@@ -87,3 +87,12 @@ def test_api_answers_with_a_www_authenticate_challenge(client: FlaskClient) -> N
     assert resp.status_code == 401
     assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="bastion"')
     assert bearer("x") == {"Authorization": "Bearer x"}
+
+
+@pytest.mark.asvs("V4.1.2")
+def test_plain_http_api_calls_are_refused_not_redirected(make_app: Callable[..., Flask]) -> None:
+    app = make_app(FORCE_HTTPS=True)
+    resp = app.test_client().get("/api/v1/openapi.json", base_url="http://localhost")
+    assert resp.status_code == 403
+    assert resp.mimetype == "application/problem+json"
+    assert "Location" not in resp.headers
