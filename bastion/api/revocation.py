@@ -32,6 +32,8 @@ def revoke(key: str, until: datetime, *, commit: bool = True) -> None:
         ttl = max(1, int((until - utcnow()).total_seconds()) + 1)
         get_redis().set(_redis_key(key), b"1", ex=ttl)
         return
+    # Revocations are rare, so each one also sweeps entries that no longer matter.
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
     row = db.session.get(RevokedToken, key)
     if row is None:
         db.session.add(RevokedToken(key=key, expires_at=until))
@@ -58,10 +60,3 @@ def any_revoked(*keys: str) -> bool:
     )
     return found is not None
 
-
-def purge_expired() -> int:
-    """Drop database entries whose tokens have expired (Redis expires its own)."""
-    result = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
-    count = result.rowcount  # type: ignore[attr-defined]
-    db.session.commit()
-    return int(count or 0)

@@ -72,7 +72,7 @@ class Output(BaseModel):
 
 # ------------------------------------------------------------------------------ auth ---
 class TokenRequest(Input):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
 

@@ -126,3 +126,12 @@ def test_api_rate_limit_answers_429_with_retry_after(make_app: Callable[..., Fla
     resp = client.get("/api/v1/me")
     assert resp.mimetype == "application/problem+json"
     assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_nul_in_credentials_is_a_4xx_on_every_database(api: Api) -> None:
+    # PostgreSQL refuses NUL in text: this was a 500 before the schema refused it.
+    resp = api.call("POST", "/auth/token", json={"username": "a\u0000b", "password": "x" * 12})
+    assert resp.status_code == 422
+    from bastion.auth.services import authenticate
+
+    assert authenticate("a\x00b", "x" * 12) is None

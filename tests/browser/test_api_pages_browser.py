@@ -1,4 +1,4 @@
-"""In Chromium: the API docs and the token page render under the CSP; a token is made and shown once."""
+"""In Chromium: API docs and token page render under the CSP; a token is shown once."""
 
 from __future__ import annotations
 
