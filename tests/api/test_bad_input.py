@@ -65,7 +65,7 @@ def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
 
 
 def test_huge_body_is_413(api: Api, editor_token: str) -> None:
-    data = b'{"title": "T", "body": "' + b"x" * (300 * 1024) + b'"}'
+    data = b'{"title": "T", "body": "' + b"x" * (1100 * 1024) + b'"}'
     resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
     assert resp.status_code == 413
     assert resp.mimetype == "application/problem+json"
