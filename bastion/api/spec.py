@@ -22,6 +22,7 @@ from bastion.api.pats import TokenRequestError
 from bastion.auth.services import AccountError
 from bastion.content.services import ContentError
 from bastion.errors import problem
+from bastion.extensions import db
 
 OP_ATTR = "_api_operation"
 RULE_ERRORS = (ContentError, AccountError, TokenRequestError)
@@ -117,7 +118,8 @@ def operation(**spec: Any) -> Callable[[Callable[..., Any]], Callable[..., Respo
             except InvalidInputError as exc:
                 return problem(422, exc.detail, extra={"errors": exc.errors})
             except RULE_ERRORS as exc:  # a service refused a value: same shape as schema errors
-                loc = ["body", exc.field] if getattr(exc, "field", None) else ["body"]
+                db.session.rollback()  # nothing half-applied survives the refusal
+                loc = [exc.field] if getattr(exc, "field", None) else []
                 errors = [{"loc": loc, "msg": str(exc), "type": "value_error"}]
                 return problem(422, str(exc), extra={"errors": errors})
             return _respond(op, result)

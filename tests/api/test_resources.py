@@ -196,3 +196,21 @@ def test_no_response_leaks_secrets_or_other_users_emails(
         assert not any(h in text for h in hashes)
         keys = _keys(json.loads(text))
         assert not keys & FORBIDDEN_KEYS, keys & FORBIDDEN_KEYS
+
+
+@pytest.mark.asvs("V16.5.3")
+def test_a_refused_update_leaves_the_article_unchanged(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    editor = make_user("editor")
+    article = ArticleFactory(author=editor, title="Before", body_md="Body")
+    token = api.access_for(editor)
+    # The schema accepts this body (100,000 characters), but NFC normalisation doubles it
+    # (U+0958 becomes two characters), so the service refuses it after setting the title.
+    body = "\u0958" * 100_000
+    resp = api.call("PATCH", f"/articles/{article.id}", token, json={"title": "After", "body": body})
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"][0]["loc"] == ["body"]
+    api.call("PATCH", "/me", token, json={"bio": "x"})  # a later commit must not carry it
+    db.session.expire_all()
+    assert db.session.get(Article, article.id).title == "Before"  # type: ignore[union-attr]
