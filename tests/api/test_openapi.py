@@ -167,6 +167,8 @@ def test_schemathesis_finds_no_server_errors_or_drift(
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     out = result.stdout
-    summary = out[out.find("FAILURES") :] if "FAILURES" in out else out[-4000:] + result.stderr[-2000:]
+    summary = (
+        out[out.find("FAILURES") :] if "FAILURES" in out else out[-4000:] + result.stderr[-2000:]
+    )
     assert result.returncode == 0, summary[:3000] + "\n...\n" + summary[-1500:]
     assert PASSWORD not in json.dumps(result.stdout)  # secrets never appear in answers

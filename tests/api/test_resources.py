@@ -208,7 +208,9 @@ def test_a_refused_update_leaves_the_article_unchanged(
     # The schema accepts this body (100,000 characters), but NFC normalisation doubles it
     # (U+0958 becomes two characters), so the service refuses it after setting the title.
     body = "\u0958" * 100_000
-    resp = api.call("PATCH", f"/articles/{article.id}", token, json={"title": "After", "body": body})
+    resp = api.call(
+        "PATCH", f"/articles/{article.id}", token, json={"title": "After", "body": body}
+    )
     assert resp.status_code == 422
     assert resp.get_json()["errors"][0]["loc"] == ["body"]
     api.call("PATCH", "/me", token, json={"bio": "x"})  # a later commit must not carry it

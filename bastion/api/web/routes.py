@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -12,8 +14,19 @@ from bastion.api.web import bp
 from bastion.api.web.forms import TokenForm
 from bastion.auth.forms import EmptyForm
 from bastion.extensions import limiter
+from bastion.models import User
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required
+
+
+def tokens_context(user: User, form: TokenForm | None = None) -> dict[str, Any]:
+    """What ``account/_tokens.html`` needs; the account page passes it to include the panel."""
+    return {
+        "tokens": pats.list_for(user),
+        "token_form": form or TokenForm(),
+        "token_revoke_form": EmptyForm(),
+        "token_is_active": pats.is_active,
+    }
 
 
 @bp.get("/api/docs")
@@ -27,13 +40,7 @@ def docs() -> ResponseReturnValue:
 @bp.get("/account/tokens")
 @login_required
 def tokens() -> ResponseReturnValue:
-    return render_template(
-        "api/tokens.html",
-        tokens=pats.list_for(current_user),
-        form=TokenForm(),
-        revoke_form=EmptyForm(),
-        active=pats.is_active,
-    )
+    return render_template("api/tokens.html", **tokens_context(current_user))
 
 
 @bp.post("/account/tokens")
@@ -55,13 +62,7 @@ def create_token() -> ResponseReturnValue:
         else:
             # Rendered, never flashed: the flash would put the secret in the session cookie.
             return render_template("api/token_created.html", token=created)
-    return render_template(
-        "api/tokens.html",
-        tokens=pats.list_for(current_user),
-        form=form,
-        revoke_form=EmptyForm(),
-        active=pats.is_active,
-    ), 422
+    return render_template("api/tokens.html", **tokens_context(current_user, form)), 422
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
