@@ -165,7 +165,10 @@ def test_schemathesis_finds_no_server_errors_or_drift(
         "--report-dir",
         str(tmp_path),
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    # Run from the temporary directory so schemathesis keeps its cache out of the checkout.
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path
+    )
     out = result.stdout
     summary = (
         out[out.find("FAILURES") :] if "FAILURES" in out else out[-4000:] + result.stderr[-2000:]
