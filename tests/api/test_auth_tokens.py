@@ -19,7 +19,7 @@ def _events(name: str) -> list[AuditEvent]:
     return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
 
 
-@pytest.mark.asvs("V6.3.8", "V16.3.1")
+@pytest.mark.asvs("V6.3.1", "V16.3.1", "V16.5.1")
 def test_wrong_password_and_unknown_user_get_the_same_answer(
     api: Api, make_user: Callable[..., User]
 ) -> None:
