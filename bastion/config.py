@@ -171,7 +171,9 @@ class BaseConfig:
     JWT_REFRESH_DAYS = 14
     PAT_DEFAULT_DAYS = 30
     PAT_MAX_DAYS = 365
-    API_MAX_BODY_BYTES = 256 * 1024
+    # Room for the largest valid article (100,000 characters, even as 4-byte UTF-8 or
+    # \u-escaped BMP text); anything bigger is refused before it is parsed.
+    API_MAX_BODY_BYTES = 1024 * 1024
     API_RATE_LIMIT = "120 per minute"
     API_TOKEN_RATE_LIMIT = "10 per minute"  # nosec B105 - a rate limit, not a secret
     # Origins allowed to call the API from a browser (comma separated); none by default.

@@ -15,7 +15,7 @@ from bastion.account.forms import (
     PasswordChangeForm,
     ProfileForm,
 )
-from bastion.api.web.routes import token_section
+from bastion.api.web.routes import tokens_context
 from bastion.auth import twofactor
 from bastion.auth.forms import EmptyForm
 from bastion.auth.services import AccountError
@@ -39,7 +39,7 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
         "recovery_left": twofactor.remaining_recovery_codes(user) if user.has_2fa else 0,
         "fresh": is_fresh(),
         # The API tokens section (account/_tokens.html) lives with the API package.
-        **token_section(user),
+        **tokens_context(user),
     }
     context.update(forms)
     return render_template("account/index.html", **context), status

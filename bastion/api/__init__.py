@@ -9,7 +9,9 @@ from flask import Blueprint, Response, abort, current_app, request
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 CORS_ALLOW_HEADERS = "Authorization, Content-Type"
-CORS_EXPOSE_HEADERS = "Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+CORS_EXPOSE_HEADERS = (
+    "Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+)
 
 
 @bp.before_request

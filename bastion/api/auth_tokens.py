@@ -6,7 +6,7 @@ from flask import abort, current_app, request
 
 from bastion.api import bp, tokens
 from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
-from bastion.api.signin import SignInRefused, sign_in
+from bastion.api.signin import SignInError, sign_in
 from bastion.api.spec import operation
 from bastion.errors import problem
 from bastion.extensions import limiter
@@ -18,6 +18,10 @@ def _token_limit() -> str:
     return str(current_app.config["API_TOKEN_RATE_LIMIT"])
 
 
+# One budget per client for the three credential endpoints together.
+_auth_limit = limiter.shared_limit(_token_limit, scope="api-auth")
+
+
 def _pair(pair: tokens.TokenPair) -> TokenPairOut:
     return TokenPairOut(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
@@ -26,7 +30,7 @@ def _pair(pair: tokens.TokenPair) -> TokenPairOut:
 
 @bp.post("/auth/token")
 @public
-@limiter.limit(_token_limit)
+@_auth_limit
 @operation(
     summary="Sign in: exchange username, password (and otp) for an access and refresh token",
     tag="auth",
@@ -38,7 +42,7 @@ def _pair(pair: tokens.TokenPair) -> TokenPairOut:
 def issue_token(body: TokenRequest) -> TokenPairOut:
     try:
         user = sign_in(body.username, body.password, body.otp, request.remote_addr or "")
-    except SignInRefused as exc:
+    except SignInError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         abort(problem(exc.status, exc.detail, headers=headers, extra=exc.extra))
     return _pair(tokens.issue_pair(user))
@@ -46,7 +50,7 @@ def issue_token(body: TokenRequest) -> TokenPairOut:
 
 @bp.post("/auth/refresh")
 @public
-@limiter.limit(_token_limit)
+@_auth_limit
 @operation(
     summary="Rotate a refresh token; reusing an old one revokes its whole family",
     tag="auth",
@@ -65,7 +69,7 @@ def refresh_token(body: RefreshRequest) -> TokenPairOut:
 
 @bp.post("/auth/revoke")
 @public
-@limiter.limit(_token_limit)
+@_auth_limit
 @operation(
     summary="Revoke an access token, or a refresh token and its family (RFC 7009 style)",
     tag="auth",

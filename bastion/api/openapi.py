@@ -58,7 +58,11 @@ def _models(app: Flask) -> list[tuple[type[BaseModel], Any]]:
 def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
     params = []
     for converter, name in _CONVERTER.findall(rule.rule):
-        schema: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_ID} if converter == "int" else {"type": "string"}
+        schema: dict[str, Any] = (
+            {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+            if converter == "int"
+            else {"type": "string"}
+        )
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if op.query is not None:
         props = op.query.model_json_schema()["properties"]
@@ -76,7 +80,9 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
     if op.raw:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
     elif op.response is not None:
-        ok["content"] = {"application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}}
+        ok["content"] = {
+            "application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}
+        }
     responses = {str(op.status): ok}
     for status in op.error_statuses(has_params):
         responses[str(status)] = {
@@ -99,7 +105,9 @@ def _operation(rule: Any, method: str, op: Operation) -> dict[str, Any]:
     if op.body is not None:
         doc["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}},
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+            },
         }
     doc["security"] = [{"bearer": list(op.scopes)}] if op.scopes is not None else []
     return doc
@@ -122,7 +130,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Bearer tokens only: a JWT access token from POST /api/v1/auth/token (15 minutes; "
-                "rotate with /auth/refresh) or a personal access token `bst_...` with scopes. "
+                "rotate with /auth/refresh) or a personal access token (bst_...) with scopes. "
                 "Errors are RFC 9457 problem+json. Cookies are never accepted."
             ),
         },
@@ -170,7 +178,12 @@ def _type_of(schema: dict[str, Any]) -> str:
         return _type_of(schema.get("items", {})) + "[]"
     limits = [
         f"{label} {schema[key]}"
-        for key, label in (("minLength", "≥"), ("maxLength", "≤"), ("minimum", "≥"), ("maximum", "≤"))
+        for key, label in (
+            ("minLength", "≥"),
+            ("maxLength", "≤"),
+            ("minimum", "≥"),
+            ("maximum", "≤"),
+        )
         if key in schema
     ]
     if schema.get("format"):
@@ -182,8 +195,12 @@ def _fields(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
     schema = doc["components"]["schemas"].get(name, {})
     required = set(schema.get("required", []))
     return [
-        {"name": field, "type": _type_of(spec), "required": field in required,
-         "description": spec.get("description", "")}
+        {
+            "name": field,
+            "type": _type_of(spec),
+            "required": field in required,
+            "description": spec.get("description", ""),
+        }
         for field, spec in schema.get("properties", {}).items()
     ]
 
@@ -206,8 +223,12 @@ def docs_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "summary": op["summary"],
                     "scopes": op["security"][0]["bearer"] if op["security"] else None,
                     "params": [
-                        {"name": p["name"], "in": p["in"], "type": _type_of(p["schema"]),
-                         "description": p.get("description", "")}
+                        {
+                            "name": p["name"],
+                            "in": p["in"],
+                            "type": _type_of(p["schema"]),
+                            "description": p.get("description", ""),
+                        }
                         for p in op.get("parameters", [])
                     ],
                     "body": body,

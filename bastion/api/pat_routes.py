@@ -7,7 +7,7 @@ from flask import abort, request
 from bastion.api import bp, pats
 from bastion.api.auth import ACCOUNT_SCOPE, current_principal
 from bastion.api.schemas import PatCreate, PatCreated, PatList, PatOut
-from bastion.api.signin import SignInRefused, check_credentials
+from bastion.api.signin import SignInError, check_credentials
 from bastion.api.spec import operation
 from bastion.errors import problem
 from bastion.models import ApiToken
@@ -53,7 +53,7 @@ def create_token(body: PatCreate) -> PatCreated:
     user = current_principal().user
     try:
         check_credentials(user.username, body.password, body.otp, request.remote_addr or "")
-    except SignInRefused as exc:
+    except SignInError as exc:
         status = 429 if exc.status == 429 else 403
         detail = exc.detail if status == 429 else "Re-authentication failed: " + exc.detail
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None

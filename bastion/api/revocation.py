@@ -32,6 +32,8 @@ def revoke(key: str, until: datetime, *, commit: bool = True) -> None:
         ttl = max(1, int((until - utcnow()).total_seconds()) + 1)
         get_redis().set(_redis_key(key), b"1", ex=ttl)
         return
+    # Revocations are rare, so each one also sweeps entries that no longer matter.
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
     row = db.session.get(RevokedToken, key)
     if row is None:
         db.session.add(RevokedToken(key=key, expires_at=until))
@@ -49,7 +51,8 @@ def any_revoked(*keys: str) -> bool:
     if _use_redis():
         from bastion.redis_client import get_redis
 
-        return any(v is not None for v in get_redis().mget([_redis_key(k) for k in keys]))
+        values: list[bytes | None] = get_redis().mget([_redis_key(k) for k in keys])  # type: ignore[assignment]
+        return any(v is not None for v in values)
     found = db.session.scalar(
         select(RevokedToken.key)
         .where(RevokedToken.key.in_(keys), RevokedToken.expires_at > utcnow())
@@ -57,9 +60,3 @@ def any_revoked(*keys: str) -> bool:
     )
     return found is not None
 
-
-def purge_expired() -> int:
-    """Drop database entries whose tokens have expired (Redis expires its own)."""
-    count = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow())).rowcount
-    db.session.commit()
-    return int(count or 0)

@@ -8,6 +8,7 @@ from bastion.api import (  # noqa: F401 - importing registers the views
     articles,
     auth_tokens,
     bp,
+    commands,
     comments,
     openapi,
     pat_routes,

@@ -23,18 +23,12 @@ VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 LINE = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
 
 
-def _text(max_length: int, pattern: str, min_length: int = 0) -> Any:
-    return Annotated[
-        str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
-    ]
-
-
-Title = _text(200, VISIBLE, 1)
-ArticleBody = _text(100_000, VISIBLE, 1)
-CommentBody = _text(5000, VISIBLE, 1)
-TokenName = _text(80, VISIBLE, 1)
-DisplayName = _text(80, LINE)
-Bio = _text(5000, NO_NUL)
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE)]
+ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=VISIBLE)]
+CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE)]
+TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=VISIBLE)]
+DisplayName = Annotated[str, StringConstraints(max_length=80, pattern=LINE)]
+Bio = Annotated[str, StringConstraints(max_length=5000, pattern=NO_NUL)]
 
 
 def _whole_number(value: Any) -> Any:
@@ -78,7 +72,7 @@ class Output(BaseModel):
 
 # ------------------------------------------------------------------------------ auth ---
 class TokenRequest(Input):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
 
@@ -94,7 +88,7 @@ class RevokeRequest(Input):
 class TokenPairOut(Output):
     access_token: str
     refresh_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 

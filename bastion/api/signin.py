@@ -17,14 +17,14 @@ from bastion.security import audit
 GENERIC_FAILURE = "That username or password is not right, or the account cannot sign in."
 
 
-class SignInRefused(Exception):
+class SignInError(Exception):
     def __init__(self, status: int, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.retry_after = status, detail, retry_after
         self.extra: dict[str, object] = {}
 
 
-def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInRefused:
+def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
     throttle.record_login_failure(login, ip)
     known = find_login_user(login)
     audit.record(
@@ -34,29 +34,29 @@ def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInRefused:
     )
     counters.increment("2fa_failures" if second_factor else "login_failures")
     if second_factor:
-        return SignInRefused(401, "The one-time code is not right or was already used.")
-    return SignInRefused(401, GENERIC_FAILURE)
+        return SignInError(401, "The one-time code is not right or was already used.")
+    return SignInError(401, GENERIC_FAILURE)
 
 
 def check_credentials(login: str, password: str, otp: str | None, ip: str) -> User:
-    """The user when password (and OTP, if enrolled) are right; raises SignInRefused."""
+    """The user when password (and OTP, if enrolled) are right; raises SignInError."""
     wait = throttle.check_login_allowed(login, ip)
     if wait is not None:
         audit.record("login.throttled", details={"username": canonical_username(login)[:64]})
         counters.increment("login_throttled")
-        raise SignInRefused(429, "Too many failed attempts. Wait and try again.", retry_after=wait)
+        raise SignInError(429, "Too many failed attempts. Wait and try again.", retry_after=wait)
     user = authenticate(login, password)
     if user is None:
         raise _fail(login, ip)
     if user.has_2fa:
         if not otp:
-            refused = SignInRefused(401, "This account uses two-factor authentication: send 'otp'.")
+            refused = SignInError(401, "This account uses two-factor authentication: send 'otp'.")
             refused.extra = {"otp_required": True}
             raise refused
         if not throttle.verify_totp_or_recovery(user, otp):
             raise _fail(login, ip, second_factor=True)
     elif user.role_name in current_app.config["REQUIRE_2FA_ROLES"]:
-        raise SignInRefused(
+        raise SignInError(
             403, "Your role requires two-factor authentication: enrol on the account page first."
         )
     throttle.record_login_success(login, ip)
@@ -65,5 +65,7 @@ def check_credentials(login: str, password: str, otp: str | None, ip: str) -> Us
 
 def sign_in(login: str, password: str, otp: str | None, ip: str) -> User:
     user = check_credentials(login, password, otp, ip)
-    audit.record("login.success", actor_id=user.id, target_user_id=user.id, details={"channel": "api"})
+    audit.record(
+        "login.success", actor_id=user.id, target_user_id=user.id, details={"channel": "api"}
+    )
     return user

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Response, request
 from pydantic import BaseModel, ValidationError
@@ -22,8 +22,8 @@ from bastion.api.pats import TokenRequestError
 from bastion.auth.services import AccountError
 from bastion.content.services import ContentError
 from bastion.errors import problem
+from bastion.extensions import db
 
-F = TypeVar("F", bound=Callable[..., Any])
 OP_ATTR = "_api_operation"
 RULE_ERRORS = (ContentError, AccountError, TokenRequestError)
 
@@ -54,7 +54,7 @@ class Operation:
         return sorted(codes)
 
 
-class InvalidInput(Exception):
+class InvalidInputError(Exception):
     """Raised by a view (or a service error it translates) to answer 422 with field errors."""
 
     def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
@@ -70,37 +70,39 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def _parse_body(model: type[BaseModel]) -> BaseModel:
     if request.mimetype != "application/json":
-        raise _Refusal(415, "Send the body as JSON with 'Content-Type: application/json'.")
+        raise _RefusalError(415, "Send the body as JSON with 'Content-Type: application/json'.")
     data = request.get_data(cache=False)
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise _Refusal(400, "The body is not valid JSON (or is nested too deeply).") from exc
-        raise InvalidInput("Some fields are missing or not valid.", _field_errors(exc)) from exc
+            detail = "The body is not valid JSON (or is nested too deeply)."
+            raise _RefusalError(400, detail) from exc
+        detail = "Some fields are missing or not valid."
+        raise InvalidInputError(detail, _field_errors(exc)) from exc
 
 
 def _parse_query(model: type[BaseModel]) -> BaseModel:
     args = request.args
     if any(len(args.getlist(k)) > 1 for k in args):
-        raise InvalidInput("Give each query parameter once.")
+        raise InvalidInputError("Give each query parameter once.")
     try:
         return model.model_validate(args.to_dict())
     except ValidationError as exc:
-        raise InvalidInput("Some query parameters are not valid.", _field_errors(exc)) from exc
+        raise InvalidInputError("Some query parameters are not valid.", _field_errors(exc)) from exc
 
 
-class _Refusal(Exception):
+class _RefusalError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
 
 
-def operation(**spec: Any) -> Callable[[F], F]:
+def operation(**spec: Any) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare an API operation (see ``Operation``); the view gets ``body``/``query`` kwargs."""
     op = Operation(**spec)
 
-    def decorator(view: F) -> F:
+    def decorator(view: Callable[..., Any]) -> Callable[..., Response]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             if op.scopes is not None:
@@ -111,18 +113,19 @@ def operation(**spec: Any) -> Callable[[F], F]:
                 if op.body is not None:
                     kwargs["body"] = _parse_body(op.body)
                 result = view(*args, **kwargs)
-            except _Refusal as exc:
+            except _RefusalError as exc:
                 return problem(exc.status, exc.detail)
-            except InvalidInput as exc:
+            except InvalidInputError as exc:
                 return problem(422, exc.detail, extra={"errors": exc.errors})
             except RULE_ERRORS as exc:  # a service refused a value: same shape as schema errors
-                loc = ["body", exc.field] if getattr(exc, "field", None) else ["body"]
+                db.session.rollback()  # nothing half-applied survives the refusal
+                loc = [exc.field] if getattr(exc, "field", None) else []
                 errors = [{"loc": loc, "msg": str(exc), "type": "value_error"}]
                 return problem(422, str(exc), extra={"errors": errors})
             return _respond(op, result)
 
         setattr(wrapper, OP_ATTR, op)
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorator
 

@@ -163,7 +163,7 @@ def rotate(refresh_token: str) -> tuple[User, TokenPair]:
         update(RefreshToken)
         .where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None))
         .values(used_at=utcnow())
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if not won:
         db.session.commit()
         _report_reuse(row)

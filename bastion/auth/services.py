@@ -148,6 +148,8 @@ def find_login_user(login: str) -> User | None:
     from sqlalchemy import or_
 
     name = canonical_username(login)
+    if "\x00" in name:  # PostgreSQL refuses NUL in text; no account can have one anyway
+        return None
     return db.session.scalar(select(User).where(or_(User.username == name, User.email == name)))
 
 

@@ -53,18 +53,21 @@ class Api:
         return resp.get_json()  # type: ignore[no-any-return]
 
     def access_for(self, user: User) -> str:
-        return str(self.tokens_for(user, current_otp() if user.has_2fa else None)["access_token"])
+        """A JWT minted directly: sign-in itself is tested in test_auth_tokens, and skipping
+        the password hash here keeps the suite fast."""
+        from bastion.api import tokens
+
+        return tokens.issue_pair(user).access_token
 
     def pat_for(self, user: User, scopes: list[str], access: str | None = None) -> str:
-        access = access or self.access_for(user)
+        """A personal token made by the service (the endpoint is tested on its own)."""
+        from bastion.api import pats
+
+        return pats.create(user, name="t", scopes=scopes).secret
+
+    def pat_via_api(self, user: User, scopes: list[str], access: str) -> str:
         body: dict[str, Any] = {"name": "t", "scopes": scopes, "password": PASSWORD}
         if user.has_2fa:
-            # A fresh code: the sign-in above used the current step.
-            from bastion.extensions import db
-
-            db.session.refresh(user)
-            user.totp_last_step = None
-            db.session.commit()
             body["otp"] = current_otp()
         resp = self.call("POST", "/tokens", access, json=body)
         assert resp.status_code == 201, resp.get_json()

@@ -11,7 +11,7 @@ from bastion.extensions import db
 from bastion.models import Article, User
 from tests.api.conftest import Api
 
-pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V16.5.3")
+pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V15.3.5", "V16.5.3")
 
 
 @pytest.fixture
@@ -53,14 +53,19 @@ def test_malformed_bodies_are_clear_4xx(
 
 
 def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
-    resp = api.call("POST", "/tokens", editor_token, json={"name": "x", "scopes": ["root"], "password": "hunter2-secret"})
+    resp = api.call(
+        "POST",
+        "/tokens",
+        editor_token,
+        json={"name": "x", "scopes": ["root"], "password": "hunter2-secret"},
+    )
     assert resp.status_code == 422
     assert "hunter2-secret" not in resp.get_data(as_text=True)
     assert resp.get_json()["errors"][0]["loc"] == ["scopes", 0]
 
 
 def test_huge_body_is_413(api: Api, editor_token: str) -> None:
-    data = b'{"title": "T", "body": "' + b"x" * (300 * 1024) + b'"}'
+    data = b'{"title": "T", "body": "' + b"x" * (1100 * 1024) + b'"}'
     resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
     assert resp.status_code == 413
     assert resp.mimetype == "application/problem+json"
@@ -80,8 +85,16 @@ def test_deeply_nested_json_is_refused(api: Api, editor_token: str) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", "bst_x", "Bearer bst_" + "x" * 200,
-     "Bearer " + "e" * 5000, "Token abc"],
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer a b",
+        "bst_x",
+        "Bearer bst_" + "x" * 200,
+        "Bearer " + "e" * 5000,
+        "Token abc",
+    ],
 )
 def test_malformed_authorization_is_401(api: Api, header: str) -> None:
     resp = api.call("GET", "/me", headers={"Authorization": header})
@@ -113,3 +126,12 @@ def test_api_rate_limit_answers_429_with_retry_after(make_app: Callable[..., Fla
     resp = client.get("/api/v1/me")
     assert resp.mimetype == "application/problem+json"
     assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_nul_in_credentials_is_a_4xx_on_every_database(api: Api) -> None:
+    # PostgreSQL refuses NUL in text: this was a 500 before the schema refused it.
+    resp = api.call("POST", "/auth/token", json={"username": "a\u0000b", "password": "x" * 12})
+    assert resp.status_code == 422
+    from bastion.auth.services import authenticate
+
+    assert authenticate("a\x00b", "x" * 12) is None

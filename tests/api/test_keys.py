@@ -10,7 +10,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 
-from bastion.api.keys import KeysetError, instance_keyset, keyset_problem, new_key_entry, parse_keyset
+from bastion.api.keys import (
+    KeysetError,
+    instance_keyset,
+    keyset_problem,
+    new_key_entry,
+    parse_keyset,
+)
 from bastion.config import validate
 
 pytestmark = pytest.mark.asvs("V9.1.2", "V13.3.1")
@@ -43,20 +49,29 @@ def test_bad_keysets_are_refused_with_a_clear_message(raw: str, message: str) ->
 
 def test_first_key_must_be_able_to_sign() -> None:
     private = serialization.load_pem_private_key(new_key_entry()["pem"].encode(), None)
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     with pytest.raises(KeysetError, match="private key"):
         parse_keyset(json.dumps([{"kid": "old", "pem": public}]))
     ks = parse_keyset(json.dumps([new_key_entry("new"), {"kid": "old", "pem": public}]))
-    assert ks.active_kid == "new" and set(ks.verifying_keys) == {"new", "old"}
+    assert ks.active_kid == "new"
+    assert set(ks.verifying_keys) == {"new", "old"}
 
 
 def test_production_needs_a_usable_keyset() -> None:
-    base = {"ENV_NAME": "production", "SQLALCHEMY_DATABASE_URI": "postgresql://x", "RATELIMIT_STORAGE_URI": "redis://"}
+    base = {
+        "ENV_NAME": "production",
+        "SQLALCHEMY_DATABASE_URI": "postgresql://x",
+        "RATELIMIT_STORAGE_URI": "redis://",
+    }
     assert any("BASTION_JWT_KEYS" in p for p in validate(base))
     assert any("not valid JSON" in p for p in validate({**base, "JWT_KEYS": "{"}))
-    assert not any("JWT" in p for p in validate({**base, "JWT_KEYS": json.dumps([new_key_entry()])}))
+    assert not any(
+        "JWT" in p for p in validate({**base, "JWT_KEYS": json.dumps([new_key_entry()])})
+    )
 
 
 def test_development_keyset_is_generated_once_and_private(tmp_path: Path) -> None:
@@ -66,3 +81,9 @@ def test_development_keyset_is_generated_once_and_private(tmp_path: Path) -> Non
     assert mode == 0o600
     assert parse_keyset(first).active_kid == "dev-1"
     assert list(tmp_path.iterdir()) == [tmp_path / "jwt_keys.json"]
+
+
+def test_cli_prints_a_usable_keyset(runner) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["api", "new-key", "--kid", "2026-11"])
+    assert result.exit_code == 0, result.output
+    assert parse_keyset(result.output).active_kid == "2026-11"

@@ -15,7 +15,7 @@ from tests.factories import PASSWORD
 from tests.support.auth import AuthActions, csrf_token
 
 
-@pytest.mark.asvs("V3.5.1", "V4.4.1", "V9.1.1")
+@pytest.mark.asvs("V3.5.1", "V8.3.1")
 def test_a_signed_in_browser_cookie_does_not_authenticate_the_api(
     client: FlaskClient, make_user: Callable[..., User]
 ) -> None:
@@ -39,7 +39,9 @@ def test_a_signed_in_browser_cookie_does_not_authenticate_the_api(
 @pytest.mark.asvs("V3.5.1")
 def test_bearer_requests_need_no_csrf_token(api: Api, make_user: Callable[..., User]) -> None:
     token = api.access_for(make_user("editor"))
-    resp = api.call("POST", "/articles", token, json={"title": "T", "body": "B"}, headers={"Referer": ""})
+    resp = api.call(
+        "POST", "/articles", token, json={"title": "T", "body": "B"}, headers={"Referer": ""}
+    )
     assert resp.status_code == 201
 
 
@@ -48,7 +50,8 @@ def test_cors_is_off_by_default(api: Api) -> None:
     resp = api.call("GET", "/openapi.json", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in resp.headers
     pre = api.call(
-        "OPTIONS", "/me",
+        "OPTIONS",
+        "/me",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert "Access-Control-Allow-Origin" not in pre.headers
@@ -60,8 +63,11 @@ def test_cors_allowlist_by_setting(make_app: Callable[..., Flask]) -> None:
     client = app.test_client()
     allowed = client.options(
         "/api/v1/me",
-        headers={"Origin": "https://app.example.org", "Access-Control-Request-Method": "GET",
-                 "Access-Control-Request-Headers": "authorization"},
+        headers={
+            "Origin": "https://app.example.org",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
     )
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
     assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
@@ -81,3 +87,12 @@ def test_api_answers_with_a_www_authenticate_challenge(client: FlaskClient) -> N
     assert resp.status_code == 401
     assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="bastion"')
     assert bearer("x") == {"Authorization": "Bearer x"}
+
+
+@pytest.mark.asvs("V4.1.2")
+def test_plain_http_api_calls_are_refused_not_redirected(make_app: Callable[..., Flask]) -> None:
+    app = make_app(FORCE_HTTPS=True)
+    resp = app.test_client().get("/api/v1/openapi.json", base_url="http://localhost")
+    assert resp.status_code == 403
+    assert resp.mimetype == "application/problem+json"
+    assert "Location" not in resp.headers

@@ -31,9 +31,10 @@ def signed_in(client: FlaskClient, make_user: Callable[..., User]) -> tuple[Flas
 
 @pytest.mark.asvs("V7.5.1", "V3.5.1")
 def test_create_shows_the_token_once_and_it_works(signed_in: tuple[FlaskClient, User]) -> None:
-    client, user = signed_in
+    client, _user = signed_in
     page = client.get("/account/tokens")
-    assert page.status_code == 200 and "No tokens yet" in page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "No tokens yet" in page.get_data(as_text=True)
     token = csrf_token(client, "/account/tokens")
     resp = client.post(
         "/account/tokens",
@@ -46,7 +47,8 @@ def test_create_shows_the_token_once_and_it_works(signed_in: tuple[FlaskClient, 
         resp.headers
     )
     listing = client.get("/account/tokens").get_data(as_text=True)
-    assert secret.group(1) not in listing and "CI" in listing
+    assert secret.group(1) not in listing
+    assert "CI" in listing
     api = client.application.test_client()
     assert api.get("/api/v1/articles", headers=bearer(secret.group(1))).status_code == 200
 
@@ -54,7 +56,9 @@ def test_create_shows_the_token_once_and_it_works(signed_in: tuple[FlaskClient, 
 @pytest.mark.asvs("V3.5.1")
 def test_create_without_csrf_token_is_refused(signed_in: tuple[FlaskClient, User]) -> None:
     client, _user = signed_in
-    resp = client.post("/account/tokens", data={"name": "CI", "scopes": ["articles:read"], "days": "7"})
+    resp = client.post(
+        "/account/tokens", data={"name": "CI", "scopes": ["articles:read"], "days": "7"}
+    )
     assert resp.status_code == 400
     assert db.session.scalar(select(ApiToken)) is None
 
@@ -70,9 +74,11 @@ def test_stale_session_must_reauthenticate_first(signed_in: tuple[FlaskClient, U
     record.reauth_at = utcnow() - timedelta(minutes=11)
     db.session.commit()
     resp = client.post(
-        "/account/tokens", data={"csrf_token": token, "name": "CI", "scopes": ["articles:read"], "days": "7"}
+        "/account/tokens",
+        data={"csrf_token": token, "name": "CI", "scopes": ["articles:read"], "days": "7"},
     )
-    assert resp.status_code == 302 and "/auth/reauth" in resp.headers["Location"]
+    assert resp.status_code == 302
+    assert "/auth/reauth" in resp.headers["Location"]
     assert db.session.scalar(select(ApiToken)) is None
 
 
@@ -86,7 +92,8 @@ def test_invalid_form_is_422_with_messages(signed_in: tuple[FlaskClient, User]) 
     over = client.post(
         "/account/tokens", data={"csrf_token": token, "name": "x", "scopes": ["admin"], "days": "5"}
     )
-    assert over.status_code == 422 and "Your role cannot grant: admin" in over.get_data(as_text=True)
+    assert over.status_code == 422
+    assert "Your role cannot grant: admin" in over.get_data(as_text=True)
     assert db.session.scalar(select(ApiToken)) is None
 
 
@@ -100,7 +107,10 @@ def test_revoke_own_token_only(
     mine = pats.create(user, name="mine", scopes=["articles:read"]).record
     theirs = pats.create(make_user("editor"), name="theirs", scopes=["articles:read"]).record
     token = csrf_token(client, "/account/tokens")
-    assert client.post(f"/account/tokens/{theirs.id}/revoke", data={"csrf_token": token}).status_code == 404
+    assert (
+        client.post(f"/account/tokens/{theirs.id}/revoke", data={"csrf_token": token}).status_code
+        == 404
+    )
     resp = client.post(f"/account/tokens/{mine.id}/revoke", data={"csrf_token": token})
     assert resp.status_code == 302
     db.session.expire_all()
@@ -110,4 +120,5 @@ def test_revoke_own_token_only(
 
 def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
     resp = client.get("/account/tokens")
-    assert resp.status_code == 302 and "/auth/login" in resp.headers["Location"]
+    assert resp.status_code == 302
+    assert "/auth/login" in resp.headers["Location"]

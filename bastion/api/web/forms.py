@@ -17,14 +17,16 @@ SCOPE_HELP = {
 }
 
 
-class CheckboxesField(SelectMultipleField):
+class CheckboxesField(SelectMultipleField):  # type: ignore[misc]
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
 
 
-class TokenForm(FlaskForm):
+class TokenForm(FlaskForm):  # type: ignore[misc]
     name = StringField(
-        "Name", validators=[DataRequired(), Length(max=80)], description="What will use it, e.g. 'CI'."
+        "Name",
+        validators=[DataRequired(), Length(max=80)],
+        description="What will use it, e.g. 'CI'.",
     )
     scopes = CheckboxesField(
         "Scopes",

@@ -14,8 +14,19 @@ from bastion.api.web import bp
 from bastion.api.web.forms import TokenForm
 from bastion.auth.forms import EmptyForm
 from bastion.extensions import limiter
+from bastion.models import User
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required
+
+
+def tokens_context(user: User, form: TokenForm | None = None) -> dict[str, Any]:
+    """What ``account/_tokens.html`` needs; the account page passes it to include the panel."""
+    return {
+        "tokens": pats.list_for(user),
+        "token_form": form or TokenForm(),
+        "token_revoke_form": EmptyForm(),
+        "token_is_active": pats.is_active,
+    }
 
 
 @bp.get("/api/docs")
@@ -26,20 +37,10 @@ def docs() -> ResponseReturnValue:
     return render_template("api/docs.html", info=doc["info"], sections=docs_view(doc))
 
 
-def token_section(user: Any, form: TokenForm | None = None) -> dict[str, Any]:
-    """What ``account/_tokens.html`` needs; shared by this page and the account page."""
-    return {
-        "tokens": pats.list_for(user),
-        "form": form or TokenForm(formdata=None),
-        "revoke_form": EmptyForm(),
-        "active": pats.is_active,
-    }
-
-
 @bp.get("/account/tokens")
 @login_required
 def tokens() -> ResponseReturnValue:
-    return render_template("api/tokens.html", **token_section(current_user))
+    return render_template("api/tokens.html", **tokens_context(current_user))
 
 
 @bp.post("/account/tokens")
@@ -51,14 +52,17 @@ def create_token() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             created = pats.create(
-                current_user, name=form.name.data or "", scopes=form.scopes.data or [], days=form.days.data
+                current_user,
+                name=form.name.data or "",
+                scopes=form.scopes.data or [],
+                days=form.days.data,
             )
         except pats.TokenRequestError as exc:
             form.form_errors.append(str(exc))
         else:
             # Rendered, never flashed: the flash would put the secret in the session cookie.
             return render_template("api/token_created.html", token=created)
-    return render_template("api/tokens.html", **token_section(current_user, form)), 422
+    return render_template("api/tokens.html", **tokens_context(current_user, form)), 422
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")

@@ -1,0 +1,21 @@
+"""``flask --app bastion api new-key``: print a keyset entry for BASTION_JWT_KEYS."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from bastion.api import bp
+from bastion.api.keys import new_key_entry
+
+
+@bp.cli.command("new-key")
+@click.option("--kid", default=None, help="Key id (default: random).")
+def new_key(kid: str | None) -> None:
+    """Print a new Ed25519 key as a one-entry JSON keyset.
+
+    To rotate, put the new entry first in BASTION_JWT_KEYS and keep the old one after it
+    until the longest-lived token it signed (the refresh lifetime) has expired.
+    """
+    click.echo(json.dumps([new_key_entry(kid)]))
