@@ -40,7 +40,7 @@ def add_ratelimit_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Reset"] = str(reset_at)
         if throttled:
             response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
-    except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
+    except Exception:
         log.exception("could not read the rate-limit window")
         if throttled:
             response.headers["Retry-After"] = str(current.limit.get_expiry())

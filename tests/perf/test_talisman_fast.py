@@ -26,7 +26,9 @@ def _stock() -> dict[str, str]:
         ({}, "x"),  # plain HTTP: no HSTS
     ],
 )
-def test_headers_match_stock_talisman(app: Flask, headers: dict[str, str], nonce: str | None) -> None:
+def test_headers_match_stock_talisman(
+    app: Flask, headers: dict[str, str], nonce: str | None
+) -> None:
     with app.test_request_context("/", headers=headers):
         if nonce is not None:
             request.csp_nonce = nonce  # type: ignore[attr-defined]
