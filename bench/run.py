@@ -23,7 +23,7 @@ import redis
 
 from bench import probes, report, servers, wrk
 from bench.scenarios import Client, Scenario, prepare
-from bench.seed import Seeded, seed
+from bench.seed import PASSWORD, Seeded, seed
 
 
 def _migrate_and_seed(env: dict[str, str]) -> Seeded:
@@ -113,15 +113,30 @@ def _probe(extra: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -
         print(f"  probe {name} failed: {exc}", flush=True)
 
 
-def _memory(env: dict[str, str], signed_in: Scenario) -> dict[str, Any]:
+def _memory(env: dict[str, str], scenario: Scenario, counts: tuple[int, int]) -> dict[str, Any]:
     """One worker that is never recycled, so growth shows instead of being reset."""
     single = servers.start(
         "bastion-memory", "bastion:create_app()", env, 1, extra_env={"GUNICORN_MAX_REQUESTS": "0"}
     )
     try:
-        return {**probes.memory_growth(single, script_for(signed_in)), "scenario": signed_in.name}
+        first, total = counts
+        result = probes.memory_growth(single, script_for(scenario), first=first, total=total)
+        return {**result, "scenario": scenario.name}
     finally:
         single.stop()
+
+
+def _login_cpu(seeded: Seeded) -> dict[str, Any]:
+    from bastion import create_app
+
+    from bastion.extensions import db
+
+    app = create_app()  # the same production settings, in this process
+    try:
+        return probes.login_cpu(app, seeded.logins[-10:], PASSWORD)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,7 +187,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     print("  " + report.table(entries[-1:]).splitlines()[-1].strip(), flush=True)
             extra["notes"] = {s.name: s.note for s in scenarios if s.note}
             time.sleep(3)  # let queued logins drain before measuring the hash on its own
-            _probe(extra, "argon2", probes.argon2_verify_rate)
+            _probe(extra, "argon2", lambda: probes.argon2_verify_rate(connections[0]))
+            _probe(extra, "login_cpu", lambda: _login_cpu(seeded))
             login = next(s for s in scenarios if s.name == "login")
             wrong = (
                 (login.body_template or "")
@@ -187,14 +203,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     bastion, login.method, login.path, login.headers, wrong
                 ),
             )
-            signed_in = next(s for s in scenarios if s.name == "signed_in_html")
+            home = next(s for s in scenarios if s.name == "home_html")
         finally:
             bastion.stop()
             if bare is not None:
                 bare.stop()
         _probe(extra, "startup", lambda: probes.startup(env))
         if not args.no_memory:
-            _probe(extra, "memory", lambda: _memory(env, signed_in))
+            first, total = (int(n) for n in args.memory_requests.split(","))
+            _probe(extra, "memory", lambda: _memory(env, home, (first, total)))
         _clear_redis(env["BASTION_RATELIMIT_KEY_PREFIX"])
     return report.document(machine, entries, extra)
 
@@ -217,15 +234,21 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             )
     login = by.get(("login", 16))
     argon = doc.get("argon2", {})
-    for name in ("argon2", "throttle", "startup", "memory"):
+    for name in ("argon2", "login_cpu", "throttle", "startup", "memory"):
         if "error" in doc.get(name, {}):
             lines.append(f"{name}: probe failed: {doc[name]['error']}")
             doc.pop(name)
     if login and login.get("bastion_rps") and "verify_per_s" in argon:
         lines.append(
             f"login: {login['bastion_rps']:.1f} logins/s vs raw Argon2id verify "
-            f"{argon['verify_per_s']:.1f}/s (t={argon['time_cost']}, m={argon['memory_kib']} KiB, "
+            f"{argon['verify_per_s']:.1f}/s at the same concurrency (t={argon['time_cost']}, m={argon['memory_kib']} KiB, "
             f"p={argon['parallelism']}) -> {login['bastion_rps'] / argon['verify_per_s']:.2f} (target >= 0.8)"
+        )
+    if lc := doc.get("login_cpu"):
+        lines.append(
+            f"login CPU: {lc['login_cpu_s'] * 1000:.0f} ms per login request vs "
+            f"{lc['verify_cpu_s'] * 1000:.0f} ms per bare verify -> the app adds "
+            f"{lc['overhead_pct']:.0f}% around the hash (target <= 20%)"
         )
     if t := doc.get("throttle"):
         lines.append(
@@ -255,8 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=0, help="gunicorn workers (default 2 x CPUs + 1)"
     )
+    parser.add_argument("--no-memory", action="store_true", help="skip the worker memory probe")
     parser.add_argument(
-        "--no-memory", action="store_true", help="skip the 50k-request memory probe"
+        "--memory-requests",
+        default="10000,50000",
+        help="RSS of one worker is read after the first and after the second count",
     )
     args = parser.parse_args(argv)
     try:
