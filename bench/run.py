@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -128,10 +129,12 @@ def _memory(env: dict[str, str], scenario: Scenario, counts: tuple[int, int]) ->
 
 def _login_cpu(seeded: Seeded) -> dict[str, Any]:
     from bastion import create_app
-
     from bastion.extensions import db
 
     app = create_app()  # the same production settings, in this process
+    quiet = logging.FileHandler(servers.RESULTS / "login-cpu.log")
+    for logger in (logging.getLogger("bastion"), app.logger):
+        logger.handlers[:] = [quiet]
     try:
         return probes.login_cpu(app, seeded.logins[-10:], PASSWORD)
     finally:
