@@ -40,7 +40,7 @@ def add_ratelimit_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Reset"] = str(reset_at)
         # A 429 of the app's own (say, an account lockout) keeps its longer wait.
         if throttled and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
+            response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
     except Exception:
         log.exception("could not read the rate-limit window")
         if throttled and "Retry-After" not in response.headers:
