@@ -8,10 +8,10 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_principal import Principal
 from flask_sqlalchemy import SQLAlchemy
-from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 
 from bastion.models.base import Base
+from bastion.security.talisman_fast import PrecomputedTalisman
 
 # Objects stay usable after commit: views render what a service just saved without a
 # second round trip.
@@ -24,4 +24,5 @@ principal = Principal(use_sessions=False, skip_static=True)
 # that the real client behind a known number of proxies, so a forged X-Forwarded-For from
 # the client itself never picks someone else's bucket.
 limiter = Limiter(key_func=get_remote_address)
-talisman = Talisman()
+# Same headers as flask_talisman.Talisman, with the policy strings built at start-up.
+talisman = PrecomputedTalisman()

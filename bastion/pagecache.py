@@ -69,7 +69,8 @@ def _conditional(body: str) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Cookie")
     response.add_etag()
-    return response.make_conditional(request)
+    response.make_conditional(request)  # turns itself into a 304 when the ETag matches
+    return response
 
 
 def cached_public_page(view: F) -> F:

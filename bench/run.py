@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ import redis
 
 from bench import probes, report, servers, wrk
 from bench.scenarios import Client, Scenario, prepare
-from bench.seed import Seeded, seed
+from bench.seed import PASSWORD, Seeded, seed
 
 
 def _migrate_and_seed(env: dict[str, str]) -> Seeded:
@@ -80,10 +81,13 @@ def run_rounds(
     script = script_for(s)
     for server in (bastion, bare):  # warm-up: connection pools, template caches
         wrk.run(server.url, script, connections=conn, seconds=1)
+    # Requests still queued when wrk stops (slow logins) finish before the next run starts.
+    settle = 3.0 if s.name == "login" else 0.2
     for _ in range(rounds):
+        time.sleep(settle)
         offset = bastion.log_offset()
         result.bastion.append(wrk.run(bastion.url, script, connections=conn, seconds=seconds))
-        time.sleep(0.2)
+        time.sleep(settle)
         result.unexpected_status.append(unexpected_statuses(bastion.log_since(offset), s))
         result.bare.append(wrk.run(bare.url, script, connections=conn, seconds=seconds))
     return result
@@ -110,15 +114,32 @@ def _probe(extra: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -
         print(f"  probe {name} failed: {exc}", flush=True)
 
 
-def _memory(env: dict[str, str], signed_in: Scenario) -> dict[str, Any]:
+def _memory(env: dict[str, str], scenario: Scenario, counts: tuple[int, int]) -> dict[str, Any]:
     """One worker that is never recycled, so growth shows instead of being reset."""
     single = servers.start(
         "bastion-memory", "bastion:create_app()", env, 1, extra_env={"GUNICORN_MAX_REQUESTS": "0"}
     )
     try:
-        return {**probes.memory_growth(single, script_for(signed_in)), "scenario": signed_in.name}
+        first, total = counts
+        result = probes.memory_growth(single, script_for(scenario), first=first, total=total)
+        return {**result, "scenario": scenario.name}
     finally:
         single.stop()
+
+
+def _login_cpu(seeded: Seeded) -> dict[str, Any]:
+    from bastion import create_app
+    from bastion.extensions import db
+
+    app = create_app()  # the same production settings, in this process
+    quiet = logging.FileHandler(servers.RESULTS / "login-cpu.log")
+    for logger in (logging.getLogger("bastion"), app.logger):
+        logger.handlers[:] = [quiet]
+    try:
+        return probes.login_cpu(app, seeded.logins[-10:], PASSWORD)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,16 +178,20 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 workers,
             )
             for s in scenarios:
-                for conn in connections:
+                # Logins are bounded by Argon2: more connections only lengthen the queue,
+                # and each run needs longer to finish enough of them to count.
+                for conn in connections[:1] if s.name == "login" else connections:
                     if s.unavailable:
                         rounds = report.ScenarioRounds(s.name, conn, unavailable=s.unavailable)
                     else:
-                        rounds = run_rounds(s, conn, bastion, bare, args.seconds, args.rounds)
+                        seconds = max(3 * args.seconds, 10) if s.name == "login" else args.seconds
+                        rounds = run_rounds(s, conn, bastion, bare, seconds, args.rounds)
                     entries.append(report.summarise(rounds))
                     print("  " + report.table(entries[-1:]).splitlines()[-1].strip(), flush=True)
             extra["notes"] = {s.name: s.note for s in scenarios if s.note}
             time.sleep(3)  # let queued logins drain before measuring the hash on its own
-            _probe(extra, "argon2", probes.argon2_verify_rate)
+            _probe(extra, "argon2", lambda: probes.argon2_verify_rate(connections[0]))
+            _probe(extra, "login_cpu", lambda: _login_cpu(seeded))
             login = next(s for s in scenarios if s.name == "login")
             wrong = (
                 (login.body_template or "")
@@ -181,14 +206,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     bastion, login.method, login.path, login.headers, wrong
                 ),
             )
-            signed_in = next(s for s in scenarios if s.name == "signed_in_html")
+            home = next(s for s in scenarios if s.name == "home_html")
         finally:
             bastion.stop()
             if bare is not None:
                 bare.stop()
         _probe(extra, "startup", lambda: probes.startup(env))
         if not args.no_memory:
-            _probe(extra, "memory", lambda: _memory(env, signed_in))
+            first, total = (int(n) for n in args.memory_requests.split(","))
+            _probe(extra, "memory", lambda: _memory(env, home, (first, total)))
         _clear_redis(env["BASTION_RATELIMIT_KEY_PREFIX"])
     return report.document(machine, entries, extra)
 
@@ -211,15 +237,21 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             )
     login = by.get(("login", 16))
     argon = doc.get("argon2", {})
-    for name in ("argon2", "throttle", "startup", "memory"):
+    for name in ("argon2", "login_cpu", "throttle", "startup", "memory"):
         if "error" in doc.get(name, {}):
             lines.append(f"{name}: probe failed: {doc[name]['error']}")
             doc.pop(name)
     if login and login.get("bastion_rps") and "verify_per_s" in argon:
         lines.append(
             f"login: {login['bastion_rps']:.1f} logins/s vs raw Argon2id verify "
-            f"{argon['verify_per_s']:.1f}/s (t={argon['time_cost']}, m={argon['memory_kib']} KiB, "
+            f"{argon['verify_per_s']:.1f}/s at the same concurrency (t={argon['time_cost']}, m={argon['memory_kib']} KiB, "
             f"p={argon['parallelism']}) -> {login['bastion_rps'] / argon['verify_per_s']:.2f} (target >= 0.8)"
+        )
+    if lc := doc.get("login_cpu"):
+        lines.append(
+            f"login CPU: {lc['login_cpu_s'] * 1000:.0f} ms per login request vs "
+            f"{lc['verify_cpu_s'] * 1000:.0f} ms per bare verify -> the app adds "
+            f"{lc['overhead_pct']:.0f}% around the hash (target <= 20%)"
         )
     if t := doc.get("throttle"):
         lines.append(
@@ -228,8 +260,9 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         )
     if st := doc.get("startup"):
         lines.append(
-            f"start-up: create_app() + first request {st['create_app_first_request_s']:.3f} s "
-            f"(imports {st['imports_s']:.3f} s; target < 1 s)"
+            f"start-up: create_app() {st['create_app_s']:.3f} s, first response after "
+            f"{st['first_response_s']:.3f} s wall / {st['first_response_cpu_s']:.3f} s CPU "
+            "(target < 1 s)"
         )
     if m := doc.get("memory"):
         lines.append(
@@ -248,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=0, help="gunicorn workers (default 2 x CPUs + 1)"
     )
+    parser.add_argument("--no-memory", action="store_true", help="skip the worker memory probe")
     parser.add_argument(
-        "--no-memory", action="store_true", help="skip the 50k-request memory probe"
+        "--memory-requests",
+        default="10000,50000",
+        help="RSS of one worker is read after the first and after the second count",
     )
     args = parser.parse_args(argv)
     try:

@@ -130,7 +130,7 @@ def run(url: str, script: str, *, connections: int, seconds: float, threads: int
                 f"-c{connections}",
                 f"-d{max(1, round(seconds))}s",
                 "--timeout",
-                "10s",
+                "30s",
                 "--latency",
                 "-s",
                 str(script_path),

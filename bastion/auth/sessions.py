@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from bastion.extensions import db, login_manager
 from bastion.models import RefreshToken, User, UserSession, utcnow
@@ -57,7 +58,13 @@ def current_record() -> UserSession | None:
     sid = session.get("sid")
     if not isinstance(sid, str) or len(sid) > 128:
         return None
-    return db.session.scalar(select(UserSession).where(UserSession.token_hash == token_hash(sid)))
+    # The user (and its role) come in the same query: every signed-in request needs them,
+    # and a lazy load would be a second round trip to the database.
+    return db.session.scalar(
+        select(UserSession)
+        .options(joinedload(UserSession.user))
+        .where(UserSession.token_hash == token_hash(sid))
+    )
 
 
 def end_session() -> None:

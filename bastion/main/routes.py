@@ -9,6 +9,7 @@ import orjson
 from flask import Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from bastion.extensions import csrf, db, limiter
 from bastion.main import bp
@@ -26,8 +27,11 @@ CSP_FIELDS = ("blocked-uri", "violated-directive", "effective-directive", "docum
 @public
 @cached_public_page
 def index() -> ResponseReturnValue:
+    # Only what the list shows: the Markdown source and rendered body stay in the database.
     articles = db.session.scalars(
         select(Article)
+        .options(load_only(Article.id, Article.title, Article.summary, Article.published_at,
+                           Article.author_id, Article.status))
         .where(Article.status == "published")
         .order_by(Article.published_at.desc(), Article.id.desc())
         .limit(10)

@@ -38,10 +38,11 @@ def add_ratelimit_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
         response.headers["X-RateLimit-Remaining"] = str(current.remaining)
         response.headers["X-RateLimit-Reset"] = str(reset_at)
-        if throttled:
-            response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
-    except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
+        # A 429 of the app's own (say, an account lockout) keeps its longer wait.
+        if throttled and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
+    except Exception:
         log.exception("could not read the rate-limit window")
-        if throttled:
+        if throttled and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(current.limit.get_expiry())
     return response

@@ -43,7 +43,9 @@ def test_etag_changes_when_the_page_changes(app: Flask, client) -> None:  # type
 
 
 @pytest.mark.asvs("V14.2.2", "V14.3.2")
-def test_signed_in_pages_get_neither_etag_nor_cached_body(app: Flask, client, auth: AuthActions) -> None:  # type: ignore[no-untyped-def]
+def test_signed_in_pages_get_neither_etag_nor_cached_body(
+    app: Flask, client, auth: AuthActions
+) -> None:  # type: ignore[no-untyped-def]
     app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
     try:
         client.get("/")  # store the anonymous page

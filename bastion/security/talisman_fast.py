@@ -1,0 +1,92 @@
+"""Flask-Talisman with its header values built once, at start-up, instead of per response.
+
+Stock Talisman rebuilds every policy string for every response (walking the CSP dict,
+formatting the Permissions-Policy, merging per-view options three times per request).
+The values only depend on configuration, except the CSP nonce, so this subclass asks
+Talisman itself to produce them once (with a placeholder nonce) and afterwards only
+splices the fresh nonce in. Views that carry their own options (``@talisman(...)``) take
+the stock code path, so behaviour is identical by construction; a test compares both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from flask_talisman import Talisman
+from flask_talisman.talisman import get_random_string
+from werkzeug.datastructures import Headers
+
+_PLACEHOLDER = "BASTIONNONCEPLACEHOLDER"
+_NONCE_LENGTH = 32  # flask_talisman.talisman.NONCE_LENGTH
+
+
+class PrecomputedTalisman(Talisman):  # type: ignore[misc]
+    """Same headers as Talisman; the per-request work is one string join."""
+
+    def init_app(self, app: Flask, **kwargs: Any) -> None:
+        super().init_app(app, **kwargs)
+        self._fixed: list[tuple[str, str]] = []
+        self._csp_name = ""
+        self._csp_with_nonce: list[str] = []
+        self._csp_without_nonce = ""
+        self._hsts = ""
+        with app.test_request_context("/", headers={"X-Forwarded-Proto": "https"}):
+            self._fixed, self._csp_without_nonce = self._stock_headers(nonce=None)
+            _, with_nonce = self._stock_headers(nonce=_PLACEHOLDER)
+        self._csp_with_nonce = with_nonce.split(_PLACEHOLDER)
+        names = dict(self._fixed)
+        self._hsts = names.pop("Strict-Transport-Security", "")
+        self._fixed = [(k, v) for k, v in self._fixed if k != "Strict-Transport-Security"]
+
+    def _stock_headers(self, nonce: str | None) -> tuple[list[tuple[str, str]], str]:
+        """What stock Talisman sets, split into fixed headers and the CSP value."""
+        if nonce is None:
+            request.__dict__.pop("csp_nonce", None)
+        else:
+            request.csp_nonce = nonce  # type: ignore[attr-defined]
+        response = Response()
+        response.headers = Headers()
+        super()._set_response_headers(response)
+        request.__dict__.pop("csp_nonce", None)
+        csp = ""
+        fixed = []
+        for name, value in response.headers.items():
+            if name.startswith("Content-Security-Policy"):
+                self._csp_name, csp = name, value
+            else:
+                fixed.append((name, value))
+        return fixed, csp
+
+    @staticmethod
+    def _has_view_options() -> bool:
+        view = current_app.view_functions.get(request.endpoint)  # type: ignore[arg-type]
+        return hasattr(view, "talisman_view_options")
+
+    def _force_https(self) -> Any:
+        if self.force_https or self._has_view_options():
+            return super()._force_https()
+        return None
+
+    def _make_nonce(self) -> None:
+        if self._has_view_options():
+            super()._make_nonce()
+        elif self._csp_name and not getattr(request, "csp_nonce", None):
+            request.csp_nonce = get_random_string(_NONCE_LENGTH)  # type: ignore[attr-defined]
+
+    def _set_response_headers(self, response: Response) -> Response:
+        if self._has_view_options():
+            return super()._set_response_headers(response)  # type: ignore[no-any-return]
+        headers = response.headers
+        for name, value in self._fixed:
+            headers[name] = value
+        if self._csp_name:
+            nonce = getattr(request, "csp_nonce", None)
+            headers[self._csp_name] = (
+                nonce.join(self._csp_with_nonce) if nonce is not None else self._csp_without_nonce
+            )
+        if self._hsts and (
+            request.is_secure or request.headers.get("X-Forwarded-Proto", "http") == "https"
+        ):
+            headers["Strict-Transport-Security"] = self._hsts
+        return response

@@ -1,0 +1,68 @@
+"""Hot pages use a fixed, small number of queries (no N+1, no second session lookup)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from bastion.extensions import db
+from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
+from tests.support.auth import AuthActions
+
+
+@contextmanager
+def _statements(app: Flask) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _selects(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_signed_in_home_page_loads_session_user_and_articles_in_two_queries(
+    make_app,
+    backend: str,  # type: ignore[no-untyped-def]
+) -> None:
+    # A fresh app with no outer app context: every request loads its user from scratch,
+    # as in production (the shared test app keeps g, and so the user, between requests).
+    app = make_app(backend=backend)
+    with app.app_context():
+        for _ in range(10):  # ten different authors: no query per author
+            CommentFactory(article=ArticleFactory())
+        username = UserFactory().username
+    client = app.test_client()
+    AuthActions(client).login(username, PASSWORD)
+    client.get("/")  # settle the session (CSRF token, last-seen stamp)
+    with app.app_context(), _statements(app) as statements:
+        resp = client.get("/")
+    assert resp.status_code == 200
+    assert "Sign out" in resp.get_data(as_text=True)
+    selects = _selects(statements)
+    assert len(selects) == 2, selects
+    for table in ("user_sessions", "users", "roles"):
+        assert table in selects[0]
+
+
+def test_anonymous_home_page_reads_only_listed_columns(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
+    ArticleFactory(body_md="SECRET-ISH LONG BODY", body_html="<p>long</p>")
+    with _statements(app) as statements:
+        resp = client.get("/")
+    assert resp.status_code == 200
+    (select,) = _selects(statements)
+    assert "body_md" not in select
+    assert "body_html" not in select
