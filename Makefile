@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export BASTION_ENV ?= development
 
-.PHONY: help install install-dev run test test-fast lint lock bench clean
+.PHONY: help install install-dev run test test-fast lint lock bench sbom clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: install-dev ## the whole suite (PostgreSQL, Redis, Chromium tests skip whe
 lint: install-dev ## ruff and mypy
 	$(BIN)/ruff check bastion flask_deploy_check tests
 	$(BIN)/mypy
+
+sbom: ## CycloneDX 1.5 SBOM of the locked dependencies -> sbom.cdx.json
+	$(PYTHON) scripts/sbom.py -o sbom.cdx.json
 
 bench: install-dev ## load Bastion and a bare Flask app side by side (see bench/README.md)
 	$(BIN)/python -m bench.run

@@ -193,7 +193,11 @@ def _service(options: DepsOptions) -> Any:
     from pip_audit._service import OsvService
 
     url = options.vuln_url or OsvService.DEFAULT_OSV_URL
-    return OsvService(timeout=options.timeout, osv_url=url)
+    service = OsvService(timeout=options.timeout, osv_url=url)
+    # A redirect from the vulnerability service is an error, not a new destination for the
+    # list of installed packages (ASVS V15.3.2); requests would follow up to 30 of them.
+    service.session.max_redirects = 0
+    return service
 
 
 def describe_source(options: DepsOptions) -> str:

@@ -89,6 +89,30 @@ def _release(app: Flask) -> str:
         return "bastion@unknown"
 
 
+def _no_redirect_transport() -> type:
+    """Sentry's HTTP transport, except that a 3xx answer is final, never followed.
+
+    sentry-sdk posts through urllib3, which follows redirects by default (a 307 even resends
+    the event body); a hijacked or misconfigured ingest host could then forward error
+    reports, with whatever they hold, to any address (ASVS V15.3.2). sentry-sdk has no
+    option for this, hence the small subclass.
+    """
+    from sentry_sdk.transport import HttpTransport
+
+    class NoRedirectTransport(HttpTransport):
+        def _make_pool(self) -> Any:
+            pool = super()._make_pool()
+            follow = pool.urlopen
+
+            def urlopen(method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+                return follow(method, url, redirect=False, **kw)
+
+            pool.urlopen = urlopen  # type: ignore[method-assign]
+            return pool
+
+    return NoRedirectTransport
+
+
 def init_sentry(app: Flask) -> bool:
     """Start the Sentry client when a DSN is configured; True when it was started."""
     dsn = app.config.get("SENTRY_DSN")
@@ -99,6 +123,7 @@ def init_sentry(app: Flask) -> bool:
 
     sentry_sdk.init(
         dsn=str(dsn),
+        transport=_no_redirect_transport(),
         integrations=[FlaskIntegration(transaction_style="endpoint")],
         # send_default_pii is left at its default (off): passing it at all is deprecated in
         # sentry-sdk 2.x, and passing data_collection would disable the SDK's own scrubber.

@@ -17,9 +17,11 @@ TOTP_SECRET = pyotp.random_base32()
 
 
 def enable_totp(user: User) -> None:
+    from bastion.auth.twofactor import _fernet
     from bastion.extensions import db
 
-    user.totp_secret = TOTP_SECRET
+    # Stored the way enrolment stores it: encrypted, so the API reads it like the site does.
+    user.totp_secret = _fernet().encrypt(TOTP_SECRET.encode()).decode()
     user.totp_enabled_at = utcnow()
     db.session.commit()
 

@@ -1,0 +1,286 @@
+"""docs/security.md states what the code does: its tables are checked against the code."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+from pydantic import BaseModel
+
+from bastion.config import FILE_SETTINGS, BaseConfig
+from tests.factories import UserFactory
+from tests.support.auth import csrf_token
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+FORM_MODULES = ("bastion.auth.forms", "bastion.account.forms", "bastion.content.forms",
+                "bastion.admin.forms", "bastion.uploads.forms", "bastion.api.web.forms")
+# The doc-review rows this document answers (ASVS 5.0 ids).
+DOC_IDS = {
+    "V1.1.2", "V2.1.1", "V2.1.2", "V2.3.2", "V3.5.4", "V3.7.1", "V5.1.1", "V5.4.3", "V6.1.3",
+    "V6.2.10", "V7.1.1", "V7.1.2", "V7.2.2", "V8.1.2", "V11.1.1", "V11.1.2", "V11.2.2",
+    "V14.1.1", "V14.1.2", "V14.2.4", "V15.1.1", "V15.1.3", "V16.4.3",
+}
+
+
+def _section(title_start: str) -> str:
+    match = re.search(rf"^## {re.escape(title_start)}.*?(?=^## |\Z)", DOC, re.S | re.M)
+    assert match, f"no section {title_start!r} in docs/security.md"
+    return match.group(0)
+
+
+def _rows(section: str) -> list[list[str]]:
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|") and not re.match(r"^\|[-| ]+\|$", line):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows[1:]  # without the header
+
+
+def _code(cell: str) -> str:
+    return cell.strip().strip("`")
+
+
+def _actual(key: str) -> Any:
+    if "." not in key:
+        return getattr(BaseConfig, key)
+    parts = key.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # longest importable module prefix
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise AssertionError(f"cannot resolve {key}")
+
+
+@pytest.mark.asvs("V7.1.1", "V15.1.3", "V2.3.2", "V6.1.3")
+def test_documented_values_are_the_ones_the_code_uses() -> None:
+    rows = _rows(_section("Values the code uses"))
+    assert len(rows) >= 40
+    for key_cell, value, _meaning in rows:
+        key = _code(key_cell)
+        assert str(_actual(key)) == value, f"{key}: doc says {value}, code has {_actual(key)!r}"
+
+
+def _route_limits_in_code() -> dict[str, str]:
+    found = {}
+    decorated = re.compile(r'@limiter\.limit\(([^\n]*)\)\n(?:@[^\n]*\n)*def (\w+)')
+    for path in (ROOT / "bastion").rglob("*.py"):
+        for args, func in decorated.findall(path.read_text(encoding="utf-8")):
+            literal = re.match(r'"([^"]+)"', args)
+            rel = path.relative_to(ROOT / "bastion").as_posix()
+            found[f"{rel}:{func}"] = literal.group(1) if literal else args.split(",")[0]
+    return found
+
+
+@pytest.mark.asvs("V2.3.2")
+def test_every_route_limit_is_documented_and_nothing_more() -> None:
+    documented = {_code(r[0]): r[1] for r in _rows(_section("Business limits"))}
+    in_code = _route_limits_in_code()
+    assert set(documented) == set(in_code)
+    for route, limit in in_code.items():
+        if limit.startswith("_"):  # a setting, named in the doc
+            assert "UPLOAD_RATE_LIMIT" in documented[route], route
+        else:
+            assert documented[route] == limit, route
+
+
+@pytest.mark.asvs("V2.3.2")
+def test_documented_route_limits_are_enforced(client: FlaskClient, app: Flask) -> None:
+    documented = {_code(r[0]): r[1] for r in _rows(_section("Business limits"))}
+    per_minute = int(documented["auth/routes.py:register"].split()[0])
+    replies = []
+    for i in range(per_minute + 1):
+        token = csrf_token(client, "/auth/register")
+        replies.append(client.post("/auth/register", data={
+            "csrf_token": token, "username": f"limit{i}", "email": "x",
+            "password": "p", "confirm": "p"}))
+    assert 429 not in [r.status_code for r in replies[:per_minute]]
+    assert replies[-1].status_code == 429 and "Retry-After" in replies[-1].headers
+
+
+def _form_fields() -> dict[tuple[str, str], list[Any]]:
+    from flask_wtf import FlaskForm
+
+    fields = {}
+    for name in FORM_MODULES:
+        module = importlib.import_module(name)
+        for cls_name, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, FlaskForm) and cls.__module__ == name:
+                form = cls(meta={"csrf": False})
+                for field in form:
+                    fields[(cls_name, field.name)] = list(field.validators)
+    return fields
+
+
+def _schema_fields() -> dict[tuple[str, str], Any]:
+    from bastion.api import schemas
+
+    fields = {}
+    for cls_name, cls in vars(schemas).items():
+        if (inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__module__ == schemas.__name__
+                and (issubclass(cls, schemas.Input) or cls_name.endswith("Query"))):
+            for field_name, info in cls.model_fields.items():
+                fields[(cls_name, field_name)] = info
+    return fields
+
+
+def _bounds(obj: Any) -> list[int]:
+    text = repr(obj)
+    return [int(n) for n in re.findall(r"(?:max_length|max|le)=(\d+)", text) if int(n) > 0]
+
+
+@pytest.mark.asvs("V2.1.1", "V2.1.2")
+def test_every_input_field_is_documented_with_its_limits(app: Flask) -> None:
+    from wtforms.validators import Length, NumberRange
+
+    rows = {(_code(r[0]), _code(r[1])): r[2] for r in _rows(_section("Input validation"))}
+    with app.test_request_context():
+        forms = _form_fields()
+    schemas = _schema_fields()
+    assert len(forms) > 30 and len(schemas) > 20
+    assert set(rows) == set(forms) | set(schemas)
+    for key, validators in forms.items():
+        for v in validators:
+            if isinstance(v, Length) and v.max > 0:
+                assert str(v.max) in rows[key], key
+            if isinstance(v, Length) and v.min > 0:
+                assert str(v.min) in rows[key], key
+            if isinstance(v, NumberRange):
+                assert f"{v.min} to {v.max}" in rows[key], key
+    for key, info in schemas.items():
+        for bound in _bounds(info):
+            assert str(bound) in rows[key], (key, bound)
+
+
+@pytest.mark.asvs("V6.1.3")
+def test_every_authentication_route_is_a_documented_pathway(app: Flask) -> None:
+    section = _section("Authentication pathways")
+    prefixes = ("/auth/", "/api/v1/auth/", "/setup/")
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(prefixes) and rule.rule != "/auth/logout":
+            base = re.sub(r"/<[^>]+>", "", rule.rule)
+            assert base in section, rule.rule
+    assert "bst_" in section and "flask create-admin" in section
+
+
+@pytest.mark.asvs("V7.1.2", "V7.2.2")
+def test_concurrent_sessions_are_unlimited_as_documented(app: Flask) -> None:
+    from bastion.models import UserSession
+    from tests.support.account_fixtures import sign_in
+
+    assert "not limited" in _section("Sessions")
+    user = UserFactory(username="multi")
+    clients = [app.test_client() for _ in range(4)]
+    for c in clients:
+        assert sign_in(c, "multi").status_code == 302
+    from bastion.extensions import db
+
+    live = db.session.query(UserSession).filter_by(user_id=user.id, revoked_at=None).count()
+    assert live == 4 and all(c.get("/account").status_code == 200 for c in clients)
+    # No static credentials: no setting holds an API key or shared bearer for users.
+    assert not [k for k in dir(BaseConfig) if re.search(r"API_KEY|STATIC_TOKEN|SHARED", k)]
+
+
+@pytest.mark.asvs("V11.1.1", "V11.1.2", "V11.2.2")
+def test_key_inventory_matches_the_code() -> None:
+    from bastion.auth import twofactor
+
+    section = _section("Cryptography and keys")
+    inventory = " ".join(r[0] for r in _rows(section))
+    for name in FILE_SETTINGS:
+        if re.search(r"KEY|TOKEN", name):
+            assert f"`{name}`" in inventory, name
+    label = re.search(r'info=b"([^"]+)"', inspect.getsource(twofactor._fernet))
+    assert label and label.group(1) in section
+    assert "Ed25519" in section and "Argon2id" in section and "kid" in section
+
+
+@pytest.mark.asvs("V5.1.1")
+def test_upload_section_matches_the_code() -> None:
+    from bastion.uploads import imaging
+
+    section = _section("Uploads")
+    documented = set(re.findall(r"`?\.(\w+)", section.split("Allowed names")[1].split("the name")[0]))
+    assert documented == set(imaging.NAME_EXTENSIONS)
+    for fmt in imaging.FORMATS.values():
+        assert fmt.name.replace("WEBP", "WebP") in section
+    assert not imaging.name_extension_allowed("svg") and not imaging.name_extension_allowed("php")
+
+
+@pytest.mark.asvs("V14.1.1", "V14.1.2", "V14.2.4")
+def test_secret_level_data_is_redacted_from_logs() -> None:
+    import json
+    import logging
+
+    from bastion.observability.logging import JSONFormatter
+
+    section = _section("Data classification")
+    assert "JWT payloads" in section
+    secrets_row = next(r for r in _rows(section) if r[0] == "secret")
+    for word in ("passwords", "TOTP secrets", "recovery codes", "refresh tokens"):
+        assert word in secrets_row[1]
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "m", None, None)
+    fields = {"password": "hunter2hunter2", "totp_secret": "JBSWY3DP", "recovery_code": "abcd",
+              "refresh_token": "eyJ.x.y", "api_token": "bst_x", "authorization": "Bearer x",
+              "cookie": "__Host-session=x", "csrf_token": "csrf-value-123"}
+    for key, value in fields.items():
+        setattr(record, key, value)
+    line = JSONFormatter().format(record)
+    assert not [v for v in fields.values() if v in line], line
+    assert all(json.loads(line)[k] == "**********" for k in fields)
+
+
+@pytest.mark.asvs("V16.4.3")
+def test_logs_leave_the_app_for_a_separate_store() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8"))
+    app_logging = compose["services"]["app"]["logging"]
+    assert app_logging["driver"] and app_logging["options"]["max-size"]
+    deployment = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    logs = re.search(r"^## Logs.*?(?=^## )", deployment, re.S | re.M)
+    assert logs and "separate log store" in logs.group(0)
+    assert "separate log store" in _section("Logs and time")
+    source = (ROOT / "bastion" / "observability" / "logging.py").read_text(encoding="utf-8")
+    assert "StreamHandler(sys.stderr)" in source
+
+
+@pytest.mark.asvs("V15.1.1")
+def test_patch_policy_has_deadlines_and_tools() -> None:
+    section = _section("Patching")
+    for needle in ("72 hours", "7 days", "30 days", "make sbom", "--deps"):
+        assert needle in section
+    assert "sbom:" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+@pytest.mark.asvs("V8.1.2", "V1.1.2", "V3.7.1", "V3.5.4")
+def test_sections_link_their_sources() -> None:
+    authz = (ROOT / "docs" / "authorization.md").read_text(encoding="utf-8")
+    assert "## Field level" in authz
+    assert "authorization.md#field-level" in _section("Field-level access")
+    assert "object-src 'none'" in _section("Browser-side code")
+    assert "sandbox; default-src 'none'" in _section("Origin isolation")
+    assert "|tojson" in _section("Output encoding")
+
+
+def test_document_names_every_doc_review_id() -> None:
+    named = set(re.findall(r"V\d+\.\d+\.\d+", DOC))
+    assert named >= DOC_IDS, sorted(DOC_IDS - named)
+
+
+def test_readme_links_the_security_documents() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Security.*?(?=^## |\Z)", readme, re.S | re.M)
+    assert section
+    for doc in ("security.md", "authorization.md", "security-check.md", "deployment.md"):
+        assert f"docs/{doc}" in section.group(0)
+        assert (ROOT / "docs" / doc).exists()
