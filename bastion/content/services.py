@@ -172,11 +172,15 @@ def update_article(
         hide=not authz.can_read_article(actor, article),
         what=f"edit article {article.id}",
     )
-    if title is not None:
-        article.title = _clean_text(title, "title", TITLE_MAX).strip()
+    # Check every field before changing any: a refused edit must leave nothing pending in
+    # the session for a later flush (the edit page queries again while re-rendering).
+    clean_title = _clean_text(title, "title", TITLE_MAX).strip() if title is not None else None
+    clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
+    if clean_title is not None:
+        article.title = clean_title
         article.slug = slugify(article.title)
-    if body is not None:
-        article.body_md = _clean_text(body, "body", BODY_MAX)
+    if clean_body is not None:
+        article.body_md = clean_body
         article.body_html = render_markdown(article.body_md)
         article.summary = summarise(article.body_md)
     if publish is not None:
