@@ -173,7 +173,7 @@ class BaseConfig:
     PAT_MAX_DAYS = 365
     API_MAX_BODY_BYTES = 256 * 1024
     API_RATE_LIMIT = "120 per minute"
-    API_TOKEN_RATE_LIMIT = "10 per minute"
+    API_TOKEN_RATE_LIMIT = "10 per minute"  # nosec B105 - a rate, not a secret
     # Origins allowed to call the API from a browser (comma separated); none by default.
     CORS_ORIGINS = ""
     REDIS_PREFIX = "bastion"
