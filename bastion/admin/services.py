@@ -14,6 +14,7 @@ from bastion.auth.sessions import revoke_all
 from bastion.content.services import Page, escape_like
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, Role, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.security import audit
 
 SEARCH_MAX = 100
@@ -46,7 +47,7 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
 
 
 def get_user(user_id: int) -> User | None:
-    if not 0 < user_id <= 2**31 - 1:  # beyond the column range: no such user, not a 500
+    if not 0 < user_id <= ID_MAX:  # beyond the column range: no such user, not a 500
         return None
     return db.session.get(User, user_id)
 

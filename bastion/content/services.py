@@ -16,13 +16,13 @@ from sqlalchemy import Select, func, or_, select
 from bastion.content.rendering import render_markdown, summarise
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.security import audit, authz
 
 TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
 # Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
 PAGE_MAX = 10_000
-ID_MAX = 2**31 - 1  # ids in URLs beyond the INTEGER column range simply do not exist
 
 
 class ContentError(ValueError):
