@@ -13,7 +13,7 @@ from bastion.security import audit as audit_trail
 audit = AppGroup("audit", help="Read the audit trail.")
 
 
-class _Moment(click.ParamType):
+class _Moment(click.ParamType["date | datetime"]):
     """An ISO 8601 date (a whole day) or date and time (naive means UTC)."""
 
     name = "ISO date or datetime"
