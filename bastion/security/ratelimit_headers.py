@@ -39,7 +39,9 @@ def add_ratelimit_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Remaining"] = str(current.remaining)
         response.headers["X-RateLimit-Reset"] = str(reset_at)
         if throttled:
-            response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
+            # reset_at is a whole second rounded up; never promise more than one window.
+            wait = min(current.limit.get_expiry(), reset_at - int(time.time()))
+            response.headers["Retry-After"] = str(max(1, wait))
     except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
         log.exception("could not read the rate-limit window")
         if throttled:
