@@ -9,6 +9,7 @@ refusal to start, never a debug server with a sample key.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
@@ -262,6 +263,10 @@ def _normalise(app: Flask) -> None:
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
+    keys = cfg.get("JWT_KEYS")
+    if isinstance(keys, (list, dict)):
+        # from_prefixed_env decodes JSON values; the keyset reader takes the JSON text.
+        cfg["JWT_KEYS"] = json.dumps(keys)
     for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS",
                 "REMEMBER_DAYS", "REAUTH_MINUTES", "LOGIN_THROTTLE_ACCOUNT_FREE",
                 "LOGIN_THROTTLE_IP_FREE", "LOGIN_THROTTLE_FORGET_SECONDS", "CONFIRM_HOURS",

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, abort, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
@@ -137,7 +137,17 @@ def handle_unexpected(exc: Exception) -> Response:
     return handle_http_exception(InternalServerError())
 
 
+def not_found_beyond_id_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Any ``<int:...>`` in any URL above the id column's range names nothing: 404 here,
+    before a view or service passes it to the database."""
+    from bastion.models.base import ID_MAX
+
+    if values and any(isinstance(v, int) and v > ID_MAX for v in values.values()):
+        abort(404, description="There is nothing with that id.")
+
+
 def register_errorhandlers(app: Flask) -> None:
+    app.url_value_preprocessor(not_found_beyond_id_range)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

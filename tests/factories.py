@@ -10,6 +10,7 @@ from bastion.security.passwords import hash_password
 
 PASSWORD = "correct horse battery staple 42"
 _PASSWORD_HASH = hash_password(PASSWORD)
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # of factory users with ``two_factor``
 
 
 class _Base(factory.alchemy.SQLAlchemyModelFactory):
@@ -25,6 +26,10 @@ class UserFactory(_Base):
 
     class Params:
         role_name = "viewer"
+        # Roles in REQUIRE_2FA_ROLES (admin by default) must enrol before anything else; a
+        # factory admin is enrolled so tests about other things are not sent to enrolment.
+        # ``two_factor=False`` gives the un-enrolled admin the enrolment tests need.
+        two_factor = factory.LazyAttribute(lambda o: o.role_name == "admin")
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.test")
@@ -32,6 +37,15 @@ class UserFactory(_Base):
     email_confirmed_at = factory.LazyFunction(utcnow)
     password_changed_at = factory.LazyFunction(utcnow)
     role = factory.LazyAttribute(lambda o: _role(o.role_name))
+    totp_secret = factory.LazyAttribute(lambda o: _sealed(TOTP_SECRET) if o.two_factor else None)
+    totp_enabled_at = factory.LazyAttribute(lambda o: utcnow() if o.two_factor else None)
+
+
+def _sealed(secret: str) -> str:
+    """The secret encrypted as the enrolment service stores it (key from the app's SECRET_KEY)."""
+    from bastion.auth.twofactor import _fernet
+
+    return _fernet().encrypt(secret.encode()).decode()
 
 
 def _role(name: str):  # type: ignore[no-untyped-def]

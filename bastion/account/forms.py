@@ -8,18 +8,20 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from bastion.auth.forms import email_field, new_password_field, no_control_characters
 from bastion.auth.services import MAX_PASSWORD
-
-MAX_BIO = 1000
+from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
 
 
 class ProfileForm(FlaskForm):
+    """The rules live in ``profiles.services.clean_profile`` (shared with the API); the
+    length validators here only add the browser's ``maxlength`` hint and an early message."""
+
     display_name = StringField(
-        "Display name", validators=[Length(max=80), no_control_characters],
-        description="Shown instead of your username. Up to 80 characters.",
+        "Display name", validators=[Length(max=DISPLAY_NAME_MAX), no_control_characters],
+        description=f"Shown instead of your username. Up to {DISPLAY_NAME_MAX} characters.",
     )
     bio = TextAreaField(
-        "About you", validators=[Length(max=MAX_BIO), no_control_characters],
-        description=f"Plain text, up to {MAX_BIO} characters.",
+        "About you", validators=[Length(max=BIO_MAX), no_control_characters],
+        description=f"Markdown, up to {BIO_MAX} characters; shown on your public profile.",
     )
 
 

@@ -21,6 +21,7 @@ from bastion.auth.forms import EmptyForm
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import end_session, list_sessions, revoke_all, revoke_session
 from bastion.extensions import limiter
+from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required, is_fresh
@@ -57,7 +58,13 @@ def update_profile() -> ResponseReturnValue:
     form = ProfileForm()
     if not form.validate_on_submit():
         return _page(422, profile_form=form)
-    services.update_profile(current_user, form.display_name.data or "", form.bio.data or "")
+    try:
+        profiles.update_profile(
+            current_user, display_name=form.display_name.data or "", bio=form.bio.data or ""
+        )
+    except profiles.ProfileError as exc:
+        getattr(form, exc.field or "bio").errors.append(str(exc))
+        return _page(422, profile_form=form)
     flash("Your profile is saved.", "success")
     return redirect(url_for("account.index"))
 

@@ -20,14 +20,6 @@ from bastion.security import audit
 from bastion.security.passwords import verify_password
 
 
-def update_profile(user: User, display_name: str, bio: str) -> None:
-    """Plain text only; templates escape it on output."""
-    user.display_name = display_name.strip()[:80]
-    user.bio = bio.strip().replace("\r\n", "\n")[:1000]
-    audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
-    db.session.commit()
-
-
 def change_password(user: User, current: str, new: str, *, keep_session_id: int | None) -> None:
     """Needs the current password; ends every other session of the user."""
     if not verify_password(user.password_hash, normalise_password(current)):

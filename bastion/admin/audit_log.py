@@ -1,4 +1,7 @@
-"""Reading the audit trail: filtered, paginated queries and a CSV export."""
+"""Reading the audit trail: filtered, paginated queries and CSV / JSON Lines exports.
+
+The admin page and ``flask audit export`` share the filter and the exports below.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +38,16 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """What an admin asked for; ``user`` is a username or a numeric id."""
+    """What an admin asked for; ``user`` is a username or a numeric id.
+
+    ``since``/``until`` as dates cover whole days (both inclusive); as datetimes they are
+    exact bounds (the command line takes either).
+    """
 
     user: str = ""
     event: str = ""
-    since: date | None = None
-    until: date | None = None
+    since: date | datetime | None = None
+    until: date | datetime | None = None
 
 
 def resolve_user_id(user: str) -> int | None:
@@ -64,12 +71,21 @@ def _filtered(f: AuditFilter) -> Select[AuditEvent]:
         stmt = stmt.where(AuditEvent.event.like(escape_like(event[:-1]) + "%", escape="\\"))
     elif event:
         stmt = stmt.where(AuditEvent.event == event)
-    if f.since:
+    if isinstance(f.since, datetime):
+        stmt = stmt.where(AuditEvent.created_at >= _aware(f.since))
+    elif f.since:
         stmt = stmt.where(AuditEvent.created_at >= datetime.combine(f.since, time.min, UTC))
-    if f.until:
+    if isinstance(f.until, datetime):
+        stmt = stmt.where(AuditEvent.created_at <= _aware(f.until))
+    elif f.until:
         end = datetime.combine(f.until, time.min, UTC) + timedelta(days=1)
         stmt = stmt.where(AuditEvent.created_at < end)
     return stmt
+
+
+def _aware(moment: datetime) -> datetime:
+    """Naive times are taken as UTC, the time zone the trail is stored in."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> Page:
@@ -95,8 +111,9 @@ def csv_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def _row(event: AuditEvent) -> list[str]:
-    values = (
+def _values(event: AuditEvent) -> tuple[object, ...]:
+    """One event in CSV_COLUMNS order."""
+    return (
         event.id,
         event.created_at.isoformat(),
         event.event,
@@ -105,9 +122,27 @@ def _row(event: AuditEvent) -> list[str]:
         event.ip,
         event.user_agent,
         event.request_id,
-        orjson.dumps(event.details or {}, option=orjson.OPT_SORT_KEYS).decode(),
+        event.details or {},
     )
+
+
+def _row(event: AuditEvent) -> list[str]:
+    values = list(_values(event))
+    values[-1] = orjson.dumps(values[-1], option=orjson.OPT_SORT_KEYS).decode()
     return [csv_cell(v) for v in values]
+
+
+def _oldest_first(f: AuditFilter) -> Iterator[AuditEvent]:
+    stmt = _filtered(f).order_by(AuditEvent.created_at, AuditEvent.id).limit(EXPORT_MAX)
+    return iter(db.session.scalars(stmt.execution_options(yield_per=500)))
+
+
+def export_jsonl(f: AuditFilter) -> Iterator[str]:
+    """The filtered trail as JSON Lines, oldest first: one object per line, typed values
+    (no formula escaping: JSON is read by programs, not spreadsheets)."""
+    for event in _oldest_first(f):
+        line = dict(zip(CSV_COLUMNS, _values(event), strict=True))
+        yield orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode() + "\n"
 
 
 def export_csv(f: AuditFilter) -> Iterator[str]:
@@ -115,8 +150,7 @@ def export_csv(f: AuditFilter) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    stmt = _filtered(f).order_by(AuditEvent.created_at, AuditEvent.id).limit(EXPORT_MAX)
-    for n, event in enumerate(db.session.scalars(stmt.execution_options(yield_per=500)), 1):
+    for n, event in enumerate(_oldest_first(f), 1):
         writer.writerow(_row(event))
         if n % 500 == 0:
             yield buffer.getvalue()

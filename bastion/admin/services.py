@@ -1,17 +1,20 @@
-"""User management by admins: roles, disabling, signing out everywhere.
+"""User management: roles, disabling, signing out everywhere.
 
+The one implementation of these rules, called by the admin pages and by the
+``flask users``/``sessions`` commands (``actor=None`` there: an operator at the console).
 Each change is audited in the same transaction as the change itself, and the last active
 admin can never be demoted or disabled (the site would have no one left to run it).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
 from bastion.auth.sessions import revoke_all
 from bastion.content.services import Page, escape_like
 from bastion.extensions import db
-from bastion.models import ROLE_NAMES, RefreshToken, Role, User, utcnow
+from bastion.models import ROLE_NAMES, Role, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.security import audit
 
 SEARCH_MAX = 100
@@ -44,7 +47,7 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
 
 
 def get_user(user_id: int) -> User | None:
-    if not 0 < user_id <= 2**31 - 1:  # beyond the column range: no such user, not a 500
+    if not 0 < user_id <= ID_MAX:  # beyond the column range: no such user, not a 500
         return None
     return db.session.get(User, user_id)
 
@@ -66,7 +69,11 @@ def _guard_last_admin(user: User, action: str) -> None:
         raise AdminError(f"{user.username} is the last active admin and cannot be {action}.")
 
 
-def set_role(actor: User, user: User, role_name: str) -> User:
+def _actor_id(actor: User | None) -> int | None:
+    return actor.id if actor is not None else None
+
+
+def set_role(actor: User | None, user: User, role_name: str) -> User:
     """Change a user's role; demoting the last active admin is refused."""
     if role_name not in ROLE_NAMES:
         raise AdminError("Choose one of: " + ", ".join(ROLE_NAMES) + ".")
@@ -81,7 +88,7 @@ def set_role(actor: User, user: User, role_name: str) -> User:
     user.role = role
     audit.record(
         "user.role_changed",
-        actor_id=actor.id,
+        actor_id=_actor_id(actor),
         target_user_id=user.id,
         details={"from": old, "to": role_name},
         commit=False,
@@ -90,34 +97,23 @@ def set_role(actor: User, user: User, role_name: str) -> User:
     return user
 
 
-def _end_everything(user: User) -> int:
-    """End every session and refresh token of ``user`` (not committed)."""
-    count = revoke_all(user.id, commit=False)
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    return count
-
-
-def set_disabled(actor: User, user: User, disabled: bool) -> User:
+def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
     """Disable (ending all sessions and refresh tokens at once) or re-enable an account."""
     if disabled == (user.disabled_at is not None):
         return user
     if disabled:
-        if user.id == actor.id:
+        if actor is not None and user.id == actor.id:
             raise AdminError("You cannot disable your own account.")
         _guard_last_admin(user, "disabled")
         user.disabled_at = utcnow()
-        ended = _end_everything(user)
+        ended = revoke_all(user.id, commit=False)
         details = {"sessions_ended": ended}
     else:
         user.disabled_at = None
         details = {}
     audit.record(
         "user.disabled" if disabled else "user.enabled",
-        actor_id=actor.id,
+        actor_id=_actor_id(actor),
         target_user_id=user.id,
         details=details,
         commit=False,
@@ -126,12 +122,12 @@ def set_disabled(actor: User, user: User, disabled: bool) -> User:
     return user
 
 
-def sign_out_everywhere(actor: User, user: User) -> int:
+def sign_out_everywhere(actor: User | None, user: User) -> int:
     """End all of a user's sessions and refresh tokens; returns the sessions ended."""
-    ended = _end_everything(user)
+    ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.signed_out_everywhere",
-        actor_id=actor.id,
+        actor_id=_actor_id(actor),
         target_user_id=user.id,
         details={"sessions_ended": ended},
         commit=False,

@@ -1,4 +1,8 @@
-"""``flask --app bastion users list|disable|set-role`` and ``sessions revoke``."""
+"""``flask --app bastion users list|disable|set-role`` and ``sessions revoke``.
+
+The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
+shared with the admin pages; these commands only find the user and report.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,10 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from bastion.auth.services import (
-    AccountError,
-    canonical_username,
-    disable_user,
-    find_login_user,
-    set_role,
-)
-from bastion.auth.sessions import revoke_all
+from bastion.admin.services import AdminError, set_disabled, set_role, sign_out_everywhere
+from bastion.auth.services import canonical_username, find_login_user
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
-from bastion.security import audit
 
 users = AppGroup("users", help="List and manage accounts.")
 sessions = AppGroup("sessions", help="Manage sign-in sessions.")
@@ -45,8 +42,8 @@ def disable(username: str) -> None:
     """Disable an account and end all its sessions."""
     user = _user(username)
     try:
-        disable_user(None, user)
-    except AccountError as exc:
+        set_disabled(None, user, True)
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{user.username} is disabled; all sessions ended.")
 
@@ -59,7 +56,7 @@ def set_role_command(username: str, role: str) -> None:
     user = _user(username)
     try:
         set_role(None, user, role)
-    except AccountError as exc:
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{user.username} is now {role}.")
 
@@ -74,9 +71,6 @@ def revoke(username: str | None, everyone: bool) -> None:
     users = list(db.session.scalars(select(User))) if everyone else [_user(username or "")]
     total = 0
     for user in users:
-        count = revoke_all(user.id)
-        total += count
-        audit.record("session.revoked_all", target_user_id=user.id,
-                     details={"count": count, "via": "cli"})
+        total += sign_out_everywhere(None, user)
     who = "all users" if everyone else users[0].username
     click.echo(f"Ended {total} session(s) of {who}.")

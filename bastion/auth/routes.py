@@ -127,6 +127,11 @@ def logout() -> ResponseReturnValue:
         end_session()
         audit.record("logout", actor_id=user_id, target_user_id=user_id)
         flash("You are signed out.", "info")
+        response = redirect(url_for("main.index"))
+        # Drop what this browser kept of the account (cached pages, storage); cookies are
+        # not listed so the flash message above survives, and the session is already ended.
+        response.headers["Clear-Site-Data"] = '"cache", "storage"'
+        return response
     return redirect(url_for("main.index"))
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from bastion.extensions import db, login_manager
 from bastion.models import RefreshToken, User, UserSession, utcnow
-from bastion.models.base import affected_rows
+from bastion.models.base import ID_MAX, affected_rows
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -151,7 +151,7 @@ def list_sessions(user_id: int) -> list[UserSession]:
 
 def revoke_session(user_id: int, session_id: int) -> bool:
     """Revoke one of the user's own sessions; False when it is not theirs or already gone."""
-    if not 0 < session_id < 2**31:  # outside the column's range: PostgreSQL would refuse it
+    if not 0 < session_id <= ID_MAX:  # outside the column's range: PostgreSQL would refuse it
         return False
     count = affected_rows(db.session.execute(
         update(UserSession)

@@ -15,6 +15,7 @@ from bastion.extensions import limiter
 from bastion.models import Article, Comment
 from bastion.security import authz
 from bastion.security.access import editor_required, login_required, public
+from bastion.uploads.services import article_images
 
 INVALID = 422  # a form with errors is re-shown with this status, so clients can tell
 
@@ -114,7 +115,14 @@ def edit_article(article_id: int) -> ResponseReturnValue:
             flash("Your changes are saved.", "success")
             return redirect(url_for("content.show_article", article_id=article.id))
     status = INVALID if form.errors else 200
-    return render_template("content/edit.html", form=form, article=article), status
+    return render_template(
+        "content/edit.html",
+        form=form,
+        article=article,
+        # For the embedded image manager (uploads/_article_images.html).
+        images=article_images(article),
+        next=url_for("content.edit_article", article_id=article.id),
+    ), status
 
 
 def _form_data(article: Article) -> dict[str, object]:

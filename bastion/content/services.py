@@ -16,13 +16,13 @@ from sqlalchemy import Select, func, or_, select
 from bastion.content.rendering import render_markdown, summarise
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.security import audit, authz
 
 TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
 # Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
 PAGE_MAX = 10_000
-ID_MAX = 2**31 - 1  # ids in URLs beyond the INTEGER column range simply do not exist
 
 
 class ContentError(ValueError):
@@ -172,11 +172,15 @@ def update_article(
         hide=not authz.can_read_article(actor, article),
         what=f"edit article {article.id}",
     )
-    if title is not None:
-        article.title = _clean_text(title, "title", TITLE_MAX).strip()
+    # Check every field before changing any: a refused edit must leave nothing pending in
+    # the session for a later flush (the edit page queries again while re-rendering).
+    clean_title = _clean_text(title, "title", TITLE_MAX).strip() if title is not None else None
+    clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
+    if clean_title is not None:
+        article.title = clean_title
         article.slug = slugify(article.title)
-    if body is not None:
-        article.body_md = _clean_text(body, "body", BODY_MAX)
+    if clean_body is not None:
+        article.body_md = clean_body
         article.body_html = render_markdown(article.body_md)
         article.summary = summarise(article.body_md)
     if publish is not None:

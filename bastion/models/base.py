@@ -17,6 +17,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Ids are 32-bit INTEGER columns on SQLite and PostgreSQL alike: a larger id cannot exist,
+# and handing it to the database is an overflow error rather than "not found".
+ID_MAX = 2**31 - 1
+
+
 def utcnow() -> datetime:
     """Aware UTC now; used as a callable default so it runs per row, not once at import."""
     return datetime.now(UTC)

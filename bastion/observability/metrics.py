@@ -36,9 +36,6 @@ from bastion.security.access import public
 bp = Blueprint("metrics", __name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# A 429 from these endpoints (web form, 2FA step, API token) is counted here as login
-# throttling; a lockout answered some other way increments "login_throttled" where it happens.
-LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.create_token"})
 _REASON_RE = re.compile(r"[^a-z0-9_]")
 
 # "*_created" series are absent in multiprocess mode anyway; dropping them everywhere keeps
@@ -105,10 +102,8 @@ def _observe(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         LATENCY.labels(endpoint=endpoint, method=method).observe(time.perf_counter() - started)
-    if status == 429:
-        counters.increment("rate_limited")
-        if endpoint in LOGIN_ENDPOINTS:
-            counters.increment("login_throttled")
+    # 429s are counted where they are decided (security.throttle_audit for rate limits,
+    # auth.login for lockouts), not here: counting the response as well counted them twice.
     return response
 
 

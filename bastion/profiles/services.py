@@ -12,6 +12,7 @@ from bastion.auth.services import canonical_username, username_problem
 from bastion.content.rendering import render_markdown
 from bastion.extensions import db
 from bastion.models import User
+from bastion.security import audit
 
 DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
 
@@ -72,5 +73,6 @@ def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
 def update_profile(user: User, *, display_name: str, bio: str) -> User:
     """Change only the two public profile fields; nothing else can be set this way."""
     user.display_name, user.bio = clean_profile(display_name, bio)
+    audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
     return user

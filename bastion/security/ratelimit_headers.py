@@ -38,10 +38,12 @@ def add_ratelimit_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
         response.headers["X-RateLimit-Remaining"] = str(current.remaining)
         response.headers["X-RateLimit-Reset"] = str(reset_at)
-        # A 429 of the app's own (say, an account lockout) keeps its longer wait.
+        # A 429 of the app's own (say, a login delay) keeps its own wait. Otherwise reset_at
+        # is a whole second rounded up: never promise more than one window.
         if throttled and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
-    except Exception:
+            wait = min(current.limit.get_expiry(), reset_at - int(time.time()))
+            response.headers["Retry-After"] = str(max(1, wait))
+    except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
         log.exception("could not read the rate-limit window")
         if throttled and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(current.limit.get_expiry())

@@ -17,14 +17,20 @@ from bastion.extensions import limiter
 
 log = logging.getLogger("bastion.ratelimit")
 ONE_PER_MINUTE = RateLimitItemPerMinute(1)
+# Sign-in endpoints (web form, 2FA step, API token): a limit hit there is also login
+# throttling; a lockout by the account throttle is counted in ``bastion.auth.login``.
+LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.issue_token"})
 
 
 def record_breach(request_limit: RequestLimit) -> None:
-    """Flask-Limiter ``on_breach`` callback: count every breach, audit a sample."""
+    """Flask-Limiter ``on_breach`` callback: count every breach (the one place 429s from
+    rate limits are counted), audit a sample."""
     from bastion.observability import counters
     from bastion.security import audit
 
     counters.increment("rate_limited")
+    if request.endpoint in LOGIN_ENDPOINTS:
+        counters.increment("login_throttled")
     ip = request.remote_addr or "unknown"
     if not limiter.limiter.hit(ONE_PER_MINUTE, "bastion-breach-audit", ip):
         return

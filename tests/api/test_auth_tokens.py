@@ -96,7 +96,7 @@ def test_roles_that_require_2fa_cannot_sign_in_without_it(
 ) -> None:
     from tests.factories import UserFactory
 
-    admin = UserFactory(role_name="admin")  # no TOTP enrolled
+    admin = UserFactory(role_name="admin", two_factor=False)  # no TOTP enrolled
     resp = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD})
     assert resp.status_code == 403
 

@@ -149,6 +149,18 @@ def test_logged_out_cookie_cannot_be_replayed(client: FlaskClient, user: User) -
     assert len(_events("logout")) == 1
 
 
+@pytest.mark.asvs("V14.3.1")
+def test_logout_clears_the_browsers_cache_and_storage(client: FlaskClient, user: User) -> None:
+    sign_in(client, "alice")
+    token = csrf_token(client, "/account")
+    forged = client.post("/auth/logout", data={})  # no CSRF token: nothing happens
+    assert "Clear-Site-Data" not in forged.headers and is_signed_in(client)
+    resp = client.post("/auth/logout", data={"csrf_token": token})
+    assert resp.status_code == 302
+    directives = {d.strip() for d in resp.headers["Clear-Site-Data"].split(",")}
+    assert directives == {'"cache"', '"storage"'}
+
+
 def test_logout_is_post_only(client: FlaskClient, user: User) -> None:
     sign_in(client, "alice")
     assert client.get("/auth/logout").status_code == 405

@@ -167,7 +167,7 @@ def test_regenerated_codes_replace_the_old_ones(client: FlaskClient, totp_user: 
 
 @pytest.mark.asvs("V6.3.3")
 def test_roles_that_require_2fa_are_sent_to_enrolment_first(client: FlaskClient) -> None:
-    UserFactory(username="boss", email="boss@example.org", role_name="admin")
+    UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
     sign_in(client, "boss")
     resp = client.get("/account")
     assert resp.status_code == 302 and resp.headers["Location"] == "/account/2fa"
@@ -175,7 +175,7 @@ def test_roles_that_require_2fa_are_sent_to_enrolment_first(client: FlaskClient)
 
 
 def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
-    boss = UserFactory(username="boss", email="boss@example.org", role_name="admin")
+    boss = UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
     secret = enable_2fa(boss)
     sign_in(client, "boss")
     _reset_step(boss)

@@ -118,6 +118,9 @@ UNKNOWN_PAGES = [
     "/articles/99999999999999999999999",
     "/articles/99999999999999999999999/edit",
     "/comments/99999999999999999999/edit",
+    "/articles/99999999999999999999/images",
+    "/uploads/00000000000000000000000000000000",
+    "/uploads/" + "9" * 300,
     "/u/nobody-here",
     "/u/%00",
     "/u/" + "x" * 300,
@@ -128,6 +131,9 @@ UNKNOWN_POSTS = [
     "/comments/999999/delete",
     "/admin/users/99999999999999/role",
     "/admin/users/0/disable",
+    "/articles/99999999999999999999/images",
+    "/uploads/" + "9" * 300 + "/delete",
+    "/account/tokens/99999999999999999999/revoke",
 ]
 ODD_SEARCHES = [
     "q=%00",

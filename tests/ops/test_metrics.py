@@ -155,7 +155,11 @@ def server(
     instance = Gunicorn(
         tmp,
         shared_state.env(
-            BASTION_METRICS_TOKEN=METRICS_TOKEN, PROMETHEUS_MULTIPROC_DIR=str(multiproc)
+            BASTION_METRICS_TOKEN=METRICS_TOKEN,
+            PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+            # The failures below are about the route's rate limit; the per-account delays
+            # (tests/auth/test_throttle.py) would otherwise answer first.
+            BASTION_LOGIN_THROTTLE_ACCOUNT_FREE="50",
         ),
         workers=2,
         threads=1,

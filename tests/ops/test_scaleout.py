@@ -36,7 +36,9 @@ def cluster(
     shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("scaleout")
-    env = shared_state.env(BASTION_PROXY_HOPS="1")
+    # The login test is about the route's shared rate limit; the per-account delays
+    # (tests/auth/test_throttle.py) would otherwise answer first.
+    env = shared_state.env(BASTION_PROXY_HOPS="1", BASTION_LOGIN_THROTTLE_ACCOUNT_FREE="50")
     a = Gunicorn(tmp, env, workers=1, threads=4)
     b = Gunicorn(tmp, env, workers=1, threads=4)
     lb: Nginx | None = None

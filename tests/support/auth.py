@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -25,6 +26,20 @@ class AuthActions:
         token = csrf_token(self.client, "/auth/login")
         data = {"username": username, "password": password, "csrf_token": token, **extra}
         return self.client.post("/auth/login", data=data)
+
+    def login_fully(self, user: Any, password: str) -> TestResponse:
+        """Sign in through the form, answering the 2FA step when the account has it on
+        (factory users with ``two_factor`` share ``tests.factories.TOTP_SECRET``)."""
+        resp = self.login(user.username, password)
+        if resp.status_code == 302 and resp.headers["Location"].startswith("/auth/2fa"):
+            import pyotp
+
+            from tests.factories import TOTP_SECRET
+
+            token = csrf_token(self.client, "/auth/2fa")
+            code = pyotp.TOTP(TOTP_SECRET).now()
+            resp = self.client.post("/auth/2fa", data={"code": code, "csrf_token": token})
+        return resp
 
     def logout(self) -> TestResponse:
         token = csrf_token(self.client, "/")

@@ -29,7 +29,7 @@ def client_for(app: Flask, user: Any = None, *, via_form: bool = False) -> Flask
     if user is None:
         return client
     if via_form:
-        resp = AuthActions(client).login(user.username, PASSWORD)
+        resp = AuthActions(client).login_fully(user, PASSWORD)
         assert resp.status_code == 302, f"login of {user.username} failed"
         return client
     with app.test_request_context("/auth/login", base_url="https://localhost"):

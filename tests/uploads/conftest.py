@@ -34,7 +34,7 @@ def post_file(
 
 def sign_in(client: FlaskClient, role: str = "editor") -> User:
     user = UserFactory(role_name=role)
-    resp = AuthActions(client).login(user.username, PASSWORD)
+    resp = AuthActions(client).login_fully(user, PASSWORD)
     assert resp.status_code == 302, resp.get_data(as_text=True)
     return user
 
