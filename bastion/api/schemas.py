@@ -74,7 +74,7 @@ class Output(BaseModel):
 class TokenRequest(Input):
     username: Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
 
 
 class RefreshRequest(Input):
@@ -199,7 +199,7 @@ class PatCreate(Input):
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Your current password: creating a token needs re-authentication."
     )
-    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
 
 
 class PatOut(Output):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bastion.extensions import db
 from bastion.models import AuditEvent, RefreshToken, User
 from bastion.observability import counters
-from tests.api.conftest import Api, current_otp
+from tests.api.conftest import Api, otp_for
 from tests.factories import PASSWORD
 
 
@@ -78,7 +78,7 @@ def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
         json={"username": admin.username, "password": PASSWORD, "otp": "000000"},
     )
     assert bad.status_code == 401
-    code = current_otp()
+    code = otp_for(admin)
     ok = api.call(
         "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
     )
@@ -87,7 +87,46 @@ def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
         "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
     )
     assert replay.status_code == 401
-    assert _events("2fa.failure")
+    assert _events("login.2fa_failure")
+
+
+@pytest.mark.asvs("V6.5.1")
+def test_a_recovery_code_signs_in_once(api: Api, make_user: Callable[..., User]) -> None:
+    admin = make_user("admin")
+    code = admin._test_recovery_codes[0]
+    body = {"username": admin.username, "password": PASSWORD, "otp": code}
+    assert api.call("POST", "/auth/token", json=body).status_code == 200
+    again = api.call("POST", "/auth/token", json=body)
+    assert again.status_code == 401
+    assert "one-time code" in again.get_json()["detail"]
+
+
+@pytest.mark.asvs("V11.3.2")
+def test_the_api_reads_the_encrypted_secret_the_account_page_enrolled(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    admin = make_user("admin")
+    assert admin.totp_secret != admin._test_totp_secret  # stored encrypted, not as base32
+    assert api.tokens_for(admin, otp=otp_for(admin))["access_token"]
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_web_and_api_failures_share_one_throttle(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    from tests.support.auth import csrf_token
+
+    user = make_user()
+    for _ in range(5):
+        token = csrf_token(api.client, "/auth/login")
+        api.client.post(
+            "/auth/login",
+            data={"username": user.username, "password": "x" * 20, "csrf_token": token},
+        )
+    api.client._cookies.clear()  # type: ignore[attr-defined]
+    resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
 
 
 @pytest.mark.asvs("V6.3.3")
