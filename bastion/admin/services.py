@@ -6,12 +6,12 @@ admin can never be demoted or disabled (the site would have no one left to run i
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
 from bastion.auth.sessions import revoke_all
 from bastion.content.services import Page, escape_like
 from bastion.extensions import db
-from bastion.models import ROLE_NAMES, RefreshToken, Role, User, utcnow
+from bastion.models import ROLE_NAMES, Role, User, utcnow
 from bastion.security import audit
 
 SEARCH_MAX = 100
@@ -91,14 +91,8 @@ def set_role(actor: User, user: User, role_name: str) -> User:
 
 
 def _end_everything(user: User) -> int:
-    """End every session and refresh token of ``user`` (not committed)."""
-    count = revoke_all(user.id, commit=False)
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    return count
+    """End every session and API token of ``user`` (not committed)."""
+    return revoke_all(user.id, commit=False)
 
 
 def set_disabled(actor: User, user: User, disabled: bool) -> User:
