@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.api.keys import new_key_entry
 from flask_deploy_check.runner import run_checks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,8 @@ def production_env(database_url: str) -> dict[str, str]:
         "BASTION_REDIS_URL": "redis://127.0.0.1:6379/0",
         "BASTION_TRUSTED_HOSTS": "bastion.example,localhost",
         "BASTION_PROXY_HOPS": "1",
+        # The API's signing keys, made by the code behind `flask --app bastion api new-key`.
+        "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from bastion import create_app
+from bastion.api.keys import new_key_entry
 from bastion.config import ConfigError
 from bastion.observability import counters
 
@@ -21,6 +23,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://bastion@db.internal/bastion",
     "REDIS_URL": "redis://redis.internal:6379/0",
     "TRUSTED_HOSTS": "bastion.example.org",
+    "JWT_KEYS": json.dumps([new_key_entry("ops-1")]),  # as `flask --app bastion api new-key`
 }
 # The metric families dashboards and alert rules may rely on (deploy/metrics.txt).
 EXPORTED = {
