@@ -52,7 +52,8 @@ def _check_throttle(login: str, ip: str) -> None:
         target_user_id=known.id if known else None,
         details={"username": canonical_username(login)[:64], "wait": wait, "channel": "api"},
     )
-    counters.increment("login_throttled")
+    # No counter here: every 429 from the sign-in endpoints is counted as login throttling
+    # by the metrics hook (bastion.observability.metrics), once.
     # Retry-After takes whole seconds; round up so a client that obeys it is let through.
     raise SignInError(
         429, "Too many failed attempts. Wait and try again.", retry_after=max(1, math.ceil(wait))

@@ -38,7 +38,9 @@ bp = Blueprint("metrics", __name__)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A 429 from these endpoints (web form, 2FA step, API token) is counted here as login
 # throttling; a lockout answered some other way increments "login_throttled" where it happens.
-LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.create_token"})
+LOGIN_ENDPOINTS = frozenset(
+    {"auth.login", "auth.two_factor", "api.issue_token", "api.create_token"}
+)
 _REASON_RE = re.compile(r"[^a-z0-9_]")
 
 # "*_created" series are absent in multiprocess mode anyway; dropping them everywhere keeps

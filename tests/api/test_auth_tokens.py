@@ -49,13 +49,31 @@ def test_failed_sign_ins_are_throttled_with_retry_after(
     assert _events("login.throttled")
 
 
+@pytest.mark.asvs("V16.3.1")
+def test_a_throttled_api_sign_in_is_counted_once(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    user = make_user()
+    for _ in range(5):
+        api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+    seen.clear()
+    resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
+    assert resp.status_code == 429
+    assert seen.count("login_throttled") == 1
+
+
 @pytest.mark.asvs("V2.4.1")
 def test_token_endpoint_is_rate_limited_per_client(make_app: Callable[..., Flask]) -> None:
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
     app = make_app(API_TOKEN_RATE_LIMIT="2 per minute")
     api = Api(app.test_client())
     body = {"username": "nobody", "password": "x" * 20}
     statuses = [api.call("POST", "/auth/token", json=body).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+    assert seen.count("login_throttled") == 1  # the dashboards see API sign-in limits too
     last = api.call("POST", "/auth/refresh", json={"refresh_token": "x"})
     assert last.status_code == 429  # the sign-in endpoints share one budget per client
     assert last.mimetype == "application/problem+json"
