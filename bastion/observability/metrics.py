@@ -36,10 +36,12 @@ from bastion.security.access import public
 bp = Blueprint("metrics", __name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# A 429 from these endpoints (web form, 2FA step, API token) is counted here as login
-# throttling; a lockout answered some other way increments "login_throttled" where it happens.
+# A 429 from these endpoints (web form, 2FA step, re-authentication, API sign-in and token
+# creation) is counted here as login throttling, whether the route limit or the sign-in
+# throttle answered; a lockout answered some other way increments "login_throttled" where
+# it happens.
 LOGIN_ENDPOINTS = frozenset(
-    {"auth.login", "auth.two_factor", "api.issue_token", "api.create_token"}
+    {"auth.login", "auth.two_factor", "auth.reauth", "api.issue_token", "api.create_token"}
 )
 _REASON_RE = re.compile(r"[^a-z0-9_]")
 
@@ -107,10 +109,10 @@ def _observe(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         LATENCY.labels(endpoint=endpoint, method=method).observe(time.perf_counter() - started)
-    if status == 429:
-        counters.increment("rate_limited")
-        if endpoint in LOGIN_ENDPOINTS:
-            counters.increment("login_throttled")
+    # Limiter breaches are counted as "rate_limited" by the breach callback
+    # (bastion.security.throttle_audit), once each; counting 429s here too doubled them.
+    if status == 429 and endpoint in LOGIN_ENDPOINTS:
+        counters.increment("login_throttled")
     return response
 
 

@@ -141,6 +141,14 @@ def test_web_and_api_failures_share_one_throttle(
             "/auth/login",
             data={"username": user.username, "password": "x" * 20, "csrf_token": token},
         )
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    token = csrf_token(api.client, "/auth/login")
+    web = api.client.post(
+        "/auth/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token}
+    )
+    assert web.status_code == 429
+    assert seen.count("login_throttled") == 1  # counted once, by the metrics hook
     api.client._cookies.clear()  # type: ignore[attr-defined]
     resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
     assert resp.status_code == 429
