@@ -6,6 +6,7 @@ the same worker count; only the application differs.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -21,6 +22,8 @@ from urllib.parse import quote
 
 import requests
 from sqlalchemy import create_engine, text
+
+from bastion.api.keys import new_key_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -76,6 +79,8 @@ def bastion_env(database_url: str) -> dict[str, str]:
         "BASTION_TRUSTED_HOSTS": "127.0.0.1,localhost",
         "BASTION_PROXY_HOPS": "1",
         "BASTION_UPLOAD_DIR": str(RESULTS / "uploads"),
+        # The API's own signing key, made the way `flask --app bastion api new-key` makes it.
+        "BASTION_JWT_KEYS": json.dumps([new_key_entry("bench-1")]),
     }
 
 

@@ -54,6 +54,12 @@ if [ ! -e "$dir/redis_password" ] || [ ! -e "$dir/redis_url" ]; then
     put redis_password "$redis_password"
     put redis_url "redis://:${redis_password}@redis:6379/0"
 fi
+# API signing keys: a one-entry JSON keyset with a fresh Ed25519 key, the same shape as
+# `flask --app bastion api new-key` prints (PEM newlines written as \n inside the JSON).
+if [ ! -e "$dir/jwt_keys" ]; then
+    pem=$(openssl genpkey -algorithm ed25519 | awk 'BEGIN { ORS = "" } { print $0 "\\n" }')
+    put jwt_keys "[{\"kid\": \"$(date -u +%Y-%m)-$(openssl rand -hex 4)\", \"pem\": \"$pem\"}]"
+fi
 # Replace with your SMTP relay, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS).
 put mail_url "smtp://localhost:25"
 

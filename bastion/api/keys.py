@@ -17,6 +17,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,11 +44,20 @@ def new_key_entry(kid: str | None = None) -> dict[str, str]:
     return {"kid": kid or secrets.token_hex(8), "pem": pem.decode()}
 
 
-def parse_keyset(raw: str) -> Keyset:
-    try:
-        entries = json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        raise KeysetError("BASTION_JWT_KEYS is not valid JSON") from exc
+def parse_keyset(raw: str | list[Any]) -> Keyset:
+    """Read the keyset from JSON text, or from the list Flask already decoded.
+
+    ``app.config.from_prefixed_env`` JSON-decodes environment values, so
+    ``BASTION_JWT_KEYS`` set in the environment arrives as a list, while the ``_FILE``
+    variant and overrides arrive as text.
+    """
+    if isinstance(raw, list):
+        entries: Any = raw
+    else:
+        try:
+            entries = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise KeysetError("BASTION_JWT_KEYS is not valid JSON") from exc
     if not isinstance(entries, list) or not entries:
         raise KeysetError("BASTION_JWT_KEYS must be a non-empty JSON list of {kid, pem}")
     verifying: dict[str, Ed25519PublicKey] = {}
@@ -88,7 +98,7 @@ def keyset_problem(raw: object) -> str | None:
     if not raw:
         return None
     try:
-        parse_keyset(str(raw))
+        parse_keyset(raw if isinstance(raw, list) else str(raw))
     except KeysetError as exc:
         return str(exc)
     return None

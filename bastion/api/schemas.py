@@ -8,10 +8,14 @@ email addresses only in ``Me`` (the caller's own).
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
 
 Scope = Literal["articles:read", "articles:write", "comments:write", "admin"]
 Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
@@ -20,15 +24,41 @@ NO_NUL = r"^[^\x00]*$"
 VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
-LINE = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
 
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE)]
 ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=VISIBLE)]
 CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE)]
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=VISIBLE)]
-DisplayName = Annotated[str, StringConstraints(max_length=80, pattern=LINE)]
-Bio = Annotated[str, StringConstraints(max_length=5000, pattern=NO_NUL)]
+
+
+def _no_chars_of(categories: tuple[str, ...]) -> str:
+    """A pattern refusing every character of the given Unicode categories.
+
+    JSON Schema regexes have no portable ``\\p{...}``, so the class is spelled out from
+    ``unicodedata`` (the same tables the profile service checks with).
+    """
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(code)) in categories:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+
+    def char(code: int) -> str:  # BMP as \uXXXX; astral ones literally (no common escape)
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    parts = (char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
+    return f"^[^{''.join(parts)}]*$"
+
+
+# The profile service refuses control and format characters (bidi overrides, zero-width
+# characters...) in display names; the schema documents the same rule, and the lengths
+# come from the same module, so the documented limits are the enforced ones.
+DISPLAY_NAME = _no_chars_of(("Cc", "Cf"))
+DisplayName = Annotated[str, StringConstraints(max_length=DISPLAY_NAME_MAX, pattern=DISPLAY_NAME)]
+Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=NO_NUL)]
 
 
 def _whole_number(value: Any) -> Any:
@@ -74,7 +104,7 @@ class Output(BaseModel):
 class TokenRequest(Input):
     username: Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
 
 
 class RefreshRequest(Input):
@@ -199,7 +229,7 @@ class PatCreate(Input):
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Your current password: creating a token needs re-authentication."
     )
-    otp: Otp | None = Field(default=None, description="TOTP code; required when 2FA is on.")
+    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
 
 
 class PatOut(Output):

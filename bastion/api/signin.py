@@ -1,14 +1,18 @@
-"""Password (+ TOTP) checks for the API: sign-in at ``/auth/token`` and token creation.
+"""Password (+ second factor) checks for the API: sign-in at ``/auth/token`` and token creation.
 
-Same rules as the web login: ``authenticate`` (generic answer, equal timing), the shared
-throttle, the same audit events and counters, and 2FA enforced for users who have it.
+Same rules as the web login, from the same modules: ``authenticate`` (generic answer, equal
+timing), ``bastion.auth.throttle`` (growing delays per account and per address, shared by
+every instance), ``bastion.auth.twofactor`` (encrypted TOTP secret, replay-safe codes,
+single-use recovery codes), the same audit events and counters.
 """
 
 from __future__ import annotations
 
+import math
+
 from flask import current_app
 
-from bastion.api import login_adapter as throttle
+from bastion.auth import throttle, twofactor
 from bastion.auth.services import authenticate, canonical_username, find_login_user
 from bastion.models import User
 from bastion.observability import counters
@@ -28,7 +32,7 @@ def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
     throttle.record_login_failure(login, ip)
     known = find_login_user(login)
     audit.record(
-        "2fa.failure" if second_factor else "login.failure",
+        "login.2fa_failure" if second_factor else "login.failure",
         target_user_id=known.id if known else None,
         details={"username": canonical_username(login)[:64], "channel": "api"},
     )
@@ -38,13 +42,27 @@ def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
     return SignInError(401, GENERIC_FAILURE)
 
 
-def check_credentials(login: str, password: str, otp: str | None, ip: str) -> User:
-    """The user when password (and OTP, if enrolled) are right; raises SignInError."""
+def _check_throttle(login: str, ip: str) -> None:
     wait = throttle.check_login_allowed(login, ip)
-    if wait is not None:
-        audit.record("login.throttled", details={"username": canonical_username(login)[:64]})
-        counters.increment("login_throttled")
-        raise SignInError(429, "Too many failed attempts. Wait and try again.", retry_after=wait)
+    if wait is None:
+        return
+    known = find_login_user(login)
+    audit.record(
+        "login.throttled",
+        target_user_id=known.id if known else None,
+        details={"username": canonical_username(login)[:64], "wait": wait, "channel": "api"},
+    )
+    # No counter here: every 429 from the sign-in endpoints is counted as login throttling
+    # by the metrics hook (bastion.observability.metrics), once.
+    # Retry-After takes whole seconds; round up so a client that obeys it is let through.
+    raise SignInError(
+        429, "Too many failed attempts. Wait and try again.", retry_after=max(1, math.ceil(wait))
+    )
+
+
+def check_credentials(login: str, password: str, otp: str | None, ip: str) -> User:
+    """The user when password (and code, if enrolled) are right; raises SignInError."""
+    _check_throttle(login, ip)
     user = authenticate(login, password)
     if user is None:
         raise _fail(login, ip)
@@ -53,7 +71,7 @@ def check_credentials(login: str, password: str, otp: str | None, ip: str) -> Us
             refused = SignInError(401, "This account uses two-factor authentication: send 'otp'.")
             refused.extra = {"otp_required": True}
             raise refused
-        if not throttle.verify_totp_or_recovery(user, otp):
+        if not twofactor.verify_totp_or_recovery(user, otp):
             raise _fail(login, ip, second_factor=True)
     elif user.role_name in current_app.config["REQUIRE_2FA_ROLES"]:
         raise SignInError(

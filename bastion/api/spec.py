@@ -23,9 +23,10 @@ from bastion.auth.services import AccountError
 from bastion.content.services import ContentError
 from bastion.errors import problem
 from bastion.extensions import db
+from bastion.profiles.services import ProfileError
 
 OP_ATTR = "_api_operation"
-RULE_ERRORS = (ContentError, AccountError, TokenRequestError)
+RULE_ERRORS = (ContentError, AccountError, ProfileError, TokenRequestError)
 
 
 @dataclass(frozen=True)

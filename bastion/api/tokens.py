@@ -222,7 +222,12 @@ def revoke_token(token: str) -> int | None:
 
 
 def revoke_all_for_user(user_id: int, *, commit: bool = True) -> None:
-    """End every refresh family of a user (sign out everywhere, disable)."""
+    """End every refresh family of a user and the access tokens issued from them.
+
+    The one rule for "this user's API sign-ins are over": ``bastion.auth.sessions.revoke_all``
+    calls it, so sign out everywhere (account page, admin, CLI), password change and reset,
+    and disabling all end API tokens at once instead of leaving access tokens to expire.
+    """
     families = db.session.scalars(
         select(RefreshToken.family_id)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

@@ -6,9 +6,8 @@ from bastion.api import bp
 from bastion.api.auth import ACCOUNT_SCOPE, current_principal
 from bastion.api.schemas import AuthorOut, MeOut, MeUpdate
 from bastion.api.spec import operation
-from bastion.content.services import ContentError
-from bastion.extensions import db
 from bastion.models import User
+from bastion.profiles.services import update_profile
 from bastion.security.access import bearer_required
 
 
@@ -31,21 +30,6 @@ def author_out(user: User) -> AuthorOut:
     return AuthorOut(id=user.id, username=user.username, display_name=user.display_name)
 
 
-def update_profile(user: User, *, display_name: str | None, bio: str | None) -> User:
-    """Only the profile text; role, email and the rest have their own guarded flows."""
-    if display_name is not None:
-        name = display_name.strip()
-        if any(ch in name for ch in "\x00\r\n"):
-            raise ContentError("Use a single line without control characters.", "display_name")
-        user.display_name = name
-    if bio is not None:
-        if "\x00" in bio:
-            raise ContentError("Must not contain NUL characters.", "bio")
-        user.bio = bio
-    db.session.commit()
-    return user
-
-
 @bp.get("/me")
 @bearer_required
 @operation(summary="The account the token belongs to", tag="users", scopes=(), response=MeOut)
@@ -64,6 +48,12 @@ def get_me() -> MeOut:
     response=MeOut,
 )
 def update_me(body: MeUpdate) -> MeOut:
+    """Validated by the profile service the account page's rules come from (one source)."""
     principal = current_principal()
-    user = update_profile(principal.user, display_name=body.display_name, bio=body.bio)
+    user = principal.user
+    user = update_profile(
+        user,
+        display_name=user.display_name if body.display_name is None else body.display_name,
+        bio=user.bio if body.bio is None else body.bio,
+    )
     return me_out(user, principal.scopes)

@@ -33,7 +33,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
     known = find_login_user(login)
     audit.record("login.throttled", target_user_id=known.id if known else None,
                  details={"username": canonical_username(login)[:64], "wait": wait, "stage": stage})
-    counters.increment("login_throttled")
+    # Not counted here: the 429 the routes answer with is counted once by the metrics hook.
     return Result(Step.THROTTLED, wait=wait)
 
 

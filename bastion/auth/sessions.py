@@ -15,8 +15,9 @@ from flask_login import login_user, logout_user
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
+from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
-from bastion.models import RefreshToken, User, UserSession, utcnow
+from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows
 from bastion.security.tokens import new_token, token_hash
 
@@ -88,12 +89,9 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     if except_id is not None:
         stmt = stmt.where(UserSession.id != except_id)
     count = affected_rows(db.session.execute(stmt))
-    # API refresh tokens are sessions too: they die with the rest.
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    # API tokens are sessions too: every refresh family dies with the rest, and so do the
+    # access tokens issued from it (the API's one revocation rule, shared by all paths).
+    revoke_all_for_user(user_id, commit=False)
     if commit:
         db.session.commit()
     return count

@@ -36,6 +36,13 @@ from bastion.security.access import public
 bp = Blueprint("metrics", __name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A 429 from these endpoints (web form, 2FA step, re-authentication, API sign-in and token
+# creation) is counted here as login throttling, whether the route limit or the sign-in
+# throttle answered; a lockout answered some other way increments "login_throttled" where
+# it happens.
+LOGIN_ENDPOINTS = frozenset(
+    {"auth.login", "auth.two_factor", "auth.reauth", "api.issue_token", "api.create_token"}
+)
 _REASON_RE = re.compile(r"[^a-z0-9_]")
 
 # "*_created" series are absent in multiprocess mode anyway; dropping them everywhere keeps
@@ -102,8 +109,10 @@ def _observe(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         LATENCY.labels(endpoint=endpoint, method=method).observe(time.perf_counter() - started)
-    # 429s are counted where they are decided (security.throttle_audit for rate limits,
-    # auth.login for lockouts), not here: counting the response as well counted them twice.
+    # Limiter breaches are counted as "rate_limited" by the breach callback
+    # (bastion.security.throttle_audit), once each; counting 429s here too doubled them.
+    if status == 429 and endpoint in LOGIN_ENDPOINTS:
+        counters.increment("login_throttled")
     return response
 
 

@@ -5,29 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bastion.models import User, utcnow
+from bastion.models import User
 from tests.factories import PASSWORD, UserFactory
-
-TOTP_SECRET = pyotp.random_base32()
+from tests.support.account_fixtures import enable_2fa
+from tests.support.accounts import unused_code
 
 
 def enable_totp(user: User) -> None:
-    from bastion.auth.twofactor import _fernet
+    """Enrol through the accounts service (the secret is stored encrypted)."""
+    user._test_totp_secret = enable_2fa(user)  # type: ignore[attr-defined]
+
+
+def otp_for(user: User) -> str:
+    """A code ``user`` has not used yet (enrolment itself used the current step)."""
     from bastion.extensions import db
 
-    # Stored the way enrolment stores it: encrypted, so the API reads it like the site does.
-    user.totp_secret = _fernet().encrypt(TOTP_SECRET.encode()).decode()
-    user.totp_enabled_at = utcnow()
-    db.session.commit()
-
-
-def current_otp() -> str:
-    return pyotp.TOTP(TOTP_SECRET).now()
+    db.session.refresh(user)
+    return unused_code(user._test_totp_secret, user.totp_last_step)  # type: ignore[attr-defined]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -70,7 +68,7 @@ class Api:
     def pat_via_api(self, user: User, scopes: list[str], access: str) -> str:
         body: dict[str, Any] = {"name": "t", "scopes": scopes, "password": PASSWORD}
         if user.has_2fa:
-            body["otp"] = current_otp()
+            body["otp"] = otp_for(user)
         resp = self.call("POST", "/tokens", access, json=body)
         assert resp.status_code == 201, resp.get_json()
         return str(resp.get_json()["token"])

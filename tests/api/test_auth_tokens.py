@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bastion.extensions import db
 from bastion.models import AuditEvent, RefreshToken, User
 from bastion.observability import counters
-from tests.api.conftest import Api, current_otp
+from tests.api.conftest import Api, otp_for
 from tests.factories import PASSWORD
 
 
@@ -49,13 +49,31 @@ def test_failed_sign_ins_are_throttled_with_retry_after(
     assert _events("login.throttled")
 
 
+@pytest.mark.asvs("V16.3.1")
+def test_a_throttled_api_sign_in_is_counted_once(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    user = make_user()
+    for _ in range(5):
+        api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+    seen.clear()
+    resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
+    assert resp.status_code == 429
+    assert seen.count("login_throttled") == 1
+
+
 @pytest.mark.asvs("V2.4.1")
 def test_token_endpoint_is_rate_limited_per_client(make_app: Callable[..., Flask]) -> None:
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
     app = make_app(API_TOKEN_RATE_LIMIT="2 per minute")
     api = Api(app.test_client())
     body = {"username": "nobody", "password": "x" * 20}
     statuses = [api.call("POST", "/auth/token", json=body).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+    assert seen.count("login_throttled") == 1  # the dashboards see API sign-in limits too
     last = api.call("POST", "/auth/refresh", json={"refresh_token": "x"})
     assert last.status_code == 429  # the sign-in endpoints share one budget per client
     assert last.mimetype == "application/problem+json"
@@ -78,7 +96,7 @@ def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
         json={"username": admin.username, "password": PASSWORD, "otp": "000000"},
     )
     assert bad.status_code == 401
-    code = current_otp()
+    code = otp_for(admin)
     ok = api.call(
         "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
     )
@@ -87,7 +105,54 @@ def test_two_factor_is_enforced_and_codes_cannot_be_replayed(
         "POST", "/auth/token", json={"username": admin.username, "password": PASSWORD, "otp": code}
     )
     assert replay.status_code == 401
-    assert _events("2fa.failure")
+    assert _events("login.2fa_failure")
+
+
+@pytest.mark.asvs("V6.5.1")
+def test_a_recovery_code_signs_in_once(api: Api, make_user: Callable[..., User]) -> None:
+    admin = make_user("admin")
+    code = admin._test_recovery_codes[0]
+    body = {"username": admin.username, "password": PASSWORD, "otp": code}
+    assert api.call("POST", "/auth/token", json=body).status_code == 200
+    again = api.call("POST", "/auth/token", json=body)
+    assert again.status_code == 401
+    assert "one-time code" in again.get_json()["detail"]
+
+
+@pytest.mark.asvs("V11.3.2")
+def test_the_api_reads_the_encrypted_secret_the_account_page_enrolled(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    admin = make_user("admin")
+    assert admin.totp_secret != admin._test_totp_secret  # stored encrypted, not as base32
+    assert api.tokens_for(admin, otp=otp_for(admin))["access_token"]
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_web_and_api_failures_share_one_throttle(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    from tests.support.auth import csrf_token
+
+    user = make_user()
+    for _ in range(5):
+        token = csrf_token(api.client, "/auth/login")
+        api.client.post(
+            "/auth/login",
+            data={"username": user.username, "password": "x" * 20, "csrf_token": token},
+        )
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    token = csrf_token(api.client, "/auth/login")
+    web = api.client.post(
+        "/auth/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token}
+    )
+    assert web.status_code == 429
+    assert seen.count("login_throttled") == 1  # counted once, by the metrics hook
+    api.client._cookies.clear()  # type: ignore[attr-defined]
+    resp = api.call("POST", "/auth/token", json={"username": user.username, "password": PASSWORD})
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
 
 
 @pytest.mark.asvs("V6.3.3")

@@ -87,3 +87,22 @@ def test_cli_prints_a_usable_keyset(runner) -> None:  # type: ignore[no-untyped-
     result = runner.invoke(args=["api", "new-key", "--kid", "2026-11"])
     assert result.exit_code == 0, result.output
     assert parse_keyset(result.output).active_kid == "2026-11"
+
+
+def test_keyset_set_in_the_environment_is_read(
+    make_app, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Flask JSON-decodes BASTION_* environment values, so the keyset arrives as a list."""
+    monkeypatch.setenv("BASTION_JWT_KEYS", json.dumps([new_key_entry("from-env")]))
+    app = make_app(READ_ENV=True)
+    assert isinstance(app.config["JWT_KEYS"], list)
+    assert keyset_problem(app.config["JWT_KEYS"]) is None
+    with app.app_context():
+        from bastion.api import tokens
+
+        assert tokens.keyset().active_kid == "from-env"
+    problems = validate({
+        "ENV_NAME": "production", "SQLALCHEMY_DATABASE_URI": "postgresql://x",
+        "RATELIMIT_STORAGE_URI": "redis://", "JWT_KEYS": [{"kid": ""}],
+    })
+    assert any("non-empty 'kid'" in p for p in problems)  # a bad list is still refused

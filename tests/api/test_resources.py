@@ -83,6 +83,40 @@ def test_patch_me_changes_the_profile(api: Api, make_user: Callable[..., User]) 
     assert resp.get_json()["display_name"] == "Ada"
 
 
+@pytest.mark.asvs("V2.2.1", "V2.2.2")
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"display_name": "Ada\u202egnp.exe"}, "display_name"),  # bidi override: a format char
+        ({"display_name": "x" * 81}, "display_name"),
+        ({"bio": "x" * 2001}, "bio"),
+    ],
+)
+def test_patch_me_follows_the_profile_rules_of_the_account_page(
+    api: Api, make_user: Callable[..., User], body: dict[str, str], field: str
+) -> None:
+    from bastion.profiles.services import clean_profile
+
+    user = make_user(display_name="Before", bio="Old bio")
+    resp = api.call("PATCH", "/me", api.access_for(user), json=body)
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"][0]["loc"][-1] == field
+    with pytest.raises(ValueError):  # the same rules refuse it on the site
+        clean_profile(body.get("display_name", ""), body.get("bio", ""))
+    db.session.refresh(user)
+    assert (user.display_name, user.bio) == ("Before", "Old bio")
+
+
+def test_patch_me_keeps_the_field_it_was_not_given(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user(display_name="Ada", bio="Old")
+    resp = api.call("PATCH", "/me", api.access_for(user), json={"bio": "New\r\nline"})
+    assert resp.status_code == 200
+    assert resp.get_json()["display_name"] == "Ada"
+    assert resp.get_json()["bio"] == "New\nline"  # normalised like the account form's input
+
+
 @pytest.mark.asvs("V15.3.3")
 @pytest.mark.parametrize(
     "field", [{"author_id": 1}, {"status": "published"}, {"id": 5}, {"body_html": "<script>"}]

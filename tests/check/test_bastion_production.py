@@ -25,7 +25,7 @@ def production_env(database_url: str) -> dict[str, str]:
         "BASTION_REDIS_URL": "redis://127.0.0.1:6379/0",
         "BASTION_TRUSTED_HOSTS": "bastion.example,localhost",
         "BASTION_PROXY_HOPS": "1",
-        # The API's signing keys are a required production setting too.
+        # The API's signing keys, made by the code behind `flask --app bastion api new-key`.
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
     }
 

@@ -227,6 +227,9 @@ def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Pa
         f"postgresql+psycopg://bastion_owner:{read('postgres_owner_password')}{db}"
     )
     assert read("redis_url") == f"redis://:{read('redis_password')}@redis:6379/0"
+    from bastion.api.keys import parse_keyset  # production refuses to start without it
+
+    assert parse_keyset(read("jwt_keys")).active_kid
     values = [
         read(n)
         for n in (

@@ -6,6 +6,7 @@ and every helper stops what it started, even when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -20,12 +21,17 @@ from typing import IO, Any
 
 import requests
 
+from bastion.api.keys import new_key_entry
+
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 NGINX = Path("/usr/sbin/nginx")
 REDIS_SERVER = Path("/usr/bin/redis-server")
 SECRET_KEY = "ops-tests-" + secrets.token_urlsafe(48)
 METRICS_TOKEN = "metrics-" + secrets.token_urlsafe(24)
+# One API signing keyset for every instance of a test deployment, as in production: a token
+# signed by one instance must verify on the others.
+JWT_KEYS = json.dumps([new_key_entry("ops-1")])
 
 # Used only when the project's gunicorn.conf.py is not there: the same multiprocess hooks.
 FALLBACK_GUNICORN_CONF = """
@@ -115,6 +121,7 @@ class Gunicorn:
             **os.environ,
             "BASTION_ENV": "development",
             "BASTION_SECRET_KEY": SECRET_KEY,
+            "BASTION_JWT_KEYS": JWT_KEYS,
             "BASTION_TRUSTED_HOSTS": "127.0.0.1,localhost",
             "BASTION_LOG_LEVEL": "INFO",
             "BASTION_BIND": f"127.0.0.1:{self.port}",

@@ -1,7 +1,8 @@
 """Two gunicorn instances behind nginx, sharing PostgreSQL and Redis: one site, not two.
 
-Refresh-token rotation across instances is not covered here: the token API is not part of
-this code base yet.
+Both instances share the API signing keyset (``processes.JWT_KEYS``), the refresh-token
+table (PostgreSQL) and the revocation list (Redis), so an API token behaves the same
+whichever instance sees it.
 """
 
 from __future__ import annotations
@@ -78,13 +79,16 @@ def test_login_rate_limit_holds_across_instances(fresh_limits: Cluster) -> None:
     token = via_lb.csrf("/auth/login")
     before = {g: _posted_logins(g) for g in (c.a, c.b)}
 
-    def attempt(password: str) -> requests.Response:
-        data = {"username": "carol", "password": password, "csrf_token": token}
+    def attempt(username: str, password: str) -> requests.Response:
+        data = {"username": username, "password": password, "csrf_token": token}
         return via_lb.post("/auth/login", data=data)
 
-    assert [attempt("wrong password here").status_code for _ in range(10)] == [200] * 10
+    # A different name each time, so the per-account sign-in throttle (also shared, tested
+    # with the accounts) stays out of the way and the per-client route limit is what refuses.
+    failures = [attempt(f"guess{i}", "wrong password here").status_code for i in range(10)]
+    assert failures == [200] * 10
     assert all(_posted_logins(g) - before[g] == 5 for g in (c.a, c.b))
-    refused = attempt(PASSWORD)
+    refused = attempt("carol", PASSWORD)
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) > 0
     # Asked directly (same client address), each instance refuses as well.
@@ -109,6 +113,48 @@ def test_session_from_a_works_on_b_and_revocation_on_b_ends_it_on_a(fresh_limits
     resp = replay.get("/auth/login")
     assert resp.status_code == 200
     assert 'name="password"' in resp.text
+
+
+def _api_sign_in(instance: Gunicorn, client_ip: str) -> tuple[WebClient, dict[str, str]]:
+    api = WebClient(instance.url, client_ip=client_ip)
+    resp = api.post("/api/v1/auth/token", json={"username": "bob", "password": PASSWORD})
+    assert resp.status_code == 200, resp.text
+    return api, resp.json()
+
+
+@pytest.mark.asvs("V7.4.1", "V9.1.1")
+def test_refresh_rotated_on_a_cannot_be_reused_on_b(fresh_limits: Cluster) -> None:
+    c = fresh_limits
+    api, first = _api_sign_in(c.a, "203.0.113.21")
+    rotated = api.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert rotated.status_code == 200
+    second = rotated.json()
+    # B has never seen this client: it still knows the old refresh token was used.
+    reuse = api.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}, base_url=c.b.url
+    )
+    assert reuse.status_code == 401
+    assert reuse.headers["Content-Type"].startswith("application/problem+json")
+    # Reuse revoked the whole family everywhere: the tokens A just issued are dead on A.
+    again = api.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert again.status_code == 401
+    me = api.get("/api/v1/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    assert me.status_code == 401
+
+
+@pytest.mark.asvs("V7.4.1", "V7.2.1")
+def test_token_revoked_on_b_is_refused_on_a(fresh_limits: Cluster) -> None:
+    c = fresh_limits
+    api, pair = _api_sign_in(c.a, "203.0.113.22")
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    assert api.get("/api/v1/me", headers=bearer).status_code == 200
+    assert api.get("/api/v1/me", headers=bearer, base_url=c.b.url).status_code == 200
+    for token in (pair["access_token"], pair["refresh_token"]):
+        revoked = api.post("/api/v1/auth/revoke", json={"token": token}, base_url=c.b.url)
+        assert revoked.status_code == 204
+    assert api.get("/api/v1/me", headers=bearer).status_code == 401
+    refresh = api.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401
 
 
 def _report(lb_url: str, marker: str) -> int:

@@ -23,7 +23,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://bastion@db.internal/bastion",
     "REDIS_URL": "redis://redis.internal:6379/0",
     "TRUSTED_HOSTS": "bastion.example.org",
-    "JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
+    "JWT_KEYS": json.dumps([new_key_entry("ops-1")]),  # as `flask --app bastion api new-key`
 }
 # The metric families dashboards and alert rules may rely on (deploy/metrics.txt).
 EXPORTED = {
