@@ -17,9 +17,8 @@ from bastion.extensions import limiter
 
 log = logging.getLogger("bastion.ratelimit")
 ONE_PER_MINUTE = RateLimitItemPerMinute(1)
-# Sign-in endpoints (web form, 2FA step, API token): a limit hit there is also login
-# throttling; a lockout by the account throttle is counted in ``bastion.auth.login``.
-LOGIN_ENDPOINTS = frozenset({"auth.login", "auth.two_factor", "api.issue_token"})
+# Login throttling (a 429 from a sign-in endpoint, whether this limiter or the account
+# throttle answered) is counted once by the metrics hook, not here.
 
 
 def record_breach(request_limit: RequestLimit) -> None:
@@ -29,8 +28,6 @@ def record_breach(request_limit: RequestLimit) -> None:
     from bastion.security import audit
 
     counters.increment("rate_limited")
-    if request.endpoint in LOGIN_ENDPOINTS:
-        counters.increment("login_throttled")
     ip = request.remote_addr or "unknown"
     if not limiter.limiter.hit(ONE_PER_MINUTE, "bastion-breach-audit", ip):
         return
