@@ -35,7 +35,7 @@ def test_account_page_offers_photo_and_tokens_and_the_profile_shows_the_photo(
     client = client_for(app, user)
     page = client.get("/account").get_data(as_text=True)
     for heading in ("Profile", "Email address", "Password", "Two-factor authentication",
-                    "Where you are signed in", "API tokens"):
+                    "Where you are signed in", "Personal access tokens"):
         assert f">{heading}</h2>" in page, heading
     assert "No profile photo yet" in page and 'for="avatar-image"' in page
     _upload(client, "/account/avatar", "/account")

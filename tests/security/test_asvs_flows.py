@@ -126,11 +126,11 @@ def test_failed_password_change_leaves_no_half_state(
 def test_failed_disable_leaves_the_user_active(
     app: Flask, user: User, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    from bastion.auth.services import disable_user
+    from bastion.admin.services import set_disabled
 
     monkeypatch.setattr("bastion.security.audit.record", _explode)
     with pytest.raises(BoomError):
-        disable_user(None, user)
+        set_disabled(None, user, True)
     db.session.rollback()  # what the request teardown does
     db.session.expire_all()
     assert db.session.get(User, user.id).disabled_at is None
@@ -218,7 +218,7 @@ SKIP_PREFIXES = ("/api/", "/static/", "/healthz", "/readyz", "/metrics", "/.well
 
 @pytest.fixture
 def signed_in_admin(client: FlaskClient, app: Flask) -> tuple[FlaskClient, User]:
-    admin = UserFactory(username="root", email="root@example.org", role_name="admin")
+    admin = UserFactory(username="root", email="root@example.org", role_name="admin", two_factor=False)
     secret = enable_2fa(admin)
     sign_in(client, "root")
     db.session.refresh(admin)
