@@ -44,8 +44,8 @@ def register_extensions(app: Flask) -> None:
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.identity import init_identity
-    from bastion.security.throttle_audit import init_throttle_audit
     from bastion.security.ratelimit_headers import init_ratelimit_headers
+    from bastion.security.throttle_audit import init_throttle_audit
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))

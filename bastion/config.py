@@ -176,7 +176,7 @@ class BaseConfig:
     # \u-escaped BMP text); anything bigger is refused before it is parsed.
     API_MAX_BODY_BYTES = 1024 * 1024
     API_RATE_LIMIT = "120 per minute"
-    API_TOKEN_RATE_LIMIT = "10 per minute"  # nosec B105 - a rate limit, not a secret
+    API_TOKEN_RATE_LIMIT = "10 per minute"  # noqa: S105  # nosec B105 - a rate limit, not a secret
     # Origins allowed to call the API from a browser (comma separated); none by default.
     CORS_ORIGINS = ""
     REDIS_PREFIX = "bastion"
@@ -202,7 +202,7 @@ class TestingConfig(BaseConfig):
     TESTING = True
     FORCE_HTTPS = False
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
-    SECRET_KEY = "testing-" + "x" * 56  # noqa: S105 - fixed key for the test suite only
+    SECRET_KEY = "testing-" + "x" * 56
     MAIL_BACKGROUND = False  # tests read the mailbox right after the request
     RATELIMIT_ENABLED = True
     # Tests expect what they just wrote to show at once.

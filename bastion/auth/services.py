@@ -70,15 +70,15 @@ def password_problem(password: str, *, username: str = "", email: str = "") -> s
 
 
 def username_taken(username: str) -> bool:
-    return db.session.scalar(
+    return (db.session.scalar(
         select(func.count()).select_from(User).where(User.username == canonical_username(username))
-    ) > 0
+    ) or 0) > 0
 
 
 def email_taken(email: str) -> bool:
-    return db.session.scalar(
+    return (db.session.scalar(
         select(func.count()).select_from(User).where(User.email == canonical_email(email))
-    ) > 0
+    ) or 0) > 0
 
 
 def role_named(name: str) -> Role:
@@ -136,12 +136,12 @@ def create_user(
 
 
 def admin_exists() -> bool:
-    return db.session.scalar(
+    return (db.session.scalar(
         select(func.count())
         .select_from(User)
         .join(Role)
         .where(Role.name == "admin", User.disabled_at.is_(None))
-    ) > 0
+    ) or 0) > 0
 
 
 def find_login_user(login: str) -> User | None:

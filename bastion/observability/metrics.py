@@ -47,7 +47,7 @@ _REASON_RE = re.compile(r"[^a-z0-9_]")
 
 # "*_created" series are absent in multiprocess mode anyway; dropping them everywhere keeps
 # one process and many exporting the same families.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REQUESTS = Counter(
     "bastion_http_requests",

@@ -43,7 +43,7 @@ def add_ratelimit_headers(response: Response) -> Response:
         if throttled and "Retry-After" not in response.headers:
             wait = min(current.limit.get_expiry(), reset_at - int(time.time()))
             response.headers["Retry-After"] = str(max(1, wait))
-    except Exception:  # noqa: BLE001 - storage trouble must not turn a 429 into a 500
+    except Exception:
         log.exception("could not read the rate-limit window")
         if throttled and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(current.limit.get_expiry())

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from bastion.auth.services import admin_exists, create_user
 from bastion.extensions import db
 from bastion.models import SetupToken, User, utcnow
+from bastion.models.base import affected_rows
 from bastion.security import audit
 from bastion.security.tokens import new_token, token_hash
 
@@ -40,7 +41,7 @@ def create_first_admin(token: str, username: str, email: str, password: str) -> 
     if not token_is_valid(token):
         return None
     now = utcnow()
-    claimed = db.session.execute(
+    claimed = affected_rows(db.session.execute(
         update(SetupToken)
         .where(
             SetupToken.token_hash == token_hash(token),
@@ -48,7 +49,7 @@ def create_first_admin(token: str, username: str, email: str, password: str) -> 
             SetupToken.expires_at > now,
         )
         .values(used_at=now)
-    ).rowcount
+    ))
     if claimed != 1:
         db.session.rollback()
         return None

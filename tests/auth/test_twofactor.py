@@ -154,7 +154,7 @@ def test_disabling_2fa_requires_recent_password_and_code(
 
 
 def test_regenerated_codes_replace_the_old_ones(client: FlaskClient, totp_user: tuple[User, str]) -> None:
-    user, secret = totp_user
+    user, _secret = totp_user
     old = user._test_recovery_codes
     sign_in(client, "tess")
     _code_step(client, old[0])

@@ -56,7 +56,7 @@ PAYLOADS: list[str] = [
     f"<svg><animate onbegin={SET} attributeName=x dur=1s>",
     f"<svg><a><animate attributeName=href values=javascript:{SET} /><text y=20>s</text></a></svg>",
     f"<svg><foreignObject><img src=x onerror={SET}></foreignObject></svg>",
-    f"<svg><use href=\"data:image/svg+xml,<svg id='x' xmlns='http://www.w3.org/2000/svg'><image href='x' onerror='{SET}'/></svg>#x\"/></svg>",  # noqa: E501
+    f"<svg><use href=\"data:image/svg+xml,<svg id='x' xmlns='http://www.w3.org/2000/svg'><image href='x' onerror='{SET}'/></svg>#x\"/></svg>",
     # Encoded forms
     f"&lt;script&gt;{SET}&lt;/script&gt;",
     f"%3Cscript%3E{SET}%3C/script%3E",
@@ -68,7 +68,7 @@ PAYLOADS: list[str] = [
     f"<noscript><p title=\"</noscript><img src=x onerror={SET}>\">",
     f"<svg></p><style><a id=\"</style><img src=1 onerror={SET}>\">",
     f"<math><mtext><table><mglyph><style><img src=x onerror={SET}>",
-    f"<form><math><mtext></form><form><mglyph><svg><mtext><style><path id=\"</style><img onerror={SET} src>\">",  # noqa: E501
+    f"<form><math><mtext></form><form><mglyph><svg><mtext><style><path id=\"</style><img onerror={SET} src>\">",
     f"<!--<img src=\"--><img src=x onerror={SET}//\">",
     f"<![CDATA[><img src=x onerror={SET}>]]>",
     f"<xmp><p title=\"</xmp><img src=x onerror={SET}>\">",
