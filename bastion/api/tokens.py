@@ -135,8 +135,10 @@ def user_for(claims: dict[str, Any]) -> User:
     if user is None or not user.is_active:
         raise TokenError("The token is not valid.")
     # A password change ends every token issued before it (sessions end the same way).
+    # ``iat`` is rounded up to the millisecond, so a token from the same millisecond as the
+    # change cannot be told apart from an earlier one: it is refused too.
     changed = user.password_changed_at
-    if changed is not None and float(claims["iat"]) < changed.timestamp():
+    if changed is not None and float(claims["iat"]) <= changed.timestamp() + 0.001:
         raise TokenError("The token has been revoked.")
     return user
 
