@@ -107,9 +107,12 @@ def list_articles(
                 Article.body_md.ilike(pattern, escape="\\"),
             )
         )
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
+    # Published articles always have published_at, so the published list can follow the
+    # (status, published_at, id) index backwards; lists with drafts put undated ones last.
+    newest = Article.published_at.desc()
     items = db.session.scalars(
-        stmt.order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
+        stmt.order_by(newest if published_only else newest.nulls_last(), Article.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()

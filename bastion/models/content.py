@@ -18,7 +18,10 @@ ARTICLE_STATUSES = ("draft", "published")
 
 class Article(TimestampMixin, Base):
     __tablename__ = "articles"
-    __table_args__ = (Index("ix_articles_status_published_at", "status", "published_at"),)
+    # Lists walk this index backwards: published_at DESC, id DESC, one page at a time.
+    __table_args__ = (
+        Index("ix_articles_status_published_at_id", "status", "published_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
