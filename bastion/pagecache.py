@@ -18,6 +18,7 @@ changed; a shared cache may keep only the anonymous version.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -38,20 +39,78 @@ def _anonymous_reader() -> bool:
     return not current_user.is_authenticated
 
 
+# Per worker and bounded by size, not count: one API page may hold 100 long articles.
+STORE_BUDGET_BYTES = 16 * 1024 * 1024
+ENTRY_MAX_BYTES = 2 * 1024 * 1024
+
+
+class _Store:
+    """key -> (deadline, value, size); emptied whole when the byte budget would overflow."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, ...], tuple[float, Any, int]] = {}
+        self.size = 0
+        self._lock = threading.Lock()  # gunicorn's gthread workers serve several threads
+
+    def put(self, key: tuple[str, ...], value: Any, size: int, ttl: float) -> None:
+        if size > ENTRY_MAX_BYTES:
+            return
+        with self._lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= old[2]
+            if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= 512:
+                # Varied query strings cannot grow memory: at worst they keep the store cold.
+                self.entries.clear()
+                self.size = 0
+            self.entries[key] = (time.monotonic() + ttl, value, size)
+            self.size += size
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: tuple[str, ...]) -> Any | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+
+def _store_for_app() -> _Store:
+    store: _Store | None = current_app.extensions.get(_CACHE_KEY)
+    if store is None:
+        store = current_app.extensions[_CACHE_KEY] = _Store()
+    return store
+
+
+def _ttl() -> float:
+    return float(current_app.config.get("PUBLIC_PAGE_CACHE_SECONDS", 0))
+
+
 def _store(key: tuple[str, ...], body: str, ttl: float) -> None:
-    cache: dict[tuple[str, ...], tuple[float, str]] = current_app.extensions.setdefault(
-        _CACHE_KEY, {}
-    )
-    if len(cache) > 256:  # bounded: query strings cannot grow it without limit
-        cache.clear()
-    cache[key] = (time.monotonic() + ttl, body)
+    _store_for_app().put(key, body, len(body) * 4, ttl)  # str: up to 4 bytes a character
 
 
 def _cached(key: tuple[str, ...]) -> str | None:
-    entry = current_app.extensions.get(_CACHE_KEY, {}).get(key)
-    if entry is None or entry[0] <= time.monotonic():
-        return None
-    return str(entry[1])
+    body = _store_for_app().get(key)
+    return None if body is None else str(body)
+
+
+def remember(key: tuple[str, ...], produce: Callable[[], bytes]) -> bytes:
+    """``produce()``'s bytes for ``key``, reused for ``PUBLIC_PAGE_CACHE_SECONDS``.
+
+    Only for data that is the same for every caller allowed to ask (the published article
+    list): the caller authenticates and authorizes before asking, on every request.
+    """
+    ttl = _ttl()
+    if ttl <= 0:
+        return produce()
+    store = _store_for_app()
+    body = store.get(key)
+    if body is None:
+        body = produce()
+        store.put(key, body, len(body), ttl)
+    return bytes(body)
 
 
 def _personal(body: str) -> bool:
@@ -80,7 +139,7 @@ def cached_public_page(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not _anonymous_reader():
             return view(*args, **kwargs)
-        ttl = float(current_app.config.get("PUBLIC_PAGE_CACHE_SECONDS", 0))
+        ttl = _ttl()
         key = (request.endpoint or "", request.path, request.query_string.decode("latin-1"))
         body = _cached(key) if ttl > 0 else None
         if body is None:

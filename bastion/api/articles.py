@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import abort
 
+from bastion import pagecache
 from bastion.api import bp
 from bastion.api.auth import current_principal, may_act_on_others
 from bastion.api.schemas import ArticleCreate, ArticleList, ArticleOut, ArticleUpdate, ListQuery
-from bastion.api.spec import operation
+from bastion.api.spec import Serialized, operation
 from bastion.api.users import author_out
 from bastion.content import services
-from bastion.models import Article
+from bastion.models import Article, User
 from bastion.security.access import bearer_required
 
 
@@ -55,8 +56,19 @@ def _require_own_or_scope(article: Article) -> None:
     query=ListQuery,
     response=ArticleList,
 )
-def list_articles(query: ListQuery) -> ArticleList:
+def list_articles(query: ListQuery) -> ArticleList | Serialized:
     user = current_principal().user
+    if query.mine:
+        return _article_list(user, query)
+    # The published list is the same for every token allowed to read it, so its JSON is
+    # reused for a few seconds (bastion.pagecache); the token, its scope and the rate limit
+    # were checked for this request before this line.
+    key = ("api.articles", query.q, str(query.page), str(query.per_page))
+    body = pagecache.remember(key, lambda: _article_list(user, query).model_dump_json().encode())
+    return Serialized(ArticleList, body)
+
+
+def _article_list(user: User, query: ListQuery) -> ArticleList:
     page = services.list_articles(
         user,
         query=query.q,

@@ -55,6 +55,18 @@ class Operation:
         return sorted(codes)
 
 
+@dataclass(frozen=True)
+class Serialized:
+    """A body that ``model``'s own serializer produced earlier (reused public lists).
+
+    The contract check below still applies: only bytes made from the declared response
+    model can be sent this way.
+    """
+
+    model: type[BaseModel]
+    body: bytes
+
+
 class InvalidInputError(Exception):
     """Raised by a view (or a service error it translates) to answer 422 with field errors."""
 
@@ -136,6 +148,11 @@ def _respond(op: Operation, result: Any) -> Response:
         return result  # type: ignore[no-any-return]
     if op.response is None:
         return Response(status=op.status)
+    if isinstance(result, Serialized) and result.model is op.response:
+        response = Response(result.body, status=op.status, mimetype="application/json")
+        response.add_etag()
+        response.make_conditional(request)  # 304 for a client that has these bytes
+        return response
     # The declared model is the contract: anything else is a bug, caught here, not by clients.
     if not isinstance(result, op.response):
         raise TypeError(f"{op.summary}: view returned {type(result).__name__}")

@@ -1,0 +1,160 @@
+"""The reused published list and the verified-token cache: cheaper, and never a way around
+authentication, authorization, revocation or expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from bastion import pagecache
+from bastion.api import tokens
+from bastion.extensions import db
+from bastion.models import utcnow
+from tests.api.conftest import Api
+from tests.factories import ArticleFactory, UserFactory
+
+
+@pytest.fixture
+def list_cache(app: Flask) -> Iterator[None]:
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    pagecache.clear()
+    try:
+        yield
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+def _article_selects(app: Flask, call: Any) -> tuple[Any, int]:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        statement = args[2]
+        if "FROM articles" in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        return call(), len(seen)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+@pytest.mark.usefixtures("list_cache")
+def test_published_list_is_built_once_and_answered_with_an_etag(app: Flask, api: Api) -> None:
+    ArticleFactory(title="Cached once")
+    token = api.access_for(UserFactory())
+    first, reads = _article_selects(app, lambda: api.call("GET", "/articles", token))
+    assert first.status_code == 200 and reads == 2  # count + page
+    again, reads = _article_selects(app, lambda: api.call("GET", "/articles", token))
+    assert again.status_code == 200 and reads == 0
+    assert again.data == first.data
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.mimetype == "application/json"
+    unchanged = api.call("GET", "/articles", token, headers={"If-None-Match": first.headers["ETag"]})
+    assert unchanged.status_code == 304 and unchanged.data == b""
+    # Different pages and searches are different entries, parsed (not raw) parameters.
+    other = api.call("GET", "/articles?per_page=5", token)
+    assert other.get_json()["per_page"] == 5
+
+
+@pytest.mark.asvs("V8.2.1")
+@pytest.mark.usefixtures("list_cache")
+def test_reused_list_still_needs_a_valid_token_with_the_scope(api: Api) -> None:
+    ArticleFactory()
+    reader = UserFactory()
+    token = api.access_for(reader)
+    assert api.call("GET", "/articles", token).status_code == 200  # stored now
+    assert api.call("GET", "/articles").status_code == 401
+    assert api.call("GET", "/articles", token + "x").status_code == 401
+    narrow = api.pat_for(reader, ["comments:write"])
+    resp = api.call("GET", "/articles", narrow)
+    assert resp.status_code == 403
+    assert "articles:read" in resp.get_json()["detail"]
+
+
+@pytest.mark.asvs("V7.4.1", "V9.2.1")
+@pytest.mark.usefixtures("list_cache")
+def test_revoked_token_is_refused_although_its_signature_check_is_cached(api: Api) -> None:
+    ArticleFactory()
+    pair = tokens.issue_pair(UserFactory())
+    assert api.call("GET", "/articles", pair.access_token).status_code == 200
+    assert api.call("GET", "/articles", pair.access_token).status_code == 200  # cached path
+    tokens.revoke_token(pair.access_token)
+    assert api.call("GET", "/articles", pair.access_token).status_code == 401
+
+
+@pytest.mark.asvs("V7.4.2")
+def test_disabled_user_and_password_change_end_a_cached_token(api: Api) -> None:
+    user, other = UserFactory(), UserFactory()
+    token, other_token = api.access_for(user), api.access_for(other)
+    assert api.call("GET", "/me", token).status_code == 200
+    assert api.call("GET", "/me", other_token).status_code == 200
+    user.disabled_at = utcnow()
+    time.sleep(0.002)  # a change is ordered after the token by the millisecond
+    other.password_changed_at = utcnow()
+    db.session.commit()
+    assert api.call("GET", "/me", token).status_code == 401
+    assert api.call("GET", "/me", other_token).status_code == 401
+
+
+@pytest.mark.asvs("V9.2.1")
+def test_expiry_is_checked_again_for_a_cached_token(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = api.access_for(UserFactory())
+    assert api.call("GET", "/me", token).status_code == 200  # verified and remembered
+    later = time.time() + 16 * 60  # past the 15-minute access lifetime
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    resp = api.call("GET", "/me", token)
+    assert resp.status_code == 401
+    assert "expired" in resp.get_json()["detail"]
+
+
+def test_verified_token_cache_is_bounded(
+    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "_VERIFIED_MAX", 3)
+    user = UserFactory()
+    for _ in range(7):
+        assert api.call("GET", "/me", api.access_for(user)).status_code == 200
+    _keyset, cache = app.extensions["bastion.jwt_verified"]
+    assert len(cache) <= 3
+
+
+@pytest.mark.usefixtures("list_cache")
+def test_own_list_with_drafts_is_never_reused(api: Api) -> None:
+    author = UserFactory(role_name="editor")
+    token = api.access_for(author)
+    assert api.call("GET", "/articles?mine=true", token).get_json()["total"] == 0
+    ArticleFactory(author=author, status="draft", published_at=None, title="Fresh draft")
+    mine = api.call("GET", "/articles?mine=true", token).get_json()
+    assert [a["title"] for a in mine["items"]] == ["Fresh draft"]
+    # Nobody else's list carries it, cached or not.
+    other = api.access_for(UserFactory())
+    assert api.call("GET", "/articles", other).get_json()["total"] == 0
+
+
+def test_store_is_bounded_by_bytes(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pagecache, "STORE_BUDGET_BYTES", 1000)
+    monkeypatch.setattr(pagecache, "ENTRY_MAX_BYTES", 600)
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        with app.test_request_context("/"):
+            pagecache.clear()
+            assert pagecache.remember(("big",), lambda: b"x" * 700) == b"x" * 700
+            store = app.extensions["bastion.page_cache"]
+            assert len(store) == 0  # too big to keep
+            for i in range(5):
+                pagecache.remember((str(i),), lambda: b"y" * 300)
+            assert store.size <= 1000
+            assert len(store) <= 3
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        with app.test_request_context("/"):
+            pagecache.clear()
