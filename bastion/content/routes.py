@@ -13,6 +13,7 @@ from bastion.content import services as content
 from bastion.content.forms import ArticleForm, CommentForm, add_service_error
 from bastion.extensions import limiter
 from bastion.models import Article, Comment
+from bastion.pagecache import cached_public_page
 from bastion.security import authz
 from bastion.security.access import editor_required, login_required, public
 from bastion.uploads.services import article_images
@@ -76,22 +77,32 @@ def new_article() -> ResponseReturnValue:
 
 @bp.get("/articles/<int:article_id>")
 @public
+@cached_public_page  # anonymous readers: the same bytes for everyone, see bastion.pagecache
 def show_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id)
-    return _show(article, CommentForm())
+    return _render(article)
 
 
 def _show(article: Article, comment_form: CommentForm, status: int = 200) -> ResponseReturnValue:
+    return _render(article, comment_form), status
+
+
+def _render(article: Article, comment_form: CommentForm | None = None) -> str:
+    # Forms are made only for visitors who get them: making one creates a CSRF token in
+    # the session, which would make an anonymous reader's page personal (and uncacheable).
+    can_comment = authz.can_comment(current_user, article)
+    if comment_form is None and can_comment:
+        comment_form = CommentForm()
     return render_template(
         "content/show.html",
         article=article,
         comment_form=comment_form,
-        action_form=EmptyForm(),
+        action_form=EmptyForm() if current_user.is_authenticated else None,
         can_edit=authz.can_edit_article(current_user, article),
-        can_comment=authz.can_comment(current_user, article),
+        can_comment=can_comment,
         can_edit_comment=lambda c: authz.can_edit_comment(current_user, c),
         can_delete_comment=lambda c: authz.can_delete_comment(current_user, c),
-    ), status
+    )
 
 
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])

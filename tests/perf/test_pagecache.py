@@ -138,3 +138,31 @@ def test_page_with_the_csp_nonce_is_never_stored(app: Flask) -> None:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
 
+
+@pytest.mark.asvs("V14.2.2", "V3.5.1")
+def test_article_page_is_stored_for_anonymous_readers_only(
+    app: Flask, client, auth: AuthActions
+) -> None:  # type: ignore[no-untyped-def]
+    article = ArticleFactory(title="Read by many")
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    try:
+        first = client.get(f"/articles/{article.id}")
+        assert first.status_code == 200 and "ETag" in first.headers
+        assert "csrf_token" not in first.get_data(as_text=True)
+        with client.session_transaction() as sess:
+            assert "csrf_token" not in sess  # reading made nothing personal
+        stored = app.extensions["bastion.page_cache"]
+        assert len(stored) == 1
+        again = client.get(f"/articles/{article.id}", headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304
+        # A signed-in reader gets the comment form, with a token of their own, never stored.
+        reader = UserFactory()
+        auth.login(reader.username, PASSWORD)
+        page = client.get(f"/articles/{article.id}")
+        assert "ETag" not in page.headers
+        assert 'name="csrf_token"' in page.get_data(as_text=True)
+        assert "Post comment" in page.get_data(as_text=True)
+        assert len(stored) == 1
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
