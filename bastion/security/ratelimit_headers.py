@@ -1,11 +1,11 @@
-"""Rate-limit headers where a client can act on them, without a Redis read on every page.
+"""Rate-limit headers on 429 answers, without a Redis read on every request.
 
 Flask-Limiter's own headers read the window back from storage after every hit: a second
-Redis round trip on every request, for headers that browsers ignore. Its headers are off
-(``RATELIMIT_HEADERS_ENABLED = False``) and this hook adds the same ones where they matter:
-on every 429 (with ``Retry-After``, which the spec requires) and on every API answer, so
-API clients can pace themselves. Counting is untouched: every request is still hit
-against its limits before the view runs.
+Redis round trip on every request, as costly as the count itself. Its headers are off
+(``RATELIMIT_HEADERS_ENABLED = False``) and this hook adds the same ones where a client
+must act on them: every 429, pages and API alike, with ``Retry-After`` (RFC 6585), which
+is what well-behaved API clients back off on. Counting is untouched: every request is
+still hit against its limits before the view runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from bastion.extensions import limiter
 
@@ -26,7 +26,7 @@ def init_ratelimit_headers(app: Flask) -> None:
 
 def add_ratelimit_headers(response: Response) -> Response:
     throttled = response.status_code == 429
-    if not (throttled or request.path.startswith("/api/")):
+    if not throttled:
         return response
     if "X-RateLimit-Limit" in response.headers:  # Flask-Limiter's own headers are on
         return response

@@ -1,4 +1,4 @@
-"""Limits still count on every request; their headers appear on 429s and API answers only."""
+"""Limits still count on every request; their headers appear on 429 answers only."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_pages_are_counted_without_reading_the_window_back(make_app, monkeypatch
     assert reads == []  # one storage call per request (the hit), not two
 
 
-def test_api_answers_carry_the_budget(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_api_answers_are_counted_without_reading_the_window_back(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     app = make_app()
 
     @public
@@ -50,12 +50,37 @@ def test_api_answers_carry_the_budget(make_app) -> None:  # type: ignore[no-unty
 
     app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
     client = app.test_client()
-    client.get("/api/v1/ping-for-test")
+    reads: list[Any] = []
+    original = limiter.limiter.get_window_stats
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(limiter.limiter, "get_window_stats", counting)
     resp = client.get("/api/v1/ping-for-test")
     assert resp.status_code == 200
+    assert "X-RateLimit-Remaining" not in resp.headers
+    assert reads == []
+
+
+@pytest.mark.asvs("V2.4.1")
+def test_throttled_api_answer_carries_the_budget_and_when_to_retry(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app()
+
+    @public
+    def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
+    client = app.test_client()
+    statuses = [client.get("/api/v1/ping-for-test").status_code for _ in range(301)]
+    assert statuses[:300] == [200] * 300
+    resp = client.get("/api/v1/ping-for-test")
+    assert resp.status_code == 429
     assert resp.headers["X-RateLimit-Limit"] == "300"
-    assert resp.headers["X-RateLimit-Remaining"] == "298"
-    assert "Retry-After" not in resp.headers
+    assert resp.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 61
 
 
 def test_a_429_of_the_apps_own_keeps_its_retry_after(make_app) -> None:  # type: ignore[no-untyped-def]
