@@ -40,10 +40,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from bastion.extensions import csrf, db, limiter, login_manager, migrate, principal
+    from bastion.extensions import csrf, db, limiter, login_manager, migrate
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
-    from bastion.security.identity import init_identity
     from bastion.security.ratelimit_headers import init_ratelimit_headers
     from bastion.security.throttle_audit import init_throttle_audit
 
@@ -55,8 +54,6 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # sessions are server-side records instead
-    principal.init_app(app)
-    init_identity(app)
     init_throttle_audit(app)
     limiter.init_app(app)
     init_ratelimit_headers(app)

@@ -6,7 +6,6 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
-from flask_principal import Principal
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
@@ -19,7 +18,6 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(render_as_batch=True, compare_type=True)
 csrf = CSRFProtect()
 login_manager = LoginManager()
-principal = Principal(use_sessions=False, skip_static=True)
 # The client address is REMOTE_ADDR; ProxyFix (set up only with BASTION_PROXY_HOPS) makes
 # that the real client behind a known number of proxies, so a forged X-Forwarded-For from
 # the client itself never picks someone else's bucket.

@@ -170,5 +170,5 @@ def forget_cached_identity() -> None:
     job) would otherwise carry one request's user into the next.
     """
     csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    for name in ("_login_user", "session_record", "identity", csrf_cache):
+    for name in ("_login_user", "session_record", csrf_cache):
         g.pop(name, None)
