@@ -318,7 +318,11 @@ def _engine_options(url: str) -> dict[str, Any]:
         given = make_url(url).query.get("options", "")
         options = " ".join(filter(None, [str(given), "-c statement_timeout=15000"]))
         return {
-            "pool_pre_ping": True,
+            # No ping before every checkout: it is one more round trip on every request.
+            # A connection that died with the server fails its first statement instead;
+            # SQLAlchemy then discards the whole pool, that request gets the outage 503 and
+            # the next ones reconnect (tests/ops/test_outages.py shows the recovery).
+            "pool_pre_ping": False,
             "pool_size": 5,
             "max_overflow": 5,
             "pool_timeout": 5,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from sentry_sdk.types import Event, Hint
+
+if TYPE_CHECKING:  # sentry-sdk is imported only when a DSN switches it on
+    from sentry_sdk.types import Event, Hint
 
 FILTERED = "[Filtered]"
 SENSITIVE_KEY = re.compile(
