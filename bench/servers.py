@@ -34,9 +34,8 @@ PROXY_HEADERS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.0.0.1"}
 
 
 def gunicorn_conf() -> Path:
-    """The project's settings; a minimal copy of them until that file is on this branch."""
-    project = ROOT / "gunicorn.conf.py"
-    return project if project.exists() else ROOT / "bench" / "gunicorn_fallback.py"
+    """The project's own settings, the ones production runs with."""
+    return ROOT / "gunicorn.conf.py"
 
 
 def free_port() -> int:
