@@ -234,3 +234,28 @@ def test_reset_is_audited_with_the_reason_and_the_user_is_told(
     assert REASON in text and "set up two-factor authentication again" in text
     assert "https://localhost/auth/reset" in text
     assert TOTP_SECRET not in msg.as_string()
+
+
+@pytest.mark.asvs("V6.4.4")
+def test_the_command_line_resets_through_the_same_service(app: Flask, runner: Any) -> None:
+    target = UserFactory(username="lostphone", two_factor=True)
+    outbox = Outbox(app)
+    missing = runner.invoke(args=["users", "reset-2fa", "lostphone"])
+    assert missing.exit_code == 2 and "--reason" in missing.output
+    short = runner.invoke(args=["users", "reset-2fa", "lostphone", "--reason", "ok"])
+    assert short.exit_code == 1 and "10 to 500 characters" in short.output
+    assert runner.invoke(args=["users", "reset-2fa", "nobody", "--reason", REASON]).exit_code == 1
+    _unchanged(target)
+
+    result = runner.invoke(args=["users", "reset-2fa", "LostPhone", "--reason", REASON])
+
+    assert result.exit_code == 0, result.output
+    assert "Two-factor authentication of lostphone is reset" in result.output
+    assert not _user(target.id).has_2fa
+    (event,) = _events()
+    assert (event.actor_id, event.target_user_id) == (None, target.id)
+    assert event.details["reason"] == REASON
+    (msg,) = outbox.to(target.email)
+    assert "from the sign-in page" in msg.get_body(preferencelist=("plain",)).get_content()
+    again = runner.invoke(args=["users", "reset-2fa", "lostphone", "--reason", REASON])
+    assert again.exit_code == 1 and "no two-factor authentication to reset" in again.output
