@@ -25,7 +25,7 @@ FORM_MODULES = ("bastion.auth.forms", "bastion.account.forms", "bastion.content.
 # The doc-review rows this document answers (ASVS 5.0 ids).
 DOC_IDS = {
     "V1.1.2", "V2.1.1", "V2.1.2", "V2.3.2", "V3.5.4", "V3.7.1", "V5.1.1", "V5.4.3", "V6.1.3",
-    "V6.2.10", "V7.1.1", "V7.1.2", "V7.2.2", "V8.1.2", "V11.1.1", "V11.1.2", "V11.2.2",
+    "V6.2.10", "V6.4.4", "V7.1.1", "V7.1.2", "V7.2.2", "V8.1.2", "V11.1.1", "V11.1.2", "V11.2.2",
     "V14.1.1", "V14.1.2", "V14.2.4", "V15.1.1", "V15.1.3", "V16.4.3",
 }
 
@@ -270,6 +270,18 @@ def test_sections_link_their_sources() -> None:
     assert "object-src 'none'" in _section("Browser-side code")
     assert "sandbox; default-src 'none'" in _section("Origin isolation")
     assert "|tojson" in _section("Output encoding")
+
+
+@pytest.mark.asvs("V6.4.4")
+def test_lost_second_factor_section_names_the_code_and_its_proof() -> None:
+    from bastion.admin import services
+
+    section = _section("Lost second factor")
+    assert "user.2fa_reset" in section
+    assert '"user.2fa_reset"' in inspect.getsource(services.reset_two_factor)
+    proof = "tests/admin/test_two_factor_reset.py"
+    assert proof in section and (ROOT / proof).exists()
+    assert "`REASON_MIN`" in section and "`REASON_MAX`" in section
 
 
 def test_document_names_every_doc_review_id() -> None:

@@ -1,12 +1,14 @@
-"""Admin forms: the role change (POST, CSRF) and the audit filters (GET, no state change)."""
+"""Admin forms: role change and 2FA reset (POST, CSRF), audit filters (GET, no state change)."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField, StringField
+from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, Optional
+from wtforms.validators import DataRequired, Length, Optional
 
+from bastion.admin.services import REASON_MAX, REASON_MIN
+from bastion.auth.forms import no_control_characters
 from bastion.models import ROLE_NAMES
 
 
@@ -15,6 +17,34 @@ class RoleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hint
         "Role",
         choices=[SelectChoice(name, name.capitalize()) for name in ROLE_NAMES],
         validate_choice=True,
+    )
+
+
+class TwoFactorResetForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+    """Each field checks itself; that ``confirm`` names the user is the service's rule."""
+
+    confirm = StringField(
+        "Username, to confirm",
+        validators=[DataRequired(), Length(max=32), no_control_characters],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    reason = TextAreaField(
+        "How you verified this person",
+        validators=[
+            DataRequired(),
+            Length(
+                min=REASON_MIN,
+                max=REASON_MAX,
+                message=f"Say how you verified the person, in {REASON_MIN} to {REASON_MAX} "
+                "characters.",
+            ),
+            no_control_characters,
+        ],
+        description=(
+            "For example: video call, face matched to the ID photo on file. Stored in the "
+            "audit log and sent to the user; do not write document numbers."
+        ),
+        render_kw={"rows": 3, "maxlength": REASON_MAX},
     )
 
 

@@ -23,7 +23,7 @@ from flask_login import current_user
 
 from bastion.admin import audit_log, bp, dashboard
 from bastion.admin import services as admin
-from bastion.admin.forms import AuditFilterForm, RoleForm
+from bastion.admin.forms import AuditFilterForm, RoleForm, TwoFactorResetForm
 from bastion.auth.forms import EmptyForm
 from bastion.extensions import limiter
 from bastion.models import User
@@ -112,6 +112,32 @@ def enable_user(user_id: int) -> ResponseReturnValue:
 @limiter.limit("60 per minute")
 def sign_out_user(user_id: int) -> ResponseReturnValue:
     return _apply("sign-out", user_id)
+
+
+@bp.route("/users/<int:user_id>/2fa-reset", methods=["GET", "POST"])
+@admin_required
+@fresh_required
+@limiter.limit("10 per minute", methods=["POST"])
+def reset_two_factor(user_id: int) -> ResponseReturnValue:
+    user = _target(user_id)
+    if problem := admin.two_factor_reset_refusal(current_user, user):
+        flash(problem, "error")
+        return _back()
+    form = TwoFactorResetForm()
+    if form.validate_on_submit():
+        try:
+            done = admin.reset_two_factor(current_user, user, confirmation=form.confirm.data or "",
+                                          reason=form.reason.data or "")
+        except admin.AdminError as exc:
+            getattr(form, exc.field or "confirm").errors.append(str(exc))
+        else:
+            flash(f"Two-factor authentication of {user.username} is reset "
+                  f"({done.sessions_ended} sessions ended, {done.tokens_revoked} API tokens "
+                  "revoked); they set it up again after signing in.", "success")
+            return _back()
+    return render_template("admin/reset_two_factor.html", form=form, user=user), (
+        422 if form.errors else 200
+    )
 
 
 def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter]:

@@ -1,4 +1,4 @@
-"""User management: roles, disabling, signing out everywhere.
+"""User management: roles, disabling, signing out everywhere, resetting a lost second factor.
 
 The one implementation of these rules, called by the admin pages and by the
 ``flask users``/``sessions`` commands (``actor=None`` there: an operator at the console).
@@ -8,21 +8,35 @@ admin can never be demoted or disabled (the site would have no one left to run i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from flask import has_request_context, url_for
 from sqlalchemy import func, or_, select
 
+from bastion.api import pats
+from bastion.auth import enrolment, twofactor
+from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.content.services import Page, escape_like
 from bastion.extensions import db
+from bastion.mail import send_mail
 from bastion.models import ROLE_NAMES, Role, User, utcnow
 from bastion.models.base import ID_MAX
 from bastion.security import audit
 
 SEARCH_MAX = 100
 PAGE_MAX = 10_000
+# How the person was identified before their second factor is reset: long enough to say
+# something ("video call, passport checked"), short enough to stay a note.
+REASON_MIN, REASON_MAX = 10, 500
 
 
 class AdminError(ValueError):
-    """A refused admin action; the message is safe to show."""
+    """A refused admin action; the message is safe to show (``field``: the form field)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
@@ -134,3 +148,67 @@ def sign_out_everywhere(actor: User | None, user: User) -> int:
     )
     db.session.commit()
     return ended
+
+
+@dataclass(frozen=True)
+class TwoFactorReset:
+    sessions_ended: int
+    tokens_revoked: int
+
+
+def two_factor_reset_refusal(actor: User | None, user: User) -> str | None:
+    """Why ``actor`` may not reset the second factor of ``user``, or None when they may."""
+    if actor is not None and actor.id == user.id:
+        # Proofing one's own identity proves nothing; another admin has to do it.
+        return ("You cannot reset your own two-factor authentication. Use a recovery code, "
+                "or ask another admin to verify you and reset it.")
+    if not user.has_2fa:
+        return f"{user.username} has no two-factor authentication to reset."
+    return None
+
+
+def _clean_reason(reason: str) -> str:
+    text = " ".join(reason.split())  # one line in the audit trail and the mail
+    if any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise AdminError("The reason contains characters that are not allowed.", "reason")
+    if not REASON_MIN <= len(text) <= REASON_MAX:
+        raise AdminError(
+            f"Say how you verified the person, in {REASON_MIN} to {REASON_MAX} characters.",
+            "reason",
+        )
+    return text
+
+
+def reset_two_factor(
+    actor: User | None, user: User, *, confirmation: str, reason: str
+) -> TwoFactorReset:
+    """Remove a lost second factor once the person was verified out of band (ASVS V6.4.4).
+
+    ``confirmation`` is the target's username, typed again; ``reason`` says how their identity
+    was checked. The TOTP secret and recovery codes go, and so does every session, refresh
+    token and personal access token, so whoever holds the lost device or a signed-in browser
+    is locked out. The user signs in with their password and, when the role requires 2FA,
+    must enrol again before anything else. Audited with the reason; the user is told by mail.
+    """
+    if problem := two_factor_reset_refusal(actor, user):
+        raise AdminError(problem)
+    if canonical_username(confirmation) != user.username:
+        raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
+    reason = _clean_reason(reason)
+    twofactor.clear(user)
+    ended = revoke_all(user.id, commit=False)
+    revoked = pats.revoke_all_for(user.id, commit=False)
+    audit.record(
+        "user.2fa_reset",
+        actor_id=_actor_id(actor),
+        target_user_id=user.id,
+        details={"reason": reason, "sessions_ended": ended, "tokens_revoked": revoked},
+        commit=False,
+    )
+    db.session.commit()
+    # The command line has no request, hence no site address to link to.
+    reset_url = url_for("auth.reset_request", _external=True) if has_request_context() else None
+    send_mail(user.email, "Your two-factor authentication was reset", "two_factor_reset",
+              user=user, reason=reason, must_enrol=enrolment.is_required(user),
+              reset_url=reset_url)
+    return TwoFactorReset(sessions_ended=ended, tokens_revoked=revoked)

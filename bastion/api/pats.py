@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bastion.extensions import db
 from bastion.models import ApiToken, User, utcnow
+from bastion.models.base import affected_rows
 from bastion.security import audit
 from bastion.security.tokens import new_token, token_hash
 
@@ -108,6 +109,22 @@ def revoke(user: User, token_id: int) -> bool:
         )
         db.session.commit()
     return True
+
+
+def revoke_all_for(user_id: int, *, commit: bool = True) -> int:
+    """Revoke every live token of a user at once (a reset second factor); returns how many.
+
+    The caller audits: one event for the action that ended them, not one per token.
+    """
+    count = affected_rows(db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None),
+               ApiToken.expires_at > utcnow())
+        .values(revoked_at=utcnow())
+    ))
+    if commit:
+        db.session.commit()
+    return count
 
 
 def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:

@@ -1,4 +1,4 @@
-"""``flask --app bastion users list|disable|set-role`` and ``sessions revoke``.
+"""``flask --app bastion users list|disable|set-role|reset-2fa`` and ``sessions revoke``.
 
 The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
 shared with the admin pages; these commands only find the user and report.
@@ -7,10 +7,17 @@ shared with the admin pages; these commands only find the user and report.
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from bastion.admin.services import AdminError, set_disabled, set_role, sign_out_everywhere
+from bastion.admin.services import (
+    AdminError,
+    reset_two_factor,
+    set_disabled,
+    set_role,
+    sign_out_everywhere,
+)
 from bastion.auth.services import canonical_username, find_login_user
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
@@ -59,6 +66,28 @@ def set_role_command(username: str, role: str) -> None:
     except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{user.username} is now {role}.")
+
+
+@users.command("reset-2fa")
+@click.argument("username")
+@click.option(
+    "--reason",
+    required=True,
+    help="How the person's identity was verified out of band (kept in the audit log).",
+)
+def reset_2fa(username: str, reason: str) -> None:
+    """Remove a lost second factor (after verifying the person) and end all their sessions."""
+    user = _user(username)
+    # The process ends when the command returns: send the notice now, not from a thread.
+    current_app.config["MAIL_BACKGROUND"] = False
+    try:
+        done = reset_two_factor(None, user, confirmation=username, reason=reason)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Two-factor authentication of {user.username} is reset; {done.sessions_ended} "
+        f"session(s) ended, {done.tokens_revoked} API token(s) revoked. They were told by mail."
+    )
 
 
 @sessions.command("revoke")

@@ -6,15 +6,21 @@ from flask import current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from bastion.models import User
+
 # What such a user may still reach: the enrolment page itself, re-authentication (which the
 # enrolment page may ask for), signing out, and static files.
 ALLOWED = frozenset({"account.two_factor_setup", "auth.reauth", "auth.logout", "static"})
 
 
+def is_required(user: User) -> bool:
+    """Whether the user's role must have 2FA (BASTION_REQUIRE_2FA_ROLES)."""
+    return user.role_name in current_app.config["REQUIRE_2FA_ROLES"]
+
+
 def require_enrolment() -> ResponseReturnValue | None:
     """Access check (see ``add_access_check``) run for every signed-in request."""
-    required = current_app.config["REQUIRE_2FA_ROLES"]
-    if current_user.has_2fa or current_user.role_name not in required:
+    if current_user.has_2fa or not is_required(current_user):
         return None
     if request.endpoint in ALLOWED:
         return None

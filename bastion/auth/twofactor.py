@@ -181,11 +181,16 @@ def enable(user: User, code: str) -> list[str] | None:
     return codes
 
 
-def disable(user: User) -> None:
+def clear(user: User) -> None:
+    """Forget the secret, its replay marker and every recovery code; the caller commits."""
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+
+
+def disable(user: User) -> None:
+    clear(user)
     audit.record("2fa.disabled", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
 

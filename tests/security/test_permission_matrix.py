@@ -77,6 +77,9 @@ MATRIX = (
     row("admin.disable_user", "POST", LOGIN, 403, 403, 403, 302),
     row("admin.enable_user", "POST", LOGIN, 403, 403, 403, 302),
     row("admin.sign_out_user", "POST", LOGIN, 403, 403, 403, 302),
+    row("admin.reset_two_factor", "GET", LOGIN, 403, 403, 403, 200),
+    # The admin gets past policy, CSRF and freshness to the form, which wants the username.
+    row("admin.reset_two_factor", "POST", LOGIN, 403, 403, 403, 422),
     row("admin.audit_events", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.export_audit", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.security", "GET", LOGIN, 403, 403, 403, 200),
@@ -188,7 +191,8 @@ class World:
                 values["comment_id"] = CommentFactory(article=article, author=self.owner).id
         if endpoint.startswith("admin.") and "user_id" not in values:
             disabled = utcnow() if endpoint == "admin.enable_user" else None
-            values["user_id"] = UserFactory(disabled_at=disabled).id
+            enrolled = endpoint == "admin.reset_two_factor"  # nothing to reset otherwise
+            values["user_id"] = UserFactory(disabled_at=disabled, two_factor=enrolled).id
         if endpoint == "account.revoke":
             values["session_id"] = self._session().id
         if endpoint in ("api_web.revoke_token", "api.delete_token"):
@@ -232,6 +236,7 @@ FORMS: dict[str, dict[str, Any]] = {
     "content.add_comment": {"body": "A comment"},
     "content.edit_comment": {"body": "Edited"},
     "admin.change_role": {"role": "editor"},
+    "admin.reset_two_factor": {"confirm": "someone-else", "reason": "video call, ID checked"},
     "auth.login": {"username": "nobody", "password": "not the right password"},
     "auth.register": {"username": "matrixnew", "email": "matrixnew@example.org",
                       "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
