@@ -40,14 +40,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from bastion.extensions import csrf, db, limiter, login_manager, migrate
+    from bastion.dbmigrate import init_migrations
+    from bastion.extensions import csrf, db, limiter, login_manager
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.ratelimit_headers import init_ratelimit_headers
     from bastion.security.throttle_audit import init_throttle_audit
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    init_migrations(app)  # Flask-Migrate loads when something migrates
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
@@ -15,7 +14,6 @@ from bastion.security.talisman_fast import PrecomputedTalisman
 # Objects stay usable after commit: views render what a service just saved without a
 # second round trip.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate(render_as_batch=True, compare_type=True)
 csrf = CSRFProtect()
 login_manager = LoginManager()
 # The client address is REMOTE_ADDR; ProxyFix (set up only with BASTION_PROXY_HOPS) makes

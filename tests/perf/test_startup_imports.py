@@ -1,0 +1,42 @@
+"""A serving process does not import what only other code paths need (start-up time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_CODE = """
+import json, sys
+from bastion import create_app
+app = create_app()
+app.test_client().get("/healthz")
+print(json.dumps(sorted(m for m in ("alembic", "flask_migrate", "segno", "sentry_sdk")
+                        if m in sys.modules)))
+"""
+
+
+def test_create_app_and_a_request_leave_migrations_qr_codes_and_sentry_unloaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "BASTION_ENV": "testing", "BASTION_UPLOAD_DIR": str(tmp_path)}
+    env.pop("BASTION_SENTRY_DSN", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _CODE], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_migrations_load_when_used_in_process(make_app) -> None:  # type: ignore[no-untyped-def]
+    from flask_migrate import current
+
+    app = make_app()
+    with app.app_context():
+        current()  # reads app.extensions["migrate"]: Flask-Migrate is set up on demand
+    from flask_migrate import _MigrateConfig
+
+    assert isinstance(app.extensions["migrate"], _MigrateConfig)
+    assert app.extensions["migrate"].directory.endswith("migrations")
