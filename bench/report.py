@@ -6,8 +6,10 @@ The JSON shape is fixed (other tools read it)::
       "bastion_rps": ..., "bare_rps": ..., "ratio": ..., "p50_ms": ..., "p99_ms": ...,
       "errors": 0}, ...]}
 
-Figures are medians over the rounds (latencies are Bastion's); each also carries its
-min-max so a noisy run shows as noisy instead of looking precise.
+Figures are medians over the rounds (latencies are Bastion's; the baseline's own p50/p99
+are kept beside them as ``bare_p50_ms``/``bare_p99_ms``, and its p99/p50 is the table's
+"bare" column); each also carries its min-max so a noisy run shows as noisy instead of
+looking precise.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def summarise(rounds: ScenarioRounds) -> dict[str, Any]:
     )
     p50 = _spread([r.p50_ms for r in rounds.bastion])
     p99 = _spread([r.p99_ms for r in rounds.bastion])
+    # The baseline's own tail on the same machine: what p99/p50 the machine allows.
+    bare_p50 = statistics.median(r.p50_ms for r in rounds.bare)
+    bare_p99 = statistics.median(r.p99_ms for r in rounds.bare)
     unexpected = sum(rounds.unexpected_status)
     # wrk's non-2xx count and the log's unexpected statuses describe the same answers
     # (>= 400 shows in both); the larger one is the honest count.
@@ -80,6 +85,8 @@ def summarise(rounds: ScenarioRounds) -> dict[str, Any]:
         p99_ms=p99["median"],
         errors=bastion_errors,
         bare_errors=bare_errors,
+        bare_p50_ms=round(bare_p50, 3),
+        bare_p99_ms=round(bare_p99, 3),
         rounds=len(rounds.bastion),
         range={
             "bastion_rps": bastion_rps,
@@ -104,7 +111,7 @@ def table(entries: list[dict[str, Any]]) -> str:
     """A fixed-width table: one line per scenario and connection count."""
     header = (
         f"{'scenario':<16}{'conn':>5}{'bastion r/s':>20}{'bare r/s':>20}"
-        f"{'ratio':>18}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>8}{'errors':>8}"
+        f"{'ratio':>18}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>8}{'bare':>6}{'errors':>8}"
     )
     lines = [header, "-" * len(header)]
     for e in entries:
@@ -119,10 +126,13 @@ def table(entries: list[dict[str, Any]]) -> str:
             )
 
         skew = e["p99_ms"] / e["p50_ms"] if e["p50_ms"] else 0.0
+        bare_p50 = e.get("bare_p50_ms") or 0.0
+        bare_skew = (e.get("bare_p99_ms") or 0.0) / bare_p50 if bare_p50 else 0.0
         errors = f"{e['errors']}" + (f"/{e['bare_errors']}" if e.get("bare_errors") else "")
         lines.append(
             f"{e['name']:<16}{e['connections']:>5}{cell('bastion_rps', '.0f'):>20}"
             f"{cell('bare_rps', '.0f'):>20}{cell('ratio', '.2f'):>18}"
-            f"{_fmt(e['p50_ms'], '.1f'):>9}{_fmt(e['p99_ms'], '.1f'):>9}{skew:>8.1f}{errors:>8}"
+            f"{_fmt(e['p50_ms'], '.1f'):>9}{_fmt(e['p99_ms'], '.1f'):>9}{skew:>8.1f}"
+            f"{bare_skew:>6.1f}{errors:>8}"
         )
     return "\n".join(lines)

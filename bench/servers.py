@@ -38,6 +38,18 @@ def gunicorn_conf() -> Path:
     return ROOT / "gunicorn.conf.py"
 
 
+def compile_bytecode() -> None:
+    """Bytecode for the project, as the image has it (pip compiles what it installs).
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile every
+    module from source at every worker start, which production never does.
+    """
+    import compileall
+
+    for package in ("bastion", "flask_deploy_check", "bench"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
