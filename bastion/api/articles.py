@@ -51,10 +51,17 @@ def _require_own_or_scope(article: Article) -> None:
 @bearer_required
 @operation(
     summary="Published articles, newest first; 'mine' lists your own, drafts included",
+    description=(
+        "The published list is the same for every reader, so a server may answer from a "
+        "copy up to BASTION_PUBLIC_PAGE_CACHE_SECONDS old (5 s by default). It carries an "
+        "ETag: send it back in If-None-Match for a 304. With mine=true the list is always "
+        "current."
+    ),
     tag="articles",
     scopes=("articles:read",),
     query=ListQuery,
     response=ArticleList,
+    conditional=True,
 )
 def list_articles(query: ListQuery) -> ArticleList | Serialized:
     user = current_principal().user

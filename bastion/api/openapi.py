@@ -23,6 +23,7 @@ _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
 STATUS_TEXT = {
     200: "OK",
     201: "Created",
+    304: "Not modified: the If-None-Match ETag is still current",
     204: "No content",
     400: "Malformed request (e.g. invalid JSON)",
     401: "Missing, invalid, expired or revoked credentials",
@@ -84,6 +85,9 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}
         }
     responses = {str(op.status): ok}
+    if op.conditional:
+        ok["headers"] = {"ETag": {"schema": {"type": "string"}}}
+        responses["304"] = {"description": STATUS_TEXT[304]}
     for status in op.error_statuses(has_params):
         responses[str(status)] = {
             "description": STATUS_TEXT[status],
@@ -97,6 +101,7 @@ def _operation(rule: Any, method: str, op: Operation) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": rule.endpoint.split(".", 1)[1],
         "summary": op.summary,
+        **({"description": op.description} if op.description else {}),
         "tags": [op.tag],
         "responses": _responses(op, any(p["in"] == "path" for p in params)),
     }
@@ -221,6 +226,7 @@ def docs_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "method": method.upper(),
                     "path": path,
                     "summary": op["summary"],
+                    "description": op.get("description", ""),
                     "scopes": op["security"][0]["bearer"] if op["security"] else None,
                     "params": [
                         {
@@ -235,7 +241,7 @@ def docs_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "body_fields": _fields(doc, body) if body else [],
                     "status": code,
                     "response": _type_of(out) if out else None,
-                    "errors": [c for c in op["responses"] if not c.startswith("2")],
+                    "errors": [c for c in op["responses"] if c[0] in "45"],
                 }
             )
     models = sorted({str(s).rsplit("/", 1)[-1] for s in doc["components"]["schemas"]})

@@ -41,6 +41,7 @@ class Operation:
     errors: tuple[int, ...] = field(default=())
     description: str = ""
     raw: bool = False  # the view builds its own Response (the OpenAPI document itself)
+    conditional: bool = False  # answers carry an ETag; If-None-Match may get a 304
 
     def error_statuses(self, has_path_params: bool) -> list[int]:
         codes = {429, *self.errors}
@@ -149,14 +150,17 @@ def _respond(op: Operation, result: Any) -> Response:
     if op.response is None:
         return Response(status=op.status)
     if isinstance(result, Serialized) and result.model is op.response:
-        response = Response(result.body, status=op.status, mimetype="application/json")
+        body = result.body
+    elif isinstance(result, op.response):
+        body = result.model_dump_json().encode()
+    else:
+        # The declared model is the contract: anything else is a bug, caught here.
+        raise TypeError(f"{op.summary}: view returned {type(result).__name__}")
+    response = Response(body, status=op.status, mimetype="application/json")
+    if op.conditional:
         response.add_etag()
         response.make_conditional(request)  # 304 for a client that has these bytes
-        return response
-    # The declared model is the contract: anything else is a bug, caught here, not by clients.
-    if not isinstance(result, op.response):
-        raise TypeError(f"{op.summary}: view returned {type(result).__name__}")
-    return Response(result.model_dump_json(), status=op.status, mimetype="application/json")
+    return response
 
 
 def operation_of(view: Callable[..., Any]) -> Operation | None:
