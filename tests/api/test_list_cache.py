@@ -158,3 +158,21 @@ def test_store_is_bounded_by_bytes(app: Flask, monkeypatch: pytest.MonkeyPatch) 
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         with app.test_request_context("/"):
             pagecache.clear()
+
+
+def test_document_declares_the_etag_and_304_of_the_list(api: Api) -> None:
+    doc = api.call("GET", "/openapi.json").get_json()
+    listing = doc["paths"]["/api/v1/articles"]["get"]
+    assert "ETag" in listing["responses"]["200"]["headers"]
+    assert "304" in listing["responses"]
+    assert "BASTION_PUBLIC_PAGE_CACHE_SECONDS" in listing["description"]
+    assert "304" not in doc["paths"]["/api/v1/articles"]["post"]["responses"]
+
+
+def test_own_list_answers_carry_an_etag_too(api: Api) -> None:
+    token = api.access_for(UserFactory(role_name="editor"))
+    first = api.call("GET", "/articles?mine=true", token)
+    again = api.call(
+        "GET", "/articles?mine=true", token, headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304
