@@ -14,6 +14,10 @@ flash messages and anything but GET/HEAD always get a fresh render.
 Responses carry a strong ETag of the body and ``Cache-Control: no-cache`` with
 ``Vary: Cookie``: browsers revalidate every time and get ``304 Not Modified`` when nothing
 changed; a shared cache may keep only the anonymous version.
+
+``remember`` serves the API the same way for data that is identical for every caller
+allowed to ask (the published article list): the view authenticates and authorizes first,
+then asks for the bytes. The store is bounded by bytes, not entries.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
-    """The targets from the issue, each with the figure that decides it."""
+    """The performance targets, each with the figure that decides it."""
     by = {(e["name"], e["connections"]): e for e in doc["scenarios"]}
     lines = []
     for name, target in (("api_list", 0.5), ("home_html", 0.4)):
