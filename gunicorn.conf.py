@@ -101,6 +101,20 @@ def on_starting(server: Any) -> None:
             entry.unlink()
 
 
+def post_worker_init(worker: Any) -> None:
+    """Keep what the app built at start-up out of the garbage collector's sight.
+
+    A full collection walks every tracked object: after create_app() that is about 130k
+    objects and 70 ms during which the worker's threads stand still, which shows as the
+    tail of the latency distribution. Those objects live as long as the process and never
+    become garbage; frozen, later collections skip them.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges so /metrics reports only running processes."""
     if not _MULTIPROC_DIR:

@@ -141,3 +141,17 @@ def test_hooks_do_nothing_without_multiprocess_dir(monkeypatch: pytest.MonkeyPat
     _, namespace = load(monkeypatch)
     namespace["on_starting"](SimpleNamespace())
     namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=1))
+
+
+def test_worker_freezes_its_start_up_objects_out_of_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    _cfg, module = load(monkeypatch)
+    before = gc.get_freeze_count()
+    try:
+        module["post_worker_init"](object())
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
