@@ -70,7 +70,7 @@ def list_articles(query: ListQuery) -> ArticleList | Serialized:
     # The published list is the same for every token allowed to read it, so its JSON is
     # reused for a few seconds (bastion.pagecache); the token, its scope and the rate limit
     # were checked for this request before this line.
-    key = ("api.articles", query.q, str(query.page), str(query.per_page))
+    key = ("json", "api.articles", query.q, str(query.page), str(query.per_page))
     body = pagecache.remember(key, lambda: _article_list(user, query).model_dump_json().encode())
     return Serialized(ArticleList, body)
 
