@@ -84,13 +84,7 @@ def _article_list(user: User, query: ListQuery) -> ArticleList:
         author_id=user.id if query.mine else None,
         published_only=not query.mine,
     )
-    return ArticleList(
-        items=[article_out(a) for a in page.items],
-        page=page.page,
-        per_page=page.per_page,
-        total=page.total,
-        pages=page.pages,
-    )
+    return ArticleList.of(page, article_out)
 
 
 @bp.post("/articles")

@@ -32,7 +32,7 @@ def comment_out(comment: Comment) -> CommentOut:
 def page_of_comments(article: Article, page: int, per_page: int) -> Page:
     """Comments of an article the caller may read (checked by ``load_article``), oldest first."""
     base = select(Comment).where(Comment.article_id == article.id)
-    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    total = db.session.scalar(base.with_only_columns(func.count(Comment.id))) or 0
     items = db.session.scalars(
         base.order_by(Comment.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
@@ -50,13 +50,7 @@ def page_of_comments(article: Article, page: int, per_page: int) -> Page:
 )
 def list_comments(article_id: int, query: PageQuery) -> CommentList:
     page = page_of_comments(load_article(article_id), query.page, query.per_page)
-    return CommentList(
-        items=[comment_out(c) for c in page.items],
-        page=page.page,
-        per_page=page.per_page,
-        total=page.total,
-        pages=page.pages,
-    )
+    return CommentList.of(page, comment_out)
 
 
 @bp.post("/articles/<int:article_id>/comments")

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
+
+if TYPE_CHECKING:
+    from bastion.content.services import Page
 
 Scope = Literal["articles:read", "articles:write", "comments:write", "admin"]
 Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
@@ -198,6 +202,20 @@ class PageMeta(Output):
     per_page: int
     total: int
     pages: int
+
+    @classmethod
+    def of(cls, page: Page, item: Callable[[Any], BaseModel]) -> Self:
+        """A list answer from a service's ``Page``, each row turned into its output model."""
+        # Subclasses declare ``items``; output models are accepted as they are, not copied.
+        return cls.model_validate(
+            {
+                "items": [item(row) for row in page.items],
+                "page": page.page,
+                "per_page": page.per_page,
+                "total": page.total,
+                "pages": page.pages,
+            }
+        )
 
 
 class ArticleList(PageMeta):
