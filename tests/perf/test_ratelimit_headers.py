@@ -24,9 +24,20 @@ def test_throttled_answer_says_when_to_retry(make_app) -> None:  # type: ignore[
     assert resp.headers["X-RateLimit-Limit"] == "60"
 
 
-def test_pages_are_counted_without_reading_the_window_back(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _app_with_api_ping(make_app) -> Any:  # type: ignore[no-untyped-def]
     app = make_app()
-    client = app.test_client()
+
+    @public
+    def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
+    return app
+
+
+@pytest.mark.parametrize("path", ["/", "/api/v1/ping-for-test"])
+def test_answers_are_counted_without_reading_the_window_back(make_app, monkeypatch, path: str) -> None:  # type: ignore[no-untyped-def]
+    client = _app_with_api_ping(make_app).test_client()
     reads: list[Any] = []
     original = limiter.limiter.get_window_stats
 
@@ -35,45 +46,15 @@ def test_pages_are_counted_without_reading_the_window_back(make_app, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(limiter.limiter, "get_window_stats", counting)
-    ok = client.get("/")
+    ok = client.get(path)
     assert ok.status_code == 200
     assert "X-RateLimit-Limit" not in ok.headers
     assert reads == []  # one storage call per request (the hit), not two
 
 
-def test_api_answers_are_counted_without_reading_the_window_back(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    app = make_app()
-
-    @public
-    def ping() -> dict[str, bool]:
-        return {"ok": True}
-
-    app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
-    client = app.test_client()
-    reads: list[Any] = []
-    original = limiter.limiter.get_window_stats
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        reads.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(limiter.limiter, "get_window_stats", counting)
-    resp = client.get("/api/v1/ping-for-test")
-    assert resp.status_code == 200
-    assert "X-RateLimit-Remaining" not in resp.headers
-    assert reads == []
-
-
 @pytest.mark.asvs("V2.4.1")
 def test_throttled_api_answer_carries_the_budget_and_when_to_retry(make_app) -> None:  # type: ignore[no-untyped-def]
-    app = make_app()
-
-    @public
-    def ping() -> dict[str, bool]:
-        return {"ok": True}
-
-    app.add_url_rule("/api/v1/ping-for-test", "ping_for_test", ping)
-    client = app.test_client()
+    client = _app_with_api_ping(make_app).test_client()
     statuses = [client.get("/api/v1/ping-for-test").status_code for _ in range(301)]
     assert statuses[:300] == [200] * 300
     resp = client.get("/api/v1/ping-for-test")
