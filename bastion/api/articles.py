@@ -64,25 +64,25 @@ def _require_own_or_scope(article: Article) -> None:
     conditional=True,
 )
 def list_articles(query: ListQuery) -> ArticleList | Serialized:
-    user = current_principal().user
     if query.mine:
-        return _article_list(user, query)
+        return _article_list(current_principal().user, query)
     # The published list is the same for every token allowed to read it, so its JSON is
     # reused for a few seconds (bastion.pagecache); the token, its scope and the rate limit
     # were checked for this request before this line.
     key = ("json", "api.articles", query.q, str(query.page), str(query.per_page))
-    body = pagecache.remember(key, lambda: _article_list(user, query).model_dump_json().encode())
+    body = pagecache.remember(key, lambda: _article_list(None, query).model_dump_json().encode())
     return Serialized(ArticleList, body)
 
 
-def _article_list(user: User, query: ListQuery) -> ArticleList:
+def _article_list(owner: User | None, query: ListQuery) -> ArticleList:
+    """``owner``'s own articles, drafts included; the published list when None."""
     page = services.list_articles(
-        user,
+        owner,
         query=query.q,
         page=query.page,
         per_page=query.per_page,
-        author_id=user.id if query.mine else None,
-        published_only=not query.mine,
+        author_id=owner.id if owner is not None else None,
+        published_only=owner is None,
     )
     return ArticleList.of(page, article_out)
 

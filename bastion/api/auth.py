@@ -8,13 +8,14 @@ accepts none in its place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from flask import abort, g, request
 from flask_login import AnonymousUserMixin
 
 from bastion.api import pats, tokens
 from bastion.errors import problem
+from bastion.extensions import db
 from bastion.models import User
 
 # A JWT access token stands for an interactive sign-in: it carries every scope the role
@@ -23,11 +24,55 @@ from bastion.models import User
 ACCOUNT_SCOPE = "account"
 
 
-@dataclass(frozen=True)
 class ApiPrincipal:
-    user: User
-    scopes: frozenset[str]
-    kind: str  # "jwt" | "pat"
+    """Who an API request acts for, and with which scopes.
+
+    Authentication establishes the id and the scopes; the User row itself is read only
+    when a view needs it (``user``), so a read such as the published list never touches
+    the database for the caller.
+    """
+
+    __slots__ = ("_user", "kind", "scopes", "user_id")
+
+    def __init__(
+        self, user_id: int, scopes: frozenset[str], kind: str, user: User | None = None
+    ) -> None:
+        self.user_id = user_id
+        self.scopes = scopes
+        self.kind = kind  # "jwt" | "pat"
+        self._user = user
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            user = db.session.get(User, self.user_id)
+            if user is None or not user.is_active:  # changed since authentication
+                unauthorized("The token is not valid.")
+                raise AssertionError("unreachable")
+            self._user = user
+        return self._user
+
+
+class ApiActor:
+    """Flask-Login's ``current_user`` inside the API.
+
+    Logs and audit records only need the id, which authentication already has; anything
+    else is read from the User row (``ApiPrincipal.user``) on first use.
+    """
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, principal: ApiPrincipal) -> None:
+        self.id = principal.user_id
+        self._principal = principal
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._principal.user, name)
 
 
 class BearerError(Exception):
@@ -62,12 +107,13 @@ def authenticate() -> ApiPrincipal | None:
         found = pats.authenticate(token)
         if found is None:
             raise BearerError("The token is not valid, has expired or was revoked.")
-        return ApiPrincipal(found[0], found[1], "pat")
+        return ApiPrincipal(found[0].id, found[1], "pat", found[0])
     try:
-        user, _claims = tokens.verify_access(token)
+        state, _claims = tokens.verify_access(token)
     except tokens.TokenError as exc:
         raise BearerError(str(exc)) from exc
-    return ApiPrincipal(user, pats.role_scopes(user) | {ACCOUNT_SCOPE}, "jwt")
+    scopes = pats.scopes_of_role(state.role_name) | {ACCOUNT_SCOPE}
+    return ApiPrincipal(state.id, scopes, "jwt")
 
 
 def unauthorized(detail: str, error: str = "invalid_token") -> None:
@@ -88,7 +134,7 @@ def require_scopes(scopes: tuple[str, ...]) -> ApiPrincipal:
         unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.", "")
         raise AssertionError("unreachable")
     g.api_principal = principal
-    g._login_user = principal.user  # so audit records and logs name the actor
+    g._login_user = ApiActor(principal)  # so audit records and logs name the actor
     missing = [s for s in scopes if s not in principal.scopes]
     if missing:
         from bastion.security import audit

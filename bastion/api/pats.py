@@ -45,7 +45,11 @@ class CreatedToken:
 
 
 def role_scopes(user: User) -> frozenset[str]:
-    return ROLE_SCOPES.get(user.role_name, frozenset())
+    return scopes_of_role(user.role_name)
+
+
+def scopes_of_role(role_name: str) -> frozenset[str]:
+    return ROLE_SCOPES.get(role_name, frozenset())
 
 
 def create(user: User, *, name: str, scopes: list[str], days: int | None = None) -> CreatedToken:

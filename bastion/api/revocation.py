@@ -20,13 +20,18 @@ def _redis_key(key: str) -> str:
     return f"{current_app.config['REDIS_PREFIX']}:revoked:{key}"
 
 
-def _use_redis() -> bool:
+def uses_redis() -> bool:
     return bool(current_app.config.get("REDIS_URL"))
+
+
+def redis_keys(*keys: str) -> list[str]:
+    """The Redis keys of ``keys``, for a caller that reads them in its own MGET."""
+    return [_redis_key(k) for k in keys if k]
 
 
 def revoke(key: str, until: datetime, *, commit: bool = True) -> None:
     """Mark ``key`` revoked until ``until`` (the latest expiry of what it names)."""
-    if _use_redis():
+    if uses_redis():
         from bastion.redis_client import get_redis
 
         ttl = max(1, int((until - utcnow()).total_seconds()) + 1)
@@ -48,10 +53,10 @@ def any_revoked(*keys: str) -> bool:
     keys = tuple(k for k in keys if k)
     if not keys:
         return False
-    if _use_redis():
+    if uses_redis():
         from bastion.redis_client import get_redis
 
-        values: list[bytes | None] = get_redis().mget([_redis_key(k) for k in keys])  # type: ignore[assignment]
+        values: list[bytes | None] = get_redis().mget(redis_keys(*keys))  # type: ignore[assignment]
         return any(v is not None for v in values)
     found = db.session.scalar(
         select(RevokedToken.key)

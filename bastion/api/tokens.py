@@ -25,8 +25,9 @@ import jwt
 from flask import current_app
 from sqlalchemy import select, update
 
-from bastion.api import revocation
+from bastion.api import revocation, user_states
 from bastion.api.keys import ALGORITHM, Keyset, parse_keyset
+from bastion.api.user_states import UserState
 from bastion.extensions import db
 from bastion.models import RefreshToken, User, utcnow
 from bastion.observability import counters
@@ -125,30 +126,56 @@ def decode(token: str, expected_type: str) -> dict[str, Any]:
     return claims
 
 
-def user_for(claims: dict[str, Any]) -> User:
-    """The active user a verified token speaks for, unless revoked by a later event."""
-    if revocation.any_revoked(f"jti:{claims['jti']}", f"fam:{claims['fam']}"):
-        raise TokenError("The token has been revoked.")
-    try:
-        user = db.session.get(User, int(claims["sub"]))
-    except ValueError as exc:
-        raise TokenError("The token is not valid.") from exc
-    if user is None or not user.is_active:
+def _refuse_stale(claims: dict[str, Any], state: UserState | None) -> UserState:
+    """Refuse a token whose user is gone or disabled, or changed password after it."""
+    if state is None or not state.active:
         raise TokenError("The token is not valid.")
     # A password change ends every token issued before it (sessions end the same way).
     # ``iat`` is rounded up to the millisecond, so a token from the same millisecond as the
     # change cannot be told apart from an earlier one: it is refused too.
-    changed = user.password_changed_at
-    if changed is not None and float(claims["iat"]) <= changed.timestamp() + 0.001:
+    changed = state.password_changed_ts
+    if changed is not None and float(claims["iat"]) <= changed + 0.001:
         raise TokenError("The token has been revoked.")
+    return state
+
+
+def _subject(claims: dict[str, Any]) -> int:
+    try:
+        return int(claims["sub"])
+    except ValueError as exc:
+        raise TokenError("The token is not valid.") from exc
+
+
+def user_for(claims: dict[str, Any]) -> User:
+    """The active user a verified token speaks for, unless revoked by a later event."""
+    if revocation.any_revoked(f"jti:{claims['jti']}", f"fam:{claims['fam']}"):
+        raise TokenError("The token has been revoked.")
+    user = db.session.get(User, _subject(claims))
+    if user is None:
+        raise TokenError("The token is not valid.")
+    _refuse_stale(claims, UserState.of(user))
     return user
+
+
+def state_for(claims: dict[str, Any]) -> UserState:
+    """Like ``user_for``, but with Redis the revocation keys and the user's state come from
+    one MGET and a worker's snapshot (``bastion.api.user_states``), not the database."""
+    user_id = _subject(claims)
+    if not revocation.uses_redis():
+        return UserState.of(user_for(claims))
+    revoked, stamp = user_states.fetch(
+        revocation.redis_keys(f"jti:{claims['jti']}", f"fam:{claims['fam']}"), user_id
+    )
+    if any(v is not None for v in revoked):
+        raise TokenError("The token has been revoked.")
+    return _refuse_stale(claims, user_states.state(user_id, stamp))
 
 
 # Verified access tokens, by SHA-256 of the token, until they expire. Why: clients send the
 # same token with every request for its whole (short) life, and parsing plus an Ed25519
 # check for each request is most of what the API's authentication costs. Only the
 # signature and claim checks are reused: revocation, the user's state and password
-# changes are still checked on every request (user_for), and expiry is checked again here.
+# changes are still checked on every request (state_for), and expiry is checked again here.
 _VERIFIED_MAX = 10_000
 
 
@@ -181,9 +208,9 @@ def _decode_access(token: str) -> dict[str, Any]:
     return claims
 
 
-def verify_access(token: str) -> tuple[User, dict[str, Any]]:
+def verify_access(token: str) -> tuple[UserState, dict[str, Any]]:
     claims = _decode_access(token)
-    return user_for(claims), claims
+    return state_for(claims), claims
 
 
 def rotate(refresh_token: str) -> tuple[User, TokenPair]:

@@ -99,7 +99,7 @@ def verify_totp(user: User, code: str) -> bool:
         .where(User.id == user.id)
         .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
     ))
     db.session.commit()
     if claimed == 1:

@@ -159,7 +159,7 @@ def _lock_user(actor: User) -> None:
         update(User)
         .where(User.id == actor.id)
         .values(updated_at=User.updated_at)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
     )
 
 

@@ -1,0 +1,198 @@
+"""The state of a token's user, without a database transaction on every API request.
+
+Every API request must see its user's current state: disabling an account, changing a
+password or a role has to end or narrow access at once. Reading the row costs a database
+transaction, the largest single cost of an API read. With Redis configured, each worker
+instead keeps a small snapshot of that state per user, trusted only while the user's
+*stamp* in Redis is the one the snapshot was taken under. The stamp is fetched in the same
+MGET as the revocation keys, so a request with a known user costs one Redis round trip.
+
+Writers cannot forget to change the stamp: SQLAlchemy session events notice every flush
+that changes a user's ``disabled_at``, ``password_changed_at`` or role, or deletes the
+user, and replace that user's stamp once the transaction commits. A bulk UPDATE or DELETE
+on users cannot say which rows it touched, so it replaces a global epoch that every
+snapshot also depends on, unless it declares itself harmless with the execution option
+``user_state_neutral=True``.
+
+Why this is safe: a reader fixes the stamp *before* it reads the row, and a writer replaces
+the stamp *after* its commit. A snapshot therefore never survives a committed change whose
+new stamp it could have seen. A stamp missing from Redis (expired, evicted, flushed) only
+forces a fresh read. Snapshots are also never used for longer than ``MAX_AGE`` seconds, so
+a stamp change lost to a Redis failure right after a commit heals by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, has_app_context
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from bastion.extensions import db
+from bastion.models import User
+
+log = logging.getLogger(__name__)
+
+STAMP_SECONDS = 24 * 3600  # a stamp nobody reads for a day is recreated on demand
+MAX_AGE = 60.0
+_MAX_SNAPSHOTS = 10_000
+_WATCHED = ("disabled_at", "password_changed_at", "role_id", "role")
+_PENDING = "bastion.user_state_changes"
+_EPOCH = 0  # the pseudo user id that stands for "every user" in the pending set
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the API's authentication needs to know about a token's user."""
+
+    id: int
+    active: bool
+    password_changed_ts: float | None
+    role_name: str
+
+    @classmethod
+    def of(cls, user: User) -> UserState:
+        changed = user.password_changed_at
+        return cls(
+            id=user.id,
+            active=user.is_active,
+            password_changed_ts=changed.timestamp() if changed is not None else None,
+            role_name=user.role_name,
+        )
+
+
+Stamp = tuple[bytes | None, bytes | None]  # (the user's stamp, the global epoch)
+
+
+def _keys(user_id: int) -> tuple[str, str]:
+    prefix = current_app.config["REDIS_PREFIX"]
+    return f"{prefix}:user-state:{user_id}", f"{prefix}:user-state:epoch"
+
+
+def _snapshots() -> dict[int, tuple[Stamp, float, UserState]]:
+    store: dict[int, tuple[Stamp, float, UserState]] | None = current_app.extensions.get(
+        "bastion.user_states"
+    )
+    if store is None:
+        store = current_app.extensions["bastion.user_states"] = {}
+    return store
+
+
+def fetch(extra_keys: list[str], user_id: int) -> tuple[list[bytes | None], Stamp]:
+    """One MGET: the values of ``extra_keys`` and the user's current stamp."""
+    from bastion.redis_client import get_redis
+
+    values: list[bytes | None] = get_redis().mget([*extra_keys, *_keys(user_id)])  # type: ignore[assignment]
+    n = len(extra_keys)
+    return values[:n], (values[n], values[n + 1])
+
+
+def state(user_id: int, stamp: Stamp) -> UserState | None:
+    """The user's state under ``stamp`` (from ``fetch``): the worker's snapshot when it is
+    still valid, else read from the database. None when there is no such user."""
+    held = _snapshots().get(user_id)
+    if held is not None and held[0] == stamp and time.monotonic() - held[1] < MAX_AGE:
+        return held[2]
+    stamp = _settle(user_id, stamp)
+    # populate_existing: never trust an instance this session may already hold.
+    user = db.session.get(User, user_id, populate_existing=True)
+    if user is None:
+        return None
+    # The session's identity map holds rows weakly: keeping this one for the rest of the
+    # request lets a view that needs it (ApiPrincipal.user) have it without a second read.
+    g.user_state_row = user
+    snapshot = UserState.of(user)
+    store = _snapshots()
+    if len(store) >= _MAX_SNAPSHOTS:
+        store.clear()  # bounded; a flood of users only costs database reads
+    store[user_id] = (stamp, time.monotonic(), snapshot)
+    return snapshot
+
+
+def _settle(user_id: int, stamp: Stamp) -> Stamp:
+    """Create whichever of the stamps is missing; keep one another reader just created."""
+    from bastion.redis_client import get_redis
+
+    if None not in stamp:
+        return stamp
+    settled = []
+    for key, value in zip(_keys(user_id), stamp, strict=True):
+        if value is None:
+            fresh = secrets.token_bytes(12)
+            # SET NX GET: ours if none exists, else the one that won (Redis 7).
+            won: bytes | None = get_redis().set(  # type: ignore[assignment]
+                key, fresh, ex=STAMP_SECONDS, nx=True, get=True
+            )
+            value = won or fresh
+        settled.append(value)
+    return settled[0], settled[1]
+
+
+def forget(user_ids: set[int]) -> None:
+    """Replace the stamps of ``user_ids`` (``_EPOCH`` for every user) after a commit."""
+    from bastion.redis_client import get_redis
+
+    store = _snapshots()
+    for user_id in user_ids:
+        if user_id == _EPOCH:
+            store.clear()
+        else:
+            store.pop(user_id, None)
+    pipe = get_redis().pipeline(transaction=False)
+    for user_id in user_ids:
+        user_key, epoch_key = _keys(user_id)
+        pipe.set(epoch_key if user_id == _EPOCH else user_key, secrets.token_bytes(12),
+                 ex=STAMP_SECONDS)
+    pipe.execute()
+
+
+# Session events: every transaction that changes what a snapshot holds replaces stamps.
+
+
+def _tracking() -> bool:
+    return has_app_context() and bool(current_app.config.get("REDIS_URL"))
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changes(session: Session, _context: Any) -> None:
+    if not _tracking():
+        return
+    changed = {u.id for u in session.deleted if isinstance(u, User)}
+    for user in session.dirty:
+        if isinstance(user, User):
+            attrs = inspect(user).attrs
+            if any(attrs[name].history.has_changes() for name in _WATCHED):
+                changed.add(user.id)
+    if changed:
+        session.info.setdefault(_PENDING, set()).update(changed)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete) or not _tracking():
+        return
+    mapper = state.bind_mapper
+    neutral = state.execution_options.get("user_state_neutral", False)
+    if mapper is not None and mapper.class_ is User and not neutral:
+        state.session.info.setdefault(_PENDING, set()).add(_EPOCH)
+
+
+@event.listens_for(Session, "after_commit")
+def _publish(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending or not _tracking():
+        return
+    try:
+        forget(pending)
+    except Exception:  # the commit stands; MAX_AGE bounds how long a snapshot may lag
+        log.exception("could not replace user state stamps for %d user(s)", len(pending))
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard(session: Session) -> None:
+    session.info.pop(_PENDING, None)
