@@ -57,6 +57,16 @@ limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
 limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 64)
 limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
 
+# TLS on the app's own port. nginx, the ingress controller, Prometheus and the health check
+# reach gunicorn over the internal network; with a certificate and key the port speaks TLS
+# only (no plain-HTTP fallback on it) and, with Python's defaults, TLS 1.2 at least. The
+# certificate comes from the deployment's internal CA, which every client pins
+# (docs/deployment.md#tls).
+certfile = os.environ.get("GUNICORN_CERT_FILE", "").strip() or None
+keyfile = os.environ.get("GUNICORN_KEY_FILE", "").strip() or None
+if (certfile is None) != (keyfile is None):
+    raise ValueError("set both GUNICORN_CERT_FILE and GUNICORN_KEY_FILE, or neither")
+
 # Only these peers may set X-Forwarded-Proto for gunicorn itself. Client addresses and
 # the scheme seen by Flask come from ProxyFix with BASTION_PROXY_HOPS, not from here.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

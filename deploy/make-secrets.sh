@@ -70,3 +70,34 @@ if [ ! -e "$dir/tls_fullchain.pem" ] || [ ! -e "$dir/tls_privkey.pem" ]; then
     chmod 0644 "$dir/tls_privkey.pem" "$dir/tls_fullchain.pem"
     echo "created a self-signed certificate for $domain (replace it for real use)"
 fi
+
+# TLS inside the deployment (nginx and Prometheus to gunicorn, and the health check): a
+# private CA that those clients pin, and the app's certificate for `app`, localhost and
+# 127.0.0.1. The CA key is used once and not kept: to renew, delete the three files and
+# run this again (every service mounts the new CA file on restart).
+if [ ! -e "$dir/internal_ca.pem" ] || [ ! -e "$dir/internal_tls_cert.pem" ] \
+        || [ ! -e "$dir/internal_tls_key.pem" ]; then
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+        -subj "/CN=Bastion internal CA" \
+        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=app" \
+        -keyout "$work/app.key" -out "$work/app.csr" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=DNS:app,DNS:localhost,IP:127.0.0.1" \
+        > "$work/ext"
+    openssl x509 -req -in "$work/app.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+        -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 -extfile "$work/ext" \
+        -out "$work/app.pem" 2>/dev/null
+    keep() {
+        cp "$work/$1" "$dir/$2"
+        chmod 0644 "$dir/$2"
+        echo "created $dir/$2"
+    }
+    keep ca.pem internal_ca.pem
+    keep app.pem internal_tls_cert.pem
+    keep app.key internal_tls_key.pem
+fi

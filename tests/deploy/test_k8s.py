@@ -341,7 +341,7 @@ def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     port = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert port == {"http": 8000}
+    assert port == {"https": 8000}
     probes = {
         k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
     }
@@ -352,7 +352,7 @@ def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
         ","
     )
     for probe in probes.values():
-        assert probe["port"] == "http"
+        assert probe["port"] == "https"
         headers = {h["name"]: h["value"] for h in probe.get("httpHeaders", [])}
         assert headers.get("Host") in trusted, "a probe with an untrusted Host would get 400"
     startup = container["startupProbe"]
@@ -374,7 +374,7 @@ def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
     service = _one(rendered, "Service", "bastion-web")
     assert _selects({"matchLabels": service["spec"]["selector"]}, pod_labels)
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["ports"][0]["targetPort"] == "https"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > 5 + 25, "preStop sleep + gunicorn graceful_timeout must fit in the grace period"
 
@@ -399,7 +399,7 @@ def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
         "configuration snippets are an injection risk"
     )
     backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": "bastion-web", "port": {"name": "http"}}
+    assert backend == {"name": "bastion-web", "port": {"name": "https"}}
 
 
 @pytest.mark.asvs("V13.3.1", "V13.3.2")

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.pki import InternalCA, Leaf
+
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_DIR = ROOT / "deploy" / "nginx"
 PROD_CONF = NGINX_DIR / "bastion.conf"
@@ -97,7 +99,9 @@ class Backend:
         return int(self.server.server_address[1])
 
 
-def _start_backend(name: str) -> Backend:
+def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
+    """An echo server; with ``tls``, it speaks only TLS with that certificate (as gunicorn
+    does with GUNICORN_CERT_FILE)."""
     backend: Backend
 
     class Handler(BaseHTTPRequestHandler):
@@ -126,19 +130,41 @@ def _start_backend(name: str) -> Backend:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.cert, tls.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     backend = Backend(name, server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return backend
 
 
-@pytest.fixture
-def backends() -> Iterator[tuple[Backend, Backend]]:
-    """Two echo backends on loopback."""
-    pair = (_start_backend("one"), _start_backend("two"))
-    yield pair
-    for backend in pair:
+def _stop_backends(*started: Backend) -> None:
+    for backend in started:
         backend.server.shutdown()
         backend.server.server_close()
+
+
+@pytest.fixture
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    """Two plain-HTTP echo backends on loopback (the scale-out template's test setup)."""
+    pair = (_start_backend("one"), _start_backend("two"))
+    yield pair
+    _stop_backends(*pair)
+
+
+@pytest.fixture
+def internal_ca(tmp_path: Path) -> InternalCA:
+    """The deployment's internal CA, which bastion.conf pins for the hop to the app."""
+    return InternalCA.create(tmp_path / "internal-pki")
+
+
+@pytest.fixture
+def app_backend(internal_ca: InternalCA) -> Iterator[Backend]:
+    """The app as production runs it: TLS only, with a certificate for `app` from the CA."""
+    backend = _start_backend("app", internal_ca.issue("app"))
+    yield backend
+    _stop_backends(backend)
 
 
 # --- rendering and running nginx ------------------------------------------------------------
@@ -163,7 +189,7 @@ class ProdProxy:
     access_log: Path
 
 
-def render_production(prefix: Path, upstream_port: int) -> ProdProxy:
+def render_production(prefix: Path, upstream_port: int, internal_ca: InternalCA) -> ProdProxy:
     """Render bastion.conf the way a deployment differs from this test, and nothing more:
     the upstream address, the certificate paths, the listen ports and the log destination."""
     cert, key = _self_signed(prefix)
@@ -174,6 +200,7 @@ def render_production(prefix: Path, upstream_port: int) -> ProdProxy:
         "server app:8000;": f"server 127.0.0.1:{upstream_port};",
         "/run/secrets/tls_fullchain.pem": str(cert),
         "/run/secrets/tls_privkey.pem": str(key),
+        "/run/secrets/internal_ca.pem": str(internal_ca.ca),
         "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
         "listen 443 ssl http2 default_server;": (
             f"listen 127.0.0.1:{https_port} ssl http2 default_server;"
@@ -290,10 +317,10 @@ def _request(
 # --- tests ----------------------------------------------------------------------------------
 
 
-def test_production_config_passes_nginx_t(tmp_path: Path) -> None:
+def test_production_config_passes_nginx_t(tmp_path: Path, internal_ca: InternalCA) -> None:
     """bastion.conf, with a generated certificate, is accepted by `nginx -t`."""
     _nginx_binary()
-    proxy = render_production(tmp_path, _free_port())
+    proxy = render_production(tmp_path, _free_port(), internal_ca)
     result = nginx_test(tmp_path, proxy.conf)
     assert result.returncode == 0, result.stderr
 
@@ -360,13 +387,13 @@ def test_production_tls_and_limits_are_configured() -> None:
 
 @pytest.mark.asvs("V12.1.1", "V12.1.2", "V12.2.1", "V3.4.1", "V4.1.3", "V13.4.4", "V13.4.5")
 def test_production_proxy_behaviour(
-    tmp_path: Path, backends: tuple[Backend, Backend], run_nginx: StartNginx
+    tmp_path: Path, app_backend: Backend, internal_ca: InternalCA, run_nginx: StartNginx
 ) -> None:
     """A real nginx on bastion.conf: HTTPS only, modern TLS, HSTS once, one trusted hop,
-    no /metrics, no TRACE, no version banner, body limit enforced."""
+    no /metrics, no TRACE, no version banner, body limit enforced; TLS to the app too."""
     _nginx_binary()
-    app = backends[0]
-    proxy = render_production(tmp_path, app.port)
+    app = app_backend
+    proxy = render_production(tmp_path, app.port, internal_ca)
     run_nginx(tmp_path, proxy.conf, proxy.https_port)
 
     # Plain HTTP only redirects.
@@ -462,13 +489,41 @@ def test_production_proxy_behaviour(
         weak.wrap_socket(raw, server_hostname="localhost")
 
 
+@pytest.mark.asvs("V12.3.3", "V12.3.4")
+@pytest.mark.parametrize("impostor", ["another CA", "another name", "plain HTTP"])
+def test_the_proxy_reaches_only_an_app_the_internal_ca_vouches_for(
+    impostor: str, tmp_path: Path, internal_ca: InternalCA, run_nginx: StartNginx
+) -> None:
+    """Whatever listens at the app's address must prove, with a certificate the pinned
+    internal CA issued for `app`, that it is the app; otherwise nginx answers 502 and sends
+    it nothing (no request, no cookies, no credentials)."""
+    _nginx_binary()
+    if impostor == "another CA":
+        tls: Leaf | None = InternalCA.create(tmp_path / "stranger").issue("app")
+    elif impostor == "another name":
+        tls = internal_ca.issue("other", ("other.internal", "127.0.0.2"))
+    else:
+        tls = None
+    backend = _start_backend("impostor", tls)
+    try:
+        proxy = render_production(tmp_path, backend.port, internal_ca)
+        run_nginx(tmp_path, proxy.conf, proxy.https_port)
+        conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=10)
+        response, _ = _request(conn, "GET", "/account", {"Cookie": "__Host-session=secret"})
+        conn.close()
+        assert response.status == 502
+        assert backend.seen == []
+    finally:
+        _stop_backends(backend)
+
+
 @pytest.mark.asvs("V16.2.4", "V16.2.5")
 def test_access_log_is_json_without_one_time_tokens(
-    tmp_path: Path, backends: tuple[Backend, Backend], run_nginx: StartNginx
+    tmp_path: Path, app_backend: Backend, internal_ca: InternalCA, run_nginx: StartNginx
 ) -> None:
     """nginx writes one JSON object per request and cuts tokens out of one-time links."""
     _nginx_binary()
-    proxy = render_production(tmp_path, backends[0].port)
+    proxy = render_production(tmp_path, app_backend.port, internal_ca)
     run_nginx(tmp_path, proxy.conf, proxy.https_port)
     conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
     for path in (
