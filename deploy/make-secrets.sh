@@ -71,12 +71,14 @@ if [ ! -e "$dir/tls_fullchain.pem" ] || [ ! -e "$dir/tls_privkey.pem" ]; then
     echo "created a self-signed certificate for $domain (replace it for real use)"
 fi
 
-# TLS inside the deployment (nginx and Prometheus to gunicorn, and the health check): a
-# private CA that those clients pin, and the app's certificate for `app`, localhost and
-# 127.0.0.1. The CA key is used once and not kept: to renew, delete the three files and
-# run this again (every service mounts the new CA file on restart).
+# TLS inside the deployment (nginx and Prometheus to gunicorn, Grafana to Prometheus, and the
+# health checks): a private CA that those clients pin, and certificates for `app` and
+# `prometheus` (each also for localhost and 127.0.0.1). The CA key is used once and not kept:
+# to renew, delete internal_ca.pem and run this again (every service mounts the new files on
+# restart).
 if [ ! -e "$dir/internal_ca.pem" ] || [ ! -e "$dir/internal_tls_cert.pem" ] \
-        || [ ! -e "$dir/internal_tls_key.pem" ]; then
+        || [ ! -e "$dir/internal_tls_key.pem" ] || [ ! -e "$dir/internal_prometheus_cert.pem" ] \
+        || [ ! -e "$dir/internal_prometheus_key.pem" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
@@ -84,14 +86,19 @@ if [ ! -e "$dir/internal_ca.pem" ] || [ ! -e "$dir/internal_tls_cert.pem" ] \
         -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" \
         -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=app" \
-        -keyout "$work/app.key" -out "$work/app.csr" 2>/dev/null
-    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" "subjectAltName=DNS:app,DNS:localhost,IP:127.0.0.1" \
-        > "$work/ext"
-    openssl x509 -req -in "$work/app.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
-        -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 -extfile "$work/ext" \
-        -out "$work/app.pem" 2>/dev/null
+    issue() {
+        # issue NAME: a server certificate for NAME, localhost and 127.0.0.1.
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+            -keyout "$work/$1.key" -out "$work/$1.csr" 2>/dev/null
+        printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+            "extendedKeyUsage=serverAuth" "subjectAltName=DNS:$1,DNS:localhost,IP:127.0.0.1" \
+            > "$work/$1.ext"
+        openssl x509 -req -in "$work/$1.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+            -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 -extfile "$work/$1.ext" \
+            -out "$work/$1.pem" 2>/dev/null
+    }
+    issue app
+    issue prometheus
     keep() {
         cp "$work/$1" "$dir/$2"
         chmod 0644 "$dir/$2"
@@ -100,4 +107,6 @@ if [ ! -e "$dir/internal_ca.pem" ] || [ ! -e "$dir/internal_tls_cert.pem" ] \
     keep ca.pem internal_ca.pem
     keep app.pem internal_tls_cert.pem
     keep app.key internal_tls_key.pem
+    keep prometheus.pem internal_prometheus_cert.pem
+    keep prometheus.key internal_prometheus_key.pem
 fi

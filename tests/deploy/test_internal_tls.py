@@ -15,9 +15,11 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -188,6 +190,51 @@ def test_the_health_check_uses_tls_with_the_pinned_ca(
     assert healthcheck.main() == 1, "no CA to pin: unhealthy, never unverified"
 
 
+def _handshake(cert: Path, key: Path, ca: Path, name: str) -> str:
+    """One TLS handshake against a server holding ``cert``; the client pins ``ca``."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with suppress(OSError), server_context.wrap_socket(conn, server_side=True):
+                pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        client = ssl.create_default_context(cafile=str(ca))
+        try:
+            with (
+                socket.create_connection(listener.getsockname(), timeout=5) as raw,
+                client.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                return str(tls.version())
+        finally:
+            thread.join(timeout=5)
+
+
+@pytest.mark.asvs("V12.3.4")
+@pytest.mark.parametrize(
+    ("stem", "name"), [("internal_tls", "app"), ("internal_prometheus", "prometheus")]
+)
+def test_make_secrets_issues_each_service_a_certificate_its_clients_verify(
+    secrets_dir: Path, stem: str, name: str
+) -> None:
+    ca = secrets_dir / "internal_ca.pem"
+    cert, key = secrets_dir / f"{stem}_cert.pem", secrets_dir / f"{stem}_key.pem"
+    assert _handshake(cert, key, ca, name) in ("TLSv1.2", "TLSv1.3")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(cert, key, ca, "someone-else")
+    # The CA's private key was used once and is not left among the secrets.
+    keys = [p.name for p in secrets_dir.iterdir() if b"PRIVATE KEY" in p.read_bytes()]
+    assert sorted(keys) == [
+        "internal_prometheus_key.pem", "internal_tls_key.pem", "jwt_keys", "tls_privkey.pem"
+    ]
+
+
 def test_gunicorn_needs_both_certificate_and_key(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -235,6 +282,27 @@ def test_compose_encrypts_every_hop_to_the_app() -> None:
     assert job["tls_config"]["ca_file"] == "/run/secrets/internal_ca.pem"
     assert job["tls_config"]["server_name"] == "app"
     assert job["tls_config"].get("insecure_skip_verify") is False
+
+    # Grafana -> Prometheus, and Prometheus's own port, are TLS with the same pinned CA.
+    prometheus = services["prometheus"]
+    assert "--web.config.file=/etc/prometheus/web.yml" in prometheus["command"]
+    web = _yaml(DEPLOY / "prometheus" / "web.yml")["tls_server_config"]
+    assert {Path(web["cert_file"]).name, Path(web["key_file"]).name} <= mounted["prometheus"]
+    health = prometheus["healthcheck"]["test"]
+    assert "--url=https://localhost:9090" in health
+    client = _yaml(DEPLOY / "prometheus" / "healthcheck-client.yml")["tls_config"]
+    assert client == {"ca_file": "/run/secrets/internal_ca.pem", "insecure_skip_verify": False}
+    own = next(j for j in scrape if j["job_name"] == "prometheus")
+    assert own["scheme"] == "https" and own["tls_config"]["ca_file"] == client["ca_file"]
+    datasources = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
+    (grafana,) = _yaml(datasources)["datasources"]
+    assert grafana["url"] == "https://prometheus:9090"
+    assert grafana["jsonData"]["tlsAuthWithCACert"] is True
+    assert grafana["jsonData"]["serverName"] == "prometheus"
+    assert grafana["secureJsonData"]["tlsCACert"] == "$__file{/run/secrets/internal_ca.pem}"
+    assert "internal_ca.pem" in mounted["grafana"]
+    compose_text = (DEPLOY / "compose.yaml").read_text()
+    assert "http://prometheus" not in compose_text and "http://app" not in compose_text
 
     nginx = (DEPLOY / "nginx" / "bastion.conf").read_text()
     assert "proxy_pass https://bastion_app;" in nginx

@@ -642,7 +642,7 @@ def test_grafana_provisioning_matches_compose() -> None:
     assert datasources["apiVersion"] == 1
     (ds,) = datasources["datasources"]
     assert ds["type"] == "prometheus" and ds["access"] == "proxy"
-    assert ds["url"] == "http://prometheus:9090"
+    assert ds["url"] == "https://prometheus:9090"
     compose = yaml.safe_load(COMPOSE.read_text())
     assert "prometheus" in compose["services"]
     grafana = compose["services"]["grafana"]
