@@ -56,6 +56,9 @@ class BaseConfig:
     # Database and shared state
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
+    # Hosts of PostgreSQL/Redis that production may reach without TLS because the network
+    # to them is private (comma-separated); see bastion/security/transport.py.
+    PLAINTEXT_DATA_HOSTS: frozenset[str] = frozenset()
     SQLALCHEMY_ECHO = False
     SQLALCHEMY_RECORD_QUERIES = False
 
@@ -260,6 +263,10 @@ def _read_secret_files(app: Flask) -> None:
 def _normalise(app: Flask) -> None:
     """Turn the plain strings that environment variables give into the types Flask expects."""
     cfg = app.config
+    plain = cfg.get("PLAINTEXT_DATA_HOSTS") or ()
+    if isinstance(plain, str):
+        plain = [h.strip() for h in plain.split(",")]
+    cfg["PLAINTEXT_DATA_HOSTS"] = frozenset(h for h in plain if h)
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
@@ -380,6 +387,13 @@ def validate(cfg: Any) -> list[str]:
         problems.append("BASTION_TESTING is on in production")
     if str(cfg["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         problems.append("BASTION_DATABASE_URL is SQLite; production needs PostgreSQL")
+    from bastion.security.transport import database_problem, redis_problem
+
+    private = cfg.get("PLAINTEXT_DATA_HOSTS") or frozenset()
+    if msg := database_problem(str(cfg["SQLALCHEMY_DATABASE_URI"]), private):
+        problems.append(msg)
+    if cfg.get("REDIS_URL") and (msg := redis_problem(str(cfg["REDIS_URL"]), private)):
+        problems.append(msg)
     if str(cfg["RATELIMIT_STORAGE_URI"]).startswith("memory"):
         problems.append(
             "BASTION_REDIS_URL is not set: in-memory rate limits are per process and reset on restart"

@@ -22,6 +22,7 @@ PRODUCTION = {
     "SECRET_KEY": STRONG,
     "DATABASE_URL": "postgresql://bastion@db.internal/bastion",
     "REDIS_URL": "redis://redis.internal:6379/0",
+    "PLAINTEXT_DATA_HOSTS": "db.internal,redis.internal",  # a private network, declared
     "TRUSTED_HOSTS": "bastion.example.org",
     "JWT_KEYS": json.dumps([new_key_entry("ops-1")]),  # as `flask --app bastion api new-key`
 }
