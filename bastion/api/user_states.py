@@ -120,15 +120,19 @@ def _settle(user_id: int, stamp: Stamp) -> Stamp:
 
     if None not in stamp:
         return stamp
+    client = get_redis()
     settled = []
     for key, value in zip(_keys(user_id), stamp, strict=True):
         if value is None:
             fresh = secrets.token_bytes(12)
-            # SET NX GET: ours if none exists, else the one that won (Redis 7).
-            won: bytes | None = get_redis().set(  # type: ignore[assignment]
-                key, fresh, ex=STAMP_SECONDS, nx=True, get=True
-            )
-            value = won or fresh
+            # Ours if none exists, else whichever another reader or a writer set. (Two
+            # commands rather than SET NX GET, which needs Redis 7.) A value that vanished
+            # in between only means the next request settles again.
+            if client.set(key, fresh, ex=STAMP_SECONDS, nx=True):
+                value = fresh
+            else:
+                current: bytes | None = client.get(key)  # type: ignore[assignment]
+                value = current or fresh
         settled.append(value)
     return settled[0], settled[1]
 

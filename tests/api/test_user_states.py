@@ -237,3 +237,16 @@ def test_the_lazy_user_refuses_a_row_disabled_after_authentication(pair: Pair) -
             _ = principal.user
         assert caught.value.get_response().status_code == 401
         assert db.session.scalar(select(User.disabled_at).where(User.id == pair.user_id))
+
+
+def test_readers_that_both_find_no_stamp_agree_on_one(pair: Pair) -> None:
+    """Two workers that miss the stamp at once must not each cache under their own value,
+    or a writer's later replacement would be checked against the wrong one."""
+    with pair.reader.app_context():
+        from bastion.redis_client import get_redis
+
+        user_key, epoch_key = user_states._keys(pair.user_id)
+        get_redis().delete(user_key, epoch_key)
+        first = user_states._settle(pair.user_id, (None, None))
+        second = user_states._settle(pair.user_id, (None, None))
+        assert first == second == (get_redis().get(user_key), get_redis().get(epoch_key))
