@@ -124,9 +124,12 @@ def check_login_allowed(login: str, ip: str) -> float | None:
     wait = 0.0
     for key, free in _keys(login, ip):
         failures, last = store.get(key)
-        if failures and now - last <= forget:
-            wait = max(wait, last + delay_for(failures, free) - now)
-    return round(wait, 2) if wait > 0 else None
+        delay = delay_for(failures, free)
+        # Within the allowance there is nothing to wait for, even when another request's
+        # failure was stored after ``now`` was read (last > now would look like a wait).
+        if delay and now - last <= forget:
+            wait = max(wait, last + delay - now)
+    return max(0.01, round(wait, 2)) if wait > 0 else None
 
 
 def record_login_failure(login: str, ip: str) -> None:

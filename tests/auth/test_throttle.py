@@ -93,3 +93,23 @@ def test_throttle_state_lives_in_redis_and_is_shared(make_app: Any, redis_url: s
     assert any(b"name:ghost" in k for k in keys)
     # Another instance (own database, same Redis) sees the same counter.
     assert sign_in(second.test_client(), "ghost", WRONG).status_code == 429
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_a_failure_stored_a_moment_later_never_throttles_within_the_allowance(
+    app: Flask, user: User, monkeypatch: Any
+) -> None:
+    """A concurrent request's failure may be stored after this one read the clock; below
+    the free allowance that must not look like a wait (it used to refuse with "wait 0.0":
+    people behind one address were turned away while others mistyped)."""
+    from bastion.auth import throttle
+
+    with app.test_request_context():
+        throttle.record_login_failure("somebody-else", "198.51.100.7")
+        stored = time.time()
+        monkeypatch.setattr(throttle.time, "time", lambda: stored - 0.004)
+        assert throttle.check_login_allowed("alice", "198.51.100.7") is None
+        # Past the allowance the wait is real, and never reported as zero.
+        monkeypatch.setitem(app.config, "LOGIN_THROTTLE_IP_FREE", 1)
+        wait = throttle.check_login_allowed("alice", "198.51.100.7")
+        assert wait is not None and wait >= 0.01
