@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 import pyotp
@@ -16,12 +15,12 @@ from bastion.api import pats
 from bastion.api.tokens import issue_pair
 from bastion.auth import twofactor
 from bastion.extensions import db
-from bastion.models import AuditEvent, RecoveryCode, User, UserSession, utcnow
+from bastion.models import AuditEvent, RecoveryCode, User, UserSession
 from tests.factories import TOTP_SECRET, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form
 from tests.support.auth import csrf_token
-from tests.support.roles import client_for, post
+from tests.support.roles import age_reauthentication, client_for, post
 
 REASON = "Video call, face matched to the ID photo on file"
 
@@ -148,12 +147,7 @@ def test_reset_needs_a_recent_reauthentication(app: Flask) -> None:
     target = UserFactory(two_factor=True)
     boss = UserFactory(role_name="admin")
     client = client_for(app, boss)
-    db.session.execute(
-        db.update(UserSession)
-        .where(UserSession.user_id == boss.id)
-        .values(reauth_at=utcnow() - timedelta(minutes=11))
-    )
-    db.session.commit()
+    age_reauthentication(boss, minutes=11)
     for resp in (client.get(_url(target)), _reset(client, target)):
         assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
     _unchanged(target)

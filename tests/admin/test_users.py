@@ -11,7 +11,7 @@ from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import AuditEvent, RefreshToken, User, UserSession, utcnow
 from tests.factories import UserFactory
-from tests.support.roles import client_for, post
+from tests.support.roles import age_reauthentication, client_for, post
 
 
 def _user(user_id: int) -> User:
@@ -130,12 +130,7 @@ def test_changes_need_a_recent_reauthentication(app: Flask) -> None:
     someone = UserFactory()
     boss = UserFactory(role_name="admin")
     client = client_for(app, boss)
-    db.session.execute(
-        db.update(UserSession)
-        .where(UserSession.user_id == boss.id)
-        .values(reauth_at=utcnow() - timedelta(hours=1))
-    )
-    db.session.commit()
+    age_reauthentication(boss, minutes=60)
     resp = post(client, f"/admin/users/{someone.id}/role", {"role": "admin"})
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/reauth")

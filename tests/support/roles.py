@@ -13,6 +13,21 @@ from werkzeug.test import TestResponse
 from tests.support.auth import CSRF_RE, AuthActions
 
 
+def age_reauthentication(user: Any, minutes: float) -> None:
+    """Make every session of ``user`` last re-authenticate ``minutes`` ago."""
+    from datetime import timedelta
+
+    from bastion.extensions import db
+    from bastion.models import UserSession, utcnow
+
+    db.session.execute(
+        db.update(UserSession)
+        .where(UserSession.user_id == user.id)
+        .values(reauth_at=utcnow() - timedelta(minutes=minutes))
+    )
+    db.session.commit()
+
+
 def client_for(app: Flask, user: Any = None, *, via_form: bool = False) -> FlaskClient:
     """A new browser-like client, signed in as ``user``.
 
