@@ -35,6 +35,10 @@ class ScenarioRounds:
     # Bastion answers whose status was not the one the scenario expects (from its log).
     unexpected_status: list[int] = field(default_factory=list)
     unavailable: str | None = None
+    # CPU per answer (microseconds), per round; None where /proc or INFO gave nothing.
+    bastion_cpu_us: list[float | None] = field(default_factory=list)
+    redis_cpu_us: list[float | None] = field(default_factory=list)
+    bare_cpu_us: list[float | None] = field(default_factory=list)
 
 
 def _spread(values: Sequence[float]) -> dict[str, float]:
@@ -42,6 +46,30 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
         "median": round(statistics.median(values), 3),
         "min": round(min(values), 3),
         "max": round(max(values), 3),
+    }
+
+
+def _cpu(rounds: ScenarioRounds) -> dict[str, Any] | None:
+    """CPU per answer: Bastion's processes, the Redis server, the bare app; medians and ranges.
+
+    ``cost`` is what one Bastion answer costs in CPU (its workers plus Redis) over what
+    the bare app's answer costs: on a machine whose cores are all busy, the throughput
+    ratio cannot be better than its inverse.
+    """
+    rows = [
+        (a, r or 0.0, b)
+        for a, r, b in zip(
+            rounds.bastion_cpu_us, rounds.redis_cpu_us, rounds.bare_cpu_us, strict=False
+        )
+        if a is not None and b
+    ]
+    if not rows:
+        return None
+    return {
+        "bastion_us": _spread([a for a, _, _ in rows]),
+        "redis_us": _spread([r for _, r, _ in rows]),
+        "bare_us": _spread([b for _, _, b in rows]),
+        "cost": _spread([(a + r) / b for a, r, b in rows]),
     }
 
 
@@ -96,6 +124,8 @@ def summarise(rounds: ScenarioRounds) -> dict[str, Any]:
             "p99_ms": p99,
         },
     )
+    if (cpu := _cpu(rounds)) is not None:
+        entry["cpu_per_request"] = cpu
     return entry
 
 
@@ -107,11 +137,20 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _cpu_cell(cpu: dict[str, Any] | None) -> str:
+    """Bastion's CPU per answer (its workers plus Redis) / the bare app's, e.g. ``1420/330``."""
+    if not cpu:
+        return "-"
+    ours = cpu["bastion_us"]["median"] + cpu["redis_us"]["median"]
+    return f"{ours:.0f}/{cpu['bare_us']['median']:.0f}"
+
+
 def table(entries: list[dict[str, Any]]) -> str:
     """A fixed-width table: one line per scenario and connection count."""
     header = (
         f"{'scenario':<16}{'conn':>5}{'bastion r/s':>20}{'bare r/s':>20}"
         f"{'ratio':>18}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>8}{'bare':>6}{'errors':>8}"
+        f"{'cpu us/req':>18}"
     )
     lines = [header, "-" * len(header)]
     for e in entries:
@@ -133,6 +172,6 @@ def table(entries: list[dict[str, Any]]) -> str:
             f"{e['name']:<16}{e['connections']:>5}{cell('bastion_rps', '.0f'):>20}"
             f"{cell('bare_rps', '.0f'):>20}{cell('ratio', '.2f'):>18}"
             f"{_fmt(e['p50_ms'], '.1f'):>9}{_fmt(e['p99_ms'], '.1f'):>9}{skew:>8.1f}"
-            f"{bare_skew:>6.1f}{errors:>8}"
+            f"{bare_skew:>6.1f}{errors:>8}{_cpu_cell(e.get('cpu_per_request')):>18}"
         )
     return "\n".join(lines)

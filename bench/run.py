@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import redis
 
-from bench import probes, report, servers, wrk
+from bench import cpu, probes, report, servers, wrk
 from bench.scenarios import Client, Scenario, prepare
 from bench.seed import PASSWORD, Seeded, seed
 
@@ -83,13 +83,25 @@ def run_rounds(
         wrk.run(server.url, script, connections=conn, seconds=1)
     # Requests still queued when wrk stops (slow logins) finish before the next run starts.
     settle = 3.0 if s.name == "login" else 0.2
+    store = redis.Redis.from_url(servers.REDIS_URL)
     for _ in range(rounds):
         time.sleep(settle)
         offset = bastion.log_offset()
-        result.bastion.append(wrk.run(bastion.url, script, connections=conn, seconds=seconds))
+        before = cpu.server_cpu_seconds(bastion.proc.pid), cpu.redis_cpu_seconds(store)
+        run = wrk.run(bastion.url, script, connections=conn, seconds=seconds)
+        after = cpu.server_cpu_seconds(bastion.proc.pid), cpu.redis_cpu_seconds(store)
+        result.bastion.append(run)
+        result.bastion_cpu_us.append(cpu.per_request_us(before[0], after[0], run.requests))
+        result.redis_cpu_us.append(cpu.per_request_us(before[1], after[1], run.requests))
         time.sleep(settle)
         result.unexpected_status.append(unexpected_statuses(bastion.log_since(offset), s))
-        result.bare.append(wrk.run(bare.url, script, connections=conn, seconds=seconds))
+        start = cpu.server_cpu_seconds(bare.proc.pid)
+        run = wrk.run(bare.url, script, connections=conn, seconds=seconds)
+        result.bare.append(run)
+        result.bare_cpu_us.append(
+            cpu.per_request_us(start, cpu.server_cpu_seconds(bare.proc.pid), run.requests)
+        )
+    store.close()
     return result
 
 
@@ -146,7 +158,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     machine = probes.machine()
     print(f"machine: {machine}", flush=True)
     connections = [int(c) for c in args.connections.split(",")]
-    workers = args.workers or min(2 * (os.cpu_count() or 1) + 1, 8)
+    workers = args.workers or servers.default_workers()
     extra: dict[str, Any] = {
         "workers": workers,
         "gunicorn_conf": servers.gunicorn_conf().name,
@@ -231,7 +243,16 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     for name, target in (("api_list", 0.5), ("home_html", 0.4)):
         e = by.get((name, 16))
         if e and e.get("ratio") is not None:
-            lines.append(f"{name}: ratio {e['ratio']:.2f} (target >= {target})")
+            line = f"{name}: ratio {e['ratio']:.2f} (target >= {target})"
+            if c := e.get("cpu_per_request"):
+                bastion, redis_us, bare = (
+                    c[k]["median"] for k in ("bastion_us", "redis_us", "bare_us")
+                )
+                line += (
+                    f"; CPU per answer {bastion + redis_us:.0f} us (gunicorn {bastion:.0f} + "
+                    f"Redis {redis_us:.0f}) vs bare {bare:.0f} us: {c['cost']['median']:.1f}x"
+                )
+            lines.append(line)
         else:
             lines.append(f"{name}: not available")
     for e in doc["scenarios"]:
@@ -285,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds per scenario")
     parser.add_argument("--connections", default="16,64")
     parser.add_argument(
-        "--workers", type=int, default=0, help="gunicorn workers (default 2 x CPUs + 1)"
+        "--workers", type=int, default=0, help="gunicorn workers (default: gunicorn.conf.py's)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the worker memory probe")
     parser.add_argument(

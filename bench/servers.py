@@ -38,6 +38,13 @@ def gunicorn_conf() -> Path:
     return ROOT / "gunicorn.conf.py"
 
 
+def default_workers() -> int:
+    """The worker count production gets here: gunicorn.conf.py's (``GUNICORN_WORKERS`` too)."""
+    import runpy
+
+    return int(runpy.run_path(str(gunicorn_conf()))["workers"])
+
+
 def compile_bytecode() -> None:
     """Bytecode for the project, as the image has it (pip compiles what it installs).
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from bench import report, wrk
+from bench import cpu, report, servers, wrk
 from bench.bare_app import create_app as create_bare_app
 from bench.run import summary_lines, unexpected_statuses
 from bench.scenarios import Scenario
@@ -204,3 +208,96 @@ def test_bare_app_replays_the_exact_bytes_status_and_type(tmp_path: Path) -> Non
     assert resp.data == body
     assert client.post("/auth/login").status_code == 302
     assert client.get("/auth/login").status_code == 405
+
+
+def test_stat_fields_are_counted_from_the_last_parenthesis() -> None:
+    # A command name may hold spaces and parentheses; utime..cstime are fields 14-17.
+    line = "4242 (gunicorn: (worker) x) S 1 4242 4242 0 -1 4194560 10 0 0 0 317 45 12 3 20 0 5"
+    assert cpu.parse_stat(line) == (317, 45, 12, 3)
+
+
+def test_server_cpu_counts_live_children_and_the_time_of_reaped_ones() -> None:
+    """A worker that exits during a run moves its time into the master's cutime."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    # The master: a process that starts one child and waits for it, as gunicorn reaps workers.
+    master = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "sys.stdin.readline()\n"
+            f"subprocess.run([sys.executable, '-c', {burn!r}])\n"
+            "time.sleep(30)\n",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        before = cpu.server_cpu_seconds(master.pid)
+        assert before is not None
+        master.stdin.write(b"go\n")  # type: ignore[union-attr]
+        master.stdin.flush()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while (
+            cpu._children(master.pid) or (cpu.server_cpu_seconds(master.pid) or 0) - before < 0.25
+        ):
+            assert time.monotonic() < deadline, "the child's CPU was never counted"
+            time.sleep(0.05)
+        # The child has exited and been reaped: its time stays counted, once.
+        assert not cpu._children(master.pid)
+        total = cpu.server_cpu_seconds(master.pid)
+        assert total is not None and 0.25 <= total - before < 1.5
+    finally:
+        master.kill()
+        master.wait()
+    assert cpu.server_cpu_seconds(master.pid) is None  # gone: absent, not an error
+
+
+def test_redis_cpu_is_read_from_info_or_left_absent(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    first = cpu.redis_cpu_seconds(client)
+    assert first is not None and first > 0
+    client.close()
+    assert cpu.redis_cpu_seconds(redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2)) is None
+
+
+def test_cpu_per_request_is_summarised_and_shown_beside_the_rates() -> None:
+    rounds = report.ScenarioRounds(
+        "api_list",
+        16,
+        bastion=[_result(1000), _result(1200), _result(900)],
+        bare=[_result(5000)] * 3,
+        bastion_cpu_us=[1300.0, 1250.0, None],  # a round /proc could not be read is left out
+        redis_cpu_us=[100.0, 110.0, 90.0],
+        bare_cpu_us=[350.0, 340.0, 330.0],
+    )
+    entry = report.summarise(rounds)
+    c = entry["cpu_per_request"]
+    assert c["bastion_us"] == {"median": 1275.0, "min": 1250.0, "max": 1300.0}
+    assert c["redis_us"]["median"] == 105.0
+    assert c["bare_us"]["median"] == 345.0
+    assert c["cost"]["min"] == 4.0  # (1300 + 100) / 350
+    assert "1380/345" in report.table([entry])
+    lines = summary_lines({"scenarios": [entry]})
+    assert any(
+        "CPU per answer 1380 us (gunicorn 1275 + Redis 105) vs bare 345 us" in line
+        for line in lines
+    )
+    # Without readings the entry simply has no CPU figures.
+    plain = report.summarise(
+        report.ScenarioRounds("home_html", 16, bastion=[_result(1)], bare=[_result(2)])
+    )
+    assert "cpu_per_request" not in plain
+    assert cpu.per_request_us(1.0, 1.5, 1000) == 500.0
+    assert cpu.per_request_us(None, 1.5, 1000) is None
+    assert cpu.per_request_us(1.0, 1.5, 0) is None
+
+
+def test_the_bench_runs_as_many_workers_as_production_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GUNICORN_WORKERS", raising=False)
+    assert servers.default_workers() == max(2, min(len(os.sched_getaffinity(0)), 8))
+    monkeypatch.setenv("GUNICORN_WORKERS", "3")
+    assert servers.default_workers() == 3
