@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from gunicorn.app.base import Application
 from gunicorn.config import Config
+from gunicorn.workers.gthread import ThreadWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "gunicorn.conf.py"
@@ -57,7 +58,7 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[Config, dict[str,
 
 
 def _expected_workers() -> int:
-    return min(2 * len(os.sched_getaffinity(0)) + 1, 8)
+    return max(2, min(len(os.sched_getaffinity(0)), 8))
 
 
 def test_defaults_are_production_safe(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +66,9 @@ def test_defaults_are_production_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, _ = load(monkeypatch)
     assert cfg.bind == ["0.0.0.0:8000"]
     assert cfg.workers == _expected_workers() <= 8
-    assert cfg.threads == 4 and cfg.worker_class_str == "gthread"
+    assert cfg.threads == 4
+    assert cfg.worker_class_str == "bastion.gunicorn_worker.BalancedThreadWorker"
+    assert issubclass(cfg.worker_class, ThreadWorker)
     assert cfg.timeout == 30 and cfg.graceful_timeout == 25 and cfg.keepalive == 5
     assert cfg.limit_request_line == 4094
     assert cfg.limit_request_fields == 64

@@ -1,0 +1,172 @@
+"""The gunicorn worker class: a connection goes to a worker with a free thread, none is lost.
+
+Real gunicorn with the project's gunicorn.conf.py, two workers of one thread each, and a
+tiny WSGI app that answers with its process id (``/hold?<s>`` first keeps its thread busy).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ops.processes import free_port, stop
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+APP = """
+import os, time
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/hold":
+        time.sleep(float(environ["QUERY_STRING"]))
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    tmp = tmp_path_factory.mktemp("worker")
+    (tmp / "pidapp.py").write_text(APP, encoding="utf-8")
+    port = free_port()
+    log = (tmp / "gunicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [str(GUNICORN), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(tmp)]
+        + ["-b", f"127.0.0.1:{port}", "pidapp:app"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")},
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_THREADS": "1",
+            "BASTION_ANNOUNCE_SETUP": "0",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        booted: set[str] = set()
+        while len(booted) < 2:  # both workers listening, so either may win a connection
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp / "gunicorn.log"
+            ).read_text()
+            booted = {
+                line.split("pid: ")[1]
+                for line in (tmp / "gunicorn.log").read_text().splitlines()
+                if "Booting worker with pid" in line
+            }
+            time.sleep(0.1)
+        assert "BalancedThreadWorker" in (tmp / "gunicorn.log").read_text()
+        answer(send(port, "/"), timeout=10)
+        yield port
+    finally:
+        stop(proc)
+        log.close()
+
+
+def send(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    return sock
+
+
+def answer(sock: socket.socket, timeout: float) -> str:
+    """The body (a worker's pid) of one response; the connection stays open."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096) or b"EOF"
+        assert not data.endswith(b"EOF"), "connection closed without an answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return body.decode()
+
+
+def test_a_worker_whose_threads_are_busy_leaves_new_connections_to_the_other(server: int) -> None:
+    """Stock gthread would let the busy worker win about half of these races."""
+    for _ in range(6):
+        busy = send(server, "/hold?1.0")
+        time.sleep(0.3)  # its worker has started on it: that worker's only thread is taken
+        other = send(server, "/")
+        served_by = answer(other, timeout=0.8)  # at once, not after the hold
+        assert served_by != answer(busy, timeout=5)
+        busy.close()
+        other.close()
+
+
+def test_while_every_worker_is_busy_a_new_connection_waits_and_is_served(server: int) -> None:
+    first = send(server, "/hold?1.0")
+    time.sleep(0.2)  # taken, so the second goes to the other worker
+    second = send(server, "/hold?1.0")
+    time.sleep(0.2)
+    waiting = send(server, "/")
+    pids = {answer(first, timeout=5), answer(second, timeout=5)}
+    assert len(pids) == 2, "each hold went to its own worker"
+    assert answer(waiting, timeout=5) in pids  # queued, then taken by the first free worker
+    for sock in (first, second, waiting):
+        sock.close()
+
+
+def test_connections_resting_between_requests_do_not_hold_a_thread(server: int) -> None:
+    """Idle keep-alive connections on every worker must not stop new ones being accepted.
+
+    gunicorn keeps them for its 5 s keep-alive; counting them as busy would leave a new
+    connection unaccepted until they expire.
+    """
+    resting = [send(server, "/") for _ in range(4)]
+    for sock in resting:
+        answer(sock, timeout=5)  # answered, now resting in keep-alive on some worker
+    fresh = send(server, "/")
+    assert answer(fresh, timeout=3)
+    for sock in [*resting, fresh]:
+        sock.close()
+
+
+def test_a_queued_connection_is_taken_even_while_kept_alive_ones_keep_every_worker_busy(
+    server: int,
+) -> None:
+    """Busy workers only give their idle siblings a head start: nothing waits for a lull.
+
+    Four clients keep both one-thread workers busy without a gap, each sending its next
+    request on its kept-alive connection as soon as the answer comes (as a proxy or a load
+    generator does). A new connection must still be taken within the grace period and
+    answered after the request in progress, not when the others stop.
+    """
+    stop_at = time.monotonic() + 3.0
+    errors: list[BaseException] = []
+
+    def keep_busy() -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", server), timeout=10)
+            while time.monotonic() < stop_at:
+                sock.sendall(b"GET /hold?0.02 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer(sock, timeout=10)
+            sock.close()
+        except BaseException as exc:  # reported below, in the test's own thread
+            errors.append(exc)
+
+    clients = [threading.Thread(target=keep_busy) for _ in range(4)]
+    for client in clients:
+        client.start()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    fresh = send(server, "/")
+    assert answer(fresh, timeout=1.0)  # the others go on until stop_at, 2 s later
+    assert time.monotonic() < stop_at
+    fresh.close()
+    for client in clients:
+        client.join()
+    assert not errors
