@@ -9,18 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.ops.processes import free_port, stop
-
-ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+from tests.ops.processes import GUNICORN, ROOT, free_port, stop
 
 APP = """
 import os, time
