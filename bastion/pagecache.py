@@ -26,10 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flask import Response, current_app, g, make_response, request, session
 from flask_login import current_user
+from werkzeug.http import generate_etag
 
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_KEY = "bastion.page_cache"
@@ -80,6 +81,17 @@ class _Store:
         return entry[1]
 
 
+class Tagged(NamedTuple):
+    """Stored bytes with their strong ETag, hashed once when stored instead of per answer."""
+
+    data: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Tagged:
+        return cls(data, generate_etag(data))  # what Response.add_etag() would compute
+
+
 def _store_for_app() -> _Store:
     store: _Store | None = current_app.extensions.get(_CACHE_KEY)
     if store is None:
@@ -91,30 +103,35 @@ def _ttl() -> float:
     return float(current_app.config.get("PUBLIC_PAGE_CACHE_SECONDS", 0))
 
 
-def _store(key: tuple[str, ...], body: str, ttl: float) -> None:
-    _store_for_app().put(key, body, len(body) * 4, ttl)  # str: up to 4 bytes a character
+def _store(key: tuple[str, ...], page: Tagged, ttl: float) -> None:
+    _store_for_app().put(key, page, len(page.data), ttl)
 
 
-def _cached(key: tuple[str, ...]) -> str | None:
-    body = _store_for_app().get(key)
-    return None if body is None else str(body)
+def _cached(key: tuple[str, ...]) -> Tagged | None:
+    page = _store_for_app().get(key)
+    return page if isinstance(page, Tagged) else None
 
 
-def remember(key: tuple[str, ...], produce: Callable[[], bytes]) -> bytes:
-    """``produce()``'s bytes for ``key``, reused for ``PUBLIC_PAGE_CACHE_SECONDS``.
+def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagged:
+    """``produce()``'s bytes for ``key`` with their ETag, reused for ``PUBLIC_PAGE_CACHE_SECONDS``.
 
     Only for data that is the same for every caller allowed to ask (the published article
     list): the caller authenticates and authorizes before asking, on every request.
     """
     ttl = _ttl()
     if ttl <= 0:
-        return produce()
+        return Tagged.of(produce())
     store = _store_for_app()
-    body = store.get(key)
-    if body is None:
-        body = produce()
-        store.put(key, body, len(body), ttl)
-    return bytes(body)
+    tagged = store.get(key)
+    if not isinstance(tagged, Tagged):
+        tagged = Tagged.of(produce())
+        store.put(key, tagged, len(tagged.data), ttl)
+    return tagged
+
+
+def remember(key: tuple[str, ...], produce: Callable[[], bytes]) -> bytes:
+    """The bytes of ``remember_tagged``."""
+    return remember_tagged(key, produce).data
 
 
 def _personal(body: str) -> bool:
@@ -127,11 +144,11 @@ def _personal(body: str) -> bool:
     return bool(nonce and nonce in body)
 
 
-def _conditional(body: str) -> Response:
-    response = make_response(body)
+def _conditional(page: Tagged) -> Response:
+    response = make_response(page.data)
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Cookie")
-    response.add_etag()
+    response.set_etag(page.etag)
     response.make_conditional(request)  # turns itself into a 304 when the ETag matches
     return response
 
@@ -145,17 +162,17 @@ def cached_public_page(view: F) -> F:
             return view(*args, **kwargs)
         ttl = _ttl()
         key = (request.endpoint or "", request.path, request.query_string.decode("latin-1"))
-        body = _cached(key) if ttl > 0 else None
-        if body is None:
+        page = _cached(key) if ttl > 0 else None
+        if page is None:
             result = view(*args, **kwargs)
             if not isinstance(result, str):
                 return result
             if _personal(result):
                 return result  # tied to this visitor: neither stored nor given an ETag
-            body = result
+            page = Tagged.of(result.encode())
             if ttl > 0:
-                _store(key, body, ttl)
-        return _conditional(body)
+                _store(key, page, ttl)
+        return _conditional(page)
 
     return wrapper  # type: ignore[return-value]
 

@@ -70,8 +70,12 @@ def list_articles(query: ListQuery) -> ArticleList | Serialized:
     # reused for a few seconds (bastion.pagecache); the token, its scope and the rate limit
     # were checked for this request before this line.
     key = ("json", "api.articles", query.q, str(query.page), str(query.per_page))
-    body = pagecache.remember(key, lambda: _article_list(None, query).model_dump_json().encode())
-    return Serialized(ArticleList, body)
+
+    def produce() -> bytes:
+        return _article_list(None, query).model_dump_json().encode()
+
+    tagged = pagecache.remember_tagged(key, produce)
+    return Serialized(ArticleList, tagged.data, tagged.etag)
 
 
 def _article_list(owner: User | None, query: ListQuery) -> ArticleList:

@@ -66,6 +66,7 @@ class Serialized:
 
     model: type[BaseModel]
     body: bytes
+    etag: str | None = None  # the body's strong ETag when it was computed with the body
 
 
 class InvalidInputError(Exception):
@@ -149,8 +150,9 @@ def _respond(op: Operation, result: Any) -> Response:
         return result  # type: ignore[no-any-return]
     if op.response is None:
         return Response(status=op.status)
+    etag = None
     if isinstance(result, Serialized) and result.model is op.response:
-        body = result.body
+        body, etag = result.body, result.etag
     elif isinstance(result, op.response):
         body = result.model_dump_json().encode()
     else:
@@ -158,7 +160,10 @@ def _respond(op: Operation, result: Any) -> Response:
         raise TypeError(f"{op.summary}: view returned {type(result).__name__}")
     response = Response(body, status=op.status, mimetype="application/json")
     if op.conditional:
-        response.add_etag()
+        if etag is None:
+            response.add_etag()
+        else:
+            response.set_etag(etag)
         response.make_conditional(request)  # 304 for a client that has these bytes
     return response
 

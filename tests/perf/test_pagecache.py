@@ -6,6 +6,7 @@ import re
 
 import pytest
 from flask import Flask
+from werkzeug.http import generate_etag
 
 from bastion import pagecache
 from tests.factories import PASSWORD, ArticleFactory, UserFactory
@@ -40,6 +41,7 @@ def test_etag_changes_when_the_page_changes(app: Flask, client) -> None:  # type
     assert resp.status_code == 200
     assert "Fresh news" in resp.get_data(as_text=True)
     assert resp.headers["ETag"] != etag
+    assert resp.headers["ETag"] == f'"{generate_etag(resp.data)}"'
 
 
 @pytest.mark.asvs("V14.2.2", "V14.3.2")
@@ -153,6 +155,10 @@ def test_article_page_is_stored_for_anonymous_readers_only(
             assert "csrf_token" not in sess  # reading made nothing personal
         stored = app.extensions["bastion.page_cache"]
         assert len(stored) == 1
+        # The ETag is hashed once when stored: it must be the hash of the bytes sent.
+        plain = client.get(f"/articles/{article.id}")
+        assert plain.data == first.data and plain.mimetype == "text/html"
+        assert plain.headers["ETag"] == first.headers["ETag"] == f'"{generate_etag(first.data)}"'
         again = client.get(f"/articles/{article.id}", headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 304
         # A signed-in reader gets the comment form, with a token of their own, never stored.
