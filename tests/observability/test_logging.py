@@ -55,6 +55,24 @@ def test_secrets_are_never_logged(client: FlaskClient, caplog) -> None:  # type:
     assert out["details"]["ok"] == 1
 
 
+@pytest.mark.asvs("V16.2.1")
+def test_timestamps_are_utc_with_milliseconds_across_second_boundaries() -> None:
+    """The formatter reuses the formatted second; each line must still get its own time."""
+    fmt = JSONFormatter()
+    stamps = []
+    # 2026-01-01T00:00:00Z is 1767225600; out of order, as threads may log.
+    for second, msecs in ((1767225599, 999), (1767225600, 1), (1767225599, 500), (1767225600, 250)):
+        record = logging.LogRecord("bastion.x", logging.INFO, "", 0, "m", None, None)
+        record.created, record.msecs = second + msecs / 1000, msecs
+        stamps.append(json.loads(fmt.format(record))["ts"])
+    assert stamps == [
+        "2025-12-31T23:59:59.999Z",
+        "2026-01-01T00:00:00.001Z",
+        "2025-12-31T23:59:59.500Z",
+        "2026-01-01T00:00:00.250Z",
+    ]
+
+
 def test_readyz_reports_database(client: FlaskClient) -> None:
     resp = client.get("/readyz")
     assert resp.status_code == 200
