@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 import redis
+from flask import Flask
 
-from bench import cpu, probes, report, servers, wrk
+from bench import breakdown, cpu, probes, report, servers, wrk
 from bench.scenarios import Client, Scenario, prepare
 from bench.seed import PASSWORD, Seeded, seed
 
@@ -139,19 +140,27 @@ def _memory(env: dict[str, str], scenario: Scenario, counts: tuple[int, int]) ->
         single.stop()
 
 
-def _login_cpu(seeded: Seeded) -> dict[str, Any]:
+def _in_process(log_name: str, fn: Callable[[Flask], dict[str, Any]]) -> dict[str, Any]:
+    """``fn`` on an app made here with the same production settings, logging to a file."""
     from bastion import create_app
     from bastion.extensions import db
 
-    app = create_app()  # the same production settings, in this process
-    quiet = logging.FileHandler(servers.RESULTS / "login-cpu.log")
+    app = create_app()
+    quiet = logging.FileHandler(servers.RESULTS / log_name)
     for logger in (logging.getLogger("bastion"), app.logger):
         logger.handlers[:] = [quiet]
     try:
-        return probes.login_cpu(app, seeded.logins[-10:], PASSWORD)
+        return fn(app)
     finally:
+        quiet.close()
         with app.app_context():
             db.engine.dispose()
+
+
+def _login_cpu(seeded: Seeded) -> dict[str, Any]:
+    return _in_process(
+        "login-cpu.log", lambda app: probes.login_cpu(app, seeded.logins[-10:], PASSWORD)
+    )
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,6 +213,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     entries.append(report.summarise(rounds))
                     print("  " + report.table(entries[-1:]).splitlines()[-1].strip(), flush=True)
             extra["notes"] = {s.name: s.note for s in scenarios if s.note}
+            chosen = [s for s in scenarios if not args.only or s.name in args.only.split(",")]
+            _probe(
+                extra,
+                "breakdown",
+                lambda: _in_process("breakdown.log", lambda app: breakdown.breakdown(app, chosen)),
+            )
             if args.only:  # a partial run (while working on one path): no probes
                 return report.document(machine, entries, extra)
             time.sleep(3)  # let queued logins drain before measuring the hash on its own
@@ -264,7 +279,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             )
     login = by.get(("login", 16))
     argon = doc.get("argon2", {})
-    for name in ("argon2", "login_cpu", "throttle", "startup", "memory"):
+    for name in ("argon2", "login_cpu", "throttle", "startup", "memory", "breakdown"):
         if "error" in doc.get(name, {}):
             lines.append(f"{name}: probe failed: {doc[name]['error']}")
             doc.pop(name)
@@ -329,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in summary_lines(doc):
         print(line)
+    if parts := breakdown.lines(doc.get("breakdown", {})):
+        print()
+        print("\n".join(parts))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     payload = json.dumps(doc, indent=2)
     (servers.RESULTS / f"bench-{stamp}.json").write_text(payload)

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench import cpu, report, servers, wrk
+from bench import breakdown, cpu, report, servers, wrk
 from bench.bare_app import create_app as create_bare_app
 from bench.run import summary_lines, unexpected_statuses
 from bench.scenarios import Scenario
@@ -301,3 +301,77 @@ def test_the_bench_runs_as_many_workers_as_production_would(
     assert servers.default_workers() == max(2, min(len(os.sched_getaffinity(0)), 8))
     monkeypatch.setenv("GUNICORN_WORKERS", "3")
     assert servers.default_workers() == 3
+
+
+def _burn(cpu_ns: int) -> None:
+    """Spend at least ``cpu_ns`` of this thread's CPU."""
+    end = time.thread_time_ns() + cpu_ns
+    while time.thread_time_ns() < end:
+        pass
+
+
+def test_breakdown_charges_each_hook_and_the_view_with_the_cpu_it_spent() -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.before_request(lambda: _burn(300_000))  # 0.3 ms of CPU, every request
+
+    @app.get("/")
+    def index() -> str:
+        _burn(100_000)
+        return "ok"
+
+    spent = breakdown.instrument(app)
+    result = breakdown.measure(app, spent, Scenario("page", "GET", "/", 200), requests=20)
+    parts = result["parts_us"]
+    assert parts[__name__] >= 300  # a hook from an unknown module is named by its module
+    assert parts[breakdown.VIEW] >= 100
+    assert list(parts)[0] == __name__  # largest first
+    # Whatever no hook or view accounts for is Flask's own; the parts add up to the total.
+    assert parts[breakdown.FLASK_ITSELF] >= 0
+    assert abs(sum(parts.values()) - result["total_us"]) < 1
+
+
+def test_breakdown_refuses_to_report_answers_that_are_not_the_scenarios() -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.get("/")(lambda: ("slow down", 429))
+    spent = breakdown.instrument(app)
+    with pytest.raises(RuntimeError, match="429"):
+        breakdown.measure(app, spent, Scenario("page", "GET", "/", 200), requests=5)
+
+
+def test_breakdown_names_bastions_controls(make_app) -> None:  # type: ignore[no-untyped-def]
+    """Every hook Bastion registers on a page is under a control's name, none lumped."""
+    app = make_app(RATELIMIT_ENABLED=True)
+    spent = breakdown.instrument(app)
+    result = breakdown.measure(
+        app, spent, Scenario("home", "GET", "/", 200, headers={"Host": "localhost"}), requests=5
+    )
+    named = {label for _, label in breakdown.LABELS}
+    assert set(result["parts_us"]) <= named | {breakdown.VIEW, breakdown.FLASK_ITSELF}
+    for control in (
+        "rate limit (Flask-Limiter, one Redis round trip)",
+        "request id and JSON request log",
+        "security headers, CSP nonce, HTTPS",
+        "CSRF check",
+    ):
+        assert control in result["parts_us"]
+
+
+def test_breakdown_table_has_a_row_per_part_and_a_column_per_scenario() -> None:
+    doc = {
+        "requests": 2000,
+        "scenarios": {
+            "api_list": {"total_us": 600.0, "parts_us": {"view": 150.0, "rate limit": 170.0}},
+            "home_html": {"total_us": 480.0, "parts_us": {"rate limit": 168.0, "view": 70.0}},
+        },
+    }
+    lines = breakdown.lines(doc)
+    assert "2000 requests" in lines[0]
+    assert lines[1].split() == ["api_list", "home_html"]
+    assert lines[2].split()[-2:] == ["170", "168"] and lines[2].startswith("rate limit")
+    assert lines[3].split() == ["view", "150", "70"]
+    assert lines[-1].split() == ["total", "600", "480"]
+    assert breakdown.lines({}) == []
