@@ -45,8 +45,10 @@ def register_extensions(app: Flask) -> None:
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.ratelimit_headers import init_ratelimit_headers
+    from bastion.security.session_cookie import CookieFirstSessionInterface
     from bastion.security.throttle_audit import init_throttle_audit
 
+    app.session_interface = CookieFirstSessionInterface()
     db.init_app(app)
     init_migrations(app)  # Flask-Migrate loads when something migrates
     csrf.init_app(app)

@@ -326,7 +326,7 @@ def test_breakdown_charges_each_hook_and_the_view_with_the_cpu_it_spent() -> Non
     parts = result["parts_us"]
     assert parts[__name__] >= 300  # a hook from an unknown module is named by its module
     assert parts[breakdown.VIEW] >= 100
-    assert list(parts)[0] == __name__  # largest first
+    assert list(parts.values()) == sorted(parts.values(), reverse=True)  # largest first
     # Whatever no hook or view accounts for is Flask's own; the parts add up to the total.
     assert parts[breakdown.FLASK_ITSELF] >= 0
     assert abs(sum(parts.values()) - result["total_us"]) < 1
