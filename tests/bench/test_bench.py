@@ -321,15 +321,22 @@ def test_breakdown_charges_each_hook_and_the_view_with_the_cpu_it_spent() -> Non
         _burn(100_000)
         return "ok"
 
-    spent = breakdown.instrument(app)
-    result = breakdown.measure(app, spent, Scenario("page", "GET", "/", 200), requests=20)
+    timers = breakdown.instrument(app)
+    assert timers.inside_ns > 0  # calibrated: the timers' own cost is known
+    result = breakdown.measure(app, timers, Scenario("page", "GET", "/", 200), requests=20)
+    assert timers.calls[__name__] == timers.calls[breakdown.VIEW] == 20
     parts = result["parts_us"]
-    assert parts[__name__] >= 300  # a hook from an unknown module is named by its module
-    assert parts[breakdown.VIEW] >= 100
+    assert parts[__name__] >= 290  # a hook from an unknown module is named by its module
+    assert parts[breakdown.VIEW] >= 90
     assert list(parts.values()) == sorted(parts.values(), reverse=True)  # largest first
     # Whatever no hook or view accounts for is Flask's own; the parts add up to the total.
     assert parts[breakdown.FLASK_ITSELF] >= 0
     assert abs(sum(parts.values()) - result["total_us"]) < 1
+    # The timers' cost is taken out of each part: a timer costing more than the work
+    # leaves nothing of it.
+    timers.inside_ns = 10**9
+    again = breakdown.measure(app, timers, Scenario("page", "GET", "/", 200), requests=20)
+    assert again["parts_us"][__name__] == again["parts_us"][breakdown.VIEW] == 0
 
 
 def test_breakdown_refuses_to_report_answers_that_are_not_the_scenarios() -> None:
@@ -337,17 +344,17 @@ def test_breakdown_refuses_to_report_answers_that_are_not_the_scenarios() -> Non
 
     app = Flask(__name__)
     app.get("/")(lambda: ("slow down", 429))
-    spent = breakdown.instrument(app)
+    timers = breakdown.instrument(app)
     with pytest.raises(RuntimeError, match="429"):
-        breakdown.measure(app, spent, Scenario("page", "GET", "/", 200), requests=5)
+        breakdown.measure(app, timers, Scenario("page", "GET", "/", 200), requests=5)
 
 
 def test_breakdown_names_bastions_controls(make_app) -> None:  # type: ignore[no-untyped-def]
     """Every hook Bastion registers on a page is under a control's name, none lumped."""
     app = make_app(RATELIMIT_ENABLED=True)
-    spent = breakdown.instrument(app)
+    timers = breakdown.instrument(app)
     result = breakdown.measure(
-        app, spent, Scenario("home", "GET", "/", 200, headers={"Host": "localhost"}), requests=5
+        app, timers, Scenario("home", "GET", "/", 200, headers={"Host": "localhost"}), requests=5
     )
     named = {label for _, label in breakdown.LABELS}
     assert set(result["parts_us"]) <= named | {breakdown.VIEW, breakdown.FLASK_ITSELF}
