@@ -5,6 +5,8 @@ nonce in the body, no name), yet rendering it costs a query and a template per r
 Each worker keeps the rendered body for ``PUBLIC_PAGE_CACHE_SECONDS`` (0 turns this off);
 every response still passes through the full request pipeline (rate limits, access
 policy, fresh CSP nonce, headers, logging) because only the view's return value is reused.
+When a body expires, one request renders the new one while the others answer with the
+old copy, for at most ``REFRESH_GRACE_SECONDS`` more.
 
 A body is stored only when rendering it left the session untouched and did not embed the
 request's CSP nonce, so a page that grows a form (CSRF token) or an inline script can never
@@ -47,38 +49,63 @@ def _anonymous_reader() -> bool:
 # Per worker and bounded by size, not count: one API page may hold 100 long articles.
 STORE_BUDGET_BYTES = 16 * 1024 * 1024
 ENTRY_MAX_BYTES = 2 * 1024 * 1024
+# While one request renders the new copy of an expired entry, the others keep answering
+# with the old one for at most this long (then another request tries again).
+REFRESH_GRACE_SECONDS = 2.0
 
 
 class _Store:
-    """key -> (deadline, value, size); emptied whole when the byte budget would overflow."""
+    """key -> (deadline, value, size); emptied whole when the byte budget would overflow.
+
+    An expired entry is renewed by one request at a time: the first to find it expired
+    renders, the others answer with the previous copy meanwhile. Without this, every
+    thread that arrives during a slow render (an article page takes a few milliseconds)
+    renders too, all at once, and the requests queued behind them wait for all of it.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, ...], tuple[float, Any, int]] = {}
         self.size = 0
+        self._refreshing: dict[tuple[str, ...], float] = {}  # key -> until when
         self._lock = threading.Lock()  # gunicorn's gthread workers serve several threads
 
     def put(self, key: tuple[str, ...], value: Any, size: int, ttl: float) -> None:
-        if size > ENTRY_MAX_BYTES:
-            return
         with self._lock:
+            self._refreshing.pop(key, None)
+            if size > ENTRY_MAX_BYTES:
+                return
             old = self.entries.pop(key, None)
             if old is not None:
                 self.size -= old[2]
             if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= 512:
                 # Varied query strings cannot grow memory: at worst they keep the store cold.
                 self.entries.clear()
+                self._refreshing.clear()
                 self.size = 0
             self.entries[key] = (time.monotonic() + ttl, value, size)
             self.size += size
+
+    def release(self, key: tuple[str, ...]) -> None:
+        """The request renewing ``key`` will not store anything: let the next one try."""
+        with self._lock:
+            self._refreshing.pop(key, None)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def get(self, key: tuple[str, ...]) -> Any | None:
+        """The stored value; None tells the caller to produce (and ``put``) a new one."""
         entry = self.entries.get(key)
-        if entry is None or entry[0] <= time.monotonic():
+        if entry is None:
             return None
-        return entry[1]
+        now = time.monotonic()
+        if entry[0] > now:
+            return entry[1]
+        with self._lock:
+            if self._refreshing.get(key, 0.0) > now:
+                return entry[1]  # another request is renewing it
+            self._refreshing[key] = now + REFRESH_GRACE_SECONDS
+        return None
 
 
 class Tagged(NamedTuple):
@@ -103,15 +130,6 @@ def _ttl() -> float:
     return float(current_app.config.get("PUBLIC_PAGE_CACHE_SECONDS", 0))
 
 
-def _store(key: tuple[str, ...], page: Tagged, ttl: float) -> None:
-    _store_for_app().put(key, page, len(page.data), ttl)
-
-
-def _cached(key: tuple[str, ...]) -> Tagged | None:
-    page = _store_for_app().get(key)
-    return page if isinstance(page, Tagged) else None
-
-
 def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagged:
     """``produce()``'s bytes for ``key`` with their ETag, reused for ``PUBLIC_PAGE_CACHE_SECONDS``.
 
@@ -124,7 +142,11 @@ def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagge
     store = _store_for_app()
     tagged = store.get(key)
     if not isinstance(tagged, Tagged):
-        tagged = Tagged.of(produce())
+        try:
+            tagged = Tagged.of(produce())
+        except BaseException:
+            store.release(key)
+            raise
         store.put(key, tagged, len(tagged.data), ttl)
     return tagged
 
@@ -153,6 +175,14 @@ def _conditional(page: Tagged) -> Response:
     return response
 
 
+def _render(view: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """The view's page as stored bytes, or its result as is when it is no shareable page."""
+    result = view(*args, **kwargs)
+    if not isinstance(result, str) or _personal(result):
+        return result  # tied to this visitor (or not a page): neither stored nor tagged
+    return Tagged.of(result.encode())
+
+
 def cached_public_page(view: F) -> F:
     """Reuse the rendered page for anonymous visitors; always answer with an ETag."""
 
@@ -162,16 +192,22 @@ def cached_public_page(view: F) -> F:
             return view(*args, **kwargs)
         ttl = _ttl()
         key = (request.endpoint or "", request.path, request.query_string.decode("latin-1"))
-        page = _cached(key) if ttl > 0 else None
-        if page is None:
-            result = view(*args, **kwargs)
-            if not isinstance(result, str):
-                return result
-            if _personal(result):
-                return result  # tied to this visitor: neither stored nor given an ETag
-            page = Tagged.of(result.encode())
-            if ttl > 0:
-                _store(key, page, ttl)
+        store = _store_for_app() if ttl > 0 else None
+        page = store.get(key) if store is not None else None
+        if not isinstance(page, Tagged):
+            try:
+                page = _render(view, args, kwargs)
+            except BaseException:
+                if store is not None:
+                    store.release(key)
+                raise
+            if store is not None:
+                if isinstance(page, Tagged):
+                    store.put(key, page, len(page.data), ttl)
+                else:
+                    store.release(key)
+            if not isinstance(page, Tagged):
+                return page
         return _conditional(page)
 
     return wrapper  # type: ignore[return-value]

@@ -53,7 +53,8 @@ def _require_own_or_scope(article: Article) -> None:
     summary="Published articles, newest first; 'mine' lists your own, drafts included",
     description=(
         "The published list is the same for every reader, so a server may answer from a "
-        "copy up to BASTION_PUBLIC_PAGE_CACHE_SECONDS old (5 s by default). It carries an "
+        "copy up to BASTION_PUBLIC_PAGE_CACHE_SECONDS old (5 s by default; up to 2 s more "
+        "while a new copy is being made). It carries an "
         "ETag: send it back in If-None-Match for a 304. With mine=true the list is always "
         "current."
     ),

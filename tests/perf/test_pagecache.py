@@ -172,3 +172,103 @@ def test_article_page_is_stored_for_anonymous_readers_only(
     finally:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
+
+
+def test_an_expired_entry_is_renewed_by_one_caller_while_the_others_get_the_old_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    store = pagecache._Store()
+    store.put(("k",), "v1", 2, ttl=5)
+    assert store.get(("k",)) == "v1"
+    clock[0] += 6  # expired
+    assert store.get(("k",)) is None  # the first caller renews
+    assert store.get(("k",)) == "v1"  # the others answer with the old copy meanwhile
+    store.put(("k",), "v2", 2, ttl=5)
+    assert store.get(("k",)) == "v2"
+    # A renewal that never lands holds the others back for the grace period only.
+    clock[0] += 6
+    assert store.get(("k",)) is None
+    clock[0] += pagecache.REFRESH_GRACE_SECONDS - 0.1
+    assert store.get(("k",)) == "v2"
+    clock[0] += 0.2
+    assert store.get(("k",)) is None  # another caller tries
+    # A renewal given up on (nothing to store) lets the next caller try at once.
+    store.release(("k",))
+    assert store.get(("k",)) is None
+
+
+def test_while_one_request_renders_a_page_anew_the_others_get_the_stored_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stampede: threads arriving during a slow render neither render nor wait for it."""
+    import threading
+
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    renders: list[int] = []
+    rendering, finish = threading.Event(), threading.Event()
+
+    @pagecache.cached_public_page
+    def page() -> str:
+        renders.append(1)
+        if len(renders) == 2:  # the renewal: slow, and it fails the first time
+            rendering.set()
+            assert finish.wait(10)
+            raise RuntimeError("database went away")
+        return f"<p>version {len(renders)}</p>"
+
+    def visit() -> bytes:
+        with app.test_request_context("/", base_url="https://localhost"):
+            return page().get_data()  # type: ignore[no-any-return]
+
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 5
+    errors: list[BaseException] = []
+
+    def renew() -> None:
+        try:
+            visit()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    try:
+        assert visit() == b"<p>version 1</p>"
+        clock[0] += 6
+        worker = threading.Thread(target=renew)
+        worker.start()
+        assert rendering.wait(10)
+        assert visit() == b"<p>version 1</p>"  # served the old copy, did not render
+        assert len(renders) == 2
+        finish.set()
+        worker.join(10)
+        assert errors and len(renders) == 2
+        # The failed renewal let go at once: the next visitor renders the new version.
+        assert visit() == b"<p>version 3</p>"
+        assert visit() == b"<p>version 3</p>"
+        assert len(renders) == 3
+    finally:
+        finish.set()
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+def test_a_failed_renewal_of_stored_bytes_lets_the_next_caller_try(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 5
+
+    def broken() -> bytes:
+        raise RuntimeError("database went away")
+
+    try:
+        assert pagecache.remember(("list",), lambda: b"one") == b"one"
+        clock[0] += 6
+        with pytest.raises(RuntimeError):
+            pagecache.remember(("list",), broken)
+        assert pagecache.remember(("list",), lambda: b"two") == b"two"
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
