@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import orjson
 from flask import Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import load_only
 
 from bastion.extensions import csrf, db, limiter
@@ -23,19 +24,26 @@ CSP_FIELDS = ("blocked-uri", "violated-directive", "effective-directive", "docum
               "source-file", "line-number", "disposition")
 
 
-@bp.get("/")
-@public
-@cached_public_page
-def index() -> ResponseReturnValue:
-    # Only what the list shows: the Markdown source and rendered body stay in the database.
-    articles = db.session.scalars(
+@cache
+def _latest_published() -> Select[Article]:
+    """The ten newest published articles, only what the list shows (the Markdown source and
+    rendered body stay in the database). Built once: constructing a select with its loader
+    options costs about as much CPU as running it, on every signed-in home page view."""
+    return (
         select(Article)
         .options(load_only(Article.id, Article.title, Article.summary, Article.published_at,
                            Article.author_id, Article.status))
         .where(Article.status == "published")
         .order_by(Article.published_at.desc(), Article.id.desc())
         .limit(10)
-    ).all()
+    )
+
+
+@bp.get("/")
+@public
+@cached_public_page
+def index() -> ResponseReturnValue:
+    articles = db.session.scalars(_latest_published()).all()
     return render_template("main/index.html", articles=articles)
 
 
