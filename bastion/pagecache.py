@@ -72,11 +72,11 @@ class _Store:
     def put(self, key: tuple[str, ...], value: Any, size: int, ttl: float) -> None:
         with self._lock:
             self._refreshing.pop(key, None)
-            if size > ENTRY_MAX_BYTES:
-                return
-            old = self.entries.pop(key, None)
+            old = self.entries.pop(key, None)  # never kept as the stale copy of a new value
             if old is not None:
                 self.size -= old[2]
+            if size > ENTRY_MAX_BYTES:
+                return
             if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= 512:
                 # Varied query strings cannot grow memory: at worst they keep the store cold.
                 self.entries.clear()

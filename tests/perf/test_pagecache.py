@@ -197,6 +197,9 @@ def test_an_expired_entry_is_renewed_by_one_caller_while_the_others_get_the_old_
     # A renewal given up on (nothing to store) lets the next caller try at once.
     store.release(("k",))
     assert store.get(("k",)) is None
+    # A new value too big to keep also drops the old one: nobody gets that copy any more.
+    store.put(("k",), "x" * 3, pagecache.ENTRY_MAX_BYTES + 1, ttl=5)
+    assert store.get(("k",)) is None and len(store) == 0 and store.size == 0
 
 
 def test_while_one_request_renders_a_page_anew_the_others_get_the_stored_one(
