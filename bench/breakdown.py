@@ -40,7 +40,8 @@ LABELS = (
     ("bastion.security.talisman_fast", "security headers, CSP nonce, HTTPS"),
     ("bastion.security.headers", "security headers, CSP nonce, HTTPS"),
     ("flask_wtf.", "CSRF check"),
-    ("bastion.security.access", "host and access policy"),
+    # The policy is the first to look at current_user: a signed-in user is loaded here.
+    ("bastion.security.access", "access policy (and loading a signed-in user)"),
     ("bastion.auth.sessions", "session identity"),
     ("flask_login.", "session identity"),
     ("bastion.api", "API: body limit, no cookie identity, CORS"),
