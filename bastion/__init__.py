@@ -105,9 +105,11 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from bastion.static_assets import init_static_assets
     from bastion.templating import register_template_helpers as register
 
     register(app)
+    init_static_assets(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -47,6 +47,7 @@ LABELS = (
     ("bastion.api", "API: body limit, no cookie identity, CORS"),
     ("flask_sqlalchemy.", "database session clean-up"),
     ("bastion.errors", "ids beyond the schema's range"),
+    ("bastion.static_assets", "static files: year-long caching of hashed URLs"),
 )
 
 

@@ -83,8 +83,11 @@ def add_security_headers(response: Response) -> Response:
     for name, value in STATIC_HEADERS.items():
         response.headers.setdefault(name, value)
     # Anything shown to a signed-in user (or tied to a session) must not be stored by a
-    # shared cache or kept in the browser's back/forward history.
-    if "sid" in session or (current_user and current_user.is_authenticated):
+    # shared cache or kept in the browser's back/forward history. Static files are the same
+    # bytes for everyone and keep their own caching (bastion.static_assets).
+    if request.endpoint != "static" and (
+        "sid" in session or (current_user and current_user.is_authenticated)
+    ):
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
     response.headers.pop("Server", None)
