@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import ipaddress
 import json
 import re
@@ -99,6 +100,15 @@ class Backend:
         return int(self.server.server_address[1])
 
 
+def _content_type(path: str) -> str:
+    """What the app answers with: stylesheets under /static/, pages, or JSON."""
+    if path.startswith("/static/"):
+        return "text/css; charset=utf-8"
+    if path.startswith("/page"):
+        return "text/html; charset=utf-8"
+    return "application/json"
+
+
 def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
     """An echo server; with ``tls``, it speaks only TLS with that certificate (as gunicorn
     does with GUNICORN_CERT_FILE)."""
@@ -116,7 +126,7 @@ def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
             backend.seen.append(headers)
             body = json.dumps({"backend": name, "headers": headers}).encode()
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", _content_type(self.path))
             self.send_header("Content-Length", str(len(body)))
             # The app's own HSTS header: nginx must replace it, not add a second one.
             self.send_header("Strict-Transport-Security", "max-age=1")
@@ -223,6 +233,7 @@ error_log {prefix / "error.log"} warn;
 events {{ worker_connections 64; }}
 http {{
   include /etc/nginx/mime.types;
+  gzip on;  # as in Debian's nginx.conf: bastion.conf must not compress pages anyway
 {_temp_paths(prefix)}
   include {prefix / "bastion.conf"};
 }}
@@ -487,6 +498,35 @@ def test_production_proxy_behaviour(
         socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
     ):
         weak.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.asvs("V12.1.1")
+def test_only_static_files_are_compressed(
+    tmp_path: Path, app_backend: Backend, internal_ca: InternalCA, run_nginx: StartNginx
+) -> None:
+    """Stylesheets travel gzipped; pages and API answers never do (BREACH), even with a base
+    nginx.conf that turns gzip on."""
+    _nginx_binary()
+    proxy = render_production(tmp_path, app_backend.port, internal_ca)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
+    gzip_ok = {"Accept-Encoding": "gzip"}
+
+    response, body = _request(conn, "GET", "/static/css/bastion.css?v=0123456789abcdef", gzip_ok)
+    assert response.status == 200
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert "Accept-Encoding" in (response.getheader("Vary") or "")
+    assert json.loads(gzip.decompress(body))["headers"][":path"].startswith("/static/")
+    seen = app_backend.seen[-1]
+    assert seen["x-forwarded-proto"] == "https", "the nested location keeps the proxy settings"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+
+    for path in ("/page?q=reflected", "/api/v1/articles"):
+        response, body = _request(conn, "GET", path, gzip_ok)
+        assert response.status == 200
+        assert response.getheader("Content-Encoding") is None, path
+        assert json.loads(body)["headers"][":path"] == path
+    conn.close()
 
 
 @pytest.mark.asvs("V12.3.3", "V12.3.4")
