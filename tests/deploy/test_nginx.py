@@ -521,7 +521,12 @@ def test_only_static_files_are_compressed(
     assert seen["x-forwarded-proto"] == "https", "the nested location keeps the proxy settings"
     assert seen["x-forwarded-for"] == "127.0.0.1"
 
-    for path in ("/page?q=reflected", "/api/v1/articles"):
+    # The app is handed the path nginx matched, never a raw one that it would route elsewhere.
+    response, body = _request(conn, "GET", "/page/../static/site.css?v=1", gzip_ok)
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert json.loads(gzip.decompress(body))["headers"][":path"] == "/static/site.css?v=1"
+
+    for path in ("/page?q=reflected", "/api/v1/articles", "/static/../page?q=reflected"):
         response, body = _request(conn, "GET", path, gzip_ok)
         assert response.status == 200
         assert response.getheader("Content-Encoding") is None, path
