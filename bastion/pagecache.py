@@ -17,7 +17,7 @@ Responses carry a strong ETag of the body and ``Cache-Control: no-cache`` with
 ``Vary: Cookie``: browsers revalidate every time and get ``304 Not Modified`` when nothing
 changed; a shared cache may keep only the anonymous version.
 
-``remember`` serves the API the same way for data that is identical for every caller
+``remember_tagged`` serves the API the same way for data that is identical for every caller
 allowed to ask (the published article list): the view authenticates and authorizes first,
 then asks for the bytes. The store is bounded by bytes, not entries.
 """
@@ -149,11 +149,6 @@ def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagge
             raise
         store.put(key, tagged, len(tagged.data), ttl)
     return tagged
-
-
-def remember(key: tuple[str, ...], produce: Callable[[], bytes]) -> bytes:
-    """The bytes of ``remember_tagged``."""
-    return remember_tagged(key, produce).data
 
 
 def _personal(body: str) -> bool:

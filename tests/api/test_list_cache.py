@@ -148,11 +148,11 @@ def test_store_is_bounded_by_bytes(app: Flask, monkeypatch: pytest.MonkeyPatch) 
     try:
         with app.test_request_context("/"):
             pagecache.clear()
-            assert pagecache.remember(("big",), lambda: b"x" * 700) == b"x" * 700
+            assert pagecache.remember_tagged(("big",), lambda: b"x" * 700).data == b"x" * 700
             store = app.extensions["bastion.page_cache"]
             assert len(store) == 0  # too big to keep
             for i in range(5):
-                pagecache.remember((str(i),), lambda: b"y" * 300)
+                pagecache.remember_tagged((str(i),), lambda: b"y" * 300)
             assert store.size <= 1000
             assert len(store) <= 3
     finally:

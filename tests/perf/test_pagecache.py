@@ -267,11 +267,11 @@ def test_a_failed_renewal_of_stored_bytes_lets_the_next_caller_try(
         raise RuntimeError("database went away")
 
     try:
-        assert pagecache.remember(("list",), lambda: b"one") == b"one"
+        assert pagecache.remember_tagged(("list",), lambda: b"one").data == b"one"
         clock[0] += 6
         with pytest.raises(RuntimeError):
-            pagecache.remember(("list",), broken)
-        assert pagecache.remember(("list",), lambda: b"two") == b"two"
+            pagecache.remember_tagged(("list",), broken)
+        assert pagecache.remember_tagged(("list",), lambda: b"two").data == b"two"
     finally:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
