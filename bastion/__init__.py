@@ -13,10 +13,11 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bastion.config import load_config
+from bastion.flask_app import BastionFlask
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = BastionFlask(__name__, instance_relative_config=True)
     load_config(app, config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
