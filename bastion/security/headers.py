@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.extensions import talisman
+from bastion.security.fixed_headers import FixedHeaders
 
 CSP: dict[str, str] = {
     "default-src": "'self'",
@@ -36,6 +37,8 @@ STATIC_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "X-Permitted-Cross-Domain-Policies": "none",
 }
+# What a view set itself is kept.
+_STATIC_HEADERS = FixedHeaders(STATIC_HEADERS.items(), replace=False)
 
 
 def init_headers(app: Flask) -> None:
@@ -80,8 +83,7 @@ def require_https() -> ResponseReturnValue | None:
 
 
 def add_security_headers(response: Response) -> Response:
-    for name, value in STATIC_HEADERS.items():
-        response.headers.setdefault(name, value)
+    present = _STATIC_HEADERS.apply(response.headers)
     # Anything shown to a signed-in user (or tied to a session) must not be stored by a
     # shared cache or kept in the browser's back/forward history. Static files are the same
     # bytes for everyone and keep their own caching (bastion.static_assets).
@@ -90,5 +92,6 @@ def add_security_headers(response: Response) -> Response:
     ):
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
-    response.headers.pop("Server", None)
+    if "server" in present:
+        del response.headers["Server"]
     return response

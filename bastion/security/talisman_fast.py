@@ -17,6 +17,8 @@ from flask_talisman import Talisman
 from flask_talisman.talisman import get_random_string
 from werkzeug.datastructures import Headers
 
+from bastion.security.fixed_headers import FixedHeaders
+
 _PLACEHOLDER = "BASTIONNONCEPLACEHOLDER"
 _NONCE_LENGTH = 32  # flask_talisman.talisman.NONCE_LENGTH
 
@@ -38,6 +40,7 @@ class PrecomputedTalisman(Talisman):  # type: ignore[misc]
         names = dict(self._fixed)
         self._hsts = names.pop("Strict-Transport-Security", "")
         self._fixed = [(k, v) for k, v in self._fixed if k != "Strict-Transport-Security"]
+        self._fixed_headers = FixedHeaders(self._fixed, replace=True)
 
     def _stock_headers(self, nonce: str | None) -> tuple[list[tuple[str, str]], str]:
         """What stock Talisman sets, split into fixed headers and the CSP value."""
@@ -78,8 +81,7 @@ class PrecomputedTalisman(Talisman):  # type: ignore[misc]
         if self._has_view_options():
             return super()._set_response_headers(response)  # type: ignore[no-any-return]
         headers = response.headers
-        for name, value in self._fixed:
-            headers[name] = value
+        self._fixed_headers.apply(headers)
         if self._csp_name:
             nonce = getattr(request, "csp_nonce", None)
             headers[self._csp_name] = (
