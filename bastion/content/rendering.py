@@ -1,13 +1,28 @@
-"""Markdown to safe HTML: render with markdown-it, then sanitise with an allowlist (nh3)."""
+"""Markdown to safe HTML: render with markdown-it, then sanitise with an allowlist (nh3).
+
+Articles keep the HTML rendered when they are written; only writes and profile pages (a
+bio) render. markdown-it therefore loads on the first render instead of in every worker's
+start-up, where it cost about 60 ms of CPU.
+"""
 
 from __future__ import annotations
 
-import nh3
-from markdown_it import MarkdownIt
+from functools import cache
+from typing import TYPE_CHECKING
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-    ["table", "strikethrough"]
-)
+import nh3
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
+        ["table", "strikethrough"]
+    )
 
 TAGS = {
     "p", "br", "hr", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "code", "pre",
@@ -20,7 +35,7 @@ URL_SCHEMES = {"http", "https", "mailto"}
 
 def render_markdown(source: str) -> str:
     """HTML that can go into a page as-is; raw HTML in the source is never passed through."""
-    html = _md.render(source)
+    html = _markdown().render(source)
     return nh3.clean(
         html,
         tags=TAGS,
@@ -33,6 +48,6 @@ def render_markdown(source: str) -> str:
 
 def summarise(source: str, limit: int = 280) -> str:
     """Plain-text summary (escaped again by Jinja wherever it is shown)."""
-    text = nh3.clean(_md.render(source), tags=set())
+    text = nh3.clean(_markdown().render(source), tags=set())
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

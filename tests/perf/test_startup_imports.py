@@ -1,4 +1,8 @@
-"""A serving process does not import what only other code paths need (start-up time)."""
+"""A serving process does not import what only other code paths need (start-up time).
+
+Markdown is rendered when an article is written and on profile pages (a bio), not for
+the home, article or API pages: markdown-it loads on the first render.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import json, sys
 from bastion import create_app
 app = create_app()
 app.test_client().get("/healthz")
-print(json.dumps(sorted(m for m in ("alembic", "flask_migrate", "segno", "sentry_sdk")
+print(json.dumps(sorted(m for m in ("alembic", "flask_migrate", "markdown_it", "segno",
+                                     "sentry_sdk")
                         if m in sys.modules)))
 """
 
