@@ -106,11 +106,13 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from bastion.form_attributes import install as install_form_attributes
     from bastion.static_assets import init_static_assets
     from bastion.templating import register_template_helpers as register
 
     register(app)
     init_static_assets(app)
+    install_form_attributes()
 
 
 def register_errorhandlers(app: Flask) -> None:

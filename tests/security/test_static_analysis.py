@@ -37,6 +37,7 @@ BANDIT_TESTS = {
     "B701": "Jinja autoescape off",
     "B702": "Mako templates",
     "B703": "Django mark_safe",
+    "B704": "markupsafe Markup on text that is not a literal",
     "B201": "Flask debug=True",
     "B105": "hard-coded password string",
     "B106": "hard-coded password argument",
