@@ -9,7 +9,7 @@ from flask import Flask
 
 from tests.factories import ArticleFactory, UserFactory
 from tests.support.auth import csrf_token
-from tests.support.roles import client_for
+from tests.support.roles import age_reauthentication, client_for
 
 
 class _Fields(HTMLParser):
@@ -57,6 +57,18 @@ def test_signed_in_forms_are_neither_invalid_nor_described_by_missing_ids(app: F
     article = ArticleFactory(author=editor)
     client = client_for(app, editor)
     for path in ("/account", "/articles/new", f"/articles/{article.id}/edit"):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        page = _check(resp.get_data(as_text=True))
+        assert not any("aria-invalid" in c for c in page.controls), path
+
+
+def test_admin_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask) -> None:
+    admin = UserFactory(role_name="admin")
+    target = UserFactory(role_name="editor", two_factor=True)  # the reset form needs 2FA on
+    client = client_for(app, admin)
+    age_reauthentication(admin, 0)  # the reset form asks for a fresh sign-in first
+    for path in ("/admin/users", "/admin/audit", f"/admin/users/{target.id}/2fa-reset"):
         resp = client.get(path)
         assert resp.status_code == 200, path
         page = _check(resp.get_data(as_text=True))
