@@ -6,6 +6,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.factories import ArticleFactory, UserFactory
 from tests.support.auth import csrf_token
@@ -45,22 +46,25 @@ def _check(html: str) -> _Fields:
     return page
 
 
+def _check_untouched(client: FlaskClient, *paths: str) -> None:
+    """Each page renders its form, and no field of a form nobody sent is invalid."""
+    for path in paths:
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        page = _check(resp.get_data(as_text=True))
+        assert not any("aria-invalid" in c for c in page.controls), path
+
+
 def test_anonymous_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask) -> None:
     client = app.test_client()
-    for path in ("/auth/login", "/auth/register", "/auth/reset"):
-        page = _check(client.get(path).get_data(as_text=True))
-        assert not any("aria-invalid" in c for c in page.controls), path
+    _check_untouched(client, "/auth/login", "/auth/register", "/auth/reset")
 
 
 def test_signed_in_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask) -> None:
     editor = UserFactory(role_name="editor")
     article = ArticleFactory(author=editor)
     client = client_for(app, editor)
-    for path in ("/account", "/articles/new", f"/articles/{article.id}/edit"):
-        resp = client.get(path)
-        assert resp.status_code == 200, path
-        page = _check(resp.get_data(as_text=True))
-        assert not any("aria-invalid" in c for c in page.controls), path
+    _check_untouched(client, "/account", "/articles/new", f"/articles/{article.id}/edit")
 
 
 def test_admin_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask) -> None:
@@ -68,11 +72,7 @@ def test_admin_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask
     target = UserFactory(role_name="editor", two_factor=True)  # the reset form needs 2FA on
     client = client_for(app, admin)
     age_reauthentication(admin, 0)  # the reset form asks for a fresh sign-in first
-    for path in ("/admin/users", "/admin/audit", f"/admin/users/{target.id}/2fa-reset"):
-        resp = client.get(path)
-        assert resp.status_code == 200, path
-        page = _check(resp.get_data(as_text=True))
-        assert not any("aria-invalid" in c for c in page.controls), path
+    _check_untouched(client, "/admin/users", "/admin/audit", f"/admin/users/{target.id}/2fa-reset")
 
 
 def test_a_refused_field_is_invalid_and_described_by_its_error(app: Flask) -> None:
