@@ -41,8 +41,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from bastion.api.auth import offer_state_read
     from bastion.dbmigrate import init_migrations
     from bastion.extensions import csrf, db, limiter, login_manager
+    from bastion.security import ratelimit_storage
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.ratelimit_headers import init_ratelimit_headers
@@ -59,7 +61,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # sessions are server-side records instead
     init_throttle_audit(app)
+    # Before Flask-Limiter's hook, so the read it prepares can go with the limit's hit.
+    app.before_request(offer_state_read)
     limiter.init_app(app)
+    ratelimit_storage.enable(app, limiter.storage)
     init_ratelimit_headers(app)
     init_headers(app)
     # Runs after Flask-Login has a user to look at; the single gate for every view.

@@ -292,7 +292,11 @@ def _normalise(app: Flask) -> None:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
-    cfg["RATELIMIT_STORAGE_URI"] = cfg.get("REDIS_URL") or "memory://"
+    from bastion.security.ratelimit_storage import limiter_uri
+
+    # The same Redis through a subclass of limits' storage that can carry a read along.
+    redis_url = cfg.get("REDIS_URL")
+    cfg["RATELIMIT_STORAGE_URI"] = limiter_uri(str(redis_url)) if redis_url else "memory://"
     if cfg.get("REDIS_URL"):
         # A Redis that stops answering costs a request one second, never a hang.
         cfg.setdefault(

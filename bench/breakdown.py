@@ -30,11 +30,14 @@ VIEW = "view"
 
 # Friendlier names for the hooks of the libraries and modules Bastion registers; a hook
 # from anywhere else is listed under its module's name, so nothing is lumped in silently.
+RATE_LIMIT = "rate limit (Flask-Limiter; one Redis round trip, with an API token's state)"
 LABELS = (
-    ("flask_limiter.", "rate limit (Flask-Limiter, one Redis round trip)"),
-    ("bastion.security.ratelimit_headers", "rate limit (Flask-Limiter, one Redis round trip)"),
+    ("flask_limiter.", RATE_LIMIT),
+    ("bastion.security.ratelimit_headers", RATE_LIMIT),
     # Refuses sign-ins while the limiter's storage is down: part of the same control.
-    ("bastion.observability.outages", "rate limit (Flask-Limiter, one Redis round trip)"),
+    ("bastion.observability.outages", RATE_LIMIT),
+    # Names the token's revocation and state keys, which the limit's round trip reads.
+    ("bastion.api.auth.offer_state_read", RATE_LIMIT),
     ("bastion.observability.logging", "request id and JSON request log"),
     ("bastion.observability.metrics", "Prometheus metrics"),
     ("bastion.security.talisman_fast", "security headers, CSP nonce, HTTPS"),

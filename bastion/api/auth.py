@@ -17,6 +17,7 @@ from bastion.api import pats, tokens
 from bastion.errors import problem
 from bastion.extensions import db
 from bastion.models import User
+from bastion.security import ratelimit_storage
 
 # A JWT access token stands for an interactive sign-in: it carries every scope the role
 # allows, plus "account": managing the profile and personal tokens, which a personal
@@ -96,6 +97,22 @@ def _bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not value.strip() or " " in value.strip():
         raise BearerError("Use 'Authorization: Bearer <token>'.", "invalid_request")
     return value.strip()
+
+
+def offer_state_read() -> None:
+    """before_request, ahead of Flask-Limiter: an API call whose bearer token this worker
+    has verified before gets its revocation and user-state read sent to Redis together
+    with the rate-limit hit, one round trip instead of two (``ratelimit_storage``). Only
+    the read moves; every check still happens in the view."""
+    if request.blueprint != "api" or not ratelimit_storage.enabled():
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return
+    keys = tokens.state_keys_if_known(value.strip())
+    if keys is not None:
+        ratelimit_storage.offer(keys)
 
 
 def authenticate() -> ApiPrincipal | None:

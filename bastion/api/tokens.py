@@ -157,15 +157,18 @@ def user_for(claims: dict[str, Any]) -> User:
     return user
 
 
+def revocation_keys(claims: dict[str, Any]) -> list[str]:
+    """The Redis keys that would revoke the token: its own id and its family."""
+    return revocation.redis_keys(f"jti:{claims['jti']}", f"fam:{claims['fam']}")
+
+
 def state_for(claims: dict[str, Any]) -> UserState:
     """Like ``user_for``, but with Redis the revocation keys and the user's state come from
     one MGET and a worker's snapshot (``bastion.api.user_states``), not the database."""
     user_id = _subject(claims)
     if not revocation.uses_redis():
         return UserState.of(user_for(claims))
-    revoked, stamp = user_states.fetch(
-        revocation.redis_keys(f"jti:{claims['jti']}", f"fam:{claims['fam']}"), user_id
-    )
+    revoked, stamp = user_states.fetch(revocation_keys(claims), user_id)
     if any(v is not None for v in revoked):
         raise TokenError("The token has been revoked.")
     return _refuse_stale(claims, user_states.state(user_id, stamp))
@@ -188,6 +191,24 @@ def _verified_cache() -> dict[bytes, dict[str, Any]]:
     if held is None or held[0] is not ks:
         held = current_app.extensions["bastion.jwt_verified"] = (ks, {})
     return held[1]
+
+
+def state_keys_if_known(token: str) -> list[str] | None:
+    """What ``state_for`` will read from Redis for ``token``, if this worker verified it
+    before; None otherwise. Nothing is verified here: this only guesses which keys to read
+    early (``bastion.api.auth.offer_state_read``), and the reader compares them."""
+    held: tuple[Keyset, dict[bytes, dict[str, Any]]] | None = current_app.extensions.get(
+        "bastion.jwt_verified"
+    )
+    if held is None or len(token) > MAX_TOKEN_CHARS:
+        return None
+    claims = held[1].get(hashlib.sha256(token.encode()).digest())
+    if claims is None:
+        return None
+    try:
+        return user_states.read_keys(revocation_keys(claims), _subject(claims))
+    except TokenError:
+        return None
 
 
 def _decode_access(token: str) -> dict[str, Any]:

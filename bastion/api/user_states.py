@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import event, inspect
@@ -83,11 +83,21 @@ def _snapshots() -> dict[int, tuple[Stamp, float, UserState]]:
     return store
 
 
-def fetch(extra_keys: list[str], user_id: int) -> tuple[list[bytes | None], Stamp]:
-    """One MGET: the values of ``extra_keys`` and the user's current stamp."""
-    from bastion.redis_client import get_redis
+def read_keys(extra_keys: list[str], user_id: int) -> list[str]:
+    """What ``fetch`` reads: ``extra_keys``, then the user's stamp keys."""
+    return [*extra_keys, *_keys(user_id)]
 
-    values: list[bytes | None] = get_redis().mget([*extra_keys, *_keys(user_id)])  # type: ignore[assignment]
+
+def fetch(extra_keys: list[str], user_id: int) -> tuple[list[bytes | None], Stamp]:
+    """One MGET: the values of ``extra_keys`` and the user's current stamp. The MGET may
+    already have gone to Redis with the request's rate-limit hit (``ratelimit_storage``)."""
+    from bastion.redis_client import get_redis
+    from bastion.security import ratelimit_storage
+
+    keys = read_keys(extra_keys, user_id)
+    values = ratelimit_storage.take(keys)
+    if values is None:
+        values = cast(list[bytes | None], get_redis().mget(keys))
     n = len(extra_keys)
     return values[:n], (values[n], values[n + 1])
 

@@ -359,7 +359,7 @@ def test_breakdown_names_bastions_controls(make_app) -> None:  # type: ignore[no
     named = {label for _, label in breakdown.LABELS}
     assert set(result["parts_us"]) <= named | {breakdown.VIEW, breakdown.FLASK_ITSELF}
     for control in (
-        "rate limit (Flask-Limiter, one Redis round trip)",
+        breakdown.RATE_LIMIT,
         "request id and JSON request log",
         "security headers, CSP nonce, HTTPS",
         "CSRF check",

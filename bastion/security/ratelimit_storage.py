@@ -1,0 +1,124 @@
+"""Flask-Limiter's Redis storage, able to carry one read in the round trip that counts a hit.
+
+Why: an API call with a bearer token went to Redis twice, once for Flask-Limiter's EVALSHA
+before the view and once for the MGET of the token's revocation keys and its user's stamp
+inside it. Each round trip costs a request as much CPU as a whole security header pass
+(pool, socket, a sleep and a wake-up). ``limits`` has no way to batch a foreign read with a
+hit, so this subclass of its ``RedisStorage`` (registered for ``bastion+redis://``, which
+is how the settings name the limiter's Redis) sends both in one pipeline when the request
+offered a read.
+
+What keeps it safe: the values are only ever used by ``take``, in the same request, once, for
+exactly the keys that were read, from the same Redis server and database the caller would
+have asked (``enable`` refuses any other limiter store). Which keys to offer is a guess
+made before the limiter runs (``bastion.api.auth.offer_state_read``); a wrong guess only
+means ``take`` returns None and the caller makes its own MGET. The hit itself is counted
+by ``limits``' own Lua script, as before.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app, has_request_context, request
+from limits.storage import RedisStorage
+from redis import Redis
+from redis.exceptions import NoScriptError
+
+SCHEME_PREFIX = "bastion+"
+_ENABLED = "bastion.ratelimit_ride"
+# In the WSGI environ, which belongs to one request; ``g`` belongs to an app context, which
+# a test or a command may keep around several requests.
+_RIDE = "bastion.ratelimit_ride"
+
+
+@dataclass(slots=True)
+class Ride:
+    """A read offered for the request's first limit hit, and its answer once sent."""
+
+    keys: list[str]
+    values: list[bytes | None] | None = None
+    sent: bool = False
+
+
+class RideAlongRedisStorage(RedisStorage):
+    """``limits``' Redis storage; the moving window's first hit of a request can carry a read."""
+
+    # limits registers the schemes a subclass names here.
+    STORAGE_SCHEME = [
+        f"{SCHEME_PREFIX}redis",
+        f"{SCHEME_PREFIX}rediss",
+        f"{SCHEME_PREFIX}redis+unix",
+    ]
+
+    def __init__(self, uri: str, **options: float | str | bool) -> None:
+        super().__init__(uri.removeprefix(SCHEME_PREFIX), **options)  # type: ignore[arg-type]
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        ride = _pending()
+        if ride is None:
+            return super().acquire_entry(key, limit, expiry, amount)
+        ride.sent = True  # one try: an error here must not resend it with the next limit
+        client = cast(Redis, self.get_connection())
+        with client.pipeline(transaction=False) as pipe:
+            # EVALSHA directly: a Script object in a pipeline costs a SCRIPT EXISTS round trip.
+            pipe.evalsha(  # type: ignore[no-untyped-call]
+                self.lua_acquire_moving_window.sha,
+                1,
+                self.prefixed_key(key),
+                time.time(),
+                limit,
+                expiry,
+                amount,
+            )
+            pipe.mget(ride.keys)
+            acquired, values = pipe.execute(raise_on_error=False)
+        if isinstance(values, list) and len(values) == len(ride.keys):
+            ride.values = values
+        if isinstance(acquired, NoScriptError):  # Redis restarted: limits loads the script
+            return super().acquire_entry(key, limit, expiry, amount)
+        if isinstance(acquired, Exception):
+            raise acquired
+        return bool(acquired)
+
+
+def limiter_uri(redis_url: str) -> str:
+    """The limiter's storage URI for the app's own Redis."""
+    return SCHEME_PREFIX + redis_url
+
+
+def enable(app: Flask, storage: object) -> None:
+    """Allow rides only when the limiter's store is this class on the app's own Redis."""
+    redis_url = app.config.get("REDIS_URL")
+    app.extensions[_ENABLED] = bool(
+        redis_url
+        and isinstance(storage, RideAlongRedisStorage)
+        and app.config.get("RATELIMIT_STORAGE_URI") == limiter_uri(str(redis_url))
+    )
+
+
+def enabled() -> bool:
+    return bool(current_app.extensions.get(_ENABLED))
+
+
+def offer(keys: list[str]) -> None:
+    """Before the limiter runs: read ``keys`` along with the request's first limit hit."""
+    if enabled():
+        request.environ[_RIDE] = Ride(list(keys))
+
+
+def take(keys: list[str]) -> list[bytes | None] | None:
+    """The values of exactly ``keys`` if they came with this request's limit hit, once."""
+    ride: Ride | None = request.environ.pop(_RIDE, None)
+    if ride is None or ride.values is None or ride.keys != keys:
+        return None
+    return ride.values
+
+
+def _pending() -> Ride | None:
+    if not has_request_context():
+        return None
+    ride: Ride | None = request.environ.get(_RIDE)
+    return None if ride is None or ride.sent else ride
