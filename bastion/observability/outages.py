@@ -5,7 +5,8 @@ HTML page, or problem+json under ``/api/``) instead of a 500 or a hang. Connecti
 statement timeouts bound the wait (``config._engine_options``); ``pool_pre_ping`` throws away
 dead pooled connections, so the site recovers by itself when the database is back.
 
-Redis (rate-limit storage): reads fail OPEN, credential endpoints fail CLOSED.
+Redis (rate-limit storage): reads fail OPEN, credential endpoints fail CLOSED. Whatever
+needs Redis itself to answer (an API token's revocation check) gets the same quick 503.
 Flask-Limiter falls back to per-process in-memory limits
 (``RATELIMIT_IN_MEMORY_FALLBACK_ENABLED``) and logs a warning, so pages keep being served
 with limits that still hold per instance. A login, 2FA, re-authentication, registration,
@@ -19,6 +20,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import ServiceUnavailable
@@ -33,6 +36,8 @@ LIMITER_RETRY_AFTER = 30
 def init_outage_handling(app: Flask) -> None:
     for exc_class in (OperationalError, InterfaceError, PoolTimeoutError):
         app.register_error_handler(exc_class, database_unavailable)
+    for redis_error in (RedisConnectionError, RedisTimeoutError):
+        app.register_error_handler(redis_error, redis_unavailable)
     paths = app.config.get("RATELIMIT_FAIL_CLOSED_PATHS") or ()
     if isinstance(paths, str):
         paths = [p.strip() for p in paths.split(",") if p.strip()]
@@ -60,6 +65,20 @@ def database_unavailable(exc: Exception) -> Response:
         ServiceUnavailable(
             description="The database is temporarily unavailable. Please try again shortly.",
             retry_after=DATABASE_RETRY_AFTER,
+        )
+    )
+
+
+def redis_unavailable(exc: Exception) -> Response:
+    """503 for a Redis that cannot be reached where no answer is safe without it: a token
+    whose revocation cannot be read is refused (closed), but not with a 500."""
+    log.warning("redis unavailable", extra={"error": type(exc).__name__, "path": request.path})
+    from bastion.errors import handle_http_exception
+
+    return handle_http_exception(
+        ServiceUnavailable(
+            description="A service is temporarily unavailable. Please try again shortly.",
+            retry_after=LIMITER_RETRY_AFTER,
         )
     )
 

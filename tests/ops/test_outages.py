@@ -185,3 +185,34 @@ def test_redis_down_keeps_reads_open_and_closes_logins(
             break
         assert time.monotonic() < deadline, "logins did not resume after Redis returned"
         time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.asvs("V16.5.3", "V7.4.1")
+def test_api_tokens_through_a_redis_outage_and_restart(
+    redis_fault: tuple[Gunicorn, ThrowawayRedis],
+) -> None:
+    """The revocation read rides with the limiter's hit: when Redis dies it must not fail
+    open, and after a restart (no scripts loaded) the API must answer again by itself."""
+    server, redis = redis_fault
+    api = WebClient(server.url, client_ip="198.51.100.20")
+    issued = api.post("/api/v1/auth/token", json={"username": "bob", "password": PASSWORD})
+    assert issued.status_code == 200, issued.text
+    bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    for _ in range(3):  # the first verifies the token; the next ones send one pipeline
+        assert api.get("/api/v1/articles", headers=bearer).status_code == 200
+
+    redis.stop()
+    down, seconds = _timed(lambda: api.get("/api/v1/articles", headers=bearer))
+    assert seconds < MAX_OUTAGE_ANSWER_SECONDS
+    assert down.status_code == 503, down.text  # revocation cannot be checked: closed
+    assert down.headers["Content-Type"].startswith("application/problem+json")
+    assert down.headers["Retry-After"] == "30"
+    assert "redis unavailable" in server.output()
+
+    redis.start()
+    deadline = time.monotonic() + 10
+    while api.get("/api/v1/articles", headers=bearer).status_code != 200:
+        assert time.monotonic() < deadline, "the API did not resume after Redis returned"
+        time.sleep(0.3)
