@@ -57,7 +57,7 @@ class RideAlongRedisStorage(RedisStorage):
         super().__init__(uri.removeprefix(SCHEME_PREFIX), **options)  # type: ignore[arg-type]
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        ride = _pending()
+        ride = _pending(self)
         if ride is None:
             return super().acquire_entry(key, limit, expiry, amount)
         ride.sent = True  # one try: an error here must not resend it with the next limit
@@ -90,17 +90,19 @@ def limiter_uri(redis_url: str) -> str:
 
 
 def enable(app: Flask, storage: object) -> None:
-    """Allow rides only when the limiter's store is this class on the app's own Redis."""
+    """Allow rides only when the limiter's store is this class on the app's own Redis, and
+    only through that very store (``_pending``), whatever else shares the process."""
     redis_url = app.config.get("REDIS_URL")
-    app.extensions[_ENABLED] = bool(
+    approved = (
         redis_url
         and isinstance(storage, RideAlongRedisStorage)
         and app.config.get("RATELIMIT_STORAGE_URI") == limiter_uri(str(redis_url))
     )
+    app.extensions[_ENABLED] = storage if approved else None
 
 
 def enabled() -> bool:
-    return bool(current_app.extensions.get(_ENABLED))
+    return current_app.extensions.get(_ENABLED) is not None
 
 
 def offer(keys: list[str]) -> None:
@@ -111,14 +113,19 @@ def offer(keys: list[str]) -> None:
 
 def take(keys: list[str]) -> list[bytes | None] | None:
     """The values of exactly ``keys`` if they came with this request's limit hit, once."""
+    if not has_request_context():
+        return None
     ride: Ride | None = request.environ.pop(_RIDE, None)
     if ride is None or ride.values is None or ride.keys != keys:
         return None
     return ride.values
 
 
-def _pending() -> Ride | None:
+def _pending(storage: RideAlongRedisStorage) -> Ride | None:
+    """The request's unsent ride, if ``storage`` is the store its app approved."""
     if not has_request_context():
         return None
     ride: Ride | None = request.environ.get(_RIDE)
-    return None if ride is None or ride.sent else ride
+    if ride is None or ride.sent or current_app.extensions.get(_ENABLED) is not storage:
+        return None
+    return ride

@@ -179,6 +179,14 @@ def test_values_serve_only_the_same_keys_in_the_same_request_once(
         assert ratelimit_storage.take(keys) is None  # another request: nothing offered
         ratelimit_storage.offer(keys)
         assert ratelimit_storage.take(keys) is None  # offered, never sent
+    # A store the app did not approve (another app's, in the same process) carries nothing.
+    stranger = RideAlongRedisStorage(limiter_uri(redis_url))
+    with rig.app.test_request_context("/api/v1/articles"):
+        ratelimit_storage.offer(keys)
+        assert stranger.acquire_entry(f"{prefix}:ride-test", 100, 60)
+        assert ratelimit_storage.take(keys) is None
+    with rig.app.app_context():
+        assert ratelimit_storage.take(keys) is None  # no request, no ride
 
 
 def test_no_ride_unless_the_limiter_uses_the_apps_own_redis(
