@@ -85,7 +85,10 @@ class RideAlongRedisStorage(RedisStorage):
 
 
 def limiter_uri(redis_url: str) -> str:
-    """The limiter's storage URI for the app's own Redis."""
+    """The limiter's storage URI for the app's own Redis (redis-py's ``unix://`` is
+    ``redis+unix://`` to limits)."""
+    if redis_url.startswith("unix://"):
+        redis_url = "redis+" + redis_url
     return SCHEME_PREFIX + redis_url
 
 

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 from limits.storage import RedisStorage
-from redis.connection import Connection
+from redis.connection import AbstractConnection
 
 from bastion.api import revocation, tokens
 from bastion.extensions import db, limiter
@@ -29,6 +30,7 @@ from bastion.security import ratelimit_storage
 from bastion.security.ratelimit_storage import RideAlongRedisStorage, limiter_uri
 from tests.api.conftest import Api
 from tests.factories import UserFactory
+from tests.ops.processes import ThrowawayRedis
 
 pytestmark = [pytest.mark.redis]
 
@@ -50,16 +52,16 @@ class Rig:
 
 @pytest.fixture
 def make_rig(make_app: Callable[..., Flask], redis_url: str) -> Callable[..., Rig]:
-    def make(**overrides: Any) -> Rig:
+    def make(redis: str = redis_url, **overrides: Any) -> Rig:
         prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
         app = make_app(
-            REDIS_URL=redis_url, REDIS_PREFIX=prefix, RATELIMIT_KEY_PREFIX=prefix, **overrides
+            REDIS_URL=redis, REDIS_PREFIX=prefix, RATELIMIT_KEY_PREFIX=prefix, **overrides
         )
         with app.app_context():
             # Flask-Limiter keeps the first app's key prefix: start from no hits.
             limiter.reset()
             user = UserFactory(password_changed_at=utcnow() - timedelta(days=1))
-            rig = Rig(app, tokens.issue_pair(user).access_token, user.id, redis_url)
+            rig = Rig(app, tokens.issue_pair(user).access_token, user.id, redis)
             db.session.remove()
         return rig
 
@@ -70,14 +72,14 @@ def make_rig(make_app: Callable[..., Flask], redis_url: str) -> Callable[..., Ri
 def counted_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     """Every write to a Redis socket: one per command, or one per pipeline."""
     sent: list[bytes] = []
-    original = Connection.send_packed_command
+    original = AbstractConnection.send_packed_command
 
-    def send(self: Connection, command: Any, check_health: bool = True) -> None:
+    def send(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
         sent.append(command)
         original(self, command, check_health)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Connection, "send_packed_command", send)
+        patch.setattr(AbstractConnection, "send_packed_command", send)
         yield sent
 
 
@@ -151,6 +153,29 @@ def test_the_limit_is_counted_after_redis_lost_its_scripts(
     assert rig.call().status_code == 200
     redis.Redis.from_url(rig.redis_url).script_flush()
     assert [rig.call().status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_redis_on_a_unix_socket_carries_the_read_too(
+    make_rig: Callable[..., Rig],
+    make_app: Callable[..., Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """redis-py's ``unix://`` URL is ``redis+unix://`` to limits: both must reach it."""
+    server = ThrowawayRedis(unix_socket=tmp_path / "redis.sock").start()
+    try:
+        rig = make_rig(redis=server.url, API_RATE_LIMIT="4 per minute")
+        assert (
+            rig.app.config["RATELIMIT_STORAGE_URI"] == f"bastion+redis+unix://{server.unix_socket}"
+        )
+        _warm(rig)
+        with counted_sends(monkeypatch) as sent:
+            assert rig.call().status_code == 200
+        assert len(sent) == 1
+        assert [rig.call().status_code for _ in range(2)] == [200, 429]  # counted there
+    finally:
+        server.stop()
+        make_app()  # leave Flask-Limiter's shared instance on a store that exists
 
 
 def test_values_serve_only_the_same_keys_in_the_same_request_once(

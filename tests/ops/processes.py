@@ -243,15 +243,29 @@ class Nginx:
 class ThrowawayRedis:
     """A private redis-server on its own port, so killing it harms no one else."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    def __init__(self, unix_socket: Path | None = None) -> None:
+        """On a TCP port of its own, or only on ``unix_socket`` when one is given."""
+        self.port = 0 if unix_socket else free_port()
+        self.unix_socket = unix_socket
+        self.url = f"unix://{unix_socket}" if unix_socket else f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _answers(self) -> bool:
+        with suppress(OSError):
+            if self.unix_socket is None:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            else:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(str(self.unix_socket))
+            return True
+        return False
+
     def start(self) -> ThrowawayRedis:
+        unix = ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(
             [
                 str(REDIS_SERVER),
+                *(unix if self.unix_socket else []),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -269,7 +283,7 @@ class ThrowawayRedis:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            if self._answers():
                 return self
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
