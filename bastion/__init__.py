@@ -64,7 +64,7 @@ def register_extensions(app: Flask) -> None:
     # Before Flask-Limiter's hook, so the read it prepares can go with the limit's hit.
     app.before_request(offer_state_read)
     limiter.init_app(app)
-    ratelimit_storage.enable(app, limiter.storage)
+    ratelimit_storage.enable(app, limiter.storage if limiter.enabled else None)
     init_ratelimit_headers(app)
     init_headers(app)
     # Runs after Flask-Login has a user to look at; the single gate for every view.

@@ -112,3 +112,27 @@ def test_development_generates_a_private_secret_once(
     load_config(second, {"ENV_NAME": "development"})
     assert second.config["SECRET_KEY"] == first.config["SECRET_KEY"]
     assert not first.debug
+
+
+def test_an_app_with_rate_limiting_off_starts_in_a_fresh_process(tmp_path: Path) -> None:
+    """Flask-Limiter's instance is shared: in a process where no other app has set it up,
+    an app that turns limits off must not reach for a store that was never made."""
+    import subprocess
+    import sys
+
+    config = {
+        "ENV_NAME": "testing",
+        "RATELIMIT_ENABLED": False,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    code = "import json, sys; from bastion import create_app; create_app(json.loads(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -10,7 +10,7 @@ offered a read.
 
 What keeps it safe: the values are only ever used by ``take``, in the same request, once, for
 exactly the keys that were read, from the same Redis server and database the caller would
-have asked (``enable`` refuses any other limiter store). Which keys to offer is a guess
+have asked (``enable`` compares the two clients' connections). Which keys to offer is a guess
 made before the limiter runs (``bastion.api.auth.offer_state_read``); a wrong guess only
 means ``take`` returns None and the caller makes its own MGET. The hit itself is counted
 by ``limits``' own Lua script, as before.
@@ -60,7 +60,9 @@ class RideAlongRedisStorage(RedisStorage):
         ride = _pending(self)
         if ride is None:
             return super().acquire_entry(key, limit, expiry, amount)
-        ride.sent = True  # one try: an error here must not resend it with the next limit
+        # One try: after an error the request's next limit goes alone. (If redis-py retries
+        # the pipeline after a lost answer, the hit may count twice: stricter, never looser.)
+        ride.sent = True
         client = cast(Redis, self.get_connection())
         with client.pipeline(transaction=False) as pipe:
             # EVALSHA directly: a Script object in a pipeline costs a SCRIPT EXISTS round trip.
@@ -92,15 +94,33 @@ def limiter_uri(redis_url: str) -> str:
     return SCHEME_PREFIX + redis_url
 
 
-def enable(app: Flask, storage: object) -> None:
-    """Allow rides only when the limiter's store is this class on the app's own Redis, and
-    only through that very store (``_pending``), whatever else shares the process."""
-    redis_url = app.config.get("REDIS_URL")
-    approved = (
-        redis_url
-        and isinstance(storage, RideAlongRedisStorage)
-        and app.config.get("RATELIMIT_STORAGE_URI") == limiter_uri(str(redis_url))
+def _server_of(client: Redis) -> tuple[object, ...]:
+    """Which Redis server and database a client talks to, and as whom."""
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    return (
+        pool.connection_class,
+        kw.get("host"),
+        kw.get("port"),
+        kw.get("path"),
+        kw.get("db", 0),
+        kw.get("username"),
     )
+
+
+def enable(app: Flask, storage: object | None) -> None:
+    """Allow rides only when the limiter's store is this class and talks to the very server
+    and database the app's own client reads (``RATELIMIT_STORAGE_OPTIONS`` can move it
+    elsewhere, a ``db`` for one), and only through that store (``_pending``), whatever else
+    shares the process. ``storage`` is None when the app has rate limiting off."""
+    from bastion.redis_client import get_redis
+
+    approved = False
+    if app.config.get("REDIS_URL") and isinstance(storage, RideAlongRedisStorage):
+        with app.app_context():
+            approved = _server_of(cast(Redis, storage.get_connection())) == _server_of(
+                get_redis()
+            )
     app.extensions[_ENABLED] = storage if approved else None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
 from limits.storage import RedisStorage
 from redis.connection import AbstractConnection
 
@@ -111,8 +112,15 @@ def _disable_the_user(rig: Rig) -> None:
     db.session.commit()
 
 
+def _change_the_password(rig: Rig) -> None:
+    user = db.session.get(User, rig.user_id)
+    assert user is not None
+    user.password_changed_at = utcnow()
+    db.session.commit()
+
+
 @pytest.mark.asvs("V7.4.1")
-@pytest.mark.parametrize("change", [_revoke_the_token, _disable_the_user])
+@pytest.mark.parametrize("change", [_revoke_the_token, _disable_the_user, _change_the_password])
 def test_a_change_is_seen_on_the_next_call(
     make_rig: Callable[..., Rig],
     monkeypatch: pytest.MonkeyPatch,
@@ -214,7 +222,30 @@ def test_values_serve_only_the_same_keys_in_the_same_request_once(
         assert ratelimit_storage.take(keys) is None  # no request, no ride
 
 
-def test_no_ride_unless_the_limiter_uses_the_apps_own_redis(
+@pytest.mark.asvs("V7.4.1")
+def test_a_read_that_was_never_taken_dies_with_its_request(make_rig: Callable[..., Rig]) -> None:
+    """Requests run inside one app context (a script, a batch job) share ``g``: the values
+    must not outlive their request. Flask's plain test client, which keeps ``g``."""
+    rig = make_rig()
+    _warm(rig)
+    with rig.app.app_context():
+        client = FlaskClient(rig.app)
+        headers = {"Authorization": f"Bearer {rig.access}"}
+        # Public: its limit hit carries the token's read, which no check takes.
+        assert client.get("/api/v1/openapi.json", headers=headers).status_code == 200
+        _revoke_the_token(rig)
+        rig.app.extensions.pop("bastion.jwt_verified")  # the next request offers no read
+        assert client.get("/api/v1/articles", headers=headers).status_code == 401
+        db.session.remove()
+
+
+def _without_database(url: str) -> str:
+    """``redis://host:port/0`` -> ``redis://host:port``: redis-py then takes ``db`` from options."""
+    base, _, db = url.rpartition("/")
+    return base if db.isdigit() else url
+
+
+def test_no_ride_unless_the_limiter_reads_the_apps_own_redis_database(
     make_rig: Callable[..., Rig], make_app: Callable[..., Flask], redis_url: str
 ) -> None:
     app = make_rig().app
@@ -224,12 +255,33 @@ def test_no_ride_unless_the_limiter_uses_the_apps_own_redis(
         # Stock limits storage: cannot carry a read.
         ratelimit_storage.enable(app, RedisStorage(redis_url))
         assert not ratelimit_storage.enabled()
-        # Another Redis database: the revocation keys are not there.
-        other = redis_url.rsplit("/", 1)[0] + "/1"
-        app.config["RATELIMIT_STORAGE_URI"] = limiter_uri(other)
-        ratelimit_storage.enable(app, RideAlongRedisStorage(limiter_uri(other)))
+        # Another database in the options (they win over a URL without one): the
+        # revocation keys are not there.
+        server = _without_database(redis_url)
+        ratelimit_storage.enable(app, RideAlongRedisStorage(limiter_uri(server), db=3))
+        assert not ratelimit_storage.enabled()
+        ratelimit_storage.enable(app, RideAlongRedisStorage(limiter_uri(server), db=0))
+        assert ratelimit_storage.enabled()
+        ratelimit_storage.enable(app, None)  # rate limiting off
         assert not ratelimit_storage.enabled()
     memory = make_app()
     with memory.app_context():
         assert memory.config["RATELIMIT_STORAGE_URI"].startswith("memory")
         assert not ratelimit_storage.enabled()
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_a_limiter_on_another_database_never_hides_a_revocation(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    # Flask-Limiter merges every app's storage options into its shared instance: undo ours.
+    monkeypatch.setattr(limiter, "_storage_options", dict(limiter._storage_options))
+    rig = make_rig(
+        redis=_without_database(redis_url), RATELIMIT_STORAGE_OPTIONS={"db": 3, "socket_timeout": 1}
+    )
+    with rig.app.app_context():
+        assert not ratelimit_storage.enabled()
+    _warm(rig)
+    with rig.app.app_context():
+        _revoke_the_token(rig)
+    assert rig.call().status_code == 401
