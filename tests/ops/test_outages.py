@@ -187,6 +187,18 @@ def test_redis_down_keeps_reads_open_and_closes_logins(
         time.sleep(0.3)
 
 
+def _api_in_use(server: Gunicorn, client_ip: str) -> tuple[WebClient, dict[str, str]]:
+    """A client with a fresh JWT it has used a few times: the first call verifies the
+    token, the next ones send its revocation read with the limiter's hit."""
+    api = WebClient(server.url, client_ip=client_ip)
+    issued = api.post("/api/v1/auth/token", json={"username": "bob", "password": PASSWORD})
+    assert issued.status_code == 200, issued.text
+    bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    for _ in range(3):
+        assert api.get("/api/v1/articles", headers=bearer).status_code == 200
+    return api, bearer
+
+
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.asvs("V16.5.3", "V7.4.1")
@@ -196,12 +208,7 @@ def test_api_tokens_through_a_redis_outage_and_restart(
     """The revocation read rides with the limiter's hit: when Redis dies it must not fail
     open, and after a restart (no scripts loaded) the API must answer again by itself."""
     server, redis = redis_fault
-    api = WebClient(server.url, client_ip="198.51.100.20")
-    issued = api.post("/api/v1/auth/token", json={"username": "bob", "password": PASSWORD})
-    assert issued.status_code == 200, issued.text
-    bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
-    for _ in range(3):  # the first verifies the token; the next ones send one pipeline
-        assert api.get("/api/v1/articles", headers=bearer).status_code == 200
+    api, bearer = _api_in_use(server, "198.51.100.20")
 
     redis.stop()
     down, seconds = _timed(lambda: api.get("/api/v1/articles", headers=bearer))
@@ -216,3 +223,41 @@ def test_api_tokens_through_a_redis_outage_and_restart(
     while api.get("/api/v1/articles", headers=bearer).status_code != 200:
         assert time.monotonic() < deadline, "the API did not resume after Redis returned"
         time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def redis_blackhole(
+    shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gunicorn, TcpForwarder]]:
+    redis = ThrowawayRedis().start()
+    forwarder = TcpForwarder(("127.0.0.1", redis.port)).start()
+    tmp = tmp_path_factory.mktemp("redis-blackhole")
+    url = f"redis://127.0.0.1:{forwarder.port}/0"
+    server = Gunicorn(tmp, shared_state.env(BASTION_REDIS_URL=url), workers=1, threads=2)
+    try:
+        server.start()
+        yield server, forwarder
+    finally:
+        server.stop()
+        forwarder.stop()
+        redis.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.asvs("V16.5.3", "V7.4.1")
+def test_a_redis_that_never_answers_is_a_bounded_503_for_api_tokens(
+    redis_blackhole: tuple[Gunicorn, TcpForwarder],
+) -> None:
+    """Connections accepted, nothing answered (a partition): the limiter's hit and the
+    revocation read each give up after their socket timeout, and the token is refused."""
+    server, forwarder = redis_blackhole
+    api, bearer = _api_in_use(server, "198.51.100.30")
+
+    forwarder.stop()
+    forwarder.start(blackhole=True)
+    for _ in range(2):
+        down, seconds = _timed(lambda: api.get("/api/v1/articles", headers=bearer))
+        assert seconds < MAX_OUTAGE_ANSWER_SECONDS
+        assert down.status_code == 503, down.text
+        assert down.headers["Retry-After"] == "30"
