@@ -28,7 +28,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 SCHEME_PREFIX = "bastion+"
-_ENABLED = "bastion.ratelimit_ride"
+_APPROVED_STORE = "bastion.ratelimit_ride_store"  # in app.extensions
 # In the WSGI environ, which belongs to one request; ``g`` belongs to an app context, which
 # a test or a command may keep around several requests.
 _RIDE = "bastion.ratelimit_ride"
@@ -118,14 +118,12 @@ def enable(app: Flask, storage: object | None) -> None:
     approved = False
     if app.config.get("REDIS_URL") and isinstance(storage, RideAlongRedisStorage):
         with app.app_context():
-            approved = _server_of(cast(Redis, storage.get_connection())) == _server_of(
-                get_redis()
-            )
-    app.extensions[_ENABLED] = storage if approved else None
+            approved = _server_of(cast(Redis, storage.get_connection())) == _server_of(get_redis())
+    app.extensions[_APPROVED_STORE] = storage if approved else None
 
 
 def enabled() -> bool:
-    return current_app.extensions.get(_ENABLED) is not None
+    return current_app.extensions.get(_APPROVED_STORE) is not None
 
 
 def offer(keys: list[str]) -> None:
@@ -149,6 +147,6 @@ def _pending(storage: RideAlongRedisStorage) -> Ride | None:
     if not has_request_context():
         return None
     ride: Ride | None = request.environ.get(_RIDE)
-    if ride is None or ride.sent or current_app.extensions.get(_ENABLED) is not storage:
+    if ride is None or ride.sent or current_app.extensions.get(_APPROVED_STORE) is not storage:
         return None
     return ride
