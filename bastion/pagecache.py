@@ -86,9 +86,16 @@ class _Store:
             self.size += size
 
     def release(self, key: tuple[str, ...]) -> None:
-        """The request renewing ``key`` will not store anything: let the next one try."""
+        """The request renewing ``key`` will not store anything: let the next one try, and
+        drop the old copy. Its renewal failed (the article was deleted or unpublished: a
+        404) or came out personal, so nothing vouches for it any more; kept, it would be
+        served to everyone arriving during each later renewal, for as long as the
+        requests kept coming."""
         with self._lock:
             self._refreshing.pop(key, None)
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= old[2]
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -9,6 +9,7 @@ from flask import Flask
 from werkzeug.http import generate_etag
 
 from bastion import pagecache
+from bastion.extensions import db
 from tests.factories import PASSWORD, ArticleFactory, UserFactory
 from tests.support.auth import AuthActions
 
@@ -194,9 +195,12 @@ def test_an_expired_entry_is_renewed_by_one_caller_while_the_others_get_the_old_
     assert store.get(("k",)) == "v2"
     clock[0] += 0.2
     assert store.get(("k",)) is None  # another caller tries
-    # A renewal given up on (nothing to store) lets the next caller try at once.
+    # A renewal given up on (nothing to store) lets the next caller try at once, and the
+    # old copy goes with it: no caller gets it during the next renewal either.
     store.release(("k",))
     assert store.get(("k",)) is None
+    assert store.get(("k",)) is None
+    assert len(store) == 0 and store.size == 0
     # A new value too big to keep also drops the old one: nobody gets that copy any more.
     store.put(("k",), "x" * 3, pagecache.ENTRY_MAX_BYTES + 1, ttl=5)
     assert store.get(("k",)) is None and len(store) == 0 and store.size == 0
@@ -272,6 +276,33 @@ def test_a_failed_renewal_of_stored_bytes_lets_the_next_caller_try(
         with pytest.raises(RuntimeError):
             pagecache.remember_tagged(("list",), broken)
         assert pagecache.remember_tagged(("list",), lambda: b"two").data == b"two"
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+def test_a_deleted_article_is_not_served_during_later_renewals(  # type: ignore[no-untyped-def]
+    app: Flask, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal of a deleted article ends in a 404. Had the old copy stayed, everyone
+    arriving while the next renewal ran would get the deleted article, indefinitely."""
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 5
+    try:
+        article = ArticleFactory(title="Withdrawn for legal reasons")
+        url = f"/articles/{article.id}"
+        assert client.get(url).status_code == 200
+        db.session.delete(article)
+        db.session.commit()
+        clock[0] += 10_000
+        store = app.extensions[pagecache._CACHE_KEY]
+        key = ("content.show_article", url, "")
+        assert client.get(url).status_code == 404  # the first renewal
+        assert store.get(key) is None  # a second renewal starts (another thread's)...
+        during = client.get(url)  # ...and a visitor arrives meanwhile
+        assert during.status_code == 404
+        assert b"Withdrawn for legal reasons" not in during.data
     finally:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
