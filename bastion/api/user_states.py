@@ -7,12 +7,16 @@ instead keeps a small snapshot of that state per user, trusted only while the us
 *stamp* in Redis is the one the snapshot was taken under. The stamp is fetched in the same
 MGET as the revocation keys, so a request with a known user costs one Redis round trip.
 
-Writers cannot forget to change the stamp: SQLAlchemy session events notice every flush
-that changes a user's ``disabled_at``, ``password_changed_at`` or role, or deletes the
-user, and replace that user's stamp once the transaction commits. A bulk UPDATE or DELETE
-on users cannot say which rows it touched, so it replaces a global epoch that every
-snapshot also depends on, unless it declares itself harmless with the execution option
-``user_state_neutral=True``.
+Writers through the ORM session cannot forget to change the stamp: SQLAlchemy session
+events notice every flush that changes a user's ``disabled_at``, ``password_changed_at`` or
+role, or deletes the user, and replace that user's stamp once the outermost transaction
+commits (a savepoint's release or rollback neither publishes nor forgets anything). An
+UPDATE or DELETE statement on users or roles run through the session (ORM-enabled or on the
+bare table), and a renamed or deleted role, cannot say which users they touched, so they
+replace a global epoch that every snapshot also depends on, unless the statement declares
+itself harmless with the execution option ``user_state_neutral=True``. What bypasses the
+session (SQL on its raw connection, ``bulk_update_mappings``, psql) is caught by
+``MAX_AGE`` below, or at once if the stamp key is deleted.
 
 Why this is safe: a reader fixes the stamp *before* it reads the row, and a writer replaces
 the stamp *after* its commit. A snapshot therefore never survives a committed change whose
@@ -34,7 +38,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
-from bastion.models import User
+from bastion.models import Role, User
 
 log = logging.getLogger(__name__)
 
@@ -177,27 +181,43 @@ def _note_changes(session: Session, _context: Any) -> None:
     if not _tracking():
         return
     changed = {u.id for u in session.deleted if isinstance(u, User)}
-    for user in session.dirty:
-        if isinstance(user, User):
-            attrs = inspect(user).attrs
+    for obj in session.dirty:
+        if isinstance(obj, User):
+            attrs = inspect(obj).attrs
             if any(attrs[name].history.has_changes() for name in _WATCHED):
-                changed.add(user.id)
+                changed.add(obj.id)
+        elif isinstance(obj, Role) and inspect(obj).attrs.name.history.has_changes():
+            changed.add(_EPOCH)  # every holder's scopes follow the role's name
+    if any(isinstance(obj, Role) for obj in session.deleted):
+        changed.add(_EPOCH)
     if changed:
         session.info.setdefault(_PENDING, set()).update(changed)
+
+
+_STATE_TABLES = frozenset({User.__tablename__, Role.__tablename__})
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _note_bulk(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete) or not _tracking():
         return
+    if state.execution_options.get("user_state_neutral", False):
+        return
+    # The mapper for ORM-enabled statements; the table for ``update(User.__table__)``.
     mapper = state.bind_mapper
-    neutral = state.execution_options.get("user_state_neutral", False)
-    if mapper is not None and mapper.class_ is User and not neutral:
+    table = getattr(state.statement, "table", None)
+    if (mapper is not None and mapper.class_ in (User, Role)) or (
+        getattr(table, "name", None) in _STATE_TABLES
+    ):
         state.session.info.setdefault(_PENDING, set()).add(_EPOCH)
 
 
 @event.listens_for(Session, "after_commit")
 def _publish(session: Session) -> None:
+    # Also called when a savepoint is released: the changes are not committed yet, and a
+    # stamp replaced now would let a reader keep the old row under the new stamp.
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(_PENDING, None)
     if not pending or not _tracking():
         return
@@ -209,4 +229,8 @@ def _publish(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _discard(session: Session) -> None:
+    # A savepoint's rollback leaves what the outer transaction flushed before it; replacing
+    # a stamp for a change rolled back with it costs one database read, nothing more.
+    if session.in_nested_transaction():
+        return
     session.info.pop(_PENDING, None)

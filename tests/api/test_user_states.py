@@ -250,3 +250,75 @@ def test_readers_that_both_find_no_stamp_agree_on_one(pair: Pair) -> None:
         first = user_states._settle(pair.user_id, (None, None))
         second = user_states._settle(pair.user_id, (None, None))
         assert first == second == (get_redis().get(user_key), get_redis().get(epoch_key))
+
+
+def _disable_in_a_released_savepoint(pair: Pair, user: User) -> None:
+    """Releasing a savepoint fires SQLAlchemy's after_commit too. A stamp replaced then,
+    with the change still uncommitted, would let a reader keep the old row under it."""
+    with db.session.begin_nested():
+        user.disabled_at = utcnow()
+    assert pair.user_reads() == (200, 0)  # nothing committed yet: the snapshot stands
+
+
+def _disable_then_roll_back_a_savepoint(_pair: Pair, user: User) -> None:
+    """A savepoint's rollback fires after_rollback: what was flushed before it stays."""
+    user.disabled_at = utcnow()
+    db.session.flush()
+    db.session.begin_nested().rollback()
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.2")
+@pytest.mark.parametrize(
+    "write", [_disable_in_a_released_savepoint, _disable_then_roll_back_a_savepoint]
+)
+def test_savepoints_neither_publish_early_nor_forget(
+    pair: Pair, write: Callable[[Pair, User], None]
+) -> None:
+    assert pair.user_reads() == (200, 1)
+    with pair.writer.app_context():
+        user = db.session.get(User, pair.user_id)
+        assert user is not None
+        write(pair, user)
+        db.session.commit()
+        db.session.remove()
+    assert pair.call("GET", "/articles").status_code == 401
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.2")
+def test_an_update_on_the_bare_users_table_ends_the_token(pair: Pair) -> None:
+    assert pair.user_reads() == (200, 1)
+    table = User.__table__
+    with pair.writer.app_context():
+        db.session.execute(
+            update(table).where(table.c.id == pair.user_id).values(disabled_at=utcnow())
+        )
+        db.session.commit()
+        db.session.remove()
+    assert pair.call("GET", "/articles").status_code == 401
+
+
+@pytest.mark.asvs("V8.2.1")
+@pytest.mark.parametrize("how", ["object", "statement"])
+def test_renaming_a_role_drops_every_snapshot(pair: Pair, how: str) -> None:
+    """Scopes follow the role's name: its holders' snapshots must not outlive a rename."""
+    from bastion.models import Role
+
+    def rename(old: str, new: str) -> None:
+        with pair.writer.app_context():
+            if how == "object":
+                role = db.session.scalar(select(Role).where(Role.name == old))
+                assert role is not None
+                role.name = new
+            else:
+                db.session.execute(update(Role).where(Role.name == old).values(name=new))
+            db.session.commit()
+            db.session.remove()
+
+    assert pair.user_reads() == (200, 1)
+    assert pair.user_reads() == (200, 0)
+    rename("editor", "editor-renamed")
+    try:
+        # Read again, not served from the snapshot: an unknown role's name grants nothing.
+        assert pair.user_reads() == (403, 1)
+    finally:
+        rename("editor-renamed", "editor")
