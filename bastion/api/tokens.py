@@ -14,6 +14,7 @@ token is then worth nothing to either the thief or the victim, who signs in agai
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import secrets
 import time
@@ -57,7 +58,20 @@ def keyset() -> Keyset:
     return ks  # type: ignore[no-any-return]
 
 
-def _encode(user: User, typ: str, lifetime: timedelta, *, jti: str, family: str) -> str:
+def password_fingerprint(password_hash: str | None) -> str:
+    """A keyed digest of the stored password hash, for tokens to say which password they
+    stand on (as Django's session auth hash does); it reveals nothing about the hash."""
+    mac = hmac.new(
+        str(current_app.config["SECRET_KEY"]).encode(),
+        b"bastion.api.password:" + (password_hash or "").encode(),
+        hashlib.sha256,
+    )
+    return mac.hexdigest()[:32]
+
+
+def _encode(
+    user: User, typ: str, lifetime: timedelta, *, jti: str, family: str, password: str
+) -> str:
     ks = keyset()
     now = time.time()
     claims: dict[str, Any] = {
@@ -67,6 +81,7 @@ def _encode(user: User, typ: str, lifetime: timedelta, *, jti: str, family: str)
         "jti": jti,
         "typ": typ,
         "fam": family,
+        "pwd": password,
         "iat": math.ceil(now * 1000) / 1000,  # never earlier than now
         "nbf": int(now),
         "exp": int(now + lifetime.total_seconds()),
@@ -79,8 +94,14 @@ def _access_lifetime() -> timedelta:
 
 
 def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
-    """A new access + refresh token; a new family unless rotating within one."""
+    """A new access + refresh token; a new family unless rotating within one.
+
+    Both carry the fingerprint of the password hash ``user`` was loaded with, the one a
+    sign-in just verified: a sign-in whose check raced a password change gets tokens that
+    are refused once the change commits, though they were issued after ``revoke_all`` ran.
+    """
     family = family or secrets.token_hex(16)
+    password = password_fingerprint(user.password_hash)
     refresh_life = timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
     refresh_jti = secrets.token_hex(16)
     db.session.add(
@@ -92,8 +113,17 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
         )
     )
     db.session.commit()
-    access = _encode(user, "access", _access_lifetime(), jti=secrets.token_hex(16), family=family)
-    refresh = _encode(user, "refresh", refresh_life, jti=refresh_jti, family=family)
+    access = _encode(
+        user,
+        "access",
+        _access_lifetime(),
+        jti=secrets.token_hex(16),
+        family=family,
+        password=password,
+    )
+    refresh = _encode(
+        user, "refresh", refresh_life, jti=refresh_jti, family=family, password=password
+    )
     return TokenPair(access, refresh, int(_access_lifetime().total_seconds()))
 
 
@@ -135,6 +165,12 @@ def _refuse_stale(claims: dict[str, Any], state: UserState | None) -> UserState:
     # change cannot be told apart from an earlier one: it is refused too.
     changed = state.password_changed_ts
     if changed is not None and float(claims["iat"]) <= changed + 0.001:
+        raise TokenError("The token has been revoked.")
+    # And one that stands on another password than the stored one: a sign-in that checked
+    # the old password while the change was committing. (Tokens from before the claim
+    # existed have only the time check above.)
+    stood_on = claims.get("pwd")
+    if stood_on is not None and not hmac.compare_digest(str(stood_on), state.password_fingerprint):
         raise TokenError("The token has been revoked.")
     return state
 

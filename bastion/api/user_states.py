@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 STAMP_SECONDS = 24 * 3600  # a stamp nobody reads for a day is recreated on demand
 MAX_AGE = 60.0
 _MAX_SNAPSHOTS = 10_000
-_WATCHED = ("disabled_at", "password_changed_at", "role_id", "role")
+_WATCHED = ("disabled_at", "password_changed_at", "password_hash", "role_id", "role")
 _PENDING = "bastion.user_state_changes"
 _EPOCH = 0  # the pseudo user id that stands for "every user" in the pending set
 
@@ -58,15 +58,19 @@ class UserState:
     active: bool
     password_changed_ts: float | None
     role_name: str
+    password_fingerprint: str
 
     @classmethod
     def of(cls, user: User) -> UserState:
+        from bastion.api.tokens import password_fingerprint
+
         changed = user.password_changed_at
         return cls(
             id=user.id,
             active=user.is_active,
             password_changed_ts=changed.timestamp() if changed is not None else None,
             role_name=user.role_name,
+            password_fingerprint=password_fingerprint(user.password_hash),
         )
 
 
