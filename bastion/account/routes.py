@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, redirect, render_template, url_for
+from flask import flash, g, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -19,12 +19,19 @@ from bastion.api.web.routes import tokens_context
 from bastion.auth import twofactor
 from bastion.auth.forms import EmptyForm
 from bastion.auth.services import AccountError
-from bastion.auth.sessions import end_session, list_sessions, revoke_all, revoke_session
+from bastion.auth.sessions import (
+    GRANTED_ON_KEY,
+    end_session,
+    list_sessions,
+    revoke_all,
+    revoke_session,
+)
 from bastion.extensions import limiter
 from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required, is_fresh
+from bastion.security.passwords import password_fingerprint
 
 
 def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
@@ -121,6 +128,8 @@ def change_password() -> ResponseReturnValue:
         except AccountError as exc:
             getattr(form, exc.field or "password").errors.append(str(exc))
         else:
+            # This session proved the new password by choosing it: it stays signed in.
+            session[GRANTED_ON_KEY] = password_fingerprint(current_user.password_hash)
             flash("Your password is changed. Other devices were signed out.", "success")
             return redirect(url_for("account.index"))
     return _page(422, password_form=form)

@@ -32,7 +32,7 @@ from bastion.api.user_states import UserState
 from bastion.extensions import db
 from bastion.models import RefreshToken, User, utcnow
 from bastion.observability import counters
-from bastion.security import audit
+from bastion.security import audit, passwords
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "typ", "iat", "nbf", "exp"]
 TOKEN_TYPES = ("access", "refresh")
@@ -56,17 +56,6 @@ def keyset() -> Keyset:
         ks = parse_keyset(current_app.config["JWT_KEYS"])
         current_app.extensions["bastion.jwt_keys"] = ks
     return ks  # type: ignore[no-any-return]
-
-
-def password_fingerprint(password_hash: str | None) -> str:
-    """A keyed digest of the stored password hash, for tokens to say which password they
-    stand on (as Django's session auth hash does); it reveals nothing about the hash."""
-    mac = hmac.new(
-        str(current_app.config["SECRET_KEY"]).encode(),
-        b"bastion.api.password:" + (password_hash or "").encode(),
-        hashlib.sha256,
-    )
-    return mac.hexdigest()[:32]
 
 
 def _encode(
@@ -101,7 +90,7 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     are refused once the change commits, though they were issued after ``revoke_all`` ran.
     """
     family = family or secrets.token_hex(16)
-    password = password_fingerprint(user.password_hash)
+    password = passwords.password_fingerprint(user.password_hash)
     refresh_life = timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
     refresh_jti = secrets.token_hex(16)
     db.session.add(

@@ -62,7 +62,7 @@ class UserState:
 
     @classmethod
     def of(cls, user: User) -> UserState:
-        from bastion.api.tokens import password_fingerprint
+        from bastion.security.passwords import password_fingerprint
 
         changed = user.password_changed_at
         return cls(

@@ -26,6 +26,7 @@ from bastion.extensions import db, limiter
 from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import login_required, public
+from bastion.security.passwords import password_fingerprint
 from bastion.security.redirects import is_safe_next, safe_next_url
 
 GENERIC_FAILURE = (
@@ -75,6 +76,8 @@ def login() -> ResponseReturnValue:
         session.clear()
         session[PENDING_KEY] = {
             "uid": result.user.id,
+            # The password checked now, not whatever is stored when the code comes.
+            "pwd": password_fingerprint(result.user.password_hash),
             "exp": time.time() + current_app.config["TWO_FACTOR_PENDING_SECONDS"],
             "remember": bool(form.remember.data),
             "next": nxt,
@@ -113,7 +116,9 @@ def two_factor() -> ResponseReturnValue:
     if result.step is not Step.SIGNED_IN:
         flash(CODE_FAILURE, "error")
         return render_template("auth/two_factor.html", form=form)
-    start_session(user, remember=bool(marker.get("remember")))  # new session id
+    start_session(  # new session id
+        user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")
+    )
     nxt = str(marker.get("next") or "")
     return redirect(nxt if is_safe_next(nxt) else url_for("main.index"))
 

@@ -8,6 +8,7 @@ client-side cookie (Flask's default, and Flask-Login's remember cookie) cannot d
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -20,14 +21,30 @@ from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows
+from bastion.security.passwords import password_fingerprint
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
 LAST_SEEN_GRANULARITY = timedelta(minutes=1)
 
 
-def start_session(user: User, *, remember: bool = False, reauthenticated: bool = True) -> str:
-    """Begin a fresh session for ``user``: a new id, so nothing set before login survives."""
+GRANTED_ON_KEY = "pwd"
+
+
+def start_session(
+    user: User,
+    *,
+    remember: bool = False,
+    reauthenticated: bool = True,
+    password: str | None = None,
+) -> str:
+    """Begin a fresh session for ``user``: a new id, so nothing set before login survives.
+
+    ``password`` is the fingerprint of the password hash the sign-in verified (by default
+    the one ``user`` holds, loaded before the check). Kept in the signed cookie, it ends
+    the session once the stored hash is another: a sign-in that checked the old password
+    while a change committed creates its record after ``revoke_all`` ran, and would live.
+    """
     now = utcnow()
     sid = new_token(32)
     lifetime = (
@@ -52,6 +69,7 @@ def start_session(user: User, *, remember: bool = False, reauthenticated: bool =
     session.clear()
     session.permanent = remember
     session["sid"] = sid
+    session[GRANTED_ON_KEY] = password or password_fingerprint(user.password_hash)
     login_user(user, remember=False)
     return sid
 
@@ -125,6 +143,14 @@ def load_user(user_id: str) -> User | None:
         return None
     user = record.user
     if not user.is_active:
+        return None
+    granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions
+    if granted_on is not None and not hmac.compare_digest(
+        str(granted_on), password_fingerprint(user.password_hash)
+    ):
+        record.revoked_at = now  # out of the account's session list too
+        db.session.commit()
+        session.pop("sid", None)
         return None
     if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
         record.last_seen_at = now

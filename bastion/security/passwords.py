@@ -7,9 +7,13 @@ reports ``needs_rehash`` so the caller re-hashes on the next successful login.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import current_app
 
 _hasher = PasswordHasher()
 # Verifying against this when the account does not exist makes "no such user" cost the
@@ -64,6 +68,18 @@ def needs_rehash(stored_hash: str) -> bool:
         return _hasher.check_needs_rehash(stored_hash)
     except InvalidHashError:
         return True
+
+
+def password_fingerprint(password_hash: str | None) -> str:
+    """A keyed digest of a stored password hash, for a token or a session to say which
+    password it was granted on (Django's session auth hash): when the stored hash is no
+    longer that one, whatever was granted on it is refused. Reveals nothing of the hash."""
+    mac = hmac.new(
+        str(current_app.config["SECRET_KEY"]).encode(),
+        b"bastion.password:" + (password_hash or "").encode(),
+        hashlib.sha256,
+    )
+    return mac.hexdigest()[:32]
 
 
 def dummy_verify(password: str) -> None:

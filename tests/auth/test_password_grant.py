@@ -1,0 +1,152 @@
+"""A session or an API token stands on the password checked for it, and dies when that changes.
+
+``revoke_all`` ends the sessions that exist when a password changes. A sign-in whose
+password check began just before the change finishes after it, with a record created
+after ``revoke_all`` ran: the session keeps, in its signed cookie, a fingerprint of the
+hash it was granted on, and is refused once the stored hash is another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import User
+from tests.api.conftest import Api
+from tests.factories import PASSWORD, UserFactory
+from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
+from tests.support.accounts import post_form, unused_code
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture
+def two_workers(make_app: Callable[..., Flask]) -> tuple[Flask, Flask]:
+    """The site and a second worker on the same database, where the owner acts."""
+    site = make_app(backend="postgres")
+    return site, make_app(DATABASE_URL=site.config["DATABASE_URL"])
+
+
+def _change_password_on(worker: Flask, username: str) -> None:
+    from bastion.account import services as account
+    from bastion.auth.services import find_login_user
+
+    with worker.test_request_context():
+        owner = find_login_user(username)
+        assert owner is not None
+        account.change_password(owner, PASSWORD, NEW_PASSWORD, keep_session_id=None)
+        db.session.remove()
+
+
+@contextmanager
+def _password_changes_during_the_check(
+    monkeypatch: pytest.MonkeyPatch, worker: Flask, username: str
+) -> Iterator[None]:
+    """The next password check verifies the old password, then the owner changes it."""
+    from bastion.security import passwords
+
+    verify = passwords.verify_password
+    pending = [True]
+
+    def verify_then_change(stored: str | None, password: str) -> bool:
+        ok = verify(stored, password)
+        if pending:  # once
+            pending.clear()
+            _change_password_on(worker, username)
+        return ok
+
+    with monkeypatch.context() as patch:
+        patch.setattr(passwords, "verify_password", verify_then_change)
+        yield
+
+
+def _new_user(site: Flask, *, totp: bool = False) -> tuple[str, str | None]:
+    with site.app_context():
+        user = UserFactory()
+        secret = enable_2fa(user) if totp else None
+        db.session.commit()
+        name = user.username
+        db.session.remove()
+    return name, secret
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_a_sign_in_racing_a_password_change_does_not_stay_signed_in(
+    two_workers: tuple[Flask, Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, worker = two_workers
+    username, _ = _new_user(site)
+    browser = site.test_client()
+    with _password_changes_during_the_check(monkeypatch, worker, username):
+        assert sign_in(browser, username).status_code == 302  # the old password was right
+    assert not is_signed_in(browser)
+    with site.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == username))
+        assert user is not None
+        assert all(s.revoked_at is not None for s in user.sessions)
+    fresh = site.test_client()
+    sign_in(fresh, username, NEW_PASSWORD)
+    assert is_signed_in(fresh)
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.3")
+def test_a_token_request_racing_a_password_change_gets_tokens_that_die_with_it(
+    two_workers: tuple[Flask, Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tokens belong to no revoked family and their ``iat`` is after the change."""
+    site, worker = two_workers
+    username, _ = _new_user(site)
+    api = Api(site.test_client())
+    with _password_changes_during_the_check(monkeypatch, worker, username):
+        issued = api.call("POST", "/auth/token", json={"username": username, "password": PASSWORD})
+    assert issued.status_code == 200, issued.get_json()
+    pair = issued.get_json()
+    assert api.call("GET", "/me", pair["access_token"]).status_code == 401
+    refresh = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401
+    fresh = api.call("POST", "/auth/token", json={"username": username, "password": NEW_PASSWORD})
+    assert api.call("GET", "/me", fresh.get_json()["access_token"]).status_code == 200
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_a_password_changed_between_password_and_code_ends_the_new_session(
+    two_workers: tuple[Flask, Flask],
+) -> None:
+    """The session stands on the password checked at the first step, not on whatever is
+    stored when the code arrives."""
+    site, worker = two_workers
+    username, secret = _new_user(site, totp=True)
+    assert secret is not None
+    browser = site.test_client()
+    first = sign_in(browser, username)
+    assert first.status_code == 302, first.get_data(as_text=True)[:3000]
+    assert first.headers["Location"].endswith("/auth/2fa")
+    _change_password_on(worker, username)
+    with site.app_context():
+        last_step = db.session.scalar(
+            db.select(User.totp_last_step).where(User.username == username)
+        )
+    code = unused_code(secret, last_step)
+    assert post_form(browser, "/auth/2fa", {"code": code}).status_code == 302
+    assert not is_signed_in(browser)
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_changing_ones_own_password_keeps_this_session_only(
+    two_workers: tuple[Flask, Flask],
+) -> None:
+    site, _ = two_workers
+    username, _ = _new_user(site)
+    here, elsewhere = site.test_client(), site.test_client()
+    for browser in (here, elsewhere):
+        sign_in(browser, username)
+    form = {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    assert post_form(here, "/account", form, action="/account/password").status_code == 302
+    assert is_signed_in(here)
+    assert not is_signed_in(elsewhere)
