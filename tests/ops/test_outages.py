@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -133,19 +134,31 @@ def test_database_that_never_answers_is_a_bounded_503_not_a_hang(
 
 
 # -------------------------------------------------------------------------------- Redis ---
+@contextmanager
+def _site_on_redis(
+    shared_state: SharedState, tmp: Path, *, through_forwarder: bool = False
+) -> Iterator[tuple[Gunicorn, ThrowawayRedis, TcpForwarder | None]]:
+    """A one-worker site on a private Redis, reached directly or through a forwarder."""
+    redis = ThrowawayRedis().start()
+    forwarder = TcpForwarder(("127.0.0.1", redis.port)).start() if through_forwarder else None
+    url = f"redis://127.0.0.1:{forwarder.port}/0" if forwarder else redis.url
+    server = Gunicorn(tmp, shared_state.env(BASTION_REDIS_URL=url), workers=1, threads=2)
+    try:
+        server.start()
+        yield server, redis, forwarder
+    finally:
+        server.stop()
+        if forwarder is not None:
+            forwarder.stop()
+        redis.stop()
+
+
 @pytest.fixture(scope="module")
 def redis_fault(
     shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Gunicorn, ThrowawayRedis]]:
-    redis = ThrowawayRedis().start()
-    tmp = tmp_path_factory.mktemp("redis-fault")
-    server = Gunicorn(tmp, shared_state.env(BASTION_REDIS_URL=redis.url), workers=1, threads=2)
-    try:
-        server.start()
+    with _site_on_redis(shared_state, tmp_path_factory.mktemp("redis-fault")) as (server, redis, _):
         yield server, redis
-    finally:
-        server.stop()
-        redis.stop()
 
 
 @pytest.mark.slow
@@ -229,18 +242,10 @@ def test_api_tokens_through_a_redis_outage_and_restart(
 def redis_blackhole(
     shared_state: SharedState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Gunicorn, TcpForwarder]]:
-    redis = ThrowawayRedis().start()
-    forwarder = TcpForwarder(("127.0.0.1", redis.port)).start()
     tmp = tmp_path_factory.mktemp("redis-blackhole")
-    url = f"redis://127.0.0.1:{forwarder.port}/0"
-    server = Gunicorn(tmp, shared_state.env(BASTION_REDIS_URL=url), workers=1, threads=2)
-    try:
-        server.start()
+    with _site_on_redis(shared_state, tmp, through_forwarder=True) as (server, _, forwarder):
+        assert forwarder is not None
         yield server, forwarder
-    finally:
-        server.stop()
-        forwarder.stop()
-        redis.stop()
 
 
 @pytest.mark.slow
