@@ -89,7 +89,8 @@ def verify_totp(user: User, code: str) -> bool:
     """True once per time step: a code that was accepted before is refused."""
     code = "".join(code.split())
     secret = _secret_of(user)
-    if secret is None or len(code) != 6 or not code.isdigit():
+    # isascii: str.isdigit() also accepts digits such as "١" or "²", which no TOTP contains.
+    if secret is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
         return False
     step = _matching_step(secret, code, utcnow())
     if step is None:
@@ -165,7 +166,7 @@ def verify_totp_or_recovery(user: User, code: str) -> bool:
     if not user.has_2fa or not isinstance(code, str) or len(code) > 64:
         return False
     compact = "".join(code.split())
-    if compact.isdigit():
+    if compact.isascii() and compact.isdigit():
         return verify_totp(user, compact)
     return use_recovery_code(user, code)
 

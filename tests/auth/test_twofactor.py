@@ -181,3 +181,18 @@ def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
     _reset_step(boss)
     _code_step(client, unused_code(secret, None))
     assert client.get("/account").status_code == 200
+
+
+@pytest.mark.asvs("V2.2.1", "V6.3.3")
+@pytest.mark.parametrize("code", ["١٢٣٤٥٦", "¹²³⁴⁵⁶", "１２３４５６"])
+def test_digits_from_other_scripts_are_a_wrong_code_not_an_error(
+    client: FlaskClient, totp_user: tuple[User, str], code: str
+) -> None:
+    """str.isdigit() says yes to these; comparing them with a real code raised a 500."""
+    sign_in(client, "tess")
+    resp = _code_step(client, code)
+    assert resp.status_code == 200 and not is_signed_in(client)
+    api = client.post(
+        "/api/v1/auth/token", json={"username": "tess", "password": PASSWORD, "otp": code}
+    )
+    assert api.status_code == 401, api.get_json()
