@@ -29,7 +29,7 @@ class SignInError(Exception):
 
 
 def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
-    throttle.record_login_failure(login, ip)
+    # The throttle counted this attempt when it began (``_check_throttle``).
     known = find_login_user(login)
     audit.record(
         "login.2fa_failure" if second_factor else "login.failure",
@@ -43,7 +43,7 @@ def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
 
 
 def _check_throttle(login: str, ip: str) -> None:
-    wait = throttle.check_login_allowed(login, ip)
+    wait = throttle.reserve(login, ip)  # counts the attempt before the hash runs
     if wait is None:
         return
     known = find_login_user(login)
@@ -68,12 +68,14 @@ def check_credentials(login: str, password: str, otp: str | None, ip: str) -> Us
         raise _fail(login, ip)
     if user.has_2fa:
         if not otp:
+            throttle.refund(login, ip)  # the password was right; the code comes next
             refused = SignInError(401, "This account uses two-factor authentication: send 'otp'.")
             refused.extra = {"otp_required": True}
             raise refused
         if not twofactor.verify_totp_or_recovery(user, otp):
             raise _fail(login, ip, second_factor=True)
     elif user.role_name in current_app.config["REQUIRE_2FA_ROLES"]:
+        throttle.refund(login, ip)
         raise SignInError(
             403, "Your role requires two-factor authentication: enrol on the account page first."
         )

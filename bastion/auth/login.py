@@ -27,7 +27,8 @@ class Result:
 
 
 def _throttled(login: str, ip: str, stage: str) -> Result | None:
-    wait = throttle.check_login_allowed(login, ip)
+    """Counts the attempt (before the hash runs) unless the throttle asks for a wait."""
+    wait = throttle.reserve(login, ip)
     if wait is None:
         return None
     known = find_login_user(login)
@@ -38,7 +39,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
 
 
 def _failed(login: str, ip: str, event: str, counter: str) -> Result:
-    throttle.record_login_failure(login, ip)
+    # The throttle counted this attempt when it began (``_throttled``).
     known = find_login_user(login)
     audit.record(event, target_user_id=known.id if known else None,
                  details={"username": canonical_username(login)[:64]})
@@ -54,6 +55,7 @@ def password_step(login: str, password: str, ip: str) -> Result:
     if user is None:
         return _failed(login, ip, "login.failure", "login_failures")
     if user.has_2fa:
+        throttle.refund(login, ip)  # the password was right; each code is counted in turn
         audit.record("login.password_ok", target_user_id=user.id)
         return Result(Step.NEEDS_2FA, user=user)
     throttle.record_login_success(login, ip)
@@ -82,5 +84,6 @@ def reauthenticate(user: User, password: str, code: str, ip: str) -> Result:
         ok = twofactor.verify_totp_or_recovery(user, code)
     if not ok:
         return _failed(user.username, ip, "reauth.failure", "login_failures")
+    throttle.refund(user.username, ip)
     audit.record("reauth", actor_id=user.id, target_user_id=user.id)
     return Result(Step.SIGNED_IN, user=user)

@@ -1,68 +1,123 @@
 """Sign-in throttling: growing delays per account and per client address.
 
-Each failure bumps two counters, one for the account (or the unknown name typed) and one for
-the client IP. Past a free allowance the next attempt must wait ``BASE * 2**(n - free)``
+Each attempt bumps two counters, one for the account (or the unknown name typed) and one
+for the client IP. Past a free allowance the next attempt must wait ``BASE * 2**(n - free)``
 seconds, capped at ``MAX``. Unlike a lockout, the wait ends on its own, so an attacker cannot
 keep the real owner out for long, while guessing becomes far too slow to pay off. Counters
-are forgotten after ``LOGIN_THROTTLE_FORGET_SECONDS`` without failures, and the account
-counter is cleared by a successful sign-in.
+are forgotten after ``LOGIN_THROTTLE_FORGET_SECONDS`` without attempts.
+
+An attempt is counted *before* the password hash runs, in the same atomic step that checks
+the wait (``reserve``): checking first and counting the failure after the slow hash let a
+burst of parallel guesses all pass one check. A right password gives its attempt back
+(``refund``); a completed sign-in also clears the account counter.
 
 Storage is Redis when ``BASTION_REDIS_URL`` is set (shared by all instances, expiring keys)
 and otherwise the ``login_throttles`` table. Flask-Limiter offers fixed quotas, not delays
 that grow with each failure, hence this small module. The API token endpoint uses the same
-three functions.
+functions.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bastion.extensions import db
-from bastion.models import LoginThrottle, utcnow
+from bastion.models import LoginThrottle
 from bastion.models.base import affected_rows
+
+# Compare-and-set rounds before a contended database counter gives up; it then asks the
+# client to wait a moment rather than let an uncounted attempt through.
+_CAS_ROUNDS = 8
+_CONTENDED_WAIT = 1.0
 
 
 class _Store(Protocol):
-    def get(self, key: str) -> tuple[int, float]: ...
-    def bump(self, key: str) -> None: ...
+    def reserve(self, key: str, free: int, now: float) -> float: ...
+    def refund(self, key: str) -> None: ...
     def clear(self, key: str) -> None: ...
 
 
-class _DatabaseStore:
-    def get(self, key: str) -> tuple[int, float]:
-        row = db.session.scalar(select(LoginThrottle).where(LoginThrottle.key == key))
-        if row is None:
-            return 0, 0.0
-        return row.failures, row.last_failure_at.timestamp()
+def _wait(failures: int, last: float, free: int, now: float) -> float:
+    """Seconds still to wait with ``failures`` counted, the last at ``last``; 0 to go ahead."""
+    delay = delay_for(failures, free)
+    # Within the allowance there is nothing to wait for, even when another request's
+    # attempt was stored after ``now`` was read (last > now would look like a wait).
+    return max(0.0, last + delay - now) if delay else 0.0
 
-    def bump(self, key: str) -> None:
+
+class _DatabaseStore:
+    def reserve(self, key: str, free: int, now: float) -> float:
         forget = current_app.config["LOGIN_THROTTLE_FORGET_SECONDS"]
-        now = utcnow()
-        row = db.session.scalar(select(LoginThrottle).where(LoginThrottle.key == key))
-        if row is not None and (now - row.last_failure_at).total_seconds() > forget:
-            row.failures = 0
-        # One UPDATE ... failures + 1 keeps concurrent failures from being lost.
-        done = affected_rows(db.session.execute(
-            update(LoginThrottle)
-            .where(LoginThrottle.key == key)
-            .values(failures=LoginThrottle.failures + 1, last_failure_at=now)
-        ))
-        if not done:
-            db.session.add(LoginThrottle(key=key, failures=1, last_failure_at=now))
-        try:
+        stamp = datetime.fromtimestamp(now, UTC)
+        for _ in range(_CAS_ROUNDS):
+            # Columns, not the entity: the identity map would hand back a stale row.
+            row = db.session.execute(
+                select(LoginThrottle.failures, LoginThrottle.last_failure_at)
+                .where(LoginThrottle.key == key)
+            ).first()
+            if row is None:
+                try:
+                    db.session.execute(insert(LoginThrottle).values(
+                        key=key, failures=1, last_failure_at=stamp))
+                    db.session.commit()
+                    return 0.0
+                except IntegrityError:  # another attempt inserted it first: read it again
+                    db.session.rollback()
+                    continue
+            seen, last_at = row
+            last = last_at.timestamp()  # aware: UTCDateTime
+            failures = 0 if now - last > forget else seen
+            if wait := _wait(failures, last, free, now):
+                return wait
+            # Compare-and-set: only if nobody counted an attempt since the read.
+            done = affected_rows(db.session.execute(
+                update(LoginThrottle)
+                .where(LoginThrottle.key == key, LoginThrottle.failures == seen,
+                       LoginThrottle.last_failure_at == last_at)
+                .values(failures=failures + 1, last_failure_at=stamp)
+            ))
             db.session.commit()
-        except IntegrityError:  # another request inserted the row first
-            db.session.rollback()
-            self.bump(key)
+            if done:
+                return 0.0
+        return _CONTENDED_WAIT
+
+    def refund(self, key: str) -> None:
+        db.session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == key, LoginThrottle.failures > 0)
+            .values(failures=LoginThrottle.failures - 1)
+        )
+        db.session.commit()
 
     def clear(self, key: str) -> None:
         db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
         db.session.commit()
+
+
+# Check and count in one step on the server, so parallel attempts cannot both pass.
+_RESERVE = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local now, free, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if n >= free then
+  local wait = t + math.min(cap, base * 2 ^ math.min(n - free, 30)) - now
+  if wait > 0 then return tostring(wait) end
+end
+redis.call('HSET', KEYS[1], 'n', n + 1, 't', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return '0'
+"""
+_REFUND = """
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'n', -1)
+end
+"""
 
 
 class _RedisStore:
@@ -72,19 +127,18 @@ class _RedisStore:
         self.redis = get_redis()
         self.prefix = f"{current_app.config['RATELIMIT_KEY_PREFIX']}:throttle:"
 
-    def get(self, key: str) -> tuple[int, float]:
-        data: dict[bytes, bytes] = self.redis.hgetall(self.prefix + key)  # type: ignore[assignment]
-        if not data:
-            return 0, 0.0
-        return int(data.get(b"n", 0)), float(data.get(b"t", 0))
+    def reserve(self, key: str, free: int, now: float) -> float:
+        cfg = current_app.config
+        # Keys expire LOGIN_THROTTLE_FORGET_SECONDS after the last attempt: that is forgetting.
+        answer = self.redis.register_script(_RESERVE)(
+            keys=[self.prefix + key],
+            args=[repr(now), free, cfg["LOGIN_THROTTLE_BASE_SECONDS"],
+                  cfg["LOGIN_THROTTLE_MAX_SECONDS"], cfg["LOGIN_THROTTLE_FORGET_SECONDS"]],
+        )
+        return float(answer)
 
-    def bump(self, key: str) -> None:
-        name = self.prefix + key
-        pipe = self.redis.pipeline()
-        pipe.hincrby(name, "n", 1)
-        pipe.hset(name, "t", repr(time.time()))
-        pipe.expire(name, current_app.config["LOGIN_THROTTLE_FORGET_SECONDS"])
-        pipe.execute()
+    def refund(self, key: str) -> None:
+        self.redis.register_script(_REFUND)(keys=[self.prefix + key])
 
     def clear(self, key: str) -> None:
         self.redis.delete(self.prefix + key)
@@ -117,29 +171,32 @@ def delay_for(failures: int, free: int) -> float:
     return float(min(cap, base * 2 ** min(failures - free, 30)))
 
 
-def check_login_allowed(login: str, ip: str) -> float | None:
-    """None when an attempt may go ahead, else the seconds still to wait."""
+def reserve(login: str, ip: str) -> float | None:
+    """Count this attempt now, before the password is checked; or, when a counter asks for
+    a wait, count nothing and return the seconds still to wait."""
     store, now = _store(), time.time()
-    forget = current_app.config["LOGIN_THROTTLE_FORGET_SECONDS"]
-    wait = 0.0
+    counted: list[str] = []
     for key, free in _keys(login, ip):
-        failures, last = store.get(key)
-        delay = delay_for(failures, free)
-        # Within the allowance there is nothing to wait for, even when another request's
-        # failure was stored after ``now`` was read (last > now would look like a wait).
-        if delay and now - last <= forget:
-            wait = max(wait, last + delay - now)
-    return max(0.01, round(wait, 2)) if wait > 0 else None
+        if wait := store.reserve(key, free, now):
+            for done in counted:  # refused: the counters already bumped give it back
+                store.refund(done)
+            return max(0.01, round(wait, 2))
+        counted.append(key)
+    return None
 
 
-def record_login_failure(login: str, ip: str) -> None:
+def refund(login: str, ip: str) -> None:
+    """The password (or code) was right: this attempt was not a guess, give it back."""
     store = _store()
     for key, _ in _keys(login, ip):
-        store.bump(key)
+        store.refund(key)
 
 
 def record_login_success(login: str, ip: str) -> None:
-    """Clear the account counter; the IP counter only decays, so one good account cannot
-    wash away the failures of an address trying many others."""
+    """Signed in: clear the account counter and give the address its attempt back. The IP
+    counter otherwise only decays, so one good account cannot wash away the failures of an
+    address trying many others."""
     store = _store()
-    store.clear(_keys(login, ip)[0][0])
+    account, address = (key for key, _ in _keys(login, ip))
+    store.clear(account)
+    store.refund(address)

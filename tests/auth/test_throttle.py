@@ -105,11 +105,75 @@ def test_a_failure_stored_a_moment_later_never_throttles_within_the_allowance(
     from bastion.auth import throttle
 
     with app.test_request_context():
-        throttle.record_login_failure("somebody-else", "198.51.100.7")
+        assert throttle.reserve("somebody-else", "198.51.100.7") is None
         stored = time.time()
         monkeypatch.setattr(throttle.time, "time", lambda: stored - 0.004)
-        assert throttle.check_login_allowed("alice", "198.51.100.7") is None
+        assert throttle.reserve("alice", "198.51.100.7") is None
         # Past the allowance the wait is real, and never reported as zero.
         monkeypatch.setitem(app.config, "LOGIN_THROTTLE_IP_FREE", 1)
-        wait = throttle.check_login_allowed("alice", "198.51.100.7")
+        wait = throttle.reserve("alice", "198.51.100.7")
         assert wait is not None and wait >= 0.01
+
+
+@pytest.mark.asvs("V6.3.1", "V2.3.2")
+@pytest.mark.parametrize("store", ["postgresql", "redis"])
+def test_a_burst_of_parallel_guesses_gets_one_check_when_the_wait_ends(
+    make_app: Any, redis_url: str, monkeypatch: Any, store: str
+) -> None:
+    """The attempt is counted before the hash: checking first and counting after the slow
+    hash let twelve simultaneous guesses (from twelve addresses) all be checked."""
+    import threading
+
+    import bastion.security.passwords as passwords
+    from bastion.auth import throttle
+    from bastion.auth.login import Step, password_step
+    from tests.factories import UserFactory
+
+    redis_settings = (
+        {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": os.environ["BASTION_TEST_REDIS_PREFIX"]}
+        if store == "redis" else {}
+    )
+    app = make_app(backend="postgresql", RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=1,
+                   LOGIN_THROTTLE_BASE_SECONDS=0.5, **redis_settings)
+    real = passwords.verify_password
+
+    def slow(hashed: str | None, password: str) -> bool:
+        time.sleep(0.3)  # Argon2 under load: the window the burst aims at
+        return real(hashed, password)
+
+    monkeypatch.setattr(passwords, "verify_password", slow)
+    with app.app_context():
+        UserFactory(username="alice", email="alice@example.org")
+        db.session.commit()
+        with app.test_request_context():
+            assert throttle.reserve("alice", "10.0.0.1") is None  # one failure: past free
+        time.sleep(0.6)  # ... and its wait has just run out
+        steps: list[Step] = []
+        barrier = threading.Barrier(12)
+
+        def guess(i: int) -> None:
+            with app.test_request_context():
+                barrier.wait()
+                steps.append(password_step("alice", f"guess number {i:04d}", f"10.0.1.{i}").step)
+                db.session.remove()
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert steps.count(Step.FAILED) == 1, steps
+    assert steps.count(Step.THROTTLED) == 11
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_right_passwords_give_their_attempt_back(
+    app: Flask, client: FlaskClient, user: User, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    """Attempts are counted before the hash; people signing in behind one address (an
+    office, a campus) must not use up that address's allowance by succeeding."""
+    _fast_throttle(app, monkeypatch, LOGIN_THROTTLE_IP_FREE=3, LOGIN_THROTTLE_BASE_SECONDS=30.0)
+    for _ in range(4):
+        assert sign_in(client, "alice", PASSWORD).status_code == 302
+        client.delete_cookie("__Host-session")  # the next sign-in starts signed out
+    assert sign_in(client, "someone-new", WRONG).status_code == 200
