@@ -35,18 +35,18 @@ def change_password(user: User, current: str, new: str, *, keep_session_id: int 
 def request_email_change(user: User, new_email: str) -> None:
     """Mail a confirmation link to the new address and a notice to the old one.
 
-    A taken address gets the same answer (and no mail), so this cannot probe for accounts.
+    A taken address gets the same answer and the same notice to the old address (only the
+    link is not sent), so neither the page nor one's own inbox can probe for accounts.
     """
     new = canonical_email(new_email)
     if new == user.email:
         raise AccountError("That is already your email address.", "email")
     audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
-    if email_taken(new):
-        return
-    token = links.make_token("email_change", user, new=new)
-    send_mail(new, "Confirm your new email address", "email_change", user=user,
-              url=url_for("account.confirm_email", token=token, _external=True),
-              hours=current_app.config["EMAIL_CHANGE_HOURS"])
+    if not email_taken(new):
+        token = links.make_token("email_change", user, new=new)
+        send_mail(new, "Confirm your new email address", "email_change", user=user,
+                  url=url_for("account.confirm_email", token=token, _external=True),
+                  hours=current_app.config["EMAIL_CHANGE_HOURS"])
     send_mail(user.email, "Your email address is being changed", "email_change_notice",
               user=user, new_email=new, reset_url=url_for("auth.reset_request", _external=True))
 

@@ -1,9 +1,12 @@
 """Signed, expiring links for email confirmation, password reset and email change.
 
-Each token is an itsdangerous signature over the user id and a fingerprint of the state it
-acts on (the email, or the password hash). Once that state changes, the token no longer
-matches: a reset link dies when the password changes (which using it does, so it is also
-single-use), and a confirmation link dies when the email changes.
+Each token is an itsdangerous signature over the user id and a fingerprint of the account's
+email, password hash and security stamp. Once any of them changes, the token no longer
+matches: every link dies when the password changes (a reset link is therefore single-use),
+when the email changes (a confirmation or email-change link works once, and a reset link
+mailed to an old address is dead), and when every session ends (password change, reset,
+disabling, "sign out everywhere" renew the stamp), so an email change asked for from a
+stolen session cannot be confirmed after the owner has thrown the thief out.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def fingerprint(value: str) -> str:
 
 
 def _state(purpose: str, user: User) -> str:
-    return fingerprint(user.password_hash if purpose == "reset" else user.email)
+    return fingerprint("\0".join((purpose, user.email, user.password_hash, user.security_stamp)))
 
 
 def make_token(purpose: str, user: User, **extra: Any) -> str:

@@ -9,6 +9,7 @@ client-side cookie (Flask's default, and Flask-Login's remember cookie) cannot d
 from __future__ import annotations
 
 import hmac
+import secrets
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -117,6 +118,10 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     if except_id is not None:
         stmt = stmt.where(UserSession.id != except_id)
     count = affected_rows(db.session.execute(stmt))
+    # Emailed links carry a fingerprint of this stamp: they end with the sessions.
+    user = db.session.get(User, user_id)
+    if user is not None:
+        user.security_stamp = secrets.token_hex(16)
     # API tokens are sessions too: every refresh family dies with the rest, and so do the
     # access tokens issued from it (the API's one revocation rule, shared by all paths).
     revoke_all_for_user(user_id, commit=False)

@@ -49,6 +49,9 @@ class User(TimestampMixin, Base):
     totp_secret: Mapped[str | None] = mapped_column(String(255), default=None)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
     totp_last_step: Mapped[int | None] = mapped_column(default=None)
+    # Renewed whenever every session ends (``revoke_all``); emailed links carry a
+    # fingerprint of it, so they die with the sessions (``bastion.auth.links``).
+    security_stamp: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
     sessions: Mapped[list[UserSession]] = relationship(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import AuditEvent, User, UserSession, utcnow
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form
 
@@ -121,6 +121,56 @@ def test_email_change_confirms_new_address_and_notifies_old(
     db.session.refresh(user)
     assert user.email == "alice.new@example.org"
     assert client.get(link).status_code == 404  # works once: the old address is gone
+
+
+@pytest.mark.asvs("V6.4.1", "V7.4.1")
+@pytest.mark.parametrize("owner_acts", ["password_change", "sign_out_everywhere"])
+def test_an_email_change_from_a_stolen_session_dies_when_the_owner_reacts(
+    client: FlaskClient, user: User, outbox: Outbox, owner_acts: str
+) -> None:
+    """A thief with a fresh session asks to move the account to their address. The owner
+    reads the notice and changes the password or signs out everywhere: the link the thief
+    holds must be dead, or confirming it (no session needed) and a reset take the account."""
+    thief = client.application.test_client()
+    sign_in(thief, "alice")
+    post_form(thief, "/account", {"email": "mallory@evil.example.org"}, action="/account/email")
+    link = outbox.link("mallory@evil.example.org", "/account/email/")
+    sign_in(client, "alice")
+    if owner_acts == "password_change":
+        assert _pw_change(client).status_code == 302
+    else:
+        post_form(client, "/account", {}, action="/account/sessions/revoke-all")
+    assert not is_signed_in(thief)
+    assert client.application.test_client().get(link).status_code == 404
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"
+
+
+@pytest.mark.asvs("V6.4.1")
+def test_a_reset_link_mailed_to_an_old_address_dies_with_the_change(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """People move address because the old mailbox is lost or shared."""
+    post_form(client, "/auth/reset", {"email": "alice@example.org"})
+    reset = outbox.link("alice@example.org", "/auth/reset/")
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "alice2@example.org"}, action="/account/email")
+    assert post_form(client, outbox.link("alice2@example.org", "/account/email/"), {}).status_code == 302
+    assert client.application.test_client().get(reset).status_code == 404
+
+
+@pytest.mark.asvs("V6.3.8")
+def test_the_old_address_hears_of_a_change_whether_or_not_the_new_one_is_taken(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """Otherwise one's own inbox would say which addresses have accounts."""
+    UserFactory(username="bob", email="bob@example.org")
+    sign_in(client, "alice")
+    for address in ("bob@example.org", "nobody-yet@example.org"):
+        before = len(outbox.to("alice@example.org"))
+        post_form(client, "/account", {"email": address}, action="/account/email")
+        assert len(outbox.to("alice@example.org")) == before + 1
+    assert not outbox.to("bob@example.org")  # the taken address gets no link
 
 
 @pytest.mark.asvs("V7.4.1", "V7.4.2")
