@@ -13,6 +13,7 @@ from bastion.auth import links
 from bastion.auth.services import (
     AccountError,
     canonical_email,
+    check_new_account,
     create_user,
     email_taken,
     find_login_user,
@@ -27,13 +28,24 @@ from bastion.security.passwords import dummy_verify
 
 
 def register(username: str, email: str, password: str) -> User | None:
-    """Create an unconfirmed viewer and mail the link; None when the email is taken."""
+    """Create an unconfirmed viewer and mail the link; None when the email is taken.
+
+    Every input rule is checked first, so a taken address gets the same errors as a free
+    one. A taken address whose account was never confirmed gets a link to choose that
+    account's password, never its old confirmation link: someone else may have started it
+    with this address and a password of their own, waiting for the real owner to confirm
+    it for them (account pre-hijacking).
+    """
+    check_new_account(username, email, password)
     if email_taken(email):
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
         owner = find_login_user(canonical_email(email))
         if owner is not None and owner.email_confirmed_at is None:
-            send_confirmation(owner)  # the owner probably lost the first link
+            send_mail(owner.email, "Finish creating your account", "account_unconfirmed",
+                      user=owner, minutes=current_app.config["RESET_MINUTES"],
+                      url=url_for("auth.reset_password", token=links.make_token("reset", owner),
+                                  _external=True))
         elif owner is not None:
             send_mail(owner.email, "Someone tried to register with your email", "account_exists",
                       user=owner, reset_url=url_for("auth.reset_request", _external=True))
@@ -96,6 +108,11 @@ def reset_password(token: str, password: str) -> User | None:
     if user is None:
         return None
     set_password(user, password)  # raises AccountError, nothing stored
+    if user.email_confirmed_at is None:
+        # The link reached this mailbox, and the password is now the mailbox owner's.
+        user.email_confirmed_at = utcnow()
+        audit.record("email.confirmed", actor_id=user.id, target_user_id=user.id,
+                     details={"by": "reset"}, commit=False)
     revoke_all(user.id, commit=False)
     audit.record("password.reset", target_user_id=user.id, commit=False)
     db.session.commit()

@@ -100,6 +100,20 @@ def ensure_roles() -> None:
     db.session.flush()
 
 
+def check_new_account(username: str, email: str, password: str) -> None:
+    """Every rule a new account must meet but a unique email; raises AccountError.
+
+    Registration runs these before it looks at the email, so a taken address cannot be told
+    from a free one by which input errors come back.
+    """
+    if problem := username_problem(username):
+        raise AccountError(problem, "username")
+    if problem := password_problem(password, username=username, email=email):
+        raise AccountError(problem, "password")
+    if username_taken(username):
+        raise AccountError("That username is taken.", "username")
+
+
 def create_user(
     username: str,
     email: str,
@@ -110,12 +124,7 @@ def create_user(
     commit: bool = True,
 ) -> User:
     """Validate and create an account; raises AccountError with a user-facing message."""
-    if problem := username_problem(username):
-        raise AccountError(problem, "username")
-    if problem := password_problem(password, username=username, email=email):
-        raise AccountError(problem, "password")
-    if username_taken(username):
-        raise AccountError("That username is taken.", "username")
+    check_new_account(username, email, password)
     if email_taken(email):
         # Registration answers the same way whether or not this happens (see auth routes);
         # this message is for admins and the command line only.

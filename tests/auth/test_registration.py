@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -106,16 +108,45 @@ def test_registration_page_shows_strength_hint(client: FlaskClient) -> None:
     assert PASSWORD  # fixture password stays valid
 
 
-@pytest.mark.asvs("V6.4.1")
-def test_registering_again_unconfirmed_resends_the_confirmation(
+@pytest.mark.asvs("V6.4.1", "V6.3.1")
+def test_an_account_started_by_someone_else_cannot_be_confirmed_for_them(
     client: FlaskClient, outbox: Outbox
 ) -> None:
-    post_form(client, "/auth/register", NEW)
-    post_form(client, "/auth/register", {**NEW, "username": "newbie2"})
-    mails = outbox.to("newbie@example.org")
-    assert len(mails) == 2
-    assert all("Confirm your email" in str(m["Subject"]) for m in mails)
+    """Pre-hijacking: an attacker registers with the victim's address and a password of
+    their own. When the victim registers later, resending that account's confirmation link
+    let the victim confirm the attacker's account. The mailbox now gets a link to choose
+    the account's password instead, which also confirms the address."""
+    attacker_pw = "attacker's own password 31"
+    post_form(client, "/auth/register", {**NEW, "username": "vic-tim", "password": attacker_pw,
+                                          "confirm": attacker_pw})
+    assert post_form(client, "/auth/register", NEW).status_code == 302  # the victim
+    newest = outbox.to("newbie@example.org")[-1]
+    assert "Finish creating your account" in str(newest["Subject"])
+    assert "/auth/confirm/" not in newest.get_body(preferencelist=("plain",)).get_content()
     assert _users() == 1
+    reset = outbox.link("newbie@example.org", "/auth/reset/")
+    assert post_form(client, reset, {"password": NEW["password"],
+                                     "confirm": NEW["password"]}).status_code == 302
+    sign_in(client, "vic-tim", attacker_pw)
+    assert not is_signed_in(client)  # the attacker's password is gone
+    sign_in(client, "newbie@example.org", NEW["password"])
+    assert is_signed_in(client)  # and the address is confirmed, by its owner's password
+
+
+@pytest.mark.asvs("V6.3.8")
+@pytest.mark.parametrize("change", [
+    {"password": "password123456", "confirm": "password123456"},  # a breached password
+    {"username": "x"},  # too short
+    {"username": "alice"},  # taken
+])
+def test_a_taken_email_gets_the_same_input_errors_as_a_free_one(
+    client: FlaskClient, user: Any, change: dict[str, str]
+) -> None:
+    """The duplicate-email branch used to answer "check your email" before the other rules
+    ran, so any invalid input told a taken address (302) from a free one (422)."""
+    taken = post_form(client, "/auth/register", {**NEW, "email": "alice@example.org", **change})
+    free = post_form(client, "/auth/register", {**NEW, "email": "free@example.org", **change})
+    assert taken.status_code == free.status_code == 422
 
 
 @pytest.mark.asvs("V6.1.2", "V6.2.11")
