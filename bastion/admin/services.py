@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask import has_request_context, url_for
 from sqlalchemy import func, or_, select
 
-from bastion.api import pats
+from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
@@ -88,7 +88,12 @@ def _actor_id(actor: User | None) -> int | None:
 
 
 def set_role(actor: User | None, user: User, role_name: str) -> User:
-    """Change a user's role; demoting the last active admin is refused."""
+    """Change a user's role; demoting the last active admin is refused.
+
+    A promotion into a role that requires 2FA (``REQUIRE_2FA_ROLES``) ends the user's API
+    sign-ins: they were made under the old role, maybe without a second factor, and API
+    scopes follow the current role. The web sends such a user to enrolment instead.
+    """
     if role_name not in ROLE_NAMES:
         raise AdminError("Choose one of: " + ", ".join(ROLE_NAMES) + ".")
     old = user.role_name
@@ -99,7 +104,10 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     role = db.session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise AdminError("That role does not exist.")
+    was_required = enrolment.is_required(user)
     user.role = role
+    if enrolment.is_required(user) and not was_required:
+        tokens.revoke_all_for_user(user.id, commit=False)
     audit.record(
         "user.role_changed",
         actor_id=_actor_id(actor),

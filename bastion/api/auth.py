@@ -14,6 +14,7 @@ from flask import abort, g, request
 from flask_login import AnonymousUserMixin
 
 from bastion.api import pats, tokens
+from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.errors import problem
 from bastion.extensions import db
 from bastion.models import User
@@ -33,15 +34,24 @@ class ApiPrincipal:
     the database for the caller.
     """
 
-    __slots__ = ("_user", "kind", "scopes", "user_id")
+    __slots__ = ("_user", "kind", "lacks_2fa", "scopes", "user_id")
 
     def __init__(
-        self, user_id: int, scopes: frozenset[str], kind: str, user: User | None = None
+        self,
+        user_id: int,
+        scopes: frozenset[str],
+        kind: str,
+        user: User | None = None,
+        *,
+        lacks_2fa: bool = False,
     ) -> None:
         self.user_id = user_id
         self.scopes = scopes
         self.kind = kind  # "jwt" | "pat"
         self._user = user
+        # The role requires 2FA and the user has none (promoted, or turned it off, after
+        # the sign-in or the token's creation): every call is refused until they enrol.
+        self.lacks_2fa = lacks_2fa
 
     @property
     def user(self) -> User:
@@ -124,13 +134,16 @@ def authenticate() -> ApiPrincipal | None:
         found = pats.authenticate(token)
         if found is None:
             raise BearerError("The token is not valid, has expired or was revoked.")
-        return ApiPrincipal(found[0].id, found[1], "pat", found[0])
+        user, scopes = found
+        lacks = lacks_required_2fa(user.role_name, user.has_2fa)
+        return ApiPrincipal(user.id, scopes, "pat", user, lacks_2fa=lacks)
     try:
         state, _claims = tokens.verify_access(token)
     except tokens.TokenError as exc:
         raise BearerError(str(exc)) from exc
+    # Part of the cached user state: the check costs no read beyond the state's own.
     scopes = pats.scopes_of_role(state.role_name) | {ACCOUNT_SCOPE}
-    return ApiPrincipal(state.id, scopes, "jwt")
+    return ApiPrincipal(state.id, scopes, "jwt", lacks_2fa=state.lacks_required_2fa)
 
 
 def unauthorized(detail: str, error: str = "invalid_token") -> None:
@@ -141,7 +154,11 @@ def unauthorized(detail: str, error: str = "invalid_token") -> None:
 
 
 def require_scopes(scopes: tuple[str, ...]) -> ApiPrincipal:
-    """Authenticate the request and check it may use ``scopes``; aborts 401/403 otherwise."""
+    """Authenticate the request and check it may use ``scopes``; aborts 401/403 otherwise.
+
+    A user whose role requires 2FA and who has none is refused (403) whatever the scopes,
+    as the token endpoint refuses them a sign-in and the web sends them to enrolment.
+    """
     try:
         principal = authenticate()
     except BearerError as exc:
@@ -152,6 +169,13 @@ def require_scopes(scopes: tuple[str, ...]) -> ApiPrincipal:
         raise AssertionError("unreachable")
     g.api_principal = principal
     g._login_user = ApiActor(principal)  # so audit records and logs name the actor
+    if principal.lacks_2fa:
+        from bastion.security import audit
+
+        audit.record(
+            "authz.denied", details={"endpoint": request.endpoint, "reason": "2fa_required"}
+        )
+        abort(problem(403, ENROL_2FA_DETAIL))
     missing = [s for s in scopes if s not in principal.scopes]
     if missing:
         from bastion.security import audit

@@ -2,7 +2,9 @@
 
 The prefix lets secret scanners (and people) recognise a leaked token. A token carries a
 subset of the scopes its owner's role allows; the role is checked again on every use, so a
-demoted user's old token loses what the new role no longer grants.
+demoted user's old token loses what the new role no longer grants. A user whose role
+requires 2FA and who has none can neither create one nor use one they hold
+(``bastion.api.auth.require_scopes``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
+from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
 from bastion.models import ApiToken, User, utcnow
 from bastion.models.base import affected_rows
@@ -54,6 +57,8 @@ def scopes_of_role(role_name: str) -> frozenset[str]:
 
 def create(user: User, *, name: str, scopes: list[str], days: int | None = None) -> CreatedToken:
     """Issue a token; the caller has already re-authenticated the user."""
+    if lacks_required_2fa(user.role_name, user.has_2fa):
+        raise TokenRequestError(ENROL_2FA_DETAIL)
     name = (name or "").strip()
     if not name or len(name) > 80:
         raise TokenRequestError("Give the token a name of 1 to 80 characters.", "name")

@@ -260,7 +260,11 @@ def verify_access(token: str) -> tuple[UserState, dict[str, Any]]:
 
 
 def rotate(refresh_token: str) -> tuple[User, TokenPair]:
-    """Swap a refresh token for a new pair; a second use revokes the family."""
+    """Swap a refresh token for a new pair; a second use revokes the family.
+
+    A user whose role requires 2FA and who has none (promoted, or turned it off, since the
+    sign-in) gets no new pair: the family ends and they sign in again once enrolled.
+    """
     claims = decode(refresh_token, "refresh")
     row = db.session.get(RefreshToken, claims["jti"])
     if row is None or row.family_id != claims["fam"] or str(row.user_id) != claims["sub"]:
@@ -271,6 +275,9 @@ def rotate(refresh_token: str) -> tuple[User, TokenPair]:
         revoke_family(row.family_id, commit=True)
         raise TokenError("The token has been revoked.")
     user = user_for(claims)
+    if user_states.lacks_required_2fa(user.role_name, user.has_2fa):
+        revoke_family(row.family_id, commit=True)
+        raise TokenError(user_states.ENROL_2FA_DETAIL)
     # Mark used with a conditional update: of two concurrent refreshes only one wins.
     won = db.session.execute(
         update(RefreshToken)
@@ -330,7 +337,7 @@ def revoke_token(token: str) -> int | None:
         else:
             until = datetime.fromtimestamp(int(claims["exp"]), UTC)
             revocation.revoke(f"jti:{claims['jti']}", until)
-        return int(claims["sub"]) if claims["sub"].isdigit() else None
+        return int(claims["sub"]) if claims["sub"].isascii() and claims["sub"].isdigit() else None
     return None
 
 

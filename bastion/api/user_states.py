@@ -8,15 +8,16 @@ instead keeps a small snapshot of that state per user, trusted only while the us
 MGET as the revocation keys, so a request with a known user costs one Redis round trip.
 
 Writers through the ORM session cannot forget to change the stamp: SQLAlchemy session
-events notice every flush that changes a user's ``disabled_at``, ``password_changed_at`` or
-role, or deletes the user, and replace that user's stamp once the outermost transaction
-commits (a savepoint's release or rollback neither publishes nor forgets anything). An
-UPDATE or DELETE statement on users or roles run through the session (ORM-enabled or on the
-bare table), and a renamed or deleted role, cannot say which users they touched, so they
-replace a global epoch that every snapshot also depends on, unless the statement declares
-itself harmless with the execution option ``user_state_neutral=True``. What bypasses the
-session (SQL on its raw connection, ``bulk_update_mappings``, psql) is caught by
-``MAX_AGE`` below, or at once if the stamp key is deleted.
+events notice every flush that changes a user's ``disabled_at``, ``password_changed_at``,
+role or second factor (``totp_enabled_at``), or deletes the user, and replace that user's
+stamp once the outermost transaction commits (a savepoint's release or rollback neither
+publishes nor forgets anything). An UPDATE or DELETE statement on users or roles run through
+the session (ORM-enabled or on the bare table), and a renamed or deleted role, cannot say
+which users they touched, so they replace a global epoch that every snapshot also depends
+on, unless the statement declares itself harmless with the execution option
+``user_state_neutral=True``. What bypasses the session (SQL on its raw connection,
+``bulk_update_mappings``, psql) is caught by ``MAX_AGE`` below, or at once if the stamp key
+is deleted.
 
 Why this is safe: a reader fixes the stamp *before* it reads the row, and a writer replaces
 the stamp *after* its commit. A snapshot therefore never survives a committed change whose
@@ -45,9 +46,16 @@ log = logging.getLogger(__name__)
 STAMP_SECONDS = 24 * 3600  # a stamp nobody reads for a day is recreated on demand
 MAX_AGE = 60.0
 _MAX_SNAPSHOTS = 10_000
-_WATCHED = ("disabled_at", "password_changed_at", "password_hash", "role_id", "role")
+# Every column a UserState is built from: a change to any of them replaces the user's stamp.
+_WATCHED = (
+    "disabled_at", "password_changed_at", "password_hash", "role_id", "role", "totp_enabled_at"
+)
 _PENDING = "bastion.user_state_changes"
 _EPOCH = 0  # the pseudo user id that stands for "every user" in the pending set
+# Why such a user's API call or refresh is refused: the token endpoint's words (api.signin).
+ENROL_2FA_DETAIL = (
+    "Your role requires two-factor authentication: enrol on the account page first."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,12 @@ class UserState:
     password_changed_ts: float | None
     role_name: str
     password_fingerprint: str
+    has_2fa: bool
+
+    @property
+    def lacks_required_2fa(self) -> bool:
+        """The role requires 2FA (``REQUIRE_2FA_ROLES``) and the user has none."""
+        return lacks_required_2fa(self.role_name, self.has_2fa)
 
     @classmethod
     def of(cls, user: User) -> UserState:
@@ -71,7 +85,18 @@ class UserState:
             password_changed_ts=changed.timestamp() if changed is not None else None,
             role_name=user.role_name,
             password_fingerprint=password_fingerprint(user.password_hash),
+            has_2fa=user.has_2fa,
         )
+
+
+def lacks_required_2fa(role_name: str, has_2fa: bool) -> bool:
+    """Whether a user of ``role_name`` must enrol in 2FA before using the API at all.
+
+    The API's form of the web's enrolment gate (``bastion.auth.enrolment``): the token
+    endpoint refuses such a user, and so must every token they already hold, since a role
+    can be granted and a second factor turned off after the sign-in.
+    """
+    return not has_2fa and role_name in current_app.config["REQUIRE_2FA_ROLES"]
 
 
 Stamp = tuple[bytes | None, bytes | None]  # (the user's stamp, the global epoch)

@@ -89,7 +89,7 @@ def verify_totp(user: User, code: str) -> bool:
     """True once per time step: a code that was accepted before is refused."""
     code = "".join(code.split())
     secret = _secret_of(user)
-    # isascii: str.isdigit() also accepts digits such as "١" or "²", which no TOTP contains.
+    # isascii: str.isdigit() also accepts Arabic-Indic or superscript digits; no TOTP has them.
     if secret is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
         return False
     step = _matching_step(secret, code, utcnow())
@@ -193,6 +193,11 @@ def clear(user: User) -> None:
 
 def disable(user: User) -> None:
     clear(user)
+    from bastion.api.tokens import revoke_all_for_user
+    from bastion.auth.enrolment import is_required
+
+    if is_required(user):  # the role's API sign-ins were made with the factor: they end
+        revoke_all_for_user(user.id, commit=False)
     audit.record("2fa.disabled", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
 

@@ -277,3 +277,14 @@ def test_expiry_is_checked_without_leeway(api: Api, viewer: User, app: Flask) ->
     claims = _claims(viewer, exp=int(time.time()) - 1, iat=int(time.time()) - 901)
     _assert_401(api, _signed(app, claims))
     assert timedelta(minutes=app.config["JWT_ACCESS_MINUTES"]) == timedelta(minutes=15)
+
+
+# Arabic-Indic one, superscript two, fullwidth one: str.isdigit() accepts all three.
+@pytest.mark.parametrize("sub", ["\u0661", "\u00b2", "\uff11"])
+def test_revoking_a_token_names_no_owner_for_a_non_ascii_subject(
+    api: Api, viewer: User, app: Flask, sub: str
+) -> None:
+    """Only ASCII digits name the owner in the audit record (``int()`` reads some of these
+    as ids and fails on others)."""
+    token = _signed(app, _claims(viewer, sub=sub))
+    assert tokens.revoke_token(token) is None

@@ -322,3 +322,38 @@ def test_renaming_a_role_drops_every_snapshot(pair: Pair, how: str) -> None:
         assert pair.user_reads() == (403, 1)
     finally:
         rename("editor-renamed", "editor")
+
+
+@pytest.mark.asvs("V6.3.3", "V8.2.1")
+def test_a_promotion_without_2fa_refuses_the_next_request(pair: Pair) -> None:
+    """An editor made admin (a role that requires 2FA) by a plain ORM write, which revokes
+    nothing: the fresh state itself must refuse the token."""
+    assert pair.user_reads() == (200, 1)
+
+    def promote(user: User) -> None:
+        user.role = role_named("admin")
+
+    pair.write(promote)
+    resp = pair.call("GET", "/articles")
+    assert resp.status_code == 403
+    assert "two-factor" in resp.get_json()["detail"]
+
+
+@pytest.mark.asvs("V6.3.3", "V8.2.1")
+def test_turning_2fa_off_is_seen_on_the_next_request(pair: Pair) -> None:
+    """The second factor is part of the snapshot: its loss replaces the stamp."""
+
+    def promote_enrolled(user: User) -> None:
+        user.role = role_named("admin")
+        user.totp_enabled_at = utcnow()
+
+    def turn_off(user: User) -> None:
+        user.totp_enabled_at = None
+
+    pair.write(promote_enrolled)
+    assert pair.user_reads() == (200, 1)
+    assert pair.user_reads() == (200, 0)  # the snapshot is in use
+    pair.write(turn_off)
+    assert pair.user_reads() == (403, 1)
+    pair.write(promote_enrolled)  # enrolled again: the same token works again
+    assert pair.user_reads() == (200, 1)
