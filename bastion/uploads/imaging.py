@@ -10,10 +10,14 @@ pixels are then copied into fresh images with an empty ``info`` and saved again,
 from __future__ import annotations
 
 import io
+import logging
+import struct
 import warnings
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps, ImageSequence
+
+log = logging.getLogger("bastion.uploads")
 
 # Largest image decoded at all (about 25 megapixels, 100 MB as RGBA). Pillow's own guard is
 # set to the same value so any other code in the process gets the same protection.
@@ -47,6 +51,19 @@ FORMATS = {
 }
 # Extensions a file name may carry; anything else (".php", ".svg", ".html") is refused.
 NAME_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp"})
+# How Pillow reports truncated or malformed data: these and ``struct.error`` (the same set
+# Pillow's own ``Image.open`` treats as "not this format"), raised by the decoders, by EXIF
+# parsing in ``exif_transpose`` and by frame counting (GIF ``n_frames``).
+DECODER_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+)
 
 
 class ImageRejectedError(ValueError):
@@ -106,11 +123,23 @@ def process(data: bytes, *, kind: str) -> CleanImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels() from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
-        # Pillow reports truncated or malformed data with any of these.
-        raise ImageRejectedError(
-            "corrupt", "The image could not be read; it may be damaged or incomplete."
-        ) from exc
+    except DECODER_ERRORS as exc:
+        raise _corrupt() from exc
+    except Exception as exc:
+        # Anything else from inside Pillow on hostile bytes is still a refusal of the file,
+        # never a 500; logged with its type so a new failure mode can be looked at.
+        log.warning(
+            "unexpected image decoder failure",
+            extra={"error_type": type(exc).__name__, "format": fmt.name},
+            exc_info=True,
+        )
+        raise _corrupt() from exc
+
+
+def _corrupt() -> ImageRejectedError:
+    return ImageRejectedError(
+        "corrupt", "The image could not be read; it may be damaged or incomplete."
+    )
 
 
 def _too_many_pixels() -> ImageRejectedError:

@@ -41,7 +41,6 @@ UPLOAD_ENDPOINTS = frozenset({"uploads.upload_avatar", "uploads.upload_article_i
 FORM_ALLOWANCE = 64 * 1024
 # Served images are documents of their own: no script, no plugins, no fetches, no origin.
 SANDBOX_CSP = "sandbox; default-src 'none'"
-PUBLIC_MAX_AGE = 3600
 VARIANT_SIZES = {str(s): s for s in imaging.AVATAR_SIZES[1:]}
 
 
@@ -174,14 +173,20 @@ def serve_upload(upload_id: str) -> ResponseReturnValue:
             download_name=services.download_name(upload),
             etag=f"{upload.id}-{size or 'full'}",  # content never changes under an id
             conditional=True,
-            max_age=PUBLIC_MAX_AGE if is_public else None,
+            max_age=0,  # not the app's default lifetime: the directives are set below
         )
     except FileNotFoundError:
         log.error("upload file missing", extra={"upload_id": upload.id})
         abort(404)
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.cache_control.max_age = None
+    resp.headers.pop("Expires", None)
     if is_public:
+        # Public only while its article is: shared caches may keep a copy but must revalidate
+        # it on every use (a cheap 304 by ETag), so unpublishing or deleting the article
+        # hides the image at once, not a max-age later.
         resp.cache_control.public = True
+        resp.cache_control.no_cache = True
     else:
         resp.cache_control.private = True
         resp.cache_control.no_store = True

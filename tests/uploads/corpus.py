@@ -75,6 +75,62 @@ def animated_gif(frames: int, size: tuple[int, int] = (8, 8)) -> bytes:
     return out.getvalue()
 
 
+def _tiff_ifd(*entries: tuple[int, int, int, bytes]) -> bytes:
+    """One big-endian TIFF IFD: (tag, type, count, 4-byte value or offset) entries, no next."""
+    body = b"".join(struct.pack(">HHI", *entry[:3]) + entry[3] for entry in entries)
+    return struct.pack(">H", len(entries)) + body + struct.pack(">I", 0)
+
+
+def exif_with_mistyped_tag(tag: int, *, in_gps: bool) -> bytes:
+    """EXIF (Orientation 6, so it is applied) where ``tag`` holds a value of the wrong type.
+
+    Pillow reads it, but ``ImageOps.exif_transpose`` writes the block back without the
+    orientation and fails in ``struct.pack`` (``struct.error``). ``in_gps`` puts the tag in
+    the GPS IFD with three rationals; otherwise in IFD0 with text.
+    """
+    ifd0 = _tiff_ifd(
+        (0x010F if in_gps else tag, 2, 4, b"cam\x00"),  # Make (or the mistyped tag): text
+        (ExifTags.Base.Orientation, 3, 1, struct.pack(">HH", 6, 0)),
+        (ExifTags.IFD.GPSInfo, 4, 1, struct.pack(">I", 50)),  # the GPS IFD right after IFD0
+    )
+    gps = _tiff_ifd(
+        (ExifTags.GPS.GPSLatitudeRef, 2, 2, b"N\x00\x00\x00"),
+        (tag if in_gps else ExifTags.GPS.GPSLatitude, 5, 3, struct.pack(">I", 80)),
+    )
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + ifd0 + gps + struct.pack(">6I", 1, 1, 2, 1, 3, 1)
+    assert len(tiff) == 80 + 24
+    return b"Exif\x00\x00" + tiff
+
+
+def jpeg_with_broken_exif() -> bytes:
+    """GPSDifferential (a SHORT) holding three rationals (as in the review's crash sample)."""
+    return image_bytes(
+        "JPEG", exif=exif_with_mistyped_tag(ExifTags.GPS.GPSDifferential, in_gps=True)
+    )
+
+
+def webp_with_broken_exif() -> bytes:
+    """PlanarConfiguration (a SHORT) holding text (as in the review's crash sample)."""
+    return image_bytes(
+        "WEBP", exif=exif_with_mistyped_tag(ExifTags.Base.PlanarConfiguration, in_gps=False)
+    )
+
+
+def gif_with_cut_frame() -> bytes:
+    """A GIF whose trailer is replaced by the start of a second frame with no descriptor:
+    counting frames (``n_frames``) reads past the end (``struct.error``)."""
+    data = image_bytes("GIF", mode="P")
+    assert data.endswith(b";")
+    return data[:-1] + b","
+
+
+# Crafted files on which Pillow raised ``struct.error`` (once a 500, never audited).
+STRUCT_ERRORS = [
+    ("jpeg-broken-exif", jpeg_with_broken_exif()),
+    ("webp-broken-exif", webp_with_broken_exif()),
+    ("gif-cut-frame", gif_with_cut_frame()),
+]
+
 HTML = b"<!doctype html><html><body>" + SCRIPT + b"</body></html>"
 JS = b"alert(document.domain);window.__pwned=1;"
 PHP = b"<?php system($_GET['cmd']); ?>"
@@ -96,4 +152,5 @@ REFUSED = [
     ("truncated-jpeg", image_bytes("JPEG", (300, 200))[:400], "corrupt"),
     ("png-bad-crc", png()[:30] + b"\x00\x00\x00\x00" + png()[34:], "corrupt"),
     ("gif-too-many-frames", animated_gif(101), "too_many_frames"),
+    *((case, data, "corrupt") for case, data in STRUCT_ERRORS),
 ]

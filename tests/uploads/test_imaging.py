@@ -10,8 +10,12 @@ from PIL import Image
 from bastion.uploads import imaging
 from tests.uploads import corpus
 
-# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error.
-pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error. Pillow
+# also warns while reading the broken EXIF in corpus.STRUCT_ERRORS; that warning is expected.
+pytestmark = [
+    pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning"),
+    pytest.mark.filterwarnings("ignore:Metadata Warning:UserWarning"),
+]
 
 
 @pytest.mark.asvs("V5.2.2", "V1.3.4")
@@ -25,6 +29,21 @@ def test_attack_corpus_is_refused_with_a_reason(data: bytes, reason: str) -> Non
         imaging.process(data, kind="article")
     assert info.value.reason == reason
     assert info.value.message
+
+
+@pytest.mark.asvs("V5.2.2", "V16.3.4")
+def test_any_other_decoder_failure_is_a_logged_corrupt_refusal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fails(image: Image.Image) -> Image.Image:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(imaging.ImageOps, "exif_transpose", fails)
+    with pytest.raises(imaging.ImageRejectedError) as info:
+        imaging.process(corpus.jpeg_with_gps(), kind="avatar")
+    assert info.value.reason == "corrupt"
+    assert info.value.status == 422
+    assert [r.error_type for r in caplog.records if r.name == "bastion.uploads"] == ["RuntimeError"]
 
 
 @pytest.mark.asvs("V5.2.2")

@@ -18,6 +18,10 @@ def _upload_to(client: FlaskClient, article: Article) -> str:
     return only_upload().id
 
 
+def _directives(cache_control: str) -> set[str]:
+    return {part.strip() for part in cache_control.split(",")}
+
+
 @pytest.mark.asvs("V3.2.1", "V3.4.4", "V5.4.1", "V5.3.1")
 def test_public_image_is_served_with_hardening_and_cache_headers(
     app: Flask, client: FlaskClient, own_article: Article
@@ -33,11 +37,14 @@ def test_public_image_is_served_with_hardening_and_cache_headers(
     assert "default-src 'none'" in csp
     assert "script-src" not in csp
     assert resp.headers["Content-Disposition"] == "inline; filename=chart.png"
-    assert resp.cache_control.public
-    assert resp.cache_control.max_age == 3600
+    # Cacheable, but revalidated on every use: no lifetime a shared cache could serve
+    # the image from after its article is unpublished or deleted.
+    assert _directives(resp.headers["Cache-Control"]) == {"public", "no-cache"}
+    assert "Expires" not in resp.headers
     etag = resp.headers["ETag"]
     again = anonymous.get(f"/uploads/{upload_id}", headers={"If-None-Match": etag})
     assert again.status_code == 304
+    assert _directives(again.headers["Cache-Control"]) == {"public", "no-cache"}
 
 
 @pytest.mark.asvs("V8.2.2", "V3.2.1")
@@ -67,10 +74,14 @@ def test_unpublishing_hides_the_images_again(
 
     upload_id = _upload_to(client, own_article)
     anonymous = app.test_client()
-    assert anonymous.get(f"/uploads/{upload_id}").status_code == 200
+    first = anonymous.get(f"/uploads/{upload_id}")
+    assert first.status_code == 200
+    assert first.cache_control.no_cache  # so a cache asks again, as below, before reuse
     own_article.status = "draft"
     db.session.commit()
     assert anonymous.get(f"/uploads/{upload_id}").status_code == 404
+    revalidation = {"If-None-Match": first.headers["ETag"]}
+    assert anonymous.get(f"/uploads/{upload_id}", headers=revalidation).status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,12 @@ from tests.uploads.conftest import (
     upload_count,
 )
 
-# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error.
-pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+# As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error. Pillow
+# also warns while reading the broken EXIF in corpus.STRUCT_ERRORS; that warning is expected.
+pytestmark = [
+    pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning"),
+    pytest.mark.filterwarnings("ignore:Metadata Warning:UserWarning"),
+]
 
 
 def _images(article: Article) -> str:
@@ -46,6 +50,29 @@ def test_attack_corpus_is_refused_clearly_and_audited(
         events = rejections()
         assert len(events) == number, case
         assert events[-1].details["reason"] == reason, case
+        assert events[-1].actor_id == editor.id
+    assert upload_count() == 0
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V5.2.2", "V16.3.3")
+@pytest.mark.parametrize(
+    "data", [d for _, d in corpus.STRUCT_ERRORS], ids=[c for c, _ in corpus.STRUCT_ERRORS]
+)
+def test_files_that_break_the_decoder_are_refused_as_corrupt_on_both_forms(
+    client: FlaskClient, editor: User, own_article: Article, data: bytes
+) -> None:
+    # Pillow raised struct.error on these (broken EXIF, a cut-off GIF frame): once a 500
+    # with no audit event; now the same clear refusal as any other damaged file.
+    for number, (path, kind) in enumerate(
+        [(AVATAR, "avatar"), (_images(own_article), "article")], start=1
+    ):
+        resp = post_file(client, path, data, filename="photo.jpg", content_type="image/jpeg")
+        assert resp.status_code == 422, path
+        assert "The image could not be read" in resp.get_data(as_text=True)
+        events = rejections()
+        assert len(events) == number, path
+        assert (events[-1].details["reason"], events[-1].details["kind"]) == ("corrupt", kind)
         assert events[-1].actor_id == editor.id
     assert upload_count() == 0
     assert_store_consistent()
