@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 
 from bastion.auth.services import canonical_username
 from bastion.content.services import Page, escape_like
@@ -55,8 +55,11 @@ def resolve_user_id(user: str) -> int | None:
     user = user.strip()
     if not user:
         return None
-    if user.isdigit() and len(user) < 10:
+    # ASCII digits only: str.isdigit() is also true for "²" or "①", which int() refuses.
+    if user.isascii() and user.isdigit() and len(user) < 10:
         return int(user)
+    if "\x00" in user:  # no username has one, and PostgreSQL refuses NUL in text
+        return -1
     found = db.session.scalar(select(User.id).where(User.username == canonical_username(user)))
     return found if found is not None else -1
 
@@ -67,7 +70,9 @@ def _filtered(f: AuditFilter) -> Select[AuditEvent]:
     if user_id is not None:
         stmt = stmt.where(or_(AuditEvent.actor_id == user_id, AuditEvent.target_user_id == user_id))
     event = f.event.strip()
-    if event.endswith("*"):
+    if "\x00" in event:  # no event name has one, and PostgreSQL refuses NUL in text
+        stmt = stmt.where(false())
+    elif event.endswith("*"):
         stmt = stmt.where(AuditEvent.event.like(escape_like(event[:-1]) + "%", escape="\\"))
     elif event:
         stmt = stmt.where(AuditEvent.event == event)
@@ -77,7 +82,7 @@ def _filtered(f: AuditFilter) -> Select[AuditEvent]:
         stmt = stmt.where(AuditEvent.created_at >= datetime.combine(f.since, time.min, UTC))
     if isinstance(f.until, datetime):
         stmt = stmt.where(AuditEvent.created_at <= _aware(f.until))
-    elif f.until:
+    elif f.until and f.until < date.max:  # the last day there is: no upper bound at all
         end = datetime.combine(f.until, time.min, UTC) + timedelta(days=1)
         stmt = stmt.where(AuditEvent.created_at < end)
     return stmt

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import click
 from flask.cli import AppGroup
@@ -25,13 +25,19 @@ class _Moment(click.ParamType["date | datetime"]):
             return value
         text = str(value).strip()
         try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+            moment = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
             self.fail(
                 f"{text!r} is not an ISO date (2026-01-31) or datetime (2026-01-31T12:00).",
                 param,
                 ctx,
             )
+        if isinstance(moment, datetime) and moment.tzinfo is not None:  # naive means UTC
+            try:
+                moment.astimezone(UTC)  # the trail is compared in UTC
+            except OverflowError:
+                self.fail(f"{text!r} is outside years 1 to 9999 once taken to UTC.", param, ctx)
+        return moment
 
 
 @audit.command("export")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from bastion.admin.audit_log import csv_cell
+from bastion.admin.audit_log import CSV_COLUMNS, csv_cell
 from bastion.extensions import db
 from bastion.models import AuditEvent, utcnow
 from tests.factories import UserFactory
@@ -68,6 +68,45 @@ def test_bad_filters_are_a_clear_400(app: Flask, query: str) -> None:
     resp = client.get(f"/admin/audit?{query}")
     assert resp.status_code == 400
     assert "Check the filters" in resp.get_data(as_text=True)
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize(
+    "query",
+    ["user=%C2%B2", "user=%E2%91%A0", "user=%00", "event=%00", "event=login%00*"],
+    ids=["superscript-two", "circled-one", "user-nul", "event-nul", "prefix-nul"],
+)
+def test_odd_user_and_event_filters_match_nothing_instead_of_failing(
+    app: Flask, query: str
+) -> None:
+    # "²" and "①" pass str.isdigit() but not int(); PostgreSQL refuses NUL in text. No
+    # account or event has such a name, so these filters simply match no event.
+    _event("login.failure", actor_id=UserFactory().id)
+    client = client_for(app, UserFactory(role_name="admin"))
+    page = client.get(f"/admin/audit?{query}")
+    assert page.status_code == 200
+    assert "No events match these filters." in page.get_data(as_text=True)
+    export = client.get(f"/admin/audit.csv?{query}")
+    assert export.status_code == 200
+    assert export.get_data(as_text=True).splitlines() == [",".join(CSV_COLUMNS)]
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_until_the_last_date_there_is_means_no_upper_bound(app: Flask, runner: Any) -> None:
+    _event("login.failure")
+    _event("login.failure", days_ago=400)
+    client = client_for(app, UserFactory(role_name="admin"))
+    query = "event=login.failure&until=9999-12-31"
+    page = client.get(f"/admin/audit?{query}")
+    assert page.status_code == 200
+    assert page.get_data(as_text=True).count("<code>login.failure</code>") == 2
+    export = client.get(f"/admin/audit.csv?{query}")
+    assert export.status_code == 200
+    assert len(list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))) == 2
+    args = ["audit", "export", "--until", "9999-12-31", "--event", "login", "--format", "jsonl"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 2
 
 
 def test_audit_pages(app: Flask) -> None:
@@ -148,7 +187,14 @@ def test_cli_event_prefix_wildcards_are_literal(app: Flask, runner: Any) -> None
     assert result.exit_code == 0 and result.output == ""
 
 
-@pytest.mark.parametrize("args", [["--since", "yesterday"], ["--until", "2026-13-45"], ["--format", "xml"]])
+@pytest.mark.parametrize("args", [
+    ["--since", "yesterday"],
+    ["--until", "2026-13-45"],
+    ["--format", "xml"],
+    # Valid ISO, but before year 1 or after 9999 once taken to UTC.
+    ["--since", "0001-01-01T00:00+14:00"],
+    ["--until", "9999-12-31T23:59-14:00"],
+])
 def test_cli_bad_options_are_refused_with_a_message(app: Flask, runner: Any, args: list[str]) -> None:
     _event("login.failure")
     result = runner.invoke(args=["audit", "export", *args])
