@@ -191,7 +191,7 @@ def current_principal() -> ApiPrincipal:
 
 
 def may_act_on_others() -> bool:
-    """Acting on other people's content (moderation, admin) needs the ``admin`` scope.
+    """Acting on other people's content (editing or deleting it as an admin) needs the ``admin`` scope.
 
     Roles still decide whether it is allowed at all (``bastion.security.authz``); the scope
     only lets a narrow token opt out of powers its owner has.

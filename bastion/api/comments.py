@@ -71,7 +71,7 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
 @bp.delete("/comments/<int:comment_id>")
 @bearer_required
 @operation(
-    summary="Delete your comment (moderators: any comment, with the 'admin' scope)",
+    summary="Delete your comment (admins: any comment, with the 'admin' scope)",
     tag="comments",
     scopes=("comments:write",),
     status=204,

@@ -179,6 +179,23 @@ def update_article(
     # the session for a later flush (the edit page queries again while re-rendering).
     clean_title = _clean_text(title, "title", TITLE_MAX).strip() if title is not None else None
     clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
+    if article.author_id != actor.id:
+        changed = [
+            name
+            for name, new, old in (
+                ("title", clean_title, article.title),
+                ("body", clean_body, article.body_md),
+                ("published", publish, article.is_published),
+            )
+            if new is not None and new != old
+        ]
+        audit.record(
+            "article.edited_by_admin",
+            actor_id=actor.id,
+            target_user_id=article.author_id,
+            details={"article_id": article.id, "fields": changed},
+            commit=False,
+        )
     if clean_title is not None:
         article.title = clean_title
         article.slug = slugify(article.title)
@@ -202,7 +219,13 @@ def delete_article(actor: User, article: Article) -> None:
         what=f"delete article {article.id}",
     )
     if article.author_id != actor.id:
-        audit.record("article.deleted_by_admin", details={"article_id": article.id}, commit=False)
+        audit.record(
+            "article.deleted_by_admin",
+            actor_id=actor.id,
+            target_user_id=article.author_id,
+            details={"article_id": article.id},
+            commit=False,
+        )
     db.session.delete(article)
     db.session.commit()
 
@@ -225,7 +248,16 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
 
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
-    comment.body = _clean_text(body, "body", COMMENT_MAX).strip()
+    clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
+    if comment.author_id != actor.id:
+        audit.record(
+            "comment.edited_by_admin",
+            actor_id=actor.id,
+            target_user_id=comment.author_id,
+            details={"comment_id": comment.id, "article_id": comment.article_id},
+            commit=False,
+        )
+    comment.body = clean_body
     db.session.commit()
     return comment
 
@@ -233,7 +265,13 @@ def update_comment(actor: User, comment: Comment, body: str) -> Comment:
 def delete_comment(actor: User, comment: Comment) -> None:
     authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
     if comment.author_id != actor.id:
-        audit.record("comment.moderated", details={"comment_id": comment.id}, commit=False)
+        audit.record(
+            "comment.moderated",
+            actor_id=actor.id,
+            target_user_id=comment.author_id,
+            details={"comment_id": comment.id},
+            commit=False,
+        )
     db.session.delete(comment)
     db.session.commit()
 

@@ -104,8 +104,11 @@ def can_edit_comment(actor: object, comment: Comment) -> bool:
 
 
 def can_delete_comment(actor: object, comment: Comment) -> bool:
-    """Authors delete their own; editors and admins moderate."""
-    perm = Permission(RoleNeed("editor"), comment_need("delete", comment.id))
+    """Authors delete their own; admins may delete any (SPEC role table).
+
+    Neither editors nor the article's author may remove other people's comments.
+    """
+    perm = Permission(RoleNeed("admin"), comment_need("delete", comment.id))
     return _allows(actor, perm, comment)
 
 

@@ -73,6 +73,23 @@ def test_user_cannot_edit_or_delete_another_users_comment(app: Flask) -> None:
     assert after.body == "Theirs"
 
 
+@pytest.mark.asvs("V8.2.1", "V8.2.2")
+def test_editors_cannot_delete_other_peoples_comments_even_on_their_own_article(
+    app: Flask,
+) -> None:
+    # SPEC role table: deleting any comment is for admins; an editor, even the article's
+    # author, deletes only their own. The page hides the button, the service refuses.
+    comment = CommentFactory(body="A reader's view")
+    for editor in (UserFactory(role_name="editor"), comment.article.author):
+        client = client_for(app, editor)
+        page = client.get(f"/articles/{comment.article_id}").get_data(as_text=True)
+        assert f"/comments/{comment.id}/delete" not in page
+        assert post(client, f"/comments/{comment.id}/delete").status_code == 403
+    after = _fresh(Comment, comment.id)
+    assert after is not None
+    assert after.body == "A reader's view"
+
+
 @pytest.mark.asvs("V8.2.2", "V16.3.2")
 def test_denials_are_audited(app: Flask) -> None:
     from bastion.models import AuditEvent

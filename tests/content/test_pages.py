@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from bastion.extensions import db
-from bastion.models import Article, Comment
+from bastion.models import Article, AuditEvent, Comment
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.roles import client_for, post
 
@@ -91,16 +91,56 @@ def test_comment_authors_edit_and_delete_their_own(app: Flask) -> None:
     assert db.session.get(Comment, comment.id) is None
 
 
-@pytest.mark.asvs("V8.2.2")
-def test_editors_moderate_comments_and_deletion_is_audited(app: Flask) -> None:
-    from bastion.models import AuditEvent
-
+@pytest.mark.asvs("V8.2.2", "V16.2.1")
+def test_admins_moderate_comments_and_deletion_is_audited(app: Flask) -> None:
     comment = CommentFactory()
-    moderator = UserFactory(role_name="editor")
-    assert post(client_for(app, moderator), f"/comments/{comment.id}/delete").status_code == 302
+    author_id = comment.author_id
+    admin = UserFactory(role_name="admin")
+    assert post(client_for(app, admin), f"/comments/{comment.id}/delete").status_code == 302
     db.session.expire_all()
     assert db.session.get(Comment, comment.id) is None
-    assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "comment.moderated"))
+    event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "comment.moderated"))
+    assert event is not None
+    assert (event.actor_id, event.target_user_id) == (admin.id, author_id)
+
+
+def _audited(name: str) -> list[AuditEvent]:
+    db.session.expire_all()
+    return list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == name)))
+
+
+@pytest.mark.asvs("V16.2.1", "V16.3.3")
+def test_admin_edits_of_other_peoples_content_are_audited(app: Flask) -> None:
+    article = ArticleFactory(title="Original", body_md="Body")
+    comment = CommentFactory(body="Original comment")
+    admin = UserFactory(role_name="admin")
+    client = client_for(app, admin)
+    edit = {"title": "Rewritten", "body": "Body", "publish": "y"}
+    assert post(client, f"/articles/{article.id}/edit", edit).status_code == 302
+    assert post(client, f"/comments/{comment.id}/edit", {"body": "Reworded"}).status_code == 302
+    [edited] = _audited("article.edited_by_admin")
+    assert (edited.actor_id, edited.target_user_id) == (admin.id, article.author_id)
+    assert edited.details == {"article_id": article.id, "fields": ["title"]}
+    [reworded] = _audited("comment.edited_by_admin")
+    assert (reworded.actor_id, reworded.target_user_id) == (admin.id, comment.author_id)
+    assert reworded.details == {"comment_id": comment.id, "article_id": comment.article_id}
+    # An admin changing their own content is an ordinary edit, not an admin action.
+    own = ArticleFactory(author=admin)
+    own_comment = CommentFactory(author=admin)
+    assert post(client, f"/articles/{own.id}/edit", edit).status_code == 302
+    assert post(client, f"/comments/{own_comment.id}/edit", {"body": "Mine"}).status_code == 302
+    assert len(_audited("article.edited_by_admin")) == len(_audited("comment.edited_by_admin")) == 1
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_admin_deleting_an_article_audits_whose_it_was(app: Flask) -> None:
+    article = ArticleFactory()
+    author_id = article.author_id
+    admin = UserFactory(role_name="admin")
+    assert post(client_for(app, admin), f"/articles/{article.id}/delete").status_code == 302
+    [deleted] = _audited("article.deleted_by_admin")
+    assert (deleted.actor_id, deleted.target_user_id) == (admin.id, author_id)
+    assert deleted.details == {"article_id": article.id}
 
 
 def test_pages_show_empty_states(app: Flask) -> None:

@@ -70,7 +70,7 @@ MATRIX = (
     row("content.add_comment", "POST", LOGIN, 404, 404, 403, 403, variant="draft"),
     row("content.edit_comment", "GET", LOGIN, 403, 403, 200, 200),
     row("content.edit_comment", "POST", LOGIN, 403, 403, 302, 302),
-    row("content.delete_comment", "POST", LOGIN, 403, 302, 302, 302),
+    row("content.delete_comment", "POST", LOGIN, 403, 403, 302, 302),
     row("profiles.show_profile", "GET", 200, 200, 200, 200, 200),
     row("admin.users", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.change_role", "POST", LOGIN, 403, 403, 403, 302),

@@ -13,7 +13,7 @@ SCOPE_HELP = {
     "articles:read": "Read articles and comments",
     "articles:write": "Write, edit and delete your articles",
     "comments:write": "Comment, and delete your comments",
-    "admin": "Use your moderator or admin rights on other people's content",
+    "admin": "Use your admin rights on other people's content",
 }
 
 
