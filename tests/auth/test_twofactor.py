@@ -184,7 +184,12 @@ def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
 
 
 @pytest.mark.asvs("V2.2.1", "V6.3.3")
-@pytest.mark.parametrize("code", ["١٢٣٤٥٦", "¹²³⁴⁵⁶", "１２３４５６"])
+# Arabic-Indic, superscript and full-width digits, written as escapes.
+@pytest.mark.parametrize("code", [
+    "\u0661\u0662\u0663\u0664\u0665\u0666",
+    "\u00b9\u00b2\u00b3\u2074\u2075\u2076",
+    "\uff11\uff12\uff13\uff14\uff15\uff16",
+])
 def test_digits_from_other_scripts_are_a_wrong_code_not_an_error(
     client: FlaskClient, totp_user: tuple[User, str], code: str
 ) -> None:
