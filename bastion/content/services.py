@@ -179,23 +179,17 @@ def update_article(
     # the session for a later flush (the edit page queries again while re-rendering).
     clean_title = _clean_text(title, "title", TITLE_MAX).strip() if title is not None else None
     clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
-    if article.author_id != actor.id:
-        changed = [
-            name
-            for name, new, old in (
-                ("title", clean_title, article.title),
-                ("body", clean_body, article.body_md),
-                ("published", publish, article.is_published),
-            )
-            if new is not None and new != old
-        ]
-        audit.record(
-            "article.edited_by_admin",
-            actor_id=actor.id,
-            target_user_id=article.author_id,
-            details={"article_id": article.id, "fields": changed},
-            commit=False,
+    changed = [
+        name
+        for name, new, old in (
+            ("title", clean_title, article.title),
+            ("body", clean_body, article.body_md),
+            ("published", publish, article.is_published),
         )
+        if new is not None and new != old
+    ]
+    _audit_for_author(actor, article.author_id, "article.edited_by_admin",
+                      {"article_id": article.id, "fields": changed})
     if clean_title is not None:
         article.title = clean_title
         article.slug = slugify(article.title)
@@ -212,20 +206,22 @@ def update_article(
     return article
 
 
+def _audit_for_author(actor: User, author_id: int, event: str, details: dict[str, Any]) -> None:
+    """An admin acting on someone else's content: recorded with the author as the target,
+    in the same commit as the change."""
+    if author_id != actor.id:
+        audit.record(event, actor_id=actor.id, target_user_id=author_id, details=details,
+                     commit=False)
+
+
 def delete_article(actor: User, article: Article) -> None:
     authz.require(
         authz.can_delete_article(actor, article),
         hide=not authz.can_read_article(actor, article),
         what=f"delete article {article.id}",
     )
-    if article.author_id != actor.id:
-        audit.record(
-            "article.deleted_by_admin",
-            actor_id=actor.id,
-            target_user_id=article.author_id,
-            details={"article_id": article.id},
-            commit=False,
-        )
+    _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
+                      {"article_id": article.id})
     db.session.delete(article)
     db.session.commit()
 
@@ -249,14 +245,8 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
-    if comment.author_id != actor.id:
-        audit.record(
-            "comment.edited_by_admin",
-            actor_id=actor.id,
-            target_user_id=comment.author_id,
-            details={"comment_id": comment.id, "article_id": comment.article_id},
-            commit=False,
-        )
+    _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
+                      {"comment_id": comment.id, "article_id": comment.article_id})
     comment.body = clean_body
     db.session.commit()
     return comment
@@ -264,14 +254,7 @@ def update_comment(actor: User, comment: Comment, body: str) -> Comment:
 
 def delete_comment(actor: User, comment: Comment) -> None:
     authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
-    if comment.author_id != actor.id:
-        audit.record(
-            "comment.moderated",
-            actor_id=actor.id,
-            target_user_id=comment.author_id,
-            details={"comment_id": comment.id},
-            commit=False,
-        )
+    _audit_for_author(actor, comment.author_id, "comment.moderated", {"comment_id": comment.id})
     db.session.delete(comment)
     db.session.commit()
 
