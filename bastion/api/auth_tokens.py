@@ -1,10 +1,11 @@
-"""``/auth/token``, ``/auth/refresh``, ``/auth/revoke``: JWT sign-in, rotation, revocation."""
+"""``/auth/token``, ``/auth/refresh``, ``/auth/revoke``: JWT sign-in, rotation, and the
+revocation of any token (JWT or personal)."""
 
 from __future__ import annotations
 
 from flask import abort, current_app, request
 
-from bastion.api import bp, tokens
+from bastion.api import bp, pats, tokens
 from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
 from bastion.api.signin import SignInError, sign_in
 from bastion.api.spec import operation
@@ -71,13 +72,24 @@ def refresh_token(body: RefreshRequest) -> TokenPairOut:
 @public
 @_auth_limit
 @operation(
-    summary="Revoke an access token, or a refresh token and its family (RFC 7009 style)",
+    summary=(
+        "Revoke an access token, a refresh token and its family, or a personal access "
+        "token (RFC 7009)"
+    ),
     tag="auth",
     scopes=None,
     body=RevokeRequest,
     status=204,
+    description=(
+        "Holding a token is the authority to end it: send a JWT access or refresh token, or "
+        "a personal access token (bst_...). The answer is 204 whether or not the token was "
+        "valid, so it does not tell valid tokens from invalid ones."
+    ),
 )
 def revoke_token(body: RevokeRequest) -> None:
+    if body.token.startswith(pats.PREFIX):
+        pats.revoke_presented(body.token)  # audited by the service, like other revocations
+        return
     owner = tokens.revoke_token(body.token)
     if owner is not None:
         audit.record("token.revoked", actor_id=owner, target_user_id=owner, details={"kind": "jwt"})

@@ -118,6 +118,24 @@ def _operation(rule: Any, method: str, op: Operation) -> dict[str, Any]:
     return doc
 
 
+def _configured_limits(models: dict[str, Any], app: Flask) -> None:
+    """Write this deployment's settings into the schemas whose limits are settings.
+
+    A model is defined before any app exists, so it can only name the setting; the document
+    is built per app and states the configured values, which are the enforced ones.
+    """
+    days = models.get("PatCreate", {}).get("properties", {}).get("expires_in_days")
+    if days is None:
+        return
+    longest, default = app.config["PAT_MAX_DAYS"], app.config["PAT_DEFAULT_DAYS"]
+    for option in days.get("anyOf", [days]):
+        if option.get("type") == "integer":
+            option["maximum"] = longest
+    days["description"] = (
+        f"Days until the token expires, 1 to {longest}; omitted or null: {default} days."
+    )
+
+
 def build_document(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for rule in _api_rules(app):
@@ -128,6 +146,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(rule, method, op)
     _, defs = models_json_schema(_models(app), ref_template=REF)
+    _configured_limits(defs.get("$defs", {}), app)
     return {
         "openapi": "3.1.0",
         "info": {

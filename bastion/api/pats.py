@@ -107,17 +107,33 @@ def revoke(user: User, token_id: int) -> bool:
     record = db.session.get(ApiToken, token_id)
     if record is None or record.user_id != user.id:
         return False
+    _end(record)
+    return True
+
+
+def revoke_presented(secret: str) -> int | None:
+    """``POST /auth/revoke`` with a personal token: holding it is the authority to end it
+    (RFC 7009). Returns the owner's id when a live token was revoked; None otherwise, and
+    the caller answers the same either way."""
+    record = _find(secret)
+    if record is None or not is_active(record):
+        return None
+    _end(record)
+    return record.user_id
+
+
+def _end(record: ApiToken) -> None:
+    """Revoke ``record`` (once) and audit it as its owner's act."""
     if record.revoked_at is None:
         record.revoked_at = utcnow()
         audit.record(
             "token.revoked",
-            actor_id=user.id,
-            target_user_id=user.id,
+            actor_id=record.user_id,
+            target_user_id=record.user_id,
             details={"token_id": record.id},
             commit=False,
         )
         db.session.commit()
-    return True
 
 
 def revoke_all_for(user_id: int, *, commit: bool = True) -> int:
@@ -138,9 +154,7 @@ def revoke_all_for(user_id: int, *, commit: bool = True) -> int:
 
 def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
     """The owner and effective scopes of a live token, or None."""
-    if not secret.startswith(PREFIX) or len(secret) > 100:
-        return None
-    record = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(secret)))
+    record = _find(secret)
     now = utcnow()
     if record is None or record.revoked_at is not None or record.expires_at <= now:
         return None
@@ -151,6 +165,13 @@ def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
         record.last_used_at = now
         db.session.commit()
     return user, frozenset(record.scopes.split()) & role_scopes(user)
+
+
+def _find(secret: str) -> ApiToken | None:
+    """The record of a token by its secret (live or not), or None."""
+    if not secret.startswith(PREFIX) or len(secret) > 100:
+        return None
+    return db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(secret)))
 
 
 def is_active(record: ApiToken) -> bool:

@@ -79,8 +79,10 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-# Field before the validator: the other order leaves "ge"/"le" out of the JSON Schema.
-Days = Annotated[int, Field(ge=1, le=365), BeforeValidator(_whole_number)]
+# Field before the validator: the other order leaves "ge" out of the JSON Schema. The
+# longest allowed expiry is a setting (PAT_MAX_DAYS), so ``bastion.api.pats.create`` checks
+# it, and the OpenAPI document fills in the configured value (``bastion.api.openapi``).
+Days = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
 
 
 def _query_int(value: Any) -> Any:
@@ -250,7 +252,11 @@ class CommentList(PageMeta):
 class PatCreate(Input):
     name: TokenName
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=4)]
-    expires_in_days: Days = 30
+    expires_in_days: Days | None = Field(
+        default=None,
+        description="Days until the token expires, at most PAT_MAX_DAYS; omitted or null: "
+        "PAT_DEFAULT_DAYS.",
+    )
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Your current password: creating a token needs re-authentication."
     )

@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import jwt
 from flask import current_app
@@ -82,6 +82,10 @@ def _access_lifetime() -> timedelta:
     return timedelta(minutes=current_app.config["JWT_ACCESS_MINUTES"])
 
 
+def _refresh_lifetime() -> timedelta:
+    return timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
+
+
 def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     """A new access + refresh token; a new family unless rotating within one.
 
@@ -91,7 +95,7 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     """
     family = family or secrets.token_hex(16)
     password = passwords.password_fingerprint(user.password_hash)
-    refresh_life = timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
+    refresh_life = _refresh_lifetime()
     refresh_jti = secrets.token_hex(16)
     db.session.add(
         RefreshToken(
@@ -270,26 +274,43 @@ def rotate(refresh_token: str) -> tuple[User, TokenPair]:
     if row is None or row.family_id != claims["fam"] or str(row.user_id) != claims["sub"]:
         raise TokenError("The token is not valid.")
     if row.used_at is not None or row.revoked_at is not None:
-        if row.used_at is not None and row.revoked_at is None:
-            _report_reuse(row)
-        revoke_family(row.family_id, commit=True)
-        raise TokenError("The token has been revoked.")
+        _refuse_spent(row)
     user = user_for(claims)
     if user_states.lacks_required_2fa(user.role_name, user.has_2fa):
         revoke_family(row.family_id, commit=True)
         raise TokenError(user_states.ENROL_2FA_DETAIL)
-    # Mark used with a conditional update: of two concurrent refreshes only one wins.
+    # Mark used with a conditional update: of two concurrent refreshes only one wins, and a
+    # revocation that committed since the checks above ("sign out everywhere" racing this
+    # refresh; PostgreSQL re-evaluates the condition once that transaction's lock is gone)
+    # wins over the refresh.
     won = db.session.execute(
         update(RefreshToken)
-        .where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None))
+        .where(
+            RefreshToken.jti == row.jti,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(used_at=utcnow())
     ).rowcount  # type: ignore[attr-defined]
     if not won:
         db.session.commit()
-        _report_reuse(row)
+        db.session.refresh(row)  # what beat us: another refresh (reuse) or a revocation
+        _refuse_spent(row)
+    pair = issue_pair(user, family=row.family_id)
+    # A revocation of the family that ran after the update above could not see the row
+    # issue_pair has just committed: look again, and end that row too if it missed it.
+    if revocation.any_revoked(f"fam:{row.family_id}"):
         revoke_family(row.family_id, commit=True)
         raise TokenError("The token has been revoked.")
-    return user, issue_pair(user, family=row.family_id)
+    return user, pair
+
+
+def _refuse_spent(row: RefreshToken) -> NoReturn:
+    """End the family of a used or revoked refresh token; a used one is reported as reuse."""
+    if row.used_at is not None and row.revoked_at is None:
+        _report_reuse(row)
+    revoke_family(row.family_id, commit=True)
+    raise TokenError("The token has been revoked.")
 
 
 def _report_reuse(row: RefreshToken) -> None:
@@ -303,7 +324,12 @@ def _report_reuse(row: RefreshToken) -> None:
 
 
 def revoke_family(family: str, *, commit: bool = True) -> None:
-    """Revoke every refresh token of a family and the access tokens issued from it."""
+    """Revoke every refresh token of a family and the access tokens issued from it.
+
+    The revocation outlives every member, including one a refresh racing this call adds
+    after the update below: it lasts a full refresh (or access) lifetime from now, and
+    longer if an existing row expires later still (a lifetime shortened since).
+    """
     now = utcnow()
     db.session.execute(
         update(RefreshToken)
@@ -316,13 +342,17 @@ def revoke_family(family: str, *, commit: bool = True) -> None:
         .order_by(RefreshToken.expires_at.desc())
         .limit(1)
     )
-    revocation.revoke(f"fam:{family}", latest or now + _access_lifetime(), commit=False)
+    until = now + max(_refresh_lifetime(), _access_lifetime())
+    if latest is not None:
+        until = max(until, latest)
+    revocation.revoke(f"fam:{family}", until, commit=False)
     if commit:
         db.session.commit()
 
 
 def revoke_token(token: str) -> int | None:
-    """``POST /auth/revoke``: end an access token, or a refresh token's whole family.
+    """``POST /auth/revoke``: end an access token, or a refresh token's whole family
+    (personal access tokens: ``bastion.api.pats.revoke_presented``).
 
     Returns the owner's id when something was revoked; unknown tokens are ignored, as RFC
     7009 asks, so the endpoint does not tell valid tokens apart from garbage.

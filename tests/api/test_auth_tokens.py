@@ -229,6 +229,26 @@ def test_revoking_garbage_is_accepted_silently(api: Api) -> None:
     assert api.call("POST", "/auth/revoke", json={"token": "not-a-token"}).status_code == 204
 
 
+@pytest.mark.asvs("V7.4.1")
+def test_revoking_a_personal_access_token_ends_it(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    # RFC 7009: whoever holds a token may end it, a personal one included.
+    user = make_user("editor")
+    pat = api.pat_for(user, ["articles:read"])
+    assert api.call("GET", "/me", pat).status_code == 200
+    assert api.call("POST", "/auth/revoke", json={"token": pat}).status_code == 204
+    assert api.call("GET", "/me", pat).status_code == 401
+    (event,) = _events("token.revoked")
+    assert (event.actor_id, event.target_user_id) == (user.id, user.id)
+    assert "token_id" in event.details
+    # Again, or a token of the same shape that does not exist: the same answer, no event.
+    assert api.call("POST", "/auth/revoke", json={"token": pat}).status_code == 204
+    unknown = "bst_" + "A" * 43
+    assert api.call("POST", "/auth/revoke", json={"token": unknown}).status_code == 204
+    assert len(_events("token.revoked")) == 1
+
+
 @pytest.mark.redis
 @pytest.mark.asvs("V7.4.1")
 def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redis_url: str) -> None:

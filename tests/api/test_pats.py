@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import ApiToken, Article, User, utcnow
 from bastion.security.tokens import token_hash
 from tests.api.conftest import Api
-from tests.factories import PASSWORD, ArticleFactory, CommentFactory
+from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
 
 pytestmark = pytest.mark.asvs("V9.1.1")
 
@@ -65,6 +66,40 @@ def test_a_token_cannot_carry_more_than_its_owners_role(
     resp = api.call("POST", "/tokens", api.access_for(viewer), json=body)
     assert resp.status_code == 422
     assert "articles:write" in resp.get_json()["detail"]
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_expiry_follows_the_configured_default_and_maximum(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(PAT_DEFAULT_DAYS=7, PAT_MAX_DAYS=20)
+    with app.app_context():
+        api = Api(app.test_client())
+        user = UserFactory(role_name="editor")
+        access = api.access_for(user)
+        body = {"name": "ci", "scopes": ["articles:read"], "password": PASSWORD}
+
+        made = api.call("POST", "/tokens", access, json=body)
+        assert made.status_code == 201, made.get_json()
+        row = db.session.get(ApiToken, made.get_json()["id"])
+        assert row is not None
+        assert abs(row.expires_at - row.created_at - timedelta(days=7)) < timedelta(minutes=1)
+
+        over = api.call("POST", "/tokens", access, json={**body, "expires_in_days": 21})
+        assert over.status_code == 422
+        assert "20 days" in over.get_json()["detail"]
+        longest = api.call("POST", "/tokens", access, json={**body, "expires_in_days": 20})
+        assert longest.status_code == 201, longest.get_json()
+
+        # The document states this deployment's limits, not the built-in ones.
+        doc = api.call("GET", "/openapi.json").get_json()
+        days = doc["components"]["schemas"]["PatCreate"]["properties"]["expires_in_days"]
+        assert "expires_in_days" not in doc["components"]["schemas"]["PatCreate"]["required"]
+        assert days.get("default") is None
+        (number,) = [s for s in days["anyOf"] if s.get("type") == "integer"]
+        assert (number["minimum"], number["maximum"]) == (1, 20)
+        assert "7 days" in days["description"]
+        db.session.remove()
 
 
 def test_personal_tokens_cannot_manage_tokens_or_the_profile(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from flask import g
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -92,6 +92,29 @@ def test_invalid_form_is_422_with_messages(signed_in: tuple[FlaskClient, User]) 
     )
     assert over.status_code == 422
     assert "Your role cannot grant: admin" in over.get_data(as_text=True)
+    assert db.session.scalar(select(ApiToken)) is None
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_the_form_uses_the_configured_expiry(
+    app: Flask, signed_in: tuple[FlaskClient, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "PAT_DEFAULT_DAYS", 7)
+    monkeypatch.setitem(app.config, "PAT_MAX_DAYS", 20)
+    client, _user = signed_in
+    page = client.get("/account/tokens").get_data(as_text=True)
+    days = re.search(r'<input[^>]*name="days"[^>]*>', page)
+    assert days, "the expiry field is on the page"
+    assert 'value="7"' in days.group(0)
+    assert 'max="20"' in days.group(0)
+    assert "1 to 20 days." in page
+    token = csrf_token(client, "/account/tokens")
+    over = client.post(
+        "/account/tokens",
+        data={"csrf_token": token, "name": "CI", "scopes": ["articles:read"], "days": "21"},
+    )
+    assert over.status_code == 422
+    assert "between 1 and 20 days" in over.get_data(as_text=True)
     assert db.session.scalar(select(ApiToken)) is None
 
 

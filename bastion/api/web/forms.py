@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectMultipleField, StringField, widgets
 from wtforms.fields.choices import SelectChoice
@@ -33,9 +36,16 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
         choices=[SelectChoice(s, f"{s} — {SCOPE_HELP[s]}") for s in SCOPES],
         validators=[DataRequired(message="Choose at least one scope.")],
     )
+    # The bounds are settings: the default comes from PAT_DEFAULT_DAYS, and PAT_MAX_DAYS is
+    # enforced by ``pats.create`` (shared with the API) and shown here per request.
     days = IntegerField(
         "Expires after (days)",
-        default=30,
-        validators=[DataRequired(), NumberRange(min=1, max=365)],
-        description="1 to 365 days.",
+        default=lambda: current_app.config["PAT_DEFAULT_DAYS"],
+        validators=[DataRequired(), NumberRange(min=1)],
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        longest = current_app.config["PAT_MAX_DAYS"]
+        self.days.description = f"1 to {longest} days."
+        self.days.render_kw = {"max": longest}
