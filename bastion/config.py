@@ -369,10 +369,19 @@ def secret_strength_problem(secret: object) -> str | None:
 
 
 def validate(cfg: Any) -> list[str]:
-    """Problems that make a production configuration unsafe (empty elsewhere)."""
-    if cfg["ENV_NAME"] != "production":
-        return []
+    """Settings that contradict each other, in any environment, and problems that make a
+    production configuration unsafe."""
     problems: list[str] = []
+    if not 1 <= cfg["PAT_DEFAULT_DAYS"] <= cfg["PAT_MAX_DAYS"]:
+        problems.append(
+            "BASTION_PAT_DEFAULT_DAYS must be between 1 and BASTION_PAT_MAX_DAYS "
+            f"({cfg['PAT_DEFAULT_DAYS']} > {cfg['PAT_MAX_DAYS']}): a token created without an "
+            "expiry would be refused"
+            if cfg["PAT_DEFAULT_DAYS"] > cfg["PAT_MAX_DAYS"]
+            else "BASTION_PAT_DEFAULT_DAYS must be at least 1"
+        )
+    if cfg["ENV_NAME"] != "production":
+        return problems
     if msg := secret_strength_problem(cfg.get("SECRET_KEY")):
         problems.append(msg)
     if not cfg.get("JWT_KEYS"):

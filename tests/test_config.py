@@ -83,6 +83,19 @@ def test_unknown_environment_is_refused() -> None:
         create_app({"ENV_NAME": "staging"})
 
 
+@pytest.mark.parametrize(("default", "maximum", "problem"), [
+    (30, 7, "PAT_DEFAULT_DAYS must be between 1 and BASTION_PAT_MAX_DAYS"),
+    (0, 7, "PAT_DEFAULT_DAYS must be at least 1"),
+])
+def test_a_token_default_beyond_the_maximum_is_refused_at_start(
+    tmp_path: Path, default: int, maximum: int, problem: str
+) -> None:
+    """Otherwise every personal token created without an expiry would be refused."""
+    with pytest.raises(ConfigError, match=problem):
+        create_app({"ENV_NAME": "development", "SECRET_KEY": "x" * 64, "PAT_DEFAULT_DAYS": default,
+                    "PAT_MAX_DAYS": maximum, "DATABASE_URL": f"sqlite:///{tmp_path}/a.db"})
+
+
 def test_unreadable_secret_file_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
