@@ -1,18 +1,40 @@
-"""Template helpers: navigation built once from the routes that exist."""
+"""Template helpers: navigation built once from the routes that exist, and list links."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request, url_for
 from flask_login import current_user
 
 MAIN_LINKS = (("main.index", "Home"), ("content.list_articles", "Articles"))
 ACCOUNT_LINKS = (("content.new_article", "Write", "editor"), ("account.index", "Account", None),
                  ("admin.users", "Admin", "admin"))
+AUDIT_FILTERS = ("user", "event", "since", "until")
+# The query arguments a page reads, which its own links (pagination, export) carry over.
+# Nothing else is copied from the query string: url_for would take keys such as
+# ``_external``, ``_scheme``, ``_method`` or ``endpoint`` as its own parameters.
+KEPT_QUERY_ARGS: dict[str, tuple[str, ...]] = {
+    "content.list_articles": ("q",),
+    "admin.users": ("q",),
+    "admin.audit_events": AUDIT_FILTERS,
+    "admin.export_audit": AUDIT_FILTERS,
+}
+
+
+def url_with_query(endpoint: str, /, **values: Any) -> str:
+    """``url_for(endpoint, **values)`` keeping the current request's arguments that page reads.
+
+    Empty arguments are left out; ``values`` (such as ``page``) win over the kept ones.
+    """
+    names = KEPT_QUERY_ARGS.get(endpoint, ())
+    kept = {key: value for key in names if (value := request.args.get(key))}
+    return url_for(endpoint, **{**kept, **values})
 
 
 def register_template_helpers(app: Flask) -> None:
+    # A global, not a context value: imported macros (``_pagination.html``) see no context.
+    app.add_template_global(url_with_query)
     names: frozenset[str] = frozenset()
 
     def view_names() -> frozenset[str]:

@@ -42,3 +42,29 @@ def test_audit_table_is_append_only_in_postgresql(make_app) -> None:  # type: ig
         with pytest.raises(PermissionError):
             db.session.commit()
         db.session.rollback()
+
+
+@pytest.mark.asvs("V3.5.3", "V1.3.1")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_renders_stored_articles_with_the_current_sanitiser(  # type: ignore[no-untyped-def]
+    make_app, backend: str
+) -> None:
+    """Articles saved before images were limited to this site's uploads kept an image that
+    made every reader's browser GET any path of the site (the audit export was one)."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Article
+    from tests.factories import ArticleFactory
+
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0004_security_stamp")
+        old = ArticleFactory(body_md="![x](/admin/audit.csv?since=0001-01-01)\n\nKept *text*.",
+                             body_html='<p><img src="/admin/audit.csv?since=0001-01-01" alt="x"></p>')
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade()
+        html = db.session.get(Article, article_id).body_html
+    assert "/admin/audit.csv" not in html
+    assert "<em>text</em>" in html and 'alt="x"' in html

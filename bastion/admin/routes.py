@@ -165,10 +165,51 @@ def audit_events() -> ResponseReturnValue:
     )
 
 
+def _is_requested_download() -> bool:
+    """Whether this GET is a top-level navigation or download, not a fetch a page made.
+
+    The export is the one GET that writes (an ``audit.exported`` event), so an ``<img>``, a
+    script's ``fetch`` or a frame on any page the admin opens must not run it. Browsers say
+    which in the Fetch Metadata headers: a link click, a typed address or a bookmark is
+    ``Sec-Fetch-Mode: navigate`` from this origin (``same-origin``) or from none (``none``);
+    Chromium marks an ``<a download>`` with ``Sec-Fetch-Dest: empty``, the others
+    ``document``. A request without the headers is allowed: scripts and curl send none, and
+    a page cannot make a current browser leave them out (for browsers older than the
+    headers, Markdown images may point only at uploads: ``bastion.content.rendering``).
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if dest is None:
+        return True
+    return request.headers.get("Sec-Fetch-Mode") == "navigate" and dest in ("document", "empty")
+
+
+def _refuse_unless_requested_download() -> None:
+    """403 (audited) for an export the admin did not ask for, e.g. an image in a page."""
+    if _is_requested_download():
+        return
+    audit.record(
+        "audit.export_refused",
+        details={
+            name.lower(): request.headers.get(f"Sec-Fetch-{name}", "")[:32]
+            for name in ("Site", "Mode", "Dest")
+        },
+    )
+    abort(
+        403,
+        description="The audit export starts only from its link. "
+        "Open the audit log and choose Export CSV.",
+    )
+
+
 @bp.get("/audit.csv")
 @admin_required
-@limiter.limit("10 per minute")
+# Only exports that ran count: a refused image request must not spend the admin's allowance.
+@limiter.limit("10 per minute", deduct_when=lambda response: response.status_code == 200)
 def export_audit() -> ResponseReturnValue:
+    _refuse_unless_requested_download()
     _, filters = _audit_filter()
     audit.record("audit.exported", details={k: str(v) for k, v in vars(filters).items() if v})
     name = f"bastion-audit-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"

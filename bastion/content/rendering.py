@@ -7,6 +7,7 @@ start-up, where it cost about 60 ms of CPU.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,18 @@ TAGS = {
 ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"},
               "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = {"http", "https", "mailto"}
+# The only images a page may load: this site's uploads, as the upload pages print them
+# (``/uploads/<id>``, optionally ``?size=<px>``). Any other address would make every reader's
+# browser send a GET, with their cookies, to a path the author chose (CSP allows
+# ``img-src 'self'``); other images keep their alt text and lose their source.
+UPLOAD_SRC = re.compile(r"\A/uploads/[0-9a-f]{32}(?:\?size=[0-9]{1,4})?\Z")
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """nh3 hook: drop an ``<img src>`` that is not one of this site's uploads."""
+    if tag == "img" and attribute == "src" and not UPLOAD_SRC.match(value):
+        return None
+    return value
 
 
 def render_markdown(source: str) -> str:
@@ -43,6 +56,7 @@ def render_markdown(source: str) -> str:
         url_schemes=URL_SCHEMES,
         link_rel="nofollow noopener noreferrer",
         strip_comments=True,
+        attribute_filter=_filter_attribute,
     )
 
 

@@ -151,6 +151,102 @@ def test_csv_export_escapes_formulas_and_is_audited(app: Flask) -> None:
     assert exported.details == {"event": "login.failure"}
 
 
+# The export is a GET that writes (``audit.exported``), so it runs only when the admin asks:
+# a link or an address typed in, never an image, script or frame on some page they view.
+def _fetch(site: str, mode: str, dest: str) -> dict[str, str]:
+    return {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+
+
+ASKED_FOR = {
+    "no-fetch-metadata": {},  # curl, scripts, browsers older than the headers
+    "download-link": _fetch("same-origin", "navigate", "empty"),  # Chromium, <a download>
+    "link-in-tab": _fetch("same-origin", "navigate", "document"),
+    "typed-address": _fetch("none", "navigate", "document"),
+}
+NOT_ASKED_FOR = {
+    "image": _fetch("same-origin", "no-cors", "image"),
+    "script-fetch": _fetch("same-origin", "cors", "empty"),
+    "same-origin-mode": _fetch("same-origin", "same-origin", "empty"),
+    "frame": _fetch("same-origin", "navigate", "iframe"),
+    "style": _fetch("same-origin", "no-cors", "style"),
+    "link-on-another-site": _fetch("cross-site", "navigate", "document"),
+    "link-on-a-sibling-host": _fetch("same-site", "navigate", "empty"),
+    "download-from-another-site": _fetch("cross-site", "navigate", "empty"),
+}
+
+
+def _export(client: Any, query: str, headers: dict[str, str]) -> tuple[int, str]:
+    """Status and body, read in full: an unread CSV stream would outlive the request."""
+    resp = client.get(f"/admin/audit.csv?{query}", headers=headers)
+    return resp.status_code, resp.get_data(as_text=True)
+
+
+def _exports() -> list[AuditEvent]:
+    exported = db.select(AuditEvent).where(AuditEvent.event == "audit.exported")
+    return list(db.session.scalars(exported))
+
+
+@pytest.mark.asvs("V3.5.3", "V16.3.3")
+@pytest.mark.parametrize("headers", NOT_ASKED_FOR.values(), ids=NOT_ASKED_FOR.keys())
+def test_export_refuses_requests_the_admin_did_not_make(
+    app: Flask, headers: dict[str, str]
+) -> None:
+    client = client_for(app, UserFactory(role_name="admin"))
+    status, body = _export(client, "since=0001-01-01", headers)
+    assert status == 403
+    assert "choose Export CSV" in body
+    assert _exports() == []
+    refused = db.session.scalar(
+        db.select(AuditEvent).where(AuditEvent.event == "audit.export_refused")
+    )
+    assert refused is not None
+    assert refused.details == {
+        "site": headers["Sec-Fetch-Site"],
+        "mode": headers["Sec-Fetch-Mode"],
+        "dest": headers["Sec-Fetch-Dest"],
+    }
+
+
+@pytest.mark.asvs("V3.5.3")
+@pytest.mark.parametrize("headers", ASKED_FOR.values(), ids=ASKED_FOR.keys())
+def test_export_runs_when_the_admin_asks(app: Flask, headers: dict[str, str]) -> None:
+    client = client_for(app, UserFactory(role_name="admin"))
+    status, body = _export(client, "event=login", headers)
+    assert status == 200
+    assert body.startswith("id,created_at,event,")
+    assert [e.details for e in _exports()] == [{"event": "login"}]
+
+
+@pytest.mark.asvs("V3.5.3", "V2.4.1")
+def test_refused_exports_do_not_spend_the_export_allowance(app: Flask) -> None:
+    client = client_for(app, UserFactory(role_name="admin"))
+    for _ in range(12):  # more than the 10 per minute of export_audit
+        assert _export(client, "", NOT_ASKED_FOR["image"])[0] == 403
+    assert _export(client, "", ASKED_FOR["download-link"])[0] == 200
+
+
+@pytest.mark.asvs("V2.2.1", "V15.3.7")
+@pytest.mark.parametrize(
+    "extra",
+    ["_method=POST", "endpoint=x", "_scheme=http&_external=", "_external=1&_scheme=http",
+     "_anchor=x", "page=2&values=1"],
+)
+def test_audit_links_keep_only_the_filters(app: Flask, extra: str) -> None:
+    # The query string once went whole into url_for, which takes these keys as its own:
+    # BuildError, TypeError or ValueError (500), or absolute http:// links.
+    for _ in range(55):
+        _event("csp.report")
+    client = client_for(app, UserFactory(role_name="admin"))
+    resp = client.get(f"/admin/audit?event=csp.report&user=&{extra}")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert 'href="/admin/audit.csv?event=csp.report" download' in html
+    assert 'href="http' not in html
+    assert ('href="/admin/audit?event=csp.report&amp;page=2" rel="next"' in html) or (
+        'href="/admin/audit?event=csp.report&amp;page=1" rel="prev"' in html
+    )
+
+
 # ``flask audit export``: the same export for scripts, with the same formula escaping.
 
 

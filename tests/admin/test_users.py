@@ -149,6 +149,16 @@ def test_user_search_treats_wildcards_literally(app: Flask) -> None:
     assert "No user matches" in client.get("/admin/users?q=%25%25zz").get_data(as_text=True)
 
 
+@pytest.mark.asvs("V2.2.1", "V15.3.7")
+def test_user_pages_link_with_the_search_only(app: Flask) -> None:
+    UserFactory.create_batch(26)  # 25 a page
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    for extra in ("_method=POST", "endpoint=x", "_external=1&_scheme=http", "_scheme=http"):
+        resp = client.get(f"/admin/users?q=user&{extra}")
+        assert resp.status_code == 200, extra
+        assert '<a href="/admin/users?q=user&amp;page=2" rel="next">' in resp.get_data(as_text=True)
+
+
 @pytest.mark.asvs("V15.3.3")
 def test_role_form_sets_only_the_role(app: Flask) -> None:
     someone = UserFactory(email="someone@example.org")

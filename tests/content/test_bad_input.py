@@ -172,3 +172,36 @@ def test_odd_searches_answer_normally(app: Flask) -> None:
             ).status_code
             == 200
         ), query
+
+
+# Keys that url_for reads as its own parameters, and a path variable of the profile page.
+URL_FOR_KEYS = [
+    "_method=POST",
+    "endpoint=x",
+    "_scheme=http&_external=",
+    "_external=1&_scheme=http",
+    "_anchor=x",
+    "values=1",
+    "username=bob",
+]
+
+
+@pytest.mark.asvs("V2.2.1", "V15.3.7")
+@pytest.mark.parametrize("extra", URL_FOR_KEYS)
+def test_page_links_keep_only_the_arguments_the_page_reads(app: Flask, extra: str) -> None:
+    # The query string once went whole into url_for: a 500 (BuildError, TypeError,
+    # ValueError) or absolute http:// links on every list with more than one page.
+    editor = UserFactory(username="ada", role_name="editor")
+    ArticleFactory.create_batch(21, title="needle", author=editor)  # 20 a page
+    client = client_for(app)
+    for path, next_page in (
+        ("/articles?q=needle", "/articles?q=needle&amp;page=2"),
+        ("/articles?q=", "/articles?page=2"),
+        ("/articles?page=1", "/articles?page=2"),
+        ("/u/ada?page=1", "/u/ada?page=2"),
+    ):
+        resp = client.get(f"{path}&{extra}")
+        assert resp.status_code == 200, (path, extra)
+        html = resp.get_data(as_text=True)
+        assert f'<a href="{next_page}" rel="next">' in html, (path, extra)
+        assert 'href="http' not in html, (path, extra)

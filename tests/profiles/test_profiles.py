@@ -28,6 +28,19 @@ def test_profile_shows_sanitised_bio_and_initials_avatar(app: Flask) -> None:
     assert initials_avatar(user).initials == "AL"
 
 
+@pytest.mark.asvs("V1.3.5", "V3.5.3")
+def test_bio_images_cannot_make_a_visitor_request_other_pages(app: Flask) -> None:
+    # Any reader writes a bio; an admin who opens the profile must not run the audit export.
+    upload = "/uploads/" + "ab" * 16
+    UserFactory(
+        username="mallory",
+        bio=f"![](/admin/audit.csv?since=0001-01-01) ![me]({upload}?size=256)",
+    )
+    html = client_for(app, UserFactory(role_name="admin")).get("/u/mallory").get_data(as_text=True)
+    assert "audit.csv" not in html
+    assert f'<img src="{upload}?size=256" alt="me">' in html
+
+
 def test_uploaded_avatar_is_used_when_present(app: Flask) -> None:
     UserFactory(username="pic", avatar_id="abc123")
     html = client_for(app).get("/u/pic").get_data(as_text=True)
