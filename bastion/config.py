@@ -372,13 +372,13 @@ def validate(cfg: Any) -> list[str]:
     """Settings that contradict each other, in any environment, and problems that make a
     production configuration unsafe."""
     problems: list[str] = []
-    if not 1 <= cfg["PAT_DEFAULT_DAYS"] <= cfg["PAT_MAX_DAYS"]:
+    default, longest = cfg.get("PAT_DEFAULT_DAYS", 1), cfg.get("PAT_MAX_DAYS", 1)
+    if default < 1:
+        problems.append("BASTION_PAT_DEFAULT_DAYS must be at least 1")
+    elif default > longest:
         problems.append(
-            "BASTION_PAT_DEFAULT_DAYS must be between 1 and BASTION_PAT_MAX_DAYS "
-            f"({cfg['PAT_DEFAULT_DAYS']} > {cfg['PAT_MAX_DAYS']}): a token created without an "
-            "expiry would be refused"
-            if cfg["PAT_DEFAULT_DAYS"] > cfg["PAT_MAX_DAYS"]
-            else "BASTION_PAT_DEFAULT_DAYS must be at least 1"
+            f"BASTION_PAT_DEFAULT_DAYS ({default}) must be between 1 and BASTION_PAT_MAX_DAYS "
+            f"({longest}): a token created without an expiry would be refused"
         )
     if cfg["ENV_NAME"] != "production":
         return problems

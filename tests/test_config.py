@@ -84,7 +84,7 @@ def test_unknown_environment_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("default", "maximum", "problem"), [
-    (30, 7, "PAT_DEFAULT_DAYS must be between 1 and BASTION_PAT_MAX_DAYS"),
+    (30, 7, r"PAT_DEFAULT_DAYS \(30\) must be between 1 and BASTION_PAT_MAX_DAYS"),
     (0, 7, "PAT_DEFAULT_DAYS must be at least 1"),
 ])
 def test_a_token_default_beyond_the_maximum_is_refused_at_start(
