@@ -14,6 +14,8 @@ from flask import Flask, Response, abort, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
+from bastion.observability.redaction import request_path
+
 log = logging.getLogger("bastion.errors")
 
 MESSAGES: dict[int, str] = {
@@ -106,9 +108,10 @@ def _error_page(status: int, detail: str, exc: HTTPException) -> str:
 def handle_csrf_error(exc: CSRFError) -> Response:
     from bastion.security import audit
 
-    log.warning("csrf failure", extra={"reason": exc.description, "path": request.path})
+    path = request_path()
+    log.warning("csrf failure", extra={"reason": exc.description, "path": path})
     try:
-        audit.record("csrf.failure", details={"path": request.path, "reason": exc.description})
+        audit.record("csrf.failure", details={"path": path, "reason": exc.description})
     except Exception:
         log.exception("could not record csrf failure")
     from bastion.observability import counters
@@ -127,7 +130,7 @@ def handle_unexpected(exc: Exception) -> Response:
     # error reporting (Sentry's Flask integration listens to it) sees what this page hides.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     got_request_exception.send(app, exception=exc)
-    log.exception("unhandled error", extra={"path": request.path})
+    log.exception("unhandled error", extra={"path": request_path()})
     try:
         from bastion.extensions import db
 

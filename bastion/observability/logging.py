@@ -18,6 +18,8 @@ import orjson
 from flask import Flask, Response, g, has_request_context, request
 from flask_login import current_user
 
+from bastion.observability.redaction import request_path
+
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", re.I)
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -105,7 +107,8 @@ def _log_request(response: Response) -> Response:
         "request",
         extra={
             "method": request.method,
-            "path": request.path,  # never the query string: it may carry tokens
+            # Never the query string, and emailed links' secrets redacted from the path.
+            "path": request_path(),
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - g.get("request_started", 0)) * 1000, 2),
             "user_id": user_id,

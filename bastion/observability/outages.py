@@ -26,6 +26,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import ServiceUnavailable
 
+from bastion.observability.redaction import request_path
+
 log = logging.getLogger("bastion.outages")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -53,7 +55,7 @@ def init_outage_handling(app: Flask) -> None:
 
 def database_unavailable(exc: Exception) -> Response:
     """503 for a database that cannot be reached; the details stay in the log."""
-    log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.path})
+    log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request_path()})
     from bastion.errors import handle_http_exception
     from bastion.extensions import db
 
@@ -72,7 +74,7 @@ def database_unavailable(exc: Exception) -> Response:
 def redis_unavailable(exc: Exception) -> Response:
     """503 for a Redis that cannot be reached where no answer is safe without it: a token
     whose revocation cannot be read is refused (closed), but not with a 500."""
-    log.warning("redis unavailable", extra={"error": type(exc).__name__, "path": request.path})
+    log.warning("redis unavailable", extra={"error": type(exc).__name__, "path": request_path()})
     from bastion.errors import handle_http_exception
 
     return handle_http_exception(
@@ -99,7 +101,7 @@ def refuse_credentials_without_limiter() -> None:
     if reachable:
         return
     log.warning(
-        "rate-limit store unreachable: refusing credential request", extra={"path": request.path}
+        "rate-limit store unreachable: refusing credential request", extra={"path": request_path()}
     )
     raise ServiceUnavailable(
         description=(

@@ -575,6 +575,7 @@ def test_access_log_is_json_without_one_time_tokens(
         "/auth/reset/SECRETTOKEN1",
         "/auth/confirm/SECRETTOKEN2",
         "/setup/SECRETTOKEN3",
+        "/account/email/SECRETTOKEN4",
         "/articles/7?q=SECRETQUERY",
     ):
         response, _ = _request(conn, "GET", path)
@@ -584,7 +585,7 @@ def test_access_log_is_json_without_one_time_tokens(
     lines: list[str] = []
     while time.monotonic() < deadline:
         lines = proxy.access_log.read_text().splitlines() if proxy.access_log.exists() else []
-        if len(lines) >= 4:
+        if len(lines) >= 5:
             break
         time.sleep(0.05)
     entries = [json.loads(line) for line in lines]
@@ -592,9 +593,16 @@ def test_access_log_is_json_without_one_time_tokens(
         "/auth/reset/[redacted]",
         "/auth/confirm/[redacted]",
         "/setup/[redacted]",
+        "/account/email/[redacted]",
         "/articles/7",
     ]
     assert "SECRET" not in "\n".join(lines)
+    # The same routes as the app's own request log redacts.
+    from bastion.observability.redaction import LINK_PREFIXES
+
+    conf = (ROOT / "deploy" / "nginx" / "bastion.conf").read_text()
+    redacted = re.search(r"bastion_link>/\(([^)]*)\)", conf)
+    assert redacted and set(redacted.group(1).split("|")) == {p.strip("/") for p in LINK_PREFIXES}
     for entry in entries:
         assert {"time", "request_id", "remote_addr", "method", "status", "duration"} <= set(entry)
         assert re.search(r"[+-]\d\d:\d\d$", entry["time"]), "timestamps carry their UTC offset"

@@ -55,6 +55,43 @@ def test_secrets_are_never_logged(client: FlaskClient, caplog) -> None:  # type:
     assert out["details"]["ok"] == 1
 
 
+@pytest.mark.asvs("V16.2.5", "V14.2.1")
+def test_every_route_with_a_secret_in_its_path_is_redacted(app) -> None:  # type: ignore[no-untyped-def]
+    """A route whose path carries a token must be among the redacted prefixes."""
+    from bastion.observability.redaction import LINK_PREFIXES, REDACTED, redact_path
+
+    secret_routes = [r.rule for r in app.url_map.iter_rules() if "token" in r.arguments]
+    assert len(secret_routes) >= 4
+    for rule in secret_routes:
+        path = rule.replace("<token>", "SeCrEt-value")
+        assert rule.startswith(LINK_PREFIXES), rule
+        assert "SeCrEt" not in redact_path(path) and REDACTED in redact_path(path)
+    # Unmatched (mangled) links too, and other paths stay as they are.
+    assert redact_path("/auth/reset/SeCrEt/extra") == f"/auth/reset/{REDACTED}/extra"
+    assert redact_path("/articles/7") == "/articles/7"
+
+
+@pytest.mark.asvs("V16.2.5", "V14.2.1")
+@pytest.mark.parametrize("path", ["/auth/reset/", "/auth/confirm/", "/setup/", "/account/email/"])
+def test_emailed_links_never_reach_the_request_log_or_the_audit_trail(
+    client: FlaskClient, caplog, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A log reader (shipper, SIEM, support) could otherwise use a live reset link."""
+    from sqlalchemy import select
+
+    from bastion.extensions import db
+    from bastion.models import AuditEvent
+
+    caplog.set_level(logging.DEBUG, logger="bastion")
+    secret = "eyJ1aWQiOjF9.LiveLinkSecret_0123456789"
+    client.get(path + secret)
+    client.post(path + secret, data={"password": "x"})  # no CSRF token: a csrf.failure row
+    text = "\n".join(JSONFormatter().format(r) for r in caplog.records)
+    assert _request_records(caplog) and "LiveLinkSecret" not in text
+    details = [str(e.details) for e in db.session.scalars(select(AuditEvent))]
+    assert not any("LiveLinkSecret" in d for d in details), details
+
+
 @pytest.mark.asvs("V16.2.1")
 def test_timestamps_are_utc_with_milliseconds_across_second_boundaries() -> None:
     """The formatter reuses the formatted second; each line must still get its own time."""

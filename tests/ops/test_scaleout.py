@@ -7,11 +7,11 @@ whichever instance sees it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -157,18 +157,12 @@ def test_token_revoked_on_b_is_refused_on_a(fresh_limits: Cluster) -> None:
     assert refresh.status_code == 401
 
 
-def _report(lb_url: str, marker: str) -> int:
-    body = {
-        "csp-report": {
-            "blocked-uri": f"https://evil.example/{marker}",
-            "violated-directive": "script-src",
-        }
-    }
+def _comment(lb_url: str, article_id: int, bearer: dict[str, str], marker: str) -> int:
     try:
         resp = requests.post(
-            lb_url + "/csp-report",
-            data=json.dumps(body),
-            headers={"Content-Type": "application/csp-report"},
+            f"{lb_url}/api/v1/articles/{article_id}/comments",
+            json={"body": f"marker {marker}"},
+            headers=bearer,
             timeout=15,
         )
     except requests.RequestException:
@@ -176,36 +170,55 @@ def _report(lb_url: str, marker: str) -> int:
     return resp.status_code
 
 
+def _published_article(state: SharedState, tmp: Path) -> int:
+    from tests.conftest import base_config, build_app
+    from tests.factories import ArticleFactory
+
+    app = build_app(base_config(tmp, state.database_url))
+    from bastion.extensions import db
+
+    with app.app_context():
+        article_id = int(ArticleFactory().id)
+        db.engine.dispose()
+    return article_id
+
+
 @pytest.mark.asvs("V16.5.2")
-def test_killing_one_instance_mid_load_loses_no_committed_write(fresh_limits: Cluster) -> None:
-    """Runs last in this module: instance A stays dead afterwards."""
+def test_killing_one_instance_mid_load_loses_no_committed_write(
+    fresh_limits: Cluster, tmp_path: Path
+) -> None:
+    """Runs last in this module: instance A stays dead afterwards. Every comment the site
+    acknowledged (201) is in the database, whichever instance took it."""
     c = fresh_limits
+    article_id = _published_article(c.state, tmp_path)
+    token = requests.post(
+        c.lb.url + "/api/v1/auth/token",
+        json={"username": "carol", "password": PASSWORD},
+        timeout=15,
+    )
+    assert token.status_code == 200, token.text
+    bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
     markers = [uuid.uuid4().hex for _ in range(40)]
     results: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {pool.submit(_report, c.lb.url, m): m for m in markers}
+        futures = {pool.submit(_comment, c.lb.url, article_id, bearer, m): m for m in markers}
         for done, future in enumerate(as_completed(futures), start=1):
             results[futures[future]] = future.result()
             if done == 10:
                 c.a.kill()
-    acknowledged = {m for m, status in results.items() if status == 204}
-    assert set(results.values()) <= {204, 502}, results
+    acknowledged = {m for m, status in results.items() if status == 201}
+    assert set(results.values()) <= {201, 502}, results
     assert len(acknowledged) >= 30, "the surviving instance did not take over"
 
     engine = create_engine(c.state.database_url)
     try:
         with engine.connect() as conn:
-            rows = (
-                conn.execute(text("SELECT details FROM audit_events WHERE event = 'csp.report'"))
-                .scalars()
-                .all()
-            )
+            bodies = conn.execute(
+                text("SELECT body FROM comments WHERE article_id = :a"), {"a": article_id}
+            ).scalars().all()
     finally:
         engine.dispose()
-    stored = {
-        (d if isinstance(d, dict) else json.loads(d)).get("blocked-uri", "").rsplit("/", 1)[-1]
-        for d in rows
-    }
+    stored = {body.rsplit(" ", 1)[-1] for body in bodies}
     missing = acknowledged - stored
     assert not missing, f"{len(missing)} acknowledged writes were lost"
 

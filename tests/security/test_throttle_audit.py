@@ -38,3 +38,29 @@ def test_rate_limit_breaches_are_counted_and_sampled(app: Flask) -> None:
     assert len(rows) == 1
     assert rows[0].details["endpoint"] == "main.csp_report"
     assert rows[0].ip == "127.0.0.1"
+
+
+@pytest.mark.asvs("V16.3.3", "V16.2.5", "V14.2.1")
+def test_csp_reports_are_logged_but_sampled_into_the_audit_trail(app: Flask) -> None:
+    """The endpoint is anonymous and the audit table append-only: 60 requests a minute of 20
+    reports each wrote 1200 undeletable rows. Every report is still logged and counted."""
+    seen: list[str] = []
+    counters.add_sink(lambda name, labels: seen.append(name))
+    reset = "https://localhost/auth/reset/eyJ1aWQiOjF9.LiveResetSecret?x=1"
+    batch = [{"type": "csp-violation", "body": {"documentURL": reset,
+                                                 "blockedURL": "inline",
+                                                 "effectiveDirective": "script-src-elem"}}] * 20
+    try:
+        client = app.test_client()
+        for _ in range(5):
+            resp = client.post("/csp-report", json=batch,
+                               headers={"Content-Type": "application/reports+json"})
+            assert resp.status_code == 204
+    finally:
+        counters._sinks.pop()
+    assert seen.count("csp_reports") == 100
+    rows = list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == "csp.report")))
+    assert len(rows) == 1 and rows[0].details["reports"] == 20
+    # Scheme, host and path only, and a reset link's secret never stored.
+    assert rows[0].details["documentURL"] == "https://localhost/auth/reset/[redacted]"
+    assert rows[0].details["blockedURL"] == "inline"
