@@ -129,7 +129,7 @@ def change_password() -> ResponseReturnValue:
             getattr(form, exc.field or "password").errors.append(str(exc))
         else:
             # This session proved the new password by choosing it: it stays signed in.
-            session[GRANTED_ON_KEY] = password_fingerprint(current_user.password_hash)
+            session[GRANTED_ON_KEY] = password_fingerprint(current_user.password_changed_at)
             flash("Your password is changed. Other devices were signed out.", "success")
             return redirect(url_for("account.index"))
     return _page(422, password_form=form)

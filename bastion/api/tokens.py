@@ -94,7 +94,7 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     are refused once the change commits, though they were issued after ``revoke_all`` ran.
     """
     family = family or secrets.token_hex(16)
-    password = passwords.password_fingerprint(user.password_hash)
+    password = passwords.password_fingerprint(user.password_changed_at)
     refresh_life = _refresh_lifetime()
     refresh_jti = secrets.token_hex(16)
     db.session.add(

@@ -84,7 +84,7 @@ class UserState:
             active=user.is_active,
             password_changed_ts=changed.timestamp() if changed is not None else None,
             role_name=user.role_name,
-            password_fingerprint=password_fingerprint(user.password_hash),
+            password_fingerprint=password_fingerprint(user.password_changed_at),
             has_2fa=user.has_2fa,
         )
 

@@ -1,8 +1,8 @@
 """Signed, expiring links for email confirmation, password reset and email change.
 
 Each token is an itsdangerous signature over the user id and a fingerprint of the account's
-email, password hash and security stamp. Once any of them changes, the token no longer
-matches: every link dies when the password changes (a reset link is therefore single-use),
+email, password (the time it was last set) and security stamp. Once any of them changes, the
+token no longer matches: every link dies when the password changes (a reset link is therefore single-use),
 when the email changes (a confirmation or email-change link works once, and a reset link
 mailed to an old address is dead), and when every session ends (password change, reset,
 disabling, "sign out everywhere" renew the stamp), so an email change asked for from a
@@ -36,7 +36,9 @@ def fingerprint(value: str) -> str:
 
 
 def _state(purpose: str, user: User) -> str:
-    return fingerprint("\0".join((purpose, user.email, user.password_hash, user.security_stamp)))
+    # The password by the time it was set (a sign-in that rehashes it changes nothing).
+    password = str(user.password_changed_at or "")
+    return fingerprint("\0".join((purpose, user.email, password, user.security_stamp)))
 
 
 def make_token(purpose: str, user: User, **extra: Any) -> str:

@@ -77,7 +77,7 @@ def login() -> ResponseReturnValue:
         session[PENDING_KEY] = {
             "uid": result.user.id,
             # The password checked now, not whatever is stored when the code comes.
-            "pwd": password_fingerprint(result.user.password_hash),
+            "pwd": password_fingerprint(result.user.password_changed_at),
             "exp": time.time() + current_app.config["TWO_FACTOR_PENDING_SECONDS"],
             "remember": bool(form.remember.data),
             "next": nxt,

@@ -70,7 +70,7 @@ def start_session(
     session.clear()
     session.permanent = remember
     session["sid"] = sid
-    session[GRANTED_ON_KEY] = password or password_fingerprint(user.password_hash)
+    session[GRANTED_ON_KEY] = password or password_fingerprint(user.password_changed_at)
     login_user(user, remember=False)
     return sid
 
@@ -151,7 +151,7 @@ def load_user(user_id: str) -> User | None:
         return None
     granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions
     if granted_on is not None and not hmac.compare_digest(
-        str(granted_on), password_fingerprint(user.password_hash)
+        str(granted_on), password_fingerprint(user.password_changed_at)
     ):
         record.revoked_at = now  # out of the account's session list too
         db.session.commit()

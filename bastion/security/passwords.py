@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
 
 import bcrypt
 from argon2 import PasswordHasher
@@ -70,13 +71,19 @@ def needs_rehash(stored_hash: str) -> bool:
         return True
 
 
-def password_fingerprint(password_hash: str | None) -> str:
-    """A keyed digest of a stored password hash, for a token or a session to say which
-    password it was granted on (Django's session auth hash): when the stored hash is no
-    longer that one, whatever was granted on it is refused. Reveals nothing of the hash."""
+def password_fingerprint(changed_at: datetime | None) -> str:
+    """A keyed digest naming which password a token or a session was granted on (as
+    Django's session auth hash does): when the user's password has been set again since,
+    whatever was granted on the old one is refused.
+
+    Made from the time the password was last set (``User.password_changed_at``), not from
+    the stored hash: signing in rehashes a password stored with old parameters, and that
+    must not sign the user out of every other device.
+    """
+    stamp = changed_at.isoformat() if changed_at is not None else ""
     mac = hmac.new(
         str(current_app.config["SECRET_KEY"]).encode(),
-        b"bastion.password:" + (password_hash or "").encode(),
+        b"bastion.password:" + stamp.encode(),
         hashlib.sha256,
     )
     return mac.hexdigest()[:32]

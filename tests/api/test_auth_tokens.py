@@ -261,10 +261,12 @@ def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redi
     prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
     one = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
     two = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
-    # Two instances, each with its own database: only Redis connects them.
+    # Two instances, each with its own database: only Redis connects them. The same user
+    # in both, down to when the password was set (the tokens' ``pwd`` claim names it).
+    password_set = utcnow() - timedelta(days=1)
     for app in (one, two):
         with app.app_context():
-            UserFactory(username="shared", password_changed_at=utcnow() - timedelta(days=1))
+            UserFactory(username="shared", password_changed_at=password_set)
             db.session.remove()
     with one.app_context():
         user = db.session.scalar(select(User).where(User.username == "shared"))

@@ -3,7 +3,7 @@
 ``revoke_all`` ends the sessions that exist when a password changes. A sign-in whose
 password check began just before the change finishes after it, with a record created
 after ``revoke_all`` ran: the session keeps, in its signed cookie, a fingerprint of the
-hash it was granted on, and is refused once the stored hash is another.
+password it was granted on (the time it was set), and is refused once it was set again.
 """
 
 from __future__ import annotations
@@ -150,3 +150,26 @@ def test_changing_ones_own_password_keeps_this_session_only(
     assert post_form(here, "/account", form, action="/account/password").status_code == 302
     assert is_signed_in(here)
     assert not is_signed_in(elsewhere)
+
+
+@pytest.mark.asvs("V6.2.1", "V7.4.1")
+def test_a_sign_in_that_rehashes_the_password_ends_nothing(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the operator raises the Argon2 parameters, the next sign-in stores the same
+    password hashed again. The other devices' sessions and API tokens must live on."""
+    from bastion.security import passwords
+
+    user = UserFactory(username="olga")
+    api = Api(app.test_client())
+    laptop = app.test_client()
+    sign_in(laptop, "olga")
+    token = api.tokens_for(user)["access_token"]
+    before = user.password_hash
+    monkeypatch.setattr(passwords, "needs_rehash", lambda _hash: True)  # parameters raised
+    phone = app.test_client()
+    sign_in(phone, "olga")
+    db.session.refresh(user)
+    assert user.password_hash != before  # the phone's sign-in rehashed it
+    assert is_signed_in(phone) and is_signed_in(laptop)
+    assert api.call("GET", "/me", token).status_code == 200
