@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.extensions import talisman
+from bastion.observability.redaction import LINK_PREFIXES
 from bastion.security.fixed_headers import FixedHeaders
 
 CSP: dict[str, str] = {
@@ -82,13 +83,21 @@ def require_https() -> ResponseReturnValue | None:
     return redirect(request.url.replace("http://", "https://", 1), code=308)
 
 
+# Session keys that make a response personal: a signed-in session, a CSRF token, a pending
+# second step (bastion.auth.routes.PENDING_KEY).
+_PRIVATE_SESSION_KEYS = ("sid", "csrf_token", "pending_2fa")
+
+
 def add_security_headers(response: Response) -> Response:
     present = _STATIC_HEADERS.apply(response.headers)
-    # Anything shown to a signed-in user (or tied to a session) must not be stored by a
-    # shared cache or kept in the browser's back/forward history. Static files are the same
-    # bytes for everyone and keep their own caching (bastion.static_assets).
+    # Anything shown to a signed-in user or tied to a session (a form's CSRF token, the step
+    # between password and code), and the pages an emailed link opens, must not be stored
+    # by a shared cache or kept in the browser's back/forward history. Static files are the
+    # same bytes for everyone and keep their own caching (bastion.static_assets).
     if request.endpoint != "static" and (
-        "sid" in session or (current_user and current_user.is_authenticated)
+        any(key in session for key in _PRIVATE_SESSION_KEYS)
+        or request.path.startswith(LINK_PREFIXES)
+        or (current_user and current_user.is_authenticated)
     ):
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")

@@ -67,6 +67,19 @@ def test_signed_in_pages_are_not_cached(client: FlaskClient, auth, app: Flask) -
     assert "Cookie" in resp.headers["Vary"]
 
 
+@pytest.mark.asvs("V14.3.2")
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/reset",
+                                  "/auth/reset/some-link-token", "/setup/some-link-token"])
+def test_pages_with_a_form_token_or_an_emailed_secret_are_not_cached(
+    client: FlaskClient, path: str
+) -> None:
+    """A sign-in or reset form carries a CSRF token tied to this browser's session, and a
+    reset page is opened by a secret link: neither belongs in a cache or in history."""
+    resp = client.get(path)
+    assert resp.status_code in (200, 404)
+    assert resp.headers.get("Cache-Control") == "no-store", path
+
+
 @pytest.mark.asvs("V3.3.1", "V3.3.2", "V3.3.3")
 def test_session_cookie_is_host_prefixed_secure_httponly_lax(client: FlaskClient, auth) -> None:  # type: ignore[no-untyped-def]
     user = UserFactory()
