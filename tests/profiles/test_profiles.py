@@ -88,3 +88,16 @@ def test_bad_profile_values_are_refused(app: Flask, name: str, bio: str, field: 
 
 def test_profile_values_are_normalised() -> None:
     assert clean_profile("  Ada  ", "line\r\nnext") == ("Ada", "line\nnext")
+
+
+@pytest.mark.asvs("V8.2.3")
+def test_a_role_is_shown_only_to_its_holder_and_to_admins(app: Flask) -> None:
+    """A public role badge listed the site's admins for anyone looking for a target."""
+    boss = UserFactory(username="boss", role_name="admin")
+    badge = '<span class="badge">admin</span>'
+    assert badge not in client_for(app).get("/u/boss").get_data(as_text=True)
+    reader = client_for(app, UserFactory(username="reader"))
+    assert badge not in reader.get("/u/boss").get_data(as_text=True)
+    assert badge in client_for(app, boss).get("/u/boss").get_data(as_text=True)
+    other_admin = client_for(app, UserFactory(username="other", role_name="admin"))
+    assert badge in other_admin.get("/u/boss").get_data(as_text=True)
