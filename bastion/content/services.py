@@ -201,7 +201,9 @@ def update_article(
         if publish and article.status != "published":
             article.status, article.published_at = "published", utcnow()
         elif not publish:
-            article.status = "draft"
+            # A draft has no publication date (lists, the API and the page would show the
+            # old one); publishing again dates it anew.
+            article.status, article.published_at = "draft", None
     db.session.commit()
     return article
 

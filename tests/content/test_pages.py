@@ -36,6 +36,19 @@ def test_editor_writes_publishes_and_edits_an_article(app: Flask) -> None:
     assert "<p>Changed</p>" in page
 
 
+def test_unpublishing_takes_the_publication_date_away(app: Flask) -> None:
+    """A draft showed (and the API returned) the date of its earlier publication."""
+    article = ArticleFactory(title="Back to draft")
+    client = client_for(app, article.author)
+    assert post(client, f"/articles/{article.id}/edit",
+                {"title": "Back to draft", "body": "x"}).status_code == 302
+    db.session.refresh(article)
+    assert (article.status, article.published_at) == ("draft", None)
+    post(client, f"/articles/{article.id}/edit", {"title": "Again", "body": "x", "publish": "y"})
+    db.session.refresh(article)
+    assert article.status == "published" and article.published_at is not None
+
+
 def test_edit_form_is_prefilled(app: Flask) -> None:
     article = ArticleFactory(title="Prefilled title", body_md="Body *md*")
     html = (
