@@ -137,12 +137,17 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges so /metrics reports only running processes."""
+    """Drop a dead worker's live gauges so /metrics reports only running processes, and fold
+    its counters and histograms into the archive files, so the directory does not grow
+    with every recycled worker (``max_requests``) until its volume is full."""
     if not _MULTIPROC_DIR:
         return
     from prometheus_client import multiprocess
 
+    from bastion.observability.multiproc_archive import archive_dead_worker
+
     multiprocess.mark_process_dead(worker.pid, _MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+    archive_dead_worker(_MULTIPROC_DIR, worker.pid)
 
 
 def when_ready(server: Any) -> None:

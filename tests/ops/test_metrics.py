@@ -232,3 +232,44 @@ def test_gunicorn_workers_export_summed_counters(
     assert len(pids) >= 2, pids
     assert "alice" not in resp.text
     assert "@" not in resp.text
+
+
+@pytest.mark.slow
+@pytest.mark.asvs("V16.3.1")
+def test_a_recycled_workers_counts_are_kept_and_its_files_folded(server: Gunicorn) -> None:
+    """Each worker gunicorn replaced (max_requests) left its counter and histogram files
+    behind until the metrics volume was full; now the master folds them into the archive
+    files when the worker exits, and every total stays the same."""
+    import os
+    import signal
+    import time
+
+    multiproc = Path(server.env["PROMETHEUS_MULTIPROC_DIR"])
+    for _ in range(6):
+        assert WebClient(server.url).get("/").status_code == 200
+
+    def home_views() -> tuple[float, float]:
+        resp = WebClient(server.url).get(
+            "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        parsed = samples(resp.text)
+        return (
+            value(parsed, "bastion_http_requests_total", endpoint="main.index", method="GET"),
+            value(parsed, "bastion_http_request_duration_seconds_count",
+                  endpoint="main.index", method="GET"),
+        )
+
+    before = home_views()
+    assert before[0] >= 6
+    assert server.proc is not None
+    master = server.proc.pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    victim = next(int(pid) for pid in workers if (multiproc / f"counter_{pid}.db").exists())
+    os.kill(victim, signal.SIGTERM)  # the master replaces it, as after max_requests
+    deadline = time.monotonic() + 40
+    while (multiproc / f"counter_{victim}.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (multiproc / f"counter_{victim}.db").exists()
+    assert not (multiproc / f"histogram_{victim}.db").exists()
+    assert (multiproc / "counter_archive.db").exists()
+    assert home_views() == before
