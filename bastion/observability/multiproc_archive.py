@@ -14,6 +14,7 @@ master (``child_exit``), which handles one exiting worker at a time.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
@@ -27,7 +28,10 @@ def archive_dead_worker(directory: str | Path, pid: int) -> None:
         dead = Path(directory) / f"{kind}_{pid}.db"
         if not dead.exists():
             continue
-        values = MmapedDict.read_all_values_from_file(str(dead))  # type: ignore[no-untyped-call]
+        try:
+            values = list(MmapedDict.read_all_values_from_file(str(dead)))  # type: ignore[no-untyped-call]
+        except (OSError, RuntimeError, struct.error):
+            continue  # unreadable (cut short as its worker died): left as it is, still summed
         archive = MmapedDict(str(Path(directory) / f"{kind}_archive.db"))  # type: ignore[no-untyped-call]
         try:
             for key, value, timestamp, _pos in values:

@@ -114,7 +114,7 @@ def test_bad_numbers_refuse_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """on_starting empties the multiprocess directory (keeping it); child_exit drops the dead
-    worker's live gauges and keeps its counters, as prometheus_client expects."""
+    worker's live gauges and folds its counters into the archive file."""
     directory = tmp_path / "prometheus"
     directory.mkdir()
     (directory / "counter_111.db").write_bytes(b"stale")
@@ -126,13 +126,26 @@ def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path
     namespace["on_starting"](SimpleNamespace())
     assert directory.is_dir() and list(directory.iterdir()) == []
 
-    (directory / "counter_4242.db").write_bytes(b"x")
+    from prometheus_client.mmap_dict import MmapedDict
+
+    for pid, count in ((4242, 2.0), (6464, 3.0)):
+        counter = MmapedDict(str(directory / f"counter_{pid}.db"))
+        counter.write_value('["c_total", "c_total", {}, "c"]', count, 0.0)
+        counter.close()
+    (directory / "histogram_7575.db").write_bytes(b"x")  # cut short: left, never fatal
     (directory / "gauge_livesum_4242.db").write_bytes(b"x")
     (directory / "gauge_livesum_5353.db").write_bytes(b"x")
-    namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=4242))
+    for pid in (4242, 6464, 7575):
+        namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=pid))
+    # Live gauges of the dead worker dropped; its counters folded into the archive.
     assert sorted(p.name for p in directory.iterdir()) == [
-        "counter_4242.db",
+        "counter_archive.db",
         "gauge_livesum_5353.db",
+        "histogram_7575.db",
+    ]
+    archived = list(MmapedDict.read_all_values_from_file(str(directory / "counter_archive.db")))
+    assert [(key, value) for key, value, _ts, _pos in archived] == [
+        ('["c_total", "c_total", {}, "c"]', 5.0)
     ]
 
     missing = tmp_path / "not-yet"
