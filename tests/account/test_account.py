@@ -159,7 +159,6 @@ def test_a_reset_link_mailed_to_an_old_address_dies_with_the_change(
     assert client.application.test_client().get(reset).status_code == 404
 
 
-@pytest.mark.asvs("V6.3.8")
 def test_the_old_address_hears_of_a_change_whether_or_not_the_new_one_is_taken(
     client: FlaskClient, user: User, outbox: Outbox
 ) -> None:

@@ -133,7 +133,6 @@ def test_an_account_started_by_someone_else_cannot_be_confirmed_for_them(
     assert is_signed_in(client)  # and the address is confirmed, by its owner's password
 
 
-@pytest.mark.asvs("V6.3.8")
 @pytest.mark.parametrize("change", [
     {"password": "password123456", "confirm": "password123456"},  # a breached password
     {"username": "x"},  # too short
