@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -38,8 +38,8 @@ _CONTENDED_WAIT = 1.0
 
 
 class _Store(Protocol):
-    def reserve(self, key: str, free: int, now: float) -> float: ...
-    def refund(self, key: str) -> None: ...
+    def reserve(self, key: str, free: int, now: float) -> tuple[float, float | None]: ...
+    def refund(self, key: str, now: float, previous: float | None) -> None: ...
     def clear(self, key: str) -> None: ...
 
 
@@ -52,7 +52,8 @@ def _wait(failures: int, last: float, free: int, now: float) -> float:
 
 
 class _DatabaseStore:
-    def reserve(self, key: str, free: int, now: float) -> float:
+    def reserve(self, key: str, free: int, now: float) -> tuple[float, float | None]:
+        """(0, the last attempt's time before this one) when counted, else (wait, None)."""
         forget = current_app.config["LOGIN_THROTTLE_FORGET_SECONDS"]
         stamp = datetime.fromtimestamp(now, UTC)
         for _ in range(_CAS_ROUNDS):
@@ -66,7 +67,7 @@ class _DatabaseStore:
                     db.session.execute(insert(LoginThrottle).values(
                         key=key, failures=1, last_failure_at=stamp))
                     db.session.commit()
-                    return 0.0
+                    return 0.0, None
                 except IntegrityError:  # another attempt inserted it first: read it again
                     db.session.rollback()
                     continue
@@ -74,7 +75,7 @@ class _DatabaseStore:
             last = last_at.timestamp()  # aware: UTCDateTime
             failures = 0 if now - last > forget else seen
             if wait := _wait(failures, last, free, now):
-                return wait
+                return wait, None
             # Compare-and-set: only if nobody counted an attempt since the read.
             done = affected_rows(db.session.execute(
                 update(LoginThrottle)
@@ -84,15 +85,24 @@ class _DatabaseStore:
             ))
             db.session.commit()
             if done:
-                return 0.0
-        return _CONTENDED_WAIT
+                return 0.0, last
+        return _CONTENDED_WAIT, None
 
-    def refund(self, key: str) -> None:
-        db.session.execute(
+    def refund(self, key: str, now: float, previous: float | None) -> None:
+        counted = LoginThrottle.key == key, LoginThrottle.failures > 0
+        stamp = datetime.fromtimestamp(now, UTC)
+        # Still the last attempt: the time goes back to the one before it, so a right
+        # password leaves any wait exactly as it was.
+        done = previous is not None and affected_rows(db.session.execute(
             update(LoginThrottle)
-            .where(LoginThrottle.key == key, LoginThrottle.failures > 0)
-            .values(failures=LoginThrottle.failures - 1)
-        )
+            .where(*counted, LoginThrottle.last_failure_at == stamp)
+            .values(failures=LoginThrottle.failures - 1,
+                    last_failure_at=datetime.fromtimestamp(previous, UTC))
+        ))
+        if not done:
+            db.session.execute(
+                update(LoginThrottle).where(*counted).values(failures=LoginThrottle.failures - 1)
+            )
         db.session.commit()
 
     def clear(self, key: str) -> None:
@@ -103,19 +113,24 @@ class _DatabaseStore:
 # Check and count in one step on the server, so parallel attempts cannot both pass.
 _RESERVE = """
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local last = redis.call('HGET', KEYS[1], 't') or ''
+local t = tonumber(last) or 0
 local now, free, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if n >= free then
   local wait = t + math.min(cap, base * 2 ^ math.min(n - free, 30)) - now
-  if wait > 0 then return tostring(wait) end
+  if wait > 0 then return {tostring(wait), ''} end
 end
 redis.call('HSET', KEYS[1], 'n', n + 1, 't', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return '0'
+return {'0', last}
 """
+# Give one attempt back; if it is still the last one, its time goes back to the one before.
 _REFUND = """
 if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then
   redis.call('HINCRBY', KEYS[1], 'n', -1)
+  if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 't') == ARGV[1] then
+    redis.call('HSET', KEYS[1], 't', ARGV[2])
+  end
 end
 """
 
@@ -127,18 +142,20 @@ class _RedisStore:
         self.redis = get_redis()
         self.prefix = f"{current_app.config['RATELIMIT_KEY_PREFIX']}:throttle:"
 
-    def reserve(self, key: str, free: int, now: float) -> float:
+    def reserve(self, key: str, free: int, now: float) -> tuple[float, float | None]:
         cfg = current_app.config
         # Keys expire LOGIN_THROTTLE_FORGET_SECONDS after the last attempt: that is forgetting.
-        answer = self.redis.register_script(_RESERVE)(
+        wait, last = self.redis.register_script(_RESERVE)(
             keys=[self.prefix + key],
             args=[repr(now), free, cfg["LOGIN_THROTTLE_BASE_SECONDS"],
                   cfg["LOGIN_THROTTLE_MAX_SECONDS"], cfg["LOGIN_THROTTLE_FORGET_SECONDS"]],
         )
-        return float(answer)
+        return float(wait), (float(last) if last else None)
 
-    def refund(self, key: str) -> None:
-        self.redis.register_script(_REFUND)(keys=[self.prefix + key])
+    def refund(self, key: str, now: float, previous: float | None) -> None:
+        self.redis.register_script(_REFUND)(
+            keys=[self.prefix + key], args=[repr(now), "" if previous is None else repr(previous)]
+        )
 
     def clear(self, key: str) -> None:
         self.redis.delete(self.prefix + key)
@@ -175,21 +192,31 @@ def reserve(login: str, ip: str) -> float | None:
     """Count this attempt now, before the password is checked; or, when a counter asks for
     a wait, count nothing and return the seconds still to wait."""
     store, now = _store(), time.time()
-    counted: list[str] = []
+    counted: dict[str, float | None] = {}
     for key, free in _keys(login, ip):
-        if wait := store.reserve(key, free, now):
-            for done in counted:  # refused: the counters already bumped give it back
-                store.refund(done)
+        wait, previous = store.reserve(key, free, now)
+        if wait:
+            for done, before in counted.items():  # refused: give back what was counted
+                store.refund(done, now, before)
             return max(0.01, round(wait, 2))
-        counted.append(key)
+        counted[key] = previous
+    # Kept for this request: a right password gives back exactly this attempt.
+    g.throttle_reserved = (now, counted)
     return None
 
 
+def _give_back(store: _Store, key: str) -> None:
+    now, counted = g.get("throttle_reserved", (time.time(), {}))
+    if key in counted:
+        store.refund(key, now, counted.pop(key))
+
+
 def refund(login: str, ip: str) -> None:
-    """The password (or code) was right: this attempt was not a guess, give it back."""
+    """The password (or code) was right: this attempt was not a guess, give it back, its
+    time too, so the next step (the code after the password) finds the wait as it was."""
     store = _store()
     for key, _ in _keys(login, ip):
-        store.refund(key)
+        _give_back(store, key)
 
 
 def record_login_success(login: str, ip: str) -> None:
@@ -199,4 +226,4 @@ def record_login_success(login: str, ip: str) -> None:
     store = _store()
     account, address = (key for key, _ in _keys(login, ip))
     store.clear(account)
-    store.refund(address)
+    _give_back(store, address)

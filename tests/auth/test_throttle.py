@@ -177,3 +177,33 @@ def test_right_passwords_give_their_attempt_back(
         assert sign_in(client, "alice", PASSWORD).status_code == 302
         client.delete_cookie("__Host-session")  # the next sign-in starts signed out
     assert sign_in(client, "someone-new", WRONG).status_code == 200
+
+
+@pytest.mark.asvs("V6.3.1", "V6.3.3")
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_right_password_leaves_the_wait_as_it_was_for_the_code(
+    make_app: Any, redis_url: str, store: str
+) -> None:
+    """After failures and their wait, the owner's right password must not start a new wait
+    that then refuses their 2FA code: giving the attempt back restores its time too."""
+    from tests.factories import UserFactory
+    from tests.support.account_fixtures import enable_2fa
+    from tests.support.accounts import post_form, unused_code
+
+    redis_settings = (
+        {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": os.environ["BASTION_TEST_REDIS_PREFIX"]}
+        if store == "redis" else {}
+    )
+    app = make_app(RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=3,
+                   LOGIN_THROTTLE_BASE_SECONDS=0.5, **redis_settings)
+    with app.app_context():
+        user = UserFactory(username="tess", email="tess@example.org")
+        secret = enable_2fa(user)
+        client = app.test_client()
+        for _ in range(3):
+            assert sign_in(client, "tess", WRONG).status_code == 200
+        time.sleep(0.6)  # the wait after three failures has run out
+        assert sign_in(client, "tess", PASSWORD).headers["Location"] == "/auth/2fa"
+        resp = post_form(client, "/auth/2fa", {"code": unused_code(secret, user.totp_last_step)})
+        assert resp.status_code == 302, resp.status_code
+        assert is_signed_in(client)
