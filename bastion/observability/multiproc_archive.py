@@ -14,31 +14,40 @@ master (``child_exit``), which handles one exiting worker at a time.
 
 from __future__ import annotations
 
-import struct
+import logging
 from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
 
 KINDS = ("counter", "histogram")
+log = logging.getLogger("bastion.metrics")
 
 
 def archive_dead_worker(directory: str | Path, pid: int) -> None:
-    """Add ``pid``'s counter and histogram values to the archives, then delete its files."""
+    """Add ``pid``'s counter and histogram values to the archives, then delete its files.
+
+    Never raises: it runs in the gunicorn master, which stops on an exception from a hook.
+    A file that cannot be folded is left where it is (and still summed by /metrics).
+    """
     for kind in KINDS:
         dead = Path(directory) / f"{kind}_{pid}.db"
         if not dead.exists():
             continue
         try:
-            values = list(MmapedDict.read_all_values_from_file(str(dead)))  # type: ignore[no-untyped-call]
-        except (OSError, RuntimeError, struct.error):
-            continue  # unreadable (cut short as its worker died): left as it is, still summed
-        archive = MmapedDict(str(Path(directory) / f"{kind}_archive.db"))  # type: ignore[no-untyped-call]
-        try:
-            for key, value, timestamp, _pos in values:
-                current, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
-                archive.write_value(key, current + value, timestamp)  # type: ignore[no-untyped-call]
-        finally:
-            archive.close()  # type: ignore[no-untyped-call]
-        # A scrape between the write above and this unlink counts the dead worker twice
-        # for that one scrape; it never loses a value.
-        dead.unlink()
+            _fold(dead, Path(directory) / f"{kind}_archive.db")
+        except Exception:  # a metrics file must never stop the master
+            log.warning("could not archive %s", dead.name, exc_info=True)
+
+
+def _fold(dead: Path, archive_path: Path) -> None:
+    values = list(MmapedDict.read_all_values_from_file(str(dead)))  # type: ignore[no-untyped-call]
+    archive = MmapedDict(str(archive_path))  # type: ignore[no-untyped-call]
+    try:
+        for key, value, timestamp, _pos in values:
+            current, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+            archive.write_value(key, current + value, timestamp)  # type: ignore[no-untyped-call]
+    finally:
+        archive.close()  # type: ignore[no-untyped-call]
+    # A scrape between the write above and this unlink counts the dead worker twice for
+    # that one scrape; it never loses a value.
+    dead.unlink()

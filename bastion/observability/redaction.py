@@ -7,7 +7,8 @@ live one-time links for anyone who reads logs, the audit export or a CSP report.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import unquote, urlsplit
 
 from flask import request
 
@@ -15,18 +16,27 @@ REDACTED = "[redacted]"
 # Routes whose next path segment is a secret. A test walks the URL map so that every
 # route with a ``<token>`` argument is listed here; the nginx access log redacts the same.
 LINK_PREFIXES = ("/auth/reset/", "/auth/confirm/", "/setup/", "/account/email/")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _link_prefix(path: str) -> str | None:
+    """The link route ``path`` leads to, also through repeated slashes (the router
+    redirects ``/auth//reset/T`` to the link, so it is as live)."""
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if not path.startswith(LINK_PREFIXES):
+        return None
+    return next(prefix for prefix in LINK_PREFIXES if path.startswith(prefix))
+
+
+def is_link_path(path: str) -> bool:
+    return _link_prefix(path) is not None
 
 
 def redact_path(path: str) -> str:
-    """``path`` with the secret segment of a link route replaced, matched or not."""
-    if not path.startswith(LINK_PREFIXES):
-        return path
-    for prefix in LINK_PREFIXES:
-        if path.startswith(prefix):
-            rest = path[len(prefix):]
-            slash = rest.find("/")
-            return prefix + REDACTED + ("" if slash < 0 else rest[slash:])
-    return path  # unreachable: startswith(tuple) matched one of them
+    """``path`` with everything after a link route's prefix replaced, matched or not."""
+    prefix = _link_prefix(path)
+    return path if prefix is None else prefix + REDACTED
 
 
 def request_path() -> str:
@@ -43,8 +53,9 @@ def redact_url(value: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         return REDACTED
+    path = unquote(parts.path)  # as the router reads it: /auth/%72eset/T is a reset link
     if parts.scheme and parts.netloc:
-        return f"{parts.scheme}://{parts.netloc}{redact_path(parts.path)}"
+        return f"{parts.scheme}://{parts.netloc}{redact_path(path)}"
     if value.startswith("/"):
-        return redact_path(parts.path)
+        return redact_path(path)
     return value

@@ -7,12 +7,12 @@ proxy when ``ProxyFix`` was configured with ``BASTION_PROXY_HOPS``.
 
 from __future__ import annotations
 
-from flask import Flask, Response, redirect, request, session
+from flask import Flask, Response, g, redirect, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.extensions import talisman
-from bastion.observability.redaction import LINK_PREFIXES
+from bastion.observability.redaction import is_link_path
 from bastion.security.fixed_headers import FixedHeaders
 
 CSP: dict[str, str] = {
@@ -83,9 +83,10 @@ def require_https() -> ResponseReturnValue | None:
     return redirect(request.url.replace("http://", "https://", 1), code=308)
 
 
-# Session keys that make a response personal: a signed-in session, a CSRF token, a pending
-# second step (bastion.auth.routes.PENDING_KEY).
-_PRIVATE_SESSION_KEYS = ("sid", "csrf_token", "pending_2fa")
+# Session keys that make a response personal: a signed-in session, a pending second step
+# (bastion.auth.routes.PENDING_KEY). A CSRF token left in the session by a form seen earlier
+# does not: public pages rendered without one stay cacheable (no-cache and their ETag).
+_PRIVATE_SESSION_KEYS = ("sid", "pending_2fa")
 
 
 def add_security_headers(response: Response) -> Response:
@@ -95,8 +96,9 @@ def add_security_headers(response: Response) -> Response:
     # by a shared cache or kept in the browser's back/forward history. Static files are the
     # same bytes for everyone and keep their own caching (bastion.static_assets).
     if request.endpoint != "static" and (
-        any(key in session for key in _PRIVATE_SESSION_KEYS)
-        or request.path.startswith(LINK_PREFIXES)
+        "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
+        or any(key in session for key in _PRIVATE_SESSION_KEYS)
+        or is_link_path(request.path)
         or (current_user and current_user.is_authenticated)
     ):
         response.headers["Cache-Control"] = "no-store"

@@ -207,3 +207,22 @@ def test_a_right_password_leaves_the_wait_as_it_was_for_the_code(
         resp = post_form(client, "/auth/2fa", {"code": unused_code(secret, user.totp_last_step)})
         assert resp.status_code == 302, resp.status_code
         assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_people_behind_one_address_sign_in_one_after_another_after_its_wait(
+    app: Flask, client: FlaskClient, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    """Once the address's wait has run out, one person's sign-in must not start a new wait
+    for the next (a giving-back that kept the attempt's time did)."""
+    from tests.factories import UserFactory
+
+    _fast_throttle(app, monkeypatch, LOGIN_THROTTLE_IP_FREE=2, LOGIN_THROTTLE_BASE_SECONDS=0.5)
+    UserFactory(username="ann")
+    UserFactory(username="ben")
+    for name in ("x1", "x2"):
+        assert sign_in(client, name, WRONG).status_code == 200
+    time.sleep(0.6)
+    assert sign_in(client, "ann", PASSWORD).status_code == 302
+    client.delete_cookie("__Host-session")
+    assert sign_in(client, "ben", PASSWORD).status_code == 302

@@ -148,6 +148,15 @@ def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path
         ('["c_total", "c_total", {}, "c"]', 5.0)
     ]
 
+    # A damaged archive (or a full volume) leaves the dead worker's file; it never raises
+    # in the master, which would stop it.
+    (directory / "counter_archive.db").write_bytes(b"\xff" * 16)
+    counter = MmapedDict(str(directory / "counter_8686.db"))
+    counter.write_value('["c_total", "c_total", {}, "c"]', 1.0, 0.0)
+    counter.close()
+    namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=8686))
+    assert (directory / "counter_8686.db").exists()
+
     missing = tmp_path / "not-yet"
     _, namespace = load(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(missing))
     namespace["on_starting"](SimpleNamespace())

@@ -58,7 +58,7 @@ def test_secrets_are_never_logged(client: FlaskClient, caplog) -> None:  # type:
 @pytest.mark.asvs("V16.2.5", "V14.2.1")
 def test_every_route_with_a_secret_in_its_path_is_redacted(app) -> None:  # type: ignore[no-untyped-def]
     """A route whose path carries a token must be among the redacted prefixes."""
-    from bastion.observability.redaction import LINK_PREFIXES, REDACTED, redact_path
+    from bastion.observability.redaction import LINK_PREFIXES, REDACTED, redact_path, redact_url
 
     secret_routes = [r.rule for r in app.url_map.iter_rules() if "token" in r.arguments]
     assert len(secret_routes) >= 4
@@ -66,8 +66,12 @@ def test_every_route_with_a_secret_in_its_path_is_redacted(app) -> None:  # type
         path = rule.replace("<token>", "SeCrEt-value")
         assert rule.startswith(LINK_PREFIXES), rule
         assert "SeCrEt" not in redact_path(path) and REDACTED in redact_path(path)
-    # Unmatched (mangled) links too, and other paths stay as they are.
-    assert redact_path("/auth/reset/SeCrEt/extra") == f"/auth/reset/{REDACTED}/extra"
+    # Unmatched (mangled) links too, also through repeated slashes (the router redirects
+    # those to the link) and percent-encoding in reported URLs; other paths stay as they are.
+    for mangled in ("/auth/reset/SeCrEt/extra", "/auth/reset//SeCrEt", "/auth//reset/SeCrEt"):
+        assert redact_path(mangled) == f"/auth/reset/{REDACTED}", mangled
+    assert redact_url("https://h//auth/reset/SeCrEt?x=1") == f"https://h/auth/reset/{REDACTED}"
+    assert redact_url("https://h/auth/%72eset/SeCrEt") == f"https://h/auth/reset/{REDACTED}"
     assert redact_path("/articles/7") == "/articles/7"
 
 
