@@ -163,7 +163,11 @@ def _refuse_stale(claims: dict[str, Any], state: UserState | None) -> UserState:
     # the old password while the change was committing. (Tokens from before the claim
     # existed have only the time check above.)
     stood_on = claims.get("pwd")
-    if stood_on is not None and not hmac.compare_digest(str(stood_on), state.password_fingerprint):
+    if stood_on is not None and not (
+        hmac.compare_digest(str(stood_on), state.password_fingerprint)
+        # Issued by an earlier version, which named the password by its hash.
+        or hmac.compare_digest(str(stood_on), state.hash_fingerprint)
+    ):
         raise TokenError("The token has been revoked.")
     return state
 

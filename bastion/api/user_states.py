@@ -67,6 +67,7 @@ class UserState:
     password_changed_ts: float | None
     role_name: str
     password_fingerprint: str
+    hash_fingerprint: str  # what tokens from earlier versions carry (passwords.hash_fingerprint)
     has_2fa: bool
 
     @property
@@ -76,7 +77,7 @@ class UserState:
 
     @classmethod
     def of(cls, user: User) -> UserState:
-        from bastion.security.passwords import password_fingerprint
+        from bastion.security.passwords import hash_fingerprint, password_fingerprint
 
         changed = user.password_changed_at
         return cls(
@@ -85,6 +86,7 @@ class UserState:
             password_changed_ts=changed.timestamp() if changed is not None else None,
             role_name=user.role_name,
             password_fingerprint=password_fingerprint(user.password_changed_at),
+            hash_fingerprint=hash_fingerprint(user.password_hash),
             has_2fa=user.has_2fa,
         )
 

@@ -22,7 +22,7 @@ from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows
-from bastion.security.passwords import password_fingerprint
+from bastion.security.passwords import hash_fingerprint, password_fingerprint
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -150,13 +150,15 @@ def load_user(user_id: str) -> User | None:
     if not user.is_active:
         return None
     granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions
-    if granted_on is not None and not hmac.compare_digest(
-        str(granted_on), password_fingerprint(user.password_changed_at)
-    ):
-        record.revoked_at = now  # out of the account's session list too
-        db.session.commit()
-        session.pop("sid", None)
-        return None
+    current = password_fingerprint(user.password_changed_at)
+    if granted_on is not None and not hmac.compare_digest(str(granted_on), current):
+        if hmac.compare_digest(str(granted_on), hash_fingerprint(user.password_hash)):
+            session[GRANTED_ON_KEY] = current  # granted by an earlier version: renamed
+        else:
+            record.revoked_at = now  # out of the account's session list too
+            db.session.commit()
+            session.pop("sid", None)
+            return None
     if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
         record.last_seen_at = now
         db.session.commit()

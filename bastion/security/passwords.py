@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 
 import bcrypt
 from argon2 import PasswordHasher
@@ -80,10 +80,20 @@ def password_fingerprint(changed_at: datetime | None) -> str:
     the stored hash: signing in rehashes a password stored with old parameters, and that
     must not sign the user out of every other device.
     """
-    stamp = changed_at.isoformat() if changed_at is not None else ""
+    # In UTC whatever offset the driver returned: the value names the moment.
+    return _digest(changed_at.astimezone(UTC).isoformat() if changed_at is not None else "")
+
+
+def hash_fingerprint(password_hash: str | None) -> str:
+    """What sessions and tokens issued by earlier versions carry: a digest of the stored
+    hash. Still accepted while that hash is unchanged, so an upgrade signs nobody out."""
+    return _digest(password_hash or "")
+
+
+def _digest(material: str) -> str:
     mac = hmac.new(
         str(current_app.config["SECRET_KEY"]).encode(),
-        b"bastion.password:" + stamp.encode(),
+        b"bastion.password:" + material.encode(),
         hashlib.sha256,
     )
     return mac.hexdigest()[:32]

@@ -173,3 +173,33 @@ def test_a_sign_in_that_rehashes_the_password_ends_nothing(
     assert user.password_hash != before  # the phone's sign-in rehashed it
     assert is_signed_in(phone) and is_signed_in(laptop)
     assert api.call("GET", "/me", token).status_code == 200
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_sessions_and_tokens_from_the_earlier_format_live_on_until_the_password_changes(
+    app: Flask
+) -> None:
+    """Earlier versions named the password by a digest of its hash. An upgrade must not sign
+    everyone out; a password change still ends those sessions and tokens."""
+    import uuid
+    from datetime import timedelta
+
+    from bastion.api import tokens
+    from bastion.auth.sessions import GRANTED_ON_KEY
+    from bastion.security.passwords import hash_fingerprint
+
+    user = UserFactory(username="vera")
+    laptop = app.test_client()
+    sign_in(laptop, "vera")
+    with laptop.session_transaction() as sess:  # the cookie as an earlier version wrote it
+        sess[GRANTED_ON_KEY] = hash_fingerprint(user.password_hash)
+    old_format = tokens._encode(user, "access", timedelta(minutes=15), jti=uuid.uuid4().hex,
+                                family="f" * 32, password=hash_fingerprint(user.password_hash))
+    api = Api(app.test_client())
+    assert is_signed_in(laptop)
+    with laptop.session_transaction() as sess:
+        assert sess[GRANTED_ON_KEY] != hash_fingerprint(user.password_hash)  # renamed
+    assert api.call("GET", "/me", old_format).status_code == 200
+    _change_password_on(app, "vera")
+    assert not is_signed_in(laptop)
+    assert api.call("GET", "/me", old_format).status_code == 401
