@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import User
+from bastion.security.passwords import password_fingerprint
 
 MAX_TOKEN_LENGTH = 512
 
@@ -36,8 +37,9 @@ def fingerprint(value: str) -> str:
 
 
 def _state(purpose: str, user: User) -> str:
-    # The password by the time it was set (a sign-in that rehashes it changes nothing).
-    password = str(user.password_changed_at or "")
+    # The password by the time it was set, in UTC (a sign-in that rehashes it changes
+    # nothing), named as sessions and tokens name it.
+    password = password_fingerprint(user.password_changed_at)
     return fingerprint("\0".join((purpose, user.email, password, user.security_stamp)))
 
 
