@@ -173,7 +173,14 @@ def _decoded_frames(im: Image.Image) -> list[_Frame]:
     """Decode every frame fully (a truncated file fails here) into fresh RGB/RGBA images."""
     frames: list[_Frame] = []
     still = getattr(im, "n_frames", 1) == 1
+    budget = MAX_TOTAL_PIXELS
     for frame in ImageSequence.Iterator(im):
+        # The header's size is not every frame's: a GIF frame placed past the logical screen
+        # grows the canvas for it and all later frames, an MPO frame is a JPEG with its own
+        # size. Count each frame as seeked, before it is decoded, against the same budget.
+        budget -= frame.width * frame.height
+        if budget < 0:
+            raise ImageRejectedError("too_many_pixels", "The animation is too large to process.")
         frame.load()
         if still:
             # Honour the camera's orientation before the EXIF tag that carries it is dropped.

@@ -128,6 +128,8 @@ def upload_article_image(article_id: int) -> ResponseReturnValue:
     authz.require(authz.can_edit_article(actor, article))
     form = ImageUploadForm()
     stored, status = _store_from_form(form, kind="article", article=article)
+    if status == 404:
+        abort(404)  # the article was deleted while the image was processed
     if stored:
         flash("The image is uploaded. Copy its Markdown into the article.", "success")
         return redirect(_back(url_for("uploads.upload_article_image", article_id=article.id)))

@@ -60,7 +60,10 @@ def _extension(name: str) -> str:
 def download_name(upload: Upload) -> str:
     """A safe name for Content-Disposition: the original stem (if sensible) + the real type."""
     stem = upload.original_name.rsplit(".", 1)[0]
-    stem = re.sub(r"[\"';<>%]", "", stem).strip(" .")[:80]
+    # NFKC first: Werkzeug's ASCII ``filename=`` fallback is the NFKD form, in which a
+    # fullwidth or small solidus or full stop (U+FF0F, U+FE68, U+2024...) is ``/``, ``\`` or ``.``.
+    stem = unicodedata.normalize("NFKC", stem)
+    stem = re.sub(r"[\"';<>%/\\]", "", stem).strip(" .")[:80]
     if not stem or stem.lower().split(".")[0] in RESERVED_NAMES:
         stem = "image"
     return f"{stem}.{storage_extension(upload)}"
@@ -149,18 +152,27 @@ def store_image(
         raise
 
 
-def _lock_user(actor: User) -> None:
-    """Serialise one user's uploads so two at once cannot both pass the quota check.
+def _lock_user(user_id: int) -> None:
+    """Serialise one user's uploads and deletes: two at once cannot both pass the quota
+    check, and a photo is not removed from under its replacement.
 
     A no-op write takes the user's row lock on PostgreSQL and the write lock on SQLite
     (which ignores SELECT ... FOR UPDATE); both are held until the transaction ends.
     """
     db.session.execute(
         update(User)
-        .where(User.id == actor.id)
+        .where(User.id == user_id)
         .values(updated_at=User.updated_at)
         .execution_options(synchronize_session=False, user_state_neutral=True)
     )
+
+
+def _article_still_there(article_id: int) -> bool:
+    """Whether the article survived until now, and will until commit: it may have been
+    deleted since the access check. ``FOR KEY SHARE`` holds off a delete on PostgreSQL
+    (edits still run); on SQLite the user lock already holds the database's write lock."""
+    stmt = select(Article.id).where(Article.id == article_id)
+    return db.session.scalar(stmt.with_for_update(read=True, key_share=True)) is not None
 
 
 def _check_quota(actor: User, incoming: int, *, replacing: Upload | None) -> None:
@@ -181,7 +193,9 @@ def _save(
     actor: User, image: imaging.CleanImage, *, kind: str, article: Article | None, name: str
 ) -> Upload:
     size = len(image.data) + sum(len(v) for v in image.variants.values())
-    _lock_user(actor)
+    _lock_user(actor.id)
+    if article is not None and not _article_still_there(article.id):
+        raise UploadError("gone", "The article was deleted.", 404)
     old_avatar = None
     if kind == "avatar":
         db.session.refresh(actor, attribute_names=["avatar_id"])  # as of the lock
@@ -239,14 +253,16 @@ def get_upload(upload_id: str) -> Upload | None:
 def visible_upload(actor: object, upload_id: str) -> tuple[Upload, bool] | None:
     """The upload and whether it is public, if ``actor`` may see it; else None (404).
 
-    Avatars are public like profiles; an article image follows its article, so an image in
-    a draft is visible to the draft's author and admins only.
+    Avatars are public like profiles, so a disabled account's photo is hidden with its
+    profile; an article image follows its article, so an image in a draft is visible to the
+    draft's author and admins only.
     """
     upload = get_upload(upload_id)
     if upload is None:
         return None
     if upload.kind == "avatar":
-        return upload, True
+        owner = db.session.get(User, upload.owner_id)
+        return (upload, True) if owner is not None and owner.is_active else None
     article = db.session.get(Article, upload.article_id) if upload.article_id else None
     if article is None or not authz.can_read_article(actor, article):
         return None
@@ -263,11 +279,21 @@ def can_delete_upload(actor: object, upload: Upload) -> bool:
 
 
 def delete_upload(actor: User, upload: Upload) -> None:
-    """Remove an upload; its files are deleted once the row's deletion is committed."""
+    """Remove an upload; its files are deleted once the row's deletion is committed.
+
+    Under the owner's lock (as in ``_save``) and as of it: a photo replaced meanwhile is
+    already gone, and the replacement's new ``avatar_id`` is never cleared.
+    """
     authz.require(can_delete_upload(actor, upload), hide=visible_upload(actor, upload.id) is None)
+    _lock_user(upload.owner_id)
+    if db.session.scalar(select(Upload.id).where(Upload.id == upload.id)) is None:
+        db.session.rollback()
+        return
     owner = db.session.get(User, upload.owner_id)
-    if owner is not None and owner.avatar_id == upload.id:
-        owner.avatar_id = None
+    if owner is not None:
+        db.session.refresh(owner, attribute_names=["avatar_id"])  # as of the lock
+        if owner.avatar_id == upload.id:
+            owner.avatar_id = None
     db.session.delete(upload)
     audit.record(
         "upload.deleted",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from bastion.models import utcnow
+from bastion.extensions import db
+from bastion.models import User, utcnow
 from bastion.profiles.services import ProfileError, clean_profile, initials_avatar, update_profile
 from tests.factories import ArticleFactory, UserFactory
 from tests.support.roles import client_for
+from tests.uploads import corpus
+from tests.uploads.conftest import AVATAR, only_upload, post_file
 
 
 @pytest.mark.asvs("V1.2.1", "V1.3.1", "V1.3.5")
@@ -62,6 +65,22 @@ def test_profile_lists_only_published_articles(app: Flask) -> None:
 def test_disabled_accounts_have_no_public_page(app: Flask) -> None:
     UserFactory(username="gone", disabled_at=utcnow())
     assert client_for(app).get("/u/gone").status_code == 404
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_a_disabled_accounts_photo_is_hidden_with_its_profile(app: Flask) -> None:
+    user = UserFactory(role_name="viewer")
+    owner = client_for(app, user)
+    assert post_file(owner, AVATAR, corpus.png()).status_code == 302
+    photo = f"/uploads/{only_upload().id}"
+    assert app.test_client().get(photo).status_code == 200
+    db.session.get(User, user.id).disabled_at = utcnow()
+    db.session.commit()
+    assert app.test_client().get(f"/u/{user.username}").status_code == 404
+    someone = client_for(app, UserFactory(role_name="editor"))
+    for visitor in (app.test_client(), someone):
+        assert visitor.get(photo).status_code == 404
+        assert visitor.get(f"{photo}?size=64").status_code == 404
 
 
 @pytest.mark.asvs("V2.2.1")

@@ -75,6 +75,20 @@ def animated_gif(frames: int, size: tuple[int, int] = (8, 8)) -> bytes:
     return out.getvalue()
 
 
+def gif_growing_canvas(side: int, frames: int) -> bytes:
+    """A GIF whose header says 1x1, but whose second frame, a single pixel placed at
+    (side - 1, side - 1), grows the canvas to ``side`` x ``side`` for it and every later
+    frame: a few hundred bytes that decode to ``frames - 1`` full-size frames."""
+    out = io.BytesIO()
+    out.write(b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\x00\x00" + b"\x00" * 3 + b"\xff" * 3)
+    for i in range(frames):
+        at = side - 1 if i == 1 else 0
+        out.write(b"\x21\xf9\x04\x00\x05\x00\x00\x00")  # graphic control: 50 ms
+        out.write(b"," + struct.pack("<HHHH", at, at, 1, 1) + b"\x00")
+        out.write(b"\x02\x02" + bytes([0x44 if i % 2 else 0x4C, 0x01]) + b"\x00")  # one pixel
+    return out.getvalue() + b";"
+
+
 def _tiff_ifd(*entries: tuple[int, int, int, bytes]) -> bytes:
     """One big-endian TIFF IFD: (tag, type, count, 4-byte value or offset) entries, no next."""
     body = b"".join(struct.pack(">HHI", *entry[:3]) + entry[3] for entry in entries)

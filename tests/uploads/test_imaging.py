@@ -122,3 +122,18 @@ def test_animated_webp_keeps_its_frames() -> None:
     clean = imaging.process(out.getvalue(), kind="article")
     with Image.open(io.BytesIO(clean.data)) as im:
         assert im.n_frames == 3
+
+
+@pytest.mark.asvs("V5.2.2", "V15.2.2")
+def test_frames_that_grow_past_the_header_count_against_the_pixel_budget() -> None:
+    # 1x1 and 4 frames by its header (within every limit), but three frames of 20 megapixels
+    # each once decoded: 60 megapixels, over MAX_TOTAL_PIXELS, from a file of ~100 bytes.
+    side = 4_472
+    data = corpus.gif_growing_canvas(side, frames=4)
+    assert len(data) < 200
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.size, im.n_frames) == ((1, 1), 4)
+    assert 3 * side * side > imaging.MAX_TOTAL_PIXELS
+    with pytest.raises(imaging.ImageRejectedError) as refused:
+        imaging.process(data, kind="article")
+    assert refused.value.reason == "too_many_pixels"

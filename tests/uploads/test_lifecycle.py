@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -66,6 +67,98 @@ def test_removing_the_avatar_clears_it_from_the_profile(client: FlaskClient, edi
     db.session.expire_all()
     assert db.session.get(User, editor.id).avatar_id is None
     assert "No profile photo yet" in client.get(AVATAR).get_data(as_text=True)
+
+
+@pytest.mark.asvs("V2.3.3", "V8.2.2")
+def test_removing_the_old_photo_during_a_replacement_keeps_the_new_one(
+    app: Flask, client: FlaskClient, editor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    old_id = only_upload().id
+    token = csrf_token(client, AVATAR)
+    cookie = client.get_cookie("__Host-session")
+    assert cookie is not None
+
+    def twin() -> FlaskClient:
+        c = app.test_client()
+        c.set_cookie("__Host-session", cookie.value, domain="localhost", secure=True)
+        return c
+
+    # The replacement pauses while it holds the user's lock, after reading the old photo.
+    locked, go = threading.Event(), threading.Event()
+    write = storage.write_atomic
+
+    def paused_write(name: str, data: bytes) -> None:
+        if not locked.is_set():
+            locked.set()
+            go.wait(10)
+        write(name, data)
+
+    monkeypatch.setattr(storage, "write_atomic", paused_write)
+    statuses: dict[str, int] = {}
+
+    def replace() -> None:
+        form = {"csrf_token": token, "image": (io.BytesIO(corpus.png((40, 40))), "new.png")}
+        resp = twin().post(AVATAR, data=form, content_type="multipart/form-data")
+        statuses["replace"] = resp.status_code
+
+    def remove() -> None:
+        resp = twin().post(f"/uploads/{old_id}/delete", data={"csrf_token": token})
+        statuses["remove"] = resp.status_code
+
+    replacing = threading.Thread(target=replace)
+    replacing.start()
+    assert locked.wait(10)
+    removing = threading.Thread(target=remove)
+    removing.start()
+    time.sleep(0.5)  # the removal reaches the database while the replacement holds the lock
+    go.set()
+    replacing.join(30)
+    removing.join(30)
+    assert statuses["replace"] == 302
+    assert statuses["remove"] in (302, 404)
+    new = only_upload()
+    assert new.id != old_id
+    assert db.session.get(User, editor.id).avatar_id == new.id  # not lost to the removal
+    assert_store_consistent()
+
+
+@pytest.mark.asvs("V2.3.3")
+def test_an_article_deleted_during_its_image_upload_is_a_clean_404(
+    app: Flask, client: FlaskClient, own_article: Article, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = f"/articles/{own_article.id}/images"
+    token = csrf_token(client, path)
+    cookie = client.get_cookie("__Host-session")
+    assert cookie is not None
+    uploader = app.test_client()
+    uploader.set_cookie("__Host-session", cookie.value, domain="localhost", secure=True)
+    # The upload has passed its access check and pauses while the image is processed.
+    processing, go = threading.Event(), threading.Event()
+    process = services.imaging.process
+
+    def paused_process(data: bytes, *, kind: str) -> object:
+        processing.set()
+        go.wait(10)
+        return process(data, kind=kind)
+
+    monkeypatch.setattr(services.imaging, "process", paused_process)
+    statuses: list[int] = []
+
+    def upload() -> None:
+        form = {"csrf_token": token, "image": (io.BytesIO(corpus.png()), "late.png")}
+        statuses.append(uploader.post(path, data=form).status_code)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    assert processing.wait(10)
+    resp = client.post(f"/articles/{own_article.id}/delete", data={"csrf_token": token})
+    assert resp.status_code == 302
+    go.set()
+    thread.join(30)
+    assert statuses == [404]
+    assert upload_count() == 0  # no row left pointing at the deleted article
+    assert_store_consistent()
 
 
 def test_deleting_an_article_removes_its_image_files(

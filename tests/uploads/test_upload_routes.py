@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import unicodedata
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from werkzeug.http import parse_options_header
 
 from bastion.models import Article, User
 from bastion.uploads import storage
@@ -172,6 +175,30 @@ def test_hostile_file_names_never_reach_the_file_system(
         if download is not None:
             assert f"filename={download}" in disposition or f'filename="{download}"' in disposition
     assert_store_consistent()
+
+
+@pytest.mark.asvs("V5.4.1", "V5.4.2")
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "\uff0e\uff0e\uff0fetc\uff0fpasswd.png",  # fullwidth full stops and solidus
+        "\u2025\ufe68\u2025\ufe68boot.png",  # two dot leader, small reverse solidus
+        "\ufe52\ufe52\u2215\uff3cx.png",  # small full stops, division slash, fullwidth backslash
+    ],
+)
+def test_lookalike_separators_never_make_a_download_path(
+    client: FlaskClient, editor: User, filename: str
+) -> None:
+    # Werkzeug adds an ASCII ``filename=`` fallback made by NFKD, which turns these
+    # compatibility characters into ``.``, ``/`` and ``\``: ``filename="../etc/passwd.jpg"``.
+    assert post_file(client, AVATAR, corpus.png(), filename=filename).status_code == 302
+    disposition = client.get(f"/uploads/{only_upload().id}").headers["Content-Disposition"]
+    kind, params = parse_options_header(disposition)
+    assert kind == "inline"
+    for key in ("filename", "filename*"):
+        name = unquote(params.get(key, "").removeprefix("UTF-8''"))
+        assert not any(c in unicodedata.normalize("NFKD", name) for c in "/\\"), disposition
+        assert not name.startswith("."), disposition
 
 
 @pytest.mark.asvs("V5.2.2")
