@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.helpers import get_debug_flag
 
 ENVIRONMENTS = ("development", "testing", "production")
 PREFIX = "BASTION"
@@ -34,6 +35,33 @@ FILE_SETTINGS = (
 )
 MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN_CHARS = 24
+# Whole-number settings: (smallest, largest) allowed, None for no bound. Lifetimes are at
+# least 1 (0 would switch the throttle's memory off) and at most about ten years in their
+# unit, so every date computed from them exists: an extra zero must stop start-up, not make
+# every sign-in fail with a 500.
+_MINUTES_10Y, _HOURS_10Y, _DAYS_10Y, _SECONDS_10Y = 5_256_000, 87_600, 3_650, 315_360_000
+WHOLE_NUMBER_SETTINGS: dict[str, tuple[int | None, int | None]] = {
+    "PROXY_HOPS": (0, None),
+    "MAX_UPLOAD_MB": (None, None),
+    "UPLOAD_QUOTA_FILES": (None, None),
+    "UPLOAD_QUOTA_MB": (None, None),
+    "LOGIN_THROTTLE_ACCOUNT_FREE": (0, None),
+    "LOGIN_THROTTLE_IP_FREE": (0, None),
+    "LOGIN_THROTTLE_FORGET_SECONDS": (1, _SECONDS_10Y),
+    "SESSION_IDLE_MINUTES": (1, _MINUTES_10Y),
+    "SESSION_ABSOLUTE_HOURS": (1, _HOURS_10Y),
+    "REMEMBER_DAYS": (1, _DAYS_10Y),
+    "REAUTH_MINUTES": (1, _MINUTES_10Y),
+    "CONFIRM_HOURS": (1, _HOURS_10Y),
+    "RESET_MINUTES": (1, _MINUTES_10Y),
+    "EMAIL_CHANGE_HOURS": (1, _HOURS_10Y),
+    "TWO_FACTOR_PENDING_SECONDS": (1, _SECONDS_10Y),
+    "JWT_ACCESS_MINUTES": (1, _MINUTES_10Y),
+    "JWT_REFRESH_DAYS": (1, _DAYS_10Y),
+    # validate() explains a default below 1 or above the maximum in its own words.
+    "PAT_DEFAULT_DAYS": (None, _DAYS_10Y),
+    "PAT_MAX_DAYS": (None, _DAYS_10Y),
+}
 
 
 class ConfigError(RuntimeError):
@@ -238,14 +266,14 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     app.config.pop("ENV", None)
     app.config.update(overrides)
     app.config["ENV_NAME"] = env_name
-    _normalise(app)
+    unparsable = _normalise(app)
     if env_name == "development" and not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)
     if env_name != "production" and not app.config.get("JWT_KEYS"):
         from bastion.api.keys import instance_keyset
 
         app.config["JWT_KEYS"] = instance_keyset(Path(app.instance_path))
-    problems = validate(app.config)
+    problems = unparsable + validate(app.config)
     if problems:
         raise ConfigError(problems)
 
@@ -260,9 +288,86 @@ def _read_secret_files(app: Flask) -> None:
                 raise ConfigError([f"BASTION_{name}_FILE cannot be read: {exc.strerror}"]) from exc
 
 
-def _normalise(app: Flask) -> None:
-    """Turn the plain strings that environment variables give into the types Flask expects."""
+def _whole_number(value: object, low: int | None, high: int | None) -> int | None:
+    """``value`` as an int within [low, high], or None: no rounding, no booleans."""
+    if isinstance(value, str):
+        value = value.strip()
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        return None
+    try:
+        number = int(value)
+    except (ValueError, OverflowError):
+        return None
+    if isinstance(value, float) and number != value:
+        return None
+    if (low is not None and number < low) or (high is not None and number > high):
+        return None
+    return number
+
+
+def _finite_number(value: object, low: float, high: float) -> float | None:
+    """``value`` as a float within [low, high], or None (NaN and infinity never are)."""
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and low <= number <= high else None
+
+
+def _parse_numbers(cfg: Any) -> list[str]:
+    """Parse numeric settings in place; a typo is a named problem, never a traceback or a
+    guess (``int(1.9)`` is 1, ``int(True)`` is 1)."""
+    problems: list[str] = []
+    for key, (low, high) in WHOLE_NUMBER_SETTINGS.items():
+        number = _whole_number(cfg[key], low, high)
+        if number is None:
+            span = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
+            problems.append(f"BASTION_{key} must be a whole number in {span}, not {cfg[key]!r}")
+            number = getattr(BaseConfig, key)
+        cfg[key] = number
+    # A zero or NaN delay is no throttle at all: sign-in guessing would run unslowed.
+    floats = {
+        "LOGIN_THROTTLE_BASE_SECONDS": 0.001,
+        "LOGIN_THROTTLE_MAX_SECONDS": 0.001,
+        "PUBLIC_PAGE_CACHE_SECONDS": 0.0,
+    }
+    for key, lowest in floats.items():
+        parsed = _finite_number(cfg[key], lowest, float(_SECONDS_10Y))
+        if parsed is None:
+            problems.append(
+                f"BASTION_{key} must be a number of seconds in {lowest:g}..{_SECONDS_10Y}, "
+                f"not {cfg[key]!r}"
+            )
+            parsed = float(getattr(BaseConfig, key))
+        cfg[key] = parsed
+    return problems
+
+
+def _fallback_keys(cfg: Any) -> list[str]:
+    """SECRET_KEY_FALLBACKS as a list: Flask iterates it, so a plain string from the
+    environment would make every single character a key that signs valid cookies."""
+    fallbacks = cfg.get("SECRET_KEY_FALLBACKS")
+    if not fallbacks:
+        cfg["SECRET_KEY_FALLBACKS"] = []
+        return []
+    if isinstance(fallbacks, str | bytes):
+        fallbacks = [fallbacks]
+    if not isinstance(fallbacks, list | tuple) or not all(
+        isinstance(k, str | bytes) and k for k in fallbacks
+    ):
+        cfg["SECRET_KEY_FALLBACKS"] = []
+        return ["BASTION_SECRET_KEY_FALLBACKS must be one key or a JSON list of keys"]
+    cfg["SECRET_KEY_FALLBACKS"] = list(fallbacks)
+    return []
+
+
+def _normalise(app: Flask) -> list[str]:
+    """Turn the plain strings that environment variables give into the types Flask expects;
+    return the settings that could not be understood."""
     cfg = app.config
+    problems = _parse_numbers(cfg) + _fallback_keys(cfg)
     plain = cfg.get("PLAINTEXT_DATA_HOSTS") or ()
     if isinstance(plain, str):
         plain = [h.strip() for h in plain.split(",")]
@@ -274,14 +379,6 @@ def _normalise(app: Flask) -> None:
     if isinstance(keys, (list, dict)):
         # from_prefixed_env decodes JSON values; the keyset reader takes the JSON text.
         cfg["JWT_KEYS"] = json.dumps(keys)
-    for key in ("PROXY_HOPS", "MAX_UPLOAD_MB", "SESSION_IDLE_MINUTES", "SESSION_ABSOLUTE_HOURS",
-                "REMEMBER_DAYS", "REAUTH_MINUTES", "LOGIN_THROTTLE_ACCOUNT_FREE",
-                "LOGIN_THROTTLE_IP_FREE", "LOGIN_THROTTLE_FORGET_SECONDS", "CONFIRM_HOURS",
-                "RESET_MINUTES", "EMAIL_CHANGE_HOURS", "TWO_FACTOR_PENDING_SECONDS",
-                "UPLOAD_QUOTA_FILES", "UPLOAD_QUOTA_MB"):
-        cfg[key] = int(cfg[key])
-    for key in ("LOGIN_THROTTLE_BASE_SECONDS", "LOGIN_THROTTLE_MAX_SECONDS"):
-        cfg[key] = float(cfg[key])
     if isinstance(cfg.get("DEBUG"), str):
         cfg["DEBUG"] = cfg["DEBUG"].lower() in {"1", "true", "yes", "on"}
     instance = Path(app.instance_path)
@@ -309,15 +406,13 @@ def _normalise(app: Flask) -> None:
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
-    cfg["PUBLIC_PAGE_CACHE_SECONDS"] = max(0.0, float(cfg["PUBLIC_PAGE_CACHE_SECONDS"]))
     cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
-    for key in ("JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS", "PAT_DEFAULT_DAYS", "PAT_MAX_DAYS"):
-        cfg[key] = int(cfg[key])
     origins = cfg.get("CORS_ORIGINS") or ()
     if isinstance(origins, str):
         origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
     cfg["CORS_ORIGINS"] = frozenset(origins)
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
+    return problems
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -354,17 +449,22 @@ def _instance_secret(app: Flask) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def secret_strength_problem(secret: object) -> str | None:
+def secret_strength_problem(secret: object, name: str = "BASTION_SECRET_KEY") -> str | None:
     """Why a secret key is unusable, or None. Shared with the production check."""
+    from flask_deploy_check.config_checks import is_sample_secret
+
     if not secret or not isinstance(secret, str | bytes):
-        return "BASTION_SECRET_KEY is missing"
+        return f"{name} is missing"
     raw = secret.encode() if isinstance(secret, str) else secret
     if len(raw) < MIN_SECRET_BYTES:
-        return f"BASTION_SECRET_KEY is too short ({len(raw)} bytes; use at least {MIN_SECRET_BYTES})"
+        return f"{name} is too short ({len(raw)} bytes; use at least {MIN_SECRET_BYTES})"
     counts = Counter(raw)
     entropy = -sum(c / len(raw) * math.log2(c / len(raw)) for c in counts.values())
     if entropy < 3.5:
-        return "BASTION_SECRET_KEY is not random enough (generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        return f"{name} is not random enough (generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+    # Long, varied and still public: keys from tutorials and docs are in every wordlist.
+    if is_sample_secret(secret):
+        return f"{name} is a published sample value; anyone can sign cookies with it"
     return None
 
 
@@ -384,6 +484,10 @@ def validate(cfg: Any) -> list[str]:
         return problems
     if msg := secret_strength_problem(cfg.get("SECRET_KEY")):
         problems.append(msg)
+    # Flask accepts cookies signed with any fallback: each one must be as strong.
+    for index, old_key in enumerate(cfg.get("SECRET_KEY_FALLBACKS") or ()):
+        if msg := secret_strength_problem(old_key, f"BASTION_SECRET_KEY_FALLBACKS[{index}]"):
+            problems.append(msg)
     if not cfg.get("JWT_KEYS"):
         problems.append(
             "BASTION_JWT_KEYS (or BASTION_JWT_KEYS_FILE) is missing: the API needs its own "
@@ -396,8 +500,15 @@ def validate(cfg: Any) -> list[str]:
             problems.append(msg)
     if cfg.get("DEBUG"):
         problems.append("BASTION_DEBUG is on: the debugger runs code for anyone who can reach it")
+    if get_debug_flag():
+        # `flask run` (and any flask command) turns app.debug on after this check.
+        problems.append("FLASK_DEBUG is on: `flask run` would serve the interactive debugger")
     if cfg.get("TESTING"):
         problems.append("BASTION_TESTING is on in production")
+    if not cfg.get("RATELIMIT_ENABLED"):
+        problems.append(
+            "BASTION_RATELIMIT_ENABLED is off: sign-in, token, upload and API routes would have no limits"
+        )
     if str(cfg["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         problems.append("BASTION_DATABASE_URL is SQLite; production needs PostgreSQL")
     from bastion.security.transport import database_problem, redis_problem
@@ -415,6 +526,14 @@ def validate(cfg: Any) -> list[str]:
         problems.append("BASTION_TRUSTED_HOSTS is empty: any Host header would be accepted")
     if not cfg.get("FORCE_HTTPS") or not cfg.get("SESSION_COOKIE_SECURE"):
         problems.append("HTTPS is not enforced (BASTION_FORCE_HTTPS / BASTION_SESSION_COOKIE_SECURE)")
+    if not str(cfg.get("SESSION_COOKIE_NAME") or "").startswith("__Host-"):
+        # Without the prefix a sibling subdomain can plant (toss) a session cookie.
+        problems.append("BASTION_SESSION_COOKIE_NAME must start with __Host- (host-only, Secure, Path=/)")
+    if str(cfg.get("SESSION_COOKIE_SAMESITE")).lower() not in {"lax", "strict"}:
+        problems.append(
+            "BASTION_SESSION_COOKIE_SAMESITE must be Lax or Strict: other sites' requests "
+            "would carry the session"
+        )
     if cfg.get("PROXY_HOPS", 0) < 0 or cfg.get("PROXY_HOPS", 0) > 5:
         problems.append("BASTION_PROXY_HOPS must be between 0 and 5")
     token = cfg.get("METRICS_TOKEN")

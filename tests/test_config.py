@@ -149,3 +149,155 @@ def test_an_app_with_rate_limiting_off_starts_in_a_fresh_process(tmp_path: Path)
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _production(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
+    """create_app() with a safe production environment plus ``env`` (as an operator sets it)."""
+    for key in list(os.environ):
+        if key.startswith("BASTION_") or key == "FLASK_DEBUG":
+            monkeypatch.delenv(key)
+    safe = {
+        "BASTION_SECRET_KEY": STRONG,
+        "BASTION_DATABASE_URL": "postgresql://bastion@127.0.0.1/bastion",
+        "BASTION_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "BASTION_TRUSTED_HOSTS": "bastion.example",
+        "BASTION_PROXY_HOPS": "1",
+        "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
+    }
+    for key, value in {**safe, **env}.items():
+        monkeypatch.setenv(key, value)
+    return create_app({"ENV_NAME": "production"})
+
+
+@pytest.mark.asvs("V2.4.1", "V6.3.1")
+def test_rate_limits_cannot_be_switched_off_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flask-Limiter's own switch would silently remove every sign-in and API limit."""
+    with pytest.raises(ConfigError, match="BASTION_RATELIMIT_ENABLED is off"):
+        _production(monkeypatch, BASTION_RATELIMIT_ENABLED="false")
+
+
+@pytest.mark.asvs("V13.4.2")
+def test_flask_debug_cannot_turn_the_debugger_on_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flask run` sets app.debug from FLASK_DEBUG after create_app() validated DEBUG."""
+    from flask.cli import ScriptInfo
+
+    _production(monkeypatch)  # the environment, safe so far
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    cli_app = ScriptInfo(create_app=lambda: create_app({"ENV_NAME": "production"}))
+    with pytest.raises(ConfigError, match="FLASK_DEBUG is on"):
+        cli_app.load_app()  # before the fix: an app with debug (the debugger) on
+
+
+@pytest.mark.asvs("V11.2.3")
+def test_a_fallback_key_from_the_environment_is_one_key_not_one_per_character(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Flask iterates SECRET_KEY_FALLBACKS: the plain string an operator writes in the
+    environment would make each of its characters a key that signs valid cookies."""
+    from flask import Flask
+
+    old_key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978"
+    app = _production(monkeypatch, BASTION_SECRET_KEY_FALLBACKS=old_key)
+    forger = Flask("forger")
+    forger.secret_key = "0"  # one character of the old key
+    forged = forger.session_interface.get_signing_serializer(forger).dumps(  # type: ignore[attr-defined]
+        {"pending_2fa": {"uid": 1, "exp": 9e9}}
+    )
+    with app.test_request_context(headers={"Cookie": f"__Host-session={forged}"}):
+        from flask import request
+
+        opened = app.session_interface.open_session(app, request)
+        assert opened is not None and "pending_2fa" not in opened
+    assert app.config["SECRET_KEY_FALLBACKS"] == [old_key]
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "problem"),
+    [('["dev"]', r"SECRET_KEY_FALLBACKS\[0\] is too short"),
+     (json.dumps([STRONG, "a" * 64]), r"SECRET_KEY_FALLBACKS\[1\] is not random enough")],
+)
+@pytest.mark.asvs("V11.2.3", "V13.3.1")
+def test_weak_fallback_keys_are_refused(
+    monkeypatch: pytest.MonkeyPatch, fallbacks: str, problem: str
+) -> None:
+    """A fallback key verifies cookies exactly like the main key, so it must be as strong."""
+    with pytest.raises(ConfigError, match=problem):
+        _production(monkeypatch, BASTION_SECRET_KEY_FALLBACKS=fallbacks)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "you-will-never-guess-this-secret-key",  # microblog's fallback, lengthened
+        "192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf",  # Flask docs
+    ],
+)
+@pytest.mark.asvs("V13.3.1")
+def test_published_sample_keys_are_refused(monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
+    """Long and varied enough for the entropy estimate, yet in every attacker's wordlist."""
+    with pytest.raises(ConfigError, match="published sample value"):
+        _production(monkeypatch, BASTION_SECRET_KEY=secret)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("BASTION_SESSION_COOKIE_NAME", "bastion_session", "must start with __Host-"),
+        ("BASTION_SESSION_COOKIE_SAMESITE", "None", "must be Lax or Strict"),
+        ("BASTION_SESSION_COOKIE_SAMESITE", "null", "must be Lax or Strict"),
+    ],
+)
+@pytest.mark.asvs("V3.3.2", "V3.3.3")
+def test_session_cookie_protections_cannot_be_configured_away(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        _production(monkeypatch, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BASTION_PROXY_HOPS", ""),  # was a ValueError traceback
+        ("BASTION_PROXY_HOPS", "1.9"),  # was silently 1
+        ("BASTION_PROXY_HOPS", "true"),  # was silently 1
+        ("BASTION_SESSION_IDLE_MINUTES", "thirty"),
+        ("BASTION_SESSION_IDLE_MINUTES", "0"),
+        ("BASTION_SESSION_ABSOLUTE_HOURS", "100000000"),  # every sign-in failed with a 500
+        ("BASTION_REMEMBER_DAYS", "1e400"),  # was an OverflowError traceback
+        ("BASTION_JWT_REFRESH_DAYS", "-1"),
+    ],
+)
+@pytest.mark.asvs("V2.2.1")
+def test_numeric_typos_are_named_problems(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Refused with the setting's name in the one message, never guessed or a traceback."""
+    with pytest.raises(ConfigError, match=f"{name} must be a whole number"):
+        _production(monkeypatch, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BASTION_LOGIN_THROTTLE_BASE_SECONDS", "0"),
+        ("BASTION_LOGIN_THROTTLE_MAX_SECONDS", "0"),
+        ("BASTION_LOGIN_THROTTLE_MAX_SECONDS", "NaN"),
+        ("BASTION_LOGIN_THROTTLE_FORGET_SECONDS", "0"),
+    ],
+)
+@pytest.mark.asvs("V6.3.1")
+def test_a_login_throttle_that_never_waits_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A zero (or NaN) delay, or failures forgotten at once, switch password-guessing
+    protection off without a word."""
+    with pytest.raises(ConfigError, match=name):
+        _production(monkeypatch, **{name: value})
+
+
+def test_numbers_with_spaces_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = _production(monkeypatch, BASTION_PROXY_HOPS=" 1 ", BASTION_SESSION_IDLE_MINUTES="15")
+    assert app.config["PROXY_HOPS"] == 1 and app.config["SESSION_IDLE_MINUTES"] == 15
