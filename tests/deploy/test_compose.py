@@ -138,6 +138,15 @@ def test_app_containers_are_locked_down(compose: dict[str, Any]) -> None:
         assert "network_mode" not in service and "pid" not in service, name
 
 
+@pytest.mark.asvs("V15.2.2")
+def test_every_container_has_memory_and_process_limits(compose: dict[str, Any]) -> None:
+    """A flood at nginx, a heavy PromQL query, a runaway Grafana plugin or a fork bomb in any
+    one container must not take the host's memory or PIDs from PostgreSQL and the app."""
+    for name, service in _services(compose).items():
+        assert re.fullmatch(r"\d+[mg]", str(service.get("mem_limit", ""))), f"{name}: mem_limit"
+        assert 0 < int(service.get("pids_limit", 0)) <= 1024, f"{name}: pids_limit"
+
+
 @pytest.mark.asvs("V13.2.4", "V13.4.5")
 def test_network_exposure(compose: dict[str, Any]) -> None:
     """Only nginx is public; data stores sit on an internal network; consoles bind to loopback."""

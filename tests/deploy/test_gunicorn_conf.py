@@ -12,6 +12,11 @@ from gunicorn.app.base import Application
 from gunicorn.config import Config
 from gunicorn.workers.gthread import ThreadWorker
 
+# Imported before any test sets PROMETHEUS_MULTIPROC_DIR: prometheus_client picks its value
+# class once, at import, and a multiprocess one would outlive the test and break the apps
+# that later tests build without the directory.
+from prometheus_client.mmap_dict import MmapedDict
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "gunicorn.conf.py"
 ENV_NAMES = (
@@ -125,8 +130,6 @@ def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     namespace["on_starting"](SimpleNamespace())
     assert directory.is_dir() and list(directory.iterdir()) == []
-
-    from prometheus_client.mmap_dict import MmapedDict
 
     for pid, count in ((4242, 2.0), (6464, 3.0)):
         counter = MmapedDict(str(directory / f"counter_{pid}.db"))
