@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Protocol, TypeGuard
 
-from flask import abort
+from flask import abort, has_app_context
 from flask_principal import Identity, ItemNeed, Need, Permission, RoleNeed, UserNeed
 from werkzeug.local import LocalProxy
 
+from bastion.auth import enrolment
 from bastion.models import Article, Comment, User
 from bastion.models.user import ROLE_NAMES, ROLE_RANK
 
@@ -32,7 +33,17 @@ class Actor(Protocol):
 
 
 def _is_user(actor: object) -> TypeGuard[User]:
-    return isinstance(actor, User) and actor.is_active
+    return isinstance(actor, User) and actor.is_active and not _must_enrol(actor)
+
+
+def _must_enrol(user: User) -> bool:
+    """Whether the role requires a second factor the user has not set up yet.
+
+    Such accounts hold no needs until they enrol: other pages send them to enrolment, but
+    public pages (an article, an image) ask these rules directly, where the admin need would
+    otherwise open every draft to whoever has only the password.
+    """
+    return not user.has_2fa and has_app_context() and enrolment.is_required(user)
 
 
 def article_need(action: str, article_id: int) -> ItemNeed:
@@ -123,10 +134,15 @@ def require(allowed: bool, *, hide: bool = False, what: str = "") -> None:
     ``what`` names the object and action (``"edit article 7"``) for the audit trail.
     """
     if not allowed:
-        from bastion.security import audit
-
-        details: dict[str, object] = {"hidden": hide}
-        if what:
-            details["what"] = what[:100]
-        audit.record("authz.denied", details=details)
+        record_denial(hide=hide, what=what)
         abort(404 if hide else 403)
+
+
+def record_denial(*, hide: bool, what: str = "") -> None:
+    """Audit a refusal (``authz.denied``); for callers that answer it themselves."""
+    from bastion.security import audit
+
+    details: dict[str, object] = {"hidden": hide}
+    if what:
+        details["what"] = what[:100]
+    audit.record("authz.denied", details=details)
