@@ -27,16 +27,22 @@ def nl2br(text: str) -> Markup:
     return escape(text).replace("\n", Markup("<br>\n"))
 
 
-def _readable_article(article_id: int) -> Article:
-    article = content.get_article(current_user, article_id)
+def _readable_article(article_id: int, attempt: str = "") -> Article:
+    """``attempt`` names the change asked for, so a refusal on a hidden draft is audited."""
+    article = content.get_article(current_user, article_id, attempt=attempt)
     if article is None:
         abort(404, description="There is no article with that number, or it is not published.")
     return article
 
 
-def _comment_in_readable_article(comment_id: int) -> Comment:
+def _comment_in_readable_article(comment_id: int, attempt: str) -> Comment:
+    """The comment unless its article is hidden (refusal audited) or gone (an orphan)."""
     comment = content.get_comment(comment_id)
-    if comment is None or not authz.can_read_article(current_user, comment.article):
+    article = comment.article if comment is not None else None
+    if article is not None and not authz.can_read_article(current_user, article):
+        authz.record_denial(hide=True, what=f"{attempt} comment {comment_id}")
+        article = None
+    if comment is None or article is None:
         abort(404, description="There is no comment with that number.")
     return comment
 
@@ -108,7 +114,7 @@ def _render(article: Article, comment_form: CommentForm | None = None) -> str:
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
 @editor_required
 def edit_article(article_id: int) -> ResponseReturnValue:
-    article = _readable_article(article_id)
+    article = _readable_article(article_id, "edit")
     authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
     if form.validate_on_submit():
@@ -143,7 +149,7 @@ def _form_data(article: Article) -> dict[str, object]:
 @bp.post("/articles/<int:article_id>/delete")
 @editor_required
 def delete_article(article_id: int) -> ResponseReturnValue:
-    article = _readable_article(article_id)
+    article = _readable_article(article_id, "delete")
     if EmptyForm().validate_on_submit():
         content.delete_article(current_user, article)
         flash("The article is deleted.", "success")
@@ -154,7 +160,7 @@ def delete_article(article_id: int) -> ResponseReturnValue:
 @login_required
 @limiter.limit("20 per minute")
 def add_comment(article_id: int) -> ResponseReturnValue:
-    article = _readable_article(article_id)
+    article = _readable_article(article_id, "comment on")
     form = CommentForm()
     if form.validate_on_submit():
         try:
@@ -171,7 +177,7 @@ def add_comment(article_id: int) -> ResponseReturnValue:
 @bp.route("/comments/<int:comment_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_comment(comment_id: int) -> ResponseReturnValue:
-    comment = _comment_in_readable_article(comment_id)
+    comment = _comment_in_readable_article(comment_id, "edit")
     authz.require(authz.can_edit_comment(current_user, comment), what=f"edit comment {comment_id}")
     form = CommentForm(data=None if request.method == "POST" else {"body": comment.body})
     if form.validate_on_submit():
@@ -190,7 +196,7 @@ def edit_comment(comment_id: int) -> ResponseReturnValue:
 @bp.post("/comments/<int:comment_id>/delete")
 @login_required
 def delete_comment(comment_id: int) -> ResponseReturnValue:
-    comment = _comment_in_readable_article(comment_id)
+    comment = _comment_in_readable_article(comment_id, "delete")
     article_id = comment.article_id
     if EmptyForm().validate_on_submit():
         content.delete_comment(current_user, comment)

@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 
 from bastion.content.rendering import render_markdown, summarise
 from bastion.extensions import db
@@ -133,12 +133,20 @@ def list_drafts(actor: object, limit: int = 100) -> list[Article]:
     )
 
 
-def get_article(actor: object, article_id: int) -> Article | None:
-    """The article if it exists and the actor may read it; drafts of others look absent."""
+def get_article(actor: object, article_id: int, *, attempt: str = "") -> Article | None:
+    """The article if it exists and the actor may read it; drafts of others look absent.
+
+    ``attempt`` names a change the actor is trying (``"edit"``): refused on a hidden draft,
+    it is audited like a refusal on a visible article, though both answer "not found".
+    """
     if not 0 < article_id <= ID_MAX:
         return None
     article = db.session.get(Article, article_id)
-    if article is None or not authz.can_read_article(actor, article):
+    if article is None:
+        return None
+    if not authz.can_read_article(actor, article):
+        if attempt:
+            authz.record_denial(hide=True, what=f"{attempt} article {article_id}")
         return None
     return article
 
@@ -224,7 +232,15 @@ def delete_article(actor: User, article: Article) -> None:
     )
     _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
                       {"article_id": article.id})
+    article_id = article.id
     db.session.delete(article)
+    db.session.flush()
+    # PostgreSQL cascades to the comments; SQLite enforces no foreign keys, and the ORM
+    # deletes only the comments it had loaded, so the rest would stay behind as orphans.
+    db.session.execute(
+        delete(Comment).where(Comment.article_id == article_id),
+        execution_options={"synchronize_session": False},
+    )
     db.session.commit()
 
 
