@@ -68,3 +68,25 @@ def test_upgrading_renders_stored_articles_with_the_current_sanitiser(  # type: 
         html = db.session.get(Article, article_id).body_html
     assert "/admin/audit.csv" not in html
     assert "<em>text</em>" in html and 'alt="x"' in html
+
+
+@pytest.mark.asvs("V1.2.1")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_stores_summaries_escaped_once(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Summaries saved before were HTML entities ("Q&amp;A"), shown as such in lists and
+    the API."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Article
+    from tests.factories import ArticleFactory
+
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0005_rerender_articles")
+        old = ArticleFactory(body_md="Tom & Jerry <3 *you*", summary="Tom &amp; Jerry &lt;3 you")
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade()
+        summary = db.session.get(Article, article_id).summary
+    assert summary == "Tom & Jerry <3 you"

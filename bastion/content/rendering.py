@@ -7,6 +7,7 @@ start-up, where it cost about 60 ms of CPU.
 
 from __future__ import annotations
 
+import html
 import re
 from functools import cache
 from typing import TYPE_CHECKING
@@ -61,7 +62,11 @@ def render_markdown(source: str) -> str:
 
 
 def summarise(source: str, limit: int = 280) -> str:
-    """Plain-text summary (escaped again by Jinja wherever it is shown)."""
-    text = nh3.clean(_markdown().render(source), tags=set())
+    """Plain-text summary (escaped by Jinja wherever it is shown).
+
+    The sanitiser's output is HTML, entities and all; it is unescaped once here so that an
+    article about "Q&A" is not listed as "Q&amp;A" (and the cut never lands inside an entity).
+    """
+    text = html.unescape(nh3.clean(_markdown().render(source), tags=set()))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

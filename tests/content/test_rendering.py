@@ -5,9 +5,14 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
+from flask import Flask
 
 from bastion.content.rendering import ATTRIBUTES, TAGS, render_markdown, summarise
+from bastion.extensions import db
+from bastion.models import Article
 from tests.content.xss_payloads import PAYLOADS
+from tests.factories import UserFactory
+from tests.support.roles import client_for, post
 
 
 @pytest.mark.asvs("V1.2.2", "V1.3.1", "V1.3.5")
@@ -85,3 +90,18 @@ def test_no_payload_survives_as_markup(payload: str) -> None:
 def test_raw_html_is_text_and_summary_is_plain() -> None:
     assert render_markdown("<b>x</b>") == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
     assert summarise("# Title\n\nSome **bold** text") == "Title Some bold text"
+
+
+@pytest.mark.asvs("V1.2.1")
+def test_summary_is_text_escaped_once_where_shown(app: Flask) -> None:
+    editor = UserFactory(role_name="editor")
+    body = "Tom & Jerry <3 \"quoted\" <script>alert(1)</script>"
+    resp = post(client_for(app, editor), "/articles/new",
+                {"title": "Cartoons", "body": body, "publish": "y"})
+    assert resp.status_code == 302
+    article = db.session.scalar(db.select(Article))
+    assert article.summary == 'Tom & Jerry <3 "quoted" <script>alert(1)</script>'
+    page = client_for(app).get("/articles").get_data(as_text=True)
+    assert "Tom &amp; Jerry &lt;3 &#34;quoted&#34; &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&amp;amp;" not in page
+    assert "<script>alert(1)" not in page
