@@ -12,6 +12,7 @@ from bastion.api.spec import Serialized, operation
 from bastion.api.users import author_out
 from bastion.content import services
 from bastion.models import Article, User
+from bastion.security import authz
 from bastion.security.access import bearer_required
 
 
@@ -31,13 +32,19 @@ def article_out(article: Article) -> ArticleOut:
     )
 
 
+def token_may_read(user: User, article: Article) -> bool:
+    """The role's rule, and for other people's drafts the ``admin`` scope too: a token
+    narrowed below its admin owner's powers sees what an editor's would, comments included."""
+    return authz.can_read_article(user, article) and (
+        article.is_published or article.author_id == user.id or may_act_on_others()
+    )
+
+
 def load_article(article_id: int) -> Article:
-    """An article the token may see: drafts of others need the ``admin`` scope too."""
+    """An article the token may see (``token_may_read``); anything else is absent."""
     user = current_principal().user
     article = services.get_article(user, article_id)
-    if article is None or (
-        not article.is_published and article.author_id != user.id and not may_act_on_others()
-    ):
+    if article is None or not token_may_read(user, article):
         abort(404, description="There is no article with that id.")
     return article
 

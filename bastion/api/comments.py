@@ -6,7 +6,7 @@ from flask import abort
 from sqlalchemy import func, select
 
 from bastion.api import bp
-from bastion.api.articles import load_article
+from bastion.api.articles import load_article, token_may_read
 from bastion.api.auth import current_principal, may_act_on_others
 from bastion.api.schemas import CommentCreate, CommentList, CommentOut, PageQuery
 from bastion.api.spec import operation
@@ -15,7 +15,6 @@ from bastion.content import services
 from bastion.content.services import Page
 from bastion.extensions import db
 from bastion.models import Article, Comment
-from bastion.security import authz
 from bastion.security.access import bearer_required
 
 
@@ -79,9 +78,10 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
 def delete_comment(comment_id: int) -> None:
     user = current_principal().user
     comment = services.get_comment(comment_id)
-    # An orphan (its article gone where the database does not cascade) is absent too.
+    # An orphan (its article gone where the database does not cascade) is absent too, and so
+    # is a comment on a draft the token may not read (the same rule as ``load_article``).
     article = comment.article if comment is not None else None
-    if comment is None or article is None or not authz.can_read_article(user, article):
+    if comment is None or article is None or not token_may_read(user, article):
         abort(404, description="There is no comment with that id.")
     if comment.author_id != user.id and not may_act_on_others():
         abort(403, description="Deleting other people's comments needs the 'admin' scope.")

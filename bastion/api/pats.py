@@ -62,6 +62,10 @@ def create(user: User, *, name: str, scopes: list[str], days: int | None = None)
     name = (name or "").strip()
     if not name or len(name) > 80:
         raise TokenRequestError("Give the token a name of 1 to 80 characters.", "name")
+    # The account page's form has no pattern like the API schema's, and PostgreSQL refuses
+    # NUL in text: without this check such a name is a 500 instead of a clear refusal.
+    if "\x00" in name:
+        raise TokenRequestError("The name must not contain NUL characters.", "name")
     wanted = set(scopes)
     if not wanted or not wanted <= set(SCOPES):
         raise TokenRequestError(f"Choose scopes among: {', '.join(SCOPES)}.", "scopes")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from bastion.extensions import db
-from bastion.models import ApiToken, Article, User, utcnow
+from bastion.models import ApiToken, Article, Comment, User, utcnow
 from bastion.security.tokens import token_hash
 from tests.api.conftest import Api
 from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
@@ -174,6 +175,22 @@ def test_without_admin_scope_an_admin_token_cannot_touch_others_content(
     assert api.call("GET", f"/articles/{draft.id}", access).status_code == 200
     db.session.expire_all()
     assert db.session.get(Article, article.id).title != "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_without_admin_scope_comments_on_others_drafts_look_absent(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    # The narrowed token cannot read the draft, so it must not learn, by a 403 instead of
+    # a 404, which comment ids sit on drafts it cannot see.
+    admin = make_user("admin")
+    narrow = api.pat_for(admin, ["comments:write"])
+    draft = ArticleFactory(status="draft", published_at=None)
+    on_draft = CommentFactory(article=draft)
+    missing = api.call("DELETE", "/comments/2147483647", narrow)
+    resp = api.call("DELETE", f"/comments/{on_draft.id}", narrow)
+    assert (resp.status_code, resp.get_json()) == (404, {**missing.get_json(), "request_id": ANY})
+    assert db.session.get(Comment, on_draft.id) is not None
 
 
 @pytest.mark.asvs("V7.4.1")

@@ -143,3 +143,19 @@ def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
     resp = client.get("/account/tokens")
     assert resp.status_code == 302
     assert "/auth/login" in resp.headers["Location"]
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_a_name_with_a_nul_character_is_refused_not_a_server_error(
+    signed_in: tuple[FlaskClient, User],
+) -> None:
+    # The form has no pattern like the API's schema; PostgreSQL cannot store NUL in text.
+    client, _user = signed_in
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post(
+        "/account/tokens",
+        data={"csrf_token": token, "name": "C\x00I", "scopes": ["articles:read"], "days": "7"},
+    )
+    assert resp.status_code == 422
+    assert "must not contain NUL characters" in resp.get_data(as_text=True)
+    assert db.session.scalar(select(ApiToken)) is None
