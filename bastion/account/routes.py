@@ -130,7 +130,7 @@ def change_password() -> ResponseReturnValue:
         else:
             # This session proved the new password by choosing it: it stays signed in.
             session[GRANTED_ON_KEY] = password_fingerprint(current_user.password_changed_at)
-            flash("Your password is changed. Other devices were signed out.", "success")
+            flash("Your password is changed. Other devices were signed out and your personal access tokens revoked.", "success")
             return redirect(url_for("account.index"))
     return _page(422, password_form=form)
 
@@ -205,6 +205,6 @@ def revoke_all_sessions() -> ResponseReturnValue:
         audit.record("session.revoked_all", actor_id=user_id, target_user_id=user_id,
                      details={"count": count})
         end_session()
-        flash("You are signed out everywhere, including here.", "info")
+        flash("You are signed out everywhere, including here, and your personal access tokens are revoked.", "info")
         return redirect(url_for("auth.login"))
     return redirect(url_for("account.index"))

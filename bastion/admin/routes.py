@@ -76,7 +76,7 @@ def _apply(action: str, user_id: int) -> ResponseReturnValue:
             flash(f"{user.username} is {action}d.", "success")
         else:
             ended = admin.sign_out_everywhere(current_user, user)
-            flash(f"{user.username} is signed out everywhere ({ended} sessions ended).", "success")
+            flash(f"{user.username} is signed out everywhere ({ended} sessions ended, personal access tokens revoked).", "success")
     except admin.AdminError as exc:
         flash(str(exc), "error")
     return _back()

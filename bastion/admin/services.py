@@ -204,8 +204,8 @@ def reset_two_factor(
         raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
     reason = _clean_reason(reason)
     twofactor.clear(user)
+    revoked = pats.revoke_all_for(user.id, commit=False)  # counted here; revoke_all ends them too
     ended = revoke_all(user.id, commit=False)
-    revoked = pats.revoke_all_for(user.id, commit=False)
     audit.record(
         "user.2fa_reset",
         actor_id=_actor_id(actor),

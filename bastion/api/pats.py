@@ -141,7 +141,9 @@ def _end(record: ApiToken) -> None:
 
 
 def revoke_all_for(user_id: int, *, commit: bool = True) -> int:
-    """Revoke every live token of a user at once (a reset second factor); returns how many.
+    """Revoke every live token of a user at once (``revoke_all`` of the sessions: a password
+    change or reset, a disabled account, "sign out everywhere", a reset second factor);
+    returns how many.
 
     The caller audits: one event for the action that ended them, not one per token.
     """

@@ -233,8 +233,8 @@ def reset_password(token: str) -> ResponseReturnValue:
         else:
             if user is None:
                 return _bad_link()
-            flash("Your password is changed and every session was signed out. Sign in now.",
-                  "success")
+            flash("Your password is changed, every session was signed out and your personal "
+                  "access tokens revoked. Sign in now.", "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset_password.html", form=form)
 

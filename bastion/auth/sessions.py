@@ -18,6 +18,7 @@ from flask_login import login_user, logout_user
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
+from bastion.api.pats import revoke_all_for as revoke_personal_tokens
 from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
@@ -108,8 +109,9 @@ def end_session() -> None:
 
 
 def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = True) -> int:
-    """End every session and refresh token of a user (password change, disable, "sign out
-    everywhere"); ``except_id`` keeps the caller's own browser session."""
+    """End every session, refresh token and personal access token of a user (password
+    change or reset, disable, "sign out everywhere"); ``except_id`` keeps the caller's own
+    browser session. Returns the sessions ended."""
     stmt = (
         update(UserSession)
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
@@ -125,6 +127,9 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     # API tokens are sessions too: every refresh family dies with the rest, and so do the
     # access tokens issued from it (the API's one revocation rule, shared by all paths).
     revoke_all_for_user(user_id, commit=False)
+    # And personal tokens: whoever had the password (or a signed-in browser) could have
+    # made one, and it would outlive every step the owner takes to lock them out.
+    revoke_personal_tokens(user_id, commit=False)
     if commit:
         db.session.commit()
     return count

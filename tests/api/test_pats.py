@@ -237,3 +237,52 @@ def test_disabled_owner_disables_the_token(api: Api, make_user: Callable[..., Us
     user.disabled_at = utcnow()
     db.session.commit()
     assert api.call("GET", "/articles", pat).status_code == 401
+
+
+NEW_PASSWORD = "lilac harbour quietly 2031"
+
+
+def _change_password(app: Flask, user: User) -> None:
+    from bastion.account.services import change_password
+
+    with app.test_request_context():
+        change_password(user, PASSWORD, NEW_PASSWORD, keep_session_id=None)
+
+
+def _reset_password(app: Flask, user: User) -> None:
+    from bastion.auth import links, registration
+
+    with app.test_request_context():
+        assert registration.reset_password(links.make_token("reset", user), NEW_PASSWORD)
+
+
+def _disable_then_enable(app: Flask, user: User) -> None:
+    from bastion.admin.services import set_disabled
+
+    set_disabled(None, user, True)
+    set_disabled(None, user, False)  # coming back does not bring the tokens back
+
+
+def _sign_out_everywhere(app: Flask, user: User) -> None:
+    from bastion.admin.services import sign_out_everywhere
+
+    sign_out_everywhere(None, user)
+
+
+@pytest.mark.asvs("V7.4.2", "V7.4.3", "V7.4.5")
+@pytest.mark.parametrize(
+    "lock_out",
+    [_change_password, _reset_password, _disable_then_enable, _sign_out_everywhere],
+    ids=["password change", "password reset", "disable", "sign out everywhere"],
+)
+def test_locking_someone_out_ends_the_personal_tokens_they_could_have_made(
+    app: Flask, api: Api, make_user: Callable[..., User], lock_out: Callable[[Flask, User], None]
+) -> None:
+    """Whoever had the password or a signed-in browser could make a token: the owner's
+    password change, a reset, a disabled account or "sign out everywhere" must end it."""
+    user = make_user("editor")
+    pat = api.pat_for(user, ["articles:read"])
+    assert api.call("GET", "/articles", pat).status_code == 200
+    lock_out(app, user)
+    assert api.call("GET", "/articles", pat).status_code == 401
+    assert db.session.scalar(select(ApiToken.revoked_at).where(ApiToken.user_id == user.id))
