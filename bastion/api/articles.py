@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort
+from flask import abort, request
 
 from bastion import pagecache
 from bastion.api import bp
@@ -41,10 +41,19 @@ def token_may_read(user: User, article: Article) -> bool:
 
 
 def load_article(article_id: int) -> Article:
-    """An article the token may see (``token_may_read``); anything else is absent."""
+    """An article the token may see (``token_may_read``); anything else is absent.
+
+    A change asked of a draft the token may not see answers the same 404 and is audited
+    like a refusal on a visible article (reads are not: anyone may probe ids with GET).
+    """
     user = current_principal().user
-    article = services.get_article(user, article_id)
-    if article is None or not token_may_read(user, article):
+    attempt = "" if request.method in ("GET", "HEAD") else request.method.lower()
+    article = services.get_article(user, article_id, attempt=attempt)
+    if article is not None and not token_may_read(user, article):
+        if attempt:
+            authz.record_denial(hide=True, what=f"{attempt} article {article_id}")
+        article = None
+    if article is None:
         abort(404, description="There is no article with that id.")
     return article
 

@@ -286,3 +286,36 @@ def test_locking_someone_out_ends_the_personal_tokens_they_could_have_made(
     lock_out(app, user)
     assert api.call("GET", "/articles", pat).status_code == 401
     assert db.session.scalar(select(ApiToken.revoked_at).where(ApiToken.user_id == user.id))
+
+
+@pytest.mark.asvs("V16.3.2", "V8.2.2")
+def test_changes_refused_on_hidden_drafts_are_audited_and_look_absent(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """As on the pages: probing drafts with changes leaves a trace, reads do not."""
+    from bastion.models import AuditEvent
+
+    editor = api.access_for(make_user("editor"))
+    narrow = api.pat_for(make_user("admin"), ["articles:read", "comments:write"])
+    draft = ArticleFactory(status="draft", published_at=None)
+    comment = CommentFactory(article=draft, author=draft.author)
+    attempts = [
+        (editor, "PATCH", f"/articles/{draft.id}", {"title": "x"}, f"patch article {draft.id}"),
+        (editor, "DELETE", f"/articles/{draft.id}", None, f"delete article {draft.id}"),
+        (editor, "POST", f"/articles/{draft.id}/comments", {"body": "hi"},
+         f"post article {draft.id}"),
+        (editor, "DELETE", f"/comments/{comment.id}", None, f"delete comment {comment.id}"),
+        (narrow, "DELETE", f"/comments/{comment.id}", None, f"delete comment {comment.id}"),
+    ]
+    for token, method, path, body, _ in attempts:
+        hidden = api.call(method, path, token, json=body)
+        missing = api.call(method, path.replace(f"/{draft.id}", "/987654").replace(
+            f"/{comment.id}", "/987654"), token, json=body)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.get_json() == {**missing.get_json(), "request_id": ANY}
+    assert api.call("GET", f"/articles/{draft.id}", editor).status_code == 404
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    assert [row.details for row in rows] == [
+        {"hidden": True, "what": what} for *_, what in attempts
+    ]
+    assert db.session.get(Comment, comment.id) is not None
