@@ -416,7 +416,11 @@ def _normalise(app: Flask) -> list[str]:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
-    """Bounded waits: a database that does not answer yields an error, never a hang."""
+    """Bounded waits: a database that does not answer yields an error, never a hang.
+
+    ``hide_parameters``: a failed statement's message (logged, sent to Sentry) keeps the SQL
+    but not its values, which may be an email address, a password hash or a token digest.
+    """
     if url.startswith("postgresql"):
         from sqlalchemy.engine import make_url
 
@@ -434,8 +438,9 @@ def _engine_options(url: str) -> dict[str, Any]:
             "pool_timeout": 5,
             "pool_recycle": 1800,
             "connect_args": {"connect_timeout": 3, "options": options},
+            "hide_parameters": True,
         }
-    return {"connect_args": {"timeout": 10}}
+    return {"connect_args": {"timeout": 10}, "hide_parameters": True}
 
 
 def _instance_secret(app: Flask) -> str:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request, request_started
 from flask_login import current_user
 
 from bastion.observability.redaction import request_path
@@ -23,6 +23,14 @@ from bastion.observability.redaction import request_path
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", re.I)
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# What JSON leaves as it is but log readers act on: NEL and the Unicode line and paragraph
+# separators split lines (``str.splitlines``, many viewers), C1 controls are terminal
+# escapes (CSI), bidi overrides and isolates reorder what a reader sees.
+_UNSAFE = str.maketrans(
+    {c: f"\\u{ord(c):04x}" for c in (*map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029",
+                                      *map(chr, range(0x202A, 0x202F)),
+                                      *map(chr, range(0x2066, 0x206A)))}
+)
 
 
 @lru_cache(maxsize=1024)
@@ -39,6 +47,11 @@ def _redact(value: Any, key: str = "") -> Any:
     return value
 
 
+# PostgreSQL's DETAIL line quotes row values ("Key (email)=(...)", "Failing row contains
+# (...)", the whole row); hide_parameters (config) only hides the statement's own values.
+PG_DETAIL = re.compile(r"^DETAIL:.*$", re.M)
+
+
 class JSONFormatter(logging.Formatter):
     _second: tuple[int, str] = (-1, "")  # the last second formatted, shared by all threads
 
@@ -49,6 +62,10 @@ class JSONFormatter(logging.Formatter):
         if cached[0] != second:
             cached = JSONFormatter._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
         return f"{cached[1]}.{int(record.msecs):03d}Z"
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        """The traceback without the database's quotes of row values."""
+        return PG_DETAIL.sub("DETAIL: [redacted]", super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -64,7 +81,9 @@ class JSONFormatter(logging.Formatter):
                 entry[key] = _redact(value, key)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        line = orjson.dumps(entry, default=str).decode()
+        # Inside JSON strings (the only place they can be) the escapes read back the same.
+        return line if line.isascii() else line.translate(_UNSAFE)
 
 
 logging.Formatter.converter = time.gmtime
@@ -82,11 +101,14 @@ def configure_logging(app: Flask) -> None:
     root.propagate = app.testing
     app.logger.handlers[:] = handlers
     app.logger.propagate = app.testing
-    app.before_request(_start_request)
+    # On request_started, not before_request: a URL value preprocessor that aborts (an id
+    # beyond the column range) runs before every before_request hook, and its answer
+    # needs the request id too.
+    request_started.connect(_start_request, app)
     app.after_request(_log_request)
 
 
-def _start_request() -> None:
+def _start_request(_sender: Flask, **_extra: object) -> None:
     g.request_started = time.perf_counter()
     supplied = request.headers.get("X-Request-ID", "")
     # 128 random bits as 32 hex digits, the shape of uuid4().hex without building a UUID.

@@ -37,6 +37,8 @@ VALUE_PATTERNS = (
     # mixing upper case and digits. Code names (snake_case) and event ids (lower-case hex)
     # never match.
     re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[\w-]{24,}(?![\w-])"),
+    # PostgreSQL's DETAIL quotes row values (a taken email, a failing row) in error messages.
+    re.compile(r"(?m)^DETAIL:.*$"),
 )
 # One-time tokens travel in paths (/auth/reset/<token>, /setup/<token>): any long random
 # looking segment of a URL is hidden.

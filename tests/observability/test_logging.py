@@ -147,3 +147,89 @@ def test_security_txt(client: FlaskClient) -> None:
     body = resp.get_data(as_text=True)
     assert "Contact: " in body and "Expires: " in body
     assert "Canonical: https://localhost/.well-known/security.txt" in body
+
+
+@pytest.mark.asvs("V16.2.1")
+@pytest.mark.parametrize("path", ["/articles/99999999999", "/api/v1/articles/99999999999"])
+def test_a_request_refused_before_its_hooks_keeps_its_request_id(
+    client: FlaskClient, caplog, path: str  # type: ignore[no-untyped-def]
+) -> None:
+    """Ids beyond the column range are refused by URL value preprocessors, which run before
+    every before_request hook: the answer, its log line and its error body must still carry
+    the request id (and a real duration), or the failure cannot be traced."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(JSONFormatter().format(record))  # type: ignore[method-assign]
+    request_log = logging.getLogger("bastion.request")
+    request_log.addHandler(handler)  # formats in the request, as the real handler does
+    try:
+        caplog.set_level(logging.INFO, logger="bastion")
+        resp = client.get(path, headers={"X-Request-ID": "trace-12345678"})
+    finally:
+        request_log.removeHandler(handler)
+    assert resp.status_code == 404
+    assert resp.headers["X-Request-ID"] == "trace-12345678"
+    assert b"trace-12345678" in resp.data  # the page's reference / the problem's request_id
+    line = json.loads(lines[-1])
+    assert line["request_id"] == "trace-12345678"
+    assert 0 <= line["duration_ms"] < 60_000
+
+
+@pytest.mark.asvs("V16.4.1")
+@pytest.mark.parametrize(
+    "sneaky", ["\u2028", "\u2029", "\x85", "\x9b", "\u202e", "\u2066"], ids=repr
+)
+def test_log_lines_cannot_be_split_or_reordered_by_unicode_controls(
+    client: FlaskClient, caplog, sneaky: str  # type: ignore[no-untyped-def]
+) -> None:
+    """JSON escapes only C0 controls; Unicode line separators, NEL, C1 controls (a CSI
+    for terminals) and bidi overrides would reach the line as they are. Readers that split
+    on them (``str.splitlines``, many log viewers) would see a forged second entry."""
+    from urllib.parse import quote
+
+    caplog.set_level(logging.INFO, logger="bastion")
+    forged = '{"level":"critical","msg":"forged"}'
+    client.get("/x" + quote(sneaky + forged))
+    line = JSONFormatter().format(_request_records(caplog)[-1])
+    assert len(line.splitlines()) == 1
+    assert sneaky not in line
+    assert json.loads(line)["path"] == "/x" + sneaky + forged  # escaped, not lost
+
+
+@pytest.mark.asvs("V16.2.5", "V14.2.1")
+def test_a_failed_statement_logs_no_parameters(
+    client: FlaskClient, caplog, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Two sign-ups racing for one address: the second insert fails on the unique index.
+    SQLAlchemy's message quotes the statement's parameters (email, password hash), which
+    then reached the error log and Sentry; only the statement may."""
+    from bastion.auth import registration, services
+    from tests.factories import UserFactory
+
+    UserFactory(username="first", email="racer@example.org")
+    for module in (registration, services):  # as if both checks ran before either insert
+        monkeypatch.setattr(module, "email_taken", lambda _email: False)
+    caplog.set_level(logging.DEBUG, logger="bastion")
+    from tests.support.auth import csrf_token
+
+    resp = client.post(
+        "/auth/register",
+        data={
+            "username": "second",
+            "email": "racer@example.org",
+            "password": "a long enough passphrase 7",
+            "confirm": "a long enough passphrase 7",
+            "csrf_token": csrf_token(client, "/auth/register"),
+        },
+    )
+    assert resp.status_code == 500
+    text = "\n".join(JSONFormatter().format(r) for r in caplog.records)
+    assert "INSERT INTO users" in text  # the failure itself is logged...
+    assert "racer@example.org" not in text and "$argon2" not in text  # ...not its values
+    # PostgreSQL quotes the taken key itself ("DETAIL: Key (email)=(...)"); Sentry's copy of
+    # the message must not carry it either.
+    from bastion.observability.sentry import scrub
+
+    failure = next(r for r in caplog.records if r.exc_info)
+    message = str(failure.exc_info[1])  # type: ignore[index]
+    assert "racer" not in scrub({"value": message.replace("@example.org", "")})["value"]
