@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
 from bastion.models.base import Base
+from bastion.security.ratelimit_keys import remote_client
 from bastion.security.talisman_fast import PrecomputedTalisman
 
 # Objects stay usable after commit: views render what a service just saved without a
@@ -18,7 +18,8 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 # The client address is REMOTE_ADDR; ProxyFix (set up only with BASTION_PROXY_HOPS) makes
 # that the real client behind a known number of proxies, so a forged X-Forwarded-For from
-# the client itself never picks someone else's bucket.
-limiter = Limiter(key_func=get_remote_address)
+# the client itself never picks someone else's bucket. An IPv6 client counts by its /64,
+# which it controls whole: per address, it could take a fresh bucket for every request.
+limiter = Limiter(key_func=remote_client)
 # Same headers as flask_talisman.Talisman, with the policy strings built at start-up.
 talisman = PrecomputedTalisman()

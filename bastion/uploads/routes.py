@@ -16,7 +16,6 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -28,6 +27,7 @@ from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.security.access import editor_required, login_required, public
+from bastion.security.ratelimit_keys import remote_client
 from bastion.security.redirects import is_safe_next, safe_next_url
 from bastion.uploads import bp, cleanup, commands, imaging, services, storage
 from bastion.uploads.forms import ImageUploadForm
@@ -52,7 +52,7 @@ def _per_user() -> str:
     """Rate-limit key: the account when signed in, so a user cannot spread over addresses."""
     if current_user.is_authenticated:
         return f"user:{current_user.id}"
-    return get_remote_address()
+    return remote_client()
 
 
 def _back(default: str) -> str:

@@ -1,0 +1,52 @@
+"""Whom a rate limit counts: an IPv6 client cannot take a new bucket per address of its /64."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import limiter
+from bastion.security.ratelimit_keys import client_key
+
+
+def _token_attempts(app: Flask, addresses: list[str]) -> list[int]:
+    client = app.test_client()
+    return [
+        client.post(
+            "/api/v1/auth/token",
+            # A different account each time: the per-account throttle stays out of it.
+            json={"username": f"nobody{i}", "password": "wrong password"},
+            environ_base={"REMOTE_ADDR": address},
+        ).status_code
+        for i, address in enumerate(addresses)
+    ]
+
+
+@pytest.mark.asvs("V6.3.1", "V2.4.1", "V15.3.4")
+def test_rotating_addresses_within_one_ipv6_64_share_one_bucket(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(API_TOKEN_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        limiter.reset()
+    # One host with its /64: a fresh address for every guess (privacy extensions do it).
+    statuses = _token_attempts(app, [f"2001:db8:0:7::{i + 1:x}" for i in range(6)])
+    assert statuses[:3] == [401, 401, 401]
+    assert statuses[3:] == [429, 429, 429]
+    # Another /64 is another client, and IPv4 clients are untouched.
+    assert _token_attempts(app, ["2001:db8:0:8::1", "192.0.2.10"]) == [401, 401]
+
+
+@pytest.mark.asvs("V15.3.4")
+def test_client_key_groups_ipv6_by_64_and_keeps_ipv4() -> None:
+    assert client_key("192.0.2.1") == "192.0.2.1"
+    assert client_key("2001:db8:0:7:aaaa::1") == client_key("2001:DB8:0:7::ffff") == (
+        "2001:db8:0:7::/64"
+    )
+    assert client_key("2001:db8:0:8::1") != client_key("2001:db8:0:7::1")
+    # A dual-stack socket's IPv4-mapped address is that IPv4 client, not a shared ::ffff:0/64.
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert client_key("::ffff:192.0.2.1") != client_key("::ffff:192.0.2.2")
+    assert client_key("not-an-address:x") == "not-an-address:x"
