@@ -99,6 +99,11 @@ def refuse_credentials_without_limiter() -> None:
     except Exception:  # any storage error means "cannot count attempts"
         reachable = False
     if reachable:
+        if limiter.limiter.storage is not limiter.storage:
+            # Flask-Limiter is still on its per-process fallback: it looks at the store
+            # again only every 1-32 s, and until then this attempt would be counted by this
+            # worker alone. The store answered just now, so count there again.
+            limiter._storage_dead = False
         return
     log.warning(
         "rate-limit store unreachable: refusing credential request", extra={"path": request_path()}
