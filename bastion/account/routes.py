@@ -135,6 +135,19 @@ def change_password() -> ResponseReturnValue:
     return _page(422, password_form=form)
 
 
+ENROLMENT_KEY = "totp_enrolment"
+
+
+def _enrolment_secret() -> str:
+    """The secret this session enrols: one that was shown to another session is replaced,
+    so nobody who once held a session can leave a secret they know for the owner to enrol."""
+    if twofactor.is_shown_secret(current_user, session.get(ENROLMENT_KEY)):
+        return twofactor.pending_secret(current_user)
+    secret = twofactor.pending_secret(current_user, renew=True)
+    session[ENROLMENT_KEY] = twofactor.enrolment_mark(secret)
+    return secret
+
+
 @bp.route("/2fa", methods=["GET", "POST"])
 @login_required
 @fresh_required
@@ -145,12 +158,14 @@ def two_factor_setup() -> ResponseReturnValue:
         return redirect(url_for("account.index"))
     form = EnableTwoFactorForm()
     if form.validate_on_submit():
-        codes = twofactor.enable(current_user, form.code.data or "")
+        shown = twofactor.is_shown_secret(current_user, session.get(ENROLMENT_KEY))
+        codes = twofactor.enable(current_user, form.code.data or "") if shown else None
         if codes is not None:
+            session.pop(ENROLMENT_KEY, None)
             return render_template("account/recovery_codes.html", codes=codes, enabled=True)
         form.code.errors.append("That code is not right. Check the time on your device and "
                                 "enter the newest code.")
-    secret = twofactor.pending_secret(current_user)
+    secret = _enrolment_secret()
     uri = twofactor.provisioning_uri(current_user, secret)
     status = 422 if form.errors else 200
     return render_template("account/two_factor_setup.html", form=form, secret=secret,

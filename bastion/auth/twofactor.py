@@ -50,15 +50,32 @@ def _secret_of(user: User) -> str | None:
         return None
 
 
-def pending_secret(user: User) -> str:
-    """The secret being enrolled (created once, kept until enabled or replaced)."""
+def pending_secret(user: User, *, renew: bool = False) -> str:
+    """The secret being enrolled: created once, kept until enabled or ``renew`` is asked."""
     secret = _secret_of(user)
-    if secret is None or user.has_2fa:
+    if renew or secret is None or user.has_2fa:
         secret = pyotp.random_base32()
         user.totp_secret = _fernet().encrypt(secret.encode()).decode()
         user.totp_last_step = None
         db.session.commit()
     return secret
+
+
+def enrolment_mark(secret: str) -> str:
+    """Names a pending secret, without revealing it, in the session that was shown it."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"totp-enrolment:" + secret.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def is_shown_secret(user: User, mark: object) -> bool:
+    """Whether ``mark`` (kept by one session) names the user's pending secret.
+
+    A secret shown to another session (a borrowed or stolen one) must never be enrolled:
+    whoever saw it there would hold the owner's second factor.
+    """
+    secret = None if user.has_2fa else _secret_of(user)
+    return (secret is not None and isinstance(mark, str)
+            and hmac.compare_digest(mark, enrolment_mark(secret)))
 
 
 def provisioning_uri(user: User, secret: str) -> str:

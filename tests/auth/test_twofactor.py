@@ -125,6 +125,37 @@ def test_enrolment_needs_a_correct_code_and_encrypts_the_secret(
     assert user.has_2fa
 
 
+def _shown_secret(client: FlaskClient) -> str:
+    page = client.get("/account/2fa").get_data(as_text=True)
+    found = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
+    assert found, "no secret on the enrolment page"
+    return found.group(1)
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_a_secret_shown_to_another_session_is_never_enrolled(app: Flask, user: User) -> None:
+    """Enrolment hijack: the pending secret lived on the account, so whoever once held a
+    session (a borrowed browser, a stolen cookie) could open the setup page, note the
+    secret, and later watch the owner enrol that very secret from their own session."""
+    attacker = app.test_client()
+    sign_in(attacker, "alice")
+    planted = _shown_secret(attacker)
+    owner = app.test_client()
+    sign_in(owner, "alice")
+    seen = _shown_secret(owner)
+    assert seen != planted
+    # A code from the planted secret is refused, from the owner's session and the attacker's.
+    assert post_form(owner, "/account/2fa", {"code": pyotp.TOTP(planted).now()}).status_code == 422
+    assert post_form(attacker, "/account/2fa", {"code": pyotp.TOTP(seen).now()}).status_code == 422
+    db.session.refresh(user)
+    assert not user.has_2fa
+    seen = _shown_secret(owner)  # the attacker's page view replaced it again
+    _reset_step(user)
+    assert post_form(owner, "/account/2fa", {"code": pyotp.TOTP(seen).now()}).status_code == 200
+    db.session.refresh(user)
+    assert user.has_2fa
+
+
 @pytest.mark.asvs("V7.5.1", "V6.3.3")
 def test_disabling_2fa_requires_recent_password_and_code(
     client: FlaskClient, totp_user: tuple[User, str]
