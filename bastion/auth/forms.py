@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD
+from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD, canonical_email
 
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
 PASSWORD_HINT = (
@@ -36,9 +36,17 @@ def new_password_field(label: str = "Password") -> PasswordField:
     )
 
 
+def stored_email(value: str | None) -> str | None:
+    """The address as it will be stored (NFKC, lower case), so the rules judge that form:
+    NFKC can make a valid address invalid or another one (U+FF20 becomes '@', U+2474
+    '(1)', a mail comment) or lengthen it past the column's 254 characters."""
+    return canonical_email(value) if isinstance(value, str) else value
+
+
 def email_field(label: str = "Email") -> EmailField:
     return EmailField(
         label,
+        filters=[stored_email],
         validators=[DataRequired(), no_control_characters, Length(max=254),
                     Email(check_deliverability=False, message="Enter a valid email address.")],
     )

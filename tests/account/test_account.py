@@ -123,6 +123,21 @@ def test_email_change_confirms_new_address_and_notifies_old(
     assert client.get(link).status_code == 404  # works once: the old address is gone
 
 
+@pytest.mark.asvs("V1.1.1", "V2.2.1")
+def test_a_new_email_is_judged_as_it_will_be_stored(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """U+FDFA (written as an escape) is one character and 18 after NFKC: the link went out
+    and confirming it stored 360 characters in a 254-character column (a 500 on PostgreSQL)."""
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {"email": "\ufdfa" * 20 + "@example.org"},
+                     action="/account/email")
+    assert resp.status_code == 422
+    assert len(outbox.messages()) == 0
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"
+
+
 @pytest.mark.asvs("V6.4.1", "V7.4.1")
 @pytest.mark.parametrize("owner_acts", ["password_change", "sign_out_everywhere"])
 def test_an_email_change_from_a_stolen_session_dies_when_the_owner_reacts(

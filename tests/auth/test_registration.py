@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -133,6 +134,28 @@ def test_an_account_started_by_someone_else_cannot_be_confirmed_for_them(
     assert is_signed_in(client)  # and the address is confirmed, by its owner's password
 
 
+@pytest.mark.asvs("V6.4.1")
+def test_a_second_sign_up_kills_the_confirmation_link_someone_else_started(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    """Pre-hijacking, the other half: the mailbox also holds the first link, mailed when
+    the attacker registered. The owner, who just signed up, clicks "Confirm your email"
+    and confirms the attacker's account, password and all."""
+    attacker_pw = "attacker's own password 31"
+    post_form(client, "/auth/register", {**NEW, "username": "vic-tim", "password": attacker_pw,
+                                          "confirm": attacker_pw})
+    first = outbox.link("newbie@example.org", "/auth/confirm/")
+    assert post_form(client, "/auth/register", NEW).status_code == 302  # the owner
+    assert client.get(first).status_code == 404
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"',
+                      client.get("/auth/login").get_data(as_text=True))
+    assert token
+    assert client.post(first, data={"csrf_token": token.group(1)}).status_code == 404
+    sign_in(client, "vic-tim", attacker_pw)
+    assert not is_signed_in(client)
+    assert db.session.scalar(select(User.email_confirmed_at)) is None
+
+
 @pytest.mark.parametrize("change", [
     {"password": "password123456", "confirm": "password123456"},  # a breached password
     {"username": "x"},  # too short
@@ -153,3 +176,23 @@ def test_the_site_name_is_a_banned_context_word(client: FlaskClient) -> None:
     pw = "my Bastion password 77"
     resp = post_form(client, "/auth/register", {**NEW, "password": pw, "confirm": pw})
     assert resp.status_code == 422 and b"name of this site" in resp.data
+
+
+# Written as escapes: U+FDFA (one character, 18 after NFKC), U+FF20 (full-width '@'),
+# U+2474 (parenthesised digit one).
+@pytest.mark.asvs("V1.1.1", "V1.3.11", "V2.2.1")
+@pytest.mark.parametrize("email", [
+    "\ufdfa" * 20 + "@example.org",
+    "attacker\uff20evil.example@example.org",
+    "alice\u2474@example.org",
+])
+def test_an_email_is_judged_as_it_will_be_stored(
+    client: FlaskClient, outbox: Outbox, email: str
+) -> None:
+    """The validator passed these, then NFKC made them 360 characters (a 500 on
+    PostgreSQL, stored as is on SQLite), two '@' (mail sent to no one) or a comment (mail
+    to another mailbox than the one stored)."""
+    resp = post_form(client, "/auth/register", {**NEW, "email": email})
+    assert resp.status_code == 422
+    assert b"valid email" in resp.data or b"between" in resp.data
+    assert _users() == 0 and not outbox.messages()
