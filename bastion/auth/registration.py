@@ -7,6 +7,8 @@ amount of hashing and gives the same reply.
 
 from __future__ import annotations
 
+import secrets
+
 from flask import current_app, url_for
 
 from bastion.auth import links
@@ -42,6 +44,10 @@ def register(username: str, email: str, password: str) -> User | None:
         dummy_verify(password)
         owner = find_login_user(canonical_email(email))
         if owner is not None and owner.email_confirmed_at is None:
+            # The confirmation link mailed when it was started dies too (links carry the
+            # stamp): in the same mailbox, it would confirm the starter's password.
+            owner.security_stamp = secrets.token_hex(16)
+            db.session.commit()
             send_mail(owner.email, "Finish creating your account", "account_unconfirmed",
                       user=owner, minutes=current_app.config["RESET_MINUTES"],
                       url=url_for("auth.reset_password", token=links.make_token("reset", owner),
