@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from bastion.extensions import db
 from bastion.models import LoginThrottle
 from bastion.models.base import affected_rows
+from bastion.security.ratelimit_keys import client_key
 
 # Compare-and-set rounds before a contended database counter gives up; it then asks the
 # client to wait a moment rather than let an uncounted attempt through.
@@ -175,7 +176,9 @@ def _keys(login: str, ip: str) -> list[tuple[str, int]]:
     account = f"user:{user.id}" if user else f"name:{canonical_username(login)[:150]}"
     return [
         (account, cfg["LOGIN_THROTTLE_ACCOUNT_FREE"]),
-        (f"ip:{ip[:45]}", cfg["LOGIN_THROTTLE_IP_FREE"]),
+        # An IPv6 client counts as its /64, as in the route limits: rotating through it
+        # would bring a fresh allowance with every attempt.
+        (f"ip:{client_key(ip)[:45]}", cfg["LOGIN_THROTTLE_IP_FREE"]),
     ]
 
 

@@ -74,6 +74,26 @@ def test_one_address_trying_many_accounts_is_slowed(
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.event == "login.throttled"))
 
 
+def _from(app: Flask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+@pytest.mark.asvs("V6.3.1")
+def test_an_ipv6_client_is_one_address_for_the_whole_of_its_64(
+    app: Flask, no_rate_limits: None, monkeypatch: Any
+) -> None:
+    """A host given an IPv6 /64 (the usual assignment) holds 2**64 addresses: counted one
+    by one, each new source address brought a fresh allowance, and trying many accounts
+    from one machine was never slowed."""
+    _fast_throttle(app, monkeypatch, LOGIN_THROTTLE_IP_FREE=3, LOGIN_THROTTLE_BASE_SECONDS=30.0)
+    for n in range(3):
+        sign_in(_from(app, f"2001:db8:1:2::{n + 1:x}"), f"victim{n}", WRONG)
+    assert sign_in(_from(app, "2001:db8:1:2:ffff::9"), "someone-new", WRONG).status_code == 429
+    assert sign_in(_from(app, "2001:db8:1:3::1"), "someone-else", WRONG).status_code == 200
+
+
 def test_route_limit_answers_429_with_retry_after(client: FlaskClient, user: User) -> None:
     statuses = [sign_in(client, "nobody", "x").status_code for _ in range(12)]
     assert 429 in statuses
