@@ -42,25 +42,36 @@ def register(username: str, email: str, password: str) -> User | None:
     if email_taken(email):
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
-        owner = find_login_user(canonical_email(email))
-        if owner is not None and owner.email_confirmed_at is None:
-            # The confirmation link mailed when it was started dies too (links carry the
-            # stamp): in the same mailbox, it would confirm the starter's password.
-            owner.security_stamp = secrets.token_hex(16)
-            db.session.commit()
-            send_mail(owner.email, "Finish creating your account", "account_unconfirmed",
-                      user=owner, minutes=current_app.config["RESET_MINUTES"],
-                      url=url_for("auth.reset_password", token=links.make_token("reset", owner),
-                                  _external=True))
-        elif owner is not None:
-            send_mail(owner.email, "Someone tried to register with your email", "account_exists",
-                      user=owner, reset_url=url_for("auth.reset_request", _external=True))
-        audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)
+        _answer_taken(email)
         return None
-    user = create_user(username, email, password)
+    try:
+        user = create_user(username, email, password)
+    except AccountError as exc:
+        if exc.field != "email":
+            raise
+        _answer_taken(email)  # another sign-up took the address a moment ago
+        return None
     audit.record("register", actor_id=user.id, target_user_id=user.id)
     send_confirmation(user)
     return user
+
+
+def _answer_taken(email: str) -> None:
+    """Mail the owner of a taken address (never its old confirmation link) and audit it."""
+    owner = find_login_user(canonical_email(email))
+    if owner is not None and owner.email_confirmed_at is None:
+        # The confirmation link mailed when it was started dies too (links carry the
+        # stamp): in the same mailbox, it would confirm the starter's password.
+        owner.security_stamp = secrets.token_hex(16)
+        db.session.commit()
+        send_mail(owner.email, "Finish creating your account", "account_unconfirmed",
+                  user=owner, minutes=current_app.config["RESET_MINUTES"],
+                  url=url_for("auth.reset_password", token=links.make_token("reset", owner),
+                              _external=True))
+    elif owner is not None:
+        send_mail(owner.email, "Someone tried to register with your email", "account_exists",
+                  user=owner, reset_url=url_for("auth.reset_request", _external=True))
+    audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)
 
 
 def send_confirmation(user: User) -> None:

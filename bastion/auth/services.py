@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, Role, User, utcnow
@@ -13,6 +14,9 @@ from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
 MIN_PASSWORD, MAX_PASSWORD = 12, 128
+USERNAME_TAKEN = "That username is taken."
+# For admins and the command line only: registration answers a taken address as a free one.
+EMAIL_TAKEN = "An account with that email address already exists."
 # Words an attacker tries first against this site (ASVS V6.1.2, documented in
 # docs/authentication.md); the username and the email's local part are added per user.
 CONTEXT_WORDS = ("bastion",)
@@ -111,7 +115,7 @@ def check_new_account(username: str, email: str, password: str) -> None:
     if problem := password_problem(password, username=username, email=email):
         raise AccountError(problem, "password")
     if username_taken(username):
-        raise AccountError("That username is taken.", "username")
+        raise AccountError(USERNAME_TAKEN, "username")
 
 
 def create_user(
@@ -128,7 +132,7 @@ def create_user(
     if email_taken(email):
         # Registration answers the same way whether or not this happens (see auth routes);
         # this message is for admins and the command line only.
-        raise AccountError("An account with that email address already exists.", "email")
+        raise AccountError(EMAIL_TAKEN, "email")
     now = utcnow()
     user = User(
         username=canonical_username(username),
@@ -140,7 +144,17 @@ def create_user(
     )
     db.session.add(user)
     if commit:
-        db.session.commit()
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Two sign-ups raced past the checks above and the unique index stopped the
+            # second: the same refusal as if it had come a moment later, not a 500.
+            db.session.rollback()
+            if email_taken(email):
+                raise AccountError(EMAIL_TAKEN, "email") from None
+            if username_taken(username):
+                raise AccountError(USERNAME_TAKEN, "username") from None
+            raise
     return user
 
 

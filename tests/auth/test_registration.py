@@ -196,3 +196,39 @@ def test_an_email_is_judged_as_it_will_be_stored(
     assert resp.status_code == 422
     assert b"valid email" in resp.data or b"between" in resp.data
     assert _users() == 0 and not outbox.messages()
+
+
+@pytest.mark.asvs("V2.2.1", "V6.4.1")
+@pytest.mark.parametrize("taken", ["email", "username"])
+def test_a_sign_up_that_races_another_gets_the_usual_answer_not_a_500(
+    client: FlaskClient, outbox: Outbox, user: User, monkeypatch: pytest.MonkeyPatch, taken: str
+) -> None:
+    """Both sign-ups pass the checks before either inserts; the unique index stops the
+    second, which must answer as if it had come a moment later."""
+    from bastion.auth import registration, services
+
+    def racing(real: Any, stale: int) -> Any:
+        calls: list[str] = []
+
+        def check(value: str) -> bool:
+            calls.append(value)
+            return False if len(calls) <= stale else bool(real(value))  # looked too early
+
+        return check
+
+    if taken == "email":
+        monkeypatch.setattr(registration, "email_taken", lambda _email: False)
+        monkeypatch.setattr(services, "email_taken", racing(services.email_taken, 1))
+        form = {**NEW, "email": user.email}
+    else:
+        # Registration and create_user each look once before the insert.
+        monkeypatch.setattr(services, "username_taken", racing(services.username_taken, 2))
+        form = {**NEW, "username": user.username}
+    resp = post_form(client, "/auth/register", form)
+    assert _users() == 1
+    if taken == "email":  # the same answer as a free address, and the owner is told
+        assert resp.status_code == 302
+        assert "tried to register" in str(outbox.to(user.email)[-1]["Subject"])
+    else:
+        assert resp.status_code == 422
+        assert "That username is taken." in resp.get_data(as_text=True)
