@@ -108,9 +108,7 @@ class AccountSetupForm(FlaskForm):
     """The first admin's account, created from the one-time setup link."""
 
     username = StringField("Username", validators=[DataRequired(), Length(min=3, max=32)])
-    email = EmailField(
-        "Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)]
-    )
+    email = email_field()
     password = PasswordField(
         "Password",
         validators=[
