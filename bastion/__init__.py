@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from bastion.security.access import check_every_view_has_policy
 
     check_every_view_has_policy(app)
-    if os.environ.get("FLASK_RUN_FROM_CLI") == "true" and not app.testing:
+    if not app.testing:
         announce_setup(app)
     return app
 
@@ -142,7 +141,9 @@ def configure_proxy(app: Flask) -> None:
 
 
 def announce_setup(app: Flask) -> None:
-    from bastion.setup.services import announce_setup_if_needed
+    from bastion.setup.services import announce_setup_if_needed, serving_with_flask_run
 
+    if not serving_with_flask_run():
+        return
     with app.app_context():
         announce_setup_if_needed()

@@ -6,12 +6,25 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from bastion.auth.services import AccountError, create_user
+from bastion.auth.services import AccountError, canonical_email, create_user
+
+
+def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """The address by the web forms' rules: one mailbox, no display name, no control or
+    line-break characters, so no mail to the account gains a recipient or a header line."""
+    import email_validator
+
+    address = canonical_email(value)
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise click.BadParameter("Enter a valid email address.") from exc
+    return address
 
 
 @click.command("create-admin")
 @click.option("--username", prompt=True)
-@click.option("--email", prompt=True)
+@click.option("--email", prompt=True, callback=_email)
 @click.password_option(
     "--password", help="Prompted (hidden, twice) when not given; avoid passing it on the command line."
 )
@@ -36,7 +49,9 @@ def setup_url_command(base_url: str) -> None:
     from bastion.setup.services import announce_setup_if_needed
 
     if announce_setup_if_needed(base_url) is None:
-        click.echo("An admin already exists (or the database is not migrated); no link issued.")
+        raise click.ClickException(
+            "An admin already exists (or the database is not migrated); no link issued."
+        )
 
 
 def register_commands(app: Flask) -> None:

@@ -16,12 +16,17 @@ from bastion.security.tokens import new_token, token_hash
 
 
 def issue_setup_token() -> str:
-    """Store the hash of a fresh token; the caller shows the token once."""
+    """Store the hash of a fresh token; the caller shows the token once.
+
+    Audited (never the token): each live link can create an admin, so the trail shows how
+    many were handed out and when.
+    """
     token = new_token(32)
     minutes = current_app.config["SETUP_TOKEN_MINUTES"]
     db.session.add(
         SetupToken(token_hash=token_hash(token), expires_at=utcnow() + timedelta(minutes=minutes))
     )
+    audit.record("setup.link_issued", details={"minutes": minutes}, commit=False)
     db.session.commit()
     return token
 
@@ -63,6 +68,19 @@ def create_first_admin(token: str, username: str, email: str, password: str) -> 
     db.session.commit()
     audit.record("setup.admin_created", actor_id=user.id, target_user_id=user.id)
     return user
+
+
+def serving_with_flask_run() -> bool:
+    """True only inside ``flask run``, the development server.
+
+    Flask sets FLASK_RUN_FROM_CLI for every ``flask`` command; going by it minted and
+    printed a live link from ``db upgrade``, ``users list`` or a cron job into job logs kept
+    and read by others (with a wrong address). gunicorn announces in ``when_ready``.
+    """
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.command.name == "run"
 
 
 def announce_setup_if_needed(base_url: str = "http://127.0.0.1:5000") -> str | None:

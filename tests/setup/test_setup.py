@@ -72,14 +72,97 @@ def test_weak_admin_password_is_a_form_error(app: Flask, client: FlaskClient) ->
 def test_create_admin_command(app: Flask) -> None:
     runner = app.test_cli_runner()
     result = runner.invoke(
-        args=["create-admin", "--username", "ops", "--email", "ops@example.test",
+        args=["create-admin", "--username", "ops", "--email", "ops@example.org",
               "--password", "an operator passphrase"]
     )
     assert result.exit_code == 0, result.output
     assert db.session.scalar(select(User).where(User.username == "ops")).is_admin  # type: ignore[union-attr]
     again = runner.invoke(
-        args=["create-admin", "--username", "ops", "--email", "x@example.test",
+        args=["create-admin", "--username", "ops", "--email", "x@example.org",
               "--password", "an operator passphrase"]
     )
     assert again.exit_code != 0
     assert "taken" in again.output
+
+
+def _setup_tokens() -> int:
+    db.session.rollback()  # see rows committed by the other app's engine
+    return db.session.query(SetupToken).count()
+
+
+@pytest.mark.asvs("V6.4.1", "V16.2.5")
+def test_only_flask_run_mints_and_prints_a_setup_link(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask marks every ``flask`` command as run from the CLI; a migration job or cron line
+    must not put a live admin-creating link into its logs."""
+    import click
+    from click.testing import CliRunner
+    from flask.cli import FlaskGroup
+
+    from bastion import create_app
+
+    config = {"ENV_NAME": "testing", "TESTING": False, "DATABASE_URL": app.config["DATABASE_URL"],
+              "UPLOAD_DIR": app.config["UPLOAD_DIR"], "OUTBOX_DIR": app.config["OUTBOX_DIR"]}
+    built: list[Flask] = []
+
+    def factory() -> Flask:
+        built.append(create_app(dict(config)))
+        return built[-1]
+
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "false")  # FlaskGroup sets it; undone afterwards
+    cli = FlaskGroup(create_app=factory, load_dotenv=False, set_debug_flag=False)
+    for args in (["users", "list"], ["db", "current"], ["audit", "export"]):
+        result = CliRunner().invoke(cli, args)
+        assert "/setup/" not in result.output, args
+    assert built and _setup_tokens() == 0
+    # The development server itself still announces the link.
+    with click.Context(click.Command("run")):
+        factory()
+    assert _setup_tokens() == 1
+    for made in built:
+        with made.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("email", [
+    "ops@example.org, attacker@evil.example",  # a second recipient of every notice
+    "Ops <ops@example.org>",
+    "ops@example.org\r\nBcc: attacker@evil.example",  # header injection into every mail
+    "ops@example.org\u2028Bcc: attacker@evil.example",
+    "\u001b[2Jops@example.org",  # terminal escapes for `users list`
+    "not-an-address",
+])
+def test_create_admin_refuses_what_the_web_forms_refuse(app: Flask, email: str) -> None:
+    """The command line is no back door around the address rules: each mail to the account
+    (password changed, 2FA reset) would go to extra recipients or fail on its headers."""
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "--username", "ops", "--email", email,
+              "--password", "an operator passphrase"]
+    )
+    assert result.exit_code != 0
+    assert "valid email address" in result.output
+    assert db.session.query(User).count() == 0
+
+
+@pytest.mark.asvs("V16.3.3")
+def test_setup_url_command_is_audited_and_fails_loudly(app: Flask) -> None:
+    """A link that can create an admin is a credential: issuing one leaves a trace (without
+    the secret), and a command that issued nothing does not report success to scripts."""
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["setup-url", "--base-url", "https://bastion.example.org"])
+    assert result.exit_code == 0, result.output
+    issued = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "setup.link_issued")
+    ).all()
+    assert len(issued) == 1
+    token_row = db.session.scalar(select(SetupToken))
+    assert token_row is not None and token_row.token_hash not in str(issued[0].details)
+    from bastion.auth.services import create_user
+
+    create_user("cli-admin", "cli@example.org", "another long passphrase", role="admin",
+                confirmed=True)
+    refused = runner.invoke(args=["setup-url"])
+    assert refused.exit_code != 0
+    assert "no link issued" in refused.output
