@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.support.accounts import Outbox
 
 
@@ -60,3 +62,23 @@ def test_background_delivery_reaches_the_server(make_app: Any, smtp_server: Any)
     while not smtp_server.mailbox.to("later@example.org") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert smtp_server.mailbox.last_to("later@example.org")["Subject"] == "Reset your password"
+
+
+@pytest.mark.asvs("V16.5.2", "V6.4.1")
+def test_an_unusable_mail_url_never_breaks_the_page_or_tells_accounts_apart(
+    make_app: Any, free_port: Any, caplog: Any
+) -> None:
+    """An SMTP password with an unencoded '#' (or a stray space after the port) makes the URL
+    unparsable; the reset page must answer alike for known and unknown addresses."""
+    from tests.factories import UserFactory
+    from tests.support.accounts import post_form
+
+    app = make_app(MAIL_URL=f"smtp://relay:pa#ss@127.0.0.1:{free_port()}")
+    with app.app_context():
+        UserFactory(username="known", email="known@example.org")
+    client = app.test_client()
+    known = post_form(client, "/auth/reset", {"email": "known@example.org"})
+    unknown = post_form(client, "/auth/reset", {"email": "nobody@example.org"})
+    assert known.status_code == unknown.status_code == 302
+    assert known.headers["Location"] == unknown.headers["Location"]
+    assert any("mail not sent" in r.getMessage() for r in caplog.records)
