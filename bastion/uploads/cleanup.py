@@ -10,7 +10,10 @@ are unlinked only ``after_commit``, so a rolled-back delete keeps its files.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import re
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, event, or_, select
@@ -73,10 +76,45 @@ def _keep_files(session: Session) -> None:
 class StoreReport:
     orphan_files: list[Path]  # on disk with no row (or temporary leftovers)
     missing_files: list[str]  # rows whose file is gone
+    # Anything else under the upload directory (symlinks, other programs' files): reported,
+    # never pruned, since the store did not write it.
+    foreign: list[Path] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
         return not self.orphan_files and not self.missing_files
+
+
+def _is_real(path: Path, kind: int) -> bool:
+    """``path`` is itself of this kind (S_IFDIR, S_IFREG), not a symlink to one."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) == kind
+    except OSError:
+        return False
+
+
+def _scan_store(root: Path) -> tuple[list[Path], list[Path]]:
+    """(files the store could have written, everything else) under ``root``.
+
+    Only real fan-out directories (``ab/``) and regular files with a storage name filed under
+    them, or a temporary name, count; a symlink is never followed. ``--prune`` deletes only
+    orphans from the first list, so a symlinked directory or a shared volume cannot lead it
+    to files the store did not write.
+    """
+    stored: list[Path] = []
+    foreign: list[Path] = []
+    for directory in root.iterdir():
+        fan_out = re.fullmatch(r"[0-9a-f]{2}", directory.name) is not None
+        if not (fan_out and _is_real(directory, stat.S_IFDIR)):
+            foreign.append(directory)
+            continue
+        for path in directory.iterdir():
+            named = path.name.startswith(storage.TEMP_PREFIX) or (
+                storage.NAME_RE.match(path.name) is not None
+                and path.name[:2] == directory.name
+            )
+            (stored if named and _is_real(path, stat.S_IFREG) else foreign).append(path)
+    return stored, foreign
 
 
 def check_store() -> StoreReport:
@@ -88,5 +126,8 @@ def check_store() -> StoreReport:
             expected.add(name)
             if not storage.exists(name):
                 missing.append(name)
-    orphans = [p for p in storage.stored_files() if p.name not in expected]
-    return StoreReport(orphan_files=sorted(orphans), missing_files=sorted(missing))
+    stored, foreign = _scan_store(storage.root())
+    orphans = [p for p in stored if p.name not in expected]
+    return StoreReport(
+        orphan_files=sorted(orphans), missing_files=sorted(missing), foreign=sorted(foreign)
+    )

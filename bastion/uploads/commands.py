@@ -6,7 +6,7 @@ import time
 
 import click
 
-from bastion.uploads import bp
+from bastion.uploads import bp, storage
 from bastion.uploads.cleanup import check_store
 
 
@@ -33,6 +33,8 @@ def check_command(prune: bool, min_age: int) -> None:
         else:
             remaining += 1
             click.echo(f"orphan file: {path.name}")
+    for path in report.foreign:
+        click.echo(f"not an upload (left alone): {path.relative_to(storage.root())}")
     if remaining:
         raise SystemExit(1)
     click.echo("Upload store is consistent.")

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from flask import current_app
@@ -83,11 +82,3 @@ def delete(name: str) -> None:
 
 def exists(name: str) -> bool:
     return path_for(name).is_file()
-
-
-def stored_files() -> Iterator[Path]:
-    """Every file in the store, including stray temporary files, for consistency checks."""
-    base = root()
-    for directory in base.iterdir():
-        if directory.is_dir():
-            yield from (p for p in directory.iterdir() if p.is_file())

@@ -351,3 +351,34 @@ def test_check_command_reports_and_prunes_orphans(app: Flask) -> None:
     result = runner.invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
     assert f"pruned orphan file: {orphan}" in result.output
     assert not storage.path_for(orphan).exists()
+
+
+@pytest.mark.asvs("V5.3.2")
+def test_prune_never_deletes_what_the_store_did_not_write(app: Flask, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A symlink or a foreign file under BASTION_UPLOAD_DIR (a shared volume, a careless
+    setting) is no orphan upload: ``--prune`` leaves it, and what it points at, alone."""
+    import os
+
+    root = storage.root()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "backups").mkdir()
+    (root / "cd").mkdir()
+    victims = [outside / "keep.txt", outside / ("ab" + "0" * 30 + ".png"),
+               outside / "target.bin", root / "backups" / "db.sql"]
+    for path in victims:
+        path.write_bytes(b"not an upload")
+        os.utime(path, (1, 1))  # far older than --min-age
+    (root / "zz").symlink_to(outside, target_is_directory=True)
+    (root / "ab").symlink_to(outside, target_is_directory=True)  # a fan-out name
+    (root / "cd" / ("cd" + "1" * 30 + ".png")).symlink_to(outside / "target.bin")
+    orphan = storage.new_name("png")
+    storage.write_atomic(orphan, b"left over by a crash")
+
+    result = app.test_cli_runner().invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
+    assert all(p.exists() for p in victims), result.output
+    assert (root / "cd" / ("cd" + "1" * 30 + ".png")).is_symlink()
+    assert f"pruned orphan file: {orphan}" in result.output
+    assert not storage.path_for(orphan).exists()
+    assert result.exit_code == 0  # foreign entries are reported, never deleted
+    assert "not an upload (left alone): zz" in result.output
