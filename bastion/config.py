@@ -485,6 +485,11 @@ def validate(cfg: Any) -> list[str]:
             f"BASTION_PAT_DEFAULT_DAYS ({default}) must be between 1 and BASTION_PAT_MAX_DAYS "
             f"({longest}): a token created without an expiry would be refused"
         )
+    if cfg.get("MAIL_URL"):
+        from bastion.mail import mail_url_problem
+
+        if msg := mail_url_problem(str(cfg["MAIL_URL"])):
+            problems.append(msg)
     if cfg["ENV_NAME"] != "production":
         return problems
     if msg := secret_strength_problem(cfg.get("SECRET_KEY")):

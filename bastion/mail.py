@@ -74,6 +74,21 @@ def _deliver(msg: EmailMessage, template: str) -> None:
         log.error("mail not sent", extra={"template": template, "error": type(exc).__name__})
 
 
+def mail_url_problem(url: str) -> str | None:
+    """Why ``BASTION_MAIL_URL`` cannot be used, or None; checked at start-up, because a URL
+    that fails only when a message goes out fails on a user's reset request."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "BASTION_MAIL_URL cannot be parsed (percent-encode '#', '?', '/' and '@' in the password)"
+    if parts.scheme not in ("smtp", "smtps"):
+        return "BASTION_MAIL_URL must start with smtp:// or smtps://"
+    if not parts.hostname:
+        return "BASTION_MAIL_URL names no host"
+    return None
+
+
 def _send_smtp(url: str, msg: EmailMessage) -> None:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"

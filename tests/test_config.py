@@ -301,3 +301,27 @@ def test_a_login_throttle_that_never_waits_is_refused(
 def test_numbers_with_spaces_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     app = _production(monkeypatch, BASTION_PROXY_HOPS=" 1 ", BASTION_SESSION_IDLE_MINUTES="15")
     assert app.config["PROXY_HOPS"] == 1 and app.config["SESSION_IDLE_MINUTES"] == 15
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("smtp://mailer:pa#ss@mail.example.org:587", "cannot be parsed"),  # '#' ends the host
+        ("smtp://mail.example.org:58 7", "cannot be parsed"),
+        ("http://mail.example.org", "must start with smtp"),
+        ("smtp://:587", "names no host"),
+    ],
+)
+def test_an_unusable_mail_url_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    """Found at start-up, not on a user's reset request."""
+    with pytest.raises(ConfigError, match=f"BASTION_MAIL_URL {problem}"):
+        _production(monkeypatch, BASTION_MAIL_URL=value)
+
+
+def test_a_usable_mail_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.mail import mail_url_problem
+
+    assert mail_url_problem("smtps://mailer:p%23ss@mail.example.org:465") is None
+    assert mail_url_problem("smtp://127.0.0.1:2525?tls=none") is None
