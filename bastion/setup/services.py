@@ -45,6 +45,16 @@ def create_first_admin(token: str, username: str, email: str, password: str) -> 
     """
     if not token_is_valid(token):
         return None
+    # Every live link, locked in one order before this one is claimed: the end of this
+    # function closes all of them, and two requests holding one link each would otherwise
+    # wait for each other until PostgreSQL aborted one (SQLite's write lock already
+    # serialises them). The second then finds its link used.
+    db.session.execute(
+        select(SetupToken.id)
+        .where(SetupToken.used_at.is_(None))
+        .order_by(SetupToken.id)
+        .with_for_update()
+    )
     now = utcnow()
     claimed = affected_rows(db.session.execute(
         update(SetupToken)

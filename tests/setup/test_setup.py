@@ -166,3 +166,36 @@ def test_setup_url_command_is_audited_and_fails_loudly(app: Flask) -> None:
     refused = runner.invoke(args=["setup-url"])
     assert refused.exit_code != 0
     assert "no link issued" in refused.output
+
+
+@pytest.mark.asvs("V6.4.1", "V2.3.3")
+def test_two_setup_links_used_at_once_make_one_admin_and_no_error(app: Flask) -> None:
+    """Each request claims its own link, then ends every other: without one lock order the
+    two transactions waited for each other and PostgreSQL aborted one with a 500."""
+    import threading
+
+    from bastion.setup.services import create_first_admin
+
+    tokens = [issue_setup_token(), issue_setup_token()]
+    barrier = threading.Barrier(len(tokens))
+    results: list[object] = []
+
+    def use(token: str, name: str) -> None:
+        with app.app_context():
+            barrier.wait(10)
+            try:
+                user = create_first_admin(token, name, f"{name}@example.org", ADMIN["password"])
+                results.append(user.username if user else None)
+            except Exception as exc:  # the failure under test: recorded, not raised in a thread
+                results.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=use, args=(t, f"admin-{i}")) for i, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert results.count(None) == 1  # the other link was dead by the time it was claimed
+    assert db.session.query(User).count() == 1
