@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import has_request_context, url_for
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
@@ -66,16 +66,30 @@ def get_user(user_id: int) -> User | None:
     return db.session.get(User, user_id)
 
 
+def _lock_admins() -> None:
+    """Serialise every change that could end the last active admin, until commit.
+
+    Locking the other admins' rows is not enough: two admins demoting each other lock
+    disjoint rows, both count one other admin, and (PostgreSQL) deadlock or (SQLite, which
+    ignores FOR UPDATE) both win. A no-op write on the admin role row is one lock for all:
+    a row lock on PostgreSQL, the database's write lock on SQLite.
+    """
+    db.session.execute(
+        update(Role)
+        .where(Role.name == "admin")
+        .values(description=Role.description)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    )
+
+
 def _other_active_admins(user: User) -> int:
-    """Active admins besides ``user``; rows are locked on PostgreSQL so two admins cannot
-    demote each other at the same moment and leave none."""
-    ids = db.session.scalars(
-        select(User.id)
+    """Active admins besides ``user``, counted under the admins' lock (held until commit)."""
+    _lock_admins()
+    return db.session.scalar(
+        select(func.count(User.id))
         .join(Role, User.role_id == Role.id)
         .where(Role.name == "admin", User.disabled_at.is_(None), User.id != user.id)
-        .with_for_update(of=User)
-    ).all()
-    return len(ids)
+    ) or 0
 
 
 def _guard_last_admin(user: User, action: str) -> None:

@@ -19,6 +19,7 @@ from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
 from bastion.models import ApiToken, User, utcnow
 from bastion.models.base import affected_rows
+from bastion.models.locks import lock_user
 from bastion.security import audit
 from bastion.security.tokens import new_token, token_hash
 
@@ -75,6 +76,7 @@ def create(user: User, *, name: str, scopes: list[str], days: int | None = None)
     if not 1 <= days <= current_app.config["PAT_MAX_DAYS"]:
         limit = current_app.config["PAT_MAX_DAYS"]
         raise TokenRequestError(f"Expiry must be between 1 and {limit} days.", "expires_in_days")
+    lock_user(user.id)  # held until commit: parallel creations count one at a time
     if len(list_for(user, include_inactive=False)) >= MAX_TOKENS_PER_USER:
         raise TokenRequestError("You have too many tokens; revoke some first.", "name")
     secret = PREFIX + new_token(32)

@@ -11,12 +11,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select, update
 
 from bastion.content.rendering import render_markdown, summarise
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
-from bastion.models.base import ID_MAX
+from bastion.models.base import ID_MAX, affected_rows
 from bastion.security import audit, authz
 
 TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
@@ -244,6 +244,22 @@ def delete_article(actor: User, article: Article) -> None:
     db.session.commit()
 
 
+def _still_published(article_id: int) -> bool:
+    """Whether the article is still published, and stays so until commit.
+
+    It may have been unpublished or deleted since the check: a comment would then land on
+    a draft or stay behind as an orphan (SQLite enforces no foreign keys). The no-op write
+    locks the row on PostgreSQL (waiting for a change in flight, then looking at the new
+    row) and takes the write lock on SQLite; both are held until the transaction ends.
+    """
+    return affected_rows(db.session.execute(
+        update(Article)
+        .where(Article.id == article_id, Article.status == "published")
+        .values(updated_at=Article.updated_at)
+        .execution_options(synchronize_session=False)
+    )) == 1
+
+
 def add_comment(actor: User, article: Article, body: str) -> Comment:
     authz.require(
         authz.can_comment(actor, article),
@@ -255,6 +271,10 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
         author_id=actor.id,
         body=_clean_text(body, "body", COMMENT_MAX).strip(),
     )
+    article_id = article.id
+    if not _still_published(article_id):
+        db.session.rollback()
+        authz.require(False, hide=True, what=f"comment on article {article_id}")
     db.session.add(comment)
     db.session.commit()
     return comment

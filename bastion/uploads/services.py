@@ -14,10 +14,11 @@ import unicodedata
 from typing import IO, Any, Protocol
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
+from bastion.models.locks import lock_user
 from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.uploads import imaging, storage
@@ -152,21 +153,6 @@ def store_image(
         raise
 
 
-def _lock_user(user_id: int) -> None:
-    """Serialise one user's uploads and deletes: two at once cannot both pass the quota
-    check, and a photo is not removed from under its replacement.
-
-    A no-op write takes the user's row lock on PostgreSQL and the write lock on SQLite
-    (which ignores SELECT ... FOR UPDATE); both are held until the transaction ends.
-    """
-    db.session.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(updated_at=User.updated_at)
-        .execution_options(synchronize_session=False, user_state_neutral=True)
-    )
-
-
 def _article_still_there(article_id: int) -> bool:
     """Whether the article survived until now, and will until commit: it may have been
     deleted since the access check. ``FOR KEY SHARE`` holds off a delete on PostgreSQL
@@ -193,7 +179,9 @@ def _save(
     actor: User, image: imaging.CleanImage, *, kind: str, article: Article | None, name: str
 ) -> Upload:
     size = len(image.data) + sum(len(v) for v in image.variants.values())
-    _lock_user(actor.id)
+    # One user's uploads and deletes, one at a time: two at once cannot both pass the quota
+    # check, and a photo is not removed from under its replacement.
+    lock_user(actor.id)
     if article is not None and not _article_still_there(article.id):
         raise UploadError("gone", "The article was deleted.", 404)
     old_avatar = None
@@ -285,7 +273,7 @@ def delete_upload(actor: User, upload: Upload) -> None:
     already gone, and the replacement's new ``avatar_id`` is never cleared.
     """
     authz.require(can_delete_upload(actor, upload), hide=visible_upload(actor, upload.id) is None)
-    _lock_user(upload.owner_id)
+    lock_user(upload.owner_id)
     if db.session.scalar(select(Upload.id).where(Upload.id == upload.id)) is None:
         db.session.rollback()
         return
