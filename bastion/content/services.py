@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select, update
 
-from bastion.content.rendering import render_markdown, summarise
+from bastion.content.rendering import render_markdown, summarise_html
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
 from bastion.models.base import ID_MAX, affected_rows
@@ -155,13 +155,14 @@ def create_article(actor: User, *, title: str, body: str, publish: bool = False)
     authz.require(authz.can_create_article(actor), what="create article")
     title = _clean_text(title, "title", TITLE_MAX).strip()
     body = _clean_text(body, "body", BODY_MAX)
+    body_html = render_markdown(body)
     article = Article(
         author_id=actor.id,
         title=title,
         slug=slugify(title),
         body_md=body,
-        body_html=render_markdown(body),
-        summary=summarise(body),
+        body_html=body_html,
+        summary=summarise_html(body_html),
         status="published" if publish else "draft",
         published_at=utcnow() if publish else None,
     )
@@ -204,7 +205,7 @@ def update_article(
     if clean_body is not None:
         article.body_md = clean_body
         article.body_html = render_markdown(article.body_md)
-        article.summary = summarise(article.body_md)
+        article.summary = summarise_html(article.body_html)
     if publish is not None:
         if publish and article.status != "published":
             article.status, article.published_at = "published", utcnow()
