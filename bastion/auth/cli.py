@@ -94,7 +94,8 @@ def reset_2fa(username: str, reason: str) -> None:
 @click.argument("username", required=False)
 @click.option("--all", "everyone", is_flag=True, help="End the sessions of every user.")
 def revoke(username: str | None, everyone: bool) -> None:
-    """End every session (and refresh token) of a user, or of everyone with --all."""
+    """End every session, refresh token and personal access token of a user, or of everyone
+    with --all."""
     if everyone == bool(username):
         raise click.UsageError("Give a username or --all (not both).")
     users = list(db.session.scalars(select(User))) if everyone else [_user(username or "")]
