@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.content import services as content
+from bastion.pagecache import cached_public_page
 from bastion.profiles import bp
 from bastion.profiles.services import bio_html, find_profile, initials_avatar
 from bastion.security.access import public
@@ -14,6 +15,10 @@ from bastion.security.access import public
 
 @bp.get("/u/<username>")
 @public
+# Anonymous views get "no-cache" and an ETag (bastion.pagecache): without a Cache-Control a
+# shared cache may keep a profile by its own default lifetime, still showing it after the
+# account is disabled and its page hidden. Signed-in views stay "no-store".
+@cached_public_page
 def show_profile(username: str) -> ResponseReturnValue:
     user = find_profile(username)
     if user is None:

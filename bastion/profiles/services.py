@@ -34,11 +34,19 @@ class InitialsAvatar:
 
 
 def find_profile(username: str) -> User | None:
-    """The active user with that name; disabled accounts have no public page."""
+    """The active, confirmed user with that name.
+
+    Disabled accounts have no public page, and neither have unconfirmed ones: such an
+    account cannot sign in or publish, may have been started by someone else with the
+    owner's address, and its page would tell probers a sign-up is pending (200) where a
+    disabled or unknown name answers 404.
+    """
     if username_problem(username):
         return None
     user = db.session.scalar(select(User).where(User.username == canonical_username(username)))
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active or user.email_confirmed_at is None:
+        return None
+    return user
 
 
 def bio_html(user: User) -> str:
