@@ -11,7 +11,6 @@ stolen session cannot be confirmed after the owner has thrown the thief out.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from bastion.extensions import db
 from bastion.models import User
 from bastion.security.passwords import password_fingerprint
+from bastion.security.tokens import keyed_digest
 
 MAX_TOKEN_LENGTH = 512
 
@@ -32,8 +32,7 @@ def _serializer(purpose: str) -> URLSafeTimedSerializer:
 
 def fingerprint(value: str) -> str:
     """A keyed digest, so the (readable) token payload reveals nothing about the value."""
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:24]
+    return keyed_digest(b"", value)[:24]
 
 
 def _state(purpose: str, user: User) -> str:

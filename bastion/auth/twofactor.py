@@ -11,7 +11,6 @@ below it are refused, with a conditional UPDATE so two simultaneous uses cannot 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from datetime import datetime
@@ -28,6 +27,7 @@ from bastion.extensions import db
 from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.security import audit
+from bastion.security.tokens import keyed_digest
 
 ISSUER = "Bastion"
 RECOVERY_CODE_COUNT = 10
@@ -63,8 +63,7 @@ def pending_secret(user: User, *, renew: bool = False) -> str:
 
 def enrolment_mark(secret: str) -> str:
     """Names a pending secret, without revealing it, in the session that was shown it."""
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, b"totp-enrolment:" + secret.encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_digest(b"totp-enrolment:", secret)[:32]
 
 
 def is_shown_secret(user: User, mark: object) -> bool:
@@ -132,8 +131,7 @@ def _normalise_code(code: str) -> str:
 
 def _code_hash(code: str) -> str:
     """Codes carry 120 random bits, so a keyed SHA-256 is as safe as a slow hash here."""
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, b"recovery:" + _normalise_code(code).encode(), hashlib.sha256).hexdigest()
+    return keyed_digest(b"recovery:", _normalise_code(code))
 
 
 def _new_code() -> str:

@@ -7,14 +7,13 @@ reports ``needs_rehash`` so the caller re-hashes on the next successful login.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import UTC, datetime
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from flask import current_app
+
+from bastion.security.tokens import keyed_digest
 
 _hasher = PasswordHasher()
 # Verifying against this when the account does not exist makes "no such user" cost the
@@ -91,12 +90,7 @@ def hash_fingerprint(password_hash: str | None) -> str:
 
 
 def _digest(material: str) -> str:
-    mac = hmac.new(
-        str(current_app.config["SECRET_KEY"]).encode(),
-        b"bastion.password:" + material.encode(),
-        hashlib.sha256,
-    )
-    return mac.hexdigest()[:32]
+    return keyed_digest(b"bastion.password:", material)[:32]
 
 
 def dummy_verify(password: str) -> None:

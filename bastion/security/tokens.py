@@ -16,5 +16,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def keyed_digest(purpose: bytes, value: str) -> str:
+    """HMAC-SHA256 of ``purpose + value`` under the app's SECRET_KEY, in hex.
+
+    For values that are stored or shown but must reveal nothing and be unforgeable without
+    the key (recovery codes, link and session fingerprints). ``purpose`` keeps one use's
+    digests from standing in for another's; callers keep their existing prefixes, so the
+    digests already stored stay valid.
+    """
+    from flask import current_app
+
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, purpose + value.encode(), hashlib.sha256).hexdigest()
+
+
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
