@@ -6,25 +6,42 @@ from urllib.parse import unquote, urlsplit
 
 from flask import request, url_for
 
+MAX_TARGET = 2048
+# Layers of percent-encoding looked through. A real target has one or two (a search query
+# inside ``next``); more is an attempt to hide something, so it is refused rather than
+# peeled off one recursive call at a time (``%25`` repeated 1,000 times used to exhaust the
+# interpreter's stack and answer 500).
+MAX_DECODINGS = 4
 
-def is_safe_next(target: str | None) -> bool:
-    """True for a plain local path such as ``/articles?page=2``.
 
-    Refused: absolute URLs, scheme-relative ``//host``, backslash tricks ``/\\host`` (browsers
-    treat ``\\`` as ``/``), control characters and any scheme such as ``javascript:``.
-    """
-    if not target or len(target) > 2048:
-        return False
-    # Judge the decoded form too: "/%2F%2Fhost" or "/%5Chost" must not pass as local.
-    decoded = unquote(target)
-    if decoded != target and not is_safe_next(decoded):
-        return False
+def _is_local_path(target: str) -> bool:
+    """One form of a target: a path on this site, nothing a browser would read as a host."""
     if any(ord(c) < 0x21 or c == "\x7f" for c in target) or "\\" in target:
         return False
     if not target.startswith("/") or target.startswith("//"):
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc
+
+
+def is_safe_next(target: str | None) -> bool:
+    """True for a plain local path such as ``/articles?page=2``.
+
+    Refused: absolute URLs, scheme-relative ``//host``, backslash tricks ``/\\host`` (browsers
+    treat ``\\`` as ``/``), control characters and any scheme such as ``javascript:``. The
+    decoded forms are judged too ("/%2F%2Fhost", "/%5Chost" must not pass as local).
+    """
+    if not target or len(target) > MAX_TARGET:
+        return False
+    form = target
+    for _ in range(MAX_DECODINGS + 1):
+        if not _is_local_path(form):
+            return False
+        decoded = unquote(form)
+        if decoded == form:
+            return True
+        form = decoded
+    return False
 
 
 def safe_next_url(default_endpoint: str = "main.index") -> str:
