@@ -7,14 +7,21 @@ the server (``sslmode=verify-full`` or ``verify-ca``; a ``rediss://`` URL that d
 certificate checks off), or be named in ``BASTION_PLAINTEXT_DATA_HOSTS`` by an operator
 who knows the network is private (compose's ``backend`` network has no route out, for
 example). ``sslmode=require`` is not enough: it encrypts without checking who answers.
+
+Each URL is judged as its client library will read it, not as it looks: libpq also takes
+hosts from ``?host=`` / ``?hostaddr=`` (and, when the URL names none, from ``PGHOST``,
+``PGHOSTADDR`` or a ``service``), and redis-py takes ``?host=`` and reads the first of
+repeated options, percent-decoded twice. Judging only the URL's host part let
+``postgresql://u@/db?host=db.example.net`` and ``redis://?host=cache.example.net`` through.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
-from urllib.parse import parse_qs, urlsplit
+import os
+from collections.abc import Collection, Iterator
 
+from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -31,6 +38,38 @@ def _local(host: str | None) -> bool:
         return False
 
 
+def _host_of(item: str) -> str:
+    """``host``, ``host:port`` or ``[v6]:port`` as libpq lists them, without the port."""
+    item = item.strip()
+    if item.startswith("["):
+        return item[1:].partition("]")[0]
+    if item.count(":") == 1:
+        return item.partition(":")[0]
+    return item
+
+
+def _values(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _pg_hosts(host: str | None, query: dict[str, str | tuple[str, ...]]) -> Iterator[str]:
+    """Every server libpq may connect to for this URL (a socket directory counts as local)."""
+    named = [*_values(host), *_values(query.get("host")), *_values(query.get("hostaddr"))]
+    if not named:
+        # libpq falls back on the environment, then on a service file whose hosts no one
+        # here can see: judge those as remote unless the connection verifies the server.
+        named = [v for v in (os.environ.get("PGHOST"), os.environ.get("PGHOSTADDR")) if v]
+        service = _values(query.get("service")) or _values(os.environ.get("PGSERVICE"))
+        if not named and service:
+            yield f"the hosts of service {service[-1]!r}"
+    for value in named:
+        for item in value.split(","):
+            if item.strip():
+                yield _host_of(item)
+
+
 def database_problem(url: str, private_hosts: Collection[str]) -> str | None:
     try:
         parsed = make_url(url)
@@ -38,29 +77,37 @@ def database_problem(url: str, private_hosts: Collection[str]) -> str | None:
         return None  # the engine reports a malformed URL itself
     if not parsed.drivername.startswith("postgresql"):
         return None
-    host = parsed.host
-    if _local(host) or host in private_hosts:
+    remote = [h for h in _pg_hosts(parsed.host, dict(parsed.query))
+              if not _local(h) and h not in private_hosts]
+    if not remote:
         return None
     sslmode = parsed.query.get("sslmode")
     if sslmode in VERIFYING_SSLMODES:
         return None
     return (
-        f"BASTION_DATABASE_URL reaches {host} without verified TLS: add "
+        f"BASTION_DATABASE_URL reaches {remote[0]} without verified TLS: add "
         f"?sslmode=verify-full (with sslrootcert=...) or, if the network to it is private, "
         f"name it in BASTION_PLAINTEXT_DATA_HOSTS"
     )
 
 
 def redis_problem(url: str, private_hosts: Collection[str]) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
+    try:
+        # What redis-py (and the rate limiter through it) will use.
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        return f"BASTION_REDIS_URL cannot be used: {exc}"
+    connection = options.get("connection_class")
+    if connection is UnixDomainSocketConnection:
         return None
-    if parts.scheme == "rediss":
-        reqs = parse_qs(parts.query).get("ssl_cert_reqs", ["required"])[-1].lower()
-        if reqs in ("none", "cert_none", "optional"):
+    if connection is SSLConnection:
+        if str(options.get("ssl_cert_reqs", "required")).lower() != "required":
             return "BASTION_REDIS_URL turns certificate checks off (ssl_cert_reqs)"
+        if options.get("ssl_check_hostname") is False:
+            # Any certificate from a CA in the system store would then do, whoever holds it.
+            return "BASTION_REDIS_URL turns the server name check off (ssl_check_hostname)"
         return None
-    host = parts.hostname
+    host = str(options.get("host", "localhost"))
     if _local(host) or host in private_hosts:
         return None
     return (
