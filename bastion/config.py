@@ -521,6 +521,10 @@ def validate(cfg: Any) -> list[str]:
         )
     if str(cfg["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         problems.append("BASTION_DATABASE_URL is SQLite; production needs PostgreSQL")
+    from bastion.security.breached import list_problem
+
+    if msg := list_problem():
+        problems.append(msg)
     from bastion.security.transport import database_problem, redis_problem
 
     private = cfg.get("PLAINTEXT_DATA_HOSTS") or frozenset()

@@ -11,14 +11,34 @@ from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
+# The shipped list holds about 187,000 entries; far fewer means a broken or cut-down file.
+MIN_ENTRIES = 100_000
+
+
+class PasswordListError(RuntimeError):
+    """The list is missing or damaged: refuse to judge rather than pass every password."""
+
+
+def list_problem() -> str | None:
+    """Why the list cannot be used, or None; cheap enough for start-up (no decompression)."""
+    if not DATA.is_file() or DATA.stat().st_size == 0:
+        return f"the common-password list {DATA} is missing: reinstall the package"
+    return None
 
 
 @cache
 def _entries() -> frozenset[str]:
-    if not DATA.exists():
-        return frozenset()
-    with gzip.open(DATA, "rt", encoding="utf-8", errors="ignore") as fh:
-        return frozenset(line.strip().casefold() for line in fh if line.strip())
+    # Fail closed: an empty set here used to let "password123456" through, silently.
+    if problem := list_problem():
+        raise PasswordListError(problem)
+    try:
+        with gzip.open(DATA, "rt", encoding="utf-8", errors="ignore") as fh:
+            entries = frozenset(line.strip().casefold() for line in fh if line.strip())
+    except (OSError, EOFError) as exc:
+        raise PasswordListError(f"the common-password list {DATA} cannot be read: {exc}") from exc
+    if len(entries) < MIN_ENTRIES:
+        raise PasswordListError(f"the common-password list {DATA} holds only {len(entries)} entries")
+    return entries
 
 
 # Parts shorter than this are too common to say anything (most 3-letter strings are listed).
