@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -50,25 +51,37 @@ class AuditFilter:
     until: date | datetime | None = None
 
 
-def resolve_user_id(user: str) -> int | None:
-    """A numeric id as given, or the id of the account with that username (-1 if none)."""
+def resolve_user_ids(user: str) -> list[int] | None:
+    """The ids ``user`` may name: the account with that username and, for digits, that id.
+
+    None for no filter; an empty list when nothing matches. Usernames may be all digits
+    ("1024"), so digits are read both ways: read only as an id, an account named after
+    another's id would have the filter show that account's events instead of its own.
+    """
     user = user.strip()
     if not user:
         return None
+    ids: list[int] = []
     # ASCII digits only: str.isdigit() is also true for "²" or "①", which int() refuses.
     if user.isascii() and user.isdigit() and len(user) < 10:
-        return int(user)
-    if "\x00" in user:  # no username has one, and PostgreSQL refuses NUL in text
-        return -1
-    found = db.session.scalar(select(User.id).where(User.username == canonical_username(user)))
-    return found if found is not None else -1
+        ids.append(int(user))
+    if "\x00" not in user:  # no username has one, and PostgreSQL refuses NUL in text
+        name = canonical_username(user)
+        found = db.session.scalar(select(User.id).where(User.username == name))
+        if found is not None and found not in ids:
+            ids.append(found)
+    return ids
 
 
 def _filtered(f: AuditFilter) -> Select[AuditEvent]:
     stmt = select(AuditEvent)
-    user_id = resolve_user_id(f.user)
-    if user_id is not None:
-        stmt = stmt.where(or_(AuditEvent.actor_id == user_id, AuditEvent.target_user_id == user_id))
+    user_ids = resolve_user_ids(f.user)
+    if user_ids is not None:
+        stmt = stmt.where(
+            or_(AuditEvent.actor_id.in_(user_ids), AuditEvent.target_user_id.in_(user_ids))
+            if user_ids
+            else false()
+        )
     event = f.event.strip()
     if "\x00" in event:  # no event name has one, and PostgreSQL refuses NUL in text
         stmt = stmt.where(false())
@@ -110,9 +123,24 @@ def known_events() -> list[str]:
     return list(db.session.scalars(select(AuditEvent.event).distinct().order_by(AuditEvent.event)))
 
 
+def _shown(char: str) -> str:
+    r"""``char`` itself when printable (or a line break / tab), else its JSON escape
+    (``\u202e``), which in the ``details`` JSON is the same string, still valid JSON."""
+    if char.isprintable() or char in "\t\r\n":
+        return char
+    return json.dumps(char)[1:-1]
+
+
 def csv_cell(value: object) -> str:
-    """Text for one CSV cell that a spreadsheet will show, never evaluate."""
+    """Text for one CSV cell that a spreadsheet will show as stored, never evaluate.
+
+    Anonymous requests put text in the trail (a CSP report's fields, a user agent): a bidi
+    override, zero-width or tag character there would make the cell read differently from
+    what it holds, so such characters are written as escapes.
+    """
     text = "" if value is None else str(value)
+    if not text.isprintable():
+        text = "".join(_shown(char) for char in text)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 

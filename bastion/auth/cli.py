@@ -81,7 +81,9 @@ def reset_2fa(username: str, reason: str) -> None:
     # The process ends when the command returns: send the notice now, not from a thread.
     current_app.config["MAIL_BACKGROUND"] = False
     try:
-        done = reset_two_factor(None, user, confirmation=username, reason=reason)
+        # The argument named the account (username or email, as for the other commands);
+        # the console has nothing to type again, so the confirmation is the found username.
+        done = reset_two_factor(None, user, confirmation=user.username, reason=reason)
     except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -1,7 +1,8 @@
 """Audit trail: one row per security event, plus the same event as a JSON log line.
 
-Rows are never updated or deleted: the ORM refuses it here and PostgreSQL refuses it with a
-trigger (see the migration), so even a bug elsewhere cannot rewrite history.
+Rows are never updated or deleted: the ORM refuses it here, for changed or deleted objects
+and for UPDATE/DELETE statements run through the session alike, and PostgreSQL refuses it
+with a trigger (see the migration), so even a bug elsewhere cannot rewrite history.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from flask import g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
 from bastion.models import AuditEvent
@@ -65,3 +66,14 @@ def _refuse_audit_changes(session: Session, _ctx: object, _instances: object) ->
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, AuditEvent):
             raise PermissionError("audit events are append-only")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_audit_statements(state: ORMExecuteState) -> None:
+    """``update(AuditEvent)`` / ``delete(AuditEvent)`` never flush, so the hook above misses
+    them; without this, only PostgreSQL's trigger would stop them (not SQLite)."""
+    if not (state.is_update or state.is_delete):
+        return
+    # The target table, for ``update(AuditEvent)`` and ``update(AuditEvent.__table__)`` alike.
+    if getattr(getattr(state.statement, "table", None), "name", None) == AuditEvent.__tablename__:
+        raise PermissionError("audit events are append-only")

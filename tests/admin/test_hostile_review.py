@@ -1,0 +1,135 @@
+"""Attacks on the admin area and the operator commands that earlier reviews let through."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import orjson
+import pytest
+from flask import Flask
+from sqlalchemy import delete, func, select, update
+
+from bastion.extensions import db
+from bastion.models import AuditEvent, User
+from bastion.security import audit
+from tests.factories import UserFactory
+from tests.support.accounts import Outbox
+from tests.support.roles import client_for
+
+
+def _rows(html: str) -> int:
+    return html.count("<tr>") - 1  # minus the header row
+
+
+@pytest.mark.asvs("V16.2.1", "V16.4.2")
+def test_an_all_digit_username_cannot_hide_its_events_behind_another_id(app: Flask) -> None:
+    # Usernames may be all digits: an attacker named after a victim's id ("002" here) once
+    # had the filter read their name as that id, showing the victim's events, not theirs.
+    boss = UserFactory(role_name="admin")
+    victim = UserFactory()
+    attacker = UserFactory(username=f"{victim.id:03d}")
+    audit.record("login.failure", target_user_id=attacker.id, details={"who": "attacker"})
+    audit.record("login.success", actor_id=victim.id, target_user_id=victim.id)
+    client = client_for(app, boss)
+
+    html = client.get(f"/admin/audit?user={attacker.username}").get_data(as_text=True)
+
+    assert "attacker" in html
+    assert "login.success" in html  # the digits are still an id as well: both are shown
+    assert _rows(html) == 2
+    by_id = client.get(f"/admin/audit?user={attacker.id}").get_data(as_text=True)
+    assert _rows(by_id) == 1 and "attacker" in by_id
+    nobody = client.get("/admin/audit?user=987654321").get_data(as_text=True)
+    assert "No events match these filters." in nobody
+
+
+@pytest.mark.asvs("V16.4.2")
+@pytest.mark.parametrize(
+    "statement",
+    [
+        update(AuditEvent).values(event="login.success"),
+        delete(AuditEvent),
+        update(AuditEvent.__table__).values(details={}),
+        delete(AuditEvent.__table__).where(AuditEvent.__table__.c.event == "login.failure"),
+    ],
+    ids=["orm-update", "orm-delete", "table-update", "table-delete"],
+)
+def test_bulk_statements_cannot_rewrite_the_audit_trail(app: Flask, statement: Any) -> None:
+    # Bulk UPDATE/DELETE never flush, so the ORM's append-only hook did not see them and
+    # only PostgreSQL's migration trigger stood in the way (not SQLite, not create_all).
+    row = audit.record("login.failure", details={"username": "mallory"})
+
+    with pytest.raises(PermissionError, match="append-only"):
+        db.session.execute(statement)
+    db.session.rollback()
+
+    db.session.expire_all()
+    kept = db.session.get(AuditEvent, row.id)
+    assert kept is not None
+    assert (kept.event, kept.details) == ("login.failure", {"username": "mallory"})
+    assert db.session.scalar(select(func.count(AuditEvent.id))) == 1
+    # Other tables' bulk statements are untouched by the rule.
+    db.session.execute(update(User).where(User.id == -1).values(bio=""))
+    db.session.commit()
+
+
+HIDDEN = "\u202e\u200b\U000e0041\u2028"  # bidi override, zero-width space, tag, line separator
+
+
+@pytest.mark.asvs("V16.4.1", "V16.2.1")
+def test_csv_export_writes_invisible_characters_from_anonymous_input_as_escapes(
+    app: Flask,
+) -> None:
+    # Anyone may post a CSP report, and its fields land in the trail. A bidi override in
+    # one made the exported cell read differently in a spreadsheet from what was stored.
+    anonymous = app.test_client()
+    report = {"csp-report": {"violated-directive": f"img-src{HIDDEN}'self' by admin"}}
+    resp = anonymous.post(
+        "/csp-report", data=orjson.dumps(report), content_type="application/csp-report"
+    )
+    assert resp.status_code == 204
+    audit_row = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "csp.report"))
+    assert audit_row is not None and HIDDEN in audit_row.details["violated-directive"]
+    client = client_for(app, UserFactory(role_name="admin"))
+
+    resp = client.get("/admin/audit.csv?event=csp.report")
+
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert not any(char in body for char in HIDDEN)
+    (row,) = list(csv.DictReader(io.StringIO(body)))
+    assert "\\u202e\\u200b\\udb40\\udc41\\u2028" in row["details"]
+    assert json.loads(row["details"]) == audit_row.details  # still the same JSON
+
+
+@pytest.mark.asvs("V16.4.1")
+def test_csv_cells_show_control_characters_from_headers_as_escapes() -> None:
+    from bastion.admin.audit_log import csv_cell
+
+    # A user agent is decoded as Latin-1: C1 controls (here NEL and CSI) get through.
+    assert csv_cell("Mozilla\x85\x9b2J") == "Mozilla\\u0085\\u009b2J"
+    assert csv_cell("\u200b=1+1") == "\\u200b=1+1"  # visible, so no longer a hidden prefix
+    assert csv_cell("\t=1") == "'\t=1"  # formulas are still neutralised as before
+
+
+@pytest.mark.asvs("V6.4.4")
+def test_cli_reset_2fa_finds_the_account_by_email_like_the_other_commands(
+    app: Flask, runner: Any
+) -> None:
+    # ``users disable`` and ``set-role`` take a username or an email; ``reset-2fa`` found
+    # the account by email, then refused it: "Type the username ... to confirm".
+    target = UserFactory(username="lostkey", email="lost.key@example.org", two_factor=True)
+    outbox = Outbox(app)
+
+    result = runner.invoke(
+        args=["users", "reset-2fa", "Lost.Key@example.org", "--reason", "Video call, ID checked"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Two-factor authentication of lostkey is reset" in result.output
+    db.session.expire_all()
+    assert not db.session.get(User, target.id).has_2fa
+    assert outbox.to(target.email)
