@@ -87,22 +87,43 @@ def require_https() -> ResponseReturnValue | None:
 # (bastion.auth.routes.PENDING_KEY). A CSRF token left in the session by a form seen earlier
 # does not: public pages rendered without one stay cacheable (no-cache and their ETag).
 _PRIVATE_SESSION_KEYS = ("sid", "pending_2fa")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def add_security_headers(response: Response) -> Response:
     present = _STATIC_HEADERS.apply(response.headers)
-    # Anything shown to a signed-in user or tied to a session (a form's CSRF token, the step
-    # between password and code), and the pages an emailed link opens, must not be stored
-    # by a shared cache or kept in the browser's back/forward history. Static files are the
-    # same bytes for everyone and keep their own caching (bastion.static_assets).
-    if request.endpoint != "static" and (
-        "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
-        or any(key in session for key in _PRIVATE_SESSION_KEYS)
-        or is_link_path(request.path)
-        or (current_user and current_user.is_authenticated)
-    ):
+    if _is_private(response):
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
+    elif "cache-control" not in present:
+        # Without one a shared cache applies its own lifetime (RFC 9111 4.2.2): a listing
+        # would keep showing a withdrawn article, a token answer could be kept. "no-cache"
+        # makes caches ask every time; answers to anything but GET are never stored.
+        response.headers.add(
+            "Cache-Control", "no-cache" if request.method in SAFE_METHODS else "no-store"
+        )
     if "server" in present:
         del response.headers["Server"]
     return response
+
+
+def _is_private(response: Response) -> bool:
+    """Whether this answer belongs to one visitor, so no cache may keep it.
+
+    Anything shown to a signed-in user or tied to a session (a form's CSRF token, the step
+    between password and code, a flash message, a session cookie set or cleared), and the
+    pages an emailed link opens, must not be stored by a shared cache or kept in the
+    browser's back/forward history. Static files are the same bytes for everyone and keep
+    their own caching (bastion.static_assets); an error page under /static is a page like
+    any other (a signed-in visitor's 404 shows their name and a CSRF token, and a cache
+    keeping "*.css" by its name would hand it to the next visitor).
+    """
+    if request.endpoint == "static" and response.status_code < 400:
+        return False
+    return bool(
+        "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
+        or session.modified  # it sets or clears the session cookie (a flash shown, an end)
+        or any(key in session for key in _PRIVATE_SESSION_KEYS)
+        or is_link_path(request.path)
+        or (current_user and current_user.is_authenticated)
+    )
