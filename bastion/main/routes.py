@@ -58,15 +58,17 @@ def index() -> ResponseReturnValue:
 @bp.get("/.well-known/security.txt")
 @public
 def security_txt() -> ResponseReturnValue:
-    """RFC 9116 contact file; Expires is always a year ahead of the running release."""
+    """RFC 9116 contact file; Expires is always a year ahead of the running release.
+
+    Every URL in it must answer: a researcher who follows a dead ``Policy`` link finds no
+    disclosure terms (the site has no policy page, so the file names none).
+    """
     expires = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
-    host = request.host
     body = (
         f"Contact: {current_app.config['SECURITY_CONTACT']}\n"
         f"Expires: {expires.isoformat().replace('+00:00', 'Z')}\n"
         "Preferred-Languages: en\n"
-        f"Canonical: https://{host}/.well-known/security.txt\n"
-        f"Policy: https://{host}/security-policy\n"
+        f"Canonical: https://{request.host}/.well-known/security.txt\n"
     )
     return Response(body, mimetype="text/plain")
 
