@@ -172,10 +172,16 @@ def _oldest_first(f: AuditFilter) -> Iterator[AuditEvent]:
 
 def export_jsonl(f: AuditFilter) -> Iterator[str]:
     """The filtered trail as JSON Lines, oldest first: one object per line, typed values
-    (no formula escaping: JSON is read by programs, not spreadsheets)."""
+    (no formula escaping: JSON is read by programs, not spreadsheets). Invisible and
+    control characters are escaped as in the CSV: the file is also read in terminals,
+    where a raw C1 control or bidi override would show something other than what is
+    stored; the escaped line decodes to the same values."""
     for event in _oldest_first(f):
         line = dict(zip(CSV_COLUMNS, _values(event), strict=True))
-        yield orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode() + "\n"
+        text = orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()
+        if not text.isprintable():
+            text = "".join(_shown(char) for char in text)
+        yield text + "\n"
 
 
 def export_csv(f: AuditFilter) -> Iterator[str]:

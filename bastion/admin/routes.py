@@ -211,8 +211,12 @@ def _refuse_unless_requested_download() -> None:
 def export_audit() -> ResponseReturnValue:
     _refuse_unless_requested_download()
     _, filters = _audit_filter()
-    audit.record("audit.exported", details={k: str(v) for k, v in vars(filters).items() if v})
     name = f"bastion-audit-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    if request.method == "HEAD":  # nothing is sent, so nothing was exported
+        return Response(
+            mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+    audit.record("audit.exported", details={k: str(v) for k, v in vars(filters).items() if v})
     return Response(
         stream_with_context(audit_log.export_csv(filters)),
         mimetype="text/csv",

@@ -133,3 +133,34 @@ def test_cli_reset_2fa_finds_the_account_by_email_like_the_other_commands(
     db.session.expire_all()
     assert not db.session.get(User, target.id).has_2fa
     assert outbox.to(target.email)
+
+
+@pytest.mark.asvs("V16.4.1")
+def test_jsonl_export_writes_invisible_characters_as_escapes(app: Flask, runner: Any) -> None:
+    # JSON escapes C0 controls by itself, but not C1 controls (CSI is an escape sequence to
+    # some terminals) or bidi overrides: a line printed in a terminal showed something else.
+    stored = {"ua": f"Mozilla\x85\x9b2J{HIDDEN}"}
+    audit.record("csp.report", details=stored)
+
+    result = runner.invoke(args=["audit", "export", "--event", "csp.report", "--format", "jsonl"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.isascii() or result.output.replace("\n", "").isprintable()
+    assert not any(char in result.output for char in "\x85\x9b" + HIDDEN)
+    (line,) = [json.loads(text) for text in result.output.splitlines()]
+    assert line["details"] == stored  # the escaped line decodes to what is stored
+
+
+@pytest.mark.asvs("V16.3.3")
+def test_head_request_on_the_export_is_not_recorded_as_an_export(app: Flask) -> None:
+    client = client_for(app, UserFactory(role_name="admin"))
+
+    resp = client.head("/admin/audit.csv")
+
+    assert resp.status_code == 200
+    assert resp.headers["Content-Disposition"].startswith('attachment; filename="bastion-audit-')
+    exported = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "audit.exported"))
+    assert list(exported) == []
+    assert client.get("/admin/audit.csv").status_code == 200  # a real download still counts
+    exported = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "audit.exported"))
+    assert len(list(exported)) == 1
