@@ -104,10 +104,12 @@ def confirm_email(token: str) -> ResponseReturnValue:
     form = EmptyForm()
     if form.validate_on_submit():
         try:
-            services.confirm_email_change(token)
+            user = services.confirm_email_change(token)
         except AccountError as exc:
             flash(str(exc), "error")
             return redirect(url_for("main.index"))
+        if user is None:  # used or ended since the check above
+            return render_template("auth/bad_link.html"), 404
         flash("Your email address is changed.", "success")
         return redirect(url_for("account.index"))
     return render_template("account/confirm_email.html", form=form, new_email=target[1])

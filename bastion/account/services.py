@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, url_for
+from sqlalchemy.exc import IntegrityError
 
 from bastion.auth import links
 from bastion.auth.services import (
@@ -18,6 +19,8 @@ from bastion.mail import send_mail
 from bastion.models import User, utcnow
 from bastion.security import audit
 from bastion.security.passwords import verify_password
+
+ADDRESS_TAKEN = "That email address is now used by another account."
 
 
 def change_password(user: User, current: str, new: str, *, keep_session_id: int | None) -> None:
@@ -59,16 +62,31 @@ def email_change_target(token: str) -> tuple[User, str] | None:
 
 
 def confirm_email_change(token: str) -> User | None:
-    """Apply a confirmed change; the link dies with the old address, so it works once."""
+    """Apply a confirmed change; None when the link is dead.
+
+    The link is claimed with the change (``links.claim``), so it works once even when
+    posted twice at once (the second finds the address changed: a dead link, not "taken").
+    Another account holding the address by now, or taking it in the same instant, is found
+    by the unique index: a message rather than an error.
+    """
     target = email_change_target(token)
     if target is None:
         return None
     user, new = target
-    if email_taken(new):
-        raise AccountError("That email address is now used by another account.", "email")
+    # The usual case answered without a failed statement in the database's log; the unique
+    # index still decides a race. The user's own row does not count: a racing twin of this
+    # request may have just changed it, and this one should find a dead link, not "taken".
+    if email_taken(new, by_other_than=user.id):
+        raise AccountError(ADDRESS_TAKEN, "email")
     old = user.email
-    user.email = new
-    user.email_confirmed_at = utcnow()
+    try:
+        claimed = links.claim(user, email=new, email_confirmed_at=utcnow())
+    except IntegrityError:
+        db.session.rollback()
+        raise AccountError(ADDRESS_TAKEN, "email") from None
+    if not claimed:
+        db.session.rollback()
+        return None
     audit.record("email.changed", actor_id=user.id, target_user_id=user.id,
                  details={"old_domain": old.rsplit("@", 1)[-1]}, commit=False)
     db.session.commit()

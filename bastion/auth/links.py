@@ -7,19 +7,27 @@ when the email changes (a confirmation or email-change link works once, and a re
 mailed to an old address is dead), and when every session ends (password change, reset,
 disabling, "sign out everywhere" renew the stamp), so an email change asked for from a
 stolen session cannot be confirmed after the owner has thrown the thief out.
+
+Checking a link and acting on it are two steps, so two requests holding links that match
+(the same link posted twice, or two links of one account) could both act. ``claim`` closes
+that gap: a compare-and-set on the state the links were checked against, which exactly one
+of them wins.
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
 from typing import Any
 
 from flask import current_app
 from itsdangerous import BadData, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.extensions import db
 from bastion.models import User
+from bastion.models.base import affected_rows
 from bastion.security.passwords import password_fingerprint
 from bastion.security.tokens import keyed_digest
 
@@ -64,3 +72,40 @@ def read_token(
     if not hmac.compare_digest(str(data.get("fp", "")), _state(purpose, user)):
         return None
     return user, data
+
+
+def unchanged(user: User) -> ColumnElement[bool]:
+    """SQL true while ``user``'s row still holds the state its links were checked against.
+
+    The address and the stamp: every password change ends the user's sessions and so
+    renews the stamp (``set_password`` renews it too), so the stamp stands for the password.
+    """
+    return and_(
+        User.id == user.id,
+        User.email == user.email,
+        User.security_stamp == user.security_stamp,
+    )
+
+
+def claim(user: User, **values: Any) -> bool:
+    """Act on a link once: store ``values`` and a new stamp if nothing changed since the
+    link was read; False when another request got there first (the caller rolls back).
+
+    On PostgreSQL the loser's UPDATE waits for the winner's row lock and then finds the new
+    stamp; on SQLite it waits for the write lock. The new stamp ends every link of the
+    account, the winner's included.
+    """
+    values["security_stamp"] = secrets.token_hex(16)
+    won = affected_rows(db.session.execute(
+        update(User)
+        .where(unchanged(user))
+        .values(**values)
+        # Stamp, address, confirmation: no part of a user's API state (api.user_states);
+        # a caller storing one that is (the password) does so through the ORM.
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    ))
+    if won != 1:
+        return False
+    for key, value in values.items():
+        set_committed_value(user, key, value)
+    return True

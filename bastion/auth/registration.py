@@ -10,6 +10,8 @@ from __future__ import annotations
 import secrets
 
 from flask import current_app, url_for
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.auth import links
 from bastion.auth.services import (
@@ -19,12 +21,14 @@ from bastion.auth.services import (
     create_user,
     email_taken,
     find_login_user,
-    set_password,
+    new_password_hash,
+    store_password_hash,
 )
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
 from bastion.mail import send_mail
 from bastion.models import User, utcnow
+from bastion.models.base import affected_rows
 from bastion.security import audit
 from bastion.security.passwords import dummy_verify
 
@@ -87,13 +91,27 @@ def confirmation_user(token: str) -> User | None:
 
 
 def confirm(token: str) -> User | None:
+    """Confirm the address of a valid link; the user, or None for a dead link.
+
+    A conditional UPDATE, so of two requests confirming at once only one changes the row and
+    is audited; the other answers as a later click on the same link would.
+    """
     user = confirmation_user(token)
-    if user is None:
-        return None
-    if user.email_confirmed_at is None:
-        user.email_confirmed_at = utcnow()
-        audit.record("email.confirmed", actor_id=user.id, target_user_id=user.id, commit=False)
-        db.session.commit()
+    if user is None or user.email_confirmed_at is not None:
+        return user
+    now = utcnow()
+    confirmed = affected_rows(db.session.execute(
+        update(User)
+        .where(links.unchanged(user), User.email_confirmed_at.is_(None))
+        .values(email_confirmed_at=now)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    ))
+    if confirmed != 1:
+        db.session.rollback()
+        return confirmation_user(token)  # read again: confirmed meanwhile, or the link died
+    set_committed_value(user, "email_confirmed_at", now)
+    audit.record("email.confirmed", actor_id=user.id, target_user_id=user.id, commit=False)
+    db.session.commit()
     return user
 
 
@@ -118,13 +136,18 @@ def reset_user(token: str) -> User | None:
 def reset_password(token: str, password: str) -> User | None:
     """Set a new password from a valid link. Never signs in and leaves 2FA as it is.
 
-    The new hash changes the token's fingerprint, so the link works once; every session of
-    the account ends, in case the reset was prompted by someone else using it.
+    The link is claimed (``links.claim``) before anything is stored, so it works once even
+    when posted twice at once: the second request gets None, as for any used link. Every
+    session of the account ends, in case the reset was prompted by someone else using it.
     """
     user = reset_user(token)
     if user is None:
         return None
-    set_password(user, password)  # raises AccountError, nothing stored
+    password_hash = new_password_hash(user, password)  # raises AccountError, nothing stored
+    if not links.claim(user):
+        db.session.rollback()
+        return None
+    store_password_hash(user, password_hash)
     if user.email_confirmed_at is None:
         # The link reached this mailbox, and the password is now the mailbox owner's.
         user.email_confirmed_at = utcnow()

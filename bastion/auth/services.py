@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 
 from sqlalchemy import func, select
@@ -79,10 +80,12 @@ def username_taken(username: str) -> bool:
     ) or 0) > 0
 
 
-def email_taken(email: str) -> bool:
-    return (db.session.scalar(
-        select(func.count()).select_from(User).where(User.email == canonical_email(email))
-    ) or 0) > 0
+def email_taken(email: str, *, by_other_than: int | None = None) -> bool:
+    """Whether an account (other than ``by_other_than``, when given) holds ``email``."""
+    stmt = select(func.count()).select_from(User).where(User.email == canonical_email(email))
+    if by_other_than is not None:
+        stmt = stmt.where(User.id != by_other_than)
+    return (db.session.scalar(stmt) or 0) > 0
 
 
 def role_named(name: str) -> Role:
@@ -197,11 +200,26 @@ def authenticate(login: str, password: str) -> User | None:
     return user
 
 
-def set_password(user: User, password: str, *, commit: bool = False) -> None:
-    """Validate and store a new password; the caller ends sessions and audits."""
+def new_password_hash(user: User, password: str) -> str:
+    """Validate a new password for ``user`` and hash it, storing nothing; raises AccountError.
+
+    Apart from ``set_password`` so that a caller can spend the (slow) hashing before it
+    claims a row, not while holding the row's lock.
+    """
     if problem := password_problem(password, username=user.username, email=user.email):
         raise AccountError(problem, "password")
-    user.password_hash = hash_password(normalise_password(password))
+    return hash_password(normalise_password(password))
+
+
+def store_password_hash(user: User, password_hash: str) -> None:
+    """Set a hash made by ``new_password_hash``; a new stamp, so every emailed link ends."""
+    user.password_hash = password_hash
     user.password_changed_at = utcnow()
+    user.security_stamp = secrets.token_hex(16)
+
+
+def set_password(user: User, password: str, *, commit: bool = False) -> None:
+    """Validate and store a new password; the caller ends sessions and audits."""
+    store_password_hash(user, new_password_hash(user, password))
     if commit:
         db.session.commit()

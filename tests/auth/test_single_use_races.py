@@ -1,0 +1,312 @@
+"""Emailed links and one-time codes used by two requests at once, on SQLite and PostgreSQL.
+
+Each racer is a browser of its own (a test client in its own thread, so its own app context,
+session and connection) that already holds the page's CSRF token. The racers meet at a
+``threading.Barrier`` after every read of the link, so both decide on the same state; then
+exactly one may change it and be audited, and the other gets the answer a link already
+used gets (never a 500).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pyotp
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from bastion.auth import links
+from bastion.extensions import db
+from bastion.models import AuditEvent, User
+from bastion.security.passwords import verify_password
+from bastion.setup.services import issue_setup_token
+from tests.factories import PASSWORD, TOTP_SECRET, UserFactory
+from tests.support.account_fixtures import sign_in
+from tests.support.accounts import Outbox, post_form
+from tests.support.auth import csrf_token
+
+# How long a racer waits at a meeting point for the other one.
+MEET_SECONDS = 2.0
+PASSWORDS = ("lilac harbour quietly 2031", "copper lantern sideways 77")
+
+
+def _meet_after(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, parties: int, rounds: int = 2
+) -> None:
+    """Make the racers wait for each other after their first ``rounds`` calls of
+    ``owner.name`` (a view checks a link, then its service reads it again)."""
+    real = getattr(owner, name)
+    barrier = threading.Barrier(parties)
+    calls = threading.local()
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        calls.n = getattr(calls, "n", 0) + 1
+        if calls.n <= rounds:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(MEET_SECONDS)
+        return result
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def _race(requests: list[Callable[[], TestResponse]]) -> list[Any]:
+    """Send the requests at once, each from its own thread; responses or exceptions."""
+    start = threading.Barrier(len(requests))
+    results: list[Any] = [None] * len(requests)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(10)
+            results[i] = requests[i]()
+        except Exception as exc:  # recorded and asserted on, not lost in the thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a racer hung"
+    db.session.expire_all()
+    return results
+
+
+def _posts(app: Flask, page: str, forms: list[dict[str, str]]) -> list[Callable[[], TestResponse]]:
+    """One browser per form, each with the page's CSRF token fetched before the race."""
+    out: list[Callable[[], TestResponse]] = []
+    for form in forms:
+        browser = app.test_client()
+        data = {"csrf_token": csrf_token(browser, page), **form}
+        out.append(partial(browser.post, page, data=data))
+    return out
+
+
+def _statuses(results: list[Any]) -> list[int]:
+    assert not [r for r in results if isinstance(r, Exception)], results
+    return sorted(r.status_code for r in results)
+
+
+def _audited(event: str) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+    ) or 0
+
+
+def _user(uid: int) -> User:
+    user = db.session.get(User, uid)
+    assert user is not None
+    return user
+
+
+# ------------------------------------------------------------------ password reset ---
+@pytest.mark.asvs("V6.4.3", "V2.3.3")
+def test_a_password_set_after_a_link_was_read_makes_its_claim_fail(
+    app: Flask, user: User
+) -> None:
+    """The claim compares the address and the stamp only: a new password renews the
+    stamp by itself, not only through the end of every session that callers add."""
+    from bastion.auth.services import set_password
+
+    found = links.read_token("reset", links.make_token("reset", user), 60)
+    assert found is not None
+    uid = user.id
+
+    def elsewhere() -> None:  # another request, with its own session
+        with app.app_context():
+            set_password(_user(uid), PASSWORDS[1], commit=True)
+            db.session.remove()
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join(30)
+    assert not links.claim(found[0])
+    db.session.rollback()
+
+
+
+@pytest.mark.asvs("V6.4.3", "V6.4.1", "V2.3.3")
+def test_one_reset_link_posted_twice_at_once_sets_one_password(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, user: User, outbox: Outbox
+) -> None:
+    post_form(app.test_client(), "/auth/reset", {"email": "alice@example.org"})
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    uid = user.id
+    requests = _posts(app, link, [{"password": pw, "confirm": pw} for pw in PASSWORDS])
+    _meet_after(monkeypatch, links, "read_token", 2)
+
+    results = _race(requests)
+
+    assert _statuses(results) == [302, 404], results
+    winner = PASSWORDS[[r.status_code for r in results].index(302)]
+    loser = PASSWORDS[1 - PASSWORDS.index(winner)]
+    stored = _user(uid).password_hash
+    assert verify_password(stored, winner) and not verify_password(stored, loser)
+    assert _audited("password.reset") == 1
+    assert len([m for m in outbox.to("alice@example.org") if "changed" in str(m["Subject"])]) == 1
+
+
+@pytest.mark.asvs("V6.4.1", "V6.4.3", "V2.3.3")
+def test_a_reset_racing_an_email_change_of_the_account_lets_one_win(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, user: User, outbox: Outbox
+) -> None:
+    """A reset link mailed to the old address dies with an email change (and the change's
+    link with a reset): used at the same moment, still only one of them may act."""
+    post_form(app.test_client(), "/auth/reset", {"email": "alice@example.org"})
+    reset = outbox.link("alice@example.org", "/auth/reset/")
+    change = f"/account/email/{links.make_token('email_change', user, new='alice2@example.org')}"
+    uid, before = user.id, user.password_hash
+    requests = [
+        *_posts(app, reset, [{"password": PASSWORDS[0], "confirm": PASSWORDS[0]}]),
+        *_posts(app, change, [{}]),
+    ]
+    _meet_after(monkeypatch, links, "read_token", 2)
+
+    results = _race(requests)
+
+    assert _statuses(results) == [302, 404], results
+    after = _user(uid)
+    reset_won = results[0].status_code == 302
+    assert (after.password_hash != before) is reset_won
+    assert (after.email == "alice2@example.org") is not reset_won
+    assert _audited("password.reset") + _audited("email.changed") == 1
+
+
+# -------------------------------------------------------------- email confirmation ---
+@pytest.mark.asvs("V6.4.1", "V2.3.3")
+def test_one_confirmation_link_posted_twice_at_once_confirms_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address is confirmed and audited once; the other request gets what a second
+    click on a used confirmation link gets (the link works while it lives, harmlessly)."""
+    newbie = UserFactory(username="newbie", email="newbie@example.org", email_confirmed_at=None)
+    uid, link = newbie.id, f"/auth/confirm/{links.make_token('confirm', newbie)}"
+    requests = _posts(app, link, [{}, {}])
+    _meet_after(monkeypatch, links, "read_token", 2)
+
+    results = _race(requests)
+
+    assert _statuses(results) == [302, 302], results
+    assert _user(uid).email_confirmed_at is not None
+    assert _audited("email.confirmed") == 1
+    monkeypatch.undo()
+    assert post_form(app.test_client(), link, {}).status_code == 302  # as a later click
+
+
+# ------------------------------------------------------------------- email change ---
+@pytest.mark.asvs("V6.4.1", "V2.3.3")
+def test_one_email_change_link_posted_twice_at_once_changes_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, user: User
+) -> None:
+    uid = user.id
+    link = f"/account/email/{links.make_token('email_change', user, new='alice2@example.org')}"
+    requests = _posts(app, link, [{}, {}])
+    _meet_after(monkeypatch, links, "read_token", 2)
+
+    results = _race(requests)
+
+    assert _statuses(results) == [302, 404], results
+    assert _user(uid).email == "alice2@example.org"
+    assert _audited("email.changed") == 1
+
+
+@pytest.mark.asvs("V2.3.3", "V16.5.1")
+def test_two_accounts_taking_one_new_address_at_once_get_an_answer_not_a_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both links are live and the address free when read; the unique index stops the
+    second change, which gets the "now used by another account" message."""
+    a = UserFactory(username="alice", email="alice@example.org")
+    b = UserFactory(username="bob", email="bob@example.org")
+    new = "shared@example.org"
+    pages = [f"/account/email/{links.make_token('email_change', u, new=new)}" for u in (a, b)]
+    requests = [*_posts(app, pages[0], [{}]), *_posts(app, pages[1], [{}])]
+    _meet_after(monkeypatch, links, "read_token", 2)
+
+    results = _race(requests)
+
+    assert _statuses(results) == [302, 302], results
+    emails = sorted(u.email for u in (_user(a.id), _user(b.id)))
+    assert new in emails and len(set(emails)) == 2
+    assert _audited("email.changed") == 1
+
+
+# -------------------------------------------------------------------------- setup ---
+@pytest.mark.asvs("V6.4.1", "V2.3.3")
+def test_one_setup_link_posted_twice_at_once_makes_one_admin(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.setup import services as setup
+
+    page = f"/setup/{issue_setup_token()}"
+    forms = [{"username": f"admin{i}", "email": f"admin{i}@example.org",
+              "password": PASSWORDS[i], "confirm": PASSWORDS[i]} for i in range(2)]
+    requests = _posts(app, page, forms)
+    _meet_after(monkeypatch, setup, "token_is_valid", 2)
+
+    assert _statuses(_race(requests)) == [302, 404]
+    assert db.session.scalar(select(func.count()).select_from(User)) == 1
+    assert _audited("setup.admin_created") == 1
+
+
+# ------------------------------------------------------------ second sign-in step ---
+@pytest.mark.asvs("V6.5.1")
+@pytest.mark.parametrize("factor", ["totp", "recovery code"])
+def test_one_second_factor_code_posted_twice_at_once_signs_in_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, factor: str
+) -> None:
+    """Two browsers past the password step send the same code: one session, one refusal."""
+    from bastion.auth import twofactor
+    from bastion.models import UserSession
+
+    tess = UserFactory(username="tess", email="tess@example.org", two_factor=True)
+    (recovery, *_) = twofactor.new_recovery_codes(tess)
+    db.session.commit()
+    browsers = [app.test_client() for _ in range(2)]
+    forms = []
+    for browser in browsers:
+        assert sign_in(browser, "tess", PASSWORD).headers["Location"].startswith("/auth/2fa")
+        forms.append({"csrf_token": csrf_token(browser, "/auth/2fa")})
+    code = pyotp.TOTP(TOTP_SECRET).now() if factor == "totp" else recovery
+    # Right before each request's conditional UPDATE.
+    _meet_after(monkeypatch, twofactor, "_matching_step" if factor == "totp" else "_code_hash",
+                2, rounds=1)
+
+    results = _race([
+        partial(b.post, "/auth/2fa", data={**f, "code": code})
+        for b, f in zip(browsers, forms, strict=True)
+    ])
+
+    assert _statuses(results) == [200, 302], results
+    assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
+    if factor == "recovery code":
+        assert _audited("2fa.recovery_code_used") == 1
+
+
+# ------------------------------------------------------------- API refresh tokens ---
+@pytest.mark.asvs("V7.4.1", "V16.5.1")
+def test_one_refresh_token_posted_twice_at_once_gives_one_pair_and_no_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotation marks the token used with a conditional UPDATE; the loser is a reuse and
+    ends the family, the winner's new pair included (reuse detection)."""
+    from bastion.api import tokens
+    from bastion.models import RefreshToken
+
+    pair = tokens.issue_pair(UserFactory())
+    browsers = [app.test_client() for _ in range(2)]
+    _meet_after(monkeypatch, tokens, "user_for", 2, rounds=1)
+
+    body = {"refresh_token": pair.refresh_token}
+    results = _race([partial(b.post, "/api/v1/auth/refresh", json=body) for b in browsers])
+
+    assert _statuses(results) == [200, 401], results
+    live = select(func.count()).where(RefreshToken.revoked_at.is_(None))
+    assert db.session.scalar(live) == 0
+    assert _audited("token.refresh_reuse") == 1
