@@ -10,6 +10,7 @@ from bastion.auth.services import authenticate, canonical_username, find_login_u
 from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit
+from bastion.security.tokens import keyed_digest
 
 
 class Step(Enum):
@@ -26,6 +27,19 @@ class Result:
     wait: float = 0.0
 
 
+def _who(login: str, known: User | None) -> dict[str, str]:
+    """How the trail names the account an attempt was made on.
+
+    A known account by its username. Text that names no account is kept only as a keyed
+    digest: people type their password into the username box, and the raw text would put
+    it in the audit trail and the logs. The digest still groups repeated attempts at one
+    name (credential stuffing) without revealing it.
+    """
+    if known is not None:
+        return {"username": known.username}
+    return {"unknown_login": keyed_digest(b"unknown-login:", canonical_username(login))[:16]}
+
+
 def _throttled(login: str, ip: str, stage: str) -> Result | None:
     """Counts the attempt (before the hash runs) unless the throttle asks for a wait."""
     wait = throttle.reserve(login, ip)
@@ -33,7 +47,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
         return None
     known = find_login_user(login)
     audit.record("login.throttled", target_user_id=known.id if known else None,
-                 details={"username": canonical_username(login)[:64], "wait": wait, "stage": stage})
+                 details={**_who(login, known), "wait": wait, "stage": stage})
     # Not counted here: the 429 the routes answer with is counted once by the metrics hook.
     return Result(Step.THROTTLED, wait=wait)
 
@@ -41,8 +55,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
 def _failed(login: str, ip: str, event: str, counter: str) -> Result:
     # The throttle counted this attempt when it began (``_throttled``).
     known = find_login_user(login)
-    audit.record(event, target_user_id=known.id if known else None,
-                 details={"username": canonical_username(login)[:64]})
+    audit.record(event, target_user_id=known.id if known else None, details=_who(login, known))
     counters.increment(counter)
     return Result(Step.FAILED)
 

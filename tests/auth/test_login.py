@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from datetime import timedelta
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import AuditEvent, User, UserSession, utcnow
+from bastion.observability.logging import JSONFormatter
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.auth import csrf_token
@@ -50,6 +52,27 @@ def test_failures_look_the_same_for_every_reason(client: FlaskClient, user: User
     failures = _events("login.failure")
     assert len(failures) == 4 and all(e.ip == "127.0.0.1" for e in failures)
     assert bodies  # same template and message; tokens differ only by CSRF value
+
+
+@pytest.mark.asvs("V16.2.5", "V14.2.4")
+def test_text_naming_no_account_is_not_kept_in_the_trail_or_the_log(
+    client: FlaskClient, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    # People type their password into the username box; the trail must not keep it.
+    typed = "Tr0ub4dor&3-horse-staple"
+    caplog.set_level(logging.INFO, logger="bastion")
+    sign_in(client, typed, PASSWORD)
+    sign_in(client, typed, PASSWORD)
+    sign_in(client, "alice", PASSWORD + "x")
+
+    unknown_a, unknown_b, known = _events("login.failure")
+    assert typed.lower() not in str(unknown_a.details).lower()
+    logged = "\n".join(JSONFormatter().format(record) for record in caplog.records)
+    assert "login.failure" in logged and typed.lower() not in logged.lower()
+    # Still grouped: repeated attempts at one name share a digest; a known account is named.
+    assert unknown_a.details == unknown_b.details
+    assert len(unknown_a.details["unknown_login"]) == 16
+    assert known.details == {"username": "alice"} and known.target_user_id == user.id
 
 
 def test_unknown_user_costs_the_same_time_as_a_wrong_password(make_app: Any) -> None:
