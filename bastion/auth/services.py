@@ -187,11 +187,17 @@ def authenticate(login: str, password: str) -> User | None:
     Hashes in an old format or with old parameters are upgraded on success.
     """
     from bastion.security.passwords import hash_password as rehash
-    from bastion.security.passwords import needs_rehash, verify_password
+    from bastion.security.passwords import is_legacy_hash, needs_rehash, verify_password
 
-    password = normalise_password(password)
+    typed, password = password, normalise_password(password)
     user = find_login_user(login)
-    ok = verify_password(user.password_hash if user else None, password)
+    stored = user.password_hash if user else None
+    ok = verify_password(stored, password)
+    if not ok and typed != password and is_legacy_hash(stored):
+        # Flask-Bcrypt hashed the password as typed, before passwords were normalised: a
+        # "µ" or a no-break space in it would otherwise lock the account out for good.
+        # Upgraded below to Argon2 of the normalised form, so this runs once per account.
+        ok = verify_password(stored, typed)
     if not ok or user is None or not user.is_active or user.email_confirmed_at is None:
         return None
     if needs_rehash(user.password_hash):

@@ -35,12 +35,20 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def is_legacy_hash(stored_hash: str | None) -> bool:
+    """A Flask-Bcrypt hash from an older deployment, made from the password as typed."""
+    return bool(stored_hash) and str(stored_hash).startswith(_BCRYPT_PREFIXES)
+
+
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant-cost check; a missing hash still spends one Argon2 verification."""
     if not stored_hash:
         _verify_argon2(_DUMMY_HASH, password)
         return False
-    if stored_hash.startswith(("$2a$", "$2b$", "$2y$")):
+    if is_legacy_hash(stored_hash):
         # bcrypt reads only the first 72 bytes; a longer password would be silently
         # truncated, so refuse it instead of letting a prefix match.
         raw = password.encode("utf-8")

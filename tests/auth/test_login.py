@@ -107,6 +107,28 @@ def test_bcrypt_hash_is_upgraded_to_argon2id_on_login(client: FlaskClient) -> No
     assert user.password_hash.startswith("$argon2id$")
 
 
+@pytest.mark.asvs("V11.4.2", "V6.2.1")
+def test_legacy_bcrypt_password_that_normalisation_changes_still_signs_in(
+    client: FlaskClient,
+) -> None:
+    # Flask-Bcrypt hashed the password as typed; NFKC turns the micro sign into a Greek mu
+    # and the no-break space into a space, so the normalised form never matched again.
+    typed = "caf\u00b5\u00a0latte-morning-42"
+    legacy = bcrypt.hashpw(typed.encode(), bcrypt.gensalt(rounds=4)).decode()
+    user = UserFactory(username="olduser", email="old@example.org", password_hash=legacy)
+    sign_in(client, "olduser", "caf\u03bc latte-morning-43")  # a wrong password stays wrong
+    assert not is_signed_in(client)
+
+    sign_in(client, "olduser", typed)
+
+    assert is_signed_in(client)
+    db.session.refresh(user)
+    assert user.password_hash.startswith("$argon2id$")  # upgraded, normalised from now on
+    other = client.application.test_client()
+    sign_in(other, "olduser", "caf\u03bc latte-morning-42")  # the NFKC spelling of it
+    assert is_signed_in(other)
+
+
 @pytest.mark.asvs("V11.4.2")
 def test_weak_argon2_parameters_are_upgraded_on_login(client: FlaskClient) -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
