@@ -143,16 +143,29 @@ def is_live(record: UserSession, now: datetime) -> bool:
     return record.remember or record.last_seen_at + idle > now
 
 
+# What a signed-in cookie holds beyond a visitor's: ours and Flask-Login's.
+_SIGN_IN_KEYS = ("sid", GRANTED_ON_KEY, "_user_id", "_fresh", "_id", "_remember",
+                 "_remember_seconds")
+
+
+def _forget_sign_in() -> None:
+    """Drop a dead sign-in from the cookie. The cookie is signed, not encrypted: left in,
+    the user id and password fingerprint would stay readable on a shared computer."""
+    for key in _SIGN_IN_KEYS:
+        session.pop(key, None)
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """Resolve the cookie's session id to a live record and its active user."""
     record = current_record()
     now = utcnow()
     if record is None or str(record.user_id) != user_id or not is_live(record, now):
-        session.pop("sid", None)
+        _forget_sign_in()
         return None
     user = record.user
     if not user.is_active:
+        _forget_sign_in()
         return None
     granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions
     current = password_fingerprint(user.password_changed_at)
@@ -162,7 +175,7 @@ def load_user(user_id: str) -> User | None:
         else:
             record.revoked_at = now  # out of the account's session list too
             db.session.commit()
-            session.pop("sid", None)
+            _forget_sign_in()
             return None
     if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
         record.last_seen_at = now

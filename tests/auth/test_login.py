@@ -230,6 +230,29 @@ def test_sessions_expire(client: FlaskClient, user: User, field: str, age: timed
     assert not is_signed_in(client)
 
 
+@pytest.mark.asvs("V7.3.1", "V7.4.1")
+@pytest.mark.parametrize("how", ["idle", "disabled"])
+def test_a_dead_sign_in_leaves_nothing_of_itself_in_the_cookie(
+    client: FlaskClient, user: User, how: str
+) -> None:
+    # The cookie is signed, not encrypted: the user id and password fingerprint of an
+    # expired sign-in stayed readable in it on a shared computer.
+    sign_in(client, "alice")
+    if how == "idle":
+        record = db.session.scalar(select(UserSession))
+        assert record is not None
+        record.last_seen_at -= timedelta(minutes=31)
+    else:
+        user.disabled_at = utcnow()
+    db.session.commit()
+
+    client.get("/")
+
+    app = client.application
+    data = app.session_interface.get_signing_serializer(app).loads(_cookie(client))  # type: ignore[attr-defined]
+    assert not {"sid", "pwd", "_user_id", "_id", "_fresh"} & set(data), data
+
+
 @pytest.mark.asvs("V3.7.2")
 def test_next_is_followed_only_when_local(client: FlaskClient, user: User) -> None:
     resp = sign_in(client, "alice", next="https://evil.example/")
