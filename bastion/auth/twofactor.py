@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bastion.extensions import db
 from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
+from bastion.models.locks import lock_user
 from bastion.security import audit
 from bastion.security.tokens import keyed_digest
 
@@ -190,6 +191,13 @@ def verify_totp_or_recovery(user: User, code: str) -> bool:
 def enable(user: User, code: str) -> list[str] | None:
     """Turn 2FA on once the app proves it has the secret; returns the recovery codes."""
     if user.has_2fa or not verify_totp(user, code):
+        return None
+    # Codes of two adjacent time steps both pass verify_totp: two requests at once (two
+    # tabs) would each enable and each show a set of recovery codes, one of them already
+    # replaced. The row lock makes the second find 2FA on and stop.
+    lock_user(user.id)
+    if db.session.scalar(select(User.totp_enabled_at).where(User.id == user.id)) is not None:
+        db.session.rollback()
         return None
     user.totp_enabled_at = utcnow()
     codes = new_recovery_codes(user)

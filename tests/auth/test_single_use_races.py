@@ -310,3 +310,40 @@ def test_one_refresh_token_posted_twice_at_once_gives_one_pair_and_no_500(
     live = select(func.count()).where(RefreshToken.revoked_at.is_(None))
     assert db.session.scalar(live) == 0
     assert _audited("token.refresh_reuse") == 1
+
+
+# ------------------------------------------------------------------ 2FA enrolment ---
+@pytest.mark.asvs("V6.5.1", "V2.3.3")
+def test_two_enrolments_at_once_enable_two_factor_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Codes of two adjacent steps both pass the replay check (the later one second); two
+    tabs enrolling at once each turned 2FA on and showed recovery codes, one set dead."""
+    from datetime import timedelta
+
+    from bastion.auth import twofactor
+    from bastion.models import RecoveryCode, utcnow
+
+    uid = UserFactory(two_factor=True, totp_enabled_at=None).id
+    totp = pyotp.TOTP(TOTP_SECRET)
+    now = utcnow()
+    codes = [totp.at(now - timedelta(seconds=30)), totp.at(now)]  # older step first
+    _meet_after(monkeypatch, twofactor, "verify_totp", 2, rounds=1)
+    shown: list[Any] = [None, None]
+
+    def enrol(i: int) -> TestResponse:
+        with app.app_context():
+            shown[i] = twofactor.enable(_user(uid), codes[i])
+            db.session.remove()
+        return None  # type: ignore[return-value]
+
+    results = _race([partial(enrol, 0), partial(enrol, 1)])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(1 for codes_shown in shown if codes_shown) == 1, shown
+    assert _audited("2fa.enabled") == 1
+    (winner,) = [codes_shown for codes_shown in shown if codes_shown]
+    stored = db.session.scalar(
+        select(func.count()).select_from(RecoveryCode).where(RecoveryCode.user_id == uid)
+    )
+    assert stored == len(winner)  # the codes shown are the codes that work
