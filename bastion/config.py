@@ -33,6 +33,15 @@ FILE_SETTINGS = (
     "METRICS_TOKEN",
     "JWT_KEYS",
 )
+# Flask-Limiter strings (``limits`` syntax), checked at start-up.
+RATE_LIMIT_SETTINGS = (
+    "RATELIMIT_DEFAULT",
+    "UPLOAD_RATE_LIMIT",
+    "ARTICLE_WRITE_RATE_LIMIT",
+    "COMMENT_WRITE_RATE_LIMIT",
+    "API_RATE_LIMIT",
+    "API_TOKEN_RATE_LIMIT",
+)
 MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN_CHARS = 24
 # Whole-number settings: (smallest, largest) allowed, None for no bound. Lifetimes are at
@@ -150,6 +159,13 @@ class BaseConfig:
     # Rate limits (Flask-Limiter)
     RATELIMIT_ENABLED = True
     RATELIMIT_DEFAULT = "300 per minute"
+    # Per account, pages and API together, on top of the per-client limits: rendering a
+    # hostile 100,000-character article costs up to about 2.5 s of CPU, and the default
+    # limit alone let one account keep a worker busy with saves. Nobody saving by hand
+    # comes near these (a save every 6 s, or every 30 s for a whole hour); a script that
+    # uploads many articles paces itself on the 429's Retry-After.
+    ARTICLE_WRITE_RATE_LIMIT = "10 per minute; 120 per hour"
+    COMMENT_WRITE_RATE_LIMIT = "20 per minute; 200 per hour"
     # Off: bastion.security.ratelimit_headers adds them to 429 and API answers only, which
     # saves a Redis round trip on every page.
     RATELIMIT_HEADERS_ENABLED = False
@@ -345,6 +361,26 @@ def _parse_numbers(cfg: Any) -> list[str]:
     return problems
 
 
+def _rate_limits(cfg: Any) -> list[str]:
+    """Rate-limit settings must parse: Flask-Limiter logs a limit it cannot read and then
+    applies none, so a typo would switch the limit off instead of stopping start-up."""
+    from limits import parse_many
+
+    problems = []
+    for key in RATE_LIMIT_SETTINGS:
+        value = cfg[key]
+        try:
+            ok = isinstance(value, str) and all(item.amount > 0 for item in parse_many(value))
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(
+                f"BASTION_{key} must be a rate limit such as '10 per minute; 100 per hour', "
+                f"not {value!r}"
+            )
+    return problems
+
+
 def _fallback_keys(cfg: Any) -> list[str]:
     """SECRET_KEY_FALLBACKS as a list: Flask iterates it, so a plain string from the
     environment would make every single character a key that signs valid cookies."""
@@ -367,7 +403,7 @@ def _normalise(app: Flask) -> list[str]:
     """Turn the plain strings that environment variables give into the types Flask expects;
     return the settings that could not be understood."""
     cfg = app.config
-    problems = _parse_numbers(cfg) + _fallback_keys(cfg)
+    problems = _parse_numbers(cfg) + _rate_limits(cfg) + _fallback_keys(cfg)
     plain = cfg.get("PLAINTEXT_DATA_HOSTS") or ()
     if isinstance(plain, str):
         plain = [h.strip() for h in plain.split(",")]

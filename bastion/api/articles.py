@@ -11,6 +11,7 @@ from bastion.api.schemas import ArticleCreate, ArticleList, ArticleOut, ArticleU
 from bastion.api.spec import Serialized, operation
 from bastion.api.users import author_out
 from bastion.content import services
+from bastion.content.write_limits import ARTICLE_WRITES, limited_by
 from bastion.models import Article, User
 from bastion.security import authz
 from bastion.security.access import bearer_required
@@ -118,6 +119,7 @@ def _article_list(owner: User | None, query: ListQuery) -> ArticleList:
     response=ArticleOut,
     status=201,
 )
+@limited_by(ARTICLE_WRITES)  # below operation: after the token, so the account pays
 def create_article(body: ArticleCreate) -> ArticleOut:
     user = current_principal().user
     article = services.create_article(user, title=body.title, body=body.body, publish=body.publish)
@@ -140,6 +142,7 @@ def get_article(article_id: int) -> ArticleOut:
     body=ArticleUpdate,
     response=ArticleOut,
 )
+@limited_by(ARTICLE_WRITES)
 def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     article = load_article(article_id)
     _require_own_or_scope(article)

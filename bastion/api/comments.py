@@ -13,6 +13,7 @@ from bastion.api.spec import operation
 from bastion.api.users import author_out
 from bastion.content import services
 from bastion.content.services import Page
+from bastion.content.write_limits import COMMENT_WRITES, limited_by
 from bastion.extensions import db
 from bastion.models import Article, Comment
 from bastion.security import authz
@@ -63,6 +64,7 @@ def list_comments(article_id: int, query: PageQuery) -> CommentList:
     response=CommentOut,
     status=201,
 )
+@limited_by(COMMENT_WRITES)
 def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
     article = load_article(article_id)
     return comment_out(services.add_comment(current_principal().user, article, body.body))

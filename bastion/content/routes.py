@@ -11,6 +11,7 @@ from bastion.auth.forms import EmptyForm
 from bastion.content import bp
 from bastion.content import services as content
 from bastion.content.forms import ArticleForm, CommentForm, add_service_error
+from bastion.content.write_limits import ARTICLE_WRITES, COMMENT_WRITES, limited_by
 from bastion.extensions import limiter
 from bastion.models import Article, Comment
 from bastion.pagecache import cached_public_page
@@ -60,6 +61,7 @@ def list_articles() -> ResponseReturnValue:
 @bp.route("/articles/new", methods=["GET", "POST"])
 @editor_required
 @limiter.limit("30 per hour", methods=["POST"])
+@limited_by(ARTICLE_WRITES)
 def new_article() -> ResponseReturnValue:
     form = ArticleForm()
     if form.validate_on_submit():
@@ -113,6 +115,7 @@ def _render(article: Article, comment_form: CommentForm | None = None) -> str:
 
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
 @editor_required
+@limited_by(ARTICLE_WRITES)
 def edit_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id, "edit")
     authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
@@ -159,6 +162,7 @@ def delete_article(article_id: int) -> ResponseReturnValue:
 @bp.post("/articles/<int:article_id>/comments")
 @login_required
 @limiter.limit("20 per minute")
+@limited_by(COMMENT_WRITES)
 def add_comment(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id, "comment on")
     form = CommentForm()
@@ -176,6 +180,7 @@ def add_comment(article_id: int) -> ResponseReturnValue:
 
 @bp.route("/comments/<int:comment_id>/edit", methods=["GET", "POST"])
 @login_required
+@limited_by(COMMENT_WRITES)
 def edit_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id, "edit")
     authz.require(authz.can_edit_comment(current_user, comment), what=f"edit comment {comment_id}")

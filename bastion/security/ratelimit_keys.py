@@ -6,6 +6,9 @@ address and never fill a bucket keyed by the full address. The /64 is what one s
 or machine controls; counting it as one client is what RFC 6177 and the big providers'
 own abuse limits assume. IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``, from a
 dual-stack socket) count as the IPv4 address they carry.
+
+Writes by a signed-in user count against the account instead (``signed_in_user``): one
+account could otherwise spread costly saves over as many addresses as it has.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import ipaddress
 from functools import lru_cache
 
 from flask import request
+from flask_login import current_user
 
 IPV6_PREFIX = 64
 
@@ -40,3 +44,14 @@ def client_key(address: str) -> str:
 def remote_client() -> str:
     """Flask-Limiter's key function: ``client_key`` of the request's (ProxyFix-ed) address."""
     return client_key(request.remote_addr or "127.0.0.1")
+
+
+def signed_in_user() -> str:
+    """The account (``user:<id>``) when the request is signed in, else ``remote_client``.
+
+    Inside the API the account is known only once the bearer token has been checked
+    (``bastion.api.auth.require_scopes``); before that this is the client address.
+    """
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return remote_client()

@@ -126,6 +126,8 @@ def test_schemathesis_finds_no_server_errors_or_drift(
         backend="postgresql",
         API_RATE_LIMIT="100000 per minute",
         API_TOKEN_RATE_LIMIT="100000 per minute",
+        ARTICLE_WRITE_RATE_LIMIT="100000 per minute",
+        COMMENT_WRITE_RATE_LIMIT="100000 per minute",
     )
     with live.app.app_context():
         from bastion.extensions import db

@@ -38,8 +38,13 @@ def cluster(
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("scaleout")
     # The login test is about the route's shared rate limit; the per-account delays
-    # (tests/auth/test_throttle.py) would otherwise answer first.
-    env = shared_state.env(BASTION_PROXY_HOPS="1", BASTION_LOGIN_THROTTLE_ACCOUNT_FREE="50")
+    # (tests/auth/test_throttle.py) would otherwise answer first. The fail-over test posts
+    # 40 comments as one account, over its per-account comment budget.
+    env = shared_state.env(
+        BASTION_PROXY_HOPS="1",
+        BASTION_LOGIN_THROTTLE_ACCOUNT_FREE="50",
+        BASTION_COMMENT_WRITE_RATE_LIMIT="100 per minute",
+    )
     a = Gunicorn(tmp, env, workers=1, threads=4)
     b = Gunicorn(tmp, env, workers=1, threads=4)
     lb: Nginx | None = None
