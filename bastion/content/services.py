@@ -11,8 +11,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, false, func, or_, select, update
 
+from bastion.content import search
 from bastion.content.rendering import render_markdown, summarise_html
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
@@ -100,13 +101,11 @@ def list_articles(
     # PostgreSQL refuses NUL inside text; a search for one simply matches nothing else.
     query = (query or "").replace("\x00", "").strip()[:QUERY_MAX]
     if query:
-        pattern = f"%{escape_like(query)}%"
-        stmt = stmt.where(
-            or_(
-                Article.title.ilike(pattern, escape="\\"),
-                Article.body_md.ilike(pattern, escape="\\"),
-            )
-        )
+        if db.session.get_bind().dialect.name == "postgresql":
+            hits = search.matching_ids(query)
+            stmt = stmt.where(Article.id.in_(hits) if hits is not None else false())
+        else:
+            stmt = stmt.where(search.substring_condition(escape_like(query)))
     total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
     # Published articles always have published_at, so the published list can follow the
     # (status, published_at, id) index backwards; lists with drafts put undated ones last.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bastion.models.base import Base, TimestampMixin
@@ -16,11 +16,21 @@ if TYPE_CHECKING:
 ARTICLE_STATUSES = ("draft", "published")
 
 
+# The words of an article for search (bastion.content.search). PostgreSQL uses the index
+# only for queries that repeat this expression exactly, so it is written once, here, as
+# PostgreSQL itself writes it back (which is what Alembic compares the models with).
+SEARCH_DOCUMENT_SQL = "to_tsvector('simple'::regconfig, (title::text || ' '::text) || body_md)"
+
+
 class Article(TimestampMixin, Base):
     __tablename__ = "articles"
-    # Lists walk this index backwards: published_at DESC, id DESC, one page at a time.
     __table_args__ = (
+        # Lists walk this index backwards: published_at DESC, id DESC, one page at a time.
         Index("ix_articles_status_published_at_id", "status", "published_at", "id"),
+        # Search, PostgreSQL only (SQLite has no tsvector; it matches substrings instead).
+        Index(
+            "ix_articles_search", text(SEARCH_DOCUMENT_SQL), postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
