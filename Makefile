@@ -45,6 +45,7 @@ lock: ## re-resolve requirements/*.in into hash-pinned requirements/*.txt
 	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet uv
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/main.in -o requirements/main.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/dev.in -o requirements/dev.txt
+	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/build.in -o requirements/build.txt
 
 clean: ## remove the environment and caches (keeps instance/)
 	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache

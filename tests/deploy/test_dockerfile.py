@@ -91,7 +91,7 @@ def test_image_is_multi_stage_slim_and_non_root() -> None:
     assert _expand(runtime[0][1]) == "python:3.11-slim-bookworm AS runtime"
     builder_runs = " ".join(rest for keyword, rest in builder if keyword == "RUN")
     assert "pip install --require-hashes -r requirements/main.txt" in builder_runs
-    assert "pip install --no-deps ." in builder_runs
+    assert "pip install --no-deps --no-build-isolation --no-index ." in builder_runs
 
     runtime_text = " ".join(rest for _, rest in runtime)
     for tool in ("apt-get", "gcc", "build-essential", "curl", "wget", "pip install"):
