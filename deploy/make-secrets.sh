@@ -4,15 +4,22 @@
 #   deploy/make-secrets.sh [DIR]        (DIR defaults to deploy/secrets)
 #
 # Existing files are kept, so running it again never rotates a secret by accident; delete a
-# file to regenerate it. The directory is 0700 (only you, on the host), the files 0644 so that
-# the non-root users inside the containers can read their bind-mounted copies.
+# file to regenerate it (an empty file, left by an interrupted run, is regenerated too). The
+# directory is 0700 (only you, on the host), the files 0644 so that the non-root users inside
+# the containers can read their bind-mounted copies. Every value is generated before its file
+# is written, and a failure stops the script: it never writes an empty or partial secret.
 # TLS: a short-lived self-signed certificate for localhost is created only when none exists;
 # replace tls_fullchain.pem / tls_privkey.pem with your real certificate and key.
 set -eu
 
 dir=${1:-$(dirname "$0")/secrets}
 domain=${BASTION_DOMAIN:-localhost}
-umask 022
+# Files are created private; `put` opens each one up to 0644 only once its value is complete.
+umask 077
+if ! command -v openssl > /dev/null 2>&1; then
+    echo "make-secrets.sh: openssl is needed to generate the secrets; nothing was written" >&2
+    exit 1
+fi
 mkdir -p "$dir"
 chmod 0700 "$dir"
 
@@ -21,34 +28,51 @@ random() {
     openssl rand -hex 32
 }
 
+missing() {
+    # missing NAME...: true when any of the files is absent or empty.
+    for _file in "$@"; do
+        [ -s "$dir/$_file" ] || return 0
+    done
+    return 1
+}
+
 put() {
-    # put NAME VALUE: write a secret file unless it exists already. No trailing newline:
-    # not every reader of *_FILE settings strips one.
-    if [ ! -e "$dir/$1" ]; then
-        printf '%s' "$2" > "$dir/$1"
-        chmod 0644 "$dir/$1"
+    # put NAME VALUE: write a secret file unless it exists already (non-empty). No trailing
+    # newline: not every reader of *_FILE settings strips one. An empty value is refused: it
+    # means the generator failed, and a secret file must never be written blank.
+    if missing "$1"; then
+        if [ -z "$2" ]; then
+            echo "make-secrets.sh: no value generated for $1" >&2
+            exit 1
+        fi
+        printf '%s' "$2" > "$dir/$1.tmp"
+        chmod 0644 "$dir/$1.tmp"
+        mv -f "$dir/$1.tmp" "$dir/$1"
         echo "created $dir/$1"
     fi
 }
 
-put secret_key "$(random)"
-put metrics_token "$(random)"
-put grafana_admin_password "$(random)"
-put postgres_password "$(random)"
+# Each value is assigned first (so that `set -e` sees a failing generator), then written.
+for name in secret_key metrics_token grafana_admin_password postgres_password; do
+    if missing "$name"; then
+        value=$(random)
+        put "$name" "$value"
+    fi
+done
 
-if [ ! -e "$dir/postgres_app_password" ] || [ ! -e "$dir/database_url" ]; then
+if missing postgres_app_password database_url; then
     rm -f "$dir/postgres_app_password" "$dir/database_url"
     app_password=$(random)
     put postgres_app_password "$app_password"
     put database_url "postgresql+psycopg://bastion_app:${app_password}@postgres:5432/bastion"
 fi
-if [ ! -e "$dir/postgres_owner_password" ] || [ ! -e "$dir/migrate_database_url" ]; then
+if missing postgres_owner_password migrate_database_url; then
     rm -f "$dir/postgres_owner_password" "$dir/migrate_database_url"
     owner_password=$(random)
     put postgres_owner_password "$owner_password"
     put migrate_database_url "postgresql+psycopg://bastion_owner:${owner_password}@postgres:5432/bastion"
 fi
-if [ ! -e "$dir/redis_password" ] || [ ! -e "$dir/redis_url" ]; then
+if missing redis_password redis_url; then
     rm -f "$dir/redis_password" "$dir/redis_url"
     redis_password=$(random)
     put redis_password "$redis_password"
@@ -56,14 +80,22 @@ if [ ! -e "$dir/redis_password" ] || [ ! -e "$dir/redis_url" ]; then
 fi
 # API signing keys: a one-entry JSON keyset with a fresh Ed25519 key, the same shape as
 # `flask --app bastion api new-key` prints (PEM newlines written as \n inside the JSON).
-if [ ! -e "$dir/jwt_keys" ]; then
-    pem=$(openssl genpkey -algorithm ed25519 | awk 'BEGIN { ORS = "" } { print $0 "\\n" }')
-    put jwt_keys "[{\"kid\": \"$(date -u +%Y-%m)-$(openssl rand -hex 4)\", \"pem\": \"$pem\"}]"
+# The key goes to a variable on its own first: in a pipeline, a failing openssl would be
+# hidden by awk's success.
+if missing jwt_keys; then
+    key=$(openssl genpkey -algorithm ed25519)
+    pem=$(printf '%s\n' "$key" | awk 'BEGIN { ORS = "" } { print $0 "\\n" }')
+    kid="$(date -u +%Y-%m)-$(openssl rand -hex 4)"
+    case "$pem" in
+        *"BEGIN PRIVATE KEY"*) ;;
+        *) echo "make-secrets.sh: openssl did not produce an Ed25519 key" >&2; exit 1 ;;
+    esac
+    put jwt_keys "[{\"kid\": \"$kid\", \"pem\": \"$pem\"}]"
 fi
 # Replace with your SMTP relay, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS).
 put mail_url "smtp://localhost:25"
 
-if [ ! -e "$dir/tls_fullchain.pem" ] || [ ! -e "$dir/tls_privkey.pem" ]; then
+if missing tls_fullchain.pem tls_privkey.pem; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj "/CN=$domain" -addext "subjectAltName=DNS:$domain" \
         -keyout "$dir/tls_privkey.pem" -out "$dir/tls_fullchain.pem" 2>/dev/null
@@ -76,9 +108,8 @@ fi
 # `prometheus` (each also for localhost and 127.0.0.1). The CA key is used once and not kept:
 # to renew, delete internal_ca.pem and run this again (every service mounts the new files on
 # restart).
-if [ ! -e "$dir/internal_ca.pem" ] || [ ! -e "$dir/internal_tls_cert.pem" ] \
-        || [ ! -e "$dir/internal_tls_key.pem" ] || [ ! -e "$dir/internal_prometheus_cert.pem" ] \
-        || [ ! -e "$dir/internal_prometheus_key.pem" ]; then
+if missing internal_ca.pem internal_tls_cert.pem internal_tls_key.pem \
+        internal_prometheus_cert.pem internal_prometheus_key.pem; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
