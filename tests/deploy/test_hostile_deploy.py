@@ -1,0 +1,337 @@
+"""Deployment artefacts under attack: what an earlier review missed, each shown to hold.
+
+The image must start at all on a read-only root (nothing written into it), its build must run
+no code that was not locked and hashed, make-secrets.sh must never leave a blank secret,
+every compose container runs without root privileges, Prometheus must reach the app with a
+Host the app accepts, and the public proxy must refuse the internal-only host name and the
+readiness probe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from bastion.api.keys import new_key_entry
+from tests.conftest import base_config, build_app
+from tests.deploy.test_dockerfile import _stages
+from tests.deploy.test_nginx import (  # noqa: F401 - fixtures used by name below
+    Backend,
+    InternalCA,
+    StartNginx,
+    _https,
+    _nginx_binary,
+    _request,
+    app_backend,
+    internal_ca,
+    render_production,
+    run_nginx,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "compose.yaml"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _builder_runs() -> list[str]:
+    """The RUN instructions of the build stage, continuation lines joined."""
+    return [rest for keyword, rest in _stages()[0] if keyword == "RUN"]
+
+
+# --- the image ------------------------------------------------------------------------------
+
+
+def _fake_image_venv(tmp_path: Path) -> Path:
+    """A venv laid out like /opt/venv in the image: Bastion installed in its site-packages
+    (symlinked from the checkout) and the locked dependencies importable."""
+    venv = tmp_path / "opt" / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    for package in ("bastion", "flask_deploy_check"):
+        (site / package).symlink_to(ROOT / package, target_is_directory=True)
+    # The dependencies come from this environment's site-packages, after the venv's own.
+    (site / "zz_locked_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def _snapshot(directory: Path) -> set[str]:
+    """Every path under ``directory`` (symlinked packages not followed)."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(directory):
+        for name in dirnames + filenames:
+            found.add(os.path.relpath(os.path.join(dirpath, name), directory))
+    return found
+
+
+@pytest.mark.asvs("V15.2.3", "V13.4.2")
+def test_the_image_starts_without_writing_into_its_own_files(tmp_path: Path) -> None:
+    """create_app() makes sure Flask's instance folder exists; for a package installed in
+    /opt/venv that folder is /opt/venv/var/bastion-instance, which the app user (not root,
+    read-only root filesystem) can never create at run time. The image build must create it,
+    and a production start then writes nothing into the image."""
+    venv = _fake_image_venv(tmp_path)
+    python = venv / "bin" / "python"
+    env = {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path / "nonexistent"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # Run the build stage's own commands that prepare the venv's instance folder.
+    steps = [
+        step.strip()
+        for run in _builder_runs()
+        for step in run.split("&&")
+        if step.strip().startswith("install -d") and ("instance" in step or "/opt/venv" in step)
+    ]
+    for step in steps:
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", step.replace("/opt/venv", str(venv))],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+    before = _snapshot(venv)
+    production = {
+        **env,
+        "BASTION_ENV": "production",
+        "BASTION_SECRET_KEY": secrets.token_hex(32),
+        # Unreachable on purpose: the app connects lazily, so a start needs neither.
+        "BASTION_DATABASE_URL": "postgresql+psycopg://bastion_app:x@127.0.0.1:9/bastion",
+        "BASTION_REDIS_URL": "redis://:x@127.0.0.1:9/0",
+        "BASTION_TRUSTED_HOSTS": "bastion.example.com,app",
+        "BASTION_PROXY_HOPS": "1",
+        "BASTION_MAIL_URL": "smtp://localhost:25",
+        "BASTION_METRICS_TOKEN": secrets.token_hex(32),
+        "BASTION_JWT_KEYS": json.dumps([new_key_entry("image-1")]),
+        "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
+        "BASTION_ANNOUNCE_SETUP": "0",
+    }
+    started = subprocess.run(
+        [
+            str(python),
+            "-I",
+            "-B",
+            "-c",
+            "import bastion, sys; app = bastion.create_app(); "
+            "print(bastion.__file__); print(app.instance_path)",
+        ],
+        cwd=tmp_path,
+        env=production,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    module, instance = started.stdout.split()
+    assert Path(module).parent == next((venv / "lib").glob("python3*/site-packages")) / "bastion"
+    assert Path(instance) == venv / "var" / "bastion-instance"
+    written = _snapshot(venv) - before
+    assert not written, f"a production start writes into the image (read-only there): {written}"
+
+
+@pytest.mark.asvs("V15.2.3")
+def test_the_image_build_runs_only_locked_and_hashed_code() -> None:
+    """Every pip install in the build either checks hashes or fetches nothing: building the
+    app itself must not pull an unpinned build backend from PyPI (build isolation would)."""
+    installs = [
+        step.strip()
+        for run in _builder_runs()
+        for step in run.split("&&")
+        if re.match(r"\s*pip install\b", step)
+    ]
+    assert installs
+    for step in installs:
+        if "--require-hashes" in step:
+            continue
+        assert "--no-build-isolation" in step and "--no-index" in step, step
+    (locked,) = [s for s in installs if "requirements/build.txt" in s]
+    assert "--require-hashes" in locked
+
+    lock = (ROOT / "requirements" / "build.txt").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.MULTILINE))
+    assert set(pins) == {"setuptools"}
+    assert re.search(r"--hash=sha256:[0-9a-f]{64}", lock)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    backend = re.search(r'requires\s*=\s*\["(setuptools[^"]*)"\]', pyproject)
+    assert backend, "pyproject.toml declares setuptools as its build backend"
+    assert Version(pins["setuptools"]) in Requirement(backend.group(1)).specifier
+    # setuptools builds wheels by itself from 70.1 on; older ones would need `wheel` too.
+    assert Version(pins["setuptools"]) >= Version("70.1")
+
+
+# --- make-secrets.sh ------------------------------------------------------------------------
+
+
+def _make_secrets(target: Path, path: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env["PATH"] = path
+    return subprocess.run(
+        ["sh", str(DEPLOY / "make-secrets.sh"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.asvs("V13.2.3", "V13.3.1")
+def test_make_secrets_never_leaves_a_blank_secret(tmp_path: Path) -> None:
+    """When openssl fails, the script stops without writing empty secret files (which a later
+    run would keep: a blank Grafana or database password); an empty file from an interrupted
+    run is generated again instead of kept."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    fake = broken / "openssl"
+    fake.write_text("#!/bin/sh\necho 'openssl: simulated failure' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    target = tmp_path / "secrets"
+    path = os.environ.get("PATH", "")
+
+    failed = _make_secrets(target, f"{broken}{os.pathsep}{path}")
+    assert failed.returncode != 0
+    blank = [p.name for p in target.iterdir() if p.stat().st_size == 0] if target.exists() else []
+    assert blank == [], f"blank secret files written: {blank}"
+
+    if target.exists():
+        (target / "grafana_admin_password").write_text("")  # as an interrupted run left it
+    ran = _make_secrets(target, path)
+    assert ran.returncode == 0, ran.stderr
+    files = {p.name: p for p in target.iterdir()}
+    assert "grafana_admin_password" in files and "secret_key" in files
+    for name, file in files.items():
+        assert file.stat().st_size > 0, name
+        assert not name.endswith(".tmp"), name
+    assert re.fullmatch(r"[0-9a-f]{64}", files["grafana_admin_password"].read_text())
+    # Nothing secret is ever printed, only the names of the files created.
+    for file in files.values():
+        if file.suffix != ".pem":
+            assert file.read_text() not in ran.stdout + ran.stderr
+
+
+# --- compose --------------------------------------------------------------------------------
+
+
+@pytest.mark.asvs("V13.4.2", "V15.2.3")
+def test_every_compose_container_runs_without_privileges() -> None:
+    """Every container has a read-only root filesystem and no capabilities; only nginx's
+    master keeps the few it needs to bind 443 and switch to its worker user. PostgreSQL runs
+    as its own user from the start, so its entrypoint's root-only steps never run."""
+    for name, service in _compose()["services"].items():
+        assert service.get("read_only") is True, f"{name}: writable root filesystem"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: default capabilities kept"
+        allowed = {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"} if name == "nginx" else set()
+        assert set(service.get("cap_add", [])) <= allowed, name
+    postgres = _compose()["services"]["postgres"]
+    uid = str(postgres["user"]).split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    mounts = {entry.split(":")[0] for entry in postgres["tmpfs"]}
+    assert {"/var/run/postgresql", "/tmp"} <= mounts, "socket directory and temp files"
+
+
+def _hosts_prometheus_sends() -> list[str]:
+    """The Host header of each scrape of the app: Prometheus sends the target address; DNS
+    discovery yields container IP addresses (any one will do here)."""
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "bastion"]
+    hosts = [t for static in job.get("static_configs", []) for t in static["targets"]]
+    hosts += [f"172.18.0.5:{sd['port']}" for sd in job.get("dns_sd_configs", [])]
+    return hosts
+
+
+@pytest.mark.asvs("V16.4.3", "V13.4.5")
+def test_prometheus_scrapes_with_a_host_the_app_trusts(tmp_path: Path) -> None:
+    """A scrape the app refuses (400, untrusted Host) leaves every security alert silent. The
+    app, configured as compose configures it, answers each scrape Prometheus makes."""
+    env = _compose()["services"]["app"]["environment"]
+    trusted = re.sub(
+        r"\$\{BASTION_DOMAIN:-[^}]*\}", "bastion.example.com", env["BASTION_TRUSTED_HOSTS"]
+    )
+    token = secrets.token_hex(32)
+    app = build_app(
+        base_config(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'bastion.db'}",
+            TRUSTED_HOSTS=trusted.split(","),
+            METRICS_TOKEN=token,
+        )
+    )
+    client = app.test_client()
+    hosts = _hosts_prometheus_sends()
+    assert hosts
+    for host in hosts:
+        response = client.get(
+            "/metrics",
+            base_url=f"https://{host}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, (host, response.status_code)
+        assert b"# TYPE bastion_" in response.data
+
+
+# --- nginx ----------------------------------------------------------------------------------
+
+
+@pytest.mark.asvs("V4.1.3", "V13.4.5")
+def test_the_proxy_refuses_internal_names_and_the_readiness_probe(
+    tmp_path: Path,
+    app_backend: Backend,  # noqa: F811 - the fixture imported from test_nginx
+    internal_ca: InternalCA,  # noqa: F811
+    run_nginx: StartNginx,  # noqa: F811
+) -> None:
+    """Through the public proxy, `Host: app` (trusted by the app for in-deployment callers,
+    and used by it to build mailed links) is refused, and /readyz is not reachable; the
+    public name and /healthz still are."""
+    _nginx_binary()
+    proxy = render_production(tmp_path, app_backend.port, internal_ca)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    from http.client import HTTPSConnection
+
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
+    for host in ("app", "APP", "app.", f"app:{proxy.https_port}"):
+        response, _ = _request(conn, "POST", "/auth/reset", {"Host": host}, body=b"email=x")
+        assert response.status == 421, host
+    # The host in an absolute-form request line wins over the Host header, in nginx too.
+    response, _ = _request(conn, "GET", "https://app/auth/reset", {"Host": "localhost"})
+    assert response.status == 421
+    for path in ("/readyz", "//readyz", "/static/../readyz", "/%72eadyz"):
+        response, _ = _request(conn, "GET", path)
+        assert response.status == 404, path
+    assert app_backend.seen == [], "neither reached the app"
+
+    response, _ = _request(conn, "GET", "/healthz", {"Host": "localhost"})
+    assert response.status == 200
+    assert app_backend.seen[-1]["x-forwarded-host"] == "localhost"
+    conn.close()
