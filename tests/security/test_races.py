@@ -149,11 +149,12 @@ def test_a_comment_racing_unpublish_or_delete_is_refused(
     article = ArticleFactory(author=author, status="published")
     reader = UserFactory()
     aid, author_id, reader_id = article.id, author.id, reader.id
-    changed = threading.Event()
+    checked, changed = threading.Event(), threading.Event()
     real = authz.can_comment
 
     def check_then_wait(actor: object, art: Article) -> bool:
         allowed = real(actor, art)
+        checked.set()
         changed.wait(10)  # the author's change commits in between
         return allowed
 
@@ -164,6 +165,7 @@ def test_a_comment_racing_unpublish_or_delete_is_refused(
 
     def author_changes() -> None:
         try:
+            checked.wait(10)  # only once the comment has loaded the article and passed
             art, who = _get(Article, aid), _get(User, author_id)
             if change == "delete":
                 content.delete_article(who, art)
