@@ -8,7 +8,8 @@ password change in the same second as a login is ordered correctly.
 
 Refresh tokens rotate on every use; presenting one that was already used revokes its whole
 family (the login it came from and every access token issued from it): a stolen refresh
-token is then worth nothing to either the thief or the victim, who signs in again.
+token is then worth nothing to either the thief or the victim, who signs in again. Rotation
+renews the token, not the sign-in: a family ends ``JWT_REFRESH_DAYS`` after its sign-in.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 
 import jwt
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bastion.api import revocation, user_states
 from bastion.api.keys import ALGORITHM, Keyset, parse_keyset
@@ -86,30 +87,44 @@ def _refresh_lifetime() -> timedelta:
     return timedelta(days=current_app.config["JWT_REFRESH_DAYS"])
 
 
+def _family_end(family: str) -> datetime | None:
+    """When a family's sign-in ends: ``JWT_REFRESH_DAYS`` after its first member was issued.
+
+    The absolute lifetime of an API sign-in, as sessions have one: rotation renews the refresh
+    token, never the sign-in, so a refresh token stolen and rotated every few days does not
+    live for ever without the password (and 2FA) being asked again. None for no such family.
+    """
+    started = db.session.scalar(
+        select(func.min(RefreshToken.issued_at)).where(RefreshToken.family_id == family)
+    )
+    return None if started is None else started + _refresh_lifetime()
+
+
 def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     """A new access + refresh token; a new family unless rotating within one.
 
     Both carry the fingerprint of the password hash ``user`` was loaded with, the one a
     sign-in just verified: a sign-in whose check raced a password change gets tokens that
     are refused once the change commits, though they were issued after ``revoke_all`` ran.
+    Neither outlives the family (``_family_end``).
     """
+    now = utcnow()
+    end = now + _refresh_lifetime()
+    if family is not None:
+        end = min(end, _family_end(family) or end)
     family = family or secrets.token_hex(16)
     password = passwords.password_fingerprint(user.password_changed_at)
-    refresh_life = _refresh_lifetime()
+    refresh_life = end - now
+    access_life = min(_access_lifetime(), refresh_life)
     refresh_jti = secrets.token_hex(16)
     db.session.add(
-        RefreshToken(
-            jti=refresh_jti,
-            family_id=family,
-            user_id=user.id,
-            expires_at=utcnow() + refresh_life,
-        )
+        RefreshToken(jti=refresh_jti, family_id=family, user_id=user.id, expires_at=end)
     )
     db.session.commit()
     access = _encode(
         user,
         "access",
-        _access_lifetime(),
+        access_life,
         jti=secrets.token_hex(16),
         family=family,
         password=password,
@@ -117,7 +132,7 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     refresh = _encode(
         user, "refresh", refresh_life, jti=refresh_jti, family=family, password=password
     )
-    return TokenPair(access, refresh, int(_access_lifetime().total_seconds()))
+    return TokenPair(access, refresh, int(access_life.total_seconds()))
 
 
 def decode(token: str, expected_type: str) -> dict[str, Any]:
@@ -279,6 +294,9 @@ def rotate(refresh_token: str) -> tuple[User, TokenPair]:
         raise TokenError("The token is not valid.")
     if row.used_at is not None or row.revoked_at is not None:
         _refuse_spent(row)
+    end = _family_end(row.family_id)
+    if end is None or end <= utcnow():  # the sign-in is over: sign in again
+        raise TokenError("The token has expired.")
     user = user_for(claims)
     if user_states.lacks_required_2fa(user.role_name, user.has_2fa):
         revoke_family(row.family_id, commit=True)
