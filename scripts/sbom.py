@@ -1,11 +1,12 @@
 """Write a CycloneDX 1.5 JSON SBOM of the locked dependencies (``make sbom``).
 
-Reads the hash-pinned lock files ``requirements/main.txt`` (runtime, scope ``required``) and
-``requirements/dev.txt`` (tests and tooling, scope ``optional``) and lists every package with
-its version, package URL and every SHA-256 the lock allows. The lock files are the source of
-truth: they are what ``pip install --require-hashes`` accepts, so the SBOM describes exactly
-what can be installed, with no network access and no extra tool (the CycloneDX Python
-generator would need another locked dependency for a ~100-line format).
+Reads the hash-pinned lock files ``requirements/main.txt`` (runtime, scope ``required``),
+``requirements/dev.txt`` (tests and tooling) and ``requirements/build.txt`` (the image's build
+backend), both scope ``optional``, and lists every package with its version, package URL
+and every SHA-256 the lock allows. The lock files are the source of truth: they are what
+``pip install --require-hashes`` accepts, so the SBOM describes exactly what can be
+installed, with no network access and no extra tool (the CycloneDX Python generator would
+need another locked dependency for a ~100-line format).
 
 Usage: ``python scripts/sbom.py [-o sbom.cdx.json] [requirements/main.txt ...]``
 """
@@ -22,7 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LOCKS = (ROOT / "requirements" / "main.txt", ROOT / "requirements" / "dev.txt")
+DEFAULT_LOCKS = (
+    ROOT / "requirements" / "main.txt",
+    ROOT / "requirements" / "dev.txt",
+    ROOT / "requirements" / "build.txt",  # the image's build backend, removed after the build
+)
 REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
 

@@ -53,12 +53,11 @@ URL_KEYS = frozenset({"url", "from", "to", "referer", "referrer"})
 # the shape patterns above miss a token that happens to have no digit or no capital letter
 # (one setup link in about 1,500), and such a link can create an admin.
 _SEP = r"(?:/|%2[Ff])+"
-LINK_IN_TEXT = re.compile(
-    "(" + "|".join(
-        _SEP + _SEP.join(re.escape(part) for part in prefix.strip("/").split("/")) + _SEP
-        for prefix in LINK_PREFIXES
-    ) + r")[^\s/?#&\"'<>]+"
-)
+_LINK_PATTERN = "(" + "|".join(
+    _SEP + _SEP.join(re.escape(part) for part in prefix.strip("/").split("/")) + _SEP
+    for prefix in LINK_PREFIXES  # the app's own route prefixes, never request text
+) + r")[^\s/?#&\"'<>]+"
+LINK_IN_TEXT = re.compile(_LINK_PATTERN)
 
 
 def _scrub_text(text: str) -> str:
