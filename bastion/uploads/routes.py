@@ -27,7 +27,7 @@ from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.security.access import editor_required, login_required, public
-from bastion.security.ratelimit_keys import remote_client
+from bastion.security.ratelimit_keys import signed_in_user
 from bastion.security.redirects import is_safe_next, safe_next_url
 from bastion.uploads import bp, cleanup, commands, imaging, services, storage
 from bastion.uploads.forms import ImageUploadForm
@@ -46,13 +46,6 @@ VARIANT_SIZES = {str(s): s for s in imaging.AVATAR_SIZES[1:]}
 
 def _upload_rate() -> str:
     return str(current_app.config["UPLOAD_RATE_LIMIT"])
-
-
-def _per_user() -> str:
-    """Rate-limit key: the account when signed in, so a user cannot spread over addresses."""
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return remote_client()
 
 
 def _back(default: str) -> str:
@@ -107,7 +100,7 @@ def _store_from_form(form: ImageUploadForm, **kwargs: Any) -> tuple[bool, int]:
 
 @bp.route("/account/avatar", methods=["GET", "POST"])
 @login_required
-@limiter.limit(_upload_rate, methods=["POST"], key_func=_per_user)
+@limiter.limit(_upload_rate, methods=["POST"], key_func=signed_in_user)
 def upload_avatar() -> ResponseReturnValue:
     form = ImageUploadForm()
     stored, status = _store_from_form(form, kind="avatar")
@@ -119,7 +112,7 @@ def upload_avatar() -> ResponseReturnValue:
 
 @bp.route("/articles/<int:article_id>/images", methods=["GET", "POST"])
 @editor_required
-@limiter.limit(_upload_rate, methods=["POST"], key_func=_per_user)
+@limiter.limit(_upload_rate, methods=["POST"], key_func=signed_in_user)
 def upload_article_image(article_id: int) -> ResponseReturnValue:
     actor = _actor()
     article = get_article(actor, article_id)
