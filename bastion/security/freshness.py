@@ -11,10 +11,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, redirect, request, url_for
 
 from bastion.models import utcnow
+from bastion.security.redirects import is_safe_next
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +29,27 @@ def is_fresh() -> bool:
     return bool(utcnow() - record.reauth_at < window)
 
 
+def _referring_page() -> str | None:
+    """The local path of the page a form was posted from, or None.
+
+    A POST cannot be replayed after re-authentication, so the user goes back to the form.
+    The Referer is a full URL, which ``is_safe_next`` (rightly) refuses; it is reduced to
+    its path here, and only when it names this very origin: any other site, a malformed
+    header or a path a browser would read as a host gives None.
+    """
+    referrer = request.referrer
+    if not referrer:
+        return None
+    try:
+        page, here = urlsplit(referrer), urlsplit(request.host_url)
+    except ValueError:  # "http://[bad": not a URL at all
+        return None
+    if (page.scheme.lower(), page.netloc.lower()) != (here.scheme, here.netloc.lower()):
+        return None
+    target = f"{page.path or '/'}?{page.query}" if page.query else page.path or "/"
+    return target if is_safe_next(target) else None
+
+
 def fresh_required(view: F) -> F:
     """Decorate *after* the access-policy decorator; keeps the policy attribute visible."""
 
@@ -35,8 +58,13 @@ def fresh_required(view: F) -> F:
         if not is_fresh():
             if request.path.startswith("/api/"):
                 abort(401, description="Re-authentication required.")
-            target = request.full_path.rstrip("?") if request.method == "GET" else request.referrer
-            return redirect(url_for("auth.reauth", next=target or url_for("main.index")))
+            if request.method in ("GET", "HEAD"):
+                target: str | None = request.full_path.rstrip("?")
+            else:
+                target = _referring_page()
+            # Without a target the re-authentication page returns to the account page.
+            return redirect(url_for("auth.reauth", next=target) if target
+                            else url_for("auth.reauth"))
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

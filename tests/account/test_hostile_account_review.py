@@ -1,0 +1,142 @@
+"""Account settings attacked with a stolen session: the way back from re-authentication and
+what the owner hears of second-factor changes made in their name."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bastion.extensions import db
+from bastion.models import User, UserSession, utcnow
+from bastion.security.freshness import _referring_page
+from tests.factories import PASSWORD
+from tests.support.account_fixtures import sign_in
+from tests.support.accounts import Outbox, post_form
+from tests.support.auth import csrf_token
+
+NEXT_RE = re.compile(r'<input[^>]*name="next"[^>]*>')
+
+
+def _stale() -> None:
+    for record in db.session.scalars(select(UserSession)):
+        record.reauth_at = utcnow() - timedelta(minutes=11)
+    db.session.commit()
+
+
+def _reauthenticate_from(client: FlaskClient, location: str) -> str:
+    """Follow the redirect to /auth/reauth like a browser and sign the form; where to next."""
+    page = client.get(location).get_data(as_text=True)
+    tag = NEXT_RE.search(page)
+    assert tag is not None
+    value = re.search(r'value="([^"]*)"', tag.group(0))
+    nxt = html.unescape(value.group(1)) if value else ""
+    done = post_form(client, "/auth/reauth", {"password": PASSWORD, "next": nxt})
+    assert done.status_code == 302
+    return str(done.headers["Location"])
+
+
+@pytest.mark.asvs("V7.5.1", "V3.7.2")
+@pytest.mark.parametrize(
+    ("referrer", "back_to"),
+    [
+        ("https://localhost/account/tokens?page=2", "/account/tokens?page=2"),
+        # Same origin, but a path a browser reads as another host: never followed.
+        ("https://localhost//evil.example/account", "/account"),
+        ("https://localhost/\\evil.example", "/account"),
+    ],
+)
+def test_a_stale_post_comes_back_to_its_form_after_reauthentication(
+    client: FlaskClient, user: User, referrer: str, back_to: str
+) -> None:
+    """The Referer is a full URL, which the redirect check refuses: after entering their
+    password the user always landed on /account instead of the form they were using."""
+    sign_in(client, "alice")
+    _stale()
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post("/account/sessions/revoke-all", data={"csrf_token": token},
+                       headers={"Referer": referrer})
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    assert _reauthenticate_from(client, resp.headers["Location"]) == back_to
+
+
+@pytest.mark.asvs("V3.7.2")
+@pytest.mark.parametrize(
+    ("referrer", "expected"),
+    [
+        ("http://localhost/account?x=1", "/account?x=1"),
+        ("HTTP://LOCALHOST/account", "/account"),
+        ("http://evil.example/account", None),
+        ("https://localhost/account", None),  # another scheme is another origin
+        ("http://localhost:8080/account", None),
+        ("http://[bad", None),  # not a URL: no 500
+        ("/account", None),  # not a full URL: no origin to check
+        ("http://localhost/%2F%2Fevil.example", None),
+        (None, None),
+    ],
+)
+def test_only_this_origins_pages_are_returned_to(
+    app: Flask, referrer: str | None, expected: str | None
+) -> None:
+    """Over plain HTTP Flask-WTF does not check the Referer, so this check stands alone."""
+    headers = {"Referer": referrer} if referrer else {}
+    with app.test_request_context("/account/email", method="POST", base_url="http://localhost",
+                                  headers=headers):
+        assert _referring_page() == expected
+
+
+def _subjects(outbox: Outbox) -> list[str]:
+    return [str(m["Subject"]) for m in outbox.to("alice@example.org")]
+
+
+@pytest.mark.asvs("V7.5.1", "V6.3.3")
+def test_the_owner_hears_of_every_second_factor_change(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """A stolen session that is still fresh can enrol its own app (locking the owner out),
+    take new recovery codes or turn 2FA off. Password and email changes were mailed to the
+    owner; these went unnoticed."""
+    sign_in(client, "alice")
+    page = client.get("/account/2fa").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
+    assert secret is not None
+    post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret.group(1)).now()})
+    db.session.refresh(user)
+    assert user.has_2fa
+    assert _subjects(outbox) == ["Two-factor authentication was turned on"]
+    post_form(client, "/account", {}, action="/account/2fa/recovery-codes")
+    post_form(client, "/account", {}, action="/account/2fa/disable")
+    assert _subjects(outbox)[1:] == ["New recovery codes were made for your account",
+                                     "Two-factor authentication was turned off"]
+    notice = outbox.to("alice@example.org")[-1].get_body(preferencelist=("plain",))
+    assert notice is not None
+    text = notice.get_content()
+    assert "https://localhost/auth/reset" in text and "no longer work" in text
+
+
+@pytest.mark.asvs("V14.3.1", "V7.4.2")
+def test_ending_this_browsers_session_from_the_account_page_clears_its_data(
+    client: FlaskClient, user: User
+) -> None:
+    """Revoking "This device" or signing out everywhere is a sign-out too; only /auth/logout
+    told the browser to drop the account's cached pages and storage."""
+    phone = client.application.test_client()
+    sign_in(phone, "alice")
+    sign_in(client, "alice")
+    mine = db.session.scalar(select(UserSession).order_by(UserSession.id.desc()))
+    other = db.session.scalar(select(UserSession).order_by(UserSession.id))
+    assert mine is not None and other is not None
+    resp = post_form(client, "/account", {}, action=f"/account/sessions/{other.id}/revoke")
+    assert "Clear-Site-Data" not in resp.headers  # this browser stays signed in
+    resp = post_form(client, "/account", {}, action=f"/account/sessions/{mine.id}/revoke")
+    assert resp.headers["Location"] == "/auth/login"
+    assert resp.headers["Clear-Site-Data"] == '"cache", "storage"'
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {}, action="/account/sessions/revoke-all")
+    assert resp.headers["Clear-Site-Data"] == '"cache", "storage"'
