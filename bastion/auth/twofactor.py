@@ -19,11 +19,12 @@ import pyotp
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
+from flask import current_app, has_request_context, url_for
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.extensions import db
+from bastion.mail import send_mail
 from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
@@ -203,6 +204,7 @@ def enable(user: User, code: str) -> list[str] | None:
     codes = new_recovery_codes(user)
     audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
+    _notify(user, "enabled")
     return codes
 
 
@@ -223,6 +225,7 @@ def disable(user: User) -> None:
         revoke_all_for_user(user.id, commit=False)
     audit.record("2fa.disabled", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
+    _notify(user, "disabled")
 
 
 def regenerate(user: User) -> list[str]:
@@ -230,4 +233,20 @@ def regenerate(user: User) -> list[str]:
     audit.record("2fa.recovery_codes_regenerated", actor_id=user.id, target_user_id=user.id,
                  commit=False)
     db.session.commit()
+    _notify(user, "recovery_codes")
     return codes
+
+
+_CHANGE_SUBJECTS = {
+    "enabled": "Two-factor authentication was turned on",
+    "disabled": "Two-factor authentication was turned off",
+    "recovery_codes": "New recovery codes were made for your account",
+}
+
+
+def _notify(user: User, change: str) -> None:
+    """Tell the owner by mail: a stolen session that is still fresh could otherwise turn
+    the second factor off, take the recovery codes or enrol its own app, unnoticed."""
+    reset_url = url_for("auth.reset_request", _external=True) if has_request_context() else None
+    send_mail(user.email, _CHANGE_SUBJECTS[change], "two_factor_changed", user=user,
+              change=change, reset_url=reset_url)
