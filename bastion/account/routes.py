@@ -20,6 +20,7 @@ from bastion.auth import twofactor
 from bastion.auth.forms import EmptyForm
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
+    CLEAR_SITE_DATA,
     GRANTED_ON_KEY,
     end_session,
     list_sessions,
@@ -194,6 +195,13 @@ def regenerate_recovery_codes() -> ResponseReturnValue:
     return render_template("account/recovery_codes.html", codes=codes, enabled=False)
 
 
+def _signed_out() -> ResponseReturnValue:
+    """This browser's session just ended here: to sign-in, dropping what it kept (as logout)."""
+    response = redirect(url_for("auth.login"))
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return response
+
+
 @bp.post("/sessions/<int:session_id>/revoke")
 @login_required
 @fresh_required
@@ -206,7 +214,7 @@ def revoke(session_id: int) -> ResponseReturnValue:
             flash("That session is signed out.", "info")
             if record is not None and record.id == session_id:
                 end_session()
-                return redirect(url_for("auth.login"))
+                return _signed_out()
         else:
             flash("That session was not found; it may have ended already.", "error")
     return redirect(url_for("account.index"))
@@ -223,5 +231,5 @@ def revoke_all_sessions() -> ResponseReturnValue:
                      details={"count": count})
         end_session()
         flash("You are signed out everywhere, including here, and your personal access tokens are revoked.", "info")
-        return redirect(url_for("auth.login"))
+        return _signed_out()
     return redirect(url_for("account.index"))

@@ -21,7 +21,7 @@ from bastion.auth.forms import (
 )
 from bastion.auth.login import Result, Step, password_step, reauthenticate, second_step
 from bastion.auth.services import AccountError
-from bastion.auth.sessions import end_session, reauthenticated, start_session
+from bastion.auth.sessions import CLEAR_SITE_DATA, end_session, reauthenticated, start_session
 from bastion.extensions import db, limiter
 from bastion.models import User
 from bastion.security import audit
@@ -133,9 +133,7 @@ def logout() -> ResponseReturnValue:
         audit.record("logout", actor_id=user_id, target_user_id=user_id)
         flash("You are signed out.", "info")
         response = redirect(url_for("main.index"))
-        # Drop what this browser kept of the account (cached pages, storage); cookies are
-        # not listed so the flash message above survives, and the session is already ended.
-        response.headers["Clear-Site-Data"] = '"cache", "storage"'
+        response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
         return response
     return redirect(url_for("main.index"))
 

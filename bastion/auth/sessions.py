@@ -31,6 +31,10 @@ LAST_SEEN_GRANULARITY = timedelta(minutes=1)
 
 
 GRANTED_ON_KEY = "pwd"
+# Sent with every answer that ends the browser's own session (sign-out, revoking this
+# device, "sign out everywhere"): the browser drops cached pages and storage of the account.
+# Cookies are not listed, so the flash message of the answer survives.
+CLEAR_SITE_DATA = '"cache", "storage"'
 
 
 def start_session(
