@@ -36,15 +36,15 @@ CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pa
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=VISIBLE)]
 
 
-def _no_chars_of(categories: tuple[str, ...]) -> str:
-    """A pattern refusing every character of the given Unicode categories.
+def _no_chars_of(categories: tuple[str, ...], extra: str = "") -> str:
+    """A pattern refusing every character of the given Unicode categories, and ``extra``.
 
     JSON Schema regexes have no portable ``\\p{...}``, so the class is spelled out from
     ``unicodedata`` (the same tables the profile service checks with).
     """
     ranges: list[tuple[int, int]] = []
     for code in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(code)) in categories:
+        if unicodedata.category(chr(code)) in categories or chr(code) in extra:
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1] = (ranges[-1][0], code)
             else:
@@ -57,16 +57,18 @@ def _no_chars_of(categories: tuple[str, ...]) -> str:
     return f"^[^{''.join(parts)}]*$"
 
 
-# The profile service refuses control and format characters (bidi overrides, zero-width
-# characters...) in display names; the schema documents the same rule, and the lengths
-# come from the same module, so the documented limits are the enforced ones.
+# The profile service refuses control, format, surrogate, private-use and line-breaking
+# characters and letters that draw nothing in display names (REFUSED_CATEGORIES and
+# BLANK_LETTERS); the schema documents the same rule, and the lengths come from the same
+# module, so the documented limits are the enforced ones.
 # Written out because computing it scans all 1.1M code points (half a second at every
 # start-up); tests/api/test_schemas_unicode.py recomputes it with this Python's tables.
 DISPLAY_NAME = (
-    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f"
-    "\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064"
-    "\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]*$"
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-"
+    "\\u0891\\u08e2\\u115f-\\u1160\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064"
+    "\\u2066-\\u206f\\u2800\\u3164\\ue000-\\uf8ff\\ufeff\\uffa0\\ufff9-\\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd]*$"
 )
 DisplayName = Annotated[str, StringConstraints(max_length=DISPLAY_NAME_MAX, pattern=DISPLAY_NAME)]
 Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=NO_NUL)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import string
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +18,32 @@ from bastion.models import User
 from bastion.security import audit
 
 DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
+
+# Display names: characters that draw nothing or break the line the name sits in (controls,
+# bidi and zero-width formats, private-use, line/paragraph separators), and
+# letters that render blank (Hangul fillers, the Braille blank) and make a name look empty.
+# The API schema's pattern (bastion.api.schemas.DISPLAY_NAME) spells out the same set.
+REFUSED_CATEGORIES = ("Cc", "Cf", "Co", "Zl", "Zp")
+BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
+NOT_PLAIN = "Use letters, digits, spaces and punctuation only."
+LOOKS_LIKE_STAFF = "That name could be taken for the site's staff. Choose one of your own."
+
+# Letters of other scripts drawn like Latin ones (a subset of Unicode's confusables.txt
+# chosen for common fonts), so "st\u0430ff" in part Cyrillic reads as "staff".
+_LOOKALIKES = str.maketrans(
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u0405"
+    "\u0406\u0408\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u04cf"
+    "\u04bb\u0501\u051b\u051d"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5"
+    "\u03a7\u03b1\u03b9\u03ba\u03bd\u03bf\u03c1\u03c5\u03c7\u0251\u0261\u0131",
+    "ABEKMHOPCTYXSIJaeopcyxsijlhdqw"
+    "ABEZHIKMNOPTYXaikvopuxagi",
+)
+# Then letters and digits that pass for each other in most sans-serif fonts ("AdmIn",
+# "adm1n" read as "admin").
+_FOLDS = (("i", "l"), ("1", "l"), ("0", "o"), ("rn", "m"), ("vv", "w"))
+_ASCII_ALNUM = frozenset(string.ascii_lowercase + string.digits)
+_WORDS = re.compile(r"[\W_]+")
 
 
 class ProfileError(ValueError):
@@ -71,6 +99,58 @@ def initials_avatar(user: User) -> InitialsAvatar:
     return InitialsAvatar(initials=letters.upper()[:2], hue=hue)
 
 
+def _display_name_problem(name: str) -> str | None:
+    """What makes ``name`` draw as something other than a plain line of text, if anything."""
+    for char in name:
+        if unicodedata.category(char) in REFUSED_CATEGORIES or char in BLANK_LETTERS:
+            return NOT_PLAIN
+    return None
+
+
+def skeleton(text: str) -> str | None:
+    """How ``text`` reads to someone comparing it with a staff word, or None when it cannot
+    pass for one (it has letters or digits of a script no such word is written in).
+
+    Compatibility forms, accents, case, spaces and punctuation are dropped, lookalike
+    letters of other scripts become Latin, and look-alike letters and digits are folded.
+    """
+    text = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES).casefold()
+    kept = []
+    for char in unicodedata.normalize("NFKD", text):
+        if char in _ASCII_ALNUM:
+            kept.append(char)
+        elif unicodedata.category(char)[0] in "LN":
+            return None
+    folded = "".join(kept)
+    for old, new in _FOLDS:
+        folded = folded.replace(old, new)
+    return folded
+
+
+# Names that would pass for the site itself or its staff, compared by skeleton.
+_STAFF_WORDS = frozenset(
+    skeleton(word) or word
+    for word in ("admin", "administrator", "moderator", "staff", "bastion", "official",
+                 "sysadmin", "superuser", "webmaster")
+)
+
+
+def staff_name_problem(user: User, display_name: str) -> str | None:
+    """Refuse a display name that reads as the site or its staff ("Admin", "Bastion team",
+    "St\u0430ff" with a Cyrillic a) unless the user is an admin. Bylines show the name with
+    the author's @username, so another member's name cannot sign for them; a staff title in
+    the name still could."""
+    if user.role_name == "admin":
+        return None
+    whole = skeleton(display_name)
+    if not whole:
+        return None
+    words = {skeleton(word) for word in _WORDS.split(display_name) if word}
+    if whole in _STAFF_WORDS or words & _STAFF_WORDS:
+        return LOOKS_LIKE_STAFF
+    return None
+
+
 def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
     """Validate a profile edit; used by the account settings form and the API alike."""
     display_name = unicodedata.normalize("NFC", display_name or "").strip()
@@ -78,8 +158,8 @@ def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
     for value, field in ((display_name, "display_name"), (bio, "bio")):
         if "\x00" in value:
             raise ProfileError("Must not contain NUL characters.", field)
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in display_name):
-        raise ProfileError("Use letters, digits, spaces and punctuation only.", "display_name")
+    if problem := _display_name_problem(display_name):
+        raise ProfileError(problem, "display_name")
     if len(display_name) > DISPLAY_NAME_MAX:
         raise ProfileError(f"Use at most {DISPLAY_NAME_MAX} characters.", "display_name")
     if len(bio) > BIO_MAX:
@@ -88,8 +168,15 @@ def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
 
 
 def update_profile(user: User, *, display_name: str, bio: str) -> User:
-    """Change only the two public profile fields; nothing else can be set this way."""
-    user.display_name, user.bio = clean_profile(display_name, bio)
+    """Change only the two public profile fields; nothing else can be set this way.
+
+    The staff-name rule is judged when the name changes only, so a name kept from before
+    the rule never blocks the owner from editing their bio.
+    """
+    display_name, bio = clean_profile(display_name, bio)
+    if display_name != user.display_name and (problem := staff_name_problem(user, display_name)):
+        raise ProfileError(problem, "display_name")
+    user.display_name, user.bio = display_name, bio
     audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
     return user

@@ -1,0 +1,115 @@
+"""Display names chosen by a hostile member: passing for staff, or drawing nothing.
+
+Bylines and comments print the display name with the author's @username, so another
+member's name cannot sign for them; a staff title in the name still could, and a name that
+draws nothing hides who wrote. Non-ASCII characters are written as escapes (ASCII-only
+sources).
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import User
+from bastion.profiles.services import ProfileError, update_profile
+from tests.factories import ArticleFactory, CommentFactory, UserFactory
+from tests.support.roles import client_for
+
+
+def _refused(user: User, name: str) -> str:
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name=name, bio="")
+    assert caught.value.field == "display_name"
+    db.session.expire_all()
+    assert db.session.get(User, user.id).display_name == "Before"
+    return str(caught.value)
+
+
+@pytest.mark.asvs("V2.2.1", "V8.2.3")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Admin",
+        "ADM1N",
+        "Administrator",
+        "Bastion team",
+        "Mallory (admin)",
+        "st\u0430ff",  # Cyrillic a
+        "\uff41\uff44\uff4d\uff49\uff4e",  # full-width letters
+        "Moderator",
+    ],
+)
+def test_a_name_that_reads_as_staff_is_refused(app: Flask, name: str) -> None:
+    mallory = UserFactory(username="mallory", display_name="Before")
+    assert "staff" in _refused(mallory, name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",  # another member's username: bylines add the @username
+        "Alice Liddell",
+        "\u0410\u043b\u0438\u0441\u0430",  # Cyrillic
+        "Administration fan",
+        "Jane Stafford",
+        "",
+    ],
+)
+def test_other_names_are_kept(app: Flask, name: str) -> None:
+    UserFactory(username="alice")
+    mallory = UserFactory(username="mallory", display_name="Before")
+    update_profile(mallory, display_name=name, bio="")
+    db.session.expire_all()
+    assert db.session.get(User, mallory.id).display_name == name
+
+
+def test_admins_may_call_themselves_admin(app: Flask) -> None:
+    boss = UserFactory(role_name="admin", display_name="Before")
+    update_profile(boss, display_name="Site admin", bio="")
+    assert boss.display_name == "Site admin"
+
+
+@pytest.mark.asvs("V8.2.3")
+def test_bylines_name_the_account_behind_a_borrowed_name(app: Flask) -> None:
+    UserFactory(username="alice", display_name="Alice")
+    mallory = UserFactory(username="mallory", display_name="Alice")
+    article = ArticleFactory(author=mallory, title="Send me your password")
+    CommentFactory(article=article, author=mallory, body="Really.")
+    client = client_for(app)
+    for page in ("/", "/articles", f"/articles/{article.id}"):
+        html = client.get(page).get_data(as_text=True)
+        assert "@mallory" in html, page
+        assert "@alice" not in html, page
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u3164",  # Hangul filler: a letter that draws nothing
+        "\u2800",  # Braille blank
+        "Al\u115fice",
+        "x\u2028y",  # line separator
+        "x\u2029y",  # paragraph separator
+        "\ue000",  # private use
+    ],
+)
+def test_names_that_draw_nothing_or_break_the_line_are_refused(app: Flask, name: str) -> None:
+    _refused(UserFactory(display_name="Before"), name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Nguy\u1ec5n V\u0103n A",  # Vietnamese
+        "\u0e17\u0e35\u0e48\u0e19\u0e35\u0e48",  # Thai, two marks on a letter
+        "\u0928\u093f\u0915\u094d\u0937\u093e",  # Devanagari
+        "\u2764\ufe0f Ana",  # an emoji with its presentation selector
+    ],
+)
+def test_real_scripts_are_kept(app: Flask, name: str) -> None:
+    user = UserFactory(display_name="Before")
+    update_profile(user, display_name=name, bio="")
+    assert user.display_name
