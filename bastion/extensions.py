@@ -14,7 +14,24 @@ from bastion.security.talisman_fast import PrecomputedTalisman
 # Objects stay usable after commit: views render what a service just saved without a
 # second round trip.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-csrf = CSRFProtect()
+
+
+class RefererSafeCSRFProtect(CSRFProtect):
+    """Flask-WTF's CSRF check, answering a malformed Referer with its usual 400.
+
+    On HTTPS it compares the Referer with the host through ``urlparse`` and ``.port``, which
+    raise ValueError for ``http://[bad`` or a port past 65535: any client could make any
+    POST answer 500. Tokens are still checked first, exactly as before.
+    """
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        try:
+            super().protect(apply_exemptions)  # type: ignore[no-untyped-call]
+        except ValueError:  # only the Referer parsing raises it; token errors are CSRFError
+            self._error_response("The referrer header is malformed.")  # type: ignore[no-untyped-call]
+
+
+csrf = RefererSafeCSRFProtect()
 login_manager = LoginManager()
 # The client address is REMOTE_ADDR; ProxyFix (set up only with BASTION_PROXY_HOPS) makes
 # that the real client behind a known number of proxies, so a forged X-Forwarded-For from
