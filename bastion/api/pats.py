@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, has_request_context, url_for
 from sqlalchemy import select, update
 
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
+from bastion.mail import send_mail
 from bastion.models import ApiToken, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
@@ -98,7 +99,25 @@ def create(user: User, *, name: str, scopes: list[str], days: int | None = None)
         commit=False,
     )
     db.session.commit()
+    _notify(user, record)
     return CreatedToken(record, secret)
+
+
+def _notify(user: User, record: ApiToken) -> None:
+    """Tell the owner: a stolen session that is still fresh could otherwise mint a token
+    that outlives it, unnoticed. The token's name is left out: whoever made it chose it, and
+    it must not put their words in a mail from the site."""
+    account_url = url_for("api_web.tokens", _external=True) if has_request_context() else None
+    send_mail(
+        user.email,
+        "A personal access token was created for your account",
+        "token_created",
+        user=user,
+        hint=record.hint,
+        scopes=", ".join(record.scopes.split()),
+        expires=f"{record.expires_at:%d %b %Y}",
+        account_url=account_url,
+    )
 
 
 def list_for(user: User, *, include_inactive: bool = True) -> list[ApiToken]:

@@ -37,6 +37,25 @@ def test_token_is_prefixed_random_and_stored_only_as_a_hash(
 
 
 @pytest.mark.asvs("V7.5.1")
+def test_the_owner_is_mailed_when_a_token_is_created(
+    app: Flask, api: Api, make_user: Callable[..., User]
+) -> None:
+    # A stolen session that is still fresh could mint a token outliving it, unnoticed.
+    from tests.support.accounts import Outbox
+
+    user = make_user("editor")
+    outbox = Outbox(app)
+    token = api.pat_via_api(user, ["articles:read"], api.access_for(user))
+
+    (mail,) = outbox.to(user.email)
+    text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "personal access token was created" in text
+    assert token[:8] in text and "articles:read" in text
+    assert token not in mail.as_string()  # the secret itself is never mailed
+    assert "/account/tokens" in text
+
+
+@pytest.mark.asvs("V7.5.1")
 def test_creating_a_token_needs_the_password_again(
     api: Api, make_user: Callable[..., User]
 ) -> None:
