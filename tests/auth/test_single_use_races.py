@@ -9,7 +9,6 @@ used gets (never a 500).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -30,52 +29,21 @@ from tests.factories import PASSWORD, TOTP_SECRET, UserFactory
 from tests.support.account_fixtures import sign_in
 from tests.support.accounts import Outbox, post_form
 from tests.support.auth import csrf_token
+from tests.support.races import meet_after, race
 
-# How long a racer waits at a meeting point for the other one.
-MEET_SECONDS = 2.0
 PASSWORDS = ("lilac harbour quietly 2031", "copper lantern sideways 77")
-
 
 def _meet_after(
     monkeypatch: pytest.MonkeyPatch, owner: object, name: str, parties: int, rounds: int = 2
 ) -> None:
     """Make the racers wait for each other after their first ``rounds`` calls of
     ``owner.name`` (a view checks a link, then its service reads it again)."""
-    real = getattr(owner, name)
-    barrier = threading.Barrier(parties)
-    calls = threading.local()
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        calls.n = getattr(calls, "n", 0) + 1
-        if calls.n <= rounds:
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(MEET_SECONDS)
-        return result
-
-    monkeypatch.setattr(owner, name, wrapper)
+    meet_after(monkeypatch, owner, name, parties, rounds)
 
 
 def _race(requests: list[Callable[[], TestResponse]]) -> list[Any]:
     """Send the requests at once, each from its own thread; responses or exceptions."""
-    start = threading.Barrier(len(requests))
-    results: list[Any] = [None] * len(requests)
-
-    def run(i: int) -> None:
-        try:
-            start.wait(10)
-            results[i] = requests[i]()
-        except Exception as exc:  # recorded and asserted on, not lost in the thread
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads), "a racer hung"
-    db.session.expire_all()
-    return results
+    return race(list(requests))
 
 
 def _posts(app: Flask, page: str, forms: list[dict[str, str]]) -> list[Callable[[], TestResponse]]:

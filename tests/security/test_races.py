@@ -11,7 +11,6 @@ tokens at the end already held (conditional UPDATEs); their tests guard that.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -30,50 +29,17 @@ from bastion.extensions import db
 from bastion.models import ApiToken, Article, Comment, RefreshToken, User
 from bastion.security import authz
 from tests.factories import TOTP_SECRET, ArticleFactory, UserFactory
-
-# How long a racer that got through waits for one that is held up by a lock.
-MEET_SECONDS = 1.5
+from tests.support.races import meet_after, race
 
 
 def _race(app: Flask, *actions: Callable[[], Any]) -> list[Any]:
-    """Run ``actions`` at once, each in its own thread and app context; their results, or
-    the exception each raised."""
-    start = threading.Barrier(len(actions))
-    results: list[Any] = [None] * len(actions)
-
-    def run(i: int, action: Callable[[], Any]) -> None:
-        with app.app_context():
-            try:
-                start.wait()
-                results[i] = action()
-            except Exception as exc:
-                results[i] = exc
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a racer hung"
-    db.session.expire_all()
-    return results
+    """Run ``actions`` at once, each in its own thread and app context."""
+    return race(list(actions), app)
 
 
 def _meet_after(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, parties: int) -> None:
     """Make every racer wait after ``owner.name`` returns until all have read it."""
-    real = getattr(owner, name)
-    barrier = threading.Barrier(parties)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        # Broken when another racer is held up by our lock: the fix at work.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(MEET_SECONDS)
-        return result
-
-    monkeypatch.setattr(owner, name, wrapper)
+    meet_after(monkeypatch, owner, name, parties)
 
 
 def _get(model: type, ident: int) -> Any:
