@@ -203,15 +203,13 @@ def test_referenced_files_exist(compose: dict[str, Any]) -> None:
                 assert (DEPLOY / source).exists(), f"{name}: {source} is missing"
 
 
-@pytest.mark.asvs("V13.2.2", "V13.2.3")
-def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Path) -> None:
-    """deploy/make-secrets.sh writes each secret compose needs, random, consistent, private,
-    least-privilege database roles, and never overwrites an existing file."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
-    target = tmp_path / "secrets"
+def run_make_secrets(target: Path, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """deploy/make-secrets.sh into ``target``, without the test run's BASTION_ settings (and
+    with ``path`` as PATH, to put a failing openssl first)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    run = subprocess.run(
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
         ["sh", str(DEPLOY / "make-secrets.sh"), str(target)],
         capture_output=True,
         text=True,
@@ -219,6 +217,16 @@ def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Pa
         check=False,
         env=env,
     )
+
+
+@pytest.mark.asvs("V13.2.2", "V13.2.3")
+def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Path) -> None:
+    """deploy/make-secrets.sh writes each secret compose needs, random, consistent, private,
+    least-privilege database roles, and never overwrites an existing file."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    target = tmp_path / "secrets"
+    run = run_make_secrets(target)
     assert run.returncode == 0, run.stderr
     for definition in compose["secrets"].values():
         path = target / Path(definition["file"]).name
@@ -255,14 +263,7 @@ def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Pa
     assert "BEGIN CERTIFICATE" in read("tls_fullchain.pem")
 
     before = {p.name: p.read_bytes() for p in target.iterdir()}
-    again = subprocess.run(
-        ["sh", str(DEPLOY / "make-secrets.sh"), str(target)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    again = run_make_secrets(target)
     assert again.returncode == 0
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
 

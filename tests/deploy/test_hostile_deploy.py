@@ -27,6 +27,7 @@ from packaging.version import Version
 
 from bastion.api.keys import new_key_entry
 from tests.conftest import base_config, build_app
+from tests.deploy.test_compose import run_make_secrets
 from tests.deploy.test_dockerfile import _stages
 from tests.deploy.test_nginx import (  # noqa: F401 - fixtures used by name below
     Backend,
@@ -192,19 +193,6 @@ def test_the_image_build_runs_only_locked_and_hashed_code() -> None:
 # --- make-secrets.sh ------------------------------------------------------------------------
 
 
-def _make_secrets(target: Path, path: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env["PATH"] = path
-    return subprocess.run(
-        ["sh", str(DEPLOY / "make-secrets.sh"), str(target)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-
-
 @pytest.mark.asvs("V13.2.3", "V13.3.1")
 def test_make_secrets_never_leaves_a_blank_secret(tmp_path: Path) -> None:
     """When openssl fails, the script stops without writing empty secret files (which a later
@@ -220,14 +208,14 @@ def test_make_secrets_never_leaves_a_blank_secret(tmp_path: Path) -> None:
     target = tmp_path / "secrets"
     path = os.environ.get("PATH", "")
 
-    failed = _make_secrets(target, f"{broken}{os.pathsep}{path}")
+    failed = run_make_secrets(target, f"{broken}{os.pathsep}{path}")
     assert failed.returncode != 0
     blank = [p.name for p in target.iterdir() if p.stat().st_size == 0] if target.exists() else []
     assert blank == [], f"blank secret files written: {blank}"
 
     if target.exists():
         (target / "grafana_admin_password").write_text("")  # as an interrupted run left it
-    ran = _make_secrets(target, path)
+    ran = run_make_secrets(target, path)
     assert ran.returncode == 0, ran.stderr
     files = {p.name: p for p in target.iterdir()}
     assert "grafana_admin_password" in files and "secret_key" in files
