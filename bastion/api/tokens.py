@@ -66,7 +66,7 @@ def _encode(
     now = time.time()
     claims: dict[str, Any] = {
         "iss": current_app.config["JWT_ISSUER"],
-        "aud": current_app.config["JWT_AUDIENCE"],
+        "aud": _audience(typ),
         "sub": str(user.id),
         "jti": jti,
         "typ": typ,
@@ -77,6 +77,17 @@ def _encode(
         "exp": int(now + lifetime.total_seconds()),
     }
     return jwt.encode(claims, ks.signing_key, algorithm=ALGORITHM, headers={"kid": ks.active_kid})
+
+
+def _audience(typ: str) -> str:
+    """``JWT_AUDIENCE`` for access tokens, ``JWT_AUDIENCE:refresh`` for refresh tokens.
+
+    Both are signed with the same key and Bastion tells them apart by ``typ``; another
+    service that verifies our access tokens with the published key and checks only
+    ``iss``/``aud`` would not, and would take a 14-day refresh token for an access token.
+    """
+    audience = str(current_app.config["JWT_AUDIENCE"])
+    return f"{audience}:refresh" if typ == "refresh" else audience
 
 
 def _access_lifetime() -> timedelta:
@@ -135,6 +146,18 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     return TokenPair(access, refresh, int(access_life.total_seconds()))
 
 
+def _verified(token: str, key: Any, audience: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=[ALGORITHM],
+        audience=audience,
+        issuer=current_app.config["JWT_ISSUER"],
+        options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+    )
+    return claims
+
+
 def decode(token: str, expected_type: str) -> dict[str, Any]:
     """Verified claims of a token of ``expected_type``; raises TokenError otherwise."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
@@ -144,14 +167,18 @@ def decode(token: str, expected_type: str) -> dict[str, Any]:
         key = keyset().verifying_keys.get(str(header.get("kid", "")))
         if key is None or header.get("alg") != ALGORITHM:
             raise TokenError("The token is not valid.")
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=[ALGORITHM],
-            audience=current_app.config["JWT_AUDIENCE"],
-            issuer=current_app.config["JWT_ISSUER"],
-            options={"require": REQUIRED_CLAIMS, "strict_aud": True},
-        )
+        claims = _verified(token, key, _audience(expected_type))
+    except jwt.InvalidAudienceError as exc:
+        if expected_type != "refresh":
+            raise TokenError("The token is not valid.") from exc
+        # Refresh tokens issued before they had an audience of their own (at most
+        # JWT_REFRESH_DAYS old) keep working until they expire; ``typ`` still decides.
+        try:
+            claims = _verified(token, key, str(current_app.config["JWT_AUDIENCE"]))
+        except jwt.ExpiredSignatureError as exc2:
+            raise TokenError("The token has expired.") from exc2
+        except jwt.PyJWTError as exc2:
+            raise TokenError("The token is not valid.") from exc2
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("The token has expired.") from exc
     except jwt.PyJWTError as exc:

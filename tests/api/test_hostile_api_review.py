@@ -65,3 +65,47 @@ def test_a_sign_in_older_than_the_refresh_lifetime_cannot_be_rotated(
     assert resp.mimetype == "application/problem+json"
     assert db.session.scalar(select(RefreshToken).where(RefreshToken.used_at.is_not(None))) is None
     assert len(db.session.scalars(select(RefreshToken)).all()) == 1, "no new member"
+
+
+@pytest.mark.asvs("V9.2.4", "V9.1.1")
+def test_a_refresh_token_is_not_an_access_token_to_a_verifier_that_checks_only_aud(
+    app: Any, api: Api, make_user: Callable[..., User]
+) -> None:
+    # Both are signed with the same key; only Bastion's own ``typ`` claim told them apart,
+    # so another service verifying access tokens by key, issuer and audience took a
+    # 14-day refresh token for one.
+    pair = tokens.issue_pair(make_user("editor"))
+    keyset = tokens.keyset()
+    public = keyset.verifying_keys[keyset.active_kid]
+
+    def verify_as_another_service(token: str) -> dict[str, Any]:
+        return jwt.decode(  # type: ignore[no-any-return]
+            token,
+            public,
+            algorithms=["EdDSA"],
+            audience=app.config["JWT_AUDIENCE"],
+            issuer=app.config["JWT_ISSUER"],
+        )
+
+    assert verify_as_another_service(pair.access_token)["typ"] == "access"
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify_as_another_service(pair.refresh_token)
+    assert _refresh(api, pair.refresh_token).status_code == 200
+
+
+@pytest.mark.asvs("V9.2.4")
+def test_a_refresh_token_from_before_its_own_audience_still_rotates_once(
+    api: Api, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issued by the previous release (the access audience): it keeps working until it
+    # expires, and an access token with the refresh audience is refused.
+    monkeypatch.setattr(tokens, "_audience", lambda typ: "bastion-api")
+    old = tokens.issue_pair(make_user("editor"))
+    monkeypatch.undo()
+
+    assert _refresh(api, old.refresh_token).status_code == 200
+    assert _refresh(api, old.refresh_token).status_code == 401  # rotated: used once
+    monkeypatch.setattr(tokens, "_audience", lambda typ: "bastion-api:refresh")
+    odd = tokens.issue_pair(make_user("editor"))
+    monkeypatch.undo()
+    assert api.call("GET", "/me", odd.access_token).status_code == 401
