@@ -59,9 +59,12 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 # Recycle workers now and then so that a slow leak can never take a pod down. Not too
 # often: a new worker costs about a second of CPU (imports, create_app) that the other
 # workers feel as latency, and `make bench` shows no growth in a worker's memory between
-# 10k and 50k requests.
+# 10k and 50k requests. The jitter is half the lifetime: workers share the load evenly, so
+# with a jitter of a tenth (2000) the two workers of a 2-core host reached their limit
+# within seconds of each other, a minute apart, and the host served on a booting worker
+# and a lone one at once (seen in `make bench`'s server log).
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 10000)
 
 # Request-header limits: a second line of defence behind the proxy's own buffers.
 limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
