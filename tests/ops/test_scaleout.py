@@ -212,7 +212,11 @@ def test_killing_one_instance_mid_load_loses_no_committed_write(
             if done == 10:
                 c.a.kill()
     acknowledged = {m for m, status in results.items() if status == 201}
-    assert set(results.values()) <= {201, 502}, results
+    # 502: the balancer found A dead. 0: A died while sending its answer, so the client got
+    # a cut connection (only the up to 4 requests in flight at the kill can end so). Neither
+    # counts as acknowledged; only 201s must be stored.
+    assert set(results.values()) <= {0, 201, 502}, results
+    assert list(results.values()).count(0) <= 4, results
     assert len(acknowledged) >= 30, "the surviving instance did not take over"
 
     engine = create_engine(c.state.database_url)
