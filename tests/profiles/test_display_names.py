@@ -113,3 +113,23 @@ def test_real_scripts_are_kept(app: Flask, name: str) -> None:
     user = UserFactory(display_name="Before")
     update_profile(user, display_name=name, bio="")
     assert user.display_name
+
+
+def test_a_disabled_authors_byline_links_to_no_profile(app: Flask) -> None:
+    # Their profile answers 404; bylines linked to it all the same.
+    from bastion.models import utcnow
+
+    gone = UserFactory(username="gone", display_name="Gone Away")
+    article = ArticleFactory(author=gone, title="Still published")
+    CommentFactory(article=article, author=gone, body="A comment")
+    gone.disabled_at = utcnow()
+    db.session.commit()
+    client = client_for(app)
+    for page in ("/articles", f"/articles/{article.id}"):
+        html = client.get(page).get_data(as_text=True)
+        assert "Gone Away" in html and "@gone" in html, page
+        assert 'href="/u/gone"' not in html, page
+    assert client.get("/u/gone").status_code == 404
+    kept = UserFactory(username="kept")
+    ArticleFactory(author=kept, title="By an active author")
+    assert 'href="/u/kept"' in client.get("/articles").get_data(as_text=True)
