@@ -15,7 +15,6 @@ and before the work it pays for, in the same store and with the same 429 as any 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
@@ -28,6 +27,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from bastion.errors import handle_http_exception
 from bastion.extensions import limiter
+from bastion.security.ratelimit_headers import write_headers
 from bastion.security.ratelimit_keys import signed_in_user
 from bastion.security.throttle_audit import record_breach
 
@@ -97,14 +97,5 @@ def _refusal(item: RateLimitItem, args: list[str]) -> Response:
     breach = RequestLimit(limiter, item, args, True, True)
     record_breach(breach)
     response = handle_http_exception(TooManyRequests(description=str(item)))
-    try:
-        reset_at = breach.reset_at
-        wait = min(item.get_expiry(), reset_at - int(time.time()))
-    except Exception:
-        log.warning("could not read the rate-limit window", exc_info=True)
-        reset_at, wait = int(time.time()) + item.get_expiry(), item.get_expiry()
-    response.headers["X-RateLimit-Limit"] = str(item.amount)
-    response.headers["X-RateLimit-Remaining"] = "0"
-    response.headers["X-RateLimit-Reset"] = str(reset_at)
-    response.headers["Retry-After"] = str(max(1, wait))
+    write_headers(response, breach)
     return response

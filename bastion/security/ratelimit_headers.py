@@ -14,6 +14,7 @@ import logging
 import time
 
 from flask import Flask, Response
+from flask_limiter import RequestLimit
 
 from bastion.extensions import limiter
 
@@ -33,18 +34,25 @@ def add_ratelimit_headers(response: Response) -> Response:
     current = limiter.current_limit
     if current is None:
         return response
+    write_headers(response, current)
+    return response
+
+
+def write_headers(response: Response, limit: RequestLimit) -> None:
+    """``X-RateLimit-*`` and ``Retry-After`` of a breached ``limit`` on its 429; shared by
+    Flask-Limiter's refusals (above) and the app's own per-account budgets
+    (``bastion.content.write_limits``)."""
     try:
-        reset_at = current.reset_at
-        response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
-        response.headers["X-RateLimit-Remaining"] = str(current.remaining)
+        reset_at = limit.reset_at
+        response.headers["X-RateLimit-Limit"] = str(limit.limit.amount)
+        response.headers["X-RateLimit-Remaining"] = str(limit.remaining)
         response.headers["X-RateLimit-Reset"] = str(reset_at)
         # A 429 of the app's own (say, a login delay) keeps its own wait. Otherwise reset_at
         # is a whole second rounded up: never promise more than one window.
-        if throttled and "Retry-After" not in response.headers:
-            wait = min(current.limit.get_expiry(), reset_at - int(time.time()))
+        if "Retry-After" not in response.headers:
+            wait = min(limit.limit.get_expiry(), reset_at - int(time.time()))
             response.headers["Retry-After"] = str(max(1, wait))
     except Exception:
         log.exception("could not read the rate-limit window")
-        if throttled and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(current.limit.get_expiry())
-    return response
+        if "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(limit.limit.get_expiry())
