@@ -10,6 +10,7 @@ from flask import Flask
 from bastion.extensions import db
 from bastion.models import Article, User
 from tests.api.conftest import Api
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.asvs("V2.2.1", "V4.1.1", "V15.3.5", "V16.5.3")
 
@@ -50,6 +51,38 @@ def test_malformed_bodies_are_clear_4xx(
     assert resp.mimetype == "application/problem+json"
     assert resp.get_json()["status"] == status
     assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.asvs("V15.3.7")
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"title": "Shown", "body": "B", "title": "Stored"}',
+        b'{"title": {"a": 1}, "title": "T", "body": "B"}',
+        b'{"title": "T", "body": "B", "\\u0074itle": "T2"}',
+    ],
+)
+def test_a_field_named_twice_is_refused(api: Api, editor_token: str, data: bytes) -> None:
+    """Parsers disagree on which of two equal keys wins: neither is acted on."""
+    resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+    assert resp.mimetype == "application/problem+json"
+    assert "more than once" in resp.get_json()["detail"]
+    assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.asvs("V15.3.7")
+def test_a_sign_in_naming_the_user_twice_is_refused(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    data = (
+        f'{{"username": "nobody", "password": "x", '
+        f'"username": "{user.username}", "password": "{PASSWORD}"}}'
+    ).encode()
+    resp = api.call("POST", "/auth/token", data=data, content_type="application/json")
+    assert resp.status_code == 400
+    assert "more than once" in resp.get_json()["detail"]
 
 
 def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
