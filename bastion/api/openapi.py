@@ -33,6 +33,10 @@ STATUS_TEXT = {
     415: "Body is not JSON",
     422: "Unknown, read-only or invalid fields",
     429: "Too many requests; see Retry-After",
+    503: (
+        "The database or Redis cannot be reached (sign-in and refresh also refuse while the "
+        "shared rate-limit store is down); see Retry-After"
+    ),
 }
 
 
@@ -93,6 +97,13 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
             "description": STATUS_TEXT[status],
             "content": {PROBLEM: {"schema": {"$ref": REF.format(model="Problem")}}},
         }
+        if status in (429, 503):
+            responses[str(status)]["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before trying again",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            }
     return responses
 
 

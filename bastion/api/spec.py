@@ -45,7 +45,7 @@ class Operation:
     conditional: bool = False  # answers carry an ETag; If-None-Match may get a 304
 
     def error_statuses(self, has_path_params: bool) -> list[int]:
-        codes = {429, *self.errors}
+        codes = {429, 503, *self.errors}  # 503: an outage of PostgreSQL or Redis
         if self.scopes is not None:
             codes |= {401, 403}
         if self.body is not None:

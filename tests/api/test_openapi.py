@@ -87,6 +87,17 @@ def test_every_protected_operation_declares_bearer_scopes(client: FlaskClient) -
                 assert "403" in op["responses"]
 
 
+def test_every_operation_documents_throttling_and_outages(client: FlaskClient) -> None:
+    """Any call can be throttled, and any call needs PostgreSQL or Redis (tests/ops show
+    the 503s): a client generated from the document must expect both, and when to retry."""
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status in ("429", "503"):
+                answer = op["responses"][status]
+                assert "Retry-After" in answer.get("headers", {}), (path, method, status)
+
+
 def test_write_models_refuse_unknown_fields(client: FlaskClient) -> None:
     schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
     for name in (

@@ -230,6 +230,9 @@ def test_api_tokens_through_a_redis_outage_and_restart(
     assert down.headers["Content-Type"].startswith("application/problem+json")
     assert down.headers["Retry-After"] == "30"
     assert "redis unavailable" in server.output()
+    # The answer is part of the contract: the API's document lists it for the operation.
+    documented = api.get("/api/v1/openapi.json").json()["paths"]["/api/v1/articles"]["get"]
+    assert "Retry-After" in documented["responses"]["503"]["headers"]
 
     redis.start()
     deadline = time.monotonic() + 10
