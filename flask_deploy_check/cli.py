@@ -6,6 +6,7 @@ works on any app given with ``--app``; apps may also ``app.cli.add_command(secur
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -117,11 +118,16 @@ def check_command(
     vuln_url: str | None,
     deps_timeout: float,
 ) -> None:
-    """Inspect configuration, live responses and (--deps) dependencies."""
+    """Inspect configuration, live responses and (--deps) dependencies.
+
+    Whatever the app prints while it loads or answers the probes goes to stderr:
+    stdout carries only the report, so ``--format json`` stays parseable.
+    """
     deps_options = DepsOptions(vuln_db, vuln_url, deps_timeout) if deps else None
-    app = load_app_as_deployed()
-    with app.app_context():
-        report = run_checks(app, deploy=deploy, deps=deps_options, ignore=ignore)
+    with contextlib.redirect_stdout(sys.stderr):
+        app = load_app_as_deployed()
+        with app.app_context():
+            report = run_checks(app, deploy=deploy, deps=deps_options, ignore=ignore)
     level = Severity.from_label(fail_level)
     if output_format == "json":
         click.echo(render_json(report, level))

@@ -24,6 +24,9 @@ PROBE_ORIGIN = "https://cors-probe.invalid"
 PROBE_METHOD = "SECURITYPROBE"
 """A method no route declares, so a 405 is produced without ever calling a view."""
 
+MAX_BODY_BYTES = 1_048_576
+"""How much of a probed body is read: a streaming or endless page must not hang the run."""
+
 
 def describe_exception(exc: BaseException, limit: int = 240) -> str:
     """One line, bounded: reports must never contain a traceback."""
@@ -38,10 +41,27 @@ def probe_host(app: Flask) -> str:
     if server_name:
         return str(server_name)
     trusted = app.config.get("TRUSTED_HOSTS")
+    if isinstance(trusted, str):  # Werkzeug accepts one host as a plain string
+        trusted = [trusted]
     if trusted:
         first = str(next(iter(trusted)))
         return first.lstrip(".") or "localhost"
     return "localhost"
+
+
+def _read_bounded(response: TestResponse, limit: int = MAX_BODY_BYTES) -> None:
+    """Keep at most ``limit`` bytes of the body, then close the app's iterator."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_encoded():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    finally:
+        response.close()
+    response.response = [b"".join(chunks)[:limit]]
 
 
 class LiveRequestError(Exception):
@@ -167,8 +187,9 @@ class CheckContext:
                 base_url=f"{probe.scheme}://{self.host}",
                 headers=list(probe.headers),
                 follow_redirects=False,
+                buffered=False,
             )
-            response.get_data()
+            _read_bounded(response)
         except Exception as exc:
             reason = f"{probe.describe(self.host)} raised {describe_exception(exc)}"
             return ProbeResult(probe, error=reason)

@@ -253,9 +253,14 @@ def response_cookies(ctx: CheckContext) -> CheckResult:
             cookie = h.parse_set_cookie(raw)
             if cookie.deleting:
                 continue
-            missing = [
-                flag for flag in ("secure", "httponly", "samesite") if flag not in cookie.attributes
-            ]
+            missing = [flag for flag in ("secure", "httponly") if flag not in cookie.attributes]
+            if cookie.samesite is None:
+                missing.append("samesite")
             if missing:
                 problems.append(f"cookie {cookie.name!r} lacks {', '.join(missing)}")
+            if cookie.samesite is not None and cookie.samesite not in GOOD_SAMESITE:
+                # None sends the cookie on every cross-site request; an unknown value is
+                # dropped, leaving the browser's default (None in some browsers).
+                value = cookie.attributes["samesite"]
+                problems.append(f"cookie {cookie.name!r} has SameSite={value!r}, not Lax or Strict")
     return "; ".join(sorted(set(problems))) + "." if problems else None

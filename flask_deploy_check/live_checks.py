@@ -14,7 +14,7 @@ from flask_deploy_check.registry import CheckResult, check
 
 
 def _csp_policies(response: TestResponse) -> list[h.Csp]:
-    return [h.parse_csp(v) for v in response.headers.getlist("Content-Security-Policy")]
+    return h.parse_csp_headers(response.headers.getlist("Content-Security-Policy"))
 
 
 def _hsts(ctx: CheckContext) -> h.Hsts | None:
@@ -38,6 +38,8 @@ def hsts_present(ctx: CheckContext) -> CheckResult:
     hsts = _hsts(ctx)
     if hsts is None:
         return "GET / sent no Strict-Transport-Security header."
+    if hsts.error:
+        return f"Strict-Transport-Security {hsts.error}; browsers ignore the header."
     if hsts.max_age is None or hsts.max_age < h.HSTS_MIN_AGE:
         return f"HSTS max-age is {hsts.max_age}; at least {h.HSTS_MIN_AGE} is needed."
     return None
@@ -57,7 +59,7 @@ def hsts_present(ctx: CheckContext) -> CheckResult:
 def hsts_subdomains(ctx: CheckContext) -> CheckResult:
     """ASVS level 2 requires includeSubDomains."""
     hsts = _hsts(ctx)
-    if hsts is not None and not hsts.include_subdomains:
+    if hsts is not None and not hsts.error and not hsts.include_subdomains:
         return "Strict-Transport-Security lacks includeSubDomains."
     return None
 
@@ -76,7 +78,7 @@ def hsts_subdomains(ctx: CheckContext) -> CheckResult:
 def hsts_preload(ctx: CheckContext) -> CheckResult:
     """Informational, like Django's W021."""
     hsts = _hsts(ctx)
-    if hsts is not None and not hsts.preload:
+    if hsts is not None and not hsts.error and not hsts.preload:
         return "Strict-Transport-Security lacks preload."
     return None
 
@@ -137,9 +139,10 @@ def csp_strict(ctx: CheckContext) -> CheckResult:
     policies = _csp_policies(ctx.response("home"))
     if not policies:
         return None  # BST-W206
-    per_policy = [set(h.policy_problems(policy)) for policy in policies]
-    remaining = set.intersection(*per_policy)
-    return "; ".join(sorted(remaining)) + "." if remaining else None
+    per_policy = [h.policy_findings(policy) for policy in policies]
+    remaining = set.intersection(*(set(found) for found in per_policy))
+    messages = {per_policy[0][key] for key in remaining}
+    return "; ".join(sorted(messages)) + "." if messages else None
 
 
 @check(
@@ -154,12 +157,22 @@ def csp_strict(ctx: CheckContext) -> CheckResult:
     django="security.W002, W019",
 )
 def frame_protection(ctx: CheckContext) -> CheckResult:
-    """Either header protects current browsers."""
+    """Either header protects current browsers, but frame-ancestors, when present, wins.
+
+    Browsers ignore X-Frame-Options once any enforced policy has frame-ancestors, and
+    framing is allowed only if every such policy allows it.
+    """
     response = ctx.response("home")
-    xfo = response.headers.get("X-Frame-Options", "").strip().upper()
-    if xfo in ("DENY", "SAMEORIGIN"):
+    ancestors = [
+        policy.directives["frame-ancestors"]
+        for policy in _csp_policies(response)
+        if "frame-ancestors" in policy.directives
+    ]
+    if ancestors:
+        if all(h.frames_anyone(sources) for sources in ancestors):
+            return "CSP frame-ancestors allows any site, and browsers then ignore X-Frame-Options."
         return None
-    if any(p.sources("frame-ancestors", fallback=False) for p in _csp_policies(response)):
+    if h.xfo_blocks_framing(response.headers.getlist("X-Frame-Options")):
         return None
     return "GET / sent neither CSP frame-ancestors nor X-Frame-Options."
 
@@ -176,10 +189,10 @@ def frame_protection(ctx: CheckContext) -> CheckResult:
 )
 def nosniff(ctx: CheckContext) -> CheckResult:
     """MIME sniffing turns uploads into scripts."""
-    value = ctx.response("home").headers.get("X-Content-Type-Options")
+    value = h.nosniff_value(ctx.response("home").headers.getlist("X-Content-Type-Options"))
     if value is None:
         return "GET / sent no X-Content-Type-Options header."
-    if value.strip().lower() != "nosniff":
+    if value.lower() != "nosniff":
         return f"GET / sent X-Content-Type-Options {value!r}, not 'nosniff'."
     return None
 
@@ -195,13 +208,16 @@ def nosniff(ctx: CheckContext) -> CheckResult:
     django="security.W022, E023",
 )
 def referrer(ctx: CheckContext) -> CheckResult:
-    """Pick the effective token as a browser would."""
-    raw = ctx.response("home").headers.get("Referrer-Policy")
-    effective = h.referrer_policy(raw)
-    if effective is None:
+    """Pick the effective token as a browser would; every header line counts."""
+    raw = ", ".join(ctx.response("home").headers.getlist("Referrer-Policy"))
+    if h.referrer_policy(raw) is None:
         return "GET / sent no valid Referrer-Policy."
-    if effective in h.UNSAFE_REFERRER:
-        return f"Referrer-Policy is {effective!r}, which sends full URLs cross-origin."
+    unsafe = sorted(h.referrer_policy_candidates(raw) & h.UNSAFE_REFERRER)
+    if unsafe:
+        return (
+            f"Referrer-Policy {raw!r} is {unsafe[0]!r} in browsers, "
+            "which sends full URLs cross-origin."
+        )
     return None
 
 
@@ -216,11 +232,14 @@ def referrer(ctx: CheckContext) -> CheckResult:
 )
 def coop(ctx: CheckContext) -> CheckResult:
     """Django sends same-origin by default; Flask sends nothing."""
-    value = ctx.response("home").headers.get("Cross-Origin-Opener-Policy")
-    if value is None:
+    values = ctx.response("home").headers.getlist("Cross-Origin-Opener-Policy")
+    if not values:
         return "GET / sent no Cross-Origin-Opener-Policy header."
-    if value.strip().lower() not in h.SAFE_COOP:
-        return f"GET / sent Cross-Origin-Opener-Policy {value!r}."
+    if h.coop_value(values) not in h.SAFE_COOP:
+        shown = ", ".join(values)
+        return (
+            f"GET / sent Cross-Origin-Opener-Policy {shown!r}, which browsers read as unsafe-none."
+        )
     return None
 
 
@@ -237,9 +256,10 @@ def server_banner(ctx: CheckContext) -> CheckResult:
     """Banner grabbing is the first step of automated scanning."""
     headers = ctx.response("home").headers
     shown = [
-        f"{name}: {headers[name]}"
+        f"{name}: {value}"
         for name in ("Server", "X-Powered-By")
-        if name in headers and (name == "X-Powered-By" or h.VERSION_LIKE.search(headers[name]))
+        for value in headers.getlist(name)
+        if name == "X-Powered-By" or h.VERSION_LIKE.search(value)
     ]
     return f"GET / sent {'; '.join(shown)}." if shown else None
 
@@ -261,7 +281,8 @@ def error_page_leak(ctx: CheckContext) -> CheckResult:
         pages.append(("405 page", bad_method))
     leaks = []
     for label, response in pages:
-        marker = h.leak_marker(response.get_data(as_text=True)[:200_000])
+        body = response.get_data()[:200_000].decode("utf-8", errors="replace")
+        marker = h.leak_marker(body)
         if marker:
             leaks.append(f"the {label} (status {response.status_code}) contains {marker!r}")
     return "; ".join(leaks) + "." if leaks else None
@@ -278,9 +299,13 @@ def error_page_leak(ctx: CheckContext) -> CheckResult:
     kind="live",
 )
 def cors_reflection(ctx: CheckContext) -> CheckResult:
-    """The probe sends an origin no deployment should trust."""
+    """The probe sends an origin no deployment should trust.
+
+    Browsers strip the whitespace around a header value before comparing the origin.
+    """
     headers = ctx.response("home").headers
-    if headers.get("Access-Control-Allow-Origin") != PROBE_ORIGIN:
+    allowed = headers.getlist("Access-Control-Allow-Origin")
+    if len(allowed) != 1 or allowed[0].strip(" \t") != PROBE_ORIGIN:
         return None
     credentials = headers.get("Access-Control-Allow-Credentials", "").lower() == "true"
     extra = " with Access-Control-Allow-Credentials: true" if credentials else ""

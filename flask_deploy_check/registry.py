@@ -23,6 +23,15 @@ CheckFunc = Callable[["CheckContext"], CheckResult]
 Kind = Literal["config", "live", "deps", "meta"]
 
 ID_PATTERN = re.compile(r"^BST-[EWI]\d{3}$")
+# Messages quote header values and advisory text from outside; control characters
+# (an ESC sequence) would otherwise reach the operator's terminal and CI logs raw.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line, other control characters shown as ``\\xNN`` escapes."""
+    one_line = re.sub(r"[\t\n\r]+", " ", text)
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", one_line)
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class CheckSpec:
             id=self.id,
             severity=self.severity,
             title=self.title,
-            message=message,
+            message=printable(message),
             why=self.why,
             fix=self.fix,
             asvs=self.asvs,

@@ -11,6 +11,7 @@ from flask_deploy_check.wsgi import extension_instances, instances_of, unsafe_me
 FLASK_FORM_DEFAULTS = {"MAX_FORM_MEMORY_SIZE": 500_000, "MAX_FORM_PARTS": 1_000}
 MAX_PROXY_HOPS = 2
 PROXY_FIX_ARGS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @check(
@@ -38,6 +39,13 @@ def csrf_protection(ctx: CheckContext) -> CheckResult:
         return (
             f"WTF_CSRF_CHECK_DEFAULT is False, only views calling csrf.protect() are safe; {where}."
         )
+    # Flask-WTF checks only the methods listed here, compared case-sensitively with the
+    # upper-case request method; a shortened list leaves the others unprotected.
+    checked = {str(m) for m in config.get("WTF_CSRF_METHODS", UNSAFE_METHODS) or ()}
+    used = {m for rule in ctx.app.url_map.iter_rules() for m in rule.methods or ()}
+    unchecked = sorted((UNSAFE_METHODS & used) - checked)
+    if unchecked:
+        return f"WTF_CSRF_METHODS leaves {', '.join(unchecked)} unchecked; {where}."
     return None
 
 

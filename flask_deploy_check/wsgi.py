@@ -8,6 +8,10 @@ from typing import Any
 from flask import Flask
 
 _MAX_MIDDLEWARE = 50
+# Where middleware keeps the application it wraps: Werkzeug and Sentry use ``app``,
+# WhiteNoise and many hand-written wrappers ``application``, others ``wsgi_app`` or
+# ``_app``; functools.wraps leaves ``__wrapped__``. Missing one would hide what is inside.
+_INNER_ATTRIBUTES = ("app", "application", "wsgi_app", "_app", "__wrapped__")
 
 
 def wsgi_chain(app: Flask) -> Iterator[Any]:
@@ -15,7 +19,8 @@ def wsgi_chain(app: Flask) -> Iterator[Any]:
 
     Middleware conventionally keeps the wrapped application in ``.app``
     (Werkzeug's ProxyFix, DebuggedApplication, SharedDataMiddleware, Sentry's
-    middleware); DispatcherMiddleware also keeps ``.mounts``.
+    middleware) or one of the other ``_INNER_ATTRIBUTES``; DispatcherMiddleware also
+    keeps ``.mounts``.
     """
     pending: list[Any] = [app.wsgi_app]
     seen: set[int] = set()
@@ -25,9 +30,10 @@ def wsgi_chain(app: Flask) -> Iterator[Any]:
             continue  # a Flask app's own bound wsgi_app ends a branch
         seen.add(id(current))
         yield current
-        inner = getattr(current, "app", None)
-        if inner is not None and not isinstance(inner, Flask):
-            pending.append(inner)
+        for attribute in _INNER_ATTRIBUTES:
+            inner = getattr(current, attribute, None)
+            if inner is not None and callable(inner) and not isinstance(inner, Flask):
+                pending.append(inner)
         mounts = getattr(current, "mounts", None)
         if isinstance(mounts, dict):
             pending.extend(mounts.values())

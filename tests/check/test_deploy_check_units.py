@@ -133,7 +133,9 @@ def test_hsts_parsing() -> None:
     assert h.parse_hsts(None) is None
     parsed = h.parse_hsts('max-age="31536000"; includeSubDomains; preload')
     assert parsed == h.Hsts(31_536_000, True, True)
-    assert h.parse_hsts("includeSubDomains") == h.Hsts(None, True, False)
+    assert h.parse_hsts("includeSubDomains") == h.Hsts(
+        None, True, False, "has no max-age directive"
+    )
 
 
 @pytest.mark.asvs("V3.4.5")
