@@ -48,7 +48,9 @@ own settings is seen (this needs the `flask.commands` entry point, i.e. the pack
 installed; through `app.cli.add_command` alone the app is loaded by the CLI first). An
 app that fails to load is reported as an error with exit code 2, without a traceback.
 Live checks never crash the run: a probe that raises becomes BST-W501, a probe answered
-with a server error becomes BST-I502, and the other checks still run.
+with a server error becomes BST-I502, and the other checks still run. Each probe reads at
+most 1 MiB of the answer (an endless or streaming page cannot hang the run). Whatever the
+app prints while it loads goes to stderr, so `--format json` output stays JSON.
 
 **Exit codes**: 0 when no finding reaches the fail level, 1 otherwise, 2 for usage errors.
 
