@@ -47,8 +47,10 @@ override of `app.debug` from `FLASK_DEBUG` is skipped, so a `DEBUG = True` in th
 own settings is seen (this needs the `flask.commands` entry point, i.e. the package
 installed; through `app.cli.add_command` alone the app is loaded by the CLI first). An
 app that fails to load is reported as an error with exit code 2, without a traceback.
-Live checks never crash the run: a probe that raises becomes BST-W501, a probe answered
-with a server error becomes BST-I502, and the other checks still run. Each probe reads at
+Live checks never crash the run: a probe that raises becomes BST-W501 (BST-E505 when an
+error-level check could not run, so the default fail level fails: an unverified control is
+not a passed one), a probe answered with a server error becomes BST-I502, and the other
+checks still run. Each probe reads at
 most 1 MiB of the answer (an endless or streaming page cannot hang the run). Whatever the
 app prints while it loads goes to stderr, so `--format json` output stays JSON.
 

@@ -1,7 +1,9 @@
 """Run the registered checks against an app and collect a report.
 
 A check that fails to run (a live request raising, an odd config value) never
-aborts the run or prints a traceback: it becomes a BST-W501 finding instead.
+aborts the run or prints a traceback: it becomes a finding instead, BST-E505 when the
+check was an error-level one (so the default ``--fail-level error`` still fails: an
+unverified control must not pass silently) and BST-W501 otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ CHECK_FAILED = register(
         id="BST-W501",
         title="A check could not run",
         why="An unverified control is not a passed control: the condition it tests is unknown.",
+        fix="Make the app answer the probe (e.g. provide the database the index page needs) "
+        "and run the check again, or silence the check explicitly.",
+        asvs=None,
+        deploy=False,
+        kind="meta",
+        func=None,
+    )
+)
+ERROR_CHECK_FAILED = register(
+    CheckSpec(
+        id="BST-E505",
+        title="An error-level check could not run",
+        why="An unverified control is not a passed control, and this one guards against a "
+        "serious flaw: a run that could not verify it must fail like one that found it.",
         fix="Make the app answer the probe (e.g. provide the database the index page needs) "
         "and run the check again, or silence the check explicitly.",
         asvs=None,
@@ -66,6 +82,23 @@ class Report:
         return any(finding.severity >= fail_level for finding in self.findings)
 
 
+def _not_run(severity: Severity) -> CheckSpec:
+    """The finding for a check of ``severity`` that could not run."""
+    return ERROR_CHECK_FAILED if severity >= Severity.ERROR else CHECK_FAILED
+
+
+def _by_severity(ids: list[str]) -> list[tuple[CheckSpec, list[str]]]:
+    """The blocked ``ids`` split by the finding that reports them (E503 first)."""
+    registry = {spec.id: spec for spec in all_specs()}
+    errors = [i for i in ids if registry[i].severity >= Severity.ERROR]
+    others = [i for i in ids if i not in errors]
+    return [
+        (meta, group)
+        for meta, group in ((ERROR_CHECK_FAILED, errors), (CHECK_FAILED, others))
+        if group
+    ]
+
+
 def selected_specs(deploy: bool, deps: bool) -> list[CheckSpec]:
     """The checks a run executes: deploy-only ones need ``--deploy``, deps need ``--deps``."""
     return [
@@ -104,11 +137,14 @@ def run_checks(
             blocked.setdefault(exc.probe, (exc.reason, []))[1].append(spec.id)
         except Exception as exc:
             findings.append(
-                CHECK_FAILED.finding(f"could not run check {spec.id}: {describe_exception(exc)}")
+                _not_run(spec.severity).finding(
+                    f"could not run check {spec.id}: {describe_exception(exc)}"
+                )
             )
     for reason, ids in blocked.values():
-        message = f"could not run live checks {', '.join(ids)}: {reason}"
-        findings.append(CHECK_FAILED.finding(message))
+        for meta, group in _by_severity(ids):
+            message = f"could not run live checks {', '.join(group)}: {reason}"
+            findings.append(meta.finding(message))
     for result in ctx.results.values():
         if result.response is not None and result.response.status_code >= 500:
             raised = result.app_exception

@@ -172,6 +172,17 @@ def test_failing_index_is_reported_without_traceback(
         assert "Traceback" not in text
 
 
+@pytest.mark.asvs("V16.5.1")
+def test_an_error_level_check_that_could_not_run_fails_the_run() -> None:
+    """A / that raises hides the error-level live checks (E214's CORS probe among them):
+    the default fail level must not read that as a pass."""
+    result = invoke(apps.make_app(apps.UNSAFE["BST-E505"]), "--deploy", "--format", "json")
+    assert result.exit_code == 1
+    [failure] = [f for f in as_json(result)["findings"] if f["id"] == "BST-E505"]
+    assert "BST-E214" in failure["message"]
+    assert "BST-W206" not in failure["message"]  # warnings are reported as W501
+
+
 def test_live_failures_are_grouped_per_request() -> None:
     document = as_json(invoke(apps.make_app(apps.UNSAFE["BST-W501"]), "--format", "json"))
     failures = [f for f in document["findings"] if f["id"] == "BST-W501"]

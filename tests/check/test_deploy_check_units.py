@@ -199,6 +199,17 @@ def test_a_crashing_check_becomes_a_finding(monkeypatch: pytest.MonkeyPatch) -> 
     assert finding.message == "could not run check BST-W302: KeyError: 'surprise'"
 
 
+def test_a_crashing_error_level_check_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(ctx: object) -> None:
+        raise KeyError("surprise")
+
+    monkeypatch.setitem(REGISTRY, "BST-E301", replace(REGISTRY["BST-E301"], func=boom))
+    report = run_checks(apps.safe_app(), deploy=True)
+    [finding] = report.findings
+    assert finding.id == "BST-E505"
+    assert report.failed(Severity.ERROR)
+
+
 def test_flask_debug_in_the_environment_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLASK_DEBUG", "1")
     report = run_checks(apps.safe_app(), deploy=True)
