@@ -110,11 +110,25 @@ def _scan_store(root: Path) -> tuple[list[Path], list[Path]]:
             continue
         for path in directory.iterdir():
             named = path.name.startswith(storage.TEMP_PREFIX) or (
-                storage.NAME_RE.match(path.name) is not None
-                and path.name[:2] == directory.name
+                storage.NAME_RE.match(path.name) is not None and path.name[:2] == directory.name
             )
             (stored if named and _is_real(path, stat.S_IFREG) else foreign).append(path)
     return stored, foreign
+
+
+def still_orphan(path: Path) -> bool:
+    """Whether no row names this file, asked again right before it is pruned.
+
+    ``check_store`` lists the rows before it scans the disk: on a large store an upload can
+    be written and committed in between, and (with a small ``--min-age`` or a slow scan)
+    would otherwise be pruned from under its row.
+    """
+    if path.name.startswith(storage.TEMP_PREFIX):
+        return True
+    main_name = re.sub(r"_[0-9]{1,4}(?=\.)", "", path.name)  # a variant belongs to its main file
+    db.session.rollback()  # a fresh snapshot, not the one the listing was read in
+    stmt = select(Upload.id).where(Upload.storage_name == main_name)
+    return db.session.scalar(stmt) is None
 
 
 def check_store() -> StoreReport:

@@ -7,7 +7,7 @@ import time
 import click
 
 from bastion.uploads import bp, storage
-from bastion.uploads.cleanup import check_store
+from bastion.uploads.cleanup import check_store, still_orphan
 
 
 @bp.cli.command("check")
@@ -26,8 +26,13 @@ def check_command(prune: bool, min_age: int) -> None:
     for name in report.missing_files:
         click.echo(f"missing file for row: {name}")
     for path in report.orphan_files:
-        old_enough = now - path.stat().st_mtime >= min_age
+        try:
+            old_enough = now - path.stat().st_mtime >= min_age
+        except FileNotFoundError:
+            continue  # removed since the scan (its row was deleted meanwhile)
         if prune and old_enough:
+            if not still_orphan(path):
+                continue  # its row was committed after the listing: in use, not an orphan
             path.unlink(missing_ok=True)
             click.echo(f"pruned orphan file: {path.name}")
         else:

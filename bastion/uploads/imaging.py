@@ -26,6 +26,11 @@ MAX_PIXELS = 25_000_000
 # decoded at once while re-encoding, so this bounds memory at about 160 MB).
 MAX_FRAMES = 100
 MAX_TOTAL_PIXELS = 40_000_000
+# Progressive JPEGs are decoded scan by scan, each a pass over the whole image, and libjpeg
+# sets no limit: a 5 MB file of tiny repeated scans kept a worker busy for minutes. Encoders
+# write about ten (mozjpeg, libjpeg's default progression); a photo with an EXIF thumbnail
+# or a second MPO frame adds a few more.
+MAX_JPEG_SCANS = 100
 # Article images are shrunk to fit this box; avatars are cropped square to these sizes.
 ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
@@ -112,6 +117,8 @@ def process(data: bytes, *, kind: str) -> CleanImage:
     fmt = sniff(data[:16])
     if fmt is None:
         raise NOT_AN_IMAGE
+    if fmt.name == "JPEG":
+        _check_jpeg_scans(data)
     try:
         with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
             _check_dimensions(im)
@@ -147,6 +154,22 @@ def _too_many_pixels() -> ImageRejectedError:
         "too_many_pixels",
         f"The image has too many pixels (at most {MAX_PIXELS // 1_000_000} megapixels).",
     )
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a scan bomb before libjpeg sees it.
+
+    Every scan starts with an SOS marker (FF DA), and entropy-coded data never holds that
+    pair (an FF there is followed by 00 or a restart code), so counting the pair over the
+    whole file bounds the scans libjpeg can run, in thumbnails and MPO frames too. A stray
+    pair inside metadata only errs on the side of caution.
+    """
+    if data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise ImageRejectedError(
+            "too_many_scans",
+            f"The JPEG has too many progressive scans (at most {MAX_JPEG_SCANS}); "
+            "save it again as a standard JPEG.",
+        )
 
 
 def _check_dimensions(im: Image.Image) -> None:

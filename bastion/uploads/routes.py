@@ -39,8 +39,9 @@ log = logging.getLogger("bastion.uploads")
 UPLOAD_ENDPOINTS = frozenset({"uploads.upload_avatar", "uploads.upload_article_image"})
 # Room for the multipart envelope and the CSRF field around a file of the maximum size.
 FORM_ALLOWANCE = 64 * 1024
-# Served images are documents of their own: no script, no plugins, no fetches, no origin.
-SANDBOX_CSP = "sandbox; default-src 'none'"
+# Served images are documents of their own: no script, no plugins, no fetches, no origin,
+# and, like every page (V3.4.6), never framed: ``default-src`` does not cover framing.
+SANDBOX_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 VARIANT_SIZES = {str(s): s for s in imaging.AVATAR_SIZES[1:]}
 
 
@@ -73,16 +74,29 @@ def _allow_upload_bodies(endpoint: str | None, _values: dict[str, Any] | None) -
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
-    """Audit oversized uploads too (refused before the service ever sees them)."""
+    """Audit oversized uploads too (refused before the service ever sees them).
+
+    A body declared within the limit was refused for its form instead (too many parts, or a
+    text field over ``MAX_FORM_MEMORY_SIZE``): saying the file is too large would be wrong.
+    """
     if request.endpoint in UPLOAD_ENDPOINTS:
         actor = current_user.id if current_user.is_authenticated else None
+        declared, limit = request.content_length, request.max_content_length
+        if declared is not None and limit is not None and declared <= limit:
+            reason = "form_too_large"
+            exc.description = (
+                "The form has too many fields or a field that is too long. "
+                "Send the image from the upload page's own form."
+            )
+        else:
+            reason = "too_large"
+            exc.description = f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB."
         audit.record(
             "upload.rejected",
             actor_id=actor,
-            details={"reason": "too_large", "content_length": request.content_length},
+            details={"reason": reason, "content_length": declared},
         )
-        counters.increment("upload_rejections", reason="too_large")
-        exc.description = f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB."
+        counters.increment("upload_rejections", reason=reason)
     return handle_http_exception(exc)
 
 

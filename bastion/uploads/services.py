@@ -8,6 +8,7 @@ removed again, so the store never holds a row without its file. Every refusal is
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import unicodedata
@@ -23,6 +24,7 @@ from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.uploads import imaging, storage
 
+log = logging.getLogger("bastion.uploads")
 KINDS = ("avatar", "article")
 ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
 NAME_MAX = 255
@@ -205,8 +207,7 @@ def _save(
     for size_px, data in image.variants.items():
         files[storage.variant_name(upload.storage_name, size_px)] = data
     try:
-        for file_name, data in files.items():
-            storage.write_atomic(file_name, data)
+        _write_files(files)
         db.session.add(upload)
         if kind == "avatar":
             actor.avatar_id = upload.id
@@ -221,10 +222,35 @@ def _save(
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        for file_name in files:
-            storage.delete(file_name)
+        _discard_files(files)
         raise
     return upload
+
+
+def _write_files(files: dict[str, bytes]) -> None:
+    """Write every file, or raise UploadError (503): a full disk or an unwritable store is
+    the site's fault, not the file's, and answers with a clear message instead of a 500.
+    Nothing is committed yet, so the previous photo stays as it was."""
+    try:
+        for file_name, data in files.items():
+            storage.write_atomic(file_name, data)
+    except OSError as exc:
+        log.error("could not write upload files", extra={"errno": exc.errno}, exc_info=True)
+        raise UploadError(
+            "storage",
+            "The image could not be saved just now; nothing was changed. Please try again later.",
+            503,
+        ) from exc
+
+
+def _discard_files(files: dict[str, bytes]) -> None:
+    """Remove the files of a failed store; one that cannot be removed is logged (``flask
+    uploads check`` reports it as an orphan) and never hides the error being handled."""
+    for file_name in files:
+        try:
+            storage.delete(file_name)
+        except OSError:
+            log.exception("could not remove upload file", extra={"file": file_name})
 
 
 def new_id() -> str:

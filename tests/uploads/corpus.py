@@ -89,6 +89,18 @@ def gif_growing_canvas(side: int, frames: int) -> bytes:
     return out.getvalue() + b";"
 
 
+def jpeg_scan_bomb(scans: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A progressive JPEG whose last scan is repeated until it has ``scans`` scans.
+
+    libjpeg runs every one of them over the whole image (each repeat only warns), so at
+    5000x5000 and 5 MB of 14-byte scans one upload cost minutes of CPU."""
+    data = image_bytes("JPEG", size, progressive=True)
+    last = data.rindex(b"\xff\xda")
+    assert data.endswith(b"\xff\xd9")
+    scan = data[last:-2]
+    return data[:-2] + scan * (scans - data.count(b"\xff\xda")) + b"\xff\xd9"
+
+
 def _tiff_ifd(*entries: tuple[int, int, int, bytes]) -> bytes:
     """One big-endian TIFF IFD: (tag, type, count, 4-byte value or offset) entries, no next."""
     body = b"".join(struct.pack(">HHI", *entry[:3]) + entry[3] for entry in entries)
@@ -166,5 +178,6 @@ REFUSED = [
     ("truncated-jpeg", image_bytes("JPEG", (300, 200))[:400], "corrupt"),
     ("png-bad-crc", png()[:30] + b"\x00\x00\x00\x00" + png()[34:], "corrupt"),
     ("gif-too-many-frames", animated_gif(101), "too_many_frames"),
+    ("jpeg-scan-bomb", jpeg_scan_bomb(500), "too_many_scans"),
     *((case, data, "corrupt") for case, data in STRUCT_ERRORS),
 ]

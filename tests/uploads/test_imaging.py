@@ -137,3 +137,19 @@ def test_frames_that_grow_past_the_header_count_against_the_pixel_budget() -> No
     with pytest.raises(imaging.ImageRejectedError) as refused:
         imaging.process(data, kind="article")
     assert refused.value.reason == "too_many_pixels"
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_jpeg_scans_are_capped_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ordinary progressive JPEGs (about ten scans) and files right at the cap are fine.
+    assert imaging.process(corpus.image_bytes("JPEG", progressive=True), kind="avatar")
+    assert imaging.process(corpus.jpeg_scan_bomb(imaging.MAX_JPEG_SCANS), kind="article")
+    # One more is refused from the bytes alone: libjpeg never runs (it would pass over the
+    # whole image once per scan: 66 KB of scans at 1000x1000 took 13 s to decode).
+    opened: list[object] = []
+    monkeypatch.setattr(imaging.Image, "open", lambda *a, **k: opened.append(a))
+    with pytest.raises(imaging.ImageRejectedError) as refused:
+        imaging.process(corpus.jpeg_scan_bomb(imaging.MAX_JPEG_SCANS + 1), kind="article")
+    assert refused.value.reason == "too_many_scans"
+    assert "standard JPEG" in refused.value.message
+    assert opened == []

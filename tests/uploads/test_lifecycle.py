@@ -213,10 +213,64 @@ def test_a_failed_write_leaves_neither_files_nor_rows(
     monkeypatch.setattr(storage, "write_atomic", flaky_write)
     import io
 
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(services.UploadError) as refused:
         services.store_image(user, io.BytesIO(corpus.png()), kind="avatar", original_name="a.png")
+    assert (refused.value.reason, refused.value.status) == ("storage", 503)
+    assert isinstance(refused.value.__cause__, OSError)
     assert upload_count() == 0
     assert_store_consistent()
+
+
+@pytest.mark.asvs("V16.5.2", "V16.5.1")
+def test_a_full_disk_during_a_replacement_is_a_clear_503_and_keeps_the_old_photo(
+    app: Flask, client: FlaskClient, editor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    old = only_upload()
+    before = client.get(f"/uploads/{old.id}").data
+    real_write = storage.write_atomic
+    calls: list[str] = []
+
+    def disk_fills(name: str, data: bytes) -> None:
+        calls.append(name)
+        if len(calls) == 2:  # the new photo's second size
+            raise OSError(28, "No space left on device")
+        real_write(name, data)
+
+    monkeypatch.setattr(storage, "write_atomic", disk_fills)
+    resp = post_file(client, AVATAR, corpus.image_bytes("JPEG", (50, 50)))
+    assert resp.status_code == 503
+    page = resp.get_data(as_text=True)
+    assert "could not be saved just now; nothing was changed" in page
+    assert "No space" not in page
+    assert only_upload().id == old.id
+    db.session.refresh(editor)
+    assert editor.avatar_id == old.id
+    served = client.get(f"/uploads/{old.id}")
+    assert served.status_code == 200
+    assert served.data == before
+    assert_store_consistent()
+
+
+def test_a_file_that_cannot_be_removed_does_not_hide_the_write_error(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    def full(name: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    def read_only(name: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(storage, "write_atomic", full)
+    monkeypatch.setattr(storage, "delete", read_only)
+    with pytest.raises(services.UploadError) as refused:
+        services.store_image(
+            UserFactory(), io.BytesIO(corpus.png()), kind="avatar", original_name="a.png"
+        )
+    assert refused.value.status == 503
+    assert upload_count() == 0
 
 
 def test_a_failed_commit_removes_the_written_files(
@@ -364,8 +418,12 @@ def test_prune_never_deletes_what_the_store_did_not_write(app: Flask, tmp_path) 
     outside.mkdir()
     (root / "backups").mkdir()
     (root / "cd").mkdir()
-    victims = [outside / "keep.txt", outside / ("ab" + "0" * 30 + ".png"),
-               outside / "target.bin", root / "backups" / "db.sql"]
+    victims = [
+        outside / "keep.txt",
+        outside / ("ab" + "0" * 30 + ".png"),
+        outside / "target.bin",
+        root / "backups" / "db.sql",
+    ]
     for path in victims:
         path.write_bytes(b"not an upload")
         os.utime(path, (1, 1))  # far older than --min-age
@@ -382,3 +440,36 @@ def test_prune_never_deletes_what_the_store_did_not_write(app: Flask, tmp_path) 
     assert not storage.path_for(orphan).exists()
     assert result.exit_code == 0  # foreign entries are reported, never deleted
     assert "not an upload (left alone): zz" in result.output
+
+
+@pytest.mark.asvs("V5.3.2")
+def test_prune_asks_again_before_deleting_a_file(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing is older than the scan: a file whose row was committed in between, or
+    that was removed in between, is neither pruned nor a crash."""
+    import io
+    import os
+
+    from bastion.uploads import commands
+    from bastion.uploads.cleanup import StoreReport
+
+    live = services.store_image(
+        UserFactory(), io.BytesIO(corpus.png()), kind="avatar", original_name="a.png"
+    )
+    files = _files(live)  # the main file and its variant
+    for path in files:
+        os.utime(path, (1, 1))  # far older than --min-age
+    orphan = storage.new_name("png")
+    storage.write_atomic(orphan, b"left over by a crash")
+    gone = storage.path_for(storage.new_name("png"))
+    # What check_store reports when it read the rows just before this upload was committed.
+    stale = StoreReport(orphan_files=[*files, gone, storage.path_for(orphan)], missing_files=[])
+    monkeypatch.setattr(commands, "check_store", lambda: stale)
+
+    result = app.test_cli_runner().invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
+    assert result.exception is None, result.output
+    assert all(path.is_file() for path in files), result.output
+    assert f"pruned orphan file: {orphan}" in result.output
+    assert not storage.path_for(orphan).exists()
+    assert result.exit_code == 0

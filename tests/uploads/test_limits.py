@@ -85,6 +85,27 @@ def test_file_just_over_the_limit_is_413_with_a_clear_message(
     assert_store_consistent()
 
 
+@pytest.mark.asvs("V5.2.1", "V16.5.1")
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {f"field{i}": "x" for i in range(2_000)},  # over MAX_FORM_PARTS
+        {"next": "x" * (1024 * 1024)},  # a text field over MAX_FORM_MEMORY_SIZE
+    ],
+    ids=["too-many-parts", "long-text-field"],
+)
+def test_a_bloated_form_with_a_small_file_is_413_saying_so(
+    client: FlaskClient, editor: User, extra: dict[str, str]
+) -> None:
+    resp = post_file(client, AVATAR, corpus.png(), **extra)
+    assert resp.status_code == 413
+    page = resp.get_data(as_text=True)
+    assert "too many fields or a field that is too long" in page
+    assert "larger than" not in page  # the file is 94 bytes
+    assert [e.details["reason"] for e in rejections()] == ["form_too_large"]
+    assert upload_count() == 0
+
+
 def test_other_routes_keep_the_small_global_body_limit(client: FlaskClient, editor: User) -> None:
     token = csrf_token(client, "/")
     resp = client.post(

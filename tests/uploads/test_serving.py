@@ -119,3 +119,18 @@ def test_anonymous_upload_goes_to_sign_in(app: Flask) -> None:
     resp = anonymous.post("/account/avatar", data={"csrf_token": token})
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/login")
+
+
+@pytest.mark.asvs("V3.4.6", "V3.4.4")
+def test_served_images_and_their_errors_cannot_be_framed(
+    app: Flask, client: FlaskClient, own_article: Article
+) -> None:
+    upload_id = _upload_to(client, own_article)
+    anonymous = app.test_client()
+    for path, status in ((f"/uploads/{upload_id}", 200), ("/uploads/" + "0" * 32, 404)):
+        resp = anonymous.get(path)
+        assert resp.status_code == status
+        directives = {d.strip() for d in resp.headers["Content-Security-Policy"].split(";")}
+        assert "frame-ancestors 'none'" in directives, path
+        assert {"sandbox", "default-src 'none'"} <= directives
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
