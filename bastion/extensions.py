@@ -8,6 +8,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
 from bastion.models.base import Base
+from bastion.security import ratelimit_resolution
 from bastion.security.ratelimit_keys import remote_client
 from bastion.security.talisman_fast import PrecomputedTalisman
 
@@ -38,5 +39,7 @@ login_manager = LoginManager()
 # the client itself never picks someone else's bucket. An IPv6 client counts by its /64,
 # which it controls whole: per address, it could take a fresh bucket for every request.
 limiter = Limiter(key_func=remote_client)
+# Which limits apply to a view is worked out once, not on every request (see the module).
+ratelimit_resolution.install(limiter)
 # Same headers as flask_talisman.Talisman, with the policy strings built at start-up.
 talisman = PrecomputedTalisman()
