@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from markdown_it import MarkdownIt
     from markdown_it.parser_block import RuleFuncBlockType
     from markdown_it.rules_block import StateBlock
+    from markdown_it.rules_core import StateCore
 
 # Cells a document's tables may still have (kept in the parser's per-render ``env``).
 _CELLS_LEFT = "bastion_table_cells_left"
@@ -32,7 +33,21 @@ def _markdown() -> MarkdownIt:
         ["table", "strikethrough"]
     )
     md.block.ruler.at("table", _bounded_table(table), {"alt": ["paragraph", "reference"]})
+    md.core.ruler.push("bastion_cell_align", _align_cells)
     return md
+
+
+def _align_cells(state: StateCore) -> None:
+    """A table column's alignment as ``align``, which the allowlist keeps.
+
+    markdown-it writes it as ``style="text-align:..."``, which the sanitiser drops (so ``:-:``
+    was lost) and which the CSP (no ``'unsafe-inline'`` styles) would refuse if allowed.
+    """
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open"):
+            style = token.attrs.pop("style", None)
+            if isinstance(style, str) and style.startswith("text-align:"):
+                token.attrs["align"] = style.removeprefix("text-align:")
 
 
 def _bounded_table(rule: RuleFuncBlockType) -> RuleFuncBlockType:

