@@ -131,6 +131,17 @@ def _shown(char: str) -> str:
     return json.dumps(char)[1:-1]
 
 
+def details_text(details: object) -> str:
+    """An event's details as JSON an admin can read: ``<`` and accented letters as they are
+    (the template escapes the HTML), invisible characters as escapes (no bidi tricks).
+
+    Jinja's ``tojson`` escaped every ``<`` and non-ASCII letter too, so a CSP report read
+    ``\u003cscript\u003e`` on the page that exists to show what an attacker sent.
+    """
+    text = json.dumps(details, ensure_ascii=False, sort_keys=True, default=str)
+    return text if text.isprintable() else "".join(_shown(char) for char in text)
+
+
 def csv_cell(value: object) -> str:
     """Text for one CSV cell that a spreadsheet will show as stored, never evaluate.
 

@@ -31,6 +31,8 @@ from bastion.security import audit
 from bastion.security.access import admin_required
 from bastion.security.freshness import fresh_required
 
+bp.add_app_template_filter(audit_log.details_text, "audit_details")
+
 
 def _target(user_id: int) -> User:
     user = admin.get_user(user_id)

@@ -105,6 +105,26 @@ def test_csv_export_writes_invisible_characters_from_anonymous_input_as_escapes(
     assert json.loads(row["details"]) == audit_row.details  # still the same JSON
 
 
+@pytest.mark.asvs("V16.4.1", "V3.2.2")
+def test_the_audit_page_shows_details_as_sent_and_invisible_characters_as_escapes(
+    app: Flask,
+) -> None:
+    """The page read every '<' and accented letter as a JSON escape (\\u003cscript\\u003e):
+    an admin reading a CSP report could not see what was sent. Now the markup is HTML-escaped
+    text, letters are themselves, and only invisible characters are escapes."""
+    planted = f"<script>alert(1)</script> caf\u00e9 {HIDDEN}"
+    audit.record("csp.report", details={"blocked-uri": planted})
+    client = client_for(app, UserFactory(role_name="admin"))
+
+    html = client.get("/admin/audit?event=csp.report").get_data(as_text=True)
+
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; caf\u00e9" in html
+    assert "<script>alert" not in html
+    assert "\\u003c" not in html
+    assert not any(char in html for char in HIDDEN)
+    assert "\\u202e\\u200b\\udb40\\udc41\\u2028" in html
+
+
 @pytest.mark.asvs("V16.4.1")
 def test_csv_cells_show_control_characters_from_headers_as_escapes() -> None:
     from bastion.admin.audit_log import csv_cell
