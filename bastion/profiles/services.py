@@ -73,9 +73,12 @@ def find_profile(username: str) -> User | None:
     if username_problem(username):
         return None
     user = db.session.scalar(select(User).where(User.username == canonical_username(username)))
-    if user is None or not user.is_active or user.email_confirmed_at is None:
-        return None
-    return user
+    return user if user is not None and is_public(user) else None
+
+
+def is_public(user: User) -> bool:
+    """Whether the user's profile (and so their photo) may be shown to anyone."""
+    return user.is_active and user.email_confirmed_at is not None
 
 
 def bio_html(user: User) -> str:

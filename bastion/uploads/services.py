@@ -21,6 +21,7 @@ from bastion.extensions import db
 from bastion.models import Article, Upload, User
 from bastion.models.locks import lock_user
 from bastion.observability import counters
+from bastion.profiles.services import is_public
 from bastion.security import audit, authz
 from bastion.uploads import imaging, storage
 
@@ -267,16 +268,16 @@ def get_upload(upload_id: str) -> Upload | None:
 def visible_upload(actor: object, upload_id: str) -> tuple[Upload, bool] | None:
     """The upload and whether it is public, if ``actor`` may see it; else None (404).
 
-    Avatars are public like profiles, so a disabled account's photo is hidden with its
-    profile; an article image follows its article, so an image in a draft is visible to the
-    draft's author and admins only.
+    Avatars are public like profiles, so the photo of an account without a public profile
+    (disabled, or never confirmed) is hidden with it; an article image follows its article,
+    so an image in a draft is visible to the draft's author and admins only.
     """
     upload = get_upload(upload_id)
     if upload is None:
         return None
     if upload.kind == "avatar":
         owner = db.session.get(User, upload.owner_id)
-        return (upload, True) if owner is not None and owner.is_active else None
+        return (upload, True) if owner is not None and is_public(owner) else None
     article = db.session.get(Article, upload.article_id) if upload.article_id else None
     if article is None or not authz.can_read_article(actor, article):
         return None

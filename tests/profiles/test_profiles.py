@@ -68,13 +68,19 @@ def test_disabled_accounts_have_no_public_page(app: Flask) -> None:
 
 
 @pytest.mark.asvs("V8.2.2")
-def test_a_disabled_accounts_photo_is_hidden_with_its_profile(app: Flask) -> None:
+@pytest.mark.parametrize("hide", ["disabled", "unconfirmed"])
+def test_a_photo_is_hidden_with_its_profile(app: Flask, hide: str) -> None:
+    """Whatever takes the profile page down (a disabled account, an address never or no
+    longer confirmed) takes the photo down with it."""
     user = UserFactory(role_name="viewer")
     owner = client_for(app, user)
     assert post_file(owner, AVATAR, corpus.png()).status_code == 302
     photo = f"/uploads/{only_upload().id}"
     assert app.test_client().get(photo).status_code == 200
-    db.session.get(User, user.id).disabled_at = utcnow()
+    if hide == "disabled":
+        db.session.get(User, user.id).disabled_at = utcnow()
+    else:
+        db.session.get(User, user.id).email_confirmed_at = None
     db.session.commit()
     assert app.test_client().get(f"/u/{user.username}").status_code == 404
     someone = client_for(app, UserFactory(role_name="editor"))
