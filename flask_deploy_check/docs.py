@@ -22,7 +22,8 @@ $ flask --app yourapp security check --deploy --format json --deps --fail-level 
 ```
 
 It inspects the configuration, sends real requests through `app.test_client()` (no server,
-no network: `/`, `http://…/`, a surely-missing URL and a 405 probe with an unused method) and
+no network: `/` from an untrusted origin and from `Origin: null`, `http://…/`, a surely-missing
+URL and a 405 probe with an unused method) and
 reads the headers, cookies and error pages the app really sends. With `--deps` it audits the
 installed distributions for known vulnerabilities through pip-audit.
 

@@ -294,19 +294,23 @@ def error_page_leak(ctx: CheckContext) -> CheckResult:
     why="Echoing any Origin in Access-Control-Allow-Origin lets every website read "
     "responses in the user's name (with credentials: their private data).",
     fix="Allow only an explicit list of origins (flask-cors origins=[...]); never "
-    "reflect the request's Origin.",
+    "reflect the request's Origin, and never list \"null\" (any page can send it).",
     asvs="V3.4.2",
     kind="live",
 )
 def cors_reflection(ctx: CheckContext) -> CheckResult:
-    """The probe sends an origin no deployment should trust.
+    """The probes send origins no deployment should trust: a made-up site, and ``null``,
+    which any page can send from a sandboxed iframe.
 
     Browsers strip the whitespace around a header value before comparing the origin.
     """
-    headers = ctx.response("home").headers
-    allowed = headers.getlist("Access-Control-Allow-Origin")
-    if len(allowed) != 1 or allowed[0].strip(" \t") != PROBE_ORIGIN:
-        return None
-    credentials = headers.get("Access-Control-Allow-Credentials", "").lower() == "true"
-    extra = " with Access-Control-Allow-Credentials: true" if credentials else ""
-    return f"GET / echoed the untrusted Origin {PROBE_ORIGIN}{extra}."
+    found = []
+    for probe, origin in (("home", PROBE_ORIGIN), ("home_null_origin", "null")):
+        headers = ctx.response(probe).headers
+        allowed = headers.getlist("Access-Control-Allow-Origin")
+        if len(allowed) != 1 or allowed[0].strip(" \t") != origin:
+            continue
+        credentials = headers.get("Access-Control-Allow-Credentials", "").lower() == "true"
+        extra = " with Access-Control-Allow-Credentials: true" if credentials else ""
+        found.append(f"GET / allowed the untrusted Origin {origin}{extra}.")
+    return found

@@ -91,6 +91,13 @@ def reflect_origin_padded(response: Response) -> None:
     response.headers["Access-Control-Allow-Origin"] = f"  {request.headers['Origin']} "
 
 
+def allow_null_origin(response: Response) -> None:
+    """An allowlist that names "null", a common way to let local files in."""
+    if request.headers.get("Origin") in ("null", "https://app.example"):
+        response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"]
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+
+
 def cookie_same_site_none(response: Response) -> None:
     response.set_cookie("sid", "x", secure=True, httponly=True, samesite="None")
 
@@ -193,6 +200,7 @@ CASES: dict[str, tuple[str, Edit, bool]] = {
         True,
     ),
     "cors: whitespace around a reflected origin": ("BST-E214", reflect_origin_padded, True),
+    "cors: an allowlist naming the null origin": ("BST-E214", allow_null_origin, True),
 }
 ASVS = {
     "BST-W210": "V3.4.5",
