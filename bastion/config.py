@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from datetime import timedelta
@@ -399,6 +400,22 @@ def _fallback_keys(cfg: Any) -> list[str]:
     return []
 
 
+_ORIGIN = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?|http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?")
+
+
+def _origin_problem(origin: str) -> str:
+    """Why a CORS origin may not be listed ("" when it may): exactly a browser's
+    serialisation of an HTTPS origin (plain HTTP only on this machine). "null" is sent by
+    any sandboxed iframe and "*" by nobody; a path or capitals would never match."""
+    port = origin.rpartition(":")[2] if origin.count(":") == 2 else "0"
+    if _ORIGIN.fullmatch(origin) and int(port) <= 65535:
+        return ""
+    return (
+        f"BASTION_CORS_ORIGINS entry {origin!r} is not an origin like https://app.example.org "
+        "(lower case, no path; never null or *)"
+    )
+
+
 def _normalise(app: Flask) -> list[str]:
     """Turn the plain strings that environment variables give into the types Flask expects;
     return the settings that could not be understood."""
@@ -447,6 +464,7 @@ def _normalise(app: Flask) -> list[str]:
     if isinstance(origins, str):
         origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
     cfg["CORS_ORIGINS"] = frozenset(origins)
+    problems += [_origin_problem(o) for o in sorted(cfg["CORS_ORIGINS"]) if _origin_problem(o)]
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
     return problems
 

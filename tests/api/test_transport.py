@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bastion import create_app
+from bastion.config import ConfigError
 from bastion.extensions import db
 from bastion.models import User
 from tests.api.conftest import Api, bearer
@@ -75,6 +78,24 @@ def test_cors_allowlist_by_setting(make_app: Callable[..., Flask]) -> None:
     assert "Origin" in allowed.headers["Vary"]
     denied = client.get("/api/v1/openapi.json", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in denied.headers
+
+
+@pytest.mark.asvs("V3.4.2")
+@pytest.mark.parametrize(
+    "entry",
+    ["null", "*", "http://app.example.org", "https://app.example.org/api", "https://App.example.org",
+     "app.example.org", "https://app.example.org:99999"],
+)
+def test_an_allowlist_entry_that_is_no_https_origin_is_refused_at_start_up(
+    tmp_path: Path, entry: str
+) -> None:
+    """"null" is what any sandboxed iframe sends, "*" and plain HTTP trust anyone on the
+    way; a path or capitals never match a browser's Origin and only hide a typo."""
+    base = {"ENV_NAME": "testing", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    with pytest.raises(ConfigError, match="BASTION_CORS_ORIGINS entry"):
+        create_app({**base, "CORS_ORIGINS": f"https://ok.example.org, {entry}"})
+    good = create_app({**base, "CORS_ORIGINS": "https://ok.example.org:8443, http://localhost/"})
+    assert good.config["CORS_ORIGINS"] == {"https://ok.example.org:8443", "http://localhost"}
 
 
 def test_responses_are_not_cached(api: Api, make_user: Callable[..., User]) -> None:
