@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,19 +178,37 @@ def test_every_authentication_route_is_a_documented_pathway(app: Flask) -> None:
 
 
 @pytest.mark.asvs("V7.1.2", "V7.2.2")
-def test_concurrent_sessions_are_unlimited_as_documented(app: Flask) -> None:
+def test_concurrent_sessions_are_capped_as_documented(app: Flask) -> None:
+    """Several devices stay signed in side by side; a sign-in beyond the documented cap
+    ends the least recently used session, and only that one."""
+    from bastion.auth.sessions import MAX_LIVE_SESSIONS, start_session
+    from bastion.extensions import db
     from bastion.models import UserSession
     from tests.support.account_fixtures import sign_in
 
-    assert "not limited" in _section("Sessions")
+    assert f"at most {MAX_LIVE_SESSIONS} live sessions per account" in _section("Sessions")
     user = UserFactory(username="multi")
-    clients = [app.test_client() for _ in range(4)]
-    for c in clients:
-        assert sign_in(c, "multi").status_code == 302
-    from bastion.extensions import db
-
+    first, second = app.test_client(), app.test_client()
+    assert sign_in(first, "multi").status_code == 302
+    assert sign_in(second, "multi").status_code == 302
+    assert first.get("/account").status_code == second.get("/account").status_code == 200
+    # "second" was last used a while ago (use is recorded once a minute).
+    stale = db.session.scalars(
+        db.select(UserSession).where(UserSession.user_id == user.id).order_by(UserSession.id)
+    ).all()[1]
+    stale.last_seen_at -= timedelta(minutes=5)
+    db.session.commit()
+    # Up to the cap, then one sign-in more.
+    for _ in range(MAX_LIVE_SESSIONS - 2):
+        with app.test_request_context("/auth/login", method="POST"):
+            start_session(user)
+    assert first.get("/account").status_code == 200  # at the cap: everyone stays
+    with app.test_request_context("/auth/login", method="POST"):
+        start_session(user)
     live = db.session.query(UserSession).filter_by(user_id=user.id, revoked_at=None).count()
-    assert live == 4 and all(c.get("/account").status_code == 200 for c in clients)
+    assert live == MAX_LIVE_SESSIONS
+    assert second.get("/account").status_code == 302  # the least recently used went
+    assert first.get("/account").status_code == 200
     # No static credentials: no setting holds an API key or shared bearer for users.
     assert not [k for k in dir(BaseConfig) if re.search(r"API_KEY|STATIC_TOKEN|SHARED", k)]
 

@@ -28,6 +28,10 @@ from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
 LAST_SEEN_GRANULARITY = timedelta(minutes=1)
+# Live sessions one account may hold: more than anyone's devices, few enough that the
+# account page lists them all and a script signing in over and over cannot grow the table
+# without end. A new sign-in beyond it ends the least recently used (V7.1.2).
+MAX_LIVE_SESSIONS = 20
 
 
 GRANTED_ON_KEY = "pwd"
@@ -71,6 +75,8 @@ def start_session(
     )
     db.session.add(record)
     user.last_login_at = now
+    db.session.flush()
+    _end_sessions_beyond_the_cap(user.id, now)
     db.session.commit()
     session.clear()
     session.permanent = remember
@@ -137,6 +143,25 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     if commit:
         db.session.commit()
     return count
+
+
+def _end_sessions_beyond_the_cap(user_id: int, now: datetime) -> None:
+    """Revoke the account's least recently used sessions beyond ``MAX_LIVE_SESSIONS``."""
+    newest_first = (
+        select(UserSession.id)
+        .where(
+            UserSession.user_id == user_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > now,
+        )
+        .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+        .offset(MAX_LIVE_SESSIONS)
+    )
+    surplus = list(db.session.scalars(newest_first))
+    if surplus:
+        db.session.execute(
+            update(UserSession).where(UserSession.id.in_(surplus)).values(revoked_at=now)
+        )
 
 
 def is_live(record: UserSession, now: datetime) -> bool:
