@@ -117,7 +117,10 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     # pydantic keeps the last of two equal keys; a proxy or a log reader may keep the first
     # and see another request than the one acted on (the query string is held to the same
     # rule). The body is valid JSON here and bounded in size and depth by pydantic's parser.
-    json.loads(data, object_pairs_hook=_refuse_duplicate_keys)
+    try:
+        json.loads(data, object_pairs_hook=_refuse_duplicate_keys)
+    except (ValueError, RecursionError) as exc:  # what pydantic read, Python's parser may not
+        raise _RefusalError(400, "The body is not valid JSON (or is nested too deeply).") from exc
     return parsed
 
 
