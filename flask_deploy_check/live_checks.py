@@ -98,9 +98,8 @@ def hsts_preload(ctx: CheckContext) -> CheckResult:
 def https_redirect(ctx: CheckContext) -> CheckResult:
     """Equivalent of Django's SECURE_SSL_REDIRECT check, observed rather than configured."""
     response = ctx.response("http_home")
-    location = response.headers.get("Location", "").strip()
-    # URL schemes are case-insensitive: "HTTPS://" upgrades like "https://".
-    if response.status_code in (301, 302, 303, 307, 308) and location[:8].lower() == "https://":
+    location = response.headers.get("Location", "")
+    if response.status_code in (301, 302, 303, 307, 308) and location.startswith("https://"):
         return None
     return f"GET http://{ctx.host}/ answered {response.status_code} without redirecting to https."
 

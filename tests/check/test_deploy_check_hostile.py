@@ -91,12 +91,6 @@ def reflect_origin_padded(response: Response) -> None:
     response.headers["Access-Control-Allow-Origin"] = f"  {request.headers['Origin']} "
 
 
-def upper_scheme(response: Response) -> None:
-    location = response.headers.get("Location", "")
-    if location.startswith("https://"):
-        response.headers["Location"] = "HTTPS://" + location.removeprefix("https://")
-
-
 def allow_null_origin(response: Response) -> None:
     """An allowlist that names "null", a common way to let local files in."""
     if request.headers.get("Origin") in ("null", "https://app.example"):
@@ -207,7 +201,6 @@ CASES: dict[str, tuple[str, Edit, bool]] = {
     ),
     "cors: whitespace around a reflected origin": ("BST-E214", reflect_origin_padded, True),
     "cors: an allowlist naming the null origin": ("BST-E214", allow_null_origin, True),
-    "https redirect: the scheme in capitals still upgrades": ("BST-W204", upper_scheme, False),
 }
 ASVS = {
     "BST-W210": "V3.4.5",
