@@ -52,14 +52,7 @@ class CachedLimitManager(LimitManager):
     @classmethod
     def replacing(cls, manager: LimitManager) -> CachedLimitManager:
         """A cached manager sharing ``manager``'s registrations (the Limiter's own dicts)."""
-        return cls(
-            application_limits=manager._application_limits,
-            default_limits=manager._default_limits,
-            decorated_limits=manager._decorated_limits,
-            blueprint_limits=manager._blueprint_limits,
-            route_exemptions=manager._route_exemptions,
-            blueprint_exemptions=manager._blueprint_exemptions,
-        )
+        return cls(**registrations(manager))
 
     def _changed(self) -> None:
         self._resolved = weakref.WeakKeyDictionary()
@@ -167,6 +160,18 @@ class CachedLimitManager(LimitManager):
                 per_app.clear()
             per_app[key] = found
         return found
+
+
+def registrations(manager: LimitManager) -> dict[str, Any]:
+    """``manager``'s limits and exemptions, as ``LimitManager``'s constructor takes them."""
+    return {
+        "application_limits": manager._application_limits,
+        "default_limits": manager._default_limits,
+        "decorated_limits": manager._decorated_limits,
+        "blueprint_limits": manager._blueprint_limits,
+        "route_exemptions": manager._route_exemptions,
+        "blueprint_exemptions": manager._blueprint_exemptions,
+    }
 
 
 def install(limiter: Any) -> None:

@@ -11,19 +11,12 @@ from flask_limiter.constants import ExemptionScope
 from flask_limiter.util import get_qualified_name
 
 from bastion.extensions import limiter
-from bastion.security.ratelimit_resolution import CachedLimitManager
+from bastion.security.ratelimit_resolution import CachedLimitManager, registrations
 
 
 def _plain(manager: LimitManager) -> LimitManager:
     """Flask-Limiter's own manager over the same registrations, remembering nothing."""
-    plain = LimitManager(
-        application_limits=manager._application_limits,
-        default_limits=manager._default_limits,
-        decorated_limits=manager._decorated_limits,
-        blueprint_limits=manager._blueprint_limits,
-        route_exemptions=manager._route_exemptions,
-        blueprint_exemptions=manager._blueprint_exemptions,
-    )
+    plain = LimitManager(**registrations(manager))
     plain._endpoint_hints = manager._endpoint_hints
     return plain
 
