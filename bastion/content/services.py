@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, false, func, or_, select, update
+from flask import abort
+from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select, update
 
+from bastion import pagecache
 from bastion.content import search
 from bastion.content.rendering import render_markdown, summarise_html
 from bastion.extensions import db
@@ -24,6 +27,11 @@ TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
 # Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
 PAGE_MAX = 10_000
+# The same words from the same author on the same article this soon are a double submit.
+DUPLICATE_COMMENT_SECONDS = 60
+# What a change to an article or comment deleted meanwhile answers (as if it never existed).
+ARTICLE_GONE = "There is no article with that number, or it is not published."
+COMMENT_GONE = "There is no comment with that number."
 
 
 class ContentError(ValueError):
@@ -196,15 +204,19 @@ def update_article(
         )
         if new is not None and new != old
     ]
+    # Rendered before the row is locked: a long body takes seconds, and SQLite's write lock
+    # would stop every other writer meanwhile.
+    body_html = render_markdown(clean_body) if clean_body is not None else None
+    _lock_or_404(Article, article.id, ARTICLE_GONE)
     _audit_for_author(actor, article.author_id, "article.edited_by_admin",
                       {"article_id": article.id, "fields": changed})
     if clean_title is not None:
         article.title = clean_title
         article.slug = slugify(article.title)
-    if clean_body is not None:
+    if clean_body is not None and body_html is not None:
         article.body_md = clean_body
-        article.body_html = render_markdown(article.body_md)
-        article.summary = summarise_html(article.body_html)
+        article.body_html = body_html
+        article.summary = summarise_html(body_html)
     if publish is not None:
         if publish and article.status != "published":
             article.status, article.published_at = "published", utcnow()
@@ -213,6 +225,10 @@ def update_article(
             # old one); publishing again dates it anew.
             article.status, article.published_at = "draft", None
     db.session.commit()
+    if changed:
+        # Anonymous readers get pages rendered up to a few seconds ago; an unpublished
+        # article must not stay readable from this worker's copy for that long.
+        pagecache.clear()
     return article
 
 
@@ -230,6 +246,7 @@ def delete_article(actor: User, article: Article) -> None:
         hide=not authz.can_read_article(actor, article),
         what=f"delete article {article.id}",
     )
+    _lock_or_404(Article, article.id, ARTICLE_GONE)
     _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
                       {"article_id": article.id})
     article_id = article.id
@@ -242,22 +259,41 @@ def delete_article(actor: User, article: Article) -> None:
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
+    pagecache.clear()
+
+
+def _lock_row(model: type[Article] | type[Comment], pk: int,
+              *conditions: ColumnElement[bool]) -> bool:
+    """Whether the row still exists (and meets ``conditions``), and stays so until commit.
+
+    The no-op write locks the row on PostgreSQL (waiting for a change in flight, then
+    looking at the new row) and takes the write lock on SQLite; both are held until the
+    transaction ends. Call it before changing any attribute, or autoflush writes first.
+    """
+    return affected_rows(db.session.execute(
+        update(model)
+        .where(model.id == pk, *conditions)
+        .values(updated_at=model.updated_at)
+        .execution_options(synchronize_session=False)
+    )) == 1
+
+
+def _lock_or_404(model: type[Article] | type[Comment], pk: int, message: str) -> None:
+    """Answer 404 when the row was deleted since it was loaded: the ORM would otherwise find
+    its UPDATE or DELETE matching nothing at commit (a 500, or a warning and a false audit
+    record and "deleted" message)."""
+    if not _lock_row(model, pk):
+        db.session.rollback()
+        abort(404, description=message)
 
 
 def _still_published(article_id: int) -> bool:
     """Whether the article is still published, and stays so until commit.
 
     It may have been unpublished or deleted since the check: a comment would then land on
-    a draft or stay behind as an orphan (SQLite enforces no foreign keys). The no-op write
-    locks the row on PostgreSQL (waiting for a change in flight, then looking at the new
-    row) and takes the write lock on SQLite; both are held until the transaction ends.
+    a draft or stay behind as an orphan (SQLite enforces no foreign keys).
     """
-    return affected_rows(db.session.execute(
-        update(Article)
-        .where(Article.id == article_id, Article.status == "published")
-        .values(updated_at=Article.updated_at)
-        .execution_options(synchronize_session=False)
-    )) == 1
+    return _lock_row(Article, article_id, Article.status == "published")
 
 
 def add_comment(actor: User, article: Article, body: str) -> Comment:
@@ -275,26 +311,53 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
     if not _still_published(article_id):
         db.session.rollback()
         authz.require(False, hide=True, what=f"comment on article {article_id}")
+    # Under the article's row lock, so two copies of one submission cannot both pass.
+    same = _recent_duplicate(actor.id, article_id, comment.body)
+    if same is not None:
+        db.session.rollback()  # releases the lock; nothing was written
+        return same
     db.session.add(comment)
     db.session.commit()
     return comment
 
 
+def _recent_duplicate(author_id: int, article_id: int, body: str) -> Comment | None:
+    """The author's latest comment on the article when it says the same and is recent.
+
+    A double click, a resent form or a retried API call is one comment, not two: the
+    caller gets the first one back, as if this request had made it.
+    """
+    latest = db.session.scalar(
+        select(Comment)
+        .where(Comment.article_id == article_id, Comment.author_id == author_id)
+        .order_by(Comment.id.desc())
+        .limit(1)
+    )
+    if latest is None or latest.body != body:
+        return None
+    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_COMMENT_SECONDS)
+    return latest if recent else None
+
+
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
+    _lock_or_404(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
                       {"comment_id": comment.id, "article_id": comment.article_id})
     comment.body = clean_body
     db.session.commit()
+    pagecache.clear()  # a moderated comment must not stay in anonymous readers' copies
     return comment
 
 
 def delete_comment(actor: User, comment: Comment) -> None:
     authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
+    _lock_or_404(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.moderated", {"comment_id": comment.id})
     db.session.delete(comment)
     db.session.commit()
+    pagecache.clear()
 
 
 def get_comment(comment_id: int) -> Comment | None:
