@@ -18,7 +18,7 @@ from bastion.models import Article
 from bastion.observability.redaction import redact_url
 from bastion.pagecache import cached_public_page
 from bastion.security.access import public
-from bastion.security.throttle_audit import ONE_PER_MINUTE
+from bastion.security.throttle_audit import first_this_minute
 
 log = logging.getLogger("bastion.csp")
 CSP_REPORT_TYPES = ("application/csp-report", "application/reports+json", "application/json")
@@ -104,8 +104,9 @@ def csp_report() -> ResponseReturnValue:
         sample = sample or facts
     # The audit trail is append-only and this endpoint anonymous: every report is logged
     # and counted, but at most one row per client address per minute is stored (with how
-    # many reports that request carried), as for rate-limit breaches.
-    if sample is not None and _first_this_minute(request.remote_addr or "unknown"):
+    # many reports that request carried), as for rate-limit breaches. A client is what the
+    # rate limits count (an IPv6 /64), or one host could write a row from each address.
+    if sample is not None and first_this_minute("bastion-csp-audit", request.remote_addr or ""):
         audit.record("csp.report", details={**sample, "reports": handled})
     return Response(status=204)
 
@@ -115,7 +116,3 @@ def _csp_fact(name: str, value: object) -> str:
     return redact_url(text) if name in CSP_URL_FIELDS else text
 
 
-def _first_this_minute(address: str) -> bool:
-    if not limiter.enabled:
-        return True
-    return bool(limiter.limiter.hit(ONE_PER_MINUTE, "bastion-csp-audit", address))

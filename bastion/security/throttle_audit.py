@@ -1,8 +1,11 @@
 """Record rate-limit breaches (429s) for the audit trail and the security dashboard.
 
 A client hammering a limit must not turn every refused request into a database write, so
-at most one ``ratelimit.hit`` row per client address per minute is stored. The sampling
-uses the limiter's own storage (Redis in production), so it holds across instances.
+at most one ``ratelimit.hit`` row per client per minute is stored (a client as the rate
+limits count it: an IPv6 /64, whose 2**64 addresses would otherwise each write a row), and
+at most ``AUDIT_ROWS_PER_MINUTE`` for all clients together. The sampling uses the limiter's
+own storage (Redis in production), so it holds across instances. Every breach is still
+counted (``rate_limited``).
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from flask_limiter import RequestLimit
 from limits import RateLimitItemPerMinute
 
 from bastion.extensions import limiter
+from bastion.security.ratelimit_keys import client_key
 
 log = logging.getLogger("bastion.ratelimit")
 ONE_PER_MINUTE = RateLimitItemPerMinute(1)
+# Sampled rows per scope and minute from all clients together (a /48 holds 65,536 /64s).
+AUDIT_ROWS_PER_MINUTE = RateLimitItemPerMinute(30)
 # Login throttling (a 429 from a sign-in endpoint, whether this limiter or the account
 # throttle answered) is counted once by the metrics hook, not here.
 
@@ -28,8 +34,7 @@ def record_breach(request_limit: RequestLimit) -> None:
     from bastion.security import audit
 
     counters.increment("rate_limited")
-    ip = request.remote_addr or "unknown"
-    if not limiter.limiter.hit(ONE_PER_MINUTE, "bastion-breach-audit", ip):
+    if not first_this_minute("bastion-breach-audit", request.remote_addr or "unknown"):
         return
     audit.record(
         "ratelimit.hit",
@@ -38,6 +43,17 @@ def record_breach(request_limit: RequestLimit) -> None:
             "method": request.method,
             "limit": str(request_limit.limit)[:60],
         },
+    )
+
+
+def first_this_minute(scope: str, address: str) -> bool:
+    """Whether an anonymous event from ``address`` may write its audit row in ``scope``:
+    once a minute per client, and ``AUDIT_ROWS_PER_MINUTE`` times for everyone."""
+    if not limiter.enabled:
+        return True
+    strategy = limiter.limiter
+    return bool(strategy.hit(ONE_PER_MINUTE, scope, client_key(address))) and bool(
+        strategy.hit(AUDIT_ROWS_PER_MINUTE, f"{scope}-all")
     )
 
 

@@ -64,3 +64,31 @@ def test_csp_reports_are_logged_but_sampled_into_the_audit_trail(app: Flask) -> 
     # Scheme, host and path only, and a reset link's secret never stored.
     assert rows[0].details["documentURL"] == "https://localhost/auth/reset/[redacted]"
     assert rows[0].details["blockedURL"] == "inline"
+
+
+@pytest.mark.asvs("V16.3.3", "V2.4.1")
+def test_breaches_from_one_ipv6_network_are_audited_as_one_client(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a /64 has used up its (shared) limit, every request from any of its 2**64
+    addresses is a breach: sampled by full address, each wrote an undeletable row. They are
+    sampled as the client the limits count, and all clients together are capped."""
+    from limits import RateLimitItemPerMinute
+
+    from bastion.security import throttle_audit
+
+    monkeypatch.setattr(throttle_audit, "AUDIT_ROWS_PER_MINUTE", RateLimitItemPerMinute(2))
+    report = b'{"csp-report": {"violated-directive": "img-src"}}'
+    client = app.test_client()
+
+    def post(address: str) -> int:
+        return client.post("/csp-report", data=report, content_type="application/csp-report",
+                           environ_base={"REMOTE_ADDR": address}).status_code
+
+    statuses = [post(f"2001:db8:0:1::{host:x}") for host in range(1, 71)]
+    assert statuses.count(429) == 10  # the /64 shares one 60-a-minute bucket
+    breaches = db.select(AuditEvent).where(AuditEvent.event == "ratelimit.hit")
+    assert len(list(db.session.scalars(breaches))) == 1
+    for net in range(2, 6):  # other networks breach too, up to the shared cap
+        assert [post(f"2001:db8:0:{net:x}::1") for _ in range(61)][-1] == 429
+    assert len(list(db.session.scalars(breaches))) == 2

@@ -1,0 +1,204 @@
+"""Business-logic attacks on articles, comments and the CSP report collector.
+
+Races are made deterministic: a wrapped function deletes the row from another connection
+at the moment a concurrent request would, between the page loading the object and the
+service writing to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+
+from bastion.content import services as content
+from bastion.extensions import db
+from bastion.models import Article, AuditEvent, Comment, utcnow
+from bastion.security import authz, throttle_audit
+from tests.factories import ArticleFactory, CommentFactory, UserFactory
+from tests.support.roles import client_for, post
+
+CSP_REPORT = b'{"csp-report": {"violated-directive": "img-src"}}'
+
+
+def _vanish_when_called(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, table: str, pk: int
+) -> None:
+    """The first call of ``owner.name`` first deletes row ``pk`` of ``table`` and commits,
+    as a concurrent delete would."""
+    real: Callable[..., Any] = getattr(owner, name)
+    done: list[bool] = []
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not done:
+            done.append(True)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"DELETE FROM {table} WHERE id = :pk"), {"pk": pk})  # noqa: S608
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+def _audit_count(event: str) -> int:
+    return db.session.scalar(
+        db.select(db.func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+    ) or 0
+
+
+# ------------------------------------------------------------- edit or delete vs delete ---
+@pytest.mark.asvs("V2.3.3", "V16.5.1")
+def test_an_article_edit_racing_its_deletion_answers_404_not_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ORM's UPDATE matched no row at commit (StaleDataError): a 500 for the editor."""
+    editor = UserFactory(role_name="editor")
+    article = ArticleFactory(author=editor, status="published")
+    aid = article.id
+    client = client_for(app, editor)
+    _vanish_when_called(monkeypatch, content, "render_markdown", "articles", aid)
+    resp = post(client, f"/articles/{aid}/edit", {"title": "New", "body": "New", "publish": "y"})
+    assert resp.status_code == 404
+    assert "There is no article with that number" in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Article, aid) is None
+
+
+@pytest.mark.asvs("V2.3.3", "V16.5.1")
+def test_a_comment_edit_racing_its_deletion_answers_404_not_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comment = CommentFactory(article=ArticleFactory(status="published"))
+    cid = comment.id
+    client = client_for(app, comment.author)
+    _vanish_when_called(monkeypatch, content, "_clean_text", "comments", cid)
+    resp = post(client, f"/comments/{cid}/edit", {"body": "changed"})
+    assert resp.status_code == 404
+    assert "There is no comment with that number" in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Comment, cid) is None
+
+
+@pytest.mark.asvs("V2.3.3", "V16.3.3")
+@pytest.mark.parametrize(
+    ("kind", "event"), [("article", "article.deleted_by_admin"), ("comment", "comment.moderated")]
+)
+def test_deleting_what_was_deleted_meanwhile_is_404_and_audits_no_deletion(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, kind: str, event: str
+) -> None:
+    """Two moderators deleting at once: the second one was told "deleted" and the audit
+    trail recorded a deletion that never happened (the ORM only warned)."""
+    admin = UserFactory(role_name="admin")
+    comment = CommentFactory(article=ArticleFactory(status="published"))
+    if kind == "article":
+        pk, table, path = comment.article_id, "articles", f"/articles/{comment.article_id}/delete"
+        _vanish_when_called(monkeypatch, authz, "can_delete_article", table, pk)
+    else:
+        pk, table, path = comment.id, "comments", f"/comments/{comment.id}/delete"
+        _vanish_when_called(monkeypatch, authz, "can_delete_comment", table, pk)
+    resp = post(client_for(app, admin), path)
+    assert resp.status_code == 404
+    assert _audit_count(event) == 0
+
+
+# ------------------------------------------------------------ anonymous page copies ---
+@pytest.mark.asvs("V14.2.2", "V8.2.2")
+@pytest.mark.parametrize("change", ["unpublish", "delete"])
+def test_a_withdrawn_article_leaves_the_anonymous_page_copies_at_once(
+    make_app: Callable[..., Flask], change: str
+) -> None:
+    """Anonymous pages are reused for PUBLIC_PAGE_CACHE_SECONDS: an article unpublished
+    because it said too much stayed readable, and listed on the home page, until then."""
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=300)
+    with app.app_context():  # requests outside it, each with its own session as in service
+        editor = UserFactory(role_name="editor")
+        aid = ArticleFactory(author=editor, status="published", title="Leaked plans").id
+        author = client_for(app, editor)
+    anonymous = app.test_client()
+    assert anonymous.get(f"/articles/{aid}").status_code == 200
+    assert "Leaked plans" in anonymous.get("/").get_data(as_text=True)
+    if change == "unpublish":
+        resp = post(author, f"/articles/{aid}/edit", {"title": "Leaked plans", "body": "x"})
+    else:
+        resp = post(author, f"/articles/{aid}/delete")
+    assert resp.status_code == 302
+    assert anonymous.get(f"/articles/{aid}").status_code == 404
+    assert "Leaked plans" not in anonymous.get("/").get_data(as_text=True)
+
+
+@pytest.mark.asvs("V14.2.2")
+def test_a_moderated_comment_leaves_the_anonymous_page_copies_at_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=300)
+    with app.app_context():
+        comment = CommentFactory(article=ArticleFactory(status="published"), body="Abuse here")
+        cid, aid = comment.id, comment.article_id
+        admin = client_for(app, UserFactory(role_name="admin"))
+    anonymous = app.test_client()
+    assert "Abuse here" in anonymous.get(f"/articles/{aid}").get_data(as_text=True)
+    assert post(admin, f"/comments/{cid}/delete").status_code == 302
+    assert "Abuse here" not in anonymous.get(f"/articles/{aid}").get_data(as_text=True)
+
+
+# ------------------------------------------------------------------ double submits ---
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_a_double_submitted_comment_is_posted_once(app: Flask) -> None:
+    article = ArticleFactory(status="published")
+    client = client_for(app, UserFactory())
+    path = f"/articles/{article.id}/comments"
+    first = post(client, path, {"body": "Great read!"})
+    again = post(client, path, {"body": "Great read!\r\n"})  # the same once cleaned
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    assert db.session.scalar(db.select(db.func.count()).select_from(Comment)) == 1
+    # Other words, or the same words later, are a new comment.
+    assert post(client, path, {"body": "Another thought"}).status_code == 302
+    db.session.execute(db.update(Comment).values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    assert post(client, path, {"body": "Another thought"}).status_code == 302
+    assert db.session.scalar(db.select(db.func.count()).select_from(Comment)) == 3
+
+
+def test_the_same_words_from_someone_else_are_their_own_comment(app: Flask) -> None:
+    article = ArticleFactory(status="published")
+    path = f"/articles/{article.id}/comments"
+    for _ in range(2):
+        assert post(client_for(app, UserFactory()), path, {"body": "+1"}).status_code == 302
+    assert db.session.scalar(db.select(db.func.count()).select_from(Comment)) == 2
+
+
+# ------------------------------------------------------------------- CSP report flood ---
+@pytest.mark.asvs("V16.3.3", "V2.4.1")
+def test_csp_reports_from_one_ipv6_network_are_sampled_as_one_client(app: Flask) -> None:
+    """Sampling keyed by the full address gave a host holding a /64 one audit row per
+    address: as many undeletable rows as requests."""
+    client = app.test_client()
+    for host in range(1, 11):
+        resp = client.post("/csp-report", data=CSP_REPORT, content_type="application/csp-report",
+                           environ_base={"REMOTE_ADDR": f"2001:db8:0:1::{host:x}"})
+        assert resp.status_code == 204
+    assert _audit_count("csp.report") == 1
+    other = client.post("/csp-report", data=CSP_REPORT, content_type="application/csp-report",
+                        environ_base={"REMOTE_ADDR": "2001:db8:0:2::1"})
+    assert other.status_code == 204
+    assert _audit_count("csp.report") == 2
+
+
+@pytest.mark.asvs("V16.3.3", "V2.4.1")
+def test_csp_report_audit_rows_are_capped_for_all_clients_together(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /48 holds 65,536 clients; each would add a row a minute without a shared cap."""
+    from limits import RateLimitItemPerMinute
+
+    monkeypatch.setattr(throttle_audit, "AUDIT_ROWS_PER_MINUTE", RateLimitItemPerMinute(3))
+    client = app.test_client()
+    for net in range(1, 9):
+        resp = client.post("/csp-report", data=CSP_REPORT, content_type="application/csp-report",
+                           environ_base={"REMOTE_ADDR": f"2001:db8:0:{net:x}::1"})
+        assert resp.status_code == 204
+    assert _audit_count("csp.report") == 3
