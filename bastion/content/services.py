@@ -60,17 +60,40 @@ def slugify(title: str) -> str:
     return slug[:200] or "article"
 
 
+# A title is one line read in one direction: no control characters (a line break, an
+# escape sequence), no bidi embedding, override or isolate controls (U+202A-U+202E,
+# U+2066-U+2069) that make "gpj.exe" read as "exe.jpg" in every list and admin page.
+# Joiners (U+200C/U+200D) stay: scripts and emoji need them. Bodies are free text but
+# hold no control characters besides line breaks and tabs.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_TEXT_CONTROLS = frozenset("\n\t")
+
+
 def _clean_text(value: str, field: str, limit: int, *, required: bool = True) -> str:
     if not isinstance(value, str):
         raise ContentError("Must be text.", field)
     value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
     if "\x00" in value:
         raise ContentError("Must not contain NUL characters.", field)
-    if required and not value.strip():
+    if required and not _has_visible(value):
         raise ContentError("This field is required.", field)
     if len(value) > limit:
         raise ContentError(f"Use at most {limit} characters.", field)
+    allowed = frozenset() if field == "title" else _TEXT_CONTROLS
+    for char in value:
+        if (unicodedata.category(char) == "Cc" and char not in allowed) or (
+            field == "title" and char in _BIDI_CONTROLS
+        ):
+            raise ContentError(
+                f"Must not contain control characters (U+{ord(char):04X}).", field
+            )
     return value
+
+
+def _has_visible(value: str) -> bool:
+    """Whether anything in ``value`` draws: a letter, digit, mark, punctuation or symbol
+    (a title of zero-width spaces alone is an invisible link in every list)."""
+    return any(unicodedata.category(char)[0] in "LNMPS" for char in value)
 
 
 def escape_like(term: str) -> str:

@@ -24,6 +24,14 @@ BAD_ARTICLES = [
     ({"title": "   ", "body": "ok"}, "This field is required."),
     ({"title": "ok", "body": ""}, "This field is required."),
     ({"body": "no title at all"}, "This field is required."),
+    # Text that draws nothing, or draws as something else.
+    ({"title": "\u200b\u200b", "body": "ok"}, "This field is required."),
+    ({"title": "ok", "body": "\u2066\u200b\u2069"}, "This field is required."),
+    ({"title": "invoice\u202egpj.exe", "body": "ok"}, "control characters (U+202E)"),
+    ({"title": "\u2067isolated", "body": "ok"}, "control characters (U+2067)"),
+    ({"title": "two\nlines", "body": "ok"}, "control characters (U+000A)"),
+    ({"title": "red\x1b[31m", "body": "ok"}, "control characters (U+001B)"),
+    ({"title": "ok", "body": "bell\x07"}, "control characters (U+0007)"),
 ]
 
 
@@ -37,6 +45,17 @@ def test_bad_article_is_refused_with_a_message(
     assert resp.status_code == 422
     assert message in resp.get_data(as_text=True)
     assert _count(Article) == 0
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_scripts_that_need_joiners_and_direction_marks_are_welcome(app: Flask) -> None:
+    """Joiners (emoji, Persian), right-to-left text and its marks in bodies stay allowed."""
+    client = client_for(app, UserFactory(role_name="editor"))
+    title = "\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u200fok"
+    body = "\u202b\u05e9\u05dc\u05d5\u05dd\u202c and\ttabs\nand lines"
+    assert post(client, "/articles/new", {"title": title, "body": body}).status_code == 302
+    stored = db.session.scalar(db.select(Article))
+    assert stored is not None and (stored.title, stored.body_md) == (title, body)
 
 
 @pytest.mark.asvs("V2.2.1")
@@ -59,6 +78,8 @@ def test_bad_edit_leaves_the_article_untouched(app: Flask) -> None:
         ("x" * (COMMENT_MAX + 1), f"Use at most {COMMENT_MAX} characters."),
         ("nul\x00", "Must not contain NUL characters."),
         ("   ", "This field is required."),
+        ("\u200b\ufeff", "This field is required."),
+        ("esc\x1b]8;;http://evil.invalid\x07", "control characters (U+001B)"),
     ],
 )
 def test_bad_comment_is_refused(app: Flask, body: str, message: str) -> None:
