@@ -17,6 +17,9 @@
     out.setAttribute("aria-live", "polite");
     out.id = input.id + "-live";
     input.insertAdjacentElement("afterend", out);
+    // Also a description, so the count is read again when the field gets focus back.
+    var described = input.getAttribute("aria-describedby");
+    input.setAttribute("aria-describedby", (described ? described + " " : "") + out.id);
     input.addEventListener("input", function () { out.textContent = describe(input.value); });
   });
 })();
