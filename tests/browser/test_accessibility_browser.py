@@ -208,7 +208,8 @@ def _pages(data: dict[str, Any], who: str) -> list[str]:
         "/auth/reset",
         "/no-such-page",
     ]
-    return public + ([f"/articles/{data['draft']}", "/articles/new"] if who == "editor" else [])
+    editor = [f"/articles/{data['draft']}", "/articles/new", "/account"]
+    return public + (editor if who == "editor" else [])
 
 
 def _sign_in(pg: Any, base: str, username: str) -> None:
