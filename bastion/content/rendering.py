@@ -34,7 +34,17 @@ def _markdown() -> MarkdownIt:
     )
     md.block.ruler.at("table", _bounded_table(table), {"alt": ["paragraph", "reference"]})
     md.core.ruler.push("bastion_cell_align", _align_cells)
+    md.core.ruler.push("bastion_nest_headings", _nest_headings)
     return md
+
+
+def _nest_headings(state: StateCore) -> None:
+    """Markdown headings one level down: the page's own h1 is the title or the name, so an
+    author's ``#`` is an h2 under it (the allowlist has no h1: a top heading was left as a
+    loose line of text) and the outline keeps one h1 per page."""
+    for token in state.tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
 
 
 def _align_cells(state: StateCore) -> None:

@@ -87,6 +87,14 @@ def test_no_payload_survives_as_markup(payload: str) -> None:
                 ), (payload, value)
 
 
+def test_headings_nest_under_the_pages_own_h1() -> None:
+    """An author's "#" was dropped to a loose line of text (the page's h1 is the title);
+    every level now moves one down, so the page keeps a single h1 and an outline."""
+    html = render_markdown("# Top\n\n## Sub\n\n##### Five\n\n###### Six\n\ntext")
+    assert html == "<h2>Top</h2>\n<h3>Sub</h3>\n<h6>Five</h6>\n<h6>Six</h6>\n<p>text</p>\n"
+    assert "<h1" not in render_markdown("<h1>raw</h1>\n\n# md")
+
+
 def test_raw_html_is_text_and_summary_is_plain() -> None:
     assert render_markdown("<b>x</b>") == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
     assert summarise("# Title\n\nSome **bold** text") == "Title Some bold text"
