@@ -21,14 +21,15 @@ from bastion.content.rendering import render_markdown, summarise_html
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
 from bastion.models.base import ID_MAX, affected_rows
+from bastion.models.locks import lock_user
 from bastion.security import audit, authz
 
 TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
 # Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
 PAGE_MAX = 10_000
-# The same words from the same author on the same article this soon are a double submit.
-DUPLICATE_COMMENT_SECONDS = 60
+# The same words from the same author (on the same article) this soon are a double submit.
+DUPLICATE_SECONDS = 60
 # What a change to an article or comment deleted meanwhile answers (as if it never existed).
 ARTICLE_GONE = "There is no article with that number, or it is not published."
 COMMENT_GONE = "There is no comment with that number."
@@ -196,9 +197,30 @@ def create_article(actor: User, *, title: str, body: str, publish: bool = False)
         status="published" if publish else "draft",
         published_at=utcnow() if publish else None,
     )
+    lock_user(actor.id)  # two copies of one submission wait for each other here
+    same = _recent_duplicate_article(actor.id, article)
+    if same is not None:
+        db.session.rollback()  # releases the lock; nothing was written
+        return same
     db.session.add(article)
     db.session.commit()
     return article
+
+
+def _recent_duplicate_article(author_id: int, new: Article) -> Article | None:
+    """The author's latest article when it is this one again, saved moments ago.
+
+    A double click or a retried API call is one article: the caller gets the first back.
+    """
+    latest = db.session.scalar(
+        select(Article).where(Article.author_id == author_id).order_by(Article.id.desc()).limit(1)
+    )
+    if latest is None or (latest.title, latest.body_md, latest.status) != (
+        new.title, new.body_md, new.status
+    ):
+        return None
+    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
+    return latest if recent else None
 
 
 def update_article(
@@ -358,7 +380,7 @@ def _recent_duplicate(author_id: int, article_id: int, body: str) -> Comment | N
     )
     if latest is None or latest.body != body:
         return None
-    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_COMMENT_SECONDS)
+    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
     return latest if recent else None
 
 

@@ -163,6 +163,22 @@ def test_a_double_submitted_comment_is_posted_once(app: Flask) -> None:
     assert db.session.scalar(db.select(db.func.count()).select_from(Comment)) == 3
 
 
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_a_double_submitted_article_is_saved_once(app: Flask) -> None:
+    client = client_for(app, UserFactory(role_name="editor"))
+    form = {"title": "Launch notes", "body": "All of it."}
+    first, again = post(client, "/articles/new", form), post(client, "/articles/new", form)
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 1
+    # Other words, or the same words a while later, are a new article.
+    assert post(client, "/articles/new", {**form, "body": "More."}).status_code == 302
+    db.session.execute(db.update(Article).values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    assert post(client, "/articles/new", {**form, "body": "More."}).status_code == 302
+    assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 3
+
+
 def test_the_same_words_from_someone_else_are_their_own_comment(app: Flask) -> None:
     article = ArticleFactory(status="published")
     path = f"/articles/{article.id}/comments"
