@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import func, select
 
 from bastion.api import bp
 from bastion.api.articles import load_article, token_may_read
@@ -12,10 +11,8 @@ from bastion.api.schemas import CommentCreate, CommentList, CommentOut, PageQuer
 from bastion.api.spec import operation
 from bastion.api.users import author_out
 from bastion.content import services
-from bastion.content.services import Page
 from bastion.content.write_limits import COMMENT_WRITES, limited_by
-from bastion.extensions import db
-from bastion.models import Article, Comment
+from bastion.models import Comment
 from bastion.security import authz
 from bastion.security.access import bearer_required
 
@@ -30,16 +27,6 @@ def comment_out(comment: Comment) -> CommentOut:
     )
 
 
-def page_of_comments(article: Article, page: int, per_page: int) -> Page:
-    """Comments of an article the caller may read (checked by ``load_article``), oldest first."""
-    base = select(Comment).where(Comment.article_id == article.id)
-    total = db.session.scalar(base.with_only_columns(func.count(Comment.id))) or 0
-    items = db.session.scalars(
-        base.order_by(Comment.id).limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return Page(items=list(items), page=page, per_page=per_page, total=total)
-
-
 @bp.get("/articles/<int:article_id>/comments")
 @bearer_required
 @operation(
@@ -50,7 +37,7 @@ def page_of_comments(article: Article, page: int, per_page: int) -> Page:
     response=CommentList,
 )
 def list_comments(article_id: int, query: PageQuery) -> CommentList:
-    page = page_of_comments(load_article(article_id), query.page, query.per_page)
+    page = services.page_of_comments(load_article(article_id), query.page, query.per_page)
     return CommentList.of(page, comment_out)
 
 

@@ -30,9 +30,16 @@ VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE)]
-ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=VISIBLE)]
-CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE)]
+# What bastion.content.services._clean_text refuses, spelled out for the document: control
+# characters but tab and line breaks, and in titles the bidi embedding/override/isolate
+# controls too (U+202A-U+202E, U+2066-U+2069).
+_BODY_OK = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_TITLE_OK = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+TEXT = rf"^{_BODY_OK}*[^\x00-\x1f\x7f-\x9f\s]{_BODY_OK}*$"
+TITLE = rf"^{_TITLE_OK}*[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\s]{_TITLE_OK}*$"
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TITLE)]
+ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=TEXT)]
+CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=VISIBLE)]
 
 

@@ -104,6 +104,7 @@ def _render(article: Article, comment_form: CommentForm | None = None) -> str:
     return render_template(
         "content/show.html",
         article=article,
+        comments=content.page_of_comments(article, request.args.get("page", 1, type=int)),
         comment_form=comment_form,
         action_form=EmptyForm() if current_user.is_authenticated else None,
         can_edit=authz.can_edit_article(current_user, article),
@@ -173,9 +174,17 @@ def add_comment(article_id: int) -> ResponseReturnValue:
             add_service_error(form, exc)
         else:
             flash("Your comment is posted.", "success")
-            target = url_for("content.show_article", article_id=article.id)
-            return redirect(f"{target}#comment-{comment.id}")
+            return redirect(_comment_url(comment))
     return _show(article, form, INVALID)
+
+
+def _comment_url(comment: Comment) -> str:
+    """The article page showing ``comment``, scrolled to it."""
+    page = content.comment_page_number(comment)
+    target = url_for(
+        "content.show_article", article_id=comment.article_id, page=page if page > 1 else None
+    )
+    return f"{target}#comment-{comment.id}"
 
 
 @bp.route("/comments/<int:comment_id>/edit", methods=["GET", "POST"])
@@ -192,8 +201,7 @@ def edit_comment(comment_id: int) -> ResponseReturnValue:
             add_service_error(form, exc)
         else:
             flash("Your comment is updated.", "success")
-            target = url_for("content.show_article", article_id=comment.article_id)
-            return redirect(f"{target}#comment-{comment.id}")
+            return redirect(_comment_url(comment))
     status = INVALID if form.errors else 200
     return render_template("content/edit_comment.html", form=form, comment=comment), status
 

@@ -28,6 +28,8 @@ TITLE_MAX, BODY_MAX, COMMENT_MAX, QUERY_MAX = 200, 100_000, 5_000, 200
 PAGE_SIZE_MAX = 100
 # Beyond this a page number is nonsense; bounding it keeps OFFSET inside a 64-bit integer.
 PAGE_MAX = 10_000
+# Comments shown per page under an article: a busy discussion stays a page, not a megabyte.
+COMMENTS_PER_PAGE = 50
 # The same words from the same author (on the same article) this soon are a double submit.
 DUPLICATE_SECONDS = 60
 # What a change to an article or comment deleted meanwhile answers (as if it never existed).
@@ -65,7 +67,8 @@ def slugify(title: str) -> str:
 # escape sequence), no bidi embedding, override or isolate controls (U+202A-U+202E,
 # U+2066-U+2069) that make "gpj.exe" read as "exe.jpg" in every list and admin page.
 # Joiners (U+200C/U+200D) stay: scripts and emoji need them. Bodies are free text but
-# hold no control characters besides line breaks and tabs.
+# hold no control characters besides line breaks and tabs. bastion.api.schemas spells out
+# the same rules as patterns, for the API document.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _TEXT_CONTROLS = frozenset("\n\t")
 
@@ -73,10 +76,12 @@ _TEXT_CONTROLS = frozenset("\n\t")
 def _clean_text(value: str, field: str, limit: int, *, required: bool = True) -> str:
     if not isinstance(value, str):
         raise ContentError("Must be text.", field)
-    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    if field == "title":  # one line: a pasted line break or tab is a space
+        value = re.sub(r"[\t\n]+", " ", value)
     if "\x00" in value:
         raise ContentError("Must not contain NUL characters.", field)
-    if required and not _has_visible(value):
+    if required and not value.strip():
         raise ContentError("This field is required.", field)
     if len(value) > limit:
         raise ContentError(f"Use at most {limit} characters.", field)
@@ -89,12 +94,6 @@ def _clean_text(value: str, field: str, limit: int, *, required: bool = True) ->
                 f"Must not contain control characters (U+{ord(char):04X}).", field
             )
     return value
-
-
-def _has_visible(value: str) -> bool:
-    """Whether anything in ``value`` draws: a letter, digit, mark, punctuation or symbol
-    (a title of zero-width spaces alone is an invisible link in every list)."""
-    return any(unicodedata.category(char)[0] in "LNMPS" for char in value)
 
 
 def escape_like(term: str) -> str:
@@ -403,6 +402,27 @@ def delete_comment(actor: User, comment: Comment) -> None:
     db.session.delete(comment)
     db.session.commit()
     pagecache.clear()
+
+
+def page_of_comments(article: Article, page: int, per_page: int = COMMENTS_PER_PAGE) -> Page:
+    """Comments of an article the caller may read (checked before), oldest first."""
+    page = min(max(1, page), PAGE_MAX)
+    base = select(Comment).where(Comment.article_id == article.id)
+    total = db.session.scalar(base.with_only_columns(func.count(Comment.id))) or 0
+    items = db.session.scalars(
+        base.order_by(Comment.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+def comment_page_number(comment: Comment, per_page: int = COMMENTS_PER_PAGE) -> int:
+    """The page of its article's comments that shows ``comment`` (oldest first)."""
+    before = db.session.scalar(
+        select(func.count(Comment.id)).where(
+            Comment.article_id == comment.article_id, Comment.id < comment.id
+        )
+    ) or 0
+    return before // per_page + 1
 
 
 def get_comment(comment_id: int) -> Comment | None:

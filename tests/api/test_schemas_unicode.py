@@ -18,3 +18,24 @@ def test_pattern_refuses_control_and_format_characters() -> None:
     for bad in ("a\u202eb", "zero\u200bwidth", "bell\x07", "tag\U000e0041", "\u3164",
                 "x\u2028y", "\ue000"):
         assert not pattern.match(bad), ascii(bad)
+
+
+def test_text_patterns_say_what_the_content_service_accepts() -> None:
+    """The API document's title and body patterns and the service that stores them agree on
+    every character of the Basic Multilingual Plane, alone and between letters."""
+    from bastion.api.schemas import TEXT, TITLE
+    from bastion.content.services import ContentError, _clean_text
+
+    def stored(value: str, field: str) -> bool:
+        try:
+            _clean_text(value, field, 10)
+        except ContentError:
+            return False
+        return True
+
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # surrogates are no characters of their own
+        for text in (chr(code), f"a{chr(code)}b"):
+            assert bool(re.match(TITLE, text)) == stored(text, "title"), hex(code)
+            assert bool(re.match(TEXT, text)) == stored(text, "body"), hex(code)

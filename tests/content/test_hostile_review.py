@@ -179,6 +179,30 @@ def test_a_double_submitted_article_is_saved_once(app: Flask) -> None:
     assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 3
 
 
+@pytest.mark.asvs("V15.2.2")
+def test_comments_come_a_page_at_a_time(app: Flask) -> None:
+    """Every comment of an article was rendered on its page: a busy (or flooded) discussion
+    made each view of it megabytes of HTML. Fifty a page, oldest first."""
+    from bastion.content.services import COMMENTS_PER_PAGE
+
+    article = ArticleFactory(status="published")
+    CommentFactory.create_batch(COMMENTS_PER_PAGE + 5, article=article)
+    reader = app.test_client()
+    first = reader.get(f"/articles/{article.id}").get_data(as_text=True)
+    assert first.count('<li class="card" id="comment-') == COMMENTS_PER_PAGE
+    assert f"Comments ({COMMENTS_PER_PAGE + 5})" in first
+    assert f'href="/articles/{article.id}?page=2" rel="next">Newer' in first
+    second = reader.get(f"/articles/{article.id}?page=2").get_data(as_text=True)
+    assert second.count('<li class="card" id="comment-') == 5
+    assert reader.get(f"/articles/{article.id}?page=999999999").status_code == 200
+    # A new comment lands on the last page, and the answer goes there.
+    resp = post(client_for(app, UserFactory()), f"/articles/{article.id}/comments",
+                {"body": "Late to the party"})
+    newest = db.session.scalar(db.select(Comment).order_by(Comment.id.desc()))
+    assert newest is not None
+    assert resp.headers["Location"].endswith(f"/articles/{article.id}?page=2#comment-{newest.id}")
+
+
 def test_the_same_words_from_someone_else_are_their_own_comment(app: Flask) -> None:
     article = ArticleFactory(status="published")
     path = f"/articles/{article.id}/comments"
