@@ -164,13 +164,16 @@ MOTION = """() => [...document.querySelectorAll('*')].filter((el) => {
 
 def _seed(live: Any) -> dict[str, Any]:
     """An editor with a display name, a page and a half of articles, one with comments;
-    an admin, and a disabled member with two-factor authentication."""
+    an admin, a disabled member with two-factor authentication and a long-named user."""
     from bastion.models.base import utcnow
     from tests.factories import ArticleFactory, CommentFactory, UserFactory
 
     with live.app.app_context():
         admin = UserFactory(role_name="admin")
         member = UserFactory(two_factor=True, disabled_at=utcnow())
+        # Long names widen the admin's users table past 320 px: it must scroll in its box
+        # (its visually hidden labels once stuck out of it and scrolled the whole page).
+        UserFactory(username="a-rather-long-username-of-32-chs")
         # Hue 60 (yellow): the initials avatar colour that is hardest to read white on.
         editor = UserFactory(username="ada10", role_name="editor", display_name="Ada Lovelace")
         ArticleFactory.create_batch(20, author=editor)  # with the one below: two pages
