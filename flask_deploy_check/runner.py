@@ -20,13 +20,16 @@ from flask_deploy_check.registry import CheckSpec, all_specs, register
 
 SILENCED_CONFIG_KEY = "DEPLOY_CHECK_SILENCED"
 
+_RUN_AGAIN = (
+    "Make the app answer the probe (e.g. provide the database the index page needs) "
+    "and run the check again, or silence the check explicitly."
+)
 CHECK_FAILED = register(
     CheckSpec(
         id="BST-W501",
         title="A check could not run",
         why="An unverified control is not a passed control: the condition it tests is unknown.",
-        fix="Make the app answer the probe (e.g. provide the database the index page needs) "
-        "and run the check again, or silence the check explicitly.",
+        fix=_RUN_AGAIN,
         asvs=None,
         deploy=False,
         kind="meta",
@@ -39,8 +42,7 @@ ERROR_CHECK_FAILED = register(
         title="An error-level check could not run",
         why="An unverified control is not a passed control, and this one guards against a "
         "serious flaw: a run that could not verify it must fail like one that found it.",
-        fix="Make the app answer the probe (e.g. provide the database the index page needs) "
-        "and run the check again, or silence the check explicitly.",
+        fix=_RUN_AGAIN,
         asvs=None,
         deploy=False,
         kind="meta",
