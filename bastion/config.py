@@ -464,7 +464,7 @@ def _normalise(app: Flask) -> list[str]:
     if isinstance(origins, str):
         origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
     cfg["CORS_ORIGINS"] = frozenset(origins)
-    problems += [_origin_problem(o) for o in sorted(cfg["CORS_ORIGINS"]) if _origin_problem(o)]
+    problems += [p for o in sorted(cfg["CORS_ORIGINS"]) if (p := _origin_problem(o))]
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
     return problems
 

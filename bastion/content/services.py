@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import abort
@@ -218,8 +218,12 @@ def _recent_duplicate_article(author_id: int, new: Article) -> Article | None:
         new.title, new.body_md, new.status
     ):
         return None
-    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
-    return latest if recent else None
+    return latest if _just_saved(latest.created_at) else None
+
+
+def _just_saved(created_at: datetime) -> bool:
+    """Whether a row saved at ``created_at`` is recent enough to be a double submit's twin."""
+    return created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
 
 
 def update_article(
@@ -379,8 +383,7 @@ def _recent_duplicate(author_id: int, article_id: int, body: str) -> Comment | N
     )
     if latest is None or latest.body != body:
         return None
-    recent = latest.created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
-    return latest if recent else None
+    return latest if _just_saved(latest.created_at) else None
 
 
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
