@@ -46,3 +46,13 @@ class EnableTwoFactorForm(FlaskForm):
         validators=[DataRequired(), Length(max=16), no_control_characters],
         description="Enter the 6-digit code your authenticator app shows for Bastion.",
     )
+
+
+class SecondFactorForm(FlaskForm):
+    """Turning 2FA off or replacing the recovery codes asks for the factor itself."""
+
+    code = StringField(
+        "Code from your app or a recovery code",
+        validators=[DataRequired(), Length(max=64), no_control_characters],
+        description="Lost your device? An unused recovery code works here too.",
+    )

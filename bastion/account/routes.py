@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, redirect, render_template, session, url_for
+from flask import flash, g, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -14,10 +14,12 @@ from bastion.account.forms import (
     EnableTwoFactorForm,
     PasswordChangeForm,
     ProfileForm,
+    SecondFactorForm,
 )
 from bastion.api.web.routes import tokens_context
 from bastion.auth import twofactor
 from bastion.auth.forms import EmptyForm
+from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
     CLEAR_SITE_DATA,
@@ -42,6 +44,7 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
         "profile_form": ProfileForm(formdata=None, obj=user),
         "email_form": EmailChangeForm(formdata=None),
         "password_form": PasswordChangeForm(formdata=None),
+        "second_factor_form": SecondFactorForm(formdata=None),
         "empty_form": EmptyForm(),
         "sessions": list_sessions(user.id),
         "current_session_id": record.id if record else None,
@@ -175,22 +178,48 @@ def two_factor_setup() -> ResponseReturnValue:
                            qr_svg=twofactor.qr_svg(uri), uri=uri), status
 
 
+def _second_factor_refusal() -> ResponseReturnValue | None:
+    """None when the posted code is right; otherwise the account page saying why."""
+    form = SecondFactorForm()
+    if not form.validate_on_submit():
+        return _page(422, second_factor_form=form)
+    result = confirm_second_factor(current_user, form.code.data or "", request.remote_addr or "")
+    if result.step is Step.SIGNED_IN:
+        return None
+    if result.step is Step.THROTTLED:
+        seconds = max(1, int(result.wait + 0.999))
+        form.code.errors.append(f"Too many wrong codes. Wait {seconds} seconds, then try again.")
+        response = make_response(_page(429, second_factor_form=form))
+        response.headers["Retry-After"] = str(seconds)
+        return response
+    form.code.errors.append("That code is not right. Enter the newest code from your app, "
+                            "or an unused recovery code.")
+    return _page(422, second_factor_form=form)
+
+
 @bp.post("/2fa/disable")
 @login_required
 @fresh_required
+@limiter.limit("10 per minute")
 def two_factor_disable() -> ResponseReturnValue:
-    if EmptyForm().validate_on_submit() and current_user.has_2fa:
-        twofactor.disable(current_user)
-        flash("Two-factor authentication is off.", "info")
+    if not current_user.has_2fa:
+        return redirect(url_for("account.index"))
+    if (refusal := _second_factor_refusal()) is not None:
+        return refusal
+    twofactor.disable(current_user)
+    flash("Two-factor authentication is off.", "info")
     return redirect(url_for("account.index"))
 
 
 @bp.post("/2fa/recovery-codes")
 @login_required
 @fresh_required
+@limiter.limit("10 per minute")
 def regenerate_recovery_codes() -> ResponseReturnValue:
-    if not (EmptyForm().validate_on_submit() and current_user.has_2fa):
+    if not current_user.has_2fa:
         return redirect(url_for("account.index"))
+    if (refusal := _second_factor_refusal()) is not None:
+        return refusal
     codes = twofactor.regenerate(current_user)
     return render_template("account/recovery_codes.html", codes=codes, enabled=False)
 

@@ -88,6 +88,18 @@ def second_step(user: User, code: str, ip: str) -> Result:
     return Result(Step.SIGNED_IN, user=user)
 
 
+def confirm_second_factor(user: User, code: str, ip: str) -> Result:
+    """A code from the app, or a recovery code, before 2FA is turned off or its recovery
+    codes replaced: a session cookie, however fresh, is not the second factor. Wrong codes
+    count against the same throttle as the sign-in's code step."""
+    if limited := _throttled(user.username, ip, "2fa_change"):
+        return limited
+    if not twofactor.verify_totp_or_recovery(user, code):
+        return _failed(user.username, ip, "2fa.change_failure", "2fa_failures")
+    throttle.refund(user.username, ip)
+    return Result(Step.SIGNED_IN, user=user)
+
+
 def reauthenticate(user: User, password: str, code: str, ip: str) -> Result:
     """Password (and code when 2FA is on) again, for sensitive actions."""
     if limited := _throttled(user.username, ip, "reauth"):

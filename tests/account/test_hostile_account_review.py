@@ -110,8 +110,11 @@ def test_the_owner_hears_of_every_second_factor_change(
     db.session.refresh(user)
     assert user.has_2fa
     assert _subjects(outbox) == ["Two-factor authentication was turned on"]
-    post_form(client, "/account", {}, action="/account/2fa/recovery-codes")
-    post_form(client, "/account", {}, action="/account/2fa/disable")
+    totp = pyotp.TOTP(secret.group(1))
+    for action in ("/account/2fa/recovery-codes", "/account/2fa/disable"):
+        user.totp_last_step = None  # as if the next 30 s step had come
+        db.session.commit()
+        post_form(client, "/account", {"code": totp.now()}, action=action)
     assert _subjects(outbox)[1:] == ["New recovery codes were made for your account",
                                      "Two-factor authentication was turned off"]
     notice = outbox.to("alice@example.org")[-1].get_body(preferencelist=("plain",))

@@ -10,10 +10,10 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bastion.extensions import db
-from bastion.models import RecoveryCode, User, UserSession, utcnow
+from bastion.models import AuditEvent, RecoveryCode, User, UserSession, utcnow
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
 from tests.support.accounts import post_form, unused_code
@@ -178,7 +178,9 @@ def test_disabling_2fa_requires_recent_password_and_code(
                                                "code": unused_code(secret, None),
                                                "next": "/account"})
     assert resp.headers["Location"] == "/account"
-    post_form(client, "/account", {}, action="/account/2fa/disable")
+    _reset_step(user)
+    post_form(client, "/account", {"code": unused_code(secret, None)},
+              action="/account/2fa/disable")
     db.session.refresh(user)
     assert not user.has_2fa
     assert db.session.scalar(select(RecoveryCode)) is None
@@ -189,11 +191,58 @@ def test_regenerated_codes_replace_the_old_ones(client: FlaskClient, totp_user: 
     old = user._test_recovery_codes
     sign_in(client, "tess")
     _code_step(client, old[0])
-    resp = post_form(client, "/account", {}, action="/account/2fa/recovery-codes")
+    resp = post_form(client, "/account", {"code": old[1]}, action="/account/2fa/recovery-codes")
     assert resp.status_code == 200 and resp.data.count(b"<li><code>") == 10
     from bastion.auth.twofactor import use_recovery_code
 
-    assert not use_recovery_code(user, old[1])
+    assert not use_recovery_code(user, old[2])
+
+
+@pytest.mark.asvs("V7.5.1", "V6.3.3")
+@pytest.mark.parametrize("action", ["/account/2fa/disable", "/account/2fa/recovery-codes"])
+def test_a_fresh_session_alone_cannot_turn_2fa_off_or_take_new_codes(
+    app: Flask, client: FlaskClient, totp_user: tuple[User, str], action: str, monkeypatch: Any
+) -> None:
+    """A copied cookie of a session that re-authenticated minutes ago is still not the
+    second factor: without a code (or with a wrong, replayed or foreign one) nothing
+    changes, the owner's recovery codes keep working, and the wrong codes are throttled."""
+    user, secret = totp_user
+    sign_in(client, "tess")
+    _reset_step(user)
+    used = unused_code(secret, None)
+    _code_step(client, used)
+    codes = db.session.scalars(select(RecoveryCode.code_hash)).all()
+    monkeypatch.setitem(app.config, "LOGIN_THROTTLE_ACCOUNT_FREE", 4)
+    monkeypatch.setitem(app.config, "LOGIN_THROTTLE_BASE_SECONDS", 30.0)
+    foreign = pyotp.TOTP(pyotp.random_base32()).now()
+    for code in ("", used, foreign, "123456", "aaaa-bbbb-cccc-dddd-eeee-ffff"):
+        resp = post_form(client, "/account", {"code": code}, action=action)
+        assert resp.status_code == 422, code
+        assert b'aria-invalid="true"' in resp.data
+    db.session.refresh(user)
+    assert user.has_2fa and db.session.scalars(select(RecoveryCode.code_hash)).all() == codes
+    # Wrong codes count against the sign-in throttle: the next tries must wait.
+    resp = post_form(client, "/account", {"code": "654321"}, action=action)
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+    assert b"Too many wrong codes" in resp.data
+    assert db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "2fa.change_failure")
+    ) >= 3
+
+
+@pytest.mark.asvs("V7.5.1", "V6.4.4")
+def test_a_recovery_code_turns_2fa_off_once(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    """The owner who lost the device turns 2FA off with a recovery code; the code is spent."""
+    user, _secret = totp_user
+    codes = user._test_recovery_codes
+    sign_in(client, "tess")
+    _code_step(client, codes[0])
+    resp = post_form(client, "/account", {"code": codes[1].upper()}, action="/account/2fa/disable")
+    assert resp.status_code == 302
+    db.session.refresh(user)
+    assert not user.has_2fa
 
 
 @pytest.mark.asvs("V6.3.3")
