@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from bastion.content.services import INVISIBLE
 from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
 
 if TYPE_CHECKING:
@@ -32,11 +33,12 @@ VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 # What bastion.content.services._clean_text refuses, spelled out for the document: control
 # characters but tab and line breaks, and in titles the bidi embedding/override/isolate
-# controls too (U+202A-U+202E, U+2066-U+2069).
+# controls too (U+202A-U+202E, U+2066-U+2069); and at least one character that draws
+# something (outside the service's INVISIBLE class).
 _BODY_OK = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 _TITLE_OK = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
-TEXT = rf"^{_BODY_OK}*[^\x00-\x1f\x7f-\x9f\s]{_BODY_OK}*$"
-TITLE = rf"^{_TITLE_OK}*[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\s]{_TITLE_OK}*$"
+TEXT = rf"^{_BODY_OK}*[^{INVISIBLE}]{_BODY_OK}*$"
+TITLE = rf"^{_TITLE_OK}*[^{INVISIBLE}]{_TITLE_OK}*$"
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TITLE)]
 ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=TEXT)]
 CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]

@@ -71,6 +71,18 @@ def slugify(title: str) -> str:
 # the same rules as patterns, for the API document.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _TEXT_CONTROLS = frozenset("\n\t")
+# What draws nothing: white space, control characters, Unicode's Default_Ignorable_Code_Point
+# set (DerivedCoreProperties.txt: zero-width spaces and joiners, Hangul fillers, variation
+# selectors, tags...) and the braille blank. Required text needs one character outside
+# it, or a lone U+200B makes a title that looks empty in every list. A regex class in a
+# syntax JSON Schema shares (astral characters written literally), so the API's patterns
+# are built from it.
+INVISIBLE = (
+    r"\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    r"\ufff0-\ufff8" "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_VISIBLE = re.compile(f"[^{INVISIBLE}]")
 
 
 def _clean_text(value: str, field: str, limit: int, *, required: bool = True) -> str:
@@ -83,6 +95,9 @@ def _clean_text(value: str, field: str, limit: int, *, required: bool = True) ->
         raise ContentError("Must not contain NUL characters.", field)
     if required and not value.strip():
         raise ContentError("This field is required.", field)
+    if required and not _VISIBLE.search(value):
+        raise ContentError("Write something visible: this holds only spaces or invisible "
+                           "characters.", field)
     if len(value) > limit:
         raise ContentError(f"Use at most {limit} characters.", field)
     allowed = frozenset() if field == "title" else _TEXT_CONTROLS

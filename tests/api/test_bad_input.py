@@ -168,3 +168,14 @@ def test_nul_in_credentials_is_a_4xx_on_every_database(api: Api) -> None:
     from bastion.auth.services import authenticate
 
     assert authenticate("a\x00b", "x" * 12) is None
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("title", ["\u200b", "\u2060\ufeff\u3164", " \u200d "])
+def test_a_title_that_draws_nothing_is_refused(api: Api, editor_token: str, title: str) -> None:
+    resp = api.call("POST", "/articles", editor_token, json={"title": title, "body": "B"})
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"][0]["loc"][-1] == "title"
+    resp = api.call("POST", "/articles", editor_token, json={"title": "T", "body": title})
+    assert resp.status_code == 422
+    assert db.session.query(Article).count() == 0

@@ -39,3 +39,21 @@ def test_text_patterns_say_what_the_content_service_accepts() -> None:
         for text in (chr(code), f"a{chr(code)}b"):
             assert bool(re.match(TITLE, text)) == stored(text, "title"), hex(code)
             assert bool(re.match(TEXT, text)) == stored(text, "body"), hex(code)
+
+
+def test_text_patterns_agree_beyond_the_basic_plane() -> None:
+    """Tags, variation selectors and musical format characters draw nothing; emoji do."""
+    from bastion.api.schemas import TEXT, TITLE
+    from bastion.content.services import ContentError, _clean_text
+
+    for code in (0x1BCA0, 0x1BCA3, 0x1D173, 0x1D17A, 0xE0001, 0xE0041, 0xE0100, 0xE0FFF,
+                 0x1F600, 0x10000, 0x1D400, 0x20000):
+        for text in (chr(code), f"a{chr(code)}b", chr(code) * 3):
+            try:
+                _clean_text(text, "title", 10)
+                stored = True
+            except ContentError:
+                stored = False
+            assert bool(re.match(TITLE, text)) == stored, hex(code)
+            assert bool(re.match(TEXT, text)) == stored, hex(code)
+    assert not re.match(TITLE, "\U000e0041\U000e0042") and re.match(TITLE, "\U0001f600")

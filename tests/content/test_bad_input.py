@@ -30,6 +30,10 @@ BAD_ARTICLES = [
     ({"title": "vertical\x0btab", "body": "ok"}, "control characters (U+000B)"),
     ({"title": "red\x1b[31m", "body": "ok"}, "control characters (U+001B)"),
     ({"title": "ok", "body": "bell\x07"}, "control characters (U+0007)"),
+    # Text that draws nothing: an empty-looking title in every list.
+    ({"title": "\u200b\u200c\u2060", "body": "ok"}, "Write something visible"),
+    ({"title": "\u3164\u2800\ufe0f", "body": "ok"}, "Write something visible"),
+    ({"title": "ok", "body": "\u200b\n\U000e0041\U000e007f"}, "Write something visible"),
 ]
 
 
@@ -83,6 +87,7 @@ def test_bad_edit_leaves_the_article_untouched(app: Flask) -> None:
         ("nul\x00", "Must not contain NUL characters."),
         ("   ", "This field is required."),
         ("esc\x1b]8;;http://evil.invalid\x07", "control characters (U+001B)"),
+        ("\u200b\u200d\ufeff", "Write something visible"),
     ],
 )
 def test_bad_comment_is_refused(app: Flask, body: str, message: str) -> None:
