@@ -95,6 +95,34 @@ def test_upgrading_stores_summaries_escaped_once(make_app, backend: str) -> None
     assert summary == "Tom & Jerry <3 you"
 
 
+@pytest.mark.asvs("V1.2.1")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_renders_old_headings_and_tables_again(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Articles saved before headings were nested under the page's h1 (and before table
+    alignment survived the sanitiser) kept a second h1 until someone edited them."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.content.rendering import render_markdown
+    from bastion.models import Article
+    from tests.factories import ArticleFactory
+
+    source = "# Part one\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n"
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0007_article_search")
+        old = ArticleFactory(body_md=source, body_html="<h1>Part one</h1><table></table>",
+                             summary="stale")
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade()
+        fresh = db.session.get(Article, article_id)
+        html, summary = fresh.body_html, fresh.summary
+    assert html == render_markdown(source)
+    assert "<h1>" not in html and "<h2>Part one</h2>" in html and 'align="right"' in html
+    assert summary.startswith("Part one")
+
+
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_migration_downgrades_and_upgrades_again(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
