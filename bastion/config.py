@@ -459,6 +459,14 @@ def _normalise(app: Flask) -> list[str]:
     roles = cfg.get("REQUIRE_2FA_ROLES") or ""
     if isinstance(roles, str):
         cfg["REQUIRE_2FA_ROLES"] = frozenset(r.strip() for r in roles.split(",") if r.strip())
+    from bastion.models.user import ROLE_NAMES
+
+    # A misspelt role ("Admin", "admins") would silently make 2FA optional for that role.
+    if unknown := sorted(set(cfg["REQUIRE_2FA_ROLES"]) - set(ROLE_NAMES)):
+        problems.append(
+            f"BASTION_REQUIRE_2FA_ROLES names no role: {', '.join(map(repr, unknown))} "
+            f"(the roles are {', '.join(ROLE_NAMES)}, comma-separated)"
+        )
     cfg["SESSION_IDLE"] = timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
     origins = cfg.get("CORS_ORIGINS") or ()
     if isinstance(origins, str):

@@ -325,3 +325,22 @@ def test_a_usable_mail_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert mail_url_problem("smtps://mailer:p%23ss@mail.example.org:465") is None
     assert mail_url_problem("smtp://127.0.0.1:2525?tls=none") is None
+
+
+@pytest.mark.asvs("V6.3.3")
+@pytest.mark.parametrize("value", ["Admin", "admins", "admin;editor", "admin, root"])
+def test_a_misspelt_role_that_must_have_2fa_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Otherwise "Admin" would leave every admin without the mandatory second factor."""
+    with pytest.raises(ConfigError, match="BASTION_REQUIRE_2FA_ROLES names no role"):
+        _production(monkeypatch, BASTION_REQUIRE_2FA_ROLES=value)
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_roles_that_must_have_2fa_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = _production(monkeypatch, BASTION_REQUIRE_2FA_ROLES=" admin , editor ")
+    assert app.config["REQUIRE_2FA_ROLES"] == frozenset({"admin", "editor"})
+    assert _production(monkeypatch).config["REQUIRE_2FA_ROLES"] == frozenset({"admin"})
