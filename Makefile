@@ -12,9 +12,11 @@ help: ## list targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.main: requirements/main.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/main.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+# The project itself is built with the hash-locked setuptools of requirements/build.txt
+# (--no-build-isolation), never with a build backend fetched unpinned at install time.
+$(VENV)/.main: requirements/main.txt requirements/build.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/main.txt -r requirements/build.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.main requirements/dev.txt
@@ -42,7 +44,7 @@ bench: install-dev ## load Bastion and a bare Flask app side by side (see bench/
 	$(BIN)/python -m bench.run
 
 lock: ## re-resolve requirements/*.in into hash-pinned requirements/*.txt
-	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet uv
+	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet uv==0.13.9
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/main.in -o requirements/main.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/dev.in -o requirements/dev.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/build.in -o requirements/build.txt

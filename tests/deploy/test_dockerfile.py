@@ -300,3 +300,29 @@ def test_healthcheck_passes_only_on_200(
     assert healthcheck.main() == 1
     monkeypatch.delenv("BASTION_TRUSTED_HOSTS")
     assert healthcheck.target() == ("http://127.0.0.1:1/readyz", "localhost")
+
+
+@pytest.mark.asvs("V15.1.2")
+def test_every_install_of_the_makefile_is_hash_locked() -> None:
+    """`make install` installs what the image installs: locked requirements with hashes,
+    and the project built with the locked setuptools, not a build backend pip would
+    otherwise fetch unpinned into an isolated build environment."""
+    installs = [
+        line.strip()
+        for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+        if "$(BIN)/python -m pip install" in line
+    ]
+    assert installs
+    for line in installs:
+        if " -r " in line:
+            assert "--require-hashes" in line and "--no-deps" in line, line
+        else:
+            assert "--no-deps" in line and "--no-build-isolation" in line, line
+    assert any("-r requirements/build.txt" in line for line in installs)
+    build_in = (ROOT / "requirements" / "build.in").read_text(encoding="utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    wanted = re.search(r'requires = \["(setuptools[^"]*)"\]', pyproject)
+    assert wanted is not None and wanted.group(1) in build_in
+    # `make lock` writes the locks: the resolver it runs is a fixed release.
+    assert re.search(r"pip install --quiet uv==\d+\.\d+\.\d+$", Path(ROOT / "Makefile").read_text(
+        encoding="utf-8"), re.MULTILINE)
