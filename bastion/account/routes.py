@@ -23,18 +23,17 @@ from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
     CLEAR_SITE_DATA,
-    GRANTED_ON_KEY,
     end_session,
     list_sessions,
     revoke_all,
     revoke_session,
+    start_session,
 )
 from bastion.extensions import limiter
 from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required, is_fresh
-from bastion.security.passwords import password_fingerprint
 
 
 def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
@@ -129,13 +128,14 @@ def change_password() -> ResponseReturnValue:
         record = g.get("session_record")
         try:
             services.change_password(current_user, form.current.data or "",
-                                     form.password.data or "",
-                                     keep_session_id=record.id if record else None)
+                                     form.password.data or "")
         except AccountError as exc:
             getattr(form, exc.field or "password").errors.append(str(exc))
         else:
-            # This session proved the new password by choosing it: it stays signed in.
-            session[GRANTED_ON_KEY] = password_fingerprint(current_user.password_changed_at)
+            # Every session ended, this one too. The browser that chose the password stays
+            # signed in under a new session id, so a copy of its old cookie is worthless.
+            start_session(current_user._get_current_object(),
+                          remember=bool(record and record.remember))
             flash("Your password is changed. Other devices were signed out and your personal access tokens revoked.", "success")
             return redirect(url_for("account.index"))
     return _page(422, password_form=form)

@@ -23,12 +23,13 @@ from bastion.security.passwords import verify_password
 ADDRESS_TAKEN = "That email address is now used by another account."
 
 
-def change_password(user: User, current: str, new: str, *, keep_session_id: int | None) -> None:
-    """Needs the current password; ends every other session of the user."""
+def change_password(user: User, current: str, new: str) -> None:
+    """Needs the current password; ends every session of the user, the caller's too (a
+    browser that stays signed in gets a new session from the view)."""
     if not verify_password(user.password_hash, normalise_password(current)):
         raise AccountError("Your current password is not right.", "current")
     set_password(user, new)
-    revoke_all(user.id, except_id=keep_session_id, commit=False)
+    revoke_all(user.id, commit=False)
     audit.record("password.changed", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
     send_mail(user.email, "Your password was changed", "password_changed", user=user,

@@ -16,6 +16,8 @@ from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form
 
+COOKIE = "__Host-session"
+
 NEW_PW = "lilac harbour quietly 2031"
 
 
@@ -80,12 +82,20 @@ def test_password_change_needs_current_password_and_ends_other_sessions(
     other = client.application.test_client()
     sign_in(other, "alice")
     sign_in(client, "alice")
+    copied = client.get_cookie(COOKIE, domain="localhost")
+    assert copied is not None
     wrong = _pw_change(client, current="not my password at all")
     assert wrong.status_code == 422 and b"current password is not right" in wrong.data
     assert is_signed_in(other)
     assert _pw_change(client).status_code == 302
-    assert is_signed_in(client)  # this device stays
+    assert is_signed_in(client)  # this device stays, under a new session id
     assert not is_signed_in(other)  # every other session ends
+    # ...and so does this device's old session: a copy of its cookie is worthless.
+    thief = client.application.test_client()
+    thief.set_cookie(COOKIE, copied.value, domain="localhost")
+    assert not is_signed_in(thief)
+    live = db.session.scalars(select(UserSession).where(UserSession.revoked_at.is_(None))).all()
+    assert len(live) == 1
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.event == "password.changed"))
     assert "changed" in str(outbox.to("alice@example.org")[-1]["Subject"])
 

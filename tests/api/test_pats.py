@@ -265,7 +265,7 @@ def _change_password(app: Flask, user: User) -> None:
     from bastion.account.services import change_password
 
     with app.test_request_context():
-        change_password(user, PASSWORD, NEW_PASSWORD, keep_session_id=None)
+        change_password(user, PASSWORD, NEW_PASSWORD)
 
 
 def _reset_password(app: Flask, user: User) -> None:

@@ -40,7 +40,7 @@ def _change_password_on(worker: Flask, username: str) -> None:
     with worker.test_request_context():
         owner = find_login_user(username)
         assert owner is not None
-        account.change_password(owner, PASSWORD, NEW_PASSWORD, keep_session_id=None)
+        account.change_password(owner, PASSWORD, NEW_PASSWORD)
         db.session.remove()
 
 
