@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _CODE = """
 import json, sys
 from bastion import create_app
-app = create_app()
+app = create_app({"UPLOAD_DIR": sys.argv[1], "OUTBOX_DIR": sys.argv[1]})
 app.test_client().get("/healthz")
 print(json.dumps(sorted(m for m in ("alembic", "flask_migrate", "markdown_it", "segno",
                                      "sentry_sdk")
@@ -26,10 +26,11 @@ print(json.dumps(sorted(m for m in ("alembic", "flask_migrate", "markdown_it", "
 
 
 def test_create_app_and_a_request_leave_migrations_qr_codes_and_sentry_unloaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "BASTION_ENV": "testing", "BASTION_UPLOAD_DIR": str(tmp_path)}
+    # Testing reads no BASTION_* variable but its name: the directories go in as overrides.
+    env = {**os.environ, "BASTION_ENV": "testing"}
     env.pop("BASTION_SENTRY_DSN", None)
     out = subprocess.run(
-        [sys.executable, "-c", _CODE], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", _CODE, str(tmp_path)], env=env, cwd=ROOT, capture_output=True, text=True,
         timeout=60, check=True,
     ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
