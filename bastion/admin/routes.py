@@ -142,13 +142,14 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
     )
 
 
-def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter]:
+BAD_FILTERS = "Check the filters: dates are YYYY-MM-DD and texts at most 64 characters."
+
+
+def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter | None]:
+    """The form and its filters, or None for filters it refuses (its fields say why)."""
     form = AuditFilterForm(formdata=request.args)
     if request.args and not form.validate():
-        abort(
-            400,
-            description="Check the filters: dates are YYYY-MM-DD and texts at most 64 characters.",
-        )
+        return form, None
     return form, audit_log.AuditFilter(
         user=form.user.data or "",
         event=form.event.data or "",
@@ -161,6 +162,12 @@ def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter]:
 @admin_required
 def audit_events() -> ResponseReturnValue:
     form, filters = _audit_filter()
+    if filters is None:
+        # Refused on the form itself, each message by its field, for the admin to correct.
+        flash(BAD_FILTERS, "error")
+        return render_template(
+            "admin/audit.html", form=form, results=None, events=audit_log.known_events()
+        ), 400
     results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
     return render_template(
         "admin/audit.html", form=form, results=results, events=audit_log.known_events()
@@ -213,6 +220,8 @@ def _refuse_unless_requested_download() -> None:
 def export_audit() -> ResponseReturnValue:
     _refuse_unless_requested_download()
     _, filters = _audit_filter()
+    if filters is None:
+        abort(400, description=BAD_FILTERS)
     name = f"bastion-audit-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
     if request.method == "HEAD":  # nothing is sent, so nothing was exported
         return Response(

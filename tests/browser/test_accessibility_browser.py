@@ -3,6 +3,7 @@ well in light and dark colours and fit a 320 px screen (WCAG 2.2 AA, checked in 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -161,6 +162,56 @@ MOTION = """() => [...document.querySelectorAll('*')].filter((el) => {
     || s.animationName !== 'none' || s.scrollBehavior === 'smooth';
 }).map((el) => el.tagName + '.' + el.className)"""
 
+# A refused form: the title says so, and each message is tied to its field (aria-invalid and
+# aria-describedby; a group of checkboxes through its fieldset) or, naming none, is an alert.
+REFUSED = """() => {
+  const problems = [];
+  const text = (el) => (el.textContent || '').replace(/\\s+/g, ' ').trim();
+  const describes = (el) => (el.getAttribute('aria-describedby') || '').split(/\\s+/).some((id) => {
+    const e = id && document.getElementById(id);
+    return e && e.classList.contains('error') && text(e);
+  });
+  if (!document.title.startsWith('Error: ')) problems.push('the title does not say Error: ' + document.title);
+  const shown = [...document.querySelectorAll('.error, .flash-error')].filter((e) => e.getClientRects().length);
+  if (!shown.length) problems.push('no error shown');
+  for (const e of shown) {
+    if (e.closest('[role=alert]')) continue;
+    if (!e.id || !document.querySelector(`[aria-describedby~="${e.id}"]`)) problems.push('error tied to no field: ' + text(e));
+  }
+  for (const box of document.querySelectorAll('.field-invalid')) {
+    const group = box.tagName === 'FIELDSET';
+    const owner = group ? box : box.querySelector('input:not([type=hidden]), textarea, select');
+    if (!owner || !describes(owner)) problems.push('invalid field not described by its error: ' + text(box).slice(0, 40));
+    else if (!group && owner.getAttribute('aria-invalid') !== 'true') problems.push('invalid field without aria-invalid: ' + owner.id);
+  }
+  for (const el of document.querySelectorAll('[aria-invalid=true]'))
+    if (!describes(el)) problems.push('aria-invalid but described by no error: ' + el.id);
+  return problems;
+}"""
+
+# A secret shown once must be readable whole on a small screen: wrapped, not cut off in its
+# field nor spilling out of its box, and selectable.
+WHOLE = """(selector) => {
+  const problems = [];
+  const els = document.querySelectorAll(selector);
+  if (!els.length) problems.push('nothing matches ' + selector);
+  for (const el of els) {
+    const name = selector + ' "' + (el.value || el.textContent).slice(0, 10) + '"';
+    const field = el.matches('input, textarea');
+    if (field && (el.scrollWidth > el.clientWidth || el.scrollHeight > el.clientHeight)) problems.push(name + ' is cut off in its field');
+    const box = (field ? el : el.parentElement).getBoundingClientRect();
+    if (box.left < 0 || box.right > document.documentElement.clientWidth) problems.push(name + ' is partly off screen');
+    for (const r of el.getClientRects()) if (r.left < box.left - 1 || r.right > box.right + 1) problems.push(name + ' spills out of its box');
+    if (getComputedStyle(el).userSelect === 'none') problems.push(name + ' cannot be selected');
+  }
+  return problems;
+}"""
+
+SELECTED = """() => {
+  const el = document.activeElement;
+  return el && el.matches('input, textarea') ? el.value.slice(el.selectionStart, el.selectionEnd) : getSelection().toString();
+}"""
+
 
 def _seed(live: Any) -> dict[str, Any]:
     """An editor with a display name, a page and a half of articles, one with comments;
@@ -232,28 +283,39 @@ def _sign_in(pg: Any, base: str, username: str) -> None:
         pg.wait_for_load_state()
 
 
+def _desktop(pg: Any) -> None:
+    pg.set_viewport_size({"width": 1280, "height": 800})
+    pg.emulate_media(color_scheme="light", reduced_motion="no-preference")
+
+
+def _check_page(pg: Any, where: str) -> list[str]:
+    """Every check of the page as loaded: structure, contrast in light and dark, 320 px
+    width, reduced motion; leaves the page at desktop size in light colours."""
+    problems = [f"{where}: {p}" for p in pg.evaluate(STRUCTURE)]
+    for scheme in ("light", "dark"):
+        pg.emulate_media(color_scheme=scheme)
+        problems += [f"{where} {scheme}: {p}" for p in pg.evaluate(CONTRAST)]
+    pg.set_viewport_size({"width": 320, "height": 640})
+    if (overflow := pg.evaluate(OVERFLOW)) > 0:
+        problems.append(f"{where}: {overflow}px of horizontal scroll at 320px")
+    pg.emulate_media(reduced_motion="reduce")
+    problems += [f"{where}: moves despite reduced motion: {p}" for p in pg.evaluate(MOTION)]
+    _desktop(pg)
+    return problems
+
+
 def test_pages_are_structured_labelled_legible_and_fit_320px(live_server: Any, page: Any) -> None:
     live = live_server()
     data = _seed(live)
     pg, watch = page
+    _desktop(pg)
     problems: list[str] = []
     for who in ("anonymous", "editor", "admin"):
         if who != "anonymous":
             _sign_in(pg, live.url, data[who])
         for path in _pages(data, who):
-            pg.set_viewport_size({"width": 1280, "height": 800})
-            pg.emulate_media(color_scheme="light", reduced_motion="no-preference")
             pg.goto(live.url + path)
-            where = f"{who} {path}"
-            problems += [f"{where}: {p}" for p in pg.evaluate(STRUCTURE)]
-            for scheme in ("light", "dark"):
-                pg.emulate_media(color_scheme=scheme)
-                problems += [f"{where} {scheme}: {p}" for p in pg.evaluate(CONTRAST)]
-            pg.set_viewport_size({"width": 320, "height": 640})
-            if (overflow := pg.evaluate(OVERFLOW)) > 0:
-                problems.append(f"{where}: {overflow}px of horizontal scroll at 320px")
-            pg.emulate_media(reduced_motion="reduce")
-            problems += [f"{where}: moves despite reduced motion: {p}" for p in pg.evaluate(MOTION)]
+            problems += _check_page(pg, f"{who} {path}")
     assert problems == [], "\n".join(problems)
     assert watch.csp_violations == []
     # A Markdown table that scrolls in its own box is still a table to a screen reader.
@@ -336,3 +398,152 @@ def test_refused_forms_tie_each_error_to_its_field_and_announce_it(
     assert pg.locator(".flash-error[role=alert]").count() == 1
     assert pg.title().startswith("Error: ")
     assert pg.evaluate(STRUCTURE) == []
+
+
+def _submit(pg: Any, button: str, fields: dict[str, str] | None = None) -> None:
+    for selector, value in (fields or {}).items():
+        pg.fill(selector, value)
+    pg.get_by_role("button", name=button, exact=True).click()
+    pg.wait_for_load_state()
+
+
+def _check_state(pg: Any, where: str, refused: bool = False) -> list[str]:
+    """The page checks, and for a refused form how its errors are tied and announced."""
+    problems = _check_page(pg, where)
+    if refused:
+        problems += [f"{where}: {p}" for p in pg.evaluate(REFUSED)]
+    return problems
+
+
+def _whole_and_selectable(pg: Any, selector: str, secret: str) -> list[str]:
+    """At 320 px the secret is shown whole, and a triple click selects exactly it to copy."""
+    pg.set_viewport_size({"width": 320, "height": 640})
+    problems = [f"{selector}: {p}" for p in pg.evaluate(WHOLE, selector)]
+    pg.locator(selector).first.click(click_count=3)
+    if (selected := pg.evaluate(SELECTED).strip()) != secret:
+        problems.append(f"{selector}: a triple click selects {selected!r}, not {secret!r}")
+    _desktop(pg)
+    return problems
+
+
+def test_editor_settings_pages_in_each_state_a_user_sees(live_server: Any, page: Any) -> None:
+    """Editing a comment, uploading a photo or an article image, API tokens (the new one
+    shown once) and re-authentication: as first shown, refused and done."""
+    from bastion.api import pats
+    from tests.factories import ArticleFactory, CommentFactory, UserFactory
+    from tests.uploads import corpus
+
+    live = live_server()
+    with live.app.app_context():
+        editor = UserFactory(role_name="editor")
+        article = ArticleFactory(author=editor)
+        comment = CommentFactory(article=article, author=editor)
+        # A long name without spaces: the tokens table scrolls in its box, not the page.
+        pats.create(editor, name="nightly-backup-" + "x" * 60, scopes=["articles:read"])
+        username, article_id, comment_id = editor.username, article.id, comment.id
+    pg, watch = page
+    base = live.url
+    _desktop(pg)
+    problems: list[str] = []
+
+    image = {"name": "harbour-at-dawn.png", "mimeType": "image/png", "buffer": corpus.png()}
+    _sign_in(pg, base, username)
+    pg.goto(f"{base}/comments/{comment_id}/edit")
+    problems += _check_state(pg, "edit comment")
+    _submit(pg, "Save", {"#body": ""})
+    problems += _check_state(pg, "edit comment, empty", refused=True)
+    for path, field, button in (
+        ("/account/avatar", "#avatar-image", "Upload photo"),
+        (f"/articles/{article_id}/images", "#article-image", "Upload image"),
+    ):
+        pg.goto(base + path)
+        problems += _check_state(pg, path)
+        _submit(pg, button)  # no file chosen
+        problems += _check_state(pg, f"{path}, no file", refused=True)
+        pg.set_input_files(field, image)
+        _submit(pg, button)
+        problems += _check_state(pg, f"{path}, uploaded")
+    pg.goto(f"{base}/account/tokens")
+    problems += _check_state(pg, "tokens")
+    _submit(pg, "Create token", {"#name": ""})  # no name, no scope
+    problems += _check_state(pg, "tokens, refused", refused=True)
+    pg.fill("#name", "deploy script")
+    pg.get_by_label("articles:read", exact=False).check()
+    _submit(pg, "Create token")
+    problems += _check_state(pg, "token created")
+    secret = pg.locator("#new-token").input_value()
+    assert secret.startswith("bst_")
+    problems += _whole_and_selectable(pg, "#new-token", secret)
+    pg.goto(f"{base}/auth/reauth")
+    problems += _check_state(pg, "reauth")
+    _submit(pg, "Continue")
+    problems += _check_state(pg, "reauth, empty", refused=True)
+    _submit(pg, "Continue", {"#password": "not the password"})
+    problems += _check_state(pg, "reauth, wrong password", refused=True)
+    assert problems == [], "\n".join(problems)
+    assert watch.csp_violations == []
+
+
+# Details an attacker can fill (a CSP report is anonymous): long words, markup, a bidi override.
+HOSTILE_DETAILS = [
+    {"blocked-uri": "http://evil.test/</code><script>alert(1)</script>" + "A" * 400},
+    {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) " * 12, "note": "\u202egnp.exe\u200b"},
+    {"document-uri": "http://127.0.0.1/" + "/".join(["segment"] * 60)},
+]
+
+
+def test_enrolment_and_audit_pages_in_each_state_a_user_sees(live_server: Any, page: Any) -> None:
+    """An admin sets up two-factor authentication (QR code and key, a wrong code, the
+    recovery codes), re-authenticates with a code and reads a hostile audit log."""
+    import pyotp
+    from playwright.sync_api import expect
+
+    from bastion.security import audit
+    from tests.factories import UserFactory
+
+    live = live_server()
+    with live.app.app_context():
+        username = UserFactory(role_name="admin", two_factor=False).username
+        for details in HOSTILE_DETAILS:
+            audit.record("csp.report", details=details)
+    pg, watch = page
+    base = live.url
+    _desktop(pg)
+    problems: list[str] = []
+
+    _sign_in(pg, base, username)
+    pg.goto(f"{base}/account/2fa")
+    problems += _check_state(pg, "2fa setup")
+    secret = pg.inner_text("#totp-secret").strip()
+    # The QR code is an image named as such, described by the key it holds (typed by hand).
+    qr = pg.get_by_role("img", name=re.compile("QR code"))
+    expect(qr).to_have_count(1)
+    expect(qr).to_have_accessible_description(re.compile(secret))
+    problems += _whole_and_selectable(pg, "#totp-secret", secret)
+    _submit(pg, "Turn on two-factor authentication", {"#code": "12345"})
+    problems += _check_state(pg, "2fa setup, wrong code", refused=True)
+    _submit(pg, "Turn on two-factor authentication", {"#code": pyotp.TOTP(secret).now()})
+    problems += _check_state(pg, "recovery codes")
+    codes = [c.strip() for c in pg.locator("#recovery-codes code").all_inner_texts()]
+    assert len(codes) == 10
+    problems += _whole_and_selectable(pg, "#recovery-codes code", codes[0])
+    # Turning it off takes a code: a wrong one is refused on the account page, by its field.
+    pg.goto(f"{base}/account")
+    problems += _check_state(pg, "account with 2FA on")
+    _submit(pg, "Turn off", {"#code": "000000"})
+    problems += _check_state(pg, "account, wrong code to turn 2FA off", refused=True)
+    pg.goto(f"{base}/auth/reauth")
+    problems += _check_state(pg, "reauth with 2FA")
+    _submit(pg, "Continue", {"#code": "123456"})  # no password
+    problems += _check_state(pg, "reauth with 2FA, no password", refused=True)
+    pg.goto(f"{base}/admin/audit")
+    problems += _check_state(pg, "audit log")
+    # Long details wrap in their cell: the table needs no sideways scroll on a desktop.
+    wide = pg.locator(".table-wrap").evaluate("(w) => w.scrollWidth - w.clientWidth")
+    if wide > 0:
+        problems.append(f"audit log: the table scrolls {wide}px sideways at 1280px")
+    # Refused filters stay on the form, each message by its field.
+    pg.goto(f"{base}/admin/audit?since=yesterday&user={'x' * 100}")
+    problems += _check_state(pg, "audit log, bad filters", refused=True)
+    assert problems == [], "\n".join(problems)
+    assert watch.csp_violations == []
