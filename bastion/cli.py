@@ -31,13 +31,18 @@ def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @with_appcontext
 def create_admin_command(username: str, email: str, password: str) -> None:
     """Create an admin account (confirmed, 2FA enrolment required at first sign-in)."""
+    from bastion.admin.services import console_operator
     from bastion.security import audit
 
     try:
         user = create_user(username, email, password, role="admin", confirmed=True)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record("cli.admin_created", target_user_id=user.id, details={"username": user.username})
+    audit.record(
+        "cli.admin_created",
+        target_user_id=user.id,
+        details={"username": user.username, **console_operator()},
+    )
     click.echo(f"Admin {user.username!r} created.")
 
 

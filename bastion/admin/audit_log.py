@@ -89,16 +89,38 @@ def _filtered(f: AuditFilter) -> Select[AuditEvent]:
         stmt = stmt.where(AuditEvent.event.like(escape_like(event[:-1]) + "%", escape="\\"))
     elif event:
         stmt = stmt.where(AuditEvent.event == event)
-    if isinstance(f.since, datetime):
-        stmt = stmt.where(AuditEvent.created_at >= _aware(f.since))
-    elif f.since:
-        stmt = stmt.where(AuditEvent.created_at >= datetime.combine(f.since, time.min, UTC))
+    if (start := _start(f)) is not None:
+        stmt = stmt.where(AuditEvent.created_at >= start)
     if isinstance(f.until, datetime):
         stmt = stmt.where(AuditEvent.created_at <= _aware(f.until))
-    elif f.until and f.until < date.max:  # the last day there is: no upper bound at all
-        end = datetime.combine(f.until, time.min, UTC) + timedelta(days=1)
+    elif (end := _day_after_until(f)) is not None:
         stmt = stmt.where(AuditEvent.created_at < end)
     return stmt
+
+
+def _start(f: AuditFilter) -> datetime | None:
+    if isinstance(f.since, datetime):
+        return _aware(f.since)
+    return datetime.combine(f.since, time.min, UTC) if f.since else None
+
+
+def _day_after_until(f: AuditFilter) -> datetime | None:
+    """The exclusive end of a whole-day ``until``; None for the last day there is."""
+    if isinstance(f.until, datetime) or not f.until or f.until == date.max:
+        return None
+    return datetime.combine(f.until, time.min, UTC) + timedelta(days=1)
+
+
+def is_inverted(f: AuditFilter) -> bool:
+    """Whether ``since`` lies after ``until``: a range no event can be in, surely a mistake
+    (swapped bounds), to refuse rather than answer with an empty export."""
+    start = _start(f)
+    if start is None or f.until is None:
+        return False
+    if isinstance(f.until, datetime):
+        return start > _aware(f.until)
+    end = _day_after_until(f)
+    return end is not None and start >= end
 
 
 def _aware(moment: datetime) -> datetime:
@@ -176,18 +198,20 @@ def _row(event: AuditEvent) -> list[str]:
     return [csv_cell(v) for v in values]
 
 
-def _oldest_first(f: AuditFilter) -> Iterator[AuditEvent]:
-    stmt = _filtered(f).order_by(AuditEvent.created_at, AuditEvent.id).limit(EXPORT_MAX)
+def _oldest_first(f: AuditFilter, everything: bool) -> Iterator[AuditEvent]:
+    stmt = _filtered(f).order_by(AuditEvent.created_at, AuditEvent.id)
+    stmt = stmt.limit(None if everything else EXPORT_MAX)
     return iter(db.session.scalars(stmt.execution_options(yield_per=500)))
 
 
-def export_jsonl(f: AuditFilter) -> Iterator[str]:
+def export_jsonl(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:
     """The filtered trail as JSON Lines, oldest first: one object per line, typed values
     (no formula escaping: JSON is read by programs, not spreadsheets). Invisible and
     control characters are escaped as in the CSV: the file is also read in terminals,
     where a raw C1 control or bidi override would show something other than what is
-    stored; the escaped line decodes to the same values."""
-    for event in _oldest_first(f):
+    stored; the escaped line decodes to the same values. Up to ``EXPORT_MAX`` events
+    unless ``everything``."""
+    for event in _oldest_first(f, everything):
         line = dict(zip(CSV_COLUMNS, _values(event), strict=True))
         text = orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()
         if not text.isprintable():
@@ -195,12 +219,13 @@ def export_jsonl(f: AuditFilter) -> Iterator[str]:
         yield text + "\n"
 
 
-def export_csv(f: AuditFilter) -> Iterator[str]:
-    """The filtered trail as CSV, oldest first, streamed in chunks."""
+def export_csv(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:
+    """The filtered trail as CSV, oldest first, streamed in chunks; up to ``EXPORT_MAX``
+    events (a bound for the web download) unless ``everything``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for n, event in enumerate(_oldest_first(f), 1):
+    for n, event in enumerate(_oldest_first(f, everything), 1):
         writer.writerow(_row(event))
         if n % 500 == 0:
             yield buffer.getvalue()

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 import click
 from flask.cli import AppGroup
 
-from bastion.admin.audit_log import AuditFilter, export_csv, export_jsonl
+from bastion.admin.audit_log import AuditFilter, export_csv, export_jsonl, is_inverted
+from bastion.admin.services import console_operator
 from bastion.security import audit as audit_trail
 
 audit = AppGroup("audit", help="Read the audit trail.")
@@ -25,13 +26,18 @@ class _Moment(click.ParamType["date | datetime"]):
             return value
         text = str(value).strip()
         try:
-            moment = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+            # A date first, in any ISO form (2026-01-31, 20260131): read as a datetime, the
+            # basic form was midnight, and ``--until 20260131`` left that whole day out.
+            moment: date | datetime = date.fromisoformat(text)
         except ValueError:
-            self.fail(
-                f"{text!r} is not an ISO date (2026-01-31) or datetime (2026-01-31T12:00).",
-                param,
-                ctx,
-            )
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                self.fail(
+                    f"{text!r} is not an ISO date (2026-01-31) or datetime (2026-01-31T12:00).",
+                    param,
+                    ctx,
+                )
         if isinstance(moment, datetime) and moment.tzinfo is not None:  # naive means UTC
             try:
                 moment.astimezone(UTC)  # the trail is compared in UTC
@@ -52,8 +58,12 @@ def export(since: date | None, until: date | None, prefix: str, fmt: str) -> Non
     prefix = prefix.strip()
     event = prefix if not prefix or prefix.endswith("*") else prefix + "*"
     chosen = AuditFilter(event=event, since=since, until=until)
+    if is_inverted(chosen):
+        raise click.UsageError("--since is after --until: no event can match. Swap them?")
     # Reading the trail is itself an audited event, as on the admin page.
     details = {k: str(v) for k, v in vars(chosen).items() if v}
-    audit_trail.record("audit.exported", details={**details, "via": "cli", "format": fmt})
-    for chunk in (export_csv if fmt == "csv" else export_jsonl)(chosen):
+    audit_trail.record("audit.exported", details={**details, **console_operator(), "format": fmt})
+    # Every matching event: an archive cut short at the web download's bound, with exit
+    # status 0, would pass for the whole trail.
+    for chunk in (export_csv if fmt == "csv" else export_jsonl)(chosen, everything=True):
         click.echo(chunk, nl=False)

@@ -8,6 +8,9 @@ admin can never be demoted or disabled (the site would have no one left to run i
 
 from __future__ import annotations
 
+import getpass
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flask import has_request_context, url_for
@@ -92,6 +95,17 @@ def _other_active_admins(user: User) -> int:
     ) or 0
 
 
+def _reread_under_lock(user: User) -> None:
+    """Take the admins' lock, then read ``user`` again.
+
+    The caller loaded ``user`` earlier: checked on that copy, a promotion committed since
+    (with the old admin demoted meanwhile) went unseen and the new last admin could be
+    disabled or demoted, leaving no active admin.
+    """
+    _lock_admins()
+    db.session.refresh(user)
+
+
 def _guard_last_admin(user: User, action: str) -> None:
     if user.is_admin and user.is_active and _other_active_admins(user) == 0:
         raise AdminError(f"{user.username} is the last active admin and cannot be {action}.")
@@ -99,6 +113,22 @@ def _guard_last_admin(user: User, action: str) -> None:
 
 def _actor_id(actor: User | None) -> int | None:
     return actor.id if actor is not None else None
+
+
+def console_operator() -> dict[str, str]:
+    """Who ran a command, for its audit event's details: the console has no site account
+    (``actor_id`` stays empty), so the trail names the system account, and who used sudo."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry, as in many containers
+        who = f"uid {os.getuid()}"
+    if sudo := os.environ.get("SUDO_USER"):
+        who = f"{sudo} (sudo to {who})"
+    return {"via": "cli", "operator": who[:100]}
+
+
+def _details(actor: User | None, details: Mapping[str, object]) -> dict[str, object]:
+    return dict(details) if actor is not None else {**details, **console_operator()}
 
 
 def set_role(actor: User | None, user: User, role_name: str) -> User:
@@ -110,8 +140,10 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     """
     if role_name not in ROLE_NAMES:
         raise AdminError("Choose one of: " + ", ".join(ROLE_NAMES) + ".")
+    _reread_under_lock(user)
     old = user.role_name
     if old == role_name:
+        db.session.commit()  # nothing to change: let go of the lock
         return user
     if old == "admin":
         _guard_last_admin(user, "demoted")
@@ -126,7 +158,7 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
         "user.role_changed",
         actor_id=_actor_id(actor),
         target_user_id=user.id,
-        details={"from": old, "to": role_name},
+        details=_details(actor, {"from": old, "to": role_name}),
         commit=False,
     )
     db.session.commit()
@@ -135,7 +167,9 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
 
 def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
     """Disable (ending all sessions and refresh tokens at once) or re-enable an account."""
+    _reread_under_lock(user)
     if disabled == (user.disabled_at is not None):
+        db.session.commit()  # nothing to change: let go of the lock
         return user
     if disabled:
         if actor is not None and user.id == actor.id:
@@ -151,7 +185,7 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
         "user.disabled" if disabled else "user.enabled",
         actor_id=_actor_id(actor),
         target_user_id=user.id,
-        details=details,
+        details=_details(actor, details),
         commit=False,
     )
     db.session.commit()
@@ -165,7 +199,7 @@ def sign_out_everywhere(actor: User | None, user: User) -> int:
         "user.signed_out_everywhere",
         actor_id=_actor_id(actor),
         target_user_id=user.id,
-        details={"sessions_ended": ended},
+        details=_details(actor, {"sessions_ended": ended}),
         commit=False,
     )
     db.session.commit()
@@ -224,7 +258,9 @@ def reset_two_factor(
         "user.2fa_reset",
         actor_id=_actor_id(actor),
         target_user_id=user.id,
-        details={"reason": reason, "sessions_ended": ended, "tokens_revoked": revoked},
+        details=_details(
+            actor, {"reason": reason, "sessions_ended": ended, "tokens_revoked": revoked}
+        ),
         commit=False,
     )
     db.session.commit()
