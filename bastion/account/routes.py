@@ -128,14 +128,17 @@ def change_password() -> ResponseReturnValue:
         record = g.get("session_record")
         try:
             services.change_password(current_user, form.current.data or "",
-                                     form.password.data or "")
+                                     form.password.data or "", ip=request.remote_addr or "")
+        except services.TooManyPasswordGuessesError as exc:
+            return _wait_page(exc.wait, form.current, "Too many wrong attempts",
+                              password_form=form)
         except AccountError as exc:
             getattr(form, exc.field or "password").errors.append(str(exc))
         else:
             # Every session ended, this one too. The browser that chose the password stays
-            # signed in under a new session id, so a copy of its old cookie is worthless.
-            start_session(current_user._get_current_object(),
-                          remember=bool(record and record.remember))
+            # signed in under a new session id, so a copy of its old cookie is worthless;
+            # the new id keeps the old one's end and re-authentication time.
+            start_session(current_user._get_current_object(), continues=record)
             flash("Your password is changed. Other devices were signed out and your personal access tokens revoked.", "success")
             return redirect(url_for("account.index"))
     return _page(422, password_form=form)
@@ -178,6 +181,15 @@ def two_factor_setup() -> ResponseReturnValue:
                            qr_svg=twofactor.qr_svg(uri), uri=uri), status
 
 
+def _wait_page(wait: float, field: Any, why: str, **forms: Any) -> ResponseReturnValue:
+    """The account page with a throttled form: 429, and how long to wait on the field."""
+    seconds = max(1, int(wait + 0.999))
+    field.errors.append(f"{why}. Wait {seconds} seconds, then try again.")
+    response = make_response(_page(429, **forms))
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def _second_factor_refusal() -> ResponseReturnValue | None:
     """None when the posted code is right; otherwise the account page saying why."""
     form = SecondFactorForm()
@@ -187,11 +199,8 @@ def _second_factor_refusal() -> ResponseReturnValue | None:
     if result.step is Step.SIGNED_IN:
         return None
     if result.step is Step.THROTTLED:
-        seconds = max(1, int(result.wait + 0.999))
-        form.code.errors.append(f"Too many wrong codes. Wait {seconds} seconds, then try again.")
-        response = make_response(_page(429, second_factor_form=form))
-        response.headers["Retry-After"] = str(seconds)
-        return response
+        return _wait_page(result.wait, form.code, "Too many wrong codes",
+                          second_factor_form=form)
     form.code.errors.append("That code is not right. Enter the newest code from your app, "
                             "or an unused recovery code.")
     return _page(422, second_factor_form=form)

@@ -6,11 +6,11 @@ from flask import current_app, url_for
 from sqlalchemy.exc import IntegrityError
 
 from bastion.auth import links
+from bastion.auth.login import Step, confirm_password
 from bastion.auth.services import (
     AccountError,
     canonical_email,
     email_taken,
-    normalise_password,
     set_password,
 )
 from bastion.auth.sessions import revoke_all
@@ -18,16 +18,31 @@ from bastion.extensions import db
 from bastion.mail import send_mail
 from bastion.models import User, utcnow
 from bastion.security import audit
-from bastion.security.passwords import verify_password
 
 ADDRESS_TAKEN = "That email address is now used by another account."
+CURRENT_NOT_RIGHT = "Your current password is not right."
 
 
-def change_password(user: User, current: str, new: str) -> None:
+class TooManyPasswordGuessesError(AccountError):
+    """Too many wrong current passwords for this account or address: wait ``wait`` s."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("Too many wrong attempts.", "current")
+        self.wait = wait
+
+
+def change_password(user: User, current: str, new: str, *, ip: str = "") -> None:
     """Needs the current password; ends every session of the user, the caller's too (a
-    browser that stays signed in gets a new session from the view)."""
-    if not verify_password(user.password_hash, normalise_password(current)):
-        raise AccountError("Your current password is not right.", "current")
+    browser that stays signed in gets a new session from the view).
+
+    The current password is checked like a sign-in (``confirm_password``): whoever holds
+    a fresh session cookie but not the password must not get a faster way to guess it.
+    """
+    checked = confirm_password(user, current, ip)
+    if checked.step is Step.THROTTLED:
+        raise TooManyPasswordGuessesError(checked.wait)
+    if checked.step is not Step.SIGNED_IN:
+        raise AccountError(CURRENT_NOT_RIGHT, "current")
     set_password(user, new)
     revoke_all(user.id, commit=False)
     audit.record("password.changed", actor_id=user.id, target_user_id=user.id, commit=False)

@@ -100,6 +100,18 @@ def confirm_second_factor(user: User, code: str, ip: str) -> Result:
     return Result(Step.SIGNED_IN, user=user)
 
 
+def confirm_password(user: User, password: str, ip: str) -> Result:
+    """The current password before a new one is set. Whoever holds a fresh session cookie
+    but not the password could otherwise guess it here unthrottled and unaudited: each
+    wrong one counts against the same throttle as the sign-in form."""
+    if limited := _throttled(user.username, ip, "password_change"):
+        return limited
+    if authenticate(user.username, password) is None:
+        return _failed(user.username, ip, "password.change_failure", "login_failures")
+    throttle.refund(user.username, ip)
+    return Result(Step.SIGNED_IN, user=user)
+
+
 def reauthenticate(user: User, password: str, code: str, ip: str) -> Result:
     """Password (and code when 2FA is on) again, for sensitive actions."""
     if limited := _throttled(user.username, ip, "reauth"):

@@ -47,6 +47,7 @@ def start_session(
     remember: bool = False,
     reauthenticated: bool = True,
     password: str | None = None,
+    continues: UserSession | None = None,
 ) -> str:
     """Begin a fresh session for ``user``: a new id, so nothing set before login survives.
 
@@ -54,21 +55,31 @@ def start_session(
     the one ``user`` holds, loaded before the check). Kept in the signed cookie, it ends
     the session once the stored hash is another: a sign-in that checked the old password
     while a change committed creates its record after ``revoke_all`` ran, and would live.
+
+    ``continues`` is the session this one replaces without a sign-in (a password change):
+    the new id keeps its "keep me signed in" choice, its end and its last
+    re-authentication. A password alone is not the second factor, so it must not renew
+    either the 10-minute window or the session's lifetime.
     """
     now = utcnow()
     sid = new_token(32)
-    lifetime = (
-        timedelta(days=current_app.config["REMEMBER_DAYS"])
-        if remember
-        else current_app.config["SESSION_ABSOLUTE"]
-    )
+    if continues is not None:
+        remember = continues.remember
+        expires_at, reauth_at = continues.expires_at, continues.reauth_at
+    else:
+        lifetime = (
+            timedelta(days=current_app.config["REMEMBER_DAYS"])
+            if remember
+            else current_app.config["SESSION_ABSOLUTE"]
+        )
+        expires_at, reauth_at = now + lifetime, now if reauthenticated else None
     record = UserSession(
         token_hash=token_hash(sid),
         user_id=user.id,
         created_at=now,
         last_seen_at=now,
-        expires_at=now + lifetime,
-        reauth_at=now if reauthenticated else None,
+        expires_at=expires_at,
+        reauth_at=reauth_at,
         remember=remember,
         ip=(request.remote_addr or "")[:45],
         user_agent=(request.user_agent.string or "")[:255],
