@@ -126,7 +126,6 @@ class BaseConfig:
     SESSION_COOKIE_PATH = "/"
     SESSION_COOKIE_DOMAIN = False
     SESSION_REFRESH_EACH_REQUEST = False
-    PERMANENT_SESSION_LIFETIME = timedelta(days=30)
     SESSION_IDLE_MINUTES = 30
     SESSION_ABSOLUTE_HOURS = 12
     REMEMBER_DAYS = 30
@@ -474,6 +473,8 @@ def _normalise(app: Flask) -> list[str]:
     cfg["CORS_ORIGINS"] = frozenset(origins)
     problems += [p for o in sorted(cfg["CORS_ORIGINS"]) if (p := _origin_problem(o))]
     cfg["SESSION_ABSOLUTE"] = timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"])
+    # A "keep me signed in" cookie lives as long as its server record may, not a fixed 30 days.
+    cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(days=cfg["REMEMBER_DAYS"])
     return problems
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bcrypt
@@ -228,6 +228,24 @@ def test_sessions_expire(client: FlaskClient, user: User, field: str, age: timed
         record.expires_at -= age
     db.session.commit()
     assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V7.3.2")
+def test_a_remembered_cookie_lives_as_long_as_its_session_may(
+    make_app: Any,
+) -> None:
+    """The cookie's Expires followed a fixed 30 days whatever BASTION_REMEMBER_DAYS said."""
+    app = make_app(REMEMBER_DAYS=7)
+    with app.app_context():
+        UserFactory(username="rem", email="rem@example.org")
+        client = app.test_client()
+        sign_in(client, "rem", remember="y")
+        cookie = client.get_cookie(COOKIE, domain="localhost")
+        assert cookie is not None and cookie.expires is not None
+        days = (cookie.expires - datetime.now(UTC)).total_seconds() / 86400
+        record = db.session.scalar(select(UserSession))
+        assert 6.9 < days <= 7.0
+        assert abs((record.expires_at - utcnow()).total_seconds() / 86400 - 7) < 0.01
 
 
 @pytest.mark.asvs("V7.3.1", "V7.4.1")
