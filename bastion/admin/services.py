@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -223,9 +224,15 @@ def two_factor_reset_refusal(actor: User | None, user: User) -> str | None:
     return None
 
 
+# Bidi embedding, override and isolate controls: the reason is mailed to the user and
+# shown in the audit trail, where they would make it read as something else.
+_BIDI_CONTROLS = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+
+
 def _clean_reason(reason: str) -> str:
     text = " ".join(reason.split())  # one line in the audit trail and the mail
-    if any(ord(c) < 32 or c == "\x7f" for c in text):
+    if any(unicodedata.category(c) == "Cc" or unicodedata.bidirectional(c) in _BIDI_CONTROLS
+           for c in text):
         raise AdminError("The reason contains characters that are not allowed.", "reason")
     if not REASON_MIN <= len(text) <= REASON_MAX:
         raise AdminError(

@@ -165,6 +165,10 @@ def test_reset_needs_a_recent_reauthentication(app: Flask) -> None:
         ({"reason": " \t" * 10}, "This field is required."),
         ({"reason": "  a    b    "}, "in 10 to 500 characters"),  # counted without padding
         ({"reason": "called\x00them"}, "characters that are not allowed"),
+        # C1 controls and bidi overrides: the reason is mailed to the user.
+        ({"reason": "called them \x9b31m back"}, "characters that are not allowed"),
+        ({"reason": "called them \u202ekcab"}, "characters that are not allowed"),
+        ({"reason": "called them \u2066back\u2069"}, "characters that are not allowed"),
     ],
 )
 def test_a_wrong_confirmation_or_reason_changes_nothing(
