@@ -48,6 +48,10 @@ def list_users() -> None:
 def disable(username: str) -> None:
     """Disable an account and end all its sessions."""
     user = _user(username)
+    if user.disabled_at is not None:
+        # Nothing happens and nothing is audited: say so rather than claim sessions ended.
+        click.echo(f"{user.username} was already disabled; nothing changed.")
+        return
     try:
         set_disabled(None, user, True)
     except AdminError as exc:

@@ -25,6 +25,8 @@ def test_disable_ends_sessions_and_blocks_sign_in(runner: Any, client: Any, user
     assert not is_signed_in(client)
     sign_in(client, "alice")
     assert not is_signed_in(client)
+    again = runner.invoke(args=["users", "disable", "alice"])
+    assert again.exit_code == 0 and "already disabled; nothing changed" in again.output
 
 
 def test_set_role_refuses_to_demote_the_last_admin(runner: Any) -> None:
