@@ -144,7 +144,8 @@ def logout() -> ResponseReturnValue:
 def reauth() -> ResponseReturnValue:
     form = ReauthForm()
     if not form.validate_on_submit():
-        form.next.data = request.args.get("next", "")
+        if request.method == "GET":  # a refused post keeps the target it was sent with
+            form.next.data = request.args.get("next", "")
         return render_template("auth/reauth.html", form=form)
     result = reauthenticate(current_user, form.password.data or "", form.code.data or "", _ip())
     if result.step is Step.THROTTLED:

@@ -66,6 +66,20 @@ def test_a_stale_post_comes_back_to_its_form_after_reauthentication(
     assert _reauthenticate_from(client, resp.headers["Location"]) == back_to
 
 
+@pytest.mark.asvs("V7.5.1")
+def test_a_mistyped_reauthentication_keeps_its_way_back(client: FlaskClient, user: User) -> None:
+    """A refused re-authentication (an empty password) rendered the form with the query's
+    target, which a posted form does not carry: the user then landed on /account."""
+    sign_in(client, "alice")
+    _stale()
+    refused = post_form(client, "/auth/reauth?next=/elsewhere",
+                        {"password": "", "next": "/account/tokens"})
+    tag = NEXT_RE.search(refused.get_data(as_text=True))
+    assert tag is not None and 'value="/account/tokens"' in tag.group(0)
+    done = post_form(client, "/auth/reauth", {"password": PASSWORD, "next": "/account/tokens"})
+    assert done.headers["Location"] == "/account/tokens"
+
+
 @pytest.mark.asvs("V3.7.2")
 @pytest.mark.parametrize(
     ("referrer", "expected"),
