@@ -82,7 +82,8 @@ INVISIBLE = (
     r"\u200b-\u200f\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
     r"\ufff0-\ufff8" "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
-_VISIBLE = re.compile(f"[^{INVISIBLE}]")
+_VISIBLE_CHAR = f"[^{INVISIBLE}]"  # a constant of this module, never user text
+_VISIBLE = re.compile(_VISIBLE_CHAR)
 
 
 def _clean_text(value: str, field: str, limit: int, *, required: bool = True) -> str:

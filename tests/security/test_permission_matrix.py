@@ -127,7 +127,8 @@ MATRIX = (
     row("auth.logout", "POST", LOGIN, 302, 302, 302, 302),
 )
 # Rows after which a role's session (and the admin's 2FA) is set up again.
-RESETS = {"account.revoke_all_sessions", "auth.logout"}
+# A password change starts a new session (and CSRF token) for the browser that made it.
+RESETS = {"account.change_password", "account.revoke_all_sessions", "auth.logout"}
 
 
 @dataclass(frozen=True)
