@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -28,5 +28,10 @@ def require_enrolment() -> ResponseReturnValue | None:
         from flask import abort
 
         abort(403, description="Two-factor authentication must be set up for this account.")
-    flash("Your role requires two-factor authentication. Set it up to continue.", "info")
+    # The setup page itself says why (no flash: it would say the same thing twice).
     return redirect(url_for("account.two_factor_setup"))
+
+
+def must_enrol(user: User) -> bool:
+    """Signed in but not yet enrolled although the role requires it: sent to set-up."""
+    return not user.has_2fa and is_required(user)

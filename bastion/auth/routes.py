@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.auth import bp, registration
+from bastion.auth.enrolment import must_enrol
 from bastion.auth.forms import (
     EmptyForm,
     LoginForm,
@@ -84,6 +85,8 @@ def login() -> ResponseReturnValue:
         }
         return redirect(url_for("auth.two_factor"))
     start_session(result.user, remember=bool(form.remember.data))
+    if must_enrol(result.user):  # at once, not on the first page that needs it
+        return redirect(url_for("account.two_factor_setup"))
     return redirect(nxt or url_for("main.index"))
 
 

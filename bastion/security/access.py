@@ -76,14 +76,23 @@ def check_every_view_has_policy(app: Flask) -> None:
         )
 
 
-def _denied(status: int) -> ResponseReturnValue:
+def _denied(status: int, description: str | None = None) -> ResponseReturnValue:
     from bastion.security import audit
 
     audit.record(
         "authz.denied",
         details={"endpoint": request.endpoint or "", "method": request.method},
     )
-    abort(status)
+    abort(status, description=description)
+
+
+# Why a signed-in user is turned away from a page of a role they lack, and what to do: a
+# bare "not allowed" left new accounts (viewers) wondering why they could not write.
+ROLE_NEEDED = {
+    "editor": "Writing and editing articles is for editors; your account can read and "
+              "comment. An admin can make you an editor.",
+    "admin": "This page is for admins.",
+}
 
 
 def enforce_access_policy() -> ResponseReturnValue | None:
@@ -105,7 +114,7 @@ def enforce_access_policy() -> ResponseReturnValue | None:
             return result  # type: ignore[no-any-return]
     role = ROLE_POLICIES.get(policy)
     if role is not None and not current_user.has_role(role):
-        return _denied(403)
+        return _denied(403, ROLE_NEEDED.get(role))
     return None
 
 

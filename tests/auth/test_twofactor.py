@@ -254,6 +254,19 @@ def test_roles_that_require_2fa_are_sent_to_enrolment_first(client: FlaskClient)
     assert client.get("/account/2fa").status_code == 200
 
 
+@pytest.mark.asvs("V6.3.3")
+def test_signing_in_without_the_required_factor_leads_straight_to_enrolment(
+    client: FlaskClient,
+) -> None:
+    """Not only once a page that needs it is opened: the home page, where sign-in used to
+    lead, is public, so a new admin saw no sign of the step until they tried to work."""
+    UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
+    resp = sign_in(client, "boss")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/account/2fa"
+    page = client.get("/account/2fa").get_data(as_text=True)
+    assert page.count("Your role requires two-factor authentication") == 1
+
+
 def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
     boss = UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
     secret = enable_2fa(boss)

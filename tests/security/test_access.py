@@ -117,3 +117,17 @@ def test_signed_in_route_sends_anonymous_users_to_login(client) -> None:  # type
     resp = client.post("/auth/logout", data={"csrf_token": token})
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/login?next=")
+
+
+@pytest.mark.asvs("V8.2.1")
+def test_a_viewer_turned_away_from_writing_is_told_why_and_what_to_do(app: Flask) -> None:
+    """A new account is a viewer: "You are not allowed to do that." left it guessing."""
+    from tests.factories import UserFactory
+    from tests.support.roles import client_for
+
+    client = client_for(app, UserFactory(role_name="viewer"))
+    resp = client.get("/articles/new")
+    assert resp.status_code == 403
+    text = resp.get_data(as_text=True)
+    assert "Writing and editing articles is for editors" in text
+    assert "An admin can make you an editor." in text
