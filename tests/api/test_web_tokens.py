@@ -93,6 +93,8 @@ def test_invalid_form_is_422_with_messages(signed_in: tuple[FlaskClient, User]) 
     assert over.status_code == 422
     assert "Your role cannot grant: admin" in over.get_data(as_text=True)
     assert db.session.scalar(select(ApiToken)) is None
+    # ...and the form offers only what the role can grant.
+    assert 'value="articles:write"' in html and 'value="admin"' not in html
 
 
 @pytest.mark.asvs("V2.2.1")

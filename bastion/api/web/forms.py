@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectMultipleField, StringField, widgets
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
-from bastion.api.pats import SCOPES
+from bastion.api.pats import SCOPES, role_scopes
 
 SCOPE_HELP = {
     "articles:read": "Read articles and comments",
@@ -35,6 +36,8 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
         "Scopes",
         choices=[SelectChoice(s, f"{s} — {SCOPE_HELP[s]}") for s in SCOPES],
         validators=[DataRequired(message="Choose at least one scope.")],
+        # pats.create judges the choice (shared with the API) and says why in words.
+        validate_choice=False,
     )
     # The bounds are settings: the default comes from PAT_DEFAULT_DAYS, and PAT_MAX_DAYS is
     # enforced by ``pats.create`` (shared with the API) and shown here per request.
@@ -49,3 +52,6 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
         longest = current_app.config["PAT_MAX_DAYS"]
         self.days.description = f"1 to {longest} days."
         self.days.render_kw = {"max": longest}
+        # Only the scopes the user's role holds are offered (pats.create refuses the rest).
+        held = role_scopes(current_user) if current_user.is_authenticated else set()
+        self.scopes.choices = [c for c in self.scopes.choices if c.value in held]
