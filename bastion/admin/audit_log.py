@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
 from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy.orm import aliased
 
 from bastion.auth.services import canonical_username
 from bastion.content.services import Page, escape_like
@@ -141,8 +142,21 @@ def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> Page:
 
 
 def known_events() -> list[str]:
-    """Event names present in the trail, for the filter's suggestions."""
-    return list(db.session.scalars(select(AuditEvent.event).distinct().order_by(AuditEvent.event)))
+    """Event names present in the trail, for the filter's suggestions, in name order.
+
+    The trail only grows (every failed sign-in, every CSP report), and ``SELECT DISTINCT``
+    reads all of it on every view of the page. This walks the (event, created_at) index
+    from one name to the next instead: one index probe per name, however many events.
+    """
+    later = aliased(AuditEvent)
+    first = select(func.min(AuditEvent.event).label("event")).cte("names", recursive=True)
+    following = (
+        select(func.min(later.event)).where(later.event > first.c.event).scalar_subquery()
+    )
+    names = first.union_all(select(following).where(first.c.event.is_not(None)))
+    return list(db.session.scalars(
+        select(names.c.event).where(names.c.event.is_not(None)).order_by(names.c.event)
+    ))
 
 
 def _shown(char: str) -> str:

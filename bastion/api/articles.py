@@ -105,6 +105,7 @@ def _article_list(owner: User | None, query: ListQuery) -> ArticleList:
         per_page=query.per_page,
         author_id=owner.id if owner is not None else None,
         published_only=owner is None,
+        with_bodies=True,  # article_out returns them
     )
     return ArticleList.of(page, article_out)
 

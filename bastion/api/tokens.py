@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import jwt
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import func, select, update
 
 from bastion.api import revocation, user_states
@@ -242,7 +242,12 @@ def state_for(claims: dict[str, Any]) -> UserState:
     one MGET and a worker's snapshot (``bastion.api.user_states``), not the database."""
     user_id = _subject(claims)
     if not revocation.uses_redis():
-        return UserState.of(user_for(claims))
+        user = user_for(claims)
+        # Held for the rest of the request, as ``user_states.state`` does: the session's
+        # identity map keeps rows weakly, and a view that needs the user
+        # (``ApiPrincipal.user``) would otherwise read the same row a second time.
+        g.user_state_row = user
+        return UserState.of(user)
     revoked, stamp = user_states.fetch(revocation_keys(claims), user_id)
     if any(v is not None for v in revoked):
         raise TokenError("The token has been revoked.")

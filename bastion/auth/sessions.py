@@ -15,7 +15,7 @@ from functools import cache
 
 from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from bastion.api.pats import revoke_all_for as revoke_personal_tokens
@@ -238,11 +238,22 @@ def reauthenticated(user: User) -> None:
 
 
 def list_sessions(user_id: int) -> list[UserSession]:
-    """Live sessions of a user, newest activity first."""
+    """Live sessions of a user, newest activity first.
+
+    ``is_live`` is asked in the query too: expired and idle sessions stay as rows until
+    they are purged (every sign-in leaves one), and the page must not read them all to
+    show the few that are live.
+    """
     now = utcnow()
     rows = db.session.scalars(
         select(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .where(
+            UserSession.user_id == user_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > now,
+            or_(UserSession.remember.is_(True),
+                UserSession.last_seen_at > now - current_app.config["SESSION_IDLE"]),
+        )
         .order_by(UserSession.last_seen_at.desc())
     ).all()
     return [r for r in rows if is_live(r, now)]

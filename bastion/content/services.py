@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import abort
 from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select, update
+from sqlalchemy.orm import load_only
 
 from bastion import pagecache
 from bastion.content import search
@@ -127,6 +128,15 @@ def _visible_articles(actor: object) -> Select[Article]:
     return stmt.where(published)
 
 
+# What article lists show (title, summary, date, byline). The Markdown source and the
+# rendered body, up to 100,000 characters each, stay in the database: read for a page of
+# 20 (or 100 drafts) they would be megabytes per view for a few lines of text.
+_LISTED_COLUMNS = load_only(
+    Article.id, Article.author_id, Article.title, Article.summary, Article.status,
+    Article.published_at,
+)
+
+
 def list_articles(
     actor: object,
     *,
@@ -135,7 +145,10 @@ def list_articles(
     per_page: int = 20,
     author_id: int | None = None,
     published_only: bool = True,
+    with_bodies: bool = False,
 ) -> Page:
+    """A page of articles, newest first; ``with_bodies`` for callers that show the bodies
+    (the API), else only the columns a list shows are read."""
     page = min(max(1, int(page)), PAGE_MAX)
     per_page = min(max(1, int(per_page)), PAGE_SIZE_MAX)
     stmt = (
@@ -157,6 +170,8 @@ def list_articles(
     # Published articles always have published_at, so the published list can follow the
     # (status, published_at, id) index backwards; lists with drafts put undated ones last.
     newest = Article.published_at.desc()
+    if not with_bodies:
+        stmt = stmt.options(_LISTED_COLUMNS)
     items = db.session.scalars(
         stmt.order_by(newest if published_only else newest.nulls_last(), Article.id.desc())
         .limit(per_page)
@@ -172,6 +187,7 @@ def list_drafts(actor: object, limit: int = 100) -> list[Article]:
     return list(
         db.session.scalars(
             select(Article)
+            .options(_LISTED_COLUMNS)
             .where(Article.author_id == actor.id, Article.status == "draft")
             .order_by(Article.updated_at.desc(), Article.id.desc())
             .limit(limit)
