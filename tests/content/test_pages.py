@@ -170,6 +170,23 @@ def test_pages_show_empty_states(app: Flask) -> None:
     assert "to comment." in html
 
 
+def test_a_page_past_the_end_says_so_and_leads_to_the_last_one(app: Flask) -> None:
+    """It said "Nothing has been published yet." with 21 articles published."""
+    ArticleFactory.create_batch(21)
+    html = client_for(app).get("/articles?page=99").get_data(as_text=True)
+    assert "Nothing has been published yet." not in html
+    assert "There is no page 99." in html and 'href="/articles?page=2"' in html
+    searched = client_for(app).get("/articles?q=zzz&page=3").get_data(as_text=True)
+    assert "No published article matches" in searched
+
+
+def test_an_editor_on_an_empty_home_page_is_offered_to_write(app: Flask) -> None:
+    editor_home = client_for(app, UserFactory(role_name="editor")).get("/").get_data(as_text=True)
+    assert 'href="/articles/new"' in editor_home and "once they sign in" not in editor_home
+    viewer_home = client_for(app, UserFactory(role_name="viewer")).get("/").get_data(as_text=True)
+    assert 'href="/articles/new"' not in viewer_home
+
+
 def test_author_deletes_an_article(app: Flask) -> None:
     article = ArticleFactory()
     client = client_for(app, article.author)
