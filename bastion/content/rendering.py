@@ -135,6 +135,16 @@ def summarise_html(rendered: str, limit: int = 280) -> str:
     The HTML is unescaped once here so that an article about "Q&A" is not listed as
     "Q&amp;A" (and the cut never lands inside an entity).
     """
-    text = html.unescape(nh3.clean(rendered, tags=set()))
-    text = " ".join(text.split())
+    text = _plain(_NOT_PROSE.sub(" ", rendered)) or _plain(rendered)
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+# Headings, tables and code blocks run together in a one-line summary ("Notes Engine Year
+# 1822 first..."); the prose says what an article is about. An article with no prose keeps
+# all its text. The HTML is the renderer's own, sanitised: these elements never nest and
+# are always closed.
+_NOT_PROSE = re.compile(r"<(h[1-6]|table|pre)\b[^>]*>.*?</\1>", re.S)
+
+
+def _plain(fragment: str) -> str:
+    return " ".join(html.unescape(nh3.clean(fragment, tags=set())).split())

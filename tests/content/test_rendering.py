@@ -97,7 +97,16 @@ def test_headings_nest_under_the_pages_own_h1() -> None:
 
 def test_raw_html_is_text_and_summary_is_plain() -> None:
     assert render_markdown("<b>x</b>") == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
-    assert summarise("# Title\n\nSome **bold** text") == "Title Some bold text"
+    assert summarise("# Title\n\nSome **bold** text") == "Some bold text"
+
+
+def test_summaries_are_the_prose_not_headings_tables_or_code() -> None:
+    """They ran together: "Field notes Some thoughts Comparison Engine Year 1822 ..."."""
+    body = ("# Field notes\n\nSome *thoughts*.\n\n## Comparison\n\n| Engine | Year |\n"
+            "|---|---|\n| Difference | 1822 |\n\n```\ncode()\n```\n\nThe end.")
+    assert summarise(body) == "Some thoughts. The end."
+    # Nothing but a heading and a table: their text is all there is to show.
+    assert summarise("# Only\n\n| a |\n|---|\n| 1 |") == "Only a 1"
 
 
 @pytest.mark.asvs("V1.2.1")
