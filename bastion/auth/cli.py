@@ -36,11 +36,15 @@ def _user(username: str) -> User:
 @users.command("list")
 def list_users() -> None:
     """One line per account: name, email, role, state."""
+    listed = 0
     for user in db.session.scalars(select(User).order_by(User.username)):
         confirmed = "active" if user.email_confirmed_at else "unconfirmed"
         state = "disabled" if user.disabled_at else confirmed
         twofa = "2fa" if user.has_2fa else "-"
         click.echo(f"{user.username}\t{user.email}\t{user.role_name}\t{state}\t{twofa}")
+        listed += 1
+    if not listed:  # on standard error: a script reading the list still gets no lines
+        click.echo("No accounts yet (see create-admin or the setup link).", err=True)
 
 
 @users.command("disable")

@@ -118,6 +118,7 @@ def two_factor() -> ResponseReturnValue:
         return _throttled(form, "auth/two_factor.html", result)
     if result.step is not Step.SIGNED_IN:
         flash(CODE_FAILURE, "error")
+        form.code.data = ""  # a spent or wrong code is of no use: an empty field for the next
         return render_template("auth/two_factor.html", form=form)
     start_session(  # new session id
         user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")

@@ -114,6 +114,15 @@ def _render(article: Article, comment_form: CommentForm | None = None) -> str:
     )
 
 
+def _saved_message(was_published: bool, is_published: bool) -> str:
+    """Say what a save did to who can read the article, not only that it was saved."""
+    if is_published and not was_published:
+        return "Your article is published."
+    if was_published and not is_published:
+        return "The article is a draft again: only you and admins can see it."
+    return "Your changes are saved."
+
+
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
 @editor_required
 @limited_by(ARTICLE_WRITES)
@@ -122,6 +131,7 @@ def edit_article(article_id: int) -> ResponseReturnValue:
     authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
     if form.validate_on_submit():
+        was_published = article.is_published
         try:
             content.update_article(
                 current_user,
@@ -133,7 +143,7 @@ def edit_article(article_id: int) -> ResponseReturnValue:
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:
-            flash("Your changes are saved.", "success")
+            flash(_saved_message(was_published, article.is_published), "success")
             return redirect(url_for("content.show_article", article_id=article.id))
     status = INVALID if form.errors else 200
     return render_template(

@@ -13,6 +13,12 @@ from tests.factories import UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 
 
+def test_users_list_says_when_there_is_no_account(runner: Any) -> None:
+    result = runner.invoke(args=["users", "list"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "No accounts yet" in result.stderr
+
+
 def test_users_list_shows_accounts(runner: Any, user: User) -> None:
     result = runner.invoke(args=["users", "list"])
     assert result.exit_code == 0 and "alice\talice@example.org\tviewer\tactive" in result.output

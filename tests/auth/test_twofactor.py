@@ -64,6 +64,7 @@ def test_a_used_totp_code_cannot_be_replayed(client: FlaskClient, totp_user: tup
     sign_in(client, "tess")
     again = _code_step(client, code)
     assert again.status_code == 200 and b"already used" in again.data
+    assert f'value="{code}"'.encode() not in again.data  # the field is empty for the next
     assert not is_signed_in(client)
 
 

@@ -49,6 +49,20 @@ def test_unpublishing_takes_the_publication_date_away(app: Flask) -> None:
     assert article.status == "published" and article.published_at is not None
 
 
+def test_saving_says_what_changed_for_readers(app: Flask) -> None:
+    """Publishing from the editor said only "Your changes are saved."."""
+    article = ArticleFactory(title="T", status="draft", published_at=None)
+    client = client_for(app, article.author)
+    said = []
+    for publish in ("y", "y", ""):
+        resp = post(client, f"/articles/{article.id}/edit",
+                    {"title": "T", "body": "x", **({"publish": publish} if publish else {})})
+        said.append(client.get(resp.headers["Location"]).get_data(as_text=True))
+    assert "Your article is published." in said[0]
+    assert "Your changes are saved." in said[1]
+    assert "a draft again" in said[2]
+
+
 def test_edit_form_is_prefilled(app: Flask) -> None:
     article = ArticleFactory(title="Prefilled title", body_md="Body *md*")
     html = (
