@@ -244,6 +244,8 @@ def test_text_an_attacker_plants_for_admins_stays_text(live_server, page) -> Non
     assert pg.locator("td img").first.get_attribute("alt") == upload_name
     # An admin action flashes the username back.
     pg.goto(f"{base}/admin/users?q=svg")
+    # The question before disabling names the user too: as text, in a native dialog.
+    watch.confirms.add(f"Disable {bad_name}? Their sessions and tokens end at once.")
     pg.get_by_role("button", name=f"Disable {bad_name}").click()
     pg.wait_for_load_state()
     assert bad_name in pg.locator(".flashes").inner_text()

@@ -81,6 +81,10 @@ class PageWatch:
     console_errors: list[str] = field(default_factory=list)
     csp_violations: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    # "Are you sure?" questions the site asks before a destructive action (forms.js) that
+    # the test means to answer OK: accepted and not counted as dialogs, which otherwise
+    # mean injected script (an alert) ran. Any other dialog is dismissed and counted.
+    confirms: set[str] = field(default_factory=set)
 
 
 @pytest.fixture
@@ -95,6 +99,9 @@ def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
             (watch.csp_violations if "Content Security Policy" in text else watch.console_errors).append(text)
 
     def on_dialog(dialog: Any) -> None:
+        if dialog.type == "confirm" and dialog.message in watch.confirms:
+            dialog.accept()
+            return
         watch.dialogs.append(dialog.message)
         dialog.dismiss()
 
