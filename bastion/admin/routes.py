@@ -49,6 +49,13 @@ def _back() -> ResponseReturnValue:
     )
 
 
+@bp.get("")
+@admin_required
+def home() -> ResponseReturnValue:
+    """``/admin`` itself: the area opens on its users list (it was a 404)."""
+    return redirect(url_for("admin.users"))
+
+
 @bp.get("/users")
 @admin_required
 def users() -> ResponseReturnValue:
@@ -170,7 +177,8 @@ def audit_events() -> ResponseReturnValue:
         ), 400
     results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
     return render_template(
-        "admin/audit.html", form=form, results=results, events=audit_log.known_events()
+        "admin/audit.html", form=form, results=results, events=audit_log.known_events(),
+        names=audit_log.usernames(results.items),
     )
 
 

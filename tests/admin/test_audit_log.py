@@ -25,6 +25,18 @@ def _event(name: str, *, days_ago: float = 0, **fields: object) -> AuditEvent:
     return row
 
 
+@pytest.mark.asvs("V16.2.1")
+def test_events_name_their_actor_and_target(app: Flask) -> None:
+    """Only ids were shown: the admin had to look each one up in the users list."""
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    _event("user.role_changed", actor_id=boss.id, target_user_id=alice.id)
+    _event("csrf.failure")
+    html = client_for(app, boss).get("/admin/audit").get_data(as_text=True)
+    assert f'boss <span class="meta">#{boss.id}</span>' in html
+    assert f'alice <span class="meta">#{alice.id}</span>' in html
+
+
 @pytest.mark.asvs("V16.2.1", "V16.4.2")
 def test_filters_by_user_event_and_time(app: Flask) -> None:
     boss = UserFactory(role_name="admin")

@@ -45,6 +45,7 @@ EXPECTED: dict[str, Access] = {
     "content.edit_comment": Access.SIGNED_IN,
     "content.delete_comment": Access.SIGNED_IN,
     "profiles.show_profile": Access.PUBLIC,
+    "admin.home": Access.ADMIN,
     "admin.users": Access.ADMIN,
     "admin.change_role": Access.ADMIN,
     "admin.disable_user": Access.ADMIN,

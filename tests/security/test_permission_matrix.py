@@ -72,6 +72,7 @@ MATRIX = (
     row("content.edit_comment", "POST", LOGIN, 403, 403, 302, 302),
     row("content.delete_comment", "POST", LOGIN, 403, 403, 302, 302),
     row("profiles.show_profile", "GET", 200, 200, 200, 200, 200),
+    row("admin.home", "GET", LOGIN, 403, 403, 403, 302),
     row("admin.users", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.change_role", "POST", LOGIN, 403, 403, 403, 302),
     row("admin.disable_user", "POST", LOGIN, 403, 403, 403, 302),
