@@ -17,7 +17,7 @@ from bastion.account.forms import (
     SecondFactorForm,
 )
 from bastion.api.web.routes import tokens_context
-from bastion.auth import twofactor
+from bastion.auth import throttle, twofactor
 from bastion.auth.forms import EmptyForm
 from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
@@ -183,7 +183,7 @@ def two_factor_setup() -> ResponseReturnValue:
 
 def _wait_page(wait: float, field: Any, why: str, **forms: Any) -> ResponseReturnValue:
     """The account page with a throttled form: 429, and how long to wait on the field."""
-    seconds = max(1, int(wait + 0.999))
+    seconds = throttle.retry_after(wait)
     field.errors.append(f"{why}. Wait {seconds} seconds, then try again.")
     response = make_response(_page(429, **forms))
     response.headers["Retry-After"] = str(seconds)

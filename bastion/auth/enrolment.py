@@ -20,7 +20,7 @@ def is_required(user: User) -> bool:
 
 def require_enrolment() -> ResponseReturnValue | None:
     """Access check (see ``add_access_check``) run for every signed-in request."""
-    if current_user.has_2fa or not is_required(current_user):
+    if not must_enrol(current_user):
         return None
     if request.endpoint in ALLOWED:
         return None

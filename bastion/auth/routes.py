@@ -9,7 +9,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.auth import bp, registration
+from bastion.auth import bp, registration, throttle
 from bastion.auth.enrolment import must_enrol
 from bastion.auth.forms import (
     EmptyForm,
@@ -43,7 +43,7 @@ def _ip() -> str:
 
 
 def _throttled(form: Any, template: str, result: Result, **context: Any) -> ResponseReturnValue:
-    seconds = max(1, int(result.wait + 0.999))
+    seconds = throttle.retry_after(result.wait)
     flash(f"Too many failed attempts. Wait {seconds} seconds, then try again.", "error")
     html = render_template(template, form=form, **context)
     return html, 429, {"Retry-After": str(seconds)}

@@ -182,6 +182,12 @@ def _keys(login: str, ip: str) -> list[tuple[str, int]]:
     ]
 
 
+def retry_after(wait: float) -> int:
+    """A throttle's wait as whole seconds for ``Retry-After`` and the page: rounded up, at
+    least one, so a client that waits as told is not refused again."""
+    return max(1, int(wait + 0.999))
+
+
 def delay_for(failures: int, free: int) -> float:
     """Seconds to wait after ``failures`` failures: 0 within the allowance, then doubling."""
     if failures < free:

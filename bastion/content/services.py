@@ -70,7 +70,7 @@ def slugify(title: str) -> str:
 # Joiners (U+200C/U+200D) stay: scripts and emoji need them. Bodies are free text but
 # hold no control characters besides line breaks and tabs. bastion.api.schemas spells out
 # the same rules as patterns, for the API document.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _TEXT_CONTROLS = frozenset("\n\t")
 # What draws nothing: white space, control characters, Unicode's Default_Ignorable_Code_Point
 # set (DerivedCoreProperties.txt: zero-width spaces and joiners, Hangul fillers, variation
@@ -105,7 +105,7 @@ def _clean_text(value: str, field: str, limit: int, *, required: bool = True) ->
     allowed = frozenset() if field == "title" else _TEXT_CONTROLS
     for char in value:
         if (unicodedata.category(char) == "Cc" and char not in allowed) or (
-            field == "title" and char in _BIDI_CONTROLS
+            field == "title" and char in BIDI_CONTROLS
         ):
             raise ContentError(
                 f"Must not contain control characters (U+{ord(char):04X}).", field
