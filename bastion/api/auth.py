@@ -13,7 +13,7 @@ from typing import Any
 from flask import abort, g, request
 from flask_login import AnonymousUserMixin
 
-from bastion.api import pats, tokens
+from bastion.api import pats, revocation, tokens
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.errors import problem
 from bastion.extensions import db
@@ -34,7 +34,7 @@ class ApiPrincipal:
     the database for the caller.
     """
 
-    __slots__ = ("_user", "kind", "lacks_2fa", "scopes", "user_id")
+    __slots__ = ("_user", "kind", "lacks_2fa", "revocation_keys", "scopes", "user_id")
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class ApiPrincipal:
         user: User | None = None,
         *,
         lacks_2fa: bool = False,
+        revocation_keys: tuple[str, ...] = (),
     ) -> None:
         self.user_id = user_id
         self.scopes = scopes
@@ -52,6 +53,14 @@ class ApiPrincipal:
         # The role requires 2FA and the user has none (promoted, or turned it off, after
         # the sign-in or the token's creation): every call is refused until they enrol.
         self.lacks_2fa = lacks_2fa
+        # What would revoke the access token (its id and its family), for checks that
+        # must be made again later in the request (``still_signed_in``).
+        self.revocation_keys = revocation_keys
+
+    def still_signed_in(self) -> bool:
+        """Whether the token is still unrevoked now, asked again (not the answer from the
+        start of the request), for a check made under the user's lock."""
+        return not revocation.any_revoked(*self.revocation_keys)
 
     @property
     def user(self) -> User:
@@ -138,12 +147,15 @@ def authenticate() -> ApiPrincipal | None:
         lacks = lacks_required_2fa(user.role_name, user.has_2fa)
         return ApiPrincipal(user.id, scopes, "pat", user, lacks_2fa=lacks)
     try:
-        state, _claims = tokens.verify_access(token)
+        state, claims = tokens.verify_access(token)
     except tokens.TokenError as exc:
         raise BearerError(str(exc)) from exc
     # Part of the cached user state: the check costs no read beyond the state's own.
     scopes = pats.scopes_of_role(state.role_name) | {ACCOUNT_SCOPE}
-    return ApiPrincipal(state.id, scopes, "jwt", lacks_2fa=state.lacks_required_2fa)
+    return ApiPrincipal(
+        state.id, scopes, "jwt", lacks_2fa=state.lacks_required_2fa,
+        revocation_keys=tokens.own_revocation_keys(claims),
+    )
 
 
 def unauthorized(detail: str, error: str = "invalid_token") -> None:

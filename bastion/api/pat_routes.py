@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, request
 
 from bastion.api import bp, pats
-from bastion.api.auth import ACCOUNT_SCOPE, current_principal
+from bastion.api.auth import ACCOUNT_SCOPE, current_principal, unauthorized
 from bastion.api.schemas import PatCreate, PatCreated, PatList, PatOut
 from bastion.api.signin import SignInError, check_credentials
 from bastion.api.spec import operation
@@ -30,7 +30,8 @@ def pat_out(record: ApiToken) -> PatOut:
 @bp.get("/tokens")
 @bearer_required
 @operation(
-    summary="Your personal access tokens (never the tokens themselves)",
+    summary=f"Your live personal access tokens and those ended in the last "
+    f"{pats.ENDED_LISTED_FOR.days} days (never the tokens themselves)",
     tag="tokens",
     scopes=(ACCOUNT_SCOPE,),
     response=PatList,
@@ -50,7 +51,8 @@ def list_tokens() -> PatList:
     status=201,
 )
 def create_token(body: PatCreate) -> PatCreated:
-    user = current_principal().user
+    principal = current_principal()
+    user = principal.user
     try:
         check_credentials(user.username, body.password, body.otp, request.remote_addr or "")
     except SignInError as exc:
@@ -58,7 +60,14 @@ def create_token(body: PatCreate) -> PatCreated:
         detail = exc.detail if status == 429 else "Re-authentication failed: " + exc.detail
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         abort(problem(status, detail, headers=headers))
-    created = pats.create(user, name=body.name, scopes=list(body.scopes), days=body.expires_in_days)
+    try:
+        created = pats.create(
+            user, name=body.name, scopes=list(body.scopes), days=body.expires_in_days,
+            still_signed_in=principal.still_signed_in,
+        )
+    except pats.SignedOutMeanwhileError as exc:
+        unauthorized(str(exc))
+        raise AssertionError("unreachable") from exc
     return PatCreated(**pat_out(created.record).model_dump(), token=created.secret)
 
 

@@ -9,11 +9,12 @@ requires 2FA and who has none can neither create one nor use one they hold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, has_request_context, url_for
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
@@ -35,12 +36,19 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 # Writing last_used_at on every call would make every API read a database write.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 MAX_TOKENS_PER_USER = 50
+# How long a revoked or expired token is still listed to its owner.
+ENDED_LISTED_FOR = timedelta(days=30)
+SIGNED_OUT_DETAIL = "You were signed out while the token was being made; sign in again."
 
 
 class TokenRequestError(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class SignedOutMeanwhileError(Exception):
+    """The creator's own sign-in was revoked while the token was being made."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,23 @@ def scopes_of_role(role_name: str) -> frozenset[str]:
     return ROLE_SCOPES.get(role_name, frozenset())
 
 
-def create(user: User, *, name: str, scopes: list[str], days: int | None = None) -> CreatedToken:
-    """Issue a token; the caller has already re-authenticated the user."""
+def create(
+    user: User,
+    *,
+    name: str,
+    scopes: list[str],
+    days: int | None = None,
+    still_signed_in: Callable[[], bool] | None = None,
+) -> CreatedToken:
+    """Issue a token; the caller has already re-authenticated the user.
+
+    ``still_signed_in`` re-checks the caller's own sign-in (browser session or API token)
+    once the user's row is locked. "Sign out everywhere", a password change and the rest
+    revoke under that same lock, so a creation that was already in flight when they
+    committed is refused (``SignedOutMeanwhileError``) instead of leaving a token that outlives them; one that commits
+    first is revoked with the rest. Only console and test callers, who have no sign-in,
+    leave it out.
+    """
     if lacks_required_2fa(user.role_name, user.has_2fa):
         raise TokenRequestError(ENROL_2FA_DETAIL)
     name = (name or "").strip()
@@ -78,6 +101,9 @@ def create(user: User, *, name: str, scopes: list[str], days: int | None = None)
         limit = current_app.config["PAT_MAX_DAYS"]
         raise TokenRequestError(f"Expiry must be between 1 and {limit} days.", "expires_in_days")
     lock_user(user.id)  # held until commit: parallel creations count one at a time
+    if still_signed_in is not None and not still_signed_in():
+        db.session.rollback()  # release the lock; nothing was written
+        raise SignedOutMeanwhileError(SIGNED_OUT_DETAIL)
     if len(list_for(user, include_inactive=False)) >= MAX_TOKENS_PER_USER:
         raise TokenRequestError("You have too many tokens; revoke some first.", "name")
     secret = PREFIX + new_token(32)
@@ -121,10 +147,21 @@ def _notify(user: User, record: ApiToken) -> None:
 
 
 def list_for(user: User, *, include_inactive: bool = True) -> list[ApiToken]:
+    """The user's live tokens, newest first, and (``include_inactive``) those revoked or
+    expired in the last ``ENDED_LISTED_FOR``: long enough to see what ended and when,
+    short enough that years of rotated tokens do not bury the live ones. The rows stay,
+    as the audit trail's events refer to them."""
+    now = utcnow()
+    live = and_(ApiToken.revoked_at.is_(None), ApiToken.expires_at > now)
     stmt = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
-    if not include_inactive:
-        stmt = stmt.where(ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow())
-    return list(db.session.scalars(stmt))
+    if include_inactive:
+        cutoff = now - ENDED_LISTED_FOR
+        recently_ended = or_(
+            ApiToken.revoked_at > cutoff,
+            and_(ApiToken.revoked_at.is_(None), ApiToken.expires_at > cutoff),
+        )
+        return list(db.session.scalars(stmt.where(or_(live, recently_ended))))
+    return list(db.session.scalars(stmt.where(live)))
 
 
 def revoke(user: User, token_id: int) -> bool:

@@ -223,7 +223,7 @@ def _subject(claims: dict[str, Any]) -> int:
 
 def user_for(claims: dict[str, Any]) -> User:
     """The active user a verified token speaks for, unless revoked by a later event."""
-    if revocation.any_revoked(f"jti:{claims['jti']}", f"fam:{claims['fam']}"):
+    if revocation.any_revoked(*own_revocation_keys(claims)):
         raise TokenError("The token has been revoked.")
     user = db.session.get(User, _subject(claims))
     if user is None:
@@ -232,9 +232,14 @@ def user_for(claims: dict[str, Any]) -> User:
     return user
 
 
+def own_revocation_keys(claims: dict[str, Any]) -> tuple[str, str]:
+    """The revocation entries that would end the token: its own id and its family."""
+    return f"jti:{claims['jti']}", f"fam:{claims['fam']}"
+
+
 def revocation_keys(claims: dict[str, Any]) -> list[str]:
-    """The Redis keys that would revoke the token: its own id and its family."""
-    return revocation.redis_keys(f"jti:{claims['jti']}", f"fam:{claims['fam']}")
+    """The Redis keys of ``own_revocation_keys``."""
+    return revocation.redis_keys(*own_revocation_keys(claims))
 
 
 def state_for(claims: dict[str, Any]) -> UserState:

@@ -23,6 +23,7 @@ from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows
+from bastion.models.locks import lock_user
 from bastion.security.passwords import hash_fingerprint, password_fingerprint
 from bastion.security.tokens import new_token, token_hash
 
@@ -119,6 +120,19 @@ def current_record() -> UserSession | None:
     return db.session.scalar(_record_by_token_hash(), {"token_hash": token_hash(sid)})
 
 
+def current_record_live() -> bool:
+    """Whether the browser's session record is still live, read again from the database
+    (not the copy loaded at the start of the request): for a check made under a lock."""
+    sid = session.get("sid")
+    if not isinstance(sid, str) or len(sid) > 128:
+        return False
+    record = db.session.scalar(
+        _record_by_token_hash().execution_options(populate_existing=True),
+        {"token_hash": token_hash(sid)},
+    )
+    return record is not None and is_live(record, utcnow())
+
+
 def end_session() -> None:
     """Destroy the current session record and the cookie's contents."""
     record = current_record()
@@ -132,7 +146,13 @@ def end_session() -> None:
 def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = True) -> int:
     """End every session, refresh token and personal access token of a user (password
     change or reset, disable, "sign out everywhere"); ``except_id`` keeps the caller's own
-    browser session. Returns the sessions ended."""
+    browser session. Returns the sessions ended.
+
+    The user's row is locked first: a personal token being created meanwhile holds the
+    same lock and re-checks its creator's sign-in under it (``bastion.api.pats.create``),
+    so it is either refused or committed before, and then revoked here with the rest.
+    """
+    lock_user(user_id)
     stmt = (
         update(UserSession)
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bastion.extensions import db
 from bastion.models import ApiToken, User, UserSession, utcnow
@@ -161,3 +161,37 @@ def test_a_name_with_a_nul_character_is_refused_not_a_server_error(
     assert resp.status_code == 422
     assert "must not contain NUL characters" in resp.get_data(as_text=True)
     assert db.session.scalar(select(ApiToken)) is None
+
+
+def test_ended_tokens_are_listed_for_thirty_days_then_left_out(
+    signed_in: tuple[FlaskClient, User], make_user: Callable[..., User]
+) -> None:
+    from bastion.api import pats
+    from tests.api.conftest import Api
+
+    client, user = signed_in
+    now = utcnow()
+    ages = {"live": None, "revoked-recently": 29, "revoked-long-ago": 31,
+            "expired-recently": 29, "expired-long-ago": 31}
+    for name, days in ages.items():
+        record = pats.create(user, name=name, scopes=["articles:read"]).record
+        if name.startswith("revoked") and days is not None:
+            record.revoked_at = now - timedelta(days=days)
+        elif name.startswith("expired") and days is not None:
+            record.expires_at = now - timedelta(days=days)
+    db.session.commit()
+    listed = {"live", "revoked-recently", "expired-recently"}
+
+    page = client.get("/account/tokens").get_data(as_text=True)
+    assert "stay listed for 30 days" in page
+    for name in ages:
+        assert (f"<td>{name}</td>" in page) == (name in listed), name
+
+    api = Api(client.application.test_client())
+    resp = api.call("GET", "/tokens", api.access_for(user))
+    assert resp.status_code == 200
+    assert {t["name"] for t in resp.get_json()["items"]} == listed
+    # Left out of the list, never deleted: the audit trail refers to them.
+    assert db.session.scalar(
+        select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)
+    ) == len(ages)

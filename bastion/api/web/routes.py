@@ -13,6 +13,7 @@ from bastion.api.openapi import docs_view, document
 from bastion.api.web import bp
 from bastion.api.web.forms import TokenForm
 from bastion.auth.forms import EmptyForm
+from bastion.auth.sessions import current_record_live
 from bastion.extensions import limiter
 from bastion.models import User
 from bastion.security.access import login_required, public
@@ -26,6 +27,7 @@ def tokens_context(user: User, form: TokenForm | None = None) -> dict[str, Any]:
         "token_form": form or TokenForm(),
         "token_revoke_form": EmptyForm(),
         "token_is_active": pats.is_active,
+        "token_ended_days": pats.ENDED_LISTED_FOR.days,
     }
 
 
@@ -56,7 +58,11 @@ def create_token() -> ResponseReturnValue:
                 name=form.name.data or "",
                 scopes=form.scopes.data or [],
                 days=form.days.data,
+                still_signed_in=current_record_live,
             )
+        except pats.SignedOutMeanwhileError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("auth.login"))
         except pats.TokenRequestError as exc:
             form.form_errors.append(str(exc))
         else:
