@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -198,7 +199,17 @@ def csv_cell(value: object) -> str:
     text = "" if value is None else str(value)
     if not text.isprintable():
         text = "".join(_shown(char) for char in text)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    return "'" + text if _starts_a_formula(text) else text
+
+
+def _starts_a_formula(text: str) -> bool:
+    """A formula prefix first, or after leading spaces (spreadsheets skip those), or in
+    its full-width or small form (NFKC folds U+FF1D and U+FE66 to ``=``): all are read as a
+    formula by some spreadsheet or import dialog, or become one after a trim."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    head = text.lstrip(" ")[:1]
+    return bool(head) and unicodedata.normalize("NFKC", head) in FORMULA_PREFIXES
 
 
 def _values(event: AuditEvent) -> tuple[object, ...]:

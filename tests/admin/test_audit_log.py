@@ -131,10 +131,17 @@ def test_audit_pages(app: Flask) -> None:
     assert second.count("<code>csp.report</code>") == 5
 
 
-@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"])
+@pytest.mark.asvs("V1.3.3")
+@pytest.mark.parametrize("value", [
+    "=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1",
+    " =1+1", "   @SUM(A1)",  # spreadsheets and "trim spaces" imports skip leading spaces
+    "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\ufe661+1", " \uff1d1",  # full-width, small
+])
 def test_csv_cells_never_start_a_formula(value: str) -> None:
     assert csv_cell(value) == "'" + value
     assert csv_cell("plain") == "plain"
+    assert csv_cell(" plain") == " plain"
+    assert csv_cell("   ") == "   "
     assert csv_cell(None) == ""
 
 
