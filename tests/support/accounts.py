@@ -18,6 +18,13 @@ from werkzeug.test import TestResponse
 from tests.support.auth import csrf_token
 
 LINK_RE = re.compile(r"https?://[^\s/]+(/\S+)")
+SECRET_RE = re.compile(r'<code class="secret" id="totp-secret">((?:<span>[A-Z2-7]{1,4}</span>)+)</code>')
+
+
+def shown_totp_secret(page: str) -> str | None:
+    """The key the enrolment page shows (in groups of four), or None."""
+    found = SECRET_RE.search(page)
+    return re.sub(r"</?span>", "", found.group(1)) if found else None
 
 
 class Outbox:
