@@ -13,6 +13,42 @@ from bastion.models import Role
 
 # The search index exists on PostgreSQL only (ddl_if), and SQLite cannot reflect expression
 # indexes anyway; on PostgreSQL it is compared like every other index.
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_marks_comments_edited_before_the_column_existed(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Before ``edited_at``, an edit showed only as an ``updated_at`` later than the insert."""
+    from datetime import timedelta
+
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Comment, utcnow
+    from tests.factories import ArticleFactory
+
+    app = make_app(backend=backend, migrate=True)
+    posted = utcnow() - timedelta(days=2)
+    with app.app_context():
+        downgrade(revision="0008_rerender_headings")
+        article = ArticleFactory()
+        db.session.commit()
+        ids = {}
+        # The model already has the new column, so the old rows are written in SQL.
+        for name, updated in (("untouched", posted + timedelta(microseconds=40)),
+                              ("edited", posted + timedelta(hours=3))):
+            db.session.execute(
+                text("INSERT INTO comments (article_id, author_id, body, created_at, updated_at)"
+                     " VALUES (:a, :u, :b, :c, :m)"),
+                {"a": article.id, "u": article.author_id, "b": name, "c": posted, "m": updated},
+            )
+            ids[name] = db.session.scalar(text("SELECT id FROM comments WHERE body = :b"),
+                                          {"b": name})
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        edited = {name: db.session.get(Comment, ident).edited_at for name, ident in ids.items()}
+    assert edited["untouched"] is None
+    assert edited["edited"] is not None
+    assert abs((edited["edited"] - (posted + timedelta(hours=3))).total_seconds()) < 1
+
+
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migrations_match_models_and_seed_roles(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ def comment_out(comment: Comment) -> CommentOut:
         article_id=comment.article_id,
         body=comment.body,
         created_at=comment.created_at,
+        edited_at=comment.edited_at,
         author=author_out(comment.author),
     )
 

@@ -241,6 +241,9 @@ class CommentOut(Output):
     article_id: int
     body: str
     created_at: datetime
+    edited_at: datetime | None = Field(
+        description="When the author or a moderator last changed the text; null if never."
+    )
     author: AuthorOut
 
 

@@ -424,7 +424,9 @@ def update_comment(actor: User, comment: Comment, body: str) -> Comment:
     _lock_or_404(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
                       {"comment_id": comment.id, "article_id": comment.article_id})
-    comment.body = clean_body
+    if clean_body != comment.body:  # saving the same text is not an edit
+        comment.body = clean_body
+        comment.edited_at = utcnow()
     db.session.commit()
     pagecache.clear()  # a moderated comment must not stay in anonymous readers' copies
     return comment

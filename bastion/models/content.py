@@ -66,6 +66,9 @@ class Comment(TimestampMixin, Base):
     )
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     body: Mapped[str] = mapped_column(Text)
+    # When the author or a moderator last changed the text (``updated_at`` moves with any
+    # write); shown to readers as "edited".
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
 
     article: Mapped[Article] = relationship(back_populates="comments")
     author: Mapped[User] = relationship(lazy="joined", innerjoin=True)

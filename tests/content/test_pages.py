@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
+from bastion.api import tokens
 from bastion.extensions import db
-from bastion.models import Article, AuditEvent, Comment
+from bastion.models import Article, AuditEvent, Comment, utcnow
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.roles import client_for, post
 
@@ -121,6 +123,36 @@ def test_comment_authors_edit_and_delete_their_own(app: Flask) -> None:
     assert post(client, f"/comments/{comment.id}/delete").status_code == 302
     db.session.expire_all()
     assert db.session.get(Comment, comment.id) is None
+
+
+def test_an_edited_comment_is_marked_for_readers_and_the_api(app: Flask) -> None:
+    article = ArticleFactory(status="published", published_at=utcnow())
+    comment = CommentFactory(article=article, body="First")
+    client = client_for(app, comment.author)
+    reader = app.test_client()
+
+    assert "edited" not in _comment_meta(reader.get(f"/articles/{article.id}"), comment.id)
+    # Saving the same text again is not an edit.
+    assert post(client, f"/comments/{comment.id}/edit", {"body": "First"}).status_code == 302
+    db.session.refresh(comment)
+    assert comment.edited_at is None
+
+    assert post(client, f"/comments/{comment.id}/edit", {"body": "Second"}).status_code == 302
+    db.session.refresh(comment)
+    assert comment.edited_at is not None and comment.edited_at >= comment.created_at
+    meta = _comment_meta(reader.get(f"/articles/{article.id}"), comment.id)
+    assert f'edited <time datetime="{comment.edited_at.isoformat()}">' in meta
+
+    access = tokens.issue_pair(UserFactory()).access_token
+    listed = reader.get(f"/api/v1/articles/{article.id}/comments",
+                        headers={"Authorization": f"Bearer {access}"}).get_json()["items"]
+    assert [c["edited_at"] is not None for c in listed] == [True]
+
+
+def _comment_meta(resp: TestResponse, comment_id: int) -> str:
+    page = resp.get_data(as_text=True)
+    start = page.index(f'id="comment-{comment_id}"')
+    return page[start:page.index("</p>", start)]
 
 
 @pytest.mark.asvs("V8.2.2", "V16.2.1")
