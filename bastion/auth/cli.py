@@ -110,6 +110,10 @@ def revoke(username: str | None, everyone: bool) -> None:
         raise click.UsageError("Give a username or --all (not both).")
     users = list(db.session.scalars(select(User))) if everyone else [_user(username or "")]
     total = 0
+    # One transaction per user, on purpose: each user's revocation is whole (sessions,
+    # tokens, stamp and audit event together), no lock is held on every account at once,
+    # and a run cut short has already locked out those it reached; running it again
+    # finishes the rest (ending nothing twice).
     for user in users:
         total += sign_out_everywhere(None, user)
     who = "all users" if everyone else users[0].username
