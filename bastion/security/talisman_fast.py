@@ -4,7 +4,7 @@ Stock Talisman rebuilds every policy string for every response (walking the CSP 
 formatting the Permissions-Policy, merging per-view options three times per request).
 The values only depend on configuration, except the CSP nonce, so this subclass asks
 Talisman itself to produce them once (with a placeholder nonce) and afterwards only
-splices the fresh nonce in. Views that carry their own options (``@talisman(...)``) take
+splices the fresh nonce in. JSON answers get ``DATA_CSP`` instead of the page policy. Views that carry their own options (``@talisman(...)``) take
 the stock code path, so behaviour is identical by construction; a test compares both.
 """
 
@@ -20,6 +20,15 @@ from werkzeug.datastructures import Headers
 from bastion.security.fixed_headers import FixedHeaders
 
 _PLACEHOLDER = "BASTIONNONCEPLACEHOLDER"
+# Answers that are data, not documents (the JSON API, its errors, health checks): nothing
+# in them may load, run or be framed, and a browser that opens one as a page gets an
+# empty, sandboxed document instead of the site's page policy (OWASP REST guidance).
+DATA_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox"
+
+
+def is_data(mimetype: str) -> bool:
+    """JSON and its ``+json`` kinds (``application/problem+json``)."""
+    return mimetype == "application/json" or mimetype.endswith("+json")
 _NONCE_LENGTH = 32  # flask_talisman.talisman.NONCE_LENGTH
 
 
@@ -84,9 +93,12 @@ class PrecomputedTalisman(Talisman):  # type: ignore[misc]
         self._fixed_headers.apply(headers)
         if self._csp_name:
             nonce = getattr(request, "csp_nonce", None)
-            headers[self._csp_name] = (
-                nonce.join(self._csp_with_nonce) if nonce is not None else self._csp_without_nonce
-            )
+            if is_data(response.mimetype):
+                headers[self._csp_name] = DATA_CSP
+            elif nonce is not None:
+                headers[self._csp_name] = nonce.join(self._csp_with_nonce)
+            else:
+                headers[self._csp_name] = self._csp_without_nonce
         if self._hsts and (
             request.is_secure or request.headers.get("X-Forwarded-Proto", "http") == "https"
         ):

@@ -11,6 +11,8 @@ from flask.testing import FlaskClient
 from tests.factories import PASSWORD, UserFactory
 
 PATHS = ["/", "/auth/login", "/does-not-exist", "/api/v1/nothing-here", "/healthz"]
+# Answers that are data (JSON), not documents: they get the empty, sandboxed policy.
+DATA_PATHS = ["/api/v1/nothing-here", "/healthz", "/api/v1/articles", "/api/v1/openapi.json"]
 
 
 def csp_directives(header: str) -> dict[str, str]:
@@ -34,6 +36,8 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, path: st
     assert h["Cross-Origin-Opener-Policy"] == "same-origin"
     assert h["Cross-Origin-Resource-Policy"] == "same-origin"
     assert "Server" not in h
+    if path in DATA_PATHS:
+        return  # their policy: test_data_answers_get_an_empty_sandboxed_policy
     csp = csp_directives(h["Content-Security-Policy"])
     assert csp["object-src"] == "'none'"
     assert csp["base-uri"] == "'none'"
@@ -45,6 +49,19 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, path: st
         assert "unsafe-inline" not in csp[directive]
         assert "unsafe-eval" not in csp[directive]
         assert re.search(r"'nonce-[A-Za-z0-9+/=_-]{16,}'", csp[directive])
+
+
+@pytest.mark.parametrize("path", DATA_PATHS)
+@pytest.mark.asvs("V3.4.3", "V4.1.1")
+def test_data_answers_get_an_empty_sandboxed_policy(client: FlaskClient, path: str) -> None:
+    """JSON opened in a browser tab must not become a page of the site: nothing may load
+    or run in it, it may not be framed, and it is sandboxed (an opaque origin)."""
+    resp = client.get(path)
+    assert resp.mimetype == "application/json" or resp.mimetype.endswith("+json")
+    csp = csp_directives(resp.headers["Content-Security-Policy"])
+    assert csp == {"default-src": "'none'", "base-uri": "'none'", "form-action": "'none'",
+                   "frame-ancestors": "'none'", "sandbox": ""}
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.asvs("V3.4.3")
