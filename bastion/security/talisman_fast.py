@@ -93,7 +93,7 @@ class PrecomputedTalisman(Talisman):  # type: ignore[misc]
         self._fixed_headers.apply(headers)
         if self._csp_name:
             nonce = getattr(request, "csp_nonce", None)
-            if is_data(response.mimetype):
+            if is_data(response.mimetype or ""):
                 headers[self._csp_name] = DATA_CSP
             elif nonce is not None:
                 headers[self._csp_name] = nonce.join(self._csp_with_nonce)
