@@ -26,6 +26,12 @@ DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
 REFUSED_CATEGORIES = ("Cc", "Cf", "Co", "Zl", "Zp")
 BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
 NOT_PLAIN = "Use letters, digits, spaces and punctuation only."
+# Combining marks stack on the letter before them: dozens on one letter ("Zalgo" text) draw
+# a column that covers the lines above and below, over bylines and other members' comments.
+# Real names need a few (Vietnamese, Thai, Hebrew points, Tibetan stacks, emoji selectors).
+MAX_MARKS_PER_LETTER = 4
+MARK_CATEGORIES = ("Mn", "Me")
+TOO_MANY_MARKS = f"Use at most {MAX_MARKS_PER_LETTER} accents or marks on one letter."
 LOOKS_LIKE_STAFF = "That name could be taken for the site's staff. Choose one of your own."
 
 # Letters of other scripts drawn like Latin ones (a subset of Unicode's confusables.txt
@@ -104,9 +110,14 @@ def initials_avatar(user: User) -> InitialsAvatar:
 
 def _display_name_problem(name: str) -> str | None:
     """What makes ``name`` draw as something other than a plain line of text, if anything."""
+    marks = 0
     for char in name:
-        if unicodedata.category(char) in REFUSED_CATEGORIES or char in BLANK_LETTERS:
+        category = unicodedata.category(char)
+        if category in REFUSED_CATEGORIES or char in BLANK_LETTERS:
             return NOT_PLAIN
+        marks = marks + 1 if category in MARK_CATEGORIES else 0
+        if marks > MAX_MARKS_PER_LETTER:
+            return TOO_MANY_MARKS
     return None
 
 

@@ -72,6 +72,30 @@ def _allow_upload_bodies(endpoint: str | None, _values: dict[str, Any] | None) -
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + FORM_ALLOWANCE
 
 
+@bp.url_value_preprocessor
+def _refuse_unreadable_form(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    """Answer an upload body that cannot be parsed as a form with what went wrong.
+
+    Werkzeug drops a multipart body it cannot read (a file name that is not UTF-8, no
+    boundary, a cut-off body) without a word; the CSRF check would then call the upload
+    forged, audit a CSRF failure and tell the user to reload. Runs after the body limit
+    above is raised, so reading the form here obeys it (413 stays 413).
+    """
+    if endpoint not in UPLOAD_ENDPOINTS or request.method != "POST":
+        return
+    if not current_user.is_authenticated:
+        return  # the access policy answers first: an anonymous post goes to sign-in
+    if request.mimetype != "multipart/form-data" or request.form or request.files:
+        return
+    audit.record("upload.rejected", actor_id=current_user.id, details={"reason": "unreadable_form"})
+    counters.increment("upload_rejections", reason="unreadable_form")
+    abort(
+        400,
+        description="The upload could not be read. Rename the file to a simple name "
+        "(letters, digits, dots) and send it again from the upload page.",
+    )
+
+
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
     """Audit oversized uploads too (refused before the service ever sees them).

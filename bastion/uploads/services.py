@@ -62,7 +62,14 @@ def _extension(name: str) -> str:
 
 
 def download_name(upload: Upload) -> str:
-    """A safe name for Content-Disposition: the original stem (if sensible) + the real type."""
+    """A safe name for Content-Disposition: the original stem (if sensible) + the real type.
+
+    A profile photo is public to anyone and its owner never sees the name it is served
+    under, so it gets none of theirs: a phone's ``PXL_20240315_142233`` or a
+    ``jane-doe-passport`` would publish what re-encoding removed from the pixels' metadata.
+    """
+    if upload.kind == "avatar":
+        return f"photo.{storage_extension(upload)}"
     stem = upload.original_name.rsplit(".", 1)[0]
     # NFKC first: Werkzeug's ASCII ``filename=`` fallback is the NFKD form, in which a
     # fullwidth or small solidus or full stop (U+FF0F, U+FE68, U+2024...) is ``/``, ``\`` or ``.``.

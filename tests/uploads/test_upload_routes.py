@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from sqlalchemy import select
 from werkzeug.http import parse_options_header
 
-from bastion.models import Article, User
+from bastion.extensions import db
+from bastion.models import Article, Upload, User
 from bastion.uploads import storage
 from tests.uploads import corpus
 from tests.uploads.conftest import (
@@ -144,25 +146,29 @@ def test_gps_exif_in_the_upload_is_absent_from_the_served_file(
         assert not exif.get_ifd(0x8825)
 
 
-HOSTILE_NAMES = [  # avatars without transparency are stored as JPEG: .jpg download names
-    ("../../../etc/passwd.png", "passwd.jpg"),
-    ("/var/www/static/x.png", "x.jpg"),
+HOSTILE_NAMES = [  # article images keep their type: .png download names
+    ("../../../etc/passwd.png", "passwd.png"),
+    ("/var/www/static/x.png", "x.png"),
     ("C:\\Windows\\System32\\evil.png", None),  # multipart unescapes the backslashes
-    ("evil.php\x00.png", "evil.php.jpg"),
-    ("CON", "image.jpg"),
-    ("NUL.jpg", "image.jpg"),
-    ("ü" * 300 + ".png", None),
+    ("evil.php\x00.png", "evil.php.png"),
+    ("CON", "image.png"),
+    ("NUL.jpg", "image.png"),
+    ("\u00fc" * 300 + ".png", None),
 ]
 
 
 @pytest.mark.asvs("V5.3.2", "V5.4.1", "V5.4.2")
 def test_hostile_file_names_never_reach_the_file_system(
-    app: Flask, client: FlaskClient, editor: User
+    app: Flask, client: FlaskClient, editor: User, own_article: Article
 ) -> None:
+    # Article images: a profile photo is served under a name of its own (test_names).
+    seen: set[str] = set()
     for filename, download in HOSTILE_NAMES:
-        resp = post_file(client, AVATAR, corpus.png(), filename=filename)
+        resp = post_file(client, _images(own_article), corpus.png(), filename=filename)
         assert resp.status_code == 302, filename
-        upload = only_upload()  # each new avatar replaces the last
+        db.session.expire_all()
+        (upload,) = [u for u in db.session.scalars(select(Upload)) if u.id not in seen]
+        seen.add(upload.id)
         assert storage.NAME_RE.match(upload.storage_name)
         path = storage.path_for(upload.storage_name)
         assert path.is_file()
@@ -187,11 +193,12 @@ def test_hostile_file_names_never_reach_the_file_system(
     ],
 )
 def test_lookalike_separators_never_make_a_download_path(
-    client: FlaskClient, editor: User, filename: str
+    client: FlaskClient, editor: User, own_article: Article, filename: str
 ) -> None:
     # Werkzeug adds an ASCII ``filename=`` fallback made by NFKD, which turns these
     # compatibility characters into ``.``, ``/`` and ``\``: ``filename="../etc/passwd.jpg"``.
-    assert post_file(client, AVATAR, corpus.png(), filename=filename).status_code == 302
+    resp = post_file(client, _images(own_article), corpus.png(), filename=filename)
+    assert resp.status_code == 302
     disposition = client.get(f"/uploads/{only_upload().id}").headers["Content-Disposition"]
     kind, params = parse_options_header(disposition)
     assert kind == "inline"

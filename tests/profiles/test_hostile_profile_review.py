@@ -1,0 +1,66 @@
+"""Display names that draw over the page around them. Non-ASCII text is written as escapes."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.extensions import db
+from bastion.models import User
+from bastion.profiles.services import ProfileError, update_profile
+from tests.factories import UserFactory
+
+# "Zalgo" text: one letter carrying a tall stack of combining marks (strokes, tildes, the
+# enclosing Cyrillic millions sign) that draws over the lines above and below it.
+STACK = "\u0336\u0334\u0303\u0489\u0352"
+
+
+@pytest.mark.asvs("V2.2.1", "V1.3.3")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Z" + STACK * 12,
+        "Mallory " + "x" + STACK,
+        "A\u20dd\u20dd\u20dd\u20dd\u20dd",  # enclosing circles, one inside the other
+    ],
+    ids=["tower", "five-marks", "enclosing"],
+)
+def test_a_name_with_stacked_marks_is_refused(app: Flask, name: str) -> None:
+    user = UserFactory(display_name="Before")
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name=name, bio="")
+    assert caught.value.field == "display_name"
+    assert "at most 4 accents or marks on one letter" in str(caught.value)
+    db.session.expire_all()
+    assert db.session.get(User, user.id).display_name == "Before"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x" + STACK[:4],  # four marks on a letter are still allowed
+        "\u05e9\u05c1\u05bc\u05b8\u05c1\u05dd",  # Hebrew: shin with dots and a vowel point
+        "\u0f56\u0f66\u0f92\u0fb2\u0f74\u0f56",  # Tibetan: a stacked syllable
+        "1\ufe0f\u20e3 Ana",  # a keycap emoji: selector and enclosing keycap
+    ],
+)
+def test_names_with_a_few_marks_per_letter_are_kept(app: Flask, name: str) -> None:
+    user = UserFactory(display_name="Before")
+    update_profile(user, display_name=name, bio="")
+    assert user.display_name
+
+
+def test_the_api_refuses_a_stacked_name_with_the_same_message(app: Flask) -> None:
+    from bastion.api import tokens
+
+    user = UserFactory(display_name="Before")
+    secret = tokens.issue_pair(user).access_token
+    resp = app.test_client().patch(
+        "/api/v1/me",
+        json={"display_name": "Z" + STACK * 12},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert resp.status_code == 422, resp.get_json()
+    assert "accents or marks" in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, user.id).display_name == "Before"
