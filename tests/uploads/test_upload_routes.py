@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from urllib.parse import unquote
 
@@ -289,3 +290,23 @@ def test_article_images_page_lists_images_with_markdown(
     assert f"![&lt;img src=x onerror=alert(1)&gt;](/uploads/{upload.id})" in page
     assert "<img src=x" not in page
     assert f'action="/uploads/{upload.id}/delete"' in page
+
+
+@pytest.mark.asvs("V1.3.5")
+def test_the_markdown_snippet_stays_one_image_whatever_the_name(
+    client: FlaskClient, own_article: Article
+) -> None:
+    """A bracket in the file name used to end the alt text early, so the pasted snippet
+    showed as text instead of the image."""
+    import html
+
+    from bastion.content.rendering import render_markdown
+
+    post_file(client, _images(own_article), corpus.png(), filename="a]b [c] d.png")
+    upload = only_upload()
+    page = client.get(_images(own_article)).get_data(as_text=True)
+    snippet = html.unescape(re.search(r"<code>(!\[.*?\]\(/uploads/\w+\))</code>", page).group(1))  # type: ignore[union-attr]
+    rendered = render_markdown(snippet)
+    assert rendered.count("<img") == 1, rendered
+    assert f'src="/uploads/{upload.id}"' in rendered
+    assert 'alt="a]b [c] d"' in rendered
