@@ -18,6 +18,12 @@ from sqlalchemy.orm import load_only
 
 from bastion import pagecache
 from bastion.content import search
+from bastion.content.marks import (
+    MAX_MARKS_IN_LINE,
+    MAX_MARKS_IN_PROSE,
+    longest_mark_run,
+    too_many_marks,
+)
 from bastion.content.rendering import render_markdown, summarise_html
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
@@ -102,6 +108,9 @@ def _clean_text(value: str, field: str, limit: int, *, required: bool = True) ->
                            "characters.", field)
     if len(value) > limit:
         raise ContentError(f"Use at most {limit} characters.", field)
+    marks = MAX_MARKS_IN_LINE if field == "title" else MAX_MARKS_IN_PROSE
+    if longest_mark_run(value) > marks:
+        raise ContentError(too_many_marks(marks), field)
     allowed = frozenset() if field == "title" else _TEXT_CONTROLS
     for char in value:
         if (unicodedata.category(char) == "Cc" and char not in allowed) or (

@@ -12,6 +12,12 @@ from functools import lru_cache
 from sqlalchemy import select
 
 from bastion.auth.services import canonical_username, username_problem
+from bastion.content.marks import (
+    MAX_MARKS_IN_LINE,
+    MAX_MARKS_IN_PROSE,
+    longest_mark_run,
+    too_many_marks,
+)
 from bastion.content.rendering import render_markdown
 from bastion.extensions import db
 from bastion.models import User
@@ -26,12 +32,9 @@ DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
 REFUSED_CATEGORIES = ("Cc", "Cf", "Co", "Zl", "Zp")
 BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
 NOT_PLAIN = "Use letters, digits, spaces and punctuation only."
-# Combining marks stack on the letter before them: dozens on one letter ("Zalgo" text) draw
-# a column that covers the lines above and below, over bylines and other members' comments.
-# Real names need a few (Vietnamese, Thai, Hebrew points, Tibetan stacks, emoji selectors).
-MAX_MARKS_PER_LETTER = 4
-MARK_CATEGORIES = ("Mn", "Me")
-TOO_MANY_MARKS = f"Use at most {MAX_MARKS_PER_LETTER} accents or marks on one letter."
+# A name sits in bylines among other lines (bastion.content.marks says why).
+MAX_MARKS_PER_LETTER = MAX_MARKS_IN_LINE
+TOO_MANY_MARKS = too_many_marks(MAX_MARKS_PER_LETTER)
 LOOKS_LIKE_STAFF = "That name could be taken for the site's staff. Choose one of your own."
 
 # Letters of other scripts drawn like Latin ones (a subset of Unicode's confusables.txt
@@ -110,14 +113,11 @@ def initials_avatar(user: User) -> InitialsAvatar:
 
 def _display_name_problem(name: str) -> str | None:
     """What makes ``name`` draw as something other than a plain line of text, if anything."""
-    marks = 0
     for char in name:
-        category = unicodedata.category(char)
-        if category in REFUSED_CATEGORIES or char in BLANK_LETTERS:
+        if unicodedata.category(char) in REFUSED_CATEGORIES or char in BLANK_LETTERS:
             return NOT_PLAIN
-        marks = marks + 1 if category in MARK_CATEGORIES else 0
-        if marks > MAX_MARKS_PER_LETTER:
-            return TOO_MANY_MARKS
+    if longest_mark_run(name) > MAX_MARKS_PER_LETTER:
+        return TOO_MANY_MARKS
     return None
 
 
@@ -178,6 +178,8 @@ def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
         raise ProfileError(f"Use at most {DISPLAY_NAME_MAX} characters.", "display_name")
     if len(bio) > BIO_MAX:
         raise ProfileError(f"Use at most {BIO_MAX} characters.", "bio")
+    if longest_mark_run(bio) > MAX_MARKS_IN_PROSE:
+        raise ProfileError(too_many_marks(MAX_MARKS_IN_PROSE), "bio")
     return display_name, bio
 
 

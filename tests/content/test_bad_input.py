@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from flask import Flask
 
@@ -34,6 +36,10 @@ BAD_ARTICLES = [
     ({"title": "\u200b\u200c\u2060", "body": "ok"}, "Write something visible"),
     ({"title": "\u3164\u2800\ufe0f", "body": "ok"}, "Write something visible"),
     ({"title": "ok", "body": "\u200b\n\U000e0041\U000e007f"}, "Write something visible"),
+    # "Zalgo": a tower of combining marks on one letter draws over the lines around it.
+    ({"title": "Z" + "\u0336\u0303\u0489\u0352\u0334", "body": "ok"},
+     "Use at most 4 accents or marks on one letter."),
+    ({"title": "ok", "body": "Z" + "\u0336\u0303\u0489" * 3}, "Use at most 8 accents or marks"),
 ]
 
 
@@ -54,10 +60,15 @@ def test_scripts_that_need_joiners_and_direction_marks_are_welcome(app: Flask) -
     """Joiners (emoji, Persian), right-to-left text and its marks in bodies stay allowed."""
     client = client_for(app, UserFactory(role_name="editor"))
     title = "\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u200fok"
-    body = "\u202b\u05e9\u05dc\u05d5\u05dd\u202c and\ttabs\nand lines"
+    # Marks as real writing uses them: Vietnamese, pointed Hebrew with cantillation, Sanskrit
+    # stacked in Tibetan script.
+    body = ("\u202b\u05e9\u05dc\u05d5\u05dd\u202c and\ttabs\nand lines Vie\u0323\u0302t "
+            "\u05d1\u05bc\u05b0\u05e8\u05b5\u05d0\u05e9\u05c1\u05b4\u0596\u05d9\u05ea "
+            "\u0f67\u0f92\u0fb7\u0fb1\u0fb2\u0f7a")
     assert post(client, "/articles/new", {"title": title, "body": body}).status_code == 302
     stored = db.session.scalar(db.select(Article))
-    assert stored is not None and (stored.title, stored.body_md) == (title, body)
+    # Stored in NFC, which puts a letter's marks in their canonical order.
+    assert stored is not None and (stored.title, stored.body_md) == (title, unicodedata.normalize("NFC", body))
 
 
 def test_a_title_pasted_over_two_lines_is_one(app: Flask) -> None:
@@ -88,6 +99,7 @@ def test_bad_edit_leaves_the_article_untouched(app: Flask) -> None:
         ("   ", "This field is required."),
         ("esc\x1b]8;;http://evil.invalid\x07", "control characters (U+001B)"),
         ("\u200b\u200d\ufeff", "Write something visible"),
+        ("first!" + "\u0336\u0303\u0489" * 20, "Use at most 8 accents or marks on one letter."),
     ],
 )
 def test_bad_comment_is_refused(app: Flask, body: str, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from flask import Flask
 
@@ -64,3 +66,18 @@ def test_the_api_refuses_a_stacked_name_with_the_same_message(app: Flask) -> Non
     assert "accents or marks" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(User, user.id).display_name == "Before"
+
+
+@pytest.mark.asvs("V2.2.1", "V1.3.3")
+def test_a_bio_with_a_tower_of_marks_is_refused_but_real_scripts_pass(app: Flask) -> None:
+    user = UserFactory(display_name="Before", bio="Old bio")
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name="Before", bio="Hi " + "Z" + STACK * 4)
+    assert caught.value.field == "bio"
+    assert "at most 8 accents or marks on one letter" in str(caught.value)
+    db.session.expire_all()
+    assert db.session.get(User, user.id).bio == "Old bio"
+    # Pointed Hebrew with cantillation and a Sanskrit stack in Tibetan script.
+    real = "\u05d1\u05bc\u05b0\u05e8\u05b5\u05d0\u05e9\u05c1\u05b4\u0596\u05d9\u05ea \u0f67\u0f92\u0fb7\u0fb1\u0fb2\u0f7a"
+    update_profile(user, display_name="Before", bio=real)
+    assert user.bio == unicodedata.normalize("NFC", real)  # marks in canonical order
