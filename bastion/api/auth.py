@@ -54,7 +54,8 @@ class ApiPrincipal:
         # the sign-in or the token's creation): every call is refused until they enrol.
         self.lacks_2fa = lacks_2fa
         # What would revoke the access token (its id and its family), for checks that
-        # must be made again later in the request (``still_signed_in``).
+        # must be made again later in the request (``still_signed_in``). None for a
+        # personal token: it lacks the account scope, so it never reaches those checks.
         self.revocation_keys = revocation_keys
 
     def still_signed_in(self) -> bool:

@@ -78,9 +78,9 @@ def create(
     ``still_signed_in`` re-checks the caller's own sign-in (browser session or API token)
     once the user's row is locked. "Sign out everywhere", a password change and the rest
     revoke under that same lock, so a creation that was already in flight when they
-    committed is refused (``SignedOutMeanwhileError``) instead of leaving a token that outlives them; one that commits
-    first is revoked with the rest. Only console and test callers, who have no sign-in,
-    leave it out.
+    committed is refused (``SignedOutMeanwhileError``) instead of leaving a token that
+    outlives them; one that commits first is revoked with the rest. Only console and
+    test callers, who have no sign-in, leave it out.
     """
     if lacks_required_2fa(user.role_name, user.has_2fa):
         raise TokenRequestError(ENROL_2FA_DETAIL)

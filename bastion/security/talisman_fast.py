@@ -4,8 +4,9 @@ Stock Talisman rebuilds every policy string for every response (walking the CSP 
 formatting the Permissions-Policy, merging per-view options three times per request).
 The values only depend on configuration, except the CSP nonce, so this subclass asks
 Talisman itself to produce them once (with a placeholder nonce) and afterwards only
-splices the fresh nonce in. JSON answers get ``DATA_CSP`` instead of the page policy. Views that carry their own options (``@talisman(...)``) take
-the stock code path, so behaviour is identical by construction; a test compares both.
+splices the fresh nonce in. Views that carry their own options (``@talisman(...)``) take
+the stock code path, so pages get what stock Talisman sends by construction (a test
+compares both); JSON answers get ``DATA_CSP`` instead of the page policy.
 """
 
 from __future__ import annotations
