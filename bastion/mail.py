@@ -40,22 +40,30 @@ def build_message(to: str, subject: str, template: str, **context: Any) -> Email
     return msg
 
 
-def send_mail(to: str, subject: str, template: str, **context: Any) -> None:
+def send_mail(
+    to: str, subject: str, template: str, *, deliver: bool = True, **context: Any
+) -> None:
     """Render now, deliver (in the background when MAIL_BACKGROUND is on).
 
     Background delivery keeps the reply time of "reset my password" or "register" the same
     whether or not a message goes out, so timing cannot tell which addresses have accounts.
+    For the same reason ``deliver=False`` does all of the work but the delivery: a request
+    that must not mail (an unknown address, a spent budget) still renders its message.
     Failures are logged, never shown to the user.
     """
-    msg = build_message(to, subject, template, **context)
+    msg: EmailMessage | None = build_message(to, subject, template, **context)
+    if not deliver:
+        msg = None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config.get("MAIL_BACKGROUND"):
         threading.Thread(target=_deliver_in, args=(app, msg, template), daemon=True).start()
-    else:
+    elif msg is not None:
         _deliver(msg, template)
 
 
-def _deliver_in(app: Any, msg: EmailMessage, template: str) -> None:
+def _deliver_in(app: Any, msg: EmailMessage | None, template: str) -> None:
+    if msg is None:
+        return
     with app.app_context():
         _deliver(msg, template)
 

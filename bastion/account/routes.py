@@ -87,7 +87,8 @@ def change_email() -> ResponseReturnValue:
     form = EmailChangeForm()
     if form.validate_on_submit():
         try:
-            services.request_email_change(current_user, form.email.data or "")
+            services.request_email_change(current_user, form.email.data or "",
+                                          ip=request.remote_addr or "")
         except AccountError as exc:
             form.email.errors.append(str(exc))
         else:

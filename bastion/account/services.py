@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, url_for
 from sqlalchemy.exc import IntegrityError
 
-from bastion.auth import links
+from bastion.auth import links, mail_budget
 from bastion.auth.login import Step, confirm_password
 from bastion.auth.services import (
     AccountError,
@@ -51,21 +51,24 @@ def change_password(user: User, current: str, new: str, *, ip: str = "") -> None
               reset_url=url_for("auth.reset_request", _external=True))
 
 
-def request_email_change(user: User, new_email: str) -> None:
+def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
     """Mail a confirmation link to the new address and a notice to the old one.
 
     A taken address gets the same answer and the same notice to the old address (only the
-    link is not sent), so neither the page nor one's own inbox can probe for accounts.
+    link is not sent, though built all the same so the reply takes as long), so neither
+    the page, its timing nor one's own inbox can probe for accounts. The new address is
+    typed by whoever holds the session, so its messages count against ``mail_budget``.
     """
     new = canonical_email(new_email)
     if new == user.email:
         raise AccountError("That is already your email address.", "email")
     audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
-    if not email_taken(new):
-        token = links.make_token("email_change", user, new=new)
-        send_mail(new, "Confirm your new email address", "email_change", user=user,
-                  url=url_for("account.confirm_email", token=token, _external=True),
-                  hours=current_app.config["EMAIL_CHANGE_HOURS"])
+    free, within_budget = not email_taken(new), mail_budget.allows(new, ip)
+    token = links.make_token("email_change", user, new=new)
+    send_mail(new, "Confirm your new email address", "email_change",
+              deliver=free and within_budget, user=user,
+              url=url_for("account.confirm_email", token=token, _external=True),
+              hours=current_app.config["EMAIL_CHANGE_HOURS"])
     send_mail(user.email, "Your email address is being changed", "email_change_notice",
               user=user, new_email=new, reset_url=url_for("auth.reset_request", _external=True))
 

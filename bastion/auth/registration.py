@@ -1,8 +1,10 @@
 """Registration, email confirmation and password reset.
 
 Answers never reveal whether an email address has an account: registering a taken address
-mails its owner a notice instead, and a reset request for an unknown address does the same
-amount of hashing and gives the same reply.
+mails its owner a notice instead, and a reset request for an unknown address renders the
+same message (never sent) and gives the same reply. Messages to a typed address are
+limited per address and client (``mail_budget``), the same way whether or not it has an
+account.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from flask import current_app, url_for
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bastion.auth import links
+from bastion.auth import links, mail_budget
 from bastion.auth.services import (
     AccountError,
     canonical_email,
@@ -33,7 +35,7 @@ from bastion.security import audit
 from bastion.security.passwords import dummy_verify
 
 
-def register(username: str, email: str, password: str) -> User | None:
+def register(username: str, email: str, password: str, *, ip: str = "") -> User | None:
     """Create an unconfirmed viewer and mail the link; None when the email is taken.
 
     Every input rule is checked first, so a taken address gets the same errors as a free
@@ -43,24 +45,27 @@ def register(username: str, email: str, password: str) -> User | None:
     it for them (account pre-hijacking).
     """
     check_new_account(username, email, password)
+    # Spent by every sign-up, so both answers cost the same; only the notice to a taken
+    # address heeds it (a new account's confirmation goes out once anyway).
+    within_budget = mail_budget.allows(canonical_email(email), ip)
     if email_taken(email):
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
-        _answer_taken(email)
+        _answer_taken(email, deliver=within_budget)
         return None
     try:
         user = create_user(username, email, password)
     except AccountError as exc:
         if exc.field != "email":
             raise
-        _answer_taken(email)  # another sign-up took the address a moment ago
+        _answer_taken(email, deliver=within_budget)  # another sign-up took it a moment ago
         return None
     audit.record("register", actor_id=user.id, target_user_id=user.id)
     send_confirmation(user)
     return user
 
 
-def _answer_taken(email: str) -> None:
+def _answer_taken(email: str, *, deliver: bool) -> None:
     """Mail the owner of a taken address (never its old confirmation link) and audit it."""
     owner = find_login_user(canonical_email(email))
     if owner is not None and owner.email_confirmed_at is None:
@@ -69,12 +74,12 @@ def _answer_taken(email: str) -> None:
         owner.security_stamp = secrets.token_hex(16)
         db.session.commit()
         send_mail(owner.email, "Finish creating your account", "account_unconfirmed",
-                  user=owner, minutes=current_app.config["RESET_MINUTES"],
+                  deliver=deliver, user=owner, minutes=current_app.config["RESET_MINUTES"],
                   url=url_for("auth.reset_password", token=links.make_token("reset", owner),
                               _external=True))
     elif owner is not None:
         send_mail(owner.email, "Someone tried to register with your email", "account_exists",
-                  user=owner, reset_url=url_for("auth.reset_request", _external=True))
+                  deliver=deliver, user=owner, reset_url=url_for("auth.reset_request", _external=True))
     audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)
 
 
@@ -115,17 +120,33 @@ def confirm(token: str) -> User | None:
     return user
 
 
-def request_reset(email: str) -> None:
-    """Mail a reset link if an active account has this address; silent otherwise."""
-    user = find_login_user(canonical_email(email)) if "@" in email else None
-    if user is None or not user.is_active or user.email != canonical_email(email):
+def request_reset(email: str, *, ip: str = "") -> None:
+    """Mail a reset link if an active account has this address; silent otherwise.
+
+    Silent the slow way: an unknown address gets its message built for a stand-in account
+    and dropped, so the reply takes as long as one that mails a link.
+    """
+    address = canonical_email(email)
+    within_budget = mail_budget.allows(address, ip)  # spent for every address, known or not
+    user = find_login_user(address) if "@" in address else None
+    known = user is not None and user.is_active and user.email == address
+    recipient = user if known and user is not None else _stand_in(address)
+    send_mail(address, "Reset your password", "reset", deliver=known and within_budget,
+              user=recipient,
+              url=url_for("auth.reset_password", token=links.make_token("reset", recipient),
+                          _external=True),
+              minutes=current_app.config["RESET_MINUTES"])
+    if not known:
         audit.record("password.reset_requested", details={"known": False})
         return
-    token = links.make_token("reset", user)
-    send_mail(user.email, "Reset your password", "reset", user=user,
-              url=url_for("auth.reset_password", token=token, _external=True),
-              minutes=current_app.config["RESET_MINUTES"])
-    audit.record("password.reset_requested", target_user_id=user.id, details={"known": True})
+    audit.record("password.reset_requested", target_user_id=recipient.id,
+                 details={"known": True, "mailed": within_budget})
+
+
+def _stand_in(address: str) -> User:
+    """An account never stored, for the reset message an unknown address gets built."""
+    return User(id=0, username="member", email=address, password_changed_at=utcnow(),
+                security_stamp=secrets.token_hex(16))
 
 
 def reset_user(token: str) -> User | None:

@@ -176,7 +176,7 @@ def register() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             registration.register(form.username.data or "", form.email.data or "",
-                                  form.password.data or "")
+                                  form.password.data or "", ip=_ip())
         except AccountError as exc:
             _field_error(form, exc, "username")
         else:
@@ -214,7 +214,7 @@ def _bad_link() -> ResponseReturnValue:
 def reset_request() -> ResponseReturnValue:
     form = ResetRequestForm()
     if form.validate_on_submit():
-        registration.request_reset(form.email.data or "")
+        registration.request_reset(form.email.data or "", ip=_ip())
         flash("If an account uses that address, we sent it a link to reset the password. "
               "The link works for one hour.", "info")
         return redirect(url_for("auth.login"))

@@ -1,0 +1,159 @@
+"""The flows that send mail, seen by someone probing for accounts or flooding a mailbox:
+what a reply costs with and without an account behind the address, and how many messages
+one client can have sent to an address it does not own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask, template_rendered
+from flask.testing import FlaskClient
+
+from tests.factories import UserFactory
+from tests.support.account_fixtures import sign_in
+from tests.support.accounts import Outbox, post_form
+
+PW = "lilac harbour quietly 2031"
+
+
+@contextmanager
+def _mail_rendered(app: Flask) -> Iterator[list[str]]:
+    """The mail templates rendered while the block runs (sent or not)."""
+    names: list[str] = []
+
+    def record(_sender: Any, template: Any, **_extra: Any) -> None:
+        if str(template.name).startswith("mail/"):
+            names.append(str(template.name))
+
+    template_rendered.connect(record, app)
+    try:
+        yield names
+    finally:
+        template_rendered.disconnect(record, app)
+
+
+def _client(app: Flask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def _reset(client: FlaskClient, email: str) -> Any:
+    return post_form(client, "/auth/reset", {"email": email})
+
+
+def _register(client: FlaskClient, username: str, email: str) -> Any:
+    return post_form(client, "/auth/register",
+                     {"username": username, "email": email, "password": PW, "confirm": PW})
+
+
+def _join_new_threads(before: set[threading.Thread]) -> None:
+    """Wait for the delivery threads started since ``before`` was taken."""
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=10)
+
+
+# Enumeration by the work a reply does ------------------------------------------------
+@pytest.mark.asvs("V6.4.3")
+def test_a_reset_for_an_unknown_address_does_the_work_of_a_known_one(
+    app: Flask, client: FlaskClient, user: Any, outbox: Outbox
+) -> None:
+    # Only the known address used to render (and hand over) a message: the reply to it took
+    # measurably longer (about 10 ms of 15), which told which addresses have accounts.
+    with _mail_rendered(app) as known:
+        known_reply = _reset(client, "alice@example.org")
+    with _mail_rendered(app) as unknown:
+        unknown_reply = _reset(client, "nobody@example.org")
+    assert known and sorted(known) == sorted(unknown)
+    assert (known_reply.status_code, known_reply.headers["Location"]) == (
+        unknown_reply.status_code, unknown_reply.headers["Location"])
+    assert len(outbox.to("alice@example.org")) == 1
+    assert outbox.to("nobody@example.org") == []
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_an_email_change_to_a_taken_address_does_the_work_of_a_free_one(
+    app: Flask, client: FlaskClient, user: Any, outbox: Outbox
+) -> None:
+    UserFactory(username="bob", email="bob@example.org")
+    sign_in(client, "alice")
+    with _mail_rendered(app) as free:
+        post_form(client, "/account", {"email": "new@example.org"}, action="/account/email")
+    with _mail_rendered(app) as taken:
+        post_form(client, "/account", {"email": "bob@example.org"}, action="/account/email")
+    assert sorted(free) == sorted(taken)
+    assert any(name.startswith("mail/email_change.") for name in taken)
+    assert len(outbox.to("new@example.org")) == 1
+    assert outbox.to("bob@example.org") == []  # built, never sent
+
+
+@pytest.mark.asvs("V6.4.3")
+def test_a_message_held_back_never_leaves_even_from_the_background(
+    app: Flask, client: FlaskClient, user: Any, outbox: Outbox
+) -> None:
+    app.config["MAIL_BACKGROUND"] = True
+    before = set(threading.enumerate())
+    try:
+        _reset(client, "nobody@example.org")
+        _reset(client, "alice@example.org")
+        _join_new_threads(before)
+    finally:
+        app.config["MAIL_BACKGROUND"] = False
+    assert [str(m["To"]) for m in outbox.messages()] == ["alice@example.org"]
+
+
+# Mail bombing --------------------------------------------------------------------------
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_one_client_cannot_flood_an_address_through_reset_and_sign_up(
+    app: Flask, user: Any, outbox: Outbox
+) -> None:
+    # Every request was within the route limits, and each one mailed alice: a client
+    # could have about fifty messages an hour sent to any address that has an account.
+    attacker = _client(app, "198.51.100.7")
+    replies = [_reset(attacker, "alice@example.org") for _ in range(5)]
+    replies += [_register(attacker, f"mallory{n}", "alice@example.org") for n in range(2)]
+    assert len(outbox.to("alice@example.org")) == 3
+    # The replies did not change when the mail stopped: nothing tells the client.
+    assert [r.status_code for r in replies] == [302] * 7
+    assert {r.headers["Location"] for r in replies} == {"/auth/login"}
+    assert b"Check your email" in attacker.get("/auth/login").data
+
+
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_one_signed_in_client_cannot_flood_an_address_through_email_change(
+    app: Flask, client: FlaskClient, user: Any, outbox: Outbox
+) -> None:
+    sign_in(client, "alice")
+    for _ in range(5):
+        resp = post_form(client, "/account", {"email": "victim@example.net"},
+                         action="/account/email")
+        assert resp.status_code == 302
+    assert len(outbox.to("victim@example.net")) == 3
+    assert len(outbox.to("alice@example.org")) == 5  # the owner hears of every request
+
+
+@pytest.mark.asvs("V2.4.1")
+def test_a_client_that_spent_the_budget_cannot_keep_the_owner_from_a_reset(
+    app: Flask, user: Any, outbox: Outbox
+) -> None:
+    attacker = _client(app, "198.51.100.7")
+    for _ in range(5):
+        _reset(attacker, "alice@example.org")
+    sent = len(outbox.to("alice@example.org"))
+    _reset(_client(app, "203.0.113.9"), "alice@example.org")
+    assert len(outbox.to("alice@example.org")) == sent + 1
+
+
+@pytest.mark.asvs("V2.4.1", "V6.4.1")
+def test_a_spent_budget_never_holds_back_a_new_accounts_confirmation(
+    app: Flask, outbox: Outbox
+) -> None:
+    client = _client(app, "198.51.100.7")
+    for _ in range(4):  # unknown address: nothing sent, the budget spent all the same
+        _reset(client, "carol@example.org")
+    assert _register(client, "carol", "carol@example.org").status_code == 302
+    assert outbox.link("carol@example.org", "/auth/confirm/")
