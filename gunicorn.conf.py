@@ -164,7 +164,7 @@ def when_ready(server: Any) -> None:
 
         app = create_app()
         base = (
-            os.environ.get("BASTION_PUBLIC_URL")
+            app.config.get("PUBLIC_URL")
             or f"https://{(app.config['TRUSTED_HOSTS'] or ['localhost'])[0]}"
         )
         with app.app_context():

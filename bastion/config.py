@@ -18,6 +18,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.helpers import get_debug_flag
@@ -102,6 +103,10 @@ class BaseConfig:
 
     # Edge
     TRUSTED_HOSTS: list[str] | None = None
+    # The site's origin as its users reach it (https://host[:port]). When set, every
+    # absolute link (mailed confirmation, reset and email-change links) is built on it
+    # instead of the request's Host, which may be an internal name the allow-list admits.
+    PUBLIC_URL: str | None = None
     PROXY_HOPS = 0
     PREFERRED_URL_SCHEME = "https"
     FORCE_HTTPS = True
@@ -424,6 +429,8 @@ def _normalise(app: Flask) -> list[str]:
     if isinstance(plain, str):
         plain = [h.strip() for h in plain.split(",")]
     cfg["PLAINTEXT_DATA_HOSTS"] = frozenset(h for h in plain if h)
+    if cfg.get("PUBLIC_URL"):
+        cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).strip().rstrip("/") or None
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
@@ -536,6 +543,21 @@ def secret_strength_problem(secret: object, name: str = "BASTION_SECRET_KEY") ->
     return None
 
 
+def public_url_problem(url: str) -> str | None:
+    """Why ``BASTION_PUBLIC_URL`` is not an origin links can be built on, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "BASTION_PUBLIC_URL cannot be parsed"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "BASTION_PUBLIC_URL must look like https://host or https://host:port"
+    if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        return ("BASTION_PUBLIC_URL must be an origin only (no path, query, fragment or "
+                "user name): links add their own paths")
+    return None
+
+
 def validate(cfg: Any) -> list[str]:
     """Settings that contradict each other, in any environment, and problems that make a
     production configuration unsafe."""
@@ -548,6 +570,8 @@ def validate(cfg: Any) -> list[str]:
             f"BASTION_PAT_DEFAULT_DAYS ({default}) must be between 1 and BASTION_PAT_MAX_DAYS "
             f"({longest}): a token created without an expiry would be refused"
         )
+    if cfg.get("PUBLIC_URL") and (msg := public_url_problem(str(cfg["PUBLIC_URL"]))):
+        problems.append(msg)
     if cfg.get("MAIL_URL"):
         from bastion.mail import mail_url_problem
 
@@ -601,6 +625,8 @@ def validate(cfg: Any) -> list[str]:
         )
     if not cfg.get("TRUSTED_HOSTS"):
         problems.append("BASTION_TRUSTED_HOSTS is empty: any Host header would be accepted")
+    if str(cfg.get("PUBLIC_URL") or "https:").split(":", 1)[0] != "https":
+        problems.append("BASTION_PUBLIC_URL must be an https:// address in production")
     if not cfg.get("FORCE_HTTPS") or not cfg.get("SESSION_COOKIE_SECURE"):
         problems.append("HTTPS is not enforced (BASTION_FORCE_HTTPS / BASTION_SESSION_COOKIE_SECURE)")
     if not str(cfg.get("SESSION_COOKIE_NAME") or "").startswith("__Host-"):

@@ -1,11 +1,12 @@
-"""The Flask class Bastion runs on: Flask, minus one question asked on every request."""
+"""The Flask class Bastion runs on: Flask, minus one question asked on every request, and
+with absolute links built on the configured public origin."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context
 
 # Hooks, views and handlers are registered once, so the set stays this small; a caller
 # that hands over a new function per request is served uncached past the bound.
@@ -38,3 +39,29 @@ class BastionFlask(Flask):
         if wrapped is func and len(self._plain_functions) < _MAX_REMEMBERED:
             self._plain_functions.add(func)
         return wrapped
+
+    def url_for(
+        self,
+        endpoint: str,
+        *,
+        _anchor: str | None = None,
+        _method: str | None = None,
+        _scheme: str | None = None,
+        _external: bool | None = None,
+        **values: Any,
+    ) -> str:
+        """Absolute links on ``PUBLIC_URL`` when it is set, not on the request's Host.
+
+        Mailed links are absolute. Built from the request, they carry whatever Host the
+        allow-list admitted, which can be an internal name (a service's, a pod's) that a
+        client inside the network may send: the victim would get a link to a host that is
+        not the site. Only the origin changes; the path is Flask's own.
+        """
+        base = self.config.get("PUBLIC_URL")
+        if base and _external and has_request_context():
+            path = super().url_for(endpoint, _anchor=_anchor, _method=_method, **values)
+            return f"{base}{path}"
+        return super().url_for(
+            endpoint, _anchor=_anchor, _method=_method, _scheme=_scheme, _external=_external,
+            **values,
+        )
