@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, url_for
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.auth import links, mail_budget
@@ -17,6 +18,7 @@ from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
 from bastion.mail import send_mail
 from bastion.models import User, utcnow
+from bastion.models.base import affected_rows
 from bastion.security import audit
 
 ADDRESS_TAKEN = "That email address is now used by another account."
@@ -58,12 +60,14 @@ def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
     link is not sent, though built all the same so the reply takes as long), so neither
     the page, its timing nor one's own inbox can probe for accounts. The new address is
     typed by whoever holds the session, so its messages count against ``mail_budget``.
+    An address held only by an account never confirmed is not taken: see
+    ``_release_from_unconfirmed``.
     """
     new = canonical_email(new_email)
     if new == user.email:
         raise AccountError("That is already your email address.", "email")
     audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
-    free, within_budget = not email_taken(new), mail_budget.allows(new, ip)
+    free, within_budget = not _held_by_confirmed(new, user.id), mail_budget.allows(new, ip)
     token = links.make_token("email_change", user, new=new)
     send_mail(new, "Confirm your new email address", "email_change",
               deliver=free and within_budget, user=user,
@@ -71,6 +75,39 @@ def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
               hours=current_app.config["EMAIL_CHANGE_HOURS"])
     send_mail(user.email, "Your email address is being changed", "email_change_notice",
               user=user, new_email=new, reset_url=url_for("auth.reset_request", _external=True))
+
+
+def _held_by_confirmed(address: str, user_id: int) -> bool:
+    """Whether another account that confirmed it holds ``address``."""
+    return db.session.scalar(
+        select(User.id).where(User.email == address, User.id != user_id,
+                              User.email_confirmed_at.is_not(None)).limit(1)
+    ) is not None
+
+
+def _release_from_unconfirmed(address: str, keeper_id: int) -> None:
+    """Delete the account holding ``address`` if it was never confirmed (not committed).
+
+    Whoever opens an email-change link has just shown they read that mailbox. An account
+    started with the address and never confirmed showed nothing, cannot sign in and owns
+    nothing; left alone, anyone could keep an address from its owner by signing up with it.
+    The DELETE is conditional, so an account confirmed meanwhile keeps its address (and
+    the change is refused as taken).
+    """
+    holder = db.session.scalar(
+        select(User.id).where(User.email == address, User.id != keeper_id,
+                              User.email_confirmed_at.is_(None))
+    )
+    if holder is None:
+        return
+    released = affected_rows(db.session.execute(
+        delete(User)
+        .where(User.id == holder, User.email == address, User.email_confirmed_at.is_(None))
+        .execution_options(synchronize_session=False)
+    ))
+    if released:
+        audit.record("account.unconfirmed_released", actor_id=keeper_id,
+                     target_user_id=holder, commit=False)
 
 
 def email_change_target(token: str) -> tuple[User, str] | None:
@@ -92,10 +129,12 @@ def confirm_email_change(token: str) -> User | None:
     if target is None:
         return None
     user, new = target
+    _release_from_unconfirmed(new, user.id)
     # The usual case answered without a failed statement in the database's log; the unique
     # index still decides a race. The user's own row does not count: a racing twin of this
     # request may have just changed it, and this one should find a dead link, not "taken".
     if email_taken(new, by_other_than=user.id):
+        db.session.rollback()
         raise AccountError(ADDRESS_TAKEN, "email")
     old = user.email
     try:

@@ -278,3 +278,37 @@ def test_revoking_unknown_session_ids_is_a_clean_message(client: FlaskClient, us
         assert resp.status_code == 302
         assert b"not found" in client.get("/account").data
     assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V2.3.3", "V7.5.1")
+@pytest.mark.parametrize("holder_confirms_first", [False, True])
+def test_an_address_held_by_a_never_confirmed_account_can_still_be_moved_to(
+    client: FlaskClient, user: User, outbox: Outbox, holder_confirms_first: bool
+) -> None:
+    """Someone signs up with Alice's second address and never confirms: the address was
+    'taken', so her email change to it mailed no link and never could. Opening the link
+    proves she reads that mailbox; the unconfirmed account (which cannot sign in and owns
+    nothing) gives the address up. One that confirmed meanwhile keeps it."""
+    squatter = UserFactory(username="squatter", email="alice.work@example.org",
+                           email_confirmed_at=None)
+    squatter_id = squatter.id
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "alice.work@example.org"}, action="/account/email")
+    link = outbox.link("alice.work@example.org", "/account/email/")
+    if holder_confirms_first:
+        squatter.email_confirmed_at = utcnow()
+        db.session.commit()
+
+    resp = post_form(client, link, {})
+    db.session.expire_all()
+    if holder_confirms_first:
+        assert resp.status_code == 302 and resp.headers["Location"] == "/"  # "now used by another"
+        assert db.session.get(User, user.id).email == "alice@example.org"  # type: ignore[union-attr]
+        assert db.session.get(User, squatter_id) is not None
+        return
+    assert resp.status_code == 302
+    assert db.session.get(User, user.id).email == "alice.work@example.org"  # type: ignore[union-attr]
+    assert db.session.get(User, squatter_id) is None
+    event = db.session.scalar(select(AuditEvent).where(
+        AuditEvent.event == "account.unconfirmed_released"))
+    assert event is not None and (event.actor_id, event.target_user_id) == (user.id, squatter_id)
