@@ -1,10 +1,13 @@
-"""``flask --app bastion users list|disable|set-role|reset-2fa`` and ``sessions revoke``.
+"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed`` and
+``sessions revoke``.
 
 The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
 shared with the admin pages; these commands only find the user and report.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import click
 from flask import current_app
@@ -13,11 +16,13 @@ from sqlalchemy import select
 
 from bastion.admin.services import (
     AdminError,
+    console_operator,
     reset_two_factor,
     set_disabled,
     set_role,
     sign_out_everywhere,
 )
+from bastion.auth import registration
 from bastion.auth.services import canonical_username, find_login_user
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
@@ -45,6 +50,28 @@ def list_users() -> None:
         listed += 1
     if not listed:  # on standard error: a script reading the list still gets no lines
         click.echo("No accounts yet (see create-admin or the setup link).", err=True)
+
+
+@users.command("purge-unconfirmed")
+@click.option("--older-than-hours", type=click.IntRange(min=1), default=None,
+              help="Age of the accounts to delete (default and minimum: BASTION_CONFIRM_HOURS).")
+@click.option("--dry-run", is_flag=True, help="Only count them.")
+def purge_unconfirmed(older_than_hours: int | None, dry_run: bool) -> None:
+    """Delete accounts never confirmed, started longer ago than their link lives."""
+    link_hours = int(current_app.config["CONFIRM_HOURS"])
+    hours = link_hours if older_than_hours is None else older_than_hours
+    if hours < link_hours:
+        # A younger account's confirmation link still works: its owner may be about to use it.
+        raise click.BadParameter(
+            f"must be at least BASTION_CONFIRM_HOURS ({link_hours}): younger accounts "
+            "can still be confirmed", param_hint="--older-than-hours")
+    if dry_run:
+        count = registration.count_unconfirmed(timedelta(hours=hours))
+        click.echo(f"{count} account(s) never confirmed and older than {hours} hour(s); "
+                   "nothing deleted.")
+        return
+    purged = registration.purge_unconfirmed(timedelta(hours=hours), details=console_operator())
+    click.echo(f"Deleted {purged} account(s) never confirmed and older than {hours} hour(s).")
 
 
 @users.command("disable")

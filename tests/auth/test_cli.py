@@ -65,3 +65,37 @@ def test_sessions_revoke_all_users(runner: Any, client: Any, user: User) -> None
     assert result.exit_code == 0 and "Ended 2 session(s) of all users" in result.output
     assert not is_signed_in(client) and not is_signed_in(bob)
     assert runner.invoke(args=["sessions", "revoke"]).exit_code != 0
+
+
+@pytest.mark.asvs("V2.3.2")
+def test_purge_unconfirmed_deletes_only_old_never_confirmed_accounts(runner: Any) -> None:
+    from datetime import timedelta
+
+    from bastion.models import AuditEvent, utcnow
+
+    old = utcnow() - timedelta(hours=49)
+    stale = UserFactory(username="stale", email_confirmed_at=None, created_at=old).id
+    fresh = UserFactory(username="fresh", email_confirmed_at=None).id  # its link still works
+    kept = UserFactory(username="kept", created_at=old).id  # confirmed long ago
+
+    dry = runner.invoke(args=["users", "purge-unconfirmed", "--dry-run"])
+    assert dry.exit_code == 0 and dry.output.startswith("1 account(s)"), dry.output
+    assert db.session.get(User, stale) is not None
+
+    result = runner.invoke(args=["users", "purge-unconfirmed"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted 1 account(s)" in result.output
+    db.session.expire_all()
+    assert db.session.get(User, stale) is None
+    assert db.session.get(User, fresh) is not None and db.session.get(User, kept) is not None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "users.unconfirmed_purged"))
+    assert event is not None and event.details["count"] == 1
+    assert event.details["via"] == "cli" and event.details["operator"]
+
+
+def test_purge_unconfirmed_refuses_an_age_whose_links_still_work(runner: Any) -> None:
+    young = UserFactory(username="young", email_confirmed_at=None).id
+    result = runner.invoke(args=["users", "purge-unconfirmed", "--older-than-hours", "1"])
+    assert result.exit_code == 2
+    assert "at least BASTION_CONFIRM_HOURS (48)" in result.output
+    assert db.session.get(User, young) is not None
