@@ -106,16 +106,26 @@ def _error_page(status: int, detail: str, exc: HTTPException) -> str:
 
 
 def handle_csrf_error(exc: CSRFError) -> Response:
+    from bastion.observability import counters
     from bastion.security import audit
+    from bastion.security.throttle_audit import first_this_minute
 
     path = request_path()
-    log.warning("csrf failure", extra={"reason": exc.description, "path": path})
+    # The check runs before the rate limits, for anyone, on any form: one request after
+    # another wrote an undeletable row each. Every failure is logged and counted; at most
+    # one row per client a minute is stored, as for rate-limit breaches and CSP reports.
     try:
-        audit.record("csrf.failure", details={"path": path, "reason": exc.description})
-    except Exception:
-        log.exception("could not record csrf failure")
-    from bastion.observability import counters
-
+        audited = first_this_minute("bastion-csrf-audit", request.remote_addr or "")
+    except Exception:  # the shared rate-limit store is down: this log line is the record
+        audited = False
+    log.warning("csrf failure", extra={"reason": exc.description, "path": path,
+                                       "audited": audited})
+    if audited:
+        try:
+            audit.record("csrf.failure", details={"path": path, "reason": exc.description})
+        except Exception:
+            log.exception("could not record csrf failure")
+            _rollback()
     counters.increment("csrf_failures")
     exc.description = (
         "This form has expired or was sent from another site. Reload the page and try again."
@@ -131,13 +141,18 @@ def handle_unexpected(exc: Exception) -> Response:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     got_request_exception.send(app, exception=exc)
     log.exception("unhandled error", extra={"path": request_path()})
+    _rollback()
+    return handle_http_exception(InternalServerError())
+
+
+def _rollback() -> None:
+    """Drop a failed transaction, so the error page (which may load the user) can query."""
     try:
         from bastion.extensions import db
 
         db.session.rollback()
     except Exception:
         log.exception("rollback after error failed")
-    return handle_http_exception(InternalServerError())
 
 
 def not_found_beyond_id_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:

@@ -6,6 +6,7 @@ formatter lets us guarantee that passwords, tokens and cookies are never written
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -20,7 +21,7 @@ from flask_login import current_user
 
 from bastion.observability.redaction import request_path
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", re.I)
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # What JSON leaves as it is but log readers act on: NEL and the Unicode line and paragraph
@@ -81,9 +82,37 @@ class JSONFormatter(logging.Formatter):
                 entry[key] = _redact(value, key)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(entry, default=str).decode()
+        line = _dumps(entry)
         # Inside JSON strings (the only place they can be) the escapes read back the same.
         return line if line.isascii() else line.translate(_UNSAFE)
+
+
+_SEPARATORS = (",", ":")
+
+
+def _dumps(entry: dict[str, Any]) -> str:
+    """One JSON line, whatever the values: a formatter that raises loses the event, and
+    logging then prints the raw record (message, arguments) unescaped to stderr.
+
+    orjson refuses integers beyond 64 bits (a Content-Length header can be any number),
+    text with lone surrogates (Python's JSON parser accepts "\\ud800") and keys that are
+    not strings; only those lines take the slower path.
+    """
+    try:
+        return orjson.dumps(entry, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    # ASCII, so lone surrogates become escapes; separators as orjson writes them.
+    return json.dumps(_plain(entry), default=str, separators=_SEPARATORS)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping key a string, as JSON needs."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 logging.Formatter.converter = time.gmtime
@@ -112,7 +141,9 @@ def _start_request(_sender: Flask, **_extra: object) -> None:
     g.request_started = time.perf_counter()
     supplied = request.headers.get("X-Request-ID", "")
     # 128 random bits as 32 hex digits, the shape of uuid4().hex without building a UUID.
-    g.request_id = supplied if REQUEST_ID_RE.match(supplied) else secrets.token_hex(16)
+    # fullmatch: "$" also matches before a final newline, which would then reach every log
+    # line and audit row, and make echoing the id as a header fail (a 500).
+    g.request_id = supplied if REQUEST_ID_RE.fullmatch(supplied) else secrets.token_hex(16)
 
 
 _access_log = logging.getLogger("bastion.request")
