@@ -29,6 +29,7 @@ from bastion.security import audit, authz
 from bastion.security.access import editor_required, login_required, public
 from bastion.security.ratelimit_keys import signed_in_user
 from bastion.security.redirects import is_safe_next, safe_next_url
+from bastion.security.throttle_audit import first_this_minute
 from bastion.uploads import bp, cleanup, commands, imaging, services, storage
 from bastion.uploads.forms import ImageUploadForm
 
@@ -96,6 +97,13 @@ def _refuse_unreadable_form(endpoint: str | None, _values: dict[str, Any] | None
     )
 
 
+def _first_this_minute(address: str) -> bool:
+    try:
+        return first_this_minute("bastion-upload-audit", address)
+    except Exception:  # the shared store is down: the counter and the log still see it
+        return False
+
+
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
     """Audit oversized uploads too (refused before the service ever sees them).
@@ -115,11 +123,14 @@ def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
         else:
             reason = "too_large"
             exc.description = f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB."
-        audit.record(
-            "upload.rejected",
-            actor_id=actor,
-            details={"reason": reason, "content_length": declared},
-        )
+        # Refused while the form is read, before any rate limit: a stranger's stream of
+        # oversized posts stores one row a minute (each is still counted), as CSRF failures.
+        if actor is not None or _first_this_minute(request.remote_addr or ""):
+            audit.record(
+                "upload.rejected",
+                actor_id=actor,
+                details={"reason": reason, "content_length": declared},
+            )
         counters.increment("upload_rejections", reason=reason)
     return handle_http_exception(exc)
 

@@ -123,3 +123,20 @@ def test_a_request_id_ending_in_a_newline_is_replaced_not_a_500(app: Flask) -> N
     assert resp.status_code == 200
     assert len(resp.headers["X-Request-ID"]) == 32
     assert "trace" not in resp.headers["X-Request-ID"]
+
+
+@pytest.mark.asvs("V2.4.1", "V16.3.3")
+def test_a_strangers_oversized_uploads_store_one_audit_row_a_minute(app: Flask) -> None:
+    """Refused while the form is read, before any rate limit: each anonymous oversized
+    POST wrote an undeletable upload.rejected row."""
+    client = app.test_client()
+    statuses = {
+        client.post("/account/avatar", data=b"",
+                    environ_overrides={"CONTENT_LENGTH": str(10**9),
+                                       "CONTENT_TYPE": "multipart/form-data; boundary=x"}
+                    ).status_code
+        for _ in range(12)
+    }
+    assert statuses == {413}
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "upload.rejected"))
+    assert len(list(rows)) == 1
