@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,23 +170,29 @@ def list_articles(
         stmt = stmt.where(Article.author_id == author_id)
     # PostgreSQL refuses NUL inside text; a search for one simply matches nothing else.
     query = (query or "").replace("\x00", "").strip()[:QUERY_MAX]
+    scan: AbstractContextManager[None] = nullcontext()
     if query:
         if db.session.get_bind().dialect.name == "postgresql":
             hits = search.matching_ids(query)
-            stmt = stmt.where(Article.id.in_(hits) if hits is not None else false())
+            if hits is None:  # no words: nothing matches
+                stmt = stmt.where(false())
+            else:
+                stmt = stmt.where(Article.id.in_(hits))
+                scan = search.through_index()
         else:
             stmt = stmt.where(search.substring_condition(escape_like(query)))
-    total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
     # Published articles always have published_at, so the published list can follow the
     # (status, published_at, id) index backwards; lists with drafts put undated ones last.
     newest = Article.published_at.desc()
-    if not with_bodies:
-        stmt = stmt.options(_LISTED_COLUMNS)
-    items = db.session.scalars(
-        stmt.order_by(newest if published_only else newest.nulls_last(), Article.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    with scan:
+        total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
+        if not with_bodies:
+            stmt = stmt.options(_LISTED_COLUMNS)
+        items = db.session.scalars(
+            stmt.order_by(newest if published_only else newest.nulls_last(), Article.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        ).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total)
 
 
