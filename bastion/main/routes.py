@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import orjson
-from flask import Response, abort, current_app, render_template, request
+from flask import Response, abort, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 from sqlalchemy.orm import load_only
@@ -68,7 +68,8 @@ def security_txt() -> ResponseReturnValue:
         f"Contact: {current_app.config['SECURITY_CONTACT']}\n"
         f"Expires: {expires.isoformat().replace('+00:00', 'Z')}\n"
         "Preferred-Languages: en\n"
-        f"Canonical: https://{request.host}/.well-known/security.txt\n"
+        # On BASTION_PUBLIC_URL when set: never an internal name the request carried.
+        f"Canonical: {url_for('main.security_txt', _external=True, _scheme='https')}\n"
     )
     return Response(body, mimetype="text/plain")
 

@@ -47,6 +47,12 @@ def test_mailed_links_use_the_public_origin_whatever_host_was_admitted(
     assert any(link.startswith("https://bastion.example.org/auth/reset/") for link in links)
 
 
+def test_security_txt_names_the_public_origin(make_app: Callable[..., Flask]) -> None:
+    app = make_app(PUBLIC_URL="https://bastion.example.org")
+    body = app.test_client().get("/.well-known/security.txt").get_data(as_text=True)
+    assert "Canonical: https://bastion.example.org/.well-known/security.txt\n" in body
+
+
 def test_without_a_public_origin_links_follow_the_admitted_host(
     make_app: Callable[..., Flask],
 ) -> None:
