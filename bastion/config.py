@@ -349,16 +349,18 @@ def _parse_numbers(cfg: Any) -> list[str]:
             number = getattr(BaseConfig, key)
         cfg[key] = number
     # A zero or NaN delay is no throttle at all: sign-in guessing would run unslowed.
+    # Public pages: a withdrawn or moderated article stays on the other workers for as long
+    # as they reuse their copy, so that is bounded to a minute (reuse gains little beyond).
     floats = {
-        "LOGIN_THROTTLE_BASE_SECONDS": 0.001,
-        "LOGIN_THROTTLE_MAX_SECONDS": 0.001,
-        "PUBLIC_PAGE_CACHE_SECONDS": 0.0,
+        "LOGIN_THROTTLE_BASE_SECONDS": (0.001, float(_SECONDS_10Y)),
+        "LOGIN_THROTTLE_MAX_SECONDS": (0.001, float(_SECONDS_10Y)),
+        "PUBLIC_PAGE_CACHE_SECONDS": (0.0, 60.0),
     }
-    for key, lowest in floats.items():
-        parsed = _finite_number(cfg[key], lowest, float(_SECONDS_10Y))
+    for key, (lowest, highest) in floats.items():
+        parsed = _finite_number(cfg[key], lowest, highest)
         if parsed is None:
             problems.append(
-                f"BASTION_{key} must be a number of seconds in {lowest:g}..{_SECONDS_10Y}, "
+                f"BASTION_{key} must be a number of seconds in {lowest:g}..{highest:.0f}, "
                 f"not {cfg[key]!r}"
             )
             parsed = float(getattr(BaseConfig, key))

@@ -298,6 +298,18 @@ def test_a_login_throttle_that_never_waits_is_refused(
         _production(monkeypatch, **{name: value})
 
 
+@pytest.mark.parametrize("value", ["61", "86400", "1e9", "-1"])
+def test_public_pages_are_reused_for_a_minute_at_most(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Other workers serve a withdrawn article for as long as they reuse their copy."""
+    with pytest.raises(ConfigError, match=r"BASTION_PUBLIC_PAGE_CACHE_SECONDS must be a "
+                                          r"number of seconds in 0\.\.60"):
+        _production(monkeypatch, BASTION_PUBLIC_PAGE_CACHE_SECONDS=value)
+    app = _production(monkeypatch, BASTION_PUBLIC_PAGE_CACHE_SECONDS="60")
+    assert app.config["PUBLIC_PAGE_CACHE_SECONDS"] == 60.0
+
+
 def test_numbers_with_spaces_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     app = _production(monkeypatch, BASTION_PROXY_HOPS=" 1 ", BASTION_SESSION_IDLE_MINUTES="15")
     assert app.config["PROXY_HOPS"] == 1 and app.config["SESSION_IDLE_MINUTES"] == 15
