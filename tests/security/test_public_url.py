@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 
@@ -12,7 +11,7 @@ from flask import Flask
 from bastion import create_app
 from bastion.config import ConfigError
 from tests.factories import UserFactory
-from tests.ops.test_settings import PRODUCTION
+from tests.ops.test_settings import PRODUCTION, clean_env  # noqa: F401 - the fixture
 from tests.support.accounts import Outbox
 from tests.support.auth import csrf_token
 
@@ -60,13 +59,6 @@ def test_without_a_public_origin_links_follow_the_admitted_host(
     with app.app_context():
         links = _reset_links(app, "localhost")
     assert links and all(link.startswith("https://localhost/") for link in links), links
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("BASTION_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.mark.usefixtures("clean_env")
