@@ -554,7 +554,9 @@ def public_url_problem(url: str) -> str | None:
         return "BASTION_PUBLIC_URL cannot be parsed"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "BASTION_PUBLIC_URL must look like https://host or https://host:port"
-    if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+    # Compared whole: "https://host?" and "https://host#" have no query or fragment to
+    # urlsplit, yet every link built on them would break.
+    if url != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc:
         return ("BASTION_PUBLIC_URL must be an origin only (no path, query, fragment or "
                 "user name): links add their own paths")
     return None

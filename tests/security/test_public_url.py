@@ -68,6 +68,8 @@ def test_without_a_public_origin_links_follow_the_admitted_host(
         ("https://bastion.example.org/app", "must be an origin only"),
         ("https://bastion.example.org/?next=x", "must be an origin only"),
         ("https://admin@bastion.example.org", "must be an origin only"),
+        ("https://bastion.example.org?", "must be an origin only"),
+        ("https://bastion.example.org#", "must be an origin only"),
         ("ftp://bastion.example.org", "must look like https://host"),
         ("bastion.example.org", "must look like https://host"),
         ("https://bastion.example.org:port", "cannot be parsed"),
