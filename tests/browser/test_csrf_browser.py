@@ -68,4 +68,6 @@ def test_form_posted_from_another_origin_is_refused(live_server, page) -> None: 
         failures = db.session.scalars(
             db.select(AuditEvent).where(AuditEvent.event == "csrf.failure")
         ).all()
-        assert len(failures) == 2
+        # One row per client a minute (an anonymous flood cannot fill the trail); the
+        # second refusal is logged and counted, not stored.
+        assert len(failures) == 1

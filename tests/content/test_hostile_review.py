@@ -112,7 +112,7 @@ def test_a_withdrawn_article_leaves_the_anonymous_page_copies_at_once(
 ) -> None:
     """Anonymous pages are reused for PUBLIC_PAGE_CACHE_SECONDS: an article unpublished
     because it said too much stayed readable, and listed on the home page, until then."""
-    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=300)
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=60)
     with app.app_context():  # requests outside it, each with its own session as in service
         editor = UserFactory(role_name="editor")
         aid = ArticleFactory(author=editor, status="published", title="Leaked plans").id
@@ -133,7 +133,7 @@ def test_a_withdrawn_article_leaves_the_anonymous_page_copies_at_once(
 def test_a_moderated_comment_leaves_the_anonymous_page_copies_at_once(
     make_app: Callable[..., Flask],
 ) -> None:
-    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=300)
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=60)
     with app.app_context():
         comment = CommentFactory(article=ArticleFactory(status="published"), body="Abuse here")
         cid, aid = comment.id, comment.article_id
