@@ -60,10 +60,23 @@ def keyset() -> Keyset:
 
 
 def _encode(
-    user: User, typ: str, lifetime: timedelta, *, jti: str, family: str, password: str
+    user: User,
+    typ: str,
+    lifetime: timedelta,
+    *,
+    jti: str,
+    family: str,
+    password: str,
+    not_after: datetime | None = None,
 ) -> str:
+    """A signed token living ``lifetime`` from now, and never past ``not_after``: the
+    family's end is fixed before the commit, so a lifetime counted from after it would
+    overshoot by however long the commit took."""
     ks = keyset()
     now = time.time()
+    expires = now + lifetime.total_seconds()
+    if not_after is not None:
+        expires = min(expires, not_after.timestamp())
     claims: dict[str, Any] = {
         "iss": current_app.config["JWT_ISSUER"],
         "aud": _audience(typ),
@@ -74,7 +87,7 @@ def _encode(
         "pwd": password,
         "iat": math.ceil(now * 1000) / 1000,  # never earlier than now
         "nbf": int(now),
-        "exp": int(now + lifetime.total_seconds()),
+        "exp": int(expires),
     }
     return jwt.encode(claims, ks.signing_key, algorithm=ALGORITHM, headers={"kid": ks.active_kid})
 
@@ -139,9 +152,11 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
         jti=secrets.token_hex(16),
         family=family,
         password=password,
+        not_after=end,
     )
     refresh = _encode(
-        user, "refresh", refresh_life, jti=refresh_jti, family=family, password=password
+        user, "refresh", refresh_life, jti=refresh_jti, family=family, password=password,
+        not_after=end,
     )
     return TokenPair(access, refresh, int(access_life.total_seconds()))
 
