@@ -114,10 +114,8 @@ def handle_csrf_error(exc: CSRFError) -> Response:
     # The check runs before the rate limits, for anyone, on any form: one request after
     # another wrote an undeletable row each. Every failure is logged and counted; at most
     # one row per client a minute is stored, as for rate-limit breaches and CSP reports.
-    try:
-        audited = first_this_minute("bastion-csrf-audit", request.remote_addr or "")
-    except Exception:  # the shared rate-limit store is down: this log line is the record
-        audited = False
+    # False while the shared store is down: this log line is then the record.
+    audited = first_this_minute("bastion-csrf-audit", request.remote_addr or "")
     log.warning("csrf failure", extra={"reason": exc.description, "path": path,
                                        "audited": audited})
     if audited:

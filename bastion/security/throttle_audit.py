@@ -48,13 +48,21 @@ def record_breach(request_limit: RequestLimit) -> None:
 
 def first_this_minute(scope: str, address: str) -> bool:
     """Whether an anonymous event from ``address`` may write its audit row in ``scope``:
-    once a minute per client, and ``AUDIT_ROWS_PER_MINUTE`` times for everyone."""
+    once a minute per client, and ``AUDIT_ROWS_PER_MINUTE`` times for everyone.
+
+    False while the limiter's store cannot be reached: the callers still log and count
+    the event, and a refusal must not become a 500 because its sample could not be drawn.
+    """
     if not limiter.enabled:
         return True
     strategy = limiter.limiter
-    return bool(strategy.hit(ONE_PER_MINUTE, scope, client_key(address))) and bool(
-        strategy.hit(AUDIT_ROWS_PER_MINUTE, f"{scope}-all")
-    )
+    try:
+        return bool(strategy.hit(ONE_PER_MINUTE, scope, client_key(address))) and bool(
+            strategy.hit(AUDIT_ROWS_PER_MINUTE, f"{scope}-all")
+        )
+    except Exception:  # any storage failure (redis-py, limits): sample nothing
+        log.warning("audit sampling store unavailable", extra={"scope": scope})
+        return False
 
 
 def init_throttle_audit(app: Flask) -> None:

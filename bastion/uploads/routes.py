@@ -97,13 +97,6 @@ def _refuse_unreadable_form(endpoint: str | None, _values: dict[str, Any] | None
     )
 
 
-def _first_this_minute(address: str) -> bool:
-    try:
-        return first_this_minute("bastion-upload-audit", address)
-    except Exception:  # the shared store is down: the counter and the log still see it
-        return False
-
-
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
     """Audit oversized uploads too (refused before the service ever sees them).
@@ -125,7 +118,8 @@ def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
             exc.description = f"The file is larger than {current_app.config['MAX_UPLOAD_MB']} MB."
         # Refused while the form is read, before any rate limit: a stranger's stream of
         # oversized posts stores one row a minute (each is still counted), as CSRF failures.
-        if actor is not None or _first_this_minute(request.remote_addr or ""):
+        if actor is not None or first_this_minute("bastion-upload-audit",
+                                                  request.remote_addr or ""):
             audit.record(
                 "upload.rejected",
                 actor_id=actor,

@@ -140,3 +140,32 @@ def test_a_strangers_oversized_uploads_store_one_audit_row_a_minute(app: Flask) 
     assert statuses == {413}
     rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "upload.rejected"))
     assert len(list(rows)) == 1
+
+
+@pytest.mark.asvs("V16.3.3", "V16.5.3")
+def test_sampled_refusals_stay_4xx_while_the_sampling_store_is_down(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSRF failures, strangers' oversized uploads and CSP reports draw their audit sample
+    from the limiter's store; with that store unreachable each stays its 4xx, never a 500.
+    (Once Flask-Limiter notices, it falls back to per-process memory, where sampling goes
+    on: so only the answers are asserted, not which rows were stored.)"""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from bastion.extensions import limiter
+
+    def down(*_args: Any, **_kwargs: Any) -> bool:
+        raise RedisConnectionError("store unreachable")
+
+    monkeypatch.setattr(limiter.limiter, "hit", down)
+    client = app.test_client()
+    assert client.post("/auth/login", data={"username": "a"}).status_code == 400
+    assert client.post(
+        "/account/avatar", data=b"",
+        environ_overrides={"CONTENT_LENGTH": str(10**9),
+                           "CONTENT_TYPE": "multipart/form-data; boundary=x"},
+    ).status_code == 413
+    report = {"csp-report": {"document-uri": "https://localhost/", "violated-directive": "x",
+                             "blocked-uri": "inline"}}
+    assert client.post("/csp-report", json=report,
+                       headers={"Content-Type": "application/csp-report"}).status_code == 204
