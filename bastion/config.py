@@ -194,7 +194,8 @@ class BaseConfig:
     # Mail, uploads, observability
     MAIL_URL: str | None = None
     MAIL_SENDER = "Bastion <no-reply@localhost>"
-    # Without MAIL_URL, messages are written here (and to the log) instead of being sent.
+    # Without MAIL_URL, messages are written here (and to the log) instead of being sent:
+    # development and tests only, production refuses to start without MAIL_URL.
     OUTBOX_DIR: str | None = None
     # Deliver after the response is decided, so replies take the same time with or without mail.
     MAIL_BACKGROUND = True
@@ -629,6 +630,15 @@ def validate(cfg: Any) -> list[str]:
         )
     if not cfg.get("TRUSTED_HOSTS"):
         problems.append("BASTION_TRUSTED_HOSTS is empty: any Host header would be accepted")
+    if not cfg.get("MAIL_URL"):
+        # Without a server, mail goes to the development outbox: files holding working
+        # confirmation, password-reset and email-change links, named in the log.
+        problems.append(
+            "BASTION_MAIL_URL (or BASTION_MAIL_URL_FILE) is not set: production mail must go "
+            "to an SMTP relay, never to the outbox files and log lines that would hold working "
+            "password-reset links; set it to smtp://user:pass@relay.example.org:587 "
+            "(STARTTLS) or smtps://user:pass@relay.example.org:465"
+        )
     if str(cfg.get("PUBLIC_URL") or "https:").split(":", 1)[0] != "https":
         problems.append("BASTION_PUBLIC_URL must be an https:// address in production")
     if not cfg.get("FORCE_HTTPS") or not cfg.get("SESSION_COOKIE_SECURE"):

@@ -3,7 +3,9 @@
 ``BASTION_MAIL_URL`` is ``smtp://[user:pass@]host[:port]`` (STARTTLS, required unless the host
 is loopback or ``?tls=none``) or ``smtps://...`` (implicit TLS). Without it (development and
 tests) each message is written to ``OUTBOX_DIR`` as an ``.eml`` file and logged, so links can
-be followed without a mail server.
+be followed without a mail server. Production refuses to start without it (bastion/config.py),
+and never writes a message to the outbox or a message body to the log: the links in them
+sign in, reset passwords and change addresses.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def _deliver_in(app: Any, msg: EmailMessage | None, template: str) -> None:
 
 def _deliver(msg: EmailMessage, template: str) -> None:
     url = current_app.config.get("MAIL_URL")
+    if not url and current_app.config["ENV_NAME"] == "production":
+        # Start-up refuses this; should the setting be gone all the same, the message is
+        # dropped rather than written with its link to disk.
+        log.error("mail not sent", extra={"template": template, "error": "no BASTION_MAIL_URL"})
+        return
     try:
         if url:
             _send_smtp(str(url), msg)

@@ -99,6 +99,9 @@ def bastion_env(database_url: str) -> dict[str, str]:
         "BASTION_UPLOAD_DIR": str(RESULTS / "uploads"),
         # The API's own signing key, made the way `flask --app bastion api new-key` makes it.
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("bench-1")]),
+        # Production needs a relay; the bench sends no mail. Nothing listens on this loopback
+        # port, so a message would be logged as not sent, never written anywhere.
+        "BASTION_MAIL_URL": "smtp://127.0.0.1:9",
     }
 
 

@@ -93,6 +93,8 @@ if missing jwt_keys; then
     put jwt_keys "[{\"kid\": \"$kid\", \"pem\": \"$pem\"}]"
 fi
 # Replace with your SMTP relay, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS).
+# Production needs one (mail never goes to files or the log there); nothing answers at this
+# placeholder inside the container, so until then every message is logged as not sent.
 put mail_url "smtp://localhost:25"
 
 if missing tls_fullchain.pem tls_privkey.pem; then

@@ -1,4 +1,4 @@
-"""Checks on what the app emits: template escaping, template tooling, SQL logging."""
+"""Checks on what the app emits: template escaping, template tooling, SQL and mail logging."""
 
 from __future__ import annotations
 
@@ -73,3 +73,37 @@ def template_debug_options(ctx: CheckContext) -> CheckResult:
         if ctx.app.config.get(name) is True
     ]
     return f"{' and '.join(enabled)} enabled." if enabled else None
+
+
+# Flask-Mailman's backends that print each message or save it as a file (Django's names).
+_MAIL_BACKENDS_THAT_KEEP_MESSAGES = {
+    "console": "prints every message to stdout",
+    "file": "writes every message to a file",
+    "flask_mailman.backends.console.emailbackend": "prints every message to stdout",
+    "flask_mailman.backends.filebased.emailbackend": "writes every message to a file",
+}
+
+
+@check(
+    "BST-W404",
+    title="Outgoing mail is written to the log or to files",
+    why="Mail carries live credentials: password-reset, confirmation and sign-in links work "
+    "for whoever reads them. Flask-Mailman's console and file backends print or save every "
+    "message, and MAIL_DEBUG (Flask-Mail) makes smtplib print the whole SMTP conversation, "
+    "the relay password included: the links end up in logs and files that many more people "
+    "and systems can read than the mailbox they were meant for.",
+    fix="In production send mail through an SMTP relay: leave MAIL_DEBUG off (Flask-Mail) "
+    "and MAIL_BACKEND at its default, smtp (Flask-Mailman).",
+    asvs="V16.2.5",
+    deploy=True,
+)
+def mail_written_out(ctx: CheckContext) -> CheckResult:
+    """Development mail delivery left on in production."""
+    config = ctx.app.config
+    problems = []
+    if config.get("MAIL_DEBUG"):
+        problems.append("MAIL_DEBUG is on: smtplib prints every message it sends.")
+    backend = config.get("MAIL_BACKEND")
+    if isinstance(backend, str) and (what := _MAIL_BACKENDS_THAT_KEEP_MESSAGES.get(backend.lower())):
+        problems.append(f"MAIL_BACKEND {backend!r} {what}.")
+    return problems or None

@@ -36,9 +36,10 @@ def test_production_refuses_every_unsafe_setting_in_one_message(
         "BASTION_TRUSTED_HOSTS is empty",
         "HTTPS is not enforced",
         "BASTION_JWT_KEYS",
+        "BASTION_MAIL_URL (or BASTION_MAIL_URL_FILE) is not set",
     ):
         assert expected in message
-    assert len(info.value.problems) == 7
+    assert len(info.value.problems) == 8
 
 
 @pytest.mark.parametrize(
@@ -70,8 +71,12 @@ def test_safe_production_settings_start(monkeypatch: pytest.MonkeyPatch, tmp_pat
     keys_file = tmp_path / "jwt_keys.json"
     keys_file.write_text(json.dumps([new_key_entry("prod-1")]))
     monkeypatch.setenv("BASTION_JWT_KEYS_FILE", str(keys_file))
+    mail_file = tmp_path / "mail_url"
+    mail_file.write_text("smtp://mailer:p%23ss@mail.bastion.example:587\n")
+    monkeypatch.setenv("BASTION_MAIL_URL_FILE", str(mail_file))
     app = create_app({"ENV_NAME": "production"})
     assert app.config["SECRET_KEY"] == STRONG  # read from the file, newline stripped
+    assert app.config["MAIL_URL"] == "smtp://mailer:p%23ss@mail.bastion.example:587"
     assert app.config["TRUSTED_HOSTS"] == ["bastion.example", "www.bastion.example"]
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
     assert app.config["PROXY_HOPS"] == 1
@@ -151,8 +156,9 @@ def test_an_app_with_rate_limiting_off_starts_in_a_fresh_process(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def _production(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
-    """create_app() with a safe production environment plus ``env`` (as an operator sets it)."""
+def _production(monkeypatch: pytest.MonkeyPatch, **env: str | None):  # type: ignore[no-untyped-def]
+    """create_app() with a safe production environment plus ``env`` (as an operator sets it;
+    a variable given as None is left unset)."""
     for key in list(os.environ):
         if key.startswith("BASTION_") or key == "FLASK_DEBUG":
             monkeypatch.delenv(key)
@@ -163,10 +169,27 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no
         "BASTION_TRUSTED_HOSTS": "bastion.example",
         "BASTION_PROXY_HOPS": "1",
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
+        "BASTION_MAIL_URL": "smtp://mailer:secret@mail.bastion.example:587",
     }
     for key, value in {**safe, **env}.items():
-        monkeypatch.setenv(key, value)
+        if value is not None:
+            monkeypatch.setenv(key, value)
     return create_app({"ENV_NAME": "production"})
+
+
+@pytest.mark.asvs("V16.2.5")
+@pytest.mark.parametrize("mail_url", [None, ""])
+def test_production_refuses_to_start_without_a_mail_server(
+    monkeypatch: pytest.MonkeyPatch, mail_url: str | None
+) -> None:
+    """Without BASTION_MAIL_URL every message, with its working password-reset, confirmation
+    or email-change link, would be written to the outbox on disk (development's mailbox)."""
+    with pytest.raises(ConfigError) as info:
+        _production(monkeypatch, BASTION_MAIL_URL=mail_url)
+    (problem,) = info.value.problems
+    assert problem.startswith("BASTION_MAIL_URL (or BASTION_MAIL_URL_FILE) is not set")
+    assert "smtp://" in problem and "smtps://" in problem  # says how to set it
+    assert _production(monkeypatch).config["MAIL_URL"].startswith("smtp://")
 
 
 @pytest.mark.asvs("V2.4.1", "V6.3.1")

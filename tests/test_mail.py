@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from bastion import create_app
+from bastion.api.keys import new_key_entry
+from bastion.observability.logging import JSONFormatter
+from tests.ops.test_settings import PRODUCTION, clean_env  # noqa: F401 - the fixture
 from tests.support.accounts import Outbox
+
+# A password-reset link as a user receives it: whoever reads it can take the account over.
+TOKEN = "IjQ2Ig.aGVsbG8tdGhpcy1pcy1hLXJlc2V0LXRva2Vu.c2lnbmF0dXJl"
+LINK = f"https://bastion.example.org/auth/reset/{TOKEN}"
 
 
 def test_smtp_delivery_has_text_and_html_parts(make_app: Any, smtp_server: Any) -> None:
@@ -84,3 +100,104 @@ def test_an_unusable_mail_url_never_breaks_the_page_or_tells_accounts_apart(
     assert known.status_code == unknown.status_code == 302
     assert known.headers["Location"] == unknown.headers["Location"]
     assert any("mail not sent" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def bastion_log() -> Iterator[Callable[[], io.StringIO]]:
+    """``listen()`` adds a handler writing the ``bastion`` log as production formats it
+    (call it after create_app, which replaces the handlers); the logger's set-up is put back
+    afterwards, so the apps of later tests log as before."""
+    logger = logging.getLogger("bastion")
+    saved = logger.handlers[:], logger.propagate, logger.level
+
+    def listen() -> io.StringIO:
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(JSONFormatter())
+        logger.addHandler(handler)
+        return out
+
+    yield listen
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
+
+
+def _send_reset_link(app: Flask) -> None:
+    from bastion.mail import send_mail
+
+    with app.test_request_context():
+        send_mail("owner@example.org", "Reset your password", "reset",
+                  user=SimpleNamespace(username="owner"), url=LINK, minutes=60)
+
+
+class _RefusingRelay:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return "554 5.7.1 Message refused"
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.asvs("V16.2.5")
+@pytest.mark.parametrize("relay", ["unreachable", "refusing", "setting gone"])
+def test_production_never_writes_a_mailed_link_to_disk_or_the_log(
+    tmp_path: Path,
+    free_port: Callable[[], int],
+    bastion_log: Callable[[], io.StringIO],
+    capfd: pytest.CaptureFixture[str],
+    relay: str,
+) -> None:
+    """Production, debug logging on: a relay that cannot be reached or refuses the message
+    is logged as "mail not sent" with the template and the kind of error, never the body or
+    its link; and should the mail URL be gone, nothing falls back to the outbox."""
+    from aiosmtpd.controller import Controller
+
+    controller = None
+    url = f"smtp://127.0.0.1:{free_port()}"
+    if relay == "refusing":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        controller = Controller(_RefusingRelay(), hostname="127.0.0.1", port=port)
+        controller.start()
+        url = f"smtp://127.0.0.1:{port}"
+    try:
+        app = create_app({**PRODUCTION, "MAIL_URL": url, "MAIL_BACKGROUND": False,
+                          "LOG_LEVEL": "DEBUG", "UPLOAD_DIR": str(tmp_path / "uploads"),
+                          "OUTBOX_DIR": str(tmp_path / "outbox")})
+        log = bastion_log()
+        if relay == "setting gone":
+            app.config["MAIL_URL"] = None
+        _send_reset_link(app)
+    finally:
+        if controller is not None:
+            controller.stop()
+    captured = capfd.readouterr()
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [line["msg"] for line in lines] == ["mail not sent"]
+    assert lines[0]["template"] == "reset"
+    for text in (log.getvalue(), captured.out, captured.err):
+        assert TOKEN not in text and "Choose a new password" not in text
+    assert not (tmp_path / "outbox").exists()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_development_still_writes_mail_to_the_outbox_and_the_log(
+    tmp_path: Path, bastion_log: Callable[[], io.StringIO]
+) -> None:
+    """Without BASTION_MAIL_URL a developer follows links from instance/outbox or the log."""
+    app = create_app({
+        "ENV_NAME": "development",
+        "SECRET_KEY": "development-" + "k" * 52,
+        "JWT_KEYS": json.dumps([new_key_entry("dev-1")]),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "MAIL_BACKGROUND": False,
+    })
+    assert not app.config["MAIL_URL"]
+    outbox = Outbox(app)
+    log = bastion_log()
+    _send_reset_link(app)
+    assert outbox.link("owner@example.org", "/auth/reset/") == f"/auth/reset/{TOKEN}"
+    (line,) = [json.loads(text) for text in log.getvalue().splitlines()]
+    assert line["msg"] == "mail written to outbox"
+    assert LINK in line["body"]

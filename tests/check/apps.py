@@ -245,6 +245,7 @@ UNSAFE: dict[str, Variant] = {
     "BST-E401": Variant(tweak=_no_autoescape),
     "BST-W402": Variant(config={"SQLALCHEMY_ECHO": True}),
     "BST-W403": Variant(config={"TEMPLATES_AUTO_RELOAD": True}),
+    "BST-W404": Variant(config={"MAIL_BACKEND": "console"}),
     "BST-W501": Variant(tweak=_propagating_failure),
     "BST-E505": Variant(tweak=_propagating_failure),
     "BST-I502": Variant(tweak=_failing_index),

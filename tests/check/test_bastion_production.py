@@ -27,6 +27,8 @@ def production_env(database_url: str) -> dict[str, str]:
         "BASTION_PROXY_HOPS": "1",
         # The API's signing keys, made by the code behind `flask --app bastion api new-key`.
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
+        # Production mails through a relay (never to the outbox); nothing is sent here.
+        "BASTION_MAIL_URL": "smtp://127.0.0.1:9",
     }
 
 

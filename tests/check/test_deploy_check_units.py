@@ -214,3 +214,22 @@ def test_flask_debug_in_the_environment_is_reported(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FLASK_DEBUG", "1")
     report = run_checks(apps.safe_app(), deploy=True)
     assert "BST-E001" in {finding.id for finding in report.findings}
+
+
+@pytest.mark.asvs("V16.2.5")
+@pytest.mark.parametrize(
+    ("config", "fires"),
+    [
+        ({"MAIL_DEBUG": True}, True),
+        ({"MAIL_DEBUG": 1}, True),
+        ({"MAIL_BACKEND": "file", "MAIL_FILE_PATH": "/tmp/mail"}, True),
+        ({"MAIL_BACKEND": "flask_mailman.backends.console.EmailBackend"}, True),
+        ({"MAIL_DEBUG": False, "MAIL_BACKEND": "smtp"}, False),
+        ({"MAIL_BACKEND": "flask_mailman.backends.smtp.EmailBackend"}, False),
+    ],
+)
+def test_mail_written_to_the_log_or_files_is_found(config: dict[str, object], fires: bool) -> None:
+    """Flask-Mail's SMTP debugging and Flask-Mailman's console and file backends put every
+    message, with its reset or sign-in link, where readers of logs and disks find it."""
+    report = run_checks(apps.make_app(apps.Variant(config=config)), deploy=True)
+    assert ("BST-W404" in {f.id for f in report.findings}) is fires

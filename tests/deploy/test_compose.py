@@ -131,6 +131,9 @@ def test_app_containers_are_locked_down(compose: dict[str, Any]) -> None:
         assert env["BASTION_ENV"] == "production"
         assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
         assert int(env["BASTION_PROXY_HOPS"]) == 1, "exactly one proxy (nginx) in front"
+        # Production refuses to start without a relay: mail never goes to the outbox.
+        assert env["BASTION_MAIL_URL_FILE"] == "/run/secrets/mail_url"
+        assert "mail_url" in service["secrets"]
         assert "ports" not in service, "the app is reached only through nginx"
     for name, service in _services(compose).items():
         assert "no-new-privileges:true" in service.get("security_opt", []), name

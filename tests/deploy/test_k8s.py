@@ -398,8 +398,55 @@ def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
     assert not any("snippet" in key for key in annotations), (
         "configuration snippets are an injection risk"
     )
-    backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    backend = _ingress_backend(rendered, host, "/")
     assert backend == {"name": "bastion-web", "port": {"name": "https"}}
+
+
+def _ingress_backend(docs: list[Manifest], host: str, path: str) -> dict[str, Any]:
+    """The Service backend a request for ``host`` and ``path`` reaches through the Ingress
+    objects, by the Ingress API's rules (which every controller follows for Exact and Prefix
+    paths): the longest matching path wins, Exact before Prefix when they are as long."""
+    matches: list[tuple[int, bool, dict[str, Any]]] = []
+    for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            if rule.get("host", host) != host:
+                continue
+            for entry in rule["http"]["paths"]:
+                kind, rule_path = entry["pathType"], entry["path"]
+                assert kind in {"Exact", "Prefix"}, (
+                    f"{rule_path}: ImplementationSpecific matching depends on the controller"
+                )
+                prefix = rule_path.rstrip("/")  # Prefix matches whole path elements
+                if kind == "Exact":
+                    hit = path == rule_path
+                else:
+                    hit = path == prefix or path.startswith(prefix + "/")
+                if hit:
+                    matches.append((len(rule_path), kind == "Exact", entry["backend"]["service"]))
+    assert matches, f"no Ingress path matches {path}"
+    return max(matches, key=lambda match: match[:2])[2]
+
+
+@pytest.mark.asvs("V13.4.5")
+def test_ingress_never_forwards_readiness_or_metrics_to_the_app(
+    rendered: list[Manifest],
+) -> None:
+    """As behind the compose nginx, /readyz (whether PostgreSQL and Redis are up: the moment
+    rate limits fall back to per-process ones) and /metrics are answered at the edge: they
+    lead to a Service with no pods, so the app never sees them from outside."""
+    host = _one(rendered, "Ingress")["spec"]["rules"][0]["host"]
+    services = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Service"}
+    for path in ("/readyz", "/metrics"):
+        backend = _ingress_backend(rendered, host, path)
+        assert backend["name"] != "bastion-web", f"{path} is routed to the app"
+        service = services[backend["name"]]
+        assert "selector" not in service["spec"], f"{path}: its Service must have no pods"
+        assert service["spec"]["type"] == "ClusterIP"
+        ports = {port.get("name") for port in service["spec"]["ports"]}
+        assert backend["port"].get("name") in ports, backend
+    # Every other path reaches the app, which answers 404 to /readyz/ and /readyzz itself.
+    for path in ("/", "/healthz", "/auth/login", "/readyz/", "/readyzz", "/metrics/x"):
+        assert _ingress_backend(rendered, host, path)["name"] == "bastion-web", path
 
 
 @pytest.mark.asvs("V13.3.1", "V13.3.2")
@@ -442,6 +489,27 @@ def test_secrets_are_referenced_never_inlined(rendered: list[Manifest]) -> None:
                     mount_dirs = [m["mountPath"] for n, m in mounts.items() if n in secret_volumes]
                     assert any(env["value"].startswith(d + "/") for d in mount_dirs), env
                 assert "valueFrom" not in env or "secretKeyRef" not in env["valueFrom"]
+
+
+def test_app_containers_read_the_mail_relay_from_a_mounted_secret(
+    rendered: list[Manifest],
+) -> None:
+    """Production refuses to start without BASTION_MAIL_URL (mail never goes to the outbox):
+    the web pods and the migration job (which starts the app too) read it from a file that
+    their Secret volume really provides."""
+    for workload in _workloads(rendered):
+        pod = workload["spec"]["template"]["spec"]
+        files = {
+            f"{mount['mountPath']}/{item['path']}"
+            for container in pod["containers"]
+            for mount in container["volumeMounts"]
+            for volume in pod["volumes"]
+            if volume["name"] == mount["name"] and "secret" in volume
+            for item in volume["secret"].get("items", [])
+        }
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env.get("BASTION_MAIL_URL_FILE") in files, workload["metadata"]["name"]
 
 
 def _policies(docs: list[Manifest]) -> list[Manifest]:

@@ -25,6 +25,7 @@ PRODUCTION = {
     "PLAINTEXT_DATA_HOSTS": "db.internal,redis.internal",  # a private network, declared
     "TRUSTED_HOSTS": "bastion.example.org",
     "JWT_KEYS": json.dumps([new_key_entry("ops-1")]),  # as `flask --app bastion api new-key`
+    "MAIL_URL": "smtp://mail.internal:587",
 }
 # The metric families dashboards and alert rules may rely on (deploy/metrics.txt).
 EXPORTED = {
