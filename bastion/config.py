@@ -617,12 +617,14 @@ def validate(cfg: Any) -> list[str]:
 
     if msg := list_problem():
         problems.append(msg)
-    from bastion.security.transport import database_problem, redis_problem
+    from bastion.security.transport import database_problem, mail_problem, redis_problem
 
     private = cfg.get("PLAINTEXT_DATA_HOSTS") or frozenset()
     if msg := database_problem(str(cfg["SQLALCHEMY_DATABASE_URI"]), private):
         problems.append(msg)
     if cfg.get("REDIS_URL") and (msg := redis_problem(str(cfg["REDIS_URL"]), private)):
+        problems.append(msg)
+    if cfg.get("MAIL_URL") and (msg := mail_problem(str(cfg["MAIL_URL"]), private)):
         problems.append(msg)
     if str(cfg["RATELIMIT_STORAGE_URI"]).startswith("memory"):
         problems.append(

@@ -101,13 +101,20 @@ def mail_url_problem(url: str) -> str | None:
         return "BASTION_MAIL_URL must start with smtp:// or smtps://"
     if not parts.hostname:
         return "BASTION_MAIL_URL names no host"
+    if parts.scheme == "smtp" and smtp_tls(url) not in ("starttls", "none"):
+        return "BASTION_MAIL_URL's ?tls= must be starttls (the default) or none"
     return None
+
+
+def smtp_tls(url: str) -> str:
+    """How an ``smtp://`` URL asks to protect the connection: ``starttls`` or ``none``."""
+    return parse_qs(urlsplit(url).query).get("tls", ["starttls"])[0]
 
 
 def _send_smtp(url: str, msg: EmailMessage) -> None:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
+    tls = smtp_tls(url)
     context = ssl.create_default_context()
     if parts.scheme == "smtps":
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=10, context=context)

@@ -1,7 +1,8 @@
-"""Production refuses plaintext to PostgreSQL and Redis across a network it was not told
-is private.
+"""Production refuses plaintext to PostgreSQL, Redis and the mail relay across a network it
+was not told is private.
 
-Credentials, sessions' data and rate-limit state travel on these connections. Loopback and
+Credentials, sessions' data, rate-limit state and mailed reset links travel on these
+connections. Loopback and
 Unix sockets never leave the host; any other host must be reached over TLS that verifies
 the server (``sslmode=verify-full`` or ``verify-ca``; a ``rediss://`` URL that does not turn
 certificate checks off), or be named in ``BASTION_PLAINTEXT_DATA_HOSTS`` by an operator
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Collection, Iterator
+from urllib.parse import urlsplit
 
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from sqlalchemy.engine import make_url
@@ -113,4 +115,26 @@ def redis_problem(url: str, private_hosts: Collection[str]) -> str | None:
     return (
         f"BASTION_REDIS_URL reaches {host} without TLS: use a rediss:// URL or, if the "
         f"network to it is private, name it in BASTION_PLAINTEXT_DATA_HOSTS"
+    )
+
+
+def mail_problem(url: str, private_hosts: Collection[str]) -> str | None:
+    """``smtp://...?tls=none`` sends the relay password and every reset link in clear text.
+
+    STARTTLS (the default) and ``smtps://`` verify the relay's certificate
+    (``bastion.mail._send_smtp``); only the explicit ``none`` skips TLS, which is for a relay
+    on this host or on a network the operator names private.
+    """
+    from bastion.mail import smtp_tls
+
+    parts = urlsplit(url)
+    if parts.scheme != "smtp" or smtp_tls(url) != "none":
+        return None
+    host = parts.hostname or "localhost"
+    if _local(host) or host in private_hosts:
+        return None
+    return (
+        f"BASTION_MAIL_URL sends to {host} without TLS (?tls=none): drop ?tls=none (STARTTLS, "
+        f"verified) or use smtps://, or, if the network to it is private, name it in "
+        f"BASTION_PLAINTEXT_DATA_HOSTS"
     )
