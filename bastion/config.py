@@ -369,6 +369,45 @@ def _parse_numbers(cfg: Any) -> list[str]:
     return problems
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _switch_names(app: Flask) -> set[str]:
+    """Settings that are on/off switches: those whose default (ours or Flask's) is a bool."""
+    config_class = CONFIGS[app.config["ENV_NAME"]]
+    names = {key for key, value in app.default_config.items() if isinstance(value, bool)}
+    for klass in config_class.__mro__:
+        names.update(
+            key for key, value in vars(klass).items() if key.isupper() and isinstance(value, bool)
+        )
+    return names
+
+
+def _parse_switches(app: Flask) -> list[str]:
+    """On/off settings as real booleans; anything else is a named problem.
+
+    Flask's ``from_prefixed_env`` reads ``true``/``false`` as booleans but ``0``/``1`` as
+    numbers and ``yes``/``off`` as strings: ``BASTION_RATELIMIT_ENABLED=off`` was the
+    truthy string "off", and ``BASTION_SESSION_COOKIE_SECURE=0`` made the cookie attribute
+    ``Secure=0``. A word that is neither (``flase``) stops start-up instead of counting as on.
+    """
+    cfg = app.config
+    problems = []
+    for key in sorted(_switch_names(app)):
+        value = cfg.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if word in TRUE_WORDS:
+            cfg[key] = True
+        elif word in FALSE_WORDS:
+            cfg[key] = False
+        else:
+            problems.append(f"BASTION_{key} must be true or false, not {value!r}")
+    return problems
+
+
 def _rate_limits(cfg: Any) -> list[str]:
     """Rate-limit settings must parse: Flask-Limiter logs a limit it cannot read and then
     applies none, so a typo would switch the limit off instead of stopping start-up."""
@@ -427,7 +466,7 @@ def _normalise(app: Flask) -> list[str]:
     """Turn the plain strings that environment variables give into the types Flask expects;
     return the settings that could not be understood."""
     cfg = app.config
-    problems = _parse_numbers(cfg) + _rate_limits(cfg) + _fallback_keys(cfg)
+    problems = _parse_switches(app) + _parse_numbers(cfg) + _rate_limits(cfg) + _fallback_keys(cfg)
     plain = cfg.get("PLAINTEXT_DATA_HOSTS") or ()
     if isinstance(plain, str):
         plain = [h.strip() for h in plain.split(",")]
@@ -441,8 +480,6 @@ def _normalise(app: Flask) -> list[str]:
     if isinstance(keys, (list, dict)):
         # from_prefixed_env decodes JSON values; the keyset reader takes the JSON text.
         cfg["JWT_KEYS"] = json.dumps(keys)
-    if isinstance(cfg.get("DEBUG"), str):
-        cfg["DEBUG"] = cfg["DEBUG"].lower() in {"1", "true", "yes", "on"}
     instance = Path(app.instance_path)
     if not cfg.get("DATABASE_URL"):
         cfg["DATABASE_URL"] = f"sqlite:///{instance / 'bastion.db'}"

@@ -379,3 +379,41 @@ def test_roles_that_must_have_2fa_are_read_from_the_environment(
     app = _production(monkeypatch, BASTION_REQUIRE_2FA_ROLES=" admin , editor ")
     assert app.config["REQUIRE_2FA_ROLES"] == frozenset({"admin", "editor"})
     assert _production(monkeypatch).config["REQUIRE_2FA_ROLES"] == frozenset({"admin"})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", False), ("off", False), (" No ", False), ("false", False),
+     ("1", True), ("on", True), ("YES", True), ("true", True)],
+)
+def test_switches_take_the_usual_words(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    """``0``/``off`` mean off: before, "off" was a non-empty (truthy) string and ``0`` a number
+    that made the session cookie's attribute ``Secure=0``."""
+    for key in list(os.environ):
+        if key.startswith("BASTION_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("BASTION_ENV", "development")
+    monkeypatch.setenv("BASTION_SESSION_COOKIE_SECURE", value)
+    monkeypatch.setenv("BASTION_WTF_CSRF_SSL_STRICT", value)
+    monkeypatch.setenv("BASTION_USE_X_SENDFILE", value)  # one of Flask's own switches
+    app = create_app({"DATABASE_URL": "sqlite://"})
+    for key in ("SESSION_COOKIE_SECURE", "WTF_CSRF_SSL_STRICT", "USE_X_SENDFILE"):
+        assert app.config[key] is expected, key
+    cookie = app.test_client().get("/auth/login").headers["Set-Cookie"]
+    assert ("; Secure" in cookie) is expected and "Secure=" not in cookie
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("BASTION_RATELIMIT_ENABLED", "flase"), ("BASTION_SESSION_COOKIE_SECURE", "2"),
+     ("BASTION_DEBUG", "maybe"), ("BASTION_FORCE_HTTPS", "")],
+)
+@pytest.mark.asvs("V13.4.2")
+def test_a_switch_that_is_neither_on_nor_off_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A typo is named, never guessed: "flase" counted as on, "maybe" as off."""
+    with pytest.raises(ConfigError, match=f"{name} must be true or false"):
+        _production(monkeypatch, **{name: value})
