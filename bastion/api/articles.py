@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, request
+from flask import Response, abort, request
 
 from bastion import pagecache
 from bastion.api import bp
@@ -12,6 +12,7 @@ from bastion.api.spec import Serialized, operation
 from bastion.api.users import author_out
 from bastion.content import services
 from bastion.content.write_limits import ARTICLE_WRITES, limited_by
+from bastion.errors import problem
 from bastion.models import Article, User
 from bastion.security import authz
 from bastion.security.access import bearer_required
@@ -57,6 +58,13 @@ def load_article(article_id: int) -> Article:
     if article is None:
         abort(404, description="There is no article with that id.")
     return article
+
+
+@bp.errorhandler(services.ContentNotFoundError)
+def deleted_meanwhile(exc: services.ContentNotFoundError) -> Response:
+    """An article or comment deleted while the request acted on it (here or in
+    ``bastion.api.comments``): the 404 problem+json given for one that never existed."""
+    return problem(404, exc.message)
 
 
 def _require_own_or_scope(article: Article) -> None:

@@ -6,12 +6,14 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from markupsafe import Markup, escape
+from werkzeug.exceptions import NotFound
 
 from bastion.auth.forms import EmptyForm
 from bastion.content import bp
 from bastion.content import services as content
 from bastion.content.forms import ArticleForm, CommentForm, add_service_error
 from bastion.content.write_limits import ARTICLE_WRITES, COMMENT_WRITES, limited_by
+from bastion.errors import handle_http_exception
 from bastion.extensions import limiter
 from bastion.models import Article, Comment
 from bastion.pagecache import cached_public_page
@@ -26,6 +28,13 @@ INVALID = 422  # a form with errors is re-shown with this status, so clients can
 def nl2br(text: str) -> Markup:
     """Escape first, then keep line breaks: the only markup a comment can ever contain."""
     return escape(text).replace("\n", Markup("<br>\n"))
+
+
+@bp.errorhandler(content.ContentNotFoundError)
+def deleted_meanwhile(exc: content.ContentNotFoundError) -> ResponseReturnValue:
+    """An article or comment deleted while the request acted on it: the site's 404 page,
+    as for one that never existed."""
+    return handle_http_exception(NotFound(description=exc.message))
 
 
 def _readable_article(article_id: int, attempt: str = "") -> Article:

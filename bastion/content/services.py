@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import abort
 from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select, update
 from sqlalchemy.orm import load_only
 
@@ -51,6 +50,18 @@ class ContentError(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class ContentNotFoundError(LookupError):
+    """The article or comment acted on was deleted meanwhile; the message is safe to show.
+
+    Not a ContentError: nothing sent was wrong. Pages and the API answer it with the 404
+    they give for one that never existed (HTML, or problem+json).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -303,7 +314,7 @@ def update_article(
     # Rendered before the row is locked: a long body takes seconds, and SQLite's write lock
     # would stop every other writer meanwhile.
     body_html = render_markdown(clean_body) if clean_body is not None else None
-    _lock_or_404(Article, article.id, ARTICLE_GONE)
+    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     _audit_for_author(actor, article.author_id, "article.edited_by_admin",
                       {"article_id": article.id, "fields": changed})
     if clean_title is not None:
@@ -342,7 +353,7 @@ def delete_article(actor: User, article: Article) -> None:
         hide=not authz.can_read_article(actor, article),
         what=f"delete article {article.id}",
     )
-    _lock_or_404(Article, article.id, ARTICLE_GONE)
+    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
                       {"article_id": article.id})
     article_id = article.id
@@ -374,13 +385,13 @@ def _lock_row(model: type[Article] | type[Comment], pk: int,
     )) == 1
 
 
-def _lock_or_404(model: type[Article] | type[Comment], pk: int, message: str) -> None:
-    """Answer 404 when the row was deleted since it was loaded: the ORM would otherwise find
-    its UPDATE or DELETE matching nothing at commit (a 500, or a warning and a false audit
-    record and "deleted" message)."""
+def _lock_or_not_found(model: type[Article] | type[Comment], pk: int, message: str) -> None:
+    """Raise ContentNotFoundError when the row was deleted since it was loaded: the ORM
+    would otherwise find its UPDATE or DELETE matching nothing at commit (a 500, or a
+    warning and a false audit record and "deleted" message)."""
     if not _lock_row(model, pk):
         db.session.rollback()
-        abort(404, description=message)
+        raise ContentNotFoundError(message)
 
 
 def _still_published(article_id: int) -> bool:
@@ -437,7 +448,7 @@ def _recent_duplicate(author_id: int, article_id: int, body: str) -> Comment | N
 def update_comment(actor: User, comment: Comment, body: str) -> Comment:
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
-    _lock_or_404(Comment, comment.id, COMMENT_GONE)
+    _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
                       {"comment_id": comment.id, "article_id": comment.article_id})
     if clean_body != comment.body:  # saving the same text is not an edit
@@ -450,7 +461,7 @@ def update_comment(actor: User, comment: Comment, body: str) -> Comment:
 
 def delete_comment(actor: User, comment: Comment) -> None:
     authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
-    _lock_or_404(Comment, comment.id, COMMENT_GONE)
+    _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.moderated", {"comment_id": comment.id})
     db.session.delete(comment)
     db.session.commit()

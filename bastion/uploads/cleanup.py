@@ -3,7 +3,15 @@
 The database removes ``uploads`` rows with their article or owner (ON DELETE CASCADE), but
 files are not in the database. A ``before_flush`` hook notes the files of everything being
 deleted (and deletes the rows itself, for SQLite without foreign-key enforcement); the files
-are unlinked only ``after_commit``, so a rolled-back delete keeps its files.
+are unlinked only ``after_commit``, so a rolled-back delete keeps its files. A DELETE
+statement on users run through the session (``delete(User)``) is handled the same way,
+just before it runs.
+
+A user who goes takes their own images along (their photo, the images of their articles,
+images attached to no article), but not the images they put into someone else's article
+(an admin may edit any article): those are part of that author's content, so they are
+handed over to the article's author, in the same transaction, and audited as
+``upload.handed_over``.
 ``check_store`` finds what a crash could still leave behind, for ``flask uploads check``.
 """
 
@@ -13,14 +21,17 @@ import logging
 import os
 import re
 import stat
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, event, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, event, or_, select, true, update
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
+from bastion.security import audit
 from bastion.uploads import storage
 from bastion.uploads.services import file_names
 
@@ -42,19 +53,101 @@ def _collect_files_of_deleted(session: Session, _ctx: object, _instances: object
             doomed.update(storage.path_for(n) for n in file_names(obj))
     if not (article_ids or user_ids):
         return
+    with session.no_autoflush:
+        if user_ids:
+            _lock_users(session, User.id.in_(user_ids))
+            _hand_over(session, user_ids, article_ids)
+        _remove_uploads(session, user_ids, article_ids)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _before_deleting_users(state: ORMExecuteState) -> None:
+    """``delete(User)`` never flushes, so the hook above misses it: the same rule, first."""
+    if not state.is_delete:
+        return
+    # The mapper for ``delete(User)``; the table for ``delete(User.__table__)``.
+    mapper, table = state.bind_mapper, getattr(state.statement, "table", None)
+    if not (
+        (mapper is not None and mapper.class_ is User)
+        or getattr(table, "name", None) == User.__tablename__
+    ):
+        return
+    session = state.session
+    condition = getattr(state.statement, "whereclause", None)
+    condition = true() if condition is None else condition
+    with session.no_autoflush:
+        _lock_users(session, condition)
+        user_ids = list(session.scalars(select(User.id).where(condition)))
+        if user_ids:
+            _hand_over(session, user_ids, [])
+            _remove_uploads(session, user_ids, [])
+
+
+def _lock_users(session: Session, condition: ColumnElement[bool]) -> None:
+    """Take the users' locks (``bastion.models.locks.lock_user``) before anything is read.
+
+    Their uploads and deletes wait until the deletion commits, so an image uploaded into
+    another author's article in the meantime is either seen and handed over, or refused
+    once the user is gone, never deleted with them. The new owners are not locked: their
+    quota is not checked for what they receive, and a fixed order for two deletions that
+    hand over to each other could not be kept.
+    """
+    session.execute(
+        update(User)
+        .where(condition)
+        .values(updated_at=User.updated_at)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    )
+
+
+def _hand_over(session: Session, user_ids: Sequence[int], article_ids: Sequence[int]) -> None:
+    """Give the leaving users' images in other people's articles to those articles' authors.
+
+    Articles whose author leaves too, or that are deleted in the same flush, keep nothing:
+    their images go with them. One audit event per new owner and former owner, the new
+    owner (whose content it is) as the target user.
+    """
+    rows = session.execute(
+        select(Upload.id, Upload.owner_id, Article.author_id)
+        .join(Article, Article.id == Upload.article_id)
+        .where(
+            Upload.owner_id.in_(user_ids),
+            Article.author_id.not_in(user_ids),
+            Article.id.not_in(article_ids),
+        )
+        .order_by(Upload.created_at, Upload.id)
+    ).all()
+    moves: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for upload_id, former, author in rows:
+        moves[(former, author)].append(upload_id)
+    for (former, author), ids in moves.items():
+        session.execute(
+            update(Upload)
+            .where(Upload.id.in_(ids), Upload.owner_id == former)
+            .values(owner_id=author)
+            .execution_options(synchronize_session="fetch")
+        )
+        audit.record(
+            "upload.handed_over",
+            target_user_id=author,
+            details={"from_user_id": former, "count": len(ids), "upload_ids": ids},
+            commit=False,
+        )
+
+
+def _remove_uploads(session: Session, user_ids: Sequence[int], article_ids: Sequence[int]) -> None:
+    """Note the files of the uploads that go with these users and articles, and delete the
+    rows now, before their parents, whether or not the database cascades."""
     owned_articles = select(Article.id).where(Article.author_id.in_(user_ids))
     condition = or_(
         Upload.article_id.in_(article_ids),
         Upload.owner_id.in_(user_ids),
         Upload.article_id.in_(owned_articles),
     )
-    with session.no_autoflush:
-        for upload in session.scalars(select(Upload).where(condition)):
-            doomed.update(storage.path_for(n) for n in file_names(upload))
-        # Rows go now, before their parents, whether or not the database cascades.
-        session.execute(
-            delete(Upload).where(condition).execution_options(synchronize_session=False)
-        )
+    doomed = _doomed(session)
+    for upload in session.scalars(select(Upload).where(condition)):
+        doomed.update(storage.path_for(n) for n in file_names(upload))
+    session.execute(delete(Upload).where(condition).execution_options(synchronize_session=False))
 
 
 @event.listens_for(Session, "after_commit")

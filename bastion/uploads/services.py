@@ -171,6 +171,14 @@ def _article_still_there(article_id: int) -> bool:
     return db.session.scalar(stmt.with_for_update(read=True, key_share=True)) is not None
 
 
+def _user_still_there(user_id: int) -> bool:
+    """Whether the uploader's account survived until now (read under their lock, which a
+    deletion holds until it commits): a row owned by a deleted account would be refused by
+    PostgreSQL at commit (a 500) and kept by SQLite, owned by no one, maybe by the next
+    account given the same id."""
+    return db.session.scalar(select(User.id).where(User.id == user_id)) is not None
+
+
 def _check_quota(actor: User, incoming: int, *, replacing: Upload | None) -> None:
     count, total = usage(actor.id)
     if replacing is not None:
@@ -192,6 +200,8 @@ def _save(
     # One user's uploads and deletes, one at a time: two at once cannot both pass the quota
     # check, and a photo is not removed from under its replacement.
     lock_user(actor.id)
+    if not _user_still_there(actor.id):
+        raise UploadError("gone", "Your account was deleted.", 404)
     if article is not None and not _article_still_there(article.id):
         raise UploadError("gone", "The article was deleted.", 404)
     old_avatar = None

@@ -104,6 +104,68 @@ def test_deleting_what_was_deleted_meanwhile_is_404_and_audits_no_deletion(
     assert _audit_count(event) == 0
 
 
+@pytest.mark.asvs("V2.3.3")
+@pytest.mark.parametrize("change", ["edit article", "delete article", "edit comment",
+                                    "delete comment"])
+def test_the_services_signal_a_row_deleted_meanwhile_without_http(
+    app: Flask, change: str
+) -> None:
+    """Services answer no requests: the page and the API each turn this into their 404."""
+    comment = CommentFactory(article=ArticleFactory(status="published"))
+    article = comment.article
+    table, pk = ("articles", article.id) if "article" in change else ("comments", comment.id)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {table} WHERE id = :pk"), {"pk": pk})  # noqa: S608
+    calls: dict[str, Callable[[], object]] = {
+        "edit article": lambda: content.update_article(article.author, article, title="New"),
+        "delete article": lambda: content.delete_article(article.author, article),
+        "edit comment": lambda: content.update_comment(comment.author, comment, "New"),
+        "delete comment": lambda: content.delete_comment(comment.author, comment),
+    }
+    with pytest.raises(content.ContentNotFoundError) as gone:
+        calls[change]()
+    gone_message = content.ARTICLE_GONE if "article" in change else content.COMMENT_GONE
+    assert gone.value.message == gone_message
+
+
+@pytest.mark.asvs("V2.3.3", "V16.5.1")
+@pytest.mark.parametrize(
+    ("method", "kind", "vanishes_in"),
+    [
+        ("PATCH", "article", (content, "render_markdown")),
+        ("DELETE", "article", (authz, "can_delete_article")),
+        ("DELETE", "comment", (authz, "can_delete_comment")),
+    ],
+)
+def test_an_api_change_racing_a_deletion_answers_the_apis_404(
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    kind: str,
+    vanishes_in: tuple[object, str],
+) -> None:
+    """The service finds the row gone once it takes the lock; the API answers with its
+    own 404 (problem+json, the service's message), not an error page or a 500."""
+    from bastion.api import tokens
+
+    comment = CommentFactory(article=ArticleFactory(status="published"))
+    if kind == "article":
+        pk, table, path = comment.article_id, "articles", f"/api/v1/articles/{comment.article_id}"
+        who, gone = comment.article.author, content.ARTICLE_GONE
+    else:
+        pk, table, path = comment.id, "comments", f"/api/v1/comments/{comment.id}"
+        who, gone = comment.author, content.COMMENT_GONE
+    access = tokens.issue_pair(who).access_token
+    _vanish_when_called(monkeypatch, *vanishes_in, table, pk)
+    body = {"json": {"title": "New", "body": "New"}} if method == "PATCH" else {}
+    resp = app.test_client().open(
+        path, method=method, headers={"Authorization": f"Bearer {access}"}, **body
+    )
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"
+    assert resp.get_json()["detail"] == gone
+
+
 # ------------------------------------------------------------ anonymous page copies ---
 @pytest.mark.asvs("V14.2.2", "V8.2.2")
 @pytest.mark.parametrize("change", ["unpublish", "delete"])
