@@ -159,6 +159,52 @@ def test_upgrading_renders_old_headings_and_tables_again(make_app, backend: str)
     assert summary.startswith("Part one")
 
 
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_stores_idn_domains_in_ace_form_and_never_merges_accounts(  # type: ignore[no-untyped-def]
+    make_app, backend: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Addresses were stored with the domain as typed, so one mailbox could hold an account
+    per spelling. The rewrite must not break the unique index, nor pick one of those
+    accounts: rows sharing a canonical address stay as they are, and are named in the log."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.auth.services import find_user_by_email
+    from bastion.models import User
+    from tests.factories import UserFactory
+
+    stored = {
+        "carol": "carol@bücher.example",  # alone: rewritten
+        "dave-ace": "dave@xn--bcher-kva.example",  # already canonical ...
+        "dave-utf8": "dave@bücher.example",  # ... so this one cannot be rewritten
+        "erin-a": "erin@bücher.example",  # two spellings, neither canonical:
+        "erin-b": "erin@b\u00fccher\u3002example",  # which keeps the address is not ours to say
+        "frank": "frank@example.org",
+        "gina": "gina@xn--zz.example",  # not valid IDNA: its own canonical form
+    }
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0009_comment_edited_at")
+        ids = {name: UserFactory(username=name, email=email).id for name, email in stored.items()}
+        db.session.remove()
+        capfd.readouterr()
+        upgrade()
+        emails = {name: db.session.get(User, ident).email for name, ident in ids.items()}
+        found = {spelling: getattr(find_user_by_email(spelling), "username", None)
+                 for spelling in ("dave@bücher.example", "dave@xn--bcher-kva.example",
+                                  "erin@bücher.example", "carol@bücher.example")}
+    assert emails == {**stored, "carol": "carol@xn--bcher-kva.example"}
+    assert found == {"dave@bücher.example": "dave-utf8", "dave@xn--bcher-kva.example": "dave-ace",
+                     "erin@bücher.example": "erin-a", "carol@bücher.example": "carol"}
+    warnings = [line for line in capfd.readouterr().err.splitlines()
+                if "0010_email_idna_domains: users" in line]
+    assert len(warnings) == 2
+    dave = f"users {ids['dave-ace']} (dave-ace), {ids['dave-utf8']} (dave-utf8) hold one email"
+    erin = f"users {ids['erin-a']} (erin-a), {ids['erin-b']} (erin-b) hold one email"
+    assert dave in warnings[0] + warnings[1] and erin in warnings[0] + warnings[1]
+    assert "@" not in "".join(warnings)  # ids and usernames only: no addresses in logs
+
+
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_migration_downgrades_and_upgrades_again(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]

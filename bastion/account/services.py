@@ -11,6 +11,7 @@ from bastion.auth.login import Step, confirm_password
 from bastion.auth.services import (
     AccountError,
     canonical_email,
+    email_spellings,
     email_taken,
     set_password,
 )
@@ -64,7 +65,7 @@ def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
     ``_release_from_unconfirmed``.
     """
     new = canonical_email(new_email)
-    if new == user.email:
+    if user.email in email_spellings(new_email):
         raise AccountError("That is already your email address.", "email")
     audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
     free, within_budget = not _held_by_confirmed(new, user.id), mail_budget.allows(new, ip)
@@ -78,15 +79,16 @@ def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
 
 
 def _held_by_confirmed(address: str, user_id: int) -> bool:
-    """Whether another account that confirmed it holds ``address``."""
+    """Whether another account that confirmed it holds ``address`` (in any spelling)."""
     return db.session.scalar(
-        select(User.id).where(User.email == address, User.id != user_id,
+        select(User.id).where(User.email.in_(email_spellings(address)), User.id != user_id,
                               User.email_confirmed_at.is_not(None)).limit(1)
     ) is not None
 
 
 def _release_from_unconfirmed(address: str, keeper_id: int) -> None:
-    """Delete the account holding ``address`` if it was never confirmed (not committed).
+    """Delete the accounts holding ``address`` (in any spelling) if they were never
+    confirmed (not committed).
 
     Whoever opens an email-change link has just shown they read that mailbox. An account
     started with the address and never confirmed showed nothing, cannot sign in and owns
@@ -94,27 +96,29 @@ def _release_from_unconfirmed(address: str, keeper_id: int) -> None:
     The DELETE is conditional, so an account confirmed meanwhile keeps its address (and
     the change is refused as taken).
     """
-    holder = db.session.scalar(
-        select(User.id).where(User.email == address, User.id != keeper_id,
-                              User.email_confirmed_at.is_(None))
-    )
-    if holder is None:
-        return
-    released = affected_rows(db.session.execute(
-        delete(User)
-        .where(User.id == holder, User.email == address, User.email_confirmed_at.is_(None))
-        .execution_options(synchronize_session=False)
-    ))
-    if released:
-        audit.record("account.unconfirmed_released", actor_id=keeper_id,
-                     target_user_id=holder, commit=False)
+    holders = db.session.execute(
+        select(User.id, User.email).where(User.email.in_(email_spellings(address)),
+                                          User.id != keeper_id,
+                                          User.email_confirmed_at.is_(None))
+    ).all()
+    for holder in holders:
+        released = affected_rows(db.session.execute(
+            delete(User)
+            .where(User.id == holder.id, User.email == holder.email,
+                   User.email_confirmed_at.is_(None))
+            .execution_options(synchronize_session=False)
+        ))
+        if released:
+            audit.record("account.unconfirmed_released", actor_id=keeper_id,
+                         target_user_id=holder.id, commit=False)
 
 
 def email_change_target(token: str) -> tuple[User, str] | None:
     found = links.read_token("email_change", token, current_app.config["EMAIL_CHANGE_HOURS"] * 3600)
     if found is None or not isinstance(found[1].get("new"), str):
         return None
-    return found[0], found[1]["new"]
+    # Canonical already, but for a link mailed before domains were stored in IDNA ASCII.
+    return found[0], canonical_email(found[1]["new"])
 
 
 def confirm_email_change(token: str) -> User | None:

@@ -37,9 +37,10 @@ def new_password_field(label: str = "Password") -> PasswordField:
 
 
 def stored_email(value: str | None) -> str | None:
-    """The address as it will be stored (NFKC, lower case), so the rules judge that form:
-    NFKC can make a valid address invalid or another one (U+FF20 becomes '@', U+2474
-    '(1)', a mail comment) or lengthen it past the column's 254 characters."""
+    """The address as it will be stored (``canonical_email``: NFKC, lower case, the domain
+    in IDNA ASCII), so the rules judge that form: NFKC can make a valid address invalid or
+    another one (U+FF20 becomes '@', U+2474 '(1)', a mail comment), and NFKC or the
+    ``xn--`` form can lengthen it past the column's 254 characters."""
     return canonical_email(value) if isinstance(value, str) else value
 
 

@@ -24,7 +24,7 @@ from bastion.auth.services import (
     check_new_account,
     create_user,
     email_taken,
-    find_login_user,
+    find_user_by_email,
     new_password_hash,
     store_password_hash,
 )
@@ -69,7 +69,7 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
 
 def _answer_taken(email: str, *, deliver: bool) -> None:
     """Mail the owner of a taken address (never its old confirmation link) and audit it."""
-    owner = find_login_user(canonical_email(email))
+    owner = find_user_by_email(email)
     if owner is not None and owner.email_confirmed_at is None:
         # The confirmation link mailed when it was started dies too (links carry the
         # stamp): in the same mailbox, it would confirm the starter's password.
@@ -129,11 +129,14 @@ def request_reset(email: str, *, ip: str = "") -> None:
     and dropped, so the reply takes as long as one that mails a link.
     """
     address = canonical_email(email)
-    within_budget = mail_budget.allows(address, ip)  # spent for every address, known or not
-    user = find_login_user(address) if "@" in address else None
-    known = user is not None and user.is_active and user.email == address
+    # Spent for every address, known or not, and by its canonical spelling: another
+    # spelling of the same mailbox is no fresh allowance.
+    within_budget = mail_budget.allows(address, ip)
+    user = find_user_by_email(email)
+    known = user is not None and user.is_active
     recipient = user if known and user is not None else _stand_in(address)
-    send_mail(address, "Reset your password", "reset", deliver=known and within_budget,
+    # To the address the account holds, not the spelling typed.
+    send_mail(recipient.email, "Reset your password", "reset", deliver=known and within_budget,
               user=recipient,
               url=url_for("auth.reset_password", token=links.make_token("reset", recipient),
                           _external=True),

@@ -218,7 +218,7 @@ def reset_request() -> ResponseReturnValue:
         flash("If an account uses that address, we sent it a link to reset the password. "
               "The link works for one hour.", "info")
         return redirect(url_for("auth.login"))
-    return render_template("auth/reset_request.html", form=form)
+    return render_template("auth/reset_request.html", form=form), 200 if not form.errors else 422
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])

@@ -6,6 +6,7 @@ import re
 import secrets
 import unicodedata
 
+import email_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +15,7 @@ from bastion.models import ROLE_NAMES, Role, User, utcnow
 from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
+MAX_EMAIL = 254  # the column; RFC 5321's limit on a forward path
 MIN_PASSWORD, MAX_PASSWORD = 12, 128
 USERNAME_TAKEN = "That username is taken."
 # For admins and the command line only: registration answers a taken address as a free one.
@@ -36,7 +38,45 @@ def canonical_username(raw: str) -> str:
 
 
 def canonical_email(raw: str) -> str:
-    return unicodedata.normalize("NFKC", raw).strip().lower()
+    """The one stored form of an address: NFKC, trimmed, lower case, with the domain in IDNA
+    ASCII (``xn--``; UTS #46, as email-validator computes ``ascii_domain``), so that
+    ``user@bücher.example`` and ``user@XN--BCHER-KVA.example`` are one address
+    (docs/security.md, "Email addresses").
+
+    Never fails: an address email-validator refuses keeps its domain as typed, in lower
+    case. The forms refuse such an address, so it is never stored in a new account.
+    """
+    return _email_forms(raw)[1]
+
+
+def email_spellings(raw: str) -> tuple[str, ...]:
+    """Every stored spelling that names the mailbox of ``raw``, the one to prefer first: as
+    typed (lower case), canonical, with the domain in Unicode.
+
+    All but the canonical one are held only by accounts that migration 0010 left as they
+    were, because another account held the address in another spelling.
+    """
+    typed, canonical, unicode = _email_forms(raw)
+    if "\x00" in typed:  # PostgreSQL refuses NUL in text; no address holds one anyway
+        return ()
+    return tuple(dict.fromkeys((typed, canonical, unicode)))
+
+
+def _email_forms(raw: str) -> tuple[str, str, str]:
+    """``raw`` as typed (NFKC, trimmed, lower case), canonical, and with a Unicode domain."""
+    typed = unicodedata.normalize("NFKC", raw).strip().lower()
+    local, at, _domain = typed.rpartition("@")
+    if not at or len(typed) > MAX_EMAIL:  # too long to be stored: not worth the IDNA work
+        return typed, typed, typed
+    try:
+        # Syntax only, and no rule on where mail can go: those are the validators' to apply,
+        # and the canonical form of an address must not depend on them.
+        found = email_validator.validate_email(
+            typed, check_deliverability=False, globally_deliverable=False
+        )
+    except email_validator.EmailNotValidError:
+        return typed, typed, typed
+    return typed, f"{local}@{found.ascii_domain}", f"{local}@{found.domain}"
 
 
 def normalise_password(raw: str) -> str:
@@ -81,8 +121,9 @@ def username_taken(username: str) -> bool:
 
 
 def email_taken(email: str, *, by_other_than: int | None = None) -> bool:
-    """Whether an account (other than ``by_other_than``, when given) holds ``email``."""
-    stmt = select(func.count()).select_from(User).where(User.email == canonical_email(email))
+    """Whether an account (other than ``by_other_than``, when given) holds ``email``, in
+    any of its spellings."""
+    stmt = select(func.count()).select_from(User).where(User.email.in_(email_spellings(email)))
     if by_other_than is not None:
         stmt = stmt.where(User.id != by_other_than)
     return (db.session.scalar(stmt) or 0) > 0
@@ -170,13 +211,23 @@ def admin_exists() -> bool:
     ) or 0) > 0
 
 
-def find_login_user(login: str) -> User | None:
-    from sqlalchemy import or_
+def find_user_by_email(email: str) -> User | None:
+    """The account holding ``email`` in any spelling (``email_spellings``, the first held)."""
+    spellings = email_spellings(email)
+    if not spellings:
+        return None
+    users = db.session.scalars(select(User).where(User.email.in_(spellings))).all()
+    return min(users, key=lambda user: spellings.index(user.email), default=None)
 
+
+def find_login_user(login: str) -> User | None:
+    """The account named by ``login``: a username, or an email address in any spelling."""
     name = canonical_username(login)
     if "\x00" in name:  # PostgreSQL refuses NUL in text; no account can have one anyway
         return None
-    return db.session.scalar(select(User).where(or_(User.username == name, User.email == name)))
+    if "@" in name:  # never in a username (USERNAME_RE)
+        return find_user_by_email(login)
+    return db.session.scalar(select(User).where(User.username == name))
 
 
 def authenticate(login: str, password: str) -> User | None:

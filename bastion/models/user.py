@@ -34,6 +34,8 @@ class User(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stored canonical (NFKC, lower case) so "Alice" and "alice" cannot both exist.
     username: Mapped[str] = mapped_column(String(32), unique=True)
+    # Stored canonical too (``canonical_email``: the domain in IDNA ASCII), so one mailbox
+    # has one spelling.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"), index=True)

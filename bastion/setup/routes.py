@@ -32,4 +32,4 @@ def create_admin(token: str) -> ResponseReturnValue:
                 abort(404)
             flash("Your admin account is ready. Sign in to continue.", "success")
             return redirect(url_for("auth.login"))
-    return render_template("setup/create_admin.html", form=form)
+    return render_template("setup/create_admin.html", form=form), 200 if not form.errors else 422

@@ -312,3 +312,100 @@ def test_an_address_held_by_a_never_confirmed_account_can_still_be_moved_to(
     event = db.session.scalar(select(AuditEvent).where(
         AuditEvent.event == "account.unconfirmed_released"))
     assert event is not None and (event.actor_id, event.target_user_id) == (user.id, squatter_id)
+
+
+@pytest.mark.asvs("V1.1.1", "V7.5.1")
+@pytest.mark.parametrize("typed", ["bob@bücher.example", "BOB@XN--BCHER-KVA.EXAMPLE"])
+def test_an_email_change_to_another_spelling_of_a_taken_address_is_refused_as_today(
+    client: FlaskClient, user: User, outbox: Outbox, typed: str
+) -> None:
+    """The same answer and the same notice as for any taken address, and no link: the
+    other spelling of Bob's mailbox would otherwise have become a second account's."""
+    UserFactory(username="bob", email="bob@xn--bcher-kva.example")
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {"email": typed}, action="/account/email")
+    assert resp.status_code == 302
+    assert len(outbox.to("alice@example.org")) == 1  # the notice, as for a free address
+    assert not outbox.to("bob@xn--bcher-kva.example") and not outbox.to(typed)
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"
+
+
+def test_an_address_left_in_an_old_spelling_is_taken_in_every_spelling(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """An account migration 0010 left in its Unicode spelling still holds its mailbox."""
+    UserFactory(username="bob", email="bob@bücher.example")  # stored as given
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "bob@xn--bcher-kva.example"}, action="/account/email")
+    assert not outbox.to("bob@xn--bcher-kva.example") and not outbox.to("bob@bücher.example")
+
+
+@pytest.mark.asvs("V1.1.1")
+def test_an_idn_address_is_stored_in_one_spelling_and_is_no_change_in_another(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "Alice@Bücher.example"}, action="/account/email")
+    link = outbox.link("alice@xn--bcher-kva.example", "/account/email/")
+    assert post_form(client, link, {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice@xn--bcher-kva.example"
+    same = post_form(client, "/account", {"email": "alice@BÜCHER.example"}, action="/account/email")
+    assert same.status_code == 422
+    assert "That is already your email address." in same.get_data(as_text=True)
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_an_email_change_to_an_invalid_idn_domain_is_a_form_error(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    sign_in(client, "alice")
+    resp = post_form(client, "/account", {"email": "alice@xn--zz.example"},
+                     action="/account/email")
+    assert resp.status_code == 422
+    assert "Enter a valid email address." in resp.get_data(as_text=True)
+    assert not outbox.messages()
+
+
+def test_a_link_mailed_before_domains_were_converted_stores_the_ace_form(
+    client: FlaskClient, user: User
+) -> None:
+    """A confirmation link carries the new address as it was then stored: Unicode."""
+    from bastion.auth import links
+
+    with client.application.test_request_context():
+        token = links.make_token("email_change", user, new="alice@bücher.example")
+    assert post_form(client, f"/account/email/{token}", {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice@xn--bcher-kva.example"
+
+
+def test_an_address_kept_in_an_old_spelling_is_no_change_in_the_new_one(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    """An account migration 0010 left in its Unicode spelling asks for its own mailbox."""
+    UserFactory(username="olga", email="olga@bücher.example")  # stored as given
+    sign_in(client, "olga")
+    resp = post_form(client, "/account", {"email": "olga@xn--bcher-kva.example"},
+                     action="/account/email")
+    assert resp.status_code == 422
+    assert "That is already your email address." in resp.get_data(as_text=True)
+    assert not outbox.messages()
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_a_never_confirmed_account_in_an_old_spelling_gives_the_address_up(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """As for any never-confirmed holder (above), whichever spelling it was stored in."""
+    squatter = UserFactory(username="squatter", email="alice.work@bücher.example",
+                           email_confirmed_at=None)  # stored as given
+    squatter_id = squatter.id
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "alice.work@bücher.example"}, action="/account/email")
+    link = outbox.link("alice.work@xn--bcher-kva.example", "/account/email/")
+    assert post_form(client, link, {}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(User, user.id).email == "alice.work@xn--bcher-kva.example"  # type: ignore[union-attr]
+    assert db.session.get(User, squatter_id) is None

@@ -303,3 +303,26 @@ def test_revoke_all_for_user_ends_every_family(api: Api, make_user: Callable[...
         refresh = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
         assert refresh.status_code == 401
     assert api.call("GET", "/me", bystander["access_token"]).status_code == 200
+
+
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize("typed", ["ida@bücher.example", "IDA@XN--BCHER-KVA.EXAMPLE"])
+def test_an_api_sign_in_by_email_accepts_every_spelling_of_an_idn_domain(
+    api: Api, make_user: Callable[..., User], typed: str
+) -> None:
+    make_user(email="ida@xn--bcher-kva.example")
+    resp = api.call("POST", "/auth/token", json={"username": typed, "password": PASSWORD})
+    assert resp.status_code == 200, resp.get_json()
+    me = api.call("GET", "/me", resp.get_json()["access_token"])
+    assert me.get_json()["email"] == "ida@xn--bcher-kva.example"  # as stored
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_an_api_sign_in_with_an_invalid_idn_domain_is_the_generic_401(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    make_user(email="ida@xn--bcher-kva.example")
+    resp = api.call("POST", "/auth/token",
+                    json={"username": "ida@xn--zz.example", "password": PASSWORD})
+    assert resp.status_code == 401
+    assert resp.mimetype == "application/problem+json"

@@ -19,6 +19,7 @@ from bastion.models import AuditEvent, User, UserSession, utcnow
 from bastion.observability.logging import JSONFormatter
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.accounts import full_width
 from tests.support.auth import csrf_token
 
 COOKIE = "__Host-session"
@@ -279,3 +280,36 @@ def test_next_is_followed_only_when_local(client: FlaskClient, user: User) -> No
     other = client.application.test_client()
     resp = sign_in(other, "alice", next="/account")
     assert resp.headers["Location"] == "/account"
+
+
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize("typed", ["ida@bücher.example", "IDA@XN--BCHER-KVA.EXAMPLE",
+                                   full_width("ida@bücher.example")])
+def test_signing_in_by_email_accepts_every_spelling_of_an_idn_domain(
+    client: FlaskClient, typed: str
+) -> None:
+    UserFactory(username="ida", email="ida@xn--bcher-kva.example")
+    sign_in(client, typed)
+    assert is_signed_in(client)
+
+
+def test_accounts_left_in_two_spellings_each_sign_in_by_their_own(client: FlaskClient) -> None:
+    """Migration 0010 leaves them as they were; neither takes the other's sign-in."""
+    from bastion.security.passwords import hash_password
+
+    UserFactory(username="newer", email="ida@xn--bcher-kva.example")
+    UserFactory(username="older", email="ida@bücher.example",
+                password_hash=hash_password("the older account's passphrase"))
+    sign_in(client, "ida@bücher.example", "the older account's passphrase")
+    assert is_signed_in(client)
+    other = client.application.test_client()
+    sign_in(other, "ida@xn--bcher-kva.example")
+    assert is_signed_in(other)
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_an_invalid_idn_domain_at_sign_in_is_the_generic_failure(
+    client: FlaskClient, user: User
+) -> None:
+    resp = sign_in(client, "alice@xn--zz.example")
+    assert resp.status_code == 200 and GENERIC in resp.data

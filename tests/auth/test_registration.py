@@ -13,7 +13,7 @@ from bastion.extensions import db
 from bastion.models import User
 from tests.factories import PASSWORD
 from tests.support.account_fixtures import is_signed_in, sign_in
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, full_width, post_form
 
 NEW = {"username": "newbie", "email": "newbie@example.org",
        "password": "violet tractor morning 88", "confirm": "violet tractor morning 88"}
@@ -232,3 +232,42 @@ def test_a_sign_up_that_races_another_gets_the_usual_answer_not_a_500(
     else:
         assert resp.status_code == 422
         assert "That username is taken." in resp.get_data(as_text=True)
+
+
+IDN_ACE = "newbie@xn--bcher-kva.example"
+
+
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize(("first", "second"), [
+    ("newbie@bücher.example", "NEWBIE@XN--BCHER-KVA.EXAMPLE"),
+    ("newbie@xn--bcher-kva.example", full_width("newbie@bücher.example")),
+])
+def test_the_other_spelling_of_an_idn_domain_is_a_taken_address(
+    client: FlaskClient, outbox: Outbox, first: str, second: str
+) -> None:
+    """``user@bücher.example`` and ``user@xn--bcher-kva.example`` are one mailbox: both
+    were stored, so one person's address could hold two accounts (or a squatter's)."""
+    assert post_form(client, "/auth/register", {**NEW, "email": first}).status_code == 302
+    again = post_form(client, "/auth/register", {**NEW, "username": "other1", "email": second})
+    assert again.status_code == 302  # the same answer as a free address, as for any taken one
+    assert _users() == 1
+    assert db.session.scalar(select(User.email)) == IDN_ACE
+    subjects = [str(m["Subject"]) for m in outbox.to(IDN_ACE)]
+    assert subjects == ["Confirm your email address", "Finish creating your account"]
+
+
+@pytest.mark.asvs("V1.1.1", "V2.2.1")
+@pytest.mark.parametrize("email", [
+    "newbie@xn--zz.example",  # an A-label that is not Punycode
+    "newbie@1.xn--4dbc.example",  # a right-to-left label beside a digit-first one
+    "newbie@b\u00fccher..example",
+    # 204 characters as typed; its domain is over 253 once in ACE form, as it would be stored.
+    "newbie@" + ".".join(["bücherbücherbücher"] * 10) + ".example",
+])
+def test_an_invalid_idn_domain_is_a_form_error(
+    client: FlaskClient, outbox: Outbox, email: str
+) -> None:
+    resp = post_form(client, "/auth/register", {**NEW, "email": email})
+    assert resp.status_code == 422
+    assert b"Enter a valid email address." in resp.data
+    assert _users() == 0 and not outbox.messages()

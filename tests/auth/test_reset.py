@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import User, UserSession
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form
 
@@ -119,3 +119,28 @@ def test_weak_new_password_is_a_form_error_and_changes_nothing(
     db.session.refresh(user)
     assert user.password_hash == before
     assert _reset(client, link).status_code == 302  # the link still works after a typo
+
+
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize("typed", ["ida@bücher.example", "IDA@XN--BCHER-KVA.EXAMPLE"])
+def test_a_reset_asked_for_in_another_spelling_reaches_the_account(
+    client: FlaskClient, outbox: Outbox, typed: str
+) -> None:
+    """The address is looked up in its canonical form and the link goes to the address the
+    account holds, whichever spelling of the mailbox was typed."""
+    UserFactory(username="ida", email="ida@xn--bcher-kva.example")
+    assert _request(client, typed).status_code == 302
+    link = outbox.link("ida@xn--bcher-kva.example", "/auth/reset/")
+    assert _reset(client, link).status_code == 302
+    sign_in(client, "ida@bücher.example", NEW_PW)
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_a_reset_for_an_invalid_idn_domain_is_a_form_error(
+    client: FlaskClient, outbox: Outbox
+) -> None:
+    resp = _request(client, "ida@xn--zz.example")
+    assert resp.status_code == 422
+    assert b"Enter a valid email address." in resp.data
+    assert not outbox.messages()

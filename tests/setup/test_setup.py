@@ -62,7 +62,7 @@ def test_expired_or_forged_setup_link_is_404(app: Flask, client: FlaskClient) ->
 def test_weak_admin_password_is_a_form_error(app: Flask, client: FlaskClient) -> None:
     token = issue_setup_token()
     resp = _submit(client, token, password="short")
-    assert resp.status_code == 200
+    assert resp.status_code == 422
     assert "at least 12" in resp.get_data(as_text=True)
     assert db.session.query(User).count() == 0
     # The link still works after a failed attempt.
@@ -199,3 +199,39 @@ def test_two_setup_links_used_at_once_make_one_admin_and_no_error(app: Flask) ->
     assert [r for r in results if isinstance(r, Exception)] == []
     assert results.count(None) == 1  # the other link was dead by the time it was claimed
     assert db.session.query(User).count() == 1
+
+
+@pytest.mark.asvs("V1.1.1")
+def test_the_first_admin_and_create_admin_store_one_spelling_of_an_idn_domain(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Every way in stores the same canonical address, so the command line cannot make a
+    second account for a mailbox the setup page already gave one."""
+    assert _submit(client, issue_setup_token(), email="Admin@Bücher.example").status_code == 302
+    assert db.session.scalar(select(User.email)) == "admin@xn--bcher-kva.example"
+    runner = app.test_cli_runner()
+    again = runner.invoke(args=["create-admin", "--username", "ops", "--email",
+                                "ADMIN@XN--BCHER-KVA.EXAMPLE", "--password", "an operator passphrase"])
+    assert again.exit_code != 0 and "already exists" in again.output
+    made = runner.invoke(args=["create-admin", "--username", "ops", "--email",
+                               "ops@bücher.example", "--password", "an operator passphrase"])
+    assert made.exit_code == 0, made.output
+    ops = db.session.scalar(select(User).where(User.username == "ops"))
+    assert ops is not None and ops.email == "ops@xn--bcher-kva.example"
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("email", ["admin@xn--zz.example", "admin@1.xn--4dbc.example"])
+def test_an_invalid_idn_domain_is_refused_by_setup_and_create_admin(
+    app: Flask, client: FlaskClient, email: str
+) -> None:
+    token = issue_setup_token()
+    resp = _submit(client, token, email=email)
+    assert resp.status_code == 422
+    assert "Enter a valid email address." in resp.get_data(as_text=True)
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "--username", "ops", "--email", email,
+              "--password", "an operator passphrase"]
+    )
+    assert result.exit_code != 0 and "valid email address" in result.output
+    assert db.session.query(User).count() == 0

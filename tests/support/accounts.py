@@ -21,6 +21,12 @@ LINK_RE = re.compile(r"https?://[^\s/]+(/\S+)")
 SECRET_RE = re.compile(r'<code class="secret" id="totp-secret">((?:<span>[A-Z2-7]{1,4}</span>)+)</code>')
 
 
+def full_width(text: str) -> str:
+    """``text`` with its printable ASCII in full-width forms (U+FF01 to U+FF5E), which NFKC
+    maps back: ``full_width("a@b.c")`` is the address typed on a full-width keyboard."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
 def shown_totp_secret(page: str) -> str | None:
     """The key the enrolment page shows (in groups of four), or None."""
     found = SECRET_RE.search(page)
