@@ -134,13 +134,60 @@ def handle_csrf_error(exc: CSRFError) -> Response:
 def handle_unexpected(exc: Exception) -> Response:
     from flask import current_app, got_request_exception
 
+    _rollback()
+    if _account_deleted_meanwhile():
+        log.warning("request of a deleted account", extra={"path": request_path(),
+                                                           "error": type(exc).__name__})
+        return _signed_out_of_deleted_account()
     # Flask sends this signal only for exceptions no handler took; send it here too, so
     # error reporting (Sentry's Flask integration listens to it) sees what this page hides.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     got_request_exception.send(app, exception=exc)
     log.exception("unhandled error", extra={"path": request_path()})
-    _rollback()
     return handle_http_exception(InternalServerError())
+
+
+def _account_deleted_meanwhile() -> bool:
+    """Whether the request's signed-in account is gone: an admin deleted it while the
+    request ran, and what failed (its row loaded again after a rollback, a row that names
+    it refused by a foreign key) failed for that reason, not a bug."""
+    if g.get("_login_user") is None:  # nobody was signed in, or not yet looked up
+        return False
+    from sqlalchemy import select
+
+    from bastion.extensions import db
+    from bastion.models import User
+    from bastion.security.audit import signed_in_id
+
+    try:
+        user_id = signed_in_id()
+        if user_id is None:
+            return False
+        return db.session.scalar(select(User.id).where(User.id == user_id)) is None
+    except Exception:  # the database itself failing: an ordinary error
+        log.exception("could not look up the signed-in account after an error")
+        _rollback()
+        return False
+
+
+def _signed_out_of_deleted_account() -> Response:
+    """401, as for any request without a valid sign-in; a browser's cookie is emptied."""
+    if wants_problem_json():
+        return problem(401, "The token is not valid.",
+                       headers={"WWW-Authenticate": 'Bearer realm="bastion", error="invalid_token"'})
+    from flask import session
+    from flask_login import logout_user
+    from werkzeug.exceptions import Unauthorized
+
+    from bastion.auth.sessions import CLEAR_SITE_DATA
+
+    logout_user()
+    session.clear()
+    resp = handle_http_exception(
+        Unauthorized(description="You are signed out: this account no longer exists.")
+    )
+    resp.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return resp
 
 
 def _rollback() -> None:

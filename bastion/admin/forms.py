@@ -1,4 +1,4 @@
-"""Admin forms: role change and 2FA reset (POST, CSRF), audit filters (GET, no state change)."""
+"""Admin forms: role change, 2FA reset and deletion (POST, CSRF), audit filters (GET)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ class TwoFactorResetForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no
             "audit log and sent to the user; do not write document numbers."
         ),
         render_kw={"rows": 3, "maxlength": REASON_MAX},
+    )
+
+
+class DeleteUserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+    """The username typed again; that it names the user is the service's rule."""
+
+    confirm = StringField(
+        "Username, to confirm",
+        validators=[DataRequired(), Length(max=32), no_control_characters],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
 
 

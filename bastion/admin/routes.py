@@ -21,9 +21,9 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.admin import audit_log, bp, dashboard
+from bastion.admin import audit_log, bp, dashboard, deletion
 from bastion.admin import services as admin
-from bastion.admin.forms import AuditFilterForm, RoleForm, TwoFactorResetForm
+from bastion.admin.forms import AuditFilterForm, DeleteUserForm, RoleForm, TwoFactorResetForm
 from bastion.auth.forms import EmptyForm
 from bastion.extensions import limiter
 from bastion.models import User
@@ -147,6 +147,46 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
     return render_template("admin/reset_two_factor.html", form=form, user=user), (
         422 if form.errors else 200
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _deleted_message(done: deletion.Deletion) -> str:
+    went = done.summary
+    message = (f"The account {done.username} is deleted, with {_plural(went.articles, 'article')}, "
+               f"{_plural(went.comments, 'comment')} and {_plural(went.images, 'image')}.")
+    if went.images_kept:
+        message += (f" {_plural(went.images_kept, 'image')} in other people's articles "
+                    "stay with those articles, now their authors'.")
+    return message
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["GET", "POST"])
+@admin_required
+@fresh_required
+@limiter.limit("10 per minute", methods=["POST"])
+def delete_user(user_id: int) -> ResponseReturnValue:
+    user = _target(user_id)
+    form = DeleteUserForm()
+    refusal = deletion.deletion_refusal(current_user, user)
+    if refusal is None and form.validate_on_submit():
+        try:
+            done = deletion.delete_user(current_user, user, confirmation=form.confirm.data or "")
+        except deletion.UserGoneError as exc:
+            abort(404, description=str(exc))
+        except admin.AdminError as exc:
+            if exc.field:
+                form.confirm.errors.append(str(exc))
+            else:
+                refusal = str(exc)
+        else:
+            flash(_deleted_message(done), "success")
+            return _back()
+    status = 422 if form.errors else 403 if refusal and request.method == "POST" else 200
+    return render_template("admin/delete_user.html", form=form, user=user, refusal=refusal,
+                           summary=deletion.deletion_summary(user)), status
 
 
 BAD_FILTERS = "Check the filters: dates are YYYY-MM-DD and texts at most 64 characters."

@@ -1,9 +1,10 @@
 """User management: roles, disabling, signing out everywhere, resetting a lost second factor.
 
 The one implementation of these rules, called by the admin pages and by the
-``flask users``/``sessions`` commands (``actor=None`` there: an operator at the console).
+``flask users``/``sessions`` commands (``actor=None`` there: an operator at the console);
+deleting an account is ``bastion.admin.deletion``, on the same locks and helpers.
 Each change is audited in the same transaction as the change itself, and the last active
-admin can never be demoted or disabled (the site would have no one left to run it).
+admin can never be demoted, disabled or deleted (the site would have no one left to run it).
 """
 
 from __future__ import annotations
@@ -86,14 +87,19 @@ def _lock_admins() -> None:
     )
 
 
-def _other_active_admins(user: User) -> int:
-    """Active admins besides ``user``, counted under the admins' lock (held until commit)."""
-    _lock_admins()
+def _count_other_active_admins(user: User) -> int:
+    """Active admins besides ``user``, as of now: for telling the admin, not for deciding."""
     return db.session.scalar(
         select(func.count(User.id))
         .join(Role, User.role_id == Role.id)
         .where(Role.name == "admin", User.disabled_at.is_(None), User.id != user.id)
     ) or 0
+
+
+def _other_active_admins(user: User) -> int:
+    """Active admins besides ``user``, counted under the admins' lock (held until commit)."""
+    _lock_admins()
+    return _count_other_active_admins(user)
 
 
 def _reread_under_lock(user: User) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from flask import g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
@@ -21,10 +22,26 @@ from bastion.models import AuditEvent
 log = logging.getLogger("bastion.audit")
 
 
+def signed_in_id() -> int | None:
+    """The id of the request's signed-in user, read without touching the database.
+
+    After a rollback the user's row is expired, and reading ``id`` loads it again; when an
+    admin has deleted the account while the request ran, that load raises, and a refusal
+    being audited turned into a 500. A mapped instance keeps its id in its identity key.
+    """
+    user = current_user._get_current_object() if current_user else None
+    if user is None or not user.is_authenticated:
+        return None
+    state = sa_inspect(user, raiseerr=False)
+    if state is not None and state.identity is not None:
+        return int(state.identity[0])
+    return int(user.id)  # the API's actor (``ApiActor``): a plain attribute
+
+
 def _request_facts() -> dict[str, Any]:
     if not has_request_context():
         return {"ip": "", "user_agent": "", "request_id": "", "actor_id": None}
-    actor = current_user.id if current_user and current_user.is_authenticated else None
+    actor = signed_in_id()
     return {
         "ip": (request.remote_addr or "")[:45],
         "user_agent": (request.user_agent.string or "")[:255],

@@ -72,7 +72,8 @@ def test_admin_forms_are_neither_invalid_nor_described_by_missing_ids(app: Flask
     target = UserFactory(role_name="editor", two_factor=True)  # the reset form needs 2FA on
     client = client_for(app, admin)
     age_reauthentication(admin, 0)  # the reset form asks for a fresh sign-in first
-    _check_untouched(client, "/admin/users", "/admin/audit", f"/admin/users/{target.id}/2fa-reset")
+    _check_untouched(client, "/admin/users", "/admin/audit", f"/admin/users/{target.id}/2fa-reset",
+                     f"/admin/users/{target.id}/delete")
 
 
 def test_a_refused_field_is_invalid_and_described_by_its_error(app: Flask) -> None:

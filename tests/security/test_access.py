@@ -52,6 +52,7 @@ EXPECTED: dict[str, Access] = {
     "admin.enable_user": Access.ADMIN,
     "admin.sign_out_user": Access.ADMIN,
     "admin.reset_two_factor": Access.ADMIN,
+    "admin.delete_user": Access.ADMIN,
     "admin.audit_events": Access.ADMIN,
     "admin.export_audit": Access.ADMIN,
     "admin.security": Access.ADMIN,

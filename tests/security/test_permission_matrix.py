@@ -81,6 +81,9 @@ MATRIX = (
     row("admin.reset_two_factor", "GET", LOGIN, 403, 403, 403, 200),
     # The admin gets past policy, CSRF and freshness to the form, which wants the username.
     row("admin.reset_two_factor", "POST", LOGIN, 403, 403, 403, 422),
+    row("admin.delete_user", "GET", LOGIN, 403, 403, 403, 200),
+    # As above: the admin reaches the form, which wants the username, so no one is deleted.
+    row("admin.delete_user", "POST", LOGIN, 403, 403, 403, 422),
     row("admin.audit_events", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.export_audit", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.security", "GET", LOGIN, 403, 403, 403, 200),
@@ -240,6 +243,7 @@ FORMS: dict[str, dict[str, Any]] = {
     "content.edit_comment": {"body": "Edited"},
     "admin.change_role": {"role": "editor"},
     "admin.reset_two_factor": {"confirm": "someone-else", "reason": "video call, ID checked"},
+    "admin.delete_user": {"confirm": "someone-else"},
     "auth.login": {"username": "nobody", "password": "not the right password"},
     "auth.register": {"username": "matrixnew", "email": "matrixnew@example.org",
                       "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},

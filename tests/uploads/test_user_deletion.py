@@ -140,7 +140,8 @@ def test_an_upload_racing_its_uploaders_deletion_is_never_lost(
     """The deletion has looked for images to hand over when the uploader's image for
     another author's article arrives. It was saved, answered as saved, and deleted with
     its uploader a moment later; it now waits for the deletion (which holds the uploader's
-    lock) and is refused, leaving neither a row nor a file."""
+    lock) and is refused, leaving neither a row nor a file, and answered as a request of
+    an account that no longer exists (401), not with an error page."""
     theirs = ArticleFactory(author=UserFactory(role_name="editor"), status="published")
     path = f"/articles/{theirs.id}/images"
     token = csrf_token(client, path)
@@ -183,6 +184,7 @@ def test_an_upload_racing_its_uploaders_deletion_is_never_lost(
     assert db.session.get(Article, theirs.id) is not None
     if statuses == [302]:  # answered as saved: then it must be there, the author's
         assert [u.article_id for u in _uploads_of(theirs.author_id)] == [theirs.id]
-    else:  # refused: the account is gone
+    else:  # refused: the account is gone, and so is its sign-in (this was a 500 page)
+        assert statuses == [401]
         assert upload_count() == 0
     assert_store_consistent()

@@ -1,0 +1,207 @@
+"""Deleting an account: what it owns goes in one transaction; the audit trail stays.
+
+What goes with the user row: their sessions, refresh tokens, personal access tokens and
+second factor (TOTP secret, recovery codes); their articles, each with every comment on
+it (other people's too: a comment answers its article and means nothing without it);
+their comments on other people's articles; and their images (``bastion.uploads.cleanup``:
+the photo, the images of their articles, images attached to no article; the files are
+removed once the deletion commits). What stays: images they put into someone else's
+article, handed over to its author in the same transaction (``upload.handed_over``), and
+the audit trail, whose rows name users by id with no foreign key. The deletion itself is
+audited as ``user.deleted`` with the username and the counts; of the email address only
+its domain, as ``email.changed`` keeps it.
+
+Every sign-in ends at the commit: the session rows are gone (a cookie naming one is a
+visitor's), the refresh families are revoked in the revocation store, which outlives the
+rows (their access tokens are refused at once, even on SQLite, which may give a later
+account the same id), personal tokens are gone, and the user's state stamp
+(``bastion.api.user_states``) is replaced as for any deleted user.
+
+PostgreSQL cascades from ``users`` to every row that references it; SQLite (development)
+enforces no foreign keys, so those rows are deleted by statement here, which finds nothing
+left where the database has cascaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
+
+from bastion import pagecache
+from bastion.admin.services import (
+    AdminError,
+    _actor_id,
+    _count_other_active_admins,
+    _details,
+    _guard_last_admin,
+    _lock_admins,
+)
+from bastion.auth.services import canonical_username
+from bastion.auth.sessions import revoke_all
+from bastion.extensions import db
+from bastion.models import (
+    ApiToken,
+    Article,
+    Comment,
+    RecoveryCode,
+    RefreshToken,
+    Role,
+    Upload,
+    User,
+    UserSession,
+)
+from bastion.models.locks import lock_user
+from bastion.security import audit
+
+SELF_DELETION = (
+    "You cannot delete your own account from here. Another admin has to do it: an admin "
+    "account is removed only on a second admin's decision, as with disabling one."
+)
+
+
+class UserGoneError(AdminError):
+    """The account no longer exists (deleted by someone else meanwhile)."""
+
+
+@dataclass(frozen=True)
+class DeletionSummary:
+    """What deleting an account takes along, and the images that stay behind."""
+
+    articles: int
+    comments: int  # the comments they wrote, on any article
+    comments_by_others: int  # other people's comments on their articles, gone with them
+    images: int  # their photo, their articles' images (whoever put them in), loose images
+    images_kept: int  # images they put into other people's articles: handed over
+
+    def counts(self) -> dict[str, int]:
+        """The counts by name, for the audit event's details."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A deletion done: who it was, what went with them, how many sessions ended."""
+
+    username: str
+    summary: DeletionSummary
+    sessions_ended: int
+
+
+def _owned_articles(user_id: int) -> Select[int]:
+    return select(Article.id).where(Article.author_id == user_id)
+
+
+def _count(model: type[Comment] | type[Upload] | type[Article],
+           condition: ColumnElement[bool]) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+
+
+def deletion_summary(user: User) -> DeletionSummary:
+    """Count what deleting ``user`` would take along (the rules of ``uploads.cleanup``)."""
+    owned = _owned_articles(user.id)
+    return DeletionSummary(
+        articles=_count(Article, Article.author_id == user.id),
+        comments=_count(Comment, Comment.author_id == user.id),
+        comments_by_others=_count(
+            Comment, and_(Comment.article_id.in_(owned), Comment.author_id != user.id)
+        ),
+        images=_count(Upload, or_(
+            Upload.article_id.in_(owned),
+            and_(Upload.owner_id == user.id, Upload.article_id.is_(None)),
+        )),
+        images_kept=_count(Upload, and_(
+            Upload.owner_id == user.id,
+            Upload.article_id.is_not(None),
+            Upload.article_id.not_in(owned),
+        )),
+    )
+
+
+def deletion_refusal(actor: User | None, user: User) -> str | None:
+    """Why ``user`` cannot be deleted (by ``actor``) as things stand, or None.
+
+    For the page; ``delete_user`` decides again under the locks.
+    """
+    if actor is not None and actor.id == user.id:
+        return SELF_DELETION
+    if user.is_admin and user.is_active and _count_other_active_admins(user) == 0:
+        return f"{user.username} is the last active admin and cannot be deleted."
+    return None
+
+
+def _still_active_admin(actor_id: int) -> bool:
+    """Whether the acting admin still is one, read under the admins' lock: an admin
+    deleted, demoted or disabled by another admin a moment ago deletes no one."""
+    return db.session.scalar(
+        select(User.id)
+        .join(Role, User.role_id == Role.id)
+        .where(User.id == actor_id, Role.name == "admin", User.disabled_at.is_(None))
+    ) is not None
+
+
+def _check_under_locks(actor: User | None, user: User, confirmation: str) -> None:
+    """Take the admins' and the user's locks, read ``user`` again and apply every rule;
+    on a refusal, roll back (releasing the locks) and raise."""
+    _lock_admins()  # role changes, disabling and deletions of admins: one at a time
+    lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
+    try:
+        if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
+            raise UserGoneError("There is no user with that id; it was deleted meanwhile.")
+        db.session.refresh(user)
+        if actor is not None and not _still_active_admin(actor.id):
+            raise AdminError("Your account can no longer manage users.")
+        if canonical_username(confirmation) != user.username:
+            raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
+        _guard_last_admin(user, "deleted")
+    except AdminError:
+        db.session.rollback()
+        raise
+
+
+def _delete_what_references(user_id: int) -> None:
+    """Delete the rows that reference the user, for databases that do not cascade."""
+    owned = _owned_articles(user_id)
+    statements = (
+        delete(Comment).where(or_(Comment.author_id == user_id, Comment.article_id.in_(owned))),
+        delete(Article).where(Article.author_id == user_id),
+        delete(UserSession).where(UserSession.user_id == user_id),
+        delete(RefreshToken).where(RefreshToken.user_id == user_id),
+        delete(ApiToken).where(ApiToken.user_id == user_id),
+        delete(RecoveryCode).where(RecoveryCode.user_id == user_id),
+    )
+    for statement in statements:
+        db.session.execute(statement.execution_options(synchronize_session=False))
+
+
+def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletion:
+    """Delete ``user`` and everything that is theirs (see the module), audited.
+
+    ``confirmation`` is the username, typed again. Refused (AdminError) for the actor's own
+    account, for the last active admin, for an actor who is no longer an active admin, and
+    (UserGoneError) when the account is already gone. The public pages this worker keeps
+    are dropped after the commit, as an article's deletion drops them.
+    """
+    if actor is not None and actor.id == user.id:
+        raise AdminError(SELF_DELETION)
+    _check_under_locks(actor, user, confirmation)
+    user_id, username = user.id, user.username
+    domain = user.email.rpartition("@")[2]
+    summary = deletion_summary(user)
+    ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
+    db.session.delete(user)
+    db.session.flush()  # the uploads hook hands over and removes images before the row goes
+    _delete_what_references(user_id)
+    audit.record(
+        "user.deleted",
+        actor_id=_actor_id(actor),
+        target_user_id=user_id,
+        details=_details(actor, {
+            "username": username, "email_domain": domain, **summary.counts(),
+            "sessions_ended": ended,
+        }),
+        commit=False,
+    )
+    db.session.commit()
+    pagecache.clear()  # their articles and profile, as this worker rendered them
+    return Deletion(username=username, summary=summary, sessions_ended=ended)
