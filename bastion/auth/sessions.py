@@ -224,7 +224,9 @@ def load_user(user_id: str) -> User | None:
         _forget_sign_in()
         return None
     user = record.user
-    if not user.is_active:
+    # None: the account was deleted by a statement that left its session rows (SQLite
+    # enforces no foreign keys here), e.g. a bulk delete from a shell.
+    if user is None or not user.is_active:
         _forget_sign_in()
         return None
     granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions

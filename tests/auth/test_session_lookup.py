@@ -39,3 +39,25 @@ def test_each_cookie_finds_its_own_record_with_user_and_role_in_one_query(app: F
             assert sessions.current_record() is None
         finally:
             event.remove(db.engine, "before_cursor_execute", record)
+
+
+@pytest.mark.asvs("V7.4.2")
+def test_a_cookie_of_an_account_deleted_by_a_bare_statement_is_signed_out_not_a_500(
+    app: Flask,
+) -> None:
+    """A DELETE run from a shell leaves the session rows where foreign keys are not enforced
+    (SQLite here): the cookie must find no user, never crash on the missing one."""
+    from sqlalchemy import delete
+
+    from bastion.models import User
+    from tests.support.account_fixtures import is_signed_in, sign_in
+
+    user = UserFactory()
+    client = app.test_client()
+    sign_in(client, user.username)
+    assert is_signed_in(client)
+    db.session.execute(delete(User).where(User.id == user.id))
+    db.session.commit()
+    db.session.expunge_all()
+    answer = client.get("/account")
+    assert answer.status_code == 302 and "/auth/login" in answer.headers["Location"]
