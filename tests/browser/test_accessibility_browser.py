@@ -250,7 +250,8 @@ def _seed(live: Any) -> dict[str, Any]:
 
 def _pages(data: dict[str, Any], who: str) -> list[str]:
     if who == "admin":
-        return ["/admin/users", "/admin/security", f"/admin/users/{data['member']}/2fa-reset"]
+        return ["/admin/users", "/admin/security", f"/admin/users/{data['member']}/2fa-reset",
+                f"/admin/users/{data['member']}/delete"]
     public = [
         "/",
         f"/articles/{data['article']}",
