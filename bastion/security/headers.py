@@ -104,6 +104,11 @@ def add_security_headers(response: Response) -> Response:
         )
     if "server" in present:
         del response.headers["Server"]
+    if "date" in present:
+        # Werkzeug's conditional answers (ETag pages, the API list, static files) add one
+        # and the server sends its own: two Date headers (RFC 9110 allows one) from the
+        # development server. gunicorn drops the app's; the server's is the one to keep.
+        del response.headers["Date"]
     return response
 
 

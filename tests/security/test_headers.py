@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -131,3 +132,16 @@ def test_production_redirects_plain_http_to_https(make_app) -> None:  # type: ig
     # A client claiming HTTPS itself is not believed without a configured proxy.
     spoofed = plain.get("/", headers={"X-Forwarded-Proto": "https"}, base_url="http://localhost")
     assert spoofed.status_code == 308
+
+
+def test_answers_leave_the_date_header_to_the_server(make_app: Any) -> None:
+    """Werkzeug's conditional answers add a Date and every server sends its own: the
+    development server sent both (RFC 9110 allows one)."""
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=5)
+    client = app.test_client()
+    home = client.get("/")
+    stylesheet = re.search(r'href="(/static/css/[^"]+)"', home.get_data(as_text=True))
+    assert stylesheet is not None
+    for resp in (home, client.get("/"), client.get(stylesheet.group(1)), client.get("/auth/login")):
+        assert resp.status_code == 200
+        assert "Date" not in resp.headers
