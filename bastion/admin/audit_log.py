@@ -142,16 +142,6 @@ def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> Page:
     return Page(items=list(items), page=page, per_page=per_page, total=total)
 
 
-def usernames(events: list[AuditEvent]) -> dict[int, str]:
-    """The usernames of a page's actors and targets, in one query: ids alone sent the
-    admin to the users list to find out who was who."""
-    ids = {i for e in events for i in (e.actor_id, e.target_user_id) if i is not None}
-    if not ids:
-        return {}
-    rows = db.session.execute(select(User.id, User.username).where(User.id.in_(ids)))
-    return {row.id: row.username for row in rows}
-
-
 def known_events() -> list[str]:
     """Event names present in the trail, for the filter's suggestions, in name order.
 
@@ -178,6 +168,11 @@ def _shown(char: str) -> str:
     return json.dumps(char)[1:-1]
 
 
+def readable(text: str) -> str:
+    """``text`` with invisible characters written as escapes, as details and cells show them."""
+    return text if text.isprintable() else "".join(_shown(char) for char in text)
+
+
 def details_text(details: object) -> str:
     """An event's details as JSON an admin can read: ``<`` and accented letters as they are
     (the template escapes the HTML), invisible characters as escapes (no bidi tricks).
@@ -185,8 +180,7 @@ def details_text(details: object) -> str:
     Jinja's ``tojson`` escaped every ``<`` and non-ASCII letter too, so a CSP report read
     ``\u003cscript\u003e`` on the page that exists to show what an attacker sent.
     """
-    text = json.dumps(details, ensure_ascii=False, sort_keys=True, default=str)
-    return text if text.isprintable() else "".join(_shown(char) for char in text)
+    return readable(json.dumps(details, ensure_ascii=False, sort_keys=True, default=str))
 
 
 def csv_cell(value: object) -> str:
@@ -196,9 +190,7 @@ def csv_cell(value: object) -> str:
     override, zero-width or tag character there would make the cell read differently from
     what it holds, so such characters are written as escapes.
     """
-    text = "" if value is None else str(value)
-    if not text.isprintable():
-        text = "".join(_shown(char) for char in text)
+    text = readable("" if value is None else str(value))
     return "'" + text if _starts_a_formula(text) else text
 
 
@@ -248,10 +240,7 @@ def export_jsonl(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:
     unless ``everything``."""
     for event in _oldest_first(f, everything):
         line = dict(zip(CSV_COLUMNS, _values(event), strict=True))
-        text = orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()
-        if not text.isprintable():
-            text = "".join(_shown(char) for char in text)
-        yield text + "\n"
+        yield readable(orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()) + "\n"
 
 
 def export_csv(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:

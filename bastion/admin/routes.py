@@ -21,7 +21,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.admin import audit_log, bp, dashboard, deletion
+from bastion.admin import audit_log, audit_names, bp, dashboard, deletion
 from bastion.admin import services as admin
 from bastion.admin.forms import AuditFilterForm, DeleteUserForm, RoleForm, TwoFactorResetForm
 from bastion.auth.forms import EmptyForm
@@ -218,7 +218,7 @@ def audit_events() -> ResponseReturnValue:
     results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
     return render_template(
         "admin/audit.html", form=form, results=results, events=audit_log.known_events(),
-        names=audit_log.usernames(results.items),
+        people=audit_names.actors_and_targets(results.items),
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select, update
 
 from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
-from bastion.auth.services import canonical_username
+from bastion.auth.services import canonical_email, canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.content.services import BIDI_CONTROLS, Page, escape_like
 from bastion.extensions import db
@@ -51,18 +51,40 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
     query = (query or "").replace("\x00", "").strip()[:SEARCH_MAX]
     if query:
         pattern = f"%{escape_like(query.lower())}%"
-        stmt = stmt.where(
-            or_(
-                User.username.like(pattern, escape="\\"),
-                User.email.like(pattern, escape="\\"),
-                User.display_name.ilike(pattern, escape="\\"),
-            )
-        )
+        matches = [
+            User.username.like(pattern, escape="\\"),
+            User.email.like(pattern, escape="\\"),
+            User.display_name.ilike(pattern, escape="\\"),
+        ]
+        if ace := _ace_spelling(query):
+            matches.append(User.email.like(f"%{escape_like(ace)}%", escape="\\"))
+        stmt = stmt.where(or_(*matches))
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     items = db.session.scalars(
         stmt.order_by(User.username).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+def _ace_spelling(query: str) -> str | None:
+    """``query`` with its Unicode domain labels in IDNA ASCII, as addresses are stored
+    (``canonical_email``), when it reads as a domain or an address; else None.
+
+    Label by label, so that part of a domain (``bücher``, ``bücher.``, ``@bücher``) is
+    found too. None when a label is one IDNA refuses (a space in it, say).
+    """
+    if query.isascii():
+        return None
+    typed = unicodedata.normalize("NFKC", query).strip().lower()
+    local, at, domain = typed.rpartition("@")
+    labels = [
+        label if label.isascii() else canonical_email(f"x@{label}").removeprefix("x@")
+        for label in domain.split(".")
+    ]
+    if not all(label.isascii() for label in labels):
+        return None  # no stored address has that domain: the forms refuse it
+    ace = local + at + ".".join(labels)
+    return ace if ace != typed else None
 
 
 def get_user(user_id: int) -> User | None:

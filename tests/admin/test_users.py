@@ -149,6 +149,31 @@ def test_user_search_treats_wildcards_literally(app: Flask) -> None:
     assert "No user matches" in client.get("/admin/users?q=%25%25zz").get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    "typed",
+    ["bücher", "BÜCHER", "user@bücher.example", "@bücher.exam", "ｂüｃｈｅｒ.example"],
+    ids=["label", "upper-case", "address", "part-of-domain", "full-width"],
+)
+def test_user_search_finds_an_address_by_its_unicode_domain(app: Flask, typed: str) -> None:
+    # Domains are stored in IDNA ASCII: "bücher" matched nothing in "xn--bcher-kva".
+    UserFactory(username="reader", email="user@xn--bcher-kva.example")
+    UserFactory(username="other", email="user@buecher.example")
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    html = client.get("/admin/users", query_string={"q": typed}).get_data(as_text=True)
+    assert ">reader<" in html
+    assert ">other<" not in html
+
+
+def test_user_search_by_unicode_domain_treats_wildcards_literally(app: Flask) -> None:
+    UserFactory(username="exact", email="a_b@xn--bcher-kva.example")
+    UserFactory(username="wildcard", email="axb@xn--bcher-kva.example")
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    query = {"q": "a_b@bücher.example"}
+    html = client.get("/admin/users", query_string=query).get_data(as_text=True)
+    assert ">exact<" in html
+    assert ">wildcard<" not in html
+
+
 @pytest.mark.asvs("V2.2.1", "V15.3.7")
 def test_user_pages_link_with_the_search_only(app: Flask) -> None:
     UserFactory.create_batch(26)  # 25 a page

@@ -272,6 +272,17 @@ def _events(n: int) -> None:
     db.session.commit()
 
 
+def _deleted_accounts(n: int) -> None:
+    """Accounts that acted, then were deleted: the page names them from ``user.deleted``."""
+    for _ in range(n):
+        user = UserFactory()
+        db.session.add(AuditEvent(event="login.success", actor_id=user.id))
+        db.session.add(AuditEvent(event="user.deleted", target_user_id=user.id,
+                                  details={"username": user.username}))
+        db.session.delete(user)
+    db.session.commit()
+
+
 @_backends
 @pytest.mark.asvs("V15.2.2")
 @pytest.mark.parametrize(
@@ -280,6 +291,7 @@ def _events(n: int) -> None:
         ("/admin/users", lambda n: [UserFactory() for _ in range(n)]),
         ("/admin/users?q=user", lambda n: [UserFactory() for _ in range(n)]),
         ("/admin/audit", _events),
+        ("/admin/audit", _deleted_accounts),
         ("/admin/security", _events),
         ("/admin/security?window=30d", _events),
     ],

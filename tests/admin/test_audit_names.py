@@ -1,0 +1,111 @@
+"""The audit page names each id by the account that held it when the event happened:
+live, deleted (by the name its ``user.deleted`` recorded), or unknown; never a later one."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete
+
+from bastion.admin import deletion
+from bastion.extensions import db
+from bastion.models import AuditEvent, User, utcnow
+from tests.factories import UserFactory
+from tests.support.roles import client_for
+
+ROW = re.compile(r"<tr>(.*?)</tr>", re.S)
+CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
+TAG = re.compile(r"<[^>]+>")
+
+
+def _event(name: str, *, days_ago: float = 0, **fields: object) -> AuditEvent:
+    row = AuditEvent(event=name, created_at=utcnow() - timedelta(days=days_ago), **fields)
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def _people(page: str) -> list[tuple[str, str, str]]:
+    """Each row's event, actor and target as the admin reads them, newest first."""
+    rows = []
+    for row in ROW.findall(page)[1:]:  # after the header row
+        cells = [html.unescape(TAG.sub("", cell)).strip() for cell in CELL.findall(row)]
+        rows.append((cells[1], cells[2], cells[3]))
+    return rows
+
+
+def _audit_page(app: Flask, admin: User, query: str = "") -> list[tuple[str, str, str]]:
+    resp = client_for(app, admin).get(f"/admin/audit?{query}")
+    assert resp.status_code == 200
+    return _people(resp.get_data(as_text=True))
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_a_deleted_account_is_named_by_its_deletion_event(app: Flask) -> None:
+    """Once deleted, an account's rows read "unknown": who it was had to be dug out of the
+    details of its ``user.deleted`` row."""
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    alice_id = alice.id
+    _event("login.success", actor_id=alice_id)
+    _event("user.role_changed", actor_id=boss.id, target_user_id=alice_id)
+
+    deletion.delete_user(boss, alice, confirmation="alice")
+
+    assert _audit_page(app, boss) == [
+        ("user.deleted", f"boss #{boss.id}", f"alice (deleted) #{alice_id}"),
+        ("user.role_changed", f"boss #{boss.id}", f"alice (deleted) #{alice_id}"),
+        ("login.success", f"alice (deleted) #{alice_id}", "—"),
+    ]
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_a_reused_id_names_each_event_by_the_account_that_held_it(app: Flask) -> None:
+    """SQLite gives the highest id again once its account is deleted: the new account's
+    name must not be put on what the earlier holders of its id did."""
+    boss = UserFactory(username="boss", role_name="admin", created_at=utcnow() - timedelta(days=30))
+    held = UserFactory(username="placeholder").id  # an id the database has handed out
+    db.session.execute(delete(User).where(User.id == held))
+    db.session.commit()
+    # carol held the id until 15 days ago, alice until 8 days ago; then an account that
+    # left no ``user.deleted`` (purged unconfirmed); bob holds it since 4 days ago.
+    _event("login.success", days_ago=20, actor_id=held)
+    _event("user.deleted", days_ago=15, actor_id=boss.id, target_user_id=held,
+           details={"username": "carol"})
+    _event("login.success", days_ago=10, actor_id=held)
+    _event("user.deleted", days_ago=8, actor_id=boss.id, target_user_id=held,
+           details={"username": "alice"})
+    _event("user.registered", days_ago=6, target_user_id=held)
+    UserFactory(id=held, username="bob", created_at=utcnow() - timedelta(days=4))
+    _event("login.success", days_ago=2, actor_id=held)
+
+    assert _audit_page(app, boss, f"user={held}") == [
+        ("login.success", f"bob #{held}", "—"),
+        ("user.registered", "—", f"unknown #{held}"),
+        ("user.deleted", f"boss #{boss.id}", f"alice (deleted) #{held}"),
+        ("login.success", f"alice (deleted) #{held}", "—"),
+        ("user.deleted", f"boss #{boss.id}", f"carol (deleted) #{held}"),
+        ("login.success", f"carol (deleted) #{held}", "—"),
+    ]
+
+
+@pytest.mark.asvs("V16.4.1")
+def test_a_deleted_name_shows_invisible_characters_as_escapes(app: Flask) -> None:
+    """The name comes from the trail's details, so it is shown as the details are: a bidi
+    override in it must not make the row read as something else."""
+    boss = UserFactory(username="boss", role_name="admin")
+    _event("user.deleted", actor_id=boss.id, target_user_id=10_000,
+           details={"username": "mallory\u202egnp.exe"})
+    page = client_for(app, boss).get("/admin/audit").get_data(as_text=True)
+    assert "\u202e" not in page
+    assert "mallory\\u202egnp.exe (deleted)" in page
+
+
+def test_ids_no_account_ever_held_stay_unknown(app: Flask) -> None:
+    boss = UserFactory(username="boss", role_name="admin")
+    _event("login.failure", target_user_id=10_001, details={"username": "ghost"})
+    assert _audit_page(app, boss) == [("login.failure", "—", "unknown #10001")]
