@@ -330,7 +330,11 @@ def test_kubernetes_encrypts_ingress_to_pod_and_pins_the_ca() -> None:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert web[probe]["httpGet"]["scheme"] == "HTTPS", probe
 
-    notes = _yaml(base / "ingress.yaml")["metadata"]["annotations"]
+    (ingress,) = (
+        doc for doc in yaml.safe_load_all((base / "ingress.yaml").read_text())
+        if doc["kind"] == "Ingress"
+    )
+    notes = ingress["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"
     assert notes[prefix + "backend-protocol"] == "HTTPS"
     assert notes[prefix + "proxy-ssl-verify"] == "on"
