@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The slowest tests are listed after every run, so a slow one is seen when it lands.
+PYTEST_ARGS ?= --durations=15
 export BASTION_ENV ?= development
 
 .PHONY: help install install-dev run test test-fast lint lock bench sbom clean
