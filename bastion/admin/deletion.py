@@ -31,11 +31,11 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 from bastion import pagecache
 from bastion.admin.services import (
     AdminError,
-    _actor_id,
-    _count_other_active_admins,
-    _details,
-    _guard_last_admin,
-    _lock_admins,
+    audit_actor_id,
+    count_other_active_admins,
+    event_details,
+    guard_last_admin,
+    lock_admins,
 )
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
@@ -125,7 +125,7 @@ def deletion_refusal(actor: User | None, user: User) -> str | None:
     """
     if actor is not None and actor.id == user.id:
         return SELF_DELETION
-    if user.is_admin and user.is_active and _count_other_active_admins(user) == 0:
+    if user.is_admin and user.is_active and count_other_active_admins(user) == 0:
         return f"{user.username} is the last active admin and cannot be deleted."
     return None
 
@@ -143,7 +143,7 @@ def _still_active_admin(actor_id: int) -> bool:
 def _check_under_locks(actor: User | None, user: User, confirmation: str) -> None:
     """Take the admins' and the user's locks, read ``user`` again and apply every rule;
     on a refusal, roll back (releasing the locks) and raise."""
-    _lock_admins()  # role changes, disabling and deletions of admins: one at a time
+    lock_admins()  # role changes, disabling and deletions of admins: one at a time
     lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
     try:
         if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
@@ -153,7 +153,7 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str) -> Non
             raise AdminError("Your account can no longer manage users.")
         if canonical_username(confirmation) != user.username:
             raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
-        _guard_last_admin(user, "deleted")
+        guard_last_admin(user, "deleted")
     except AdminError:
         db.session.rollback()
         raise
@@ -194,9 +194,9 @@ def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletio
     _delete_what_references(user_id)
     audit.record(
         "user.deleted",
-        actor_id=_actor_id(actor),
+        actor_id=audit_actor_id(actor),
         target_user_id=user_id,
-        details=_details(actor, {
+        details=event_details(actor, {
             "username": username, "email_domain": domain, **summary.counts(),
             "sessions_ended": ended,
         }),

@@ -93,7 +93,7 @@ def get_user(user_id: int) -> User | None:
     return db.session.get(User, user_id)
 
 
-def _lock_admins() -> None:
+def lock_admins() -> None:
     """Serialise every change that could end the last active admin, until commit.
 
     Locking the other admins' rows is not enough: two admins demoting each other lock
@@ -109,7 +109,7 @@ def _lock_admins() -> None:
     )
 
 
-def _count_other_active_admins(user: User) -> int:
+def count_other_active_admins(user: User) -> int:
     """Active admins besides ``user``, as of now: for telling the admin, not for deciding."""
     return db.session.scalar(
         select(func.count(User.id))
@@ -120,8 +120,8 @@ def _count_other_active_admins(user: User) -> int:
 
 def _other_active_admins(user: User) -> int:
     """Active admins besides ``user``, counted under the admins' lock (held until commit)."""
-    _lock_admins()
-    return _count_other_active_admins(user)
+    lock_admins()
+    return count_other_active_admins(user)
 
 
 def _reread_under_lock(user: User) -> None:
@@ -131,16 +131,16 @@ def _reread_under_lock(user: User) -> None:
     (with the old admin demoted meanwhile) went unseen and the new last admin could be
     disabled or demoted, leaving no active admin.
     """
-    _lock_admins()
+    lock_admins()
     db.session.refresh(user)
 
 
-def _guard_last_admin(user: User, action: str) -> None:
+def guard_last_admin(user: User, action: str) -> None:
     if user.is_admin and user.is_active and _other_active_admins(user) == 0:
         raise AdminError(f"{user.username} is the last active admin and cannot be {action}.")
 
 
-def _actor_id(actor: User | None) -> int | None:
+def audit_actor_id(actor: User | None) -> int | None:
     return actor.id if actor is not None else None
 
 
@@ -156,7 +156,7 @@ def console_operator() -> dict[str, str]:
     return {"via": "cli", "operator": who[:100]}
 
 
-def _details(actor: User | None, details: Mapping[str, object]) -> dict[str, object]:
+def event_details(actor: User | None, details: Mapping[str, object]) -> dict[str, object]:
     return dict(details) if actor is not None else {**details, **console_operator()}
 
 
@@ -175,7 +175,7 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
         db.session.commit()  # nothing to change: let go of the lock
         return user
     if old == "admin":
-        _guard_last_admin(user, "demoted")
+        guard_last_admin(user, "demoted")
     role = db.session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise AdminError("That role does not exist.")
@@ -185,9 +185,9 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
         tokens.revoke_all_for_user(user.id, commit=False)
     audit.record(
         "user.role_changed",
-        actor_id=_actor_id(actor),
+        actor_id=audit_actor_id(actor),
         target_user_id=user.id,
-        details=_details(actor, {"from": old, "to": role_name}),
+        details=event_details(actor, {"from": old, "to": role_name}),
         commit=False,
     )
     db.session.commit()
@@ -203,7 +203,7 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
     if disabled:
         if actor is not None and user.id == actor.id:
             raise AdminError("You cannot disable your own account.")
-        _guard_last_admin(user, "disabled")
+        guard_last_admin(user, "disabled")
         user.disabled_at = utcnow()
         ended = revoke_all(user.id, commit=False)
         details = {"sessions_ended": ended}
@@ -212,9 +212,9 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
         details = {}
     audit.record(
         "user.disabled" if disabled else "user.enabled",
-        actor_id=_actor_id(actor),
+        actor_id=audit_actor_id(actor),
         target_user_id=user.id,
-        details=_details(actor, details),
+        details=event_details(actor, details),
         commit=False,
     )
     db.session.commit()
@@ -226,9 +226,9 @@ def sign_out_everywhere(actor: User | None, user: User) -> int:
     ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.signed_out_everywhere",
-        actor_id=_actor_id(actor),
+        actor_id=audit_actor_id(actor),
         target_user_id=user.id,
-        details=_details(actor, {"sessions_ended": ended}),
+        details=event_details(actor, {"sessions_ended": ended}),
         commit=False,
     )
     db.session.commit()
@@ -287,9 +287,9 @@ def reset_two_factor(
     ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.2fa_reset",
-        actor_id=_actor_id(actor),
+        actor_id=audit_actor_id(actor),
         target_user_id=user.id,
-        details=_details(
+        details=event_details(
             actor, {"reason": reason, "sessions_ended": ended, "tokens_revoked": revoked}
         ),
         commit=False,
