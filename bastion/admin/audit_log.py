@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import aliased
 
 from bastion.auth.services import canonical_username
@@ -23,6 +23,8 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, User
 
 PAGE_MAX = 10_000
+# Its details keep the deleted account's username: the one place the name outlives the row.
+DELETED_EVENT = "user.deleted"
 EXPORT_MAX = 100_000
 CSV_COLUMNS = (
     "id",
@@ -53,37 +55,74 @@ class AuditFilter:
     until: date | datetime | None = None
 
 
-def resolve_user_ids(user: str) -> list[int] | None:
-    """The ids ``user`` may name: the account with that username and, for digits, that id.
+def _held(user_id: int) -> ColumnElement[bool]:
+    return or_(AuditEvent.actor_id == user_id, AuditEvent.target_user_id == user_id)
+
+
+def user_conditions(user: str) -> list[ColumnElement[bool]] | None:
+    """The rows ``user`` names: by id (digits), by a live username, by a deleted one.
 
     None for no filter; an empty list when nothing matches. Usernames may be all digits
     ("1024"), so digits are read both ways: read only as an id, an account named after
     another's id would have the filter show that account's events instead of its own.
+
+    A deleted account's rows keep only its id; its name lives on in the details of its
+    ``user.deleted`` row, so a name also finds the accounts deleted under it, which is where
+    an investigation starts. A name covers its id only while that account held it: SQLite
+    (development) hands a deleted account's id out again, and the rows of the id's earlier
+    or later holders are not this account's. An id given as digits covers every holder.
     """
     user = user.strip()
     if not user:
         return None
-    ids: list[int] = []
+    conditions: list[ColumnElement[bool]] = []
     # ASCII digits only: str.isdigit() is also true for "²" or "①", which int() refuses.
     if user.isascii() and user.isdigit() and len(user) < 10:
-        ids.append(int(user))
-    if "\x00" not in user:  # no username has one, and PostgreSQL refuses NUL in text
-        name = canonical_username(user)
-        found = db.session.scalar(select(User.id).where(User.username == name))
-        if found is not None and found not in ids:
-            ids.append(found)
-    return ids
+        conditions.append(_held(int(user)))
+    if "\x00" in user:  # no username has one, and PostgreSQL refuses NUL in text
+        return conditions
+    name = canonical_username(user)
+    live = db.session.scalar(select(User.id).where(User.username == name))
+    # The newest hundred: a name deleted more often than that is an operator's script, and
+    # the statement stays bounded however often a name comes back.
+    deleted_as_name = (
+        select(AuditEvent.target_user_id, AuditEvent.created_at)
+        .where(
+            AuditEvent.event == DELETED_EVENT,
+            AuditEvent.details["username"].as_string() == name,
+        )
+        .order_by(AuditEvent.created_at.desc())
+        .limit(100)
+    )
+    gone = [(i, at) for i, at in db.session.execute(deleted_as_name) if i is not None]
+    ids = {i for i, _ in gone} | ({live} if live is not None else set())
+    deletions: dict[int, list[datetime]] = {}
+    if ids:
+        for user_id, at in db.session.execute(
+            select(AuditEvent.target_user_id, AuditEvent.created_at).where(
+                AuditEvent.event == DELETED_EVENT, AuditEvent.target_user_id.in_(ids)
+            )
+        ):
+            if user_id is not None:
+                deletions.setdefault(user_id, []).append(at)
+
+    def since_last_deletion(user_id: int, until: datetime | None) -> list[ColumnElement[bool]]:
+        earlier = [at for at in deletions.get(user_id, []) if until is None or at < until]
+        return [AuditEvent.created_at > max(earlier)] if earlier else []
+
+    if live is not None:
+        conditions.append(and_(_held(live), *since_last_deletion(live, None)))
+    for user_id, deleted_at in gone:
+        window = [AuditEvent.created_at <= deleted_at, *since_last_deletion(user_id, deleted_at)]
+        conditions.append(and_(_held(user_id), *window))
+    return conditions
 
 
 def _filtered(f: AuditFilter) -> Select[AuditEvent]:
     stmt = select(AuditEvent)
-    user_ids = resolve_user_ids(f.user)
-    if user_ids is not None:
-        stmt = stmt.where(
-            or_(AuditEvent.actor_id.in_(user_ids), AuditEvent.target_user_id.in_(user_ids))
-            if user_ids
-            else false()
-        )
+    named = user_conditions(f.user)
+    if named is not None:
+        stmt = stmt.where(or_(*named) if named else false())
     event = f.event.strip()
     if "\x00" in event:  # no event name has one, and PostgreSQL refuses NUL in text
         stmt = stmt.where(false())

@@ -21,11 +21,9 @@ from datetime import datetime
 
 from sqlalchemy import literal, select, union_all
 
-from bastion.admin.audit_log import readable
+from bastion.admin.audit_log import DELETED_EVENT, readable
 from bastion.extensions import db
 from bastion.models import AuditEvent, User
-
-DELETED_EVENT = "user.deleted"
 
 
 @dataclass(frozen=True)

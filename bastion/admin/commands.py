@@ -51,13 +51,18 @@ class _Moment(click.ParamType["date | datetime"]):
 @click.option("--until", type=_Moment(), help="Up to this ISO date or datetime (inclusive).")
 @click.option("--event", "prefix", default="", help="Only events whose name starts with this.")
 @click.option(
+    "--user",
+    default="",
+    help="Only events by or about this account: an id, or a username (also a deleted one).",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
-def export(since: date | None, until: date | None, prefix: str, fmt: str) -> None:
+def export(since: date | None, until: date | None, prefix: str, user: str, fmt: str) -> None:
     """Write the audit trail to standard output, oldest first (CSV cells formula-escaped)."""
     prefix = prefix.strip()
     event = prefix if not prefix or prefix.endswith("*") else prefix + "*"
-    chosen = AuditFilter(event=event, since=since, until=until)
+    chosen = AuditFilter(user=user, event=event, since=since, until=until)
     if is_inverted(chosen):
         raise click.UsageError("--since is after --until: no event can match. Swap them?")
     # Reading the trail is itself an audited event, as on the admin page.

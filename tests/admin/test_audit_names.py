@@ -4,14 +4,17 @@ live, deleted (by the name its ``user.deleted`` recorded), or unknown; never a l
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import delete
 
 from bastion.admin import deletion
+from bastion.admin.audit_log import CSV_COLUMNS
 from bastion.extensions import db
 from bastion.models import AuditEvent, User, utcnow
 from tests.factories import UserFactory
@@ -109,3 +112,76 @@ def test_ids_no_account_ever_held_stay_unknown(app: Flask) -> None:
     boss = UserFactory(username="boss", role_name="admin")
     _event("login.failure", target_user_id=10_001, details={"username": "ghost"})
     assert _audit_page(app, boss) == [("login.failure", "—", "unknown #10001")]
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_the_filter_finds_a_deleted_account_by_its_name(app: Flask) -> None:
+    """Investigations start from a name; once the account is gone only the ``user.deleted``
+    row remembers it, and the filter used to match live usernames alone."""
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    alice_id = alice.id
+    _event("login.success", days_ago=2, actor_id=alice_id)
+    _event("login.success", days_ago=1, actor_id=boss.id)
+    deletion.delete_user(boss, alice, confirmation="alice")
+
+    assert _audit_page(app, boss, "user=ALICE") == [
+        ("user.deleted", f"boss #{boss.id}", f"alice (deleted) #{alice_id}"),
+        ("login.success", f"alice (deleted) #{alice_id}", "—"),
+    ]
+    # A new account may take the name: the filter then shows both, each named as it was.
+    newcomer = UserFactory(username="alice")
+    _event("login.success", actor_id=newcomer.id)
+    assert [row[1] for row in _audit_page(app, boss, "user=alice")] == [
+        f"alice #{newcomer.id}", f"boss #{boss.id}", f"alice (deleted) #{alice_id}",
+    ]
+    assert _audit_page(app, boss, "user=carol") == []
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_a_deleted_name_covers_only_the_time_its_account_held_the_id(app: Flask) -> None:
+    """SQLite hands the id out again: the rows of its earlier and later holders are not
+    the named account's."""
+    boss = UserFactory(username="boss", role_name="admin", created_at=utcnow() - timedelta(days=30))
+    held = UserFactory(username="placeholder").id
+    db.session.execute(delete(User).where(User.id == held))
+    db.session.commit()
+    _event("login.success", days_ago=20, actor_id=held)  # carol
+    _event("user.deleted", days_ago=15, actor_id=boss.id, target_user_id=held,
+           details={"username": "carol"})
+    _event("login.failure", days_ago=10, target_user_id=held)  # alice
+    _event("user.deleted", days_ago=8, actor_id=boss.id, target_user_id=held,
+           details={"username": "alice"})
+    UserFactory(id=held, username="bob", created_at=utcnow() - timedelta(days=4))
+    _event("login.success", days_ago=2, actor_id=held)  # bob
+
+    assert _audit_page(app, boss, "user=alice") == [
+        ("user.deleted", f"boss #{boss.id}", f"alice (deleted) #{held}"),
+        ("login.failure", "—", f"alice (deleted) #{held}"),
+    ]
+    assert _audit_page(app, boss, "user=carol") == [
+        ("user.deleted", f"boss #{boss.id}", f"carol (deleted) #{held}"),
+        ("login.success", f"carol (deleted) #{held}", "—"),
+    ]
+    # The live holder's rows start after the id's last deletion; the id itself covers all.
+    assert _audit_page(app, boss, "user=bob") == [("login.success", f"bob #{held}", "—")]
+    assert len(_audit_page(app, boss, f"user={held}")) == 5
+
+
+def test_the_export_command_filters_by_a_deleted_name_too(app: Flask, runner: Any) -> None:
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    alice_id = alice.id
+    _event("login.success", days_ago=1, actor_id=alice_id)
+    _event("login.success", days_ago=1, actor_id=boss.id)
+    deletion.delete_user(boss, alice, confirmation="alice")
+
+    result = runner.invoke(args=["audit", "export", "--user", "alice", "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["event"], r["actor_id"], r["target_user_id"]) for r in rows] == [
+        ("login.success", alice_id, None), ("user.deleted", boss.id, alice_id),
+    ]
+    assert runner.invoke(args=["audit", "export", "--user", "nobody"]).output.splitlines() == [
+        ",".join(CSV_COLUMNS)
+    ]
