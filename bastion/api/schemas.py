@@ -203,7 +203,16 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     page: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_query_int)] = 1
-    per_page: Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_int)] = 20
+    per_page: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100,
+            description="Articles per page. Each started 20 count as one call against the "
+            "API rate limit (100: five), as articles carry their whole text.",
+        ),
+        BeforeValidator(_query_int),
+    ] = 20
     q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
     mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(
         default=False, description="Only my own articles, drafts included."
