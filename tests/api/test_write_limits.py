@@ -93,35 +93,32 @@ def test_refused_tokens_still_count_against_the_client_limit(
         assert statuses == [401, 401, 401, 429], path
 
 
+def _article_lister(make_app: Callable[..., Flask], limit: str) -> Callable[[str], int]:
+    """``GET /api/v1/articles?<query>`` with a signed-in token on a new app; the status."""
+    app = make_app(API_RATE_LIMIT=limit)
+    with app.app_context():
+        token = Api(app.test_client()).access_for(UserFactory())
+    client = app.test_client()
+    return lambda query: client.get(
+        f"/api/v1/articles?{query}", headers=bearer(token)
+    ).status_code
+
+
 @pytest.mark.asvs("V2.4.1")
 def test_a_long_page_of_articles_counts_as_several_calls(
     make_app: Callable[..., Flask],
 ) -> None:
     """A page of 100 articles can be tens of megabytes; counted as one call, the API limit
     let a client ask for five times the work of the default page at the same rate."""
-    app = make_app(API_RATE_LIMIT="10 per minute")
-    with app.app_context():
-        token = Api(app.test_client()).access_for(UserFactory())
-    client = app.test_client()
-
-    def get(query: str) -> int:
-        return client.get(f"/api/v1/articles?{query}", headers=bearer(token)).status_code
-
+    get = _article_lister(make_app, "10 per minute")
     assert get("per_page=100") == 200  # 5 of 10
     assert get("per_page=21") == 200  # 2: each started 20
     assert get("per_page=0000060") == 200  # 3: written the way the query model reads it
     assert get("per_page=21") == 429  # 2 more would make 12
     assert get("per_page=20") == 429  # the window is full: 1 more would make 11
-    app2 = make_app(API_RATE_LIMIT="3 per minute")
-    with app2.app_context():
-        token2 = Api(app2.test_client()).access_for(UserFactory())
-    client2 = app2.test_client()
-
-    def get2(query: str) -> int:
-        return client2.get(f"/api/v1/articles?{query}", headers=bearer(token2)).status_code
-
     # What the model refuses counts once; a short page counts once.
-    assert get2("per_page=x100") == 422
-    assert get2("per_page=1") == 200
-    assert get2("") == 200
-    assert get2("") == 429
+    get = _article_lister(make_app, "3 per minute")
+    assert get("per_page=x100") == 422
+    assert get("per_page=1") == 200
+    assert get("") == 200
+    assert get("") == 429
