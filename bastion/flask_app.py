@@ -1,5 +1,5 @@
-"""The Flask class Bastion runs on: Flask, minus one question asked on every request, and
-with absolute links built on the configured public origin."""
+"""The Flask class Bastion runs on: Flask, minus one question asked on every request, with
+absolute links built on the configured public origin, and whole request bodies or none."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, has_request_context
+
+from bastion.request_body import BastionRequest
 
 # Hooks, views and handlers are registered once, so the set stays this small; a caller
 # that hands over a new function per request is served uncached past the bound.
@@ -24,6 +26,9 @@ class BastionFlask(Flask):
     so an id is never reused); ``async def`` ones still go through Flask's own wrapping
     every time.
     """
+
+    # Bodies of unknown length are refused past the limit instead of cut short there.
+    request_class = BastionRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
