@@ -54,6 +54,8 @@ class Operation:
             codes.add(422)
         if has_path_params:
             codes.add(404)
+        if self.conditional:
+            codes.add(412)  # If-Match names an ETag that is no longer current
         return sorted(codes)
 
 
@@ -104,6 +106,16 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_body(model: type[BaseModel]) -> BaseModel:
     if request.mimetype != "application/json":
         raise _RefusalError(415, "Send the body as JSON with 'Content-Type: application/json'.")
+    # Nothing here decodes a content coding: a body said to be gzip was read as it came, so
+    # a plain one was acted on though a proxy that decodes it would see another request,
+    # and a real one was "not valid JSON". RFC 9110 (15.5.16): 415 naming what is accepted.
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise _RefusalError(
+            415,
+            "Send the body uncompressed: this API accepts no Content-Encoding but identity.",
+            {"Accept-Encoding": "identity"},
+        )
+    # Whole or refused: a body of unknown length past the limit is a 413 (bastion.request_body).
     data = request.get_data(cache=False)
     try:
         parsed = model.model_validate_json(data)
@@ -135,9 +147,9 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
 
 
 class _RefusalError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
 
 
 def operation(**spec: Any) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
@@ -156,7 +168,7 @@ def operation(**spec: Any) -> Callable[[Callable[..., Any]], Callable[..., Respo
                     kwargs["body"] = _parse_body(op.body)
                 result = view(*args, **kwargs)
             except _RefusalError as exc:
-                return problem(exc.status, exc.detail)
+                return problem(exc.status, exc.detail, headers=exc.headers)
             except InvalidInputError as exc:
                 return problem(422, exc.detail, extra={"errors": exc.errors})
             except RULE_ERRORS as exc:  # a service refused a value: same shape as schema errors
@@ -192,6 +204,10 @@ def _respond(op: Operation, result: Any) -> Response:
         else:
             response.set_etag(etag)
         response.make_conditional(request)  # 304 for a client that has these bytes
+        if response.status_code == 412:
+            # A stale If-Match: Werkzeug sets the status but keeps the whole JSON body; an
+            # error is problem+json like every other one, and carries no data.
+            return problem(412, "The If-Match ETag is not the current one; fetch it again.")
     return response
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -71,6 +73,38 @@ def test_a_field_named_twice_is_refused(api: Api, editor_token: str, data: bytes
     assert db.session.query(Article).count() == 0
 
 
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize(
+    ("coding", "data"),
+    [
+        ("gzip", b'{"title": "T", "body": "B"}'),  # says compressed, is not: was a 201
+        ("gzip", gzip.compress(b'{"title": "T", "body": "B"}', mtime=0)),  # was "not valid JSON"
+        ("deflate, gzip", b'{"title": "T", "body": "B"}'),
+        ("br", b'{"title": "T", "body": "B"}'),
+    ],
+    ids=["claimed-gzip", "real-gzip", "codings-list", "br"],
+)
+def test_a_content_encoded_body_is_refused_with_415(
+    api: Api, editor_token: str, coding: str, data: bytes
+) -> None:
+    """The API reads bodies as sent; one that names a content coding is not acted on, or a
+    proxy that decodes it would see another request than the one the server acted on."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+    resp = api.call("POST", "/articles", editor_token, data=data, headers=headers)
+    assert resp.status_code == 415, resp.get_data(as_text=True)[:300]
+    assert resp.mimetype == "application/problem+json"
+    assert "Content-Encoding" in resp.get_json()["detail"]
+    assert resp.headers["Accept-Encoding"] == "identity"
+    assert db.session.query(Article).count() == 0
+
+
+def test_an_identity_content_encoding_is_accepted(api: Api, editor_token: str) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "Identity"}
+    data = b'{"title": "T", "body": "B"}'
+    resp = api.call("POST", "/articles", editor_token, data=data, headers=headers)
+    assert resp.status_code == 201, resp.get_data(as_text=True)[:300]
+
+
 @pytest.mark.asvs("V15.3.7")
 def test_a_sign_in_naming_the_user_twice_is_refused(
     api: Api, make_user: Callable[..., User]
@@ -103,6 +137,35 @@ def test_huge_body_is_413(api: Api, editor_token: str) -> None:
     assert resp.status_code == 413
     assert resp.mimetype == "application/problem+json"
     assert db.session.query(Article).count() == 0
+
+
+CHUNKED = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+
+
+@pytest.mark.asvs("V4.2.1", "V2.2.1")
+def test_a_chunked_body_over_the_limit_is_413_not_cut_short(
+    app: Flask, api: Api, editor_token: str
+) -> None:
+    """Without Content-Length, Werkzeug stopped reading at the limit and returned the first
+    part as the whole body: valid JSON on its own, it was stored (201) though the body sent
+    was over the limit and not JSON at all."""
+    limit = app.config["API_MAX_BODY_BYTES"]
+    head = b'{"title": "T", "body": "B"}'
+    padded = head + b" " * (limit - len(head))
+
+    def send(data: bytes) -> Any:
+        # What a server that dechunks the body itself (gunicorn, Werkzeug's) hands over.
+        dechunked = {"wsgi.input_terminated": True}
+        call = {"data": data, "headers": CHUNKED, "environ_overrides": dechunked}
+        return api.call("POST", "/articles", editor_token, **call)
+
+    for data in (padded + b"not JSON, past the limit", b'{"title": "T", "body": "' + b"x" * limit):
+        resp = send(data)
+        assert resp.status_code == 413, resp.get_data(as_text=True)[:300]
+        assert resp.mimetype == "application/problem+json"
+    assert db.session.query(Article).count() == 0
+    resp = send(padded)  # exactly the limit is still fine
+    assert resp.status_code == 201, resp.get_data(as_text=True)[:300]
 
 
 def test_deeply_nested_json_is_refused(api: Api, editor_token: str) -> None:

@@ -177,3 +177,25 @@ def test_own_list_answers_carry_an_etag_too(api: Api) -> None:
         "GET", "/articles?mine=true", token, headers={"If-None-Match": first.headers["ETag"]}
     )
     assert again.status_code == 304
+
+
+@pytest.mark.asvs("V4.1.1", "V16.5.3")
+@pytest.mark.parametrize("query", ["", "?mine=true"])
+def test_a_failed_if_match_is_a_documented_problem_not_the_list(api: Api, query: str) -> None:
+    """Werkzeug answers a stale If-Match with 412 but left the whole list in the body, as
+    application/json, under a status the document did not list."""
+    ArticleFactory(title="Listed")
+    token = api.access_for(UserFactory(role_name="editor"))
+    first = api.call("GET", f"/articles{query}", token)
+    stale = api.call("GET", f"/articles{query}", token, headers={"If-Match": '"stale"'})
+    assert stale.status_code == 412
+    assert stale.mimetype == "application/problem+json"
+    assert stale.get_json()["status"] == 412
+    assert b"Listed" not in stale.data
+    current = api.call(
+        "GET", f"/articles{query}", token, headers={"If-Match": first.headers["ETag"]}
+    )
+    assert current.status_code == 200 and current.data == first.data
+    doc = api.call("GET", "/openapi.json").get_json()
+    assert "412" in doc["paths"]["/api/v1/articles"]["get"]["responses"]
+    assert "412" not in doc["paths"]["/api/v1/articles"]["post"]["responses"]
