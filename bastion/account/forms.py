@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from bastion.auth.forms import email_field, new_password_field, no_control_characters
 from bastion.auth.services import MAX_PASSWORD
+from bastion.form_input import BastionForm
 from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(BastionForm):
     """The rules live in ``profiles.services.clean_profile`` (shared with the API); the
     length validators here only add the browser's ``maxlength`` hint and an early message."""
 
@@ -25,11 +25,11 @@ class ProfileForm(FlaskForm):
     )
 
 
-class EmailChangeForm(FlaskForm):
+class EmailChangeForm(BastionForm):
     email = email_field("New email address")
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(BastionForm):
     current = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD)]
     )
@@ -40,7 +40,7 @@ class PasswordChangeForm(FlaskForm):
     )
 
 
-class EnableTwoFactorForm(FlaskForm):
+class EnableTwoFactorForm(BastionForm):
     code = StringField(
         "Code from your app",
         validators=[DataRequired(), Length(max=16), no_control_characters],
@@ -48,7 +48,7 @@ class EnableTwoFactorForm(FlaskForm):
     )
 
 
-class SecondFactorForm(FlaskForm):
+class SecondFactorForm(BastionForm):
     """Turning 2FA off or replacing the recovery codes asks for the factor itself."""
 
     code = StringField(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from bastion.admin.services import REASON_MAX, REASON_MIN
 from bastion.auth.forms import no_control_characters
+from bastion.form_input import BastionForm
 from bastion.models import ROLE_NAMES
 
 
-class RoleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class RoleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     role = SelectField(
         "Role",
         choices=[SelectChoice(name, name.capitalize()) for name in ROLE_NAMES],
@@ -20,7 +20,7 @@ class RoleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hint
     )
 
 
-class TwoFactorResetForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class TwoFactorResetForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     """Each field checks itself; that ``confirm`` names the user is the service's rule."""
 
     confirm = StringField(
@@ -48,7 +48,7 @@ class TwoFactorResetForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no
     )
 
 
-class DeleteUserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class DeleteUserForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     """The username typed again; that it names the user is the service's rule."""
 
     confirm = StringField(
@@ -58,7 +58,7 @@ class DeleteUserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no typ
     )
 
 
-class AuditFilterForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class AuditFilterForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     """Read-only filters in the query string; there is nothing to forge, so no CSRF token."""
 
     class Meta:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD, canonical_email
+from bastion.form_input import BastionForm
 
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
 PASSWORD_HINT = (
@@ -53,7 +53,7 @@ def email_field(label: str = "Email") -> EmailField:
     )
 
 
-class LoginForm(FlaskForm):
+class LoginForm(BastionForm):
     username = StringField("Username or email",
                            validators=[DataRequired(), Length(max=254), no_control_characters])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
@@ -61,7 +61,7 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(BastionForm):
     username = StringField(
         "Username",
         validators=[DataRequired(), Length(min=3, max=32), no_control_characters],
@@ -75,7 +75,7 @@ class RegisterForm(FlaskForm):
     )
 
 
-class TwoFactorForm(FlaskForm):
+class TwoFactorForm(BastionForm):
     code = StringField(
         "Authentication code",
         validators=[DataRequired(), Length(max=64), no_control_characters],
@@ -83,7 +83,7 @@ class TwoFactorForm(FlaskForm):
     )
 
 
-class ReauthForm(FlaskForm):
+class ReauthForm(BastionForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
     code = StringField(
         "Authentication code",
@@ -93,11 +93,11 @@ class ReauthForm(FlaskForm):
     next = HiddenField()
 
 
-class ResetRequestForm(FlaskForm):
+class ResetRequestForm(BastionForm):
     email = email_field()
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(BastionForm):
     password = new_password_field("New password")
     confirm = PasswordField(
         "Repeat new password",
@@ -105,7 +105,7 @@ class ResetPasswordForm(FlaskForm):
     )
 
 
-class AccountSetupForm(FlaskForm):
+class AccountSetupForm(BastionForm):
     """The first admin's account, created from the one-time setup link."""
 
     username = StringField("Username", validators=[DataRequired(), Length(min=3, max=32)])
@@ -120,5 +120,5 @@ class AccountSetupForm(FlaskForm):
     )
 
 
-class EmptyForm(FlaskForm):
+class EmptyForm(BastionForm):
     """A CSRF-protected form with no fields, for POST-only buttons (logout, revoke...)."""

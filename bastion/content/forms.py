@@ -12,6 +12,7 @@ from wtforms import BooleanField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX, ContentError
+from bastion.form_input import BastionForm
 
 REQUIRED = "This field is required."
 
@@ -20,7 +21,7 @@ def _too_long(limit: int) -> str:
     return f"Use at most {limit} characters."
 
 
-class ArticleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class ArticleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     title = StringField(
         "Title",
         validators=[DataRequired(REQUIRED), Length(max=TITLE_MAX, message=_too_long(TITLE_MAX))],
@@ -35,7 +36,7 @@ class ArticleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type h
     publish = BooleanField("Published (visible to everyone)")
 
 
-class CommentForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class CommentForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     body = TextAreaField(
         "Comment",
         validators=[

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField
+
+from bastion.form_input import BastionForm
 
 # A hint for the browser's file picker only; the content decides what is accepted.
 ACCEPT = "image/jpeg,image/png,image/gif,image/webp"
 
 
-class ImageUploadForm(FlaskForm):  # type: ignore[misc]
+class ImageUploadForm(BastionForm):  # type: ignore[misc]
     image = FileField(
         "Image",
         validators=[FileRequired(message="Choose an image file to upload.")],

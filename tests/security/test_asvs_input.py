@@ -229,3 +229,78 @@ def test_static_scripts_have_no_prototype_pollution_patterns() -> None:
 ])
 def test_the_scans_catch_what_they_look_for(snippet: str) -> None:
     assert UNSAFE_SINKS.search(snippet) or POLLUTION.search(snippet)
+
+
+# V2.2.1, V16.5.3: form fields are text parts only ------------------------------------
+# Flask-WTF merged file parts and JSON bodies into every form, so a text field could hold a
+# FileStorage, a number or an object, and WTForms' Length validator (``len``) raised: 500.
+FILE_PART_POSTS = [
+    ("anonymous", "/auth/login", {"username": "alice", "password": PASSWORD}, "username"),
+    ("anonymous", "/auth/login", {"username": "alice", "password": PASSWORD}, "password"),
+    ("anonymous", "/auth/register", {"username": "mallory", "email": "m@example.org",
+                                     "password": "a long enough passphrase",
+                                     "confirm": "a long enough passphrase"}, "email"),
+    ("anonymous", "/auth/reset", {"email": "alice@example.org"}, "email"),
+    ("viewer", "/account/password", {"current": PASSWORD, "password": "a long enough passphrase",
+                                     "confirm": "a long enough passphrase"}, "current"),
+    ("editor", "/articles/new", {"title": "A title", "body": "Some words."}, "title"),
+]
+
+
+def _stored_counts() -> tuple[int, ...]:
+    from bastion.models import Article, Comment
+
+    db.session.expire_all()
+    return tuple(int(db.session.scalar(select(func.count()).select_from(model)) or 0)
+                 for model in (User, Article, Comment))
+
+
+@pytest.mark.asvs("V2.2.1", "V16.5.3")
+@pytest.mark.parametrize(("role", "path", "data", "as_file"), FILE_PART_POSTS)
+def test_a_text_field_sent_as_a_file_part_is_a_clear_4xx(
+    app: Flask, role: str, path: str, data: dict[str, str], as_file: str
+) -> None:
+    import io
+
+    from tests.support.roles import client_for, token
+
+    UserFactory(username="alice", email="alice@example.org")
+    client = client_for(app, None if role == "anonymous" else UserFactory(role_name=role))
+    body: dict[str, object] = {"csrf_token": token(client), **data}
+    body[as_file] = (io.BytesIO(data[as_file].encode()), "field.txt", "text/plain")
+    before = _stored_counts()
+    resp = client.post(path, data=body, content_type="multipart/form-data")
+    assert resp.status_code == 422 or (path == "/auth/login" and resp.status_code == 200)
+    assert "This field is required." in resp.get_data(as_text=True)
+    assert _stored_counts() == before
+
+
+@pytest.mark.asvs("V2.2.1", "V16.5.3")
+@pytest.mark.parametrize("title", [1, 1.5, True, None, ["A title"], {"a": 1}, "A title"])
+def test_a_json_body_is_not_form_input(app: Flask, title: object) -> None:
+    from tests.support.roles import client_for, token
+
+    client = client_for(app, UserFactory(role_name="editor"))
+    csrf = token(client)
+    before = _stored_counts()
+    resp = client.post("/articles/new", json={"title": title, "body": "Some words."},
+                       headers={"X-CSRFToken": csrf})
+    assert resp.status_code == 422
+    assert "This field is required." in resp.get_data(as_text=True)
+    assert _stored_counts() == before
+
+
+def test_every_form_of_the_site_reads_requests_through_bastion_form(app: Flask) -> None:
+    """A form deriving from FlaskForm directly would take file parts and JSON values into
+    its text fields again (the 500s above)."""
+    from flask_wtf import FlaskForm
+
+    from bastion.form_input import BastionForm
+
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        return found.union(*(subclasses(sub) for sub in found))
+
+    ours = {c for c in subclasses(FlaskForm) if c.__module__.startswith("bastion.")}
+    assert len(ours) >= 20  # every module with forms was imported by create_app
+    assert {c.__qualname__ for c in ours if not issubclass(c, BastionForm)} == set()

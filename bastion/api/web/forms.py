@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import current_app
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectMultipleField, StringField, widgets
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from bastion.api.pats import SCOPES, role_scopes
+from bastion.form_input import BastionForm
 
 SCOPE_HELP = {
     "articles:read": "Read articles and comments",
@@ -26,7 +26,7 @@ class CheckboxesField(SelectMultipleField):  # type: ignore[misc]
     option_widget = widgets.CheckboxInput()
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
+class TokenForm(BastionForm):  # type: ignore[misc]
     name = StringField(
         "Name",
         validators=[DataRequired(), Length(max=80)],
