@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import Flask
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from bastion.auth.services import AccountError, canonical_email, create_user
+
+DATABASE_HINT = (
+    "Check BASTION_DATABASE_URL, that the database is reachable, and that "
+    "`flask --app bastion db upgrade` has run."
+)
+
+
+def database_problem(exc: DBAPIError | PoolTimeoutError) -> click.ClickException:
+    """The message for a database the command could not use (exit 1).
+
+    Unreachable, unopenable or unmigrated is for the operator to fix, not a bug to debug:
+    the traceback told them less, and printed the statement besides.
+    """
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split())[:300]  # one line: psycopg adds a second
+    return click.ClickException(
+        f"cannot use the database: {type(cause).__name__}: {text}\n{DATABASE_HINT}"
+    )
+
+
+class DatabaseCommand(click.Command):
+    """A command that uses the database: its errors end it with a message, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DBAPIError, PoolTimeoutError) as exc:
+            raise database_problem(exc) from exc
+
+
+class DatabaseGroup(AppGroup):
+    """A command group whose commands are all :class:`DatabaseCommand`."""
+
+    command_class = DatabaseCommand
 
 
 def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -22,7 +60,7 @@ def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return address
 
 
-@click.command("create-admin")
+@click.command("create-admin", cls=DatabaseCommand)
 @click.option("--username", prompt=True)
 @click.option("--email", prompt=True, callback=_email)
 @click.password_option(

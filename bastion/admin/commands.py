@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 from datetime import UTC, date, datetime
 
 import click
-from flask.cli import AppGroup
 
 from bastion.admin.audit_log import AuditFilter, export_csv, export_jsonl, is_inverted
 from bastion.admin.services import console_operator
+from bastion.cli import DatabaseGroup
 from bastion.security import audit as audit_trail
 
-audit = AppGroup("audit", help="Read the audit trail.")
+audit = DatabaseGroup("audit", help="Read the audit trail.")
 
 
 class _Moment(click.ParamType["date | datetime"]):
@@ -46,13 +48,45 @@ class _Moment(click.ParamType["date | datetime"]):
         return moment
 
 
+FILTER_MAX = 64
+"""Longest --event or --user, as on the admin page: no event name or username is longer, and
+SQLite refuses a LIKE pattern past 50,000 bytes (a traceback, not an answer)."""
+
+
+def _bounded(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A usage error (exit 2) for a filter longer than ``FILTER_MAX``."""
+    if len(value) > FILTER_MAX:
+        raise click.BadParameter(f"at most {FILTER_MAX} characters; no name is longer.")
+    return value
+
+
+def _write(chunk: str) -> None:
+    """Write to standard output; a full disk or an unwritable file is an error message.
+
+    A reader that stopped early (``| head``) is left to click, which exits 1 quietly.
+    """
+    try:
+        click.echo(chunk, nl=False)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(f"could not write the export: {exc.strerror or exc}") from exc
+
+
 @audit.command("export")
 @click.option("--since", type=_Moment(), help="From this ISO date or datetime (inclusive).")
 @click.option("--until", type=_Moment(), help="Up to this ISO date or datetime (inclusive).")
-@click.option("--event", "prefix", default="", help="Only events whose name starts with this.")
+@click.option(
+    "--event",
+    "prefix",
+    default="",
+    callback=_bounded,
+    help="Only events whose name starts with this.",
+)
 @click.option(
     "--user",
     default="",
+    callback=_bounded,
     help="Only events by or about this account: an id, or a username (also a deleted one).",
 )
 @click.option(
@@ -65,10 +99,12 @@ def export(since: date | None, until: date | None, prefix: str, user: str, fmt: 
     chosen = AuditFilter(user=user, event=event, since=since, until=until)
     if is_inverted(chosen):
         raise click.UsageError("--since is after --until: no event can match. Swap them?")
+    if sys.stdout is None:  # started with it closed: click.echo would drop every line, exit 0
+        raise click.ClickException("standard output is closed: nowhere to write the export.")
     # Reading the trail is itself an audited event, as on the admin page.
     details = {k: str(v) for k, v in vars(chosen).items() if v}
     audit_trail.record("audit.exported", details={**details, **console_operator(), "format": fmt})
     # Every matching event: an archive cut short at the web download's bound, with exit
     # status 0, would pass for the whole trail.
     for chunk in (export_csv if fmt == "csv" else export_jsonl)(chosen, everything=True):
-        click.echo(chunk, nl=False)
+        _write(chunk)

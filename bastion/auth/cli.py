@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from bastion.admin.services import (
@@ -24,11 +23,12 @@ from bastion.admin.services import (
 )
 from bastion.auth import registration
 from bastion.auth.services import canonical_username, find_login_user
+from bastion.cli import DatabaseGroup
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
 
-users = AppGroup("users", help="List and manage accounts.")
-sessions = AppGroup("sessions", help="Manage sign-in sessions.")
+users = DatabaseGroup("users", help="List and manage accounts.")
+sessions = DatabaseGroup("sessions", help="Manage sign-in sessions.")
 
 
 def _user(username: str) -> User:
@@ -52,8 +52,12 @@ def list_users() -> None:
         click.echo("No accounts yet (see create-admin or the setup link).", err=True)
 
 
+# A century: far larger ages overflow the date arithmetic, a traceback instead of an error.
+MAX_AGE_HOURS = 100 * 366 * 24
+
+
 @users.command("purge-unconfirmed")
-@click.option("--older-than-hours", type=click.IntRange(min=1), default=None,
+@click.option("--older-than-hours", type=click.IntRange(min=1, max=MAX_AGE_HOURS), default=None,
               help="Age of the accounts to delete (default and minimum: BASTION_CONFIRM_HOURS).")
 @click.option("--dry-run", is_flag=True, help="Only count them.")
 def purge_unconfirmed(older_than_hours: int | None, dry_run: bool) -> None:

@@ -6,14 +6,16 @@ import time
 
 import click
 
+from bastion.cli import DatabaseCommand
 from bastion.uploads import bp, storage
 from bastion.uploads.cleanup import check_store, still_orphan
 
 
-@bp.cli.command("check")
+@bp.cli.command("check", cls=DatabaseCommand)
 @click.option("--prune", is_flag=True, help="Delete orphan files (rows are never touched).")
 @click.option(
     "--min-age",
+    type=click.IntRange(min=0),  # a negative age is a typo, not "prune everything now"
     default=3600,
     show_default=True,
     help="Only prune files older than this many seconds, so uploads in flight are spared.",

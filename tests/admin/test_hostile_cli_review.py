@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import socket
+import sys
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from bastion.admin import audit_log
+from bastion.admin import commands as export_commands
 from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import AuditEvent, User
 from bastion.security import audit
+from tests.conftest import base_config
 from tests.factories import UserFactory
 from tests.support.roles import client_for
 
@@ -180,3 +186,139 @@ def test_admin_page_changes_keep_the_admin_as_actor_without_console_details(
     (event,) = _events("user.role_changed")
     assert event.actor_id == boss.id
     assert event.details == {"from": "viewer", "to": "editor"}
+
+
+# ------------------------------------------- a database the command cannot use ---
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+DATABASE_COMMANDS = [
+    ["users", "list"],
+    ["users", "disable", "root"],
+    ["users", "set-role", "root", "viewer"],
+    ["users", "reset-2fa", "root", "--reason", "Video call, ID checked"],
+    ["users", "purge-unconfirmed"],
+    ["sessions", "revoke", "--all"],
+    ["audit", "export"],
+    ["uploads", "check"],
+    ["create-admin", "--username", "second", "--email", "second@example.org",
+     "--password", "tangerine-orbit-lattice-93"],
+]  # fmt: skip
+
+
+@pytest.mark.asvs("V16.5.1", "V16.5.2")
+@pytest.mark.parametrize("database", ["unmigrated", "unreachable"])
+@pytest.mark.parametrize("args", DATABASE_COMMANDS, ids=" ".join)
+def test_a_database_the_command_cannot_use_is_a_message_not_a_traceback(
+    tmp_path: Path, database: str, args: list[str]
+) -> None:
+    # Every command that reads the database ended in a traceback (with the SQL statement)
+    # when it was not migrated yet, or not reachable: the operator's first `users list`
+    # after a deployment, or with the wrong BASTION_DATABASE_URL.
+    from bastion import create_app
+
+    url = (
+        f"sqlite:///{tmp_path / 'empty.db'}"
+        if database == "unmigrated"
+        else f"postgresql+psycopg://bastion@127.0.0.1:{_closed_port()}/bastion"
+    )
+    app = create_app(base_config(tmp_path, url))
+
+    result = app.test_cli_runner().invoke(args=args)
+
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "cannot use the database: OperationalError:" in result.output
+    assert "db upgrade" in result.output
+    assert "SELECT" not in result.output and "INSERT" not in result.output
+
+
+# ----------------------------------------------------- out-of-range option values ---
+@pytest.mark.asvs("V2.2.1")
+def test_purge_unconfirmed_refuses_an_age_past_any_date(runner: Any) -> None:
+    # Hours past the calendar overflowed the date arithmetic: a traceback, not an error.
+    stale = UserFactory(username="stale", email_confirmed_at=None).id
+    for hours in ("20000000", "9223372036854775808"):
+        result = runner.invoke(args=["users", "purge-unconfirmed", "--older-than-hours", hours])
+        assert result.exit_code == 2, (hours, result.output)
+        assert "--older-than-hours" in result.output
+    century = runner.invoke(args=["users", "purge-unconfirmed", "--older-than-hours", "876000"])
+    assert century.exit_code == 0, century.output
+    assert db.session.get(User, stale) is not None
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("option", ["--event", "--user"])
+def test_cli_export_bounds_its_filters_like_the_admin_page(runner: Any, option: str) -> None:
+    # 100,000 characters of --event made SQLite refuse the LIKE pattern: a traceback, and
+    # an audit.exported event for an export that never ran.
+    result = runner.invoke(args=["audit", "export", option, "x" * 100_000])
+
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': at most 64 characters" in result.output
+    assert not _events("audit.exported")
+    assert runner.invoke(args=["audit", "export", option, "x" * 64]).exit_code == 0
+
+
+# ------------------------------------------------ an export that cannot be written ---
+def _export_to(stdout: IO[str] | None, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``audit export`` through click's own main, writing to ``stdout``; its exit status."""
+    monkeypatch.setattr(sys, "stdout", stdout)
+    with pytest.raises(SystemExit) as ended:
+        export_commands.audit.main(["export"], prog_name="flask audit")
+    return int(ended.value.code or 0)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_cli_export_to_a_full_disk_is_an_error_message(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An archive written to a full disk ended in a traceback of click's internals.
+    audit.record("probe.event")
+    full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        status = _export_to(full, monkeypatch)
+    finally:
+        with contextlib.suppress(OSError):  # what the failed write left in the buffer
+            full.close()
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "could not write the export: No space left on device" in err
+
+
+def test_cli_export_with_standard_output_closed_fails(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Started with stdout closed (`>&-`), click.echo dropped every line and the export
+    # "succeeded" with exit status 0 and an audit.exported event.
+    audit.record("probe.event")
+
+    status = _export_to(None, monkeypatch)
+
+    assert status == 1
+    assert "standard output is closed" in capsys.readouterr().err
+    assert not _events("audit.exported")
+
+
+# ------------------------------------------- an admin who cannot sign in is no admin ---
+@pytest.mark.asvs("V2.3.2", "V8.2.1")
+def test_an_unconfirmed_admin_does_not_stand_in_for_the_last_admin(runner: Any) -> None:
+    # An account promoted before confirming its address counted as an active admin: the
+    # last admin who could sign in was demoted, and purging the unconfirmed one left none.
+    UserFactory(username="root", role_name="admin")
+    UserFactory(username="newbie", email_confirmed_at=None)
+    assert runner.invoke(args=["users", "set-role", "newbie", "admin"]).exit_code == 0
+
+    for args, action in ((["users", "set-role", "root", "viewer"], "demoted"),
+                         (["users", "disable", "root"], "disabled")):  # fmt: skip
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1, result.output
+        assert f"root is the last active admin and cannot be {action}" in result.output
+
+    root = db.session.scalar(select(User).where(User.username == "root"))
+    assert root is not None and root.is_admin and root.is_active

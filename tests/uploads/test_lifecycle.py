@@ -407,6 +407,16 @@ def test_check_command_reports_and_prunes_orphans(app: Flask) -> None:
     assert not storage.path_for(orphan).exists()
 
 
+def test_check_command_refuses_a_negative_min_age(app: Flask) -> None:
+    # A negative age (a typo) was taken as "prune everything, uploads in flight too".
+    orphan = storage.new_name("png")
+    storage.write_atomic(orphan, b"an upload whose row is not committed yet")
+    result = app.test_cli_runner().invoke(args=["uploads", "check", "--prune", "--min-age", "-1"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--min-age'" in result.output
+    assert storage.path_for(orphan).exists()
+
+
 @pytest.mark.asvs("V5.3.2")
 def test_prune_never_deletes_what_the_store_did_not_write(app: Flask, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A symlink or a foreign file under BASTION_UPLOAD_DIR (a shared volume, a careless
