@@ -110,11 +110,21 @@ def lock_admins() -> None:
 
 
 def count_other_active_admins(user: User) -> int:
-    """Active admins besides ``user``, as of now: for telling the admin, not for deciding."""
+    """Active admins besides ``user``, as of now: for telling the admin, not for deciding.
+
+    Active means able to sign in: not disabled, and the address confirmed. An admin promoted
+    before confirming cannot sign in (and may be purged unconfirmed), so counting one let the
+    last admin who could be demoted or disabled, leaving nobody to administer the site.
+    """
     return db.session.scalar(
         select(func.count(User.id))
         .join(Role, User.role_id == Role.id)
-        .where(Role.name == "admin", User.disabled_at.is_(None), User.id != user.id)
+        .where(
+            Role.name == "admin",
+            User.disabled_at.is_(None),
+            User.email_confirmed_at.is_not(None),
+            User.id != user.id,
+        )
     ) or 0
 
 
