@@ -17,7 +17,7 @@ from flask.cli import AppGroup, ScriptInfo
 
 from flask_deploy_check.deps import DEFAULT_TIMEOUT, DepsOptions
 from flask_deploy_check.findings import Severity
-from flask_deploy_check.registry import all_specs
+from flask_deploy_check.registry import all_specs, printable
 from flask_deploy_check.report import render_json, render_text
 from flask_deploy_check.runner import run_checks
 
@@ -45,7 +45,26 @@ def load_app_as_deployed() -> Flask:
     try:
         return info.load_app()
     except Exception as exc:  # the app refusing to start is a result, not a crash
-        raise AppLoadError(f"could not load the application: {type(exc).__name__}: {exc}") from exc
+        raise AppLoadError(f"could not load the application: {load_failure(exc)}") from exc
+    except SystemExit as exc:
+        # Even sys.exit(0): nothing was checked, and a CI gate must not read that as a pass.
+        raise AppLoadError(
+            f"could not load the application: it called sys.exit({exc.code!r}) while loading"
+        ) from exc
+
+
+def load_failure(exc: Exception) -> str:
+    """Why the app did not load, without a traceback or raw control characters.
+
+    Flask's NoAppException for an ImportError raised inside the app's module carries the
+    whole formatted traceback in its message; the ImportError itself names what is missing.
+    A message of several lines (an app listing each bad setting) keeps its lines.
+    """
+    text, cause = str(exc), exc.__context__
+    if isinstance(cause, ImportError) and "Traceback (most recent call last)" in text:
+        text = f"{text.splitlines()[0].rstrip(':')}: {type(cause).__name__}: {cause}"
+    lines = "\n".join(printable(line) for line in text.splitlines())
+    return f"{type(exc).__name__}: {lines}" if lines else type(exc).__name__
 
 
 def use_colour() -> bool:

@@ -59,7 +59,7 @@ def estimated_bits(key: str | bytes) -> float:
     if not total:
         return 0.0
     per_symbol = -sum(n / total * math.log2(n / total) for n in counts.values())
-    return per_symbol * total
+    return max(0.0, per_symbol * total)  # one repeated symbol gives -0.0: "about -0 bits"
 
 
 def _secret_keys(ctx: CheckContext) -> list[tuple[str, str | bytes]]:
@@ -135,9 +135,17 @@ def debugger_middleware(ctx: CheckContext) -> CheckResult:
     django="security.W009",
 )
 def secret_key_missing(ctx: CheckContext) -> CheckResult:
-    """A missing key is a broken deployment, not a development convenience."""
-    if not ctx.app.config.get("SECRET_KEY"):
+    """A missing key is a broken deployment, not a development convenience.
+
+    So is a key Flask cannot use (a number, a list): every session fails, and the strength
+    checks, which read only text and bytes, would otherwise say nothing at all.
+    """
+    key = ctx.app.config.get("SECRET_KEY")
+    if not key:
         return "SECRET_KEY is empty or not set."
+    if not isinstance(key, str | bytes):
+        kind = type(key).__name__
+        return f"SECRET_KEY is of type {kind}, not text or bytes: Flask cannot sign with it."
     return None
 
 

@@ -134,11 +134,13 @@ class LocalOsvService:
 
     def __init__(self, path: Path) -> None:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            data = data.get("vulns", [data] if "id" in data else [])
-        if not isinstance(data, list):
+        if isinstance(data, dict):  # {} is OSV's own answer when nothing is known
+            data = data.get("vulns", [data] if "id" in data else [] if not data else None)
+        # Anything else (a package.json passed by mistake) was read as "no advisories": a
+        # wrong file passed the audit instead of failing it.
+        if not isinstance(data, list) or not all(isinstance(e, dict) and "id" in e for e in data):
             raise ValueError(f"{path} is not an OSV list or {{'vulns': [...]}} document")
-        self.entries: list[dict[str, Any]] = [e for e in data if isinstance(e, dict)]
+        self.entries: list[dict[str, Any]] = data
 
     def query(self, spec: Any) -> tuple[Any, list[Any]]:
         """Vulnerabilities for one resolved dependency, as pip-audit results."""

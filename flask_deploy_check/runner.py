@@ -157,7 +157,10 @@ def run_checks(
                     f"{result.response.status_code}{cause}; checks read that error response."
                 )
             )
-    silenced = set(ignore) | set(app.config.get(SILENCED_CONFIG_KEY) or ())
+    configured = app.config.get(SILENCED_CONFIG_KEY) or ()
+    if isinstance(configured, str):  # "BST-E001, BST-W104": ids, not the characters of one
+        configured = configured.replace(",", " ").split()
+    silenced = set(ignore) | set(configured)
     report.findings = sorted(
         (finding for finding in findings if finding.id not in silenced), key=Finding.sort_key
     )

@@ -125,6 +125,29 @@ def test_unreadable_database_is_reported(tmp_path: Path) -> None:
         assert str(path) in outcome.error
 
 
+@pytest.mark.asvs("V16.5.3")
+@pytest.mark.parametrize(
+    "document",
+    [{"name": "my-app", "version": "1.0"}, [1, 2], [{"name": "flask"}], {"vulns": {}}, "vulns"],
+)
+def test_a_file_that_is_no_osv_document_fails_the_audit(tmp_path: Path, document: Any) -> None:
+    # A wrong file (a package.json, a list of packages) was read as "no advisories": the
+    # audit passed clean on data that said nothing about vulnerabilities.
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(document), encoding="utf-8")
+    outcome = audit_installed(DepsOptions(vuln_db=wrong))
+    assert outcome.error is not None
+    assert "is not an OSV list" in outcome.error
+
+
+@pytest.mark.parametrize("document", [{}, {"vulns": []}, []])
+def test_an_osv_document_without_advisories_is_clean(tmp_path: Path, document: Any) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(document), encoding="utf-8")
+    outcome = audit_installed(DepsOptions(vuln_db=empty))
+    assert outcome.error is None and outcome.vulnerabilities == []
+
+
 @pytest.mark.parametrize(
     ("version", "events", "affected"),
     [

@@ -7,15 +7,19 @@ header, not what a naive reading of the first header line suggests.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from flask import Flask, Response, redirect, request
+from flask.cli import FlaskGroup
 from werkzeug.debug import DebuggedApplication
 
+from flask_deploy_check.cli import security
 from flask_deploy_check.context import probe_host
 from flask_deploy_check.runner import Report, run_checks
 from tests.check import apps
@@ -319,3 +323,86 @@ def test_json_stays_parseable_when_the_app_prints() -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["findings"] == []
     assert "setup/one-time-token" in result.stderr
+
+
+# ------------------------------------------------------- apps that do not load ---
+def _check_cli() -> FlaskGroup:
+    """``flask`` with only the plugin, loading whatever ``--app`` names."""
+    group = FlaskGroup(add_default_commands=False)
+    group.add_command(security)
+    return group
+
+
+@pytest.mark.asvs("V16.5.3")
+@pytest.mark.parametrize("code", [0, None, 3])
+def test_an_app_that_exits_while_loading_fails_the_check(code: int | None) -> None:
+    # sys.exit(0) in the factory (a usage message, say) ended the check with exit status 0
+    # and an empty report: a CI gate passed without a single check having run.
+    def create_app() -> Flask:
+        print("usage: set DATABASE_URL first")
+        raise SystemExit(code)
+
+    result = CliRunner().invoke(flask_group(create_app), ["security", "check", "--format", "json"])
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert f"could not load the application: it called sys.exit({code!r})" in result.stderr
+
+
+@pytest.mark.asvs("V16.5.1")
+def test_an_import_error_inside_the_app_is_one_line_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flask puts the formatted traceback of an ImportError raised inside the app's module in
+    # its message, and the check printed it whole.
+    (tmp_path / "broken_import_app.py").write_text("import no_such_module_for_the_check\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_import_app", raising=False)
+
+    result = CliRunner().invoke(_check_cli(), ["--app", "broken_import_app", "security", "check"])
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert (
+        "Error: could not load the application: NoAppException: While importing "
+        "'broken_import_app', an ImportError was raised: ModuleNotFoundError: No module "
+        "named 'no_such_module_for_the_check'\n"
+    ) in result.output
+
+
+def test_control_characters_in_a_load_error_are_escaped_and_lines_kept() -> None:
+    def create_app() -> Flask:
+        raise RuntimeError("refusing to start:\n  - SECRET\x1b[2J_KEY is missing")
+
+    result = CliRunner().invoke(flask_group(create_app), ["security", "check"])
+
+    assert result.exit_code == 2
+    assert "\x1b" not in result.output
+    assert "RuntimeError: refusing to start:\n  - SECRET\\x1b[2J_KEY is missing" in result.output
+
+
+# ----------------------------------------------------------------- odd settings ---
+@pytest.mark.asvs("V11.2.3")
+@pytest.mark.parametrize("key", [12345, ["dev"]])
+def test_a_secret_key_flask_cannot_use_is_reported(key: object) -> None:
+    # Only text and bytes were looked at: a number or a list (every session a 500) gave
+    # no finding at all in deploy mode.
+    report = run_checks(apps.make_app(apps.Variant(config={"SECRET_KEY": key})), deploy=True)
+    [message] = messages(report, "BST-E003")
+    assert f"SECRET_KEY is of type {type(key).__name__}, not text or bytes" in message
+
+
+def test_one_repeated_character_has_zero_bits_not_minus_zero() -> None:
+    app = apps.make_app(apps.Variant(config={"SECRET_KEY": b"\x00" * 40}))
+    [message] = messages(run_checks(app, deploy=True), "BST-W006")
+    assert "about 0 bits" in message
+
+
+@pytest.mark.parametrize("silenced", ["BST-E301", "BST-W104, BST-E301"])
+def test_silenced_ids_given_as_one_string_are_ids_not_characters(silenced: str) -> None:
+    # A string was read as a set of its characters, which silenced nothing.
+    app = apps.make_app(apps.UNSAFE["BST-E301"])
+    app.config["DEPLOY_CHECK_SILENCED"] = silenced
+    report = run_checks(app)
+    assert not messages(report, "BST-E301")
+    assert report.silenced == 1
