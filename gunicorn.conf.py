@@ -84,6 +84,11 @@ if (certfile is None) != (keyfile is None):
 # Only these peers may set X-Forwarded-Proto for gunicorn itself. Client addresses and
 # the scheme seen by Flask come from ProxyFix with BASTION_PROXY_HOPS, not from here.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# And nothing else: by default gunicorn also takes SCRIPT_NAME and PATH_INFO request headers
+# from those peers, so a client whose headers a sidecar or proxy on loopback passes on could
+# mount the app under a path of its choosing (links, routing and the path it logs follow)
+# or get a 500 naming the path. The app is never mounted under a prefix (ProxyFix x_prefix=0).
+forwarder_headers = ""
 
 # The heartbeat file is fchmod()ed constantly; on a disk-backed (or read-only) /tmp that
 # blocks workers, so use shared memory when there is some.

@@ -79,6 +79,7 @@ def test_defaults_are_production_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.limit_request_fields == 64
     assert cfg.limit_request_field_size == 8190
     assert cfg.forwarded_allow_ips == ["127.0.0.1"]
+    assert cfg.forwarder_headers == [], "no SCRIPT_NAME or PATH_INFO from request headers"
     assert cfg.accesslog is None, "the app logs requests as JSON itself"
     assert cfg.errorlog == "-"
     assert cfg.preload_app is False

@@ -3,8 +3,8 @@
 The image must start at all on a read-only root (nothing written into it), its build must run
 no code that was not locked and hashed, make-secrets.sh must never leave a blank secret,
 every compose container runs without root privileges, Prometheus must reach the app with a
-Host the app accepts, and the public proxy must refuse the internal-only host name and the
-readiness probe.
+Host the app accepts, the public proxy must refuse the internal-only host name and the
+readiness probe, and gunicorn must take no path prefix from a request header.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +30,7 @@ from bastion.api.keys import new_key_entry
 from tests.conftest import base_config, build_app
 from tests.deploy.test_compose import run_make_secrets
 from tests.deploy.test_dockerfile import _stages
+from tests.deploy.test_gunicorn_worker import server  # noqa: F401 - fixture used by name below
 from tests.deploy.test_nginx import (  # noqa: F401 - fixtures used by name below
     Backend,
     InternalCA,
@@ -287,6 +289,34 @@ def test_prometheus_scrapes_with_a_host_the_app_trusts(tmp_path: Path) -> None:
         )
         assert response.status_code == 200, (host, response.status_code)
         assert b"# TYPE bastion_" in response.data
+
+
+# --- gunicorn -------------------------------------------------------------------------------
+
+
+@pytest.mark.asvs("V4.1.3", "V16.5.1")
+@pytest.mark.parametrize("prefix", ["/account", "/elsewhere"])
+def test_gunicorn_takes_no_path_prefix_from_a_request_header(
+    prefix: str,
+    server: int,  # noqa: F811 - the fixture imported from test_gunicorn_worker
+) -> None:
+    """gunicorn.conf.py trusts loopback peers (FORWARDED_ALLOW_IPS) for the scheme, and by
+    default gunicorn would also take a `SCRIPT_NAME` header from them: whatever a sidecar or
+    proxy there passes on would mount the app under the client's prefix (its routing, its
+    links and the path it logs), or fail the request with a 500 that names the path. The
+    request comes from 127.0.0.1, a trusted peer."""
+    path = "/account/environ"
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: localhost\r\nSCRIPT_NAME: {prefix}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), reply[:300]
+    assert body.decode() == f"|{path}", "SCRIPT_NAME|PATH_INFO as the app saw them"
 
 
 # --- nginx ----------------------------------------------------------------------------------
