@@ -21,6 +21,13 @@ bytes do not hold a thread and do not count.
 gunicorn has no setting for this, hence a small subclass. The socket stays shared: one
 ``SO_REUSEPORT`` socket per worker would balance too, but drops the connections queued on
 a worker's socket each time that worker is recycled.
+
+It also reads to its end a request body the application left unread (an upload refused
+with 413, 415 or 403 before it was read) before it takes the connection's next request.
+Stock gthread gives up after 64 KiB and closes the connection it has just answered with
+"Connection: keep-alive": nginx, which reuses its upstream connections, then sends another
+client's request on a connection that is closing and answers that client with 502 (and
+the sender of a large body too, its upload cut off mid-write).
 """
 
 from __future__ import annotations
@@ -28,9 +35,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
 
 ACCEPT_GRACE = 0.01  # seconds a busy worker leaves a new connection to its siblings
+# An unread body is drained up to this size: more than nginx lets through
+# (client_max_body_size 12m in deploy/nginx/bastion.conf), so what the proxy sends is
+# always read. The time is bounded as in gunicorn (DEFAULT_WORKER_DATA_TIMEOUT, 5 s).
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -76,3 +87,22 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
                 if self.nr_conns == before:
                     break
                 room -= 1
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """Keep the connection only once the unread rest of the request body is read.
+
+        The response has already promised keep-alive; breaking that promise makes a proxy
+        fail the next request it sends on the connection. So gunicorn's own drain runs as
+        stock gthread runs it (bounded by the data timeout; a stalled body closes the
+        connection), only with ``DRAIN_MAX_BYTES`` instead of its 64 KiB.
+        """
+        if not keepalive:
+            return False
+        deadline = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
+        try:
+            return bool(conn.parser.finish_body(deadline=deadline, max_bytes=DRAIN_MAX_BYTES))
+        except Exception:  # a malformed chunk, a reset: where the next request starts is
+            # unknown and this request is answered. Let through, gunicorn's error handler
+            # wrote a 400 after the 200, an answer to no request that a client reusing the
+            # connection takes for the answer to its next one.
+            return False

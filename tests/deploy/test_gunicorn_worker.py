@@ -1,20 +1,26 @@
-"""The gunicorn worker class: a connection goes to a worker with a free thread, none is lost.
+"""The gunicorn worker class: a connection goes to a worker with a free thread, none is lost,
+and one left with an unread request body is still good for the next request.
 
 Real gunicorn with the project's gunicorn.conf.py, two workers of one thread each, and a
-tiny WSGI app that answers with its process id (``/hold?<s>`` first keeps its thread busy).
+tiny WSGI app that answers with its process id (``/hold?<s>`` first keeps its thread busy;
+``/environ`` answers with the SCRIPT_NAME and PATH_INFO it was given). It never reads a
+request body.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 
+from bastion.gunicorn_worker import DRAIN_MAX_BYTES
 from tests.ops.processes import GUNICORN, ROOT, free_port, stop
 
 APP = """
@@ -24,6 +30,8 @@ def app(environ, start_response):
     if environ["PATH_INFO"] == "/hold":
         time.sleep(float(environ["QUERY_STRING"]))
     body = str(os.getpid()).encode()
+    if environ["PATH_INFO"].endswith("/environ"):
+        body = f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 """
@@ -172,3 +180,79 @@ def test_a_queued_connection_is_taken_even_while_kept_alive_ones_keep_every_work
     for client in clients:
         client.join()
     assert not errors
+
+
+def _head_and_body(sock: socket.socket, timeout: float) -> tuple[bytes, bytes]:
+    """One response (its head and its Content-Length body); ``(b"", b"")`` if the connection
+    was closed or reset first."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"", b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"", b""
+            body += chunk
+    except (ConnectionError, TimeoutError):
+        return b"", b""
+    return head, body
+
+
+@pytest.mark.asvs("V4.2.1")
+def test_a_connection_answered_before_its_body_was_read_serves_the_next_request(
+    server: int,
+) -> None:
+    """What nginx does on its pooled upstream connections: a whole request, its large body
+    unread by the app (an upload refused with 413 or 403), then another client's request.
+
+    The first answer promises keep-alive, so the connection must still carry the second
+    request; stock gthread reads 64 KiB of the body, then closes, and nginx answered that
+    other client with 502.
+    """
+    conf = (ROOT / "deploy" / "nginx" / "bastion.conf").read_text()
+    proxy_limit = re.search(r"client_max_body_size\s+(\d+)m;", conf)
+    assert proxy_limit and int(proxy_limit.group(1)) * 1024 * 1024 < DRAIN_MAX_BYTES
+    body = b"x" * (2 * 1024 * 1024)
+    sock = socket.create_connection(("127.0.0.1", server), timeout=5)
+    try:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        with suppress(OSError):  # closed by the server: the second answer is missing too
+            sock.sendall(body)
+        head, _ = _head_and_body(sock, timeout=5)
+        assert b"connection: keep-alive" in head.lower(), head
+        with suppress(OSError):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head, pid = _head_and_body(sock, timeout=7)
+        assert head.startswith(b"HTTP/1.1 200 "), "the kept-alive connection was closed"
+        assert pid.isdigit()
+    finally:
+        sock.close()
+
+
+@pytest.mark.asvs("V4.2.1")
+def test_a_malformed_body_the_app_did_not_read_ends_the_connection_without_a_second_answer(
+    server: int,
+) -> None:
+    """A chunked body that turns out malformed after the app has answered: the connection
+    closes. Stock gthread wrote a 400 after the 200, an answer to no request, which a client
+    or proxy reusing the connection would take for the answer to its next request."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nab\r\nzz\r\n"
+        )
+        received = b""
+        sock.settimeout(7)
+        with suppress(ConnectionError, TimeoutError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200"], received[:400]
