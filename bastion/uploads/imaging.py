@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,6 +36,13 @@ MAX_JPEG_SCANS = 100
 ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
 JPEG_QUALITY = 85
+# One image decoded at a time per process: a 25-megapixel image takes 300-470 MB while it
+# is re-encoded, and a worker's threads took four at once to 1.7 GB, past a 1 GiB container.
+# A request waits its turn at most this long, then is told to try again: one image takes
+# about a second, and a waiting request holds one of the worker's threads, so uploads
+# queued behind each other must not hold them all for long.
+DECODE_SLOTS = threading.BoundedSemaphore(1)
+DECODE_WAIT_SECONDS = 10.0
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Pillow only warns between one and two times its limit; make that a refusal process-wide
 # (set once here: ``warnings.catch_warnings`` per call would not be thread-safe).
@@ -119,13 +127,25 @@ def process(data: bytes, *, kind: str) -> CleanImage:
         raise NOT_AN_IMAGE
     if fmt.name == "JPEG":
         _check_jpeg_scans(data)
+    if not DECODE_SLOTS.acquire(timeout=DECODE_WAIT_SECONDS):
+        raise ImageRejectedError(
+            "busy", "Images are being processed for others just now; try again in a minute.", 503
+        )
+    try:
+        return _decode_and_encode(data, fmt, kind=kind)
+    finally:
+        DECODE_SLOTS.release()
+
+
+def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
     try:
         with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
             _check_dimensions(im)
+            loop = im.info.get("loop", 0)  # read first: a still image's info is cleared
             frames = _decoded_frames(im)
             if kind == "avatar":
                 return _avatar(frames[0])
-            return _article_image(fmt, frames, im.info.get("loop", 0))
+            return _article_image(fmt, frames, loop)
     except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -207,14 +227,28 @@ def _decoded_frames(im: Image.Image) -> list[_Frame]:
         frame.load()
         if still:
             # Honour the camera's orientation before the EXIF tag that carries it is dropped.
-            frame = ImageOps.exif_transpose(frame) or frame
-        has_alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
-        clean = frame.convert("RGBA" if has_alpha else "RGB")
+            ImageOps.exif_transpose(frame, in_place=True)
+        clean = _pixels_only(frame, reuse=still)
         clean.info = {}  # nothing from the upload's metadata may reach the encoder
         frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
     if not frames:
         raise ImageRejectedError("corrupt", "The image has no frames.")
     return frames
+
+
+def _pixels_only(frame: Image.Image, *, reuse: bool) -> Image.Image:
+    """The frame as RGB or RGBA, copied only when it must be.
+
+    A still image already in that mode is used as it is: each copy of a 25-megapixel image
+    is another 100 MB, and with a copy for the orientation and one for the mode a single
+    upload took 330-530 MB, so two at once could exhaust a 1 GiB worker. Animation frames
+    are always copied, as seeking to the next frame overwrites the decoded one.
+    """
+    has_alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
+    mode = "RGBA" if has_alpha else "RGB"
+    if reuse and frame.mode == mode:
+        return frame
+    return frame.convert(mode)
 
 
 def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:

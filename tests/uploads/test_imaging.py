@@ -35,7 +35,7 @@ def test_attack_corpus_is_refused_with_a_reason(data: bytes, reason: str) -> Non
 def test_any_other_decoder_failure_is_a_logged_corrupt_refusal(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def fails(image: Image.Image) -> Image.Image:
+    def fails(image: Image.Image, **_options: object) -> Image.Image:
         raise RuntimeError("decoder bug")
 
     monkeypatch.setattr(imaging.ImageOps, "exif_transpose", fails)
@@ -153,3 +153,80 @@ def test_jpeg_scans_are_capped_before_decoding(monkeypatch: pytest.MonkeyPatch) 
     assert refused.value.reason == "too_many_scans"
     assert "standard JPEG" in refused.value.message
     assert opened == []
+
+
+@pytest.mark.asvs("V15.2.2", "V5.2.1")
+def test_images_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 25-megapixel image takes 300-470 MB while it is re-encoded; a worker's four threads
+    # took four at once to 1.7 GB, past the 1 GiB container (an OOM kill of every request).
+    import threading
+    import time
+
+    real_open = imaging.Image.open
+    inside, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_open(*args: object, **kwargs: object) -> Image.Image:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        with lock:
+            inside -= 1
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imaging.Image, "open", slow_open)
+    data = corpus.png()
+    threads = [
+        threading.Thread(target=imaging.process, args=(data,), kwargs={"kind": "article"})
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
+
+
+@pytest.mark.asvs("V15.2.2")
+def test_a_request_that_waits_too_long_for_its_turn_is_told_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imaging, "DECODE_WAIT_SECONDS", 0.01)
+    assert imaging.DECODE_SLOTS.acquire(timeout=5)  # another request's image is in progress
+    try:
+        with pytest.raises(imaging.ImageRejectedError) as busy:
+            imaging.process(corpus.png(), kind="avatar")
+    finally:
+        imaging.DECODE_SLOTS.release()
+    assert (busy.value.reason, busy.value.status) == ("busy", 503)
+    assert imaging.process(corpus.png(), kind="avatar")  # and the slot is free again
+
+
+@pytest.mark.asvs("V15.2.2")
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_still_image_is_not_copied_at_full_size(
+    monkeypatch: pytest.MonkeyPatch, orientation: int
+) -> None:
+    # Each full-size copy of a 25-megapixel image is another 100 MB: one for the EXIF
+    # orientation and one for the mode took a single upload from 100 MB to 330-530 MB.
+    # A rotation needs its one new image; an upright RGB photo needs none.
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = corpus.image_bytes("JPEG", (300, 200), exif=exif)
+    full = {(300, 200), (200, 300)}
+    made: list[tuple[int, int]] = []
+    real_new = Image.Image._new
+
+    def counting_new(self: Image.Image, im: object) -> Image.Image:
+        out = real_new(self, im)  # type: ignore[arg-type]
+        made.append(out.size)
+        return out
+
+    monkeypatch.setattr(Image.Image, "_new", counting_new)
+    for kind in ("avatar", "article"):
+        made.clear()
+        clean = imaging.process(data, kind=kind)
+        assert sum(size in full for size in made) <= (orientation != 1), (kind, made)
+    assert (clean.width, clean.height) == ((300, 200) if orientation == 1 else (200, 300))

@@ -153,6 +153,30 @@ def test_byte_quota_counts_stored_bytes(
     assert upload_count() == 0
 
 
+@pytest.mark.asvs("V15.2.2", "V2.2.1")
+def test_an_upload_that_cannot_get_its_turn_is_a_clear_503_and_changes_nothing(
+    client: FlaskClient, editor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.extensions import db
+    from bastion.uploads import imaging
+    from tests.uploads.conftest import only_upload
+
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    before = only_upload()
+    monkeypatch.setattr(imaging, "DECODE_WAIT_SECONDS", 0.01)
+    assert imaging.DECODE_SLOTS.acquire(timeout=5)  # another request's image is in progress
+    try:
+        resp = post_file(client, AVATAR, corpus.image_bytes("JPEG", (64, 64)))
+    finally:
+        imaging.DECODE_SLOTS.release()
+    assert resp.status_code == 503
+    assert "try again in a minute" in resp.get_data(as_text=True)
+    assert [e.details["reason"] for e in rejections()] == ["busy"]
+    assert only_upload().id == before.id
+    assert db.session.get(User, editor.id).avatar_id == before.id
+    assert_store_consistent()
+
+
 @pytest.mark.asvs("V2.4.1")
 def test_uploads_are_rate_limited_per_user(
     app: Flask, client: FlaskClient, editor: User, monkeypatch: pytest.MonkeyPatch
