@@ -148,13 +148,15 @@ def change_password() -> ResponseReturnValue:
 ENROLMENT_KEY = "totp_enrolment"
 
 
-def _enrolment_secret() -> str:
+def _enrolment_secret() -> str | None:
     """The secret this session enrols: one that was shown to another session is replaced,
-    so nobody who once held a session can leave a secret they know for the owner to enrol."""
+    so nobody who once held a session can leave a secret they know for the owner to enrol.
+    None when 2FA was turned on meanwhile (``twofactor.pending_secret``)."""
     if twofactor.is_shown_secret(current_user, session.get(ENROLMENT_KEY)):
         return twofactor.pending_secret(current_user)
     secret = twofactor.pending_secret(current_user, renew=True)
-    session[ENROLMENT_KEY] = twofactor.enrolment_mark(secret)
+    if secret is not None:
+        session[ENROLMENT_KEY] = twofactor.enrolment_mark(secret)
     return secret
 
 
@@ -176,6 +178,9 @@ def two_factor_setup() -> ResponseReturnValue:
         form.code.errors.append("That code is not right. Check the time on your device and "
                                 "enter the newest code.")
     secret = _enrolment_secret()
+    if secret is None:  # turned on by another request since this one began
+        flash("Two-factor authentication is already on.", "info")
+        return redirect(url_for("account.index"))
     uri = twofactor.provisioning_uri(current_user, secret)
     status = 422 if form.errors else 200
     return render_template("account/two_factor_setup.html", form=form, secret=secret,
@@ -217,7 +222,10 @@ def two_factor_disable() -> ResponseReturnValue:
     if (refusal := _second_factor_refusal()) is not None:
         return refusal
     twofactor.disable(current_user)
-    flash("Two-factor authentication is off.", "info")
+    # After a change of factor, the user is offered to end every other sign-in (V7.4.3).
+    flash("Two-factor authentication is off. If a device was lost or someone else may know "
+          "your codes, use \u201cSign out everywhere\u201d below, under Where you are signed in.",
+          "info")
     return redirect(url_for("account.index"))
 
 

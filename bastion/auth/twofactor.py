@@ -52,14 +52,30 @@ def _secret_of(user: User) -> str | None:
         return None
 
 
-def pending_secret(user: User, *, renew: bool = False) -> str:
-    """The secret being enrolled: created once, kept until enabled or ``renew`` is asked."""
+def pending_secret(user: User, *, renew: bool = False) -> str | None:
+    """The secret being enrolled: created once, kept until enabled or ``renew`` is asked;
+    None when 2FA is on.
+
+    A new secret is stored only while 2FA is off in the database, not in the copy loaded
+    with the request: an enrolment committed meanwhile (another tab, another session)
+    would otherwise have its enabled secret replaced by one shown here.
+    """
     secret = _secret_of(user)
-    if renew or secret is None or user.has_2fa:
-        secret = pyotp.random_base32()
-        user.totp_secret = _fernet().encrypt(secret.encode()).decode()
-        user.totp_last_step = None
-        db.session.commit()
+    if not (renew or secret is None or user.has_2fa):
+        return secret
+    secret = pyotp.random_base32()
+    sealed = _fernet().encrypt(secret.encode()).decode()
+    stored = affected_rows(db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.totp_enabled_at.is_(None))
+        .values(totp_secret=sealed, totp_last_step=None)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    ))
+    db.session.commit()
+    if stored != 1:
+        return None
+    set_committed_value(user, "totp_secret", sealed)
+    set_committed_value(user, "totp_last_step", None)
     return secret
 
 
@@ -144,6 +160,10 @@ def _new_code() -> str:
 def new_recovery_codes(user: User) -> list[str]:
     """Replace the user's codes with 10 fresh ones; the caller shows them once."""
     codes = [_new_code() for _ in range(RECOVERY_CODE_COUNT)]
+    # Two regenerations at once (two tabs): on PostgreSQL each DELETE missed the other's
+    # uncommitted codes, and both sets stayed valid. Under the user's row lock the second
+    # deletes the first's.
+    lock_user(user.id)
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_code_hash(c)) for c in codes)
     return codes
@@ -191,13 +211,19 @@ def verify_totp_or_recovery(user: User, code: str) -> bool:
 # Enable / disable -----------------------------------------------------------------------
 def enable(user: User, code: str) -> list[str] | None:
     """Turn 2FA on once the app proves it has the secret; returns the recovery codes."""
-    if user.has_2fa or not verify_totp(user, code):
+    sealed = user.totp_secret  # the secret the code is checked against, as stored
+    if user.has_2fa or sealed is None or not verify_totp(user, code):
         return None
     # Codes of two adjacent time steps both pass verify_totp: two requests at once (two
     # tabs) would each enable and each show a set of recovery codes, one of them already
-    # replaced. The row lock makes the second find 2FA on and stop.
+    # replaced. The row lock makes the second find 2FA on and stop. And a setup page opened
+    # meanwhile (maybe by another session) may have replaced the secret the code proved:
+    # enabling then would turn on a secret the owner's app does not hold.
     lock_user(user.id)
-    if db.session.scalar(select(User.totp_enabled_at).where(User.id == user.id)) is not None:
+    enabled_at, stored = db.session.execute(
+        select(User.totp_enabled_at, User.totp_secret).where(User.id == user.id)
+    ).one()
+    if enabled_at is not None or stored != sealed:
         db.session.rollback()
         return None
     user.totp_enabled_at = utcnow()

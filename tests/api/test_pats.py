@@ -338,3 +338,22 @@ def test_changes_refused_on_hidden_drafts_are_audited_and_look_absent(
         {"hidden": True, "what": what} for *_, what in attempts
     ]
     assert db.session.get(Comment, comment.id) is not None
+
+
+@pytest.mark.asvs("V8.2.1", "V8.3.1")
+def test_a_demoted_editors_token_loses_the_write_scope_and_the_role_decides(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """The token row keeps ``articles:write`` after a demotion; only the role checked on
+    each use keeps a viewer from writing with it (and shows what the token can do now)."""
+    from bastion.admin.services import set_role
+
+    editor = make_user("editor")
+    pat = api.pat_for(editor, ["articles:read", "articles:write"])
+    assert api.call("POST", "/articles", pat, json={"title": "T", "body": "B"}).status_code == 201
+    set_role(None, editor, "viewer")
+    resp = api.call("POST", "/articles", pat, json={"title": "T2", "body": "B"})
+    assert resp.status_code == 403 and "articles:write" in resp.get_json()["detail"]
+    assert api.call("GET", "/me", pat).get_json()["scopes"] == ["articles:read"]
+    stored = db.session.scalar(select(ApiToken.scopes).where(ApiToken.user_id == editor.id))
+    assert stored is not None and "articles:write" in stored.split()

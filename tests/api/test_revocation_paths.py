@@ -57,6 +57,13 @@ def _admin_disable(app: Flask, user: User) -> None:
     admin.set_disabled(UserFactory(role_name="admin"), user, True)
 
 
+def _admin_disable_then_enable(app: Flask, user: User) -> None:
+    from bastion.admin import services as admin
+
+    admin.set_disabled(None, user, True)
+    admin.set_disabled(None, user, False)  # coming back brings no sign-in back
+
+
 def _cli(*args: str) -> Callable[[Flask, User], None]:
     def run(app: Flask, user: User) -> None:
         result = app.test_cli_runner().invoke(args=[a.format(user=user.username) for a in args])
@@ -71,6 +78,7 @@ PATHS: dict[str, Callable[[Flask, User], None]] = {
     "password reset link": _password_reset,
     "admin: sign out": _admin_sign_out,
     "admin: disable": _admin_disable,
+    "admin: disable, then enable": _admin_disable_then_enable,
     "cli: sessions revoke": _cli("sessions", "revoke", "{user}"),
     "cli: sessions revoke --all": _cli("sessions", "revoke", "--all"),
     "cli: users disable": _cli("users", "disable", "{user}"),

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import User, UserSession
+from bastion.security.passwords import verify_password
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form
@@ -144,3 +145,64 @@ def test_a_reset_for_an_invalid_idn_domain_is_a_form_error(
     assert resp.status_code == 422
     assert b"Enter a valid email address." in resp.data
     assert not outbox.messages()
+
+
+def _admin_sign_out(user: User) -> None:
+    from bastion.admin.services import sign_out_everywhere
+
+    sign_out_everywhere(None, user)
+
+
+def _disable_then_enable(user: User) -> None:
+    from bastion.admin.services import set_disabled
+
+    set_disabled(None, user, True)
+    set_disabled(None, user, False)
+
+
+def _two_factor_reset(user: User) -> None:
+    from bastion.admin.services import reset_two_factor
+
+    reset_two_factor(None, user, confirmation=user.username, reason="video call, ID checked")
+
+
+@pytest.mark.asvs("V6.4.3", "V7.4.2", "V7.4.5")
+@pytest.mark.parametrize(
+    "lock_out", [_admin_sign_out, _disable_then_enable, _two_factor_reset],
+    ids=["admin signs the user out", "disabled, then enabled", "second factor reset"],
+)
+def test_a_reset_link_dies_whenever_every_session_of_the_account_ends(
+    client: FlaskClient, totp_user: tuple[User, str], outbox: Outbox, lock_out: Any
+) -> None:
+    """An admin throwing an intruder out (who may read the mailbox or have asked for the
+    link) must not leave a reset link that takes the account straight back."""
+    user, _ = totp_user
+    _request(client, "tess@example.org")
+    link = outbox.link("tess@example.org", "/auth/reset/")
+    lock_out(user)
+    assert client.get(link).status_code == 404
+    assert _reset(client, link).status_code == 404
+    db.session.refresh(user)
+    sign_in(client, "tess", NEW_PW)
+    assert not is_signed_in(client) and client.get("/auth/2fa").status_code == 302
+
+
+@pytest.mark.asvs("V6.4.3")
+def test_a_reset_link_posted_from_another_accounts_browser_changes_only_its_own_account(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """The link acts for the account it was mailed for, whoever's browser opens it: it
+    neither signs that browser in as that account nor touches the account signed in."""
+    bob = UserFactory(username="bob", email="bob@example.org")
+    _request(client, "alice@example.org")
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    sign_in(client, "bob")
+    assert _reset(client, link).status_code == 302
+    me = client.get("/account")
+    assert me.status_code == 200 and b"bob@example.org" in me.data  # still bob, not alice
+    db.session.refresh(bob)
+    db.session.refresh(user)
+    assert verify_password(bob.password_hash, PASSWORD)
+    assert verify_password(user.password_hash, NEW_PW)
+    alice_sessions = select(UserSession).where(UserSession.user_id == user.id)
+    assert all(s.revoked_at for s in db.session.scalars(alice_sessions))

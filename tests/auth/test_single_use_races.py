@@ -27,7 +27,7 @@ from bastion.security.passwords import verify_password
 from bastion.setup.services import issue_setup_token
 from tests.factories import PASSWORD, TOTP_SECRET, UserFactory
 from tests.support.account_fixtures import sign_in
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, post_form, shown_totp_secret
 from tests.support.auth import csrf_token
 from tests.support.races import meet_after, race
 
@@ -317,3 +317,91 @@ def test_two_enrolments_at_once_enable_two_factor_once(
         select(func.count()).select_from(RecoveryCode).where(RecoveryCode.user_id == uid)
     )
     assert stored == len(winner)  # the codes shown are the codes that work
+
+
+
+@pytest.mark.asvs("V6.3.3", "V2.3.3")
+@pytest.mark.parametrize("late", ["setup page", "enrolment"])
+def test_a_secret_replaced_while_the_owner_enrols_is_never_the_enabled_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, late: str
+) -> None:
+    """A second session (a stolen fresh cookie) opening the setup page replaces the pending
+    secret. Interleaved with the owner's enrolment, the page's write used to land on the
+    factor just enabled, or the enabling write on the secret just replaced: 2FA was on with
+    the secret shown to the other session, the owner's app was refused and whoever held
+    that session held the second factor. ``late`` is the request whose write comes last;
+    the other runs from start to finish just before it."""
+    from bastion.auth import twofactor
+
+    uid = UserFactory(username="alice", email="alice@example.org").id
+    owner, other = app.test_client(), app.test_client()
+    sign_in(owner, "alice")
+    sign_in(other, "alice")
+    mine = shown_totp_secret(owner.get("/account/2fa").get_data(as_text=True))
+    assert mine is not None
+    form = {"csrf_token": csrf_token(owner, "/account/2fa"), "code": pyotp.TOTP(mine).now()}
+    shown_elsewhere: list[str | None] = []
+
+    def open_setup_page() -> None:
+        page = other.get("/account/2fa").get_data(as_text=True)
+        shown_elsewhere.append(shown_totp_secret(page))
+
+    def enrol() -> None:
+        owner.post("/account/2fa", data=form)
+
+    # The late request's last step before its write: the page draws its new secret, the
+    # enrolment takes the user's row lock once the code has passed.
+    early, late_request, (owner_module, point) = (
+        (enrol, open_setup_page, (twofactor.pyotp, "random_base32")) if late == "setup page"
+        else (open_setup_page, enrol, (twofactor, "lock_user"))
+    )
+    real = getattr(owner_module, point)
+    fired = threading.Event()
+
+    def interleave(*args: Any, **kwargs: Any) -> Any:
+        if not fired.is_set():
+            fired.set()
+            worker = threading.Thread(target=early)
+            worker.start()
+            worker.join(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner_module, point, interleave)
+    late_request()
+
+    assert fired.is_set()
+    user = _user(uid)
+    db.session.refresh(user)
+    if user.has_2fa:  # the factor that is on is the owner's, never one shown elsewhere
+        assert twofactor._secret_of(user) == mine
+        assert mine not in shown_elsewhere
+
+
+@pytest.mark.asvs("V6.5.1", "V2.3.3")
+def test_two_regenerations_at_once_leave_one_set_of_recovery_codes(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tabs regenerating at once: on PostgreSQL each request's delete missed the other's
+    uncommitted codes, so twenty codes worked, ten of them shown in a tab since closed."""
+    from bastion.auth import twofactor
+    from bastion.models import RecoveryCode
+
+    uid = UserFactory(two_factor=True).id
+    _meet_after(monkeypatch, twofactor, "_new_code", 2, rounds=1)
+    shown: list[list[str]] = [[], []]
+
+    def regenerate(i: int) -> TestResponse:
+        with app.app_context():
+            shown[i] = twofactor.regenerate(_user(uid))
+            db.session.remove()
+        return None  # type: ignore[return-value]
+
+    results = _race([partial(regenerate, 0), partial(regenerate, 1)])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    db.session.expire_all()
+    stored = set(db.session.scalars(
+        select(RecoveryCode.code_hash).where(RecoveryCode.user_id == uid)
+    ))
+    assert len(stored) == twofactor.RECOVERY_CODE_COUNT
+    assert stored in ({twofactor._code_hash(c) for c in codes} for codes in shown)

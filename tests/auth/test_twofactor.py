@@ -295,3 +295,58 @@ def test_digits_from_other_scripts_are_a_wrong_code_not_an_error(
         "/api/v1/auth/token", json={"username": "tess", "password": PASSWORD, "otp": code}
     )
     assert api.status_code == 401, api.get_json()
+
+
+@pytest.mark.asvs("V6.5.1", "V6.3.4")
+@pytest.mark.parametrize("factor", ["totp", "recovery code"])
+def test_one_code_is_spent_everywhere_at_once(
+    app: Flask, client: FlaskClient, totp_user: tuple[User, str], factor: str
+) -> None:
+    """A code read over the owner's shoulder as it was typed at sign-in is worth nothing
+    at the other places that take one: re-authentication (which renews the window for
+    sensitive changes) and the API token endpoint (a sign-in of its own)."""
+    user, secret = totp_user
+    _reset_step(user)
+    code = unused_code(secret, None) if factor == "totp" else user._test_recovery_codes[0]
+    sign_in(client, "tess")
+    assert _code_step(client, code).status_code == 302 and is_signed_in(client)
+    reauth = post_form(client, "/auth/reauth", {"password": PASSWORD, "code": code})
+    assert reauth.status_code == 200 and b"did not match" in reauth.data
+    api = app.test_client().post(
+        "/api/v1/auth/token", json={"username": "tess", "password": PASSWORD, "otp": code}
+    )
+    assert api.status_code == 401 and "refresh_token" not in (api.get_json() or {})
+    assert db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "login.success")
+    ) == 1
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_each_change_of_factor_offers_to_end_every_other_sign_in(
+    app: Flask, client: FlaskClient, user: User
+) -> None:
+    """Sign-ins made with the password alone live on after 2FA is turned on, and ones made
+    with a lost device after it is turned off or its codes replaced: each change offers
+    to end them, and the offer ends the other browser's session too."""
+    other = app.test_client()
+    sign_in(other, "alice")
+    sign_in(client, "alice")
+    secret = shown_totp_secret(client.get("/account/2fa").get_data(as_text=True))
+    assert secret
+    enabled = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    assert enabled.status_code == 200
+    offer = 'action="/account/sessions/revoke-all"'
+    assert offer in enabled.get_data(as_text=True)
+    db.session.expire_all()
+    regenerated = post_form(client, "/account/2fa/recovery-codes",
+                            {"code": unused_code(secret, user.totp_last_step)})
+    assert regenerated.status_code == 200 and offer in regenerated.get_data(as_text=True)
+    recovery = regenerated.get_data(as_text=True).split("<li><code>")[1].split("<")[0]
+    off = post_form(client, "/account/2fa/disable", {"code": recovery})
+    assert off.status_code == 302
+    page = client.get("/account").get_data(as_text=True)
+    assert "Two-factor authentication is off" in page and "Sign out everywhere" in page
+    assert offer in page
+    assert is_signed_in(other)
+    assert post_form(client, "/account/sessions/revoke-all", {}).status_code == 302
+    assert not is_signed_in(other) and not is_signed_in(client)
