@@ -73,10 +73,12 @@ def init_headers(app: Flask) -> None:
 
 
 def require_https() -> ResponseReturnValue | None:
-    """Send plain-HTTP requests to HTTPS; API clients get a refusal, not a redirect."""
+    """Send plain-HTTP requests to HTTPS; bearer clients (the API, a metrics scraper) get a
+    refusal, not a redirect: their token already crossed in clear, and a client that
+    follows the redirect (Prometheus does by default) would keep sending it so, unnoticed."""
     if request.is_secure or request.endpoint in ("health.healthz", "health.readyz"):
         return None
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or request.endpoint == "metrics.export":
         from flask import abort
 
         abort(403, description="HTTPS is required.")

@@ -114,6 +114,38 @@ def test_metrics_with_token_count_requests_by_endpoint_not_path(metrics_app: Fla
     assert "alice" not in text
 
 
+@pytest.mark.asvs("V13.4.5", "V16.2.4")
+def test_invented_methods_do_not_become_label_values(metrics_app: Flask) -> None:
+    """Any token is a valid HTTP method: each one sent to an unknown path must not open a
+    new series (endpoint, method and status all from fixed sets)."""
+    client = metrics_app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for method in ("PROPFIND", "X-EVIL-1", "X-EVIL-2", "BREW"):
+        client.open(f"/nowhere/{method}", method=method)
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+    methods = {dict(lbls).get("method") for n, lbls in samples(text)
+               if n == "bastion_http_requests_total"}
+    assert "OTHER" in methods
+    assert not {"PROPFIND", "X-EVIL-1", "X-EVIL-2", "BREW"} & methods
+    assert "nowhere" not in text
+
+
+@pytest.mark.asvs("V12.2.1", "V13.4.5")
+def test_metrics_over_plain_http_in_production_are_refused_not_redirected(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The scraper's token has crossed in clear; a 308 let a redirect-following scraper
+    (Prometheus's default) keep working that way, sending it in clear on every scrape."""
+    app = make_app(FORCE_HTTPS=True, METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    plain = client.get("/metrics", headers=auth, base_url="http://localhost")
+    assert plain.status_code == 403
+    assert "Location" not in plain.headers
+    assert b"bastion_http_requests" not in plain.data
+    assert client.get("/metrics", headers=auth).status_code == 200  # over HTTPS it works
+
+
 @pytest.mark.asvs("V16.3.3")
 def test_security_counters_have_bounded_labels(metrics_app: Flask) -> None:
     client = metrics_app.test_client()
