@@ -583,6 +583,22 @@ def secret_strength_problem(secret: object, name: str = "BASTION_SECRET_KEY") ->
     return None
 
 
+# RFC 9116 2.5.3: a Contact is a URI; mailto:, https:// (never http) or tel:.
+SECURITY_CONTACT_RE = re.compile(r"(?:mailto:|https://|tel:)[!-~]+")
+
+
+def security_contact_problem(contact: str) -> str | None:
+    """Why ``BASTION_SECURITY_CONTACT`` cannot be the Contact line of security.txt, or None.
+
+    A bare address makes the file invalid for the tools researchers use, and a line break
+    (from a secret file, say) would add fields of its own (a second Canonical, an Expires).
+    """
+    if SECURITY_CONTACT_RE.fullmatch(contact):
+        return None
+    return ("BASTION_SECURITY_CONTACT must be one mailto:, https:// or tel: URI without "
+            "spaces (RFC 9116), e.g. mailto:security@example.org")
+
+
 def public_url_problem(url: str) -> str | None:
     """Why ``BASTION_PUBLIC_URL`` is not an origin links can be built on, or None."""
     try:
@@ -613,6 +629,8 @@ def validate(cfg: Any) -> list[str]:
             f"({longest}): a token created without an expiry would be refused"
         )
     if cfg.get("PUBLIC_URL") and (msg := public_url_problem(str(cfg["PUBLIC_URL"]))):
+        problems.append(msg)
+    if msg := security_contact_problem(str(cfg.get("SECURITY_CONTACT") or "")):
         problems.append(msg)
     if cfg.get("MAIL_URL"):
         from bastion.mail import mail_url_problem

@@ -417,3 +417,26 @@ def test_a_switch_that_is_neither_on_nor_off_stops_start_up(
     """A typo is named, never guessed: "flase" counted as on, "maybe" as off."""
     with pytest.raises(ConfigError, match=f"{name} must be true or false"):
         _production(monkeypatch, **{name: value})
+
+
+@pytest.mark.asvs("V13.4.2")
+@pytest.mark.parametrize(
+    "contact",
+    ["security@bastion.example", "http://bastion.example/security",
+     "mailto:security@bastion.example\nCanonical: https://evil.example/.well-known/security.txt",
+     "mailto:sec urity@bastion.example", ""],
+    ids=["bare-address", "plain-http", "line-break", "space", "empty"],
+)
+def test_a_security_contact_that_breaks_security_txt_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, contact: str
+) -> None:
+    """RFC 9116 wants a URI: a bare address makes the file invalid for researchers' tools,
+    and a line break would add fields of its own (a second Canonical) to it."""
+    with pytest.raises(ConfigError, match="BASTION_SECURITY_CONTACT must be"):
+        _production(monkeypatch, BASTION_SECURITY_CONTACT=contact)
+
+
+def test_a_security_contact_uri_is_served_as_the_contact(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = _production(monkeypatch, BASTION_SECURITY_CONTACT="https://bastion.example/report")
+    resp = app.test_client().get("/.well-known/security.txt", base_url="https://bastion.example")
+    assert "Contact: https://bastion.example/report\n" in resp.get_data(as_text=True)

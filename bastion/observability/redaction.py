@@ -45,8 +45,8 @@ def request_path() -> str:
 
 
 def redact_url(value: str) -> str:
-    """A URL reduced to scheme, host and redacted path (no query, no fragment); other
-    values (CSP keywords such as ``inline``) as they are."""
+    """A URL reduced to scheme, host and redacted path (no query, no fragment, no
+    ``user:password@``); other values (CSP keywords such as ``inline``) as they are."""
     if "/" not in value:
         return value
     try:
@@ -55,7 +55,8 @@ def redact_url(value: str) -> str:
         return REDACTED
     path = unquote(parts.path)  # as the router reads it: /auth/%72eset/T is a reset link
     if parts.scheme and parts.netloc:
-        return f"{parts.scheme}://{parts.netloc}{redact_path(path)}"
+        host = parts.netloc.rpartition("@")[2]  # credentials in a URL are a secret too
+        return f"{parts.scheme}://{host}{redact_path(path)}"
     if value.startswith("/"):
         return redact_path(path)
     return value

@@ -96,6 +96,37 @@ def test_emailed_links_never_reach_the_request_log_or_the_audit_trail(
     assert not any("LiveLinkSecret" in d for d in details), details
 
 
+@pytest.mark.asvs("V16.2.5", "V14.2.1")
+def test_csp_reports_keep_no_credentials_query_or_link_secret_of_their_urls(
+    client: FlaskClient, caplog, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Report URLs are kept as scheme, host and path: the ``user:password@`` of a URL is
+    a credential like the query's token, and reached the log and the audit row."""
+    from sqlalchemy import select
+
+    import bastion.main.routes
+    from bastion.extensions import db
+    from bastion.models import AuditEvent
+
+    # The audit row is sampled (one a minute per client, 30 for everyone): always take it.
+    monkeypatch.setattr(bastion.main.routes, "first_this_minute", lambda *_args: True)
+    caplog.set_level(logging.DEBUG, logger="bastion")
+    report = {"csp-report": {
+        "document-uri": "https://localhost/auth/reset/LiveLinkSecret_0123456789?token=QuerySecret1",
+        "blocked-uri": "https://deploy:UrlPassword42@cdn.example/lib.js?code=QuerySecret2",
+        "source-file": "https://localhost/app.js#access_token=FragmentSecret3",
+        "violated-directive": "script-src",
+    }}
+    resp = client.post("/csp-report", json=report, headers={"Content-Type": "application/csp-report"})
+    assert resp.status_code == 204
+    text = "\n".join(JSONFormatter().format(r) for r in caplog.records)
+    stored = [str(e.details) for e in db.session.scalars(select(AuditEvent))]
+    assert "https://cdn.example/lib.js" in text and stored
+    for secret in ("LiveLinkSecret", "QuerySecret", "UrlPassword42", "deploy:", "FragmentSecret"):
+        assert secret not in text, secret
+        assert not any(secret in row for row in stored), secret
+
+
 @pytest.mark.asvs("V16.2.1")
 def test_timestamps_are_utc_with_milliseconds_across_second_boundaries() -> None:
     """The formatter reuses the formatted second; each line must still get its own time."""
@@ -142,11 +173,22 @@ def test_readyz_is_503_when_the_database_is_unreachable(make_app) -> None:  # ty
 
 
 def test_security_txt(client: FlaskClient) -> None:
+    """RFC 9116: "Field: value" lines, one Contact URI, one Expires in the future (and no
+    more than a year ahead) as an RFC 3339 time, the Canonical URL over HTTPS."""
+    from datetime import UTC, datetime, timedelta
+
     resp = client.get("/.well-known/security.txt")
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     body = resp.get_data(as_text=True)
-    assert "Contact: " in body and "Expires: " in body
-    assert "Canonical: https://localhost/.well-known/security.txt" in body
+    fields = [line.split(": ", 1) for line in body.splitlines()]
+    assert all(len(pair) == 2 for pair in fields), body
+    named = {name: [v for n, v in fields if n == name] for name, _ in fields}
+    assert len(named["Contact"]) == 1 and named["Contact"][0].startswith(("mailto:", "https://"))
+    assert named["Canonical"] == ["https://localhost/.well-known/security.txt"]
+    (expires,) = named["Expires"]
+    assert expires.endswith("Z")
+    now = datetime.now(UTC)
+    assert now < datetime.fromisoformat(expires) <= now + timedelta(days=366)
 
 
 @pytest.mark.asvs("V16.2.1")
