@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from flask import has_request_context, url_for
 from sqlalchemy import func, or_, select, update
 
+from bastion import pagecache
 from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
 from bastion.auth.services import canonical_email, canonical_username
@@ -205,7 +206,11 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
 
 
 def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
-    """Disable (ending all sessions and refresh tokens at once) or re-enable an account."""
+    """Disable (ending all sessions and refresh tokens at once) or re-enable an account.
+
+    Disabling takes the public profile down: this worker's anonymous copies of it (name,
+    bio, photo link) go with the commit, as for an unpublished article, not seconds later.
+    """
     _reread_under_lock(user)
     if disabled == (user.disabled_at is not None):
         db.session.commit()  # nothing to change: let go of the lock
@@ -228,6 +233,8 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
         commit=False,
     )
     db.session.commit()
+    if disabled:
+        pagecache.clear()
     return user
 
 

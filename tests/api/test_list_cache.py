@@ -128,6 +128,26 @@ def test_verified_token_cache_is_bounded(
     assert len(cache) <= 3
 
 
+@pytest.mark.asvs("V14.2.2", "V8.2.2")
+@pytest.mark.usefixtures("list_cache")
+def test_an_article_unpublished_through_the_api_leaves_the_reused_list_at_once(
+    api: Api,
+) -> None:
+    """The reused list is kept for BASTION_PUBLIC_PAGE_CACHE_SECONDS: a draft again must
+    not stay in it for that long, nor may a reader's old ETag still get a 304."""
+    author = UserFactory(role_name="editor")
+    article = ArticleFactory(author=author, status="published", title="Said too much")
+    reader = api.access_for(UserFactory())
+    first = api.call("GET", "/articles", reader)
+    assert [a["title"] for a in first.get_json()["items"]] == ["Said too much"]
+    patched = api.call("PATCH", f"/articles/{article.id}", api.access_for(author),
+                       json={"publish": False})
+    assert patched.status_code == 200 and patched.get_json()["status"] == "draft"
+    again = api.call("GET", "/articles", reader, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 200
+    assert again.get_json()["total"] == 0 and b"Said too much" not in again.data
+
+
 @pytest.mark.usefixtures("list_cache")
 def test_own_list_with_drafts_is_never_reused(api: Api) -> None:
     author = UserFactory(role_name="editor")

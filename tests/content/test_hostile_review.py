@@ -206,6 +206,25 @@ def test_a_moderated_comment_leaves_the_anonymous_page_copies_at_once(
     assert "Abuse here" not in anonymous.get(f"/articles/{aid}").get_data(as_text=True)
 
 
+@pytest.mark.asvs("V14.2.2", "V8.2.2")
+def test_a_disabled_accounts_profile_leaves_the_anonymous_page_copies_at_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A disabled account has no public page; its stored copy (name, bio) stayed readable
+    by anonymous visitors, with a 200, for PUBLIC_PAGE_CACHE_SECONDS after the admin acted."""
+    app = make_app(PUBLIC_PAGE_CACHE_SECONDS=60)
+    with app.app_context():
+        target = UserFactory(role_name="editor", bio="Abusive bio, reported")
+        name, uid = target.username, target.id
+        admin = client_for(app, UserFactory(role_name="admin"))
+    anonymous = app.test_client()
+    assert "Abusive bio" in anonymous.get(f"/u/{name}").get_data(as_text=True)
+    assert post(admin, f"/admin/users/{uid}/disable").status_code == 302
+    resp = anonymous.get(f"/u/{name}")
+    assert resp.status_code == 404
+    assert "Abusive bio" not in resp.get_data(as_text=True)
+
+
 # ------------------------------------------------------------------ double submits ---
 @pytest.mark.asvs("V2.4.1", "V2.3.2")
 def test_a_double_submitted_comment_is_posted_once(app: Flask) -> None:

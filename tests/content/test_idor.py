@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -158,6 +159,36 @@ def test_comments_of_a_hidden_draft_are_unreachable(app: Flask) -> None:
     assert client.get(f"/comments/{comment.id}/edit").status_code == 404
     assert post(client, f"/comments/{comment.id}/delete").status_code == 404
     assert _fresh(Comment, comment.id) is not None
+
+
+@pytest.mark.asvs("V8.2.2", "V14.2.2")
+def test_a_conditional_request_learns_nothing_about_someone_elses_draft(app: Flask) -> None:
+    """Image ETags are predictable (``"<id>-full"``) and ``*`` matches anything: a 304
+    answered before the visibility check would confirm the draft and that it is unchanged.
+    The page, its image and the API answer 404 whatever the validators say."""
+    from bastion.api import tokens
+    from bastion.uploads import services as uploads
+    from tests.uploads import corpus
+
+    draft = ArticleFactory(status="draft", published_at=None, author__role_name="editor")
+    image = uploads.store_image(draft.author, io.BytesIO(corpus.png()), kind="article",
+                                article=draft, original_name="plan.png")
+    signed_in = client_for(app, UserFactory(role_name="editor"))
+    bearer = {"Authorization": f"Bearer {tokens.issue_pair(UserFactory()).access_token}"}
+    for client, path, headers in (
+        (app.test_client(), f"/articles/{draft.id}", {}),
+        (signed_in, f"/articles/{draft.id}", {}),
+        (app.test_client(), f"/uploads/{image.id}", {}),
+        (signed_in, f"/uploads/{image.id}", {}),
+        (app.test_client(), f"/api/v1/articles/{draft.id}", bearer),
+    ):
+        for validator in ("*", f'"{image.id}-full"'):
+            resp = client.get(path, headers={**headers, "If-None-Match": validator})
+            assert resp.status_code == 404, (path, validator)
+            assert "ETag" not in resp.headers
+    # The author's own conditional request does get its 304.
+    own = client_for(app, draft.author)
+    assert own.get(f"/uploads/{image.id}", headers={"If-None-Match": "*"}).status_code == 304
 
 
 def test_deleting_an_article_deletes_its_comments_on_every_database(app: Flask) -> None:

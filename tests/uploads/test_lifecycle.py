@@ -10,10 +10,11 @@ import time
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bastion.content.services import delete_article
 from bastion.extensions import db
-from bastion.models import Article, Upload, User
+from bastion.models import Article, AuditEvent, Upload, User
 from bastion.uploads import services, storage
 from tests.factories import UserFactory
 from tests.support.auth import csrf_token
@@ -58,6 +59,28 @@ def test_others_cannot_delete_an_image(app: Flask, client: FlaskClient, editor: 
     )
     assert resp.status_code == 403
     assert upload_count() == 1
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_an_image_in_someone_elses_draft_cannot_be_deleted_and_looks_absent(
+    app: Flask, client: FlaskClient, own_article: Article
+) -> None:
+    """Another editor who learns the id of an image in a draft (a leaked link) gets the 404
+    of an unknown id, not a 403 that confirms it; the refusal is audited, the image stays."""
+    own_article.status, own_article.published_at = "draft", None
+    db.session.commit()
+    path = f"/articles/{own_article.id}/images"
+    assert post_file(client, path, corpus.png()).status_code == 302
+    upload = only_upload()
+    other = app.test_client()
+    sign_in(other, "editor")
+    resp = other.post(f"/uploads/{upload.id}/delete", data={"csrf_token": csrf_token(other, AVATAR)})
+    assert resp.status_code == 404
+    assert upload_count() == 1
+    denied = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "authz.denied")
+    ).all()
+    assert [e.details.get("hidden") for e in denied] == [True]
 
 
 def test_removing_the_avatar_clears_it_from_the_profile(client: FlaskClient, editor: User) -> None:
