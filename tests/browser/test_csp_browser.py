@@ -62,3 +62,87 @@ def test_session_cookie_is_accepted_by_the_browser(live_server, page) -> None:  
     c = cookies["__Host-session"]
     assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Lax"
     assert pg.locator("text=Sign out").count() == 1
+
+
+def _signed_in(browser, live, user):  # type: ignore[no-untyped-def]
+    """A browser context holding a session for ``user``, made as ``client_for`` makes one
+    (the login view's own call after the password; the login flow has its own tests)."""
+    from flask import session
+
+    from bastion.auth.sessions import start_session
+
+    app = live.app
+    with app.test_request_context("/auth/login", base_url=live.url):
+        start_session(user)
+        value = app.session_interface.get_signing_serializer(app).dumps(dict(session))
+    context = browser.new_context()
+    context.add_cookies([{"name": app.config["SESSION_COOKIE_NAME"], "value": value,
+                          "domain": "127.0.0.1", "path": "/", "secure": True,
+                          "httpOnly": True, "sameSite": "Lax"}])
+    return context
+
+
+@pytest.mark.asvs("V3.4.3", "V3.1.1")
+def test_no_page_of_any_role_violates_its_own_csp(live_server, browser) -> None:  # type: ignore[no-untyped-def]
+    """Every kind of page, as each role, loads under its CSP with nothing blocked and no
+    script error: stylesheets, the scripts (by nonce), an uploaded image in an article, the
+    2FA QR code (inline SVG), the dashboard's charts. A template that grows an inline style
+    or script, or a policy that stops allowing what pages load, fails here."""
+    from sqlalchemy import select
+
+    from bastion.content import services as content
+    from bastion.extensions import db
+    from bastion.models import Upload
+    from tests.factories import PASSWORD, UserFactory
+    from tests.support.auth import AuthActions
+    from tests.uploads import corpus
+    from tests.uploads.conftest import post_file
+
+    live = live_server()
+    with live.app.app_context():
+        admin = UserFactory(role_name="admin", username="warden", bio="**Bold** [a](https://a.test)")
+        editor = UserFactory(role_name="editor", username="scribe", display_name="Scribe")
+        reader = UserFactory(username="reader")
+        article = content.create_article(editor, title="T", body="text", publish=True)
+        draft = content.create_article(editor, title="D", body="d", publish=False)
+        comment = content.add_comment(reader, article, "first\nsecond")
+        client = live.app.test_client()
+        AuthActions(client).login(editor.username, PASSWORD)
+        assert post_file(client, f"/articles/{article.id}/images", corpus.png()).status_code == 302
+        image = db.session.scalars(select(Upload)).one().id
+        body = f"# H\n\n![photo](/uploads/{image})\n\n| l | r |\n|:-|-:|\n| 1 | 2 |"
+        content.update_article(editor, article, title="T", body=body, publish=True)
+        a, d, c, r = article.id, draft.id, comment.id, reader.id
+        users = {"admin": admin, "editor": editor, "reader": reader}
+    pages = {
+        None: ["/", "/articles", f"/articles/{a}", "/articles?q=text", "/u/scribe", "/u/warden",
+               "/api/docs", "/auth/login", "/auth/register", "/auth/reset", "/nope"],
+        "reader": ["/", f"/articles/{a}", "/u/warden", "/account", "/account/2fa",
+                   "/account/avatar", "/account/tokens", "/auth/reauth", f"/comments/{c}/edit",
+                   "/nope"],
+        "editor": ["/articles/new", f"/articles/{a}/edit", f"/articles/{a}/images", f"/articles/{d}"],
+        "admin": [f"/articles/{a}", "/admin/users", "/admin/audit", "/admin/audit?since=x",
+                  "/admin/security", f"/admin/users/{r}/delete"],
+    }
+    problems: list[str] = []
+    for role, paths in pages.items():
+        context = _signed_in(browser, live, users[role]) if role else browser.new_context()
+        pg = context.new_page()
+        seen: list[str] = []
+        pg.on("console", lambda m, seen=seen: seen.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e, seen=seen: seen.append(f"uncaught {e}"))
+        try:
+            for path in paths:
+                seen.clear()
+                resp = pg.goto(live.url + path)
+                assert resp is not None
+                assert pg.locator(".nav-account button").count() == (1 if role else 0), path
+                broken = pg.evaluate("""() => [...document.images]
+                    .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
+                status = f"the server responded with a status of {resp.status}"  # a 404 page
+                problems += [f"{role} {path}: {m}" for m in seen
+                             if not (resp.status >= 400 and status in m)]
+                problems += [f"{role} {path}: image not shown {src}" for src in broken]
+        finally:
+            context.close()
+    assert not problems, "\n".join(problems)
