@@ -134,3 +134,18 @@ def test_served_images_and_their_errors_cannot_be_framed(
         assert "frame-ancestors 'none'" in directives, path
         assert {"sandbox", "default-src 'none'"} <= directives
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.asvs("V3.4.3")
+def test_a_missing_image_is_a_plain_404_that_needs_nothing_the_sandbox_blocks(
+    app: Flask, client: FlaskClient, own_article: Article
+) -> None:
+    """The HTML error page, shown under the image's sandbox policy, lost its stylesheet and
+    sign-out form and sent three CSP reports a visit; a plain answer needs none of it."""
+    upload_id = _upload_to(client, own_article)
+    anonymous = app.test_client()
+    for path in ("/uploads/" + "0" * 32, f"/uploads/{upload_id}?size=9999"):
+        resp = anonymous.get(path)
+        assert resp.status_code == 404 and resp.mimetype == "text/plain", path
+        assert "<" not in resp.get_data(as_text=True)
+        assert "sandbox" in resp.headers["Content-Security-Policy"]
