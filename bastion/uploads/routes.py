@@ -198,7 +198,7 @@ def _absent() -> Response:
     blocks its stylesheet, its icon and its sign-out form, and every visit sent three CSP
     violation reports of its own into the security dashboard.
     """
-    resp = Response("No such image.\n", status=404, mimetype="text/plain")
+    resp = Response("There is no image at this address.\n", status=404, mimetype="text/plain")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Cache-Control"] = "no-store"
     return resp
