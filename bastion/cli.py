@@ -18,7 +18,9 @@ DATABASE_HINT = (
 )
 
 
-def database_problem(exc: DBAPIError | PoolTimeoutError) -> click.ClickException:
+def database_problem(
+    exc: DBAPIError | PoolTimeoutError, hint: str = DATABASE_HINT
+) -> click.ClickException:
     """The message for a database the command could not use (exit 1).
 
     Unreachable, unopenable or unmigrated is for the operator to fix, not a bug to debug:
@@ -27,7 +29,7 @@ def database_problem(exc: DBAPIError | PoolTimeoutError) -> click.ClickException
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = " ".join(str(cause).split())[:300]  # one line: psycopg adds a second
     return click.ClickException(
-        f"cannot use the database: {type(cause).__name__}: {text}\n{DATABASE_HINT}"
+        f"cannot use the database: {type(cause).__name__}: {text}\n{hint}"
     )
 
 

@@ -30,12 +30,16 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 
 from bastion import pagecache
 from bastion.admin.services import (
+    NO_LONGER_ADMIN,
+    USER_GONE,
     AdminError,
+    UserGoneError,
     audit_actor_id,
     count_other_active_admins,
     event_details,
     guard_last_admin,
     lock_admins,
+    still_active_admin,
 )
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
@@ -46,7 +50,6 @@ from bastion.models import (
     Comment,
     RecoveryCode,
     RefreshToken,
-    Role,
     Upload,
     User,
     UserSession,
@@ -58,10 +61,6 @@ SELF_DELETION = (
     "You cannot delete your own account from here. Another admin has to do it: an admin "
     "account is removed only on a second admin's decision, as with disabling one."
 )
-
-
-class UserGoneError(AdminError):
-    """The account no longer exists (deleted by someone else meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -130,16 +129,6 @@ def deletion_refusal(actor: User | None, user: User) -> str | None:
     return None
 
 
-def _still_active_admin(actor_id: int) -> bool:
-    """Whether the acting admin still is one, read under the admins' lock: an admin
-    deleted, demoted or disabled by another admin a moment ago deletes no one."""
-    return db.session.scalar(
-        select(User.id)
-        .join(Role, User.role_id == Role.id)
-        .where(User.id == actor_id, Role.name == "admin", User.disabled_at.is_(None))
-    ) is not None
-
-
 def _check_under_locks(actor: User | None, user: User, confirmation: str) -> None:
     """Take the admins' and the user's locks, read ``user`` again and apply every rule;
     on a refusal, roll back (releasing the locks) and raise."""
@@ -147,10 +136,10 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str) -> Non
     lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
     try:
         if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
-            raise UserGoneError("There is no user with that id; it was deleted meanwhile.")
+            raise UserGoneError(USER_GONE)
         db.session.refresh(user)
-        if actor is not None and not _still_active_admin(actor.id):
-            raise AdminError("Your account can no longer manage users.")
+        if actor is not None and not still_active_admin(actor.id):
+            raise AdminError(NO_LONGER_ADMIN)
         if canonical_username(confirmation) != user.username:
             raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
         guard_last_admin(user, "deleted")

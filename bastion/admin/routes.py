@@ -137,6 +137,8 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
         try:
             done = admin.reset_two_factor(current_user, user, confirmation=form.confirm.data or "",
                                           reason=form.reason.data or "")
+        except admin.UserGoneError as exc:  # deleted by another admin since the page loaded
+            abort(404, description=str(exc))
         except admin.AdminError as exc:
             getattr(form, exc.field or "confirm").errors.append(str(exc))
         else:
@@ -174,7 +176,7 @@ def delete_user(user_id: int) -> ResponseReturnValue:
     if refusal is None and form.validate_on_submit():
         try:
             done = deletion.delete_user(current_user, user, confirmation=form.confirm.data or "")
-        except deletion.UserGoneError as exc:
+        except admin.UserGoneError as exc:
             abort(404, description=str(exc))
         except admin.AdminError as exc:
             if exc.field:

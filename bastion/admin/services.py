@@ -45,6 +45,13 @@ class AdminError(ValueError):
         self.field = field
 
 
+class UserGoneError(AdminError):
+    """The account no longer exists (deleted by someone else meanwhile)."""
+
+
+USER_GONE = "There is no user with that id; it was deleted meanwhile."
+
+
 def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
     """Users whose username, email or display name contains ``query`` (wildcards literal)."""
     page = min(max(1, int(page)), PAGE_MAX)
@@ -135,14 +142,43 @@ def _other_active_admins(user: User) -> int:
     return count_other_active_admins(user)
 
 
+NO_LONGER_ADMIN = "Your account can no longer manage users."
+
+
+def still_active_admin(actor_id: int) -> bool:
+    """Whether the acting admin still is one, as committed now (read under the admins' lock)."""
+    return db.session.scalar(
+        select(User.id)
+        .join(Role, User.role_id == Role.id)
+        .where(User.id == actor_id, Role.name == "admin", User.disabled_at.is_(None))
+    ) is not None
+
+
+def refuse_stale_actor(actor: User | None) -> None:
+    """Refuse (rolling back, so the lock goes) an actor who is no longer an active admin.
+
+    The request passed ``admin_required`` on the copy it loaded at its start; an admin
+    demoted or disabled by another admin since then changes no one (a request of theirs
+    queued on the lock could promote them back). Call it under the admins' lock; the
+    console (None) is trusted.
+    """
+    if actor is not None and not still_active_admin(actor.id):
+        db.session.rollback()
+        raise AdminError(NO_LONGER_ADMIN)
+
+
 def _reread_under_lock(user: User) -> None:
-    """Take the admins' lock, then read ``user`` again.
+    """Take the admins' lock, then read ``user`` again (UserGoneError if deleted since).
 
     The caller loaded ``user`` earlier: checked on that copy, a promotion committed since
     (with the old admin demoted meanwhile) went unseen and the new last admin could be
-    disabled or demoted, leaving no active admin.
+    disabled or demoted, leaving no active admin. Deleted since (deletions take the same
+    lock), the refresh or the update failed with a 500 instead of saying so.
     """
     lock_admins()
+    if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
+        db.session.rollback()
+        raise UserGoneError(USER_GONE)
     db.session.refresh(user)
 
 
@@ -190,6 +226,7 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     role = db.session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise AdminError("That role does not exist.")
+    refuse_stale_actor(actor)
     was_required = enrolment.is_required(user)
     user.role = role
     if enrolment.is_required(user) and not was_required:
@@ -219,10 +256,12 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
         if actor is not None and user.id == actor.id:
             raise AdminError("You cannot disable your own account.")
         guard_last_admin(user, "disabled")
+        refuse_stale_actor(actor)
         user.disabled_at = utcnow()
         ended = revoke_all(user.id, commit=False)
         details = {"sessions_ended": ended}
     else:
+        refuse_stale_actor(actor)
         user.disabled_at = None
         details = {}
     audit.record(
@@ -240,6 +279,8 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
 
 def sign_out_everywhere(actor: User | None, user: User) -> int:
     """End all of a user's sessions and refresh tokens; returns the sessions ended."""
+    _reread_under_lock(user)
+    refuse_stale_actor(actor)
     ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.signed_out_everywhere",
@@ -294,11 +335,14 @@ def reset_two_factor(
     is locked out. The user signs in with their password and, when the role requires 2FA,
     must enrol again before anything else. Audited with the reason; the user is told by mail.
     """
+    _reread_under_lock(user)  # a second admin's reset meanwhile: nothing left to reset
     if problem := two_factor_reset_refusal(actor, user):
+        db.session.rollback()
         raise AdminError(problem)
     if canonical_username(confirmation) != user.username:
         raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
     reason = _clean_reason(reason)
+    refuse_stale_actor(actor)
     twofactor.clear(user)
     revoked = pats.revoke_all_for(user.id, commit=False)  # counted here; revoke_all ends them too
     ended = revoke_all(user.id, commit=False)

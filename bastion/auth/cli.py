@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bastion.admin.services import (
     AdminError,
+    UserGoneError,
     console_operator,
     reset_two_factor,
     set_disabled,
@@ -146,6 +147,11 @@ def revoke(username: str | None, everyone: bool) -> None:
     # and a run cut short has already locked out those it reached; running it again
     # finishes the rest (ending nothing twice).
     for user in users:
-        total += sign_out_everywhere(None, user)
+        try:
+            total += sign_out_everywhere(None, user)
+        except UserGoneError as exc:  # deleted since it was looked up: nothing left to end
+            if not everyone:
+                name = canonical_username(username or "")
+                raise click.ClickException(f"No account named {name!r}: deleted meanwhile.") from exc
     who = "all users" if everyone else users[0].username
     click.echo(f"Ended {total} session(s) of {who}.")

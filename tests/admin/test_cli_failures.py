@@ -1,0 +1,170 @@
+"""The operator's commands under attack and races: ``db ...`` run for real against a
+database it cannot use or asked for what the migrations cannot do, and ``sessions revoke``
+while an admin deletes accounts on the site."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, select
+
+from bastion.admin.services import sign_out_everywhere
+from bastion.auth import cli as auth_cli
+from bastion.extensions import db
+from bastion.models import AuditEvent, User
+from tests.check.test_bastion_production import production_env
+from tests.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+FLASK = str(Path(sys.executable).parent / "flask")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _flask(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLASK, "--app", "bastion", *args], env={**os.environ, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.mark.asvs("V16.5.1", "V16.5.2")
+@pytest.mark.parametrize(
+    "args",
+    [["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "stamp", "head"],
+     ["db", "check"]],
+    ids=" ".join,
+)
+def test_a_migration_against_an_unreachable_database_is_one_line_not_a_traceback(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # Every other command turned a refused connection into a one-line message; the
+    # migration job (the first thing a deployment with the wrong URL runs) printed
+    # SQLAlchemy's traceback instead.
+    env = {
+        **production_env(f"postgresql+psycopg://bastion@127.0.0.1:{_closed_port()}/bastion"),
+        "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
+    }
+
+    proc = _flask(args, env)
+
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output
+    assert "Error: cannot use the database: OperationalError:" in output
+    assert "Check BASTION_DATABASE_URL" in output
+
+
+@pytest.mark.asvs("V16.5.1", "V1.3.1")
+@pytest.mark.parametrize(
+    "args", [["db", "upgrade", "--sql"], ["db", "downgrade", "--sql", "head:base"]], ids=" ".join
+)
+def test_offline_sql_is_refused_with_a_reason_not_a_half_written_script(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # `db upgrade --sql` wrote DDL until the first data step (articles rendered again by the
+    # current sanitiser), then crashed with a traceback: a script that left the stored HTML
+    # unsanitised, had it not crashed.
+    env = {
+        "BASTION_ENV": "development",
+        "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'bastion.db'}",
+        "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
+    }
+
+    proc = _flask(args, env)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "cannot be written out as SQL" in proc.stderr
+    assert "CREATE TABLE" not in proc.stdout
+
+
+def test_the_migration_commands_still_migrate(tmp_path: Path) -> None:
+    """The wrapped group keeps Flask-Migrate's options and commands."""
+    env = {
+        "BASTION_ENV": "development",
+        "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'bastion.db'}",
+        "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
+    }
+    upgraded = _flask(["db", "upgrade"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = _flask(["db", "-x", "unused=1", "current"], env)
+    assert current.returncode == 0, current.stderr
+    assert "(head)" in current.stdout
+    missing = _flask(["db", "upgrade", "no-such-revision"], env)
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr
+    assert "Can't locate revision" in missing.stderr
+
+
+def _delete_elsewhere(app: Flask, user_id: int) -> None:
+    """Delete the account from another session (an admin on the site, meanwhile)."""
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                db.session.execute(delete(User).where(User.id == user_id))
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+
+
+@pytest.mark.asvs("V7.4.2", "V16.5.1")
+def test_revoking_everyone_passes_over_an_account_deleted_meanwhile(
+    app: Flask, runner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An account deleted on the site while `sessions revoke --all` ran stopped the run
+    # (a database error, "has `db upgrade` run?"), leaving every later account signed in.
+    gone, *others = (UserFactory(username=name) for name in ("aaron", "beth", "carl"))
+    gone_id, other_ids = gone.id, [u.id for u in others]
+    real = sign_out_everywhere
+
+    def deleted_first(actor: User | None, user: User) -> int:
+        if user.id == gone_id:
+            _delete_elsewhere(app, gone_id)
+        return real(actor, user)
+
+    monkeypatch.setattr(auth_cli, "sign_out_everywhere", deleted_first)
+    result = runner.invoke(args=["sessions", "revoke", "--all"])
+
+    assert result.exit_code == 0, result.output
+    assert "Ended 0 session(s) of all users." in result.output
+    signed_out = db.session.scalars(
+        select(AuditEvent.target_user_id).where(AuditEvent.event == "user.signed_out_everywhere")
+    )
+    assert sorted(i or 0 for i in signed_out) == sorted(other_ids)
+
+
+def test_revoking_one_account_deleted_meanwhile_says_so(
+    app: Flask, runner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone_id = UserFactory(username="aaron").id
+    real = sign_out_everywhere
+
+    def deleted_first(actor: User | None, user: User) -> int:
+        _delete_elsewhere(app, gone_id)
+        return real(actor, user)
+
+    monkeypatch.setattr(auth_cli, "sign_out_everywhere", deleted_first)
+    result = runner.invoke(args=["sessions", "revoke", "aaron"])
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "No account named 'aaron': deleted meanwhile." in result.output
