@@ -101,6 +101,9 @@ worker_tmp_dir = str(_SHM) if _SHM.is_dir() else None
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's own lines (worker boots and timeouts, refused requests) as the app's JSON, one
+# object per line, without the request lines it quotes (bastion/observability/gunicorn_log.py).
+logger_class = "bastion.observability.gunicorn_log.JSONLogger"
 proc_name = "bastion"
 
 # No runtime management socket: nothing in production should resize or reload the
@@ -113,6 +116,9 @@ control_socket_disable = True
 preload_app = False
 
 _MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+if not _MULTIPROC_DIR:
+    # Set but empty, prometheus_client would write its files into the working directory.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def on_starting(server: Any) -> None:
@@ -175,5 +181,5 @@ def when_ready(server: Any) -> None:
         with app.app_context():
             announce_setup_if_needed(base)
             db.engine.dispose()  # no connection may cross the fork into workers
-    except Exception as exc:  # noqa: BLE001 - a failed announcement must not stop serving
+    except Exception as exc:  # a failed announcement must not stop serving
         server.log.warning("setup link not announced: %s", exc)

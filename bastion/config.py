@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 from flask import Flask
 from flask.helpers import get_debug_flag
 
@@ -35,6 +36,9 @@ FILE_SETTINGS = (
     "METRICS_TOKEN",
     "JWT_KEYS",
 )
+# Other ``BASTION_*_FILE`` variables that are not application settings: the container
+# health check's CA (deploy/healthcheck.py).
+OTHER_FILE_SETTINGS = frozenset({"INTERNAL_CA_FILE"})
 # Flask-Limiter strings (``limits`` syntax), checked at start-up.
 RATE_LIMIT_SETTINGS = (
     "RATELIMIT_DEFAULT",
@@ -75,8 +79,13 @@ WHOLE_NUMBER_SETTINGS: dict[str, tuple[int | None, int | None]] = {
 }
 
 
-class ConfigError(RuntimeError):
-    """Raised with every problem at once, so an operator fixes them in one go."""
+class ConfigError(click.ClickException, RuntimeError):
+    """Raised with every problem at once, so an operator fixes them in one go.
+
+    A click exception too: ``flask --app bastion <command>`` then prints the list as its
+    one error and exits 1, instead of a traceback of Flask's app loading around it. Under
+    gunicorn it is an ordinary exception, logged with its traceback.
+    """
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -282,32 +291,59 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if env_name not in ENVIRONMENTS:
         raise ConfigError([f"BASTION_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"])
     app.config.from_object(CONFIGS[env_name])
+    unread: dict[str, str] = {}
     if env_name != "testing" or overrides.pop("READ_ENV", False):
         app.config.from_prefixed_env(PREFIX)
-        _read_secret_files(app)
+        unread = _read_secret_files(app)
     app.config.pop("ENV", None)
     app.config.update(overrides)
     app.config["ENV_NAME"] = env_name
     unparsable = _normalise(app)
-    if env_name == "development" and not app.config.get("SECRET_KEY"):
+    if env_name == "development" and not app.config.get("SECRET_KEY") and not unread:
         app.config["SECRET_KEY"] = _instance_secret(app)
-    if env_name != "production" and not app.config.get("JWT_KEYS"):
+    if env_name != "production" and not app.config.get("JWT_KEYS") and not unread:
         from bastion.api.keys import instance_keyset
 
         app.config["JWT_KEYS"] = instance_keyset(Path(app.instance_path))
-    problems = unparsable + validate(app.config)
+    # An unreadable file is listed with every other problem; what the checks say about its
+    # setting ("missing", "SQLite" for a database URL that never arrived) would mislead.
+    unknown = tuple(f"{name} " for name in unread)
+    problems = list(unread.values()) + [
+        p for p in unparsable + validate(app.config) if not p.startswith(unknown)
+    ]
     if problems:
         raise ConfigError(problems)
 
 
-def _read_secret_files(app: Flask) -> None:
+def _read_secret_files(app: Flask) -> dict[str, str]:
+    """Replace each ``<NAME>_FILE`` by the text of its file; return, by ``BASTION_<NAME>``,
+    why a file could not be used, so that every problem is reported in one go.
+
+    A ``BASTION_*_FILE`` naming no setting that is read from a file is a problem too: a
+    misspelt ``BASTION_SENTRY_DNS_FILE`` would otherwise switch error reporting off without
+    a word.
+    """
+    unread: dict[str, str] = {}
     for name in FILE_SETTINGS:
         path = app.config.pop(f"{name}_FILE", None)
-        if path:
-            try:
-                app.config[name] = Path(str(path)).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError([f"BASTION_{name}_FILE cannot be read: {exc.strerror}"]) from exc
+        if not path:
+            continue
+        try:
+            app.config[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            unread[f"BASTION_{name}"] = f"BASTION_{name}_FILE cannot be read: {exc.strerror}"
+        except UnicodeDecodeError:
+            # Raw random bytes (`head -c 32 /dev/urandom`) are the usual cause.
+            unread[f"BASTION_{name}"] = (
+                f"BASTION_{name}_FILE is not UTF-8 text; write the value as text (e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+    for key in sorted(k for k in app.config if k.endswith("_FILE") and k not in OTHER_FILE_SETTINGS):
+        unread[f"BASTION_{key}"] = (
+            f"BASTION_{key} is not read by Bastion; the settings that may come from a file "
+            f"are {', '.join(f'BASTION_{n}_FILE' for n in FILE_SETTINGS)}"
+        )
+    return unread
 
 
 def _whole_number(value: object, low: int | None, high: int | None) -> int | None:
@@ -487,7 +523,10 @@ def _normalise(app: Flask) -> list[str]:
     if url.startswith("postgres://") or url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
-    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
+    if msg := database_url_problem(url):
+        problems.append(msg)
+    else:
+        cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(url))
     from bastion.security.ratelimit_storage import limiter_uri
 
     # The same Redis through a subclass of limits' storage that can carry a read along.
@@ -523,6 +562,33 @@ def _normalise(app: Flask) -> list[str]:
     # A "keep me signed in" cookie lives as long as its server record may, not a fixed 30 days.
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(days=cfg["REMEMBER_DAYS"])
     return problems
+
+
+# The drivers installed with Bastion (requirements/main.in): psycopg 3 and Python's sqlite3.
+DATABASE_DRIVERS = frozenset({"postgresql+psycopg", "sqlite", "sqlite+pysqlite"})
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why the database URL cannot be used, or None. SQLAlchemy would otherwise stop
+    start-up with a traceback that names no setting ("invalid literal for int()" for a port
+    that is no number, "No module named 'MySQLdb'"); its messages never quote the URL, which
+    holds the password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return (
+            "BASTION_DATABASE_URL cannot be parsed: use postgresql://user:password@host:port/name "
+            "(percent-encode '@', ':', '/', '?' and '#' in the password)"
+        )
+    if parsed.drivername not in DATABASE_DRIVERS:
+        return (
+            f"BASTION_DATABASE_URL must be a postgresql:// URL (or sqlite:/// outside "
+            f"production), not {parsed.drivername.partition('+')[0]}://"
+        )
+    return None
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -675,7 +741,9 @@ def validate(cfg: Any) -> list[str]:
     from bastion.security.transport import database_problem, mail_problem, redis_problem
 
     private = cfg.get("PLAINTEXT_DATA_HOSTS") or frozenset()
-    if msg := database_problem(str(cfg["SQLALCHEMY_DATABASE_URI"]), private):
+    database_url = str(cfg["SQLALCHEMY_DATABASE_URI"])
+    # An unusable URL is already named (database_url_problem); it has no host to judge.
+    if not database_url_problem(database_url) and (msg := database_problem(database_url, private)):
         problems.append(msg)
     if cfg.get("REDIS_URL") and (msg := redis_problem(str(cfg["REDIS_URL"]), private)):
         problems.append(msg)

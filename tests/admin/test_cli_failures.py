@@ -168,3 +168,21 @@ def test_revoking_one_account_deleted_meanwhile_says_so(
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "No account named 'aaron': deleted meanwhile." in result.output
+
+
+@pytest.mark.asvs("V16.5.1")
+@pytest.mark.parametrize("args", [["users", "list"], ["db", "upgrade"]], ids=" ".join)
+def test_a_refused_configuration_is_the_commands_one_error_not_a_traceback(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Start-up's list of problems is what an operator running a command must read first;
+    it came wrapped in forty lines of Flask's app loading."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update(BASTION_ENV="production", BASTION_UPLOAD_DIR=str(tmp_path / "uploads"))
+    proc = subprocess.run([FLASK, "--app", "bastion", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: Bastion refuses to start; fix these settings:\n")
+    assert "  - BASTION_SECRET_KEY is missing" in proc.stderr
