@@ -8,7 +8,7 @@ reader, never the control.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX, ContentError
@@ -34,6 +34,10 @@ class ArticleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type
         render_kw={"rows": 18},
     )
     publish = BooleanField("Published (visible to everyone)")
+    # Editing: the version the form was loaded from (content.revision). A save over one
+    # someone else saved meanwhile is refused instead of silently undoing their change.
+    # Empty on a new article, and in forms loaded before it existed (which save as before).
+    revision = HiddenField()
 
 
 class CommentForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints

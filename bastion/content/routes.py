@@ -22,6 +22,7 @@ from bastion.security.access import editor_required, login_required, public
 from bastion.uploads.services import article_images
 
 INVALID = 422  # a form with errors is re-shown with this status, so clients can tell
+CONFLICT = 409  # an edit of a version someone else changed meanwhile, re-shown unsaved
 
 
 @bp.app_template_filter("nl2br")
@@ -60,7 +61,8 @@ def _comment_in_readable_article(comment_id: int, attempt: str) -> Comment:
 @bp.get("/articles")
 @public
 def list_articles() -> ResponseReturnValue:
-    query = request.args.get("q", "", type=str)
+    # What was searched for, as the page repeats it (never a NUL or an unnormalised form).
+    query = content.clean_query(request.args.get("q", "", type=str))
     page = request.args.get("page", 1, type=int)
     results = content.list_articles(current_user, query=query, page=page)
     drafts = content.list_drafts(current_user) if not query else []
@@ -139,6 +141,7 @@ def edit_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id, "edit")
     authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
+    status = 200
     if form.validate_on_submit():
         was_published = article.is_published
         try:
@@ -148,13 +151,21 @@ def edit_article(article_id: int) -> ResponseReturnValue:
                 title=form.title.data or "",
                 body=form.body.data or "",
                 publish=bool(form.publish.data),
+                expected_revision=form.revision.data or None,
             )
+        except content.EditConflictError as exc:
+            # The editor's text stays in the form; saving it again now replaces the version
+            # they were told about, deliberately.
+            form.form_errors.append(str(exc))
+            form.revision.data = content.revision(article)
+            status = CONFLICT
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:
             flash(_saved_message(was_published, article.is_published), "success")
             return redirect(url_for("content.show_article", article_id=article.id))
-    status = INVALID if form.errors else 200
+    if status == 200 and form.errors:
+        status = INVALID
     return render_template(
         "content/edit.html",
         form=form,
@@ -166,7 +177,8 @@ def edit_article(article_id: int) -> ResponseReturnValue:
 
 
 def _form_data(article: Article) -> dict[str, object]:
-    return {"title": article.title, "body": article.body_md, "publish": article.is_published}
+    return {"title": article.title, "body": article.body_md, "publish": article.is_published,
+            "revision": content.revision(article)}
 
 
 @bp.post("/articles/<int:article_id>/delete")
@@ -222,15 +234,22 @@ def edit_comment(comment_id: int) -> ResponseReturnValue:
             flash("Your comment is updated.", "success")
             return redirect(_comment_url(comment))
     status = INVALID if form.errors else 200
-    return render_template("content/edit_comment.html", form=form, comment=comment), status
+    return render_template(
+        "content/edit_comment.html", form=form, comment=comment, back=_comment_url(comment)
+    ), status
 
 
 @bp.post("/comments/<int:comment_id>/delete")
 @login_required
 def delete_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id, "delete")
-    article_id = comment.article_id
+    article_id, page = comment.article_id, content.comment_page_number(comment)
     if EmptyForm().validate_on_submit():
         content.delete_comment(current_user, comment)
         flash("The comment is deleted.", "success")
-    return redirect(url_for("content.show_article", article_id=article_id))
+    # Back to the page the comment was on (or the new last one, if it was the last comment
+    # there), not to the first page of a long discussion.
+    page = min(page, content.last_comment_page(article_id))
+    target = url_for("content.show_article", article_id=article_id,
+                     page=page if page > 1 else None)
+    return redirect(f"{target}#comments-heading")

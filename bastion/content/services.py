@@ -6,6 +6,7 @@ caller cannot forget. Services own the transaction: they commit, views never do.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from contextlib import AbstractContextManager, nullcontext
@@ -42,6 +43,11 @@ DUPLICATE_SECONDS = 60
 # What a change to an article or comment deleted meanwhile answers (as if it never existed).
 ARTICLE_GONE = "There is no article with that number, or it is not published."
 COMMENT_GONE = "There is no comment with that number."
+# What an edit based on an older version of the article answers (EditConflictError).
+EDIT_CONFLICT = (
+    "Someone else saved this article after you opened it. Your version is below, not saved: "
+    "compare it with the saved one, then save again to replace it with yours."
+)
 
 
 class ContentError(ValueError):
@@ -62,6 +68,11 @@ class ContentNotFoundError(LookupError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class EditConflictError(ContentError):
+    """The article changed since the editor loaded it: saving would silently undo the other
+    change (two editors, or an author and an admin, on one article). Nothing is saved."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,17 @@ _LISTED_COLUMNS = load_only(
 )
 
 
+def clean_query(query: str) -> str:
+    """The search text as searched, and as the results page repeats it.
+
+    Composed (NFC) like every stored title and body, or an "é" typed or pasted as "e" plus
+    a combining accent (macOS, some keyboards) finds nothing. PostgreSQL refuses NUL
+    inside text, so it is dropped (a search for only that is no search).
+    """
+    query = unicodedata.normalize("NFC", query or "").replace("\x00", "")
+    return query.strip()[:QUERY_MAX]
+
+
 def list_articles(
     actor: object,
     *,
@@ -179,8 +201,7 @@ def list_articles(
     )
     if author_id is not None:
         stmt = stmt.where(Article.author_id == author_id)
-    # PostgreSQL refuses NUL inside text; a search for one simply matches nothing else.
-    query = (query or "").replace("\x00", "").strip()[:QUERY_MAX]
+    query = clean_query(query)
     scan: AbstractContextManager[None] = nullcontext()
     if query:
         if db.session.get_bind().dialect.name == "postgresql":
@@ -285,6 +306,17 @@ def _just_saved(created_at: datetime) -> bool:
     return created_at > utcnow() - timedelta(seconds=DUPLICATE_SECONDS)
 
 
+def revision(article: Article) -> str:
+    """A fingerprint of what an editor sees and can change, sent back with the edit form
+    (``update_article(expected_revision=...)``) to detect an edit made meanwhile."""
+    return _fingerprint(article.status, article.title, article.body_md)
+
+
+def _fingerprint(status: str, title: str, body: str) -> str:
+    # NUL never occurs in a stored title or body (_clean_text refuses it): a safe separator.
+    return hashlib.sha256(f"{status}\0{title}\0{body}".encode()).hexdigest()[:32]
+
+
 def update_article(
     actor: User,
     article: Article,
@@ -292,7 +324,11 @@ def update_article(
     title: str | None = None,
     body: str | None = None,
     publish: bool | None = None,
+    expected_revision: str | None = None,
 ) -> Article:
+    """Change what is given; with ``expected_revision`` (``revision()`` of the version the
+    editor started from), refuse with EditConflictError when someone saved another version
+    since, rather than overwrite it unseen (a lost update)."""
     authz.require(
         authz.can_edit_article(actor, article),
         hide=not authz.can_read_article(actor, article),
@@ -315,6 +351,8 @@ def update_article(
     # would stop every other writer meanwhile.
     body_html = render_markdown(clean_body) if clean_body is not None else None
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
+    if expected_revision:
+        _refuse_a_lost_update(article, expected_revision, clean_title, clean_body, publish)
     _audit_for_author(actor, article.author_id, "article.edited_by_admin",
                       {"article_id": article.id, "fields": changed})
     if clean_title is not None:
@@ -337,6 +375,23 @@ def update_article(
         # article must not stay readable from this worker's copy for that long.
         pagecache.clear()
     return article
+
+
+def _refuse_a_lost_update(
+    article: Article, expected: str, title: str | None, body: str | None, publish: bool | None
+) -> None:
+    """Under the row lock: raise EditConflictError unless the saved article is still the
+    ``expected`` version, or already what this edit would make it (a double submit)."""
+    db.session.refresh(article)  # the row as committed now, not as this request loaded it
+    current = revision(article)
+    if current == expected:
+        return
+    status = article.status if publish is None else ("published" if publish else "draft")
+    wanted = _fingerprint(status, article.title if title is None else title,
+                          article.body_md if body is None else body)
+    if current != wanted:
+        db.session.rollback()
+        raise EditConflictError(EDIT_CONFLICT)
 
 
 def _audit_for_author(actor: User, author_id: int, event: str, details: dict[str, Any]) -> None:
@@ -487,6 +542,14 @@ def comment_page_number(comment: Comment, per_page: int = COMMENTS_PER_PAGE) -> 
         )
     ) or 0
     return before // per_page + 1
+
+
+def last_comment_page(article_id: int, per_page: int = COMMENTS_PER_PAGE) -> int:
+    """The number of the last page of an article's comments (1 when it has none)."""
+    total = db.session.scalar(
+        select(func.count(Comment.id)).where(Comment.article_id == article_id)
+    ) or 0
+    return max(1, -(-total // per_page))
 
 
 def get_comment(comment_id: int) -> Comment | None:

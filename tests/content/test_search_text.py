@@ -1,0 +1,45 @@
+"""Search text as people type it: decomposed accents, and characters no search can hold."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from bastion.content import services as content
+from tests.factories import ArticleFactory
+from tests.support.roles import client_for
+
+# "café" as macOS input methods and many pasted texts spell it: "e" then U+0301.
+DECOMPOSED = "cafe\u0301"
+
+
+@pytest.mark.asvs("V1.1.1")
+def test_a_decomposed_accent_finds_the_article(app: Flask) -> None:
+    """Titles and bodies are stored composed (NFC); the query was not, so "café" typed
+    with a combining accent found nothing on either database."""
+    ArticleFactory(title="Café culture", body_md="About the café.")
+    assert content.list_articles(None, query=DECOMPOSED).total == 1  # the API's path too
+    html = client_for(app).get("/articles", query_string={"q": DECOMPOSED}).get_data(
+        as_text=True
+    )
+    assert "1 result for “café”" in html
+    assert "Café culture" in html
+
+
+@pytest.mark.asvs("V1.1.1", "V2.2.1")
+@pytest.mark.parametrize("query", ["\x00", " \x00 ", "\x00Café"])
+def test_the_page_repeats_what_was_searched_without_a_nul(app: Flask, query: str) -> None:
+    """A NUL was dropped from the search but echoed raw into the title, the count line and
+    the search box: "1 result for “\\x00”" over a list of every article."""
+    ArticleFactory(title="Café culture")
+    resp = client_for(app).get("/articles", query_string={"q": query})
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert "\x00" not in html
+    searched = query.replace("\x00", "").strip()
+    if searched:
+        assert f"<title>Search: {searched} · Bastion</title>" in html
+        assert f'value="{searched}"' in html
+    else:  # nothing left to search for: the plain list, as for an empty box
+        assert "<title>Articles · Bastion</title>" in html
+        assert " result" not in html

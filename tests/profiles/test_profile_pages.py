@@ -1,0 +1,26 @@
+"""A profile's list of articles, a page at a time."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from tests.factories import ArticleFactory, UserFactory
+from tests.support.roles import client_for
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_a_profile_page_past_the_end_says_so_and_leads_to_the_last_one(app: Flask) -> None:
+    """/u/ada?page=9 said "Ada has not published anything yet." of an author with 21
+    published articles (20 a page), as /articles once did of the whole site."""
+    ada = UserFactory(username="ada", display_name="Ada", role_name="editor")
+    ArticleFactory.create_batch(21, author=ada)
+    html = client_for(app).get("/u/ada?page=9").get_data(as_text=True)
+    assert "has not published anything yet" not in html
+    assert "There is no page 9 of Ada\u2019s articles." in html
+    assert 'href="/u/ada?page=2"' in html
+    single = UserFactory(username="bob", display_name="Bob", role_name="editor")
+    ArticleFactory(author=single)
+    html = client_for(app).get("/u/bob?page=3").get_data(as_text=True)
+    assert "There is no page 3 of Bob\u2019s articles." in html and 'href="/u/bob"' in html
+
