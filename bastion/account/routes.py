@@ -18,7 +18,7 @@ from bastion.account.forms import (
 )
 from bastion.api.web.routes import tokens_context
 from bastion.auth import throttle, twofactor
-from bastion.auth.forms import EmptyForm
+from bastion.auth.forms import EmptyForm, forget_code
 from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
@@ -204,6 +204,7 @@ def _second_factor_refusal() -> ResponseReturnValue | None:
     result = confirm_second_factor(current_user, form.code.data or "", request.remote_addr or "")
     if result.step is Step.SIGNED_IN:
         return None
+    forget_code(form)  # a throttled attempt's code was never checked: maybe a live one
     if result.step is Step.THROTTLED:
         return _wait_page(result.wait, form.code, "Too many wrong codes",
                           second_factor_form=form)

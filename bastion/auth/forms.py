@@ -7,7 +7,12 @@ from typing import Any
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from bastion.auth.services import MAX_PASSWORD, MIN_PASSWORD, canonical_email
+from bastion.auth.services import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    canonical_email,
+    email_local_part_problem,
+)
 from bastion.form_input import BastionForm
 
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
@@ -44,13 +49,33 @@ def stored_email(value: str | None) -> str | None:
     return canonical_email(value) if isinstance(value, str) else value
 
 
-def email_field(label: str = "Email") -> EmailField:
-    return EmailField(
-        label,
-        filters=[stored_email],
-        validators=[DataRequired(), no_control_characters, Length(max=254),
-                    Email(check_deliverability=False, message="Enter a valid email address.")],
-    )
+def mailable_local_part(_form: Any, field: Any) -> None:
+    """The part before the '@' within RFC 5321's 64 octets (``email_local_part_problem``)."""
+    if isinstance(field.data, str) and (problem := email_local_part_problem(field.data)):
+        raise ValidationError(problem)
+
+
+def email_field(label: str = "Email", *, new_address: bool = True) -> EmailField:
+    """An address, judged in its stored form. ``new_address=False`` for a form that only
+    looks an account up (password reset): accounts started before the 64-octet rule on the
+    local part (``mailable_local_part``) may hold a longer one and must still be found."""
+    validators = [DataRequired(), no_control_characters, Length(max=254),
+                  Email(check_deliverability=False, message="Enter a valid email address.")]
+    if new_address:
+        validators.append(mailable_local_part)
+    return EmailField(label, filters=[stored_email], validators=validators)
+
+
+def forget_code(form: Any) -> None:
+    """Leave a refused form's code field empty rather than write the code back into the page.
+
+    A code that was never checked (the password beside it was wrong, or the throttle
+    refused the attempt) may be a valid, unused recovery code: a password in all but name,
+    which the page would otherwise carry in its HTML. A checked one is spent or wrong, of
+    no use in the field either.
+    """
+    if hasattr(form, "code"):
+        form.code.data = ""
 
 
 class LoginForm(BastionForm):
@@ -94,7 +119,7 @@ class ReauthForm(BastionForm):
 
 
 class ResetRequestForm(BastionForm):
-    email = email_field()
+    email = email_field(new_address=False)
 
 
 class ResetPasswordForm(BastionForm):
@@ -117,6 +142,12 @@ class AccountSetupForm(BastionForm):
             Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
         ],
         description=f"{MIN_PASSWORD} to {MAX_PASSWORD} characters. A passphrase works well.",
+    )
+    # The setup link works once: a mistyped password would leave an admin account nobody
+    # can sign in to (and, without mail, no way to reset it).
+    confirm = PasswordField(
+        "Repeat password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
     )
 
 

@@ -19,6 +19,7 @@ from bastion.auth.forms import (
     ResetPasswordForm,
     ResetRequestForm,
     TwoFactorForm,
+    forget_code,
 )
 from bastion.auth.login import Result, Step, password_step, reauthenticate, second_step
 from bastion.auth.services import AccountError
@@ -43,6 +44,7 @@ def _ip() -> str:
 
 
 def _throttled(form: Any, template: str, result: Result, **context: Any) -> ResponseReturnValue:
+    forget_code(form)
     seconds = throttle.retry_after(result.wait)
     flash(f"Too many failed attempts. Wait {seconds} seconds, then try again.", "error")
     html = render_template(template, form=form, **context)
@@ -118,7 +120,7 @@ def two_factor() -> ResponseReturnValue:
         return _throttled(form, "auth/two_factor.html", result)
     if result.step is not Step.SIGNED_IN:
         flash(CODE_FAILURE, "error")
-        form.code.data = ""  # a spent or wrong code is of no use: an empty field for the next
+        forget_code(form)
         return render_template("auth/two_factor.html", form=form)
     start_session(  # new session id
         user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")
@@ -156,6 +158,7 @@ def reauth() -> ResponseReturnValue:
         return _throttled(form, "auth/reauth.html", result)
     if result.step is not Step.SIGNED_IN:
         flash("That did not match. Enter your password (and code) again.", "error")
+        forget_code(form)
         return render_template("auth/reauth.html", form=form)
     reauthenticated(current_user._get_current_object())
     nxt = form.next.data or ""
@@ -239,7 +242,7 @@ def reset_password(token: str) -> ResponseReturnValue:
             flash("Your password is changed, every session was signed out and your personal "
                   "access tokens revoked. Sign in now.", "success")
             return redirect(url_for("auth.login"))
-    return render_template("auth/reset_password.html", form=form)
+    return render_template("auth/reset_password.html", form=form), 200 if not form.errors else 422
 
 
 @bp.record_once

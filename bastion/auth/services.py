@@ -16,6 +16,7 @@ from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
 MAX_EMAIL = 254  # the column; RFC 5321's limit on a forward path
+MAX_EMAIL_LOCAL = 64  # RFC 5321 4.5.3.1.1: octets before the '@' (UTF-8 with SMTPUTF8)
 MIN_PASSWORD, MAX_PASSWORD = 12, 128
 USERNAME_TAKEN = "That username is taken."
 # For admins and the command line only: registration answers a taken address as a free one.
@@ -77,6 +78,24 @@ def _email_forms(raw: str) -> tuple[str, str, str]:
     except email_validator.EmailNotValidError:
         return typed, typed, typed
     return typed, f"{local}@{found.ascii_domain}", f"{local}@{found.domain}"
+
+
+def email_local_part_problem(address: str) -> str | None:
+    """Why the part of ``address`` before its last '@' is longer than mail servers take.
+
+    RFC 5321 limits it to 64 octets; email-validator counts characters, and only in its
+    strict mode, so its default let a longer one be stored: the account's confirmation,
+    reset and notice mail could then be refused by the relay, and the owner never knows
+    why no message comes. An address not yet in the stored form should be made canonical
+    (``canonical_email``) first, as the forms do.
+    """
+    local = address.rpartition("@")[0]
+    octets = len(local.encode("utf-8", "surrogatepass"))
+    if octets <= MAX_EMAIL_LOCAL:
+        return None
+    wider = " (an accented or non-Latin letter counts as 2 to 4)" if not local.isascii() else ""
+    return (f"The part before the @ is too long: mail servers accept at most "
+            f"{MAX_EMAIL_LOCAL} characters there{wider}.")
 
 
 def normalise_password(raw: str) -> str:
@@ -194,12 +213,21 @@ def create_user(
             # Two sign-ups raced past the checks above and the unique index stopped the
             # second: the same refusal as if it had come a moment later, not a 500.
             db.session.rollback()
-            if email_taken(email):
-                raise AccountError(EMAIL_TAKEN, "email") from None
-            if username_taken(username):
-                raise AccountError(USERNAME_TAKEN, "username") from None
+            if (refusal := duplicate_account_error(username, email)) is not None:
+                raise refusal from None
             raise
     return user
+
+
+def duplicate_account_error(username: str, email: str) -> AccountError | None:
+    """What to tell a caller whose new account the unique index refused (the caller has
+    rolled back): the address or the username was taken since ``create_user`` checked.
+    None when neither is, so the IntegrityError was something else and should propagate."""
+    if email_taken(email):
+        return AccountError(EMAIL_TAKEN, "email")
+    if username_taken(username):
+        return AccountError(USERNAME_TAKEN, "username")
+    return None
 
 
 def admin_exists() -> bool:

@@ -9,12 +9,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from bastion.auth.services import admin_exists
 from bastion.extensions import db
 from bastion.models import AuditEvent, SetupToken, User, utcnow
 from bastion.setup.services import issue_setup_token
 from tests.support.auth import csrf_token
 
-ADMIN = {"username": "root-admin", "email": "admin@example.org", "password": "granite orchard lantern 1987"}
+ADMIN = {"username": "root-admin", "email": "admin@example.org", "password": "granite orchard lantern 1987",
+         "confirm": "granite orchard lantern 1987"}
 
 
 def _submit(client: FlaskClient, token: str, **data: str):  # type: ignore[no-untyped-def]
@@ -235,3 +237,15 @@ def test_an_invalid_idn_domain_is_refused_by_setup_and_create_admin(
     )
     assert result.exit_code != 0 and "valid email address" in result.output
     assert db.session.query(User).count() == 0
+
+
+@pytest.mark.asvs("V6.2.1")
+def test_a_mistyped_repeat_keeps_the_link_and_creates_no_admin(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The link works once: a typo in the password must not make an admin nobody can use."""
+    token = issue_setup_token()
+    resp = _submit(client, token, confirm="granite orchard lantern 1988")
+    assert resp.status_code == 422 and b"The passwords do not match." in resp.data
+    assert not admin_exists()
+    assert _submit(client, token).status_code == 302
