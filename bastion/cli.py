@@ -10,7 +10,12 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from bastion.auth.services import AccountError, canonical_email, create_user
+from bastion.auth.services import (
+    AccountError,
+    canonical_email,
+    create_user,
+    email_local_part_problem,
+)
 
 DATABASE_HINT = (
     "Check BASTION_DATABASE_URL, that the database is reachable, and that "
@@ -59,6 +64,8 @@ def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
         email_validator.validate_email(address, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
         raise click.BadParameter("Enter a valid email address.") from exc
+    if problem := email_local_part_problem(address):
+        raise click.BadParameter(problem)
     return address
 
 

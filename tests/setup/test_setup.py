@@ -249,3 +249,19 @@ def test_a_mistyped_repeat_keeps_the_link_and_creates_no_admin(
     assert resp.status_code == 422 and b"The passwords do not match." in resp.data
     assert not admin_exists()
     assert _submit(client, token).status_code == 302
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_create_admin_refuses_a_local_part_over_64_octets(app: Flask) -> None:
+    """The command line keeps the forms' RFC 5321 limit: mail to the admin could be refused."""
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "--username", "ops", "--email", "a" * 65 + "@example.org",
+              "--password", "an operator passphrase"]
+    )
+    assert result.exit_code != 0 and "The part before the @ is too long" in result.output
+    assert db.session.query(User).count() == 0
+    made = app.test_cli_runner().invoke(
+        args=["create-admin", "--username", "ops", "--email", "a" * 64 + "@example.org",
+              "--password", "an operator passphrase"]
+    )
+    assert made.exit_code == 0, made.output
