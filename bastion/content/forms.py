@@ -50,6 +50,9 @@ class CommentForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type
         description="Plain text; line breaks are kept.",
         render_kw={"rows": 4},
     )
+    # Editing: the text the form was loaded from (content.comment_revision), as for articles:
+    # an author's stale edit must not silently undo a moderator's change. Empty when posting.
+    revision = HiddenField()
 
 
 def add_service_error(form: FlaskForm, exc: ContentError) -> None:

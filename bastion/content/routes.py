@@ -224,16 +224,24 @@ def _comment_url(comment: Comment) -> str:
 def edit_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id, "edit")
     authz.require(authz.can_edit_comment(current_user, comment), what=f"edit comment {comment_id}")
-    form = CommentForm(data=None if request.method == "POST" else {"body": comment.body})
+    form = CommentForm(data=None if request.method == "POST" else {
+        "body": comment.body, "revision": content.comment_revision(comment)})
+    status = 200
     if form.validate_on_submit():
         try:
-            content.update_comment(current_user, comment, form.body.data or "")
+            content.update_comment(current_user, comment, form.body.data or "",
+                                   expected_revision=form.revision.data or None)
+        except content.EditConflictError as exc:
+            form.form_errors.append(str(exc))  # the editor's text stays in the form
+            form.revision.data = content.comment_revision(comment)
+            status = CONFLICT
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:
             flash("Your comment is updated.", "success")
             return redirect(_comment_url(comment))
-    status = INVALID if form.errors else 200
+    if status == 200 and form.errors:
+        status = INVALID
     return render_template(
         "content/edit_comment.html", form=form, comment=comment, back=_comment_url(comment)
     ), status

@@ -48,6 +48,10 @@ EDIT_CONFLICT = (
     "Someone else saved this article after you opened it. Your version is below, not saved: "
     "compare it with the saved one, then save again to replace it with yours."
 )
+COMMENT_EDIT_CONFLICT = (
+    "Someone else changed this comment after you opened it. Your version is below, not saved: "
+    "compare it with the saved one, then save again to replace it with yours."
+)
 
 
 class ContentError(ValueError):
@@ -500,10 +504,24 @@ def _recent_duplicate(author_id: int, article_id: int, body: str) -> Comment | N
     return latest if _just_saved(latest.created_at) else None
 
 
-def update_comment(actor: User, comment: Comment, body: str) -> Comment:
+def comment_revision(comment: Comment) -> str:
+    """A fingerprint of a comment's text, sent back with its edit form (``revision()``)."""
+    return _fingerprint("comment", "", comment.body)
+
+
+def update_comment(
+    actor: User, comment: Comment, body: str, *, expected_revision: str | None = None
+) -> Comment:
+    """Replace the text; with ``expected_revision``, refuse (EditConflictError) when someone
+    else changed it since the editor loaded it, unless it already is this text."""
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
+    if expected_revision:
+        db.session.refresh(comment)  # as committed now, under the lock
+        if expected_revision != comment_revision(comment) and comment.body != clean_body:
+            db.session.rollback()
+            raise EditConflictError(COMMENT_EDIT_CONFLICT)
     _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
                       {"comment_id": comment.id, "article_id": comment.article_id})
     if clean_body != comment.body:  # saving the same text is not an edit

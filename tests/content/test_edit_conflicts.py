@@ -127,3 +127,35 @@ def test_the_service_refuses_an_edit_of_an_older_version(app: Flask) -> None:
     content.update_article(article.author, article, title="Three",
                            expected_revision=content.revision(article))
     assert _saved(article.id)[0] == "Three"
+
+
+@pytest.mark.asvs("V2.3.3")
+def test_a_stale_comment_edit_does_not_undo_a_moderators_change(app: Flask) -> None:
+    """An admin removes a phone number from a comment while its author has the editor open;
+    the author's save put it back without anyone knowing."""
+    from tests.factories import CommentFactory
+
+    comment = CommentFactory(body="Call me at 555-0100")
+    path = f"/comments/{comment.id}/edit"
+    author = client_for(app, comment.author)
+    admin = client_for(app, UserFactory(role_name="admin", two_factor=True))
+    authors_base = _revision_on(author, path)
+    resp = post(admin, path, {"body": "[number removed]", "revision": _revision_on(admin, path)})
+    assert resp.status_code == 302
+
+    resp = post(author, path, {"body": "Call me at 555-0100, really", "revision": authors_base})
+    assert resp.status_code == 409
+    html = resp.get_data(as_text=True)
+    assert "Someone else changed this comment after you opened it" in html
+    assert "Call me at 555-0100, really" in html
+    db.session.expire_all()
+    assert db.session.get(type(comment), comment.id).body == "[number removed]"
+
+    # Saved again from the re-shown form: a deliberate replacement. A double submit of the
+    # same text is no conflict either.
+    current = REVISION_RE.search(html)
+    assert current and current.group(1) != authors_base
+    assert post(author, path, {"body": "Sorry", "revision": current.group(1)}).status_code == 302
+    assert post(author, path, {"body": "Sorry", "revision": current.group(1)}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(type(comment), comment.id).body == "Sorry"
