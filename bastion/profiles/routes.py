@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -23,9 +23,13 @@ def show_profile(username: str) -> ResponseReturnValue:
     user = find_profile(username)
     if user is None:
         abort(404, description="There is no one with that username.")
-    articles = content.list_articles(
-        current_user, author_id=user.id, page=request.args.get("page", 1, type=int)
-    )
+    page = request.args.get("page", 1, type=int)
+    if username != user.username:
+        # One address per profile (/u/Ada, /u/ADA and full-width letters are the same person):
+        # links, bookmarks and caches then agree on it.
+        return redirect(url_for("profiles.show_profile", username=user.username,
+                                page=page if page != 1 else None), 301)
+    articles = content.list_articles(current_user, author_id=user.id, page=page)
     return render_template(
         "profiles/show.html",
         user=user,

@@ -24,3 +24,17 @@ def test_a_profile_page_past_the_end_says_so_and_leads_to_the_last_one(app: Flas
     html = client_for(app).get("/u/bob?page=3").get_data(as_text=True)
     assert "There is no page 3 of Bob\u2019s articles." in html and 'href="/u/bob"' in html
 
+
+
+@pytest.mark.parametrize("spelling", ["Ada", "ADA", "\uff41\uff44\uff41"])
+def test_other_spellings_of_a_username_redirect_to_the_one_profile_address(
+    app: Flask, spelling: str
+) -> None:
+    """One page, one address: /u/Ada and full-width letters were copies of /u/ada."""
+    UserFactory(username="ada")
+    client = client_for(app)
+    resp = client.get(f"/u/{spelling}?page=2")
+    assert resp.status_code == 301
+    assert resp.headers["Location"] == "/u/ada?page=2"
+    assert client.get(f"/u/{spelling}").headers["Location"] == "/u/ada"
+    assert client.get("/u/ada").status_code == 200

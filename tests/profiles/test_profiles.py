@@ -21,7 +21,7 @@ def test_profile_shows_sanitised_bio_and_initials_avatar(app: Flask) -> None:
         display_name="Ada Lovelace",
         bio="**Engines** <script>alert(1)</script> [x](javascript:alert(1))",
     )
-    html = client_for(app).get("/u/Ada").get_data(as_text=True)
+    html = client_for(app).get("/u/ada").get_data(as_text=True)
     assert '<h1 id="profile-name">Ada Lovelace</h1>' in html
     assert "<strong>Engines</strong>" in html
     assert "<script>alert" not in html
