@@ -8,9 +8,13 @@ from flask import Blueprint, Response, abort, current_app, request
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-CORS_ALLOW_HEADERS = "Authorization, Content-Type"
+# Request headers a browser must be allowed to send (none of them is CORS-safelisted), and
+# the answer's headers its script may read: those the API sends and documents, by the
+# names it sends them under (bastion.security.ratelimit_headers writes X-RateLimit-*).
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match"
 CORS_EXPOSE_HEADERS = (
-    "Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+    "ETag, Location, Retry-After, X-Request-ID, "
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 )
 
 

@@ -8,11 +8,18 @@ from bastion import pagecache
 from bastion.api import bp
 from bastion.api.auth import current_principal, may_act_on_others
 from bastion.api.schemas import ArticleCreate, ArticleList, ArticleOut, ArticleUpdate, ListQuery
-from bastion.api.spec import Serialized, operation
+from bastion.api.spec import (
+    Serialized,
+    failed_precondition,
+    has_preconditions,
+    operation,
+    representation_etag,
+)
 from bastion.api.users import author_out
 from bastion.content import services
 from bastion.content.write_limits import ARTICLE_WRITES, limited_by
 from bastion.errors import problem
+from bastion.extensions import db
 from bastion.models import Article, User
 from bastion.security import authz
 from bastion.security.access import bearer_required
@@ -72,6 +79,23 @@ def _require_own_or_scope(article: Article) -> None:
         abort(403, description="Changing other people's articles needs the 'admin' scope.")
 
 
+def _require_unchanged(article: Article) -> None:
+    """Check If-Match / If-None-Match against the article as saved now; 412 if one fails.
+
+    The row is locked first, as the service's own change locks it (until its commit), so
+    two clients holding the same ETag cannot both change the article: the second waits,
+    then finds its ETag stale. Called after the token's and ownership checks: a refusal
+    stays a 403 whatever the conditions (RFC 9110 13.2.1).
+    """
+    if not has_preconditions():
+        return
+    services.lock_article(article)  # the row as committed now, not as this request read it
+    detail = failed_precondition(representation_etag(article_out(article)))
+    if detail is not None:
+        db.session.rollback()  # release the lock: nothing was changed
+        abort(problem(412, detail))
+
+
 @bp.get("/articles")
 @bearer_required
 @operation(
@@ -127,6 +151,7 @@ def _article_list(owner: User | None, query: ListQuery) -> ArticleList:
     body=ArticleCreate,
     response=ArticleOut,
     status=201,
+    location=("api.get_article", "article_id"),
 )
 @limited_by(ARTICLE_WRITES)  # below operation: after the token, so the account pays
 def create_article(body: ArticleCreate) -> ArticleOut:
@@ -137,7 +162,17 @@ def create_article(body: ArticleCreate) -> ArticleOut:
 
 @bp.get("/articles/<int:article_id>")
 @bearer_required
-@operation(summary="One article", tag="articles", scopes=("articles:read",), response=ArticleOut)
+@operation(
+    summary="One article",
+    description=(
+        "Carries an ETag: send it in If-None-Match for a 304, or in If-Match with a PATCH or "
+        "DELETE so that it applies only to this version (412 if the article changed since)."
+    ),
+    tag="articles",
+    scopes=("articles:read",),
+    response=ArticleOut,
+    conditional=True,
+)
 def get_article(article_id: int) -> ArticleOut:
     return article_out(load_article(article_id))
 
@@ -146,15 +181,22 @@ def get_article(article_id: int) -> ArticleOut:
 @bearer_required
 @operation(
     summary="Change title, body or publication of an article you may edit",
+    description=(
+        "Send the article's ETag in If-Match to change only the version you read: if it "
+        "changed since, nothing is changed and the answer is 412. The answer's ETag is the "
+        "new version's."
+    ),
     tag="articles",
     scopes=("articles:write",),
     body=ArticleUpdate,
     response=ArticleOut,
+    preconditions=True,
 )
 @limited_by(ARTICLE_WRITES)
 def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     article = load_article(article_id)
     _require_own_or_scope(article)
+    _require_unchanged(article)
     user = current_principal().user
     fields = body.model_dump(exclude_unset=True)
     return article_out(services.update_article(user, article, **fields))
@@ -163,9 +205,15 @@ def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
 @bp.delete("/articles/<int:article_id>")
 @bearer_required
 @operation(
-    summary="Delete an article you may edit", tag="articles", scopes=("articles:write",), status=204
+    summary="Delete an article you may edit",
+    description="With If-Match: only if the article is still that version (412 otherwise).",
+    tag="articles",
+    scopes=("articles:write",),
+    status=204,
+    preconditions=True,
 )
 def delete_article(article_id: int) -> None:
     article = load_article(article_id)
     _require_own_or_scope(article)
+    _require_unchanged(article)
     services.delete_article(current_principal().user, article)

@@ -51,6 +51,7 @@ def list_comments(article_id: int, query: PageQuery) -> CommentList:
     body=CommentCreate,
     response=CommentOut,
     status=201,
+    location=("api.delete_comment", "comment_id"),
 )
 @limited_by(COMMENT_WRITES)
 def create_comment(article_id: int, body: CommentCreate) -> CommentOut:

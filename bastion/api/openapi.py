@@ -41,6 +41,18 @@ STATUS_TEXT = {
 }
 
 
+# On a 429 of a counted limit (bastion.security.ratelimit_headers); a sign-in delay sends
+# only Retry-After.
+_RATE_LIMIT_HEADERS = {
+    f"X-RateLimit-{name}": {"description": text, "schema": {"type": "integer", "minimum": 0}}
+    for name, text in (
+        ("Limit", "Requests allowed in the window"),
+        ("Remaining", "Requests left in the window"),
+        ("Reset", "When the window resets (Unix time, seconds)"),
+    )
+}
+
+
 def _api_rules(app: Flask) -> list[Any]:
     return sorted(
         (r for r in app.url_map.iter_rules() if r.endpoint.startswith(f"{bp.name}.")),
@@ -90,8 +102,20 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}
         }
     responses = {str(op.status): ok}
+    headers: dict[str, Any] = {}
+    if (op.conditional or op.preconditions) and op.response is not None:
+        headers["ETag"] = {
+            "description": "This version, for If-None-Match or If-Match",
+            "schema": {"type": "string"},
+        }
+    if op.location is not None:
+        headers["Location"] = {
+            "description": "The URL of what was created",
+            "schema": {"type": "string", "format": "uri-reference"},
+        }
+    if headers:
+        ok["headers"] = headers
     if op.conditional:
-        ok["headers"] = {"ETag": {"schema": {"type": "string"}}}
         responses["304"] = {"description": STATUS_TEXT[304]}
     for status in op.error_statuses(has_params):
         responses[str(status)] = {
@@ -103,7 +127,8 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
                 "Retry-After": {
                     "description": "Seconds to wait before trying again",
                     "schema": {"type": "integer", "minimum": 0},
-                }
+                },
+                **(_RATE_LIMIT_HEADERS if status == 429 else {}),
             }
     return responses
 
@@ -272,6 +297,7 @@ def docs_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "body_fields": _fields(doc, body) if body else [],
                     "status": code,
                     "response": _type_of(out) if out else None,
+                    "headers": list(success.get("headers", {})),
                     "errors": [c for c in op["responses"] if c[0] in "45"],
                 }
             )

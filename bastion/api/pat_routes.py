@@ -49,6 +49,7 @@ def list_tokens() -> PatList:
     body=PatCreate,
     response=PatCreated,
     status=201,
+    location=("api.delete_token", "token_id"),
 )
 def create_token(body: PatCreate) -> PatCreated:
     principal = current_principal()

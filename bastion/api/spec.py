@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
-from flask import Response, request
+from flask import Response, request, url_for
 from pydantic import BaseModel, ValidationError
+from werkzeug.http import generate_etag
 
 from bastion.api.auth import require_scopes
 from bastion.api.pats import TokenRequestError
@@ -43,6 +44,13 @@ class Operation:
     description: str = ""
     raw: bool = False  # the view builds its own Response (the OpenAPI document itself)
     conditional: bool = False  # answers carry an ETag; If-None-Match may get a 304
+    # A change to one resource whose GET carries an ETag: the view checks If-Match and
+    # If-None-Match (``check_preconditions``) before changing anything, and a 200 answer
+    # carries the new ETag, so a client can chain changes without lost updates.
+    preconditions: bool = False
+    # (endpoint, argument): where a 201's new resource lives, named by its ``id`` in the
+    # Location header (RFC 9110 15.3.2), not left to be guessed from the collection's URL.
+    location: tuple[str, str] | None = None
 
     def error_statuses(self, has_path_params: bool) -> list[int]:
         codes = {429, 503, *self.errors}  # 503: an outage of PostgreSQL or Redis
@@ -54,7 +62,7 @@ class Operation:
             codes.add(422)
         if has_path_params:
             codes.add(404)
-        if self.conditional:
+        if self.conditional or self.preconditions:
             codes.add(412)  # If-Match names an ETag that is no longer current
         return sorted(codes)
 
@@ -84,6 +92,7 @@ class InvalidInputError(Exception):
 # Field errors listed in one answer. Every unknown key is an error of its own, so a 1 MB
 # body of them made 80,000 errors: 6.6 MB of problem+json and a second of CPU, anonymously.
 FIELD_ERRORS_MAX = 20
+PRECONDITION_FAILED = "The If-Match ETag is not the current one; fetch it again."
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -198,16 +207,55 @@ def _respond(op: Operation, result: Any) -> Response:
         # The declared model is the contract: anything else is a bug, caught here.
         raise TypeError(f"{op.summary}: view returned {type(result).__name__}")
     response = Response(body, status=op.status, mimetype="application/json")
+    if op.location is not None:
+        endpoint, argument = op.location
+        response.headers["Location"] = url_for(endpoint, **{argument: result.id})
+    if op.preconditions:
+        response.set_etag(generate_etag(body))  # the new version, for the next If-Match
     if op.conditional:
         if etag is None:
             response.add_etag()
         else:
             response.set_etag(etag)
-        response.make_conditional(request)  # 304 for a client that has these bytes
-        if response.status_code == 412:
-            # A stale If-Match: Werkzeug sets the status but keeps the whole JSON body; an
-            # error is problem+json like every other one, and carries no data.
-            return problem(412, "The If-Match ETag is not the current one; fetch it again.")
+        return _conditional(response)
+    return response
+
+
+def representation_etag(model: BaseModel) -> str:
+    """The strong ETag a GET answers for ``model``: ``_respond`` hashes the same bytes."""
+    return generate_etag(model.model_dump_json().encode())
+
+
+def has_preconditions() -> bool:
+    return "If-Match" in request.headers or "If-None-Match" in request.headers
+
+
+def failed_precondition(current: str) -> str | None:
+    """RFC 9110 13.2.2 for a change, against the resource's ``current`` ETag: If-Match by
+    strong comparison, then If-None-Match. The 412 detail when one fails, else None.
+
+    A header that is present but names no ETag (garbage) fails too: a client that asked
+    for a condition never gets the change made unconditionally.
+    """
+    if "If-Match" in request.headers and not request.if_match.contains(current):
+        return PRECONDITION_FAILED
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(current):
+        return "If-None-Match names the current ETag; nothing was changed."
+    return None
+
+
+def _conditional(response: Response) -> Response:
+    """RFC 9110 13.2.2 for a GET or HEAD answer with an ETag: If-Match, then If-None-Match.
+
+    Not Werkzeug's ``make_conditional``: it answers ``If-Match: *`` (true whenever the
+    resource exists) with 412, and a matching If-Match together with a matching
+    If-None-Match with 200 instead of 304. An error is problem+json and carries no data.
+    """
+    current, _weak = response.get_etag()
+    if "If-Match" in request.headers and not request.if_match.contains(current or ""):
+        return problem(412, PRECONDITION_FAILED)
+    if request.if_none_match.contains_weak(current or ""):
+        response.status_code = 304  # Werkzeug sends a 304 without the body or its headers
     return response
 
 

@@ -453,6 +453,14 @@ def _lock_or_not_found(model: type[Article] | type[Comment], pk: int, message: s
         raise ContentNotFoundError(message)
 
 
+def lock_article(article: Article) -> None:
+    """Lock the article's row until this transaction ends and read it as committed now
+    (ContentNotFoundError if it was deleted): a caller that must judge the saved version
+    before a change (the API's If-Match) then sees the one the change will replace."""
+    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
+    db.session.refresh(article)
+
+
 def _still_published(article_id: int) -> bool:
     """Whether the article is still published, and stays so until commit.
 

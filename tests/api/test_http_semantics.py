@@ -1,0 +1,282 @@
+"""HTTP semantics of the API that clients build on: where a created resource lives
+(Location), versions of one article (ETag, If-None-Match, If-Match on PATCH and DELETE, so
+two writers cannot silently undo each other), and the headers a cross-origin client may
+read being the ones the API sends and documents."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import update
+
+from bastion.api import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
+from bastion.content import services
+from bastion.extensions import db
+from bastion.models import Article, User
+from tests.api.conftest import Api
+from tests.factories import PASSWORD, ArticleFactory, UserFactory
+
+ORIGIN = "https://app.example.org"
+
+
+def _doc_headers(api: Api, path: str, method: str, status: str) -> dict[str, Any]:
+    doc = api.call("GET", "/openapi.json").get_json()
+    return doc["paths"][path][method]["responses"][status].get("headers", {})  # type: ignore[no-any-return]
+
+
+@pytest.mark.asvs("V4.1.1")
+def test_a_created_resource_is_named_in_location(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """A 201 without Location says the new resource is the collection itself (RFC 9110
+    15.3.2); a client then has to guess the URL from the id in the body."""
+    editor = make_user("editor")
+    token = api.access_for(editor)
+    created = api.call("POST", "/articles", token, json={"title": "T", "body": "B", "publish": True})
+    assert created.status_code == 201
+    article_id = created.get_json()["id"]
+    assert created.headers["Location"] == f"/api/v1/articles/{article_id}"
+    assert api.call("GET", created.headers["Location"][len("/api/v1"):], token).get_json()["id"] == article_id
+
+    comment = api.call("POST", f"/articles/{article_id}/comments", token, json={"body": "c"})
+    assert comment.status_code == 201
+    assert comment.headers["Location"] == f"/api/v1/comments/{comment.get_json()['id']}"
+
+    pat = api.call(
+        "POST", "/tokens", token, json={"name": "ci", "scopes": ["articles:read"], "password": PASSWORD}
+    )
+    assert pat.status_code == 201
+    assert pat.headers["Location"] == f"/api/v1/tokens/{pat.get_json()['id']}"
+    # What the Location names is the resource: DELETE on it ends the token.
+    assert api.call("DELETE", pat.headers["Location"][len("/api/v1"):], token).status_code == 204
+
+    for path in ("/api/v1/articles", "/api/v1/articles/{article_id}/comments", "/api/v1/tokens"):
+        assert "Location" in _doc_headers(api, path, "post", "201"), path
+    page = api.client.get("/api/docs").get_data(as_text=True)
+    create = page[page.index('id="op-create_article"') :]
+    assert "<code>Location</code>" in create[: create.index("</article>")]
+
+
+@pytest.mark.asvs("V4.1.1")
+def test_one_article_has_an_etag_and_answers_304_while_it_holds(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    editor = make_user("editor")
+    token = api.access_for(editor)
+    article = ArticleFactory(author=editor)
+    first = api.call("GET", f"/articles/{article.id}", token)
+    etag = first.headers["ETag"]
+    assert api.call("HEAD", f"/articles/{article.id}", token).headers["ETag"] == etag
+    again = api.call("GET", f"/articles/{article.id}", token, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["ETag"] == etag
+
+
+@pytest.mark.asvs("V4.1.1")
+@pytest.mark.parametrize("path", ["/articles/{id}", "/articles"])
+def test_conditional_reads_follow_rfc_9110_not_werkzeug(
+    api: Api, make_user: Callable[..., User], path: str
+) -> None:
+    """``If-Match: *`` is true whenever the resource exists (RFC 9110 13.1.1): Werkzeug's
+    make_conditional answered it 412. A true If-Match with a matching If-None-Match is a
+    304, not a 200 with the whole body again."""
+    editor = make_user("editor")
+    token = api.access_for(editor)
+    path = path.format(id=ArticleFactory(author=editor, status="published").id)
+    etag = api.call("GET", path, token).headers["ETag"]
+    star = api.call("GET", path, token, headers={"If-Match": "*"})
+    assert star.status_code == 200
+    assert star.headers["ETag"] == etag
+    both = api.call("GET", path, token, headers={"If-Match": etag, "If-None-Match": etag})
+    assert both.status_code == 304
+    stale = api.call("GET", path, token, headers={"If-Match": '"stale"', "If-None-Match": etag})
+    assert stale.status_code == 412
+    assert stale.mimetype == "application/problem+json"
+    assert "ETag" in _doc_headers(api, "/api/v1/articles/{article_id}", "get", "200")
+
+
+def _patch(api: Api, token: str, article_id: int, title: str, if_match: str | None) -> Any:
+    headers = {"If-Match": if_match} if if_match is not None else {}
+    return api.call("PATCH", f"/articles/{article_id}", token, json={"title": title}, headers=headers)
+
+
+@pytest.mark.asvs("V2.3.3", "V8.2.2")
+def test_a_patch_on_a_version_someone_changed_since_changes_nothing(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """Author and admin both read version 1; the admin saves; the author's save of its
+    version 1 must be refused, not silently undo the admin's change (RFC 9110 13.1.1: a
+    server MUST evaluate If-Match before performing the method)."""
+    author, admin = make_user("editor"), make_user("admin")
+    article = ArticleFactory(author=author, title="One")
+    mine, theirs = api.access_for(author), api.access_for(admin)
+    read = api.call("GET", f"/articles/{article.id}", mine).headers["ETag"]
+    assert api.call("GET", f"/articles/{article.id}", theirs).headers["ETag"] == read
+
+    assert _patch(api, theirs, article.id, "Moderated", read).status_code == 200
+    stale = _patch(api, mine, article.id, "Mine", read)
+    assert stale.status_code == 412
+    assert stale.mimetype == "application/problem+json"
+    assert "If-Match" in stale.get_json()["detail"]
+    current = api.call("GET", f"/articles/{article.id}", mine)
+    assert current.get_json()["title"] == "Moderated"
+
+    # With the current ETag it goes through, and answers the new version's ETag.
+    saved = _patch(api, mine, article.id, "Mine", current.headers["ETag"])
+    assert saved.status_code == 200
+    assert saved.get_json()["title"] == "Mine"
+    assert saved.headers["ETag"] == api.call("GET", f"/articles/{article.id}", mine).headers["ETag"]
+    # A condition that names no ETag at all is not a missing condition.
+    for nothing in ("garbage", "", ","):
+        assert _patch(api, mine, article.id, "Other", nothing).status_code == 412, nothing
+    assert _patch(api, mine, article.id, "Any", "*").status_code == 200
+    assert _patch(api, mine, article.id, "Weak", "W/" + saved.headers["ETag"]).status_code == 412
+    db.session.expire_all()
+    assert db.session.get(Article, article.id).title == "Any"  # type: ignore[union-attr]
+
+
+@pytest.mark.asvs("V2.3.3")
+def test_a_delete_of_a_version_someone_changed_since_deletes_nothing(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    author = make_user("editor")
+    article = ArticleFactory(author=author, title="One")
+    token = api.access_for(author)
+    read = api.call("GET", f"/articles/{article.id}", token).headers["ETag"]
+    assert _patch(api, token, article.id, "Two", None).status_code == 200
+    refused = api.call("DELETE", f"/articles/{article.id}", token, headers={"If-Match": read})
+    assert refused.status_code == 412
+    db.session.expire_all()
+    assert db.session.get(Article, article.id) is not None
+    current = api.call("GET", f"/articles/{article.id}", token).headers["ETag"]
+    assert api.call("DELETE", f"/articles/{article.id}", token, headers={"If-Match": current}).status_code == 204
+    assert api.call("DELETE", f"/articles/{article.id}", token, headers={"If-Match": current}).status_code == 404
+
+
+@pytest.mark.asvs("V2.3.3")
+def test_a_change_saved_while_the_patch_was_under_way_is_seen(
+    api: Api, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other writer commits after this request loaded the article and before it
+    checks If-Match: the check must look at the row as saved now, under the lock the
+    change itself takes, not at the copy the request read at its start."""
+    author = make_user("editor")
+    article = ArticleFactory(author=author, title="One")
+    article_id = article.id
+    token = api.access_for(author)
+    read = api.call("GET", f"/articles/{article_id}", token).headers["ETag"]
+    real = services._lock_or_not_found
+
+    def other_writer_commits_first(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(services, "_lock_or_not_found", real)
+        with db.engine.connect() as other:
+            other.execute(update(Article).where(Article.id == article_id).values(title="Theirs"))
+            other.commit()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_lock_or_not_found", other_writer_commits_first)
+    assert _patch(api, token, article_id, "Mine", read).status_code == 412
+    db.session.expire_all()
+    assert db.session.get(Article, article_id).title == "Theirs"  # type: ignore[union-attr]
+
+
+@pytest.mark.asvs("V8.2.2")
+def test_a_refused_change_stays_refused_whatever_its_conditions(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """Preconditions are evaluated only for a change that would otherwise be made (RFC
+    9110 13.2.1): a 412 here would tell a stranger whether an ETag guess was right."""
+    author, stranger = make_user("editor"), make_user("editor")
+    article = ArticleFactory(author=author, title="One")
+    token = api.access_for(stranger)
+    for if_match in ("garbage", api.call("GET", f"/articles/{article.id}", token).headers["ETag"]):
+        assert _patch(api, token, article.id, "X", if_match).status_code == 403
+        refused = api.call("DELETE", f"/articles/{article.id}", token, headers={"If-Match": if_match})
+        assert refused.status_code == 403
+
+
+@pytest.mark.asvs("V3.4.2")
+def test_a_cross_origin_client_may_read_every_header_the_api_documents(
+    app: Flask, api: Api, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walks the document: every response header it promises is exposed to an allowed
+    origin under the name the API really sends (X-RateLimit-*, not RateLimit-*), and the
+    condition headers may be sent cross-origin."""
+    monkeypatch.setitem(app.config, "CORS_ORIGINS", {ORIGIN})
+    monkeypatch.setitem(app.config, "ARTICLE_WRITE_RATE_LIMIT", "1 per minute")
+    doc = api.call("GET", "/openapi.json").get_json()
+    promised = {
+        name.lower()
+        for ops in doc["paths"].values()
+        for op in ops.values()
+        for answer in op["responses"].values()
+        for name in answer.get("headers", {})
+    }
+    assert {"etag", "location", "retry-after", "x-ratelimit-limit"} <= promised
+    exposed = {h.strip().lower() for h in CORS_EXPOSE_HEADERS.split(",")}
+    assert promised <= exposed, promised - exposed
+
+    token = api.access_for(make_user("editor"))
+    body = {"title": "T", "body": "B"}
+    api.call("POST", "/articles", token, json=body)
+    throttled = api.call("POST", "/articles", token, json={"title": "U", "body": "B"},
+                         headers={"Origin": ORIGIN})
+    assert throttled.status_code == 429
+    sent = {name.lower() for name, _ in throttled.headers}
+    readable = {
+        h.strip().lower() for h in throttled.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "retry-after"} <= sent & readable
+
+    allowed = {h.strip().lower() for h in CORS_ALLOW_HEADERS.split(",")}
+    assert {"if-match", "if-none-match"} <= allowed
+
+
+@pytest.mark.postgres
+@pytest.mark.asvs("V2.3.3")
+def test_two_patches_of_one_version_at_once_cannot_both_succeed(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clients send a PATCH with the same If-Match at the same moment: both have read
+    the article and passed their own checks when they reach the lock. One wins; the other
+    waits for its commit and then finds its ETag stale, instead of overwriting it."""
+    app = make_app(backend="postgresql")
+    with app.app_context():
+        author = UserFactory(role_name="editor")
+        article = ArticleFactory(author=author, title="One")
+        article_id = article.id
+        api = Api(app.test_client())
+        tokens = {"Author": api.access_for(author), "Other": api.access_for(author)}
+        read = api.call("GET", f"/articles/{article_id}", tokens["Author"]).headers["ETag"]
+        db.session.remove()
+    real = services._lock_or_not_found
+    both_loaded = threading.Barrier(2, timeout=10)
+    first_calls = [0]
+
+    def meet_then_lock(*args: Any, **kwargs: Any) -> None:
+        first_calls[0] += 1
+        if first_calls[0] <= 2:  # each request's first lock: wait until both got here
+            both_loaded.wait()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_lock_or_not_found", meet_then_lock)
+    statuses: dict[str, int] = {}
+
+    def patch(who: str) -> None:
+        statuses[who] = _patch(Api(app.test_client()), tokens[who], article_id, who, read).status_code
+
+    threads = [threading.Thread(target=patch, args=(who,)) for who in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses.values()) == [200, 412], statuses
+    winner = next(who for who, status in statuses.items() if status == 200)
+    with app.app_context():
+        assert db.session.get(Article, article_id).title == winner  # type: ignore[union-attr]
+        db.session.remove()
