@@ -714,7 +714,7 @@ def validate(cfg: Any) -> list[str]:
     if not cfg.get("JWT_KEYS"):
         problems.append(
             "BASTION_JWT_KEYS (or BASTION_JWT_KEYS_FILE) is missing: the API needs its own "
-            "signing keys (generate with `flask --app bastion api new-key`)"
+            "signing keys (generate them with `python -m bastion.api.keys`)"
         )
     else:
         from bastion.api.keys import keyset_problem

@@ -122,3 +122,16 @@ def instance_keyset(instance: Path) -> str:
         finally:
             tmp.unlink()
     return path.read_text(encoding="utf-8")
+
+
+def main() -> None:
+    """``python -m bastion.api.keys``: print a new one-entry keyset without starting the app.
+
+    The same as ``flask --app bastion api new-key``, which needs an app that starts: in
+    production, one without ``BASTION_JWT_KEYS`` refuses to, so it cannot make the first.
+    """
+    print(json.dumps([new_key_entry()]))
+
+
+if __name__ == "__main__":
+    main()

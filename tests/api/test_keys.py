@@ -105,3 +105,29 @@ def test_keyset_set_in_the_environment_is_read(
         "RATELIMIT_STORAGE_URI": "redis://", "JWT_KEYS": [{"kid": ""}],
     })
     assert any("non-empty 'kid'" in p for p in problems)  # a bad list is still refused
+
+
+@pytest.mark.asvs("V13.3.1")
+def test_the_first_production_key_can_be_made_where_the_app_refuses_to_start() -> None:
+    """Production without keys refuses to start, so `flask ... api new-key` cannot run there;
+    the refusal names `python -m bastion.api.keys`, which needs no app, and its output is a
+    keyset production accepts."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env["BASTION_ENV"] = "production"
+    done = subprocess.run([sys.executable, "-m", "bastion.api.keys"], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr == ""
+    keyset = parse_keyset(done.stdout)
+    assert len(keyset.verifying_keys) == 1
+    base = {
+        "ENV_NAME": "production",
+        "SQLALCHEMY_DATABASE_URI": "postgresql://x",
+        "RATELIMIT_STORAGE_URI": "redis://",
+    }
+    problems = validate(base)
+    assert any("python -m bastion.api.keys" in p for p in problems)
+    assert not any("JWT" in p for p in validate({**base, "JWT_KEYS": done.stdout}))
