@@ -511,7 +511,11 @@ def _normalise(app: Flask) -> list[str]:
         cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).strip().rstrip("/") or None
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
-        cfg["TRUSTED_HOSTS"] = [h.strip() for h in hosts.split(",") if h.strip()] or None
+        hosts = hosts.split(",")
+    if isinstance(hosts, list | tuple):
+        # Lower case: Werkzeug compares host names case-sensitively and browsers send them
+        # in lower case, so "Example.org" here would have refused every visitor.
+        cfg["TRUSTED_HOSTS"] = [h.strip().lower() for h in hosts if h.strip()] or None
     keys = cfg.get("JWT_KEYS")
     if isinstance(keys, (list, dict)):
         # from_prefixed_env decodes JSON values; the keyset reader takes the JSON text.

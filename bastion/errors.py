@@ -75,10 +75,15 @@ def _detail_for(exc: HTTPException) -> str:
     return MESSAGES.get(exc.code or 500, str(default or ""))
 
 
+# What an error's own headers tell the client to do: the methods allowed (405), when to
+# come back (429, 503), the length a byte range must stay within (416).
+_KEPT_HEADERS = ("allow", "retry-after", "content-range")
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     detail = _detail_for(exc)
-    headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+    headers = {k: v for k, v in exc.get_headers() if k.lower() in _KEPT_HEADERS}
     if wants_problem_json():
         resp = problem(status, detail, headers=headers)
     else:

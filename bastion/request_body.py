@@ -8,16 +8,28 @@ first part of a larger body for the whole: a first MiB that was valid on its own
 on although the body sent was bigger (and perhaps no JSON at all). Here ``readall`` asks the
 server's stream whether anything follows. Multipart forms read in pieces and already got
 their 413.
+
+Url-encoded forms (what browsers send for every form but an upload) get the part limit
+too: Werkzeug applies ``MAX_FORM_PARTS`` to multipart bodies only, and a 1 MB body of
+``a&a&...`` (half a million fields) took half a second of CPU to parse, before the rate
+limits (the CSRF check reads the form first), for anyone. A body that is not UTF-8 is a
+400 that says so: Werkzeug dropped it silently, and the CSRF check then called the form
+forged and audited a CSRF failure.
 """
 
 from __future__ import annotations
 
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
+from urllib.parse import parse_qsl
 
 from flask import Request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_content_length
+
+if TYPE_CHECKING:
+    from werkzeug.formparser import t_parse_result
 
 
 class WholeOrRefusedStream(LimitedStream):
@@ -34,8 +46,36 @@ class WholeOrRefusedStream(LimitedStream):
         return data
 
 
+class BoundedFormDataParser(FormDataParser):
+    """Werkzeug's form parser, with ``max_form_parts`` and UTF-8 enforced on url-encoded
+    bodies as well (``ValueError`` is swallowed by ``parse``; HTTP errors are not)."""
+
+    def _parse_urlencoded(
+        self,
+        stream: IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> t_parse_result:
+        data = stream.read()
+        # parse_qsl's own count (max_num_fields): one field more than separators.
+        if self.max_form_parts is not None and data.count(b"&") >= self.max_form_parts:
+            raise RequestEntityTooLarge(description="The form has too many fields.")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise BadRequest(
+                description="The form data is not valid UTF-8. Send it again from the page."
+            ) from None
+        items = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")
+        return stream, self.cls(items), self.cls()
+
+
 class BastionRequest(Request):
-    """Flask's request, with ``WholeOrRefusedStream`` for bodies of unknown length."""
+    """Flask's request, with ``WholeOrRefusedStream`` for bodies of unknown length and
+    ``BoundedFormDataParser`` for forms."""
+
+    form_data_parser_class = BoundedFormDataParser
 
     @cached_property
     def stream(self) -> IO[bytes]:

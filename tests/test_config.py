@@ -440,3 +440,13 @@ def test_a_security_contact_uri_is_served_as_the_contact(monkeypatch: pytest.Mon
     app = _production(monkeypatch, BASTION_SECURITY_CONTACT="https://bastion.example/report")
     resp = app.test_client().get("/.well-known/security.txt", base_url="https://bastion.example")
     assert "Contact: https://bastion.example/report\n" in resp.get_data(as_text=True)
+
+
+def test_trusted_hosts_are_matched_in_any_case_as_browsers_send_them() -> None:
+    """Werkzeug compares host names case-sensitively and browsers send lower case: a setting
+    written "Bastion.Example" refused every visitor with 400."""
+    app = create_app({"TRUSTED_HOSTS": " Bastion.Example ,WWW.Bastion.Example"})
+    assert app.config["TRUSTED_HOSTS"] == ["bastion.example", "www.bastion.example"]
+    client = app.test_client()
+    assert client.get("/healthz", headers={"Host": "bastion.example"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400

@@ -51,12 +51,25 @@ def role_required(role: str) -> Callable[[F], F]:
     return _tag({"editor": Access.EDITOR, "admin": Access.ADMIN}[role])
 
 
+def _serves_static_files(app: Flask, endpoint: str) -> bool:
+    """Flask's own route for the app's or a blueprint's static folder (named ``static``).
+
+    Judged by the folder, not the name alone: any blueprint's view function called
+    ``static`` has an endpoint ending in ``.static`` too.
+    """
+    if endpoint == "static":
+        return app.has_static_folder
+    name, _, last = endpoint.rpartition(".")
+    blueprint = app.blueprints.get(name) if last == "static" else None
+    return blueprint is not None and blueprint.has_static_folder
+
+
 def policy_of(app: Flask, endpoint: str) -> Access | None:
     """The declared policy of an endpoint; static files are public by nature."""
-    if endpoint == "static" or endpoint.endswith(".static"):
+    policy: Access | None = getattr(app.view_functions.get(endpoint), POLICY_ATTR, None)
+    if policy is None and _serves_static_files(app, endpoint):
         return Access.PUBLIC
-    view = app.view_functions.get(endpoint)
-    return getattr(view, POLICY_ATTR, None)
+    return policy
 
 
 def route_policies(app: Flask) -> list[tuple[str, str, Access | None]]:

@@ -82,7 +82,9 @@ def require_https() -> ResponseReturnValue | None:
         from flask import abort
 
         abort(403, description="HTTPS is required.")
-    return redirect(request.url.replace("http://", "https://", 1), code=308)
+    # Whatever scheme the request came with (a proxy may pass on any X-Forwarded-Proto),
+    # the target is https on the same, allow-listed host.
+    return redirect("https://" + request.url.partition("://")[2], code=308)
 
 
 # Session keys that make a response personal: a signed-in session, a pending second step

@@ -18,7 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestedRangeNotSatisfiable, RequestEntityTooLarge
 
 from bastion.auth.forms import EmptyForm
 from bastion.content.services import get_article
@@ -191,16 +191,31 @@ def delete_upload(upload_id: str) -> ResponseReturnValue:
     return redirect(safe_next_url("uploads.upload_avatar"))
 
 
-def _absent() -> Response:
-    """A missing or hidden image: a plain-text 404.
+def _plain(status: int, text: str) -> Response:
+    """An error of the image server as plain text, not the site's HTML error page.
 
-    The site's HTML error page would be shown under the image's sandbox policy, which
-    blocks its stylesheet, its icon and its sign-out form, and every visit sent three CSP
-    violation reports of its own into the security dashboard.
+    That page would be shown under the image's sandbox policy, which blocks its
+    stylesheet, its icon and its sign-out form, and every visit sent three CSP violation
+    reports of its own into the security dashboard.
     """
-    resp = Response("There is no image at this address.\n", status=404, mimetype="text/plain")
+    resp = Response(text, status=status, mimetype="text/plain")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _absent() -> Response:
+    """A missing or hidden image: a plain-text 404."""
+    return _plain(404, "There is no image at this address.\n")
+
+
+def _outside(exc: RequestedRangeNotSatisfiable) -> Response:
+    """A byte range the image does not have (a resumed download of a finished one): 416,
+    with the ``Content-Range: bytes */<size>`` that says what may be asked for."""
+    resp = _plain(416, "That byte range is not part of this image.\n")
+    for name, value in exc.get_headers():
+        if name.lower() == "content-range":
+            resp.headers[name] = value
     return resp
 
 
@@ -230,6 +245,8 @@ def serve_upload(upload_id: str) -> ResponseReturnValue:
     except FileNotFoundError:
         log.error("upload file missing", extra={"upload_id": upload.id})
         return _absent()
+    except RequestedRangeNotSatisfiable as exc:
+        return _outside(exc)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.cache_control.max_age = None
     resp.headers.pop("Expires", None)
