@@ -90,7 +90,30 @@ def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
             if description:
                 param["description"] = description
             params.append(param)
+    if op.conditional or op.preconditions:
+        params.extend(_CONDITION_HEADERS)
     return params
+
+
+# RFC 9110 conditions, as spec._conditional and spec.failed_precondition read them.
+_CONDITION_HEADERS = (
+    {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "An ETag from an earlier answer (or *): act only if it is still current, "
+        "else 412",
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "ETags already held: a read answers 304 when one is current, a change "
+        "412",
+    },
+)
 
 
 def _responses(op: Operation, has_params: bool) -> dict[str, Any]:

@@ -280,3 +280,20 @@ def test_two_patches_of_one_version_at_once_cannot_both_succeed(
     with app.app_context():
         assert db.session.get(Article, article_id).title == winner  # type: ignore[union-attr]
         db.session.remove()
+
+
+def test_the_conditions_each_operation_reads_are_documented_as_header_parameters(
+    api: Api,
+) -> None:
+    """The document matches the implementation: the operations that read If-Match and
+    If-None-Match say so, and only those."""
+    doc = api.client.get("/api/v1/openapi.json").get_json()
+    reads_conditions = {
+        ("/api/v1/articles", "get"), ("/api/v1/articles/{article_id}", "get"),
+        ("/api/v1/articles/{article_id}", "patch"), ("/api/v1/articles/{article_id}", "delete"),
+    }
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+            expected = {"If-Match", "If-None-Match"} if (path, method) in reads_conditions else set()
+            assert headers == expected, (path, method)
