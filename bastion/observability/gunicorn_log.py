@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from gunicorn.glogging import Logger
+from gunicorn.http.errors import NoMoreData, ParseException
 
 from bastion.observability.logging import JSONFormatter
 from bastion.observability.redaction import redact_path
@@ -33,8 +34,18 @@ def _loggable_target(target: object) -> str:
     return redact_path(str(target).split("?", 1)[0].split("#", 1)[0])
 
 
+def _without_request_bytes(arg: object) -> object:
+    """A parse error or premature end as its kind only: its text is the request's own bytes
+    ("No more data after: b'...Authorization: Bearer ...'", at the debug level)."""
+    if isinstance(arg, ParseException | NoMoreData):
+        return type(arg).__name__
+    return arg
+
+
 def hide_request_targets(record: logging.LogRecord) -> bool:
     """Logging filter: drop what gunicorn quotes from a request before the line is written."""
+    if isinstance(record.args, tuple) and record.args:
+        record.args = tuple(_without_request_bytes(arg) for arg in record.args)
     if isinstance(record.msg, str) and record.msg.startswith(_INVALID_REQUEST):
         # "...: Invalid HTTP request line: '<the line>'" keeps "...: Invalid HTTP request
         # line"; unquoted facts such as "Request Line is too large (5056 > 4094)" stay whole.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask, Response, g, redirect, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from werkzeug.sansio.utils import get_current_url
 
 from bastion.extensions import talisman
 from bastion.observability.redaction import is_link_path
@@ -82,9 +83,13 @@ def require_https() -> ResponseReturnValue | None:
         from flask import abort
 
         abort(403, description="HTTPS is required.")
-    # Whatever scheme the request came with (a proxy may pass on any X-Forwarded-Proto),
-    # the target is https on the same, allow-listed host.
-    return redirect("https://" + request.url.partition("://")[2], code=308)
+    # Built from its parts: whatever scheme the request came with (a proxy may pass on any
+    # X-Forwarded-Proto, even "x://evil.example/"), the target is https on the same,
+    # allow-listed host.
+    target = get_current_url(
+        "https", request.host, request.root_path, request.path, request.query_string
+    )
+    return redirect(target, code=308)
 
 
 # Session keys that make a response personal: a signed-in session, a pending second step

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,8 @@ def test_gunicorn_writes_json_lines_without_the_secrets_of_refused_requests(tmp_
             "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
             "BASTION_ANNOUNCE_SETUP": "0",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+            # An operator troubleshooting: gunicorn's debug lines quote the most.
+            "GUNICORN_LOG_LEVEL": "debug",
         },
         workers=1,
         threads=2,
@@ -88,12 +91,21 @@ def test_gunicorn_writes_json_lines_without_the_secrets_of_refused_requests(tmp_
         )
         for request in refusals:
             assert _send_raw(server.port, request).startswith(b"HTTP/1.1 400")
+        # Headers that never end: "Ignored premature client disconnection. No more data
+        # after: b'...'" quoted them at the debug level.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(f"GET {target} HTTP/1.1\r\nAuthorization: Bearer {SECRET}\r\n".encode())
+        for _ in range(50):
+            if "premature client disconnection" in server.output():
+                break
+            time.sleep(0.1)
     finally:
         server.stop()
     output = server.output()
     assert SECRET not in output
     entries = _json_lines(output)
     warnings = [e["msg"] for e in entries if e["logger"] == "gunicorn.error" and e["level"] == "warning"]
+    assert any(e["msg"] == "Ignored premature client disconnection. NoMoreData" for e in entries)
     assert len(warnings) == 3 and all(str(w).startswith("Invalid request from ip=") for w in warnings)
     assert any(e["msg"] == "Booting worker with pid: " + str(e["msg"]).rpartition(" ")[2]
                for e in entries)

@@ -32,7 +32,11 @@ def test_form_pages_stay_private_once_the_session_holds_the_secret(
 
 
 @pytest.mark.asvs("V4.1.2", "V4.1.3")
-@pytest.mark.parametrize("scheme", ["javascript", "ftp", "data", "x"])
+@pytest.mark.parametrize(
+    "scheme",
+    ["javascript", "ftp", "data", "x", "x://evil.example/", "a://evil.example?",
+     "javascript://evil.example/%0a"],
+)
 def test_https_redirect_always_names_https(make_app: Any, scheme: str) -> None:
     """The redirect to HTTPS rewrote ``http://`` in the request's URL, so a scheme the proxy
     passed on that was not ``http`` came back in ``Location`` as it was
