@@ -60,6 +60,18 @@ def refuse_offline_mode():
     raise CommandError(OFFLINE_REFUSED)
 
 
+def render_item(type_, obj, autogen_context):
+    """Write the models' own column types as the plain SQLAlchemy types they store: a
+    revision names ``sa.DateTime(timezone=True)``, not ``bastion.models.base.UTCDateTime``
+    (which autogenerate wrote without an import, so the new revision failed to run, and
+    which would tie old revisions to today's model code)."""
+    from bastion.models.base import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -81,6 +93,7 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    conf_args.setdefault("render_item", render_item)
 
     connectable = get_engine()
 

@@ -357,3 +357,17 @@ def test_a_demoted_editors_token_loses_the_write_scope_and_the_role_decides(
     assert api.call("GET", "/me", pat).get_json()["scopes"] == ["articles:read"]
     stored = db.session.scalar(select(ApiToken.scopes).where(ApiToken.user_id == editor.id))
     assert stored is not None and "articles:write" in stored.split()
+
+
+def test_every_place_that_spells_the_scopes_names_the_same_ones() -> None:
+    """A scope added to SCOPES but not to the schema's type made `GET /api/v1/tokens`
+    answer 500 to the owner of a token that held it; the token page needs its help text."""
+    from typing import get_args
+
+    from bastion.api.pats import ROLE_SCOPES, SCOPES
+    from bastion.api.schemas import PatCreate, Scope
+    from bastion.api.web.forms import SCOPE_HELP
+
+    assert set(get_args(Scope)) == set(SCOPES) == set(SCOPE_HELP)
+    assert ROLE_SCOPES["admin"] == frozenset(SCOPES)
+    assert PatCreate.model_json_schema()["properties"]["scopes"]["maxItems"] == len(SCOPES)
