@@ -79,21 +79,25 @@ def _require_own_or_scope(article: Article) -> None:
         abort(403, description="Changing other people's articles needs the 'admin' scope.")
 
 
-def _require_unchanged(article: Article) -> None:
-    """Check If-Match / If-None-Match against the article as saved now; 412 if one fails.
+def _refuse_if_changed(article: Article) -> None:
+    """412 (rolling back, so the lock goes) when If-Match / If-None-Match fail against
+    ``article``, which the caller holds locked and read as committed.
 
-    The row is locked first, as the service's own change locks it (until its commit), so
-    two clients holding the same ETag cannot both change the article: the second waits,
-    then finds its ETag stale. Called after the token's and ownership checks: a refusal
-    stays a 403 whatever the conditions (RFC 9110 13.2.1).
+    Locked, two clients holding the same ETag cannot both change the article: the second
+    waits, then finds its ETag stale. Called after the token's and ownership checks: a
+    refusal stays a 403 whatever the conditions (RFC 9110 13.2.1).
     """
-    if not has_preconditions():
-        return
-    services.lock_article(article)  # the row as committed now, not as this request read it
     detail = failed_precondition(representation_etag(article_out(article)))
     if detail is not None:
         db.session.rollback()  # release the lock: nothing was changed
         abort(problem(412, detail))
+
+
+def _require_unchanged(article: Article) -> None:
+    """A delete's conditions: lock the row, read it as committed, check them."""
+    if has_preconditions():
+        services.lock_article(article)
+        _refuse_if_changed(article)
 
 
 @bp.get("/articles")
@@ -196,10 +200,12 @@ def get_article(article_id: int) -> ArticleOut:
 def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     article = load_article(article_id)
     _require_own_or_scope(article)
-    _require_unchanged(article)
     user = current_principal().user
     fields = body.model_dump(exclude_unset=True)
-    return article_out(services.update_article(user, article, **fields))
+    # Checked by the service under its lock, after the Markdown is rendered: locking here
+    # would hold the row (SQLite: every writer) through a render of seconds.
+    check = _refuse_if_changed if has_preconditions() else None
+    return article_out(services.update_article(user, article, **fields, check_locked=check))
 
 
 @bp.delete("/articles/<int:article_id>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -329,10 +330,15 @@ def update_article(
     body: str | None = None,
     publish: bool | None = None,
     expected_revision: str | None = None,
+    check_locked: Callable[[Article], None] | None = None,
 ) -> Article:
     """Change what is given; with ``expected_revision`` (``revision()`` of the version the
     editor started from), refuse with EditConflictError when someone saved another version
-    since, rather than overwrite it unseen (a lost update)."""
+    since, rather than overwrite it unseen (a lost update).
+
+    ``check_locked`` is called with the article as committed, under its row lock and after
+    the slow rendering, to refuse by raising (the API's If-Match); it must roll back first.
+    """
     authz.require(
         authz.can_edit_article(actor, article),
         hide=not authz.can_read_article(actor, article),
@@ -357,6 +363,9 @@ def update_article(
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     if expected_revision:
         _refuse_a_lost_update(article, expected_revision, clean_title, clean_body, publish)
+    if check_locked is not None:
+        db.session.refresh(article)  # the row as committed now, not as the caller read it
+        check_locked(article)
     _audit_for_author(actor, article.author_id, "article.edited_by_admin",
                       {"article_id": article.id, "fields": changed})
     if clean_title is not None:

@@ -297,3 +297,35 @@ def test_the_conditions_each_operation_reads_are_documented_as_header_parameters
             headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
             expected = {"If-Match", "If-None-Match"} if (path, method) in reads_conditions else set()
             assert headers == expected, (path, method)
+
+
+def test_a_conditional_patch_renders_before_it_locks_the_row(
+    api: Api, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body's render can take seconds; the service renders before it locks the row
+    (SQLite: every writer). Checking If-Match under a lock taken by the view held it through
+    the render."""
+    events: list[str] = []
+    real_render, real_lock = services.render_markdown, services._lock_row
+
+    def render(text: str) -> str:
+        events.append("render")
+        return real_render(text)
+
+    def lock(*args: Any) -> bool:
+        events.append("lock")
+        return real_lock(*args)
+
+    monkeypatch.setattr(services, "render_markdown", render)
+    monkeypatch.setattr(services, "_lock_row", lock)
+    author = make_user("editor")
+    article = ArticleFactory(author=author)
+    token = api.access_for(author)
+    etag = api.call("GET", f"/articles/{article.id}", token).headers["ETag"]
+    resp = api.call("PATCH", f"/articles/{article.id}", token, json={"body": "New text"},
+                    headers={"If-Match": etag})
+    assert resp.status_code == 200
+    assert events[:2] == ["render", "lock"]
+    stale = api.call("PATCH", f"/articles/{article.id}", token, json={"body": "Other"},
+                     headers={"If-Match": etag})
+    assert stale.status_code == 412
