@@ -71,7 +71,11 @@ def _bucket_expr(unit: str) -> Any:
 
 
 def _bucket_keys(start: datetime, end: datetime, unit: str) -> list[tuple[str, str]]:
-    """(key, short label) for every bucket in the window, so empty hours show as zero."""
+    """(key, short label) for every bucket in the window, so empty hours show as zero.
+
+    A day of hours spans 25 buckets (the first and last are partial): hours of an earlier
+    day carry their date, or "02:00" would name two different hours.
+    """
     step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
     current = start.replace(minute=0, second=0, microsecond=0)
     if unit == "day":
@@ -79,7 +83,8 @@ def _bucket_keys(start: datetime, end: datetime, unit: str) -> list[tuple[str, s
     keys = []
     while current <= end:
         if unit == "hour":
-            keys.append((current.strftime("%Y-%m-%d %H"), current.strftime("%H:00")))
+            label = current.strftime("%H:00" if current.date() == end.date() else "%d %b %H:00")
+            keys.append((current.strftime("%Y-%m-%d %H"), label))
         else:
             keys.append((current.strftime("%Y-%m-%d"), current.strftime("%d %b")))
         current += step

@@ -71,3 +71,17 @@ def test_page_draws_svg_charts_without_script(app: Flask) -> None:
     assert "Nothing recorded in this window." in html
     for window in ("7d", "30d", "90d", "bogus"):
         assert client.get(f"/admin/security?window={window}").status_code == 200
+
+
+@pytest.mark.parametrize("window", sorted(dashboard.WINDOWS))
+def test_every_bucket_of_a_window_has_its_own_label(app: Flask, window: str) -> None:
+    """The day of hours has 25 buckets (partial ones at both ends): both ends were
+    labelled "02:00", on the axis and in the table of numbers."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 30, 2, 35, tzinfo=UTC)
+    _, keys = dashboard.counts(window, now=now)
+    labels = [label for _, label in keys]
+    assert len(set(labels)) == len(labels)
+    if window == "24h":
+        assert labels[0] == "29 Nov 02:00" and labels[-1] == "02:00"

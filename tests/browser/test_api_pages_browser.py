@@ -38,6 +38,10 @@ def test_api_docs_and_token_page_work_without_csp_violations(live_server: Any, p
     pg.wait_for_load_state()
     assert "deploy script" in pg.content()
     assert secret not in pg.content()
+    pg.get_by_role("button", name="Revoke deploy script").click()  # asked, and refused
+    assert watch.dialogs == ["Revoke the token “deploy script”? Whatever uses it stops working at once."]
+    assert "revoked" not in pg.locator("table").inner_text()
+    watch.confirms.add(watch.dialogs[0])
     pg.get_by_role("button", name="Revoke deploy script").click()
     pg.wait_for_load_state()
     assert pg.get_by_text("revoked", exact=True).is_visible()
