@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, delete, func, or_, select
 
 from bastion import pagecache
 from bastion.admin.services import (
@@ -92,29 +92,34 @@ def _owned_articles(user_id: int) -> Select[int]:
 
 
 def _count(model: type[Comment] | type[Upload] | type[Article],
-           condition: ColumnElement[bool]) -> int:
-    return db.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+           condition: ColumnElement[bool]) -> ScalarSelect[int]:
+    return select(func.count()).select_from(model).where(condition).scalar_subquery()
 
 
 def deletion_summary(user: User) -> DeletionSummary:
-    """Count what deleting ``user`` would take along (the rules of ``uploads.cleanup``)."""
+    """Count what deleting ``user`` would take along (the rules of ``uploads.cleanup``).
+
+    One statement, each count a subquery of it: one round trip for the confirmation page,
+    and five counts of one snapshot where the database gives a statement one (PostgreSQL).
+    """
     owned = _owned_articles(user.id)
-    return DeletionSummary(
-        articles=_count(Article, Article.author_id == user.id),
-        comments=_count(Comment, Comment.author_id == user.id),
-        comments_by_others=_count(
+    counts = db.session.execute(select(
+        _count(Article, Article.author_id == user.id).label("articles"),
+        _count(Comment, Comment.author_id == user.id).label("comments"),
+        _count(
             Comment, and_(Comment.article_id.in_(owned), Comment.author_id != user.id)
-        ),
-        images=_count(Upload, or_(
+        ).label("comments_by_others"),
+        _count(Upload, or_(
             Upload.article_id.in_(owned),
             and_(Upload.owner_id == user.id, Upload.article_id.is_(None)),
-        )),
-        images_kept=_count(Upload, and_(
+        )).label("images"),
+        _count(Upload, and_(
             Upload.owner_id == user.id,
             Upload.article_id.is_not(None),
             Upload.article_id.not_in(owned),
-        )),
-    )
+        )).label("images_kept"),
+    )).one()
+    return DeletionSummary(**{name: int(value or 0) for name, value in counts._mapping.items()})
 
 
 def deletion_refusal(actor: User | None, user: User) -> str | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from flask import has_request_context, url_for
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import load_only
 
 from bastion import pagecache
 from bastion.api import pats, tokens
@@ -69,9 +70,20 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
         stmt = stmt.where(or_(*matches))
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     items = db.session.scalars(
-        stmt.order_by(User.username).limit(per_page).offset((page - 1) * per_page)
+        stmt.options(_LISTED_USER)
+        .order_by(User.username)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total)
+
+
+# What the users table shows (name, email, role, status, 2FA): a page of 25 rows need not
+# carry 25 password hashes, TOTP secrets and bios (up to 2,000 characters each).
+_LISTED_USER = load_only(
+    User.id, User.username, User.email, User.display_name, User.role_id, User.disabled_at,
+    User.totp_enabled_at,
+)
 
 
 def _ace_spelling(query: str) -> str | None:

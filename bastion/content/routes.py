@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -38,9 +40,12 @@ def deleted_meanwhile(exc: content.ContentNotFoundError) -> ResponseReturnValue:
     return handle_http_exception(NotFound(description=exc.message))
 
 
-def _readable_article(article_id: int, attempt: str = "") -> Article:
-    """``attempt`` names the change asked for, so a refusal on a hidden draft is audited."""
-    article = content.get_article(current_user, article_id, attempt=attempt)
+def _readable_article(
+    article_id: int, attempt: str = "", read_for: Literal["page", "editor"] | None = None
+) -> Article:
+    """``attempt`` names the change asked for, so a refusal on a hidden draft is audited;
+    ``read_for`` the page that shows it (``content.get_article`` reads only what it shows)."""
+    article = content.get_article(current_user, article_id, attempt=attempt, read_for=read_for)
     if article is None:
         abort(404, description="There is no article with that number, or it is not published.")
     return article
@@ -98,7 +103,7 @@ def new_article() -> ResponseReturnValue:
 @public
 @cached_public_page  # anonymous readers: the same bytes for everyone, see bastion.pagecache
 def show_article(article_id: int) -> ResponseReturnValue:
-    article = _readable_article(article_id)
+    article = _readable_article(article_id, read_for="page")
     return _render(article)
 
 
@@ -138,7 +143,7 @@ def _saved_message(was_published: bool, is_published: bool) -> str:
 @editor_required
 @limited_by(ARTICLE_WRITES)
 def edit_article(article_id: int) -> ResponseReturnValue:
-    article = _readable_article(article_id, "edit")
+    article = _readable_article(article_id, "edit", read_for="editor")
     authz.require(authz.can_edit_article(current_user, article), what=f"edit article {article_id}")
     form = ArticleForm(data=None if request.method == "POST" else _form_data(article))
     status = 200

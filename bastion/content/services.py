@@ -13,10 +13,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select, update
-from sqlalchemy.orm import load_only
+from sqlalchemy.orm import defer, joinedload, lazyload, load_only
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from bastion import pagecache
 from bastion.content import search
@@ -174,6 +175,29 @@ _LISTED_COLUMNS = load_only(
 )
 
 
+# What a byline shows of an author (bastion/templates/_byline.html): the name, the
+# @username and whether the profile can be linked. Joined to every listed article and every
+# comment, the whole row would bring each author's password hash, TOTP secret and bio (up
+# to 2,000 characters) along, and their role, which no byline shows. An author already in
+# the session (the reader's own account) keeps everything it had.
+BYLINE = joinedload(Article.author, innerjoin=True).options(
+    load_only(User.id, User.username, User.display_name, User.disabled_at,
+              User.email_confirmed_at),
+    lazyload(User.role),
+)
+_COMMENT_BYLINE = joinedload(Comment.author, innerjoin=True).options(
+    load_only(User.id, User.username, User.display_name, User.disabled_at,
+              User.email_confirmed_at),
+    lazyload(User.role),
+)
+# What the article page and the editor each read: the page shows the rendered body, the
+# editor the Markdown source; neither needs the other (up to 100,000 characters each).
+_READ_FOR: dict[str, tuple[LoaderOption, ...]] = {
+    "page": (defer(Article.body_md), BYLINE),
+    "editor": (defer(Article.body_html), lazyload(Article.author)),
+}
+
+
 def clean_query(query: str) -> str:
     """The search text as searched, and as the results page repeats it.
 
@@ -224,7 +248,11 @@ def list_articles(
     with scan:
         total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
         if not with_bodies:
-            stmt = stmt.options(_LISTED_COLUMNS)
+            # A list of one author's articles (a profile) shows no byline; the author, if
+            # ever asked for, is the one row already in the session (no join, no query).
+            stmt = stmt.options(
+                _LISTED_COLUMNS, BYLINE if author_id is None else lazyload(Article.author)
+            )
         items = db.session.scalars(
             stmt.order_by(newest if published_only else newest.nulls_last(), Article.id.desc())
             .limit(per_page)
@@ -240,7 +268,7 @@ def list_drafts(actor: object, limit: int = 100) -> list[Article]:
     return list(
         db.session.scalars(
             select(Article)
-            .options(_LISTED_COLUMNS)
+            .options(_LISTED_COLUMNS, lazyload(Article.author))  # the actor: no byline
             .where(Article.author_id == actor.id, Article.status == "draft")
             .order_by(Article.updated_at.desc(), Article.id.desc())
             .limit(limit)
@@ -248,15 +276,23 @@ def list_drafts(actor: object, limit: int = 100) -> list[Article]:
     )
 
 
-def get_article(actor: object, article_id: int, *, attempt: str = "") -> Article | None:
+def get_article(
+    actor: object,
+    article_id: int,
+    *,
+    attempt: str = "",
+    read_for: Literal["page", "editor"] | None = None,
+) -> Article | None:
     """The article if it exists and the actor may read it; drafts of others look absent.
 
     ``attempt`` names a change the actor is trying (``"edit"``): refused on a hidden draft,
     it is audited like a refusal on a visible article, though both answer "not found".
+    ``read_for`` reads only what that page shows: ``"page"`` the rendered body and a byline,
+    ``"editor"`` the Markdown source; anything else is still loaded when first used.
     """
     if not 0 < article_id <= ID_MAX:
         return None
-    article = db.session.get(Article, article_id)
+    article = db.session.get(Article, article_id, options=_READ_FOR.get(read_for or "", ()))
     if article is None:
         return None
     if not authz.can_read_article(actor, article):
@@ -564,7 +600,10 @@ def page_of_comments(article: Article, page: int, per_page: int = COMMENTS_PER_P
     base = select(Comment).where(Comment.article_id == article.id)
     total = db.session.scalar(base.with_only_columns(func.count(Comment.id))) or 0
     items = db.session.scalars(
-        base.order_by(Comment.id).limit(per_page).offset((page - 1) * per_page)
+        base.options(_COMMENT_BYLINE)
+        .order_by(Comment.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total)
 

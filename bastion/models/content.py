@@ -27,6 +27,10 @@ class Article(TimestampMixin, Base):
     __table_args__ = (
         # Lists walk this index backwards: published_at DESC, id DESC, one page at a time.
         Index("ix_articles_status_published_at_id", "status", "published_at", "id"),
+        # The same for one author (a profile), whose count it answers too; it also serves
+        # every lookup by author alone (drafts, deletions, the foreign key).
+        Index("ix_articles_author_id_status_published_at_id",
+              "author_id", "status", "published_at", "id"),
         # Search, PostgreSQL only (SQLite has no tsvector; it matches substrings instead).
         Index(
             "ix_articles_search", text(SEARCH_DOCUMENT_SQL), postgresql_using="gin"
@@ -34,7 +38,7 @@ class Article(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(220), index=True)
     body_md: Mapped[str] = mapped_column(Text, default="")
@@ -59,11 +63,15 @@ class Article(TimestampMixin, Base):
 
 class Comment(TimestampMixin, Base):
     __tablename__ = "comments"
+    __table_args__ = (
+        # An article's comments are paged oldest first: a page reads its 50 entries in this
+        # order (and the count the index alone), however long the discussion. It also serves
+        # every lookup by article alone (the foreign key's cascade).
+        Index("ix_comments_article_id_id", "article_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    article_id: Mapped[int] = mapped_column(
-        ForeignKey("articles.id", ondelete="CASCADE"), index=True
-    )
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     body: Mapped[str] = mapped_column(Text)
     # When the author or a moderator last changed the text (``updated_at`` moves with any
