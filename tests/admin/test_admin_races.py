@@ -8,18 +8,18 @@ request could promote the account back).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import AuditEvent, User, utcnow
 from tests.factories import UserFactory
+from tests.support.races import delete_user_elsewhere, elsewhere
 from tests.support.roles import client_for, post
 
 
@@ -27,18 +27,11 @@ def _elsewhere(app: Flask, change: Callable[[User], None], user_id: int) -> None
     """Commit ``change`` to the user from another request's session (another worker)."""
 
     def run() -> None:
-        with app.app_context():
-            try:
-                user = db.session.get(User, user_id)
-                assert user is not None
-                change(user)
-                db.session.commit()
-            finally:
-                db.session.remove()
+        user = db.session.get(User, user_id)
+        assert user is not None
+        change(user)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
+    elsewhere(app, run)
 
 
 def _demote(user: User) -> None:
@@ -139,19 +132,6 @@ def test_a_demoted_admins_request_in_flight_cannot_promote_them_back(
     assert client.get("/admin/users").status_code == 403
 
 
-def _delete_elsewhere(app: Flask, user_id: int) -> None:
-    def run() -> None:
-        with app.app_context():
-            try:
-                db.session.execute(delete(User).where(User.id == user_id))
-                db.session.commit()
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-
 
 @pytest.mark.asvs("V16.5.1", "V16.5.3")
 @pytest.mark.parametrize(
@@ -170,7 +150,7 @@ def test_an_account_deleted_by_another_admin_meanwhile_is_said_not_a_500(
 
     def deleted_right_after(user_id: int) -> User | None:
         user = get_user(user_id)
-        _delete_elsewhere(app, user_id)
+        delete_user_elsewhere(app, user_id)
         return user
 
     monkeypatch.setattr(admin, "get_user", deleted_right_after)

@@ -8,13 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from bastion.admin.services import sign_out_everywhere
 from bastion.auth import cli as auth_cli
@@ -22,6 +21,7 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, User
 from tests.check.test_bastion_production import production_env
 from tests.factories import UserFactory
+from tests.support.races import delete_user_elsewhere
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")
@@ -110,21 +110,6 @@ def test_the_migration_commands_still_migrate(tmp_path: Path) -> None:
     assert "Can't locate revision" in missing.stderr
 
 
-def _delete_elsewhere(app: Flask, user_id: int) -> None:
-    """Delete the account from another session (an admin on the site, meanwhile)."""
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                db.session.execute(delete(User).where(User.id == user_id))
-                db.session.commit()
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-
 
 @pytest.mark.asvs("V7.4.2", "V16.5.1")
 def test_revoking_everyone_passes_over_an_account_deleted_meanwhile(
@@ -138,7 +123,7 @@ def test_revoking_everyone_passes_over_an_account_deleted_meanwhile(
 
     def deleted_first(actor: User | None, user: User) -> int:
         if user.id == gone_id:
-            _delete_elsewhere(app, gone_id)
+            delete_user_elsewhere(app, gone_id)
         return real(actor, user)
 
     monkeypatch.setattr(auth_cli, "sign_out_everywhere", deleted_first)
@@ -159,7 +144,7 @@ def test_revoking_one_account_deleted_meanwhile_says_so(
     real = sign_out_everywhere
 
     def deleted_first(actor: User | None, user: User) -> int:
-        _delete_elsewhere(app, gone_id)
+        delete_user_elsewhere(app, gone_id)
         return real(actor, user)
 
     monkeypatch.setattr(auth_cli, "sign_out_everywhere", deleted_first)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from bastion.admin import deletion
 from bastion.admin import services as admin
@@ -44,7 +44,7 @@ from bastion.uploads import services as uploads
 from bastion.uploads import storage
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.account_fixtures import is_signed_in
-from tests.support.races import meet_after, race
+from tests.support.races import delete_user_elsewhere, meet_after, race
 from tests.support.roles import age_reauthentication, client_for, post
 from tests.uploads import corpus
 
@@ -409,20 +409,6 @@ def test_a_user_that_does_not_exist_is_a_404(app: Flask) -> None:
         assert "There is no user with that id" in resp.get_data(as_text=True)
 
 
-def _delete_elsewhere(app: Flask, user_id: int) -> None:
-    """Delete the account from another request's session (another admin, another worker)."""
-    def run() -> None:
-        with app.app_context():
-            try:
-                db.session.execute(delete(User).where(User.id == user_id))
-                db.session.commit()
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-
 
 def test_a_user_deleted_since_the_page_loaded_it_is_a_404_not_a_500(
     app: Flask, monkeypatch: pytest.MonkeyPatch
@@ -433,7 +419,7 @@ def test_a_user_deleted_since_the_page_loaded_it_is_a_404_not_a_500(
     refusal = deletion.deletion_refusal
 
     def deleted_right_after(actor: Any, user: Any) -> str | None:
-        _delete_elsewhere(app, user.id)
+        delete_user_elsewhere(app, user.id)
         return refusal(actor, user)
 
     monkeypatch.setattr(deletion, "deletion_refusal", deleted_right_after)
@@ -554,7 +540,7 @@ def test_an_audit_record_after_a_rollback_names_a_deleted_actor(app: Flask) -> N
     with app.test_request_context("/"):
         login_user(target)
         db.session.execute(select(AuditEvent.id).limit(1))  # the request's transaction
-        _delete_elsewhere(app, target_id)
+        delete_user_elsewhere(app, target_id)
         db.session.rollback()  # expires the signed-in user, whose row is gone
         row = audit.record("authz.denied", details={"why": "test"})
     assert row.actor_id == target_id

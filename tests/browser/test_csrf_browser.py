@@ -35,8 +35,8 @@ def _attacker(site: str) -> Flask:
 def test_form_posted_from_another_origin_is_refused(live_server, page) -> None:  # type: ignore[no-untyped-def]
     from bastion.extensions import db
     from bastion.models import Article, AuditEvent
-    from tests.factories import PASSWORD, UserFactory
-    from tests.support.browser import serve
+    from tests.factories import UserFactory
+    from tests.support.browser import serve, sign_in
 
     live = live_server()
     with live.app.app_context():
@@ -47,12 +47,7 @@ def test_form_posted_from_another_origin_is_refused(live_server, page) -> None: 
     evil = serve(_attacker(live.url))
     try:
         pg, _ = page
-        pg.goto(f"{live.url}/auth/login")
-        pg.fill("#username", username)
-        pg.fill("#password", PASSWORD)
-        pg.click("button[type=submit]")
-        pg.wait_for_load_state()
-        assert pg.locator("text=Sign out").count() == 1
+        sign_in(pg, live.url, username)
         statuses: list[Any] = []
         for button in ("#send-no-token", "#send-forged"):
             pg.goto(evil.url + "/")

@@ -9,16 +9,6 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def _sign_in(pg: Any, base: str, username: str) -> None:
-    from tests.factories import PASSWORD
-
-    pg.goto(base + "/auth/login")
-    pg.fill("#username", username)
-    pg.fill("#password", PASSWORD)
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-
-
 def test_deleting_asks_first_and_leaving_the_editor_keeps_unsent_text(
     live_server: Any, page: Any
 ) -> None:
@@ -27,6 +17,7 @@ def test_deleting_asks_first_and_leaving_the_editor_keeps_unsent_text(
     from bastion.extensions import db
     from bastion.models import Article
     from tests.factories import ArticleFactory, UserFactory
+    from tests.support.browser import sign_in
     from tests.uploads import corpus
 
     live = live_server()
@@ -40,7 +31,7 @@ def test_deleting_asks_first_and_leaving_the_editor_keeps_unsent_text(
     errors: list[str] = []
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     base = live.url
-    _sign_in(pg, base, username)
+    sign_in(pg, base, username)
 
     dialogs: list[tuple[str, str]] = []
     answer = {"accept": False}

@@ -29,16 +29,12 @@ def _framing_page(target: str) -> Flask:
 
 
 def _signed_in(live: Any, pg: Any) -> None:
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
+    from tests.support.browser import sign_in
 
     with live.app.app_context():
         username = UserFactory(display_name=SECRET_NAME).username  # type: ignore[no-untyped-call]
-    pg.goto(f"{live.url}/auth/login")
-    pg.fill("#username", username)
-    pg.fill("#password", PASSWORD)
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-    assert pg.locator("text=Sign out").count() == 1
+    sign_in(pg, live.url, username)
 
 
 @pytest.mark.asvs("V3.4.6")

@@ -109,3 +109,15 @@ def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
     page.on("dialog", on_dialog)
     yield page, watch
     context.close()
+
+
+def sign_in(pg: Any, base: str, username: str) -> None:
+    """Sign in through the login page, as a person would (password only)."""
+    from tests.factories import PASSWORD
+
+    pg.goto(base + "/auth/login")
+    pg.fill("#username", username)
+    pg.fill("#password", PASSWORD)
+    pg.click("button[type=submit]")
+    pg.wait_for_load_state()
+    assert pg.locator("text=Sign out").count() == 1, "not signed in"

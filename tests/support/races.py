@@ -71,3 +71,30 @@ def meet_after(
         return result
 
     monkeypatch.setattr(owner, name, wrapper)
+
+
+def elsewhere(app: Flask, action: Callable[[], object]) -> None:
+    """Run ``action`` and commit it in another thread's session, as another request or
+    worker would meanwhile, and wait for it."""
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                action()
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the other session hung"
+
+
+def delete_user_elsewhere(app: Flask, user_id: int) -> None:
+    """Delete an account from another session (another admin, meanwhile)."""
+    from sqlalchemy import delete
+
+    from bastion.models import User
+
+    elsewhere(app, lambda: db.session.execute(delete(User).where(User.id == user_id)))
