@@ -669,6 +669,29 @@ def security_contact_problem(contact: str) -> str | None:
             "spaces (RFC 9116), e.g. mailto:security@example.org")
 
 
+# Names reserved for examples and tests (RFC 2606, RFC 6761): nobody reads mail there.
+# (localhost is left alone: the compose file's trial on one machine names it.)
+_PLACEHOLDER_DOMAINS = ("example.org", "example.com", "example.net", "example", "invalid",
+                        "test")
+
+
+def placeholder_contact_problem(contact: str) -> str | None:
+    """Why the contact is a placeholder that reaches no one, or None (production only).
+
+    The default, like the deployments' templates, names a reserved domain: served as it is,
+    security.txt sends every researcher's report nowhere.
+    """
+    if contact.startswith("tel:"):
+        return None
+    target = contact.partition(":")[2]
+    host = (target.rpartition("@")[2] if contact.startswith("mailto:")
+            else urlsplit(contact).hostname or "").split("?")[0].rstrip(".").lower()
+    if any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS):
+        return (f"BASTION_SECURITY_CONTACT ({contact}) is a placeholder that reaches no one: "
+                "set the address or page where security reports should go (security.txt)")
+    return None
+
+
 def public_url_problem(url: str) -> str | None:
     """Why ``BASTION_PUBLIC_URL`` is not an origin links can be built on, or None."""
     try:
@@ -709,6 +732,8 @@ def validate(cfg: Any) -> list[str]:
             problems.append(msg)
     if cfg["ENV_NAME"] != "production":
         return problems
+    if msg := placeholder_contact_problem(str(cfg.get("SECURITY_CONTACT") or "")):
+        problems.append(msg)
     if msg := secret_strength_problem(cfg.get("SECRET_KEY")):
         problems.append(msg)
     # Flask accepts cookies signed with any fallback: each one must be as strong.

@@ -102,6 +102,7 @@ def bastion_env(database_url: str) -> dict[str, str]:
         # Production needs a relay; the bench sends no mail. Nothing listens on this loopback
         # port, so a message would be logged as not sent, never written anywhere.
         "BASTION_MAIL_URL": "smtp://127.0.0.1:9",
+        "BASTION_SECURITY_CONTACT": "mailto:security@bastion-bench.org",
     }
 
 

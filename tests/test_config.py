@@ -37,9 +37,10 @@ def test_production_refuses_every_unsafe_setting_in_one_message(
         "HTTPS is not enforced",
         "BASTION_JWT_KEYS",
         "BASTION_MAIL_URL (or BASTION_MAIL_URL_FILE) is not set",
+        "BASTION_SECURITY_CONTACT (mailto:security@example.org) is a placeholder",
     ):
         assert expected in message
-    assert len(info.value.problems) == 8
+    assert len(info.value.problems) == 9
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,7 @@ def test_safe_production_settings_start(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("BASTION_DATABASE_URL", "postgresql://bastion@127.0.0.1/bastion")
     monkeypatch.setenv("BASTION_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("BASTION_TRUSTED_HOSTS", "bastion.example, www.bastion.example")
+    monkeypatch.setenv("BASTION_SECURITY_CONTACT", "mailto:security@bastion-site.org")
     monkeypatch.setenv("BASTION_PROXY_HOPS", "1")
     keys_file = tmp_path / "jwt_keys.json"
     keys_file.write_text(json.dumps([new_key_entry("prod-1")]))
@@ -170,6 +172,7 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str | None):  # type: ig
         "BASTION_PROXY_HOPS": "1",
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
         "BASTION_MAIL_URL": "smtp://mailer:secret@mail.bastion.example:587",
+        "BASTION_SECURITY_CONTACT": "mailto:security@bastion-site.org",
     }
     for key, value in {**safe, **env}.items():
         if value is not None:
@@ -437,9 +440,9 @@ def test_a_security_contact_that_breaks_security_txt_stops_start_up(
 
 
 def test_a_security_contact_uri_is_served_as_the_contact(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = _production(monkeypatch, BASTION_SECURITY_CONTACT="https://bastion.example/report")
+    app = _production(monkeypatch, BASTION_SECURITY_CONTACT="https://bastion-site.org/report")
     resp = app.test_client().get("/.well-known/security.txt", base_url="https://bastion.example")
-    assert "Contact: https://bastion.example/report\n" in resp.get_data(as_text=True)
+    assert "Contact: https://bastion-site.org/report\n" in resp.get_data(as_text=True)
 
 
 def test_trusted_hosts_are_matched_in_any_case_as_browsers_send_them() -> None:
@@ -450,3 +453,20 @@ def test_trusted_hosts_are_matched_in_any_case_as_browsers_send_them() -> None:
     client = app.test_client()
     assert client.get("/healthz", headers={"Host": "bastion.example"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "contact",
+    ["mailto:security@example.org", "mailto:sec@bastion.example", "mailto:security@bastion.invalid",
+     "https://example.com/security", "https://security.test/report", "mailto:a@EXAMPLE.NET."],
+)
+def test_production_refuses_a_security_contact_that_reaches_no_one(
+    monkeypatch: pytest.MonkeyPatch, contact: str
+) -> None:
+    """The default (and the deployments' templates) name reserved domains: served as it was,
+    security.txt sent every researcher's report nowhere."""
+    with pytest.raises(ConfigError, match="is a placeholder that reaches no one"):
+        _production(monkeypatch, BASTION_SECURITY_CONTACT=contact)
+    for reachable in ("tel:+1-201-555-0123", "mailto:security@examples.org",
+                      "https://bastion-site.org/.well-known/report"):
+        assert _production(monkeypatch, BASTION_SECURITY_CONTACT=reachable)
