@@ -23,6 +23,10 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, User
 
 PAGE_MAX = 10_000
+# Events the admin page counts at most: the trail only grows, and counting all of it on
+# every view would cost more with each year. Past this the page says "more than" and offers
+# older pages one at a time, as far as PAGE_MAX; exports are not capped by it.
+COUNT_MAX = 10_000
 # Its details keep the deleted account's username: the one place the name outlives the row.
 DELETED_EVENT = "user.deleted"
 EXPORT_MAX = 100_000
@@ -169,16 +173,35 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> Page:
+@dataclass(frozen=True)
+class EventPage(Page):
+    """A page of the trail whose ``total`` stops at ``COUNT_MAX + 1``: ``capped`` then
+    says there are more than ``COUNT_MAX`` events, and ``pages`` counts only those."""
+
+    has_older: bool = False
+
+    @property
+    def capped(self) -> bool:
+        return self.total > COUNT_MAX
+
+
+def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> EventPage:
+    """One page of the filtered trail, newest first, counting at most ``COUNT_MAX + 1`` of
+    its events (a LIMITed subquery of their ids). One row beyond the page is read to tell
+    whether an older page exists, which past the count is the only way to know."""
     page = min(max(1, int(page)), PAGE_MAX)
     stmt = _filtered(f)
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    items = db.session.scalars(
+    counted = stmt.with_only_columns(AuditEvent.id).limit(COUNT_MAX + 1).subquery()
+    total = db.session.scalar(select(func.count()).select_from(counted)) or 0
+    items = list(db.session.scalars(
         stmt.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-        .limit(per_page)
+        .limit(per_page + 1)
         .offset((page - 1) * per_page)
-    ).all()
-    return Page(items=list(items), page=page, per_page=per_page, total=total)
+    ))
+    return EventPage(
+        items=items[:per_page], page=page, per_page=per_page, total=total,
+        has_older=len(items) > per_page and page < PAGE_MAX,
+    )
 
 
 def known_events() -> list[str]:

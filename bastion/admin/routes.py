@@ -220,7 +220,7 @@ def audit_events() -> ResponseReturnValue:
     results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
     return render_template(
         "admin/audit.html", form=form, results=results, events=audit_log.known_events(),
-        people=audit_names.actors_and_targets(results.items),
+        people=audit_names.actors_and_targets(results.items), count_max=audit_log.COUNT_MAX,
     )
 
 

@@ -9,12 +9,14 @@ requires 2FA and who has none can neither create one nor use one they hold
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app, has_request_context, url_for
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import load_only
 
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
@@ -146,14 +148,19 @@ def _notify(user: User, record: ApiToken) -> None:
     )
 
 
-def list_for(user: User, *, include_inactive: bool = True) -> list[ApiToken]:
+def list_for(
+    user: User, *, include_inactive: bool = True, columns: Sequence[Any] = ()
+) -> list[ApiToken]:
     """The user's live tokens, newest first, and (``include_inactive``) those revoked or
     expired in the last ``ENDED_LISTED_FOR``: long enough to see what ended and when,
     short enough that years of rotated tokens do not bury the live ones. The rows stay,
-    as the audit trail's events refer to them."""
+    as the audit trail's events refer to them. ``columns``: read only these (a page that
+    shows no token hash need not read one)."""
     now = utcnow()
     live = and_(ApiToken.revoked_at.is_(None), ApiToken.expires_at > now)
     stmt = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+    if columns:
+        stmt = stmt.options(load_only(*columns))
     if include_inactive:
         cutoff = now - ENDED_LISTED_FOR
         recently_ended = or_(

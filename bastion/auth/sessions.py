@@ -16,7 +16,7 @@ from functools import cache
 from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import Select, bindparam, or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, load_only
 
 from bastion.api.pats import revoke_all_for as revoke_personal_tokens
 from bastion.api.tokens import revoke_all_for_user
@@ -259,8 +259,25 @@ def reauthenticated(user: User) -> None:
     start_session(user, remember=remember, reauthenticated=True)
 
 
+# What the account page's session list shows and ``is_live`` asks: not the token hash
+# (a stolen list would name no cookie, but there is no reason to read it), the
+# re-authentication time or the owner. The browser's own record, already loaded in full
+# for the request, stays complete: load_only never unloads what an object holds.
+LISTED_SESSION_COLUMNS = (
+    UserSession.id,
+    UserSession.created_at,
+    UserSession.last_seen_at,
+    UserSession.expires_at,
+    UserSession.remember,
+    UserSession.ip,
+    UserSession.user_agent,
+    UserSession.revoked_at,
+)
+
+
 def list_sessions(user_id: int) -> list[UserSession]:
-    """Live sessions of a user, newest activity first.
+    """Live sessions of a user, newest activity first, for the account page: only the
+    ``LISTED_SESSION_COLUMNS`` are read (others load on first use, one statement each).
 
     ``is_live`` is asked in the query too: expired and idle sessions stay as rows until
     they are purged (every sign-in leaves one), and the page must not read them all to
@@ -269,6 +286,7 @@ def list_sessions(user_id: int) -> list[UserSession]:
     now = utcnow()
     rows = db.session.scalars(
         select(UserSession)
+        .options(load_only(*LISTED_SESSION_COLUMNS))
         .where(
             UserSession.user_id == user_id,
             UserSession.revoked_at.is_(None),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from bastion.auth.services import canonical_username, username_problem
 from bastion.content.marks import (
@@ -71,6 +72,24 @@ class InitialsAvatar:
     hue: int
 
 
+# What the profile page shows and ``is_public`` asks: never the password hash, TOTP secret,
+# email or security stamp. Safe when the row is the viewer's own: an object already in the
+# session keeps what it has (load_only never unloads), and one loaded here first is
+# completed by the sign-in's query, which fills the columns an object in the session lacks.
+# A column left out is still read on first use (one more statement), never wrong.
+PROFILE_COLUMNS = (
+    User.id,
+    User.username,
+    User.display_name,
+    User.bio,
+    User.avatar_id,
+    User.role_id,
+    User.email_confirmed_at,
+    User.disabled_at,
+    User.created_at,
+)
+
+
 def find_profile(username: str) -> User | None:
     """The active, confirmed user with that name.
 
@@ -81,7 +100,11 @@ def find_profile(username: str) -> User | None:
     """
     if username_problem(username):
         return None
-    user = db.session.scalar(select(User).where(User.username == canonical_username(username)))
+    user = db.session.scalar(
+        select(User)
+        .options(load_only(*PROFILE_COLUMNS))
+        .where(User.username == canonical_username(username))
+    )
     return user if user is not None and is_public(user) else None
 
 

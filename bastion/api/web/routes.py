@@ -15,15 +15,32 @@ from bastion.api.web.forms import TokenForm
 from bastion.auth.forms import EmptyForm
 from bastion.auth.sessions import current_record_live
 from bastion.extensions import limiter
-from bastion.models import User
+from bastion.models import ApiToken, User
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required
+
+# What ``account/_tokens.html`` shows (and ``pats.is_active`` asks): not the token hash,
+# the owner or the creation time.
+LISTED_TOKEN_COLUMNS = (
+    ApiToken.id,
+    ApiToken.name,
+    ApiToken.hint,
+    ApiToken.scopes,
+    ApiToken.expires_at,
+    ApiToken.last_used_at,
+    ApiToken.revoked_at,
+)
+
+
+def listed_tokens(user: User) -> list[ApiToken]:
+    """The tokens ``pats.list_for`` lists, with only the ``LISTED_TOKEN_COLUMNS``."""
+    return pats.list_for(user, columns=LISTED_TOKEN_COLUMNS)
 
 
 def tokens_context(user: User, form: TokenForm | None = None) -> dict[str, Any]:
     """What ``account/_tokens.html`` needs; the account page passes it to include the panel."""
     return {
-        "tokens": pats.list_for(user),
+        "tokens": listed_tokens(user),
         "token_form": form or TokenForm(),
         "token_revoke_form": EmptyForm(),
         "token_is_active": pats.is_active,
