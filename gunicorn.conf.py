@@ -150,6 +150,16 @@ def post_worker_init(worker: Any) -> None:
     gc.freeze()
 
 
+def pre_request(worker: Any, req: Any) -> None:
+    """gunicorn's own debug line for each request, with the path as the app's request log
+    shows it: its default wrote ``GET /auth/reset/<token>`` whole, before the app ran.
+    Nothing is done at the usual levels (this runs for every request)."""
+    if worker.log.error_log.isEnabledFor(10):  # logging.DEBUG
+        from bastion.observability.redaction import redact_path
+
+        worker.log.debug("%s %s", req.method, redact_path(req.path))
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges so /metrics reports only running processes, and fold
     its counters and histograms into the archive files, so the directory does not grow

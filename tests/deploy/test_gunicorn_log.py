@@ -91,6 +91,11 @@ def test_gunicorn_writes_json_lines_without_the_secrets_of_refused_requests(tmp_
         )
         for request in refusals:
             assert _send_raw(server.port, request).startswith(b"HTTP/1.1 400")
+        # Well-formed: gunicorn's own debug line for the request named the emailed link's
+        # token before the app ran.
+        for path in (f"/auth/reset/{SECRET}", f"/setup/{SECRET}"):
+            assert _send_raw(server.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Connection: close\r\n\r\n".encode()).startswith(b"HTTP/1.1 ")
         # Headers that never end: "Ignored premature client disconnection. No more data
         # after: b'...'" quoted them at the debug level.
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
@@ -106,6 +111,7 @@ def test_gunicorn_writes_json_lines_without_the_secrets_of_refused_requests(tmp_
     entries = _json_lines(output)
     warnings = [e["msg"] for e in entries if e["logger"] == "gunicorn.error" and e["level"] == "warning"]
     assert any(e["msg"] == "Ignored premature client disconnection. NoMoreData" for e in entries)
+    assert any(e["msg"] == "GET /auth/reset/[redacted]" for e in entries)
     assert len(warnings) == 3 and all(str(w).startswith("Invalid request from ip=") for w in warnings)
     assert any(e["msg"] == "Booting worker with pid: " + str(e["msg"]).rpartition(" ")[2]
                for e in entries)

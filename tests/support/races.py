@@ -77,11 +77,15 @@ def elsewhere(app: Flask, action: Callable[[], object]) -> None:
     """Run ``action`` and commit it in another thread's session, as another request or
     worker would meanwhile, and wait for it."""
 
+    errors: list[BaseException] = []
+
     def run() -> None:
         with app.app_context():
             try:
                 action()
                 db.session.commit()
+            except BaseException as exc:  # raised below, in the test's own thread
+                errors.append(exc)
             finally:
                 db.session.remove()
 
@@ -89,6 +93,8 @@ def elsewhere(app: Flask, action: Callable[[], object]) -> None:
     thread.start()
     thread.join(30)
     assert not thread.is_alive(), "the other session hung"
+    if errors:
+        raise errors[0]
 
 
 def delete_user_elsewhere(app: Flask, user_id: int) -> None:
