@@ -80,12 +80,13 @@ def _require_own_or_scope(article: Article) -> None:
 
 
 def _refuse_if_changed(article: Article) -> None:
-    """412 (rolling back, so the lock goes) when If-Match / If-None-Match fail against
-    ``article``, which the caller holds locked and read as committed.
+    """412 (rolling back, so a lock goes) when If-Match / If-None-Match fail against
+    ``article`` as the caller read it.
 
-    Locked, two clients holding the same ETag cannot both change the article: the second
-    waits, then finds its ETag stale. Called after the token's and ownership checks: a
-    refusal stays a 403 whatever the conditions (RFC 9110 13.2.1).
+    Asked again under the row lock (with the row read as committed), two clients holding
+    the same ETag cannot both change the article: the second waits, then finds its ETag
+    stale. Called after the token's and ownership checks: a refusal stays a 403 whatever
+    the conditions (RFC 9110 13.2.1).
     """
     detail = failed_precondition(representation_etag(article_out(article)))
     if detail is not None:
@@ -202,9 +203,14 @@ def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     _require_own_or_scope(article)
     user = current_principal().user
     fields = body.model_dump(exclude_unset=True)
-    # Checked by the service under its lock, after the Markdown is rendered: locking here
-    # would hold the row (SQLite: every writer) through a render of seconds.
-    check = _refuse_if_changed if has_preconditions() else None
+    check = None
+    if has_preconditions():
+        # Before the body is processed (RFC 9110 13.2.1: a stale ETag is a 412 whatever the
+        # body), on the version this request read; then again by the service under its
+        # lock, after the Markdown is rendered: locking here would hold the row (SQLite:
+        # every writer) through a render of seconds.
+        _refuse_if_changed(article)
+        check = _refuse_if_changed
     return article_out(services.update_article(user, article, **fields, check_locked=check))
 
 

@@ -326,6 +326,9 @@ def test_a_conditional_patch_renders_before_it_locks_the_row(
                     headers={"If-Match": etag})
     assert resp.status_code == 200
     assert events[:2] == ["render", "lock"]
+    # A stale ETag is refused before the body is processed: no render, no lock.
+    events.clear()
     stale = api.call("PATCH", f"/articles/{article.id}", token, json={"body": "Other"},
                      headers={"If-Match": etag})
     assert stale.status_code == 412
+    assert events == []
