@@ -19,7 +19,13 @@ changed; a shared cache may keep only the anonymous version.
 
 ``remember_tagged`` serves the API the same way for data that is identical for every caller
 allowed to ask (the published article list): the view authenticates and authorizes first,
-then asks for the bytes. The store is bounded by bytes, not entries.
+then asks for the bytes. The store is bounded by bytes and entries.
+
+Pages are stored under their endpoint and converted URL arguments, not the raw path, so the
+endless spellings of one address (``/articles/7``, ``/articles/007``, full-width digits)
+share one entry. Entries under a query string, which any client can vary without end, are
+held to a share of the store of their own: a flood of random query strings empties only
+that share, never the pages every reader asks for.
 """
 
 from __future__ import annotations
@@ -49,13 +55,18 @@ def _anonymous_reader() -> bool:
 # Per worker and bounded by size, not count: one API page may hold 100 long articles.
 STORE_BUDGET_BYTES = 16 * 1024 * 1024
 ENTRY_MAX_BYTES = 2 * 1024 * 1024
+MAX_ENTRIES = 512
+# Entries keyed on what a client may vary freely (query strings, API search terms) get at
+# most half the bytes and entries; when that half is full it alone is emptied.
+VARIED_SHARE = 2
 # While one request renders the new copy of an expired entry, the others keep answering
 # with the old one for at most this long (then another request tries again).
 REFRESH_GRACE_SECONDS = 2.0
 
 
 class _Store:
-    """key -> (deadline, value, size); emptied whole when the byte budget would overflow.
+    """key -> (deadline, value, size); emptied whole when the byte budget would overflow,
+    the varied keys alone when their share would.
 
     An expired entry is renewed by one request at a time: the first to find it expired
     renders, the others answer with the previous copy meanwhile. Without this, every
@@ -66,24 +77,48 @@ class _Store:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, ...], tuple[float, Any, int]] = {}
         self.size = 0
+        self.varied: set[tuple[str, ...]] = set()  # keys a client can vary without end
+        self.varied_size = 0
         self._refreshing: dict[tuple[str, ...], float] = {}  # key -> until when
         self._lock = threading.Lock()  # gunicorn's gthread workers serve several threads
 
-    def put(self, key: tuple[str, ...], value: Any, size: int, ttl: float) -> None:
+    def put(
+        self, key: tuple[str, ...], value: Any, size: int, ttl: float, *, varied: bool = False
+    ) -> None:
+        """Store ``value``; ``varied`` for a key any client can make up (a query string)."""
         with self._lock:
             self._refreshing.pop(key, None)
-            old = self.entries.pop(key, None)  # never kept as the stale copy of a new value
-            if old is not None:
-                self.size -= old[2]
+            self._drop(key)  # never kept as the stale copy of a new value
             if size > ENTRY_MAX_BYTES:
                 return
-            if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= 512:
-                # Varied query strings cannot grow memory: at worst they keep the store cold.
+            if varied and (
+                self.varied_size + size > STORE_BUDGET_BYTES // VARIED_SHARE
+                or len(self.varied) >= MAX_ENTRIES // VARIED_SHARE
+            ):
+                # Made-up query strings empty their own share, never the plain pages.
+                for old_key in list(self.varied):
+                    self._refreshing.pop(old_key, None)
+                    self._drop(old_key)
+            if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= MAX_ENTRIES:
                 self.entries.clear()
                 self._refreshing.clear()
-                self.size = 0
+                self.varied.clear()
+                self.size = self.varied_size = 0
             self.entries[key] = (time.monotonic() + ttl, value, size)
             self.size += size
+            if varied:
+                self.varied.add(key)
+                self.varied_size += size
+
+    def _drop(self, key: tuple[str, ...]) -> None:
+        """Forget ``key``'s entry and its bytes; the caller holds the lock."""
+        old = self.entries.pop(key, None)
+        if old is None:
+            return
+        self.size -= old[2]
+        if key in self.varied:
+            self.varied.discard(key)
+            self.varied_size -= old[2]
 
     def release(self, key: tuple[str, ...]) -> None:
         """The request renewing ``key`` will not store anything: let the next one try, and
@@ -93,9 +128,7 @@ class _Store:
         requests kept coming."""
         with self._lock:
             self._refreshing.pop(key, None)
-            old = self.entries.pop(key, None)
-            if old is not None:
-                self.size -= old[2]
+            self._drop(key)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -137,11 +170,15 @@ def _ttl() -> float:
     return float(current_app.config.get("PUBLIC_PAGE_CACHE_SECONDS", 0))
 
 
-def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagged:
+def remember_tagged(
+    key: tuple[str, ...], produce: Callable[[], bytes], *, varied: bool = True
+) -> Tagged:
     """``produce()``'s bytes for ``key`` with their ETag, reused for ``PUBLIC_PAGE_CACHE_SECONDS``.
 
     Only for data that is the same for every caller allowed to ask (the published article
     list): the caller authenticates and authorizes before asking, on every request.
+    ``varied``: the key holds what a caller chose (search terms, page numbers), so it is
+    kept in the share that made-up keys cannot spill out of; False only for a fixed key.
     """
     ttl = _ttl()
     if ttl <= 0:
@@ -154,7 +191,7 @@ def remember_tagged(key: tuple[str, ...], produce: Callable[[], bytes]) -> Tagge
         except BaseException:
             store.release(key)
             raise
-        store.put(key, tagged, len(tagged.data), ttl)
+        store.put(key, tagged, len(tagged.data), ttl, varied=varied)
     return tagged
 
 
@@ -185,6 +222,20 @@ def _render(view: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     return Tagged.of(result.encode())
 
 
+def _page_key() -> tuple[str, ...]:
+    """The page's endpoint, its URL arguments as the view receives them and the query.
+
+    Not ``request.path``: the router reads ``/articles/007`` and full-width digits as
+    article 7, so each spelling would otherwise be one more entry any client can add.
+    """
+    args = sorted((request.view_args or {}).items())
+    return (
+        request.endpoint or "",
+        repr(args),
+        request.query_string.decode("latin-1"),
+    )
+
+
 def cached_public_page(view: F) -> F:
     """Reuse the rendered page for anonymous visitors; always answer with an ETag."""
 
@@ -193,7 +244,7 @@ def cached_public_page(view: F) -> F:
         if not _anonymous_reader():
             return view(*args, **kwargs)
         ttl = _ttl()
-        key = (request.endpoint or "", request.path, request.query_string.decode("latin-1"))
+        key = _page_key()
         store = _store_for_app() if ttl > 0 else None
         page = store.get(key) if store is not None else None
         if not isinstance(page, Tagged):
@@ -205,7 +256,7 @@ def cached_public_page(view: F) -> F:
                 raise
             if store is not None:
                 if isinstance(page, Tagged):
-                    store.put(key, page, len(page.data), ttl)
+                    store.put(key, page, len(page.data), ttl, varied=bool(key[-1]))
                 else:
                     store.release(key)
             if not isinstance(page, Tagged):

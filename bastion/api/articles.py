@@ -7,7 +7,14 @@ from flask import Response, abort, request
 from bastion import pagecache
 from bastion.api import bp
 from bastion.api.auth import current_principal, may_act_on_others
-from bastion.api.schemas import ArticleCreate, ArticleList, ArticleOut, ArticleUpdate, ListQuery
+from bastion.api.schemas import (
+    LIST_PER_PAGE,
+    ArticleCreate,
+    ArticleList,
+    ArticleOut,
+    ArticleUpdate,
+    ListQuery,
+)
 from bastion.api.spec import (
     Serialized,
     failed_precondition,
@@ -129,7 +136,10 @@ def list_articles(query: ListQuery) -> ArticleList | Serialized:
     def produce() -> bytes:
         return _article_list(None, query).model_dump_json().encode()
 
-    tagged = pagecache.remember_tagged(key, produce)
+    # Searches and later pages are what a caller can vary without end: they live in the
+    # store's share for such keys, and cannot push the first page out.
+    first_page = not query.q and query.page == 1 and query.per_page == LIST_PER_PAGE
+    tagged = pagecache.remember_tagged(key, produce, varied=not first_page)
     return Serialized(ArticleList, tagged.data, tagged.etag)
 
 

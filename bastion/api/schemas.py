@@ -198,6 +198,10 @@ class ArticleUpdate(Input):
     publish: bool | None = None
 
 
+# Articles on a page of the API's list when the caller does not say.
+LIST_PER_PAGE = 20
+
+
 class ListQuery(BaseModel):
     """Query strings are text, so these are parsed leniently but bounded."""
 
@@ -213,7 +217,7 @@ class ListQuery(BaseModel):
             "API rate limit (100: five), as articles carry their whole text.",
         ),
         BeforeValidator(_query_int),
-    ] = 20
+    ] = LIST_PER_PAGE
     q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
     mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(
         default=False, description="Only my own articles, drafts included."

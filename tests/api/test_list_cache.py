@@ -219,3 +219,23 @@ def test_a_failed_if_match_is_a_documented_problem_not_the_list(api: Api, query:
     doc = api.call("GET", "/openapi.json").get_json()
     assert "412" in doc["paths"]["/api/v1/articles"]["get"]["responses"]
     assert "412" not in doc["paths"]["/api/v1/articles"]["post"]["responses"]
+
+
+@pytest.mark.usefixtures("list_cache")
+def test_searches_and_later_pages_cannot_push_the_first_page_out(app: Flask, api: Api) -> None:
+    """Search terms and page numbers are the caller's to vary without end: they live in the
+    store's share for such keys, so a flood of them leaves the list everyone asks for."""
+    ArticleFactory(title="Kept")
+    token = api.access_for(UserFactory())
+    assert api.call("GET", "/articles", token).status_code == 200
+    first_key = ("json", "api.articles", "", "1", "20")
+    budget = pagecache.MAX_ENTRIES // pagecache.VARIED_SHARE
+    with app.test_request_context():
+        for n in range(budget + 5):
+            pagecache.remember_tagged(("json", "api.articles", f"junk{n}", "1", "20"),
+                                      lambda: b"[]")
+        store = pagecache._store_for_app()
+        assert first_key in store.entries and first_key not in store.varied
+        assert len(store.varied) <= budget
+    _, reads = _article_selects(app, lambda: api.call("GET", "/articles", token))
+    assert reads == 0  # still served from the store
