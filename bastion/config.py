@@ -464,6 +464,17 @@ def _rate_limits(cfg: Any) -> list[str]:
     return problems
 
 
+def _default_sender(cfg: Any) -> None:
+    """Left at its default, the sender is ``no-reply@`` the public URL's host: mail from
+    ``no-reply@localhost`` (the default without a public URL) is refused or filed as spam by
+    receivers that check the sender's domain, and reset links never arrive."""
+    if cfg.get("MAIL_SENDER") != BaseConfig.MAIL_SENDER or not cfg.get("PUBLIC_URL"):
+        return
+    host = urlsplit(str(cfg["PUBLIC_URL"])).hostname
+    if host and "." in host:
+        cfg["MAIL_SENDER"] = f"Bastion <no-reply@{host}>"
+
+
 def _fallback_keys(cfg: Any) -> list[str]:
     """SECRET_KEY_FALLBACKS as a list: Flask iterates it, so a plain string from the
     environment would make every single character a key that signs valid cookies."""
@@ -509,6 +520,7 @@ def _normalise(app: Flask) -> list[str]:
     cfg["PLAINTEXT_DATA_HOSTS"] = frozenset(h for h in plain if h)
     if cfg.get("PUBLIC_URL"):
         cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).strip().rstrip("/") or None
+    _default_sender(cfg)
     hosts = cfg.get("TRUSTED_HOSTS")
     if isinstance(hosts, str):
         hosts = hosts.split(",")

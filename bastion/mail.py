@@ -15,8 +15,10 @@ import smtplib
 import ssl
 import threading
 import uuid
+from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,18 +30,33 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def build_message(to: str, subject: str, template: str, **context: Any) -> EmailMessage:
-    """Render ``mail/<template>.txt`` and ``.html`` into one multipart message."""
+    """Render ``mail/<template>.txt`` and ``.html`` into one multipart message.
+
+    Every message is machine-made (RFC 3834 ``Auto-Submitted``, and Exchange's
+    ``X-Auto-Response-Suppress``), so vacation and out-of-office responders do not answer
+    it: their replies would go to the no-reply sender, or bounce back and forth with it.
+    """
     msg = EmailMessage()
     msg["From"] = current_app.config["MAIL_SENDER"]
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain="bastion.local")
+    # "+0000", not formatdate()'s "-0000", which RFC 5322 reserves for "zone unknown".
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain=_sender_domain(msg))
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(render_template(f"mail/{template}.txt", subject=subject, **context))
     msg.add_alternative(
         render_template(f"mail/{template}.html", subject=subject, **context), subtype="html"
     )
     return msg
+
+
+def _sender_domain(msg: EmailMessage) -> str:
+    """The domain of the From address, for Message-IDs the sending site can vouch for."""
+    addresses: tuple[Address, ...] = getattr(msg["From"], "addresses", ())
+    domain = addresses[0].domain if addresses else ""
+    return domain or "localhost"
 
 
 def send_mail(

@@ -470,3 +470,16 @@ def test_production_refuses_a_security_contact_that_reaches_no_one(
     for reachable in ("tel:+1-201-555-0123", "mailto:security@examples.org",
                       "https://bastion-site.org/.well-known/report"):
         assert _production(monkeypatch, BASTION_SECURITY_CONTACT=reachable)
+
+
+def test_mail_comes_from_the_public_sites_domain_unless_a_sender_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deployments set BASTION_PUBLIC_URL but no sender: mail went out from
+    no-reply@localhost, which receivers checking the sender's domain refuse or file as spam."""
+    app = _production(monkeypatch, BASTION_PUBLIC_URL="https://bastion-site.org")
+    assert app.config["MAIL_SENDER"] == "Bastion <no-reply@bastion-site.org>"
+    chosen = "Site <robot@mail.bastion-site.org>"
+    app = _production(monkeypatch, BASTION_PUBLIC_URL="https://bastion-site.org",
+                      BASTION_MAIL_SENDER=chosen)
+    assert app.config["MAIL_SENDER"] == chosen

@@ -1,0 +1,123 @@
+"""What every mail the site sends carries: its headers, its links and both of its parts.
+
+Driven the way the messages really go out: through the pages, over a real SMTP server
+(aiosmtpd, ``tests/support/mail.py``), with whatever Host headers a client can forge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.factories import UserFactory
+from tests.support.accounts import Outbox, post_form
+
+SENDER = "Bastion <no-reply@bastion.example.org>"
+PUBLIC = "https://bastion.example.org"
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+URL = re.compile(r"https?://[^\s\"'<>]+")
+TEMPLATES = sorted(
+    p.stem for p in (Path(__file__).parents[1] / "bastion/templates/mail").glob("*.txt")
+)
+
+
+def _texts(msg: EmailMessage) -> tuple[str, str]:
+    plain = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None
+    return plain.get_content(), html.get_content()
+
+
+def _assert_machine_made(msg: EmailMessage) -> None:
+    """RFC 3834: responders (vacation, out of office) must not answer a machine's mail."""
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["From"] == SENDER
+    assert re.fullmatch(r"<[^<>@\s]+@bastion\.example\.org>", str(msg["Message-ID"]))
+    assert parsedate_to_datetime(str(msg["Date"])).tzinfo is not None
+
+
+@pytest.mark.asvs("V1.3.11")
+def test_mails_sent_from_the_pages_are_marked_machine_made(
+    make_app: Callable[..., Flask], smtp_server: Any
+) -> None:
+    """A reset link and a sign-up confirmation, as a visitor gets them over SMTP."""
+    app = make_app(MAIL_URL=smtp_server.url, MAIL_SENDER=SENDER)
+    with app.app_context():
+        UserFactory(username="owner", email="owner@example.org")  # type: ignore[no-untyped-call]
+    client = app.test_client()
+    assert post_form(client, "/auth/reset", {"email": "owner@example.org"}).status_code == 302
+    post_form(client, "/auth/register", {
+        "username": "newcomer", "email": "newcomer@example.org",
+        "password": "a long and unusual pass phrase", "confirm": "a long and unusual pass phrase",
+    })
+    got = [smtp_server.mailbox.last_to(a) for a in ("owner@example.org", "newcomer@example.org")]
+    assert [str(m["Subject"]) for m in got] == ["Reset your password", "Confirm your email address"]
+    for msg in got:
+        _assert_machine_made(msg)
+    assert got[0]["Message-ID"] != got[1]["Message-ID"]
+
+
+def _context(template: str) -> dict[str, Any]:
+    """Everything any mail template reads, links on the public origin."""
+    return {
+        "user": SimpleNamespace(username="owner"), "url": f"{PUBLIC}/auth/x/tok",
+        "reset_url": f"{PUBLIC}/auth/reset", "account_url": f"{PUBLIC}/account/tokens",
+        "minutes": 60, "hours": 48, "new_email": "new@example.org", "reason": "Called back",
+        "must_enrol": True, "change": "enabled", "hint": "bst_abcd", "scopes": "read",
+        "expires": "01 Jan 2027",
+    }
+
+
+@pytest.mark.asvs("V1.3.11")
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_makes_a_marked_mail_whose_parts_carry_the_same_links(
+    make_app: Callable[..., Flask], template: str
+) -> None:
+    """A reader of either part can do the same thing: no link only the HTML part has."""
+    from bastion.mail import build_message
+
+    app = make_app(MAIL_SENDER=SENDER)
+    with app.test_request_context():
+        msg = build_message("owner@example.org", "Subject", template, **_context(template))
+    _assert_machine_made(msg)
+    plain, html = _texts(msg)
+    assert set(URL.findall(plain)) == set(URL.findall(html)), template
+    assert "&amp;" not in plain and "&#" not in plain
+
+
+@pytest.mark.asvs("V6.4.3", "V4.1.3")
+def test_a_forged_forwarded_host_never_reaches_a_mailed_link(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Behind one proxy, a client's X-Forwarded-Host is either refused by the host allow-list
+    or, when admitted, still not the origin of the reset link: that is BASTION_PUBLIC_URL."""
+    app = make_app(PUBLIC_URL=PUBLIC, PROXY_HOPS=1,
+                   TRUSTED_HOSTS=["localhost", "internal.svc"])
+    with app.app_context():
+        UserFactory(username="owner", email="owner@example.org")  # type: ignore[no-untyped-call]
+    outbox = Outbox(app)
+    client = app.test_client()
+
+    def ask(forwarded_host: str) -> int:
+        headers = {"X-Forwarded-Host": forwarded_host, "Referer": f"https://{forwarded_host}/"}
+        page = client.get("/auth/reset", headers=headers)
+        if page.status_code != 200:
+            return page.status_code
+        token = CSRF.search(page.get_data(as_text=True))
+        assert token is not None
+        return client.post("/auth/reset", headers=headers, data={
+            "csrf_token": token.group(1), "email": "owner@example.org"}).status_code
+
+    assert ask("evil.example") == 400
+    assert ask("internal.svc") == 302
+    links = [link for m in outbox.to("owner@example.org") for link in URL.findall(_texts(m)[0])]
+    assert links and all(link.startswith(f"{PUBLIC}/auth/reset/") for link in links), links
