@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from flask import current_app, render_template
+from flask import current_app, has_request_context, render_template, url_for
 
 log = logging.getLogger("bastion.mail")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -50,6 +50,22 @@ def build_message(to: str, subject: str, template: str, **context: Any) -> Email
         render_template(f"mail/{template}.html", subject=subject, **context), subtype="html"
     )
     return msg
+
+
+def site_url(endpoint: str, **values: Any) -> str | None:
+    """An absolute link for a mail: on ``PUBLIC_URL`` when it is set, in a request or not
+    (a command such as ``users reset-2fa`` has none, and its mail lost its link), else on
+    the request's host; None when neither is known."""
+    if has_request_context():
+        return url_for(endpoint, _external=True, **values)
+    base = current_app.config.get("PUBLIC_URL")
+    if not base:
+        return None
+    parts = urlsplit(str(base))
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme
+    )
+    return adapter.build(endpoint, values, force_external=True)
 
 
 def _sender_domain(msg: EmailMessage) -> str:

@@ -15,7 +15,6 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import has_request_context, url_for
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import load_only
 
@@ -26,7 +25,7 @@ from bastion.auth.services import canonical_email, canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.content.services import BIDI_CONTROLS, Page, escape_like
 from bastion.extensions import db
-from bastion.mail import send_mail
+from bastion.mail import send_mail, site_url
 from bastion.models import ROLE_NAMES, Role, User, utcnow
 from bastion.models.base import ID_MAX
 from bastion.security import audit
@@ -368,8 +367,7 @@ def reset_two_factor(
         commit=False,
     )
     db.session.commit()
-    # The command line has no request, hence no site address to link to.
-    reset_url = url_for("auth.reset_request", _external=True) if has_request_context() else None
+    reset_url = site_url("auth.reset_request")  # None on the command line without PUBLIC_URL
     send_mail(user.email, "Your two-factor authentication was reset", "two_factor_reset",
               user=user, reason=reason, must_enrol=enrolment.is_required(user),
               reset_url=reset_url)

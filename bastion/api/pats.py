@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import load_only
 
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
-from bastion.mail import send_mail
+from bastion.mail import send_mail, site_url
 from bastion.models import ApiToken, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
@@ -135,7 +135,7 @@ def _notify(user: User, record: ApiToken) -> None:
     """Tell the owner: a stolen session that is still fresh could otherwise mint a token
     that outlives it, unnoticed. The token's name is left out: whoever made it chose it, and
     it must not put their words in a mail from the site."""
-    account_url = url_for("api_web.tokens", _external=True) if has_request_context() else None
+    account_url = site_url("api_web.tokens")
     send_mail(
         user.email,
         "A personal access token was created for your account",

@@ -19,12 +19,12 @@ import pyotp
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.extensions import db
-from bastion.mail import send_mail
+from bastion.mail import send_mail, site_url
 from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
@@ -273,6 +273,6 @@ _CHANGE_SUBJECTS = {
 def _notify(user: User, change: str) -> None:
     """Tell the owner by mail: a stolen session that is still fresh could otherwise turn
     the second factor off, take the recovery codes or enrol its own app, unnoticed."""
-    reset_url = url_for("auth.reset_request", _external=True) if has_request_context() else None
+    reset_url = site_url("auth.reset_request")  # None on the command line without PUBLIC_URL
     send_mail(user.email, _CHANGE_SUBJECTS[change], "two_factor_changed", user=user,
               change=change, reset_url=reset_url)

@@ -184,3 +184,21 @@ def test_head_request_on_the_export_is_not_recorded_as_an_export(app: Flask) -> 
     assert client.get("/admin/audit.csv").status_code == 200  # a real download still counts
     exported = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "audit.exported"))
     assert len(list(exported)) == 1
+
+
+@pytest.mark.asvs("V6.4.4")
+def test_a_reset_from_the_command_line_mails_the_link_on_the_public_url(
+    app: Flask, runner: Any
+) -> None:
+    """The command has no request: its mail lost the link to the password reset page even
+    where the site's address is configured."""
+    app.config["PUBLIC_URL"] = "https://bastion-site.org"
+    target = UserFactory(username="lostkey2", two_factor=True)
+    outbox = Outbox(app)
+
+    result = runner.invoke(args=["users", "reset-2fa", "lostkey2", "--reason", "Video call, ID checked"])
+
+    assert result.exit_code == 0, result.output
+    (message,) = outbox.to(target.email)
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "https://bastion-site.org/auth/reset\n" in text
