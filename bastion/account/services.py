@@ -152,4 +152,7 @@ def confirm_email_change(token: str) -> User | None:
     audit.record("email.changed", actor_id=user.id, target_user_id=user.id,
                  details={"old_domain": old.rsplit("@", 1)[-1]}, commit=False)
     db.session.commit()
+    # The old address was told of the request; it is told of the change too, once it is
+    # made: the last mail it gets for the account.
+    send_mail(old, "Your email address was changed", "email_changed", user=user, new_email=new)
     return user

@@ -131,6 +131,9 @@ def test_email_change_confirms_new_address_and_notifies_old(
     db.session.refresh(user)
     assert user.email == "alice.new@example.org"
     assert client.get(link).status_code == 404  # works once: the old address is gone
+    done = outbox.to("alice@example.org")[-1]
+    assert done["Subject"] == "Your email address was changed"
+    assert "is now alice.new@example.org" in done.get_body(preferencelist=("plain",)).get_content()
 
 
 @pytest.mark.asvs("V1.1.1", "V2.2.1")
