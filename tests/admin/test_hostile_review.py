@@ -188,11 +188,11 @@ def test_head_request_on_the_export_is_not_recorded_as_an_export(app: Flask) -> 
 
 @pytest.mark.asvs("V6.4.4")
 def test_a_reset_from_the_command_line_mails_the_link_on_the_public_url(
-    app: Flask, runner: Any
+    app: Flask, runner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The command has no request: its mail lost the link to the password reset page even
     where the site's address is configured."""
-    app.config["PUBLIC_URL"] = "https://bastion-site.org"
+    monkeypatch.setitem(app.config, "PUBLIC_URL", "https://bastion-site.org")
     target = UserFactory(username="lostkey2", two_factor=True)
     outbox = Outbox(app)
 
