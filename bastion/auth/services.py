@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import email_validator
 from sqlalchemy import func, select
@@ -207,16 +209,23 @@ def create_user(
     )
     db.session.add(user)
     if commit:
-        try:
+        with refusing_duplicates(username, email):
             db.session.commit()
-        except IntegrityError:
-            # Two sign-ups raced past the checks above and the unique index stopped the
-            # second: the same refusal as if it had come a moment later, not a 500.
-            db.session.rollback()
-            if (refusal := duplicate_account_error(username, email)) is not None:
-                raise refusal from None
-            raise
     return user
+
+
+@contextmanager
+def refusing_duplicates(username: str, email: str) -> Iterator[None]:
+    """Commit a new account inside this: when the unique index refuses it (a sign-up raced
+    past the checks of ``create_user``), roll back and raise the refusal it would have got a
+    moment later, not a 500. Any other IntegrityError propagates."""
+    try:
+        yield
+    except IntegrityError:
+        db.session.rollback()
+        if (refusal := duplicate_account_error(username, email)) is not None:
+            raise refusal from None
+        raise
 
 
 def duplicate_account_error(username: str, email: str) -> AccountError | None:

@@ -6,9 +6,8 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
-from bastion.auth.services import admin_exists, create_user, duplicate_account_error
+from bastion.auth.services import admin_exists, create_user, refusing_duplicates
 from bastion.extensions import db
 from bastion.models import SetupToken, User, utcnow
 from bastion.models.base import affected_rows
@@ -71,18 +70,14 @@ def create_first_admin(token: str, username: str, email: str, password: str) -> 
         return None
     try:
         user = create_user(username, email, password, role="admin", confirmed=True, commit=False)
-        # Every other outstanding setup link dies with the first admin.
-        db.session.execute(
-            update(SetupToken).where(SetupToken.used_at.is_(None)).values(used_at=now)
-        )
-        db.session.commit()
-    except IntegrityError:
-        # A sign-up took the username or address after create_user checked: a form error,
-        # not a 500, and the link (its claim rolled back with the rest) still works.
-        db.session.rollback()
-        if (refusal := duplicate_account_error(username, email)) is not None:
-            raise refusal from None
-        raise
+        # Every other outstanding setup link dies with the first admin. A sign-up taking the
+        # name or address meanwhile is a form error (at the autoflush of this statement or
+        # at the commit), and the link (its claim rolled back with the rest) still works.
+        with refusing_duplicates(username, email):
+            db.session.execute(
+                update(SetupToken).where(SetupToken.used_at.is_(None)).values(used_at=now)
+            )
+            db.session.commit()
     except Exception:
         db.session.rollback()
         raise

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, event, text
 
 from bastion.extensions import db
 from bastion.models import ApiToken, Article, AuditEvent, Upload, User, UserSession, utcnow
-from tests.conftest import base_config, build_app
+from tests.conftest import _database_url, base_config, build_app
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.roles import client_for
 
@@ -179,11 +179,7 @@ def budgets(
     """The site read at both sizes, once per backend (the tests only look at what it ran)."""
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"budget-{backend}")
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'bastion.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")()
-    app = build_app(base_config(tmp, url))
+    app = build_app(base_config(tmp, _database_url(backend, tmp, request)))
     site = _build(app)
     _grow(site, SMALL)
     site.read_all()  # settle every session (CSRF token, last-seen stamp)
