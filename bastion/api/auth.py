@@ -105,8 +105,9 @@ class BearerError(Exception):
 
 def forget_cookie_identity() -> None:
     """before_request: the API never acts for the cookie's user."""
-    g._login_user = AnonymousUserMixin()  # Flask-Login's per-request user slot
-    g.pop("api_principal", None)
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not two
+    ctx_g._login_user = AnonymousUserMixin()  # Flask-Login's per-request user slot
+    ctx_g.pop("api_principal", None)
 
 
 def _bearer_token() -> str | None:
@@ -124,9 +125,10 @@ def offer_state_read() -> None:
     has verified before gets its revocation and user-state read sent to Redis together
     with the rate-limit hit, one round trip instead of two (``ratelimit_storage``). Only
     the read moves; every check still happens in the view."""
-    if request.blueprint != "api" or not ratelimit_storage.enabled():
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.blueprint != "api" or not ratelimit_storage.enabled():
         return
-    header = request.headers.get("Authorization", "")
+    header = req.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer":
         return
@@ -180,8 +182,9 @@ def require_scopes(scopes: tuple[str, ...]) -> ApiPrincipal:
     if principal is None:
         unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.", "")
         raise AssertionError("unreachable")
-    g.api_principal = principal
-    g._login_user = ApiActor(principal)  # so audit records and logs name the actor
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+    ctx_g.api_principal = principal
+    ctx_g._login_user = ApiActor(principal)  # so audit records and logs name the actor
     if principal.lacks_2fa:
         from bastion.security import audit
 

@@ -16,8 +16,8 @@ from bastion.extensions import db
 from bastion.models import RevokedToken, utcnow
 
 
-def _redis_key(key: str) -> str:
-    return f"{current_app.config['REDIS_PREFIX']}:revoked:{key}"
+def _redis_key(key: str, prefix: str | None = None) -> str:
+    return f"{prefix or current_app.config['REDIS_PREFIX']}:revoked:{key}"
 
 
 def uses_redis() -> bool:
@@ -26,7 +26,8 @@ def uses_redis() -> bool:
 
 def redis_keys(*keys: str) -> list[str]:
     """The Redis keys of ``keys``, for a caller that reads them in its own MGET."""
-    return [_redis_key(k) for k in keys if k]
+    prefix = current_app.config["REDIS_PREFIX"]  # asked on every API call: read once
+    return [_redis_key(k, prefix) for k in keys if k]
 
 
 def revoke(key: str, until: datetime, *, commit: bool = True) -> None:

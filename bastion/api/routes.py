@@ -31,9 +31,10 @@ def page_cost() -> int:
     client can ask for, not only its calls. ``per_page`` is read as the query model reads it
     (digits only); anything else is refused with a 422 and counts once.
     """
-    if request.endpoint not in WEIGHED_LISTS:
+    req = request._get_current_object()  # type: ignore[attr-defined]  # asked on every call
+    if req.endpoint not in WEIGHED_LISTS:
         return 1
-    raw = request.args.get("per_page", "")
+    raw = req.args.get("per_page", "")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:  # as ``_query_int`` reads it
         return 1
     return max(1, -(-min(int(raw), 100) // PAGE_UNIT))

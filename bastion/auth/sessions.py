@@ -322,5 +322,6 @@ def forget_cached_identity() -> None:
     job) would otherwise carry one request's user into the next.
     """
     csrf_cache = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not three
     for name in ("_login_user", "session_record", csrf_cache):
-        g.pop(name, None)
+        ctx_g.pop(name, None)

@@ -19,7 +19,7 @@ import orjson
 from flask import Flask, Response, g, has_request_context, request, request_started
 from flask_login import current_user
 
-from bastion.observability.redaction import request_path
+from bastion.observability.redaction import redact_path
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", re.I)
@@ -137,35 +137,44 @@ def configure_logging(app: Flask) -> None:
     app.after_request(_log_request)
 
 
+# Both hooks run for every request: they look ``g``, ``request`` and ``current_user`` up
+# once instead of at every use (each use of a context proxy costs about 2 us on a slow host).
+
+
 def _start_request(_sender: Flask, **_extra: object) -> None:
-    g.request_started = time.perf_counter()
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+    ctx_g.request_started = time.perf_counter()
     supplied = request.headers.get("X-Request-ID", "")
     # 128 random bits as 32 hex digits, the shape of uuid4().hex without building a UUID.
     # fullmatch: "$" also matches before a final newline, which would then reach every log
     # line and audit row, and make echoing the id as a header fail (a 500).
-    g.request_id = supplied if REQUEST_ID_RE.fullmatch(supplied) else secrets.token_hex(16)
+    ctx_g.request_id = supplied if REQUEST_ID_RE.fullmatch(supplied) else secrets.token_hex(16)
 
 
 _access_log = logging.getLogger("bastion.request")
 
 
 def _log_request(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    response.headers["X-Request-ID"] = ctx_g.get("request_id", "")
     user_id = None
     try:
-        user_id = current_user.id if current_user.is_authenticated else None
+        user = current_user._get_current_object()  # type: ignore[attr-defined]
+        user_id = user.id if user.is_authenticated else None
     except Exception:
         user_id = None
+    started = ctx_g.get("request_started", 0)
     _access_log.info(
         "request",
         extra={
-            "method": request.method,
+            "method": req.method,
             # Never the query string, and emailed links' secrets redacted from the path.
-            "path": request_path(),
+            "path": redact_path(req.path),
             "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.get("request_started", 0)) * 1000, 2),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "user_id": user_id,
-            "ip": request.remote_addr,
+            "ip": req.remote_addr,
         },
     )
     return response

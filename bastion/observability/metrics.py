@@ -102,8 +102,10 @@ def _start_timer() -> None:
 
 
 def _observe(response: Response) -> Response:
-    endpoint = request.endpoint or "unmatched"
-    method = request.method if request.method in METHODS else "OTHER"
+    # The request looked up once: each use of a context proxy costs about 2 us.
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    endpoint = req.endpoint or "unmatched"
+    method = req.method if req.method in METHODS else "OTHER"
     status = response.status_code
     REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
     started = g.get("metrics_started")

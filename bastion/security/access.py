@@ -110,9 +110,10 @@ ROLE_NEEDED = {
 
 def enforce_access_policy() -> ResponseReturnValue | None:
     """before_request: map the endpoint's policy onto the current identity."""
-    if request.endpoint is None:  # 404/405: let the router's error stand
+    endpoint = request.endpoint
+    if endpoint is None:  # 404/405: let the router's error stand
         return None
-    policy = policy_of(current_app, request.endpoint)
+    policy = policy_of(current_app, endpoint)
     g.access_policy = policy
     if policy is None:  # unreachable once start-up checks pass; deny all the same
         abort(403)

@@ -3,11 +3,16 @@
 HTTPS is enforced here rather than by Talisman's ``force_https`` because Talisman also
 trusts a client-sent ``X-Forwarded-Proto``; ``request.is_secure`` is only true behind a
 proxy when ``ProxyFix`` was configured with ``BASTION_PROXY_HOPS``.
+
+These hooks run for every answer, so they look ``request``, ``session`` and ``current_user``
+up once (``_get_current_object()``) instead of at every use: each use of a context proxy
+costs about 2 us on a slow host (Werkzeug's ``LocalProxy``), and Bastion's hooks made
+dozens per request.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, g, redirect, request, session
+from flask import Flask, Request, Response, g, redirect, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.sansio.utils import get_current_url
@@ -77,18 +82,17 @@ def require_https() -> ResponseReturnValue | None:
     """Send plain-HTTP requests to HTTPS; bearer clients (the API, a metrics scraper) get a
     refusal, not a redirect: their token already crossed in clear, and a client that
     follows the redirect (Prometheus does by default) would keep sending it so, unnoticed."""
-    if request.is_secure or request.endpoint in ("health.healthz", "health.readyz"):
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.is_secure or req.endpoint in ("health.healthz", "health.readyz"):
         return None
-    if request.path.startswith("/api/") or request.endpoint == "metrics.export":
+    if req.path.startswith("/api/") or req.endpoint == "metrics.export":
         from flask import abort
 
         abort(403, description="HTTPS is required.")
     # Built from its parts: whatever scheme the request came with (a proxy may pass on any
     # X-Forwarded-Proto, even "x://evil.example/"), the target is https on the same,
     # allow-listed host.
-    target = get_current_url(
-        "https", request.host, request.root_path, request.path, request.query_string
-    )
+    target = get_current_url("https", req.host, req.root_path, req.path, req.query_string)
     return redirect(target, code=308)
 
 
@@ -101,7 +105,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 def add_security_headers(response: Response) -> Response:
     present = _STATIC_HEADERS.apply(response.headers)
-    if _is_private(response):
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if _is_private(req, response):
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
     elif "cache-control" not in present:
@@ -109,7 +114,7 @@ def add_security_headers(response: Response) -> Response:
         # would keep showing a withdrawn article, a token answer could be kept. "no-cache"
         # makes caches ask every time; answers to anything but GET are never stored.
         response.headers.add(
-            "Cache-Control", "no-cache" if request.method in SAFE_METHODS else "no-store"
+            "Cache-Control", "no-cache" if req.method in SAFE_METHODS else "no-store"
         )
     if "server" in present:
         del response.headers["Server"]
@@ -121,7 +126,7 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
-def _is_private(response: Response) -> bool:
+def _is_private(req: Request, response: Response) -> bool:
     """Whether this answer belongs to one visitor, so no cache may keep it.
 
     Anything shown to a signed-in user or tied to a session (a form's CSRF token, the step
@@ -132,12 +137,14 @@ def _is_private(response: Response) -> bool:
     any other (a signed-in visitor's 404 shows their name and a CSRF token, and a cache
     keeping "*.css" by its name would hand it to the next visitor).
     """
-    if request.endpoint == "static" and response.status_code < 400:
+    if req.endpoint == "static" and response.status_code < 400:
         return False
+    sess = session._get_current_object()  # type: ignore[attr-defined]
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
     return bool(
         "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
-        or session.modified  # it sets or clears the session cookie (a flash shown, an end)
-        or any(key in session for key in _PRIVATE_SESSION_KEYS)
-        or is_link_path(request.path)
-        or (current_user and current_user.is_authenticated)
+        or sess.modified  # it sets or clears the session cookie (a flash shown, an end)
+        or any(key in sess for key in _PRIVATE_SESSION_KEYS)
+        or is_link_path(req.path)
+        or (user and user.is_authenticated)
     )
