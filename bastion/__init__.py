@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from bastion.observability.logging import configure_logging
 
     configure_logging(app)
+    register_converters(app)
     register_observability(app)
     register_extensions(app)
     register_blueprints(app)
@@ -70,6 +71,13 @@ def register_extensions(app: Flask) -> None:
     app.before_request(enforce_access_policy)
 
     import bastion.auth.sessions  # noqa: F401 - registers the user loader
+
+
+def register_converters(app: Flask) -> None:
+    """URL converters; first among the steps that add routes, which bind them when added."""
+    from bastion.routing import register_converters as register
+
+    register(app)
 
 
 def register_observability(app: Flask) -> None:

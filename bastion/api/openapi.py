@@ -77,7 +77,7 @@ def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
     params = []
     for converter, name in _CONVERTER.findall(rule.rule):
         schema: dict[str, Any] = (
-            {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID}
             if converter == "int"
             else {"type": "string"}
         )
