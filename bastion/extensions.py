@@ -38,8 +38,24 @@ class RefererSafeCSRFProtect(CSRFProtect):
             self._error_response("The referrer header is malformed.")  # type: ignore[no-untyped-call]
 
 
+class ServerSessionLoginManager(LoginManager):
+    """Flask-Login's manager, without its session-protection hash while protection is off.
+
+    Flask-Login works out the client's identifier (SHA-512 of its address and User-Agent)
+    on every request that asks for ``current_user``, before it looks at whether session
+    protection is on at all. Bastion turns it off (``bastion.register_extensions``: sign-ins
+    are server-side records, revocable and checked on every request), so the hash was
+    work thrown away on every page. With protection on, Flask-Login's check runs unchanged.
+    """
+
+    def _session_protection_failed(self) -> bool:
+        if not current_app.config.get("SESSION_PROTECTION", self.session_protection):
+            return False
+        return bool(super()._session_protection_failed())  # type: ignore[no-untyped-call]
+
+
 csrf = RefererSafeCSRFProtect()
-login_manager = LoginManager()
+login_manager = ServerSessionLoginManager()
 # The client address is REMOTE_ADDR; ProxyFix (set up only with BASTION_PROXY_HOPS) makes
 # that the real client behind a known number of proxies, so a forged X-Forwarded-For from
 # the client itself never picks someone else's bucket. An IPv6 client counts by its /64,

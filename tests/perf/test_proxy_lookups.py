@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug import local
 
-from bastion.extensions import csrf
+from bastion.extensions import csrf, login_manager
 from tests.api.conftest import Api
 from tests.factories import ArticleFactory, UserFactory
 
@@ -87,3 +88,21 @@ def test_a_get_does_not_ask_for_csrf_exemptions(
 # Measured here when the hooks were changed: 121 and 127 lookups before, 77 and 83 after.
 API_LIST_BUDGET = 85
 HOME_BUDGET = 92
+
+
+def test_pages_skip_flask_logins_identifier_while_session_protection_is_off(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    def identifier() -> str:
+        made.append("hash")
+        return "client"
+
+    monkeypatch.setattr(login_manager, "_session_identifier_generator", identifier)
+    assert client.get("/").status_code == 200
+    assert made == []
+    # Turned on, Flask-Login's own check runs again.
+    monkeypatch.setitem(app.config, "SESSION_PROTECTION", "strong")
+    assert client.get("/").status_code == 200
+    assert made == ["hash"]
