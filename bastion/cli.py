@@ -108,13 +108,14 @@ def setup_url_command(base_url: str) -> None:
 
 def register_commands(app: Flask) -> None:
     from bastion.admin.commands import audit
-    from bastion.auth.cli import sessions, users
+    from bastion.auth.cli import secret_key, sessions, users
     from flask_deploy_check.cli import security
 
     app.cli.add_command(create_admin_command)
     app.cli.add_command(setup_url_command)
     app.cli.add_command(users)
     app.cli.add_command(sessions)
+    app.cli.add_command(secret_key)
     app.cli.add_command(audit)
     if "security" not in app.cli.commands:
         app.cli.add_command(security)

@@ -29,6 +29,7 @@ PREFIX = "BASTION"
 # Settings that may be given as ``BASTION_<NAME>_FILE`` pointing to a file holding the value.
 FILE_SETTINGS = (
     "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",  # one key or a JSON list, as in the environment
     "DATABASE_URL",
     "REDIS_URL",
     "MAIL_URL",
@@ -477,8 +478,18 @@ def _default_sender(cfg: Any) -> None:
 
 def _fallback_keys(cfg: Any) -> list[str]:
     """SECRET_KEY_FALLBACKS as a list: Flask iterates it, so a plain string from the
-    environment would make every single character a key that signs valid cookies."""
+    environment would make every single character a key that signs valid cookies.
+
+    A JSON list from ``BASTION_SECRET_KEY_FALLBACKS_FILE`` arrives as text (the environment
+    variable is decoded by ``from_prefixed_env``); no generated key starts with "[", so
+    text that does and is no JSON list is refused rather than taken for one odd key.
+    """
     fallbacks = cfg.get("SECRET_KEY_FALLBACKS")
+    if isinstance(fallbacks, str) and fallbacks.startswith("["):
+        try:
+            fallbacks = json.loads(fallbacks)
+        except ValueError:
+            fallbacks = [None]  # refused below
     if not fallbacks:
         cfg["SECRET_KEY_FALLBACKS"] = []
         return []

@@ -253,6 +253,45 @@ def test_weak_fallback_keys_are_refused(
         _production(monkeypatch, BASTION_SECRET_KEY_FALLBACKS=fallbacks)
 
 
+OLD_KEY = "0ld-" + "Vb8Nc4Hd6Jf0Gs3AeZx9Qw2LQm7Rt5Yp1" * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(OLD_KEY + "\n", [OLD_KEY]), (json.dumps([OLD_KEY, STRONG]) + "\n", [OLD_KEY, STRONG])],
+)
+@pytest.mark.asvs("V13.3.1")
+def test_fallback_keys_can_come_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    """Old keys are secrets like the current one: a container secret, in the variable's
+    format (one key, or a JSON list)."""
+    path = tmp_path / "secret_key_fallbacks"
+    path.write_text(text)
+    app = _production(monkeypatch, BASTION_SECRET_KEY_FALLBACKS_FILE=str(path))
+    assert app.config["SECRET_KEY_FALLBACKS"] == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "BASTION_SECRET_KEY_FALLBACKS_FILE cannot be read"),
+     (b"\xff\xfe" + os.urandom(30), "BASTION_SECRET_KEY_FALLBACKS_FILE is not UTF-8 text"),
+     (b'["' + OLD_KEY.encode(), "BASTION_SECRET_KEY_FALLBACKS must be one key or a JSON list"),
+     (b'["dev"]', r"BASTION_SECRET_KEY_FALLBACKS\[0\] is too short")],
+)
+@pytest.mark.asvs("V13.3.1", "V11.2.3")
+def test_a_bad_fallback_file_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    """Reported like the other secret files; a weak old key from a file is refused like
+    one from the environment, since it still verifies cookies."""
+    path = tmp_path / "secret_key_fallbacks"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=problem):
+        _production(monkeypatch, BASTION_SECRET_KEY_FALLBACKS_FILE=str(path))
+
+
 @pytest.mark.parametrize(
     "secret",
     [

@@ -1,5 +1,5 @@
-"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed`` and
-``sessions revoke``.
+"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed``,
+``sessions revoke`` and ``secret-key reseal``.
 
 The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
 shared with the admin pages; these commands only find the user and report.
@@ -22,7 +22,7 @@ from bastion.admin.services import (
     set_role,
     sign_out_everywhere,
 )
-from bastion.auth import registration
+from bastion.auth import registration, twofactor
 from bastion.auth.services import canonical_username, find_login_user
 from bastion.cli import DatabaseGroup
 from bastion.extensions import db
@@ -30,6 +30,7 @@ from bastion.models import ROLE_NAMES, User
 
 users = DatabaseGroup("users", help="List and manage accounts.")
 sessions = DatabaseGroup("sessions", help="Manage sign-in sessions.")
+secret_key = DatabaseGroup("secret-key", help="Finish a rotation of BASTION_SECRET_KEY.")
 
 
 def _user(username: str) -> User:
@@ -155,3 +156,29 @@ def revoke(username: str | None, everyone: bool) -> None:
                 raise click.ClickException(f"No account named {name!r}: deleted meanwhile.") from exc
     who = "all users" if everyone else users[0].username
     click.echo(f"Ended {total} session(s) of {who}.")
+
+
+@secret_key.command("reseal")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10_000),
+              default=twofactor.RESEAL_BATCH, show_default=True,
+              help="Accounts changed per transaction.")
+def reseal(batch_size: int) -> None:
+    """Seal every TOTP secret under the current key, so old keys can leave
+    BASTION_SECRET_KEY_FALLBACKS; safe to run again."""
+    from bastion.security import audit
+
+    done = twofactor.reseal_all(batch_size)
+    audit.record("cli.totp_secrets_resealed", details={
+        "resealed": done.resealed, "current": done.current, "changed": done.changed,
+        "unreadable": len(done.unreadable), **console_operator()})
+    click.echo(f"{done.resealed} TOTP secret(s) sealed again under the current key, "
+               f"{done.current} already were, {done.changed} changed meanwhile.")
+    if done.unreadable:
+        ids = ", ".join(str(user_id) for user_id in done.unreadable)
+        click.echo(f"No configured key opens the TOTP secret of {len(done.unreadable)} "
+                   f"account(s), left unchanged (user ids: {ids}): add the key that sealed "
+                   "them to BASTION_SECRET_KEY_FALLBACKS and run this again, or reset their "
+                   "2FA (users reset-2fa).", err=True)
+    if current_app.config["SECRET_KEY_FALLBACKS"]:
+        click.echo("Recovery codes made before the rotation work only while their key stays "
+                   "in BASTION_SECRET_KEY_FALLBACKS (see docs/authentication.md).", err=True)

@@ -2,7 +2,15 @@
 
 The TOTP secret is encrypted at rest with Fernet (AES-128-CBC + HMAC, authenticated) under a
 key derived from SECRET_KEY with HKDF: a database dump alone does not let anyone mint codes,
-and no second secret needs managing. Rotating SECRET_KEY therefore requires re-enrolment.
+and no second secret needs managing.
+
+Key rotation: a secret is opened under SECRET_KEY, then under each of SECRET_KEY_FALLBACKS,
+so moving the old key there keeps every second factor working. A secret opened with an old
+key is sealed again under the current one as soon as its owner proves a code (in the same
+transaction that spends the code), and ``reseal_all`` does the rest, so the fallback can be
+dropped. Recovery codes are stored only as keyed digests and match under any of those keys;
+they cannot be recomputed, so an old key must stay a fallback while codes made under it are
+still needed (docs/authentication.md).
 
 Replay: the time step of every accepted code is stored (``totp_last_step``) and codes at or
 below it are refused, with a conditional UPDATE so two simultaneous uses cannot both win.
@@ -13,10 +21,12 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyotp
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
@@ -29,27 +39,65 @@ from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
 from bastion.security import audit
-from bastion.security.tokens import keyed_digest
+from bastion.security.tokens import keyed_digest, keyed_digests
 
 ISSUER = "Bastion"
 RECOVERY_CODE_COUNT = 10
 VALID_WINDOW = 1  # accept the previous and next 30 s step, for clock drift
+RESEAL_BATCH = 500  # accounts per transaction in reseal_all
 
 
-def _fernet() -> Fernet:
+def _fernet(secret_key: str | None = None) -> Fernet:
+    """The Fernet of one SECRET_KEY value (the current key when none is given). Derived at
+    each use, never cached: HKDF costs about 10 us, and a cache could outlive a key change."""
+    if secret_key is None:
+        secret_key = str(current_app.config["SECRET_KEY"])
     key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion totp secret v1"
-    ).derive(str(current_app.config["SECRET_KEY"]).encode())
+    ).derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def _secret_of(user: User) -> str | None:
-    if not user.totp_secret:
+def _fernets() -> list[Fernet]:
+    """The current key's Fernet first (the one that seals), then each fallback's."""
+    cfg = current_app.config
+    keys = [cfg["SECRET_KEY"], *(cfg.get("SECRET_KEY_FALLBACKS") or ())]
+    return [_fernet(str(key)) for key in keys]
+
+
+def _open(sealed: str) -> tuple[str, bool] | None:
+    """The secret, and whether the current key sealed it; None when no key opens it (the
+    secret was sealed under a key that is no longer configured)."""
+    current, *fallbacks = _fernets()
+    try:
+        return current.decrypt(sealed.encode()).decode(), True
+    except InvalidToken:
+        pass
+    if not fallbacks:
         return None
     try:
-        return _fernet().decrypt(user.totp_secret.encode()).decode()
+        return MultiFernet(fallbacks).decrypt(sealed.encode()).decode(), False
     except InvalidToken:
         return None
+
+
+def _secret_of(user: User) -> str | None:
+    opened = _open(user.totp_secret) if user.totp_secret else None
+    return opened[0] if opened else None
+
+
+def _reseal(user_id: int, sealed: str) -> str | None:
+    """Seal the secret stored as ``sealed`` under the current key, in the caller's
+    transaction; the new value, or None when the stored secret is no longer ``sealed``
+    (replaced or cleared meanwhile: that change must not be undone)."""
+    resealed = MultiFernet(_fernets()).rotate(sealed.encode()).decode()
+    moved = affected_rows(db.session.execute(
+        update(User)
+        .where(User.id == user_id, User.totp_secret == sealed)
+        .values(totp_secret=resealed)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    ))
+    return resealed if moved == 1 else None
 
 
 def pending_secret(user: User, *, renew: bool = False) -> str | None:
@@ -64,7 +112,7 @@ def pending_secret(user: User, *, renew: bool = False) -> str | None:
     if not (renew or secret is None or user.has_2fa):
         return secret
     secret = pyotp.random_base32()
-    sealed = _fernet().encrypt(secret.encode()).decode()
+    sealed = _fernets()[0].encrypt(secret.encode()).decode()
     stored = affected_rows(db.session.execute(
         update(User)
         .where(User.id == user.id, User.totp_enabled_at.is_(None))
@@ -81,7 +129,13 @@ def pending_secret(user: User, *, renew: bool = False) -> str | None:
 
 def enrolment_mark(secret: str) -> str:
     """Names a pending secret, without revealing it, in the session that was shown it."""
-    return keyed_digest(b"totp-enrolment:", secret)[:32]
+    return _enrolment_marks(secret)[0]
+
+
+def _enrolment_marks(secret: str) -> list[str]:
+    """The mark under the current key, then under each fallback: a session shown the
+    secret before a key rotation can still enrol it."""
+    return [digest[:32] for digest in keyed_digests(b"totp-enrolment:", secret)]
 
 
 def is_shown_secret(user: User, mark: object) -> bool:
@@ -91,8 +145,9 @@ def is_shown_secret(user: User, mark: object) -> bool:
     whoever saw it there would hold the owner's second factor.
     """
     secret = None if user.has_2fa else _secret_of(user)
-    return (secret is not None and isinstance(mark, str)
-            and hmac.compare_digest(mark, enrolment_mark(secret)))
+    if secret is None or not isinstance(mark, str):
+        return False
+    return any(hmac.compare_digest(mark, known) for known in _enrolment_marks(secret))
 
 
 def provisioning_uri(user: User, secret: str) -> str:
@@ -120,12 +175,18 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
 
 
 def verify_totp(user: User, code: str) -> bool:
-    """True once per time step: a code that was accepted before is refused."""
+    """True once per time step: a code that was accepted before is refused.
+
+    A secret that only a fallback key opens is sealed again under the current key in the
+    transaction that spends the code.
+    """
     code = "".join(code.split())
-    secret = _secret_of(user)
+    sealed = user.totp_secret
+    opened = _open(sealed) if sealed else None
     # isascii: str.isdigit() also accepts Arabic-Indic or superscript digits; no TOTP has them.
-    if secret is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
+    if opened is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
         return False
+    secret, sealed_now = opened
     step = _matching_step(secret, code, utcnow())
     if step is None:
         return False
@@ -136,10 +197,67 @@ def verify_totp(user: User, code: str) -> bool:
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False, user_state_neutral=True)
     ))
+    resealed = _reseal(user.id, sealed) if claimed == 1 and not sealed_now and sealed else None
     db.session.commit()
     if claimed == 1:
         set_committed_value(user, "totp_last_step", step)
+    if resealed is not None:
+        set_committed_value(user, "totp_secret", resealed)
     return claimed == 1
+
+
+# Key rotation --------------------------------------------------------------------------
+@dataclass
+class ResealReport:
+    """What ``reseal_all`` found: secrets sealed again, already current, changed while it
+    ran (a new enrolment or 2FA turned off, which leave nothing under an old key), and the
+    accounts whose secret no configured key opens (left as they are)."""
+
+    resealed: int = 0
+    current: int = 0
+    changed: int = 0
+    unreadable: list[int] = field(default_factory=list)
+
+
+def reseal_all(batch_size: int = RESEAL_BATCH) -> ResealReport:
+    """Seal every stored TOTP secret (enabled or pending) under the current key, so the
+    old key can leave SECRET_KEY_FALLBACKS without taking anyone's second factor with it.
+
+    One transaction per batch, so no lock covers the whole table; running it again
+    changes nothing. A secret no key opens is not touched: it is reported, since only
+    restoring the old key as a fallback (or a 2FA reset) helps its owner.
+    """
+    report = ResealReport()
+    for batch in _sealed_secrets(batch_size):
+        for user_id, sealed in batch:
+            opened = _open(sealed)
+            if opened is None:
+                report.unreadable.append(user_id)
+            elif opened[1]:
+                report.current += 1
+            elif _reseal(user_id, sealed) is not None:
+                report.resealed += 1
+            else:
+                report.changed += 1
+        db.session.commit()
+    return report
+
+
+def _sealed_secrets(batch_size: int) -> Iterator[list[tuple[int, str]]]:
+    """(user id, sealed secret) of every user with a secret, by id, ``batch_size`` at a time
+    (keyset pagination: rows resealed meanwhile are neither skipped nor read twice)."""
+    after = 0
+    while True:
+        rows = db.session.execute(
+            select(User.id, User.totp_secret)
+            .where(User.id > after, User.totp_secret.is_not(None))
+            .order_by(User.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        yield [(row.id, str(row.totp_secret)) for row in rows]
+        after = rows[-1].id
 
 
 # Recovery codes ------------------------------------------------------------------------
@@ -150,6 +268,12 @@ def _normalise_code(code: str) -> str:
 def _code_hash(code: str) -> str:
     """Codes carry 120 random bits, so a keyed SHA-256 is as safe as a slow hash here."""
     return keyed_digest(b"recovery:", _normalise_code(code))
+
+
+def _code_hashes(code: str) -> list[str]:
+    """The digest of ``code`` under the current key and each fallback: codes made before a
+    key rotation still match, and cannot be re-hashed (only their digests are stored)."""
+    return keyed_digests(b"recovery:", _normalise_code(code))
 
 
 def _new_code() -> str:
@@ -186,7 +310,7 @@ def use_recovery_code(user: User, code: str) -> bool:
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _code_hash(code),
+            RecoveryCode.code_hash.in_(_code_hashes(code)),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())
@@ -211,9 +335,11 @@ def verify_totp_or_recovery(user: User, code: str) -> bool:
 # Enable / disable -----------------------------------------------------------------------
 def enable(user: User, code: str) -> list[str] | None:
     """Turn 2FA on once the app proves it has the secret; returns the recovery codes."""
-    sealed = user.totp_secret  # the secret the code is checked against, as stored
-    if user.has_2fa or sealed is None or not verify_totp(user, code):
+    if user.has_2fa or user.totp_secret is None or not verify_totp(user, code):
         return None
+    # The secret the code was checked against, as stored: sealed again under the current
+    # key by verify_totp when only a fallback key opened it.
+    sealed = user.totp_secret
     # Codes of two adjacent time steps both pass verify_totp: two requests at once (two
     # tabs) would each enable and each show a set of recovery codes, one of them already
     # replaced. The row lock makes the second find 2FA on and stop. And a setup page opened

@@ -26,8 +26,24 @@ def keyed_digest(purpose: bytes, value: str) -> str:
     """
     from flask import current_app
 
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, purpose + value.encode(), hashlib.sha256).hexdigest()
+    return _hmac_hex(current_app.config["SECRET_KEY"], purpose, value)
+
+
+def keyed_digests(purpose: bytes, value: str) -> list[str]:
+    """:func:`keyed_digest` under SECRET_KEY and then each of SECRET_KEY_FALLBACKS.
+
+    For checking a digest made before the key was rotated: while an old key is kept as a
+    fallback, what it made still matches. Making a digest always uses the current key.
+    """
+    from flask import current_app
+
+    cfg = current_app.config
+    keys = [cfg["SECRET_KEY"], *(cfg.get("SECRET_KEY_FALLBACKS") or ())]
+    return [_hmac_hex(key, purpose, value) for key in keys]
+
+
+def _hmac_hex(key: object, purpose: bytes, value: str) -> str:
+    return hmac.new(str(key).encode(), purpose + value.encode(), hashlib.sha256).hexdigest()
 
 
 def same(a: str, b: str) -> bool:
