@@ -224,6 +224,8 @@ def _refuse_stale(claims: dict[str, Any], state: UserState | None) -> UserState:
         hmac.compare_digest(str(stood_on), state.password_fingerprint)
         # Issued by an earlier version, which named the password by its hash.
         or hmac.compare_digest(str(stood_on), state.hash_fingerprint)
+        # Issued before SECRET_KEY was rotated, while the old key is kept as a fallback.
+        or any(hmac.compare_digest(str(stood_on), old) for old in state.fallback_fingerprints)
     ):
         raise TokenError("The token has been revoked.")
     return state

@@ -69,6 +69,10 @@ class UserState:
     password_fingerprint: str
     hash_fingerprint: str  # what tokens from earlier versions carry (passwords.hash_fingerprint)
     has_2fa: bool
+    # Both fingerprints under each SECRET_KEY_FALLBACKS key: what tokens issued before a
+    # rotation carry. Empty, at no cost, while no rotation is under way; made with the
+    # snapshot, never per request, and compared only when the current ones did not match.
+    fallback_fingerprints: tuple[str, ...] = ()
 
     @property
     def lacks_required_2fa(self) -> bool:
@@ -77,7 +81,11 @@ class UserState:
 
     @classmethod
     def of(cls, user: User) -> UserState:
-        from bastion.security.passwords import hash_fingerprint, password_fingerprint
+        from bastion.security.passwords import (
+            fallback_fingerprints,
+            hash_fingerprint,
+            password_fingerprint,
+        )
 
         changed = user.password_changed_at
         return cls(
@@ -88,6 +96,7 @@ class UserState:
             password_fingerprint=password_fingerprint(user.password_changed_at),
             hash_fingerprint=hash_fingerprint(user.password_hash),
             has_2fa=user.has_2fa,
+            fallback_fingerprints=fallback_fingerprints(changed, user.password_hash),
         )
 
 

@@ -12,6 +12,10 @@ Checking a link and acting on it are two steps, so two requests holding links th
 (the same link posted twice, or two links of one account) could both act. ``claim`` closes
 that gap: a compare-and-set on the state the links were checked against, which exactly one
 of them wins.
+
+A link mailed before a rotation of SECRET_KEY, the old key kept in SECRET_KEY_FALLBACKS,
+verifies under the old key and its fingerprint matches under it: the rules above apply to
+it unchanged. New links are always signed under the current key.
 """
 
 from __future__ import annotations
@@ -29,25 +33,36 @@ from bastion.extensions import db
 from bastion.models import User
 from bastion.models.base import affected_rows
 from bastion.security.passwords import password_fingerprint
-from bastion.security.tokens import keyed_digest
+from bastion.security.tokens import fallback_keys, keyed_digest
 
 MAX_TOKEN_LENGTH = 512
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"bastion.{purpose}")
+    """Signs with SECRET_KEY; verifies under it and each of SECRET_KEY_FALLBACKS, so a
+    link mailed before a rotation still works (itsdangerous signs with the last key)."""
+    keys = [*fallback_keys(), current_app.config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=f"bastion.{purpose}")
 
 
-def fingerprint(value: str) -> str:
+def fingerprint(value: str, *, key: object = None) -> str:
     """A keyed digest, so the (readable) token payload reveals nothing about the value."""
-    return keyed_digest(b"", value)[:24]
+    return keyed_digest(b"", value, key=key)[:24]
 
 
-def _state(purpose: str, user: User) -> str:
+def _state(purpose: str, user: User, key: object = None) -> str:
     # The password by the time it was set, in UTC (a sign-in that rehashes it changes
-    # nothing), named as sessions and tokens name it.
-    password = password_fingerprint(user.password_changed_at)
-    return fingerprint("\0".join((purpose, user.email, password, user.security_stamp)))
+    # nothing), named as sessions and tokens name it; all of it under one key.
+    password = password_fingerprint(user.password_changed_at, key=key)
+    return fingerprint("\0".join((purpose, user.email, password, user.security_stamp)), key=key)
+
+
+def _state_matches(given: str, purpose: str, user: User) -> bool:
+    """``given`` is the account's state under SECRET_KEY or, for a link made before a
+    rotation, under one of its fallbacks (tried only when the current key's did not match)."""
+    if hmac.compare_digest(given, _state(purpose, user)):
+        return True
+    return any(hmac.compare_digest(given, _state(purpose, user, key)) for key in fallback_keys())
 
 
 def make_token(purpose: str, user: User, **extra: Any) -> str:
@@ -69,7 +84,7 @@ def read_token(
     user = db.session.scalar(select(User).where(User.id == data["uid"]))
     if user is None or not user.is_active:
         return None
-    if not hmac.compare_digest(str(data.get("fp", "")), _state(purpose, user)):
+    if not _state_matches(str(data.get("fp", "")), purpose, user):
         return None
     return user, data
 

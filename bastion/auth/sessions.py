@@ -24,7 +24,7 @@ from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows
 from bastion.models.locks import lock_user
-from bastion.security.passwords import hash_fingerprint, password_fingerprint
+from bastion.security.passwords import matches_older_fingerprint, password_fingerprint
 from bastion.security.tokens import new_token, token_hash
 
 # Writing last_seen on every request would turn every page view into a database write.
@@ -232,8 +232,11 @@ def load_user(user_id: str) -> User | None:
     granted_on = session.get(GRANTED_ON_KEY)  # absent only in sessions from older versions
     current = password_fingerprint(user.password_changed_at)
     if granted_on is not None and not hmac.compare_digest(str(granted_on), current):
-        if hmac.compare_digest(str(granted_on), hash_fingerprint(user.password_hash)):
-            session[GRANTED_ON_KEY] = current  # granted by an earlier version: renamed
+        if matches_older_fingerprint(str(granted_on), user.password_changed_at,
+                                     user.password_hash):
+            # Granted by an earlier version, or before SECRET_KEY was rotated (the old key
+            # a fallback): renamed under the current key, so the next request matches at once.
+            session[GRANTED_ON_KEY] = current
         else:
             record.revoked_at = now  # out of the account's session list too
             db.session.commit()

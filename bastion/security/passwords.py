@@ -7,13 +7,14 @@ reports ``needs_rehash`` so the caller re-hashes on the next successful login.
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from bastion.security.tokens import keyed_digest
+from bastion.security.tokens import fallback_keys, keyed_digest
 
 _hasher = PasswordHasher()
 # Verifying against this when the account does not exist makes "no such user" cost the
@@ -78,27 +79,60 @@ def needs_rehash(stored_hash: str) -> bool:
         return True
 
 
-def password_fingerprint(changed_at: datetime | None) -> str:
+def password_fingerprint(changed_at: datetime | None, *, key: object = None) -> str:
     """A keyed digest naming which password a token or a session was granted on (as
     Django's session auth hash does): when the user's password has been set again since,
     whatever was granted on the old one is refused.
 
     Made from the time the password was last set (``User.password_changed_at``), not from
     the stored hash: signing in rehashes a password stored with old parameters, and that
-    must not sign the user out of every other device.
+    must not sign the user out of every other device. Under SECRET_KEY unless ``key``
+    names one of its fallbacks.
     """
     # In UTC whatever offset the driver returned: the value names the moment.
-    return _digest(changed_at.astimezone(UTC).isoformat() if changed_at is not None else "")
+    moment = changed_at.astimezone(UTC).isoformat() if changed_at is not None else ""
+    return _digest(moment, key)
 
 
-def hash_fingerprint(password_hash: str | None) -> str:
+def hash_fingerprint(password_hash: str | None, *, key: object = None) -> str:
     """What sessions and tokens issued by earlier versions carry: a digest of the stored
     hash. Still accepted while that hash is unchanged, so an upgrade signs nobody out."""
-    return _digest(password_hash or "")
+    return _digest(password_hash or "", key)
 
 
-def _digest(material: str) -> str:
-    return keyed_digest(b"bastion.password:", material)[:32]
+def fallback_fingerprints(
+    changed_at: datetime | None, password_hash: str | None
+) -> tuple[str, ...]:
+    """Both fingerprints under each of SECRET_KEY_FALLBACKS: what a session or token
+    granted on the same password before SECRET_KEY was rotated carries. Empty, and no
+    digest made, when there are no fallbacks (no rotation under way)."""
+    return tuple(
+        fingerprint
+        for key in fallback_keys()
+        for fingerprint in (password_fingerprint(changed_at, key=key),
+                            hash_fingerprint(password_hash, key=key))
+    )
+
+
+def matches_older_fingerprint(
+    given: str, changed_at: datetime | None, password_hash: str | None
+) -> bool:
+    """Whether ``given``, which is not :func:`password_fingerprint` under the current key,
+    still names the password the user holds: made by an earlier version (a digest of the
+    hash) or under a key now in SECRET_KEY_FALLBACKS.
+
+    Asked only after the current fingerprint did not match, so the usual request does no
+    more work. Setting the password again changes every one of these, so a grant still
+    ends with the password it stood on, whichever key made it.
+    """
+    if hmac.compare_digest(given, hash_fingerprint(password_hash)):
+        return True
+    return any(hmac.compare_digest(given, fingerprint)
+               for fingerprint in fallback_fingerprints(changed_at, password_hash))
+
+
+def _digest(material: str, key: object = None) -> str:
+    return keyed_digest(b"bastion.password:", material, key=key)[:32]
 
 
 def dummy_verify(password: str) -> None:

@@ -16,17 +16,27 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def keyed_digest(purpose: bytes, value: str) -> str:
-    """HMAC-SHA256 of ``purpose + value`` under the app's SECRET_KEY, in hex.
+def keyed_digest(purpose: bytes, value: str, *, key: object = None) -> str:
+    """HMAC-SHA256 of ``purpose + value`` under the app's SECRET_KEY (or ``key``, one of
+    :func:`fallback_keys`), in hex.
 
     For values that are stored or shown but must reveal nothing and be unforgeable without
     the key (recovery codes, link and session fingerprints). ``purpose`` keeps one use's
     digests from standing in for another's; callers keep their existing prefixes, so the
     digests already stored stay valid.
     """
+    if key is None:
+        from flask import current_app
+
+        key = current_app.config["SECRET_KEY"]
+    return _hmac_hex(key, purpose, value)
+
+
+def fallback_keys() -> list[object]:
+    """SECRET_KEY_FALLBACKS: old keys that still verify what they made, never make anything."""
     from flask import current_app
 
-    return _hmac_hex(current_app.config["SECRET_KEY"], purpose, value)
+    return list(current_app.config.get("SECRET_KEY_FALLBACKS") or ())
 
 
 def keyed_digests(purpose: bytes, value: str) -> list[str]:
@@ -37,8 +47,7 @@ def keyed_digests(purpose: bytes, value: str) -> list[str]:
     """
     from flask import current_app
 
-    cfg = current_app.config
-    keys = [cfg["SECRET_KEY"], *(cfg.get("SECRET_KEY_FALLBACKS") or ())]
+    keys = [current_app.config["SECRET_KEY"], *fallback_keys()]
     return [_hmac_hex(key, purpose, value) for key in keys]
 
 

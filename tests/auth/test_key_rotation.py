@@ -1,9 +1,11 @@
 """Rotating SECRET_KEY (the old key kept in SECRET_KEY_FALLBACKS) keeps every second factor:
 TOTP secrets open under the old key and are sealed again under the new one, recovery codes
-still match, and ``secret-key reseal`` lets the old key go."""
+still match, and ``secret-key reseal`` lets the old key go. Sessions, API tokens and
+emailed links made under the old key keep working too, and still die with the password."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -177,3 +179,319 @@ def test_a_secret_replaced_meanwhile_is_not_resealed_over(
     db.session.refresh(user)
     assert user.totp_secret is None
 
+
+
+# Sessions, API tokens and emailed links made under the old key -------------------------
+#
+# Each names the password it was granted on by a fingerprint keyed with SECRET_KEY, and
+# links are signed with it: while the old key is a fallback they keep working, and a
+# password set again since still ends them, whichever key made them.
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def _granted_on(client: FlaskClient) -> str:
+    from bastion.auth.sessions import GRANTED_ON_KEY
+
+    with client.session_transaction() as sess:
+        return str(sess[GRANTED_ON_KEY])
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import jwt
+
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+@pytest.mark.asvs("V11.2.2", "V7.2.1")
+def test_a_browser_session_lives_through_a_rotation_and_moves_to_the_new_key(
+    app: Flask, client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.security.passwords import password_fingerprint
+
+    sign_in(client, "alice")
+    old = _rotate(app, monkeypatch)
+    assert _granted_on(client) == password_fingerprint(user.password_changed_at, key=old)
+    assert is_signed_in(client)
+    # Renamed under the new key (and the cookie signed again with it) on that request...
+    assert _granted_on(client) == password_fingerprint(user.password_changed_at)
+    # ...so the session no longer needs the old key.
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [])
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V11.2.2", "V7.2.1")
+def test_without_the_fallback_a_session_from_before_the_rotation_is_signed_out(
+    app: Flask, client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cookie no longer verifies; and one signed anew (here by the test) whose
+    fingerprint no configured key made is refused and its record ended, not a 500."""
+    from bastion.auth.sessions import GRANTED_ON_KEY
+    from bastion.models import UserSession
+    from bastion.security.passwords import password_fingerprint
+
+    sign_in(client, "alice")
+    forged = app.test_client()
+    sign_in(forged, "alice")
+    _rotate(app, monkeypatch)
+    with forged.session_transaction() as sess:  # signed again under the new key
+        sess[GRANTED_ON_KEY] = password_fingerprint(user.password_changed_at, key=LOST_KEY)
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [])
+    assert client.get("/account").status_code == 302 and not is_signed_in(client)
+    assert forged.get("/account").status_code == 302 and not is_signed_in(forged)
+    assert sum(s.revoked_at is None for s in db.session.scalars(select(UserSession))) == 1
+
+
+@pytest.mark.asvs("V11.2.2", "V9.1.1")
+def test_api_tokens_issued_before_the_rotation_keep_working(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.security.passwords import password_fingerprint
+    from tests.api.conftest import Api
+
+    api = Api(app.test_client())
+    pair = api.tokens_for(user)
+    _rotate(app, monkeypatch)
+    assert api.call("GET", "/me", pair["access_token"]).status_code == 200
+    rotated = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert rotated.status_code == 200, rotated.get_json()
+    fresh = rotated.get_json()
+    # The new pair stands on the password under the new key: it outlives the fallback.
+    assert _claims(fresh["access_token"])["pwd"] == password_fingerprint(user.password_changed_at)
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [])
+    assert api.call("GET", "/me", fresh["access_token"]).status_code == 200
+
+
+@pytest.mark.asvs("V11.2.2", "V9.1.1")
+def test_without_the_fallback_api_tokens_from_before_the_rotation_are_refused(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.api.conftest import Api
+
+    api = Api(app.test_client())
+    pair = api.tokens_for(user)
+    _rotate(app, monkeypatch, keep_old=False)
+    me = api.call("GET", "/me", pair["access_token"])
+    assert me.status_code == 401, me.get_json()
+    refresh = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401, refresh.get_json()
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.3")
+def test_a_password_change_after_the_rotation_ends_sessions_and_tokens_from_before(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.account.services import change_password
+    from tests.api.conftest import Api
+    from tests.factories import PASSWORD
+
+    laptop = app.test_client()
+    sign_in(laptop, "alice")
+    api = Api(app.test_client())
+    pair = api.tokens_for(user)
+    _rotate(app, monkeypatch)
+    assert is_signed_in(laptop)  # now renamed under the new key
+    with app.test_request_context():
+        change_password(user, PASSWORD, NEW_PASSWORD)
+    assert not is_signed_in(laptop)
+    assert api.call("GET", "/me", pair["access_token"]).status_code == 401
+    refresh = api.call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401
+
+
+@pytest.mark.asvs("V7.4.3")
+def test_a_grant_made_under_the_old_key_still_dies_with_its_password(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the sessions ended (a sign-in that checked the old password while a change
+    committed): only the fingerprint tells, and under the fallback it names the old
+    password, not the one set since."""
+    import uuid
+    from datetime import timedelta
+
+    from bastion.api import tokens
+    from bastion.auth.services import set_password
+    from bastion.security.passwords import password_fingerprint
+    from tests.api.conftest import Api
+
+    phone = app.test_client()
+    sign_in(phone, "alice")
+    old = _rotate(app, monkeypatch)
+    stood_on = password_fingerprint(user.password_changed_at, key=old)
+    set_password(user, NEW_PASSWORD, commit=True)  # no session ended, no token revoked
+    assert not is_signed_in(phone)
+    # Issued after the change (its ``iat`` passes) on the password checked before it.
+    raced = tokens._encode(user, "access", timedelta(minutes=15), jti=uuid.uuid4().hex,
+                           family="r" * 32, password=stood_on)
+    assert Api(app.test_client()).call("GET", "/me", raced).status_code == 401
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.asvs("V11.2.2", "V7.4.1")
+def test_workers_restarted_with_the_new_key_take_tokens_from_before_from_their_snapshots(
+    make_app: Callable[..., Flask], redis_url: str
+) -> None:
+    """As deployed: Redis holds the users' stamps and each worker its snapshots of their
+    state (``bastion.api.user_states``); the workers restart with the new key."""
+    import os
+
+    from tests.api.conftest import Api
+
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "RATELIMIT_KEY_PREFIX": prefix}
+    before = make_app(backend="postgres", **shared)
+    old = str(before.config["SECRET_KEY"])
+    with before.app_context():
+        person = UserFactory(username="wanda", email="wanda@example.org")
+        db.session.commit()
+        db.session.remove()
+    pair = Api(before.test_client()).tokens_for(person)
+
+    def restarted(fallbacks: list[str]) -> Api:
+        worker = make_app(DATABASE_URL=before.config["DATABASE_URL"], SECRET_KEY=NEW_KEY,
+                          SECRET_KEY_FALLBACKS=fallbacks, **shared)
+        return Api(worker.test_client())
+
+    with_old, without = restarted([old]), restarted([])
+    for _ in range(2):  # the second call is answered from the worker's snapshot
+        assert with_old.call("GET", "/me", pair["access_token"]).status_code == 200
+        assert without.call("GET", "/me", pair["access_token"]).status_code == 401
+
+
+def _request_reset(client: FlaskClient, outbox: Any, address: str) -> str:
+    post_form(client, "/auth/reset", {"email": address})
+    return str(outbox.link(address, "/auth/reset/"))
+
+
+def _reset(client: FlaskClient, link: str) -> Any:
+    form = {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    return post_form(client, "/auth/reset", form, action=link)
+
+
+@pytest.mark.asvs("V11.2.2", "V6.4.3")
+def test_a_reset_link_mailed_before_the_rotation_works_once(
+    app: Flask, client: FlaskClient, user: User, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = _request_reset(client, outbox, "alice@example.org")
+    _rotate(app, monkeypatch)
+    assert client.get(link).status_code == 200
+    assert _reset(client, link).status_code == 302
+    assert client.get(link).status_code == 404  # single use, as before
+    sign_in(client, "alice", NEW_PASSWORD)
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V11.2.2", "V6.4.1")
+def test_an_email_change_link_made_before_the_rotation_works_once(
+    app: Flask, client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.auth import links
+
+    link = f"/account/email/{links.make_token('email_change', user, new='alice2@example.org')}"
+    _rotate(app, monkeypatch)
+    assert post_form(client, link, {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice2@example.org"
+    assert client.get(link).status_code == 404
+
+
+@pytest.mark.asvs("V11.2.2", "V6.4.1")
+def test_a_confirmation_link_mailed_before_the_rotation_confirms(
+    app: Flask, client: FlaskClient, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post_form(client, "/auth/register", {"username": "newbie", "email": "newbie@example.org",
+                                         "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    link = outbox.link("newbie@example.org", "/auth/confirm/")
+    _rotate(app, monkeypatch)
+    assert post_form(client, link, {}).status_code == 302
+    sign_in(client, "newbie", NEW_PASSWORD)
+    assert is_signed_in(client)
+
+
+@pytest.mark.asvs("V11.2.2", "V6.4.1", "V6.4.3")
+@pytest.mark.parametrize("kind", ["reset", "email_change", "confirm"])
+def test_without_the_fallback_links_mailed_before_the_rotation_are_dead(
+    app: Flask, client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from bastion.auth import links
+    from tests.support.auth import csrf_token
+
+    user.email_confirmed_at = None
+    db.session.commit()
+    extra = {"new": "alice2@example.org"} if kind == "email_change" else {}
+    page = {"reset": "/auth/reset/", "email_change": "/account/email/",
+            "confirm": "/auth/confirm/"}[kind]
+    link = page + links.make_token(kind, user, **extra)
+    _rotate(app, monkeypatch, keep_old=False)
+    assert client.get(link).status_code == 404
+    form = {"csrf_token": csrf_token(client, "/auth/login"), "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD}
+    assert client.post(link, data=form).status_code == 404
+    db.session.refresh(user)
+    assert user.email == "alice@example.org" and user.email_confirmed_at is None
+
+
+@pytest.mark.asvs("V6.4.3")
+def test_a_link_made_under_the_old_key_still_expires(
+    app: Flask, client: FlaskClient, user: User, outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from itsdangerous.timed import TimestampSigner
+
+    issued = time.time() - 3601  # RESET_MINUTES is 60
+    with monkeypatch.context() as clock:
+        clock.setattr(TimestampSigner, "get_timestamp", lambda self: int(issued))
+        link = _request_reset(client, outbox, "alice@example.org")
+    _rotate(app, monkeypatch)
+    assert client.get(link).status_code == 404
+    assert _reset(client, link).status_code == 404
+
+
+@pytest.mark.asvs("V11.2.2")
+def test_links_made_after_the_rotation_are_signed_with_the_new_key(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.auth import links
+
+    _rotate(app, monkeypatch)
+    token = links.make_token("reset", user)
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [])
+    assert links.read_token("reset", token, 3600) is not None
+
+
+@pytest.mark.asvs("V11.2.2")
+def test_during_a_rotation_a_grant_under_the_new_key_costs_one_comparison(
+    app: Flask, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallbacks are looked at only when the current key's fingerprint did not match:
+    the check every signed-in request and API call makes costs what it did before."""
+    import hmac
+    from types import SimpleNamespace
+
+    from bastion.api import tokens
+    from bastion.auth import sessions
+    from tests.api.conftest import Api
+
+    _rotate(app, monkeypatch)
+    browser = app.test_client()
+    sign_in(browser, "alice")
+    api = Api(app.test_client())
+    access = api.tokens_for(user)["access_token"]
+
+    def no_second_look(*_args: object) -> bool:
+        raise AssertionError("a fallback fingerprint was asked for")
+
+    monkeypatch.setattr(sessions, "matches_older_fingerprint", no_second_look)
+    assert is_signed_in(browser)
+    compared: list[object] = []
+
+    def compare_digest(a: str, b: str) -> bool:
+        compared.append(a)
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(tokens, "hmac", SimpleNamespace(compare_digest=compare_digest))
+    assert api.call("GET", "/me", access).status_code == 200
+    assert len(compared) == 1
