@@ -270,13 +270,17 @@ def test_password_inputs_are_masked_and_pasteable(client: FlaskClient, user: Use
         assert 'autocomplete="off"' not in tag  # password managers stay welcome
 
 
-@pytest.mark.parametrize("session_id", ["0", "2147483648", "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "session_id", ["2147483647", "0", "007", "2147483648", "99999999999999999999999"]
+)
 def test_revoking_unknown_session_ids_is_a_clean_message(client: FlaskClient, user: User,
                                                          session_id: str) -> None:
     sign_in(client, "alice")
     resp = post_form(client, "/account", {}, action=f"/account/sessions/{session_id}/revoke")
     if int(session_id) > 2**31 - 1:  # no id that large can exist: the site-wide 404
         assert resp.status_code == 404 and b"There is nothing with that id." in resp.data
+    elif session_id != str(int(session_id)) or session_id == "0":
+        assert resp.status_code == 404  # not an id's spelling (ids start at 1): the router's
     else:
         assert resp.status_code == 302
         assert b"not found" in client.get("/account").data
