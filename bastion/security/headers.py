@@ -140,11 +140,16 @@ def _is_private(req: Request, response: Response) -> bool:
     if req.endpoint == "static" and response.status_code < 400:
         return False
     sess = session._get_current_object()  # type: ignore[attr-defined]
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
     return bool(
         "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
         or sess.modified  # it sets or clears the session cookie (a flash shown, an end)
         or any(key in sess for key in _PRIVATE_SESSION_KEYS)
         or is_link_path(req.path)
-        or (user and user.is_authenticated)
+        # Last: it may load the user from the database (down, while an outage page is sent).
+        or _signed_in()
     )
+
+
+def _signed_in() -> bool:
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    return bool(user and user.is_authenticated)
