@@ -23,9 +23,10 @@ then asks for the bytes. The store is bounded by bytes and entries.
 
 Pages are stored under their endpoint and converted URL arguments, not the raw path: the
 router already answers only the canonical spelling of an id (``bastion.routing``), and a
-converter that let other spellings through would still not add entries. Entries under a query string, which any client can vary without end, are
-held to a share of the store of their own: a flood of random query strings empties only
-that share, never the pages every reader asks for.
+converter that let other spellings through would still not add entries. Entries under a
+query string, which any client can vary without end, are held to a share of the store of
+their own: a flood of random query strings empties only that share, never the pages every
+reader asks for.
 """
 
 from __future__ import annotations

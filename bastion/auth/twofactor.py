@@ -39,7 +39,7 @@ from bastion.models import RecoveryCode, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
 from bastion.security import audit
-from bastion.security.tokens import keyed_digest, keyed_digests
+from bastion.security.tokens import keyed_digest, keyed_digests, secret_keys
 
 ISSUER = "Bastion"
 RECOVERY_CODE_COUNT = 10
@@ -60,9 +60,7 @@ def _fernet(secret_key: str | None = None) -> Fernet:
 
 def _fernets() -> list[Fernet]:
     """The current key's Fernet first (the one that seals), then each fallback's."""
-    cfg = current_app.config
-    keys = [cfg["SECRET_KEY"], *(cfg.get("SECRET_KEY_FALLBACKS") or ())]
-    return [_fernet(str(key)) for key in keys]
+    return [_fernet(str(key)) for key in secret_keys()]
 
 
 def _open(sealed: str) -> tuple[str, bool] | None:

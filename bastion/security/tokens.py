@@ -45,10 +45,14 @@ def keyed_digests(purpose: bytes, value: str) -> list[str]:
     For checking a digest made before the key was rotated: while an old key is kept as a
     fallback, what it made still matches. Making a digest always uses the current key.
     """
+    return [_hmac_hex(key, purpose, value) for key in secret_keys()]
+
+
+def secret_keys() -> list[object]:
+    """SECRET_KEY, the one that makes things, then each of :func:`fallback_keys`."""
     from flask import current_app
 
-    keys = [current_app.config["SECRET_KEY"], *fallback_keys()]
-    return [_hmac_hex(key, purpose, value) for key in keys]
+    return [current_app.config["SECRET_KEY"], *fallback_keys()]
 
 
 def _hmac_hex(key: object, purpose: bytes, value: str) -> str:
