@@ -302,6 +302,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     unparsable = _normalise(app)
     if env_name == "development" and not app.config.get("SECRET_KEY") and not unread:
         app.config["SECRET_KEY"] = _instance_secret(app)
+    _csrf_keys(app.config)
     if env_name != "production" and not app.config.get("JWT_KEYS") and not unread:
         from bastion.api.keys import instance_keyset
 
@@ -518,6 +519,19 @@ def _origin_problem(origin: str) -> str:
         f"BASTION_CORS_ORIGINS entry {origin!r} is not an origin like https://app.example.org "
         "(lower case, no path; never null or *)"
     )
+
+
+def _csrf_keys(cfg: Any) -> None:
+    """Form tokens signed with SECRET_KEY and checked under its fallbacks too.
+
+    Flask-WTF signs and checks its CSRF tokens with one key (``WTF_CSRF_SECRET_KEY``, else
+    ``SECRET_KEY``), so every form open in a browser during a key rotation was refused once.
+    Its signer (itsdangerous) takes a list: it signs with the last key and checks under
+    each. Left alone when ``WTF_CSRF_SECRET_KEY`` is set on its own.
+    """
+    fallbacks = cfg.get("SECRET_KEY_FALLBACKS")
+    if fallbacks and cfg.get("SECRET_KEY") and cfg.get("WTF_CSRF_SECRET_KEY") is None:
+        cfg["WTF_CSRF_SECRET_KEY"] = [*fallbacks, cfg["SECRET_KEY"]]
 
 
 def _normalise(app: Flask) -> list[str]:

@@ -495,3 +495,33 @@ def test_during_a_rotation_a_grant_under_the_new_key_costs_one_comparison(
     monkeypatch.setattr(tokens, "hmac", SimpleNamespace(compare_digest=compare_digest))
     assert api.call("GET", "/me", access).status_code == 200
     assert len(compared) == 1
+
+
+def _form_before_and_post_after(
+    make_app: Callable[..., Flask], **after: Any
+) -> int:
+    """A sign-in form opened under OLD_FORM_KEY, sent after a restart with NEW_KEY."""
+    import re
+
+    before = make_app(SECRET_KEY=OLD_FORM_KEY).test_client()
+    page = before.get("/auth/login")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.get_data(as_text=True))
+    assert token is not None
+    cookie = before.get_cookie("__Host-session")
+    assert cookie is not None
+    client = make_app(SECRET_KEY=NEW_KEY, **after).test_client()
+    client.set_cookie("__Host-session", cookie.value)
+    form = {"csrf_token": token.group(1), "login": "nobody", "password": "not the password"}
+    return client.post("/auth/login", data=form).status_code
+
+
+OLD_FORM_KEY = "old-form-key-" + "y" * 51
+
+
+@pytest.mark.asvs("V11.2.2", "V3.5.1")
+def test_a_form_opened_before_the_rotation_is_accepted_while_the_old_key_is_a_fallback(
+    make_app: Callable[..., Flask],
+) -> None:
+    # Past the CSRF check: the sign-in itself answers (wrong password), not a 400.
+    assert _form_before_and_post_after(make_app, SECRET_KEY_FALLBACKS=[OLD_FORM_KEY]) != 400
+    assert _form_before_and_post_after(make_app) == 400  # without the fallback: refused
