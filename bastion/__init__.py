@@ -44,6 +44,7 @@ def register_extensions(app: Flask) -> None:
     from bastion.api.auth import offer_state_read
     from bastion.dbmigrate import init_migrations
     from bastion.extensions import csrf, db, limiter, login_manager
+    from bastion.models.sqlite import enforce_foreign_keys
     from bastion.security import ratelimit_storage
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
@@ -53,6 +54,9 @@ def register_extensions(app: Flask) -> None:
 
     app.session_interface = CookieFirstSessionInterface()
     db.init_app(app)
+    with app.app_context():  # the engines exist now; none has connected yet
+        for engine in db.engines.values():
+            enforce_foreign_keys(engine)
     init_migrations(app)  # Flask-Migrate loads when something migrates
     csrf.init_app(app)
     login_manager.init_app(app)

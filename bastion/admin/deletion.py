@@ -17,16 +17,16 @@ rows (their access tokens are refused at once, even on SQLite, which may give a 
 account the same id), personal tokens are gone, and the user's state stamp
 (``bastion.api.user_states``) is replaced as for any deleted user.
 
-PostgreSQL cascades from ``users`` to every row that references it; SQLite (development)
-enforces no foreign keys, so those rows are deleted by statement here, which finds nothing
-left where the database has cascaded.
+The database cascades from ``users`` to every row that references it (ON DELETE CASCADE,
+enforced on SQLite too: ``bastion.models.sqlite``); only the images are handled in code,
+for their files.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
 
 from bastion import pagecache
 from bastion.admin.services import (
@@ -44,16 +44,7 @@ from bastion.admin.services import (
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
-from bastion.models import (
-    ApiToken,
-    Article,
-    Comment,
-    RecoveryCode,
-    RefreshToken,
-    Upload,
-    User,
-    UserSession,
-)
+from bastion.models import Article, Comment, Upload, User
 from bastion.models.locks import lock_user
 from bastion.security import audit
 
@@ -153,21 +144,6 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str) -> Non
         raise
 
 
-def _delete_what_references(user_id: int) -> None:
-    """Delete the rows that reference the user, for databases that do not cascade."""
-    owned = _owned_articles(user_id)
-    statements = (
-        delete(Comment).where(or_(Comment.author_id == user_id, Comment.article_id.in_(owned))),
-        delete(Article).where(Article.author_id == user_id),
-        delete(UserSession).where(UserSession.user_id == user_id),
-        delete(RefreshToken).where(RefreshToken.user_id == user_id),
-        delete(ApiToken).where(ApiToken.user_id == user_id),
-        delete(RecoveryCode).where(RecoveryCode.user_id == user_id),
-    )
-    for statement in statements:
-        db.session.execute(statement.execution_options(synchronize_session=False))
-
-
 def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletion:
     """Delete ``user`` and everything that is theirs (see the module), audited.
 
@@ -184,8 +160,9 @@ def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletio
     summary = deletion_summary(user)
     ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
     db.session.delete(user)
-    db.session.flush()  # the uploads hook hands over and removes images before the row goes
-    _delete_what_references(user_id)
+    # The uploads hook hands over and removes images before the row goes; the database
+    # takes the rest along with it.
+    db.session.flush()
     audit.record(
         "user.deleted",
         actor_id=audit_actor_id(actor),

@@ -224,8 +224,8 @@ def load_user(user_id: str) -> User | None:
         _forget_sign_in()
         return None
     user = record.user
-    # None: the account was deleted by a statement that left its session rows (SQLite
-    # enforces no foreign keys here), e.g. a bulk delete from a shell.
+    # Never None while the foreign key holds (enforced on SQLite too: the record goes with
+    # its account); a guard, so a row left without its user signs nobody in.
     if user is None or not user.is_active:
         _forget_sign_in()
         return None

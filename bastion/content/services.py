@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, update
 from sqlalchemy.orm import defer, joinedload, lazyload, load_only
 from sqlalchemy.orm.interfaces import LoaderOption
 
@@ -460,15 +460,8 @@ def delete_article(actor: User, article: Article) -> None:
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
                       {"article_id": article.id})
-    article_id = article.id
+    # The database takes the comments along (ON DELETE CASCADE, SQLite included).
     db.session.delete(article)
-    db.session.flush()
-    # PostgreSQL cascades to the comments; SQLite enforces no foreign keys, and the ORM
-    # deletes only the comments it had loaded, so the rest would stay behind as orphans.
-    db.session.execute(
-        delete(Comment).where(Comment.article_id == article_id),
-        execution_options={"synchronize_session": False},
-    )
     db.session.commit()
     pagecache.clear()
 
@@ -510,7 +503,7 @@ def _still_published(article_id: int) -> bool:
     """Whether the article is still published, and stays so until commit.
 
     It may have been unpublished or deleted since the check: a comment would then land on
-    a draft or stay behind as an orphan (SQLite enforces no foreign keys).
+    a draft, or be refused by the foreign key (a 500 instead of the 404).
     """
     return _lock_row(Article, article_id, Article.status == "published")
 

@@ -1,4 +1,6 @@
 import logging
+from collections import Counter
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -72,6 +74,66 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+DANGLING_REFERENCES = (
+    "The migration left rows that point at rows that do not exist ({found}): SQLite "
+    "checked no foreign keys while it ran, as batch mode recreates tables. Fix the "
+    "revision; the rows are listed by `PRAGMA foreign_key_check`."
+)
+
+
+def _dangling_references(connection):
+    """How many rows of each (table, referenced table) point at a missing row (SQLite)."""
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    connection.commit()
+    return Counter((row[0], row[2]) for row in rows)
+
+
+def _set_foreign_keys(connection, on):
+    """Set SQLite's foreign-key enforcement on ``connection``, and make sure it took: the
+    pragma does nothing inside a transaction, and a batch step that drops a table with
+    enforcement on deletes (cascades to) every row that references it."""
+    if connection.in_transaction():
+        connection.rollback()
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    state = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    connection.commit()  # ends SQLAlchemy's autobegun transaction; Alembic begins its own
+    if bool(state) != on:
+        raise CommandError(f"SQLite refused to turn foreign keys {'on' if on else 'off'}.")
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection):
+    """SQLite: foreign keys off while migrations run, checked and on again afterwards.
+
+    Batch mode changes a SQLite table by creating a new one, copying the rows, dropping the
+    old one and renaming: with enforcement on (``bastion.models.sqlite``), the drop would
+    delete the rows of every table that references it (ON DELETE CASCADE) or be refused.
+    The check afterwards fails loudly on references the migration left pointing nowhere;
+    ones that were there before it ran (a database from when SQLite enforced nothing) are
+    logged. The connection goes back to the pool with enforcement on again.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    _set_foreign_keys(connection, on=False)
+    try:
+        before = _dangling_references(connection)
+        if before:
+            logger.warning("rows pointing at missing rows before migrating: %s",
+                           _describe(before))
+        yield
+        new = _dangling_references(connection) - before
+        if new:
+            raise CommandError(DANGLING_REFERENCES.format(found=_describe(new)))
+    finally:
+        _set_foreign_keys(connection, on=True)
+
+
+def _describe(references):
+    return ", ".join(f"{table} -> {parent}: {count}"
+                     for (table, parent), count in sorted(references.items()))
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -97,7 +159,7 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    with connectable.connect() as connection, sqlite_foreign_keys_off(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -2,10 +2,10 @@
 
 The database removes ``uploads`` rows with their article or owner (ON DELETE CASCADE), but
 files are not in the database. A ``before_flush`` hook notes the files of everything being
-deleted (and deletes the rows itself, for SQLite without foreign-key enforcement); the files
-are unlinked only ``after_commit``, so a rolled-back delete keeps its files. A DELETE
-statement on users run through the session (``delete(User)``) is handled the same way,
-just before it runs.
+deleted (and deletes those rows itself, before their parents, so the files noted are
+exactly the rows that go); the files are unlinked only ``after_commit``, so a rolled-back
+delete keeps its files. A DELETE statement on users run through the session
+(``delete(User)``) is handled the same way, just before it runs.
 
 A user who goes takes their own images along (their photo, the images of their articles,
 images attached to no article), but not the images they put into someone else's article

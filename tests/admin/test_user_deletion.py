@@ -481,22 +481,23 @@ def test_an_upload_whose_uploader_is_deleted_meanwhile_ends_signed_out(
     assert browser.get("/account").headers["Location"].startswith("/auth/login")
 
 
-@pytest.fixture
-def postgres_app(make_app: Callable[..., Flask]) -> Flask:
-    """Comments need a database that enforces foreign keys to be refused (not SQLite)."""
-    return make_app(backend="postgres")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fk_app(make_app: Callable[..., Flask], request: pytest.FixtureRequest) -> Flask:
+    """An app of its own: the deletion runs in another thread, outside the test's context.
+    The refusal comes from the database's foreign key, enforced on both (SQLite too)."""
+    return make_app(backend=request.param)
 
 
 @pytest.mark.asvs("V16.5.1", "V16.5.3")
 @pytest.mark.parametrize("via", ["page", "api"])
 def test_a_comment_racing_its_authors_deletion_ends_signed_out(
-    postgres_app: Flask, monkeypatch: pytest.MonkeyPatch, via: str
+    fk_app: Flask, monkeypatch: pytest.MonkeyPatch, via: str
 ) -> None:
     """The comment passed its checks; the deletion commits before it is written, and the
     database refuses a comment by an account that no longer exists: a 401, not a 500."""
     from bastion.security import authz
 
-    app = postgres_app
+    app = fk_app
     with app.app_context():
         boss = UserFactory(role_name="admin")
         target = UserFactory()
