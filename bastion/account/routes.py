@@ -17,7 +17,7 @@ from bastion.account.forms import (
     SecondFactorForm,
 )
 from bastion.api.web.routes import tokens_context
-from bastion.auth import throttle, twofactor
+from bastion.auth import recovery_keys, throttle, twofactor
 from bastion.auth.forms import EmptyForm, forget_code
 from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
@@ -47,7 +47,7 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
         "empty_form": EmptyForm(),
         "sessions": list_sessions(user.id),
         "current_session_id": record.id if record else None,
-        "recovery_left": twofactor.remaining_recovery_codes(user) if user.has_2fa else 0,
+        "recovery": recovery_keys.status(user.id) if user.has_2fa else None,
         "fresh": is_fresh(),
         # The API tokens section (account/_tokens.html) lives with the API package.
         **tokens_context(user),

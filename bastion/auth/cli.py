@@ -22,7 +22,7 @@ from bastion.admin.services import (
     set_role,
     sign_out_everywhere,
 )
-from bastion.auth import registration, twofactor
+from bastion.auth import recovery_keys, registration, twofactor
 from bastion.auth.services import canonical_username, find_login_user
 from bastion.cli import DatabaseGroup
 from bastion.extensions import db
@@ -168,9 +168,13 @@ def reseal(batch_size: int) -> None:
     from bastion.security import audit
 
     done = twofactor.reseal_all(batch_size)
+    codes = recovery_keys.report()
     audit.record("cli.totp_secrets_resealed", details={
         "resealed": done.resealed, "current": done.current, "changed": done.changed,
-        "unreadable": len(done.unreadable), **console_operator()})
+        "unreadable": len(done.unreadable),
+        "recovery_codes_under_fallbacks": codes.under_fallbacks,
+        "recovery_codes_unrecorded": codes.unrecorded,
+        "recovery_codes_retired": codes.retired, **console_operator()})
     click.echo(f"{done.resealed} TOTP secret(s) sealed again under the current key, "
                f"{done.current} already were, {done.changed} changed meanwhile.")
     if done.unreadable:
@@ -179,6 +183,26 @@ def reseal(batch_size: int) -> None:
                    f"account(s), left unchanged (user ids: {ids}): add the key that sealed "
                    "them to BASTION_SECRET_KEY_FALLBACKS and run this again, or reset their "
                    "2FA (users reset-2fa).", err=True)
-    if current_app.config["SECRET_KEY_FALLBACKS"]:
-        click.echo("Recovery codes made before the rotation work only while their key stays "
-                   "in BASTION_SECRET_KEY_FALLBACKS (see docs/authentication.md).", err=True)
+    _report_recovery_codes(codes, bool(current_app.config["SECRET_KEY_FALLBACKS"]))
+
+
+def _report_recovery_codes(codes: recovery_keys.KeyReport, fallbacks: bool) -> None:
+    """Recovery codes cannot be resealed: say which fallback keys they still need."""
+    for position, accounts in sorted(codes.by_fallback.items()):
+        click.echo(f"{accounts} account(s) hold recovery codes made under fallback key "
+                   f"{position} of BASTION_SECRET_KEY_FALLBACKS: they stop working when it "
+                   "is dropped; the account page asks their owners to make new ones.",
+                   err=True)
+    if codes.unrecorded and fallbacks:
+        click.echo(f"{codes.unrecorded} account(s) hold recovery codes made before Bastion "
+                   "recorded their key: they work only while the key that made them is "
+                   "configured (a code used once names its set).", err=True)
+    if codes.retired:
+        click.echo(f"{codes.retired} account(s) hold recovery codes made under a key that is "
+                   "no longer configured: those codes no longer work. Their owners can make "
+                   "new ones after signing in with their app, or reset their 2FA "
+                   "(users reset-2fa).", err=True)
+    if fallbacks and not codes.under_fallbacks and not codes.unrecorded:
+        click.echo("No recovery code needs BASTION_SECRET_KEY_FALLBACKS any more (sessions, "
+                   "tokens and links from before the rotation do until they expire; see "
+                   "docs/authentication.md).")

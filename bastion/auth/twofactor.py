@@ -10,7 +10,8 @@ key is sealed again under the current one as soon as its owner proves a code (in
 transaction that spends the code), and ``reseal_all`` does the rest, so the fallback can be
 dropped. Recovery codes are stored only as keyed digests and match under any of those keys;
 they cannot be recomputed, so an old key must stay a fallback while codes made under it are
-still needed (docs/authentication.md).
+still needed; each code names its key (``recovery_keys``), so that is known
+(docs/authentication.md).
 
 Replay: the time step of every accepted code is stored (``totp_last_step``) and codes at or
 below it are refused, with a conditional UPDATE so two simultaneous uses cannot both win.
@@ -33,6 +34,7 @@ from flask import current_app
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from bastion.auth import recovery_keys
 from bastion.extensions import db
 from bastion.mail import send_mail, site_url
 from bastion.models import RecoveryCode, User, utcnow
@@ -287,7 +289,10 @@ def new_recovery_codes(user: User) -> list[str]:
     # deletes the first's.
     lock_user(user.id)
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_code_hash(c)) for c in codes)
+    made_by = recovery_keys.current_key_id()
+    db.session.add_all(
+        RecoveryCode(user_id=user.id, code_hash=_code_hash(c), key_id=made_by) for c in codes
+    )
     return codes
 
 
@@ -304,15 +309,18 @@ def remaining_recovery_codes(user: User) -> int:
 def use_recovery_code(user: User, code: str) -> bool:
     if not 16 <= len(_normalise_code(code)) <= 40:
         return False
+    digests = _code_hashes(code)
     used = affected_rows(db.session.execute(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash.in_(_code_hashes(code)),
+            RecoveryCode.code_hash.in_(digests),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())
     ))
+    if used == 1:
+        recovery_keys.name_unrecorded_set(user.id, digests)
     db.session.commit()
     if used == 1:
         audit.record("2fa.recovery_code_used", actor_id=user.id, target_user_id=user.id,

@@ -55,6 +55,16 @@ def secret_keys() -> list[object]:
     return [current_app.config["SECRET_KEY"], *fallback_keys()]
 
 
+def key_id(key: object) -> str:
+    """A short public name for one of :func:`secret_keys`, stored beside what it made.
+
+    Why: digests that cannot be recomputed (recovery codes) keep the name of the key that
+    made them, so an operator can tell when a fallback key no longer serves anyone. 64 bits
+    of an HMAC of a constant: it tells which key, and nothing that helps guess one.
+    """
+    return _hmac_hex(key, b"key-id:", "")[:16]
+
+
 def _hmac_hex(key: object, purpose: bytes, value: str) -> str:
     return hmac.new(str(key).encode(), purpose + value.encode(), hashlib.sha256).hexdigest()
 

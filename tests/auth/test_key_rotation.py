@@ -12,13 +12,14 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bastion.auth import twofactor
+from bastion.auth import recovery_keys, twofactor
 from bastion.extensions import db
-from bastion.models import AuditEvent, User
+from bastion.models import AuditEvent, RecoveryCode, User
+from bastion.security.tokens import key_id
 from tests.factories import UserFactory
-from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
 from tests.support.accounts import post_form, unused_code
 
 NEW_KEY = "n3w-" + "Qm7Rt5Yp1Vb8Nc4Hd6Jf0Gs3AeZx9Qw2L" * 2
@@ -525,3 +526,107 @@ def test_a_form_opened_before_the_rotation_is_accepted_while_the_old_key_is_a_fa
     # Past the CSRF check: the sign-in itself answers (wrong password), not a 400.
     assert _form_before_and_post_after(make_app, SECRET_KEY_FALLBACKS=[OLD_FORM_KEY]) != 400
     assert _form_before_and_post_after(make_app) == 400  # without the fallback: refused
+
+
+# Recovery codes name their key ---------------------------------------------------------
+def _codes_of(user: User) -> list[RecoveryCode]:
+    return list(db.session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id)))
+
+
+def _reseal(runner: FlaskCliRunner) -> str:
+    result = runner.invoke(args=["secret-key", "reseal"])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.asvs("V6.5.2", "V11.2.2")
+def test_recovery_codes_name_the_key_that_made_them(
+    app: Flask, totp_user: tuple[User, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, _ = totp_user
+    codes = _codes_of(user)
+    assert len(codes) == 10
+    assert {c.key_id for c in codes} == {key_id(app.config["SECRET_KEY"])}
+    assert recovery_keys.status(user.id) == recovery_keys.CodeStatus(10, "current")
+    _rotate(app, monkeypatch)
+    assert recovery_keys.status(user.id).key == "fallback"
+    twofactor.regenerate(user)
+    assert {c.key_id for c in _codes_of(user)} == {key_id(NEW_KEY)}
+    assert recovery_keys.status(user.id).key == "current"
+
+
+@pytest.mark.asvs("V11.2.2", "V6.5.2", "V16.2.1")
+def test_reseal_says_which_fallback_recovery_codes_still_need(
+    app: Flask, runner: FlaskCliRunner, totp_user: tuple[User, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, _ = totp_user
+    enable_2fa(UserFactory(username="rhea", email="rhea@example.org"))
+    _rotate(app, monkeypatch)
+    out = _reseal(runner)
+    assert ("2 account(s) hold recovery codes made under fallback key 1 of "
+            "BASTION_SECRET_KEY_FALLBACKS") in out
+    assert "No recovery code needs" not in out
+    (event,) = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "cli.totp_secrets_resealed"))
+    assert event.details["recovery_codes_under_fallbacks"] == 2
+
+    twofactor.regenerate(user)
+    out = _reseal(runner)
+    assert "1 account(s) hold recovery codes made under fallback key 1" in out
+    twofactor.regenerate(db.session.scalar(select(User).where(User.username == "rhea")))
+    out = _reseal(runner)
+    assert "No recovery code needs BASTION_SECRET_KEY_FALLBACKS any more" in out
+    assert "hold recovery codes" not in out
+
+
+@pytest.mark.asvs("V6.5.2", "V11.2.2")
+def test_a_set_made_before_keys_were_named_is_named_by_the_code_that_matches(
+    app: Flask, runner: FlaskCliRunner, client: FlaskClient, totp_user: tuple[User, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Codes from before migration 0012 have no key name; the first one used tells it,
+    for the whole set (its ten codes were made together)."""
+    user, _ = totp_user
+    db.session.execute(
+        update(RecoveryCode).where(RecoveryCode.user_id == user.id).values(key_id=None))
+    db.session.commit()
+    old = _rotate(app, monkeypatch)
+    assert recovery_keys.status(user.id).key == "unrecorded"
+    assert "1 account(s) hold recovery codes made before Bastion recorded their key" in (
+        _reseal(runner))
+
+    sign_in(client, "tess")
+    assert _code_step(client, user._test_recovery_codes[3]).status_code == 302
+    assert {c.key_id for c in _codes_of(user)} == {key_id(old)}
+    assert recovery_keys.status(user.id) == recovery_keys.CodeStatus(9, "fallback")
+    assert recovery_keys.report().by_fallback == {1: 1}
+
+
+@pytest.mark.asvs("V6.5.2", "V11.2.2")
+def test_the_account_page_asks_for_new_codes_once_their_key_is_a_fallback_or_gone(
+    app: Flask, client: FlaskClient, runner: FlaskCliRunner, totp_user: tuple[User, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, secret = totp_user
+    user.totp_last_step = None
+    db.session.commit()
+    assert _signs_in_with_totp(client, user, secret)
+    assert b"recovery codes were made" not in client.get("/account").data
+
+    _rotate(app, monkeypatch)
+    page = client.get("/account").data
+    assert b"will stop working when the old key is retired: make new ones" in page
+
+    _reseal(runner)  # the TOTP secret moves to the new key; the codes cannot
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [])
+    fresh = app.test_client()
+    assert _signs_in_with_totp(fresh, user, secret)
+    assert b"so they no longer work: make new ones" in fresh.get("/account").data
+    assert recovery_keys.report().retired == 1
+    assert "1 account(s) hold recovery codes made under a key that is no longer configured" in (
+        _reseal(runner))
+
+    twofactor.regenerate(user)
+    page = fresh.get("/account").data
+    assert b"recovery codes were made" not in page and b"10 of 10 recovery codes left" in page
