@@ -21,12 +21,19 @@ $(VENV)/.main: requirements/main.txt requirements/build.txt pyproject.toml | $(B
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.main requirements/dev.txt
+$(VENV)/.dev: $(VENV)/.main requirements/dev.txt .venv-wapiti/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.txt
 	@touch $@
 
+# The DAST scanner of tests/security/test_wapiti.py pins libraries at versions Bastion does
+# not use, so it gets an environment of its own, never Bastion's.
+.venv-wapiti/.installed: requirements/tools/wapiti.txt
+	$(PYTHON) -m venv .venv-wapiti
+	.venv-wapiti/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/tools/wapiti.txt
+	@touch $@
+
 install: $(VENV)/.main ## runtime dependencies (locked, hash-checked)
-install-dev: $(VENV)/.dev ## plus test and lint tools
+install-dev: $(VENV)/.dev ## plus test and lint tools (and the scanner's own .venv-wapiti)
 
 run: install ## serve http://127.0.0.1:5000 with SQLite and in-memory limits
 	$(BIN)/flask --app bastion db upgrade
@@ -50,6 +57,7 @@ lock: ## re-resolve requirements/*.in into hash-pinned requirements/*.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/main.in -o requirements/main.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/dev.in -o requirements/dev.txt
 	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/build.in -o requirements/build.txt
+	.lock-venv/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 requirements/tools/wapiti.in -o requirements/tools/wapiti.txt
 
 clean: ## remove the environment and caches (keeps instance/)
-	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-wapiti .lock-venv .pytest_cache .mypy_cache .ruff_cache
