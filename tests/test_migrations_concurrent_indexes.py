@@ -163,7 +163,7 @@ def test_upgrade_replaces_an_invalid_index_left_by_a_failed_build(
             ))
         assert _indexes(conn)[NEW_INDEXES[1]][0] is False  # the leftover
     with app.app_context():
-        upgrade()
+        upgrade(revision="0011_author_and_comment_indexes")
         revision = db.session.scalar(text("SELECT version_num FROM alembic_version"))
         db.session.remove()
     assert revision == "0011_author_and_comment_indexes"
