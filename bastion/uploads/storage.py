@@ -9,6 +9,7 @@ either the whole file or nothing under its final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -45,9 +46,15 @@ def path_for(name: str) -> Path:
 
 
 def write_atomic(name: str, data: bytes) -> None:
-    """Write ``data`` under ``name`` all at once (temp file + fsync + rename) or not at all."""
+    """Write ``data`` under ``name`` all at once (temp file + fsync + rename) or not at all.
+
+    A fan-out directory that is a symlink is refused: ``flask uploads check`` leaves such
+    entries alone as foreign, so a file written through one would sit where the store can
+    neither find nor prune it (and wherever the link points)."""
     target = path_for(name)
     target.parent.mkdir(mode=0o700, exist_ok=True)
+    if target.parent.is_symlink():
+        raise OSError(errno.ELOOP, "upload fan-out directory is a symlink", str(target.parent))
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as fh:

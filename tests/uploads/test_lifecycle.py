@@ -463,11 +463,14 @@ def test_prune_never_deletes_what_the_store_did_not_write(app: Flask, tmp_path) 
     (root / "zz").symlink_to(outside, target_is_directory=True)
     (root / "ab").symlink_to(outside, target_is_directory=True)  # a fan-out name
     (root / "cd" / ("cd" + "1" * 30 + ".png")).symlink_to(outside / "target.bin")
-    orphan = storage.new_name("png")
+    orphan = "ef" + storage.new_name("png")[2:]  # not under a fan-out name linked above
     storage.write_atomic(orphan, b"left over by a crash")
+    with pytest.raises(OSError, match="symlink"):  # nothing is written through a link
+        storage.write_atomic("ab" + orphan[2:], b"would land outside")
 
     result = app.test_cli_runner().invoke(args=["uploads", "check", "--prune", "--min-age", "0"])
     assert all(p.exists() for p in victims), result.output
+    assert not (outside / ("ab" + orphan[2:])).exists()
     assert (root / "cd" / ("cd" + "1" * 30 + ".png")).is_symlink()
     assert f"pruned orphan file: {orphan}" in result.output
     assert not storage.path_for(orphan).exists()
