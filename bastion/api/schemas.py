@@ -81,7 +81,8 @@ DISPLAY_NAME = (
     "\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd]*$"
 )
 DisplayName = Annotated[str, StringConstraints(max_length=DISPLAY_NAME_MAX, pattern=DISPLAY_NAME)]
-Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=NO_NUL)]
+# Bios: no control characters but line breaks and tabs (profiles.services.clean_profile).
+Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=rf"^{_BODY_OK}*$")]
 
 
 def _whole_number(value: Any) -> Any:

@@ -188,13 +188,25 @@ def staff_name_problem(user: User, display_name: str) -> str | None:
     return None
 
 
+def _bio_control(bio: str) -> str | None:
+    """The first control character a bio may not hold (all but line breaks and tabs).
+
+    Here, not only in the account form: ``PATCH /api/v1/me`` calls this service directly,
+    and a rule kept in the form let escape sequences and C1 controls onto public profiles.
+    """
+    return next((c for c in bio if unicodedata.category(c) == "Cc" and c not in "\n\t"), None)
+
+
 def clean_profile(display_name: str, bio: str) -> tuple[str, str]:
     """Validate a profile edit; used by the account settings form and the API alike."""
     display_name = unicodedata.normalize("NFC", display_name or "").strip()
-    bio = unicodedata.normalize("NFC", bio or "").replace("\r\n", "\n")
+    # Line breaks as article bodies store them: a lone CR (old Macs, some APIs) is one too.
+    bio = unicodedata.normalize("NFC", bio or "").replace("\r\n", "\n").replace("\r", "\n")
     for value, field in ((display_name, "display_name"), (bio, "bio")):
         if "\x00" in value:
             raise ProfileError("Must not contain NUL characters.", field)
+    if (char := _bio_control(bio)) is not None:
+        raise ProfileError(f"Must not contain control characters (U+{ord(char):04X}).", "bio")
     if problem := _display_name_problem(display_name):
         raise ProfileError(problem, "display_name")
     if len(display_name) > DISPLAY_NAME_MAX:

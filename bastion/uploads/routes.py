@@ -159,10 +159,13 @@ def upload_avatar() -> ResponseReturnValue:
 @limiter.limit(_upload_rate, methods=["POST"], key_func=signed_in_user)
 def upload_article_image(article_id: int) -> ResponseReturnValue:
     actor = _actor()
-    article = get_article(actor, article_id)
+    # An attempt on the article, like its edit page: refused on a hidden draft, it is
+    # audited though it answers the 404 of an id that does not exist.
+    article = get_article(actor, article_id, attempt="add images to")
     if article is None:
         abort(404)
-    authz.require(authz.can_edit_article(actor, article))
+    authz.require(authz.can_edit_article(actor, article),
+                  what=f"add images to article {article_id}")
     form = ImageUploadForm()
     stored, status = _store_from_form(form, kind="article", article=article)
     if status == 404:

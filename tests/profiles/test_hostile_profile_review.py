@@ -81,3 +81,43 @@ def test_a_bio_with_a_tower_of_marks_is_refused_but_real_scripts_pass(app: Flask
     real = "\u05d1\u05bc\u05b0\u05e8\u05b5\u05d0\u05e9\u05c1\u05b4\u0596\u05d9\u05ea \u0f67\u0f92\u0fb7\u0fb1\u0fb2\u0f7a"
     update_profile(user, display_name="Before", bio=real)
     assert user.bio == unicodedata.normalize("NFC", real)  # marks in canonical order
+
+
+@pytest.mark.asvs("V2.2.2", "V2.2.1")
+@pytest.mark.parametrize(
+    "bio",
+    [
+        "Hi\x1b[2J\x1b[31mI am the admin",  # a terminal's clear-screen and colour
+        "bell\x07 and backspace\x08",
+        "vertical\x0btab and form\x0cfeed",
+        "C1: next line\x85 and CSI\x9b",
+        "delete\x7f",
+    ],
+    ids=["ansi", "bell", "vt-ff", "c1", "del"],
+)
+def test_the_api_refuses_the_bio_controls_the_page_refuses(app: Flask, bio: str) -> None:
+    """The account page refused control characters in a bio, but the rule lived only in
+    the form: PATCH /api/v1/me, which says it follows "the same profile rules as the page",
+    stored them on the public profile. The service now refuses them for both, as it does in
+    article bodies and comments (line breaks and tabs stay)."""
+    from bastion.api import tokens
+
+    user = UserFactory(display_name="Before", bio="Old bio")
+    secret = tokens.issue_pair(user).access_token
+    resp = app.test_client().patch(
+        "/api/v1/me", json={"bio": bio}, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert resp.status_code == 422, resp.get_json()
+    assert resp.mimetype == "application/problem+json"
+    assert resp.get_json()["errors"][0]["loc"] == ["bio"]
+    db.session.expire_all()
+    assert db.session.get(User, user.id).bio == "Old bio"
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name="Before", bio=bio)
+    assert caught.value.field == "bio"
+
+
+def test_a_bio_keeps_its_line_breaks_and_tabs(app: Flask) -> None:
+    user = UserFactory(display_name="Before")
+    update_profile(user, display_name="Before", bio="one\r\ntwo\rthree\n\tindented")
+    assert user.bio == "one\ntwo\nthree\n\tindented"

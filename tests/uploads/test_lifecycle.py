@@ -83,6 +83,34 @@ def test_an_image_in_someone_elses_draft_cannot_be_deleted_and_looks_absent(
     assert [e.details.get("hidden") for e in denied] == [True]
 
 
+@pytest.mark.asvs("V16.3.2", "V8.2.2")
+def test_an_image_sent_to_someone_elses_draft_looks_absent_and_is_audited(
+    app: Flask, client: FlaskClient, own_article: Article
+) -> None:
+    """Another editor who sends an image to a draft they cannot see (its id guessed) gets the
+    404 of an unknown id, and the refusal is audited like every other change refused on a
+    hidden draft (edit, delete, comment); it was a silent 404, invisible in the trail."""
+    own_article.status, own_article.published_at = "draft", None
+    db.session.commit()
+    other = app.test_client()
+    sign_in(other, "editor")
+    path = f"/articles/{own_article.id}/images"
+    for resp in (other.get(path), post_file(other, path, corpus.png())):
+        assert resp.status_code == 404
+    assert upload_count() == 0
+    denied = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "authz.denied")
+    ).all()
+    assert [(e.details.get("hidden"), e.details.get("what")) for e in denied] == [
+        (True, f"add images to article {own_article.id}")
+    ] * 2
+    # An id that never existed answers the same, and is nobody's draft: nothing to audit.
+    assert post_file(other, "/articles/999999/images", corpus.png()).status_code == 404
+    assert len(db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "authz.denied")
+    ).all()) == 2
+
+
 def test_removing_the_avatar_clears_it_from_the_profile(client: FlaskClient, editor: User) -> None:
     assert post_file(client, AVATAR, corpus.png()).status_code == 302
     upload = only_upload()
