@@ -24,6 +24,7 @@ from bastion.security import audit
 
 ADDRESS_TAKEN = "That email address is now used by another account."
 CURRENT_NOT_RIGHT = "Your current password is not right."
+CHANGED_MEANWHILE = "Your account changed while this was being asked for. Ask again."
 
 
 class TooManyPasswordGuessesError(AccountError):
@@ -63,10 +64,19 @@ def request_email_change(user: User, new_email: str, *, ip: str = "") -> None:
     typed by whoever holds the session, so its messages count against ``mail_budget``.
     An address held only by an account never confirmed is not taken: see
     ``_release_from_unconfirmed``.
+
+    A new request supersedes every earlier one: the account's stamp is renewed first, so
+    the links already mailed (to a mistyped address, say, which its holder could otherwise
+    still confirm after the owner asked for the right one) die; so does any other emailed
+    link of the account, which only its signed-in owner can have asked for anew.
     """
     new = canonical_email(new_email)
     if user.email in email_spellings(new_email):
         raise AccountError("That is already your email address.", "email")
+    # Compare-and-set, as for a link: of two requests at once only one link stays alive.
+    if not links.claim(user):
+        db.session.rollback()
+        raise AccountError(CHANGED_MEANWHILE, "email")
     audit.record("email.change_requested", actor_id=user.id, target_user_id=user.id)
     free, within_budget = not _held_by_confirmed(new, user.id), mail_budget.allows(new, ip)
     token = links.make_token("email_change", user, new=new)

@@ -13,7 +13,8 @@ import math
 from flask import current_app
 
 from bastion.auth import throttle, twofactor
-from bastion.auth.services import authenticate, canonical_username, find_login_user
+from bastion.auth.login import who_tried
+from bastion.auth.services import authenticate, find_login_user
 from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit
@@ -34,7 +35,8 @@ def _fail(login: str, ip: str, *, second_factor: bool = False) -> SignInError:
     audit.record(
         "login.2fa_failure" if second_factor else "login.failure",
         target_user_id=known.id if known else None,
-        details={"username": canonical_username(login)[:64], "channel": "api"},
+        # Text naming no account only as a digest, as on the site: it may be a password.
+        details={**who_tried(login, known), "channel": "api"},
     )
     counters.increment("2fa_failures" if second_factor else "login_failures")
     if second_factor:
@@ -50,7 +52,7 @@ def _check_throttle(login: str, ip: str) -> None:
     audit.record(
         "login.throttled",
         target_user_id=known.id if known else None,
-        details={"username": canonical_username(login)[:64], "wait": wait, "channel": "api"},
+        details={**who_tried(login, known), "wait": wait, "channel": "api"},
     )
     # No counter here: every 429 from the sign-in endpoints is counted as login throttling
     # by the metrics hook (bastion.observability.metrics), once.

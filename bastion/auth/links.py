@@ -6,7 +6,8 @@ token no longer matches: every link dies when the password changes (a reset link
 when the email changes (a confirmation or email-change link works once, and a reset link
 mailed to an old address is dead), and when every session ends (password change, reset,
 disabling, "sign out everywhere" renew the stamp), so an email change asked for from a
-stolen session cannot be confirmed after the owner has thrown the thief out.
+stolen session cannot be confirmed after the owner has thrown the thief out. A new email
+change request renews the stamp too: only the newest request's link can be confirmed.
 
 Checking a link and acting on it are two steps, so two requests holding links that match
 (the same link posted twice, or two links of one account) could both act. ``claim`` closes

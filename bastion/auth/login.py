@@ -27,8 +27,8 @@ class Result:
     wait: float = 0.0
 
 
-def _who(login: str, known: User | None) -> dict[str, str]:
-    """How the trail names the account an attempt was made on.
+def who_tried(login: str, known: User | None) -> dict[str, str]:
+    """How the trail names the account an attempt was made on (site and API alike).
 
     A known account by its username. Text that names no account is kept only as a keyed
     digest: people type their password into the username box, and the raw text would put
@@ -47,7 +47,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
         return None
     known = find_login_user(login)
     audit.record("login.throttled", target_user_id=known.id if known else None,
-                 details={**_who(login, known), "wait": wait, "stage": stage})
+                 details={**who_tried(login, known), "wait": wait, "stage": stage})
     # Not counted here: the 429 the routes answer with is counted once by the metrics hook.
     return Result(Step.THROTTLED, wait=wait)
 
@@ -55,7 +55,7 @@ def _throttled(login: str, ip: str, stage: str) -> Result | None:
 def _failed(login: str, ip: str, event: str, counter: str) -> Result:
     # The throttle counted this attempt when it began (``_throttled``).
     known = find_login_user(login)
-    audit.record(event, target_user_id=known.id if known else None, details=_who(login, known))
+    audit.record(event, target_user_id=known.id if known else None, details=who_tried(login, known))
     counters.increment(counter)
     return Result(Step.FAILED)
 

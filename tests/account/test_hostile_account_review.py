@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bastion.account import services
 from bastion.extensions import db
 from bastion.models import User, UserSession, utcnow
 from bastion.security.freshness import _referring_page
@@ -20,6 +21,7 @@ from tests.factories import PASSWORD
 from tests.support.account_fixtures import sign_in
 from tests.support.accounts import Outbox, post_form, shown_totp_secret
 from tests.support.auth import csrf_token
+from tests.support.races import meet_after, race
 
 NEXT_RE = re.compile(r'<input[^>]*name="next"[^>]*>')
 
@@ -157,3 +159,59 @@ def test_ending_this_browsers_session_from_the_account_page_clears_its_data(
     sign_in(client, "alice")
     resp = post_form(client, "/account", {}, action="/account/sessions/revoke-all")
     assert resp.headers["Clear-Site-Data"] == '"cache", "storage"'
+
+
+# ----------------------------------------------------------------- email change ---
+@pytest.mark.asvs("V7.5.1", "V6.4.1")
+def test_a_newer_email_change_request_kills_the_link_of_an_earlier_one(
+    app: Flask, client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """The owner mistypes the new address, then asks again with the right one. The holder
+    of the mistyped address must not be able to confirm it afterwards: the account's email
+    would be theirs, and a password reset to it the whole account."""
+    sign_in(client, "alice")
+    assert post_form(client, "/account", {"email": "alice@examp1e.org"},
+                     action="/account/email").status_code == 302
+    mistyped = outbox.link("alice@examp1e.org", "/account/email/")
+    assert post_form(client, "/account", {"email": "alice@example.net"},
+                     action="/account/email").status_code == 302
+    right = outbox.link("alice@example.net", "/account/email/")
+
+    stranger = app.test_client()
+    assert stranger.get(mistyped).status_code == 404
+    held = csrf_token(stranger, "/auth/login")
+    assert stranger.post(mistyped, data={"csrf_token": held}).status_code == 404
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"
+    assert post_form(client, right, {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == "alice@example.net"
+
+
+@pytest.mark.asvs("V7.5.1", "V6.4.1")
+def test_two_email_change_requests_at_once_leave_one_live_link(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, user: User, outbox: Outbox
+) -> None:
+    """Both requests read the same account state; only one may leave a live link, and the
+    other gets a clear answer, not a 500 and not a second live link."""
+    browsers = []
+    for _ in range(2):
+        browser = app.test_client()
+        sign_in(browser, "alice")
+        browsers.append((browser, csrf_token(browser, "/account")))
+    addresses = ("alice@example.net", "alice@example.com")
+    meet_after(monkeypatch, services, "email_spellings", 2, rounds=1)
+
+    results = race([
+        lambda b=b, t=t, a=a: b.post("/account/email", data={"csrf_token": t, "email": a})
+        for (b, t), a in zip(browsers, addresses, strict=True)
+    ])
+
+    assert sorted(r.status_code for r in results) == [302, 422], results
+    assert "changed while" in next(r for r in results if r.status_code == 422).get_data(as_text=True)
+    mailed = [a for a in addresses if outbox.to(a)]
+    assert len(mailed) == 1
+    assert post_form(app.test_client(), outbox.link(mailed[0], "/account/email/"),
+                     {}).status_code == 302
+    db.session.refresh(user)
+    assert user.email == mailed[0]

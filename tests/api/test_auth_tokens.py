@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from bastion.extensions import db
 from bastion.models import AuditEvent, RefreshToken, User
 from bastion.observability import counters
+from bastion.observability.logging import JSONFormatter
 from tests.api.conftest import Api, otp_for
 from tests.factories import PASSWORD
 
@@ -174,6 +176,35 @@ def test_successful_sign_in_is_audited(api: Api, make_user: Callable[..., User])
     assert event.details["channel"] == "api"
 
 
+@pytest.mark.asvs("V16.2.5", "V6.3.4")
+def test_text_naming_no_account_is_kept_only_as_a_digest_on_the_api_too(
+    api: Api, make_user: Callable[..., User], caplog: pytest.LogCaptureFixture
+) -> None:
+    """People (and scripts with swapped arguments) send the password as the username. The
+    site keeps such text only as a keyed digest; the API kept it as typed, in the audit
+    trail an admin reads and exports and in the log, for failures and throttled attempts
+    alike."""
+    user = make_user()
+    typed = "Tr0ub4dor&3-horse-staple"
+    caplog.set_level(logging.INFO, logger="bastion")
+    for _ in range(6):  # five failures, then the name's counter makes it wait
+        api.call("POST", "/auth/token", json={"username": typed, "password": PASSWORD})
+    api.call("POST", "/auth/token", json={"username": user.username, "password": "x" * 20})
+
+    *unknown, known = _events("login.failure")
+    (throttled,) = _events("login.throttled")
+    for event in (*unknown, throttled):
+        assert typed.lower() not in str(event.details).lower()
+        assert event.details["channel"] == "api"
+        assert len(event.details["unknown_login"]) == 16
+    logged = "\n".join(JSONFormatter().format(record) for record in caplog.records)
+    assert "login.failure" in logged and typed.lower() not in logged.lower()
+    # Still grouped as on the site: one digest per name; a known account by its username.
+    assert len({str(e.details) for e in unknown}) == 1
+    assert unknown[0].details["unknown_login"] == throttled.details["unknown_login"]
+    assert known.details == {"username": user.username, "channel": "api"}
+
+
 @pytest.mark.asvs("V7.4.1", "V9.1.1")
 def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     api: Api, make_user: Callable[..., User]
@@ -259,8 +290,11 @@ def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redi
     from tests.factories import UserFactory
 
     prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
-    one = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
-    two = make_app(REDIS_URL=redis_url, REDIS_PREFIX=prefix)
+    # The limiter and the sign-in throttle keep their counters in this Redis too: under the
+    # default prefix they were shared with every other run (a 429 after ten sign-ins a minute).
+    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "RATELIMIT_KEY_PREFIX": prefix}
+    one = make_app(**shared)
+    two = make_app(**shared)
     # Two instances, each with its own database: only Redis connects them. The same user
     # in both, down to when the password was set (the tokens' ``pwd`` claim names it).
     password_set = utcnow() - timedelta(days=1)
