@@ -159,6 +159,28 @@ def test_upgrading_renders_old_headings_and_tables_again(make_app, backend: str)
     assert summary.startswith("Part one")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_gives_old_struck_through_text_its_strike(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Articles saved while ``~~text~~`` became a ``<s>`` the sanitiser dropped kept the words
+    without the strike until edited."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Article
+    from tests.factories import ArticleFactory
+
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0012_recovery_code_key")
+        old = ArticleFactory(body_md="~~Tuesday~~ Wednesday",
+                             body_html="<p>Tuesday Wednesday</p>\n")
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade(revision="0013_rerender_strikethrough")
+        html = db.session.get(Article, article_id).body_html
+    assert html == "<p><del>Tuesday</del> Wednesday</p>\n"
+
+
 @pytest.mark.asvs("V1.1.1")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrading_stores_idn_domains_in_ace_form_and_never_merges_accounts(  # type: ignore[no-untyped-def]

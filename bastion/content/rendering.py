@@ -35,7 +35,21 @@ def _markdown() -> MarkdownIt:
     md.block.ruler.at("table", _bounded_table(table), {"alt": ["paragraph", "reference"]})
     md.core.ruler.push("bastion_cell_align", _align_cells)
     md.core.ruler.push("bastion_nest_headings", _nest_headings)
+    md.core.ruler.push("bastion_strike_as_del", _strike_as_del)
     return md
+
+
+def _strike_as_del(state: StateCore) -> None:
+    """``~~text~~`` as ``<del>``, the element the allowlist keeps for it.
+
+    markdown-it writes ``<s>``, which the sanitiser dropped: the words stayed but the strike
+    was lost, so a correction ("~~Tuesday~~ Wednesday") read as both. Inline tokens carry
+    the strike as children of the block's ``inline`` token.
+    """
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type in ("s_open", "s_close"):
+                child.tag = "del"
 
 
 def _nest_headings(state: StateCore) -> None:

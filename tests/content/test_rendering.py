@@ -95,6 +95,15 @@ def test_headings_nest_under_the_pages_own_h1() -> None:
     assert "<h1" not in render_markdown("<h1>raw</h1>\n\n# md")
 
 
+def test_struck_through_text_keeps_its_strike() -> None:
+    """markdown-it writes ``<s>``, which the allowlist dropped: the words stayed and the
+    strike was lost. It is written as ``<del>`` now; raw ``<s>`` stays text."""
+    assert render_markdown("~~Tuesday~~ Wednesday") == "<p><del>Tuesday</del> Wednesday</p>\n"
+    assert render_markdown("| a |\n|---|\n| ~~x~~ |").count("<del>x</del>") == 1
+    assert "<s>" not in render_markdown("<s>raw</s> ~~md~~")
+    assert summarise("~~Tuesday~~ Wednesday") == "Tuesday Wednesday"
+
+
 def test_raw_html_is_text_and_summary_is_plain() -> None:
     assert render_markdown("<b>x</b>") == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
     assert summarise("# Title\n\nSome **bold** text") == "Some bold text"
