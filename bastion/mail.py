@@ -14,6 +14,7 @@ import logging
 import smtplib
 import ssl
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -169,10 +170,24 @@ def _send_smtp(url: str, msg: EmailMessage) -> None:
         smtp.send_message(msg)
 
 
+_outbox_lock = threading.Lock()
+_outbox_last = 0
+
+
+def _outbox_name() -> str:
+    """A name that sorts after every earlier one of this process: the order messages were
+    written in, which file times (a clock tick apart, or the same tick) cannot tell."""
+    global _outbox_last
+    with _outbox_lock:
+        _outbox_last = max(_outbox_last + 1, time.time_ns())
+        stamp = _outbox_last
+    return f"{stamp:020d}-{uuid.uuid4().hex}.eml"
+
+
 def _write_outbox(msg: EmailMessage) -> None:
     outbox = Path(current_app.config["OUTBOX_DIR"])
     outbox.mkdir(parents=True, exist_ok=True)
-    path = outbox / f"{uuid.uuid4().hex}.eml"
+    path = outbox / _outbox_name()
     path.write_bytes(msg.as_bytes())
     facts = {"to": msg["To"], "subject": msg["Subject"], "path": str(path)}
     if current_app.config["ENV_NAME"] != "production":

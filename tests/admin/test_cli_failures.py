@@ -5,7 +5,6 @@ while an admin deletes accounts on the site."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +21,10 @@ from bastion.models import AuditEvent, User
 from tests.check.test_bastion_production import production_env
 from tests.factories import UserFactory
 from tests.support.races import delete_user_elsewhere
+from tests.support.services import refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _flask(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -55,7 +48,7 @@ def test_a_migration_against_an_unreachable_database_is_one_line_not_a_traceback
     # migration job (the first thing a deployment with the wrong URL runs) printed
     # SQLAlchemy's traceback instead.
     env = {
-        **production_env(f"postgresql+psycopg://bastion@127.0.0.1:{_closed_port()}/bastion"),
+        **production_env(f"postgresql+psycopg://bastion@127.0.0.1:{refused_port()}/bastion"),
         "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
     }
 

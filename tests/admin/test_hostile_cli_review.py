@@ -6,7 +6,6 @@ import contextlib
 import csv
 import io
 import json
-import socket
 import sys
 import threading
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from bastion.security import audit
 from tests.conftest import base_config
 from tests.factories import UserFactory
 from tests.support.roles import client_for
+from tests.support.services import refused_port
 
 
 def _csv_events(output: str) -> list[str]:
@@ -189,13 +189,6 @@ def test_admin_page_changes_keep_the_admin_as_actor_without_console_details(
 
 
 # ------------------------------------------- a database the command cannot use ---
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 DATABASE_COMMANDS = [
     ["users", "list"],
     ["users", "disable", "root"],
@@ -224,7 +217,7 @@ def test_a_database_the_command_cannot_use_is_a_message_not_a_traceback(
     url = (
         f"sqlite:///{tmp_path / 'empty.db'}"
         if database == "unmigrated"
-        else f"postgresql+psycopg://bastion@127.0.0.1:{_closed_port()}/bastion"
+        else f"postgresql+psycopg://bastion@127.0.0.1:{refused_port()}/bastion"
     )
     app = create_app(base_config(tmp_path, url))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bastion.api import revocation, tokens, user_states
 from bastion.auth import sessions
@@ -106,6 +106,14 @@ def test_a_family_revoked_while_a_refresh_issues_its_pair_ends_that_pair_too(
     assert all(r.revoked_at is not None for r in rows), "the new member is ended too"
 
 
+# Whether any other backend is waiting for a lock that the given backend holds (pg_locks,
+# not pg_stat_activity, which a transaction sees as of its first look).
+_BLOCKED_BY = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+    " AND :pid = ANY(pg_blocking_pids(pid)))"
+)
+
+
 @pytest.mark.postgres
 def test_a_refresh_during_sign_out_everywhere_is_refused_on_postgresql(
     make_app: Callable[..., Flask],
@@ -117,14 +125,21 @@ def test_a_refresh_during_sign_out_everywhere_is_refused_on_postgresql(
         pair = tokens.issue_pair(user)
         uid = user.id
         db.session.remove()
-        locked, failures = threading.Event(), []
+        locked, blocked, failures = threading.Event(), threading.Event(), []
 
         def sign_out_everywhere() -> None:
             with app.app_context():
                 try:
                     sessions.revoke_all(uid, commit=False)
+                    me = db.session.scalar(text("SELECT pg_backend_pid()"))
                     locked.set()
-                    time.sleep(0.5)  # a slow commit: the refresh arrives in between
+                    # A slow commit: it waits until the refresh waits for its locks (a
+                    # fixed half second let a busy machine start the refresh after it).
+                    deadline = time.monotonic() + 30
+                    while not blocked.is_set() and time.monotonic() < deadline:
+                        if db.session.scalar(_BLOCKED_BY, {"pid": me}):
+                            blocked.set()
+                        time.sleep(0.02)
                     db.session.commit()
                 except Exception as exc:  # pragma: no cover - reported below
                     failures.append(exc)
@@ -134,14 +149,12 @@ def test_a_refresh_during_sign_out_everywhere_is_refused_on_postgresql(
 
         worker = threading.Thread(target=sign_out_everywhere)
         worker.start()
-        locked.wait(5)
-        started = time.monotonic()
+        assert locked.wait(30)
         resp = _refresh(Api(app.test_client()), pair.refresh_token)
-        waited = time.monotonic() - started
-        worker.join(10)
+        worker.join(60)
         assert not failures
         assert resp.status_code == 401
-        assert waited > 0.2, "the refresh waited for the sign-out's locks (the race was run)"
+        assert blocked.is_set(), "the refresh waited for the sign-out's locks (the race was run)"
         rows = _rows(uid)
         assert rows
         assert all(r.revoked_at is not None for r in rows)

@@ -298,6 +298,9 @@ def test_two_enrolments_at_once_enable_two_factor_once(
     totp = pyotp.TOTP(TOTP_SECRET)
     now = utcnow()
     codes = [totp.at(now - timedelta(seconds=30)), totp.at(now)]  # older step first
+    # Both codes stay valid: once the next step began, the older one was simply refused and
+    # the two enrolments never raced.
+    monkeypatch.setattr(twofactor, "utcnow", lambda: now)
     _meet_after(monkeypatch, twofactor, "verify_totp", 2, rounds=1)
     shown: list[Any] = [None, None]
 

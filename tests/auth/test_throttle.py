@@ -37,6 +37,12 @@ class _Clock:
         return self.now
 
 
+def _own_redis_keys(redis_url: str) -> dict[str, str]:
+    """Redis settings whose keys only this test uses (and the fixture removes)."""
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    return {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "RATELIMIT_KEY_PREFIX": prefix}
+
+
 def _waits() -> list[float]:
     rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.throttled"))
     return [float(r.details["wait"]) for r in rows]
@@ -163,10 +169,7 @@ def test_a_burst_of_parallel_guesses_gets_one_check_when_the_wait_ends(
     from bastion.auth.login import Step, password_step
     from tests.factories import UserFactory
 
-    redis_settings = (
-        {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": os.environ["BASTION_TEST_REDIS_PREFIX"]}
-        if store == "redis" else {}
-    )
+    redis_settings = _own_redis_keys(redis_url) if store == "redis" else {}
     app = make_app(backend="postgresql", RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=1,
                    LOGIN_THROTTLE_BASE_SECONDS=0.5, **redis_settings)
     real = passwords.verify_password
@@ -176,12 +179,17 @@ def test_a_burst_of_parallel_guesses_gets_one_check_when_the_wait_ends(
         return real(hashed, password)
 
     monkeypatch.setattr(passwords, "verify_password", slow)
+    # The throttle's clock stands still during the burst: on the wall clock, a guess that a
+    # busy machine started more than the next wait (1 s) after the first was rightly let
+    # through, and counted as a second check.
+    clock = _Clock()
+    monkeypatch.setattr(throttle, "time", clock)
     with app.app_context():
         UserFactory(username="alice", email="alice@example.org")
         db.session.commit()
         with app.test_request_context():
             assert throttle.reserve("alice", "10.0.0.1") is None  # one failure: past free
-        time.sleep(0.6)  # ... and its wait has just run out
+        clock.now += 0.6  # ... and its wait has just run out
         steps: list[Step] = []
         barrier = threading.Barrier(12)
 
@@ -224,10 +232,7 @@ def test_a_right_password_leaves_the_wait_as_it_was_for_the_code(
     from tests.support.account_fixtures import enable_2fa
     from tests.support.accounts import post_form, unused_code
 
-    redis_settings = (
-        {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": os.environ["BASTION_TEST_REDIS_PREFIX"]}
-        if store == "redis" else {}
-    )
+    redis_settings = _own_redis_keys(redis_url) if store == "redis" else {}
     app = make_app(RATELIMIT_ENABLED=False, LOGIN_THROTTLE_ACCOUNT_FREE=3,
                    LOGIN_THROTTLE_BASE_SECONDS=0.5, **redis_settings)
     with app.app_context():

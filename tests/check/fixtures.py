@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 from flask_deploy_check.deps import DepsOptions
+from tests.support.services import refused_port
 
 INSTALLED_FLASK = metadata.version("flask")
 
@@ -47,10 +47,7 @@ def write_vuln_db(directory: Path, *, vulnerable: bool) -> Path:
 
 def closed_port_url() -> str:
     """An OSV URL nothing listens on: the connection is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1/query"
+    return f"http://127.0.0.1:{refused_port()}/v1/query"
 
 
 def deps_options(check_id: str, directory: Path, *, safe: bool) -> DepsOptions:

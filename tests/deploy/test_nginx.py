@@ -45,9 +45,20 @@ def _nginx_binary() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _free_ports(1)[0]
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free a moment ago, all different: each socket stays bound until every port is
+    chosen (picked one at a time, the second could be the first again)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -203,7 +214,7 @@ def render_production(prefix: Path, upstream_port: int, internal_ca: InternalCA)
     """Render bastion.conf the way a deployment differs from this test, and nothing more:
     the upstream address, the certificate paths, the listen ports and the log destination."""
     cert, key = _self_signed(prefix)
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = _free_ports(2)
     access_log = prefix / "access.log"
     text = PROD_CONF.read_text()
     replacements = {
@@ -339,7 +350,7 @@ def test_production_config_passes_nginx_t(tmp_path: Path, internal_ca: InternalC
 def test_scaleout_template_passes_nginx_t(tmp_path: Path) -> None:
     """The scale-out template renders into a complete config that `nginx -t` accepts."""
     _nginx_binary()
-    conf = render_scaleout(tmp_path, _free_port(), _free_port(), _free_port())
+    conf = render_scaleout(tmp_path, *_free_ports(3))
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
 

@@ -24,6 +24,9 @@ from tests.support.auth import csrf_token
 T = TypeVar("T")
 # Bounded: connect_timeout is 3 s; an outage must be reported well before a client gives up.
 MAX_OUTAGE_ANSWER_SECONDS = 8
+# How long recovery may take once the service is back: generous, since every attempt on a
+# busy machine may hash a password or open new connections; it only bounds a failure.
+RECOVERY_SECONDS = 60
 
 
 # --------------------------------------------------------------------------- PostgreSQL ---
@@ -97,7 +100,7 @@ def test_database_outage_gives_quick_503s_and_recovers_without_restart(
 
     forwarder.start()  # the database is back; the app is the same process, never restarted
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + RECOVERY_SECONDS
     while probe_client.get("/readyz").status_code != 200:
         assert time.monotonic() < deadline, "the app did not recover after the database returned"
         time.sleep(0.2)
@@ -127,7 +130,7 @@ def test_database_that_never_answers_is_a_bounded_503_not_a_hang(
 
     forwarder.stop()
     forwarder.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + RECOVERY_SECONDS
     while client.get("/readyz").status_code != 200:
         assert time.monotonic() < deadline, "the app did not recover after the partition"
         time.sleep(0.2)
@@ -191,7 +194,7 @@ def test_redis_down_keeps_reads_open_and_closes_logins(
     assert "falling back to in-memory storage" in log
 
     redis.start()  # same port, as after a restart
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + RECOVERY_SECONDS
     while True:
         resp = WebClient(server.url, client_ip="198.51.100.10").login("bob", PASSWORD)
         if resp.status_code == 302:
@@ -235,7 +238,7 @@ def test_api_tokens_through_a_redis_outage_and_restart(
     assert "Retry-After" in documented["responses"]["503"]["headers"]
 
     redis.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + RECOVERY_SECONDS
     while api.get("/api/v1/articles", headers=bearer).status_code != 200:
         assert time.monotonic() < deadline, "the API did not resume after Redis returned"
         time.sleep(0.3)

@@ -41,7 +41,9 @@ class Outbox:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def messages(self) -> list[EmailMessage]:
-        files = sorted(self.dir.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if self.dir.exists() else []
+        # Oldest first by name (bastion.mail names them so); two messages written within one
+        # tick of the file system's clock have the same mtime, and glob order is arbitrary.
+        files = sorted(self.dir.glob("*.eml")) if self.dir.exists() else []
         out = []
         for path in files:
             msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

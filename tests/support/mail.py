@@ -39,16 +39,37 @@ class SMTPServer:
     mailbox: Mailbox
 
 
+class LoopbackController(Controller):
+    """An aiosmtpd server on a loopback port bound before it starts.
+
+    aiosmtpd connects to its own port to check it started, so port 0 cannot be given to it;
+    a port found free and closed again could be taken by another process before the server
+    bound it. The socket stays bound throughout and the server listens on it.
+    """
+
+    def __init__(self, handler: Any) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        port = int(self._sock.getsockname()[1])
+        # A busy machine may take more than aiosmtpd's default 5 s to start the thread.
+        super().__init__(handler, hostname="127.0.0.1", port=port, ready_timeout=60)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+    def stop(self, no_assert: bool = False) -> None:
+        try:
+            super().stop(no_assert)
+        finally:
+            self._sock.close()
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[SMTPServer]:
     mailbox = Mailbox()
-    # aiosmtpd connects to its own port to check it started, so port 0 cannot be used.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller = LoopbackController(mailbox)
     controller.start()
     try:
-        yield SMTPServer(url=f"smtp://127.0.0.1:{port}", mailbox=mailbox)
+        yield SMTPServer(url=f"smtp://127.0.0.1:{controller.port}", mailbox=mailbox)
     finally:
         controller.stop()

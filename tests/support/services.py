@@ -9,6 +9,21 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# Bound, never listening, until the run ends: see ``refused_port``.
+_HELD: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port where every connection is refused at once, for the whole run.
+
+    The socket stays bound but never listens: a port merely found free and closed again
+    could be taken meanwhile by another process, which might then answer or hang.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
+
 
 def _port_open(host: str, port: int) -> bool:
     try:
