@@ -175,9 +175,17 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """Print the one-time setup link while no admin exists (the master, once per start)."""
-    if os.environ.get("BASTION_ANNOUNCE_SETUP", "1") != "1":
+    """While no admin exists, say how to create one (the master, once per start).
+
+    The one-time link itself only on a terminal, or with BASTION_ANNOUNCE_SETUP=1: in a
+    container standard error is a log that a collector keeps and others read, and the link
+    creates an admin. Otherwise the line names ``flask --app bastion setup-url``, which prints
+    a link to the terminal of whoever runs it. BASTION_ANNOUNCE_SETUP=0 says nothing.
+    """
+    setting = os.environ.get("BASTION_ANNOUNCE_SETUP", "").strip()
+    if setting == "0":
         return
+    show_link = setting == "1" or _on_a_terminal()
     try:
         from bastion import create_app
         from bastion.extensions import db
@@ -189,7 +197,17 @@ def when_ready(server: Any) -> None:
             or f"https://{(app.config['TRUSTED_HOSTS'] or ['localhost'])[0]}"
         )
         with app.app_context():
-            announce_setup_if_needed(base)
+            announce_setup_if_needed(base, show_link=show_link)
             db.engine.dispose()  # no connection may cross the fork into workers
     except Exception as exc:  # a failed announcement must not stop serving
         server.log.warning("setup link not announced: %s", exc)
+
+
+def _on_a_terminal() -> bool:
+    """Whether gunicorn's standard error is a terminal someone watches, not a collected log."""
+    import sys
+
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False

@@ -38,10 +38,35 @@ def database_problem(
     )
 
 
+def refuse_undecodable(ctx: click.Context) -> None:
+    """A usage error (exit 2) for an argument that is not text: bytes that are not UTF-8.
+
+    Python hands such bytes on as lone surrogates (a Latin-1 terminal, a name read from a
+    file in another encoding); the database driver, the password hasher and the mailer
+    cannot encode them, and the command ended in a traceback instead of naming the argument.
+    """
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, str) and not _encodable(item):
+                raise click.BadParameter(
+                    "holds bytes that are not UTF-8 text; check the encoding of the terminal "
+                    "or file it came from (LANG, LC_ALL).", ctx=ctx, param=param)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class DatabaseCommand(click.Command):
     """A command that uses the database: its errors end it with a message, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        refuse_undecodable(ctx)
         try:
             return super().invoke(ctx)
         except (DBAPIError, PoolTimeoutError) as exc:
@@ -94,13 +119,17 @@ def create_admin_command(username: str, email: str, password: str) -> None:
 
 
 @click.command("setup-url")
-@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
+@click.option("--base-url", default=None,
+              help="The site's address (default: BASTION_PUBLIC_URL, else http://127.0.0.1:5000).")
 @with_appcontext
-def setup_url_command(base_url: str) -> None:
+def setup_url_command(base_url: str | None) -> None:
     """Print a one-time link that creates the first admin (only while none exists)."""
+    from flask import current_app
+
     from bastion.setup.services import announce_setup_if_needed
 
-    if announce_setup_if_needed(base_url) is None:
+    base = base_url or current_app.config.get("PUBLIC_URL") or "http://127.0.0.1:5000"
+    if announce_setup_if_needed(base) is None:
         raise click.ClickException(
             "An admin already exists (or the database is not migrated); no link issued."
         )

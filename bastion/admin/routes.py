@@ -78,8 +78,11 @@ def _apply(action: str, user_id: int) -> ResponseReturnValue:
         abort(400, description="Choose one of the listed roles and try again.")
     try:
         if action == "role":
+            before = user.role_name
             admin.set_role(current_user, user, form.role.data or "")
-            flash(f"{user.username} is now {user.role_name}.", "success")
+            promoted = admin.is_promotion(before, user.role_name)
+            note = f" {admin.PROMOTION_SIGNS_OUT}" if promoted else ""
+            flash(f"{user.username} is now {user.role_name}.{note}", "success")
         elif action in ("disable", "enable"):
             admin.set_disabled(current_user, user, action == "disable")
             flash(f"{user.username} is {action}d.", "success")

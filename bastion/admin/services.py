@@ -26,8 +26,10 @@ from bastion.auth.sessions import revoke_all
 from bastion.content.services import BIDI_CONTROLS, Page, escape_like
 from bastion.extensions import db
 from bastion.mail import send_mail, site_url
-from bastion.models import ROLE_NAMES, Role, User, utcnow
-from bastion.models.base import ID_MAX
+from bastion.models import ROLE_NAMES, Role, User, UserSession, utcnow
+from bastion.models.base import ID_MAX, affected_rows
+from bastion.models.locks import lock_user
+from bastion.models.user import ROLE_RANK
 from bastion.security import audit
 
 SEARCH_MAX = 100
@@ -221,9 +223,12 @@ def event_details(actor: User | None, details: Mapping[str, object]) -> dict[str
 def set_role(actor: User | None, user: User, role_name: str) -> User:
     """Change a user's role; demoting the last active admin is refused.
 
-    A promotion into a role that requires 2FA (``REQUIRE_2FA_ROLES``) ends the user's API
-    sign-ins: they were made under the old role, maybe without a second factor, and API
-    scopes follow the current role. The web sends such a user to enrolment instead.
+    A promotion ends every browser session and API sign-in of the user (OWASP: a new
+    session at each change of privilege): each was started under the lower role, maybe
+    without the second factor the new one requires, maybe by someone who stole a viewer's
+    cookie, and would otherwise carry the new powers at once. They sign in again, with the
+    second factor or into enrolment. Personal access tokens stay: their scopes were capped
+    by the role that made them, and a role requiring 2FA refuses them until enrolment.
     """
     if role_name not in ROLE_NAMES:
         raise AdminError("Choose one of: " + ", ".join(ROLE_NAMES) + ".")
@@ -238,10 +243,9 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     if role is None:
         raise AdminError("That role does not exist.")
     refuse_stale_actor(actor)
-    was_required = enrolment.is_required(user)
     user.role = role
-    if enrolment.is_required(user) and not was_required:
-        tokens.revoke_all_for_user(user.id, commit=False)
+    if is_promotion(old, role_name):
+        end_sign_ins(user.id)
     audit.record(
         "user.role_changed",
         actor_id=audit_actor_id(actor),
@@ -251,6 +255,27 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     )
     db.session.commit()
     return user
+
+
+PROMOTION_SIGNS_OUT = "Their sessions ended: they sign in again under the new role."
+
+
+def is_promotion(old: str, new: str) -> bool:
+    """Whether moving from role ``old`` to ``new`` raises privilege (and so ends sign-ins)."""
+    return ROLE_RANK.get(new, -1) > ROLE_RANK.get(old, len(ROLE_RANK))
+
+
+def end_sign_ins(user_id: int) -> int:
+    """End a user's browser sessions (remember-me included) and API refresh families, in
+    the caller's transaction; their personal access tokens stay. Returns the sessions ended."""
+    lock_user(user_id)
+    ended = affected_rows(db.session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    ))
+    tokens.revoke_all_for_user(user_id, commit=False)
+    return ended
 
 
 def set_disabled(actor: User | None, user: User, disabled: bool) -> User:

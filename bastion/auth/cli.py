@@ -14,9 +14,11 @@ from flask import current_app
 from sqlalchemy import select
 
 from bastion.admin.services import (
+    PROMOTION_SIGNS_OUT,
     AdminError,
     UserGoneError,
     console_operator,
+    is_promotion,
     reset_two_factor,
     set_disabled,
     set_role,
@@ -102,11 +104,13 @@ def disable(username: str) -> None:
 def set_role_command(username: str, role: str) -> None:
     """Change a role; the last active admin cannot be demoted."""
     user = _user(username)
+    before = user.role_name
     try:
         set_role(None, user, role)
     except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{user.username} is now {role}.")
+    note = f" {PROMOTION_SIGNS_OUT}" if is_promotion(before, role) else ""
+    click.echo(f"{user.username} is now {role}.{note}")
 
 
 @users.command("reset-2fa")

@@ -98,8 +98,23 @@ def serving_with_flask_run() -> bool:
     return ctx is not None and ctx.command.name == "run"
 
 
-def announce_setup_if_needed(base_url: str = "http://127.0.0.1:5000") -> str | None:
-    """Print a setup link when no admin exists; used when a server starts."""
+SETUP_HINT = (
+    "\n  No admin account exists yet. Print a one-time setup link with\n\n"
+    "    flask --app bastion setup-url\n\n"
+    "  where the app runs (docker compose exec app ..., kubectl exec ...), or create the\n"
+    "  admin there with `flask --app bastion create-admin`. The link is not printed here:\n"
+    "  this output is a log that others may read, and the link creates an admin.\n"
+)
+
+
+def announce_setup_if_needed(
+    base_url: str = "http://127.0.0.1:5000", *, show_link: bool = True
+) -> str | None:
+    """Print a setup link when no admin exists; used when a server starts.
+
+    ``show_link=False`` (a server whose output is collected as a log) prints only how to get
+    one, and mints nothing: whoever reads the log must not be able to become the admin.
+    """
     import logging
     import sys
 
@@ -107,6 +122,9 @@ def announce_setup_if_needed(base_url: str = "http://127.0.0.1:5000") -> str | N
 
     try:
         if admin_exists():
+            return None
+        if not show_link:
+            print(SETUP_HINT, file=sys.stderr, flush=True)
             return None
         token = issue_setup_token()
     except SQLAlchemyError:
