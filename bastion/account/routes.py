@@ -17,12 +17,13 @@ from bastion.account.forms import (
     SecondFactorForm,
 )
 from bastion.api.web.routes import tokens_context
-from bastion.auth import recovery_keys, throttle, twofactor
+from bastion.auth import enrolment, recovery_keys, throttle, twofactor
 from bastion.auth.forms import EmptyForm, forget_code
 from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
     CLEAR_SITE_DATA,
+    current_record,
     end_session,
     list_sessions,
     revoke_all,
@@ -171,10 +172,13 @@ def two_factor_setup() -> ResponseReturnValue:
     form = EnableTwoFactorForm()
     if form.validate_on_submit():
         shown = twofactor.is_shown_secret(current_user, session.get(ENROLMENT_KEY))
-        codes = twofactor.enable(current_user, form.code.data or "") if shown else None
+        record = current_record() if shown else None
+        codes = twofactor.enable(current_user, form.code.data or "",
+                                 keep_session_id=record.id if record else None) if shown else None
         if codes is not None:
             session.pop(ENROLMENT_KEY, None)
-            return render_template("account/recovery_codes.html", codes=codes, enabled=True)
+            return render_template("account/recovery_codes.html", codes=codes, enabled=True,
+                                   others_ended=enrolment.is_required(current_user))
         form.code.errors.append("That code is not right. Check the time on your device and "
                                 "enter the newest code.")
     secret = _enrolment_secret()

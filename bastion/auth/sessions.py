@@ -176,6 +176,19 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     return count
 
 
+def end_other_browser_sessions(user_id: int, keep_id: int | None) -> int:
+    """End the user's browser sessions but ``keep_id``, in the caller's transaction; tokens,
+    links and the stamp stay (for those, ``revoke_all``). Returns the sessions ended."""
+    stmt = (
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if keep_id is not None:
+        stmt = stmt.where(UserSession.id != keep_id)
+    return affected_rows(db.session.execute(stmt))
+
+
 def _end_sessions_beyond_the_cap(user_id: int, now: datetime) -> None:
     """Revoke the account's least recently used sessions beyond ``MAX_LIVE_SESSIONS``."""
     newest_first = (

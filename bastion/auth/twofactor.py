@@ -339,8 +339,14 @@ def verify_totp_or_recovery(user: User, code: str) -> bool:
 
 
 # Enable / disable -----------------------------------------------------------------------
-def enable(user: User, code: str) -> list[str] | None:
-    """Turn 2FA on once the app proves it has the secret; returns the recovery codes."""
+def enable(user: User, code: str, *, keep_session_id: int | None = None) -> list[str] | None:
+    """Turn 2FA on once the app proves it has the secret; returns the recovery codes.
+
+    For a role that requires 2FA, every other browser session of the user ends: each was
+    signed in with the password alone and held back at enrolment, and would otherwise open
+    the role's pages without the second factor as soon as it is on (a session left waiting
+    by whoever knew the password). ``keep_session_id`` is the enrolling browser's.
+    """
     if user.has_2fa or user.totp_secret is None or not verify_totp(user, code):
         return None
     # The secret the code was checked against, as stored: sealed again under the current
@@ -360,7 +366,14 @@ def enable(user: User, code: str) -> list[str] | None:
         return None
     user.totp_enabled_at = utcnow()
     codes = new_recovery_codes(user)
-    audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, commit=False)
+    from bastion.auth.enrolment import is_required
+    from bastion.auth.sessions import end_other_browser_sessions
+
+    details: dict[str, object] = {}
+    if is_required(user):
+        details["sessions_ended"] = end_other_browser_sessions(user.id, keep_session_id)
+    audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, details=details,
+                 commit=False)
     db.session.commit()
     _notify(user, "enabled")
     return codes

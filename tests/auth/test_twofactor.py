@@ -350,3 +350,51 @@ def test_each_change_of_factor_offers_to_end_every_other_sign_in(
     assert is_signed_in(other)
     assert post_form(client, "/account/sessions/revoke-all", {}).status_code == 302
     assert not is_signed_in(other) and not is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.3.3", "V7.2.4")
+def test_enrolling_in_a_role_that_requires_it_signs_out_the_sessions_made_without_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    """An admin not yet enrolled is held at enrolment in every browser. A session left
+    waiting there by whoever knew the password must not open the admin pages once the owner
+    turns 2FA on elsewhere: it was signed in with the password alone."""
+    from tests.support.accounts import shown_totp_secret
+
+    boss = UserFactory(username="boss", email="boss@example.org", role_name="admin",
+                       two_factor=False)
+    waiting = app.test_client()
+    sign_in(waiting, "boss")
+    assert waiting.get("/admin/users").headers["Location"] == "/account/2fa"
+    sign_in(client, "boss")
+    secret = shown_totp_secret(client.get("/account/2fa").get_data(as_text=True))
+    assert secret is not None
+    done = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 200
+    assert "your other browsers were signed out" in done.get_data(as_text=True)
+    db.session.refresh(boss)
+    assert boss.has_2fa
+    assert client.get("/admin/users").status_code == 200  # the enrolling browser stays
+    assert not is_signed_in(waiting)
+    assert waiting.get("/admin/users").status_code == 302
+    enabled = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "2fa.enabled")
+    ).one()
+    assert enabled.details == {"sessions_ended": 1}
+
+
+def test_enrolling_where_no_role_requires_it_leaves_other_sessions_to_the_owner(
+    app: Flask, client: FlaskClient
+) -> None:
+    """A viewer's other sessions were never held back; the page offers to end them."""
+    from tests.support.accounts import shown_totp_secret
+
+    UserFactory(username="vera", email="vera@example.org", role_name="viewer", two_factor=False)
+    other = app.test_client()
+    sign_in(other, "vera")
+    sign_in(client, "vera")
+    secret = shown_totp_secret(client.get("/account/2fa").get_data(as_text=True))
+    assert secret is not None
+    done = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 200 and "Sign out everywhere" in done.get_data(as_text=True)
+    assert is_signed_in(other)
