@@ -44,6 +44,20 @@ def _nginx_binary() -> str:
     return NGINX
 
 
+APP_CSP = "default-src 'self'; frame-ancestors 'none'"
+
+
+def _all(response: HTTPResponse, name: str) -> list[str]:
+    return [v for k, v in response.getheaders() if k.lower() == name.lower()]
+
+
+def _assert_nginx_own_headers(response: HTTPResponse) -> None:
+    """An answer nginx made itself is not sniffed, framed or allowed to load anything."""
+    assert _all(response, "X-Content-Type-Options") == ["nosniff"]
+    (csp,) = _all(response, "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+
+
 def _free_port() -> int:
     return _free_ports(1)[0]
 
@@ -141,6 +155,9 @@ def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
             self.send_header("Content-Length", str(len(body)))
             # The app's own HSTS header: nginx must replace it, not add a second one.
             self.send_header("Strict-Transport-Security", "max-age=1")
+            # And its own nosniff and CSP, which nginx must leave as they are.
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Content-Security-Policy", APP_CSP)
             self.end_headers()
             self.wfile.write(body)
 
@@ -384,8 +401,10 @@ def test_production_tls_and_limits_are_configured() -> None:
         )
     assert _directive(text, "ssl_session_tickets") == ["off"]
     assert _directive(text, "server_tokens") == ["off"]
-    # One add_header in the whole file: a second one in a location would drop HSTS there.
-    assert len(re.findall(r"^\s*add_header\s", text, re.MULTILINE)) == 1
+    # The server's add_headers only: one in a location would drop them all there.
+    assert len(re.findall(r"^\s*add_header\s", text, re.MULTILINE)) == 3
+    assert all(line.startswith("    add_header") for line in text.splitlines()
+               if line.lstrip().startswith("add_header"))
     assert re.search(
         r'add_header\s+Strict-Transport-Security\s+"max-age=63072000; includeSubDomains"\s+always;',
         text,
@@ -455,13 +474,17 @@ def test_production_proxy_behaviour(
     assert max_age >= 365 * 24 * 3600
     assert conn.sock is not None
     assert conn.sock.version() in {"TLSv1.2", "TLSv1.3"}
+    assert _all(response, "X-Content-Type-Options") == ["nosniff"]
+    assert _all(response, "Content-Security-Policy") == [APP_CSP], "the app's, once"
 
     response, _ = _request(conn, "GET", "/metrics", {"Authorization": "Bearer x"})
     assert response.status == 404
+    _assert_nginx_own_headers(response)
     response, _ = _request(conn, "TRACE", "/")
     assert response.status == 405
     hsts_on_error = response.getheader("Strict-Transport-Security")
     assert hsts_on_error and "max-age=63072000" in hsts_on_error
+    _assert_nginx_own_headers(response)
     response, _ = _request(
         conn,
         "POST",
@@ -470,6 +493,7 @@ def test_production_proxy_behaviour(
         body=b"x" * (13 * 1024 * 1024),
     )
     assert response.status == 413
+    _assert_nginx_own_headers(response)
     conn.close()
     assert len(app.seen) == 1, "only the health request reached the app"
 
