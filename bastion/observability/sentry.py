@@ -28,7 +28,16 @@ SENSITIVE_KEY = re.compile(
     re.I,
 )
 # Client addresses are personal data; matched by exact name ("ip" alone would hit "zip").
-ADDRESS_KEYS = frozenset({"ip", "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip"})
+# Besides our own field names, every request header in which a proxy, load balancer or CDN
+# names the client: sentry-sdk filters only X-Forwarded-For and X-Real-IP, and the others
+# (RFC 7239 Forwarded, Cloudflare, Akamai, Fastly, Envoy, ingress-nginx) carried the
+# visitor's address into every event sent from behind them.
+ADDRESS_KEYS = frozenset({
+    "ip", "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip",
+    "forwarded", "x-original-forwarded-for", "cf-connecting-ip", "cf-connecting-ipv6",
+    "true-client-ip", "x-client-ip", "fastly-client-ip", "x-cluster-client-ip",
+    "x-envoy-external-address",
+})
 # Shapes of values that are secret or personal whatever field holds them.
 VALUE_PATTERNS = (
     re.compile(r"bst_[A-Za-z0-9_\-]+"),  # personal access tokens

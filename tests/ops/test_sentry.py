@@ -145,3 +145,36 @@ def test_scrub_event_removes_secrets_wherever_they_are() -> None:
         assert secret not in text
     assert ["Accept", "text/html"] in cleaned["request"]["headers"]
     assert cleaned["request"]["url"].startswith("https://bastion.example.org/auth/reset/")
+
+
+# Headers in which a CDN, a load balancer or a proxy names the client's address. Only
+# X-Forwarded-For and X-Real-IP were filtered (by sentry-sdk and by ADDRESS_KEYS); behind
+# Cloudflare, Akamai, Fastly, Envoy or ingress-nginx every event carried the visitor's address.
+CLIENT_ADDRESS_HEADERS = {
+    "Forwarded": "for=198.51.100.21;proto=https",
+    "CF-Connecting-IP": "198.51.100.22",
+    "CF-Connecting-IPv6": "2001:db8::23",
+    "True-Client-IP": "198.51.100.24",
+    "X-Client-IP": "198.51.100.25",
+    "Fastly-Client-IP": "198.51.100.26",
+    "X-Cluster-Client-IP": "198.51.100.27",
+    "X-Original-Forwarded-For": "198.51.100.28",
+    "X-Envoy-External-Address": "198.51.100.29",
+}
+
+
+@pytest.mark.asvs("V14.2.3", "V16.2.5")
+def test_client_addresses_in_proxy_headers_never_reach_sentry(sentry_app: Flask) -> None:
+    client = sentry_app.test_client()
+    resp = client.post(f"/boom/{RESET_TOKEN}", headers=CLIENT_ADDRESS_HEADERS)
+    assert resp.status_code == 500
+    sentry_sdk.flush(timeout=5)
+
+    events = _events(Collector.received)
+    assert events, "no event reached the collector"
+    text = b"\n".join(Collector.received).decode()
+    for name, value in CLIENT_ADDRESS_HEADERS.items():
+        address = value.removeprefix("for=").split(";")[0]
+        assert address not in text, f"{name} leaked the client address to Sentry"
+    headers = {k.lower(): v for k, v in events[0]["request"]["headers"].items()}
+    assert headers["cf-connecting-ip"] == FILTERED  # the header stays, its value does not
