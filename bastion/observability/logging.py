@@ -45,6 +45,8 @@ def _redact(value: Any, key: str = "") -> Any:
         return "**********"
     if isinstance(value, dict):
         return {k: _redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):  # a list of dicts ("changes": [{"token": ...}])
+        return [_redact(v) for v in value]
     return value
 
 

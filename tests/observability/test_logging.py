@@ -50,9 +50,13 @@ def test_secrets_are_never_logged(client: FlaskClient, caplog) -> None:  # type:
     record = logging.LogRecord("bastion.x", logging.INFO, "", 0, "m", None, None)
     record.password = "p4ss"  # type: ignore[attr-defined]
     record.details = {"api_token": "bst_abc", "ok": 1}  # type: ignore[attr-defined]
+    record.changes = [{"refresh_token": "r3fr3sh", "id": 7}, ("pair", {"otp": "123456"})]  # type: ignore[attr-defined]
     out = json.loads(fmt.format(record))
     assert out["password"] == "**********" and out["details"]["api_token"] == "**********"
     assert out["details"]["ok"] == 1
+    # Nested in lists too: a secret field inside a list of objects is still a secret field.
+    assert out["changes"] == [{"refresh_token": "**********", "id": 7},
+                              ["pair", {"otp": "**********"}]]
 
 
 @pytest.mark.asvs("V16.2.5", "V14.2.1")
