@@ -3,6 +3,8 @@
 // - form[data-confirm]: asks before a destructive action (delete, disable).
 // - form[data-unsaved]: warns before the page is left with typed changes that were not
 //   sent; uploading an image reloads the editor, which lost the text being written.
+//   A form sent back refused (data-refused: a missing title, an edit conflict) starts
+//   changed: what it holds was not saved either.
 (function () {
   "use strict";
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
@@ -12,6 +14,7 @@
   });
   var dirty = false;
   document.querySelectorAll("form[data-unsaved]").forEach(function (form) {
+    if (form.hasAttribute("data-refused")) dirty = true;
     form.addEventListener("input", function () { dirty = true; });
     form.addEventListener("submit", function () { dirty = false; });
   });
