@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PYTEST_ARGS ?= --durations=15
 export BASTION_ENV ?= development
 
-.PHONY: help install install-dev run test test-fast lint lock bench sbom clean
+.PHONY: help install install-dev run test lint lock bench sbom clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'

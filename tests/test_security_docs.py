@@ -319,3 +319,49 @@ def test_readme_links_the_security_documents() -> None:
     for doc in ("security.md", "authorization.md", "security-check.md", "deployment.md"):
         assert f"docs/{doc}" in section.group(0)
         assert (ROOT / "docs" / doc).exists()
+
+
+def _library_settings() -> set[str]:
+    """Config keys that belong to Flask or an extension, not to Bastion."""
+    from flask_limiter.constants import ConfigVars
+
+    keys = set(Flask(__name__).default_config)
+    keys |= {v for k, v in vars(ConfigVars).items() if k.isupper()}
+    keys |= {k for k in dir(BaseConfig) if k.startswith(("WTF_", "SQLALCHEMY_", "REMEMBER_COOKIE_"))}
+    return keys | {"ENV_NAME"}  # set by BASTION_ENV
+
+
+def test_every_setting_is_documented_and_every_documented_one_is_read() -> None:
+    """A setting of Bastion's own that no document names cannot be found by an operator;
+    a documented one the code never reads is configured for nothing."""
+    from bastion.config import OTHER_FILE_SETTINGS, DevelopmentConfig
+
+    docs = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    )
+    own = {k for k in dir(BaseConfig) if k.isupper()} - _library_settings()
+    undocumented = sorted(k for k in own if f"BASTION_{k}" not in docs and f"`{k}`" not in docs)
+    assert not undocumented, f"settings named in no document: {undocumented}"
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = re.search(r"^## Configuration.*?(?=^## )", readme, re.S | re.M)
+    assert table
+    rows = re.findall(r"^\| (`BASTION_[^|]+)\|", table.group(0), re.M)
+    in_table = {n for row in rows for n in re.findall(r"`BASTION_([A-Z0-9_]+)`", row)}
+    assert len(in_table) > 50
+    settings = {k for k in dir(DevelopmentConfig) if k.isupper()} | {"ENV"}
+    settings |= set(Flask(__name__).default_config)  # SECRET_KEY, SECRET_KEY_FALLBACKS ...
+    assert in_table <= settings, f"README rows the config does not read: {sorted(in_table - settings)}"
+
+    # Anything else named BASTION_* in the docs is read somewhere: a setting, a secret file,
+    # or a variable of gunicorn.conf.py or the deployment files.
+    code = "\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in [ROOT / "gunicorn.conf.py", *(ROOT / "deploy").rglob("*"), *(ROOT / "bench").glob("*.py")]
+        if p.is_file()
+    )
+    known = settings | OTHER_FILE_SETTINGS | {f"{n}_FILE" for n in FILE_SETTINGS}
+    named = set(re.findall(r"BASTION_([A-Z0-9_]+)", docs))
+    unread = sorted(n for n in named - known if f"BASTION_{n}" not in code)
+    assert not unread, f"documented but read nowhere: {unread}"
