@@ -8,6 +8,8 @@ sources).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 
@@ -82,6 +84,20 @@ def test_bylines_name_the_account_behind_a_borrowed_name(app: Flask) -> None:
         html = client.get(page).get_data(as_text=True)
         assert "@mallory" in html, page
         assert "@alice" not in html, page
+
+
+@pytest.mark.asvs("V8.2.3")
+def test_a_right_to_left_name_cannot_move_the_handle_beside_it(app: Flask) -> None:
+    """Right-to-left letters at the end of a display name would pull the neutral " @" after
+    them into their run; the name is isolated, so the handle reads as written."""
+    mallory = UserFactory(username="mallory", display_name="Alice \u05d0\u05d1")
+    article = ArticleFactory(author=mallory, title="Signed")
+    CommentFactory(article=article, author=mallory, body="Signed too.")
+    client = client_for(app)
+    for page in ("/", "/articles", f"/articles/{article.id}"):
+        html = client.get(page).get_data(as_text=True)
+        bylines = re.findall(r"<bdi>Alice \u05d0\u05d1</bdi>(?:</a>)? <span class=\"handle\">@mallory<", html)
+        assert bylines, page
 
 
 @pytest.mark.asvs("V2.2.1")
