@@ -88,6 +88,9 @@ def check_credentials(login: str, password: str, otp: str | None, ip: str) -> Us
 def sign_in(login: str, password: str, otp: str | None, ip: str) -> User:
     user = check_credentials(login, password, otp, ip)
     audit.record(
-        "login.success", actor_id=user.id, target_user_id=user.id, details={"channel": "api"}
+        "login.success",
+        actor_id=user.id,
+        target_user_id=user.id,
+        details={"channel": "api", "method": "2fa" if user.has_2fa else "password"},
     )
     return user

@@ -72,7 +72,8 @@ def password_step(login: str, password: str, ip: str) -> Result:
         audit.record("login.password_ok", target_user_id=user.id)
         return Result(Step.NEEDS_2FA, user=user)
     throttle.record_login_success(login, ip)
-    audit.record("login.success", actor_id=user.id, target_user_id=user.id)
+    audit.record("login.success", actor_id=user.id, target_user_id=user.id,
+                 details={"method": "password"})
     return Result(Step.SIGNED_IN, user=user)
 
 

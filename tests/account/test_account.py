@@ -116,6 +116,27 @@ def test_password_change_requires_recent_reauthentication(client: FlaskClient, u
 
 
 @pytest.mark.asvs("V7.5.1")
+def test_email_change_requires_recent_reauthentication(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """A session cookie left open (or copied) must not be enough to move the account to
+    another mailbox, from where a reset link takes it over."""
+    sign_in(client, "alice")
+    _stale(client)
+    resp = post_form(client, "/account", {"email": "mallory@evil.example.org"},
+                     action="/account/email")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    assert not outbox.messages()  # no link to the new address, no notice either
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"
+    assert post_form(client, "/auth/reauth", {"password": PASSWORD}).status_code == 302
+    resp = post_form(client, "/account", {"email": "alice.new@example.org"},
+                     action="/account/email")
+    assert resp.status_code == 302 and not resp.headers["Location"].startswith("/auth/reauth")
+    assert outbox.link("alice.new@example.org", "/account/email/")
+
+
+@pytest.mark.asvs("V7.5.1")
 def test_email_change_confirms_new_address_and_notifies_old(
     client: FlaskClient, user: User, outbox: Outbox
 ) -> None:
@@ -247,12 +268,26 @@ def test_reauthentication_rotates_the_session(client: FlaskClient, user: User) -
 @pytest.mark.asvs("V7.5.2")
 def test_ending_sessions_needs_a_recent_factor(client: FlaskClient, user: User) -> None:
     phone = client.application.test_client()
+    phone.environ_base["HTTP_USER_AGENT"] = "alice-phone/1.0"
     sign_in(phone, "alice")
     sign_in(client, "alice")
+    phone_session = db.session.scalar(
+        select(UserSession).where(UserSession.user_agent == "alice-phone/1.0"))
+    assert phone_session is not None
+    # The account page lists every live session, each with its own way to end it.
+    page = client.get("/account").get_data(as_text=True)
+    assert "alice-phone/1.0" in page
+    assert f'action="/account/sessions/{phone_session.id}/revoke"' in page
     _stale(client)
-    resp = post_form(client, "/account", {}, action="/account/sessions/revoke-all")
-    assert resp.headers["Location"].startswith("/auth/reauth")
-    assert is_signed_in(phone)
+    # Ending one session or all of them asks for the password again first.
+    for action in (f"/account/sessions/{phone_session.id}/revoke", "/account/sessions/revoke-all"):
+        resp = post_form(client, "/account", {}, action=action)
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+        assert is_signed_in(phone) and is_signed_in(client)
+    # Re-confirmed, the owner ends the one session.
+    assert post_form(client, "/auth/reauth", {"password": PASSWORD}).status_code == 302
+    post_form(client, "/account", {}, action=f"/account/sessions/{phone_session.id}/revoke")
+    assert not is_signed_in(phone) and is_signed_in(client)
 
 
 @pytest.mark.asvs("V6.2.6", "V6.2.7")

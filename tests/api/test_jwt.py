@@ -184,6 +184,27 @@ def test_unknown_kid_is_refused(api: Api, viewer: User, app: Flask) -> None:
     _assert_401(api, _signed(app, _claims(viewer), kid="not-ours"))
 
 
+@pytest.mark.asvs("V9.1.3")
+@pytest.mark.parametrize("kid", ["ours", "theirs", None])
+def test_keys_named_in_the_token_header_are_never_used(
+    api: Api, viewer: User, kid: str | None
+) -> None:
+    """An attacker signs with a key of their own and points at it from the header (an
+    embedded ``jwk``, a ``jku`` or ``x5u`` URL): only our configured keyset verifies."""
+    attacker = Ed25519PrivateKey.generate()
+    public_jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(attacker.public_key()))
+    headers: dict[str, Any] = {
+        "jwk": {**public_jwk, "kid": "theirs"},
+        "jku": "https://evil.example/jwks.json",
+        "x5u": "https://evil.example/cert.pem",
+    }
+    if kid is not None:
+        headers["kid"] = tokens.keyset().active_kid if kid == "ours" else "theirs"
+    token = jwt.encode(_claims(viewer), attacker, algorithm="EdDSA", headers=headers)
+    assert jwt.get_unverified_header(token)["jwk"]["x"] == public_jwk["x"]
+    _assert_401(api, token)
+
+
 @pytest.mark.asvs("V9.2.2")
 def test_refresh_token_is_not_an_access_token(api: Api, viewer: User) -> None:
     pair = api.tokens_for(viewer)

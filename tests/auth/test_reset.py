@@ -56,8 +56,11 @@ def test_reset_works_once_never_signs_in_keeps_2fa_and_ends_sessions(
     db.session.refresh(user)
     assert user.has_2fa  # and never disables 2FA
     assert _reset(client, link, "another fine passphrase 7").status_code == 404  # single use
-    sign_in(client, "tess", NEW_PW)
+    # The new password is right, and still only the first of two steps.
+    step = sign_in(client, "tess", NEW_PW)
+    assert step.status_code == 302 and step.headers["Location"] == "/auth/2fa"
     assert client.get("/account").status_code == 302  # still needs the second factor
+    assert client.get("/auth/2fa").status_code == 200
     assert "changed" in str(outbox.to("tess@example.org")[-1]["Subject"])
 
 

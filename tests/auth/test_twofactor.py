@@ -9,7 +9,7 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bastion.extensions import db
 from bastion.models import AuditEvent, RecoveryCode, User, UserSession, utcnow
@@ -52,7 +52,7 @@ def test_login_is_two_steps_and_not_signed_in_between(
     assert not is_signed_in(attacker)
 
 
-@pytest.mark.asvs("V6.5.1", "V6.5.5")
+@pytest.mark.asvs("V6.5.1")
 def test_a_used_totp_code_cannot_be_replayed(client: FlaskClient, totp_user: tuple[User, str]) -> None:
     user, secret = totp_user
     _reset_step(user)
@@ -65,6 +65,33 @@ def test_a_used_totp_code_cannot_be_replayed(client: FlaskClient, totp_user: tup
     assert again.status_code == 200 and b"already used" in again.data
     assert f'value="{code}"'.encode() not in again.data  # the field is empty for the next
     assert not is_signed_in(client)
+
+
+@pytest.mark.asvs("V6.5.5")
+def test_a_totp_code_lives_one_30_second_step_and_one_step_of_drift(
+    client: FlaskClient, totp_user: tuple[User, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A code read off a phone a minute ago (or one a minute ahead) is refused: only the
+    current 30-second step and one step either side, for clock drift, are accepted."""
+    from bastion.auth import twofactor
+
+    user, secret = totp_user
+    totp = pyotp.TOTP(secret)
+    assert totp.interval == 30
+    # Mid-step, on a clock that stands still, so no step boundary is crossed meanwhile.
+    now = utcnow().replace(microsecond=0)
+    now -= timedelta(seconds=now.timestamp() % 30 - 15)
+    monkeypatch.setattr(twofactor, "utcnow", lambda: now)
+    sign_in(client, "tess")
+    for stale in (now - timedelta(seconds=60), now + timedelta(seconds=60),
+                  now - timedelta(minutes=10)):
+        _reset_step(user)
+        refused = _code_step(client, totp.at(stale))
+        assert refused.status_code == 200, stale
+        assert not is_signed_in(client)
+    _reset_step(user)
+    assert _code_step(client, totp.at(now)).status_code == 302
+    assert is_signed_in(client)
 
 
 def _csrf(client: FlaskClient) -> str:
@@ -229,6 +256,40 @@ def test_a_fresh_session_alone_cannot_turn_2fa_off_or_take_new_codes(
     assert db.session.scalar(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "2fa.change_failure")
     ) >= 3
+
+
+@pytest.mark.asvs("V7.5.1")
+def test_setting_up_2fa_or_new_recovery_codes_needs_a_recent_reauthentication(
+    client: FlaskClient, user: User, totp_user: tuple[User, str]
+) -> None:
+    """Whoever holds a stale session must not enrol a device of their own (locking the
+    owner out) nor take a fresh set of recovery codes, even with a right code."""
+    stale = utcnow() - timedelta(minutes=11)
+    sign_in(client, "alice")
+    db.session.execute(update(UserSession).values(reauth_at=stale))
+    db.session.commit()
+    assert client.get("/account/2fa").headers["Location"].startswith("/auth/reauth")
+    resp = post_form(client, "/account", {"code": "123456"}, action="/account/2fa")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    db.session.refresh(user)
+    assert user.totp_secret is None and not user.has_2fa  # no secret was even drawn
+
+    tess, secret = totp_user
+    phone = client.application.test_client()
+    sign_in(phone, "tess")
+    _reset_step(tess)
+    assert _code_step(phone, unused_code(secret, None)).status_code == 302
+    db.session.execute(update(UserSession).where(UserSession.user_id == tess.id)
+                       .values(reauth_at=stale))
+    db.session.commit()
+    codes = set(db.session.scalars(select(RecoveryCode.code_hash)
+                                   .where(RecoveryCode.user_id == tess.id)))
+    _reset_step(tess)
+    resp = post_form(phone, "/account", {"code": unused_code(secret, None)},
+                     action="/account/2fa/recovery-codes")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth")
+    assert set(db.session.scalars(select(RecoveryCode.code_hash)
+                                  .where(RecoveryCode.user_id == tess.id))) == codes
 
 
 @pytest.mark.asvs("V7.5.1", "V6.4.4")
