@@ -190,6 +190,30 @@ def test_session_fixation_cookie_set_before_login_is_useless(client: FlaskClient
     assert not is_signed_in(attacker)
 
 
+@pytest.mark.asvs("V7.2.4")
+def test_signing_in_over_a_planted_live_session_never_reuses_its_id(
+    client: FlaskClient, user: User
+) -> None:
+    """The only signed cookie carrying a session id an attacker can plant is one of their
+    own live sessions. The sign-in page is not offered over it, and a sign-in posted over it
+    anyway (with the session's own CSRF token) must mint a new id: were the id kept, the
+    attacker's copy of the cookie would now be the victim's session."""
+    UserFactory(username="mallory", email="mallory@example.org")
+    attacker = client.application.test_client()
+    sign_in(attacker, "mallory")
+    planted = _cookie(attacker)
+    client.set_cookie(COOKIE, planted, domain="localhost")
+    assert client.get("/auth/login").status_code == 302
+    client.post("/auth/login", data={"username": "alice", "password": PASSWORD,
+                                     "csrf_token": csrf_token(client, "/account")})
+    # Refused (the browser stays in the planted session) or signed in under a new id;
+    # either way the attacker's copy of the cookie is still only the attacker.
+    page = attacker.get("/account")
+    assert page.status_code == 200, "the attacker's own session is untouched"
+    assert "alice@example.org" not in page.get_data(as_text=True)
+    assert "mallory@example.org" in page.get_data(as_text=True)
+
+
 @pytest.mark.asvs("V7.4.1", "V7.2.1")
 def test_logged_out_cookie_cannot_be_replayed(client: FlaskClient, user: User) -> None:
     sign_in(client, "alice")
