@@ -25,7 +25,7 @@ DOC = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
 DOC_IDS = {
     "V1.1.2", "V2.1.1", "V2.1.2", "V2.3.2", "V3.5.4", "V3.7.1", "V5.1.1", "V5.4.3", "V6.1.3",
     "V6.2.10", "V6.4.4", "V7.1.1", "V7.1.2", "V7.2.2", "V8.1.2", "V11.1.1", "V11.1.2", "V11.2.2",
-    "V14.1.1", "V14.1.2", "V14.2.4", "V15.1.1", "V15.1.3", "V16.4.3",
+    "V14.1.1", "V14.1.2", "V14.2.4", "V15.1.1", "V15.1.3", "V16.4.3", "V11.2.1", "V16.1.1",
 }
 
 
@@ -365,3 +365,65 @@ def test_every_setting_is_documented_and_every_documented_one_is_read() -> None:
     named = set(re.findall(r"BASTION_([A-Z0-9_]+)", docs))
     unread = sorted(n for n in named - known if f"BASTION_{n}" not in code)
     assert not unread, f"documented but read nowhere: {unread}"
+
+
+# Modules that implement or wrap cryptography, and the locked requirement each comes from.
+CRYPTO_MODULES = {
+    "cryptography": "pyjwt[crypto]", "jwt": "pyjwt[crypto]", "argon2": "argon2-cffi",
+    "bcrypt": "bcrypt", "itsdangerous": "flask", "pyotp": "pyotp",
+}
+FORBIDDEN_CRYPTO = ("random", "Crypto", "Cryptodome", "nacl", "rsa", "ecdsa", "passlib")
+
+
+def _imported_top_modules() -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for path in (ROOT / "bastion").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.asvs("V11.2.1")
+def test_cryptography_comes_only_from_the_documented_libraries() -> None:
+    """The code imports no cryptographic module beyond the vetted ones the document lists
+    (no `random` for secrets, no second crypto library), and each is a locked dependency."""
+    imported = _imported_top_modules()
+    assert not imported & set(FORBIDDEN_CRYPTO), sorted(imported & set(FORBIDDEN_CRYPTO))
+    section = _section("Cryptography and keys")
+    requirements = (ROOT / "requirements" / "main.in").read_text(encoding="utf-8")
+    for module, requirement in CRYPTO_MODULES.items():
+        name = "PyJWT" if module == "jwt" else "argon2-cffi" if module == "argon2" else module
+        assert f"`{name}`" in section, module
+        assert requirement.split("[")[0] in requirements, requirement
+    assert {"secrets", "hashlib", "hmac"} <= imported
+
+
+@pytest.mark.asvs("V16.1.1")
+def test_logging_inventory_names_every_layer_and_every_logged_event() -> None:
+    """Every event name the app logs at warning or above appears in the inventory, and each
+    layer that writes logs has its row, so a new log line without a row fails here."""
+    import ast
+
+    section = _section("Logging inventory")
+    for layer in ("nginx", "app request log", "gunicorn", "audit trail", "Sentry", "metrics"):
+        assert f"| {layer}" in section, layer
+    messages: set[str] = set()
+    for path in (ROOT / "bastion").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in {"warning", "error", "critical", "exception"}
+                    and isinstance(getattr(node.func.value, "id", None), str)
+                    and node.func.value.id in {"log", "logger"}
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                messages.add(str(node.args[0].value))
+    assert len(messages) > 20, "too few log calls found: the scan is broken"
+    # Placeholders (%s, %d) are written as an ellipsis; line breaks in the text are spaces.
+    text = " ".join(section.split())
+    missing = {m for m in messages
+               if not all(part.strip() in text for part in re.split(r"%[sd]", m) if part.strip())}
+    assert not missing, sorted(missing)

@@ -19,7 +19,7 @@ from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactor
 pytestmark = pytest.mark.asvs("V9.1.1")
 
 
-@pytest.mark.asvs("V11.2.1", "V13.3.1")
+@pytest.mark.asvs("V13.3.1")
 def test_token_is_prefixed_random_and_stored_only_as_a_hash(
     api: Api, make_user: Callable[..., User]
 ) -> None:
