@@ -22,12 +22,12 @@ from bastion import pagecache
 from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
 from bastion.auth.services import canonical_email, canonical_username
-from bastion.auth.sessions import revoke_all
+from bastion.auth.sessions import end_browser_sessions, revoke_all
 from bastion.content.services import BIDI_CONTROLS, Page, escape_like
 from bastion.extensions import db
 from bastion.mail import send_mail, site_url
-from bastion.models import ROLE_NAMES, Role, User, UserSession, utcnow
-from bastion.models.base import ID_MAX, affected_rows
+from bastion.models import ROLE_NAMES, Role, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.models.locks import lock_user
 from bastion.models.user import ROLE_RANK
 from bastion.security import audit
@@ -269,11 +269,7 @@ def end_sign_ins(user_id: int) -> int:
     """End a user's browser sessions (remember-me included) and API refresh families, in
     the caller's transaction; their personal access tokens stay. Returns the sessions ended."""
     lock_user(user_id)
-    ended = affected_rows(db.session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    ))
+    ended = end_browser_sessions(user_id)
     tokens.revoke_all_for_user(user_id, commit=False)
     return ended
 

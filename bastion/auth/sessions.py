@@ -153,14 +153,7 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     so it is either refused or committed before, and then revoked here with the rest.
     """
     lock_user(user_id)
-    stmt = (
-        update(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    if except_id is not None:
-        stmt = stmt.where(UserSession.id != except_id)
-    count = affected_rows(db.session.execute(stmt))
+    count = end_browser_sessions(user_id, keep_id=except_id)
     # Emailed links carry a fingerprint of this stamp: they end with the sessions.
     user = db.session.get(User, user_id)
     if user is not None:
@@ -176,9 +169,10 @@ def revoke_all(user_id: int, *, except_id: int | None = None, commit: bool = Tru
     return count
 
 
-def end_other_browser_sessions(user_id: int, keep_id: int | None) -> int:
-    """End the user's browser sessions but ``keep_id``, in the caller's transaction; tokens,
-    links and the stamp stay (for those, ``revoke_all``). Returns the sessions ended."""
+def end_browser_sessions(user_id: int, *, keep_id: int | None = None) -> int:
+    """End the user's browser sessions (remember-me included) but ``keep_id``, in the
+    caller's transaction; tokens, links and the stamp stay (for those, ``revoke_all``).
+    Returns the sessions ended."""
     stmt = (
         update(UserSession)
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))

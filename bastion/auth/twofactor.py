@@ -367,11 +367,11 @@ def enable(user: User, code: str, *, keep_session_id: int | None = None) -> list
     user.totp_enabled_at = utcnow()
     codes = new_recovery_codes(user)
     from bastion.auth.enrolment import is_required
-    from bastion.auth.sessions import end_other_browser_sessions
+    from bastion.auth.sessions import end_browser_sessions
 
     details: dict[str, object] = {}
     if is_required(user):
-        details["sessions_ended"] = end_other_browser_sessions(user.id, keep_session_id)
+        details["sessions_ended"] = end_browser_sessions(user.id, keep_id=keep_session_id)
     audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, details=details,
                  commit=False)
     db.session.commit()
