@@ -228,7 +228,8 @@ def reset_request() -> ResponseReturnValue:
 @public
 @limiter.limit("10 per minute", methods=["POST"])
 def reset_password(token: str) -> ResponseReturnValue:
-    if registration.reset_user(token) is None:
+    account = registration.reset_user(token)
+    if account is None:
         return _bad_link()
     form = ResetPasswordForm()
     if form.validate_on_submit():
@@ -242,7 +243,9 @@ def reset_password(token: str) -> ResponseReturnValue:
             flash("Your password is changed, every session was signed out and your personal "
                   "access tokens revoked. Sign in now.", "success")
             return redirect(url_for("auth.login"))
-    return render_template("auth/reset_password.html", form=form), 200 if not form.errors else 422
+    return render_template(
+        "auth/reset_password.html", form=form, username=account.username
+    ), 200 if not form.errors else 422
 
 
 @bp.record_once

@@ -37,7 +37,7 @@ STRUCTURE = """() => {
     problems.push('the skip link is not the first focusable element');
   else if (!document.getElementById(skip.getAttribute('href').slice(1)) || document.getElementById(skip.getAttribute('href').slice(1)).tagName !== 'MAIN')
     problems.push('the skip link does not lead to main');
-  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+  for (const el of document.querySelectorAll('input:not([type=hidden]):not([hidden]), select, textarea')) {
     const label = [...(el.labels || [])].map(text).join(' ') || named(el);
     if (!label) problems.push('unlabelled ' + el.tagName + ' ' + (el.name || el.id));
   }
