@@ -69,6 +69,18 @@ def site_url(endpoint: str, **values: Any) -> str | None:
     return adapter.build(endpoint, values, force_external=True)
 
 
+def _addressed_as_given(msg: EmailMessage, to: str) -> bool:
+    """Whether the ``To`` header names ``to`` itself, the one mailbox it is sent to.
+
+    The header parser decodes an RFC 2047 encoded word inside an address, which no address
+    may hold but an account stored before the forms refused one can: the envelope and the
+    header would name the decoded mailbox (``=?utf-8?q?victim?=@example.org`` is mailed at
+    ``victim@example.org``), not the account's.
+    """
+    addresses: tuple[Address, ...] = getattr(msg["To"], "addresses", ())
+    return len(addresses) == 1 and addresses[0].addr_spec == to
+
+
 def _sender_domain(msg: EmailMessage) -> str:
     """The domain of the From address, for Message-IDs the sending site can vouch for."""
     addresses: tuple[Address, ...] = getattr(msg["From"], "addresses", ())
@@ -87,9 +99,14 @@ def send_mail(
     that must not mail (an unknown address, a spent budget) still renders its message.
     Failures are logged, never shown to the user.
     """
-    msg: EmailMessage | None = build_message(to, subject, template, **context)
-    if not deliver:
-        msg = None
+    built = build_message(to, subject, template, **context)
+    if deliver and not _addressed_as_given(built, to):
+        log.error(
+            "mail not sent",
+            extra={"template": template, "error": "recipient reads as another address"},
+        )
+        deliver = False
+    msg = built if deliver else None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config.get("MAIL_BACKGROUND"):
         threading.Thread(target=_deliver_in, args=(app, msg, template), daemon=True).start()

@@ -68,8 +68,14 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
 
 
 def _answer_taken(email: str, *, deliver: bool) -> None:
-    """Mail the owner of a taken address (never its old confirmation link) and audit it."""
+    """Mail the owner of a taken address (never its old confirmation link) and audit it.
+
+    A disabled account is mailed nothing, as a reset request mails it nothing: the notice
+    offers a sign-in and a reset that cannot work, and the link to choose the password of
+    one never confirmed is dead (links die with the account). The message is still built.
+    """
     owner = find_user_by_email(email)
+    deliver = deliver and (owner is None or owner.is_active)
     if owner is not None and owner.email_confirmed_at is None:
         # The confirmation link mailed when it was started dies too (links carry the
         # stamp): in the same mailbox, it would confirm the starter's password.

@@ -23,6 +23,8 @@ MIN_PASSWORD, MAX_PASSWORD = 12, 128
 USERNAME_TAKEN = "That username is taken."
 # For admins and the command line only: registration answers a taken address as a free one.
 EMAIL_TAKEN = "An account with that email address already exists."
+ENCODED_WORD = ('The address cannot contain "=?": mail software decodes it into a '
+                "different address.")
 # Words an attacker tries first against this site (ASVS V6.1.2, documented in
 # docs/authentication.md); the username and the email's local part are added per user.
 CONTEXT_WORDS = ("bastion",)
@@ -83,15 +85,21 @@ def _email_forms(raw: str) -> tuple[str, str, str]:
 
 
 def email_local_part_problem(address: str) -> str | None:
-    """Why the part of ``address`` before its last '@' is longer than mail servers take.
+    """Why the part of ``address`` before its last '@' cannot be mailed as it is stored.
 
     RFC 5321 limits it to 64 octets; email-validator counts characters, and only in its
     strict mode, so its default let a longer one be stored: the account's confirmation,
     reset and notice mail could then be refused by the relay, and the owner never knows
     why no message comes. An address not yet in the stored form should be made canonical
     (``canonical_email``) first, as the forms do.
+
+    An RFC 2047 encoded word (``=?utf-8?q?victim?=``) is refused too: email-validator takes
+    it as ordinary characters, but mail software (Python's own header parser among it)
+    decodes it, so the account's mail went to ``victim@...``, another account's mailbox.
     """
     local = address.rpartition("@")[0]
+    if "=?" in local:
+        return ENCODED_WORD
     octets = len(local.encode("utf-8", "surrogatepass"))
     if octets <= MAX_EMAIL_LOCAL:
         return None

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from bastion.extensions import db
-from bastion.models import User
+from bastion.models import User, utcnow
 from tests.factories import PASSWORD
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, full_width, post_form
@@ -271,3 +271,22 @@ def test_an_invalid_idn_domain_is_a_form_error(
     assert resp.status_code == 422
     assert b"Enter a valid email address." in resp.data
     assert _users() == 0 and not outbox.messages()
+
+
+@pytest.mark.asvs("V6.4.1")
+@pytest.mark.parametrize("confirmed", [True, False], ids=["confirmed", "never confirmed"])
+def test_a_sign_up_with_a_disabled_accounts_address_mails_it_nothing(
+    client: FlaskClient, outbox: Outbox, confirmed: bool
+) -> None:
+    """A disabled account gets no mail from an anonymous request, as for a reset request:
+    the notice offered a sign-in and a reset that cannot work, and the never-confirmed
+    account's "choose its password" link opened the dead-link page."""
+    from bastion.admin.services import set_disabled
+    from tests.factories import UserFactory
+
+    owner = UserFactory(username="owner", email=NEW["email"],
+                        email_confirmed_at=utcnow() if confirmed else None)
+    set_disabled(None, owner, True)
+    assert post_form(client, "/auth/register", NEW).status_code == 302  # the usual answer
+    assert not outbox.messages()
+    assert _users() == 1
