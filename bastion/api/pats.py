@@ -192,17 +192,23 @@ def revoke_presented(secret: str) -> int | None:
 
 
 def _end(record: ApiToken) -> None:
-    """Revoke ``record`` (once) and audit it as its owner's act."""
-    if record.revoked_at is None:
-        record.revoked_at = utcnow()
-        audit.record(
-            "token.revoked",
-            actor_id=record.user_id,
-            target_user_id=record.user_id,
-            details={"token_id": record.id},
-            commit=False,
-        )
-        db.session.commit()
+    """Revoke ``record`` (once) and audit it as its owner's act.
+
+    Compare-and-set: of two revocations at once (a double click, a retried call) that both
+    read the token as live, only the first writes its time and its "token.revoked" event.
+    """
+    token_id, owner_id = record.id, record.user_id
+    ended = affected_rows(db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    ))
+    if not ended:
+        db.session.rollback()
+        return
+    audit.record("token.revoked", actor_id=owner_id, target_user_id=owner_id,
+                 details={"token_id": token_id}, commit=False)
+    db.session.commit()
 
 
 def revoke_all_for(user_id: int, *, commit: bool = True) -> int:

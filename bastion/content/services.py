@@ -384,6 +384,18 @@ def update_article(
     # the session for a later flush (the edit page queries again while re-rendering).
     clean_title = _clean_text(title, "title", TITLE_MAX).strip() if title is not None else None
     clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
+    # Rendered before the row is locked: a long body takes seconds, and SQLite's write lock
+    # would stop every other writer meanwhile.
+    body_html = render_markdown(clean_body) if clean_body is not None else None
+    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
+    # The row as committed now, not as this request loaded it: set to a value it held then,
+    # a field another save changed meanwhile would be no change to the ORM (never written,
+    # yet answered as saved), and "publish" would be judged on a status no longer true.
+    db.session.refresh(article)
+    if expected_revision:
+        _refuse_a_lost_update(article, expected_revision, clean_title, clean_body, publish)
+    if check_locked is not None:
+        check_locked(article)
     changed = [
         name
         for name, new, old in (
@@ -393,15 +405,6 @@ def update_article(
         )
         if new is not None and new != old
     ]
-    # Rendered before the row is locked: a long body takes seconds, and SQLite's write lock
-    # would stop every other writer meanwhile.
-    body_html = render_markdown(clean_body) if clean_body is not None else None
-    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
-    if expected_revision:
-        _refuse_a_lost_update(article, expected_revision, clean_title, clean_body, publish)
-    if check_locked is not None:
-        db.session.refresh(article)  # the row as committed now, not as the caller read it
-        check_locked(article)
     _audit_for_author(actor, article.author_id, "article.edited_by_admin",
                       {"article_id": article.id, "fields": changed})
     if clean_title is not None:
@@ -429,9 +432,9 @@ def update_article(
 def _refuse_a_lost_update(
     article: Article, expected: str, title: str | None, body: str | None, publish: bool | None
 ) -> None:
-    """Under the row lock: raise EditConflictError unless the saved article is still the
-    ``expected`` version, or already what this edit would make it (a double submit)."""
-    db.session.refresh(article)  # the row as committed now, not as this request loaded it
+    """Under the row lock, with the row read again: raise EditConflictError unless the
+    saved article is still the ``expected`` version, or already what this edit would make
+    it (a double submit)."""
     current = revision(article)
     if current == expected:
         return
@@ -508,6 +511,21 @@ def _still_published(article_id: int) -> bool:
     return _lock_row(Article, article_id, Article.status == "published")
 
 
+def _hold_author(user_id: int) -> None:
+    """Take, before the article's lock, the lock on the author's row that the comment's
+    foreign key takes at insert anyway (``FOR KEY SHARE``: the account's other work runs).
+
+    Deleting the account locks its row, then its articles (the cascade). A comment on one's
+    own article took them the other way round: the two waited for each other until
+    PostgreSQL aborted one, most often the deletion (a 500 for the admin). In this order the
+    deletion waits for the comment, or the comment finds the article gone with the account.
+    SQLite has no row locks; its database write lock already orders the two.
+    """
+    db.session.execute(
+        select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
+    )
+
+
 def add_comment(actor: User, article: Article, body: str) -> Comment:
     authz.require(
         authz.can_comment(actor, article),
@@ -520,6 +538,7 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
         body=_clean_text(body, "body", COMMENT_MAX).strip(),
     )
     article_id = article.id
+    _hold_author(actor.id)
     if not _still_published(article_id):
         db.session.rollback()
         authz.require(False, hide=True, what=f"comment on article {article_id}")
@@ -563,11 +582,13 @@ def update_comment(
     authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
-    if expected_revision:
-        db.session.refresh(comment)  # as committed now, under the lock
-        if expected_revision != comment_revision(comment) and comment.body != clean_body:
-            db.session.rollback()
-            raise EditConflictError(COMMENT_EDIT_CONFLICT)
+    # As committed now, under the lock: a text another save changed meanwhile, sent back as
+    # loaded, would otherwise look unchanged and never be written (see ``update_article``).
+    db.session.refresh(comment)
+    stale = expected_revision and expected_revision != comment_revision(comment)
+    if stale and comment.body != clean_body:
+        db.session.rollback()
+        raise EditConflictError(COMMENT_EDIT_CONFLICT)
     _audit_for_author(actor, comment.author_id, "comment.edited_by_admin",
                       {"comment_id": comment.id, "article_id": comment.article_id})
     if clean_body != comment.body:  # saving the same text is not an edit

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bastion.admin import deletion
 from bastion.admin import services as admin
 from bastion.api import pats
 from bastion.api.tokens import issue_pair
 from bastion.auth import twofactor
+from bastion.content import services as content
 from bastion.extensions import db
 from bastion.models import (
     ApiToken,
@@ -525,6 +527,66 @@ def test_a_comment_racing_its_authors_deletion_ends_signed_out(
         assert resp.status_code == 401
         assert resp.headers["Content-Type"] == "application/problem+json"
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    with app.app_context():
+        assert db.session.get(User, ids[0]) is None
+        assert db.session.scalar(select(func.count()).select_from(Comment)) == 0
+        db.session.remove()
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """Whether PostgreSQL backend ``pid`` is waiting for a row or transaction lock."""
+    with db.engine.connect() as conn:
+        return bool(conn.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND wait_event_type = 'Lock'"
+        ), {"pid": pid}))
+
+
+@pytest.mark.postgres
+def test_a_comment_on_ones_own_article_and_the_accounts_deletion_do_not_deadlock(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comment locked the article, then (its foreign key) the author's row; the deletion
+    locks the row, then (its cascade) the article. Each waited for the other until
+    PostgreSQL aborted one, the deletion: a 500 for the admin. Now the deletion waits."""
+    app = make_app(backend="postgresql")
+    with app.app_context():
+        boss, target = UserFactory(role_name="admin"), UserFactory(role_name="editor")
+        article = ArticleFactory(author=target, status="published")
+        browser = client_for(app, target)
+        ids = target.id, boss.id, article.id
+        db.session.remove()
+    deleter: dict[str, Any] = {}
+
+    def delete() -> None:
+        with app.app_context():
+            try:
+                deleter["pid"] = db.session.scalar(text("SELECT pg_backend_pid()"))
+                boss, target = db.session.get(User, ids[1]), db.session.get(User, ids[0])
+                assert boss is not None and target is not None
+                deletion.delete_user(boss, target, confirmation=target.username)
+                deleter["outcome"] = "deleted"
+            except Exception as exc:  # asserted on below
+                deleter["outcome"] = exc
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=delete)
+    recent_duplicate = content._recent_duplicate
+
+    def deletion_waits_first(*args: Any) -> Any:
+        """Past the comment's locks, before its insert: the deletion runs into them."""
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not ("pid" in deleter and _waits_for_a_lock(deleter["pid"])):
+            assert time.monotonic() < deadline and "outcome" not in deleter, deleter
+            time.sleep(0.01)
+        return recent_duplicate(*args)
+
+    monkeypatch.setattr(content, "_recent_duplicate", deletion_waits_first)
+    resp = post(browser, f"/articles/{ids[2]}/comments", {"body": "Last words"})
+    thread.join(30)
+    assert deleter["outcome"] == "deleted"
+    assert resp.status_code == 302
     with app.app_context():
         assert db.session.get(User, ids[0]) is None
         assert db.session.scalar(select(func.count()).select_from(Comment)) == 0

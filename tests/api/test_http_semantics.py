@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -183,6 +184,77 @@ def test_a_change_saved_while_the_patch_was_under_way_is_seen(
     assert _patch(api, token, article_id, "Mine", read).status_code == 412
     db.session.expire_all()
     assert db.session.get(Article, article_id).title == "Theirs"  # type: ignore[union-attr]
+
+
+def _saved_meanwhile(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
+    """Another writer commits ``values`` after this request loaded the article, just before
+    the service locks it."""
+    real = services._lock_or_not_found
+
+    def other_writer_commits_first(model: Any, pk: int, *args: Any) -> None:
+        monkeypatch.setattr(services, "_lock_or_not_found", real)
+        with db.engine.connect() as other:
+            other.execute(update(Article).where(Article.id == pk).values(**values))
+            other.commit()
+        real(model, pk, *args)
+
+    monkeypatch.setattr(services, "_lock_or_not_found", other_writer_commits_first)
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "sent", "field", "wanted"),
+    [
+        ({"title": "Theirs"}, {"title": "One"}, "title", "One"),
+        ({"status": "draft", "published_at": None}, {"publish": True}, "status", "published"),
+    ],
+    ids=["title-set-back", "publish-after-unpublish"],
+)
+def test_a_patch_without_conditions_applies_what_it_sends_over_a_change_made_meanwhile(
+    api: Api,
+    make_user: Callable[..., User],
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: dict[str, Any],
+    sent: dict[str, Any],
+    field: str,
+    wanted: str,
+) -> None:
+    """Without If-Match the last write wins, and the answer is what was stored. The service
+    compared with the copy the request loaded: a title set back to the one it held then was
+    "no change" to the ORM, and publishing an article unpublished meanwhile looked done.
+    Nothing was written, yet the answer was 200 with the client's values and an ETag of a
+    version that never existed."""
+    author = make_user("editor")
+    article = ArticleFactory(author=author, title="One", status="published")
+    article_id = article.id
+    token = api.access_for(author)
+    _saved_meanwhile(monkeypatch, **meanwhile)
+    resp = api.call("PATCH", f"/articles/{article_id}", token, json=sent)
+    assert resp.status_code == 200
+    assert resp.get_json()[field] == wanted
+    db.session.expire_all()
+    assert getattr(db.session.get(Article, article_id), field) == wanted
+    current = api.call("GET", f"/articles/{article_id}", token)
+    assert current.get_json() == resp.get_json()
+    assert current.headers["ETag"] == resp.headers["ETag"]
+
+
+def test_a_publish_sent_twice_at_once_keeps_the_first_publication_date(
+    api: Api, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retried or double-sent ``publish`` finds the first one committed while it waited
+    for the lock. Judged on the draft it had loaded, it published again: the article
+    moved to the top of the list with a new date."""
+    author = make_user("editor")
+    article = ArticleFactory(author=author, status="draft", published_at=None)
+    article_id = article.id
+    token = api.access_for(author)
+    first = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    _saved_meanwhile(monkeypatch, status="published", published_at=first)
+    resp = api.call("PATCH", f"/articles/{article_id}", token, json={"publish": True})
+    assert resp.status_code == 200
+    assert resp.get_json()["published_at"].startswith("2024-05-01T12:00")
+    db.session.expire_all()
+    assert db.session.get(Article, article_id).published_at == first  # type: ignore[union-attr]
 
 
 @pytest.mark.asvs("V8.2.2")

@@ -371,3 +371,42 @@ def test_every_place_that_spells_the_scopes_names_the_same_ones() -> None:
     assert set(get_args(Scope)) == set(SCOPES) == set(SCOPE_HELP)
     assert ROLE_SCOPES["admin"] == frozenset(SCOPES)
     assert PatCreate.model_json_schema()["properties"]["scopes"]["maxItems"] == len(SCOPES)
+
+
+def test_a_token_revoked_twice_at_once_is_revoked_and_audited_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two revocations (a double click on the account page, a retried DELETE) that both
+    read the token as live each wrote a revocation time and a "token.revoked" event: the
+    trail then said the owner ended it twice, and its end moved to the later time."""
+    import threading
+
+    from bastion.api import pats
+    from bastion.models import AuditEvent
+    from tests.support.races import race
+
+    owner = UserFactory(role_name="editor")
+    token_id, owner_id = pats.create(owner, name="t", scopes=["articles:read"]).record.id, owner.id
+    db.session.remove()
+    both_read = threading.Barrier(2)
+    real_end = pats._end
+
+    def end_after_both_read(record: ApiToken) -> None:
+        both_read.wait(5)  # both loaded the token while it was still live
+        real_end(record)
+
+    monkeypatch.setattr(pats, "_end", end_after_both_read)
+
+    def revoke() -> bool:
+        user = db.session.get(User, owner_id)
+        assert user is not None
+        return pats.revoke(user, token_id)
+
+    assert race([revoke, revoke], app) == [True, True]
+    revoked = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "token.revoked")
+    ).all()
+    assert len(revoked) == 1
+    record = db.session.get(ApiToken, token_id)
+    assert record is not None and record.revoked_at is not None
+    assert record.revoked_at <= revoked[0].created_at + timedelta(seconds=1)

@@ -159,3 +159,29 @@ def test_a_stale_comment_edit_does_not_undo_a_moderators_change(app: Flask) -> N
     assert post(author, path, {"body": "Sorry", "revision": current.group(1)}).status_code == 302
     db.session.expire_all()
     assert db.session.get(type(comment), comment.id).body == "Sorry"
+
+
+def test_an_unconditional_comment_edit_writes_its_text_over_a_change_made_meanwhile(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a base version the last save wins. Compared with the copy loaded before
+    the lock, the author's text (as it was then) looked unchanged and was never written,
+    yet the save was reported done and the moderator's text stayed."""
+    from tests.factories import CommentFactory
+
+    comment = CommentFactory(body="Original words")
+    comment_id = comment.id
+    real = content._lock_or_not_found
+
+    def moderated_first(model: Any, pk: int, message: str) -> None:
+        monkeypatch.setattr(content, "_lock_or_not_found", real)
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE comments SET body = 'Moderated' WHERE id = :pk"),
+                         {"pk": pk})
+        real(model, pk, message)
+
+    monkeypatch.setattr(content, "_lock_or_not_found", moderated_first)
+    saved = content.update_comment(comment.author, comment, "Original words")
+    assert saved.body == "Original words"
+    db.session.expire_all()
+    assert db.session.get(type(comment), comment_id).body == "Original words"  # type: ignore[union-attr]
