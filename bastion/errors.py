@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, abort, g, render_template, request
 from flask_wtf.csrf import CSRFError
+from limits import parse as parse_limit
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from bastion.observability.redaction import request_path
@@ -80,6 +81,20 @@ def _detail_for(exc: HTTPException) -> str:
 _KEPT_HEADERS = ("allow", "retry-after", "content-range")
 
 
+def _page_detail(status: int, detail: str) -> str:
+    """The sentence a page shows. A rate limit's refusal carries only the limit's own text
+    ("5 per 1 minute"), which alone told a person neither what happened nor how long to
+    wait; the API keeps that text as its stable ``detail``, with ``Retry-After``."""
+    if status != 429:
+        return detail
+    try:
+        limit = parse_limit(detail)
+    except ValueError:  # a sentence of its own already (MESSAGES, a view's description)
+        return detail
+    window = f"{limit.multiples} {limit.GRANULARITY.name}{'' if limit.multiples == 1 else 's'}"
+    return f"Too many requests: this allows {detail}. Wait up to {window}, then try again."
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     detail = _detail_for(exc)
@@ -87,7 +102,8 @@ def handle_http_exception(exc: HTTPException) -> Response:
     if wants_problem_json():
         resp = problem(status, detail, headers=headers)
     else:
-        resp = Response(_error_page(status, detail, exc), status=status, mimetype="text/html")
+        page = _error_page(status, _page_detail(status, detail), exc)
+        resp = Response(page, status=status, mimetype="text/html")
         for name, value in headers.items():
             resp.headers[name] = value
     return resp

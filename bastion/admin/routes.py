@@ -7,6 +7,7 @@ service that makes it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import (
     Response,
@@ -41,12 +42,15 @@ def _target(user_id: int) -> User:
     return user
 
 
+def _place() -> dict[str, Any]:
+    """The users list's search and page an action came from (its query string), so the
+    admin comes back to the row they acted on, not to the first page of everyone."""
+    page = request.args.get("page", 1, type=int)
+    return {"q": request.args.get("q") or None, "page": page if page > 1 else None}
+
+
 def _back() -> ResponseReturnValue:
-    return redirect(
-        url_for("admin.users", q=request.args.get("q", ""))
-        if request.args.get("q")
-        else url_for("admin.users")
-    )
+    return redirect(url_for("admin.users", **_place()))
 
 
 @bp.get("")
@@ -149,7 +153,7 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
                   f"({done.sessions_ended} sessions ended, {done.tokens_revoked} API tokens "
                   "revoked); they set it up again after signing in.", "success")
             return _back()
-    return render_template("admin/reset_two_factor.html", form=form, user=user), (
+    return render_template("admin/reset_two_factor.html", form=form, user=user, place=_place()), (
         422 if form.errors else 200
     )
 
@@ -190,8 +194,14 @@ def delete_user(user_id: int) -> ResponseReturnValue:
             flash(_deleted_message(done), "success")
             return _back()
     status = 422 if form.errors else 403 if refusal and request.method == "POST" else 200
-    return render_template("admin/delete_user.html", form=form, user=user, refusal=refusal,
-                           summary=deletion.deletion_summary(user)), status
+    return render_template(
+        "admin/delete_user.html",
+        form=form,
+        user=user,
+        refusal=refusal,
+        summary=deletion.deletion_summary(user),
+        place=_place(),
+    ), status
 
 
 BAD_FILTERS = "Check the filters: dates are YYYY-MM-DD and texts at most 64 characters."

@@ -131,6 +131,20 @@ def test_audit_pages(app: Flask) -> None:
     assert second.count("<code>csp.report</code>") == 5
 
 
+def test_a_page_past_the_end_of_the_audit_log_says_so(app: Flask) -> None:
+    """A page past the last (a bookmark, an edited address) said "No events match these
+    filters." under filters that match 55 events, or under none at all."""
+    for _ in range(55):
+        _event("csp.report")
+    client = client_for(app, UserFactory(role_name="admin"))
+    html = client.get("/admin/audit?event=csp.report&page=9").get_data(as_text=True)
+    assert "No events match" not in html
+    assert "There is no page 9 of these events." in html
+    assert '<a href="/admin/audit?event=csp.report&amp;page=2">Go to the last page (2)</a>' in html
+    unmatched = client.get("/admin/audit?event=nothing.like.it").get_data(as_text=True)
+    assert "No events match" in unmatched
+
+
 @pytest.mark.asvs("V1.3.3")
 @pytest.mark.parametrize("value", [
     "=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1",

@@ -184,6 +184,43 @@ def test_user_pages_link_with_the_search_only(app: Flask) -> None:
         assert '<a href="/admin/users?q=user&amp;page=2" rel="next">' in resp.get_data(as_text=True)
 
 
+def test_a_page_past_the_end_of_the_users_says_so(app: Flask) -> None:
+    """Past the last page (after deleting the one user on it) the list said "There are no
+    users yet." or "No user matches" to an admin looking at a site full of users."""
+    UserFactory.create_batch(26)  # 25 a page
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    html = client.get("/admin/users?page=5").get_data(as_text=True)
+    assert "There are no users yet." not in html
+    assert "There is no page 5." in html
+    assert '<a href="/admin/users?page=2">Go to the last page (2)</a>' in html
+    html = client.get("/admin/users?q=user&page=3").get_data(as_text=True)
+    assert "No user matches" not in html
+    assert "There is no page 3 of users matching “user”." in html
+    assert '<a href="/admin/users?q=user&amp;page=2">Go to the last page (2)</a>' in html
+
+
+def test_an_action_comes_back_to_the_page_and_search_it_was_made_on(app: Flask) -> None:
+    """Changing a role or disabling someone on page 2 of a search came back to page 1 (of
+    everyone, once the search was dropped): the admin had to find their place again."""
+    UserFactory.create_batch(30)
+    someone = UserFactory(username="user_zz")  # sorted last: on page 2
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    html = client.get("/admin/users?q=user&page=2").get_data(as_text=True)
+    action = f"/admin/users/{someone.id}/disable?q=user&amp;page=2"
+    assert f'action="{action}"' in html
+    resp = post(client, action.replace("&amp;", "&"))
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == "/admin/users?q=user&page=2"
+    assert not _user(someone.id).is_active
+    # The pages an action opens carry the place too: their form and their way back.
+    delete = client.get(f"/admin/users/{someone.id}/delete?q=user&page=2").get_data(as_text=True)
+    assert f'action="/admin/users/{someone.id}/delete?q=user&amp;page=2"' in delete
+    assert '<a href="/admin/users?q=user&amp;page=2">Cancel</a>' in delete
+    # Only a page number is kept: anything else in the address goes nowhere.
+    resp = post(client, f"/admin/users/{someone.id}/enable?page=x&next=https://evil.example")
+    assert resp.headers["Location"] == "/admin/users"
+
+
 @pytest.mark.asvs("V15.3.3")
 def test_role_form_sets_only_the_role(app: Flask) -> None:
     someone = UserFactory(email="someone@example.org")

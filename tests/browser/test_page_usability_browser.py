@@ -55,6 +55,10 @@ TARGETS = """() => {
 
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
+# One long word searched for and echoed in "No published article matches “…”": the empty
+# state did not wrap it and the whole page scrolled sideways on a phone.
+LONG_WORD = "Donaudampfschifffahrtsgesellschaftskapitän"
+
 # API docs on a phone: every field table shows its rows whole, without scrolling inside
 # its box, and stays a table (cells and column headers) to a screen reader.
 API_TABLES = """() => [...document.querySelectorAll('.api-fields')].flatMap((t) => {
@@ -83,6 +87,7 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
             "/",
             "/articles",
             "/articles?page=99",
+            f"/articles?q={LONG_WORD}",
             f"/articles/{data['article']}",
             f"/u/{data['editor']}",
             "/auth/login",
@@ -98,6 +103,7 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
         ],
         "admin": [
             "/admin/users",
+            f"/admin/users?q={LONG_WORD}",
             "/admin/audit",
             "/admin/security",
             f"/admin/users/{data['member']}/delete",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
 from bastion.api import tokens
 from bastion.extensions import db
-from bastion.models import Article, AuditEvent, Comment, utcnow
+from bastion.models import ApiToken, Article, AuditEvent, Comment, utcnow
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.roles import client_for, post
 
@@ -147,6 +149,33 @@ def test_an_edited_comment_is_marked_for_readers_and_the_api(app: Flask) -> None
     listed = reader.get(f"/api/v1/articles/{article.id}/comments",
                         headers={"Authorization": f"Bearer {access}"}).get_json()["items"]
     assert [c["edited_at"] is not None for c in listed] == [True]
+
+
+def test_comment_and_token_times_say_they_are_utc(app: Flask) -> None:
+    """A comment's "30 Nov 2026 11:51" was UTC read as local time by every reader outside
+    it (the account page's sessions and the audit log say UTC; comments did not)."""
+    article = ArticleFactory(status="published", published_at=utcnow())
+    comment = CommentFactory(article=article, body="First")
+    client = client_for(app, comment.author)
+    assert post(client, f"/comments/{comment.id}/edit", {"body": "Second"}).status_code == 302
+    db.session.refresh(comment)
+    meta = _comment_meta(app.test_client().get(f"/articles/{article.id}"), comment.id)
+    assert f"{comment.created_at:%d %b %Y %H:%M} UTC</time>" in meta
+    assert f"{comment.edited_at:%d %b %Y %H:%M} UTC</time>" in meta
+    used = utcnow()
+    db.session.add(
+        ApiToken(
+            user_id=comment.author.id,
+            name="ci",
+            token_hash="0" * 64,
+            hint="bst_abcd",
+            scopes="articles:read",
+            expires_at=used + timedelta(days=30),
+            last_used_at=used,
+        )
+    )
+    db.session.commit()
+    assert f"<td>{used:%Y-%m-%d %H:%M} UTC</td>" in client.get("/account").get_data(as_text=True)
 
 
 def _comment_meta(resp: TestResponse, comment_id: int) -> str:
