@@ -347,3 +347,18 @@ def test_an_invalid_idn_domain_at_sign_in_is_the_generic_failure(
 ) -> None:
     resp = sign_in(client, "alice@xn--zz.example")
     assert resp.status_code == 200 and GENERIC in resp.data
+
+
+def test_a_visitor_sent_to_sign_in_is_told_why(client: FlaskClient) -> None:
+    """A bookmark or link to a members' page lands on the sign-in form with a word why;
+    a plain visit to the form (or "Sign in to comment") has no such word, and the API
+    answers 401 without starting a session."""
+    resp = client.get("/account")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/auth/login?next=/account"
+    assert "Please sign in to continue." in client.get(resp.headers["Location"]).get_data(True)
+    # Said once: the message is not left behind for the next page.
+    assert "Please sign in to continue." not in client.get("/auth/login").get_data(True)
+    plain = client.get("/auth/login?next=/articles/1").get_data(as_text=True)
+    assert "Please sign in to continue." not in plain
+    api = client.get("/api/v1/me")
+    assert api.status_code == 401 and "Set-Cookie" not in api.headers

@@ -269,3 +269,16 @@ def test_author_deletes_an_article(app: Flask) -> None:
     assert resp.status_code == 302
     db.session.expire_all()
     assert db.session.get(Article, article.id) is None
+
+
+def test_a_new_article_page_says_where_images_are_added(app: Flask) -> None:
+    """Images belong to a saved article, so the new-article page has no upload form; it says
+    so instead of leaving a writer to look for one."""
+    editor = UserFactory(role_name="editor")
+    client = client_for(app, editor)
+    page = client.get("/articles/new").get_data(as_text=True)
+    assert "Images are added to a saved article" in page
+    article = ArticleFactory(author=editor)
+    edit = client.get(f"/articles/{article.id}/edit").get_data(as_text=True)
+    assert "Images are added to a saved article" not in edit
+    assert 'id="article-images-title"' in edit
