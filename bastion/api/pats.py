@@ -24,7 +24,7 @@ from bastion.mail import send_mail, site_url
 from bastion.models import ApiToken, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
-from bastion.security import audit
+from bastion.security import audit, authz
 from bastion.security.tokens import new_token, token_hash
 
 PREFIX = "bst_"
@@ -172,9 +172,16 @@ def list_for(
 
 
 def revoke(user: User, token_id: int) -> bool:
-    """Revoke one of the user's own tokens; False when there is no such token of theirs."""
+    """Revoke one of the user's own tokens; False when there is no such token of theirs.
+
+    Another account's token is absent to the caller as well, and the refusal is audited,
+    as for every change refused on a hidden article or comment (``authz.record_denial``).
+    """
     record = db.session.get(ApiToken, token_id)
-    if record is None or record.user_id != user.id:
+    if record is None:
+        return False
+    if record.user_id != user.id:
+        authz.record_denial(hide=True, what=f"revoke token {token_id}")
         return False
     _end(record)
     return True

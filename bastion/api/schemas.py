@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from bastion.content.services import INVISIBLE
-from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
+from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX, NOT_PLAIN
 
 if TYPE_CHECKING:
     from bastion.content.services import Page
@@ -28,8 +28,6 @@ Otp = Annotated[str, StringConstraints(min_length=6, max_length=32)]
 # Text the site stores: no NUL characters, and required text must have something visible.
 NO_NUL = r"^[^\x00]*$"
 VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
-
-
 
 
 # What bastion.content.services._clean_text refuses, spelled out for the document: control
@@ -82,7 +80,21 @@ DISPLAY_NAME = (
 )
 DisplayName = Annotated[str, StringConstraints(max_length=DISPLAY_NAME_MAX, pattern=DISPLAY_NAME)]
 # Bios: no control characters but line breaks and tabs (profiles.services.clean_profile).
-Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=rf"^{_BODY_OK}*$")]
+BIO = rf"^{_BODY_OK}*$"
+Bio = Annotated[str, StringConstraints(max_length=BIO_MAX, pattern=BIO)]
+
+# What each pattern asks for, in the services' words: pydantic's own message quotes the
+# pattern itself (for a title, 400 characters of escapes), which tells a client nothing.
+# A test checks that every pattern in the OpenAPI document is here.
+PATTERN_MESSAGES: dict[str, str] = {
+    NO_NUL: "Must not contain NUL characters.",
+    VISIBLE: "Write something visible, without NUL characters.",
+    TITLE: "Write something visible, without control characters or bidirectional text "
+    "controls (U+202A to U+202E, U+2066 to U+2069).",
+    TEXT: "Write something visible, without control characters other than line breaks and tabs.",
+    BIO: "Must not contain control characters other than line breaks and tabs.",
+    DISPLAY_NAME: NOT_PLAIN,
+}
 
 
 def _whole_number(value: Any) -> Any:
@@ -130,7 +142,9 @@ class Output(BaseModel):
 class TokenRequest(Input):
     username: Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
+    otp: Otp | None = Field(
+        default=None, description="TOTP code or recovery code; required when 2FA is on."
+    )
 
 
 class RefreshRequest(Input):
@@ -289,7 +303,9 @@ class PatCreate(Input):
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Your current password: creating a token needs re-authentication."
     )
-    otp: Otp | None = Field(default=None, description="TOTP code or recovery code; required when 2FA is on.")
+    otp: Otp | None = Field(
+        default=None, description="TOTP code or recovery code; required when 2FA is on."
+    )
 
 
 class PatOut(Output):

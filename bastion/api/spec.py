@@ -17,10 +17,12 @@ from typing import Any
 
 from flask import Response, request, url_for
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from werkzeug.http import generate_etag
 
 from bastion.api.auth import require_scopes
 from bastion.api.pats import TokenRequestError
+from bastion.api.schemas import PATTERN_MESSAGES
 from bastion.auth.services import AccountError
 from bastion.content.services import ContentError
 from bastion.errors import problem
@@ -98,11 +100,17 @@ PRECONDITION_FAILED = "The If-Match ETag is not the current one; fetch it again.
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     # Never echo the submitted value: it may be a password or a token.
     return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)[
-            :FIELD_ERRORS_MAX
-        ]
+        {"loc": list(e["loc"]), "msg": _message(e), "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)[:FIELD_ERRORS_MAX]
     ]
+
+
+def _message(error: ErrorDetails) -> str:
+    """pydantic's message, but what a pattern asks for instead of the pattern itself."""
+    if error["type"] == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        return PATTERN_MESSAGES.get(pattern, "Contains characters not allowed here.")
+    return error["msg"]
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -242,3 +242,44 @@ def test_a_title_that_draws_nothing_is_refused(api: Api, editor_token: str, titl
     resp = api.call("POST", "/articles", editor_token, json={"title": "T", "body": title})
     assert resp.status_code == 422
     assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/articles", {"title": "\u202eexe.jpg", "body": "B"}, "title"),
+        ("POST", "/articles", {"title": "T", "body": "\x1b[2J"}, "body"),
+        ("PATCH", "/me", {"display_name": "a\u200bb"}, "display_name"),
+        ("PATCH", "/me", {"bio": "\x1b[31mred"}, "bio"),
+        ("POST", "/tokens", {"name": " ", "scopes": ["articles:read"], "password": "x"}, "name"),
+    ],
+)
+def test_a_refused_character_is_explained_in_words_not_as_a_regex(
+    api: Api, editor_token: str, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    """pydantic's message for a pattern quotes the pattern: for a title, 400 characters of
+    escapes and raw astral code points that say nothing to whoever sent it."""
+    resp = api.call(method, path, editor_token, json=body)
+    assert resp.status_code == 422, resp.get_data(as_text=True)[:300]
+    [error] = resp.get_json()["errors"]
+    assert error["loc"] == [field]
+    assert error["type"] == "string_pattern_mismatch"
+    assert "pattern" not in error["msg"]
+    assert "\\u" not in error["msg"] and "\\x" not in error["msg"]
+    assert len(error["msg"]) < 200
+
+
+def test_every_pattern_in_the_document_has_words_for_it(api: Api) -> None:
+    from bastion.api.schemas import PATTERN_MESSAGES
+
+    def patterns(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            found = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+            return found.union(*(patterns(v) for v in node.values()))
+        if isinstance(node, list):
+            return set().union(*(patterns(v) for v in node))
+        return set()
+
+    documented = patterns(api.call("GET", "/openapi.json").get_json())
+    assert documented, "the document states its patterns"
+    assert documented <= PATTERN_MESSAGES.keys()

@@ -240,6 +240,31 @@ def test_cannot_revoke_someone_elses_token(api: Api, make_user: Callable[..., Us
     assert api.call("GET", "/articles", pat).status_code == 200
 
 
+@pytest.mark.asvs("V16.3.2", "V8.2.2")
+def test_revoking_someone_elses_token_looks_absent_and_is_audited(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """Another account's token id answers the 404 of an unknown id, and the refusal is
+    audited like every change refused on something hidden (an article, a comment, an
+    image): it was a silent 404, so ids could be tried one after another unseen. An id
+    that never existed is nobody's: nothing to audit."""
+    from bastion.models import AuditEvent
+
+    alice, bob = make_user("editor"), make_user("editor")
+    api.pat_for(alice, ["articles:read"])
+    token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice.id))
+    bob_access = api.access_for(bob)
+    hidden = api.call("DELETE", f"/tokens/{token_id}", bob_access)
+    missing = api.call("DELETE", "/tokens/987654", bob_access)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.get_json() == {**missing.get_json(), "request_id": ANY}
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    assert [(row.actor_id, row.details) for row in denied] == [
+        (bob.id, {"hidden": True, "what": f"revoke token {token_id}"})
+    ]
+    assert db.session.scalar(select(ApiToken.revoked_at).where(ApiToken.id == token_id)) is None
+
+
 def test_last_used_is_recorded(api: Api, make_user: Callable[..., User]) -> None:
     user = make_user("editor")
     pat = api.pat_for(user, ["articles:read"])

@@ -141,6 +141,26 @@ def test_revoke_own_token_only(
     assert db.session.get(ApiToken, theirs.id).revoked_at is None  # type: ignore[union-attr]
 
 
+@pytest.mark.asvs("V16.3.2")
+def test_revoking_someone_elses_token_on_the_page_is_audited(
+    signed_in: tuple[FlaskClient, User], make_user: Callable[..., User]
+) -> None:
+    """The account page's revoke form shares the rule of ``DELETE /api/v1/tokens/<id>``:
+    another account's token id is a 404, and the refusal is in the audit trail."""
+    from bastion.api import pats
+    from bastion.models import AuditEvent
+
+    client, user = signed_in
+    theirs = pats.create(make_user("editor"), name="theirs", scopes=["articles:read"]).record
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post(f"/account/tokens/{theirs.id}/revoke", data={"csrf_token": token})
+    assert resp.status_code == 404
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    assert [(row.actor_id, row.details) for row in denied] == [
+        (user.id, {"hidden": True, "what": f"revoke token {theirs.id}"})
+    ]
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
     resp = client.get("/account/tokens")
     assert resp.status_code == 302
