@@ -9,6 +9,7 @@ requires 2FA and who has none can neither create one nor use one they hold
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import load_only
 
+from bastion.api.schemas import ONE_LINE, PATTERN_MESSAGES
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
 from bastion.mail import send_mail, site_url
@@ -89,10 +91,13 @@ def create(
     name = (name or "").strip()
     if not name or len(name) > 80:
         raise TokenRequestError("Give the token a name of 1 to 80 characters.", "name")
-    # The account page's form has no pattern like the API schema's, and PostgreSQL refuses
-    # NUL in text: without this check such a name is a 500 instead of a clear refusal.
+    # The account page's form has no pattern like the API schema's: the same rule here.
+    # PostgreSQL refuses NUL in text (a 500 instead of a clear refusal), and a control or
+    # bidi character made the token list show another name than the one stored.
     if "\x00" in name:
         raise TokenRequestError("The name must not contain NUL characters.", "name")
+    if not re.fullmatch(ONE_LINE, name):
+        raise TokenRequestError(PATTERN_MESSAGES[ONE_LINE], "name")
     wanted = set(scopes)
     if not wanted or not wanted <= set(SCOPES):
         raise TokenRequestError(f"Choose scopes among: {', '.join(SCOPES)}.", "scopes")

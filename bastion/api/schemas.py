@@ -41,7 +41,12 @@ TITLE = rf"^{_TITLE_OK}*[^{INVISIBLE}]{_TITLE_OK}*$"
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TITLE)]
 ArticleBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=TEXT)]
 CommentBody = Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=TEXT)]
-TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=VISIBLE)]
+# One line, as bastion.api.pats.create checks it: no control characters at all (a tab or
+# line break too) and no bidi controls, which could make the account page's list read
+# another name than the one stored.
+_NAME_OK = r"[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+ONE_LINE = rf"^{_NAME_OK}*[^{INVISIBLE}]{_NAME_OK}*$"
+TokenName = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=ONE_LINE)]
 
 
 def _no_chars_of(categories: tuple[str, ...], extra: str = "") -> str:
@@ -94,6 +99,8 @@ PATTERN_MESSAGES: dict[str, str] = {
     TEXT: "Write something visible, without control characters other than line breaks and tabs.",
     BIO: "Must not contain control characters other than line breaks and tabs.",
     DISPLAY_NAME: NOT_PLAIN,
+    ONE_LINE: "Write one line of visible text, without control characters or bidirectional "
+    "text controls (U+202A to U+202E, U+2066 to U+2069).",
 }
 
 

@@ -435,3 +435,21 @@ def test_a_token_revoked_twice_at_once_is_revoked_and_audited_once(
     record = db.session.get(ApiToken, token_id)
     assert record is not None and record.revoked_at is not None
     assert record.revoked_at <= revoked[0].created_at + timedelta(seconds=1)
+
+
+HIDDEN_IN_NAMES = ["\u202eexe.gpj", "ci\u2066 (read-only)", "line\nbreak", "tab\tname", "esc\x1b[31m"]
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("name", HIDDEN_IN_NAMES)
+def test_a_token_name_with_control_or_bidi_characters_is_refused(
+    api: Api, make_user: Callable[..., User], name: str
+) -> None:
+    """A token's name is one line of what it says: a bidi override made the account page's
+    list read another name than the one stored, and escape sequences reached terminals."""
+    user = make_user("editor")
+    body = {"name": name, "scopes": ["articles:read"], "password": PASSWORD}
+    resp = api.call("POST", "/tokens", api.access_for(user), json=body)
+    assert resp.status_code == 422
+    assert "one line of visible text" in resp.get_data(as_text=True)
+    assert db.session.scalar(select(ApiToken)) is None

@@ -215,3 +215,19 @@ def test_ended_tokens_are_listed_for_thirty_days_then_left_out(
     assert db.session.scalar(
         select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)
     ) == len(ages)
+
+
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize("name", ["\u202eexe.gpj", "two\nlines", "esc\x1b[31m"])
+def test_a_name_with_control_or_bidi_characters_is_refused_on_the_page(
+    signed_in: tuple[FlaskClient, User], name: str
+) -> None:
+    client, _user = signed_in
+    token = csrf_token(client, "/account/tokens")
+    resp = client.post(
+        "/account/tokens",
+        data={"csrf_token": token, "name": name, "scopes": ["articles:read"], "days": "7"},
+    )
+    assert resp.status_code == 422
+    assert "one line of visible text" in resp.get_data(as_text=True)
+    assert db.session.scalar(select(ApiToken)) is None
