@@ -32,12 +32,15 @@ from bastion.api.keys import ALGORITHM, Keyset, parse_keyset
 from bastion.api.user_states import UserState
 from bastion.extensions import db
 from bastion.models import RefreshToken, User, utcnow
+from bastion.models.base import ID_MAX
 from bastion.observability import counters
 from bastion.security import audit, passwords
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "typ", "iat", "nbf", "exp"]
 TOKEN_TYPES = ("access", "refresh")
 MAX_TOKEN_CHARS = 4096
+# 9999-12-31T23:59:59Z, the last second a datetime holds.
+LATEST_TIMESTAMP = 253402300799
 
 
 class TokenError(Exception):
@@ -203,7 +206,25 @@ def decode(token: str, expected_type: str) -> dict[str, Any]:
     for name in ("sub", "jti", "fam"):
         if not isinstance(claims.get(name), str):
             raise TokenError("The token is not valid.")
+    # Only our key signs, so these hold for every token we issued; checked anyway, so that
+    # a token signed with a leaked or test key is refused instead of a 500 further on: a
+    # subject beyond the id column (or one that int() reads from other digits, U+0661 as 1),
+    # an expiry no date can hold (1e300).
+    sub = claims["sub"]
+    if not (sub.isascii() and sub.isdigit() and 0 < int(sub) <= ID_MAX):
+        raise TokenError("The token is not valid.")
+    if not all(_a_time(claims[name]) for name in ("exp", "iat", "nbf")):
+        raise TokenError("The token is not valid.")
     return claims
+
+
+def _a_time(value: Any) -> bool:
+    """A number of seconds a date can hold (PyJWT also takes "123" and 1e300 as times)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) <= LATEST_TIMESTAMP  # NaN is refused too
+    )
 
 
 def _refuse_stale(claims: dict[str, Any], state: UserState | None) -> UserState:

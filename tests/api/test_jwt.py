@@ -309,3 +309,29 @@ def test_revoking_a_token_names_no_owner_for_a_non_ascii_subject(
     as ids and fails on others)."""
     token = _signed(app, _claims(viewer, sub=sub))
     assert tokens.revoke_token(token) is None
+
+
+@pytest.mark.asvs("V9.2.1")
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"sub": "99999999999999999999"},  # beyond the id column
+        {"sub": "0"},
+        {"sub": "-1"},
+        {"sub": " 1"},
+        {"sub": "\u0661"},  # int() reads Arabic-Indic one as user 1
+        {"exp": 1e300},  # no date holds it
+        {"exp": "9999999999"},  # PyJWT takes a numeric string as a time
+        {"iat": 1e300},
+        {"nbf": -1e300},
+    ],
+    ids=lambda o: "-".join(f"{k}={v!r}" for k, v in o.items()),
+)
+def test_a_token_signed_with_our_key_but_impossible_claims_is_refused_not_a_500(
+    api: Api, viewer: User, app: Flask, override: dict[str, Any]
+) -> None:
+    """Only a leaked or test key could sign these; they still get a 401 (and the revocation
+    endpoint its usual 204), never a server error further on."""
+    token = _signed(app, _claims(viewer, **override))
+    _assert_401(api, token)
+    assert api.call("POST", "/auth/revoke", json={"token": token}).status_code == 204
