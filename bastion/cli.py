@@ -118,8 +118,25 @@ def create_admin_command(username: str, email: str, password: str) -> None:
     click.echo(f"Admin {user.username!r} created.")
 
 
+def _origin(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """The site's address by BASTION_PUBLIC_URL's rules (a usage error otherwise).
+
+    The link is built by appending /setup/<token>: a path, query or fragment (or a
+    ``javascript:`` address) made a broken link, printed with exit status 0 and a live token
+    spent on it.
+    """
+    from bastion.config import public_url_problem
+
+    if value is None:
+        return None
+    origin = value.strip().rstrip("/")
+    if problem := public_url_problem(origin):
+        raise click.BadParameter(problem.replace("BASTION_PUBLIC_URL", "the address", 1))
+    return origin
+
+
 @click.command("setup-url")
-@click.option("--base-url", default=None,
+@click.option("--base-url", default=None, callback=_origin,
               help="The site's address (default: BASTION_PUBLIC_URL, else http://127.0.0.1:5000).")
 @with_appcontext
 def setup_url_command(base_url: str | None) -> None:

@@ -9,7 +9,9 @@ refusal to start, never a debug server with a sample key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import math
 import os
 import re
@@ -58,9 +60,16 @@ MIN_METRICS_TOKEN_CHARS = 24
 _MINUTES_10Y, _HOURS_10Y, _DAYS_10Y, _SECONDS_10Y = 5_256_000, 87_600, 3_650, 315_360_000
 WHOLE_NUMBER_SETTINGS: dict[str, tuple[int | None, int | None]] = {
     "PROXY_HOPS": (0, None),
-    "MAX_UPLOAD_MB": (None, None),
-    "UPLOAD_QUOTA_FILES": (None, None),
-    "UPLOAD_QUOTA_MB": (None, None),
+    # Request limits: text such as "10MB" or a negative number answered every form post or
+    # API call with a 500 (or a 413 for any body) instead of stopping start-up.
+    "MAX_CONTENT_LENGTH": (1, None),
+    "MAX_FORM_MEMORY_SIZE": (1, None),
+    "MAX_FORM_PARTS": (1, None),
+    "API_MAX_BODY_BYTES": (1, None),
+    "MAX_UPLOAD_MB": (1, None),
+    "UPLOAD_QUOTA_FILES": (0, None),
+    "UPLOAD_QUOTA_MB": (0, None),
+    "SETUP_TOKEN_MINUTES": (1, _MINUTES_10Y),
     "LOGIN_THROTTLE_ACCOUNT_FREE": (0, None),
     "LOGIN_THROTTLE_IP_FREE": (0, None),
     "LOGIN_THROTTLE_FORGET_SECONDS": (1, _SECONDS_10Y),
@@ -404,7 +413,38 @@ def _parse_numbers(cfg: Any) -> list[str]:
             )
             parsed = float(getattr(BaseConfig, key))
         cfg[key] = parsed
+    rate = _finite_number(cfg["SENTRY_TRACES_SAMPLE_RATE"], 0.0, 1.0)
+    if rate is None:  # was a traceback at start-up, or Sentry's own refusal, with a DSN set
+        problems.append(
+            "BASTION_SENTRY_TRACES_SAMPLE_RATE must be a fraction in 0..1, "
+            f"not {cfg['SENTRY_TRACES_SAMPLE_RATE']!r}"
+        )
+        rate = BaseConfig.SENTRY_TRACES_SAMPLE_RATE
+    cfg["SENTRY_TRACES_SAMPLE_RATE"] = rate
     return problems
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(cfg: Any) -> list[str]:
+    """``LOG_LEVEL`` as the upper-case name ``logging`` knows, in any case.
+
+    ``logging`` takes upper-case names only: ``BASTION_LOG_LEVEL=info`` (the spelling of
+    ``GUNICORN_LOG_LEVEL``) stopped every worker and command with a ValueError traceback
+    that named no setting.
+    """
+    given = cfg.get("LOG_LEVEL")
+    if isinstance(given, int) and not isinstance(given, bool):  # 10, as logging also takes
+        given = logging.getLevelName(given)
+    level = str(given or "").strip().upper()
+    if level in LOG_LEVELS:
+        cfg["LOG_LEVEL"] = level
+        return []
+    problem = (f"BASTION_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+               f"not {cfg.get('LOG_LEVEL')!r}")
+    cfg["LOG_LEVEL"] = BaseConfig.LOG_LEVEL
+    return [problem]
 
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -538,7 +578,8 @@ def _normalise(app: Flask) -> list[str]:
     """Turn the plain strings that environment variables give into the types Flask expects;
     return the settings that could not be understood."""
     cfg = app.config
-    problems = _parse_switches(app) + _parse_numbers(cfg) + _rate_limits(cfg) + _fallback_keys(cfg)
+    problems = (_parse_switches(app) + _parse_numbers(cfg) + _log_level(cfg) + _rate_limits(cfg)
+                + _fallback_keys(cfg))
     plain = cfg.get("PLAINTEXT_DATA_HOSTS") or ()
     if isinstance(plain, str):
         plain = [h.strip() for h in plain.split(",")]
@@ -729,6 +770,17 @@ def placeholder_contact_problem(contact: str) -> str | None:
     return None
 
 
+_DNS_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+
+
+def _is_ipv6(host: str) -> bool:
+    """An IPv6 address (``urlsplit`` gives it without its brackets)."""
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
 def public_url_problem(url: str) -> str | None:
     """Why ``BASTION_PUBLIC_URL`` is not an origin links can be built on, or None."""
     try:
@@ -738,6 +790,11 @@ def public_url_problem(url: str) -> str | None:
         return "BASTION_PUBLIC_URL cannot be parsed"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "BASTION_PUBLIC_URL must look like https://host or https://host:port"
+    if not (_DNS_NAME.fullmatch(parts.hostname) or _is_ipv6(parts.hostname)):
+        # A space, "<" or a backslash made links that go elsewhere or nowhere, and a sender
+        # (no-reply@ the host) that breaks the From header.
+        return ("BASTION_PUBLIC_URL host must be a DNS name (the xn-- form for one that is "
+                "not ASCII) or an IP address")
     # Compared whole: "https://host?" and "https://host#" have no query or fragment to
     # urlsplit, yet every link built on them would break.
     if url != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc:

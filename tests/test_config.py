@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -333,6 +334,19 @@ def test_session_cookie_protections_cannot_be_configured_away(
         ("BASTION_SESSION_ABSOLUTE_HOURS", "100000000"),  # every sign-in failed with a 500
         ("BASTION_REMEMBER_DAYS", "1e400"),  # was an OverflowError traceback
         ("BASTION_JWT_REFRESH_DAYS", "-1"),
+        # Request limits: every form post or API call was a 500 (text) or a 413 (negative).
+        ("BASTION_MAX_CONTENT_LENGTH", "10MB"),
+        ("BASTION_MAX_CONTENT_LENGTH", "-1"),
+        ("BASTION_MAX_FORM_MEMORY_SIZE", "256k"),
+        ("BASTION_MAX_FORM_PARTS", "many"),
+        ("BASTION_API_MAX_BODY_BYTES", "1M"),
+        ("BASTION_API_MAX_BODY_BYTES", "-3"),
+        ("BASTION_MAX_UPLOAD_MB", "0"),  # every image "larger than 0 MB"
+        ("BASTION_MAX_UPLOAD_MB", "-1"),
+        ("BASTION_UPLOAD_QUOTA_FILES", "-1"),
+        ("BASTION_UPLOAD_QUOTA_MB", "-5"),
+        ("BASTION_SETUP_TOKEN_MINUTES", "-5"),  # a first-admin link dead when printed
+        ("BASTION_SETUP_TOKEN_MINUTES", "an hour"),
     ],
 )
 @pytest.mark.asvs("V2.2.1")
@@ -373,6 +387,40 @@ def test_public_pages_are_reused_for_a_minute_at_most(
         _production(monkeypatch, BASTION_PUBLIC_PAGE_CACHE_SECONDS=value)
     app = _production(monkeypatch, BASTION_PUBLIC_PAGE_CACHE_SECONDS="60")
     assert app.config["PUBLIC_PAGE_CACHE_SECONDS"] == 60.0
+
+
+@pytest.mark.parametrize("value", ["warn", "verbose", "trace"])
+def test_a_log_level_logging_does_not_know_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Named with the other problems, not a ValueError traceback from ``logging``."""
+    with pytest.raises(ConfigError, match=f"BASTION_LOG_LEVEL must be one of DEBUG, INFO, "
+                                          f"WARNING, ERROR, CRITICAL, not {value!r}"):
+        _production(monkeypatch, BASTION_LOG_LEVEL=value)
+
+
+def test_a_log_level_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``info`` as GUNICORN_LOG_LEVEL is spelt: every worker used to die on it."""
+    logger = logging.getLogger("bastion")
+    before = logger.level
+    try:
+        app = _production(monkeypatch, BASTION_LOG_LEVEL=" warning ")
+        assert app.config["LOG_LEVEL"] == "WARNING"
+        assert logger.level == logging.WARNING
+        assert _production(monkeypatch, BASTION_LOG_LEVEL="10").config["LOG_LEVEL"] == "DEBUG"
+    finally:
+        logger.setLevel(before)  # later tests read INFO records
+
+
+@pytest.mark.parametrize("value", ["5", "-0.1", "NaN", "all"])
+def test_a_sentry_sample_rate_outside_0_to_1_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    with pytest.raises(ConfigError, match="BASTION_SENTRY_TRACES_SAMPLE_RATE must be a "
+                                          r"fraction in 0\.\.1"):
+        _production(monkeypatch, BASTION_SENTRY_TRACES_SAMPLE_RATE=value)
+    app = _production(monkeypatch, BASTION_SENTRY_TRACES_SAMPLE_RATE="0.25")
+    assert app.config["SENTRY_TRACES_SAMPLE_RATE"] == 0.25
 
 
 def test_numbers_with_spaces_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:

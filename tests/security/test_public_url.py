@@ -73,6 +73,11 @@ def test_without_a_public_origin_links_follow_the_admitted_host(
         ("ftp://bastion.example.org", "must look like https://host"),
         ("bastion.example.org", "must look like https://host"),
         ("https://bastion.example.org:port", "cannot be parsed"),
+        # Links to elsewhere or nowhere, and a From header (no-reply@ the host) broken.
+        ("https://bastion example.org", "host must be a DNS name"),
+        ("https://bastion.example.org\\.evil.example", "host must be a DNS name"),
+        ("https://bastion<x>.example.org", "host must be a DNS name"),
+        ("https://bücher.example.org", "the xn-- form"),
         ("http://bastion.example.org", "must be an https:// address in production"),
     ],
 )
@@ -87,3 +92,5 @@ def test_an_origin_with_a_port_is_accepted_and_its_slash_dropped() -> None:
     app = create_app({**PRODUCTION, "METRICS_TOKEN": "t" * 34,
                       "PUBLIC_URL": " https://bastion.example.org:8443/ "})
     assert app.config["PUBLIC_URL"] == "https://bastion.example.org:8443"
+    app = create_app({**PRODUCTION, "METRICS_TOKEN": "t" * 34, "PUBLIC_URL": "https://[2001:db8::1]"})
+    assert app.config["PUBLIC_URL"] == "https://[2001:db8::1]"

@@ -74,3 +74,27 @@ def test_setup_url_names_the_public_address_by_default(
     result = app.test_cli_runner().invoke(args=["setup-url"])
     assert result.exit_code == 0, result.output
     assert "https://bastion.example.org/setup/" in capsys.readouterr().err + result.output
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("https://bastion.example.org/admin?x#", "must be an origin only"),
+        ("javascript:alert(1)", "must look like https://host"),
+        ("https://bastion example.org", "host must be a DNS name"),
+    ],
+)
+def test_setup_url_refuses_an_address_the_link_cannot_be_built_on(
+    make_app: Callable[..., Flask], base_url: str, problem: str
+) -> None:
+    """A usage error naming the option, not a broken link printed with exit 0 and a live
+    token spent on it."""
+    app = make_app()
+    result = app.test_cli_runner().invoke(args=["setup-url", "--base-url", base_url])
+    assert result.exit_code == 2, result.output
+    assert "--base-url" in result.output and problem in result.output
+    assert _tokens(app) == 0
+    result = app.test_cli_runner().invoke(
+        args=["setup-url", "--base-url", " https://bastion.example.org/ "])
+    assert result.exit_code == 0, result.output
+    assert _tokens(app) == 1
