@@ -32,6 +32,8 @@ MAX_TOTAL_PIXELS = 40_000_000
 # write about ten (mozjpeg, libjpeg's default progression); a photo with an EXIF thumbnail
 # or a second MPO frame adds a few more.
 MAX_JPEG_SCANS = 100
+# 16-bit greyscale, PNG's one mode that is not 8 bits a channel once Pillow has read it.
+WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Article images are shrunk to fit this box; avatars are cropped square to these sizes.
 ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
@@ -62,6 +64,8 @@ FORMATS = {
     "GIF": Format("GIF", "image/gif", "gif"),
     "WEBP": Format("WEBP", "image/webp", "webp"),
 }
+# Formats whose animations are kept (an article's only); a PNG's APNG frames are dropped.
+ANIMATED = frozenset({"GIF", "WEBP"})
 # Extensions a file name may carry; anything else (".php", ".svg", ".html") is refused.
 NAME_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp"})
 # How Pillow reports truncated or malformed data: these and ``struct.error`` (the same set
@@ -140,9 +144,10 @@ def process(data: bytes, *, kind: str) -> CleanImage:
 def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
     try:
         with Image.open(io.BytesIO(data), formats=[fmt.name]) as im:
-            _check_dimensions(im)
-            loop = im.info.get("loop", 0)  # read first: a still image's info is cleared
-            frames = _decoded_frames(im)
+            animate = kind == "article" and fmt.name in ANIMATED
+            _check_dimensions(im, animate=animate)
+            loop = im.info.get("loop")  # read first: a still image's info is cleared
+            frames = _decoded_frames(im, animate=animate)
             if kind == "avatar":
                 return _avatar(frames[0])
             return _article_image(fmt, frames, loop)
@@ -192,7 +197,7 @@ def _check_jpeg_scans(data: bytes) -> None:
         )
 
 
-def _check_dimensions(im: Image.Image) -> None:
+def _check_dimensions(im: Image.Image, *, animate: bool) -> None:
     """Refuse from the header alone, before a single pixel is decoded."""
     width, height = im.size
     if width < 1 or height < 1 or width * height > MAX_PIXELS:
@@ -202,7 +207,7 @@ def _check_dimensions(im: Image.Image) -> None:
         raise ImageRejectedError(
             "too_many_frames", f"Animations may have at most {MAX_FRAMES} frames."
         )
-    if frames * width * height > MAX_TOTAL_PIXELS:
+    if animate and frames * width * height > MAX_TOTAL_PIXELS:
         raise ImageRejectedError("too_many_pixels", "The animation is too large to process.")
 
 
@@ -212,10 +217,16 @@ class _Frame:
     duration: int
 
 
-def _decoded_frames(im: Image.Image) -> list[_Frame]:
-    """Decode every frame fully (a truncated file fails here) into fresh RGB/RGBA images."""
+def _decoded_frames(im: Image.Image, *, animate: bool) -> list[_Frame]:
+    """Decode the frames kept fully (a truncated file fails here) into fresh RGB/RGBA images.
+
+    Only an article's GIF or WebP animation keeps its frames. Anything else is a still: its
+    first frame, decoded alone and turned upright. A phone's JPEG is often an MPO whose
+    second frame is an HDR gain map or a depth map; decoding it too cost memory and, as the
+    file then looked animated, the photo was stored on its side.
+    """
     frames: list[_Frame] = []
-    still = getattr(im, "n_frames", 1) == 1
+    still = not animate or getattr(im, "n_frames", 1) == 1
     budget = MAX_TOTAL_PIXELS
     for frame in ImageSequence.Iterator(im):
         # The header's size is not every frame's: a GIF frame placed past the logical screen
@@ -231,6 +242,8 @@ def _decoded_frames(im: Image.Image) -> list[_Frame]:
         clean = _pixels_only(frame, reuse=still)
         clean.info = {}  # nothing from the upload's metadata may reach the encoder
         frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
+        if still:
+            break
     if not frames:
         raise ImageRejectedError("corrupt", "The image has no frames.")
     return frames
@@ -246,9 +259,27 @@ def _pixels_only(frame: Image.Image, *, reuse: bool) -> Image.Image:
     """
     has_alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
     mode = "RGBA" if has_alpha else "RGB"
+    if frame.mode in WIDE_GREY_MODES:
+        return _eight_bit_grey(frame).convert(mode)
     if reuse and frame.mode == mode:
         return frame
     return frame.convert(mode)
+
+
+def _eight_bit_grey(frame: Image.Image) -> Image.Image:
+    """A 16-bit greyscale PNG frame as 8-bit ``L`` (or ``LA`` for its transparent grey).
+
+    Pillow's own conversion clips every value above 255 instead of scaling, so a 16-bit scan
+    or export came out a blank white image (and its transparency fell on black instead).
+    """
+    wide = frame if frame.mode in ("I", "I;16") else frame.convert("I")
+    grey = wide.point(lambda v: v / 257).convert("L")
+    key = frame.info.get("transparency")
+    if isinstance(key, int):
+        table = [0 if v == key else 255 for v in range(65536)]
+        grey.putalpha(wide.convert("I").point(table, "L"))
+    grey.info = {}
+    return grey
 
 
 def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
@@ -272,8 +303,11 @@ def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImag
             "save_all": True,
             "append_images": [f.image for f in frames[1:]],
             "duration": [max(f.duration, 20) for f in frames],
-            "loop": loop if isinstance(loop, int) else 0,
         }
+        # A GIF without a loop count plays once (its last frame is the picture); given
+        # Pillow's ``loop=0`` it would repeat forever. A WebP always has one.
+        if isinstance(loop, int):
+            options["loop"] = loop
         if fmt.name == "GIF":
             options["disposal"] = 2  # each frame replaces the last; no stale pixels
         data = _encode(first, fmt, **options)

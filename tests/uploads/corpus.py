@@ -181,3 +181,34 @@ REFUSED = [
     ("jpeg-scan-bomb", jpeg_scan_bomb(500), "too_many_scans"),
     *((case, data, "corrupt") for case, data in STRUCT_ERRORS),
 ]
+
+
+def sideways_photo(fmt: str = "JPEG", **save: object) -> bytes:
+    """A 60x20 photo, red left half and blue right, with EXIF Orientation 6 (a phone held
+    upright): shown as the camera meant, it is 20x60 with red on top."""
+    im = Image.new("RGB", (60, 20), "blue")
+    im.paste((255, 0, 0), (0, 0, 30, 20))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    out = io.BytesIO()
+    im.save(out, fmt, exif=exif, **save)
+    return out.getvalue()
+
+
+def sideways_mpo() -> bytes:
+    """The sideways photo as an MPO with a second frame, as phones write a JPEG with an HDR
+    gain map or a depth map (Pillow opens it as JPEG with two frames)."""
+    return sideways_photo("MPO", save_all=True, append_images=[Image.new("RGB", (60, 20))])
+
+
+def png_16bit_grey(value: int, *, transparent: int | None = None) -> bytes:
+    """A 40x30 16-bit greyscale PNG of ``value`` (0-65535), the left half ``transparent``
+    (a tRNS grey) when given."""
+    im = Image.new("I;16", (40, 30), value)
+    save: dict[str, object] = {}
+    if transparent is not None:
+        im.paste(transparent, (0, 0, 20, 30))
+        save["transparency"] = transparent
+    out = io.BytesIO()
+    im.save(out, "PNG", **save)
+    return out.getvalue()

@@ -230,3 +230,69 @@ def test_a_still_image_is_not_copied_at_full_size(
         clean = imaging.process(data, kind=kind)
         assert sum(size in full for size in made) <= (orientation != 1), (kind, made)
     assert (clean.width, clean.height) == ((300, 200) if orientation == 1 else (200, 300))
+
+
+def _red_on_top(data: bytes) -> tuple[tuple[int, int], bool]:
+    """The stored image's size and whether it shows the sideways photo upright."""
+    with Image.open(io.BytesIO(data)) as im:
+        rgb = im.convert("RGB")
+        top, bottom = (
+            rgb.getpixel((rgb.width // 2, 2)),
+            rgb.getpixel((rgb.width // 2, rgb.height - 3)),
+        )
+    assert isinstance(top, tuple) and isinstance(bottom, tuple)
+    return im.size, top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_camera_orientation_is_honoured(fmt: str) -> None:
+    data = corpus.sideways_photo(fmt)
+    assert _red_on_top(imaging.process(data, kind="article").data) == ((20, 60), True)
+    assert _red_on_top(imaging.process(data, kind="avatar").data)[1]
+
+
+def test_a_phone_jpeg_with_a_second_frame_is_an_upright_still() -> None:
+    # Phones write JPEGs as MPO with an HDR gain map or depth map as a second frame. Taken
+    # for an animation, the gain map was decoded for nothing and the orientation ignored:
+    # every such portrait photo was stored on its side.
+    data = corpus.sideways_mpo()
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+        assert im.n_frames == 2
+    article = imaging.process(data, kind="article")
+    assert _red_on_top(article.data) == ((20, 60), True)
+    assert (article.format.name, article.width, article.height) == ("JPEG", 20, 60)
+    with Image.open(io.BytesIO(article.data)) as im:
+        assert im.format == "JPEG"
+        assert getattr(im, "n_frames", 1) == 1
+    assert _red_on_top(imaging.process(data, kind="avatar").data)[1]
+
+
+@pytest.mark.parametrize("kind", ["article", "avatar"])
+def test_16_bit_greyscale_keeps_its_tones(kind: str) -> None:
+    # Pillow's own conversion clips 16-bit values at 255: mid-grey came out white.
+    clean = imaging.process(corpus.png_16bit_grey(257 * 100), kind=kind)
+    with Image.open(io.BytesIO(clean.data)) as im:
+        r, g, b = im.convert("RGB").getpixel((im.width // 2, im.height // 2))  # type: ignore[misc]
+    assert all(abs(c - 100) <= 3 for c in (r, g, b)), (r, g, b)
+
+
+def test_16_bit_greyscale_transparency_falls_on_its_own_grey() -> None:
+    clean = imaging.process(corpus.png_16bit_grey(0, transparent=257 * 200), kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        rgba = im.convert("RGBA")
+        assert rgba.getpixel((5, 5))[3] == 0  # type: ignore[index]
+        assert rgba.getpixel((35, 5)) == (0, 0, 0, 255)
+
+
+@pytest.mark.parametrize("loop", [None, 0, 3])
+def test_an_animation_plays_as_often_as_it_did(loop: int | None) -> None:
+    # A GIF with no loop count plays once and stops on its last frame; re-encoded with
+    # Pillow's ``loop=0`` it repeated forever.
+    frames = [Image.new("RGB", (8, 8), (i * 60, 0, 0)) for i in range(3)]
+    out = io.BytesIO()
+    save: dict[str, object] = {} if loop is None else {"loop": loop}
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=50, **save)
+    clean = imaging.process(out.getvalue(), kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.n_frames == 3
+        assert im.info.get("loop") == loop

@@ -147,6 +147,27 @@ def test_gps_exif_in_the_upload_is_absent_from_the_served_file(
         assert not exif.get_ifd(0x8825)
 
 
+def test_a_phone_photo_is_served_upright_and_without_its_gain_map(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    # A phone's JPEG with an HDR gain map (an MPO of two frames) and Orientation 6: stored
+    # 60x20 on its side until the second frame stopped making it look like an animation.
+    resp = post_file(
+        client,
+        _images(own_article),
+        corpus.sideways_mpo(),
+        filename="PXL.jpg",
+        content_type="image/jpeg",
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    upload = only_upload()
+    assert (upload.content_type, upload.width, upload.height) == ("image/jpeg", 20, 60)
+    with Image.open(io.BytesIO(client.get(f"/uploads/{upload.id}").get_data())) as im:
+        assert (im.format, im.size, getattr(im, "n_frames", 1)) == ("JPEG", (20, 60), 1)
+        top = im.convert("RGB").getpixel((10, 2))
+    assert isinstance(top, tuple) and top[0] > 200 > top[2]  # the red half is on top
+
+
 HOSTILE_NAMES = [  # article images keep their type: .png download names
     ("../../../etc/passwd.png", "passwd.png"),
     ("/var/www/static/x.png", "x.png"),
