@@ -181,6 +181,31 @@ def test_upgrading_gives_old_struck_through_text_its_strike(make_app, backend: s
     assert html == "<p><del>Tuesday</del> Wednesday</p>\n"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_shrinks_articles_that_repeat_a_long_reference(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Articles saved while every ``[a]`` repeated its definition's whole address stayed
+    megabytes of HTML, served to every reader, until edited."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Article
+    from tests.factories import ArticleFactory
+
+    address = "https://example.org/" + "a" * 1000
+    source = f"[a]: {address}\n\n" + "[a] " * 5_000
+    amplified = "<p>" + f'<a href="{address}">a</a> ' * 5_000 + "</p>\n"
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0013_rerender_strikethrough")
+        old = ArticleFactory(body_md=source, body_html=amplified)
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade(revision="0014_rerender_bounded_references")
+        html = db.session.get(Article, article_id).body_html
+    assert len(html) < 4 * len(source) < len(amplified)
+    assert html.count(address) >= 2
+
+
 @pytest.mark.asvs("V1.1.1")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrading_stores_idn_domains_in_ace_form_and_never_merges_accounts(  # type: ignore[no-untyped-def]

@@ -16,9 +16,11 @@ from bastion.api import tokens
 from bastion.api.spec import FIELD_ERRORS_MAX
 from bastion.content import rendering, services
 from bastion.content.services import BODY_MAX
+from bastion.extensions import db
+from bastion.models import Article
 from bastion.profiles.services import BIO_MAX
 from tests.factories import UserFactory
-from tests.support.roles import client_for
+from tests.support.roles import client_for, post
 
 
 def _padded_tables(columns: int, size: int) -> str:
@@ -47,6 +49,46 @@ def test_written_tables_keep_every_cell() -> None:
     html = rendering.render_markdown(source)
     assert _cells(html) == 8 * 301
     assert "<td>r299c7</td>" in html
+
+
+def _repeated_reference(size: int, address: str = "https://example.org/" + "a" * 1000) -> str:
+    """One long definition, then its three-character reference over and over."""
+    return (f'[a]: {address} "{"t" * 500}"\n\n' + "[a] ![a] " * size)[:size]
+
+
+@pytest.mark.asvs("V15.2.2")
+@pytest.mark.parametrize("size", [BIO_MAX, BODY_MAX])
+def test_reference_links_cannot_repeat_a_long_address_without_bound(size: int) -> None:
+    # Before the bound: each "[a]" repeated 1,500 characters of address and title, and a
+    # BODY_MAX article became 17.5 MB of HTML, stored and sent to every reader.
+    source = _repeated_reference(size)
+    html = rendering.render_markdown(source)
+    assert len(html) <= 4 * max(size, rendering.REFERENCED_CHARS_MIN)
+    assert html.count('href="https://example.org/') >= 3  # the first uses keep their links
+    assert "[a] ![a] [a] ![a]" in html  # the rest stay text, as written
+
+
+def test_reference_links_within_the_budget_keep_their_addresses() -> None:
+    # A use costs only what it repeats beyond its own length: citing a short definition
+    # often, as real writing does, stays within the budget.
+    source = '[d]: /docs/setup "Setup"\n\n' + "See [the setup][d], [d][] and ![d].\n" * 300
+    html = rendering.render_markdown(source)
+    assert html.count('<a href="/docs/setup" title="Setup"') == 600
+    assert html.count('<img title="Setup" alt="d">') == 300
+    assert "[d]" not in html
+
+
+@pytest.mark.asvs("V15.2.2")
+def test_an_article_of_repeated_references_is_stored_and_served_bounded(app: Flask) -> None:
+    client = client_for(app, UserFactory(role_name="editor"))
+    source = _repeated_reference(BODY_MAX)
+    resp = post(client, "/articles/new", {"title": "Refs", "body": source, "publish": "y"})
+    assert resp.status_code == 302
+    article = db.session.scalar(db.select(Article))
+    assert len(article.body_html) <= 4 * BODY_MAX
+    page = client.get(f"/articles/{article.id}")
+    assert page.status_code == 200
+    assert len(page.get_data()) <= 5 * BODY_MAX
 
 
 @pytest.mark.asvs("V15.2.2")
