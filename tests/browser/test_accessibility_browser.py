@@ -229,13 +229,17 @@ def _seed(live: Any) -> dict[str, Any]:
         editor = UserFactory(username="ada10", role_name="editor", display_name="Ada Lovelace")
         ArticleFactory.create_batch(20, author=editor)  # with the one below: two pages
         draft = ArticleFactory(author=editor, status="draft", published_at=None)
-        # What Markdown may produce that could widen a page: a wide table, long code, a long word.
+        # What Markdown may produce that could widen a page: a wide table, long code, a long
+        # word, deep nesting.
         cells = "".join(f"<td>cell{i}_{'x' * 30}</td>" for i in range(8))
         article = ArticleFactory(
             author=editor,
             body_html="<h2>Data</h2><table><thead><tr>" + "<th>head</th>" * 8 + "</tr></thead>"
             f"<tbody><tr>{cells}</tr></tbody></table><pre><code>{'y' * 300}</code></pre>"
-            f"<p>{'z' * 200}</p>",
+            f"<p>{'z' * 200}</p>"
+            # Lists and quotes nested as deep as markdown-it lets them (20 levels).
+            + "<ul><li>" * 20 + "deep" + "</li></ul>" * 20
+            + "<blockquote><ul><li>" * 12 + "quoted" + "</li></ul></blockquote>" * 12,
         )
         CommentFactory(article=article, body="First!\nSecond line.")
         CommentFactory(article=article, author=editor)
