@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from enum import Enum
 
@@ -10,7 +11,7 @@ from bastion.auth.services import authenticate, canonical_username, find_login_u
 from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit
-from bastion.security.tokens import keyed_digest
+from bastion.security.tokens import keyed_digest, keyed_digests
 
 
 class Step(Enum):
@@ -38,6 +39,28 @@ def who_tried(login: str, known: User | None) -> dict[str, str]:
     if known is not None:
         return {"username": known.username}
     return {"unknown_login": keyed_digest(b"unknown-login:", canonical_username(login))[:16]}
+
+
+def pending_mark(user: User) -> str:
+    """Names the account's security stamp in the pending-code marker, without revealing it.
+
+    Every step that ends all of an account's sign-ins (password change or reset, "sign out
+    everywhere", disabling, a 2FA reset) renews the stamp. A marker, made when the password
+    was right, must end with them: it is half a sign-in, and whoever phished the password
+    could otherwise finish it with a code after the owner (or an admin) reacted.
+    """
+    return keyed_digest(b"pending-2fa:", user.security_stamp)[:32]
+
+
+def pending_still_valid(user: User, mark: object) -> bool:
+    """Whether a pending-code marker's ``mark`` still names the account's stamp (under
+    SECRET_KEY or a fallback), and the account is active with 2FA on."""
+    if not isinstance(mark, str) or not user.is_active or not user.has_2fa:
+        return False
+    return any(
+        hmac.compare_digest(mark, digest[:32])
+        for digest in keyed_digests(b"pending-2fa:", user.security_stamp)
+    )
 
 
 def _throttled(login: str, ip: str, stage: str) -> Result | None:

@@ -21,7 +21,15 @@ from bastion.auth.forms import (
     TwoFactorForm,
     forget_code,
 )
-from bastion.auth.login import Result, Step, password_step, reauthenticate, second_step
+from bastion.auth.login import (
+    Result,
+    Step,
+    password_step,
+    pending_mark,
+    pending_still_valid,
+    reauthenticate,
+    second_step,
+)
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import CLEAR_SITE_DATA, end_session, reauthenticated, start_session
 from bastion.extensions import db, limiter
@@ -81,6 +89,8 @@ def login() -> ResponseReturnValue:
             "uid": result.user.id,
             # The password checked now, not whatever is stored when the code comes.
             "pwd": password_fingerprint(result.user.password_changed_at),
+            # And the account as it stood: ending every sign-in ends this one too.
+            "stamp": pending_mark(result.user),
             "exp": time.time() + current_app.config["TWO_FACTOR_PENDING_SECONDS"],
             "remember": bool(form.remember.data),
             "next": nxt,
@@ -100,7 +110,10 @@ def _pending_user() -> tuple[User, dict[str, Any]] | None:
         session.pop(PENDING_KEY, None)
         return None
     user = db.session.get(User, marker["uid"])
-    return (user, marker) if user is not None and user.is_active else None
+    if user is None or not pending_still_valid(user, marker.get("stamp")):
+        session.pop(PENDING_KEY, None)  # the password is asked again, not a code
+        return None
+    return user, marker
 
 
 @bp.route("/2fa", methods=["GET", "POST"])

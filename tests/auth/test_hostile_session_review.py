@@ -17,6 +17,7 @@ from bastion.models import AuditEvent, User, UserSession, utcnow
 from tests.factories import PASSWORD
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import post_form, unused_code
+from tests.support.auth import csrf_token
 
 NEW_PW = "lilac harbour quietly 2031"
 
@@ -90,3 +91,58 @@ def test_guesses_at_the_current_password_count_against_the_sign_in_throttle(
     # The same counter as the sign-in form's: that is waiting too.
     other = app.test_client()
     assert sign_in(other, "alice").status_code == 429
+
+
+def _password_reset_by_owner(user: User) -> None:
+    from bastion.auth.services import set_password
+    from bastion.auth.sessions import revoke_all
+
+    set_password(user, NEW_PW)
+    revoke_all(user.id)
+
+
+def _signed_out_everywhere_by_admin(user: User) -> None:
+    from bastion.admin.services import sign_out_everywhere
+
+    sign_out_everywhere(None, user)
+
+
+def _disabled_and_enabled_again(user: User) -> None:
+    from bastion.admin.services import set_disabled
+
+    set_disabled(None, user, True)
+    set_disabled(None, user, False)
+
+
+@pytest.mark.asvs("V7.4.1", "V7.4.2")
+@pytest.mark.parametrize(
+    "owner_reacts",
+    [_password_reset_by_owner, _signed_out_everywhere_by_admin, _disabled_and_enabled_again],
+)
+def test_a_pending_second_step_dies_when_the_owner_ends_every_sign_in(
+    client: FlaskClient, totp_user: tuple[User, str], owner_reacts: Any
+) -> None:
+    """Whoever phished the password holds a pending-code marker for five minutes. The owner
+    then changes the password, or an admin signs the account out everywhere or disables it
+    for a moment: "every sign-in ends" includes the half-finished one. A code (phished
+    too) must not then start a session, spend the owner's code, clear the throttle, or
+    put a false "login.success" in the trail and a live stranger in the session list."""
+    user, secret = totp_user
+    assert sign_in(client, "tess").headers["Location"] == "/auth/2fa"
+    token = csrf_token(client, "/auth/2fa")  # the code page, open before the owner reacts
+    owner_reacts(user)
+    user.totp_last_step = None
+    db.session.commit()
+    resp = client.post("/auth/2fa", data={"code": unused_code(secret, None), "csrf_token": token})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/auth/login"
+    assert not is_signed_in(client)
+    assert _live() == []
+    db.session.refresh(user)
+    assert user.totp_last_step is None  # the code was not spent
+    successes = (
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "login.success")
+    )
+    assert db.session.scalar(successes) == 0
+    # The marker is gone from the cookie: the page asks for the password, not a code.
+    again = client.get("/auth/2fa")
+    assert again.status_code == 302 and again.headers["Location"] == "/auth/login"

@@ -72,6 +72,19 @@ def test_a_totp_code_works_after_rotation_and_reseals_the_secret(
     assert twofactor._secret_of(user) == secret
 
 
+def test_a_code_step_begun_before_the_rotation_still_finishes(
+    app: Flask, client: FlaskClient, totp_user: tuple[User, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending-code marker names the account's stamp under the key of its day: a
+    rotation between the password and the code does not send the user back to the start."""
+    user, secret = totp_user
+    assert sign_in(client, user.username).headers["Location"] == "/auth/2fa"
+    _rotate(app, monkeypatch)
+    db.session.refresh(user)
+    assert _code_step(client, unused_code(secret, user.totp_last_step)).status_code == 302
+    assert is_signed_in(client)
+
+
 @pytest.mark.asvs("V6.5.1", "V6.5.2")
 def test_a_recovery_code_made_before_rotation_works_once(
     app: Flask, client: FlaskClient, totp_user: tuple[User, str], monkeypatch: pytest.MonkeyPatch
