@@ -16,13 +16,11 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 
 from bastion.extensions import db
-from bastion.models import User
 from tests.factories import UserFactory
 from tests.support.account_fixtures import sign_in
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, post_form, user_count
 from tests.support.auth import csrf_token
 from tests.support.mail import SMTPServer
 
@@ -37,10 +35,6 @@ ENCODED = [
 ]
 
 
-def _users() -> int:
-    return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
-
-
 @pytest.mark.asvs("V2.2.1", "V6.4.1")
 @pytest.mark.parametrize("email", ENCODED)
 def test_registration_refuses_an_encoded_word_in_the_address(
@@ -50,7 +44,7 @@ def test_registration_refuses_an_encoded_word_in_the_address(
     resp = post_form(client, "/auth/register", {**NEW, "email": email})
     assert resp.status_code == 422
     assert REFUSAL in resp.get_data(as_text=True)
-    assert _users() == 1 and not outbox.messages()
+    assert user_count() == 1 and not outbox.messages()
 
 
 @pytest.mark.asvs("V2.2.1")
@@ -80,7 +74,7 @@ def test_create_admin_refuses_an_encoded_word_in_the_address(app: Flask) -> None
         ]
     )
     assert result.exit_code != 0 and REFUSAL in result.output
-    assert _users() == 0
+    assert user_count() == 0
 
 
 @pytest.mark.asvs("V6.4.3")

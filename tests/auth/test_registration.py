@@ -7,20 +7,16 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bastion.extensions import db
 from bastion.models import User, utcnow
 from tests.factories import PASSWORD
 from tests.support.account_fixtures import is_signed_in, sign_in
-from tests.support.accounts import Outbox, full_width, post_form
+from tests.support.accounts import Outbox, full_width, post_form, user_count
 
 NEW = {"username": "newbie", "email": "newbie@example.org",
        "password": "violet tractor morning 88", "confirm": "violet tractor morning 88"}
-
-
-def _users() -> int:
-    return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
 
 
 @pytest.mark.asvs("V6.4.1", "V6.2.1")
@@ -48,7 +44,7 @@ def test_registering_a_taken_email_answers_the_same_and_notifies_owner(
     fresh = post_form(client, "/auth/register", {**NEW, "username": "other1", "email": "o@example.org"})
     assert resp.status_code == fresh.status_code == 302
     assert client.get(resp.headers["Location"]).data.count(b"Check your email") == 1
-    assert _users() == 2  # alice and other1; no second account for alice's address
+    assert user_count() == 2  # alice and other1; no second account for alice's address
     notice = outbox.to("alice@example.org")[-1]
     assert "tried to register" in str(notice["Subject"])
 
@@ -90,7 +86,7 @@ def test_registration_rules_are_form_errors(
     resp = post_form(client, "/auth/register", data)
     assert resp.status_code == 422
     assert message in resp.data
-    assert _users() == 0
+    assert user_count() == 0
 
 
 @pytest.mark.asvs("V6.2.1", "V6.2.5")
@@ -124,7 +120,7 @@ def test_an_account_started_by_someone_else_cannot_be_confirmed_for_them(
     newest = outbox.to("newbie@example.org")[-1]
     assert "Finish creating your account" in str(newest["Subject"])
     assert "/auth/confirm/" not in newest.get_body(preferencelist=("plain",)).get_content()
-    assert _users() == 1
+    assert user_count() == 1
     reset = outbox.link("newbie@example.org", "/auth/reset/")
     assert post_form(client, reset, {"password": NEW["password"],
                                      "confirm": NEW["password"]}).status_code == 302
@@ -195,7 +191,7 @@ def test_an_email_is_judged_as_it_will_be_stored(
     resp = post_form(client, "/auth/register", {**NEW, "email": email})
     assert resp.status_code == 422
     assert b"valid email" in resp.data or b"between" in resp.data
-    assert _users() == 0 and not outbox.messages()
+    assert user_count() == 0 and not outbox.messages()
 
 
 @pytest.mark.asvs("V2.2.1", "V6.4.1")
@@ -225,7 +221,7 @@ def test_a_sign_up_that_races_another_gets_the_usual_answer_not_a_500(
         monkeypatch.setattr(services, "username_taken", racing(services.username_taken, 2))
         form = {**NEW, "username": user.username}
     resp = post_form(client, "/auth/register", form)
-    assert _users() == 1
+    assert user_count() == 1
     if taken == "email":  # the same answer as a free address, and the owner is told
         assert resp.status_code == 302
         assert "tried to register" in str(outbox.to(user.email)[-1]["Subject"])
@@ -250,7 +246,7 @@ def test_the_other_spelling_of_an_idn_domain_is_a_taken_address(
     assert post_form(client, "/auth/register", {**NEW, "email": first}).status_code == 302
     again = post_form(client, "/auth/register", {**NEW, "username": "other1", "email": second})
     assert again.status_code == 302  # the same answer as a free address, as for any taken one
-    assert _users() == 1
+    assert user_count() == 1
     assert db.session.scalar(select(User.email)) == IDN_ACE
     subjects = [str(m["Subject"]) for m in outbox.to(IDN_ACE)]
     assert subjects == ["Confirm your email address", "Finish creating your account"]
@@ -270,7 +266,7 @@ def test_an_invalid_idn_domain_is_a_form_error(
     resp = post_form(client, "/auth/register", {**NEW, "email": email})
     assert resp.status_code == 422
     assert b"Enter a valid email address." in resp.data
-    assert _users() == 0 and not outbox.messages()
+    assert user_count() == 0 and not outbox.messages()
 
 
 @pytest.mark.asvs("V6.4.1")
@@ -289,4 +285,4 @@ def test_a_sign_up_with_a_disabled_accounts_address_mails_it_nothing(
     set_disabled(None, owner, True)
     assert post_form(client, "/auth/register", NEW).status_code == 302  # the usual answer
     assert not outbox.messages()
-    assert _users() == 1
+    assert user_count() == 1

@@ -16,15 +16,11 @@ from bastion.models import User
 from bastion.security.redirects import is_safe_next
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import outbox, sign_in, user  # noqa: F401 - fixtures
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, post_form, user_count
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "bastion" / "templates"
 STATIC_JS = sorted((ROOT / "bastion" / "static").rglob("*.js"))
-
-
-def _users() -> int:
-    return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
 
 
 # V1.1.1 ------------------------------------------------------------------------------
@@ -120,7 +116,7 @@ def test_registration_refuses_header_injection_in_the_address(
         "password": "a long enough passphrase", "confirm": "a long enough passphrase"})
     assert 400 <= resp.status_code < 500
     assert "valid email" in resp.get_data(as_text=True) or "not allowed" in resp.get_data(as_text=True)
-    assert _users() == 0
+    assert user_count() == 0
     assert outbox.messages() == []
 
 
@@ -154,7 +150,7 @@ def test_registration_needs_matching_passwords(client: FlaskClient, app: Flask) 
         "password": "a long enough passphrase", "confirm": "a long enough passphrasE"})
     assert 400 <= resp.status_code < 500
     assert "do not match" in resp.get_data(as_text=True)
-    assert _users() == 0
+    assert user_count() == 0
 
 
 @pytest.mark.asvs("V2.2.3", "V2.1.2")

@@ -83,3 +83,13 @@ def unused_code(secret: str, last_step: int | None) -> str:
         if last_step is None or step > last_step:
             return str(totp.generate_otp(step))
     raise AssertionError("no unused step in the window; reset totp_last_step first")
+
+
+def user_count() -> int:
+    """How many accounts exist: what a refused sign-up must leave unchanged."""
+    from sqlalchemy import func, select
+
+    from bastion.extensions import db
+    from bastion.models import User
+
+    return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
