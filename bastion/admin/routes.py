@@ -204,20 +204,32 @@ def delete_user(user_id: int) -> ResponseReturnValue:
     ), status
 
 
-BAD_FILTERS = "Check the filters: dates are YYYY-MM-DD and texts at most 64 characters."
+BAD_FILTERS = (
+    "Check the filters: dates are YYYY-MM-DD, the first not after the last, "
+    "and texts at most 64 characters."
+)
+INVERTED = "This date is before the From date, so no event can match. Swap them?"
 
 
 def _audit_filter() -> tuple[AuditFilterForm, audit_log.AuditFilter | None]:
-    """The form and its filters, or None for filters it refuses (its fields say why)."""
+    """The form and its filters, or None for filters it refuses (its fields say why).
+
+    Swapped dates are refused as ``flask audit export`` refuses them: answered with an
+    empty page, or an empty download audited as an export, they read as "nothing happened".
+    """
     form = AuditFilterForm(formdata=request.args)
     if request.args and not form.validate():
         return form, None
-    return form, audit_log.AuditFilter(
+    filters = audit_log.AuditFilter(
         user=form.user.data or "",
         event=form.event.data or "",
         since=form.since.data,
         until=form.until.data,
     )
+    if audit_log.is_inverted(filters):
+        form.until.errors = [*form.until.errors, INVERTED]
+        return form, None
+    return form, filters
 
 
 @bp.get("/audit")
