@@ -40,8 +40,14 @@ def _sensitive(key: str) -> bool:
     return bool(SENSITIVE.search(key))
 
 
+# A number under a name that says it counts or identifies (``token_id``, ``tokens_revoked``,
+# ``otp_required``) is no secret: hidden, the audit lines lost which token an event was
+# about. Only numbers and flags: a string under such a name is still redacted.
+COUNT_OR_ID = re.compile(r"_(?:ids?|count|revoked|ended|retired|required|failures|days|left)$")
+
+
 def _redact(value: Any, key: str = "") -> Any:
-    if key and _sensitive(key):
+    if key and _sensitive(key) and not (isinstance(value, int) and COUNT_OR_ID.search(key)):
         return "**********"
     if isinstance(value, dict):
         return {k: _redact(v, str(k)) for k, v in value.items()}

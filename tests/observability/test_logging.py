@@ -279,3 +279,18 @@ def test_a_failed_statement_logs_no_parameters(
     failure = next(r for r in caplog.records if r.exc_info)
     message = str(failure.exc_info[1])  # type: ignore[index]
     assert "racer" not in scrub({"value": message.replace("@example.org", "")})["value"]
+
+
+@pytest.mark.asvs("V16.2.5")
+def test_counts_and_ids_named_after_secrets_stay_readable_secrets_do_not() -> None:
+    """Which token an audit line is about is evidence, not a secret; the token is one."""
+    record = logging.LogRecord("bastion.audit", logging.INFO, "", 0, "audit", None, None)
+    record.details = {  # type: ignore[attr-defined]
+        "token_id": 42, "tokens_revoked": 3, "otp_required": True,
+        "token": "bst_live", "code": 123456, "token_id_hint": "bst_x",
+        "reset_token_id": "a-string-is-redacted-whatever-its-name",
+    }
+    out = json.loads(JSONFormatter().format(record))["details"]
+    assert (out["token_id"], out["tokens_revoked"], out["otp_required"]) == (42, 3, True)
+    for name in ("token", "code", "token_id_hint", "reset_token_id"):
+        assert out[name] == "**********", name
