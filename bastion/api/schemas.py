@@ -74,14 +74,21 @@ def _no_chars_of(categories: tuple[str, ...], extra: str = "") -> str:
 # characters and letters that draw nothing in display names (REFUSED_CATEGORIES and
 # BLANK_LETTERS); the schema documents the same rule, and the lengths come from the same
 # module, so the documented limits are the enforced ones.
-# Written out because computing it scans all 1.1M code points (half a second at every
-# start-up); tests/api/test_schemas_unicode.py recomputes it with this Python's tables.
-DISPLAY_NAME = (
-    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-"
+# The refused set is written out because computing it scans all 1.1M code points (half a
+# second at every start-up); tests/api/test_schemas_unicode.py recomputes it with this
+# Python's tables.
+_NAME_REFUSED = (
+    "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-"
     "\\u0891\\u08e2\\u115f-\\u1160\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064"
     "\\u2066-\\u206f\\u2800\\u3164\\ue000-\\uf8ff\\ufeff\\uffa0\\ufff9-\\ufffb\U000110bd"
     "\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
-    "\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd]*$"
+    "\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd"
+)
+# Only spaces (stored as no name: the username shows), or one character that draws
+# something (not INVISIBLE, as in required article text) among allowed ones.
+DISPLAY_NAME = (
+    rf"^(?:[^{_NAME_REFUSED}\S]*"
+    rf"|[^{_NAME_REFUSED}]*[^{_NAME_REFUSED}{INVISIBLE}][^{_NAME_REFUSED}]*)$"
 )
 DisplayName = Annotated[str, StringConstraints(max_length=DISPLAY_NAME_MAX, pattern=DISPLAY_NAME)]
 # Bios: no control characters but line breaks and tabs (profiles.services.clean_profile).

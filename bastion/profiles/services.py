@@ -20,6 +20,7 @@ from bastion.content.marks import (
     too_many_marks,
 )
 from bastion.content.rendering import render_markdown
+from bastion.content.services import INVISIBLE
 from bastion.extensions import db
 from bastion.models import User
 from bastion.security import audit
@@ -32,6 +33,10 @@ DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
 # The API schema's pattern (bastion.api.schemas.DISPLAY_NAME) spells out the same set.
 REFUSED_CATEGORIES = ("Cc", "Cf", "Co", "Zl", "Zp")
 BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
+# A name needs one character that draws something: combining marks, variation selectors
+# and the like (U+034F, U+FE0F, U+17B4...) are allowed beside letters, but alone they made
+# a name that looks empty, as the fillers above did. The same set as required article text.
+_VISIBLE = re.compile(f"[^{INVISIBLE}]")
 NOT_PLAIN = "Use letters, digits, spaces and punctuation only."
 # A name sits in bylines among other lines (bastion.content.marks says why).
 MAX_MARKS_PER_LETTER = MAX_MARKS_IN_LINE
@@ -141,6 +146,8 @@ def _display_name_problem(name: str) -> str | None:
             return NOT_PLAIN
     if longest_mark_run(name) > MAX_MARKS_PER_LETTER:
         return TOO_MANY_MARKS
+    if name and not _VISIBLE.search(name):
+        return NOT_PLAIN
     return None
 
 

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import re
 
-from bastion.api.schemas import DISPLAY_NAME, _no_chars_of
+from bastion.api.schemas import _NAME_REFUSED, DISPLAY_NAME, _no_chars_of
 from bastion.profiles.services import BLANK_LETTERS, REFUSED_CATEGORIES
 
 
 def test_written_out_pattern_matches_this_pythons_unicode_tables() -> None:
-    assert _no_chars_of(REFUSED_CATEGORIES, BLANK_LETTERS) == DISPLAY_NAME
+    assert _no_chars_of(REFUSED_CATEGORIES, BLANK_LETTERS) == f"^[^{_NAME_REFUSED}]*$"
+
+
+def test_display_name_pattern_says_what_the_profile_service_accepts() -> None:
+    """The document's display-name pattern and the service agree on every character of the
+    Basic Multilingual Plane (and a few beyond), alone, between spaces and between letters.
+
+    Refused characters aside: the service strips a surrounding tab or line separator before
+    it judges a name, where the pattern refuses it (stricter, never looser)."""
+    from bastion.profiles.services import ProfileError, clean_profile
+
+    def stored(name: str) -> bool:
+        try:
+            clean_profile(name, "")
+        except ProfileError:
+            return False
+        return True
+
+    pattern, allowed = re.compile(DISPLAY_NAME), re.compile(f"[^{_NAME_REFUSED}]")
+    codes = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    for code in [*codes, 0xE0001, 0xE0041, 0xE0100, 0x1F600, 0x1D173, 0x20000]:
+        for name in (chr(code), f" {chr(code)} ", f"a{chr(code)}b"):
+            if not allowed.fullmatch(chr(code)):
+                assert not pattern.fullmatch(name), hex(code)
+            else:
+                assert bool(pattern.fullmatch(name)) == stored(name), hex(code)
 
 
 def test_pattern_refuses_control_and_format_characters() -> None:

@@ -110,10 +110,36 @@ def test_a_right_to_left_name_cannot_move_the_handle_beside_it(app: Flask) -> No
         "x\u2028y",  # line separator
         "x\u2029y",  # paragraph separator
         "\ue000",  # private use
+        # Marks and selectors that draw nothing alone: allowed beside letters, never alone.
+        "\u034f",  # combining grapheme joiner
+        "\ufe0f\ufe0f",  # variation selectors
+        " \u17b4 ",  # Khmer inherent vowel, between spaces
+        "\U000e0100",  # variation selector supplement
     ],
 )
 def test_names_that_draw_nothing_or_break_the_line_are_refused(app: Flask, name: str) -> None:
     _refused(UserFactory(display_name="Before"), name)
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_the_api_refuses_a_name_that_draws_nothing(app: Flask) -> None:
+    """A name of a lone U+034F passed both the schema and the service: the profile's heading,
+    its initials and every byline then showed nothing where the name goes."""
+    from bastion.api import tokens
+
+    user = UserFactory(display_name="Before")
+    secret = tokens.issue_pair(user).access_token
+    for name in ("\u034f", "\u034f\u034f \ufe0f"):
+        resp = app.test_client().patch(
+            "/api/v1/me", json={"display_name": name}, headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert resp.status_code == 422, resp.get_json()
+        assert resp.get_json()["errors"][0]["loc"][-1] == "display_name"
+    for name in ("", "   ", "Ada\u034f", "\u2764\ufe0f"):  # empty means "use my username"
+        resp = app.test_client().patch(
+            "/api/v1/me", json={"display_name": name}, headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert resp.status_code == 200, (ascii(name), resp.get_json())
 
 
 @pytest.mark.parametrize(
