@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import PasswordField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from bastion.auth.forms import email_field, new_password_field, no_control_characters
@@ -46,6 +46,8 @@ class EnableTwoFactorForm(BastionForm):
         validators=[DataRequired(), Length(max=16), no_control_characters],
         description="Enter the 6-digit code your authenticator app shows for Bastion.",
     )
+    # The page a user sent here at sign-in was going to; offered once the codes are shown.
+    next = HiddenField()
 
 
 class SecondFactorForm(BastionForm):

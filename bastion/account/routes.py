@@ -35,6 +35,7 @@ from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required, is_fresh
+from bastion.security.redirects import is_safe_next
 
 
 def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
@@ -161,6 +162,16 @@ def _enrolment_secret() -> str | None:
     return secret
 
 
+def _enrolment_next(form: EnableTwoFactorForm) -> str:
+    """The page to offer after enrolment: the link's ``next`` on GET, the form's on POST.
+
+    Checked on every request that carries it, and cleared on the form when unsafe, so the
+    page never hands on a target it did not check itself."""
+    raw = form.next.data if request.method == "POST" else request.args.get("next")
+    form.next.data = raw if raw and is_safe_next(raw) else ""
+    return str(form.next.data)
+
+
 @bp.route("/2fa", methods=["GET", "POST"])
 @login_required
 @fresh_required
@@ -170,6 +181,7 @@ def two_factor_setup() -> ResponseReturnValue:
         flash("Two-factor authentication is already on.", "info")
         return redirect(url_for("account.index"))
     form = EnableTwoFactorForm()
+    nxt = _enrolment_next(form)
     if form.validate_on_submit():
         shown = twofactor.is_shown_secret(current_user, session.get(ENROLMENT_KEY))
         record = current_record() if shown else None
@@ -177,8 +189,13 @@ def two_factor_setup() -> ResponseReturnValue:
                                  keep_session_id=record.id if record else None) if shown else None
         if codes is not None:
             session.pop(ENROLMENT_KEY, None)
-            return render_template("account/recovery_codes.html", codes=codes, enabled=True,
-                                   others_ended=enrolment.is_required(current_user))
+            return render_template(
+                "account/recovery_codes.html",
+                codes=codes,
+                enabled=True,
+                others_ended=enrolment.is_required(current_user),
+                next_url=nxt or None,
+            )
         form.code.errors.append("That code is not right. Check the time on your device and "
                                 "enter the newest code.")
     secret = _enrolment_secret()

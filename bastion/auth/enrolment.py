@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.models import User
+from bastion.security.redirects import is_safe_next
 
 # What such a user may still reach: the enrolment page itself, re-authentication (which the
 # enrolment page may ask for), signing out, and static files.
@@ -28,8 +29,11 @@ def require_enrolment() -> ResponseReturnValue | None:
         from flask import abort
 
         abort(403, description="Two-factor authentication must be set up for this account.")
-    # The setup page itself says why (no flash: it would say the same thing twice).
-    return redirect(url_for("account.two_factor_setup"))
+    # The setup page itself says why (no flash: it would say the same thing twice). The page
+    # asked for is offered once enrolled; a POST cannot be replayed, so it names none.
+    target = request.full_path.rstrip("?") if request.method in ("GET", "HEAD") else None
+    wanted = target if target and is_safe_next(target) else None
+    return redirect(url_for("account.two_factor_setup", next=wanted))
 
 
 def must_enrol(user: User) -> bool:

@@ -98,7 +98,8 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("auth.two_factor"))
     start_session(result.user, remember=bool(form.remember.data))
     if must_enrol(result.user):  # at once, not on the first page that needs it
-        return redirect(url_for("account.two_factor_setup"))
+        # The checked target goes along; the set-up page checks it again before use.
+        return redirect(url_for("account.two_factor_setup", next=nxt or None))
     return redirect(nxt or url_for("main.index"))
 
 

@@ -51,10 +51,15 @@ def _upload_rate() -> str:
     return str(current_app.config["UPLOAD_RATE_LIMIT"])
 
 
-def _back(default: str) -> str:
-    """Where to go after a POST: a safe local ``next`` (the page that embeds the form)."""
+def _next() -> str | None:
+    """The posted ``next`` (the page that embeds the form) when it is a safe local path."""
     target = request.form.get("next")
-    return target if target and is_safe_next(target) else default
+    return target if target and is_safe_next(target) else None
+
+
+def _back(default: str) -> str:
+    """Where to go after a POST: the embedding page, else ``default``."""
+    return _next() or default
 
 
 def _actor() -> User:
@@ -151,7 +156,8 @@ def upload_avatar() -> ResponseReturnValue:
     if stored:
         flash("Your profile photo is updated.", "success")
         return redirect(_back(url_for("uploads.upload_avatar")))
-    return render_template("uploads/avatar.html", form=form), status
+    # A refused upload keeps the page it came from, so the retry returns there too.
+    return render_template("uploads/avatar.html", form=form, next=_next()), status
 
 
 @bp.route("/articles/<int:article_id>/images", methods=["GET", "POST"])
@@ -178,6 +184,7 @@ def upload_article_image(article_id: int) -> ResponseReturnValue:
         article=article,
         images=services.article_images(article),
         image_form=form,
+        next=_next(),  # as for the avatar: the retry returns to the article's edit page
     ), status
 
 

@@ -102,7 +102,8 @@ def test_after_a_reset_the_password_signs_in_and_only_a_new_factor_works(
     assert sign_in(client, target.username).headers["Location"] == landing
     account = client.get("/account")
     if must_enrol:  # BASTION_REQUIRE_2FA_ROLES: nothing but enrolment until it is done
-        assert account.status_code == 302 and account.headers["Location"] == "/account/2fa"
+        assert account.status_code == 302
+        assert account.headers["Location"] == "/account/2fa?next=/account"
     else:
         assert account.status_code == 200
     page = client.get("/account/2fa").get_data(as_text=True)

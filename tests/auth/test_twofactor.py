@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pyotp
 import pytest
@@ -312,7 +313,7 @@ def test_roles_that_require_2fa_are_sent_to_enrolment_first(client: FlaskClient)
     UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
     sign_in(client, "boss")
     resp = client.get("/account")
-    assert resp.status_code == 302 and resp.headers["Location"] == "/account/2fa"
+    assert resp.status_code == 302 and resp.headers["Location"] == "/account/2fa?next=/account"
     assert client.get("/account/2fa").status_code == 200
 
 
@@ -336,6 +337,79 @@ def test_enrolled_admin_is_let_through(client: FlaskClient) -> None:
     _reset_step(boss)
     _code_step(client, unused_code(secret, None))
     assert client.get("/account").status_code == 200
+
+
+def _hidden_next(page: str) -> str | None:
+    """The ``next`` the enrolment form carries (Flask-WTF's hidden_tag), or None."""
+    import html
+    import re
+
+    found = re.search(r'<input id="next" name="next" type="hidden" value="([^"]*)"', page)
+    return html.unescape(found.group(1)) if found and found.group(1) else None
+
+
+def _enrol_from(client: FlaskClient, setup: str) -> Any:
+    """Open the enrolment page at ``setup`` and turn 2FA on with what its form carries."""
+    page = client.get(setup).get_data(as_text=True)
+    secret = shown_totp_secret(page)
+    assert secret
+    data = {"code": pyotp.TOTP(secret).now()}
+    if (nxt := _hidden_next(page)) is not None:
+        data["next"] = nxt
+    return post_form(client, setup, data)
+
+
+def test_enrolment_at_sign_in_leads_on_to_the_page_asked_for(client: FlaskClient) -> None:
+    """Signing in from a link to an admin page, an admin who must enrol used to land on the
+    account page after the recovery codes, the page asked for forgotten."""
+    UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
+    resp = sign_in(client, "boss", next="/admin/users?page=2")
+    setup = resp.headers["Location"]
+    assert urlsplit(setup).path == "/account/2fa"
+    assert parse_qs(urlsplit(setup).query) == {"next": ["/admin/users?page=2"]}
+    done = _enrol_from(client, setup)
+    assert done.status_code == 200 and done.data.count(b"<li><code>") == 10
+    assert 'href="/admin/users?page=2">I have saved them' in done.get_data(as_text=True)
+    assert client.get("/admin/users?page=2").status_code == 200
+
+
+def test_a_page_held_back_for_enrolment_is_offered_once_enrolled(client: FlaskClient) -> None:
+    """The access check that holds a signed-in admin at enrolment keeps the page wanted."""
+    UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
+    assert sign_in(client, "boss").headers["Location"] == "/account/2fa"
+    setup = client.get("/admin/users").headers["Location"]
+    assert setup == "/account/2fa?next=/admin/users"
+    # A POST cannot be replayed after enrolment: it names no page.
+    held = post_form(client, "/account/2fa", {}, action="/account/sessions/revoke-all")
+    assert held.status_code == 302 and held.headers["Location"] == "/account/2fa"
+    done = _enrol_from(client, setup)
+    assert 'href="/admin/users">I have saved them' in done.get_data(as_text=True)
+
+
+@pytest.mark.asvs("V3.7.2")
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+        "javascript:alert(1)",
+    ],
+)
+def test_enrolment_never_offers_a_foreign_page(client: FlaskClient, hostile: str) -> None:
+    """Neither the sign-in form, the enrolment link nor the enrolment form can make the page
+    after the recovery codes lead off the site: each checks the target itself."""
+    UserFactory(username="boss", email="boss@example.org", role_name="admin", two_factor=False)
+    assert sign_in(client, "boss", next=hostile).headers["Location"] == "/account/2fa"
+    page = client.get("/account/2fa?" + urlencode({"next": hostile})).get_data(as_text=True)
+    assert _hidden_next(page) is None and "evil.example" not in page
+    secret = shown_totp_secret(page)
+    assert secret
+    done = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now(), "next": hostile})
+    assert done.status_code == 200
+    text = done.get_data(as_text=True)
+    assert 'href="/account">I have saved them</a>' in text and "evil.example" not in text
 
 
 @pytest.mark.asvs("V2.2.1", "V6.3.3")
@@ -426,7 +500,7 @@ def test_enrolling_in_a_role_that_requires_it_signs_out_the_sessions_made_withou
                        two_factor=False)
     waiting = app.test_client()
     sign_in(waiting, "boss")
-    assert waiting.get("/admin/users").headers["Location"] == "/account/2fa"
+    assert waiting.get("/admin/users").headers["Location"] == "/account/2fa?next=/admin/users"
     sign_in(client, "boss")
     secret = shown_totp_secret(client.get("/account/2fa").get_data(as_text=True))
     assert secret is not None

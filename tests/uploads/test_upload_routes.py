@@ -331,3 +331,54 @@ def test_the_markdown_snippet_stays_one_image_whatever_the_name(
     assert rendered.count("<img") == 1, rendered
     assert f'src="/uploads/{upload.id}"' in rendered
     assert 'alt="a]b [c] d"' in rendered
+
+
+def _form_next(page: str, action: str) -> str | None:
+    """The ``next`` the upload form posting to ``action`` carries, or None."""
+    import html
+
+    form = re.search(
+        rf'<form method="post" action="{re.escape(action)}"[^>]*>(.*?)</form>', page, re.S
+    )
+    assert form, f"no form posting to {action}"
+    found = re.search(r'<input type="hidden" name="next" value="([^"]*)">', form.group(1))
+    return html.unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("origin", ["account", "article"])
+def test_a_refused_upload_keeps_the_page_it_was_started_from(
+    client: FlaskClient, own_article: Article, origin: str
+) -> None:
+    """The form shown again after a refusal used to drop ``next``: the retry that worked
+    then landed on the bare upload page, not on the account or article edit page."""
+    if origin == "account":
+        path, back = AVATAR, "/account"
+    else:
+        path, back = _images(own_article), f"/articles/{own_article.id}/edit"
+    refused = post_file(client, path, b"not an image", filename="me.png", next=back)
+    assert refused.status_code in (415, 422)
+    kept = _form_next(refused.get_data(as_text=True), path)
+    assert kept == back
+    retried = post_file(client, path, corpus.png(), next=kept)
+    assert retried.status_code == 302 and retried.headers["Location"] == back
+
+
+@pytest.mark.asvs("V3.7.2")
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+        "javascript:alert(1)",
+    ],
+)
+def test_a_refused_upload_does_not_echo_a_foreign_next(
+    client: FlaskClient, editor: User, hostile: str
+) -> None:
+    refused = post_file(client, AVATAR, b"not an image", filename="me.png", next=hostile)
+    assert refused.status_code in (415, 422)
+    page = refused.get_data(as_text=True)
+    assert _form_next(page, AVATAR) is None
+    assert "evil.example" not in page and "javascript:" not in page
