@@ -12,6 +12,7 @@ from functools import lru_cache
 from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
+from bastion import pagecache
 from bastion.auth.services import canonical_username, username_problem
 from bastion.content.marks import (
     MAX_MARKS_IN_LINE,
@@ -237,4 +238,7 @@ def update_profile(user: User, *, display_name: str, bio: str) -> User:
     user.display_name, user.bio = display_name, bio
     audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()
+    # This worker's copies of the profile and of pages with the user's bylines: the owner
+    # who looks at once sees the new name (other workers' copies end with their seconds).
+    pagecache.clear()
     return user

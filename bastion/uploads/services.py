@@ -17,6 +17,7 @@ from typing import IO, Any, Protocol
 from flask import current_app
 from sqlalchemy import func, select
 
+from bastion import pagecache
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
 from bastion.models.locks import lock_user
@@ -242,6 +243,8 @@ def _save(
         db.session.rollback()
         _discard_files(files)
         raise
+    if kind == "avatar":
+        pagecache.clear()  # the profile and bylines this worker keeps show the old photo
     return upload
 
 
@@ -335,6 +338,7 @@ def delete_upload(actor: User, upload: Upload) -> None:
         commit=False,
     )
     db.session.commit()
+    pagecache.clear()  # pages this worker keeps would show the deleted image as broken
 
 
 def article_images(article: Article) -> list[Upload]:

@@ -306,3 +306,28 @@ def test_a_deleted_article_is_not_served_during_later_renewals(  # type: ignore[
     finally:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
+
+
+def test_a_profile_or_photo_change_is_seen_at_once_by_anonymous_readers(
+    app: Flask, client, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The worker that saves a new name, bio or photo drops its stored pages: the owner
+    who looks at once (often as an anonymous reader, in a private window) sees the change."""
+    import io
+
+    from bastion.profiles.services import update_profile
+    from bastion.uploads.services import delete_upload, store_image
+    from tests.uploads.corpus import png
+
+    monkeypatch.setitem(app.config, "PUBLIC_PAGE_CACHE_SECONDS", 60)
+    author = UserFactory(username="ada", display_name="Ada", role_name="editor")
+    ArticleFactory(author=author, status="published")
+    assert "Ada" in client.get("/u/ada").get_data(as_text=True)
+    update_profile(author, display_name="Countess of Lovelace", bio="")
+    assert "Countess of Lovelace" in client.get("/u/ada").get_data(as_text=True)
+    assert "Countess of Lovelace" in client.get("/").get_data(as_text=True)  # the byline
+
+    photo = store_image(author, io.BytesIO(png((80, 80))), kind="avatar")
+    assert photo.id in client.get("/u/ada").get_data(as_text=True)
+    delete_upload(author, photo)
+    assert photo.id not in client.get("/u/ada").get_data(as_text=True)
