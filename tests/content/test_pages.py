@@ -282,3 +282,19 @@ def test_a_new_article_page_says_where_images_are_added(app: Flask) -> None:
     edit = client.get(f"/articles/{article.id}/edit").get_data(as_text=True)
     assert "Images are added to a saved article" not in edit
     assert 'id="article-images-title"' in edit
+
+
+def test_a_comment_page_past_the_end_leads_to_the_newest_comments(app: Flask) -> None:
+    """Comments run oldest first; an old link to a page since emptied says so and leads to
+    the last page, where the newest are, as the article and profile lists do."""
+    from bastion.content.services import COMMENTS_PER_PAGE
+
+    article = ArticleFactory(status="published")
+    CommentFactory.create_batch(COMMENTS_PER_PAGE + 1, article=article)
+    page = app.test_client().get(f"/articles/{article.id}?page=9").get_data(as_text=True)
+    assert "There is no page 9 of comments." in page
+    assert f'href="/articles/{article.id}?page=2#comments-heading"' in page
+    single = ArticleFactory(status="published")
+    CommentFactory(article=single)
+    page = app.test_client().get(f"/articles/{single.id}?page=3").get_data(as_text=True)
+    assert f'href="/articles/{single.id}#comments-heading">Go to the last page (1)' in page
