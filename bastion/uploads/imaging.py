@@ -5,6 +5,8 @@ then confirmed by a full decode with only that format's Pillow plugin; pixel and
 limits are checked from the header before any pixel is decoded (decompression bombs); the
 pixels are then copied into fresh images with an empty ``info`` and saved again, so EXIF
 (GPS), XMP, ICC, comments, appended data and polyglot payloads never reach the stored file.
+An embedded colour profile (Display P3, Adobe RGB, CMYK) is applied first, converting the
+pixels to sRGB, which is what browsers assume of an image that carries none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageOps, ImageSequence
+from PIL import Image, ImageCms, ImageOps, ImageSequence
 
 log = logging.getLogger("bastion.uploads")
 
@@ -34,6 +36,17 @@ MAX_TOTAL_PIXELS = 40_000_000
 MAX_JPEG_SCANS = 100
 # 16-bit greyscale, PNG's one mode that is not 8 bits a channel once Pillow has read it.
 WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+# An embedded colour profile larger than this is ignored unparsed (Pillow itself refuses a
+# PNG's above the same size, ``PngImagePlugin.MAX_TEXT_CHUNK``); real ones are 0.5-60 KB.
+MAX_ICC_BYTES = 1 << 20
+# What browsers take an image without a profile to be; built once per process.
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# The decoded modes each profile colour space can describe; any other pairing is ignored.
+PROFILE_MODES = {
+    "RGB ": frozenset({"RGB", "RGBA", "P", "PA"}),
+    "GRAY": frozenset({"L", "LA"}) | WIDE_GREY_MODES,
+    "CMYK": frozenset({"CMYK"}),
+}
 # Article images are shrunk to fit this box; avatars are cropped square to these sizes.
 ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
@@ -81,6 +94,9 @@ DECODER_ERRORS: tuple[type[Exception], ...] = (
     TypeError,
     struct.error,
 )
+
+# How littlecms reports a profile it cannot read (Pillow's wrapper raises OSError as well).
+PROFILE_ERRORS: tuple[type[Exception], ...] = (ImageCms.PyCMSError, *DECODER_ERRORS)
 
 
 class ImageRejectedError(ValueError):
@@ -147,7 +163,8 @@ def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
             animate = kind == "article" and fmt.name in ANIMATED
             _check_dimensions(im, animate=animate)
             loop = im.info.get("loop")  # read first: a still image's info is cleared
-            frames = _decoded_frames(im, animate=animate)
+            colour = _ToSRGB.embedded(im)
+            frames = _decoded_frames(im, animate=animate, colour=colour)
             if kind == "avatar":
                 return _avatar(frames[0])
             return _article_image(fmt, frames, loop)
@@ -217,7 +234,78 @@ class _Frame:
     duration: int
 
 
-def _decoded_frames(im: Image.Image, *, animate: bool) -> list[_Frame]:
+class _ToSRGB:
+    """An upload's embedded colour profile, to bring its pixels into sRGB.
+
+    An unreadable profile, one too large, or one that does not describe the image's mode is
+    ignored (as every profile was before): the pixels decoded, the profile never reaches the
+    stored file either way, and refusing the photo would give its owner nothing to fix.
+    """
+
+    def __init__(self, profile: ImageCms.ImageCmsProfile, space: str) -> None:
+        self.profile = profile
+        self.space = space
+        self._transforms: dict[tuple[str, str], ImageCms.ImageCmsTransform] = {}
+
+    @classmethod
+    def embedded(cls, im: Image.Image) -> _ToSRGB | None:
+        icc = im.info.get("icc_profile")
+        if not icc or not isinstance(icc, bytes):
+            return None
+        if len(icc) > MAX_ICC_BYTES:
+            _profile_ignored("too_large")
+            return None
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            space = profile.profile.xcolor_space
+        except PROFILE_ERRORS:
+            _profile_ignored("unreadable")
+            return None
+        if im.mode not in PROFILE_MODES.get(space, ()):
+            _profile_ignored("wrong_colour_space")
+            return None
+        return cls(profile, space)
+
+    def _transform(self, in_mode: str, out_mode: str) -> ImageCms.ImageCmsTransform:
+        key = (in_mode, out_mode)
+        if key not in self._transforms:
+            self._transforms[key] = ImageCms.buildTransform(self.profile, SRGB, in_mode, out_mode)
+        return self._transforms[key]
+
+    def apply(self, frame: Image.Image, mode: str, *, reuse: bool) -> Image.Image | None:
+        """``frame`` in sRGB as ``mode`` (RGB or RGBA), making at most the one new image a
+        mode conversion makes anyway; None when the profile does not describe this frame."""
+        if self.space == "RGB " and frame.mode in PROFILE_MODES["RGB "]:
+            transform = self._transform(mode, mode)  # before any copy: it may fail
+            out = frame if reuse and frame.mode == mode else frame.convert(mode)
+            ImageCms.applyTransform(out, transform, inPlace=True)  # the alpha band is kept
+            return out
+        if self.space == "CMYK" and frame.mode == "CMYK" and mode == "RGB":
+            return ImageCms.applyTransform(frame, self._transform("CMYK", "RGB"))
+        if self.space == "GRAY" and frame.mode in ("L", "LA"):
+            # From L only: littlecms reads Pillow's LA (four bytes a pixel) as two pixels.
+            grey = frame.getchannel("L") if frame.mode == "LA" else frame
+            rgb = ImageCms.applyTransform(grey, self._transform("L", mode))
+            del grey
+            if rgb is not None and mode == "RGBA":
+                # Alpha does not come through from L: put the frame's (band or grey key) back.
+                if frame.mode == "LA":
+                    alpha = frame.getchannel("A")
+                else:
+                    key = frame.info.get("transparency")
+                    alpha = frame.point([0 if v == key else 255 for v in range(256)])
+                rgb.putalpha(alpha)
+            return rgb
+        return None
+
+
+def _profile_ignored(reason: str) -> None:
+    log.info("image colour profile ignored", extra={"reason": reason})
+
+
+def _decoded_frames(
+    im: Image.Image, *, animate: bool, colour: _ToSRGB | None = None
+) -> list[_Frame]:
     """Decode the frames kept fully (a truncated file fails here) into fresh RGB/RGBA images.
 
     Only an article's GIF or WebP animation keeps its frames. Anything else is a still: its
@@ -239,7 +327,7 @@ def _decoded_frames(im: Image.Image, *, animate: bool) -> list[_Frame]:
         if still:
             # Honour the camera's orientation before the EXIF tag that carries it is dropped.
             ImageOps.exif_transpose(frame, in_place=True)
-        clean = _pixels_only(frame, reuse=still)
+        clean = _pixels_only(frame, reuse=still, colour=colour)
         clean.info = {}  # nothing from the upload's metadata may reach the encoder
         frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
         if still:
@@ -249,18 +337,27 @@ def _decoded_frames(im: Image.Image, *, animate: bool) -> list[_Frame]:
     return frames
 
 
-def _pixels_only(frame: Image.Image, *, reuse: bool) -> Image.Image:
-    """The frame as RGB or RGBA, copied only when it must be.
+def _pixels_only(frame: Image.Image, *, reuse: bool, colour: _ToSRGB | None = None) -> Image.Image:
+    """The frame as RGB or RGBA in sRGB, copied only when it must be.
 
     A still image already in that mode is used as it is: each copy of a 25-megapixel image
     is another 100 MB, and with a copy for the orientation and one for the mode a single
     upload took 330-530 MB, so two at once could exhaust a 1 GiB worker. Animation frames
-    are always copied, as seeking to the next frame overwrites the decoded one.
+    are always copied, as seeking to the next frame overwrites the decoded one. A colour
+    profile is applied in place, or while converting the mode (CMYK, grey).
     """
     has_alpha = frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
     mode = "RGBA" if has_alpha else "RGB"
     if frame.mode in WIDE_GREY_MODES:
-        return _eight_bit_grey(frame).convert(mode)
+        frame, reuse = _eight_bit_grey(frame), True
+    if colour is not None:
+        try:
+            converted = colour.apply(frame, mode, reuse=reuse)
+        except ImageCms.PyCMSError:
+            _profile_ignored("unusable")  # e.g. no table littlecms can build a transform from
+            converted = None
+        if converted is not None:
+            return converted
     if reuse and frame.mode == mode:
         return frame
     return frame.convert(mode)

@@ -212,3 +212,156 @@ def png_16bit_grey(value: int, *, transparent: int | None = None) -> bytes:
     out = io.BytesIO()
     im.save(out, "PNG", **save)
     return out.getvalue()
+
+
+# Colour profiles, written by hand (Pillow can only create sRGB, LAB and XYZ ones).
+D50 = (0.9642, 1.0, 0.8249)
+# Apple's Display P3 primaries, adapted to the D50 of the profile connection space.
+DISPLAY_P3_PRIMARIES = (
+    (0.515121, 0.241196, -0.001053),
+    (0.291977, 0.692245, 0.041885),
+    (0.157104, 0.066574, 0.784073),
+)
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz_tag(xyz: tuple[float, float, float]) -> bytes:
+    return b"XYZ \x00\x00\x00\x00" + b"".join(_s15(v) for v in xyz)
+
+
+def _srgb_curve() -> bytes:
+    """The sRGB tone curve as a parametric curve (function type 3)."""
+    params = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+    return b"para\x00\x00\x00\x00\x00\x03\x00\x00" + b"".join(_s15(p) for p in params)
+
+
+def _gamma_curve(gamma: float) -> bytes:
+    return b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, round(gamma * 256)) + b"\x00\x00"
+
+
+def icc_profile(
+    space: bytes, tags: dict[bytes, bytes], *, cls: bytes = b"mntr", pcs: bytes = b"XYZ "
+) -> bytes:
+    """An ICC v2 profile of ``space`` (``RGB ``, ``GRAY``, ``CMYK``) with these tags."""
+    text = b"bastion test profile\x00"
+    tags = {
+        b"desc": b"desc\x00\x00\x00\x00" + struct.pack(">I", len(text)) + text + b"\x00" * 79,
+        b"wtpt": _xyz_tag(D50),
+        b"cprt": b"text\x00\x00\x00\x00none\x00",
+        **tags,
+    }
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for sig, data in tags.items():
+        data += b"\x00" * (-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (
+        struct.pack(">I", size)
+        + b"\x00" * 4
+        + struct.pack(">I", 0x02100000)
+        + cls
+        + space
+        + pcs
+        + b"\x00" * 12
+        + b"acsp"
+        + b"\x00" * 24
+        + struct.pack(">I", 0)
+        + b"".join(_s15(v) for v in D50)
+        + b"\x00" * 48
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def display_p3_profile() -> bytes:
+    """Display P3 as an iPhone embeds it: P3 primaries and the sRGB tone curve."""
+    red, green, blue = DISPLAY_P3_PRIMARIES
+    curve = _srgb_curve()
+    return icc_profile(
+        b"RGB ",
+        {
+            b"rXYZ": _xyz_tag(red),
+            b"gXYZ": _xyz_tag(green),
+            b"bXYZ": _xyz_tag(blue),
+            b"rTRC": curve,
+            b"gTRC": curve,
+            b"bTRC": curve,
+        },
+    )
+
+
+def profile_without_tone_curves() -> bytes:
+    """Display P3's primaries and no tone curves: readable, but no transform can be built."""
+    red, green, blue = DISPLAY_P3_PRIMARIES
+    return icc_profile(
+        b"RGB ", {b"rXYZ": _xyz_tag(red), b"gXYZ": _xyz_tag(green), b"bXYZ": _xyz_tag(blue)}
+    )
+
+
+def linear_grey_profile() -> bytes:
+    """A greyscale profile whose values are linear light (gamma 1.0): 50 % grey is 188 in sRGB."""
+    return icc_profile(b"GRAY", {b"kTRC": _gamma_curve(1.0)})
+
+
+def cmyk_profile(inks: dict[tuple[int, int, int, int], tuple[float, float, float]]) -> bytes:
+    """A CMYK printer profile (a 2x2x2x2 lut16 to Lab) whose solid inks print as ``inks``
+    say (Lab), and any other corner as a naive conversion would."""
+
+    def lab16(lab: tuple[float, float, float]) -> bytes:
+        lightness, a, b = lab
+        return struct.pack(
+            ">3H", round(lightness * 652.8), round((a + 128) * 256), round((b + 128) * 256)
+        )
+
+    grid = b""
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    corner = (c, m, y, k)
+                    if corner in inks:
+                        grid += lab16(inks[corner])
+                    else:
+                        rgb = tuple(round(255 * (1 - v) * (1 - k)) for v in (c, m, y))
+                        grid += lab16(_srgb_to_lab(rgb))  # type: ignore[arg-type]
+    identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = (
+        b"mft2\x00\x00\x00\x00"
+        + bytes([4, 3, 2, 0])
+        + identity
+        + struct.pack(">HH", 2, 2)
+        + struct.pack(">2H", 0, 65535) * 4
+        + grid
+        + struct.pack(">2H", 0, 65535) * 3
+    )
+    return icc_profile(b"CMYK", {b"A2B0": lut}, cls=b"prtr", pcs=b"Lab ")
+
+
+def _srgb_to_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"
+    )
+    lab = ImageCms.applyTransform(Image.new("RGB", (1, 1), rgb), transform)
+    assert lab is not None
+    lightness, a, b = lab.getpixel((0, 0))  # type: ignore[misc]
+    return lightness / 2.55, a - 128, b - 128
+
+
+def with_profile(
+    fmt: str, colour: tuple[int, ...] | int, profile: bytes, mode: str = "RGB", **save: object
+) -> bytes:
+    """A 40x30 image of one ``colour`` with ``profile`` embedded."""
+    return image_bytes_of(Image.new(mode, (40, 30), colour), fmt, icc_profile=profile, **save)
+
+
+def image_bytes_of(im: Image.Image, fmt: str, **save: object) -> bytes:
+    out = io.BytesIO()
+    im.save(out, fmt, **save)
+    return out.getvalue()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from bastion.uploads import imaging
 from tests.uploads import corpus
@@ -205,16 +205,19 @@ def test_a_request_that_waits_too_long_for_its_turn_is_told_to_retry(
 
 
 @pytest.mark.asvs("V15.2.2")
+@pytest.mark.parametrize("profile", [False, True], ids=["no-profile", "display-p3"])
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_a_still_image_is_not_copied_at_full_size(
-    monkeypatch: pytest.MonkeyPatch, orientation: int
+    monkeypatch: pytest.MonkeyPatch, orientation: int, profile: bool
 ) -> None:
     # Each full-size copy of a 25-megapixel image is another 100 MB: one for the EXIF
     # orientation and one for the mode took a single upload from 100 MB to 330-530 MB.
-    # A rotation needs its one new image; an upright RGB photo needs none.
+    # A rotation needs its one new image; an upright RGB photo needs none, and a colour
+    # profile is applied in place.
     exif = Image.Exif()
     exif[0x0112] = orientation
-    data = corpus.image_bytes("JPEG", (300, 200), exif=exif)
+    icc = {"icc_profile": corpus.display_p3_profile()} if profile else {}
+    data = corpus.image_bytes("JPEG", (300, 200), exif=exif, **icc)
     full = {(300, 200), (200, 300)}
     made: list[tuple[int, int]] = []
     real_new = Image.Image._new
@@ -296,3 +299,173 @@ def test_an_animation_plays_as_often_as_it_did(loop: int | None) -> None:
     with Image.open(io.BytesIO(clean.data)) as im:
         assert im.n_frames == 3
         assert im.info.get("loop") == loop
+
+
+# Colour profiles: a phone's Display P3 photo, a print shop's CMYK JPEG, a grey scan.
+SATURATED_P3 = (230, 60, 40)
+# Linear Display P3 to linear sRGB (both D65), from the published primaries.
+P3_TO_SRGB = (
+    (1.2249401, -0.2249404, 0.0),
+    (-0.0420569, 1.0420571, 0.0),
+    (-0.0196376, -0.0786361, 1.0982735),
+)
+
+
+def _srgb_of_p3(rgb: tuple[int, int, int]) -> tuple[int, ...]:
+    """What a colour-managed browser shows for ``rgb`` in Display P3 (same tone curve)."""
+
+    def linear(v: int) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    def encoded(c: float) -> int:
+        c = min(max(c, 0.0), 1.0)
+        return round(255 * (12.92 * c if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055))
+
+    lin = [linear(v) for v in rgb]
+    return tuple(encoded(sum(m * c for m, c in zip(row, lin, strict=True))) for row in P3_TO_SRGB)
+
+
+def _centre(data: bytes, mode: str = "RGB") -> tuple[int, ...]:
+    """The stored image's centre pixel; it must carry no colour profile."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert "icc_profile" not in im.info
+        pixel = im.convert(mode).getpixel((im.width // 2, im.height // 2))
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+def _near(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 3) -> bool:
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
+
+
+def test_the_expected_srgb_of_a_saturated_p3_colour_is_visibly_different() -> None:
+    # The P3 red is brighter and purer than sRGB's numbers for it: shown as sRGB it is dull.
+    assert _near(_srgb_of_p3(SATURATED_P3), (250, 31, 14), 1)
+    assert not _near(_srgb_of_p3(SATURATED_P3), SATURATED_P3, 10)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind"),
+    [("JPEG", "article"), ("PNG", "article"), ("WEBP", "article"), ("JPEG", "avatar")],
+)
+def test_a_display_p3_photo_is_stored_in_srgb_without_its_profile(fmt: str, kind: str) -> None:
+    data = corpus.with_profile(fmt, SATURATED_P3, corpus.display_p3_profile(), quality=95)
+    clean = imaging.process(data, kind=kind)
+    assert _near(_centre(clean.data), _srgb_of_p3(SATURATED_P3), 4 if fmt != "PNG" else 1)
+    for variant in clean.variants.values():
+        assert _near(_centre(variant), _srgb_of_p3(SATURATED_P3), 4)
+
+
+@pytest.mark.parametrize("kind", ["article", "avatar"])
+def test_a_p3_image_with_transparency_keeps_its_alpha(kind: str) -> None:
+    data = corpus.with_profile("PNG", (*SATURATED_P3, 90), corpus.display_p3_profile(), "RGBA")
+    clean = imaging.process(data, kind=kind)
+    assert clean.format.name == "PNG"
+    assert _near(_centre(clean.data, "RGBA"), (*_srgb_of_p3(SATURATED_P3), 90), 1)
+
+
+def test_a_palette_png_with_a_profile_is_converted() -> None:
+    im = Image.new("P", (40, 30), 0)
+    im.putpalette(SATURATED_P3)
+    data = corpus.image_bytes_of(im, "PNG", icc_profile=corpus.display_p3_profile())
+    clean = imaging.process(data, kind="article")
+    assert _near(_centre(clean.data), _srgb_of_p3(SATURATED_P3), 1)
+
+
+@pytest.mark.parametrize("kind", ["article", "avatar"])
+def test_a_cmyk_jpeg_is_converted_through_its_profile(kind: str) -> None:
+    # A profile whose cyan ink prints red: only a conversion through it gives red (naively,
+    # CMYK 100 % cyan is sRGB cyan).
+    red_lab = corpus._srgb_to_lab((255, 0, 0))
+    profile = corpus.cmyk_profile({(1, 0, 0, 0): red_lab})
+    data = corpus.with_profile("JPEG", (255, 0, 0, 0), profile, "CMYK", quality=95)
+    clean = imaging.process(data, kind=kind)
+    assert clean.format.name == "JPEG"
+    assert _near(_centre(clean.data), (255, 0, 0), 6)
+
+
+@pytest.mark.parametrize(
+    ("mode", "colour", "save"),
+    [("L", 128, {}), ("LA", (128, 90), {}), ("L", 128, {"transparency": 0})],
+    ids=["grey", "grey-alpha", "grey-transparent-key"],
+)
+@pytest.mark.parametrize("kind", ["article", "avatar"])
+def test_a_grey_image_is_converted_through_its_grey_profile(
+    kind: str, mode: str, colour: int | tuple[int, int], save: dict[str, object]
+) -> None:
+    # Linear-light grey 128 is sRGB 188; alpha (a band or a transparent grey) is kept.
+    im = Image.new(mode, (40, 30), colour)
+    if "transparency" in save:
+        im.paste(0, (0, 0, 20, 30))  # the left half is the transparent grey
+    data = corpus.image_bytes_of(im, "PNG", icc_profile=corpus.linear_grey_profile(), **save)
+    clean = imaging.process(data, kind=kind)
+    alpha = 90 if mode == "LA" else 255
+    with Image.open(io.BytesIO(clean.data)) as stored:
+        assert "icc_profile" not in stored.info
+        rgba = stored.convert("RGBA")
+        # Every pixel of the opaque right quarter, not one: a wrong layout shows as stripes.
+        colours = rgba.crop((rgba.width * 3 // 4, 0, *rgba.size)).getcolors(1000) or []
+        assert colours and all(_near(c[:3], (188, 188, 188), 1) for _, c in colours), colours
+        assert rgba.getpixel((rgba.width - 3, rgba.height // 2))[3] == alpha  # type: ignore[index]
+        if "transparency" in save and kind == "article":
+            assert rgba.getpixel((3, 3))[3] == 0  # type: ignore[index]
+
+
+def test_a_16_bit_grey_png_with_a_grey_profile_is_converted() -> None:
+    im = Image.new("I;16", (40, 30), 257 * 128)
+    data = corpus.image_bytes_of(im, "PNG", icc_profile=corpus.linear_grey_profile())
+    assert _near(_centre(imaging.process(data, kind="article").data), (188, 188, 188), 1)
+
+
+P3 = corpus.display_p3_profile()
+IGNORED_PROFILES = [
+    ("garbage", b"not an ICC profile at all" * 40),
+    ("truncated", P3[:300]),
+    ("header-only", P3[:128]),
+    ("wrong-colour-space", corpus.cmyk_profile({})),
+    ("no-tone-curves", corpus.profile_without_tone_curves()),
+    # A valid profile padded past the limit: littlecms would read it, the limit keeps it out.
+    ("over-1-MiB", P3 + b"\x00" * imaging.MAX_ICC_BYTES),
+]
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize("kind", ["article", "avatar"])
+@pytest.mark.parametrize(
+    "profile", [p for _, p in IGNORED_PROFILES], ids=[c for c, _ in IGNORED_PROFILES]
+)
+def test_an_unusable_or_oversized_profile_is_ignored_as_before(
+    profile: bytes, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The pixels decoded: they are stored as they are, without the profile, as every image
+    # was before profiles were applied. Refusing would leave the owner nothing to fix.
+    data = corpus.with_profile("JPEG", SATURATED_P3, profile, quality=95)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["icc_profile"] == profile
+    with caplog.at_level("INFO", logger="bastion.uploads"):
+        clean = imaging.process(data, kind=kind)
+    assert _near(_centre(clean.data), SATURATED_P3, 4)
+    assert [r.message for r in caplog.records] == ["image colour profile ignored"]
+
+
+def test_every_frame_of_an_animation_is_converted_through_its_profile() -> None:
+    colours = [SATURATED_P3, (200, 120, 80), SATURATED_P3]  # the encoder merges twins
+    frames = [Image.new("RGB", (8, 8), colour) for colour in colours]
+    data = corpus.image_bytes_of(
+        frames[0],
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=80,
+        lossless=True,
+        icc_profile=corpus.display_p3_profile(),
+    )
+    clean = imaging.process(data, kind="article")
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert im.n_frames == 3
+        assert "icc_profile" not in im.info
+        for frame, colour in zip(ImageSequence.Iterator(im), colours, strict=True):
+            pixel = frame.convert("RGB").getpixel((4, 4))
+            assert _near(pixel, _srgb_of_p3(colour), 4), pixel  # type: ignore[arg-type]

@@ -168,6 +168,32 @@ def test_a_phone_photo_is_served_upright_and_without_its_gain_map(
     assert isinstance(top, tuple) and top[0] > 200 > top[2]  # the red half is on top
 
 
+@pytest.mark.asvs("V5.2.2")
+def test_colour_profiles_are_applied_and_a_broken_one_is_no_500(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    # An iPhone's Display P3 photo is stored in sRGB (what browsers assume of a file with no
+    # profile); a photo whose profile is garbage is stored as it was before, not a 500.
+    p3 = corpus.with_profile("PNG", (230, 60, 40), corpus.display_p3_profile())
+    broken = corpus.with_profile("JPEG", (230, 60, 40), b"garbage" * 100, quality=95)
+    for path, data in [
+        (_images(own_article), p3),
+        (AVATAR, broken),
+        (_images(own_article), broken),
+    ]:
+        resp = post_file(client, path, data, filename="IMG_0001.png")
+        assert resp.status_code == 302, resp.get_data(as_text=True)
+    db.session.expire_all()
+    stored = {}
+    for upload in db.session.scalars(select(Upload).where(Upload.article_id.is_not(None))):
+        with Image.open(io.BytesIO(client.get(f"/uploads/{upload.id}").get_data())) as im:
+            assert "icc_profile" not in im.info
+            stored[im.format] = im.convert("RGB").getpixel((20, 15))
+    assert stored["PNG"] == (250, 31, 14)  # the P3 colour, converted
+    assert all(abs(a - b) <= 4 for a, b in zip(stored["JPEG"], (230, 60, 40), strict=True))
+    assert_store_consistent()
+
+
 HOSTILE_NAMES = [  # article images keep their type: .png download names
     ("../../../etc/passwd.png", "passwd.png"),
     ("/var/www/static/x.png", "x.png"),
