@@ -1,13 +1,17 @@
 """The Flask class Bastion runs on: Flask, minus one question asked on every request, with
-absolute links built on the configured public origin, and whole request bodies or none."""
+absolute links built on the configured public origin, whole request bodies or none, and the
+JSON API's own answers where Flask's routing answers by itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from flask import Flask, has_request_context
+from flask import Flask, Request, Response, has_request_context
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
+from bastion.errors import wants_problem_json
 from bastion.request_body import BastionRequest
 
 # Hooks, views and handlers are registered once, so the set stays this small; a caller
@@ -70,3 +74,26 @@ class BastionFlask(Flask):
             endpoint, _anchor=_anchor, _method=_method, _scheme=_scheme, _external=_external,
             **values,
         )
+
+    def make_default_options_response(self) -> Response:
+        """``204 No Content`` with ``Allow`` under the API, not Flask's empty ``text/html``
+        200; pages keep Flask's answer. CORS headers are added after, as for any answer."""
+        rv = super().make_default_options_response()
+        if not wants_problem_json():
+            return rv
+        answer = self.response_class(status=204)
+        del answer.headers["Content-Type"]
+        answer.allow.update(rv.allow)
+        return answer
+
+    def raise_routing_exception(self, request: Request) -> NoReturn:
+        """Under the API another spelling of an address (``/api/v1//me``) is a 404 problem.
+
+        Werkzeug answers it with a 308 to the merged path, and Flask returns routing
+        redirects as they are, past the error handlers: an HTML page in a JSON API, and a
+        redirect that has the client send its Authorization header and body again to a URL
+        it did not ask for. Ids have one spelling each (bastion.routing); so do paths.
+        """
+        if isinstance(request.routing_exception, RequestRedirect) and wants_problem_json():
+            raise NotFound()
+        super().raise_routing_exception(request)

@@ -150,3 +150,39 @@ def test_the_page_cache_keeps_no_copy_under_another_spelling(
     assert len(store) == 1
     ((endpoint, args, query),) = store.entries
     assert (endpoint, args, query) == ("content.show_article", repr([("article_id", article_id)]), "")
+
+
+# Werkzeug merges runs of slashes by answering 308 to the merged path, and Flask returns
+# routing redirects without the error handlers: an HTML page under the JSON API.
+@pytest.mark.asvs("V4.1.2")
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1//me"),
+        ("GET", "/api//v1/me"),
+        ("GET", "/api/v1//articles/{id}"),
+        ("DELETE", "/api/v1/articles//{id}"),
+        ("POST", "/api/v1//auth/token"),
+        ("GET", "/api//docs"),
+    ],
+)
+def test_an_api_path_with_a_doubled_slash_is_a_problem_not_a_redirect(
+    app: Flask, method: str, path: str
+) -> None:
+    """Another spelling of an API address names nothing, as for ids: a redirect would have
+    the client send its Authorization header and body again to a URL it did not ask for."""
+    article_id = _article()
+    headers = {"Authorization": f"Bearer {_api_token(_user('admin'))}"}
+    resp = app.test_client().open(path.format(id=article_id), method=method, headers=headers)
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"
+    assert resp.get_json()["status"] == 404
+    assert "Location" not in resp.headers
+    assert db.session.get(Article, article_id) is not None
+
+
+def test_a_page_with_a_doubled_slash_still_redirects_to_its_address(app: Flask) -> None:
+    """Pages keep Werkzeug's redirect: a person's browser follows it to the one address."""
+    resp = app.test_client().get("/auth//login")
+    assert resp.status_code == 308
+    assert resp.headers["Location"].endswith("/auth/login")

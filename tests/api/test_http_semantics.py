@@ -404,3 +404,44 @@ def test_a_conditional_patch_renders_before_it_locks_the_row(
                      headers={"If-Match": etag})
     assert stale.status_code == 412
     assert events == []
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example"])
+def test_options_on_an_api_route_is_no_content_with_allow(api: Api, origin: str | None) -> None:
+    """Flask's automatic OPTIONS answer is ``200 text/html`` with an empty body: not an
+    answer an API gives. It is 204 with the methods in Allow, and no content type."""
+    headers = {"Origin": origin, "Access-Control-Request-Method": "GET"} if origin else {}
+    resp = api.call("OPTIONS", "/me", headers=headers)
+    assert resp.status_code == 204
+    assert set(resp.allow) == {"GET", "HEAD", "PATCH", "OPTIONS"}
+    assert resp.get_data() == b""
+    assert "Content-Type" not in resp.headers
+    assert "Content-Length" not in resp.headers  # RFC 9110 8.6: none in a 204
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    article_methods = {"GET", "HEAD", "PATCH", "DELETE", "OPTIONS"}
+    assert set(api.call("OPTIONS", "/articles/1").allow) == article_methods
+    page = api.client.options("/")  # pages keep Flask's answer
+    assert page.status_code == 200
+    assert set(page.allow) == {"GET", "HEAD", "OPTIONS"}
+
+
+@pytest.mark.asvs("V3.4.2")
+def test_a_preflight_from_an_allowed_origin_is_no_content_with_the_cors_answer(
+    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "CORS_ORIGINS", {ORIGIN})
+    resp = api.call(
+        "OPTIONS",
+        "/articles",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert resp.status_code == 204  # a preflight needs any 2xx (Fetch: "ok status")
+    assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    assert resp.headers["Access-Control-Allow-Headers"] == CORS_ALLOW_HEADERS
+    assert "Access-Control-Allow-Credentials" not in resp.headers
+    assert set(resp.allow) == {"GET", "HEAD", "POST", "OPTIONS"}
