@@ -20,6 +20,7 @@ from tests.api.conftest import Api
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
 from tests.support.accounts import post_form, unused_code
+from tests.support.auth import csrf_token
 
 NEW_PASSWORD = "a brand new passphrase 42"
 
@@ -118,8 +119,8 @@ def test_a_token_request_racing_a_password_change_gets_tokens_that_die_with_it(
 def test_a_password_changed_between_password_and_code_ends_the_new_session(
     two_workers: tuple[Flask, Flask],
 ) -> None:
-    """The session stands on the password checked at the first step, not on whatever is
-    stored when the code arrives."""
+    """No session stands on the password checked at the first step once it has changed:
+    the half-finished sign-in ends with the change, and the password is asked again."""
     site, worker = two_workers
     username, secret = _new_user(site, totp=True)
     assert secret is not None
@@ -133,7 +134,11 @@ def test_a_password_changed_between_password_and_code_ends_the_new_session(
             db.select(User.totp_last_step).where(User.username == username)
         )
     code = unused_code(secret, last_step)
-    assert post_form(browser, "/auth/2fa", {"code": code}).status_code == 302
+    step = browser.get("/auth/2fa")
+    assert step.status_code == 302 and step.headers["Location"].startswith("/auth/login")
+    token = csrf_token(browser, "/auth/login")
+    late = browser.post("/auth/2fa", data={"csrf_token": token, "code": code})
+    assert late.status_code == 302 and late.headers["Location"].startswith("/auth/login")
     assert not is_signed_in(browser)
 
 
