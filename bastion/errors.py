@@ -101,6 +101,10 @@ def handle_http_exception(exc: HTTPException) -> Response:
     headers = {k: v for k, v in exc.get_headers() if k.lower() in _KEPT_HEADERS}
     if wants_problem_json():
         resp = problem(status, detail, headers=headers)
+        if request.url_rule is None:  # the router's own error: no blueprint hook runs
+            from bastion.api import cors_when_unrouted
+
+            resp = cors_when_unrouted(resp)
     else:
         page = _error_page(status, _page_detail(status, detail), exc)
         resp = Response(page, status=status, mimetype="text/html")

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
 # Request headers a browser must be allowed to send (none of them is CORS-safelisted), and
 # the answer's headers its script may read: those the API sends and documents, by the
@@ -54,4 +55,17 @@ def _cors(response: Response) -> Response:
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
             response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def cors_when_unrouted(response: Response) -> Response:
+    """The same CORS answer for an address under the API that no rule matched (404, 405).
+
+    Routing failed, so no rule names this blueprint and Flask runs only the app's hooks:
+    ``_cors`` never saw these answers, and an allowed origin's script got a network error
+    instead of the problem+json. Called by the error handler, so routed requests pay nothing.
+    """
+    path = request.path
+    if request.url_rule is None and (path == PREFIX or path.startswith(f"{PREFIX}/")):
+        return _cors(response)
     return response
