@@ -83,7 +83,9 @@ def start_session(
         reauth_at=reauth_at,
         remember=remember,
         ip=(request.remote_addr or "")[:45],
-        user_agent=(request.user_agent.string or "")[:255],
+        # PostgreSQL refuses NUL in text: as in the audit row (``audit._request_facts``), or
+        # a User-Agent holding one made the right password a 500.
+        user_agent=(request.user_agent.string or "").replace("\x00", "\ufffd")[:255],
     )
     db.session.add(record)
     user.last_login_at = now

@@ -146,3 +146,18 @@ def test_a_pending_second_step_dies_when_the_owner_ends_every_sign_in(
     # The marker is gone from the cookie: the page asks for the password, not a code.
     again = client.get("/auth/2fa")
     assert again.status_code == 302 and again.headers["Location"] == "/auth/login"
+
+
+def test_a_nul_byte_in_the_user_agent_cannot_stop_a_sign_in(app: Flask) -> None:
+    """The session row keeps the User-Agent as the audit row does: PostgreSQL refuses NUL in
+    text, so the right password answered 500 (the audit row was fixed, the session's not).
+    Gunicorn refuses such a header; the development server, uWSGI and waitress pass it on."""
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = "curl/8\x00<script>"
+    resp = sign_in(client, user.username)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    assert is_signed_in(client)
+    assert [s.user_agent for s in _live()] == ["curl/8\ufffd<script>"]
