@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, flash, g, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -125,7 +125,9 @@ def enforce_access_policy() -> ResponseReturnValue | None:
         # Said on the sign-in page (as Flask-Login's own redirect would): a visitor sent
         # there from a bookmark or a link was otherwise not told why.
         manager = current_app.login_manager  # type: ignore[attr-defined]
-        flash(manager.login_message, manager.login_message_category)
+        said = (manager.login_message_category, manager.login_message)
+        if said not in session.get("_flashes", ()):  # once, however many pages were opened
+            flash(manager.login_message, manager.login_message_category)
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     for check in current_app.extensions.get("bastion.access_checks", ()):
         if (result := check()) is not None:
