@@ -139,3 +139,31 @@ def test_a_refused_article_keeps_warning_before_its_text_is_lost(
     assert dialogs == ["beforeunload"]
     assert pg.url.endswith(f"/articles/{article_id}/edit")  # stayed: the text is still here
     assert pg.input_value("#body") == "An hour of writing, not saved yet."
+
+
+def test_a_form_refused_by_a_rate_limit_says_the_text_is_one_back_away(
+    live_server: Any, page: Any
+) -> None:
+    """The limit answers before the view, so no form comes back with the text in it; the
+    page says where it is, and the browser's Back button does return it (the form page is
+    no-store, yet Chromium restores what was typed)."""
+    from tests.browser.test_accessibility_browser import _sign_in
+    from tests.factories import ArticleFactory, UserFactory
+
+    live = live_server(COMMENT_WRITE_RATE_LIMIT="1 per minute")
+    with live.app.app_context():
+        reader, article = UserFactory(role_name="viewer").username, ArticleFactory().id
+    pg, watch = page
+    _sign_in(pg, live.url, reader)
+    pg.goto(f"{live.url}/articles/{article}")
+    text = "A second thought, longer than the first, that I would hate to type again."
+    for body in ("A first thought.", text):
+        pg.fill("#body", body)
+        pg.get_by_role("button", name="Post comment").click()
+        pg.wait_for_load_state()
+    assert "Too many requests" in pg.inner_text("main")
+    assert "Back button returns to the form" in pg.inner_text("main")
+    pg.go_back()
+    pg.wait_for_load_state()
+    assert pg.input_value("#body") == text
+    assert watch.csp_violations == []
