@@ -81,8 +81,11 @@ def deleted_meanwhile(exc: services.ContentNotFoundError) -> Response:
     return problem(404, exc.message)
 
 
-def _require_own_or_scope(article: Article) -> None:
+def _require_own_or_scope(article: Article, action: str) -> None:
+    """403 for another user's article without the ``admin`` scope, audited as the pages'
+    refusals are (``authz.require``): token probing must show in the trail."""
     if article.author_id != current_principal().user.id and not may_act_on_others():
+        authz.record_denial(hide=False, what=f"{action} article {article.id}")
         abort(403, description="Changing other people's articles needs the 'admin' scope.")
 
 
@@ -210,7 +213,7 @@ def get_article(article_id: int) -> ArticleOut:
 @limited_by(ARTICLE_WRITES)
 def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     article = load_article(article_id)
-    _require_own_or_scope(article)
+    _require_own_or_scope(article, "edit")
     user = current_principal().user
     fields = body.model_dump(exclude_unset=True)
     check = None
@@ -236,6 +239,6 @@ def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
 )
 def delete_article(article_id: int) -> None:
     article = load_article(article_id)
-    _require_own_or_scope(article)
+    _require_own_or_scope(article, "delete")
     _require_unchanged(article)
     services.delete_article(current_principal().user, article)

@@ -79,5 +79,6 @@ def delete_comment(comment_id: int) -> None:
     if comment is None or article is None:
         abort(404, description="There is no comment with that id.")
     if comment.author_id != user.id and not may_act_on_others():
+        authz.record_denial(hide=False, what=f"delete comment {comment_id}")
         abort(403, description="Deleting other people's comments needs the 'admin' scope.")
     services.delete_comment(user, comment)

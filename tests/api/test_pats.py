@@ -196,6 +196,30 @@ def test_without_admin_scope_an_admin_token_cannot_touch_others_content(
     assert db.session.get(Article, article.id).title != "x"  # type: ignore[union-attr]
 
 
+@pytest.mark.asvs("V16.3.2")
+def test_api_refusals_to_change_others_content_are_audited(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """A 403 for another user's article or comment is an authorization failure: the API
+    audits it as the pages do (``authz.require``), so probing by token shows in the trail."""
+    from bastion.models import AuditEvent
+
+    editor = make_user("editor")
+    access = api.access_for(editor)
+    article = ArticleFactory()
+    comment = CommentFactory(article=article)
+    edit = api.call("PATCH", f"/articles/{article.id}", access, json={"title": "x"})
+    assert edit.status_code == 403
+    assert api.call("DELETE", f"/articles/{article.id}", access).status_code == 403
+    assert api.call("DELETE", f"/comments/{comment.id}", access).status_code == 403
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "authz.denied"))
+    assert [(row.actor_id, row.details) for row in denied] == [
+        (editor.id, {"hidden": False, "what": f"edit article {article.id}"}),
+        (editor.id, {"hidden": False, "what": f"delete article {article.id}"}),
+        (editor.id, {"hidden": False, "what": f"delete comment {comment.id}"}),
+    ]
+
+
 @pytest.mark.asvs("V8.2.2")
 def test_without_admin_scope_comments_on_others_drafts_look_absent(
     api: Api, make_user: Callable[..., User]
