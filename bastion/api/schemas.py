@@ -357,3 +357,8 @@ class Problem(Output):
     detail: str
     request_id: str | None = None
     errors: list[FieldError] | None = None
+    otp_required: bool | None = Field(
+        default=None,
+        description="Set on POST /auth/token when the password was right and the account "
+        "uses two-factor authentication: send the request again with 'otp'.",
+    )

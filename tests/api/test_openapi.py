@@ -191,3 +191,18 @@ def test_schemathesis_finds_no_server_errors_or_drift(
     )
     assert result.returncode == 0, summary[:3000] + "\n...\n" + summary[-1500:]
     assert PASSWORD not in json.dumps(result.stdout)  # secrets never appear in answers
+
+
+def test_the_second_factor_prompt_uses_only_documented_problem_members(
+    client: FlaskClient, api: Api
+) -> None:
+    """A client generated from the document must learn that ``otp`` is wanted: the token
+    endpoint's 2FA prompt carries ``otp_required``, so the Problem schema must name it."""
+    doc = client.get("/api/v1/openapi.json").get_json()
+    documented = set(doc["components"]["schemas"]["Problem"]["properties"])
+    admin = UserFactory(role_name="admin")  # enrolled in 2FA by the factory
+    resp = api.call("POST", "/auth/token", json={"username": admin.username, "password": PASSWORD})
+    assert resp.status_code == 401
+    body = resp.get_json()
+    assert body["otp_required"] is True
+    assert set(body) <= documented, set(body) - documented
