@@ -205,7 +205,9 @@ def _respond(op: Operation, result: Any) -> Response:
     if op.raw:
         return result  # type: ignore[no-any-return]
     if op.response is None:
-        return Response(status=op.status)
+        empty = Response(status=op.status)
+        del empty.headers["Content-Type"]  # no body, so no type (Werkzeug adds text/html)
+        return empty
     etag = None
     if isinstance(result, Serialized) and result.model is op.response:
         body, etag = result.body, result.etag

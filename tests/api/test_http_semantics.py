@@ -445,3 +445,17 @@ def test_a_preflight_from_an_allowed_origin_is_no_content_with_the_cors_answer(
     assert resp.headers["Access-Control-Allow-Headers"] == CORS_ALLOW_HEADERS
     assert "Access-Control-Allow-Credentials" not in resp.headers
     assert set(resp.allow) == {"GET", "HEAD", "POST", "OPTIONS"}
+
+
+def test_an_answer_without_a_body_names_no_content_type(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """A 204 from the API (a deletion, a revocation) has no body, so no type: Werkzeug's
+    default ``text/html`` told clients to expect a page."""
+    author = make_user("editor")
+    article_id = ArticleFactory(author=author).id
+    token = api.access_for(author)
+    deleted = api.call("DELETE", f"/articles/{article_id}", token)
+    assert deleted.status_code == 204 and "Content-Type" not in deleted.headers
+    revoked = api.call("POST", "/auth/revoke", json={"token": "not-a-token"})
+    assert revoked.status_code == 204 and "Content-Type" not in revoked.headers
