@@ -37,7 +37,8 @@ BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
 # A name needs one character that draws something: combining marks, variation selectors
 # and the like (U+034F, U+FE0F, U+17B4...) are allowed beside letters, but alone they made
 # a name that looks empty, as the fillers above did. The same set as required article text.
-_VISIBLE = re.compile(f"[^{INVISIBLE}]")
+VISIBLE_CHARACTER = f"[^{INVISIBLE}]"  # a constant: no user text reaches a pattern
+_VISIBLE = re.compile(VISIBLE_CHARACTER)
 NOT_PLAIN = "Use letters, digits, spaces and punctuation only."
 # A name sits in bylines among other lines (bastion.content.marks says why).
 MAX_MARKS_PER_LETTER = MAX_MARKS_IN_LINE
