@@ -18,6 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import load_only
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.api.schemas import ONE_LINE, PATTERN_MESSAGES
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
@@ -251,8 +252,19 @@ def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
     if user is None or not user.is_active:
         return None
     if record.last_used_at is None or now - record.last_used_at > LAST_USED_GRANULARITY:
-        record.last_used_at = now
+        # A conditional write, not a flush of the loaded record: the account (and its
+        # tokens with it) deleted, or the token revoked, since the reads above left no
+        # live row, and the ORM's flush raised on it (a 500 instead of a 401).
+        touched = affected_rows(db.session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == record.id, ApiToken.revoked_at.is_(None))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        ))
         db.session.commit()
+        if touched != 1:
+            return None
+        set_committed_value(record, "last_used_at", now)
     return user, frozenset(record.scopes.split()) & role_scopes(user)
 
 

@@ -174,36 +174,50 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
+def _proved_step(sealed: str | None, code: str) -> tuple[int, bool] | None:
+    """The time step ``code`` proves for the secret stored as ``sealed``, and whether the
+    current key sealed it; None when it proves none. Nothing is recorded."""
+    code = "".join(code.split())
+    opened = _open(sealed) if sealed else None
+    # isascii: str.isdigit() also accepts Arabic-Indic or superscript digits; no TOTP has them.
+    if opened is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
+        return None
+    secret, sealed_now = opened
+    step = _matching_step(secret, code, utcnow())
+    return None if step is None else (step, sealed_now)
+
+
+def _claim_step(user_id: int, step: int) -> bool:
+    """Record ``step`` as used, in the caller's transaction; False when it, or a later
+    one, was used already (conditional, so of two uses at once only one wins)."""
+    return affected_rows(db.session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    )) == 1
+
+
 def verify_totp(user: User, code: str) -> bool:
     """True once per time step: a code that was accepted before is refused.
 
     A secret that only a fallback key opens is sealed again under the current key in the
     transaction that spends the code.
     """
-    code = "".join(code.split())
     sealed = user.totp_secret
-    opened = _open(sealed) if sealed else None
-    # isascii: str.isdigit() also accepts Arabic-Indic or superscript digits; no TOTP has them.
-    if opened is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
+    proved = _proved_step(sealed, code)
+    if proved is None:
         return False
-    secret, sealed_now = opened
-    step = _matching_step(secret, code, utcnow())
-    if step is None:
-        return False
-    claimed = affected_rows(db.session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .where(or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step)
-        .execution_options(synchronize_session=False, user_state_neutral=True)
-    ))
-    resealed = _reseal(user.id, sealed) if claimed == 1 and not sealed_now and sealed else None
+    step, sealed_now = proved
+    claimed = _claim_step(user.id, step)
+    resealed = _reseal(user.id, sealed) if claimed and not sealed_now and sealed else None
     db.session.commit()
-    if claimed == 1:
+    if claimed:
         set_committed_value(user, "totp_last_step", step)
     if resealed is not None:
         set_committed_value(user, "totp_secret", resealed)
-    return claimed == 1
+    return claimed
 
 
 # Key rotation --------------------------------------------------------------------------
@@ -347,23 +361,28 @@ def enable(user: User, code: str, *, keep_session_id: int | None = None) -> list
     the role's pages without the second factor as soon as it is on (a session left waiting
     by whoever knew the password). ``keep_session_id`` is the enrolling browser's.
     """
-    if user.has_2fa or user.totp_secret is None or not verify_totp(user, code):
-        return None
-    # The secret the code was checked against, as stored: sealed again under the current
-    # key by verify_totp when only a fallback key opened it.
     sealed = user.totp_secret
-    # Codes of two adjacent time steps both pass verify_totp: two requests at once (two
-    # tabs) would each enable and each show a set of recovery codes, one of them already
+    proved = None if user.has_2fa else _proved_step(sealed, code)
+    if proved is None or sealed is None:
+        return None
+    step, sealed_now = proved
+    # Codes of two adjacent time steps both pass: two requests at once (two tabs, a double
+    # click) would each enable and each show a set of recovery codes, one of them already
     # replaced. The row lock makes the second find 2FA on and stop. And a setup page opened
     # meanwhile (maybe by another session) may have replaced the secret the code proved:
-    # enabling then would turn on a secret the owner's app does not hold.
+    # enabling then would turn on a secret the owner's app does not hold. The step is
+    # spent only under the lock, once both checks passed, in the transaction that enables:
+    # a request that loses spends nothing, so the owner's next code is not refused as a
+    # replay of a code that enabled nothing.
     lock_user(user.id)
     enabled_at, stored = db.session.execute(
         select(User.totp_enabled_at, User.totp_secret).where(User.id == user.id)
     ).one()
-    if enabled_at is not None or stored != sealed:
+    if enabled_at is not None or stored != sealed or not _claim_step(user.id, step):
         db.session.rollback()
         return None
+    # Sealed again under the current key when only a fallback key opened it.
+    resealed = None if sealed_now else _reseal(user.id, sealed)
     user.totp_enabled_at = utcnow()
     codes = new_recovery_codes(user)
     from bastion.auth.enrolment import is_required
@@ -375,6 +394,9 @@ def enable(user: User, code: str, *, keep_session_id: int | None = None) -> list
     audit.record("2fa.enabled", actor_id=user.id, target_user_id=user.id, details=details,
                  commit=False)
     db.session.commit()
+    set_committed_value(user, "totp_last_step", step)
+    if resealed is not None:
+        set_committed_value(user, "totp_secret", resealed)
     _notify(user, "enabled")
     return codes
 

@@ -477,3 +477,35 @@ def test_a_token_name_with_control_or_bidi_characters_is_refused(
     assert resp.status_code == 422
     assert "one line of visible text" in resp.get_data(as_text=True)
     assert db.session.scalar(select(ApiToken)) is None
+
+
+def test_a_token_whose_owner_is_deleted_while_it_is_checked_gets_a_401_not_a_500(
+    api: Api, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin deleted the account between the token's lookups and the write of its
+    last use: the write then found no row (the token went with its owner) and the caller
+    got a 500 instead of the 401 any other dead token gets."""
+    from tests.support.races import delete_user_elsewhere
+
+    owner = UserFactory(role_name="editor")
+    owner_id, pat = owner.id, api.pat_for(owner, ["articles:read"])
+    real = User.is_active
+    assert isinstance(real, property) and real.fget is not None
+    deleted: list[int] = []
+
+    def deleted_once_read_as_active(user: User) -> bool:
+        active = bool(real.fget(user))
+        if user.id == owner_id and not deleted:
+            deleted.append(user.id)
+            delete_user_elsewhere(app, user.id)
+        return active
+
+    monkeypatch.setattr(User, "is_active", property(deleted_once_read_as_active))
+    resp = api.call("GET", "/articles", pat)
+
+    assert deleted == [owner_id]
+    assert resp.status_code == 401, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/problem+json"
+    assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="bastion"')
+    db.session.expire_all()
+    assert db.session.get(User, owner_id) is None

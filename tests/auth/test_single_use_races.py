@@ -301,7 +301,7 @@ def test_two_enrolments_at_once_enable_two_factor_once(
     # Both codes stay valid: once the next step began, the older one was simply refused and
     # the two enrolments never raced.
     monkeypatch.setattr(twofactor, "utcnow", lambda: now)
-    _meet_after(monkeypatch, twofactor, "verify_totp", 2, rounds=1)
+    _meet_after(monkeypatch, twofactor, "_matching_step", 2, rounds=1)
     shown: list[Any] = [None, None]
 
     def enrol(i: int) -> TestResponse:
@@ -321,6 +321,131 @@ def test_two_enrolments_at_once_enable_two_factor_once(
     )
     assert stored == len(winner)  # the codes shown are the codes that work
 
+
+
+def _loser_waits_for_the_winner(
+    monkeypatch: pytest.MonkeyPatch, loser: Callable[[], None]
+) -> Callable[[], None]:
+    """Interleave two enrolments at the user's row lock, the same on SQLite and PostgreSQL:
+    the winner (this thread) starts ``loser`` in a thread when it reaches the lock, and
+    waits until the loser has got as far as the lock too (or finished); the loser takes it
+    only once the winner is done, which the test says by calling the function returned
+    (it waits for the loser to finish)."""
+    from bastion.auth import twofactor
+
+    real_lock = twofactor.lock_user
+    winner = threading.current_thread()
+    loser_at_lock, winner_done = threading.Event(), threading.Event()
+    started: list[threading.Thread] = []
+
+    def run_loser() -> None:
+        try:
+            loser()
+        finally:
+            loser_at_lock.set()
+
+    def lock(user_id: int) -> None:
+        if threading.current_thread() is winner:
+            if not loser_at_lock.is_set():
+                started.append(threading.Thread(target=run_loser))
+                started[0].start()
+                assert loser_at_lock.wait(10), "the loser never reached the lock"
+        else:
+            loser_at_lock.set()
+            assert winner_done.wait(10), "the winner never finished"
+        real_lock(user_id)
+
+    def finish() -> None:
+        winner_done.set()
+        for thread in started:
+            thread.join(30)
+            assert not thread.is_alive(), "the loser hung"
+
+    monkeypatch.setattr(twofactor, "lock_user", lock)
+    return finish
+
+
+@pytest.mark.asvs("V6.5.1")
+def test_an_enrolment_that_loses_the_race_spends_no_time_step(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code's time step was spent before the row lock and the checks under it: a tab
+    that found 2FA already on had still used up its step, so the owner's current code was
+    refused as a replay for up to 30 s although it had enabled nothing."""
+    from datetime import timedelta
+
+    from bastion.auth import twofactor
+    from bastion.models import utcnow
+
+    uid = UserFactory(two_factor=True, totp_enabled_at=None).id
+    totp = pyotp.TOTP(TOTP_SECRET)
+    now = utcnow()
+    older, newer = totp.at(now - timedelta(seconds=30)), totp.at(now)
+    monkeypatch.setattr(twofactor, "utcnow", lambda: now)
+    lost: list[Any] = []
+
+    def loser() -> None:
+        with app.app_context():
+            try:
+                lost.append(twofactor.enable(_user(uid), newer))
+            except Exception as exc:  # asserted on below
+                lost.append(exc)
+            finally:
+                db.session.remove()
+
+    finish = _loser_waits_for_the_winner(monkeypatch, loser)
+    try:
+        won = twofactor.enable(_user(uid), older)
+    finally:
+        finish()
+
+    assert won is not None and lost == [None]
+    assert _audited("2fa.enabled") == 1
+    db.session.expire_all()
+    user = _user(uid)
+    assert not twofactor.verify_totp_or_recovery(user, older)  # the enrolment code: spent
+    assert twofactor.verify_totp_or_recovery(user, newer)  # the loser's: still the owner's
+    assert not twofactor.verify_totp_or_recovery(user, newer)  # and once only
+
+
+def test_a_double_clicked_enrolment_answers_the_second_click_that_2fa_is_on(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser shows the answer to the second click. It used to be "That code is not
+    right" and the setup page again, while the first click was turning 2FA on with the
+    very same code; now the second waits for the first and says 2FA is on."""
+    UserFactory(username="alice", email="alice@example.org")
+    first = app.test_client()
+    sign_in(first, "alice")
+    secret = shown_totp_secret(first.get("/account/2fa").get_data(as_text=True))
+    assert secret is not None
+    form = {"csrf_token": csrf_token(first, "/account/2fa"), "code": pyotp.TOTP(secret).now()}
+    cookie = first.get_cookie("__Host-session")
+    assert cookie is not None
+    second = app.test_client()  # the same browser: the same session cookie
+    second.set_cookie("__Host-session", cookie.value)
+    answers: list[Any] = []
+
+    def second_click() -> None:
+        try:
+            answers.append(second.post("/account/2fa", data=form))
+        except Exception as exc:  # asserted on below
+            answers.append(exc)
+
+    finish = _loser_waits_for_the_winner(monkeypatch, second_click)
+    try:
+        shown = first.post("/account/2fa", data=form)
+    finally:
+        finish()
+
+    assert shown.status_code == 200 and "recovery" in shown.get_data(as_text=True).lower()
+    (answer,) = answers
+    assert not isinstance(answer, Exception), answer
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert answer.headers["Location"].endswith("/account")
+    account_page = second.get("/account").get_data(as_text=True)
+    assert "Two-factor authentication is already on." in account_page
+    assert _audited("2fa.enabled") == 1
 
 
 @pytest.mark.asvs("V6.3.3", "V2.3.3")
