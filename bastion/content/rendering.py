@@ -48,7 +48,26 @@ def _markdown() -> MarkdownIt:
     md.core.ruler.push("bastion_cell_align", _align_cells)
     md.core.ruler.push("bastion_nest_headings", _nest_headings)
     md.core.ruler.push("bastion_strike_as_del", _strike_as_del)
+    md.core.ruler.push("bastion_lazy_images", _lazy_images)
     return md
+
+
+def _lazy_images(state: StateCore) -> None:
+    """Every uploaded image after the first as ``loading="lazy" decoding="async"``.
+
+    Images further down a long article were all fetched (up to 4096 px each) as the page
+    opened, before the reader scrolled to any; lazy ones wait until they near the screen.
+    The first stays eager: it is usually in the first screen (an article's lead picture),
+    where lazy loading would only delay it. Images that will lose their source (not an
+    upload) load nothing and are left alone.
+    """
+    seen = 0
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "image" and UPLOAD_SRC.match(str(child.attrs.get("src", ""))):
+                if seen:
+                    child.attrs.update(LAZY_IMAGE)
+                seen += 1
 
 
 def _strike_as_del(state: StateCore) -> None:
@@ -160,8 +179,15 @@ TAGS = {
     "p", "br", "hr", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "code", "pre",
     "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
 }
-ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"},
-              "th": {"align"}, "td": {"align"}}
+ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "loading", "decoding"},
+    "ol": {"start"},
+    "th": {"align"},
+    "td": {"align"},
+}
+# The renderer's own image hints (``_lazy_images``), kept with these values only.
+LAZY_IMAGE = {"loading": "lazy", "decoding": "async"}
 URL_SCHEMES = {"http", "https", "mailto"}
 # The only images a page may load: this site's uploads, as the upload pages print them
 # (``/uploads/<id>``, optionally ``?size=<px>``). Any other address would make every reader's
@@ -171,15 +197,22 @@ UPLOAD_SRC = re.compile(r"\A/uploads/[0-9a-f]{32}(?:\?size=[0-9]{1,4})?\Z")
 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    """nh3 hook: drop an ``<img src>`` that is not one of this site's uploads."""
+    """nh3 hook: drop an ``<img src>`` that is not one of this site's uploads, and a
+    ``loading``/``decoding`` that is not the renderer's own value."""
     if tag == "img" and attribute == "src" and not UPLOAD_SRC.match(value):
+        return None
+    if tag == "img" and attribute in LAZY_IMAGE and value != LAZY_IMAGE[attribute]:
         return None
     return value
 
 
 def render_markdown(source: str) -> str:
     """HTML that can go into a page as-is; raw HTML in the source is never passed through."""
-    html = _markdown().render(source)
+    return sanitise_html(_markdown().render(source))
+
+
+def sanitise_html(html: str) -> str:
+    """The allowlist every rendered document goes through (markdown-it's own output)."""
     return nh3.clean(
         html,
         tags=TAGS,
