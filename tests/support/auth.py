@@ -9,6 +9,14 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+# Return targets a form must never hand on: another site, in the spellings browsers follow.
+FOREIGN_NEXT = (
+    "https://evil.example/",
+    "//evil.example",
+    "/\\evil.example",
+    "/%2F%2Fevil.example",
+    "javascript:alert(1)",
+)
 
 
 def csrf_token(client: FlaskClient, path: str) -> str:

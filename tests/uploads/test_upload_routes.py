@@ -17,6 +17,7 @@ from werkzeug.http import parse_options_header
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
 from bastion.uploads import storage
+from tests.support.auth import FOREIGN_NEXT
 from tests.uploads import corpus
 from tests.uploads.conftest import (
     AVATAR,
@@ -390,16 +391,7 @@ def test_a_refused_upload_keeps_the_page_it_was_started_from(
 
 
 @pytest.mark.asvs("V3.7.2")
-@pytest.mark.parametrize(
-    "hostile",
-    [
-        "https://evil.example/",
-        "//evil.example",
-        "/\\evil.example",
-        "/%2F%2Fevil.example",
-        "javascript:alert(1)",
-    ],
-)
+@pytest.mark.parametrize("hostile", FOREIGN_NEXT)
 def test_a_refused_upload_does_not_echo_a_foreign_next(
     client: FlaskClient, editor: User, hostile: str
 ) -> None:
