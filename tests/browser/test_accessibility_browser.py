@@ -225,6 +225,9 @@ def _seed(live: Any) -> dict[str, Any]:
         # Long names widen the admin's users table past 320 px: it must scroll in its box
         # (its visually hidden labels once stuck out of it and scrolled the whole page).
         UserFactory(username="a-rather-long-username-of-32-chs")
+        # A search two pages long (25 a page): page 2 keeps its place in each row's forms.
+        for i in range(27):
+            UserFactory(username=f"reader{i:02}")
         # Hue 60 (yellow): the initials avatar colour that is hardest to read white on.
         editor = UserFactory(username="ada10", role_name="editor", display_name="Ada Lovelace")
         ArticleFactory.create_batch(20, author=editor)  # with the one below: two pages
@@ -238,8 +241,12 @@ def _seed(live: Any) -> dict[str, Any]:
             f"<tbody><tr>{cells}</tr></tbody></table><pre><code>{'y' * 300}</code></pre>"
             f"<p>{'z' * 200}</p>"
             # Lists and quotes nested as deep as markdown-it lets them (20 levels).
-            + "<ul><li>" * 20 + "deep" + "</li></ul>" * 20
-            + "<blockquote><ul><li>" * 12 + "quoted" + "</li></ul></blockquote>" * 12,
+            + "<ul><li>" * 20
+            + "deep"
+            + "</li></ul>" * 20
+            + "<blockquote><ul><li>" * 12
+            + "quoted"
+            + "</li></ul></blockquote>" * 12,
         )
         CommentFactory(article=article, body="First!\nSecond line.")
         CommentFactory(article=article, author=editor)
@@ -254,11 +261,20 @@ def _seed(live: Any) -> dict[str, Any]:
 
 def _pages(data: dict[str, Any], who: str) -> list[str]:
     if who == "admin":
-        return ["/admin/users", "/admin/security", f"/admin/users/{data['member']}/2fa-reset",
-                f"/admin/users/{data['member']}/delete"]
+        return [
+            "/admin/users",
+            "/admin/security",
+            f"/admin/users/{data['member']}/2fa-reset",
+            f"/admin/users/{data['member']}/delete",
+            # Page 2 of a search and past-the-end pages, which link back to the last.
+            "/admin/users?q=reader&page=2",
+            "/admin/users?page=99",
+            "/admin/audit?page=999",
+        ]
     public = [
         "/",
         f"/articles/{data['article']}",
+        f"/articles/{data['article']}?page=99",  # comments past the end
         "/articles",
         "/articles?q=Article",
         f"/u/{data['editor']}",
@@ -266,8 +282,14 @@ def _pages(data: dict[str, Any], who: str) -> list[str]:
         "/auth/register",
         "/auth/reset",
         "/no-such-page",
+        "/account",  # the sign-in page, saying "Please sign in to continue."
     ]
-    editor = [f"/articles/{data['draft']}", "/articles/new", "/account"]
+    editor = [
+        f"/articles/{data['draft']}",
+        "/articles/new",
+        "/account",
+        "/account/2fa?next=/articles/new",
+    ]
     return public + (editor if who == "editor" else [])
 
 

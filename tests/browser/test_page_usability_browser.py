@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_accessibility_browser import CONTRAST, STRUCTURE, _seed, _sign_in
+from tests.browser.test_accessibility_browser import (
+    CONTRAST,
+    STRUCTURE,
+    _check_page,
+    _seed,
+    _sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -89,8 +95,10 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
             "/articles?page=99",
             f"/articles?q={LONG_WORD}",
             f"/articles/{data['article']}",
+            f"/articles/{data['article']}?page=99",
             f"/u/{data['editor']}",
             "/auth/login",
+            "/account",  # the sign-in page, saying "Please sign in to continue."
             "/auth/reset",
             "/api/docs",
         ],
@@ -100,14 +108,28 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
             "/account",
             "/account/avatar",
             "/account/tokens",
+            "/account/2fa?next=/articles/new",
         ],
         "admin": [
             "/admin/users",
             f"/admin/users?q={LONG_WORD}",
+            "/admin/users?q=reader&page=2",
+            "/admin/users?page=99",
             "/admin/audit",
+            "/admin/audit?page=999",
             "/admin/security",
             f"/admin/users/{data['member']}/delete",
         ],
+    }
+    # The state each of today's pages is listed for, so the list cannot check another one.
+    shows = {
+        f"anonymous /articles/{data['article']}?page=99": "There is no page 99 of comments.",
+        "anonymous /account": "Please sign in to continue.",
+        "editor /articles/new": "Images are added to a saved article",
+        "editor /account/2fa?next=/articles/new": "Turn on two-factor authentication",
+        "admin /admin/users?q=reader&page=2": "reader26",
+        "admin /admin/users?page=99": "There is no page 99.",
+        "admin /admin/audit?page=999": "There is no page 999 of these events.",
     }
     problems: list[str] = []
     for who, paths in pages.items():
@@ -118,6 +140,9 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
                 pg.set_viewport_size(size)
                 pg.goto(live.url + path)
                 where = f"{who} {path} at {size['width']}px"
+                said = shows.get(f"{who} {path}", "")
+                if said not in pg.inner_text("main"):
+                    problems.append(f"{where}: does not say {said!r}")
                 if (overflow := pg.evaluate(OVERFLOW)) > 0:
                     problems.append(f"{where}: the page scrolls {overflow}px sideways")
                 problems += [f"{where}: {p}" for p in pg.evaluate(TARGETS)]
@@ -227,5 +252,84 @@ def test_actions_that_cannot_be_undone_ask_first(live_server: Any, page: Any) ->
     assert watch.dialogs == [
         "Remove your profile photo? It is deleted, not kept.",
         "Sign out everywhere, this browser too, and revoke your personal access tokens?",
+    ]
+    assert watch.csp_violations == []
+
+
+def _on_a_phone(pg: Any, where: str) -> list[str]:
+    """The accessibility page checks, then at 375 px: no sideways scroll, targets big enough."""
+    problems = _check_page(pg, where)
+    pg.set_viewport_size(PHONE)
+    if (overflow := pg.evaluate(OVERFLOW)) > 0:
+        problems.append(f"{where}: the page scrolls {overflow}px sideways at 375px")
+    problems += [f"{where} at 375px: {p}" for p in pg.evaluate(TARGETS)]
+    pg.set_viewport_size(DESKTOP)
+    return problems
+
+
+def test_pages_reached_through_a_flow_fit_a_phone(live_server: Any, page: Any) -> None:
+    """Pages only a flow reaches: the sign-in page that says why, forced 2FA enrolment
+    that keeps the page asked for, the recovery codes leading on to it, an action form
+    on page 2 of a search, and the 429 page of a refused form with its Back hint."""
+    import pyotp
+
+    from tests.factories import PASSWORD, ArticleFactory, UserFactory
+
+    live = live_server(COMMENT_WRITE_RATE_LIMIT="1 per minute")
+    with live.app.app_context():
+        admin = UserFactory(role_name="admin", two_factor=False).username
+        for i in range(27):
+            UserFactory(username=f"reader{i:02}")
+        article = ArticleFactory().id
+    pg, watch = page
+    # Every answer of 400 and more is the page itself (no stylesheet, script or image fails).
+    failed: list[str] = []
+    pg.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    pg.set_viewport_size(DESKTOP)
+    base = live.url
+    problems: list[str] = []
+
+    pg.goto(f"{base}/admin/users?q=reader&page=2")
+    assert "/auth/login?next=" in pg.url
+    assert "Please sign in to continue." in pg.inner_text("main")
+    problems += _on_a_phone(pg, "sign-in, asked to")
+    pg.fill("#username", admin)
+    pg.fill("#password", PASSWORD)
+    pg.get_by_role("button", name="Sign in", exact=True).click()
+    pg.wait_for_load_state()
+    assert "/account/2fa?next=" in pg.url, pg.url
+    problems += _on_a_phone(pg, "forced 2FA enrolment")
+    secret = pg.inner_text("#totp-secret").strip()
+    pg.fill("#code", pyotp.TOTP(secret).now())
+    pg.get_by_role("button", name="Turn on two-factor authentication").click()
+    pg.wait_for_load_state()
+    onward = pg.get_by_role("link", name="I have saved them, continue", exact=True)
+    assert onward.count() == 1
+    problems += _on_a_phone(pg, "recovery codes, continue")
+    onward.click()
+    pg.wait_for_load_state()
+    assert pg.url.endswith("/admin/users?q=reader&page=2"), pg.url
+    problems += _on_a_phone(pg, "users, page 2 of a search")
+    pg.get_by_role("button", name="Sign out everywhere: reader26").click()
+    pg.wait_for_load_state()
+    assert pg.url.endswith("/admin/users?q=reader&page=2"), pg.url  # the place is kept
+    pg.get_by_role("link", name="Delete reader26", exact=True).click()
+    pg.wait_for_load_state()
+    problems += _on_a_phone(pg, "delete, from page 2 of a search")
+    pg.get_by_role("link", name="Cancel", exact=True).click()
+    pg.wait_for_load_state()
+    assert pg.url.endswith("/admin/users?q=reader&page=2"), pg.url
+
+    pg.goto(f"{base}/articles/{article}")
+    for body in ("A first thought.", "A second thought."):
+        pg.fill("#body", body)
+        pg.get_by_role("button", name="Post comment").click()
+        pg.wait_for_load_state()
+    assert "Back button returns to the form" in pg.inner_text("main")
+    problems += _on_a_phone(pg, "429 after a comment")
+    assert problems == [], "\n".join(problems)
+    assert failed == [f"429 {base}/articles/{article}/comments"]
+    assert watch.console_errors == [
+        "Failed to load resource: the server responded with a status of 429 (TOO MANY REQUESTS)"
     ]
     assert watch.csp_violations == []
