@@ -22,7 +22,7 @@ from bastion.api.pats import revoke_all_for as revoke_personal_tokens
 from bastion.api.tokens import revoke_all_for_user
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
-from bastion.models.base import ID_MAX, affected_rows
+from bastion.models.base import ID_MAX, affected_rows, storable_text
 from bastion.models.locks import lock_user
 from bastion.security.passwords import matches_older_fingerprint, password_fingerprint
 from bastion.security.tokens import new_token, token_hash
@@ -82,10 +82,8 @@ def start_session(
         expires_at=expires_at,
         reauth_at=reauth_at,
         remember=remember,
-        ip=(request.remote_addr or "")[:45],
-        # PostgreSQL refuses NUL in text: as in the audit row (``audit._request_facts``), or
-        # a User-Agent holding one made the right password a 500.
-        user_agent=(request.user_agent.string or "").replace("\x00", "\ufffd")[:255],
+        ip=storable_text(request.remote_addr, 45),
+        user_agent=storable_text(request.user_agent.string, 255),
     )
     db.session.add(record)
     user.last_login_at = now

@@ -62,3 +62,13 @@ class TimestampMixin:
 def affected_rows(result: object) -> int:
     """Rows touched by an UPDATE/DELETE; conditional updates use it to claim a row once."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def storable_text(value: str | None, limit: int) -> str:
+    """Request text (a header) fit for a text column of ``limit`` characters.
+
+    PostgreSQL refuses NUL in text: a User-Agent holding one made the audit row or the
+    session record fail, losing the event or answering a right password with a 500.
+    Gunicorn refuses such headers; other servers pass them on.
+    """
+    return (value or "").replace("\x00", "\ufffd")[:limit]

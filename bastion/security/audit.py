@@ -18,6 +18,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
 from bastion.models import AuditEvent
+from bastion.models.base import storable_text
 
 log = logging.getLogger("bastion.audit")
 
@@ -38,20 +39,13 @@ def signed_in_id() -> int | None:
     return int(user.id)  # the API's actor (``ApiActor``): a plain attribute
 
 
-def _text(value: str | None, limit: int) -> str:
-    """Header text fit for a text column: PostgreSQL refuses NUL in text, and a User-Agent
-    holding one made the row fail, losing the event (a failed sign-in, a refused CSRF
-    token) and answering 500. Gunicorn refuses such headers; other servers pass them on."""
-    return (value or "").replace("\x00", "\ufffd")[:limit]
-
-
 def _request_facts() -> dict[str, Any]:
     if not has_request_context():
         return {"ip": "", "user_agent": "", "request_id": "", "actor_id": None}
     actor = signed_in_id()
     return {
-        "ip": _text(request.remote_addr, 45),
-        "user_agent": _text(request.user_agent.string, 255),
+        "ip": storable_text(request.remote_addr, 45),
+        "user_agent": storable_text(request.user_agent.string, 255),
         "request_id": getattr(g, "request_id", "")[:128],
         "actor_id": actor,
     }
