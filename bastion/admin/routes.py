@@ -71,6 +71,7 @@ def users() -> ResponseReturnValue:
         query=query,
         role_form=RoleForm(),
         action_form=EmptyForm(),
+        place=_place(),
     )
 
 
