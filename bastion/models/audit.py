@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import DDL, JSON, Index, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.models.base import Base, utcnow
@@ -25,3 +25,31 @@ class AuditEvent(Base):
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     request_id: Mapped[str] = mapped_column(String(128), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# The guard the migrations install (0001, 0015), for a schema made by ``create_all`` too:
+# PostgreSQL refuses UPDATE and DELETE of each row, and TRUNCATE (which touches no row, so
+# only a statement trigger sees it), also from code that bypasses the ORM.
+_APPEND_ONLY_DDL = (
+    """
+    CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger AS $$
+    BEGIN
+      RAISE EXCEPTION 'audit_events is append-only';
+    END;
+    $$ LANGUAGE plpgsql
+    """,
+    "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+    """
+    CREATE OR REPLACE FUNCTION audit_events_no_truncate() RETURNS trigger AS $$
+    BEGIN
+      RAISE EXCEPTION 'audit_events is append-only: TRUNCATE is refused';
+    END;
+    $$ LANGUAGE plpgsql
+    """,
+    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_no_truncate()",
+)
+for _statement in _APPEND_ONLY_DDL:
+    _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+    event.listen(AuditEvent.__table__, "after_create", _ddl.execute_if(dialect="postgresql"))

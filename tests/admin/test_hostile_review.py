@@ -59,7 +59,7 @@ def test_an_all_digit_username_cannot_hide_its_events_behind_another_id(app: Fla
 )
 def test_bulk_statements_cannot_rewrite_the_audit_trail(app: Flask, statement: Any) -> None:
     # Bulk UPDATE/DELETE never flush, so the ORM's append-only hook did not see them and
-    # only PostgreSQL's migration trigger stood in the way (not SQLite, not create_all).
+    # only PostgreSQL's trigger stood in the way (not on SQLite).
     row = audit.record("login.failure", details={"username": "mallory"})
 
     with pytest.raises(PermissionError, match="append-only"):
