@@ -6,7 +6,7 @@ import hmac
 from dataclasses import dataclass
 from enum import Enum
 
-from bastion.auth import throttle, twofactor
+from bastion.auth import pending, throttle, twofactor
 from bastion.auth.services import authenticate, canonical_username, find_login_user
 from bastion.models import User
 from bastion.observability import counters
@@ -19,6 +19,7 @@ class Step(Enum):
     FAILED = "failed"
     NEEDS_2FA = "needs_2fa"
     SIGNED_IN = "signed_in"
+    SPENT = "spent"  # the pending-code marker finished a sign-in already
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ def pending_still_valid(user: User, mark: object) -> bool:
     )
 
 
+def pending_reused(user: User) -> None:
+    """A pending-code marker that finished a sign-in already came back: a copied cookie,
+    or two tabs sending the code at once."""
+    audit.record("login.pending_reused", target_user_id=user.id)
+
+
 def _throttled(login: str, ip: str, stage: str) -> Result | None:
     """Counts the attempt (before the hash runs) unless the throttle asks for a wait."""
     wait = throttle.reserve(login, ip)
@@ -100,12 +107,20 @@ def password_step(login: str, password: str, ip: str) -> Result:
     return Result(Step.SIGNED_IN, user=user)
 
 
-def second_step(user: User, code: str, ip: str) -> Result:
-    """Check a TOTP or recovery code; failures count against the same throttle."""
+def second_step(user: User, code: str, ip: str, nonce: object, expires_at: float) -> Result:
+    """Check a TOTP or recovery code; failures count against the same throttle.
+
+    A right code then spends the marker's ``nonce`` (``bastion.auth.pending``): a copy of
+    the marker, or a second tab, must not finish a second sign-in. Claimed only after the
+    code, so wrong codes can be retried on the same marker; a lost claim is no sign-in.
+    """
     if limited := _throttled(user.username, ip, "2fa"):
         return limited
     if not user.is_active or not twofactor.verify_totp_or_recovery(user, code):
         return _failed(user.username, ip, "login.2fa_failure", "2fa_failures")
+    if not pending.claim(nonce, expires_at):
+        pending_reused(user)
+        return Result(Step.SPENT)
     throttle.record_login_success(user.username, ip)
     audit.record("login.success", actor_id=user.id, target_user_id=user.id,
                  details={"method": "2fa"})

@@ -9,7 +9,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.auth import bp, registration, throttle
+from bastion.auth import bp, pending, registration, throttle
 from bastion.auth.enrolment import must_enrol
 from bastion.auth.forms import (
     EmptyForm,
@@ -26,6 +26,7 @@ from bastion.auth.login import (
     Step,
     password_step,
     pending_mark,
+    pending_reused,
     pending_still_valid,
     reauthenticate,
     second_step,
@@ -92,6 +93,8 @@ def login() -> ResponseReturnValue:
             # And the account as it stood: ending every sign-in ends this one too.
             "stamp": pending_mark(result.user),
             "exp": time.time() + current_app.config["TWO_FACTOR_PENDING_SECONDS"],
+            # Spent by the sign-in it finishes: a copy of this cookie cannot finish another.
+            "nonce": pending.new_nonce(),
             "remember": bool(form.remember.data),
             "next": nxt,
         }
@@ -114,24 +117,37 @@ def _pending_user() -> tuple[User, dict[str, Any]] | None:
     if user is None or not pending_still_valid(user, marker.get("stamp")):
         session.pop(PENDING_KEY, None)  # the password is asked again, not a code
         return None
+    if pending.spent(marker.get("nonce")):  # checked before the code, so none is wasted
+        if request.method == "POST":
+            pending_reused(user)
+        session.pop(PENDING_KEY, None)
+        return None
     return user, marker
+
+
+def _password_first() -> ResponseReturnValue:
+    session.pop(PENDING_KEY, None)
+    flash("Sign in with your password first.", "info")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/2fa", methods=["GET", "POST"])
 @public
 @limiter.limit("10 per minute", methods=["POST"])
 def two_factor() -> ResponseReturnValue:
-    pending = _pending_user()
-    if pending is None:
-        flash("Sign in with your password first.", "info")
-        return redirect(url_for("auth.login"))
-    user, marker = pending
+    half_done = _pending_user()
+    if half_done is None:
+        return _password_first()
+    user, marker = half_done
     form = TwoFactorForm()
     if not form.validate_on_submit():
         return render_template("auth/two_factor.html", form=form)
-    result = second_step(user, form.code.data or "", _ip())
+    result = second_step(user, form.code.data or "", _ip(), marker.get("nonce"),
+                         float(marker["exp"]))
     if result.step is Step.THROTTLED:
         return _throttled(form, "auth/two_factor.html", result)
+    if result.step is Step.SPENT:  # another request finished this sign-in first
+        return _password_first()
     if result.step is not Step.SIGNED_IN:
         flash(CODE_FAILURE, "error")
         forget_code(form)

@@ -257,6 +257,40 @@ def test_one_second_factor_code_posted_twice_at_once_signs_in_once(
         assert _audited("2fa.recovery_code_used") == 1
 
 
+@pytest.mark.asvs("V6.3.3", "V7.2.4")
+def test_one_pending_marker_finished_twice_at_once_signs_in_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests carry the same marker (a copied cookie, or two tabs) with two right
+    codes, a TOTP code and a recovery code: both pass the check that the marker is unspent,
+    then only one claims it. The other is sent to the password step, never a 500."""
+    from bastion.auth import pending, twofactor
+    from bastion.models import UserSession
+
+    tess = UserFactory(username="tess", email="tess@example.org", two_factor=True)
+    (recovery, *_) = twofactor.new_recovery_codes(tess)
+    db.session.commit()
+    owner = app.test_client()
+    assert sign_in(owner, "tess", PASSWORD).headers["Location"].startswith("/auth/2fa")
+    token = csrf_token(owner, "/auth/2fa")
+    cookie = owner.get_cookie("__Host-session", domain="localhost").value
+    browsers = [app.test_client() for _ in range(2)]
+    for browser in browsers:
+        browser.set_cookie("__Host-session", cookie, domain="localhost")
+    codes = [pyotp.TOTP(TOTP_SECRET).now(), recovery]
+    _meet_after(monkeypatch, pending, "spent", 2, rounds=1)
+
+    results = _race([
+        partial(b.post, "/auth/2fa", data={"csrf_token": token, "code": code})
+        for b, code in zip(browsers, codes, strict=True)
+    ])
+
+    assert _statuses(results) == [302, 302], results
+    assert sorted(r.headers["Location"] for r in results) == ["/", "/auth/login"]
+    assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
+    assert _audited("login.success") == 1 and _audited("login.pending_reused") == 1
+
+
 # ------------------------------------------------------------- API refresh tokens ---
 @pytest.mark.asvs("V7.4.1", "V16.5.1")
 def test_one_refresh_token_posted_twice_at_once_gives_one_pair_and_no_500(

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pyotp
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -17,7 +18,7 @@ from bastion.models import AuditEvent, RecoveryCode, User, UserSession, utcnow
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import enable_2fa, is_signed_in, sign_in
 from tests.support.accounts import post_form, shown_totp_secret, unused_code
-from tests.support.auth import FOREIGN_NEXT
+from tests.support.auth import FOREIGN_NEXT, csrf_token
 
 COOKIE = "__Host-session"
 
@@ -133,6 +134,171 @@ def test_pending_second_step_expires(
     resp = client.post("/auth/2fa", data={"code": unused_code(secret, None)})
     assert resp.status_code in (302, 400)
     assert not is_signed_in(client)
+
+
+def _audited(event: str) -> int:
+    return int(db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+    ) or 0)
+
+
+def _pending_copy(client: FlaskClient) -> tuple[str, str]:
+    """What a copy taken between the password and the code holds: the session cookie and
+    the code form's CSRF token (which that cookie carries the secret of)."""
+    token = csrf_token(client, "/auth/2fa")
+    return client.get_cookie(COOKIE, domain="localhost").value, token
+
+
+def _replay(app: Flask, copy: tuple[str, str], code: str) -> tuple[Any, FlaskClient]:
+    cookie, token = copy
+    attacker = app.test_client()
+    attacker.set_cookie(COOKIE, cookie, domain="localhost")
+    return attacker.post("/auth/2fa", data={"csrf_token": token, "code": code}), attacker
+
+
+@pytest.mark.asvs("V6.3.3", "V7.2.4")
+@pytest.mark.parametrize("factor", ["totp", "recovery code"])
+def test_a_copied_pending_cookie_finishes_no_second_sign_in(
+    app: Flask, client: FlaskClient, totp_user: tuple[User, str], factor: str
+) -> None:
+    """A copy of the cookie taken before the code was typed (a shared computer, a proxy's
+    log), replayed once the owner is in, with the next code read off the owner's screen or
+    another recovery code: the marker finished its one sign-in, so the password is asked."""
+    user, secret = totp_user
+    _reset_step(user)
+    sign_in(client, "tess")
+    copy = _pending_copy(client)
+    assert _code_step(client, unused_code(secret, None)).status_code == 302
+    assert is_signed_in(client)
+    _reset_step(user)  # the next 30-second step: a code the owner has not used
+    fresh = unused_code(secret, None) if factor == "totp" else user._test_recovery_codes[0]
+
+    refused, attacker = _replay(app, copy, fresh)
+
+    assert refused.status_code == 302 and refused.headers["Location"] == "/auth/login"
+    assert not is_signed_in(attacker)
+    assert attacker.get("/account").headers["Location"].startswith("/auth/login")
+    assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
+    assert _audited("login.success") == 1 and _audited("login.pending_reused") == 1
+    # Refused before the code was looked at: it is still the owner's to use.
+    reauth = post_form(client, "/auth/reauth", {"password": PASSWORD, "code": fresh})
+    assert reauth.status_code == 302
+    # And the marker is gone from the copy's jar: a second try is asked for the password.
+    assert attacker.get("/auth/2fa").headers["Location"] == "/auth/login"
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_wrong_codes_can_be_retried_on_one_marker_which_then_ends(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    """Single use means one finished sign-in, not one try: a mistyped code is retried on
+    the same marker (counted by the throttle as before). A second tab still showing the
+    form is refused cleanly (its form token belonged to the session the sign-in replaced)
+    and leaves the sign-in alone; two tabs sending at once are in test_single_use_races."""
+    user, secret = totp_user
+    _reset_step(user)
+    sign_in(client, "tess")
+    other_tab = csrf_token(client, "/auth/2fa")
+    for wrong in ("000000", "12345", "not a code"):
+        again = _code_step(client, wrong)
+        assert again.status_code == 200 and b"not right" in again.data
+    assert _audited("login.2fa_failure") == 3
+    assert _code_step(client, unused_code(secret, None)).status_code == 302
+    _reset_step(user)
+    late = client.post("/auth/2fa", data={"csrf_token": other_tab,
+                                          "code": unused_code(secret, None)})
+    assert late.status_code == 400
+    assert is_signed_in(client)
+    assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.asvs("V6.3.3", "V7.2.4")
+def test_a_marker_spent_on_one_instance_is_spent_on_every_other(
+    make_app: Any, redis_url: str
+) -> None:
+    """As deployed: several instances behind one address, sharing PostgreSQL and Redis. The
+    copy is replayed to another instance than the one that finished the sign-in."""
+    import os
+
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "RATELIMIT_KEY_PREFIX": prefix}
+    one = make_app(backend="postgres", **shared)
+    other = make_app(DATABASE_URL=one.config["DATABASE_URL"], **shared)
+    with one.app_context():
+        user = UserFactory(username="tess", email="tess@example.org")
+        secret = enable_2fa(user)
+        _reset_step(user)
+        owner = one.test_client()
+        sign_in(owner, "tess")
+        copy = _pending_copy(owner)
+        assert _code_step(owner, unused_code(secret, None)).status_code == 302
+        _reset_step(user)
+        fresh = unused_code(secret, None)
+        db.session.remove()
+    with other.app_context():
+        refused, attacker = _replay(other, copy, fresh)
+        assert refused.status_code == 302 and refused.headers["Location"] == "/auth/login"
+        assert not is_signed_in(attacker)
+        assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
+        keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:2fa-pending:*")
+        assert len(keys) == 1 and 0 < redis.Redis.from_url(redis_url).ttl(keys[0]) <= 360
+        db.session.remove()
+
+
+@pytest.mark.redis
+@pytest.mark.asvs("V6.3.3", "V16.5.3")
+def test_a_marker_that_cannot_be_spent_starts_no_session(
+    make_app: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: Redis goes away just as the right code is checked, so the marker cannot
+    be recorded as spent. No session starts (the reply is the credential routes' 503); once
+    Redis is back, the same marker finishes with the next code."""
+    import os
+
+    from bastion.auth import twofactor
+    from tests.ops.processes import TcpForwarder
+
+    target = urlsplit(redis_url)
+    forwarder = TcpForwarder((target.hostname or "127.0.0.1", target.port or 6379)).start()
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{forwarder.port}{target.path}",
+                   REDIS_PREFIX=prefix, RATELIMIT_KEY_PREFIX=prefix)
+    real = twofactor.verify_totp_or_recovery
+
+    def then_redis_goes(user: User, code: str) -> bool:
+        right = real(user, code)
+        forwarder.stop()
+        return right
+
+    try:
+        with app.app_context():
+            user = UserFactory(username="tess", email="tess@example.org")
+            secret = enable_2fa(user)
+            _reset_step(user)
+            browser = app.test_client()
+            sign_in(browser, "tess")
+            token = csrf_token(browser, "/auth/2fa")
+            monkeypatch.setattr(twofactor, "verify_totp_or_recovery", then_redis_goes)
+            down = browser.post("/auth/2fa", data={"csrf_token": token,
+                                                   "code": unused_code(secret, None)})
+            assert down.status_code == 503 and down.headers["Retry-After"] == "30"
+            assert b"Signing in is paused" in down.data
+            assert browser.get("/auth/2fa").status_code == 503  # not a 500, not the form
+            assert db.session.scalar(select(func.count()).select_from(UserSession)) == 0
+            assert _audited("login.success") == 0
+
+            monkeypatch.setattr(twofactor, "verify_totp_or_recovery", real)
+            forwarder.start()
+            _reset_step(user)  # the next 30-second step
+            back = browser.post("/auth/2fa", data={"csrf_token": token,
+                                                   "code": unused_code(secret, None)})
+            assert back.status_code == 302 and back.headers["Location"] == "/"
+            assert is_signed_in(browser)
+            db.session.remove()
+    finally:
+        forwarder.stop()
 
 
 @pytest.mark.asvs("V6.3.3", "V6.5.1")

@@ -1,0 +1,102 @@
+"""Each half-finished sign-in (password right, code still to come) finishes at most once.
+
+The marker lives in the signed session cookie. A copy of that cookie taken before the code
+was typed would otherwise start a second, independent session for the rest of its five
+minutes, with the next code from the app or another recovery code. So each marker carries
+a random nonce, and the sign-in it leads to claims the nonce in a shared, expiring record,
+only once the code was right: a claimed nonce ends the marker everywhere.
+
+Store: Redis when ``BASTION_REDIS_URL`` is set (one ``SET NX``, so of two completions at
+once exactly one wins, whichever worker or instance serves them); otherwise an in-process
+store, as the rate limiter's ``memory://`` (development and tests only: production runs
+with Redis). Unreachable Redis fails closed: no session starts and the request gets a 503,
+as every credential request does while that store is down. The code typed is spent then.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from typing import TypeGuard
+
+from flask import current_app
+from limits.storage import MemoryStorage
+from redis.exceptions import RedisError
+from werkzeug.exceptions import ServiceUnavailable
+
+from bastion.observability.outages import LIMITER_RETRY_AFTER
+from bastion.observability.redaction import request_path
+
+log = logging.getLogger("bastion.auth")
+
+_MEMORY = "bastion.pending_2fa_spent"  # in app.extensions
+# A record outlives its marker by this much, so an instance whose clock runs behind the
+# one that claimed it still sees the marker spent until the marker has expired there too.
+CLOCK_SLACK_SECONDS = 60
+NONCE_BYTES = 16
+_NONCE_CHARS = math.ceil(NONCE_BYTES * 4 / 3)  # token_urlsafe's length, without padding
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(NONCE_BYTES)
+
+
+def _key(nonce: str) -> str:
+    return f"{current_app.config['RATELIMIT_KEY_PREFIX']}:2fa-pending:{nonce}"
+
+
+def _memory() -> MemoryStorage:
+    found: MemoryStorage | None = current_app.extensions.get(_MEMORY)
+    return found or current_app.extensions.setdefault(_MEMORY, MemoryStorage())
+
+
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    # The credential routes' own event for this outage (the same Redis, the same answer).
+    log.warning("rate-limit store unreachable: refusing credential request",
+                extra={"error": type(exc).__name__, "path": request_path()})
+    return ServiceUnavailable(
+        description=(
+            "Signing in is paused for a moment while a service recovers. Please try again shortly."
+        ),
+        retry_after=LIMITER_RETRY_AFTER,
+    )
+
+
+def _well_formed(nonce: object) -> TypeGuard[str]:
+    return isinstance(nonce, str) and len(nonce) == _NONCE_CHARS
+
+
+def spent(nonce: object) -> bool:
+    """Whether the marker with ``nonce`` finished a sign-in already (a marker without a
+    nonce counts as spent: the password is asked again)."""
+    if not _well_formed(nonce):
+        return True
+    if not current_app.config.get("REDIS_URL"):
+        return _memory().get(_key(nonce)) > 0
+    from bastion.redis_client import get_redis
+
+    try:
+        return bool(get_redis().exists(_key(nonce)))
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
+
+
+def claim(nonce: object, expires_at: float) -> bool:
+    """Spend the marker's ``nonce`` until it has expired; False when it was spent already.
+
+    Call only once its code was right, and start the session only on True. Raises
+    ``ServiceUnavailable`` when the shared store cannot record it (fail closed).
+    """
+    if not _well_formed(nonce):
+        return False
+    ttl = max(1, math.ceil(expires_at - time.time())) + CLOCK_SLACK_SECONDS
+    if not current_app.config.get("REDIS_URL"):
+        return _memory().incr(_key(nonce), ttl) == 1
+    from bastion.redis_client import get_redis
+
+    try:
+        return bool(get_redis().set(_key(nonce), 1, nx=True, ex=ttl))
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
