@@ -84,6 +84,12 @@ if (certfile is None) != (keyfile is None):
 # Only these peers may set X-Forwarded-Proto for gunicorn itself. Client addresses and
 # the scheme seen by Flask come from ProxyFix with BASTION_PROXY_HOPS, not from here.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# And only that header: gunicorn's default also takes X-Forwarded-Ssl and X-Forwarded-Protocol,
+# which the proxy does not overwrite and ProxyFix does not read. A client whose headers a
+# loopback proxy passes on could send one with no X-Forwarded-Proto and be served as HTTPS
+# over plain HTTP (no redirect to HTTPS), or send one that contradicts the proxy's and get a
+# 400 for it.
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 # And nothing else: by default gunicorn also takes SCRIPT_NAME and PATH_INFO request headers
 # from those peers, so a client whose headers a sidecar or proxy on loopback passes on could
 # mount the app under a path of its choosing (links, routing and the path it logs follow)

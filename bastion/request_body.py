@@ -15,6 +15,11 @@ too: Werkzeug applies ``MAX_FORM_PARTS`` to multipart bodies only, and a 1 MB bo
 limits (the CSRF check reads the form first), for anyone. A body that is not UTF-8 is a
 400 that says so: Werkzeug dropped it silently, and the CSRF check then called the form
 forged and audited a CSRF failure.
+
+A chunked body whose framing is broken (a chunk size that is not hex, a chunk longer than
+it said, a bad trailer) is a 400 too. gunicorn finds out only when the app reads that far,
+and raises its own parse errors, which are no ``OSError`` for Werkzeug to take as a
+disconnect: every route that reads a body answered anyone with a 500 and logged a traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import IO, TYPE_CHECKING, cast
 from urllib.parse import parse_qsl
 
 from flask import Request
+from gunicorn.http.errors import ParseException as ServerParseError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
@@ -32,16 +38,33 @@ if TYPE_CHECKING:
     from werkzeug.formparser import t_parse_result
 
 
+MALFORMED_CHUNKS = (
+    "The request body is not valid chunked transfer coding. "
+    "Send it again with well-formed chunks or with a Content-Length."
+)
+
+
 class WholeOrRefusedStream(LimitedStream):
-    """A ``LimitedStream`` at ``max_content_length`` whose ``readall`` never truncates."""
+    """A ``LimitedStream`` at ``max_content_length`` whose ``readall`` never truncates, and
+    for which a body the server cannot dechunk is the client's error (400), not ours."""
 
     def __init__(self, stream: IO[bytes], limit: int) -> None:
         super().__init__(stream, limit, is_max=True)
         self._source = stream
 
+    def readinto(self, b: bytearray) -> int | None:  # type: ignore[override]
+        try:
+            return super().readinto(b)
+        except ServerParseError:
+            raise BadRequest(description=MALFORMED_CHUNKS) from None
+
     def readall(self) -> bytes:
         data = super().readall()
-        if self.is_exhausted and self._source.read(1):
+        try:
+            more = self.is_exhausted and self._source.read(1)
+        except ServerParseError:
+            raise BadRequest(description=MALFORMED_CHUNKS) from None
+        if more:
             raise RequestEntityTooLarge()
         return data
 

@@ -3,8 +3,8 @@ and one left with an unread request body is still good for the next request.
 
 Real gunicorn with the project's gunicorn.conf.py, two workers of one thread each, and a
 tiny WSGI app that answers with its process id (``/hold?<s>`` first keeps its thread busy;
-``/environ`` answers with the SCRIPT_NAME and PATH_INFO it was given). It never reads a
-request body.
+``/environ`` answers with the SCRIPT_NAME and PATH_INFO it was given, ``/scheme`` with
+wsgi.url_scheme). It never reads a request body.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def app(environ, start_response):
     body = str(os.getpid()).encode()
     if environ["PATH_INFO"].endswith("/environ"):
         body = f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()
+    if environ["PATH_INFO"] == "/scheme":
+        body = environ["wsgi.url_scheme"].encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 """

@@ -320,6 +320,34 @@ def test_gunicorn_takes_no_path_prefix_from_a_request_header(
     assert body.decode() == f"|{path}", "SCRIPT_NAME|PATH_INFO as the app saw them"
 
 
+@pytest.mark.asvs("V4.1.3", "V12.2.1")
+def test_gunicorn_takes_the_scheme_from_x_forwarded_proto_only(
+    server: int,  # noqa: F811 - the fixture imported from test_gunicorn_worker
+) -> None:
+    """gunicorn's default also believes X-Forwarded-Ssl and X-Forwarded-Protocol from a
+    trusted (loopback) peer. The proxy overwrites X-Forwarded-Proto only, so a client whose
+    headers it passes on was served as HTTPS over plain HTTP (no redirect to HTTPS) with
+    either one, and got a 400 for one contradicting the proxy's X-Forwarded-Proto."""
+    cases = {
+        "X-Forwarded-Ssl: on\r\n": "http",
+        "X-Forwarded-Protocol: ssl\r\n": "http",
+        "X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n": "https",
+        "X-Forwarded-Proto: https\r\n": "https",
+    }
+    for headers, scheme in cases.items():
+        with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+            sock.sendall(
+                f"GET /scheme HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+                .encode()
+            )
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (headers, reply[:300])
+        assert body.decode() == scheme, headers
+
+
 # --- nginx ----------------------------------------------------------------------------------
 
 

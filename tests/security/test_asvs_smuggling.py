@@ -93,6 +93,28 @@ def test_ambiguous_message_framing_is_refused(gunicorn_port: int, name: str) -> 
     assert len(statuses) == 1, f"a second, smuggled request was answered: {statuses}"
 
 
+BROKEN_CHUNKS = {
+    "size-not-hex": b"-5\r\nhello\r\n0\r\n\r\n",
+    "chunk-overrun": b"2\r\nhello\r\n0\r\n\r\n",
+    "bad-trailer": b"2\r\n{}\r\n0\r\nBad Trailer\r\n\r\n",
+}
+
+
+@pytest.mark.asvs("V4.2.1", "V16.5.3")
+def test_a_body_gunicorn_cannot_dechunk_is_a_400_and_ends_the_connection(
+    gunicorn_port: int,
+) -> None:
+    """gunicorn finds a broken chunk only when the app reads it: the app answered 500 (and
+    logged a traceback) on any route that reads a body. Where the next request starts is
+    unknown then, so what follows on the connection is never answered."""
+    for name, chunks in BROKEN_CHUNKS.items():
+        reply = _send(gunicorn_port, b"POST /csp-report HTTP/1.1\r\nHost: localhost\r\n"
+                                     b"Content-Type: application/csp-report\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n" + chunks + SMUGGLED)
+        assert _statuses(reply) == [400], (name, reply[:300])
+        assert b"not valid chunked transfer coding" in reply, name
+
+
 @pytest.mark.asvs("V4.2.1")
 def test_a_plain_chunked_request_still_works(gunicorn_port: int) -> None:
     reply = _send(gunicorn_port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
