@@ -23,7 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 from flask import Flask
+from flask.cli import NoAppException
 from flask.helpers import get_debug_flag
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -101,6 +103,35 @@ class ConfigError(click.ClickException, RuntimeError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"Bastion refuses to start; fix these settings:\n{lines}")
+
+
+class ListingConfigError(ConfigError, NoAppException):
+    """The refusal while ``flask --help`` lists the app's commands.
+
+    Flask prints a :class:`NoAppException` there as one error above its own commands, and
+    anything else as a traceback. Only the listing gets it: a command keeps
+    :class:`ConfigError`, since Flask reports a NoAppException there as "No such command".
+    """
+
+    exit_code = 1
+
+
+def refusal(problems: list[str]) -> ConfigError:
+    """The exception that refuses start-up with ``problems``, in the form its reader sees
+    without a traceback."""
+    return ListingConfigError(problems) if _listing_commands() else ConfigError(problems)
+
+
+def _listing_commands() -> bool:
+    """Whether the app loads for ``flask --help``: to list its commands, running none."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:  # gunicorn, tests, a script
+        return False
+    root = ctx.find_root()
+    option = root.command.get_help_option(root)
+    return option is not None and option.name is not None and (
+        root.get_parameter_source(option.name) is ParameterSource.COMMANDLINE
+    )
 
 
 class BaseConfig:
@@ -299,7 +330,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     overrides = dict(overrides or {})
     env_name = str(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV") or "production")
     if env_name not in ENVIRONMENTS:
-        raise ConfigError([f"BASTION_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"])
+        raise refusal([f"BASTION_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"])
     app.config.from_object(CONFIGS[env_name])
     unread: dict[str, str] = {}
     if env_name != "testing" or overrides.pop("READ_ENV", False):
@@ -323,7 +354,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         p for p in unparsable + validate(app.config) if not p.startswith(unknown)
     ]
     if problems:
-        raise ConfigError(problems)
+        raise refusal(problems)
 
 
 def _read_secret_files(app: Flask) -> dict[str, str]:

@@ -164,3 +164,22 @@ def test_a_refused_configuration_is_the_commands_one_error_not_a_traceback(
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("Error: Bastion refuses to start; fix these settings:\n")
     assert "  - BASTION_SECRET_KEY is missing" in proc.stderr
+
+
+@pytest.mark.asvs("V16.5.1")
+def test_help_under_a_refused_configuration_names_the_problem_and_lists_the_commands(
+    tmp_path: Path,
+) -> None:
+    """``flask --help`` is what an operator runs first; Flask printed the refusal as its
+    traceback of loading the app, above the commands that still work."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update(BASTION_ENV="production", BASTION_UPLOAD_DIR=str(tmp_path / "uploads"))
+    proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: Bastion refuses to start; fix these settings:\n")
+    assert "  - BASTION_SECRET_KEY is missing" in proc.stderr
+    assert "Commands:" in proc.stdout
+    assert "  routes " in proc.stdout
