@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageCms, ImageOps, ImageSequence
 
+from bastion.uploads.icc import too_complex
+
 log = logging.getLogger("bastion.uploads")
 
 # Largest image decoded at all (about 25 megapixels, 100 MB as RGBA). Pillow's own guard is
@@ -237,9 +239,10 @@ class _Frame:
 class _ToSRGB:
     """An upload's embedded colour profile, to bring its pixels into sRGB.
 
-    An unreadable profile, one too large, or one that does not describe the image's mode is
-    ignored (as every profile was before): the pixels decoded, the profile never reaches the
-    stored file either way, and refusing the photo would give its owner nothing to fix.
+    An unreadable profile, one too large or too costly to apply (``bastion.uploads.icc``), or
+    one that does not describe the image's mode is ignored (as every profile was before): the
+    pixels decoded, the profile never reaches the stored file either way, and refusing the
+    photo would give its owner nothing to fix.
     """
 
     def __init__(self, profile: ImageCms.ImageCmsProfile, space: str) -> None:
@@ -254,6 +257,9 @@ class _ToSRGB:
             return None
         if len(icc) > MAX_ICC_BYTES:
             _profile_ignored("too_large")
+            return None
+        if too_complex(icc):  # before littlecms allocates or computes what it declares
+            _profile_ignored("too_complex")
             return None
         try:
             profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))

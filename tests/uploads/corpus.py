@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zlib
 
@@ -340,6 +341,65 @@ def cmyk_profile(inks: dict[tuple[int, int, int, int], tuple[float, float, float
         + struct.pack(">2H", 0, 65535) * 3
     )
     return icc_profile(b"CMYK", {b"A2B0": lut}, cls=b"prtr", pcs=b"Lab ")
+
+
+def rgb_table_profile(
+    corners: dict[tuple[int, int, int], tuple[float, float, float]],
+    *, declared: tuple[int, ...] = (2, 2, 2), precision: int = 2,
+) -> bytes:
+    """A v4 RGB profile whose one table is a 2x2x2 A-to-B grid (``mAB``) to Lab: the
+    corners print as ``corners`` say (Lab), any other as sRGB would. ``declared`` and
+    ``precision`` are what its header claims of the grid, whatever follows."""
+    grid = b""
+    for rgb in itertools.product((0, 1), repeat=3):
+        lightness, a, b = corners.get(rgb) or _srgb_to_lab(tuple(255 * v for v in rgb))  # type: ignore[arg-type]
+        grid += struct.pack(
+            ">3H", round(lightness * 655.35), round((a + 128) * 257), round((b + 128) * 257)
+        )
+    identity = b"curv\x00\x00\x00\x00" + struct.pack(">I", 0)
+    clut = bytes([*declared] + [0] * (16 - len(declared))) + bytes([precision, 0, 0, 0]) + grid
+    b_curves, a_curves = 32, 32 + 3 * len(identity)
+    at = a_curves + 3 * len(identity)
+    table = (
+        b"mAB \x00\x00\x00\x00" + bytes([3, 3, 0, 0])
+        + struct.pack(">5I", b_curves, 0, 0, at, a_curves)
+        + identity * 6 + clut
+    )
+    return _v4(icc_profile(b"RGB ", {b"A2B0": table}, pcs=b"Lab "))
+
+
+def oversized_grid_profile() -> bytes:
+    """An RGB profile of 400 bytes whose lut16 declares a 255-point grid of 15 channels:
+    littlecms allocates the half gigabyte, zeroed, before finding the table is not there."""
+    identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = (
+        b"mft2\x00\x00\x00\x00" + bytes([3, 15, 255, 0]) + identity
+        + struct.pack(">HH", 2, 2) + struct.pack(">2H", 0, 65535) * 3
+    )
+    return icc_profile(b"RGB ", {b"A2B0": lut})
+
+
+def shared_curves_profile(stages: int = 100, segments: int = 1000) -> bytes:
+    """A v4 RGB profile whose float pipeline (``mpet``, D2B0) has ``stages`` stages that all
+    point at one set of three curves of ``segments`` segments: littlecms tabulates the set
+    again for each stage, scanning every segment for each of 4096 points (at the defaults,
+    40 s of CPU for a 33 KB profile that a PNG carries in 450 bytes)."""
+    segment = b"parf\x00\x00\x00\x00" + struct.pack(">HH4f", 0, 0, 2.2, 1.0, 0.0, 0.0)
+    # Every breakpoint at 1.0: a value in [0, 1] is looked for from the last segment down.
+    curve = (
+        b"curf\x00\x00\x00\x00" + struct.pack(">HH", segments, 0)
+        + struct.pack(f">{segments - 1}f", *[1.0] * (segments - 1)) + segment * segments
+    )
+    curves = b"cvst\x00\x00\x00\x00" + struct.pack(">HH", 3, 3)
+    curves += struct.pack(">II", len(curves) + 24, len(curve)) * 3 + curve
+    head = b"mpet\x00\x00\x00\x00" + struct.pack(">HHI", 3, 3, stages)
+    pipeline = head + struct.pack(">II", len(head) + 8 * stages, len(curves)) * stages + curves
+    return _v4(icc_profile(b"RGB ", {b"D2B0": pipeline}))
+
+
+def _v4(profile: bytes) -> bytes:
+    """``profile`` marked as ICC version 4, the version that has these tag types."""
+    return profile[:8] + struct.pack(">I", 0x04300000) + profile[12:]
 
 
 def _srgb_to_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:

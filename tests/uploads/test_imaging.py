@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image, ImageSequence
 
-from bastion.uploads import imaging
+from bastion.uploads import icc, imaging
 from tests.uploads import corpus
 
 # As in production (see bastion.uploads.imaging), Pillow's bomb warning is an error. Pillow
@@ -448,6 +448,53 @@ def test_an_unusable_or_oversized_profile_is_ignored_as_before(
         clean = imaging.process(data, kind=kind)
     assert _near(_centre(clean.data), SATURATED_P3, 4)
     assert [r.message for r in caplog.records] == ["image colour profile ignored"]
+
+
+def test_a_v4_profile_is_converted_through_its_table() -> None:
+    # Its red corner prints as blue: only a conversion through the table gives blue.
+    profile = corpus.rgb_table_profile({(1, 0, 0): corpus._srgb_to_lab((0, 0, 255))})
+    data = corpus.with_profile("PNG", (255, 0, 0), profile)
+    red, green, blue = _centre(imaging.process(data, kind="article").data)
+    # Not exact: v4 perceptual rendering and 8-bit Lab corners move it by up to 35.
+    assert blue > 240 and red < 60 and green < 60, (red, green, blue)
+
+
+# Profiles whose cost littlecms takes from their headers: a grid it allocates before reading
+# it (half a gigabyte for a 400-byte profile), a float pipeline whose stages share one set of
+# long segmented curves (40 s of CPU for a 450-byte PNG).
+COSTLY_PROFILES = [
+    ("grid-larger-than-its-bytes", corpus.oversized_grid_profile()),
+    ("stages-sharing-long-curves", corpus.shared_curves_profile()),
+]
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+@pytest.mark.parametrize(
+    "profile", [p for _, p in COSTLY_PROFILES], ids=[c for c, _ in COSTLY_PROFILES]
+)
+def test_a_profile_declaring_more_than_its_bytes_hold_is_ignored_unread(
+    profile: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = corpus.with_profile("PNG", SATURATED_P3, profile)
+    assert len(data) < 1000  # what a client sends; the profile is compressed in the PNG
+    with caplog.at_level("INFO", logger="bastion.uploads"):
+        clean = imaging.process(data, kind="article")
+    assert _centre(clean.data) == SATURATED_P3
+    assert [getattr(r, "reason", None) for r in caplog.records] == ["too_complex"]
+
+
+@pytest.mark.asvs("V5.2.1")
+@pytest.mark.parametrize(
+    ("declared", "precision", "ignored"),
+    [((2, 2, 2), 2, False), ((2, 2, 2), 1, False), ((3, 2, 2), 2, True), ((2, 2, 2), 0, True)],
+    ids=["as-held", "8-bit-of-it", "one-point-more", "precision-0"],
+)
+def test_a_grid_is_read_only_when_its_tag_holds_every_byte_it_declares(
+    declared: tuple[int, ...], precision: int, ignored: bool
+) -> None:
+    # littlecms allocates the 16-bit grid before it checks the precision byte.
+    profile = corpus.rgb_table_profile({}, declared=declared, precision=precision)
+    assert icc.too_complex(profile) is ignored
 
 
 def test_every_frame_of_an_animation_is_converted_through_its_profile() -> None:
