@@ -200,15 +200,17 @@ def revoke_presented(secret: str) -> int | None:
     record = _find(secret)
     if record is None or not is_active(record):
         return None
-    _end(record)
-    return record.user_id
+    # Read before the write: after a rollback the record reloads, and a deleted row raises.
+    owner_id = record.user_id
+    return owner_id if _end(record) else None
 
 
-def _end(record: ApiToken) -> None:
-    """Revoke ``record`` (once) and audit it as its owner's act.
+def _end(record: ApiToken) -> bool:
+    """Revoke ``record`` (once) and audit it as its owner's act; whether this call did.
 
     Compare-and-set: of two revocations at once (a double click, a retried call) that both
     read the token as live, only the first writes its time and its "token.revoked" event.
+    A token deleted meanwhile (with its owner's account) is no row to write: False too.
     """
     token_id, owner_id = record.id, record.user_id
     ended = affected_rows(db.session.execute(
@@ -218,10 +220,11 @@ def _end(record: ApiToken) -> None:
     ))
     if not ended:
         db.session.rollback()
-        return
+        return False
     audit.record("token.revoked", actor_id=owner_id, target_user_id=owner_id,
                  details={"token_id": token_id}, commit=False)
     db.session.commit()
+    return True
 
 
 def revoke_all_for(user_id: int, *, commit: bool = True) -> int:

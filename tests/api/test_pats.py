@@ -509,3 +509,37 @@ def test_a_token_whose_owner_is_deleted_while_it_is_checked_gets_a_401_not_a_500
     assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="bastion"')
     db.session.expire_all()
     assert db.session.get(User, owner_id) is None
+
+
+@pytest.mark.asvs("V7.4.1", "V16.5.1")
+def test_a_token_revoked_while_its_owner_is_deleted_gets_the_same_204_not_a_500(
+    api: Api, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 7009's revocation by a holder of the token: the account (and its tokens with it)
+    was deleted between the token's lookup and the revocation's write. The conditional
+    write then found no row, and reading the owner's id from the rolled-back record raised
+    (a 500, not the 204 every other presented token gets)."""
+    from bastion.api import pats
+    from bastion.models import AuditEvent
+    from tests.support.races import delete_user_elsewhere
+
+    owner = UserFactory(role_name="editor")
+    owner_id, pat = owner.id, api.pat_for(owner, ["articles:read"])
+    real = pats.is_active
+    deleted: list[int] = []
+
+    def deleted_once_read_as_active(record: ApiToken) -> bool:
+        active = real(record)
+        if not deleted:
+            deleted.append(record.user_id)
+            delete_user_elsewhere(app, record.user_id)
+        return active
+
+    monkeypatch.setattr(pats, "is_active", deleted_once_read_as_active)
+    resp = api.call("POST", "/auth/revoke", json={"token": pat})
+
+    assert deleted == [owner_id]
+    assert resp.status_code == 204, resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, owner_id) is None
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.event == "token.revoked")) is None
