@@ -7,14 +7,16 @@ network is needed. Each request is made once and shared by every check that read
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, got_request_exception
+from flask import Flask, got_request_exception, request
+from werkzeug.exceptions import InternalServerError
 
 if TYPE_CHECKING:
-    from werkzeug.test import TestResponse
+    from werkzeug.wrappers import Response
 
     from flask_deploy_check.deps import AuditOutcome, DepsOptions
 
@@ -49,7 +51,16 @@ def probe_host(app: Flask) -> str:
     return "localhost"
 
 
-def _read_bounded(response: TestResponse, limit: int = MAX_BODY_BYTES) -> None:
+class ViewProbeError(Exception):
+    """Raised in a request context to see the page the app shows when a view fails."""
+
+
+def reflection_marker(token: str) -> str:
+    """Markup put in the 404 probe's path: found verbatim, the page reflects it unescaped."""
+    return f"<x{token}>"
+
+
+def _read_bounded(response: Response, limit: int = MAX_BODY_BYTES) -> None:
     """Keep at most ``limit`` bytes of the body, then close the app's iterator."""
     chunks: list[bytes] = []
     size = 0
@@ -81,10 +92,13 @@ class Probe:
     path: str
     scheme: str = "https"
     headers: tuple[tuple[str, str], ...] = ()
+    failing_view: bool = False
+    """Not sent: the app's error handling is run for an exception raised in its view."""
 
     def describe(self, host: str) -> str:
         """``GET https://host/`` for messages."""
-        return f"{self.method} {self.scheme}://{host}{self.path}"
+        line = f"{self.method} {self.scheme}://{host}{self.path}"
+        return f"{line} with a failing view" if self.failing_view else line
 
 
 @dataclass
@@ -92,7 +106,7 @@ class ProbeResult:
     """The answer to a probe, plus any exception the app raised while producing it."""
 
     probe: Probe
-    response: TestResponse | None = None
+    response: Response | None = None
     error: str | None = None
     app_exception: str | None = None
 
@@ -107,6 +121,8 @@ class CheckContext:
     results: dict[str, ProbeResult] = field(default_factory=dict)
     _audit: AuditOutcome | None = None
     _probes: dict[str, Probe | None] | None = None
+    token: str = field(default_factory=lambda: secrets.token_hex(6))
+    """Random per run: the 404 path, the reflection marker and the probe exception use it."""
 
     @property
     def host(self) -> str:
@@ -119,28 +135,34 @@ class CheckContext:
         Built once per run so that the random 404 path stays the same.
         """
         if self._probes is None:
-            token = secrets.token_hex(6)
+            token = self.token
             self._probes = {
                 "home": Probe("GET", "/", headers=(("Origin", PROBE_ORIGIN),)),
                 # Sandboxed iframes, data: URLs and some redirects send "Origin: null":
                 # any page can make one, so an allowlist that names it trusts everyone.
                 "home_null_origin": Probe("GET", "/", headers=(("Origin", "null"),)),
                 "http_home": Probe("GET", "/", scheme="http"),
-                "not_found": Probe("GET", f"/security-check-probe-{token}/missing"),
+                "not_found": Probe(
+                    "GET", f"/security-check-probe-{token}/missing{reflection_marker(token)}"
+                ),
                 "bad_method": self._bad_method_probe(),
+                "server_error": Probe("GET", "/", failing_view=True),
             }
         return self._probes
 
-    def response(self, name: str) -> TestResponse:
+    def response(self, name: str) -> Response:
         """The answer to probe ``name``; raises :class:`LiveRequestError` if it failed."""
         result = self.result(name)
         if result is None or result.response is None:
             raise LiveRequestError(name, (result.error if result else None) or "not applicable")
         return result.response
 
-    def optional_response(self, name: str) -> TestResponse | None:
-        """Like :meth:`response`, but ``None`` for probes that do not apply to this app."""
-        if self.probes().get(name) is None:
+    def optional_response(self, name: str) -> Response | None:
+        """Like :meth:`response`, but ``None`` for probes that do not apply to this app
+        (no argument-less route to send a 405 probe to; exceptions that propagate to the
+        server, whose own page the app does not control)."""
+        result = self.result(name)
+        if result is None or (result.response is None and result.error is None):
             return None
         return self.response(name)
 
@@ -183,16 +205,21 @@ class CheckContext:
         logger.disabled = True  # Flask would log the traceback of a failing view
         got_request_exception.connect(on_exception, self.app, weak=False)
         try:
-            client = self.app.test_client(use_cookies=False)
-            response = client.open(
-                probe.path,
-                method=probe.method,
-                base_url=f"{probe.scheme}://{self.host}",
-                headers=list(probe.headers),
-                follow_redirects=False,
-                buffered=False,
-            )
-            _read_bounded(response)
+            response: Response | None
+            if probe.failing_view:
+                response = self._failing_view_page(probe)
+            else:
+                client = self.app.test_client(use_cookies=False)
+                response = client.open(
+                    probe.path,
+                    method=probe.method,
+                    base_url=f"{probe.scheme}://{self.host}",
+                    headers=list(probe.headers),
+                    follow_redirects=False,
+                    buffered=False,
+                )
+            if response is not None:
+                _read_bounded(response)
         except Exception as exc:
             reason = f"{probe.describe(self.host)} raised {describe_exception(exc)}"
             return ProbeResult(probe, error=reason)
@@ -202,3 +229,40 @@ class CheckContext:
         return ProbeResult(
             probe, response=response, app_exception=captured[0] if captured else None
         )
+
+    def _failing_view_page(self, probe: Probe) -> Response | None:
+        """The page the app answers when a view raises, as ``Flask.wsgi_app`` builds it.
+
+        No view is called and the app is not changed: an exception is raised inside a
+        request context and handed to the app's own handlers (``errorhandler(Exception)``,
+        then the 500 handler), whose answer goes through its after_request hooks. It is
+        not sent through ``handle_exception``, which would log it and signal it (Sentry)
+        as a real failure. ``None`` when PROPAGATE_EXCEPTIONS lets it reach the server;
+        debug and testing mode (reported on their own) do not count, since the handlers are
+        what answers once they are off.
+        """
+        app = self.app
+        base_url = f"{probe.scheme}://{self.host}"
+        with app.test_request_context(probe.path, base_url=base_url):
+            with contextlib.suppress(Exception):
+                app.preprocess_request()  # what handlers may read, e.g. g set by a hook
+            try:
+                raise ViewProbeError(f"security-check-probe-{self.token}")
+            except ViewProbeError as exc:  # handled here, so handlers see sys.exc_info()
+                response = self._handle_failure(exc)
+            if response is not None:
+                _read_bounded(response)  # inside the request, as a server would stream it
+            return response
+
+    def _handle_failure(self, exc: ViewProbeError) -> Response | None:
+        """What ``Flask.handle_user_exception`` and ``handle_exception`` would answer."""
+        app = self.app
+        try:
+            answer = app.handle_user_exception(exc)
+        except ViewProbeError:
+            if app.config.get("PROPAGATE_EXCEPTIONS"):
+                return None  # set on purpose: the server's own page is shown
+            error = InternalServerError(original_exception=exc)
+            handler = app._find_error_handler(error, request.blueprints)
+            answer = app.ensure_sync(handler)(error) if handler else error
+        return app.finalize_request(answer, from_error_handler=True)

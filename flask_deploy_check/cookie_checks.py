@@ -8,7 +8,7 @@ from typing import Any
 from flask_deploy_check import headers as h
 from flask_deploy_check.context import CheckContext
 from flask_deploy_check.registry import CheckResult, check
-from flask_deploy_check.wsgi import has_flask_login
+from flask_deploy_check.wsgi import has_flask_login, talisman_instances
 
 MAX_SESSION_LIFETIME = timedelta(hours=12)
 MAX_REMEMBER_DURATION = timedelta(days=30)
@@ -64,10 +64,17 @@ def _host_prefix_problem(name: str, domain: Any, path: Any) -> str | None:
     django="security.W010-W012",
 )
 def session_cookie_secure(ctx: CheckContext) -> CheckResult:
-    """The session cookie is the user's identity; it must never travel in clear."""
-    if not ctx.app.config.get("SESSION_COOKIE_SECURE"):
-        return "SESSION_COOKIE_SECURE is not True."
-    return None
+    """The session cookie is the user's identity; it must never travel in clear.
+
+    Flask-Talisman (session_cookie_secure=True, its default) switches the setting on at
+    the first request unless debug is on, so a fresh app still shows it off.
+    """
+    if ctx.app.config.get("SESSION_COOKIE_SECURE"):
+        return None
+    talisman = talisman_instances(ctx.app)
+    if not ctx.app.debug and any(getattr(t, "session_cookie_secure", False) for t in talisman):
+        return None
+    return "SESSION_COOKIE_SECURE is not True."
 
 
 @check(

@@ -23,9 +23,17 @@ $ flask --app yourapp security check --deploy --format json --deps --fail-level 
 
 It inspects the configuration, sends real requests through `app.test_client()` (no server,
 no network: `/` from an untrusted origin and from `Origin: null`, `http://…/`, a surely-missing
-URL and a 405 probe with an unused method) and
-reads the headers, cookies and error pages the app really sends. With `--deps` it audits the
-installed distributions for known vulnerabilities through pip-audit.
+URL whose path ends in a little markup, and a 405 probe with an unused method) and
+reads the headers, cookies and error pages the app really sends. The page shown when a view
+fails is read too, without calling any view: an exception is raised in a request context and
+handed to the app's own error handlers (`errorhandler(Exception)`, then the 500 handler) and
+after_request hooks; it is not logged or signalled, so error trackers see nothing. With
+`--deps` it audits the installed distributions for known vulnerabilities through pip-audit.
+
+It reads settings and answers, not source code: what a view does with its input (a
+`send_file` of a user-supplied path, SQL built from strings, a view that returns a
+traceback itself) is for a static analyser such as Bandit or Semgrep, and the views behind
+a login are only seen through the error handlers and hooks they share.
 
 Options:
 
@@ -70,10 +78,13 @@ the check reports BST-W504 "could not check dependencies" (a warning, never "no
 vulnerabilities"). Point `--vuln-db` at an OSV export to audit offline.
 
 **Compared with Django**: every current `check --deploy` security check (W001-W025)
-has a counterpart, listed in the Django column; W007 (X-XSS-Protection) is obsolete
-and has none. The Flask-specific checks cover what Django does not have to: the Werkzeug
-debugger, Flask-Login and Flask-Limiter settings, ProxyFix, Jinja autoescaping, and the
-headers and error pages the app really sends.
+has a counterpart, listed in the Django column; W007 (X-XSS-Protection, which browsers
+dropped) and W017 (CSRF_COOKIE_HTTPONLY, no practical benefit) are no longer in Django and
+have none. Flask-WTF keeps the CSRF token in the session, so W016 (CSRF cookie Secure) is
+BST-E101 for the session cookie plus BST-W111 for any other cookie. The Flask-specific
+checks cover what Django does not have to: the Werkzeug debugger, Flask-Login and
+Flask-Limiter settings, ProxyFix, Jinja autoescaping, and the headers and error pages the
+app really sends.
 
 **Ids are stable**: the letter gives the severity (E error, W warning, I info), the number
 never changes meaning and is never reused.

@@ -22,6 +22,7 @@ KNOWN_REFERRER = frozenset(
         "unsafe-url",
     }
 )
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 SAFE_COOP = frozenset({"same-origin", "same-origin-allow-popups", "noopener-allow-popups"})
 # Bodies of error pages that show internals (tracebacks, debugger, framework names).
 LEAK_MARKERS = (

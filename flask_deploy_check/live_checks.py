@@ -6,14 +6,19 @@ missing blueprint says another; the response is the ground truth.
 
 from __future__ import annotations
 
-from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
 from flask_deploy_check import headers as h
-from flask_deploy_check.context import PROBE_ORIGIN, CheckContext
+from flask_deploy_check.context import (
+    PROBE_ORIGIN,
+    CheckContext,
+    LiveRequestError,
+    reflection_marker,
+)
 from flask_deploy_check.registry import CheckResult, check
 
 
-def _csp_policies(response: TestResponse) -> list[h.Csp]:
+def _csp_policies(response: Response) -> list[h.Csp]:
     return h.parse_csp_headers(response.headers.getlist("Content-Security-Policy"))
 
 
@@ -267,25 +272,42 @@ def server_banner(ctx: CheckContext) -> CheckResult:
 @check(
     "BST-E213",
     title="Error pages leak internals",
-    why="Stack traces, debugger pages and framework names in error pages reveal code, "
-    "paths, queries and versions, and the debugger can execute code.",
-    fix="Register error handlers that render a generic page, and keep debug off.",
+    why="Stack traces, debugger pages, exception messages and framework names in error "
+    "pages reveal code, paths, queries and versions, and the debugger can execute code.",
+    fix="Register error handlers that render a generic page (for 500 without the "
+    "exception or traceback.format_exc()), and keep debug off.",
     asvs="V16.5.1",
     kind="live",
 )
 def error_page_leak(ctx: CheckContext) -> CheckResult:
-    """Only 404 and 405 are provoked: they are safe to trigger on any app."""
+    """404 and 405 are provoked with requests; the 500 page is the app's own answer to an
+    exception raised in a request context, so no view is run."""
     pages = [("404 page", ctx.response("not_found"))]
     bad_method = ctx.optional_response("bad_method")
     if bad_method is not None:
         pages.append(("405 page", bad_method))
-    leaks = []
-    for label, response in pages:
-        body = response.get_data()[:200_000].decode("utf-8", errors="replace")
-        marker = h.leak_marker(body)
-        if marker:
-            leaks.append(f"the {label} (status {response.status_code}) contains {marker!r}")
-    return "; ".join(leaks) + "." if leaks else None
+    leaks = [_leak("the " + label, response) for label, response in pages]
+    try:
+        server_error = ctx.optional_response("server_error")
+    except LiveRequestError:
+        if not any(leaks):
+            raise  # the 500 page could not be rendered: this check did not run in full
+        server_error = None
+    if server_error is not None:
+        leaks.append(_leak("the page shown when a view raises", server_error, ctx.token))
+    found = [leak for leak in leaks if leak]
+    return "; ".join(found) + "." if found else None
+
+
+def _leak(label: str, response: Response, token: str | None = None) -> str | None:
+    """What in an error page shows internals; ``token`` is in the probe exception's message."""
+    body = response.get_data()[:200_000].decode("utf-8", errors="replace")
+    marker = h.leak_marker(body)
+    if marker:
+        return f"{label} (status {response.status_code}) contains {marker!r}"
+    if token and token in body:
+        return f"{label} (status {response.status_code}) shows the exception's message"
+    return None
 
 
 @check(
@@ -314,3 +336,51 @@ def cors_reflection(ctx: CheckContext) -> CheckResult:
         extra = " with Access-Control-Allow-Credentials: true" if credentials else ""
         found.append(f"GET / allowed the untrusted Origin {origin}{extra}.")
     return found
+
+
+@check(
+    "BST-W215",
+    title="CORS lets every site read responses",
+    why="Access-Control-Allow-Origin: * lets any website read the response; that is only "
+    "safe for public data. With Access-Control-Allow-Credentials browsers refuse the "
+    "answer, and the usual next step, reflecting the Origin, hands out the users' data.",
+    fix="Send * only on public, non-sensitive endpoints (then silence this check); "
+    "elsewhere allow an explicit list of origins (flask-cors origins=[...]).",
+    asvs="V3.4.2",
+    kind="live",
+)
+def cors_wildcard(ctx: CheckContext) -> CheckResult:
+    """ASVS allows the wildcard on non-sensitive responses only, which a tool cannot judge."""
+    headers = ctx.response("home").headers
+    allowed = headers.getlist("Access-Control-Allow-Origin")
+    if len(allowed) != 1 or allowed[0].strip(" \t") != "*":
+        return None
+    credentials = headers.get("Access-Control-Allow-Credentials", "").strip().lower() == "true"
+    extra = " with Access-Control-Allow-Credentials: true" if credentials else ""
+    return f"GET / sent Access-Control-Allow-Origin: *{extra}."
+
+
+@check(
+    "BST-E216",
+    title="An error page writes the URL into HTML unescaped",
+    why="A page that copies the requested path into HTML without escaping runs any script "
+    "an attacker puts in a link (reflected XSS); 404 pages are the classic place.",
+    fix="Render the path through a template ({{ request.path }} is escaped) or "
+    "markupsafe.escape(), never an f-string into HTML; or leave it out of the page.",
+    asvs="V1.2.1",
+    kind="live",
+)
+def error_page_reflection(ctx: CheckContext) -> CheckResult:
+    """The 404 probe's path ends in markup unique to this run; seeing it verbatim in an
+    HTML answer means the path went into the page unescaped."""
+    response = ctx.response("not_found")
+    if response.mimetype not in h.HTML_TYPES:
+        return None
+    marker = reflection_marker(ctx.token)
+    body = response.get_data()[:200_000].decode("utf-8", errors="replace")
+    if marker not in body:
+        return None
+    return (
+        f"The 404 page (status {response.status_code}) contains {marker!r}, markup taken "
+        "verbatim from the requested path."
+    )

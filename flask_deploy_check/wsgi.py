@@ -58,6 +58,20 @@ def extension_instances(app: Flask, key: str) -> list[Any]:
     return [value]
 
 
+def talisman_instances(app: Flask) -> list[Any]:
+    """Flask-Talisman objects serving ``app``, found through their bound request hooks
+    (Talisman keeps no ``app.extensions`` entry)."""
+    found: list[Any] = []
+    for hooks in app.before_request_funcs.values():
+        for hook in hooks:
+            owner = getattr(hook, "__self__", None)
+            kind = type(owner)
+            talisman = kind.__name__ == "Talisman" and kind.__module__.startswith("flask_talisman")
+            if talisman and all(owner is not other for other in found):
+                found.append(owner)
+    return found
+
+
 def has_flask_login(app: Flask) -> bool:
     """Flask-Login attaches ``app.login_manager`` rather than using ``app.extensions``."""
     return getattr(app, "login_manager", None) is not None

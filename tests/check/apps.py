@@ -162,6 +162,32 @@ def _reflect_origin(app: Flask) -> None:
         return response
 
 
+def _wildcard_cors(app: Flask) -> None:
+    """What a hand-written "allow everything" hook looks like."""
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        return response
+
+
+def _path_in_404(app: Flask) -> None:
+    """The classic reflected XSS: the requested path formatted into the 404 page."""
+
+    @app.errorhandler(404)
+    def not_found(error: Exception) -> tuple[str, int]:
+        return f"<h1>Page {request.path} not found</h1>", 404
+
+
+def _traceback_500(app: Flask) -> None:
+    """A 500 handler that shows the developer what went wrong, and everyone else too."""
+
+    @app.errorhandler(500)
+    def server_error(error: Exception) -> tuple[str, int]:
+        return f"<pre>{traceback.format_exc()}</pre>", 500
+
+
 def _trace_route(app: Flask) -> None:
     @app.route("/echo", methods=["GET", "TRACE"])
     def echo() -> str:
@@ -233,6 +259,8 @@ UNSAFE: dict[str, Variant] = {
     "BST-W212": Variant(tweak=_server_banner),
     "BST-E213": Variant(tweak=_traceback_404),
     "BST-E214": Variant(tweak=_reflect_origin),
+    "BST-W215": Variant(tweak=_wildcard_cors),
+    "BST-E216": Variant(tweak=_path_in_404),
     "BST-E301": Variant(csrf=False),
     "BST-W302": Variant(config={"MAX_CONTENT_LENGTH": None}),
     "BST-I303": Variant(config={"MAX_FORM_MEMORY_SIZE": 500_000, "MAX_FORM_PARTS": 1_000}),
