@@ -110,7 +110,9 @@ def _validate_ids(
 )
 @click.option(
     "--vuln-db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Must exist: a mistyped path in CI would otherwise end as a mere warning (W504), and
+    # the dependency audit would pass without having read a single advisory.
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     envvar="FLASK_SECURITY_VULN_DB",
     help="Local OSV JSON file to use instead of the online vulnerability service.",
 )

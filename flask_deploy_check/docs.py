@@ -44,7 +44,8 @@ Options:
   (default `error`).
 - `--deps`: audit the installed distributions with pip-audit.
 - `--vuln-db PATH`: a local OSV JSON file (`{"vulns": [...]}` or a list) instead of the
-  online service; environment variable `FLASK_SECURITY_VULN_DB`.
+  online service; environment variable `FLASK_SECURITY_VULN_DB`. A path that does not
+  exist is a usage error (exit 2), not a skipped audit.
 - `--vuln-url URL`: the OSV query endpoint of a mirror; `FLASK_SECURITY_VULN_URL`.
 - `--deps-timeout SECONDS`: how long to wait for the vulnerability service (default 15).
 - `--ignore ID`: silence a check (repeatable).

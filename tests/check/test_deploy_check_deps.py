@@ -78,6 +78,23 @@ def test_cli_reports_vulnerability_from_env_var(
     assert document["summary"]["deps"] is True
 
 
+@pytest.mark.parametrize("source", ["option", "env"])
+def test_a_missing_database_file_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    # A mistyped path in CI was a W504 warning and exit 0: the audit "passed" unread.
+    missing = tmp_path / "osv-typo.json"
+    args = ["security", "check", "--deps", "--format", "json"]
+    if source == "env":
+        monkeypatch.setenv("FLASK_SECURITY_VULN_DB", str(missing))
+    else:
+        args += ["--vuln-db", str(missing)]
+    result = apps.safe_app().test_cli_runner().invoke(args=args)
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output
+    assert "osv-typo.json" in result.output
+
+
 def test_unreachable_service_is_never_a_clean_result() -> None:
     started = time.monotonic()
     outcome = audit_installed(DepsOptions(vuln_url=closed_port_url(), timeout=2))
