@@ -55,6 +55,14 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than the proxy's idle upstream timeout (4 s), so the proxy always closes first
 # and never sends a request on a connection gunicorn is closing.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+# How long a thread waits for a client: for the whole request head, then for each read of
+# the body and each write of the answer. nginx sends and reads at once (it buffers both
+# ways); the limit is for what reaches this port directly, so that clients stalling on
+# purpose cannot hold every thread. Not a gunicorn setting: post_worker_init hands it to
+# the worker (bastion/gunicorn_worker.py).
+_CLIENT_TIMEOUT = _env_int("GUNICORN_CLIENT_TIMEOUT", 10)
+if _CLIENT_TIMEOUT < 1:
+    raise ValueError("GUNICORN_CLIENT_TIMEOUT must be at least 1 (seconds)")
 
 # Recycle workers now and then so that a slow leak can never take a pod down. Not too
 # often: a new worker costs about a second of CPU (imports, create_app) that the other
@@ -143,7 +151,8 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Keep what the app built at start-up out of the garbage collector's sight.
+    """Keep what the app built at start-up out of the garbage collector's sight, and give the
+    worker its client timeout.
 
     A full collection walks every tracked object: after create_app() that is about 130k
     objects and 70 ms during which the worker's threads stand still, which shows as the
@@ -154,6 +163,7 @@ def post_worker_init(worker: Any) -> None:
 
     gc.collect()
     gc.freeze()
+    worker.client_timeout = _CLIENT_TIMEOUT
 
 
 def pre_request(worker: Any, req: Any) -> None:

@@ -28,11 +28,27 @@ Stock gthread gives up after 64 KiB and closes the connection it has just answer
 "Connection: keep-alive": nginx, which reuses its upstream connections, then sends another
 client's request on a connection that is closing and answers that client with 502 (and
 the sender of a large body too, its upload cut off mid-write).
+
+And it bounds how long a client can hold a thread. Stock gthread hands a connection to a
+thread at its first bytes and then reads and writes with no timeout: a client that sent
+half a request head, or less body than it announced, kept a thread for as long as it
+pleased, and as many such clients as threads stopped the worker (nginx buffers in front,
+but the health check and the internal TLS port reach gunicorn directly). A thread now
+gets its request head within ``client_timeout`` in total, a deadline rather than a time
+per read, so trickling a byte every few seconds does not stretch it. Past it the main
+loop shuts the socket down under the thread, which sees the end of the connection
+(nothing but a debug line is logged), and this also covers a stalled TLS handshake.
+Once the head is in, each read of the body and each write of the response has
+``client_timeout`` too (a socket timeout; the body and response may be large, so there
+is no total), after which the connection is closed.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
@@ -42,6 +58,10 @@ ACCEPT_GRACE = 0.01  # seconds a busy worker leaves a new connection to its sibl
 # (client_max_body_size 12m in deploy/nginx/bastion.conf), so what the proxy sends is
 # always read. The time is bounded as in gunicorn (DEFAULT_WORKER_DATA_TIMEOUT, 5 s).
 DRAIN_MAX_BYTES = 16 * 1024 * 1024
+# Seconds a client has for its request head, and for each read or write after it. Set from
+# GUNICORN_CLIENT_TIMEOUT by gunicorn.conf.py (post_worker_init); this is its default. More
+# than gunicorn's 5 s wait for a new connection's first bytes, which frees the thread itself.
+CLIENT_TIMEOUT = 10
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -50,6 +70,11 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._paused_until: float | None = None  # not watching the socket until then
+        self.client_timeout: float = CLIENT_TIMEOUT
+        # Connections a thread holds while it waits for their request head, with the time
+        # the head is due by. Threads add and remove them; the main loop ends the late ones.
+        self._heads_due: dict[Any, float] = {}
+        self._heads_lock = threading.Lock()
 
     def _has_free_thread(self) -> bool:
         resting = len(self.keepalived_conns) + len(self.pending_conns)
@@ -76,6 +101,51 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
                     self._take_queued()
                     self.set_accept_enabled(self.nr_conns < self.worker_connections)
         super().wait_for_and_dispatch_events(timeout)
+        self._end_late_heads()  # the loop turns at least once a second
+
+    def handle(self, conn: Any) -> Any:
+        """Serve the connection's next request; its head is due within ``client_timeout``."""
+        with self._heads_lock:
+            self._heads_due[conn] = time.monotonic() + self.client_timeout
+        try:
+            return super().handle(conn)
+        finally:
+            with self._heads_lock:
+                self._heads_due.pop(conn, None)
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        """Run the app for a request whose head is in; every later read or write is bounded.
+
+        A write that times out is a client that stopped reading: the connection closes
+        with a debug line, where gunicorn logged an OSError without an errno as a socket
+        error with its traceback. (A body read that times out inside the app is an
+        ``OSError`` that Werkzeug answers as a disconnected client, 400.)
+        """
+        with self._heads_lock:
+            if self._heads_due.pop(conn, None) is None:  # ended as late meanwhile
+                raise StopIteration("request head not received in time")
+        conn.sock.settimeout(self.client_timeout)
+        try:
+            return bool(super().handle_request(req, conn))
+        except TimeoutError as exc:
+            raise StopIteration(f"client timed out: {exc}") from None
+
+    def _end_late_heads(self) -> None:
+        """Shut down the sockets whose request head is overdue, waking their threads.
+
+        Only shut down, never closed here: the thread still owns the socket and closes it.
+        The plain socket's shutdown is called even on a TLS one, whose own would also drop
+        its TLS state under the thread. A socket being wrapped in TLS refuses (it has no
+        file descriptor for that instant) and is tried again at the next turn of the loop.
+        HTTP/2 (off in gunicorn.conf.py) has no single head and keeps gunicorn's timeouts.
+        """
+        now = time.monotonic()
+        with self._heads_lock:
+            late = [c for c, due in self._heads_due.items() if due <= now and not c.is_http2]
+            for conn in late:
+                with suppress(OSError):
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+                    del self._heads_due[conn]
 
     def _take_queued(self) -> None:
         """Up to one connection per thread of those that waited out the grace period."""

@@ -21,6 +21,8 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from bastion.http_preconditions import drop_unusable_conditions
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 VERSION_ARG = "v"
 
@@ -85,5 +87,10 @@ def init_static_assets(app: Flask) -> None:
             response.headers["Cache-Control"] = IMMUTABLE
         return response
 
+    def answerable_conditions() -> None:
+        if request.endpoint == "static":
+            drop_unusable_conditions(request.environ)
+
     app.url_defaults(add_version)
+    app.before_request(answerable_conditions)
     app.after_request(cache_versioned)

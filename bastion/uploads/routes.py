@@ -24,6 +24,7 @@ from bastion.auth.forms import EmptyForm
 from bastion.content.services import get_article
 from bastion.errors import handle_http_exception
 from bastion.extensions import limiter, talisman
+from bastion.http_preconditions import drop_unusable_conditions
 from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit, authz
@@ -243,6 +244,7 @@ def serve_upload(upload_id: str) -> ResponseReturnValue:
         if size not in VARIANT_SIZES or upload.kind != "avatar":
             return _absent()
         name = storage.variant_name(name, VARIANT_SIZES[size])
+    drop_unusable_conditions(request.environ)
     try:
         resp = send_file(
             storage.path_for(name),

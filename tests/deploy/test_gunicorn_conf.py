@@ -26,6 +26,7 @@ ENV_NAMES = (
     "GUNICORN_TIMEOUT",
     "GUNICORN_GRACEFUL_TIMEOUT",
     "GUNICORN_KEEPALIVE",
+    "GUNICORN_CLIENT_TIMEOUT",
     "GUNICORN_MAX_REQUESTS",
     "GUNICORN_MAX_REQUESTS_JITTER",
     "GUNICORN_LIMIT_REQUEST_LINE",
@@ -116,6 +117,10 @@ def test_bad_numbers_refuse_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GUNICORN_WORKERS", "four")
     with pytest.raises(SystemExit):
         _ConfigOnly()
+    monkeypatch.delenv("GUNICORN_WORKERS")
+    monkeypatch.setenv("GUNICORN_CLIENT_TIMEOUT", "0")  # would make the sockets non-blocking
+    with pytest.raises(SystemExit):
+        _ConfigOnly()
 
 
 def test_prometheus_multiprocess_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -182,7 +187,21 @@ def test_worker_freezes_its_start_up_objects_out_of_the_collector(
     _cfg, module = load(monkeypatch)
     before = gc.get_freeze_count()
     try:
-        module["post_worker_init"](object())
+        module["post_worker_init"](SimpleNamespace())
         assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()
+
+
+def test_worker_gets_the_client_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a gunicorn setting: the hook hands it to bastion/gunicorn_worker.py."""
+    import gc
+
+    for env, expected in (({}, 10), ({"GUNICORN_CLIENT_TIMEOUT": "3"}, 3)):
+        _cfg, module = load(monkeypatch, **env)
+        worker = SimpleNamespace()
+        try:
+            module["post_worker_init"](worker)
+        finally:
+            gc.unfreeze()
+        assert worker.client_timeout == expected

@@ -1,10 +1,11 @@
 """The gunicorn worker class: a connection goes to a worker with a free thread, none is lost,
 and one left with an unread request body is still good for the next request.
 
-Real gunicorn with the project's gunicorn.conf.py, two workers of one thread each, and a
-tiny WSGI app that answers with its process id (``/hold?<s>`` first keeps its thread busy;
-``/environ`` answers with the SCRIPT_NAME and PATH_INFO it was given, ``/scheme`` with
-wsgi.url_scheme). It never reads a request body.
+Real gunicorn with the project's gunicorn.conf.py, two workers of one thread each, a client
+timeout of 1 s, and a tiny WSGI app that answers with its process id (``/hold?<s>`` first
+keeps its thread busy; ``/environ`` answers with the SCRIPT_NAME and PATH_INFO it was given,
+``/scheme`` with wsgi.url_scheme, ``/big?<n>`` with n bytes). Only ``/read`` reads the
+request body.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from pathlib import Path
 
 import pytest
 
@@ -29,18 +31,23 @@ import os, time
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/hold":
         time.sleep(float(environ["QUERY_STRING"]))
+    if environ["PATH_INFO"] == "/read":
+        environ["wsgi.input"].read()
     body = str(os.getpid()).encode()
     if environ["PATH_INFO"].endswith("/environ"):
         body = f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()
     if environ["PATH_INFO"] == "/scheme":
         body = environ["wsgi.url_scheme"].encode()
+    if environ["PATH_INFO"] == "/big":
+        body = b"x" * int(environ["QUERY_STRING"])
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 """
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """The test server's port and its log file."""
     tmp = tmp_path_factory.mktemp("worker")
     (tmp / "pidapp.py").write_text(APP, encoding="utf-8")
     port = free_port()
@@ -53,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             **{k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")},
             "GUNICORN_WORKERS": "2",
             "GUNICORN_THREADS": "1",
+            "GUNICORN_CLIENT_TIMEOUT": "1",
             "BASTION_ANNOUNCE_SETUP": "0",
         },
         stdout=log,
@@ -74,10 +82,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             time.sleep(0.1)
         assert "BalancedThreadWorker" in (tmp / "gunicorn.log").read_text()
         answer(send(port, "/"), timeout=10)
-        yield port
+        yield port, tmp / "gunicorn.log"
     finally:
         stop(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[int, Path]) -> int:
+    return served[0]
 
 
 def send(port: int, path: str) -> socket.socket:
@@ -270,3 +283,99 @@ def test_a_malformed_body_the_app_did_not_read_ends_the_connection_without_a_sec
             while chunk := sock.recv(65536):
                 received += chunk
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200"], received[:400]
+
+
+def _closed_without_an_answer(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server ends the connection within ``timeout`` having sent nothing."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _received_until_closed(sock: socket.socket) -> int:
+    """How many bytes arrive until the server closes the connection."""
+    sock.settimeout(5)
+    buffer = bytearray(1024 * 1024)
+    received = 0
+    while count := sock.recv_into(buffer):
+        received += count
+    return received
+
+
+@pytest.mark.asvs("V15.2.2")
+def test_clients_that_stall_lose_their_thread_and_connection_without_an_error_logged(
+    served: tuple[int, Path],
+) -> None:
+    """More stalled clients than threads: half a request head, a head trickled a byte at a
+    time, less body than announced (to a route that reads it), a large answer never read.
+    Stock gthread read and wrote with no timeout: each kept its thread for good and the next
+    client was never answered.
+
+    The head has a deadline in total (1 s here), so the trickle, never 1 s apart, is ended
+    too. A large answer read at once, and a kept-alive connection resting for longer than
+    the timeout between requests, are served as before.
+    """
+    port, log = served
+    logged_before = log.stat().st_size
+    big = 32 * 1024 * 1024  # far more than the socket buffers hold
+    stalled = []
+    for request in (
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ",
+        b"POST /read HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc",
+        b"GET /big?%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % big,
+    ):
+        stalled.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        stalled[-1].sendall(request)
+    head_stalled, trickled, body_stalled, never_read = stalled
+    trickling = threading.Event()
+    trickling.set()
+
+    def trickle() -> None:
+        with suppress(OSError):
+            while trickling.is_set():
+                trickled.sendall(b"a")
+                time.sleep(0.3)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    time.sleep(0.3)  # every worker's thread now waits on one of them
+    fresh = send(port, "/")
+    try:
+        assert answer(fresh, timeout=8).isdigit()
+        for sock in (head_stalled, trickled, body_stalled):
+            assert _closed_without_an_answer(sock, timeout=5)
+        time.sleep(1.5)  # the write to the client that does not read has timed out
+        assert 0 < _received_until_closed(never_read) < big
+        # gunicorn's keep-alive (5 s) still holds the answered connection open.
+        fresh.sendall(b"GET /big?%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % big)
+        head = fresh.recv(200)
+        assert head.startswith(b"HTTP/1.1 200 ") and b"\r\n\r\n" in head
+        fresh.shutdown(socket.SHUT_WR)  # so that the server closes once it has sent the rest
+        assert len(head.partition(b"\r\n\r\n")[2]) + _received_until_closed(fresh) == big
+    finally:
+        trickling.clear()
+        for sock in [*stalled, fresh]:
+            sock.close()
+    with log.open("rb") as lines:
+        lines.seek(logged_before)
+        logged = lines.read().decode()
+    assert "error" not in logged.lower(), logged
+
+
+def test_the_largest_body_nginx_passes_on_is_read_whole_within_the_client_timeout(
+    server: int,
+) -> None:
+    """The timeout bounds each read, not the body: 12 MiB (client_max_body_size) read by the
+    app takes many reads and may take longer than 1 s in all on a busy machine."""
+    body = b"x" * (12 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        sock.sendall(
+            b"POST /read HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        sock.sendall(body)
+        head, pid = _head_and_body(sock, timeout=10)
+    assert head.startswith(b"HTTP/1.1 200 ") and pid.isdigit()

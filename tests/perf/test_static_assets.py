@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,30 @@ def test_an_edited_file_gets_a_new_url_only_when_watching(tmp_path: Path, watch:
         assert after == before
     css.unlink()
     assert (digests.get("site.css") is None) is watch
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Range": "bytes=x-y"}, 200),
+        ({"Range": "items=0-5"}, 200),
+        ({"Range": "bytes=0-1,4-5"}, 200),
+        ({"Range": "bytes=0-3"}, 206),
+        ({"Range": "bytes=99999999-"}, 416),
+        ({"If-Match": "*"}, 200),
+        ({"If-Match": '"other"'}, 412),
+        ({"If-Modified-Since": format_datetime(datetime.now(UTC) + timedelta(1), usegmt=True)},
+         200),
+    ],
+)
+def test_conditions_and_ranges_that_cannot_apply_are_ignored(
+    app: Flask, client: FlaskClient, headers: dict[str, str], status: int
+) -> None:
+    """Werkzeug answered an unusable range 416, ``If-Match: *`` 412 and a date in the
+    future 304 (bastion/http_preconditions.py); ranges and tags that apply still work."""
+    resp = client.get("/static/css/bastion.css", headers=headers)
+    assert resp.status_code == status
+    if status == 200:
+        assert resp.data == (Path(app.static_folder or "") / "css/bastion.css").read_bytes()
+    since = {"If-Modified-Since": client.get("/static/css/bastion.css").headers["Last-Modified"]}
+    assert client.get("/static/css/bastion.css", headers=since).status_code == 304
