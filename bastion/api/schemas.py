@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from bastion.content.services import INVISIBLE
+from bastion.content.search import MAX_TERMS
+from bastion.content.services import INVISIBLE, QUERY_MAX
 from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX, NOT_PLAIN
 
 if TYPE_CHECKING:
@@ -247,7 +248,15 @@ class ListQuery(BaseModel):
         ),
         BeforeValidator(_query_int),
     ] = LIST_PER_PAGE
-    q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+    q: Annotated[
+        str,
+        StringConstraints(max_length=QUERY_MAX, pattern=NO_NUL),
+        Field(
+            description="Words to find in titles and bodies: each must begin a word of the "
+            "article (a one-character word must be a whole word); punctuation is never an "
+            f"operator. The first {MAX_TERMS} different words are searched."
+        ),
+    ] = ""
     mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(
         default=False, description="Only my own articles, drafts included."
     )

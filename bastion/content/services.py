@@ -203,10 +203,11 @@ def clean_query(query: str) -> str:
 
     Composed (NFC) like every stored title and body, or an "é" typed or pasted as "e" plus
     a combining accent (macOS, some keyboards) finds nothing. PostgreSQL refuses NUL
-    inside text, so it is dropped (a search for only that is no search).
+    inside text, so it is dropped (a search for only that is no search). Cut to
+    ``QUERY_MAX``, it loses the spaces the cut may leave at its end.
     """
     query = unicodedata.normalize("NFC", query or "").replace("\x00", "")
-    return query.strip()[:QUERY_MAX]
+    return query.strip()[:QUERY_MAX].rstrip()
 
 
 def list_articles(

@@ -22,7 +22,7 @@ def test_a_decomposed_accent_finds_the_article(app: Flask) -> None:
     html = client_for(app).get("/articles", query_string={"q": DECOMPOSED}).get_data(
         as_text=True
     )
-    assert "1 result for “café”" in html
+    assert "1 result for “<bdi>café</bdi>”" in html
     assert "Café culture" in html
 
 
@@ -43,3 +43,31 @@ def test_the_page_repeats_what_was_searched_without_a_nul(app: Flask, query: str
     else:  # nothing left to search for: the plain list, as for an empty box
         assert "<title>Articles · Bastion</title>" in html
         assert " result" not in html
+
+
+@pytest.mark.asvs("V2.2.1")
+def test_page_links_carry_the_query_as_searched(app: Flask) -> None:
+    """The Older/Newer links copied the address's ``q`` as typed: padding, a NUL, or
+    thousands of characters past the 200 searched, twice per page and into every page
+    after it, for the same results. Cut to its limit, the query loses the padding the cut
+    leaves at its end too."""
+    ArticleFactory.create_batch(21, title="needle")  # 20 a page
+    client = client_for(app)
+    for raw in (" needle\x00 ", "needle" + " " * 3000 + "x" * 3000):
+        html = client.get("/articles", query_string={"q": raw}).get_data(as_text=True)
+        assert "21 results for “<bdi>needle</bdi>”." in html, raw[:20]
+        assert '<a href="/articles?q=needle&amp;page=2" rel="next">' in html, raw[:20]
+
+
+@pytest.mark.asvs("V1.1.1")
+def test_the_echoed_query_cannot_reorder_the_sentence_around_it(app: Flask) -> None:
+    """A query is shown inside a sentence: right-to-left words or a bidi override in it
+    (a crafted link) reordered the count and quotes around it, as in a byline."""
+    ArticleFactory(title="שלום עולם")
+    client = client_for(app)
+    html = client.get("/articles", query_string={"q": "שלום"}).get_data(as_text=True)
+    assert "1 result for “<bdi>שלום</bdi>”." in html
+    html = client.get("/articles", query_string={"q": "\u202eexe.txt"}).get_data(as_text=True)
+    assert "No published article matches “<bdi>\u202eexe.txt</bdi>”." in html
+    html = client.get("/articles", query_string={"q": "שלום", "page": "9"}).get_data(as_text=True)
+    assert "There is no page 9 for “<bdi>שלום</bdi>”." in html

@@ -17,12 +17,23 @@ def test_a_profile_page_past_the_end_says_so_and_leads_to_the_last_one(app: Flas
     ArticleFactory.create_batch(21, author=ada)
     html = client_for(app).get("/u/ada?page=9").get_data(as_text=True)
     assert "has not published anything yet" not in html
-    assert "There is no page 9 of Ada\u2019s articles." in html
+    assert "There is no page 9 of <bdi>Ada</bdi>\u2019s articles." in html
     assert 'href="/u/ada?page=2"' in html
     single = UserFactory(username="bob", display_name="Bob", role_name="editor")
     ArticleFactory(author=single)
     html = client_for(app).get("/u/bob?page=3").get_data(as_text=True)
-    assert "There is no page 3 of Bob\u2019s articles." in html and 'href="/u/bob"' in html
+    assert "There is no page 3 of <bdi>Bob</bdi>\u2019s articles." in html
+    assert 'href="/u/bob"' in html
+
+
+@pytest.mark.asvs("V1.1.1")
+def test_a_right_to_left_name_is_isolated_in_the_sentences_about_it(app: Flask) -> None:
+    """A Hebrew or Arabic display name inside "There is no page 9 of ...'s articles" took the
+    possessive and the page number along into its own direction; bylines already isolate
+    names (``<bdi>``)."""
+    UserFactory(username="dan", display_name="דן", role_name="editor")
+    html = client_for(app).get("/u/dan").get_data(as_text=True)
+    assert "<bdi>דן</bdi> has not published anything yet." in html
 
 
 
