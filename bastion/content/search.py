@@ -10,16 +10,40 @@ query (``through_index``). Each word of the query must start a word of the artic
 word. The query is split into words by the parser and dictionary that index the article
 (``query_words``), so both sides agree on what a word is and on its lower case; the words
 reach the query as quoted lexemes, and nothing the visitor types acts as an operator.
-SQLite (development and tests) keeps the substring match, which is fine at its scale and
-has no such index.
+SQLite (development and tests) splits the query at white space and matches each word as a
+substring, which is fine at its scale and has no such index. On both, the first
+``MAX_TERMS`` different words are searched, and the results page says when there were more.
+
+A query is searched as typed or in its compatibility form (``forms``, NFKC), whichever
+matches: "flask" typed by an East Asian input method in full-width letters (U+FF46...) finds
+"Flask", "µs" (the micro sign) finds "μs" (the Greek letter). The form as typed is kept,
+as it alone finds an article that writes a compatibility character itself (stored NFC, as
+written): in NFKC alone, "№ 5" (a key on Russian keyboards) would need a word "No", "m²" a
+word "m2", "ㅋㅋ" (as Korean input methods type it) would become conjoining jamo, and "ﬁle"
+copied from a PDF would miss the article that holds that ligature too. The other way round
+stays unfound: "flask" does not find an article written in full-width letters, which only
+an index over the articles' NFKC form (a migration) would change.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, cast, literal, literal_column, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    cast,
+    false,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from bastion.extensions import db
@@ -54,18 +78,69 @@ _QUERY_WORDS = text(
 )
 
 
-def query_words(query: str) -> list[str]:
+@dataclass(frozen=True)
+class Words:
+    """The words of a query that are searched, and whether it had more (``left_out``)."""
+
+    searched: tuple[str, ...]
+    left_out: bool = False
+
+
+@dataclass(frozen=True)
+class Search:
+    """Which articles match a query, and what the results page says about it."""
+
+    condition: ColumnElement[bool]
+    words_searched: int  # different words of the query as typed (else of its NFKC form)
+    words_left_out: bool  # it had more than MAX_TERMS: the rest were not searched
+    indexed: bool  # PostgreSQL: run it inside ``through_index``
+
+
+def query_words(query: str) -> Words:
     """PostgreSQL: the query's words as the index reads the article (``terms``)."""
     rows = db.session.scalars(_QUERY_WORDS, {"q": query, "kinds": list(INDEXED_PARTS)})
     return terms(word for word in rows if word)
 
 
-def terms(words: Iterable[str]) -> list[str]:
+def typed_words(query: str) -> Words:
+    """SQLite: the query's words, as separated by white space (``terms``)."""
+    return terms(query.split())
+
+
+def terms(words: Iterable[str]) -> Words:
     """The first ``MAX_TERMS`` different words, each cut to ``MAX_TERM_CHARS``."""
     seen: dict[str, None] = {}
     for word in words:
         seen.setdefault(word[:MAX_TERM_CHARS], None)
-    return list(seen)[:MAX_TERMS]
+    found = tuple(seen)
+    return Words(found[:MAX_TERMS], left_out=len(found) > MAX_TERMS)
+
+
+def forms(query: str) -> list[str]:
+    """The query as typed and, if it differs, its compatibility (NFKC) form."""
+    compatible = unicodedata.normalize("NFKC", query)
+    return [query] if compatible == query else [query, compatible]
+
+
+def articles_matching(query: str, dialect: str) -> Search:
+    """Articles with every word of the query as typed, or of its compatibility form (up
+    to twice ``MAX_TERMS`` words); none when neither form has a word."""
+    split = query_words if dialect == "postgresql" else typed_words
+    alternatives = list(dict.fromkeys(w for w in map(split, forms(query)) if w.searched))
+    if not alternatives:
+        return Search(false(), words_searched=0, words_left_out=False, indexed=False)
+    condition: ColumnElement[bool]
+    if dialect == "postgresql":
+        condition = Article.id.in_(matching_ids(alternatives))
+    else:
+        condition = or_(*(substring_condition(words.searched) for words in alternatives))
+    first = alternatives[0]  # as typed, unless only the other form has words
+    return Search(
+        condition,
+        words_searched=len(first.searched),
+        words_left_out=first.left_out,
+        indexed=dialect == "postgresql",
+    )
 
 
 def _quoted(word: str) -> str:
@@ -74,7 +149,7 @@ def _quoted(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def to_tsquery_text(words: list[str]) -> str:
+def to_tsquery_text(words: Iterable[str]) -> str:
     """Every word quoted, as a prefix from ``MIN_PREFIX_CHARS`` on (``'flask':* & 'c'``).
     Read by the ``tsquery`` type itself, not ``to_tsquery``: the words are lexemes already,
     and parsed again one holding punctuation (a URL, "it's") would become a phrase, which
@@ -83,6 +158,11 @@ def to_tsquery_text(words: list[str]) -> str:
         f"{_quoted(word)}:*" if len(word) >= MIN_PREFIX_CHARS else _quoted(word)
         for word in words
     )
+
+
+def any_of(alternatives: list[Words]) -> str:
+    """``tsquery`` text for articles with all the words of any alternative."""
+    return " | ".join(f"({to_tsquery_text(words.searched)})" for words in alternatives)
 
 
 @contextmanager
@@ -101,18 +181,15 @@ def through_index() -> Iterator[None]:
     db.session.execute(text("SET LOCAL enable_seqscan = DEFAULT"))
 
 
-def matching_ids(query: str) -> Select[tuple[int]] | None:
-    """PostgreSQL: the ids of articles matching every word, found through the index; None
-    when the query has no words (it then matches nothing).
+def matching_ids(alternatives: list[Words]) -> Select[tuple[int]]:
+    """PostgreSQL: the ids of articles with every word of one of the alternatives, found
+    through the index.
 
     A materialised CTE, so the planner cannot turn the search into a walk down the
     newest-first index that recomputes each body's words on the way.
     """
-    words = query_words(query)
-    if not words:
-        return None
     document: ColumnElement[object] = literal_column(SEARCH_DOCUMENT_SQL)
-    tsquery = cast(literal(to_tsquery_text(words)), TSQUERY)
+    tsquery = cast(literal(any_of(alternatives)), TSQUERY)
     found = (
         select(Article.id)
         .where(document.op("@@")(tsquery))
@@ -122,10 +199,14 @@ def matching_ids(query: str) -> Select[tuple[int]] | None:
     return select(found.c.id)
 
 
-def substring_condition(escaped: str) -> ColumnElement[bool]:
-    """SQLite: title or body contains the query (its wildcards already escaped)."""
-    pattern = f"%{escaped}%"
-    return or_(
-        Article.title.ilike(pattern, escape="\\"),
-        Article.body_md.ilike(pattern, escape="\\"),
+def substring_condition(words: Iterable[str]) -> ColumnElement[bool]:
+    """SQLite: title or body contains each word (``%`` and ``_`` in it are literal)."""
+    return and_(
+        *(
+            or_(
+                Article.title.icontains(word, autoescape=True),
+                Article.body_md.icontains(word, autoescape=True),
+            )
+            for word in words
+        )
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import defer, joinedload, lazyload, load_only
 from sqlalchemy.orm.interfaces import LoaderOption
 
@@ -91,6 +91,15 @@ class Page:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class ArticlePage(Page):
+    """A page of articles and, for a search, how many words were searched; the query's
+    words past ``search.MAX_TERMS`` are not (``words_left_out``), and the page says so."""
+
+    words_searched: int = 0
+    words_left_out: bool = False
 
 
 def slugify(title: str) -> str:
@@ -219,7 +228,7 @@ def list_articles(
     author_id: int | None = None,
     published_only: bool = True,
     with_bodies: bool = False,
-) -> Page:
+) -> ArticlePage:
     """A page of articles, newest first; ``with_bodies`` for callers that show the bodies
     (the API), else only the columns a list shows are read."""
     page = min(max(1, int(page)), PAGE_MAX)
@@ -233,16 +242,12 @@ def list_articles(
         stmt = stmt.where(Article.author_id == author_id)
     query = clean_query(query)
     scan: AbstractContextManager[None] = nullcontext()
+    found = None
     if query:
-        if db.session.get_bind().dialect.name == "postgresql":
-            hits = search.matching_ids(query)
-            if hits is None:  # no words: nothing matches
-                stmt = stmt.where(false())
-            else:
-                stmt = stmt.where(Article.id.in_(hits))
-                scan = search.through_index()
-        else:
-            stmt = stmt.where(search.substring_condition(escape_like(query)))
+        found = search.articles_matching(query, db.session.get_bind().dialect.name)
+        stmt = stmt.where(found.condition)
+        if found.indexed:
+            scan = search.through_index()
     # Published articles always have published_at, so the published list can follow the
     # (status, published_at, id) index backwards; lists with drafts put undated ones last.
     newest = Article.published_at.desc()
@@ -259,7 +264,11 @@ def list_articles(
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-    return Page(items=list(items), page=page, per_page=per_page, total=total)
+    return ArticlePage(
+        items=list(items), page=page, per_page=per_page, total=total,
+        words_searched=found.words_searched if found else 0,
+        words_left_out=found.words_left_out if found else False,
+    )
 
 
 def list_drafts(actor: object, limit: int = 100) -> list[Article]:

@@ -38,13 +38,17 @@ def test_search_on_postgresql_is_served_by_the_full_text_index(make_app: Any) ->
         event.listen(db.engine, "before_cursor_execute", capture)
         try:
             assert _titles("flask SEC") == {"Flask security"}
+            assert _titles("\uff26\uff4c\uff41\uff53\uff4b SEC") == {"Flask security"}
         finally:
             event.remove(db.engine, "before_cursor_execute", capture)
         assert statements and all("AS MATERIALIZED" in s for s in statements)
         # The planner prefers a scan for a table this small; with it off, the plan shows
         # that the query repeats the indexed expression, which is what the index needs.
         db.session.execute(text("SET LOCAL enable_seqscan = off"))
-        words = search.to_tsquery_text(search.query_words("flask sec"))
+        # A query in full-width letters: as typed, or in its NFKC form ("flask sec").
+        typed = "\uff46\uff4c\uff41\uff53\uff4b sec"
+        words = search.any_of([search.query_words(form) for form in search.forms(typed)])
+        assert words == "('\uff46\uff4c\uff41\uff53\uff4b':* & 'sec':*) | ('flask':* & 'sec':*)"
         plan = "\n".join(
             db.session.scalars(
                 text(  # the constant expression of the index; the words are a parameter
@@ -71,6 +75,8 @@ def test_search_on_postgresql_is_served_by_the_full_text_index(make_app: Any) ->
         " ".join(f"w{n}" for n in range(100)),  # more words than are searched
         "\ud800 lone surrogate",
         "a\x00b",
+        "\uff07\uff06\uff5c\uff01\uff1a\uff0a x\uff07",  # full width: NFKC makes "'&|!:*"
+        "\ufdfa" * QUERY_MAX,  # each 18 characters in NFKC
     ],
 )
 def test_odd_search_text_answers_normally(app: Flask, query: str) -> None:
@@ -89,16 +95,40 @@ def test_every_word_must_start_a_word_of_the_article(app: Flask) -> None:
     assert _titles("flask") == {"Flask security"}
     assert _titles("ARGON") == {"Flask security"}
     assert _titles("flask redis") == set()
-    if db.engine.dialect.name == "postgresql":  # words, in any order; not substrings
-        assert _titles("sessions ARGON") == {"Flask security"}
-        assert _titles("server side") == {"Flask security"}
+    # Words, in any order (SQLite read the query as one phrase, and found neither).
+    assert _titles("sessions ARGON") == {"Flask security"}
+    assert _titles("server side") == {"Flask security"}
+    if db.engine.dialect.name == "postgresql":  # the start of a word, not a substring
         assert _titles("ecurity") == set()
+
+
+NINE_WORDS = "alpha beta gamma delta epsilon zeta eta theta iota"
+LIMIT_HINT = f'<p class="hint">Only the first {search.MAX_TERMS} words were searched.</p>'
+
+
+def test_the_results_page_says_when_words_were_left_out(app: Flask) -> None:
+    """Words past the eighth were ignored without a word on the page, and SQLite, reading
+    the query as one phrase, had no such limit at all."""
+    ArticleFactory(title=" ".join(NINE_WORDS.split()[:8]))  # not "iota"
+    client = client_for(app)
+    page = list_articles(None, query=NINE_WORDS)
+    assert page.total == 1 and page.words_left_out and page.words_searched == 8
+    html = client.get("/articles", query_string={"q": NINE_WORDS}).get_data(as_text=True)
+    assert f"1 result for “<bdi>{NINE_WORDS}</bdi>”.</p>\n  {LIMIT_HINT}" in html
+    # Eight different words, however often repeated, are all searched: no hint.
+    for query in (" ".join(NINE_WORDS.split()[:8]), "alpha " * 9):
+        assert not list_articles(None, query=query).words_left_out
+        html = client.get("/articles", query_string={"q": query}).get_data(as_text=True)
+        assert "1 result for" in html and LIMIT_HINT not in html
 
 
 def test_query_words_are_bounded() -> None:
     words = search.terms([*(f"word{n}" for n in range(50)), "word0", "y" * 500])
-    assert len(words) == search.MAX_TERMS and words[0] == "word0"
-    assert all(len(w) <= search.MAX_TERM_CHARS for w in search.terms(["z" * QUERY_MAX]))
+    assert len(words.searched) == search.MAX_TERMS and words.searched[0] == "word0"
+    assert words.left_out
+    assert search.terms(["a", "b", "a"]) == search.Words(("a", "b"), left_out=False)
+    long_word = search.terms(["z" * QUERY_MAX]).searched
+    assert long_word == ("z" * search.MAX_TERM_CHARS,)
     assert search.to_tsquery_text(["ab", "b"]) == "'ab':* & 'b'"
     # Lexemes are quoted for the tsquery type: a URL path's quote or backslash stays text.
     assert search.to_tsquery_text(["/a'b", "x\\"]) == "'/a''b':* & 'x\\\\':*"

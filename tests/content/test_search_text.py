@@ -71,3 +71,57 @@ def test_the_echoed_query_cannot_reorder_the_sentence_around_it(app: Flask) -> N
     assert "No published article matches “<bdi>\u202eexe.txt</bdi>”." in html
     html = client.get("/articles", query_string={"q": "שלום", "page": "9"}).get_data(as_text=True)
     assert "There is no page 9 for “<bdi>שלום</bdi>”." in html
+
+
+def full_width(ascii_text: str) -> str:
+    """The text as a full-width input method types it (spaces become U+3000)."""
+    return "".join(
+        chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c
+        for c in ascii_text
+    )
+
+
+@pytest.mark.parametrize(
+    "query", [full_width("flask"), full_width("FLASK SEC"), full_width("Flask") + " security"]
+)
+def test_full_width_letters_find_the_article(app: Flask, query: str) -> None:
+    """Typed in full-width mode (Japanese, Chinese and Korean input methods), "flask"
+    found nothing: the query is also searched in its compatibility (NFKC) form."""
+    ArticleFactory(title="Flask security")
+    ArticleFactory(title="Unrelated")
+    assert content.list_articles(None, query=query).total == 1
+    html = client_for(app).get("/articles", query_string={"q": query}).get_data(as_text=True)
+    assert f"1 result for “<bdi>{query}</bdi>”." in html  # repeated as typed
+
+
+def test_the_compatibility_form_adds_to_what_is_found(app: Flask) -> None:
+    """The micro sign (typed on German and Mac keyboards) is the Greek mu to a reader: it
+    now finds both spellings (its NFKC form is the letter, whose own form it stays)."""
+    ArticleFactory(title="Latency in \u00b5s")
+    ArticleFactory(title="Latency in \u03bcs")
+    assert content.list_articles(None, query="\u00b5s").total == 2
+    assert content.list_articles(None, query="\u03bcs").total == 1  # already its own form
+
+
+# Articles that spell a word in a compatibility character, and the query people type for
+# it. Searched only in the NFKC form, each query would no longer find its article: "№"
+# would become a word "No" (on every Russian keyboard), "²" a digit of the word before,
+# "ㅋ" a conjoining jamo the Korean input method never types.
+OWN_COMPATIBILITY_FORMS = [
+    ("Приказ № 5", "№ 5"),
+    ("Area in m²", "m²"),
+    ("ㅋㅋㅋ 모음", "ㅋㅋㅋ"),
+    ("The \ufb01le system", "\ufb01le"),  # a ligature, as copied from a PDF
+    ("Chapter Ⅻ", "Ⅻ"),
+    ("ｶﾀｶﾅ", "ｶﾀｶﾅ"),
+    ("ＰＣ入門", "ＰＣ入門"),
+]
+
+
+@pytest.mark.parametrize(("title", "query"), OWN_COMPATIBILITY_FORMS)
+def test_text_in_compatibility_forms_is_still_found_as_typed(
+    app: Flask, title: str, query: str
+) -> None:
+    ArticleFactory(title=title)
+    ArticleFactory(title="Unrelated")
+    assert {a.title for a in content.list_articles(None, query=query).items} == {title}
