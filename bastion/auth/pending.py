@@ -7,10 +7,11 @@ a random nonce, and the sign-in it leads to claims the nonce in a shared, expiri
 only once the code was right: a claimed nonce ends the marker everywhere.
 
 Store: Redis when ``BASTION_REDIS_URL`` is set (one ``SET NX``, so of two completions at
-once exactly one wins, whichever worker or instance serves them); otherwise an in-process
-store, as the rate limiter's ``memory://`` (development and tests only: production runs
-with Redis). Unreachable Redis fails closed: no session starts and the request gets a 503,
-as every credential request does while that store is down. The code typed is spent then.
+once exactly one wins, whichever worker or instance serves them); otherwise a dict in the
+process, under a lock so that of its threads exactly one wins too (development and tests
+only: production runs with Redis). Unreachable Redis fails closed: no session starts and
+the request gets a 503, as every credential request does while that store is down. The
+code typed is spent then.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 import time
 from typing import TypeGuard
 
 from flask import current_app
-from limits.storage import MemoryStorage
 from redis.exceptions import RedisError
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -47,9 +48,35 @@ def _key(nonce: str) -> str:
     return f"{current_app.config['RATELIMIT_KEY_PREFIX']}:2fa-pending:{nonce}"
 
 
-def _memory() -> MemoryStorage:
-    found: MemoryStorage | None = current_app.extensions.get(_MEMORY)
-    return found or current_app.extensions.setdefault(_MEMORY, MemoryStorage())
+class _SpentHere:
+    """The nonces spent in this process, each until its record expires.
+
+    Not the rate limiter's ``MemoryStorage``: its increment reads the count back outside
+    its lock and may drop the lock of a key that is being counted, so two threads claiming
+    one nonce at once could both win (or neither)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def spent(self, nonce: str) -> bool:
+        with self._lock:
+            return self._until.get(nonce, 0.0) > time.monotonic()
+
+    def claim(self, nonce: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._until.get(nonce, 0.0) > now:
+                return False
+            # One claim per finished sign-in: dropping the expired records here is cheap.
+            self._until = {n: until for n, until in self._until.items() if until > now}
+            self._until[nonce] = now + ttl
+            return True
+
+
+def _memory() -> _SpentHere:
+    found: _SpentHere | None = current_app.extensions.get(_MEMORY)
+    return found or current_app.extensions.setdefault(_MEMORY, _SpentHere())
 
 
 def _unavailable(exc: RedisError) -> ServiceUnavailable:
@@ -74,7 +101,7 @@ def spent(nonce: object) -> bool:
     if not _well_formed(nonce):
         return True
     if not current_app.config.get("REDIS_URL"):
-        return _memory().get(_key(nonce)) > 0
+        return _memory().spent(nonce)
     from bastion.redis_client import get_redis
 
     try:
@@ -93,7 +120,7 @@ def claim(nonce: object, expires_at: float) -> bool:
         return False
     ttl = max(1, math.ceil(expires_at - time.time())) + CLOCK_SLACK_SECONDS
     if not current_app.config.get("REDIS_URL"):
-        return _memory().incr(_key(nonce), ttl) == 1
+        return _memory().claim(nonce, ttl)
     from bastion.redis_client import get_redis
 
     try:

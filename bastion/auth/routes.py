@@ -117,8 +117,10 @@ def _pending_user() -> tuple[User, dict[str, Any]] | None:
     if user is None or not pending_still_valid(user, marker.get("stamp")):
         session.pop(PENDING_KEY, None)  # the password is asked again, not a code
         return None
-    if pending.spent(marker.get("nonce")):  # checked before the code, so none is wasted
-        if request.method == "POST":
+    nonce = marker.get("nonce")
+    if pending.spent(nonce):  # checked before the code, so none is wasted
+        # A marker made before markers had a nonce was replayed by no one: no alarm for it.
+        if request.method == "POST" and nonce is not None:
             pending_reused(user)
         session.pop(PENDING_KEY, None)
         return None

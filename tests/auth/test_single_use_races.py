@@ -9,7 +9,9 @@ used gets (never a 500).
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -289,6 +291,43 @@ def test_one_pending_marker_finished_twice_at_once_signs_in_once(
     assert sorted(r.headers["Location"] for r in results) == ["/", "/auth/login"]
     assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
     assert _audited("login.success") == 1 and _audited("login.pending_reused") == 1
+
+
+@pytest.mark.asvs("V6.3.3", "V7.2.4")
+def test_without_redis_one_of_many_claims_on_a_marker_at_once_wins(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Without Redis the spent markers are kept in the process, whose threads finish sign-ins
+    at once: of the threads claiming one marker together, exactly one may win, every time.
+    The rate limiter's memory store counted outside its lock: two could win, or none."""
+    from bastion.auth import pending
+
+    app = make_app()
+    assert not app.config.get("REDIS_URL")
+    threads, rounds = 8, 1500
+    nonces = [pending.new_nonce() for _ in range(rounds)]
+    wins = [[False] * threads for _ in range(rounds)]
+    barrier = threading.Barrier(threads)
+
+    def racer(index: int) -> None:
+        with app.app_context():
+            for number, nonce in enumerate(nonces):
+                barrier.wait(30)  # a broken barrier fails the test, never hangs it
+                wins[number][index] = pending.claim(nonce, time.time() + 60)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns every few bytecodes, as under load
+    try:
+        racers = [threading.Thread(target=racer, args=(i,)) for i in range(threads)]
+        for racer_thread in racers:
+            racer_thread.start()
+        for racer_thread in racers:
+            racer_thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert [n for n, won in enumerate(wins) if sum(won) != 1] == []
+    with app.app_context():  # and a won claim stays won
+        assert not any(pending.claim(nonce, time.time() + 60) for nonce in nonces[:10])
 
 
 # ------------------------------------------------------------- API refresh tokens ---

@@ -212,6 +212,29 @@ def test_wrong_codes_can_be_retried_on_one_marker_which_then_ends(
     assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
 
 
+@pytest.mark.asvs("V6.3.3", "V16.3.1")
+def test_a_marker_from_before_markers_had_a_nonce_asks_for_the_password_without_an_alarm(
+    client: FlaskClient, totp_user: tuple[User, str]
+) -> None:
+    """Someone between the password and the code while the release that added the nonce
+    went out: the password is asked again, but nothing was replayed, so the audit trail
+    records no reused marker (an admin reading it would look for a stolen cookie)."""
+    user, secret = totp_user
+    _reset_step(user)
+    sign_in(client, "tess")
+    token = csrf_token(client, "/auth/2fa")
+    with client.session_transaction() as session:
+        session["pending_2fa"] = {k: v for k, v in session["pending_2fa"].items()
+                                  if k != "nonce"}
+
+    resp = client.post("/auth/2fa", data={"csrf_token": token,
+                                          "code": unused_code(secret, None)})
+
+    assert resp.status_code == 302 and resp.headers["Location"] == "/auth/login"
+    assert not is_signed_in(client)
+    assert _audited("login.pending_reused") == 0 and _audited("login.success") == 0
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.asvs("V6.3.3", "V7.2.4")
