@@ -57,9 +57,10 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 # How long a thread waits for a client: for the whole request head, then for each read of
 # the body and each write of the answer. nginx sends and reads at once (it buffers both
-# ways); the limit is for what reaches this port directly, so that clients stalling on
-# purpose cannot hold every thread. Not a gunicorn setting: post_worker_init hands it to
-# the worker (bastion/gunicorn_worker.py).
+# ways; the Ingress is told to as well, ingress-nginx streams answers by default); the limit
+# is for what reaches this port directly, so that clients stalling on purpose cannot hold
+# every thread. Not a gunicorn setting: post_worker_init hands it to the worker
+# (bastion/gunicorn_worker.py).
 _CLIENT_TIMEOUT = _env_int("GUNICORN_CLIENT_TIMEOUT", 10)
 if _CLIENT_TIMEOUT < 1:
     raise ValueError("GUNICORN_CLIENT_TIMEOUT must be at least 1 (seconds)")

@@ -96,6 +96,16 @@ def test_image_is_multi_stage_slim_and_non_root() -> None:
     runtime_text = " ".join(rest for _, rest in runtime)
     for tool in ("apt-get", "gcc", "build-essential", "curl", "wget", "pip install"):
         assert tool not in runtime_text, f"{tool} in the runtime stage"
+    # Nor the base image's own installer: the system Python's pip, setuptools and wheel
+    # are removed (the app runs from /opt/venv, whose pip the builder removed already).
+    runtime_runs = [rest for keyword, rest in runtime if keyword == "RUN"]
+    assert any(
+        re.search(r"\bpython -m pip uninstall(\s+--[\w-]+)*\s+pip setuptools wheel\b", run)
+        for run in runtime_runs
+    ), "the runtime stage keeps the base image's pip, setuptools and wheel"
+    assert "pip uninstall --yes pip setuptools" in " ".join(
+        rest for keyword, rest in builder if keyword == "RUN"
+    ), "the venv copied into the runtime carries no installer either"
     assert "COPY --from=builder /opt/venv /opt/venv" in [
         f"COPY {r}" for k, r in runtime if k == "COPY"
     ]
@@ -197,6 +207,8 @@ def test_build_context_holds_no_secrets_history_or_tests() -> None:
         "instance/secret_key",
         ".env",
         ".env.production",
+        "bastion/.env",
+        "bench/.env.local",
         "tests/conftest.py",
         "deploy/secrets/secret_key",
         "deploy/compose.yaml",

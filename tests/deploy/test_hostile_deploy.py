@@ -30,7 +30,10 @@ from bastion.api.keys import new_key_entry
 from tests.conftest import base_config, build_app
 from tests.deploy.test_compose import run_make_secrets
 from tests.deploy.test_dockerfile import _stages
-from tests.deploy.test_gunicorn_worker import server  # noqa: F401 - fixture used by name below
+from tests.deploy.test_gunicorn_worker import (  # noqa: F401 - fixtures used by name below
+    served,
+    server,
+)
 from tests.deploy.test_nginx import (  # noqa: F401 - fixtures used by name below
     Backend,
     InternalCA,

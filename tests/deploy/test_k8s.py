@@ -377,9 +377,17 @@ def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "https"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > 5 + 25, "preStop sleep + gunicorn graceful_timeout must fit in the grace period"
+    # Replicas spread over nodes and zones: one failure never takes every pod.
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    for constraint in spread:
+        assert _selects(constraint["labelSelector"], pod_labels), constraint["topologyKey"]
 
 
-@pytest.mark.asvs("V12.2.1")
+@pytest.mark.asvs("V12.2.1", "V2.4.1", "V15.2.2")
 def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
     """The Ingress serves the trusted host over TLS only, with the upload size the app expects."""
     ingress = _one(rendered, "Ingress")
@@ -398,6 +406,15 @@ def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
     assert not any("snippet" in key for key in annotations), (
         "configuration snippets are an injection risk"
     )
+    # As behind the compose nginx: a bound on one address's requests in flight, and buffering
+    # both ways, so a client reading or sending slowly costs the controller a buffer and
+    # never holds a gunicorn thread (ingress-nginx streams answers unless told otherwise).
+    nginx_conf = (ROOT / "deploy" / "nginx" / "bastion.conf").read_text()
+    per_address = re.search(r"limit_conn bastion_conn_per_ip (\d+);", nginx_conf)
+    assert per_address, "bastion.conf bounds requests in flight per address"
+    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == per_address.group(1)
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "on"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
     backend = _ingress_backend(rendered, host, "/")
     assert backend == {"name": "bastion-web", "port": {"name": "https"}}
 

@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPResponse, HTTPSConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,9 +135,13 @@ def _content_type(path: str) -> str:
     return "application/json"
 
 
-def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
+def _start_backend(
+    name: str, tls: Leaf | None = None, hold: threading.Event | None = None
+) -> Backend:
     """An echo server; with ``tls``, it speaks only TLS with that certificate (as gunicorn
-    does with GUNICORN_CERT_FILE)."""
+    does with GUNICORN_CERT_FILE). With ``hold``, a request for /slow... is recorded, then
+    answered only once the event is set: a slow request, in flight for as long as a test
+    needs."""
     backend: Backend
 
     class Handler(BaseHTTPRequestHandler):
@@ -149,6 +154,8 @@ def _start_backend(name: str, tls: Leaf | None = None) -> Backend:
             headers = {k.lower(): v for k, v in self.headers.items()}
             headers[":path"] = self.path
             backend.seen.append(headers)
+            if hold is not None and self.path.startswith("/slow"):
+                hold.wait(timeout=30)
             body = json.dumps({"backend": name, "headers": headers}).encode()
             self.send_response(200)
             self.send_header("Content-Type", _content_type(self.path))
@@ -258,9 +265,16 @@ def render_production(prefix: Path, upstream_port: int, internal_ca: InternalCA)
 worker_processes 1;
 pid {prefix / "nginx.pid"};
 error_log {prefix / "error.log"} warn;
-events {{ worker_connections 64; }}
+events {{ worker_connections 256; }}
 http {{
+  # The http {{}} block of the nginx image's own nginx.conf, which includes bastion.conf after
+  # it: a directive set both there and at bastion.conf's top level stops nginx from starting.
   include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  log_format main '$remote_addr - $remote_user [$time_local] "$request" $status';
+  access_log {prefix / "image-access.log"} main;
+  sendfile on;
+  keepalive_timeout 65;
   gzip on;  # as in Debian's nginx.conf: bastion.conf must not compress pages anyway
 {_temp_paths(prefix)}
   include {prefix / "bastion.conf"};
@@ -413,6 +427,7 @@ def test_production_tls_and_limits_are_configured() -> None:
         "client_header_timeout",
         "client_body_timeout",
         "send_timeout",
+        "keepalive_timeout",
         "proxy_read_timeout",
         "proxy_connect_timeout",
     ):
@@ -533,6 +548,60 @@ def test_production_proxy_behaviour(
         socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
     ):
         weak.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.asvs("V2.4.1", "V15.2.2")
+def test_one_address_cannot_hold_more_than_its_share_of_requests(
+    tmp_path: Path, internal_ca: InternalCA, run_nginx: StartNginx
+) -> None:
+    """The rate limit bounds requests per second, not requests in flight: slow requests from
+    one address piled up in front of the app's few threads. With limit_conn, once that
+    address has its quota in flight, its next request is a 429 from nginx (with nginx's own
+    security headers) that never reaches the app; when they finish it is served again."""
+    _nginx_binary()
+    quota = [int(v.split()[-1]) for v in _directive(PROD_CONF.read_text(), "limit_conn")]
+    assert quota == [32], "one per-address concurrency limit, in `location /`"
+    release = threading.Event()
+    app = _start_backend("app", internal_ca.issue("app"), hold=release)
+    try:
+        proxy = render_production(tmp_path, app.port, internal_ca)
+        run_nginx(tmp_path, proxy.conf, proxy.https_port)
+        context = _https(proxy)
+
+        def slow(index: int) -> int:
+            conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=40)
+            try:
+                response, _ = _request(conn, "GET", f"/slow/{index}")
+                return response.status
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(max_workers=quota[0]) as pool:
+            pending = [pool.submit(slow, i) for i in range(quota[0])]
+            deadline = time.monotonic() + 20
+            while len(app.seen) < quota[0]:
+                assert time.monotonic() < deadline, f"only {len(app.seen)} reached the app"
+                time.sleep(0.05)
+            try:
+                conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=5)
+                response, _ = _request(conn, "GET", "/one-too-many")
+                conn.close()
+            finally:
+                release.set()
+            statuses = [future.result(timeout=30) for future in pending]
+        assert response.status == 429
+        _assert_nginx_own_headers(response)
+        assert "max-age=63072000" in (response.getheader("Strict-Transport-Security") or "")
+        assert statuses == [200] * quota[0]
+        assert all(seen[":path"].startswith("/slow/") for seen in app.seen)
+
+        conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=5)
+        response, _ = _request(conn, "GET", "/after")
+        conn.close()
+        assert response.status == 200, "the quota is of requests in flight, not a ban"
+    finally:
+        release.set()
+        _stop_backends(app)
 
 
 @pytest.mark.asvs("V12.1.1")
