@@ -183,6 +183,10 @@ def test_nginx_service_matches_its_config(compose: dict[str, Any]) -> None:
         assert path in mounted, f"{directive} {path} is not mounted"
     assert set(nginx["cap_add"]) <= {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}
     assert re.search(r"server\s+app:8000;", text), "nginx proxies to the app service"
+    # Its temporary files (buffered bodies of up to client_max_body_size, 32 in flight per
+    # address) go to a volume, not a small tmpfs that a few uploads at once filled up.
+    assert volumes.get("/var/cache/nginx") in compose["volumes"]
+    assert not any(t.startswith("/var/cache/nginx") for t in nginx.get("tmpfs", []))
 
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
