@@ -82,7 +82,7 @@ def _route_limits_in_code() -> dict[str, str]:
     return found
 
 
-@pytest.mark.asvs("V2.3.2")
+@pytest.mark.asvs("V2.3.2", "V2.1.3")
 def test_every_route_limit_is_documented_and_nothing_more() -> None:
     documented = {_code(r[0]): r[1] for r in _rows(_section("Business limits"))}
     in_code = _route_limits_in_code()
@@ -168,6 +168,40 @@ def test_every_input_field_is_documented_with_its_limits(app: Flask) -> None:
             assert str(bound) in rows[key], (key, bound)
 
 
+def _auth_section(title_start: str) -> str:
+    text = (ROOT / "docs" / "authentication.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title_start)}.*?(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"no section {title_start!r} in docs/authentication.md"
+    return " ".join(match.group(0).split())
+
+
+@pytest.mark.asvs("V6.1.1")
+def test_guessing_defences_are_documented_with_the_values_the_code_uses() -> None:
+    """The anti-guessing section states the throttle the code applies and why it is a delay,
+    not a lockout an attacker could impose on the owner."""
+    section = _auth_section("Guessing and credential stuffing")
+    config = BaseConfig
+    assert f"after {config.LOGIN_THROTTLE_ACCOUNT_FREE} failures for an account" in section
+    assert f"or {config.LOGIN_THROTTLE_IP_FREE} for a client address" in section
+    assert f"wait {config.LOGIN_THROTTLE_BASE_SECONDS:g} s" in section
+    assert f"up to {config.LOGIN_THROTTLE_MAX_SECONDS / 60:g} minutes" in section
+    assert config.LOGIN_THROTTLE_FORGET_SECONDS == 3600 and "after an hour" in section
+    login_limit = _route_limits_in_code()["auth/routes.py:login"]
+    assert login_limit == "10 per minute" and "10 sign-in posts per minute" in section
+    assert "Why delays and not a lockout" in section and "lock a victim out" in section
+
+
+@pytest.mark.asvs("V6.1.2")
+def test_banned_context_words_are_the_documented_ones() -> None:
+    from bastion.auth import services
+
+    section = _auth_section("Passwords")
+    assert "context word" in section
+    assert "the username, the local part of the email address" in section
+    for word in services.CONTEXT_WORDS:
+        assert f"`{word}`" in section, word
+
+
 @pytest.mark.asvs("V6.1.3")
 def test_every_authentication_route_is_a_documented_pathway(app: Flask) -> None:
     section = _section("Authentication pathways")
@@ -177,6 +211,15 @@ def test_every_authentication_route_is_a_documented_pathway(app: Flask) -> None:
             base = re.sub(r"/<[^>]+>", "", rule.rule)
             assert base in section, rule.rule
     assert "bst_" in section and "flask create-admin" in section
+
+
+@pytest.mark.asvs("V7.1.1")
+def test_session_timeouts_are_documented_against_nist_with_their_deviation() -> None:
+    section = " ".join(_section("Sessions").split())
+    assert f"idle `SESSION_IDLE_MINUTES` ({BaseConfig.SESSION_IDLE_MINUTES})" in section
+    assert f"absolute `SESSION_ABSOLUTE_HOURS` ({BaseConfig.SESSION_ABSOLUTE_HOURS})" in section
+    assert "NIST SP 800-63B" in section and "The one deviation" in section
+    assert f"(`REMEMBER_DAYS`, {BaseConfig.REMEMBER_DAYS} days, no idle limit)" in section
 
 
 @pytest.mark.asvs("V7.1.2", "V7.2.2")
@@ -401,6 +444,48 @@ def test_cryptography_comes_only_from_the_documented_libraries() -> None:
         assert f"`{name}`" in section, module
         assert requirement.split("[")[0] in requirements, requirement
     assert {"secrets", "hashlib", "hmac"} <= imported
+
+
+# Modules that open connections, by what the communication sections call their destination;
+# None: a client the document does not account for, so its use must be documented first.
+NETWORK_CLIENTS: dict[str, str | None] = {
+    "sqlalchemy": "PostgreSQL", "psycopg": "PostgreSQL", "redis": "Redis", "smtplib": "SMTP",
+    "sentry_sdk": "Sentry", "pip_audit": "OSV", "urllib.request": "container health check",
+    "socket": "gunicorn",  # the server's own accepted connections (gunicorn_worker.py)
+    "requests": None, "httpx": None, "urllib3": None, "aiohttp": None, "http.client": None,
+    "ftplib": None, "xmlrpc.client": None, "telnetlib": None, "paramiko": None,
+}
+
+
+def _imported_modules(paths: list[Path]) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+    return found
+
+
+@pytest.mark.asvs("V13.1.1")
+def test_every_outbound_connection_is_documented() -> None:
+    """Each module the code opens connections with has its destination in the communication
+    sections, and users cannot name a destination (no previews, remote images, webhooks)."""
+    text = " ".join((_section("Transport security") + _section("Outbound connections")).split())
+    paths = [*(ROOT / "bastion").rglob("*.py"), *(ROOT / "flask_deploy_check").rglob("*.py"),
+             *(ROOT / "deploy").glob("*.py")]
+    imported = _imported_modules(paths)
+    used = {client for client in NETWORK_CLIENTS
+            if any(m == client or m.startswith(client + ".") for m in imported)}
+    assert {"sqlalchemy", "redis", "smtplib", "sentry_sdk", "pip_audit"} <= used, used
+    undocumented = {c for c in used if NETWORK_CLIENTS[c] is None}
+    assert not undocumented, f"document where these connect first: {sorted(undocumented)}"
+    for client in used:
+        assert NETWORK_CLIENTS[client] in text, client
+    assert "makes no other outbound request: no URL previews, no remote images, no webhooks" in text
 
 
 @pytest.mark.asvs("V16.1.1")

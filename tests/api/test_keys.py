@@ -19,8 +19,6 @@ from bastion.api.keys import (
 )
 from bastion.config import validate
 
-pytestmark = pytest.mark.asvs("V9.1.2", "V13.3.1")
-
 
 def _ec_pem() -> str:
     key = generate_private_key(SECP256R1())

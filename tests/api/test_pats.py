@@ -16,8 +16,6 @@ from bastion.security.tokens import token_hash
 from tests.api.conftest import Api
 from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
 
-pytestmark = pytest.mark.asvs("V9.1.1")
-
 
 @pytest.mark.asvs("V13.3.1")
 def test_token_is_prefixed_random_and_stored_only_as_a_hash(

@@ -25,7 +25,7 @@ from bastion.models import AuditEvent, RefreshToken, User, utcnow
 from tests.api.conftest import Api
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.asvs("V7.4.1", "V7.4.2")
+pytestmark = pytest.mark.asvs("V7.4.1")
 
 
 def _rows(user_id: int) -> list[RefreshToken]:

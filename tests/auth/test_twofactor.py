@@ -103,7 +103,7 @@ def _csrf(client: FlaskClient) -> str:
     return csrf_token(client, "/account")
 
 
-@pytest.mark.asvs("V6.5.1", "V6.5.2", "V6.5.3", "V6.5.4")
+@pytest.mark.asvs("V6.5.1", "V6.5.2", "V6.5.4")
 def test_recovery_codes_work_once_and_are_stored_hashed(
     client: FlaskClient, totp_user: tuple[User, str]
 ) -> None:

@@ -118,7 +118,7 @@ def test_summaries_are_the_prose_not_headings_tables_or_code() -> None:
     assert summarise("# Only\n\n| a |\n|---|\n| 1 |") == "Only a 1"
 
 
-@pytest.mark.asvs("V1.2.1")
+@pytest.mark.asvs("V1.2.1", "V1.1.2")
 def test_summary_is_text_escaped_once_where_shown(app: Flask) -> None:
     editor = UserFactory(role_name="editor")
     body = "Tom & Jerry <3 \"quoted\" <script>alert(1)</script>"

@@ -226,7 +226,7 @@ def run_make_secrets(target: Path, path: str | None = None) -> subprocess.Comple
     )
 
 
-@pytest.mark.asvs("V13.2.2", "V13.2.3")
+@pytest.mark.asvs("V13.2.1", "V13.2.2", "V13.2.3")
 def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Path) -> None:
     """deploy/make-secrets.sh writes each secret compose needs, random, consistent, private,
     least-privilege database roles, and never overwrites an existing file."""

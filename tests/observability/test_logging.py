@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 
 import pytest
 from flask.testing import FlaskClient
@@ -155,7 +157,6 @@ def test_readyz_reports_database(client: FlaskClient) -> None:
     assert resp.json["checks"]["database"] == "ok"
 
 
-@pytest.mark.asvs("V13.2.1")
 def test_readyz_is_503_when_the_database_is_unreachable(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app()
     from bastion.extensions import db
@@ -294,3 +295,50 @@ def test_counts_and_ids_named_after_secrets_stay_readable_secrets_do_not() -> No
     assert (out["token_id"], out["tokens_revoked"], out["otp_required"]) == (42, 3, True)
     for name in ("token", "code", "token_id_hint", "reset_token_id"):
         assert out[name] == "**********", name
+
+
+LOG_HANDLERS = re.compile(
+    r"\b(FileHandler|RotatingFileHandler|TimedRotatingFileHandler|WatchedFileHandler|"
+    r"SysLogHandler|SMTPHandler|HTTPHandler|SocketHandler|DatagramHandler|QueueHandler|"
+    r"NTEventLogHandler|MemoryHandler)\b"
+)
+
+
+@pytest.mark.asvs("V16.2.3")
+def test_app_and_server_logs_go_only_to_the_inventoried_stream(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The inventory says stderr (and Sentry, tested in tests/ops/test_sentry.py): a line
+    logged by a non-testing app reaches stderr and nothing else, and no other handler
+    (file, syslog, network) exists in the code or the server's configuration."""
+    from pathlib import Path
+
+    from flask import Flask
+
+    from bastion.observability.logging import configure_logging
+
+    root = Path(__file__).resolve().parents[2]
+    bastion_logger = logging.getLogger("bastion")
+    saved = (bastion_logger.handlers[:], bastion_logger.propagate, bastion_logger.level)
+    bare = Flask("log-destinations")
+    try:
+        configure_logging(bare)
+        handlers = bastion_logger.handlers + bare.logger.handlers
+        assert handlers
+        assert all(type(h) is logging.StreamHandler and h.stream is sys.stderr for h in handlers)
+        assert not bastion_logger.propagate and not bare.logger.propagate
+        logging.getLogger("bastion.destinations").warning("where does this line go")
+        out, err = capsys.readouterr()
+    finally:
+        bastion_logger.handlers[:], bastion_logger.propagate = saved[0], saved[1]
+        bastion_logger.setLevel(saved[2])
+    assert out == ""
+    assert json.loads(err.strip().splitlines()[-1])["msg"] == "where does this line go"
+    for path in [*(root / "bastion").rglob("*.py"), root / "gunicorn.conf.py"]:
+        assert not LOG_HANDLERS.search(path.read_text(encoding="utf-8")), path
+    server = (root / "gunicorn.conf.py").read_text(encoding="utf-8")
+    assert re.search(r'^errorlog = "-"$', server, re.M) and re.search(r"^accesslog = None$", server, re.M)
+    inventory = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    for layer in ("| app request log |", "| gunicorn |"):
+        row = next(line for line in inventory.splitlines() if line.startswith(layer))
+        assert "| stderr" in row, layer

@@ -115,7 +115,7 @@ def test_breached_password_refused_at_reset(
 
 
 # V6.5.4 ------------------------------------------------------------------------------
-@pytest.mark.asvs("V6.5.4")
+@pytest.mark.asvs("V6.5.4", "V6.5.3")
 def test_recovery_codes_carry_at_least_20_bits(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     from bastion.auth import twofactor
 
@@ -136,12 +136,36 @@ def test_recovery_codes_carry_at_least_20_bits(app: Flask, monkeypatch: pytest.M
     assert symbols == {24} and 24 * math.log2(32) >= bits
 
 
+# V6.5.3 ------------------------------------------------------------------------------
+@pytest.mark.asvs("V6.5.3")
+def test_totp_seeds_and_recovery_codes_do_not_follow_a_seeded_prng(
+    app: Flask, user: User  # noqa: F811
+) -> None:
+    """An attacker who can seed or replay ``random`` (the Mersenne Twister) gets nothing:
+    the same seed before two enrolments still gives two unrelated secrets and codes."""
+    import random
+
+    from bastion.auth import twofactor
+
+    drawn = []
+    for _ in range(2):
+        random.seed(1234)
+        secret = twofactor.pending_secret(user, renew=True)
+        random.seed(1234)
+        code = twofactor._new_code()
+        drawn.append((secret, code))
+    (secret_a, code_a), (secret_b, code_b) = drawn
+    assert secret_a and secret_b and secret_a != secret_b
+    assert code_a != code_b
+    assert len(base64.b32decode(secret_a)) * 8 >= 160  # RFC 4226's recommended seed length
+
+
 # V7.2.3 ------------------------------------------------------------------------------
 def _bits_of_urlsafe(token: str) -> int:
     return len(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))) * 8
 
 
-@pytest.mark.asvs("V7.2.3")
+@pytest.mark.asvs("V7.2.3", "V7.2.2")
 def test_session_ids_are_256_bit_csprng_values(client: FlaskClient, user: User, app: Flask) -> None:  # noqa: F811
     sids = set()
     for _ in range(3):
@@ -248,7 +272,7 @@ def _pem(key: Any) -> str:
                              serialization.NoEncryption()).decode()
 
 
-@pytest.mark.asvs("V11.6.1")
+@pytest.mark.asvs("V11.6.1", "V9.1.2")
 @pytest.mark.parametrize("make", [
     lambda: _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)),  # noqa: S505 - the weak key under test
     lambda: _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),

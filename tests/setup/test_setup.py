@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bastion.auth.services import admin_exists
 from bastion.extensions import db
@@ -27,7 +27,29 @@ def _submit(client: FlaskClient, token: str, **data: str):  # type: ignore[no-un
     return client.post(path, data={**ADMIN, **data, "csrf_token": csrf_token(client, path)})
 
 
-@pytest.mark.asvs("V6.4.1", "V6.3.2")
+@pytest.mark.asvs("V6.3.2")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_fresh_install_has_no_default_account(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """A database built by the migrations, under a started app, holds no account at all:
+    the well-known default names and passwords get nothing, and the first admin can come
+    only from a one-time setup link."""
+    from tests.support.account_fixtures import is_signed_in, sign_in
+
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+        assert not admin_exists()
+        client = app.test_client()
+        for username, password in (("admin", "admin"), ("root", "root"),
+                                   ("administrator", "password"), ("sa", "sa"),
+                                   ("admin", "bastion")):
+            resp = sign_in(client, username, password)
+            assert resp.status_code == 200, username  # the form again, with its error
+            assert not is_signed_in(client)
+        db.session.remove()
+
+
+@pytest.mark.asvs("V6.4.1")
 def test_setup_link_creates_the_first_admin_once(app: Flask, client: FlaskClient) -> None:
     token = issue_setup_token()
     resp = _submit(client, token)

@@ -53,7 +53,6 @@ def test_a_server_whose_output_is_a_log_prints_how_to_get_a_link_not_the_link(
     assert _tokens(app) == 0  # nothing minted that the log could have held
 
 
-@pytest.mark.asvs("V6.3.2")
 def test_the_link_is_printed_when_asked_for_and_never_with_announcing_off(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

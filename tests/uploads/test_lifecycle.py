@@ -344,7 +344,7 @@ def test_a_failed_commit_removes_the_written_files(
     assert_store_consistent()
 
 
-@pytest.mark.asvs("V2.1.3", "V15.2.2")
+@pytest.mark.asvs("V2.3.2", "V15.2.2")
 def test_concurrent_uploads_respect_the_quota_and_stay_consistent(
     app: Flask, client: FlaskClient, own_article: Article, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -116,7 +116,7 @@ def test_other_routes_keep_the_small_global_body_limit(client: FlaskClient, edit
     assert resp.status_code == 413
 
 
-@pytest.mark.asvs("V2.1.3")
+@pytest.mark.asvs("V2.3.2")
 def test_file_quota_refuses_the_next_upload(
     app: Flask,
     client: FlaskClient,
@@ -137,7 +137,7 @@ def test_file_quota_refuses_the_next_upload(
     assert_store_consistent()
 
 
-@pytest.mark.asvs("V2.1.3")
+@pytest.mark.asvs("V2.3.2")
 def test_byte_quota_counts_stored_bytes(
     app: Flask,
     client: FlaskClient,
