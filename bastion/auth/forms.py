@@ -16,6 +16,7 @@ from bastion.auth.services import (
 from bastion.form_input import BastionForm
 
 PASSWORD_LENGTH = f"Use at least {MIN_PASSWORD} and at most {MAX_PASSWORD} characters."
+USERNAME_LENGTH = "Use 3 to 32 characters."  # the hint's words, not WTForms' "Field must be..."
 PASSWORD_HINT = (
     f"{MIN_PASSWORD} to {MAX_PASSWORD} characters, any characters you like. A passphrase of "
     "four or more unrelated words is strong and easy to remember. Common or breached "
@@ -89,7 +90,8 @@ class LoginForm(BastionForm):
 class RegisterForm(BastionForm):
     username = StringField(
         "Username",
-        validators=[DataRequired(), Length(min=3, max=32), no_control_characters],
+        validators=[DataRequired(), Length(min=3, max=32, message=USERNAME_LENGTH),
+                    no_control_characters],
         description="3 to 32 letters, digits, '-' or '_'. Shown on your public profile.",
     )
     email = email_field()
@@ -133,7 +135,9 @@ class ResetPasswordForm(BastionForm):
 class AccountSetupForm(BastionForm):
     """The first admin's account, created from the one-time setup link."""
 
-    username = StringField("Username", validators=[DataRequired(), Length(min=3, max=32)])
+    username = StringField(
+        "Username", validators=[DataRequired(), Length(min=3, max=32, message=USERNAME_LENGTH)]
+    )
     email = email_field()
     password = PasswordField(
         "Password",

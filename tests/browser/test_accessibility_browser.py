@@ -156,6 +156,68 @@ OVERFLOW = """() => Math.max(
   document.documentElement.scrollWidth - document.documentElement.clientWidth,
   document.querySelector('main').scrollWidth - document.querySelector('main').clientWidth)"""
 
+# What looks broken or unfinished though nothing scrolls sideways; a list of problems.
+TIDY = """() => {
+  const problems = [];
+  const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const text = (el) => (el.textContent || '').replace(/\\s+/g, ' ').trim();
+  // A Markdown table cell never splits a word over lines ("COLU/MN", "mor/e text" on a
+  // phone): its words stay whole and the table scrolls in its box.
+  for (const cell of document.querySelectorAll('.prose :is(th, td)')) {
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+    if (text(cell) && lines > text(cell).split(' ').length)
+      problems.push(`table cell "${text(cell).slice(0, 20)}" splits a word over ${lines} lines`);
+  }
+  // Buttons side by side, or wrapped under each other, never touch ("Save" and "Cancel"
+  // were 4 px apart; "New recovery codes" sat on "Turn off").
+  const buttons = [...document.querySelectorAll('button, .button')].filter(shown);
+  buttons.forEach((one, i) => buttons.slice(i + 1).forEach((two) => {
+    const a = one.getBoundingClientRect(), b = two.getBoundingClientRect();
+    const dx = Math.max(a.left, b.left) - Math.min(a.right, b.right);
+    const dy = Math.max(a.top, b.top) - Math.min(a.bottom, b.bottom);
+    if (dx < 6 && dy < 6) problems.push(`"${text(one)}" and "${text(two)}" are ${Math.max(dx, dy).toFixed(0)}px apart`);
+  }));
+  // A panel's or card's content starts and ends at its padding: no stray margin above a
+  // first heading ("Images") or below a last paragraph. A panel stretched to its row in a
+  // grid of several columns is only checked at the top.
+  for (const box of document.querySelectorAll('.panel, .card')) {
+    if (!shown(box)) continue;
+    const s = getComputedStyle(box), r = box.getBoundingClientRect();
+    const top = r.top + parseFloat(s.borderTopWidth) + parseFloat(s.paddingTop);
+    const bottom = r.bottom - parseFloat(s.borderBottomWidth) - parseFloat(s.paddingBottom);
+    const inner = [...box.querySelectorAll('*')]
+      .filter((e) => shown(e) && getComputedStyle(e).position !== 'absolute')
+      .map((e) => e.getBoundingClientRect());
+    if (!inner.length) continue;
+    const name = `${box.tagName}.${box.className} "${text(box).slice(0, 20)}"`;
+    const above = Math.min(...inner.map((e) => e.top)) - top;
+    if (above > 2) problems.push(`${name}: ${above.toFixed(0)}px of space above its content`);
+    const grid = getComputedStyle(box.parentElement);
+    if (grid.display === 'grid' && grid.gridTemplateColumns.split(' ').length > 1) continue;
+    const below = bottom - Math.max(...inner.map((e) => e.bottom));
+    if (below > 2) problems.push(`${name}: ${below.toFixed(0)}px of space below its content`);
+  }
+  // What follows a table stands apart from its last row ("Add an image" stuck to it).
+  for (const wrap of [...document.querySelectorAll('.table-wrap')].filter(shown)) {
+    const next = wrap.nextElementSibling;
+    const gap = next && shown(next) ? next.getBoundingClientRect().top - wrap.getBoundingClientRect().bottom : 99;
+    if (gap < 8) problems.push(`${next.tagName} "${text(next).slice(0, 20)}" is ${gap.toFixed(0)}px below a table`);
+  }
+  // A message above a narrow form (sign-in, 2FA) is as wide as the form, not the page.
+  const narrow = document.querySelector('main > .narrow'), flashes = document.querySelector('main > .flashes');
+  if (narrow && flashes && flashes.getBoundingClientRect().width > narrow.getBoundingClientRect().width + 1)
+    problems.push('the message is wider than the form it is about');
+  // A group of checkboxes looks like the other fields: its legend a label, no browser frame.
+  for (const set of [...document.querySelectorAll('fieldset')].filter(shown)) {
+    const legend = set.querySelector('legend');
+    if (parseFloat(getComputedStyle(set).borderTopWidth) > 0) problems.push(`fieldset "${text(legend || set).slice(0, 20)}" in the browser's frame`);
+    if (legend && Number(getComputedStyle(legend).fontWeight) < 600) problems.push(`legend "${text(legend)}" is not bold like a label`);
+  }
+  return problems;
+}"""
+
 MOTION = """() => [...document.querySelectorAll('*')].filter((el) => {
   const s = getComputedStyle(el);
   return s.transitionDuration.split(',').some((d) => parseFloat(d) > 0.01)
@@ -237,6 +299,9 @@ def _seed(live: Any) -> dict[str, Any]:
         cells = "".join(f"<td>cell{i}_{'x' * 30}</td>" for i in range(8))
         article = ArticleFactory(
             author=editor,
+            # A summary is the article's first words, a long address among them: it wraps
+            # in its card (the home page, the list and the profile scrolled 426 px sideways).
+            summary="See https://example.org/" + "/".join(["segment"] * 20) + " for more.",
             body_html="<h2>Data</h2><table><thead><tr>" + "<th>head</th>" * 8 + "</tr></thead>"
             f"<tbody><tr>{cells}</tr></tbody></table><pre><code>{'y' * 300}</code></pre>"
             f"<p>{'z' * 200}</p>"
@@ -316,15 +381,17 @@ def _desktop(pg: Any) -> None:
 
 
 def _check_page(pg: Any, where: str) -> list[str]:
-    """Every check of the page as loaded: structure, contrast in light and dark, 320 px
-    width, reduced motion; leaves the page at desktop size in light colours."""
+    """Every check of the page as loaded: structure, a tidy layout, contrast in light and
+    dark, 320 px width, reduced motion; leaves the page at desktop size in light colours."""
     problems = [f"{where}: {p}" for p in pg.evaluate(STRUCTURE)]
+    problems += [f"{where}: {p}" for p in pg.evaluate(TIDY)]
     for scheme in ("light", "dark"):
         pg.emulate_media(color_scheme=scheme)
         problems += [f"{where} {scheme}: {p}" for p in pg.evaluate(CONTRAST)]
     pg.set_viewport_size({"width": 320, "height": 640})
     if (overflow := pg.evaluate(OVERFLOW)) > 0:
         problems.append(f"{where}: {overflow}px of horizontal scroll at 320px")
+    problems += [f"{where} at 320px: {p}" for p in pg.evaluate(TIDY)]
     pg.emulate_media(reduced_motion="reduce")
     problems += [f"{where}: moves despite reduced motion: {p}" for p in pg.evaluate(MOTION)]
     _desktop(pg)

@@ -12,6 +12,7 @@ import pytest
 from tests.browser.test_accessibility_browser import (
     CONTRAST,
     STRUCTURE,
+    TIDY,
     _check_page,
     _seed,
     _sign_in,
@@ -100,6 +101,7 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
             "/auth/login",
             "/account",  # the sign-in page, saying "Please sign in to continue."
             "/auth/reset",
+            "/auth/reset/not-a-token",  # two buttons side by side
             "/api/docs",
         ],
         "editor": [
@@ -111,6 +113,7 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
             "/account/2fa?next=/articles/new",
         ],
         "admin": [
+            "/account",  # two-factor authentication on: two buttons to act with a code
             "/admin/users",
             f"/admin/users?q={LONG_WORD}",
             "/admin/users?q=reader&page=2",
@@ -125,6 +128,8 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
     shows = {
         f"anonymous /articles/{data['article']}?page=99": "There is no page 99 of comments.",
         "anonymous /account": "Please sign in to continue.",
+        "anonymous /auth/reset/not-a-token": "This link is not valid any more",
+        "admin /account": "New recovery codes",
         "editor /articles/new": "Images are added to a saved article",
         "editor /account/2fa?next=/articles/new": "Turn on two-factor authentication",
         "admin /admin/users?q=reader&page=2": "reader26",
@@ -146,6 +151,7 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
                 if (overflow := pg.evaluate(OVERFLOW)) > 0:
                     problems.append(f"{where}: the page scrolls {overflow}px sideways")
                 problems += [f"{where}: {p}" for p in pg.evaluate(TARGETS)]
+                problems += [f"{where}: {p}" for p in pg.evaluate(TIDY)]
     assert problems == [], "\n".join(problems)
     assert watch.csp_violations == []
 
