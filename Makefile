@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PYTEST_ARGS ?= --durations=15
 export BASTION_ENV ?= development
 
-.PHONY: help install install-dev run test lint lock bench sbom clean
+.PHONY: help install install-dev run test lint audit lock bench sbom clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ test: install-dev ## the whole suite (PostgreSQL, Redis, Chromium tests skip whe
 lint: install-dev ## ruff and mypy
 	$(BIN)/ruff check bastion flask_deploy_check tests
 	$(BIN)/mypy
+
+# Audits the lock files, not an environment. The vulnerability data comes from VULN_DB (a
+# local OSV JSON export; or FLASK_SECURITY_VULN_DB) or else the OSV API (VULN_URL for a
+# mirror); data that cannot be read fails the target, as does any known vulnerability.
+audit: install-dev ## known vulnerabilities in the locked runtime deps (VULN_DB=osv.json offline)
+	$(BIN)/python -m flask_deploy_check.lock_audit -r requirements/main.txt -r requirements/build.txt $(if $(VULN_DB),--vuln-db '$(VULN_DB)') $(if $(VULN_URL),--vuln-url '$(VULN_URL)')
 
 sbom: ## CycloneDX 1.5 SBOM of the locked dependencies -> sbom.cdx.json
 	$(PYTHON) scripts/sbom.py -o sbom.cdx.json

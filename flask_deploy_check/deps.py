@@ -175,17 +175,20 @@ class LocalOsvService:
             yield self.query(spec)
 
 
-class InstalledSource:
-    """A pip-audit dependency source listing this interpreter's distributions."""
+class PinnedSource:
+    """A pip-audit dependency source listing fixed ``(name, version)`` pairs.
 
-    def __init__(self, distributions: dict[str, Version]) -> None:
-        self.distributions = distributions
+    The installed distributions, or the pins of a lock file (``lock_audit``).
+    """
+
+    def __init__(self, pins: Iterable[tuple[str, Version]]) -> None:
+        self.pins = sorted(set(pins))
 
     def collect(self) -> Iterator[Any]:
         """Resolved dependencies, in name order for reproducible output."""
         from pip_audit._service import ResolvedDependency
 
-        for name, version in sorted(self.distributions.items()):
+        for name, version in self.pins:
             yield ResolvedDependency(name=name, version=version)
 
 
@@ -209,17 +212,19 @@ def describe_source(options: DepsOptions) -> str:
     return f"querying {options.vuln_url or 'the public OSV API'}"
 
 
-def audit_installed(options: DepsOptions) -> AuditOutcome:
-    """Audit every installed distribution; any failure becomes ``error``, never a pass."""
+def audit_pins(pins: Iterable[tuple[str, Version]], options: DepsOptions) -> AuditOutcome:
+    """Audit ``(name, version)`` pairs; any failure becomes ``error``, never a pass."""
+    source = PinnedSource(pins)
     try:
         from pip_audit._audit import Auditor
     except ImportError:
-        return AuditOutcome(error="pip-audit is not installed (pip install pip-audit)")
-    distributions = installed_distributions()
-    outcome = AuditOutcome(audited=len(distributions))
+        return AuditOutcome(
+            audited=len(source.pins), error="pip-audit is not installed (pip install pip-audit)"
+        )
+    outcome = AuditOutcome(audited=len(source.pins))
     try:
         auditor = Auditor(_service(options))
-        for dep, results in auditor.audit(InstalledSource(distributions)):
+        for dep, results in auditor.audit(source):
             for result in results:
                 outcome.vulnerabilities.append(
                     Vulnerability(
@@ -233,10 +238,15 @@ def audit_installed(options: DepsOptions) -> AuditOutcome:
                 )
     except Exception as exc:  # network, service, file and parse errors alike
         return AuditOutcome(
-            audited=len(distributions),
+            audited=len(source.pins),
             error=f"{describe_source(options)} failed: {describe_exception(exc)}",
         )
     return outcome
+
+
+def audit_installed(options: DepsOptions) -> AuditOutcome:
+    """Audit every installed distribution of this interpreter."""
+    return audit_pins(installed_distributions().items(), options)
 
 
 @check(

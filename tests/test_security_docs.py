@@ -323,9 +323,10 @@ def test_logs_leave_the_app_for_a_separate_store() -> None:
 @pytest.mark.asvs("V15.1.1")
 def test_patch_policy_has_deadlines_and_tools() -> None:
     section = _section("Patching")
-    for needle in ("72 hours", "7 days", "30 days", "make sbom", "--deps"):
+    for needle in ("72 hours", "7 days", "30 days", "make sbom", "--deps", "make audit"):
         assert needle in section
-    assert "sbom:" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "sbom:" in makefile and "\naudit:" in makefile
 
 
 @pytest.mark.asvs("V8.1.2", "V1.1.2", "V3.7.1", "V3.5.4")
