@@ -91,8 +91,16 @@ def _page_detail(status: int, detail: str) -> str:
         limit = parse_limit(detail)
     except ValueError:  # a sentence of its own already (MESSAGES, a view's description)
         return detail
-    window = f"{limit.multiples} {limit.GRANULARITY.name}{'' if limit.multiples == 1 else 's'}"
-    return f"Too many requests: this allows {detail}. Wait up to {window}, then try again."
+    unit = limit.GRANULARITY.name
+    if limit.multiples == 1:  # "5 an hour", not the limit's own "5 per 1 hour"
+        window, per = f"1 {unit}", f"{'an' if unit == 'hour' else 'a'} {unit}"
+    else:
+        window = per = f"{limit.multiples} {unit}s"
+        per = f"every {per}"
+    return (
+        f"Too many requests: this allows {limit.amount} {per}. "
+        f"Wait up to {window}, then try again."
+    )
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 
+from bastion.errors import _page_detail
 from tests.support.roles import post, token
 
 
@@ -21,8 +23,25 @@ def test_a_rate_limited_page_says_what_happened_and_how_long_to_wait(app: Flask)
     page = refused.get_data(as_text=True)
     assert refused.mimetype == "text/html"
     assert (
-        "Too many requests: this allows 5 per 1 minute. Wait up to 1 minute, then try again."
+        "Too many requests: this allows 5 a minute. Wait up to 1 minute, then try again."
         in page
     )
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "Back to the home page" in page
+
+
+@pytest.mark.parametrize(
+    ("limit", "sentence"),
+    [
+        ("5 per 1 minute", "this allows 5 a minute. Wait up to 1 minute,"),
+        ("20 per 1 hour", "this allows 20 an hour. Wait up to 1 hour,"),
+        ("1 per 1 day", "this allows 1 a day. Wait up to 1 day,"),
+        ("10 per 5 minutes", "this allows 10 every 5 minutes. Wait up to 5 minutes,"),
+    ],
+)
+def test_a_limit_is_said_in_words_on_the_page(limit: str, sentence: str) -> None:
+    # The limit's own text ("5 per 1 minute") stays the API's stable detail; a page says it
+    # as a person would.
+    assert sentence in _page_detail(429, limit)
+    assert _page_detail(429, "Slow down, please.") == "Slow down, please."
+    assert _page_detail(404, limit) == limit
