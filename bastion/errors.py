@@ -103,7 +103,9 @@ def _page_detail(status: int, detail: str) -> str:
     )
 
 
-def handle_http_exception(exc: HTTPException) -> Response:
+def handle_http_exception(exc: HTTPException, heading: str | None = None) -> Response:
+    """A problem document for the API, else the site's error page, headed ``heading`` or
+    the status's name."""
     status = exc.code or 500
     detail = _detail_for(exc)
     headers = {k: v for k, v in exc.get_headers() if k.lower() in _KEPT_HEADERS}
@@ -114,27 +116,29 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
             resp = cors_when_unrouted(resp)
     else:
-        page = _error_page(status, _page_detail(status, detail), exc)
+        page = _error_page(status, _page_detail(status, detail), exc, heading or exc.name)
         resp = Response(page, status=status, mimetype="text/html")
         for name, value in headers.items():
             resp.headers[name] = value
     return resp
 
 
-def _error_page(status: int, detail: str, exc: HTTPException) -> str:
+def _error_page(status: int, detail: str, exc: HTTPException, heading: str) -> str:
     """The site's error page; a bare page when the request cannot build URLs (bad Host)."""
     from flask.globals import request_ctx
 
     if request_ctx.url_adapter is not None:
         try:
-            return render_template("errors/error.html", status=status, detail=detail, exc=exc)
+            return render_template(
+                "errors/error.html", status=status, detail=detail, exc=exc, heading=heading
+            )
         except Exception:
             log.exception("error page failed to render")
     from markupsafe import escape
 
     return (
         f"<!doctype html><html lang=en><meta charset=utf-8><title>{status}</title>"
-        f"<h1>{escape(exc.name)}</h1><p>{escape(detail)}</p></html>"
+        f"<h1>{escape(heading)}</h1><p>{escape(detail)}</p></html>"
     )
 
 
@@ -161,7 +165,8 @@ def handle_csrf_error(exc: CSRFError) -> Response:
     exc.description = (
         "This form has expired or was sent from another site. Reload the page and try again."
     )
-    return handle_http_exception(exc)
+    # Not "Bad Request": the heading is what a person reads first.
+    return handle_http_exception(exc, heading="This form has expired")
 
 
 def handle_unexpected(exc: Exception) -> Response:

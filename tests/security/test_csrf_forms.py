@@ -27,7 +27,10 @@ def test_post_without_a_valid_token_is_refused(app: Flask, csrf: str | None) -> 
     )
     resp = client.post("/articles/new", data=data)
     assert resp.status_code == 400
-    assert "sent from another site" in resp.get_data(as_text=True)
+    page = resp.get_data(as_text=True)
+    assert "sent from another site" in page
+    # Headed in words a person reads first, not the status's "Bad Request".
+    assert "<h1>This form has expired</h1>" in page and "Bad Request" not in page
     resp = client.post(
         f"/articles/{article.id}/delete", data={} if csrf is None else {"csrf_token": csrf}
     )
