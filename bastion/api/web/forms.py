@@ -30,7 +30,7 @@ class TokenForm(BastionForm):  # type: ignore[misc]
     name = StringField(
         "Name",
         validators=[DataRequired(), Length(max=80)],
-        description="What will use it, e.g. 'CI'.",
+        description="What will use it, e.g. “CI”.",
     )
     scopes = CheckboxesField(
         "Scopes",
