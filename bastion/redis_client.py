@@ -14,6 +14,9 @@ def get_redis() -> redis.Redis:
             socket_connect_timeout=1,
             socket_timeout=1,
             health_check_interval=30,
+            # No CLIENT SETINFO on connect: the Redis ACL (deploy/redis/users.acl) does not
+            # allow it, and each refusal would be an ACL LOG entry hiding real ones.
+            driver_info=None,
         )
         current_app.extensions["bastion.redis"] = client
     return client

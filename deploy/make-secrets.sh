@@ -4,7 +4,8 @@
 #   deploy/make-secrets.sh [DIR]        (DIR defaults to deploy/secrets)
 #
 # Existing files are kept, so running it again never rotates a secret by accident; delete a
-# file to regenerate it (an empty file, left by an interrupted run, is regenerated too). The
+# file to regenerate it (an empty file, left by an interrupted run, is regenerated too; a
+# redis_url from before the Redis ACL is rewritten to name its user, same password). The
 # directory is 0700 (only you, on the host), the files 0644 so that the non-root users inside
 # the containers can read their bind-mounted copies. Every value is generated before its file
 # is written, and a failure stops the script: it never writes an empty or partial secret.
@@ -72,11 +73,20 @@ if missing postgres_owner_password migrate_database_url; then
     put postgres_owner_password "$owner_password"
     put migrate_database_url "postgresql+psycopg://bastion_owner:${owner_password}@postgres:5432/bastion"
 fi
+# Redis: the app signs in as the ACL user `bastion` (deploy/redis/users.acl); `default` is off.
 if missing redis_password redis_url; then
     rm -f "$dir/redis_password" "$dir/redis_url"
     redis_password=$(random)
     put redis_password "$redis_password"
-    put redis_url "redis://:${redis_password}@redis:6379/0"
+    put redis_url "redis://bastion:${redis_password}@redis:6379/0"
+fi
+# The URL this script wrote before Redis had users names none, which now means the disabled
+# `default` user: it is rewritten to name `bastion`, with the same password (not a rotation).
+# `[` and `printf` are shell built-ins, so the password never shows on a command line.
+redis_password=$(cat "$dir/redis_password")
+if [ "$(cat "$dir/redis_url")" = "redis://:${redis_password}@redis:6379/0" ]; then
+    rm -f "$dir/redis_url"
+    put redis_url "redis://bastion:${redis_password}@redis:6379/0"
 fi
 # API signing keys: a one-entry JSON keyset with a fresh Ed25519 key, the same shape as
 # `flask --app bastion api new-key` prints (PEM newlines written as \n inside the JSON).

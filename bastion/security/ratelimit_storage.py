@@ -53,7 +53,10 @@ class RideAlongRedisStorage(RedisStorage):
         f"{SCHEME_PREFIX}redis+unix",
     ]
 
-    def __init__(self, uri: str, **options: float | str | bool) -> None:
+    def __init__(self, uri: str, **options: float | str | bool | None) -> None:
+        # No CLIENT SETINFO on connect, as for the app's own client (bastion.redis_client):
+        # the deployment's Redis ACL does not allow it.
+        options.setdefault("driver_info", None)
         super().__init__(uri.removeprefix(SCHEME_PREFIX), **options)  # type: ignore[arg-type]
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:

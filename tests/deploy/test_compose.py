@@ -250,7 +250,8 @@ def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Pa
     assert owner_url == (
         f"postgresql+psycopg://bastion_owner:{read('postgres_owner_password')}{db}"
     )
-    assert read("redis_url") == f"redis://:{read('redis_password')}@redis:6379/0"
+    # Redis: as the app's own ACL user (deploy/redis/users.acl), never `default`.
+    assert read("redis_url") == f"redis://bastion:{read('redis_password')}@redis:6379/0"
     from bastion.api.keys import parse_keyset  # production refuses to start without it
 
     assert parse_keyset(read("jwt_keys")).active_kid
@@ -282,3 +283,24 @@ def test_make_secrets_creates_every_secret(compose: dict[str, Any], tmp_path: Pa
     assert os.access(DEPLOY / "postgres" / "initdb" / "10-bastion-roles.sh", os.X_OK)
     postgres = _services(compose)["postgres"]
     assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+
+
+@pytest.mark.asvs("V13.2.2")
+def test_make_secrets_names_the_redis_user_in_an_earlier_url(tmp_path: Path) -> None:
+    """A redis_url written before Redis had users names none, which now means the disabled
+    `default` user: make-secrets.sh names `bastion`, with the same password, and leaves a URL
+    the operator wrote by hand alone."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    target = tmp_path / "secrets"
+    target.mkdir()
+    (target / "redis_password").write_text("a" * 64)
+    (target / "redis_url").write_text(f"redis://:{'a' * 64}@redis:6379/0")
+    assert run_make_secrets(target).returncode == 0
+    assert (target / "redis_url").read_text() == f"redis://bastion:{'a' * 64}@redis:6379/0"
+    assert (target / "redis_password").read_text() == "a" * 64
+
+    own = f"rediss://bastion:{'a' * 64}@cache.example.net:6380/0"
+    (target / "redis_url").write_text(own)
+    assert run_make_secrets(target).returncode == 0
+    assert (target / "redis_url").read_text() == own
