@@ -58,3 +58,13 @@ class SecondFactorForm(BastionForm):
         validators=[DataRequired(), Length(max=64), no_control_characters],
         description="Lost your device? An unused recovery code works here too.",
     )
+
+
+class DeleteAccountForm(BastionForm):
+    """The username typed again; that it is the account's is the deletion service's rule."""
+
+    confirm = StringField(
+        "Your username, to confirm",
+        validators=[DataRequired(), Length(max=32), no_control_characters],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )

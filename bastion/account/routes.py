@@ -1,29 +1,44 @@
-"""The account page: profile, email, password, 2FA and sessions."""
+"""The account page: profile, email, password, 2FA, sessions, and deleting the account."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.account import bp, services
 from bastion.account.forms import (
+    DeleteAccountForm,
     EmailChangeForm,
     EnableTwoFactorForm,
     PasswordChangeForm,
     ProfileForm,
     SecondFactorForm,
 )
+from bastion.admin import deletion
+from bastion.admin.services import AdminError, UserGoneError
 from bastion.api.web.routes import tokens_context
 from bastion.auth import enrolment, recovery_keys, throttle, twofactor
+from bastion.auth.devices import device_label
 from bastion.auth.forms import EmptyForm, forget_code
 from bastion.auth.login import Step, confirm_second_factor
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import (
     CLEAR_SITE_DATA,
     current_record,
+    current_record_live,
     end_session,
     list_sessions,
     revoke_all,
@@ -36,6 +51,9 @@ from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.freshness import fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
+
+# The session list names each device ("Firefox on Windows"), the raw header kept in a title.
+bp.add_app_template_filter(device_label, "device_label")
 
 
 def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
@@ -302,3 +320,36 @@ def revoke_all_sessions() -> ResponseReturnValue:
         flash("You are signed out everywhere, including here, and your personal access tokens are revoked.", "info")
         return _signed_out()
     return redirect(url_for("account.index"))
+
+
+@bp.route("/delete", methods=["GET", "POST"])
+@login_required
+@fresh_required
+@limiter.limit("10 per hour", methods=["POST"])
+def delete_account() -> ResponseReturnValue:
+    """The signed-in user deletes their own account: no id in the URL, so only their own."""
+    user = current_user._get_current_object()
+    form = DeleteAccountForm()
+    refusal = deletion.own_deletion_refusal(user)
+    if refusal is None and form.validate_on_submit():
+        try:
+            deletion.delete_own_account(user, confirmation=form.confirm.data or "",
+                                        still_signed_in=current_record_live)
+        except UserGoneError as exc:  # deleted by an admin since the page loaded
+            abort(404, description=str(exc))
+        except AdminError as exc:
+            if exc.field:
+                form.confirm.errors.append(str(exc))
+            else:
+                refusal = str(exc)
+        else:
+            end_session()  # its row went with the account; this empties the cookie
+            flash("Your account is deleted.", "success")
+            response = redirect(url_for("main.index"))
+            response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+            return response
+    status = 422 if form.errors else 403 if refusal and request.method == "POST" else 200
+    return render_template(
+        "account/delete.html", form=form, refusal=refusal,
+        summary=deletion.deletion_summary(user),
+    ), status

@@ -20,10 +20,14 @@ account the same id), personal tokens are gone, and the user's state stamp
 The database cascades from ``users`` to every row that references it (ON DELETE CASCADE,
 enforced on SQLite too: ``bastion.models.sqlite``); only the images are handled in code,
 for their files.
+
+Holders delete their own account with ``delete_own_account`` (``/account/delete``): the
+same deletion and rules, audited with themselves as actor and ``self: true``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
@@ -49,9 +53,14 @@ from bastion.models.locks import lock_user
 from bastion.security import audit
 
 SELF_DELETION = (
-    "You cannot delete your own account from here. Another admin has to do it: an admin "
-    "account is removed only on a second admin's decision, as with disabling one."
+    "You cannot delete your own account from here. To delete it, use \u201cDelete account\u201d "
+    "on your account page, which asks for your password again."
 )
+OWN_LAST_ADMIN = (
+    "You are the last active admin, so your account cannot be deleted: the site would have "
+    "no one left to run it. Make another account an admin first."
+)
+SIGNED_OUT_MEANWHILE = "You were signed out while the account was being deleted; nothing was deleted."
 
 
 @dataclass(frozen=True)
@@ -120,24 +129,42 @@ def deletion_refusal(actor: User | None, user: User) -> str | None:
     """
     if actor is not None and actor.id == user.id:
         return SELF_DELETION
-    if user.is_admin and user.is_active and count_other_active_admins(user) == 0:
+    if _last_active_admin(user):
         return f"{user.username} is the last active admin and cannot be deleted."
     return None
 
 
-def _check_under_locks(actor: User | None, user: User, confirmation: str) -> None:
+def own_deletion_refusal(user: User) -> str | None:
+    """Why ``user`` cannot delete their own account as things stand, or None (for the page;
+    ``delete_own_account`` decides again under the locks)."""
+    return OWN_LAST_ADMIN if _last_active_admin(user) else None
+
+
+def _last_active_admin(user: User) -> bool:
+    return user.is_admin and user.is_active and count_other_active_admins(user) == 0
+
+
+def _check_under_locks(actor: User | None, user: User, confirmation: str,
+                       still_signed_in: Callable[[], bool] | None = None) -> None:
     """Take the admins' and the user's locks, read ``user`` again and apply every rule;
-    on a refusal, roll back (releasing the locks) and raise."""
+    on a refusal, roll back (releasing the locks) and raise. ``actor`` is ``user`` when the
+    holder deletes their own account: then no admin role is asked for, only their sign-in,
+    which disabling, a password change or "sign out everywhere" end under the same lock."""
     lock_admins()  # role changes, disabling and deletions of admins: one at a time
     lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
+    own = actor is not None and actor.id == user.id
     try:
         if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
             raise UserGoneError(USER_GONE)
         db.session.refresh(user)
-        if actor is not None and not still_active_admin(actor.id):
+        if own and still_signed_in is not None and not still_signed_in():
+            raise AdminError(SIGNED_OUT_MEANWHILE)
+        if actor is not None and not own and not still_active_admin(actor.id):
             raise AdminError(NO_LONGER_ADMIN)
         if canonical_username(confirmation) != user.username:
             raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
+        if own and _last_active_admin(user):  # the admins' lock is held: this decides
+            raise AdminError(OWN_LAST_ADMIN)
         guard_last_admin(user, "deleted")
     except AdminError:
         db.session.rollback()
@@ -155,6 +182,25 @@ def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletio
     if actor is not None and actor.id == user.id:
         raise AdminError(SELF_DELETION)
     _check_under_locks(actor, user, confirmation)
+    return _delete_checked(user, actor_id=audit_actor_id(actor), extra=event_details(actor, {}))
+
+
+def delete_own_account(user: User, *, confirmation: str,
+                       still_signed_in: Callable[[], bool] | None = None) -> Deletion:
+    """The holder deletes their own account: the deletion above, audited as
+    ``user.deleted`` with the user as both actor and target and ``self: true``.
+
+    Refused (AdminError) for the last active admin, for a confirmation that is not the
+    username, and when ``still_signed_in`` (the caller's own sign-in, re-checked under the
+    user's lock) says the sign-in ended meanwhile; UserGoneError when the account is gone.
+    """
+    _check_under_locks(user, user, confirmation, still_signed_in)
+    return _delete_checked(user, actor_id=user.id, extra={"self": True})
+
+
+def _delete_checked(user: User, *, actor_id: int | None,
+                    extra: Mapping[str, object]) -> Deletion:
+    """Delete ``user`` (every rule passed under the locks held), audit and commit."""
     user_id, username = user.id, user.username
     domain = user.email.rpartition("@")[2]
     summary = deletion_summary(user)
@@ -165,12 +211,12 @@ def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletio
     db.session.flush()
     audit.record(
         "user.deleted",
-        actor_id=audit_actor_id(actor),
+        actor_id=actor_id,
         target_user_id=user_id,
-        details=event_details(actor, {
+        details={
             "username": username, "email_domain": domain, **summary.counts(),
-            "sessions_ended": ended,
-        }),
+            "sessions_ended": ended, **extra,
+        },
         commit=False,
     )
     db.session.commit()

@@ -348,7 +348,7 @@ def test_an_admin_cannot_delete_their_own_account(app: Flask) -> None:
     page = client.get(_url(boss))
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "You cannot delete your own account from here. Another admin has to do it" in html
+    assert "You cannot delete your own account from here. To delete it, use" in html
     assert 'name="confirm"' not in html
     resp = _delete(client, boss)
     assert resp.status_code == 403

@@ -331,6 +331,7 @@ def _pages(data: dict[str, Any], who: str) -> list[str]:
             "/admin/security",
             f"/admin/users/{data['member']}/2fa-reset",
             f"/admin/users/{data['member']}/delete",
+            "/account/delete",  # the last active admin: refused, with no form
             # Page 2 of a search and past-the-end pages, which link back to the last.
             "/admin/users?q=reader&page=2",
             "/admin/users?page=99",
@@ -354,6 +355,7 @@ def _pages(data: dict[str, Any], who: str) -> list[str]:
         "/articles/new",
         "/account",
         "/account/2fa?next=/articles/new",
+        "/account/delete",
     ]
     return public + (editor if who == "editor" else [])
 
@@ -568,6 +570,10 @@ def test_editor_settings_pages_in_each_state_a_user_sees(live_server: Any, page:
     secret = pg.locator("#new-token").input_value()
     assert secret.startswith("bst_")
     problems += _whole_and_selectable(pg, "#new-token", secret)
+    pg.goto(f"{base}/account/delete")
+    problems += _check_state(pg, "delete account")
+    _submit(pg, "Delete my account and my content", {"#confirm": "someone-else"})
+    problems += _check_state(pg, "delete account, wrong username", refused=True)
     pg.goto(f"{base}/auth/reauth")
     problems += _check_state(pg, "reauth")
     _submit(pg, "Continue")

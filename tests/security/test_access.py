@@ -34,6 +34,7 @@ EXPECTED: dict[str, Access] = {
     "account.regenerate_recovery_codes": Access.SIGNED_IN,
     "account.revoke": Access.SIGNED_IN,
     "account.revoke_all_sessions": Access.SIGNED_IN,
+    "account.delete_account": Access.SIGNED_IN,
     "setup.create_admin": Access.PUBLIC,
     "static": Access.PUBLIC,
     "content.list_articles": Access.PUBLIC,

@@ -128,6 +128,10 @@ MATRIX = (
     # Last, because they end the 2FA or the session the other cells use (``RESETS``).
     row("account.two_factor_disable", "POST", LOGIN, 302, 302, 302, 422),
     row("account.revoke_all_sessions", "POST", LOGIN, 302, 302, 302, 302),
+    # The holder's own account only (no id in the URL); the form wants the username, so no
+    # one is deleted. The admin is the last active one: refused, with no form at all.
+    row("account.delete_account", "GET", LOGIN, 200, 200, 200, 200),
+    row("account.delete_account", "POST", LOGIN, 422, 422, 422, 403),
     row("auth.logout", "POST", LOGIN, 302, 302, 302, 302),
 )
 # Rows after which a role's session (and the admin's 2FA) is set up again.
@@ -256,6 +260,7 @@ FORMS: dict[str, dict[str, Any]] = {
     "account.change_password": {"current": PASSWORD, "password": NEW_PASSWORD,
                                 "confirm": NEW_PASSWORD},
     "account.two_factor_setup": {"code": "000000"},
+    "account.delete_account": {"confirm": "someone-else"},
     "api_web.create_token": {"name": "matrix", "scopes": "articles:read", "days": "7"},
 }
 UPLOAD_FORMS = {"uploads.upload_avatar", "uploads.upload_article_image"}
