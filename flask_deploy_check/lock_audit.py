@@ -56,6 +56,8 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
         pending = ""
         if line:
             yield start, line
+    if pending.strip():  # pip installs a line still continued at the end of the file
+        yield start, pending.strip()
 
 
 def parse_pin(line: str) -> tuple[str, Version]:

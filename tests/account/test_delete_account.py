@@ -9,6 +9,7 @@ active admin, and every sign-in of the account ends with it.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from bastion.models import (
 from bastion.uploads import services as uploads
 from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
+from tests.support.races import meet_after, race
 from tests.support.roles import age_reauthentication, client_for, post
 from tests.uploads import corpus
 
@@ -190,6 +192,30 @@ def test_an_admin_who_is_not_the_last_may_delete_themselves(app: Flask) -> None:
     client = client_for(app, boss)
     assert _delete(client, boss.username).status_code == 302
     assert not _exists(boss.id)
+
+
+@pytest.mark.asvs("V2.3.2", "V8.2.1")
+def test_two_admins_deleting_themselves_at_once_leave_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last two admins press Delete together: each page counted the other; the
+    decision under the admins' lock lets one go and keeps the other."""
+    ids = UserFactory(role_name="admin").id, UserFactory(role_name="admin").id
+
+    def deletes(user_id: int) -> Callable[[], Any]:
+        def run() -> Any:
+            user = db.session.get(User, user_id)
+            assert user is not None and deletion.own_deletion_refusal(user) is None
+            return deletion.delete_own_account(user, confirmation=user.username)
+        return run
+
+    meet_after(monkeypatch, deletion, "own_deletion_refusal", 2)
+    results = race([deletes(i) for i in ids], app)
+
+    assert sum(_exists(i) for i in ids) == 1, results
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], AdminError), results
+    assert "last active admin" in str(refused[0])
 
 
 # --------------------------------------------------------------- refusals ---

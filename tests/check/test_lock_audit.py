@@ -211,3 +211,11 @@ def test_markers_continuations_and_comments_are_read(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert read_lock(lock) == [("pywin32", Version("306"))]
+
+
+def test_a_pin_continued_to_the_end_of_the_file_is_audited(tmp_path: Path) -> None:
+    """pip installs a last requirement whose final line still ends in a backslash (an edited
+    or cut lock); the audit must see it too, not drop it unread."""
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"alembic==1.0 {HASH}\nflask==0.1 \\\n    {HASH} \\\n", encoding="utf-8")
+    assert read_lock(lock) == [("alembic", Version("1.0")), ("flask", Version("0.1"))]
