@@ -1,10 +1,12 @@
-"""The account page: profile, email, password, 2FA, sessions, and deleting the account."""
+"""The account page: profile, email, password, 2FA, sessions, exporting and deleting the
+account."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import (
+    Response,
     abort,
     flash,
     g,
@@ -18,7 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from bastion.account import bp, services
+from bastion.account import bp, export, services
 from bastion.account.forms import (
     DeleteAccountForm,
     EmailChangeForm,
@@ -46,9 +48,11 @@ from bastion.auth.sessions import (
     start_session,
 )
 from bastion.extensions import limiter
+from bastion.models import utcnow
 from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
+from bastion.security.fetch_metadata import refuse_unless_requested
 from bastion.security.freshness import fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
 
@@ -320,6 +324,33 @@ def revoke_all_sessions() -> ResponseReturnValue:
         flash("You are signed out everywhere, including here, and your personal access tokens are revoked.", "info")
         return _signed_out()
     return redirect(url_for("account.index"))
+
+
+@bp.get("/export")
+@login_required
+@fresh_required
+# Only exports that ran count: a refused fetch must not spend the holder's allowance.
+@limiter.limit("5 per hour", deduct_when=lambda response: response.status_code == 200)
+def export_data() -> ResponseReturnValue:
+    """The signed-in user's own data as a JSON download: no id in the URL, so only theirs.
+
+    A GET that writes (``account.exported``), so that it works as a download link; like the
+    audit export it runs only for a request the user made (``refuse_unless_requested``).
+    """
+    refuse_unless_requested(
+        "account.export_refused",
+        "The export starts only from its link. Open your account page and choose Download "
+        "your data.",
+        target_user_id=current_user.id,
+    )
+    user = current_user._get_current_object()
+    name = f"bastion-{user.username}-{utcnow():%Y-%m-%d}.json"
+    # A HEAD is sent nothing, so nothing is exported (or audited).
+    body = export.export_json(user) if request.method == "GET" else b""
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "no-store",
+    })
 
 
 @bp.route("/delete", methods=["GET", "POST"])

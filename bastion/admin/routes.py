@@ -30,6 +30,7 @@ from bastion.extensions import limiter
 from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import admin_required
+from bastion.security.fetch_metadata import refuse_unless_requested
 from bastion.security.freshness import fresh_required
 
 bp.add_app_template_filter(audit_log.details_text, "audit_details")
@@ -250,42 +251,11 @@ def audit_events() -> ResponseReturnValue:
     )
 
 
-def _is_requested_download() -> bool:
-    """Whether this GET is a top-level navigation or download, not a fetch a page made.
-
-    The export is the one GET that writes (an ``audit.exported`` event), so an ``<img>``, a
-    script's ``fetch`` or a frame on any page the admin opens must not run it. Browsers say
-    which in the Fetch Metadata headers: a link click, a typed address or a bookmark is
-    ``Sec-Fetch-Mode: navigate`` from this origin (``same-origin``) or from none (``none``);
-    Chromium marks an ``<a download>`` with ``Sec-Fetch-Dest: empty``, the others
-    ``document``. A request without the headers is allowed: scripts and curl send none, and
-    a page cannot make a current browser leave them out (for browsers older than the
-    headers, Markdown images may point only at uploads: ``bastion.content.rendering``).
-    """
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    dest = request.headers.get("Sec-Fetch-Dest")
-    if dest is None:
-        return True
-    return request.headers.get("Sec-Fetch-Mode") == "navigate" and dest in ("document", "empty")
-
-
 def _refuse_unless_requested_download() -> None:
     """403 (audited) for an export the admin did not ask for, e.g. an image in a page."""
-    if _is_requested_download():
-        return
-    audit.record(
+    refuse_unless_requested(
         "audit.export_refused",
-        details={
-            name.lower(): request.headers.get(f"Sec-Fetch-{name}", "")[:32]
-            for name in ("Site", "Mode", "Dest")
-        },
-    )
-    abort(
-        403,
-        description="The audit export starts only from its link. "
-        "Open the audit log and choose Export CSV.",
+        "The audit export starts only from its link. Open the audit log and choose Export CSV.",
     )
 
 

@@ -35,6 +35,7 @@ EXPECTED: dict[str, Access] = {
     "account.revoke": Access.SIGNED_IN,
     "account.revoke_all_sessions": Access.SIGNED_IN,
     "account.delete_account": Access.SIGNED_IN,
+    "account.export_data": Access.SIGNED_IN,
     "setup.create_admin": Access.PUBLIC,
     "static": Access.PUBLIC,
     "content.list_articles": Access.PUBLIC,

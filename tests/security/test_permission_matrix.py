@@ -101,6 +101,8 @@ MATRIX = (
     # Someone else's session is left alone (with a "not found" message on the account page;
     # tests/account/test_account.py proves the row is untouched).
     row("account.revoke", "POST", LOGIN, 302, 302, 302, 302),
+    # The holder's own data only (no id in the URL).
+    row("account.export_data", "GET", LOGIN, 200, 200, 200, 200),
     row("api_web.docs", "GET", 200, 200, 200, 200, 200),
     row("api_web.tokens", "GET", LOGIN, 200, 200, 200, 200),
     row("api_web.create_token", "POST", LOGIN, 200, 200, 200, 200),
