@@ -53,7 +53,7 @@ from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
 from bastion.security.fetch_metadata import refuse_unless_requested
-from bastion.security.freshness import fresh_required, is_fresh
+from bastion.security.freshness import fresh_download_required, fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
 
 # The session list names each device ("Firefox on Windows"), the raw header kept in a title.
@@ -73,6 +73,7 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
         "current_session_id": record.id if record else None,
         "recovery": recovery_keys.status(user.id) if user.has_2fa else None,
         "fresh": is_fresh(),
+        "export_ready": False,
         # The API tokens section (account/_tokens.html) lives with the API package.
         **tokens_context(user),
     }
@@ -83,7 +84,8 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
 @bp.get("")
 @login_required
 def index() -> ResponseReturnValue:
-    return _page()
+    # Back from re-authenticating for the export (``export_data``): its section says what next.
+    return _page(export_ready=request.args.get("export") == "ready" and is_fresh())
 
 
 @bp.post("/profile")
@@ -326,9 +328,14 @@ def revoke_all_sessions() -> ResponseReturnValue:
     return redirect(url_for("account.index"))
 
 
+def _export_offered() -> str:
+    """Where re-authentication for the export leads: the section that offers it."""
+    return url_for("account.index", export="ready", _anchor="your-data")
+
+
 @bp.get("/export")
 @login_required
-@fresh_required
+@fresh_download_required(_export_offered)
 # Only exports that ran count: a refused fetch must not spend the holder's allowance.
 @limiter.limit("5 per hour", deduct_when=lambda response: response.status_code == 200)
 def export_data() -> ResponseReturnValue:

@@ -2,7 +2,7 @@
 
 A session is "fresh" when its record's ``reauth_at`` (set at login and by /auth/reauth) is
 within BASTION_REAUTH_MINUTES (default 10). Stale sessions are sent to /auth/reauth and come
-back to the page they wanted.
+back to the page they wanted (for a download, to the page that offers it).
 """
 
 from __future__ import annotations
@@ -52,14 +52,31 @@ def _referring_page() -> str | None:
 
 def fresh_required(view: F) -> F:
     """Decorate *after* the access-policy decorator; keeps the policy attribute visible."""
+    return _requiring_freshness(view, then=None)
 
+
+def fresh_download_required(then: Callable[[], str]) -> Callable[[F], F]:
+    """``fresh_required`` for a GET that answers with a download rather than a page.
+
+    Sent back to the download itself, the browser would save the file and leave the user
+    looking at the re-authentication form; it goes to ``then()`` instead (a local path: the
+    page that offers the download), and the user chooses it again there, now fresh.
+    """
+
+    def decorate(view: F) -> F:
+        return _requiring_freshness(view, then=then)
+
+    return decorate
+
+
+def _requiring_freshness(view: F, then: Callable[[], str] | None) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not is_fresh():
             if request.path.startswith("/api/"):
                 abort(401, description="Re-authentication required.")
             if request.method in ("GET", "HEAD"):
-                target: str | None = request.full_path.rstrip("?")
+                target: str | None = then() if then else request.full_path.rstrip("?")
             else:
                 target = _referring_page()
             # Without a target the re-authentication page returns to the account page.

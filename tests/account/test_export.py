@@ -3,8 +3,10 @@ nothing that is a secret, nothing of anyone else's, and only when they asked for
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,10 +24,12 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, RecoveryCode, RefreshToken, User, UserSession
 from bastion.uploads import services as uploads
 from tests.factories import PASSWORD, TOTP_SECRET, ArticleFactory, CommentFactory, UserFactory
+from tests.support.accounts import post_form
 from tests.support.roles import age_reauthentication, client_for
 from tests.uploads import corpus
 
 URL = "/account/export"
+NEXT_RE = re.compile(r'<input[^>]*name="next"[^>]*>')
 # What a browser sends for a click on the account page's link.
 NAVIGATE = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate",
             "Sec-Fetch-Dest": "document"}
@@ -217,15 +221,47 @@ def test_a_head_request_exports_nothing(app: Flask) -> None:
     assert not _events("account.exported")
 
 
+READY = "/account?export=ready#your-data"
+
+
+def _next_on(page: str) -> str:
+    tag = NEXT_RE.search(page)
+    assert tag is not None
+    value = re.search(r'value="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1)) if value else ""
+
+
 @pytest.mark.asvs("V7.5.1")
 def test_the_export_needs_a_fresh_reauthentication(app: Flask) -> None:
     user = UserFactory()
     client = client_for(app, user)
     age_reauthentication(user, minutes=11)
     resp = _download(client)
-    assert resp.status_code == 302
-    assert resp.headers["Location"] == "/auth/reauth?next=/account/export"
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/reauth?next=")
     assert not resp.headers.get("Content-Disposition") and not _events("account.exported")
+
+
+def test_after_reauthentication_the_account_page_offers_the_download(app: Flask) -> None:
+    """Sent back to the download, the browser would save the file and stay on the password
+    form; it lands on the account page's "Your data" section instead, which says what next."""
+    user = UserFactory()
+    client = client_for(app, user)
+    age_reauthentication(user, minutes=11)
+    stale = client.get("/account?export=ready").get_data(as_text=True)
+    assert "Confirmed." not in stale  # the query alone confirms nothing
+
+    reauth = _download(client).headers["Location"]
+    nxt = _next_on(client.get(reauth).get_data(as_text=True))
+    assert nxt == READY
+    done = post_form(client, "/auth/reauth", {"password": PASSWORD, "next": nxt})
+
+    assert done.status_code == 302 and done.headers["Location"] == READY
+    assert not _events("account.exported")  # nothing downloaded behind the user's back
+    page = client.get(READY).get_data(as_text=True)
+    assert 'id="your-data"' in page
+    assert "Confirmed. Choose Download your data to get the file." in page
+    assert "Confirmed." not in client.get("/account").get_data(as_text=True)
+    assert _download(client).status_code == 200  # now fresh: the link downloads
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(app: Flask) -> None:
