@@ -7,14 +7,12 @@ import html
 import io
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from bastion.account import export
 from bastion.api import pats
@@ -25,6 +23,7 @@ from bastion.models import AuditEvent, RecoveryCode, RefreshToken, User, UserSes
 from bastion.uploads import services as uploads
 from tests.factories import PASSWORD, TOTP_SECRET, ArticleFactory, CommentFactory, UserFactory
 from tests.support.accounts import post_form
+from tests.support.queries import statements
 from tests.support.roles import age_reauthentication, client_for
 from tests.uploads import corpus
 
@@ -160,21 +159,6 @@ def test_another_users_data_is_never_included(app: Flask) -> None:
         assert text.encode() not in raw, text[:12]
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def test_the_document_costs_the_same_statements_however_much_the_user_has(app: Flask) -> None:
     small = UserFactory(role_name="editor")
     big = _author_with_everything("ada")["user"]
@@ -184,7 +168,7 @@ def test_the_document_costs_the_same_statements_however_much_the_user_has(app: F
     counts = []
     for user in (small, big):
         db.session.refresh(user)
-        with app.test_request_context("/account/export"), _statements() as seen:
+        with app.test_request_context("/account/export"), statements() as seen:
             export.build(user)
         counts.append(len(seen))
     assert counts[0] == counts[1] <= 5, counts

@@ -47,7 +47,7 @@ from bastion.uploads import storage
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
 from tests.support.account_fixtures import is_signed_in
 from tests.support.races import delete_user_elsewhere, meet_after, race
-from tests.support.roles import age_reauthentication, client_for, post
+from tests.support.roles import WRONG_CONFIRMATIONS, age_reauthentication, client_for, post
 from tests.uploads import corpus
 
 
@@ -323,12 +323,7 @@ def test_deletion_needs_a_recent_reauthentication(app: Flask) -> None:
 @pytest.mark.asvs("V2.2.1", "V3.5.1")
 @pytest.mark.parametrize(
     ("confirm", "message"),
-    [
-        ("someone-else", "Type the username"),
-        ("", "This field is required."),
-        ("x" * 33, "Field cannot be longer than 32 characters."),
-        ("user\x00", "not allowed"),
-    ],
+    WRONG_CONFIRMATIONS,
 )
 def test_a_wrong_username_changes_nothing(app: Flask, confirm: str, message: str) -> None:
     target = UserFactory()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from flask import Flask
 from sqlalchemy import event
@@ -12,21 +9,7 @@ from sqlalchemy import event
 from bastion.extensions import db
 from tests.factories import PASSWORD, ArticleFactory, CommentFactory, UserFactory
 from tests.support.auth import AuthActions
-
-
-@contextmanager
-def _statements(app: Flask) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+from tests.support.queries import statements as recorded_statements
 
 
 def _selects(statements: list[str]) -> list[str]:
@@ -48,7 +31,7 @@ def test_signed_in_home_page_loads_session_user_and_articles_in_two_queries(
     client = app.test_client()
     AuthActions(client).login(username, PASSWORD)
     client.get("/")  # settle the session (CSRF token, last-seen stamp)
-    with app.app_context(), _statements(app) as statements:
+    with app.app_context(), recorded_statements() as statements:
         resp = client.get("/")
     assert resp.status_code == 200
     assert "Sign out" in resp.get_data(as_text=True)
@@ -60,7 +43,7 @@ def test_signed_in_home_page_loads_session_user_and_articles_in_two_queries(
 
 def test_anonymous_home_page_reads_only_listed_columns(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
     ArticleFactory(body_md="SECRET-ISH LONG BODY", body_html="<p>long</p>")
-    with _statements(app) as statements:
+    with recorded_statements() as statements:
         resp = client.get("/")
     assert resp.status_code == 200
     (select,) = _selects(statements)

@@ -12,6 +12,15 @@ from werkzeug.test import TestResponse
 
 from tests.support.auth import CSRF_RE, AuthActions
 
+# Typed into a deletion's "type the username" box (the admin's or the holder's own), each
+# with what the form answers: never the account's username, so nothing may be deleted.
+WRONG_CONFIRMATIONS = [
+    ("someone-else", "Type the username"),
+    ("", "This field is required."),
+    ("x" * 33, "Field cannot be longer than 32 characters."),
+    ("someone\x00", "not allowed"),
+]
+
 
 def age_reauthentication(user: Any, minutes: float) -> None:
     """Make every session of ``user`` last re-authenticate ``minutes`` ago."""
