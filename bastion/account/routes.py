@@ -52,7 +52,7 @@ from bastion.models import utcnow
 from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
-from bastion.security.fetch_metadata import refuse_unless_requested
+from bastion.security.fetch_metadata import export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_download_required, fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
 
@@ -336,8 +336,8 @@ def _export_offered() -> str:
 @bp.get("/export")
 @login_required
 @fresh_download_required(_export_offered)
-# Only exports that ran count: a refused fetch must not spend the holder's allowance.
-@limiter.limit("5 per hour", deduct_when=lambda response: response.status_code == 200)
+# Only exports that ran count (export_ran): not a refused fetch, not a HEAD.
+@limiter.limit("5 per hour", deduct_when=export_ran)
 def export_data() -> ResponseReturnValue:
     """The signed-in user's own data as a JSON download: no id in the URL, so only theirs.
 

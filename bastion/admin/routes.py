@@ -30,7 +30,7 @@ from bastion.extensions import limiter
 from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import admin_required
-from bastion.security.fetch_metadata import refuse_unless_requested
+from bastion.security.fetch_metadata import export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_required
 
 bp.add_app_template_filter(audit_log.details_text, "audit_details")
@@ -261,8 +261,8 @@ def _refuse_unless_requested_download() -> None:
 
 @bp.get("/audit.csv")
 @admin_required
-# Only exports that ran count: a refused image request must not spend the admin's allowance.
-@limiter.limit("10 per minute", deduct_when=lambda response: response.status_code == 200)
+# Only exports that ran count (export_ran): not a refused image request, not a HEAD.
+@limiter.limit("10 per minute", deduct_when=export_ran)
 def export_audit() -> ResponseReturnValue:
     _refuse_unless_requested_download()
     _, filters = _audit_filter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import abort, request
+from flask import Response, abort, request
 from flask_login import current_user
 
 log = logging.getLogger("bastion.security")
@@ -55,3 +55,9 @@ def refuse_unless_requested(event: str, description: str, **audit_fields: Any) -
     if first_this_minute(f"bastion-{event}", f"user-{current_user.id}"):
         audit.record(event, details=details, **audit_fields)
     abort(403, description=description)
+
+
+def export_ran(response: Response) -> bool:
+    """The exports' rate limits count only a GET that sent the file: not a refused fetch
+    (which would let any page spend the user's allowance) and not a HEAD (nothing sent)."""
+    return response.status_code == 200 and request.method == "GET"
