@@ -206,6 +206,34 @@ def test_upgrading_shrinks_articles_that_repeat_a_long_reference(make_app, backe
     assert html.count(address) >= 2
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_gives_stored_articles_images_their_size(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Articles saved before images carried their size kept pages that jump as images load."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.models import Article, Upload
+    from tests.factories import ArticleFactory
+
+    upload_id = "ab" * 16
+    source = f"![lead](/uploads/{upload_id})\n\n![unknown](/uploads/{'cd' * 16})"
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision="0015_audit_no_truncate")
+        old = ArticleFactory(body_md=source, body_html="<p>old</p>\n")
+        db.session.add(
+            Upload(id=upload_id, owner_id=old.author_id, article_id=old.id, kind="article",
+                   content_type="image/png", size=100, width=1200, height=800,
+                   storage_name=f"{upload_id}.png")
+        )
+        db.session.commit()
+        article_id = old.id
+        db.session.remove()
+        upgrade(revision="0016_rerender_image_sizes")
+        html = db.session.get(Article, article_id).body_html
+    assert f'<img src="/uploads/{upload_id}" alt="lead" width="1200" height="800">' in html
+    assert f'<img src="/uploads/{"cd" * 16}" alt="unknown" loading="lazy" decoding="async">' in html
+
+
 @pytest.mark.asvs("V1.1.1")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrading_stores_idn_domains_in_ace_form_and_never_merges_accounts(  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Collection, Mapping
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ _CELLS_LEFT = "bastion_table_cells_left"
 _REFERENCED_LEFT = "bastion_referenced_chars_left"
 # ...at least this many, so a short text (a bio) may cite one long address a few times.
 REFERENCED_CHARS_MIN = 10_000
+# The ``image_sizes`` lookup a render was given (``render_markdown``).
+_IMAGE_SIZES = "bastion_image_sizes"
+
+# Upload ids to each one's stored (width, height); ids it does not know are left out.
+ImageSizes = Callable[[Collection[str]], Mapping[str, tuple[int, int]]]
 
 
 @cache
@@ -49,6 +55,7 @@ def _markdown() -> MarkdownIt:
     md.core.ruler.push("bastion_nest_headings", _nest_headings)
     md.core.ruler.push("bastion_strike_as_del", _strike_as_del)
     md.core.ruler.push("bastion_lazy_images", _lazy_images)
+    md.core.ruler.push("bastion_image_sizes", _sized_images)
     return md
 
 
@@ -68,6 +75,33 @@ def _lazy_images(state: StateCore) -> None:
                 if seen:
                     child.attrs.update(LAZY_IMAGE)
                 seen += 1
+
+
+def _sized_images(state: StateCore) -> None:
+    """``width`` and ``height`` on every uploaded image whose size the render was told.
+
+    A browser that knows an image's size keeps its place while it loads; without it the
+    text below jumps down as each image arrives (worst on a phone, halfway through
+    reading). The sizes are the stored file's, read from the database by the caller, and
+    the stylesheet scales images down to the column keeping that ratio. Authors cannot
+    set either attribute: Markdown has no syntax for them and raw HTML is off. A resized
+    avatar (``?size=``) is a different size from its file and gets none.
+    """
+    lookup: ImageSizes | None = state.env.get(_IMAGE_SIZES)
+    if lookup is None:
+        return
+    images = [
+        (str(child.attrs["src"]).removeprefix("/uploads/"), child)
+        for token in state.tokens
+        for child in token.children or ()
+        if child.type == "image" and UPLOAD_SRC.match(str(child.attrs.get("src", "")))
+    ]
+    wanted = {upload_id for upload_id, _ in images if "?" not in upload_id}
+    sizes = lookup(sorted(wanted)) if wanted else {}
+    for upload_id, image in images:
+        if upload_id in sizes:
+            width, height = sizes[upload_id]
+            image.attrs["width"], image.attrs["height"] = str(width), str(height)
 
 
 def _strike_as_del(state: StateCore) -> None:
@@ -181,13 +215,15 @@ TAGS = {
 }
 ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title", "loading", "decoding"},
+    "img": {"src", "alt", "title", "loading", "decoding", "width", "height"},
     "ol": {"start"},
     "th": {"align"},
     "td": {"align"},
 }
 # The renderer's own image hints (``_lazy_images``), kept with these values only.
 LAZY_IMAGE = {"loading": "lazy", "decoding": "async"}
+# ``_sized_images``'s values: a stored image's pixels, at most 4096 (bastion.uploads).
+IMAGE_DIMENSION = re.compile(r"\A[1-9][0-9]{0,3}\Z")
 URL_SCHEMES = {"http", "https", "mailto"}
 # The only images a page may load: this site's uploads, as the upload pages print them
 # (``/uploads/<id>``, optionally ``?size=<px>``). Any other address would make every reader's
@@ -198,17 +234,23 @@ UPLOAD_SRC = re.compile(r"\A/uploads/[0-9a-f]{32}(?:\?size=[0-9]{1,4})?\Z")
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     """nh3 hook: drop an ``<img src>`` that is not one of this site's uploads, and a
-    ``loading``/``decoding`` that is not the renderer's own value."""
+    ``loading``/``decoding``/``width``/``height`` that is not a value the renderer writes."""
     if tag == "img" and attribute == "src" and not UPLOAD_SRC.match(value):
         return None
     if tag == "img" and attribute in LAZY_IMAGE and value != LAZY_IMAGE[attribute]:
         return None
+    if tag == "img" and attribute in ("width", "height") and not IMAGE_DIMENSION.match(value):
+        return None
     return value
 
 
-def render_markdown(source: str) -> str:
-    """HTML that can go into a page as-is; raw HTML in the source is never passed through."""
-    return sanitise_html(_markdown().render(source))
+def render_markdown(source: str, image_sizes: ImageSizes | None = None) -> str:
+    """HTML that can go into a page as-is; raw HTML in the source is never passed through.
+
+    ``image_sizes`` looks up the stored size of the uploads the document shows, once per
+    render, so that their ``<img>`` carry it (``_sized_images``)."""
+    env = {_IMAGE_SIZES: image_sizes} if image_sizes is not None else {}
+    return sanitise_html(_markdown().render(source, env))
 
 
 def sanitise_html(html: str) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 
 from bastion import pagecache
 from bastion.content import search
+from bastion.content.image_sizes import sizes_reader
 from bastion.content.marks import (
     MAX_MARKS_IN_LINE,
     MAX_MARKS_IN_PROSE,
@@ -316,7 +317,7 @@ def create_article(actor: User, *, title: str, body: str, publish: bool = False)
     authz.require(authz.can_create_article(actor), what="create article")
     title = _clean_text(title, "title", TITLE_MAX).strip()
     body = _clean_text(body, "body", BODY_MAX)
-    body_html = render_markdown(body)
+    body_html = render_markdown(body, sizes_reader(db.session))
     article = Article(
         author_id=actor.id,
         title=title,
@@ -396,7 +397,9 @@ def update_article(
     clean_body = _clean_text(body, "body", BODY_MAX) if body is not None else None
     # Rendered before the row is locked: a long body takes seconds, and SQLite's write lock
     # would stop every other writer meanwhile.
-    body_html = render_markdown(clean_body) if clean_body is not None else None
+    body_html = (
+        render_markdown(clean_body, sizes_reader(db.session)) if clean_body is not None else None
+    )
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     # The row as committed now, not as this request loaded it: set to a value it held then,
     # a field another save changed meanwhile would be no change to the ORM (never written,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bastion.content.image_sizes import sizes_reader
 from bastion.content.rendering import render_markdown, summarise_html
 
 _ARTICLES = sa.table(
@@ -34,7 +35,7 @@ def refresh_rendered(bind: Connection, batch: int = 500) -> int:
         if not rows:
             return changed
         for article_id, body_md, body_html, summary in rows:
-            html = render_markdown(body_md or "")
+            html = render_markdown(body_md or "", sizes_reader(bind))
             fresh = {"body_html": html, "summary": summarise_html(html)}
             if fresh != {"body_html": body_html, "summary": summary}:
                 bind.execute(

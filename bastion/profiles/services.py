@@ -14,6 +14,7 @@ from sqlalchemy.orm import load_only
 
 from bastion import pagecache
 from bastion.auth.services import canonical_username, username_problem
+from bastion.content.image_sizes import sizes_reader
 from bastion.content.marks import (
     MAX_MARKS_IN_LINE,
     MAX_MARKS_IN_PROSE,
@@ -130,7 +131,7 @@ def _rendered_bio(bio: str) -> str:
     """Bios are rendered on every signed-in profile view, up to about 35 ms each for a hostile
     2,000 characters, and change rarely: each text is rendered once per worker. Keyed by
     the text itself, so an edited bio is never served stale (at most about 7 MB a worker)."""
-    return render_markdown(bio)
+    return render_markdown(bio, sizes_reader(db.session))
 
 
 def initials_avatar(user: User) -> InitialsAvatar:

@@ -380,9 +380,9 @@ def test_a_conditional_patch_renders_before_it_locks_the_row(
     events: list[str] = []
     real_render, real_lock = services.render_markdown, services._lock_row
 
-    def render(text: str) -> str:
+    def render(text: str, *args: Any) -> str:
         events.append("render")
-        return real_render(text)
+        return real_render(text, *args)
 
     def lock(*args: Any) -> bool:
         events.append("lock")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from bastion.content.rendering import render_markdown
+from bastion.content.rendering import ImageSizes, render_markdown
 from bastion.extensions import db
 from bastion.profiles import services
 from tests.factories import UserFactory
@@ -18,9 +18,9 @@ def test_bio_is_rendered_once_per_text_and_never_served_stale(
 ) -> None:
     rendered: list[str] = []
 
-    def counting(source: str) -> str:
+    def counting(source: str, image_sizes: ImageSizes | None = None) -> str:
         rendered.append(source)
-        return render_markdown(source)
+        return render_markdown(source, image_sizes)
 
     monkeypatch.setattr("bastion.profiles.services.render_markdown", counting)
     services._rendered_bio.cache_clear()
