@@ -41,17 +41,46 @@ loop shuts the socket down under the thread, which sees the end of the connectio
 Once the head is in, each read of the body and each write of the response has
 ``client_timeout`` too (a socket timeout; the body and response may be large, so there
 is no total), after which the connection is closed.
+
+Last, it words the answers gunicorn gives itself, without the app: a malformed request
+line, method or header, an unsupported HTTP version, a request line or headers over the
+``limit_request_*`` settings, a malformed chunked body, and an application error past the
+app's own handlers. gunicorn's status (505 instead of its 400 for a well-formed version
+other than HTTP/1.x), a fixed plain-text sentence instead of its HTML page quoting the
+request, ``Connection: close``, and the headers the app gives its data answers
+(``bastion/security/header_values.py``, HSTS over TLS as the app's configuration says).
+gunicorn still logs each refusal as before.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from contextlib import suppress
 from typing import Any
 
+from gunicorn import util
+from gunicorn.http.errors import (
+    ChunkMissingTerminator,
+    ExpectationFailed,
+    InvalidChunkExtension,
+    InvalidChunkSize,
+    InvalidHeader,
+    InvalidHeaderName,
+    InvalidHTTPVersion,
+    InvalidRequestLine,
+    InvalidRequestMethod,
+    InvalidSchemeHeaders,
+    LimitRequestHeaders,
+    LimitRequestLine,
+    ObsoleteFolding,
+    UnsupportedTransferCoding,
+)
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
+
+from bastion.security.header_values import server_answer_headers
 
 ACCEPT_GRACE = 0.01  # seconds a busy worker leaves a new connection to its siblings
 # An unread body is drained up to this size: more than nginx lets through
@@ -62,6 +91,28 @@ DRAIN_MAX_BYTES = 16 * 1024 * 1024
 # GUNICORN_CLIENT_TIMEOUT by gunicorn.conf.py (post_worker_init); this is its default. More
 # than gunicorn's 5 s wait for a new connection's first bytes, which frees the thread itself.
 CLIENT_TIMEOUT = 10
+# What a request gunicorn refuses is told, after the status's phrase: a fixed sentence per
+# kind of error, never the request's bytes (gunicorn's page quoted the line or header it
+# could not parse). By exact type: a subclass may be another kind of error, such as an
+# invalid response header, which is the app's fault and a 500.
+REFUSALS: dict[type[BaseException], str] = {
+    InvalidRequestLine: "the request line is malformed.",
+    InvalidRequestMethod: "the request method is malformed.",
+    InvalidHTTPVersion: "the HTTP version is malformed.",
+    InvalidHeaderName: "a header name is invalid.",
+    InvalidHeader: "a header is malformed or contradicts another.",
+    ObsoleteFolding: "a header is folded over several lines.",
+    LimitRequestLine: "the request line is longer than this server accepts.",
+    LimitRequestHeaders: "the request has more or longer headers than this server accepts.",
+    UnsupportedTransferCoding: "the request's transfer coding is not supported.",
+    ExpectationFailed: "the request's Expect header cannot be met.",
+    InvalidSchemeHeaders: "the forwarded scheme headers contradict each other.",
+    InvalidChunkSize: "the chunked request body is malformed.",
+    ChunkMissingTerminator: "the chunked request body is malformed.",
+    InvalidChunkExtension: "the chunked request body is malformed.",
+}
+UNSUPPORTED_VERSION = "this server speaks HTTP/1.0 and HTTP/1.1."
+_SENT_STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) ([ -~]+)\r\n")  # the status line gunicorn writes
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -75,6 +126,37 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         # the head is due by. Threads add and remove them; the main loop ends the late ones.
         self._heads_due: dict[Any, float] = {}
         self._heads_lock = threading.Lock()
+        self._answer_headers = server_answer_headers(secure=False, hsts_preload=False)
+
+    def load_wsgi(self) -> None:
+        """Load the app, then take the HSTS settings for gunicorn's own answers from it."""
+        super().load_wsgi()
+        config = getattr(self.wsgi, "config", None)  # a Flask app's; other apps have none
+        preload = isinstance(config, dict) and bool(config.get("HSTS_PRELOAD"))
+        self._answer_headers = server_answer_headers(
+            secure=bool(self.cfg.is_ssl), hsts_preload=preload
+        )
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer what gunicorn refused as plain text with the app's headers.
+
+        gunicorn's own handler still runs, for its log line and its choice of status, but
+        writes to a stand-in for the socket; what reaches the client is built here.
+        """
+        unsent = _Unsent()
+        super().handle_error(req, unsent, addr, exc)
+        found = _SENT_STATUS.match(unsent.data)
+        status, reason = (int(found[1]), found[2].decode()) if found else (500, "Internal Server Error")
+        detail = REFUSALS.get(type(exc))
+        if isinstance(exc, InvalidHTTPVersion) and isinstance(exc.version, tuple):
+            # Well-formed, but HTTP/0.9 or 2.0 and up: not a malformed request (RFC 9110 15.6.6).
+            status, reason, detail = 505, "HTTP Version Not Supported", UNSUPPORTED_VERSION
+        text = f"{reason}: {detail}" if detail else f"{reason}."
+        answer = _plain_answer(f"{status} {reason}", text, self._answer_headers)
+        try:
+            util.write_nonblock(client, answer)
+        except Exception:  # the client is gone: nothing more to tell it
+            self.log.debug("Failed to send error message.")
 
     def _has_free_thread(self) -> bool:
         resting = len(self.keepalived_conns) + len(self.pending_conns)
@@ -176,3 +258,31 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
             # wrote a 400 after the 200, an answer to no request that a client reusing the
             # connection takes for the answer to its next one.
             return False
+
+
+class _Unsent:
+    """Stands in for the client socket in gunicorn's error handler: keeps what it would
+    have sent, of which only the status is used."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # non-blocking: gunicorn then writes at once, with no mode switching
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def _plain_answer(status: str, text: str, headers: list[tuple[str, str]]) -> bytes:
+    """A whole HTTP/1.1 answer with a short plain-text body, after which the server closes."""
+    body = f"{text}\n".encode()
+    lines = [
+        f"HTTP/1.1 {status}",
+        f"Date: {util.http_date()}",
+        "Connection: close",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body

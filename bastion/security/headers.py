@@ -20,6 +20,13 @@ from werkzeug.sansio.utils import get_current_url
 from bastion.extensions import talisman
 from bastion.observability.redaction import is_link_path
 from bastion.security.fixed_headers import FixedHeaders
+from bastion.security.header_values import (
+    FRAME_OPTIONS,
+    HSTS_MAX_AGE,
+    PERMISSIONS_POLICY,
+    REFERRER_POLICY,
+    STATIC_HEADERS,
+)
 
 CSP: dict[str, str] = {
     "default-src": "'self'",
@@ -37,14 +44,7 @@ CSP: dict[str, str] = {
     "frame-ancestors": "'none'",
     "form-action": "'self'",
 }
-PERMISSIONS_POLICY = dict.fromkeys(("accelerometer", "camera", "geolocation", "gyroscope", "magnetometer", "microphone", "payment", "usb", "browsing-topics"), "()")
-# Fixed headers computed once, not per request.
-STATIC_HEADERS = {
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "X-Permitted-Cross-Domain-Policies": "none",
-}
-# What a view set itself is kept.
+# Fixed headers computed once, not per request. What a view set itself is kept.
 _STATIC_HEADERS = FixedHeaders(STATIC_HEADERS.items(), replace=False)
 
 
@@ -55,15 +55,15 @@ def init_headers(app: Flask) -> None:
     talisman.init_app(
         app,
         force_https=False,
-        frame_options="DENY",
+        frame_options=FRAME_OPTIONS,
         strict_transport_security=True,
-        strict_transport_security_max_age=63072000,
+        strict_transport_security_max_age=HSTS_MAX_AGE,
         strict_transport_security_include_subdomains=True,
         strict_transport_security_preload=bool(app.config["HSTS_PRELOAD"]),
         content_security_policy=csp,
         content_security_policy_nonce_in=["script-src", "style-src"],
         content_security_policy_report_uri="/csp-report",
-        referrer_policy="strict-origin-when-cross-origin",
+        referrer_policy=REFERRER_POLICY,
         permissions_policy=PERMISSIONS_POLICY,
         feature_policy={},
         document_policy={},

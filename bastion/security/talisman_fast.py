@@ -21,12 +21,9 @@ from flask_talisman.talisman import get_random_string
 from werkzeug.datastructures import Headers
 
 from bastion.security.fixed_headers import FixedHeaders
+from bastion.security.header_values import DATA_CSP  # for data answers, not documents
 
 _PLACEHOLDER = "BASTIONNONCEPLACEHOLDER"
-# Answers that are data, not documents (the JSON API, its errors, health checks): nothing
-# in them may load, run or be framed, and a browser that opens one as a page gets an
-# empty, sandboxed document instead of the site's page policy (OWASP REST guidance).
-DATA_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox"
 
 
 def is_data(mimetype: str) -> bool:
