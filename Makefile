@@ -48,9 +48,10 @@ lint: install-dev ## ruff and mypy
 
 # Audits the lock files, not an environment. The vulnerability data comes from VULN_DB (a
 # local OSV JSON export; or FLASK_SECURITY_VULN_DB) or else the OSV API (VULN_URL for a
-# mirror); data that cannot be read fails the target, as does any known vulnerability.
+# mirror); data that cannot be read fails the target, as does any known vulnerability, and
+# so does a VULN_DB older than VULN_MAX_AGE_DAYS (default 7; 0 accepts any age).
 audit: install-dev ## known vulnerabilities in the locked runtime deps (VULN_DB=osv.json offline)
-	$(BIN)/python -m flask_deploy_check.lock_audit -r requirements/main.txt -r requirements/build.txt $(if $(VULN_DB),--vuln-db '$(VULN_DB)') $(if $(VULN_URL),--vuln-url '$(VULN_URL)')
+	$(BIN)/python -m flask_deploy_check.lock_audit -r requirements/main.txt -r requirements/build.txt $(if $(VULN_DB),--vuln-db '$(VULN_DB)') $(if $(VULN_URL),--vuln-url '$(VULN_URL)') $(if $(VULN_MAX_AGE_DAYS),--max-age-days '$(VULN_MAX_AGE_DAYS)')
 
 sbom: ## CycloneDX 1.5 SBOM of the locked dependencies -> sbom.cdx.json
 	$(PYTHON) scripts/sbom.py -o sbom.cdx.json

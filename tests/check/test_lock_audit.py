@@ -6,19 +6,24 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from flask_deploy_check.lock_audit import main, read_lock
+from flask_deploy_check.lock_audit import EXIT_STALE, main, read_lock
+from flask_deploy_check.osv_age import DataAge, modified
 from tests.check.fixtures import closed_port_url
 
 pytestmark = pytest.mark.asvs("V15.2.1")
@@ -82,6 +87,7 @@ def test_the_target_audits_both_runtime_locks_with_the_given_source() -> None:
     assert command[3:] == ["-r", LOCKS[0], "-r", LOCKS[1], "--vuln-db", "/srv/osv export.json"]
     mirror = audit_command(VULN_URL="https://osv.internal/v1/query")
     assert mirror[-2:] == ["--vuln-url", "https://osv.internal/v1/query"]
+    assert audit_command(VULN_MAX_AGE_DAYS="30")[-2:] == ["--max-age-days", "30"]
     help_text = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
     assert "audit " in help_text.stdout
 
@@ -219,3 +225,221 @@ def test_a_pin_continued_to_the_end_of_the_file_is_audited(tmp_path: Path) -> No
     lock = tmp_path / "lock.txt"
     lock.write_text(f"alembic==1.0 {HASH}\nflask==0.1 \\\n    {HASH} \\\n", encoding="utf-8")
     assert read_lock(lock) == [("alembic", Version("1.0")), ("flask", Version("0.1"))]
+
+
+def osv_time(moment: datetime) -> str:
+    """``moment`` as OSV exports write it (RFC 3339, UTC, ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dated(entry: dict[str, Any], days_ago: float) -> dict[str, Any]:
+    return {**entry, "modified": osv_time(datetime.now(UTC) - timedelta(days=days_ago))}
+
+
+def test_the_age_of_the_export_is_its_newest_advisory_change(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    entries = [
+        dated(advisory("GHSA-test-age-0001", "nothing-locked", "0", "1"), 40),
+        # nanoseconds and an offset, as some exporters write them
+        {
+            **advisory("GHSA-test-age-0002", "nothing-locked", "0", "1"),
+            "modified": (now - timedelta(days=2))
+            .astimezone(timezone(timedelta(hours=-11)))
+            .strftime("%Y-%m-%dT%H:%M:%S.123456789-11:00"),
+        },
+        dated(advisory("GHSA-test-age-0003", "nothing-locked", "0", "1"), 20),
+    ]
+    result = run_audit(VULN_DB=str(write_db(tmp_path, entries)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    as_of = (now - timedelta(days=2)).strftime("%Y-%m-%d")
+    assert f"vulnerability data as of {as_of}, 2 days old\n" in result.stdout
+    assert "no known vulnerabilities\n" in result.stdout
+
+
+def test_a_stale_export_fails_with_its_own_status_however_new_the_file(
+    tmp_path: Path,
+) -> None:
+    # Copied or checked out today (a fresh mtime), but its newest record is 10 days old.
+    entries = [dated(advisory(f"GHSA-test-age-{n}", "nothing-locked", "0", "1"), 10 + n)
+               for n in range(3)]
+    db = write_db(tmp_path, entries)
+    result = run_audit(VULN_DB=str(db))
+    assert result.returncode == EXIT_STALE == 4, result.stdout + result.stderr
+    assert "10 days old\n" in result.stdout
+    assert "no known vulnerabilities in stale data" in result.stdout
+    assert result.stderr.startswith("stale: vulnerability data as of ")
+    assert "more than the 7 days --max-age-days allows; export a fresh OSV database" in (
+        result.stderr
+    )
+    assert run_audit(VULN_DB=str(db), VULN_MAX_AGE_DAYS="11").returncode == 0
+    assert run_audit(VULN_DB=str(db), VULN_MAX_AGE_DAYS="9").returncode == EXIT_STALE
+    accepted = run_audit(VULN_DB=str(db), VULN_MAX_AGE_DAYS="0")
+    assert accepted.returncode == 0 and accepted.stderr == ""
+    assert "10 days old" in accepted.stdout  # the age is still reported
+
+
+def test_a_vulnerability_in_stale_data_is_still_reported_as_one(tmp_path: Path) -> None:
+    version = pinned(LOCKS[0], "flask")
+    entry = dated(advisory("GHSA-test-age-0010", "flask", version, "999.0"), 30)
+    result = run_audit(VULN_DB=str(write_db(tmp_path, [entry])))
+    assert result.returncode == 1
+    assert "GHSA-test-age-0010" in result.stdout
+    assert "1 known vulnerability in stale data" in result.stdout
+    assert "stale: " in result.stderr
+
+
+def test_an_export_without_dates_is_dated_by_its_file_and_says_so(tmp_path: Path) -> None:
+    db = write_db(tmp_path, [advisory("GHSA-test-age-0020", "nothing-locked", "0", "1")])
+    fresh = run_audit(VULN_DB=str(db))
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    basis = "(by the file's modification time: its records carry no `modified` date)"
+    assert f"0 days old {basis}" in fresh.stdout
+    month_ago = time.time() - 30 * 86400
+    os.utime(db, (month_ago, month_ago))
+    stale = run_audit(VULN_DB=str(db))
+    assert stale.returncode == EXIT_STALE
+    assert f"30 days old {basis}" in stale.stderr
+
+
+@pytest.mark.parametrize(
+    ("modified", "status", "message"),
+    [
+        # A date ahead of the clock would keep a stale export "fresh" for ever.
+        ("2999-01-01T00:00:00Z", EXIT_STALE, "in the future"),
+        ("yesterday", 3, "advisory GHSA-test-age-0030 has no RFC 3339 `modified` date"),
+        ("2026-13-01T00:00:00Z", 3, "has no RFC 3339 `modified` date"),
+        (20261120, 3, "has no RFC 3339 `modified` date"),
+    ],
+)
+def test_a_date_that_cannot_vouch_for_the_data_fails(
+    tmp_path: Path, modified: object, status: int, message: str
+) -> None:
+    newest = dated(advisory("GHSA-test-age-0031", "nothing-locked", "0", "1"), 1)
+    entry = {**advisory("GHSA-test-age-0030", "nothing-locked", "0", "1"), "modified": modified}
+    result = run_audit(VULN_DB=str(write_db(tmp_path, [newest, entry])))
+    assert result.returncode == status, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "no known vulnerabilities\n" not in result.stdout
+
+
+@pytest.mark.parametrize("days", ["-1", "seven", "1.5"])
+def test_a_bad_max_age_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    db = write_db(tmp_path, [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-r", str(ROOT / LOCKS[1]), "--vuln-db", str(db), "--max-age-days", days])
+    assert exit_info.value.code == 2
+    assert "argument --max-age-days" in capsys.readouterr().err
+
+
+LOCK_TEXT = f"# header\nalembic==1.0 {HASH}\nflask==3.0 ; python_version >= '3' \\\n    {HASH}\n"
+LOCK_PINS = [("alembic", Version("1.0")), ("flask", Version("3.0"))]
+
+
+def pip_reads(path: Path) -> list[str]:
+    """The requirements pip itself finds in ``path``: what the audit must see."""
+    from pip._internal.network.session import PipSession
+    from pip._internal.req.req_file import parse_requirements
+
+    found = parse_requirements(str(path), session=PipSession())
+    return [canonicalize_name(Requirement(parsed.requirement).name) for parsed in found]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(codecs.BOM_UTF8 + LOCK_TEXT.encode(), id="utf-8 bom"),
+        pytest.param(LOCK_TEXT.encode("utf-16"), id="utf-16 bom (PowerShell >)"),
+        pytest.param(LOCK_TEXT.replace("\n", "\r\n").encode(), id="crlf"),
+        pytest.param(
+            codecs.BOM_UTF8 + LOCK_TEXT.replace("\n", "\r\n").encode(), id="bom and crlf"
+        ),
+    ],
+)
+def test_a_lock_pip_reads_is_read_as_pip_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes
+) -> None:
+    lock = tmp_path / "lock.txt"
+    lock.write_bytes(data)
+    assert read_lock(lock) == LOCK_PINS
+    assert pip_reads(lock) == [name for name, _ in LOCK_PINS]
+    assert main(["-r", str(lock), "--vuln-db", str(write_db(tmp_path, []))]) == 0
+    assert "2 pins audited" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(
+            LOCK_TEXT.encode().replace(b"flask", b"fl\xe9ask"),
+            "lock.txt:3: is not UTF-8 (byte 0xe9): re-save the file as UTF-8",
+            id="latin-1",
+        ),
+        pytest.param(
+            LOCK_TEXT.encode().replace(b"header", b"hea\x00der"),
+            "lock.txt:1: holds a NUL byte: not a text file, or UTF-16 saved without a "
+            "byte order mark; re-save it as UTF-8",
+            id="nul",
+        ),
+        pytest.param(
+            LOCK_TEXT.replace("\n", "\r\n").encode("utf-16-le"),
+            "lock.txt:1: holds a NUL byte",
+            id="utf-16 without bom",
+        ),
+        pytest.param(
+            LOCK_TEXT.encode("utf-16") + b"\x00",
+            "lock.txt:5: is not UTF-16-LE (byte 0x00)",
+            id="cut utf-16",
+        ),
+        pytest.param(
+            LOCK_TEXT.replace("# header", "# header\n# -*- coding: latin-1 -*-").encode(),
+            "lock.txt:2: declares the encoding 'latin-1', not UTF-8",
+            id="declared encoding",
+        ),
+    ],
+)
+def test_an_undecodable_lock_is_refused_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, reason: str
+) -> None:
+    lock = tmp_path / "lock.txt"
+    lock.write_bytes(data)
+    assert main(["-r", str(lock), "--vuln-db", str(write_db(tmp_path, []))]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"refused: {lock}") and reason in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_a_pin_smuggled_past_the_audit_by_an_encoding_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under a UTF-7 declaration pip decodes ``+AAo-`` to a line break: read as UTF-8 this is
+    a comment, so a vulnerable pin would install unaudited."""
+    version = pinned(LOCKS[0], "flask")
+    lock = tmp_path / "lock.txt"
+    lock.write_text(
+        f"# -*- coding: utf-7 -*-\nalembic==1.0 {HASH}\n# +AAo-flask=={version} {HASH}\n",
+        encoding="ascii",
+    )
+    assert "flask" in pip_reads(lock)
+    db = write_db(tmp_path, [advisory("GHSA-test-lock-0040", "flask", version, "999.0")])
+    assert main(["-r", str(lock), "--vuln-db", str(db)]) == 2
+    assert "declares the encoding 'utf-7', not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("stamp", "as_of"),
+    [
+        ("2026-11-20T23:30:00-05:00", "2026-11-21T04:30:00+00:00"),
+        ("2026-11-21t04:30:00.5z", "2026-11-21T04:30:00.500000+00:00"),
+        ("2026-11-21T04:30:00.123456789Z", "2026-11-21T04:30:00.123456+00:00"),
+    ],
+)
+def test_record_dates_are_read_in_utc(stamp: str, as_of: str) -> None:
+    moment = modified({"id": "GHSA-test-age-0050", "modified": stamp})
+    assert moment.isoformat() == as_of
+    now = datetime(2026, 12, 1, 4, 29, tzinfo=UTC)
+    age = DataAge(moment, from_records=True)
+    assert age.describe(now) == "vulnerability data as of 2026-11-21, 9 days old"
+    assert not age.is_stale(now, 9) and age.is_stale(now, 8) and not age.is_stale(now, 0)
