@@ -19,9 +19,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, send_from_directory
 
-from bastion.http_preconditions import drop_unusable_conditions
+from bastion.http_preconditions import answer_conditions
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 VERSION_ARG = "v"
@@ -87,10 +87,18 @@ def init_static_assets(app: Flask) -> None:
             response.headers["Cache-Control"] = IMMUTABLE
         return response
 
-    def answerable_conditions() -> None:
-        if request.endpoint == "static":
-            drop_unusable_conditions(request.environ)
+    def serve_static(filename: str) -> Response:
+        """Flask's static view, with preconditions answered before ranges
+        (``bastion/http_preconditions.py``): Flask's own lets Werkzeug answer them."""
+        resp = send_from_directory(
+            str(app.static_folder),
+            filename,
+            max_age=app.get_send_file_max_age(filename),
+            conditional=False,
+        )
+        return answer_conditions(resp, request.environ)
 
+    if "static" in app.view_functions:
+        app.view_functions["static"] = serve_static
     app.url_defaults(add_version)
-    app.before_request(answerable_conditions)
     app.after_request(cache_versioned)

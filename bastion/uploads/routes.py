@@ -24,7 +24,7 @@ from bastion.auth.forms import EmptyForm
 from bastion.content.services import get_article
 from bastion.errors import handle_http_exception
 from bastion.extensions import limiter, talisman
-from bastion.http_preconditions import drop_unusable_conditions
+from bastion.http_preconditions import answer_conditions
 from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit, authz
@@ -244,21 +244,24 @@ def serve_upload(upload_id: str) -> ResponseReturnValue:
         if size not in VARIANT_SIZES or upload.kind != "avatar":
             return _absent()
         name = storage.variant_name(name, VARIANT_SIZES[size])
-    drop_unusable_conditions(request.environ)
     try:
         resp = send_file(
             storage.path_for(name),
             mimetype=upload.content_type,
             download_name=services.download_name(upload),
             etag=f"{upload.id}-{size or 'full'}",  # content never changes under an id
-            conditional=True,
+            conditional=False,  # answered below, preconditions before ranges
             max_age=0,  # not the app's default lifetime: the directives are set below
         )
     except FileNotFoundError:
         log.error("upload file missing", extra={"upload_id": upload.id})
         return _absent()
+    try:
+        resp = answer_conditions(resp, request.environ)
     except RequestedRangeNotSatisfiable as exc:
         return _outside(exc)
+    if resp.status_code == 412:
+        return resp  # plain text, no-store: not the image's caching
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.cache_control.max_age = None
     resp.headers.pop("Expires", None)

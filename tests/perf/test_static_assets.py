@@ -126,3 +126,48 @@ def test_conditions_and_ranges_that_cannot_apply_are_ignored(
         assert resp.data == (Path(app.static_folder or "") / "css/bastion.css").read_bytes()
     since = {"If-Modified-Since": client.get("/static/css/bastion.css").headers["Last-Modified"]}
     assert client.get("/static/css/bastion.css", headers=since).status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"If-Match": '"an-earlier-version"', "Range": "bytes=10-"}, 412),
+        ({"If-Match": '"an-earlier-version"', "Range": "bytes=99999999-"}, 412),
+        ({"If-Unmodified-Since": "{earlier}"}, 412),
+        ({"If-Unmodified-Since": "{earlier}", "Range": "bytes=0-3"}, 412),
+        ({"If-Unmodified-Since": "{earlier}", "If-None-Match": "{etag}"}, 412),
+        ({"If-Match": "{etag}", "If-None-Match": "{etag}"}, 304),
+    ],
+)
+def test_preconditions_are_answered_before_ranges(
+    app: Flask, client: FlaskClient, headers: dict[str, str], status: int
+) -> None:
+    """RFC 9110 13.2.2: If-Match, else If-Unmodified-Since, then If-None-Match, then Range.
+
+    Werkzeug served the range first, so a client resuming the download of a stylesheet that
+    changed since (its old ETag in If-Match) got the new file's bytes to join to the old
+    ones; and it never read If-Unmodified-Since. Its 412 carried the whole file as body.
+    """
+    path = "/static/css/bastion.css"
+    whole = client.get(path)
+    modified = datetime.strptime(whole.headers["Last-Modified"], "%a, %d %b %Y %H:%M:%S GMT")
+    values = {
+        "etag": whole.headers["ETag"],
+        "earlier": format_datetime(modified.replace(tzinfo=UTC) - timedelta(1), usegmt=True),
+    }
+
+    resp = client.get(path, headers={k: v.format(**values) for k, v in headers.items()})
+    assert resp.status_code == status
+    if status == 412:
+        assert resp.mimetype == "text/plain"
+        assert whole.data[:20] not in resp.data
+        assert "Content-Range" not in resp.headers
+        assert "immutable" not in resp.headers.get("Cache-Control", "")
+    else:
+        assert resp.data == b""
+    # The same headers naming the current version get the normal answers.
+    current = {"If-Match": values["etag"], "If-Unmodified-Since": whole.headers["Last-Modified"]}
+    ranged = client.get(path, headers={**current, "Range": "bytes=10-"})
+    assert ranged.status_code == 206 and ranged.data == whole.data[10:]
+    assert client.get(path, headers=current).data == whole.data
+    assert client.get(path, headers={"If-Unmodified-Since": "not a date"}).status_code == 200
