@@ -6,10 +6,12 @@ import ast
 import inspect
 from html.parser import HTMLParser
 from itertools import product
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+import bastion
 from bastion.auth import devices
 from bastion.auth.devices import BROWSERS, MAX_CHARS, SYSTEMS, TOOLS, UNKNOWN, device_label
 from bastion.models import User
@@ -139,12 +141,16 @@ def test_no_regular_expression_can_backtrack() -> None:
 
 
 class _Cells(HTMLParser):
-    """Visible text and attribute values of the session table, kept apart."""
+    """Text and attribute values of the session table, kept apart; text also by the
+    elements it sits in (``summary``: what a keyboard or screen reader meets first)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inside = False
+        self.open: list[str] = []
         self.text: list[str] = []
+        self.summary: list[str] = []
+        self.disclosed: list[str] = []
         self.attrs: list[tuple[str, str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -152,14 +158,32 @@ class _Cells(HTMLParser):
             self.inside = True
         elif self.inside:
             self.attrs += [(tag, name, value) for name, value in attrs]
+            self.open.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self.inside = False
+        elif self.inside and tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag):]
 
     def handle_data(self, data: str) -> None:
         if self.inside:
             self.text.append(data)
+            if "summary" in self.open:
+                self.summary.append(data)
+            elif "details" in self.open:
+                self.disclosed.append(data)
+
+
+class _Titles(HTMLParser):
+    """The elements of a template that carry a ``title`` attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags += [tag for name, _ in attrs if name == "title"]
 
 
 def _session_table(client: FlaskClient) -> _Cells:
@@ -170,29 +194,48 @@ def _session_table(client: FlaskClient) -> _Cells:
     return cells
 
 
-def test_account_page_names_the_device_and_keeps_the_header_in_a_title(
+def test_the_full_user_agent_is_reachable_without_a_mouse(
         client: FlaskClient, user: User) -> None:
+    """The User-Agent the browser sent was only in a ``title``: shown when a mouse hovers,
+    never to someone on a keyboard, nor reliably to a screen reader. It is the text of a
+    disclosure whose summary (focusable, a button to a screen reader) is the device's
+    name and its badges."""
     client.environ_base["HTTP_USER_AGENT"] = FIREFOX_WIN
     sign_in(client, "alice")
     cells = _session_table(client)
-    assert "Firefox on Windows" in "".join(cells.text)
-    assert FIREFOX_WIN not in "".join(cells.text)
-    assert [(tag, name) for tag, name, value in cells.attrs if value and FIREFOX_WIN in value] \
-        == [("span", "title")]
+    summary = " ".join(" ".join(cells.summary).split())
+    assert summary == "Firefox on Windows This device"
+    assert FIREFOX_WIN in "".join(cells.disclosed)
+    assert not [a for a in cells.attrs if a[1] == "title"]
+    assert [(tag, name) for tag, name, value in cells.attrs if value and FIREFOX_WIN in value] == []
     assert ("button", "aria-label", "Revoke: Firefox on Windows, 127.0.0.1") in cells.attrs
 
 
+def test_no_template_keeps_information_only_in_a_title() -> None:
+    """A ``title`` attribute is a tooltip under a mouse and nothing to a keyboard; what it
+    says belongs in text (WCAG 1.3.1, 2.1.1). Authors' Markdown titles are their text."""
+    root = Path(bastion.__file__).parent / "templates"
+    found: dict[str, list[str]] = {}
+    for template in sorted(root.rglob("*.html")):
+        parser = _Titles()
+        parser.feed(template.read_text())
+        if parser.tags:
+            found[str(template.relative_to(root))] = parser.tags
+    assert found == {}
+
+
 @pytest.mark.asvs("V1.2.1")
-def test_a_hostile_user_agent_stays_text_in_the_title(client: FlaskClient, user: User) -> None:
+def test_a_hostile_user_agent_stays_text(client: FlaskClient, user: User) -> None:
     hostile = f'{FIREFOX_WIN} "><img src=x onerror=alert(1)>'
     client.environ_base["HTTP_USER_AGENT"] = hostile
     sign_in(client, "alice")
     html = client.get("/account").get_data(as_text=True)
     assert "<img src=x" not in html
-    assert 'title="' + FIREFOX_WIN + ' &#34;&gt;&lt;img src=x onerror=alert(1)&gt;"' in html
+    assert FIREFOX_WIN + " &#34;&gt;&lt;img src=x onerror=alert(1)&gt;</p>" in html
     cells = _session_table(client)
-    assert ("span", "title", hostile) in cells.attrs
-    assert "Firefox on Windows" in "".join(cells.text)
+    assert hostile in "".join(cells.disclosed)
+    assert not [a for a in cells.attrs if a[0] == "img"]
+    assert "Firefox on Windows" in "".join(cells.summary)
 
 
 def test_a_session_without_a_user_agent_is_an_unknown_device(
@@ -201,4 +244,6 @@ def test_a_session_without_a_user_agent_is_an_unknown_device(
     sign_in(client, "alice")
     cells = _session_table(client)
     assert UNKNOWN in "".join(cells.text)
+    assert "This device" in "".join(cells.text)
     assert not [a for a in cells.attrs if a[1] == "title"]
+    assert not [a for a in cells.attrs if a[0] in ("details", "summary")]

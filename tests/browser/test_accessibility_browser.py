@@ -46,6 +46,8 @@ STRUCTURE = """() => {
       if (!document.getElementById(id)) problems.push('aria-describedby to missing #' + id);
     }
   }
+  // A title is a tooltip under a mouse, nothing to a keyboard (authors' Markdown aside).
+  for (const el of document.querySelectorAll('body [title]:not(.prose [title])')) problems.push('information only in a title: ' + el.tagName + ' ' + text(el));
   const ids = [...document.querySelectorAll('[id]')].map((el) => el.id);
   for (const id of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) problems.push('duplicate id ' + id);
   for (const img of document.querySelectorAll('img')) if (!img.hasAttribute('alt')) problems.push('img without alt ' + img.src);
