@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -26,6 +27,15 @@ def _prepare() -> None:
 
     request.max_content_length = current_app.config["API_MAX_BODY_BYTES"]
     forget_cookie_identity()
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> Response:
+    """413 naming the limit: the site's generic words left a client to find it by trial."""
+    from bastion.errors import problem
+
+    limit = current_app.config["API_MAX_BODY_BYTES"]
+    return problem(413, f"The body is over the {limit} bytes this API accepts; send less.")
 
 
 # Ids are 32-bit in the schema everywhere (SQLite and PostgreSQL alike); larger ones cannot

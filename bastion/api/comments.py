@@ -56,6 +56,11 @@ def list_comments(article_id: int, query: PageQuery) -> CommentList:
 @limited_by(COMMENT_WRITES)
 def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
     article = load_article(article_id)
+    if not article.is_published:
+        # The caller may see the draft (its author, an admin): the service's refusal is a
+        # bare 403, which sent them looking at their token's scopes instead.
+        authz.record_denial(hide=False, what=f"comment on article {article_id}")
+        abort(403, description="Only published articles take comments; this one is a draft.")
     return comment_out(services.add_comment(current_principal().user, article, body.body))
 
 

@@ -31,7 +31,7 @@ STATUS_TEXT = {
     404: "No such object, or not visible to you",
     412: "If-Match names an ETag that is no longer current",
     413: "Body too large",
-    415: "Body is not JSON, or is sent with a Content-Encoding other than identity",
+    415: "Body is not JSON in UTF-8, or is sent with a Content-Encoding other than identity",
     422: "Unknown, read-only or invalid fields",
     429: "Too many requests; see Retry-After",
     503: (

@@ -94,6 +94,7 @@ class InvalidInputError(Exception):
 # Field errors listed in one answer. Every unknown key is an error of its own, so a 1 MB
 # body of them made 80,000 errors: 6.6 MB of problem+json and a second of CPU, anonymously.
 FIELD_ERRORS_MAX = 20
+UTF8_LABELS = frozenset({"utf-8", "utf8"})  # the charset parameters taken to mean UTF-8
 PRECONDITION_FAILED = "The If-Match ETag is not the current one; fetch it again."
 
 
@@ -123,6 +124,12 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_body(model: type[BaseModel]) -> BaseModel:
     if request.mimetype != "application/json":
         raise _RefusalError(415, "Send the body as JSON with 'Content-Type: application/json'.")
+    # JSON is UTF-8 (RFC 8259) and is read as such: a body labelled Latin-1 or UTF-16 was
+    # acted on as other text than the client meant (and a proxy honouring the label saw),
+    # or refused as "not valid JSON" when only its encoding was wrong.
+    charset = request.mimetype_params.get("charset", "utf-8").strip().lower()
+    if charset not in UTF8_LABELS:
+        raise _RefusalError(415, "Send the body as UTF-8: JSON has no other charset here.")
     # Nothing here decodes a content coding: a body said to be gzip was read as it came, so
     # a plain one was acted on though a proxy that decodes it would see another request,
     # and a real one was "not valid JSON". RFC 9110 (15.5.16): 415 naming what is accepted.

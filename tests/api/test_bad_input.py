@@ -131,11 +131,13 @@ def test_field_errors_do_not_echo_values(api: Api, editor_token: str) -> None:
     assert resp.get_json()["errors"][0]["loc"] == ["scopes", 0]
 
 
-def test_huge_body_is_413(api: Api, editor_token: str) -> None:
+def test_huge_body_is_413_naming_the_limit(app: Flask, api: Api, editor_token: str) -> None:
     data = b'{"title": "T", "body": "' + b"x" * (1100 * 1024) + b'"}'
     resp = api.call("POST", "/articles", editor_token, data=data, content_type="application/json")
     assert resp.status_code == 413
     assert resp.mimetype == "application/problem+json"
+    # "What was sent is too large." left a client to find the limit by trial and error.
+    assert f"{app.config['API_MAX_BODY_BYTES']} bytes" in resp.get_json()["detail"]
     assert db.session.query(Article).count() == 0
 
 
@@ -287,3 +289,39 @@ def test_every_pattern_in_the_document_has_words_for_it(api: Api) -> None:
     documented = patterns(api.call("GET", "/openapi.json").get_json())
     assert documented, "the document states its patterns"
     assert documented <= PATTERN_MESSAGES.keys()
+
+
+@pytest.mark.asvs("V1.1.1", "V2.2.1")
+@pytest.mark.parametrize(
+    ("charset", "data"),
+    [
+        # The sender means "cafÃ©" (two Latin-1 characters); read as UTF-8 it was stored as
+        # "café": another text than the one sent, and than a proxy honouring the label sees.
+        ("iso-8859-1", '{"title": "cafÃ©", "body": "B"}'.encode("latin-1")),
+        # Real UTF-16 was "not valid JSON", which sent the client looking at its JSON.
+        ("utf-16", '{"title": "T", "body": "B"}'.encode("utf-16")),
+        # ASCII labelled UTF-16: a proxy decoding it as labelled sees no JSON at all.
+        ("UTF-16LE", b'{"title": "T", "body": "B"}'),
+    ],
+    ids=["latin-1", "utf-16", "ascii-labelled-utf-16"],
+)
+def test_a_body_labelled_with_another_charset_than_utf8_is_refused_with_415(
+    api: Api, editor_token: str, charset: str, data: bytes
+) -> None:
+    """JSON is UTF-8 (RFC 8259); a body said to be in another charset is not read as if it
+    were UTF-8, so what is acted on is what the client (and every hop) meant."""
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    resp = api.call("POST", "/articles", editor_token, data=data, headers=headers)
+    assert resp.status_code == 415, resp.get_data(as_text=True)[:300]
+    assert resp.mimetype == "application/problem+json"
+    assert "UTF-8" in resp.get_json()["detail"]
+    assert db.session.query(Article).count() == 0
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", '"utf-8"'])
+def test_a_body_labelled_utf8_is_accepted(api: Api, editor_token: str, charset: str) -> None:
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    data = '{"title": "café", "body": "B"}'.encode()
+    resp = api.call("POST", "/articles", editor_token, data=data, headers=headers)
+    assert resp.status_code == 201, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["title"] == "café"

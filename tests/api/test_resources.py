@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from bastion.extensions import db
-from bastion.models import Article, User
+from bastion.models import Article, Comment, User
 from tests.api.conftest import Api
 from tests.factories import ArticleFactory, CommentFactory
 
@@ -250,3 +250,20 @@ def test_a_refused_update_leaves_the_article_unchanged(
     api.call("PATCH", "/me", token, json={"bio": "x"})  # a later commit must not carry it
     db.session.expire_all()
     assert db.session.get(Article, article.id).title == "Before"  # type: ignore[union-attr]
+
+
+def test_a_comment_on_a_draft_is_refused_with_the_reason(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """The author (and an admin) can see the draft and holds comments:write, so the generic
+    "You are not allowed to do that." left them guessing at their token's scopes."""
+    author = make_user("editor")
+    draft = ArticleFactory(author=author, status="draft", published_at=None)
+    for user in (author, make_user("admin")):
+        resp = api.call(
+            "POST", f"/articles/{draft.id}/comments", api.access_for(user), json={"body": "Hi"}
+        )
+        assert resp.status_code == 403
+        assert resp.mimetype == "application/problem+json"
+        assert "published" in resp.get_json()["detail"]
+    assert db.session.query(Comment).count() == 0
