@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ CSV_COLUMNS = (
 )
 # Spreadsheets run cells starting with these as formulas (CSV injection, OWASP).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Where a spreadsheet may begin a new cell inside one of ours: Excel splits a comma file's
+# lines at ";" where that is the list separator (German, French, ...), and import dialogs
+# split at tabs and line breaks. Cells are quoted only when they hold a comma or a quote.
+CELL_BREAK_RE = re.compile(r"([;\t\r\n])")
 
 
 @dataclass(frozen=True)
@@ -250,9 +255,16 @@ def csv_cell(value: object) -> str:
 
     Anonymous requests put text in the trail (a CSP report's fields, a user agent): a bidi
     override, zero-width or tag character there would make the cell read differently from
-    what it holds, so such characters are written as escapes.
+    what it holds, so such characters are written as escapes. Text after a ";", tab or
+    line break is judged as a cell of its own (``CELL_BREAK_RE``): "x;=cmd|..." gets its
+    quote after the ";".
     """
     text = readable("" if value is None else str(value))
+    parts = CELL_BREAK_RE.split(text)  # text, break, text, break, ..., text
+    text = "".join(
+        "'" + part if i % 2 == 0 and i and _starts_a_formula(part) else part
+        for i, part in enumerate(parts)
+    )
     return "'" + text if _starts_a_formula(text) else text
 
 

@@ -148,8 +148,9 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str,
                        still_signed_in: Callable[[], bool] | None = None) -> None:
     """Take the admins' and the user's locks, read ``user`` again and apply every rule;
     on a refusal, roll back (releasing the locks) and raise. ``actor`` is ``user`` when the
-    holder deletes their own account: then no admin role is asked for, only their sign-in,
-    which disabling, a password change or "sign out everywhere" end under the same lock."""
+    holder deletes their own account: then no admin role is asked for. Either way the
+    actor's sign-in (``still_signed_in``) must have lasted: disabling, a password change
+    or "sign out everywhere" end it under the same lock."""
     lock_admins()  # role changes, disabling and deletions of admins: one at a time
     lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
     own = actor is not None and actor.id == user.id
@@ -157,7 +158,7 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str,
         if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
             raise UserGoneError(USER_GONE)
         db.session.refresh(user)
-        if own and still_signed_in is not None and not still_signed_in():
+        if still_signed_in is not None and not still_signed_in():
             raise AdminError(SIGNED_OUT_MEANWHILE)
         if actor is not None and not own and not still_active_admin(actor.id):
             raise AdminError(NO_LONGER_ADMIN)
@@ -171,17 +172,19 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str,
         raise
 
 
-def delete_user(actor: User | None, user: User, *, confirmation: str) -> Deletion:
+def delete_user(actor: User | None, user: User, *, confirmation: str,
+                still_signed_in: Callable[[], bool] | None = None) -> Deletion:
     """Delete ``user`` and everything that is theirs (see the module), audited.
 
     ``confirmation`` is the username, typed again. Refused (AdminError) for the actor's own
-    account, for the last active admin, for an actor who is no longer an active admin, and
+    account, for the last active admin, for an actor who is no longer an active admin or
+    whose sign-in ended meanwhile (``still_signed_in``, re-read under the locks), and
     (UserGoneError) when the account is already gone. The public pages this worker keeps
     are dropped after the commit, as an article's deletion drops them.
     """
     if actor is not None and actor.id == user.id:
         raise AdminError(SELF_DELETION)
-    _check_under_locks(actor, user, confirmation)
+    _check_under_locks(actor, user, confirmation, still_signed_in)
     return _delete_checked(user, actor_id=audit_actor_id(actor), extra=event_details(actor, {}))
 
 

@@ -26,6 +26,7 @@ from bastion.admin import audit_log, audit_names, bp, dashboard, deletion
 from bastion.admin import services as admin
 from bastion.admin.forms import AuditFilterForm, DeleteUserForm, RoleForm, TwoFactorResetForm
 from bastion.auth.forms import EmptyForm
+from bastion.auth.sessions import current_record_live
 from bastion.extensions import limiter
 from bastion.models import User
 from bastion.security import audit
@@ -77,7 +78,10 @@ def users() -> ResponseReturnValue:
 
 
 def _apply(action: str, user_id: int) -> ResponseReturnValue:
-    """Run one admin action from a posted form, turning refusals into a flash message."""
+    """Run one admin action from a posted form, turning refusals into a flash message.
+
+    Each service asks again, under its lock, whether this browser is still signed in
+    (``current_record_live``): another admin may have ended the session meanwhile."""
     user = _target(user_id)
     form = RoleForm() if action == "role" else EmptyForm()
     if not form.validate_on_submit():
@@ -85,15 +89,18 @@ def _apply(action: str, user_id: int) -> ResponseReturnValue:
     try:
         if action == "role":
             before = user.role_name
-            admin.set_role(current_user, user, form.role.data or "")
+            admin.set_role(current_user, user, form.role.data or "",
+                           still_signed_in=current_record_live)
             promoted = admin.is_promotion(before, user.role_name)
             note = f" {admin.PROMOTION_SIGNS_OUT}" if promoted else ""
             flash(f"{user.username} is now {user.role_name}.{note}", "success")
         elif action in ("disable", "enable"):
-            admin.set_disabled(current_user, user, action == "disable")
+            admin.set_disabled(current_user, user, action == "disable",
+                               still_signed_in=current_record_live)
             flash(f"{user.username} is {action}d.", "success")
         else:
-            ended = admin.sign_out_everywhere(current_user, user)
+            ended = admin.sign_out_everywhere(current_user, user,
+                                              still_signed_in=current_record_live)
             flash(f"{user.username} is signed out everywhere ({ended} sessions ended, personal access tokens revoked).", "success")
     except admin.AdminError as exc:
         flash(str(exc), "error")
@@ -145,7 +152,8 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             done = admin.reset_two_factor(current_user, user, confirmation=form.confirm.data or "",
-                                          reason=form.reason.data or "")
+                                          reason=form.reason.data or "",
+                                          still_signed_in=current_record_live)
         except admin.UserGoneError as exc:  # deleted by another admin since the page loaded
             abort(404, description=str(exc))
         except admin.AdminError as exc:
@@ -184,7 +192,8 @@ def delete_user(user_id: int) -> ResponseReturnValue:
     refusal = deletion.deletion_refusal(current_user, user)
     if refusal is None and form.validate_on_submit():
         try:
-            done = deletion.delete_user(current_user, user, confirmation=form.confirm.data or "")
+            done = deletion.delete_user(current_user, user, confirmation=form.confirm.data or "",
+                                        still_signed_in=current_record_live)
         except admin.UserGoneError as exc:
             abort(404, description=str(exc))
         except admin.AdminError as exc:

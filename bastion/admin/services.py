@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
@@ -156,6 +156,7 @@ def _other_active_admins(user: User) -> int:
 
 
 NO_LONGER_ADMIN = "Your account can no longer manage users."
+SIGNED_OUT = "You were signed out meanwhile, so nothing was changed. Sign in again."
 
 
 def still_active_admin(actor_id: int) -> bool:
@@ -167,15 +168,26 @@ def still_active_admin(actor_id: int) -> bool:
     ) is not None
 
 
-def refuse_stale_actor(actor: User | None) -> None:
-    """Refuse (rolling back, so the lock goes) an actor who is no longer an active admin.
+def refuse_stale_actor(
+    actor: User | None, still_signed_in: Callable[[], bool] | None = None
+) -> None:
+    """Refuse (rolling back, so the lock goes) an actor who is no longer an active admin,
+    or whose sign-in ended meanwhile.
 
     The request passed ``admin_required`` on the copy it loaded at its start; an admin
     demoted or disabled by another admin since then changes no one (a request of theirs
-    queued on the lock could promote them back). Call it under the admins' lock; the
-    console (None) is trusted.
+    queued on the lock could promote them back). Nor does one whose sessions another admin
+    ended (a stolen cookie): queued on the lock behind that very "sign out everywhere", it
+    went on once it committed. ``still_signed_in`` reads the actor's sign-in again (the
+    pages pass ``bastion.auth.sessions.current_record_live``). Call it under the admins'
+    lock; the console (None) is trusted.
     """
-    if actor is not None and not still_active_admin(actor.id):
+    if actor is None:
+        return
+    if still_signed_in is not None and not still_signed_in():
+        db.session.rollback()
+        raise AdminError(SIGNED_OUT)
+    if not still_active_admin(actor.id):
         db.session.rollback()
         raise AdminError(NO_LONGER_ADMIN)
 
@@ -220,7 +232,8 @@ def event_details(actor: User | None, details: Mapping[str, object]) -> dict[str
     return dict(details) if actor is not None else {**details, **console_operator()}
 
 
-def set_role(actor: User | None, user: User, role_name: str) -> User:
+def set_role(actor: User | None, user: User, role_name: str, *,
+             still_signed_in: Callable[[], bool] | None = None) -> User:
     """Change a user's role; demoting the last active admin is refused.
 
     A promotion ends every browser session and API sign-in of the user (OWASP: a new
@@ -242,7 +255,7 @@ def set_role(actor: User | None, user: User, role_name: str) -> User:
     role = db.session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise AdminError("That role does not exist.")
-    refuse_stale_actor(actor)
+    refuse_stale_actor(actor, still_signed_in)
     user.role = role
     if is_promotion(old, role_name):
         end_sign_ins(user.id)
@@ -274,7 +287,8 @@ def end_sign_ins(user_id: int) -> int:
     return ended
 
 
-def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
+def set_disabled(actor: User | None, user: User, disabled: bool, *,
+                 still_signed_in: Callable[[], bool] | None = None) -> User:
     """Disable (ending all sessions and refresh tokens at once) or re-enable an account.
 
     Disabling takes the public profile down: this worker's anonymous copies of it (name,
@@ -288,12 +302,12 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
         if actor is not None and user.id == actor.id:
             raise AdminError("You cannot disable your own account.")
         guard_last_admin(user, "disabled")
-        refuse_stale_actor(actor)
+        refuse_stale_actor(actor, still_signed_in)
         user.disabled_at = utcnow()
         ended = revoke_all(user.id, commit=False)
         details = {"sessions_ended": ended}
     else:
-        refuse_stale_actor(actor)
+        refuse_stale_actor(actor, still_signed_in)
         user.disabled_at = None
         details = {}
     audit.record(
@@ -309,10 +323,11 @@ def set_disabled(actor: User | None, user: User, disabled: bool) -> User:
     return user
 
 
-def sign_out_everywhere(actor: User | None, user: User) -> int:
+def sign_out_everywhere(actor: User | None, user: User, *,
+                        still_signed_in: Callable[[], bool] | None = None) -> int:
     """End all of a user's sessions and refresh tokens; returns the sessions ended."""
     _reread_under_lock(user)
-    refuse_stale_actor(actor)
+    refuse_stale_actor(actor, still_signed_in)
     ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.signed_out_everywhere",
@@ -357,7 +372,8 @@ def _clean_reason(reason: str) -> str:
 
 
 def reset_two_factor(
-    actor: User | None, user: User, *, confirmation: str, reason: str
+    actor: User | None, user: User, *, confirmation: str, reason: str,
+    still_signed_in: Callable[[], bool] | None = None,
 ) -> TwoFactorReset:
     """Remove a lost second factor once the person was verified out of band (ASVS V6.4.4).
 
@@ -374,7 +390,7 @@ def reset_two_factor(
     if canonical_username(confirmation) != user.username:
         raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
     reason = _clean_reason(reason)
-    refuse_stale_actor(actor)
+    refuse_stale_actor(actor, still_signed_in)
     twofactor.clear(user)
     revoked = pats.revoke_all_for(user.id, commit=False)  # counted here; revoke_all ends them too
     ended = revoke_all(user.id, commit=False)

@@ -8,6 +8,7 @@ request could promote the account back).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -171,3 +172,48 @@ def _events_about(target_id: int) -> list[str]:
     return [e.event for e in db.session.scalars(
         select(AuditEvent).where(AuditEvent.target_user_id == target_id)
     )]
+
+
+SIGNED_OUT_ACTIONS = {
+    "role": {"role": "admin"},
+    "disable": {},
+    "sign-out": {},
+    "2fa-reset": {"confirm": "target", "reason": "video call, passport checked"},
+    "delete": {"confirm": "target"},
+}
+
+
+@pytest.mark.asvs("V7.4.5", "V2.3.3")
+@pytest.mark.parametrize("action", list(SIGNED_OUT_ACTIONS))
+def test_a_request_in_flight_when_its_admin_was_signed_out_changes_no_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """Another admin ends this admin's sessions (a stolen cookie: "sign out everywhere")
+    after the request passed its sign-in check. Queued on the admins' lock behind that
+    very sign-out, it went on to change the account as soon as the sign-out committed."""
+    boss = UserFactory(role_name="admin")
+    UserFactory(role_name="admin")
+    target = UserFactory(username="target", role_name="editor", two_factor=True)
+    before = (target.role_name, target.disabled_at, target.totp_secret)
+    client = client_for(app, boss)
+    get_user = admin.get_user
+
+    def signed_out_meanwhile(user_id: int) -> User | None:
+        _elsewhere(app, lambda user: admin.sign_out_everywhere(None, user), boss.id)
+        return get_user(user_id)
+
+    monkeypatch.setattr(admin, "get_user", signed_out_meanwhile)
+    resp = post(client, f"/admin/users/{target.id}/{action}", SIGNED_OUT_ACTIONS[action])
+    monkeypatch.setattr(admin, "get_user", get_user)
+
+    after = _fresh(target.id)
+    assert (after.role_name, after.disabled_at, after.totp_secret) == before
+    assert _events_about(target.id) == []
+    said = resp.get_data(as_text=True)  # the form pages say it at once (422, 403)
+    # The browser is signed out: whatever it asks next leads to the sign-in page, which
+    # says it for the actions that come back to the users list.
+    sign_in = client.get("/admin/users").headers["Location"]
+    assert sign_in.startswith("/auth/login")
+    if resp.status_code == 302:
+        said = client.get(sign_in).get_data(as_text=True)
+    assert re.search(r"You were signed out [^<]*nothing was (changed|deleted)", said)

@@ -132,7 +132,7 @@ def test_csv_cells_show_control_characters_from_headers_as_escapes() -> None:
     # A user agent is decoded as Latin-1: C1 controls (here NEL and CSI) get through.
     assert csv_cell("Mozilla\x85\x9b2J") == "Mozilla\\u0085\\u009b2J"
     assert csv_cell("\u200b=1+1") == "\\u200b=1+1"  # visible, so no longer a hidden prefix
-    assert csv_cell("\t=1") == "'\t=1"  # formulas are still neutralised as before
+    assert csv_cell("\t=1") == "'\t'=1"  # formulas are still neutralised, after the tab too
 
 
 @pytest.mark.asvs("V6.4.4")
@@ -202,3 +202,40 @@ def test_a_reset_from_the_command_line_mails_the_link_on_the_public_url(
     (message,) = outbox.to(target.email)
     text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "https://bastion-site.org/auth/reset\n" in text
+
+
+# What an anonymous visitor can plant in a cell (a User-Agent, a CSP report's field) to start
+# a formula in a cell of its own: no quote, so the CSV writer leaves the cell unquoted.
+SPLIT_FORMULA = "Mozilla/5.0 x;=cmd|' /C calc'!A0;"
+TAB_FORMULA = "curl/8\t+SUM(1,1)"
+
+
+@pytest.mark.asvs("V1.3.3")
+@pytest.mark.parametrize(("delimiter", "locale"), [(";", "Excel, ; as list separator"),
+                                                    ("\t", "an import split at tabs")])
+def test_csv_export_starts_no_formula_where_a_spreadsheet_splits_the_line(
+    app: Flask, delimiter: str, locale: str
+) -> None:
+    # Excel where ";" is the list separator (German, French, ...) opens a comma file by
+    # splitting each line at ";": text after a ";" inside a cell became a cell of its own,
+    # and "=cmd|..." there was a formula. Import dialogs split at tabs the same way.
+    anonymous = app.test_client()
+    report = {"csp-report": {"violated-directive": "img-src", "blocked-uri": "x; @SUM(1,1)"}}
+    for host, agent in ((1, SPLIT_FORMULA), (2, TAB_FORMULA)):  # one row per client a minute
+        resp = anonymous.post("/csp-report", data=orjson.dumps(report),
+                              content_type="application/csp-report",
+                              headers={"User-Agent": agent},
+                              environ_base={"REMOTE_ADDR": f"203.0.113.{host}"})
+        assert resp.status_code == 204
+    client = client_for(app, UserFactory(role_name="admin"))
+
+    body = client.get("/admin/audit.csv?event=csp.report").get_data(as_text=True)
+
+    cells = [cell for row in csv.reader(io.StringIO(body), delimiter=delimiter) for cell in row]
+    formulas = [cell for cell in cells if cell.lstrip(" ")[:1] in ("=", "+", "-", "@")]
+    assert not formulas, f"{locale}: {formulas}"
+    (first, second) = list(csv.DictReader(io.StringIO(body)))
+    # Still readable as what was sent, the one quote marking where a formula would start.
+    assert first["user_agent"] == "Mozilla/5.0 x;'=cmd|' /C calc'!A0;"
+    assert second["user_agent"] == "curl/8\t'+SUM(1,1)"
+    assert json.loads(first["details"])["blocked-uri"] == "x;' @SUM(1,1)"
