@@ -36,7 +36,7 @@ def test_admin_changes_a_role_and_it_is_audited(app: Flask) -> None:
     (event,) = _events("user.role_changed")
     assert (event.actor_id, event.target_user_id) == (boss.id, someone.id)
     assert event.details == {"from": "viewer", "to": "editor"}
-    assert f"{someone.username} is now editor." in client.get("/admin/users").get_data(as_text=True)
+    assert f"{someone.username} is now an editor." in client.get("/admin/users").get_data(as_text=True)
 
 
 @pytest.mark.asvs("V2.2.1")

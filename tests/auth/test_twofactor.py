@@ -687,7 +687,7 @@ def test_enrolling_in_a_role_that_requires_it_signs_out_the_sessions_made_withou
     assert secret is not None
     done = post_form(client, "/account/2fa", {"code": pyotp.TOTP(secret).now()})
     assert done.status_code == 200
-    assert "your other browsers were signed out" in done.get_data(as_text=True)
+    assert "password alone was signed out" in done.get_data(as_text=True)
     db.session.refresh(boss)
     assert boss.has_2fa
     assert client.get("/admin/users").status_code == 200  # the enrolling browser stays

@@ -62,6 +62,11 @@ TARGETS = """() => {
 
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
+# The 2FA key typed by hand is shown in groups of four: a phone wraps it between groups,
+# never inside one ("X6PL Z" / "AJ4 ..." read as two groups of the wrong length).
+SECRET_GROUPS = """() => [...document.querySelectorAll('#totp-secret > span')]
+  .filter((s) => s.getClientRects().length > 1).map((s) => s.textContent)"""
+
 # One long word searched for and echoed in "No published article matches “…”": the empty
 # state did not wrap it and the whole page scrolled sideways on a phone.
 LONG_WORD = "Donaudampfschifffahrtsgesellschaftskapitän"
@@ -152,6 +157,8 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
                     problems.append(f"{where}: the page scrolls {overflow}px sideways")
                 problems += [f"{where}: {p}" for p in pg.evaluate(TARGETS)]
                 problems += [f"{where}: {p}" for p in pg.evaluate(TIDY)]
+                problems += [f"{where}: the key's group {g!r} is split over two lines"
+                             for g in pg.evaluate(SECRET_GROUPS)]
     assert problems == [], "\n".join(problems)
     assert watch.csp_violations == []
 
