@@ -137,7 +137,8 @@ def announce_setup_if_needed(
     minutes = current_app.config["SETUP_TOKEN_MINUTES"]
     banner = (
         f"\n  No admin account exists yet. Create one within {minutes} minutes at:\n\n"
-        f"    {url}\n\n  (single use; or run `flask --app bastion create-admin`)\n"
+        f"    {url}\n\n  (single use; or, with this server's settings in .env, run\n"
+        f"  `.venv/bin/flask --app bastion create-admin`)\n"
     )
     print(banner, file=sys.stderr, flush=True)
     return url
