@@ -93,8 +93,7 @@ def _apply(action: str, user_id: int) -> ResponseReturnValue:
                            still_signed_in=current_record_live)
             promoted = admin.is_promotion(before, user.role_name)
             note = f" {admin.PROMOTION_SIGNS_OUT}" if promoted else ""
-            a_or_an = "an" if user.role_name[:1] in "aeiou" else "a"  # an editor, a viewer
-            flash(f"{user.username} is now {a_or_an} {user.role_name}.{note}", "success")
+            flash(f"{admin.role_changed_text(user.username, user.role_name)}{note}", "success")
         elif action in ("disable", "enable"):
             admin.set_disabled(current_user, user, action == "disable",
                                still_signed_in=current_record_live)

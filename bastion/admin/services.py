@@ -273,6 +273,12 @@ def set_role(actor: User | None, user: User, role_name: str, *,
 PROMOTION_SIGNS_OUT = "Their sessions ended: they sign in again under the new role."
 
 
+def role_changed_text(username: str, role: str) -> str:
+    """"ada is now an editor.": one wording for the admin page and the command line."""
+    article = "an" if role[:1] in "aeiou" else "a"
+    return f"{username} is now {article} {role}."
+
+
 def is_promotion(old: str, new: str) -> bool:
     """Whether moving from role ``old`` to ``new`` raises privilege (and so ends sign-ins)."""
     return ROLE_RANK.get(new, -1) > ROLE_RANK.get(old, len(ROLE_RANK))

@@ -20,6 +20,7 @@ from bastion.admin.services import (
     console_operator,
     is_promotion,
     reset_two_factor,
+    role_changed_text,
     set_disabled,
     set_role,
     sign_out_everywhere,
@@ -110,7 +111,7 @@ def set_role_command(username: str, role: str) -> None:
     except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     note = f" {PROMOTION_SIGNS_OUT}" if is_promotion(before, role) else ""
-    click.echo(f"{user.username} is now {role}.{note}")
+    click.echo(f"{role_changed_text(user.username, role)}{note}")
 
 
 @users.command("reset-2fa")

@@ -48,7 +48,7 @@ def test_a_promotion_from_the_console_ends_sessions_and_says_so(app: Flask) -> N
     client_for(app, viewer)
     result = app.test_cli_runner().invoke(args=["users", "set-role", "reader", "editor"])
     assert result.exit_code == 0, result.output
-    assert "reader is now editor. Their sessions ended" in result.output
+    assert "reader is now an editor. Their sessions ended" in result.output
     assert _live_sessions(viewer.id) == 0
 
 
