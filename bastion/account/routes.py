@@ -52,8 +52,8 @@ from bastion.models import utcnow
 from bastion.profiles import services as profiles
 from bastion.security import audit
 from bastion.security.access import login_required, public
-from bastion.security.fetch_metadata import export_ran, refuse_unless_requested
-from bastion.security.freshness import fresh_download_required, fresh_required, is_fresh
+from bastion.security.fetch_metadata import download, export_ran, refuse_unless_requested
+from bastion.security.freshness import fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
 
 # The session list names each device ("Firefox on Windows"), the raw header kept in a title.
@@ -328,14 +328,15 @@ def revoke_all_sessions() -> ResponseReturnValue:
     return redirect(url_for("account.index"))
 
 
-def _export_offered() -> str:
-    """Where re-authentication for the export leads: the section that offers it."""
+def _export_offered(_query: str) -> str:
+    """Where a password typed on the way to the export leads: the section that offers it."""
     return url_for("account.index", export="ready", _anchor="your-data")
 
 
 @bp.get("/export")
 @login_required
-@fresh_download_required(_export_offered)
+@fresh_required
+@download("download your data", _export_offered)
 # Only exports that ran count (export_ran): not a refused fetch, not a HEAD.
 @limiter.limit("5 per hour", deduct_when=export_ran)
 def export_data() -> ResponseReturnValue:

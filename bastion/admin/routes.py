@@ -31,7 +31,7 @@ from bastion.extensions import limiter
 from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import admin_required
-from bastion.security.fetch_metadata import export_ran, refuse_unless_requested
+from bastion.security.fetch_metadata import download, export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_required
 
 bp.add_app_template_filter(audit_log.details_text, "audit_details")
@@ -268,8 +268,16 @@ def _refuse_unless_requested_download() -> None:
     )
 
 
+def _audit_offered(query: str) -> str:
+    """The audit log with the export's filters: where a password typed on the way to the
+    export leads (``fetch_metadata.landing_page``)."""
+    page = url_for("admin.audit_events")
+    return f"{page}?{query}" if query else page
+
+
 @bp.get("/audit.csv")
 @admin_required
+@download("export the audit log", _audit_offered)
 # Only exports that ran count (export_ran): not a refused image request, not a HEAD.
 @limiter.limit("10 per minute", deduct_when=export_ran)
 def export_audit() -> ResponseReturnValue:

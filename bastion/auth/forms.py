@@ -108,6 +108,9 @@ class TwoFactorForm(BastionForm):
         validators=[DataRequired(), Length(max=64), no_control_characters],
         description="The 6-digit code from your authenticator app, or one of your recovery codes.",
     )
+    # Names the sign-in marker the form was shown for (``pending.form_mark``): sent again
+    # once that sign-in is done, the form leads where the sign-in went.
+    marker = HiddenField()
 
 
 class ReauthForm(BastionForm):

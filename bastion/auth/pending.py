@@ -12,10 +12,17 @@ process, under a lock so that of its threads exactly one wins too (development a
 only: production runs with Redis). Unreachable Redis fails closed: no session starts and
 the request gets a 503, as every credential request does while that store is down. The
 code typed is spent then.
+
+The code form names its marker too (``form_mark``), and the session the marker finishes
+keeps that name and where the sign-in went (``remember_finished``). The same form sent again
+by the browser that signed in (a double click, a resubmit, a second tab), now carrying the
+new session's cookie, is sent where the sign-in went (``finished_target``), with nothing
+refused and nothing started.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import secrets
@@ -23,12 +30,13 @@ import threading
 import time
 from typing import TypeGuard
 
-from flask import current_app
+from flask import current_app, session
 from redis.exceptions import RedisError
 from werkzeug.exceptions import ServiceUnavailable
 
 from bastion.observability.outages import LIMITER_RETRY_AFTER
 from bastion.observability.redaction import request_path
+from bastion.security.tokens import keyed_digest
 
 log = logging.getLogger("bastion.auth")
 
@@ -38,6 +46,8 @@ _MEMORY = "bastion.pending_2fa_spent"  # in app.extensions
 CLOCK_SLACK_SECONDS = 60
 NONCE_BYTES = 16
 _NONCE_CHARS = math.ceil(NONCE_BYTES * 4 / 3)  # token_urlsafe's length, without padding
+# In the session a marker finished: its form's mark, where the sign-in went and until when.
+FINISHED_KEY = "2fa_finished"
 
 
 def new_nonce() -> str:
@@ -127,3 +137,30 @@ def claim(nonce: object, expires_at: float) -> bool:
         return bool(get_redis().set(_key(nonce), 1, nx=True, ex=ttl))
     except RedisError as exc:
         raise _unavailable(exc) from exc
+
+
+# After the sign-in ----------------------------------------------------------------------
+def form_mark(nonce: object) -> str:
+    """Names the marker with ``nonce`` in its code form, without revealing the nonce."""
+    return keyed_digest(b"pending-2fa-form:", str(nonce))[:32] if _well_formed(nonce) else ""
+
+
+def remember_finished(nonce: object, target: str, expires_at: float) -> None:
+    """Keep, in the session the marker just started, which form finished it and where the
+    sign-in went, for as long as the marker would have lived."""
+    session[FINISHED_KEY] = {"mark": form_mark(nonce), "next": target, "exp": expires_at}
+
+
+def finished_target(mark: object) -> str | None:
+    """Where this session's sign-in went, when ``mark`` (from a code form sent again) names
+    the marker that started it and the marker would still be alive; else None."""
+    done = session.get(FINISHED_KEY)
+    if not isinstance(done, dict) or not isinstance(mark, str) or not mark:
+        return None
+    expires_at = done.get("exp")
+    if not isinstance(expires_at, int | float) or expires_at < time.time():
+        session.pop(FINISHED_KEY, None)
+        return None
+    if not hmac.compare_digest(mark, str(done.get("mark") or "")):
+        return None
+    return str(done.get("next") or "")

@@ -33,10 +33,11 @@ from bastion.auth.login import (
 )
 from bastion.auth.services import AccountError
 from bastion.auth.sessions import CLEAR_SITE_DATA, end_session, reauthenticated, start_session
-from bastion.extensions import db, limiter
+from bastion.extensions import csrf, db, limiter
 from bastion.models import User
 from bastion.security import audit
 from bastion.security.access import login_required, public
+from bastion.security.fetch_metadata import download_named, landing_page
 from bastion.security.passwords import password_fingerprint
 from bastion.security.redirects import is_safe_next, safe_next_url
 
@@ -64,13 +65,20 @@ def _field_error(form: Any, exc: AccountError, default: str) -> None:
     getattr(form, exc.field or default, getattr(form, default)).errors.append(str(exc))
 
 
+def _onward(target: str | None, default: str = "main.index") -> str:
+    """Where a typed password leads: ``target`` when a safe local path (the page offering
+    it when it names a download: the user starts a download, never the password form),
+    else the ``default`` page."""
+    return landing_page(target) if target and is_safe_next(target) else url_for(default)
+
+
 # Sign in -----------------------------------------------------------------------------
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @limiter.limit("10 per minute", methods=["POST"])
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        return redirect(safe_next_url())
+        return redirect(_onward(safe_next_url()))
     form = LoginForm()
     if not form.validate_on_submit():
         if request.method == "GET":
@@ -82,7 +90,7 @@ def login() -> ResponseReturnValue:
     if result.step is Step.FAILED or result.user is None:
         flash(GENERIC_FAILURE, "error")
         return render_template("auth/login.html", form=form)
-    nxt = form.next.data if is_safe_next(form.next.data) else ""
+    nxt = _onward(form.next.data) if is_safe_next(form.next.data) else ""
     if result.step is Step.NEEDS_2FA:
         # Not signed in: only a signed, short-lived marker names the user until the code.
         session.clear()
@@ -106,7 +114,9 @@ def login() -> ResponseReturnValue:
     return redirect(nxt or url_for("main.index"))
 
 
-def _pending_user() -> tuple[User, dict[str, Any]] | None:
+def _pending_user() -> tuple[User, dict[str, Any]] | Step | None:
+    """The user and marker of the half-finished sign-in; ``Step.SPENT`` when its marker
+    finished a sign-in already; None when there is none (or no longer a valid one)."""
     marker = session.get(PENDING_KEY)
     if not isinstance(marker, dict) or not isinstance(marker.get("uid"), int):
         return None
@@ -118,12 +128,13 @@ def _pending_user() -> tuple[User, dict[str, Any]] | None:
         session.pop(PENDING_KEY, None)  # the password is asked again, not a code
         return None
     nonce = marker.get("nonce")
-    if pending.spent(nonce):  # checked before the code, so none is wasted
-        # A marker made before markers had a nonce was replayed by no one: no alarm for it.
-        if request.method == "POST" and nonce is not None:
-            pending_reused(user)
+    if nonce is None:  # made before markers had a nonce, and replayed by no one: no alarm
         session.pop(PENDING_KEY, None)
         return None
+    if pending.spent(nonce):  # checked before the code, so none is wasted
+        if request.method == "POST":
+            pending_reused(user)
+        return Step.SPENT
     return user, marker
 
 
@@ -133,15 +144,38 @@ def _password_first() -> ResponseReturnValue:
     return redirect(url_for("auth.login"))
 
 
+def _marker_spent() -> ResponseReturnValue:
+    """The marker finished a sign-in already: the password is asked again. The cookie is
+    left as it is: this may be the browser that signed in, its second click sent before the
+    first answer came back, and a cookie written now would replace the signed-in one."""
+    return redirect(url_for("auth.login"))
+
+
+def _signed_in_already() -> ResponseReturnValue:
+    """The code form reached a signed-in browser: sent again by the one that just finished
+    its sign-in (a double click, a resubmit, a second tab), it leads where that sign-in
+    went. Nothing is checked, changed or started: this is only a redirect."""
+    target = pending.finished_target(request.form.get("marker"))
+    return redirect(_onward(target))
+
+
 @bp.route("/2fa", methods=["GET", "POST"])
 @public
+@csrf.exempt  # checked below, unless the browser is signed in already (only a redirect)
 @limiter.limit("10 per minute", methods=["POST"])
 def two_factor() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return _signed_in_already()
+    if current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect()
     half_done = _pending_user()
     if half_done is None:
         return _password_first()
+    if isinstance(half_done, Step):  # Step.SPENT, the only step it answers
+        return _marker_spent()
     user, marker = half_done
     form = TwoFactorForm()
+    form.marker.data = pending.form_mark(marker.get("nonce"))
     if not form.validate_on_submit():
         return render_template("auth/two_factor.html", form=form)
     result = second_step(user, form.code.data or "", _ip(), marker.get("nonce"),
@@ -149,7 +183,7 @@ def two_factor() -> ResponseReturnValue:
     if result.step is Step.THROTTLED:
         return _throttled(form, "auth/two_factor.html", result)
     if result.step is Step.SPENT:  # another request finished this sign-in first
-        return _password_first()
+        return _marker_spent()
     if result.step is not Step.SIGNED_IN:
         flash(CODE_FAILURE, "error")
         forget_code(form)
@@ -157,8 +191,9 @@ def two_factor() -> ResponseReturnValue:
     start_session(  # new session id
         user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")
     )
-    nxt = str(marker.get("next") or "")
-    return redirect(nxt if is_safe_next(nxt) else url_for("main.index"))
+    nxt = _onward(str(marker.get("next") or ""))
+    pending.remember_finished(marker.get("nonce"), nxt, float(marker["exp"]))
+    return redirect(nxt)
 
 
 @bp.post("/logout")
@@ -181,20 +216,22 @@ def logout() -> ResponseReturnValue:
 @limiter.limit("10 per minute", methods=["POST"])
 def reauth() -> ResponseReturnValue:
     form = ReauthForm()
+    if request.method == "GET":  # a refused post keeps the target it was sent with
+        form.next.data = request.args.get("next", "")
+    # What the password is for, when it leads to a download: the page says so.
+    found = download_named(form.next.data)
+    purpose = found.purpose if found else None
     if not form.validate_on_submit():
-        if request.method == "GET":  # a refused post keeps the target it was sent with
-            form.next.data = request.args.get("next", "")
-        return render_template("auth/reauth.html", form=form)
+        return render_template("auth/reauth.html", form=form, purpose=purpose)
     result = reauthenticate(current_user, form.password.data or "", form.code.data or "", _ip())
     if result.step is Step.THROTTLED:
-        return _throttled(form, "auth/reauth.html", result)
+        return _throttled(form, "auth/reauth.html", result, purpose=purpose)
     if result.step is not Step.SIGNED_IN:
         flash("That did not match. Enter your password (and code) again.", "error")
         forget_code(form)
-        return render_template("auth/reauth.html", form=form)
+        return render_template("auth/reauth.html", form=form, purpose=purpose)
     reauthenticated(current_user._get_current_object())
-    nxt = form.next.data or ""
-    return redirect(nxt if is_safe_next(nxt) else url_for("account.index"))
+    return redirect(_onward(form.next.data, default="account.index"))
 
 
 # Registration and confirmation -----------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy.orm import joinedload, load_only
 
 from bastion.api.pats import revoke_all_for as revoke_personal_tokens
 from bastion.api.tokens import revoke_all_for_user
+from bastion.auth.pending import FINISHED_KEY
 from bastion.extensions import db, login_manager
 from bastion.models import User, UserSession, utcnow
 from bastion.models.base import ID_MAX, affected_rows, storable_text
@@ -212,7 +213,7 @@ def is_live(record: UserSession, now: datetime) -> bool:
 
 # What a signed-in cookie holds beyond a visitor's: ours and Flask-Login's.
 _SIGN_IN_KEYS = ("sid", GRANTED_ON_KEY, "_user_id", "_fresh", "_id", "_remember",
-                 "_remember_seconds")
+                 "_remember_seconds", FINISHED_KEY)
 
 
 def _forget_sign_in() -> None:

@@ -3,17 +3,84 @@
 The audit export (``/admin/audit.csv``) and the account export (``/account/export``) are
 GETs that write an audit event and spend a rate limit, so that they work as download links.
 An ``<img>``, a script's ``fetch`` or a frame on a page the user opens must not run them.
+
+Nor may a password lead straight into one (``download``, ``landing_page``): the answer to a
+sign-in or re-authentication form is a same-origin navigation, so a hand-made link such as
+``/auth/reauth?next=/account/export``, sent by anyone, would have the file saved the moment
+the password is typed. The user lands on the page that offers it and starts it there.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from flask import Response, abort, request
+from flask import Response, abort, current_app, request
 from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+
+from bastion.security.redirects import is_safe_next
 
 log = logging.getLogger("bastion.security")
+
+F = TypeVar("F", bound=Callable[..., Any])
+DOWNLOAD_ATTR = "_bastion_download"
+# The router's own redirects followed to find a target's view ("/account//export" merges
+# its slashes into "/account/export"); a real path needs one at most.
+MAX_ROUTE_REDIRECTS = 2
+
+
+@dataclass(frozen=True)
+class Download:
+    """A view that answers with a file: what it does, to complete "Confirm your password
+    to ...", and the page that offers it, given the download's query string."""
+
+    purpose: str
+    page: Callable[[str], str]
+
+
+def download(purpose: str, page: Callable[[str], str]) -> Callable[[F], F]:
+    """Mark a download view; decorate *after* the access-policy decorator."""
+
+    def decorate(view: F) -> F:
+        setattr(view, DOWNLOAD_ATTR, Download(purpose, page))
+        return view
+
+    return decorate
+
+
+def download_named(target: str | None) -> Download | None:
+    """The download a safe local path leads to, matched as the router matches a GET for it
+    (percent-decoded, its own redirects followed); None for any other page."""
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None or not target or not is_safe_next(target):
+        return None
+    path = unquote(urlsplit(target).path)
+    for _ in range(MAX_ROUTE_REDIRECTS + 1):
+        try:
+            endpoint, _ = adapter.match(path, method="GET")
+        except RequestRedirect as moved:
+            path = unquote(urlsplit(moved.new_url).path)
+            continue
+        except HTTPException:  # no such page, or not one a GET reaches
+            return None
+        found = getattr(current_app.view_functions.get(endpoint), DOWNLOAD_ATTR, None)
+        return found if isinstance(found, Download) else None
+    return None
+
+
+def landing_page(target: str) -> str:
+    """Where a password typed on the way to ``target`` (a safe local path) leads: the page
+    that offers the download ``target`` names, or ``target`` itself."""
+    found = download_named(target)
+    if found is None:
+        return target
+    page = found.page(urlsplit(target).query)
+    return page if is_safe_next(page) else found.page("")
 
 
 def is_requested_download() -> bool:

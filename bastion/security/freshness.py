@@ -2,7 +2,8 @@
 
 A session is "fresh" when its record's ``reauth_at`` (set at login and by /auth/reauth) is
 within BASTION_REAUTH_MINUTES (default 10). Stale sessions are sent to /auth/reauth and come
-back to the page they wanted (for a download, to the page that offers it).
+back to the page they wanted (for a download, to the page that offers it: the user starts it
+there, ``bastion.security.fetch_metadata.landing_page``).
 """
 
 from __future__ import annotations
@@ -51,32 +52,20 @@ def _referring_page() -> str | None:
 
 
 def fresh_required(view: F) -> F:
-    """Decorate *after* the access-policy decorator; keeps the policy attribute visible."""
-    return _requiring_freshness(view, then=None)
+    """Decorate *after* the access-policy decorator; keeps the policy attribute visible.
 
-
-def fresh_download_required(then: Callable[[], str]) -> Callable[[F], F]:
-    """``fresh_required`` for a GET that answers with a download rather than a page.
-
-    Sent back to the download itself, the browser would save the file and leave the user
-    looking at the re-authentication form; it goes to ``then()`` instead (a local path: the
-    page that offers the download), and the user chooses it again there, now fresh.
+    A stale GET goes to /auth/reauth with itself as ``next``; for a download
+    (``fetch_metadata.download``) that page says so, and the password leads to the page
+    that offers the file, not into the download (``fetch_metadata.landing_page``).
     """
 
-    def decorate(view: F) -> F:
-        return _requiring_freshness(view, then=then)
-
-    return decorate
-
-
-def _requiring_freshness(view: F, then: Callable[[], str] | None) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not is_fresh():
             if request.path.startswith("/api/"):
                 abort(401, description="Re-authentication required.")
             if request.method in ("GET", "HEAD"):
-                target: str | None = then() if then else request.full_path.rstrip("?")
+                target: str | None = request.full_path.rstrip("?")
             else:
                 target = _referring_page()
             # Without a target the re-authentication page returns to the account page.

@@ -239,7 +239,7 @@ def test_after_reauthentication_the_account_page_offers_the_download(app: Flask)
 
     reauth = _download(client).headers["Location"]
     nxt = _next_on(client.get(reauth).get_data(as_text=True))
-    assert nxt == READY
+    assert nxt == URL  # the page says what the password is for; it leads to READY
     done = post_form(client, "/auth/reauth", {"password": PASSWORD, "next": nxt})
 
     assert done.status_code == 302 and done.headers["Location"] == READY

@@ -193,8 +193,9 @@ def test_wrong_codes_can_be_retried_on_one_marker_which_then_ends(
 ) -> None:
     """Single use means one finished sign-in, not one try: a mistyped code is retried on
     the same marker (counted by the throttle as before). A second tab still showing the
-    form is refused cleanly (its form token belonged to the session the sign-in replaced)
-    and leaves the sign-in alone; two tabs sending at once are in test_single_use_races."""
+    form, sent once the sign-in is done, signs in no one again: it is sent on to the home
+    page and leaves the sign-in alone (test_pending_replay); two tabs sending at once are
+    in test_single_use_races."""
     user, secret = totp_user
     _reset_step(user)
     sign_in(client, "tess")
@@ -207,7 +208,7 @@ def test_wrong_codes_can_be_retried_on_one_marker_which_then_ends(
     _reset_step(user)
     late = client.post("/auth/2fa", data={"csrf_token": other_tab,
                                           "code": unused_code(secret, None)})
-    assert late.status_code == 400
+    assert late.status_code == 302 and late.headers["Location"] == "/"
     assert is_signed_in(client)
     assert db.session.scalar(select(func.count()).select_from(UserSession)) == 1
 
