@@ -82,3 +82,13 @@ def test_the_photo_page_links_to_the_profile_it_changes(app: Flask) -> None:
     page = client_for(app, user).get("/account/avatar").get_data(as_text=True)
     assert 'href="/u/photographer">public profile page</a>' in page
     assert 'href="/account">your account page</a>' in page
+
+
+def test_the_reset_request_says_how_long_the_configured_link_lasts(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The message after asking for a reset said "one hour" whatever RESET_MINUTES was."""
+    client = client_for(make_app(RESET_MINUTES=30))
+    sent = client.post("/auth/reset", data={"csrf_token": csrf_token(client, "/auth/reset"),
+                                            "email": "no@example.org"}, follow_redirects=True)
+    assert "The link works for 30 minutes." in sent.get_data(as_text=True)

@@ -288,7 +288,7 @@ def reset_request() -> ResponseReturnValue:
     if form.validate_on_submit():
         registration.request_reset(form.email.data or "", ip=_ip())
         flash("If an account uses that address, we sent it a link to reset the password. "
-              "The link works for one hour.", "info")
+              f"The link works for {current_app.config['RESET_MINUTES']} minutes.", "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/reset_request.html", form=form), 200 if not form.errors else 422
 
