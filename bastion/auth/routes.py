@@ -185,6 +185,10 @@ def two_factor() -> ResponseReturnValue:
     if result.step is Step.SPENT:  # another request finished this sign-in first
         return _marker_spent()
     if result.step is not Step.SIGNED_IN:
+        # Refused because another request, the same double click, finished this marker
+        # with this very code while it was checked: no message, no cookie written.
+        if pending.spent(marker.get("nonce")):
+            return _marker_spent()
         flash(CODE_FAILURE, "error")
         forget_code(form)
         return render_template("auth/two_factor.html", form=form)

@@ -192,3 +192,39 @@ def test_only_the_form_of_the_finished_marker_leads_to_its_target(store_app: Fla
         resp = browser.post("/auth/2fa", data=other)
         assert resp.status_code == 302 and resp.headers["Location"] == "/"
     assert is_signed_in(browser) and _sessions() == 1
+
+
+@pytest.mark.asvs("V6.3.3")
+def test_a_click_whose_code_another_click_used_meanwhile_writes_no_cookie(
+    store_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clicks at once with the cookie from before the code: the second passes the
+    marker check, then the first finishes with the same code (spending the code's time
+    step and the marker) before the second checks the code. The second was answered "That
+    code did not work" with a cookie that replaced the signed-in one in the browser."""
+    from bastion.auth import pending, routes, twofactor
+
+    _, secret = _tess()
+    browser = store_app.test_client()
+    form, before = _code_form(browser, secret)
+    second_click = store_app.test_client()
+    second_click.set_cookie(COOKIE, before, domain="localhost")
+    real_step = routes.second_step
+    finished: list[bool] = []
+
+    def first_click_finishes_meanwhile(
+        who: User, code: str, ip: str, nonce: object, expires_at: float
+    ) -> Any:
+        if not finished:  # what the first click's sign-in does to the shared state
+            finished.append(twofactor.verify_totp_or_recovery(who, code)
+                            and pending.claim(nonce, expires_at))
+        return real_step(who, code, ip, nonce, expires_at)
+
+    monkeypatch.setattr(routes, "second_step", first_click_finishes_meanwhile)
+
+    late = second_click.post("/auth/2fa", data=form)
+
+    assert finished == [True]
+    assert late.status_code == 302 and late.headers["Location"] == "/auth/login"
+    assert "Set-Cookie" not in late.headers  # the browser keeps the signed-in cookie
+    assert not is_signed_in(second_click) and _sessions() == 0
