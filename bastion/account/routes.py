@@ -15,6 +15,7 @@ from flask import (
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -353,12 +354,16 @@ def export_data() -> ResponseReturnValue:
     )
     user = current_user._get_current_object()
     name = f"bastion-{user.username}-{utcnow():%Y-%m-%d}.json"
-    # A HEAD is sent nothing, so nothing is exported (or audited).
-    body = export.export_json(user) if request.method == "GET" else b""
-    return Response(body, mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "Cache-Control": "no-store",
-    })
+    headers = {"Content-Disposition": f'attachment; filename="{name}"',
+               "Cache-Control": "no-store"}
+    if request.method != "GET":  # a HEAD is sent nothing, so nothing is exported (or audited)
+        return Response(b"", mimetype="application/json", headers=headers)
+    # Streamed (the document may be gigabytes); the request context lives until it is sent.
+    document = export.open_export(user)
+    response = Response(stream_with_context(iter(document)), mimetype="application/json",
+                        headers=headers)
+    response.call_on_close(document.close)  # also when the client left before the first byte
+    return response
 
 
 @bp.route("/delete", methods=["GET", "POST"])

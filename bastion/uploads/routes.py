@@ -29,6 +29,7 @@ from bastion.models import User
 from bastion.observability import counters
 from bastion.security import audit, authz
 from bastion.security.access import editor_required, login_required, public
+from bastion.security.fetch_metadata import landing_page
 from bastion.security.ratelimit_keys import signed_in_user
 from bastion.security.redirects import is_safe_next, safe_next_url
 from bastion.security.throttle_audit import first_this_minute
@@ -59,8 +60,12 @@ def _next() -> str | None:
 
 
 def _back(default: str) -> str:
-    """Where to go after a POST: the embedding page, else ``default``."""
-    return _next() or default
+    """Where to go after a POST: the embedding page, else ``default``. A ``next`` naming a
+    download (``/account/export``) leads to the page that offers it, not into the file: a
+    form's answer is a same-origin navigation, so a hand-made ``next`` would otherwise have
+    the download run unasked (``fetch_metadata.landing_page``)."""
+    target = _next()
+    return landing_page(target) if target else default
 
 
 def _actor() -> User:
@@ -199,7 +204,7 @@ def delete_upload(upload_id: str) -> ResponseReturnValue:
         abort(404)
     services.delete_upload(_actor(), upload)
     flash("The image is deleted.", "success")
-    return redirect(safe_next_url("uploads.upload_avatar"))
+    return redirect(landing_page(safe_next_url("uploads.upload_avatar")))
 
 
 def _plain(status: int, text: str) -> Response:
