@@ -17,7 +17,7 @@ from bastion.api.schemas import (
 )
 from bastion.api.spec import (
     Serialized,
-    failed_precondition,
+    check_preconditions,
     has_preconditions,
     operation,
     representation_etag,
@@ -26,7 +26,6 @@ from bastion.api.users import author_out
 from bastion.content import services
 from bastion.content.write_limits import ARTICLE_WRITES, limited_by
 from bastion.errors import problem
-from bastion.extensions import db
 from bastion.models import Article, User
 from bastion.security import authz
 from bastion.security.access import bearer_required
@@ -98,10 +97,7 @@ def _refuse_if_changed(article: Article) -> None:
     stale. Called after the token's and ownership checks: a refusal stays a 403 whatever
     the conditions (RFC 9110 13.2.1).
     """
-    detail = failed_precondition(representation_etag(article_out(article)))
-    if detail is not None:
-        db.session.rollback()  # release the lock: nothing was changed
-        abort(problem(412, detail))
+    check_preconditions(representation_etag(article_out(article)))  # rolls back: lock goes
 
 
 def _require_unchanged(article: Article) -> None:
@@ -131,9 +127,16 @@ def _require_unchanged(article: Article) -> None:
 def list_articles(query: ListQuery) -> ArticleList | Serialized:
     if query.mine:
         return _article_list(current_principal().user, query)
-    # The published list is the same for every token allowed to read it, so its JSON is
-    # reused for a few seconds (bastion.pagecache); the token, its scope and the rate limit
-    # were checked for this request before this line.
+    return _published_list(query)
+
+
+def _published_list(query: ListQuery) -> Serialized:
+    """The published list as GET answers it now, with its ETag.
+
+    It is the same for every token allowed to read it, so its JSON is reused for a few
+    seconds (bastion.pagecache); the token, its scope and the rate limit were checked for
+    this request before this is called.
+    """
     key = ("json", "api.articles", query.q, str(query.page), str(query.per_page))
 
     def produce() -> bytes:
@@ -170,10 +173,17 @@ def _article_list(owner: User | None, query: ListQuery) -> ArticleList:
     response=ArticleOut,
     status=201,
     location=("api.get_article", "article_id"),
+    collection_etag=True,
+    description=(
+        "If-Match is compared with the ETag that GET /articles (no query: the first page of "
+        "the published list) answers at that moment; If-None-Match: * always fails (412)."
+    ),
 )
 @limited_by(ARTICLE_WRITES)  # below operation: after the token, so the account pays
 def create_article(body: ArticleCreate) -> ArticleOut:
     user = current_principal().user
+    if has_preconditions():  # the list is read only for a client that asks for a condition
+        check_preconditions(_published_list(ListQuery()).etag)
     article = services.create_article(user, title=body.title, body=body.body, publish=body.publish)
     return article_out(article)
 
@@ -200,9 +210,9 @@ def get_article(article_id: int) -> ArticleOut:
 @operation(
     summary="Change title, body or publication of an article you may edit",
     description=(
-        "Send the article's ETag in If-Match to change only the version you read: if it "
-        "changed since, nothing is changed and the answer is 412. The answer's ETag is the "
-        "new version's."
+        "A field omitted or null is left unchanged. Send the article's ETag in If-Match to "
+        "change only the version you read: if it changed since, nothing is changed and the "
+        "answer is 412. The answer's ETag is the new version's."
     ),
     tag="articles",
     scopes=("articles:write",),

@@ -8,7 +8,7 @@ from flask import abort, current_app, request
 from bastion.api import bp, pats, tokens
 from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
 from bastion.api.signin import SignInError, sign_in
-from bastion.api.spec import operation
+from bastion.api.spec import check_preconditions, operation
 from bastion.errors import problem
 from bastion.extensions import limiter
 from bastion.security import audit
@@ -41,6 +41,7 @@ def _pair(pair: tokens.TokenPair) -> TokenPairOut:
     errors=(401, 403),
 )
 def issue_token(body: TokenRequest) -> TokenPairOut:
+    check_preconditions()  # before the password is checked: it is the request's content
     try:
         user = sign_in(body.username, body.password, body.otp, request.remote_addr or "")
     except SignInError as exc:
@@ -61,6 +62,7 @@ def issue_token(body: TokenRequest) -> TokenPairOut:
     errors=(401,),
 )
 def refresh_token(body: RefreshRequest) -> TokenPairOut:
+    check_preconditions()  # before the token is used up by its rotation
     try:
         _user, pair = tokens.rotate(body.refresh_token)
     except tokens.TokenError as exc:
@@ -83,10 +85,12 @@ def refresh_token(body: RefreshRequest) -> TokenPairOut:
     description=(
         "Holding a token is the authority to end it: send a JWT access or refresh token, or "
         "a personal access token (bst_...). The answer is 204 whether or not the token was "
-        "valid, so it does not tell valid tokens from invalid ones."
+        "valid, so it does not tell valid tokens from invalid ones. 'token_type_hint' "
+        "(access_token or refresh_token, RFC 7009 2.1) is accepted and changes nothing."
     ),
 )
 def revoke_token(body: RevokeRequest) -> None:
+    check_preconditions()  # whatever the token: the answer tells nothing about it
     if body.token.startswith(pats.PREFIX):
         pats.revoke_presented(body.token)  # audited by the service, like other revocations
         return

@@ -8,7 +8,7 @@ from bastion.api import bp
 from bastion.api.articles import load_article, token_may_read
 from bastion.api.auth import current_principal, may_act_on_others
 from bastion.api.schemas import CommentCreate, CommentList, CommentOut, PageQuery
-from bastion.api.spec import operation
+from bastion.api.spec import check_preconditions, operation
 from bastion.api.users import author_out
 from bastion.content import services
 from bastion.content.write_limits import COMMENT_WRITES, limited_by
@@ -61,6 +61,7 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
         # bare 403, which sent them looking at their token's scopes instead.
         authz.record_denial(hide=False, what=f"comment on article {article_id}")
         abort(403, description="Only published articles take comments; this one is a draft.")
+    check_preconditions()  # the comment list carries no ETag
     return comment_out(services.add_comment(current_principal().user, article, body.body))
 
 
@@ -86,4 +87,5 @@ def delete_comment(comment_id: int) -> None:
     if comment.author_id != user.id and not may_act_on_others():
         authz.record_denial(hide=False, what=f"delete comment {comment_id}")
         abort(403, description="Deleting other people's comments needs the 'admin' scope.")
+    check_preconditions()  # a comment carries no ETag
     services.delete_comment(user, comment)

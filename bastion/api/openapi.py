@@ -29,7 +29,7 @@ STATUS_TEXT = {
     401: "Missing, invalid, expired or revoked credentials",
     403: "Authenticated but not allowed (role, scope or re-authentication)",
     404: "No such object, or not visible to you",
-    412: "If-Match names an ETag that is no longer current",
+    412: "If-Match names no current ETag, or If-None-Match names a current one",
     413: "Body too large",
     415: "Body is not JSON in UTF-8, or is sent with a Content-Encoding other than identity",
     422: "Unknown, read-only or invalid fields",
@@ -73,7 +73,7 @@ def _models(app: Flask) -> list[tuple[type[BaseModel], Any]]:
     return sorted(found.items(), key=lambda item: item[0].__name__)
 
 
-def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
+def _parameters(rule: Any, op: Operation, changes: bool) -> list[dict[str, Any]]:
     params = []
     for converter, name in _CONVERTER.findall(rule.rule):
         schema: dict[str, Any] = (
@@ -90,12 +90,13 @@ def _parameters(rule: Any, op: Operation) -> list[dict[str, Any]]:
             if description:
                 param["description"] = description
             params.append(param)
-    if op.conditional or op.preconditions:
+    if op.conditional or op.preconditions or changes:
         params.extend(_CONDITION_HEADERS)
     return params
 
 
-# RFC 9110 conditions, as spec._conditional and spec.failed_precondition read them.
+# RFC 9110 conditions, as spec._conditional and spec.failed_precondition read them: every
+# change reads them (``spec.check_preconditions``), and so do the reads that carry an ETag.
 _CONDITION_HEADERS = (
     {
         "name": "If-Match",
@@ -103,7 +104,7 @@ _CONDITION_HEADERS = (
         "required": False,
         "schema": {"type": "string"},
         "description": "An ETag from an earlier answer (or *): act only if it is still current, "
-        "else 412",
+        "else 412. Where the resource carries no ETag, only * (it exists) can match",
     },
     {
         "name": "If-None-Match",
@@ -116,7 +117,7 @@ _CONDITION_HEADERS = (
 )
 
 
-def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
+def _responses(op: Operation, has_params: bool, changes: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "Success")}
     if op.raw:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
@@ -140,7 +141,7 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
         ok["headers"] = headers
     if op.conditional:
         responses["304"] = {"description": STATUS_TEXT[304]}
-    for status in op.error_statuses(has_params):
+    for status in op.error_statuses(has_params, changes):
         responses[str(status)] = {
             "description": STATUS_TEXT[status],
             "content": {PROBLEM: {"schema": {"$ref": REF.format(model="Problem")}}},
@@ -156,14 +157,28 @@ def _responses(op: Operation, has_params: bool) -> dict[str, Any]:
     return responses
 
 
+# Said of every change to a resource that carries no ETag (``spec.check_preconditions()``).
+NO_ETAG_NOTE = (
+    "Carries no ETag: If-Match naming any ETag fails with 412; If-Match: * acts, as the "
+    "resource exists; If-None-Match: * fails with 412."
+)
+
+
+def _description(op: Operation, changes: bool) -> str:
+    untagged = changes and not (op.preconditions or op.collection_etag)
+    return " ".join(text for text in (op.description, NO_ETAG_NOTE if untagged else "") if text)
+
+
 def _operation(rule: Any, method: str, op: Operation) -> dict[str, Any]:
-    params = _parameters(rule, op)
+    changes = method not in ("GET", "HEAD")
+    params = _parameters(rule, op, changes)
+    description = _description(op, changes)
     doc: dict[str, Any] = {
         "operationId": rule.endpoint.split(".", 1)[1],
         "summary": op.summary,
-        **({"description": op.description} if op.description else {}),
+        **({"description": description} if description else {}),
         "tags": [op.tag],
-        "responses": _responses(op, any(p["in"] == "path" for p in params)),
+        "responses": _responses(op, any(p["in"] == "path" for p in params), changes),
     }
     if params:
         doc["parameters"] = params

@@ -8,7 +8,7 @@ from bastion.api import bp, pats
 from bastion.api.auth import ACCOUNT_SCOPE, current_principal, unauthorized
 from bastion.api.schemas import PatCreate, PatCreated, PatList, PatOut
 from bastion.api.signin import SignInError, check_credentials
-from bastion.api.spec import operation
+from bastion.api.spec import check_preconditions, operation
 from bastion.errors import problem
 from bastion.models import ApiToken
 from bastion.security.access import bearer_required
@@ -54,6 +54,9 @@ def list_tokens() -> PatList:
 def create_token(body: PatCreate) -> PatCreated:
     principal = current_principal()
     user = principal.user
+    # Before the password in the body is processed (RFC 9110 13.2.1): a failed condition
+    # costs no password hash and counts no failed re-authentication.
+    check_preconditions()  # the token list carries no ETag
     try:
         check_credentials(user.username, body.password, body.otp, request.remote_addr or "")
     except SignInError as exc:
@@ -76,5 +79,8 @@ def create_token(body: PatCreate) -> PatCreated:
 @bearer_required
 @operation(summary="Revoke one of your tokens", tag="tokens", scopes=(ACCOUNT_SCOPE,), status=204)
 def delete_token(token_id: int) -> None:
-    if not pats.revoke(current_principal().user, token_id):
+    record = pats.own_token(current_principal().user, token_id)
+    if record is None:
         abort(404, description="There is no token of yours with that id.")
+    check_preconditions()  # a token carries no ETag
+    pats.end(record)

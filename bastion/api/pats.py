@@ -178,19 +178,31 @@ def list_for(
 
 
 def revoke(user: User, token_id: int) -> bool:
-    """Revoke one of the user's own tokens; False when there is no such token of theirs.
+    """Revoke one of the user's own tokens; False when there is no such token of theirs."""
+    record = own_token(user, token_id)
+    if record is None:
+        return False
+    _end(record)
+    return True
+
+
+def own_token(user: User, token_id: int) -> ApiToken | None:
+    """One of the user's own tokens, ended or not, to revoke; None when there is no such
+    token of theirs.
 
     Another account's token is absent to the caller as well, and the refusal is audited,
     as for every change refused on a hidden article or comment (``authz.record_denial``).
     """
     record = db.session.get(ApiToken, token_id)
-    if record is None:
-        return False
-    if record.user_id != user.id:
+    if record is not None and record.user_id != user.id:
         authz.record_denial(hide=True, what=f"revoke token {token_id}")
-        return False
+        return None
+    return record
+
+
+def end(record: ApiToken) -> None:
+    """Revoke ``record``, found by ``own_token`` (once; a second call changes nothing)."""
     _end(record)
-    return True
 
 
 def revoke_presented(secret: str) -> int | None:

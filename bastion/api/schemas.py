@@ -168,6 +168,14 @@ class RefreshRequest(Input):
 
 class RevokeRequest(Input):
     token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    # RFC 7009 2.1: a hint the server may ignore, and must look past when it is wrong. Every
+    # kind of token is looked for whatever it says; it is read only so that clients that
+    # send it, as the RFC lets them, are not refused.
+    token_type_hint: Literal["access_token", "refresh_token"] | None = Field(
+        default=None,
+        description="What kind of token 'token' is (RFC 7009): a hint only, as the token is "
+        "found whatever its kind, a personal access token too. Omitted or null: no hint.",
+    )
 
 
 class TokenPairOut(Output):
@@ -196,9 +204,17 @@ class MeOut(Output):
     scopes: list[str] = Field(description="What the presented token may do.")
 
 
+# What null means in a PATCH body: the same as leaving the field out (a test holds every
+# PATCH body field that accepts null to saying so).
+UNCHANGED = "Omitted or null: left unchanged."
+
+
 class MeUpdate(Input):
-    display_name: DisplayName | None = None
-    bio: Bio | None = None
+    display_name: DisplayName | None = Field(
+        default=None,
+        description=f"Shown instead of the username; spaces only: none. {UNCHANGED}",
+    )
+    bio: Bio | None = Field(default=None, description=f'"" empties it. {UNCHANGED}')
 
 
 # -------------------------------------------------------------------------- articles ---
@@ -223,9 +239,12 @@ class ArticleCreate(Input):
 
 
 class ArticleUpdate(Input):
-    title: Title | None = None
-    body: ArticleBody | None = None
-    publish: bool | None = None
+    title: Title | None = Field(default=None, description=UNCHANGED)
+    body: ArticleBody | None = Field(default=None, description=f"Markdown. {UNCHANGED}")
+    publish: bool | None = Field(
+        default=None,
+        description=f"true: publish (a draft is dated now); false: back to a draft. {UNCHANGED}",
+    )
 
 
 # Articles on a page of the API's list when the caller does not say.

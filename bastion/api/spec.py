@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
-from flask import Response, request, url_for
+from flask import Response, abort, request, url_for
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.http import generate_etag
@@ -49,12 +49,18 @@ class Operation:
     # A change to one resource whose GET carries an ETag: the view checks If-Match and
     # If-None-Match (``check_preconditions``) before changing anything, and a 200 answer
     # carries the new ETag, so a client can chain changes without lost updates.
+    # Every other change checks them too, after its lookup, against no ETag: only
+    # ``If-Match: *`` can match (``check_preconditions()``; the document says so).
     preconditions: bool = False
+    # A POST to a collection whose GET carries an ETag: If-Match is compared with that one.
+    collection_etag: bool = False
     # (endpoint, argument): where a 201's new resource lives, named by its ``id`` in the
     # Location header (RFC 9110 15.3.2), not left to be guessed from the collection's URL.
     location: tuple[str, str] | None = None
 
-    def error_statuses(self, has_path_params: bool) -> list[int]:
+    def error_statuses(self, has_path_params: bool, changes: bool = False) -> list[int]:
+        """The error statuses the operation can answer; ``changes``: a method that is not
+        safe, so If-Match and If-None-Match can fail (``check_preconditions``)."""
         codes = {429, 503, *self.errors}  # 503: an outage of PostgreSQL or Redis
         if self.scopes is not None:
             codes |= {401, 403}
@@ -64,8 +70,8 @@ class Operation:
             codes.add(422)
         if has_path_params:
             codes.add(404)
-        if self.conditional or self.preconditions:
-            codes.add(412)  # If-Match names an ETag that is no longer current
+        if self.conditional or self.preconditions or changes:
+            codes.add(412)  # If-Match names an ETag that is not the current one
         return sorted(codes)
 
 
@@ -96,6 +102,11 @@ class InvalidInputError(Exception):
 FIELD_ERRORS_MAX = 20
 UTF8_LABELS = frozenset({"utf-8", "utf8"})  # the charset parameters taken to mean UTF-8
 PRECONDITION_FAILED = "The If-Match ETag is not the current one; fetch it again."
+# For a resource that carries no ETag: a listed ETag never matches, only "*" (RFC 9110 13.1.1).
+NO_ETAG = (
+    "This resource has no ETag, so no If-Match ETag can match; send 'If-Match: *' or none."
+)
+EXISTS = "If-None-Match: * names any current version, and this one exists; nothing was changed."
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -247,18 +258,40 @@ def has_preconditions() -> bool:
     return "If-Match" in request.headers or "If-None-Match" in request.headers
 
 
-def failed_precondition(current: str) -> str | None:
-    """RFC 9110 13.2.2 for a change, against the resource's ``current`` ETag: If-Match by
-    strong comparison, then If-None-Match. The 412 detail when one fails, else None.
+def failed_precondition(current: str | None) -> str | None:
+    """RFC 9110 13.2.2 for a change, against the resource's ``current`` ETag (None: it exists
+    but has none): If-Match by strong comparison, then If-None-Match. The 412 detail when
+    one fails, else None.
 
     A header that is present but names no ETag (garbage) fails too: a client that asked
-    for a condition never gets the change made unconditionally.
+    for a condition never gets the change made unconditionally. Without an ETag, a listed
+    entity-tag can match nothing and only ``*`` (any current version) is true (13.1.1).
     """
-    if "If-Match" in request.headers and not request.if_match.contains(current):
-        return PRECONDITION_FAILED
-    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(current):
-        return "If-None-Match names the current ETag; nothing was changed."
+    if "If-Match" in request.headers:
+        if current is None and not request.if_match.star_tag:
+            return NO_ETAG
+        if current is not None and not request.if_match.contains(current):
+            return PRECONDITION_FAILED
+    if "If-None-Match" in request.headers:
+        if current is None and request.if_none_match.star_tag:
+            return EXISTS
+        if current is not None and request.if_none_match.contains_weak(current):
+            return "If-None-Match names the current ETag; nothing was changed."
     return None
+
+
+def check_preconditions(current: str | None = None) -> None:
+    """412 problem+json (rolling back, so a lock goes) when the request's If-Match or
+    If-None-Match fails against ``current`` (``failed_precondition``).
+
+    Called by each change after its lookup and its authorization, just before it acts: a
+    missing resource stays a 404 and a refusal keeps its status whatever the conditions
+    (RFC 9110 13.2.1), and a condition the client sent is never silently ignored.
+    """
+    detail = failed_precondition(current)
+    if detail is not None:
+        db.session.rollback()
+        abort(problem(412, detail))
 
 
 def _conditional(response: Response) -> Response:

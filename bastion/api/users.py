@@ -5,7 +5,7 @@ from __future__ import annotations
 from bastion.api import bp
 from bastion.api.auth import ACCOUNT_SCOPE, current_principal
 from bastion.api.schemas import AuthorOut, MeOut, MeUpdate
-from bastion.api.spec import operation
+from bastion.api.spec import check_preconditions, operation
 from bastion.models import User
 from bastion.profiles.services import update_profile
 from bastion.security.access import bearer_required
@@ -42,6 +42,7 @@ def get_me() -> MeOut:
 @bearer_required
 @operation(
     summary="Change display name or bio (nothing else can be changed here)",
+    description="A field omitted or null is left unchanged.",
     tag="users",
     scopes=(ACCOUNT_SCOPE,),
     body=MeUpdate,
@@ -51,6 +52,7 @@ def update_me(body: MeUpdate) -> MeOut:
     """Validated by the profile service the account page's rules come from (one source)."""
     principal = current_principal()
     user = principal.user
+    check_preconditions()  # /me carries no ETag: only "If-Match: *" can match
     user = update_profile(
         user,
         display_name=user.display_name if body.display_name is None else body.display_name,

@@ -280,6 +280,50 @@ def test_revoking_a_personal_access_token_ends_it(
     assert len(_events("token.revoked")) == 1
 
 
+@pytest.mark.asvs("V7.4.1")
+@pytest.mark.parametrize("kind", ["access", "refresh", "personal"])
+@pytest.mark.parametrize("hint", ["access_token", "refresh_token"])
+def test_revocation_takes_the_rfc_7009_hint_and_looks_past_a_wrong_one(
+    kind: str, hint: str, api: Api, make_user: Callable[..., User]
+) -> None:
+    """RFC 7009 2.1: a client may send ``token_type_hint``; the server may ignore it and
+    must search the other types when it is wrong. A 422 left such a client's token alive."""
+    user = make_user("editor")
+    pair = api.tokens_for(user)
+    token = {"access": pair["access_token"], "refresh": pair["refresh_token"],
+             "personal": api.pat_for(user, ["articles:read"])}[kind]
+    resp = api.call("POST", "/auth/revoke", json={"token": token, "token_type_hint": hint})
+    assert resp.status_code == 204, resp.get_json()
+    if kind == "refresh":
+        again = api.call("POST", "/auth/refresh", json={"refresh_token": token})
+        assert again.status_code == 401
+    else:
+        assert api.call("GET", "/me", token).status_code == 401
+
+
+@pytest.mark.parametrize("hint", ["id_token", "ACCESS_TOKEN", "", 1, ["access_token"]])
+def test_revocation_refuses_a_hint_the_rfc_does_not_define(
+    hint: object, api: Api, make_user: Callable[..., User]
+) -> None:
+    access = api.tokens_for(make_user())["access_token"]
+    resp = api.call("POST", "/auth/revoke", json={"token": access, "token_type_hint": hint})
+    assert resp.status_code == 422
+    problem = resp.get_json()
+    assert problem["detail"] == "Some fields are missing or not valid."
+    assert [e["loc"] for e in problem["errors"]] == [["token_type_hint"]]
+    assert api.call("GET", "/me", access).status_code == 200  # nothing was revoked
+
+
+def test_the_document_lists_the_revocation_hint(api: Api) -> None:
+    doc = api.call("GET", "/openapi.json").get_json()
+    ref = doc["paths"]["/api/v1/auth/revoke"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["$ref"]
+    spec = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["properties"]["token_type_hint"]
+    values = {v for option in spec["anyOf"] for v in option.get("enum", [option.get("const")])}
+    assert values == {"access_token", "refresh_token", None}
+    assert "hint" in spec["description"]
+
+
 @pytest.mark.redis
 @pytest.mark.asvs("V7.4.1")
 def test_revocation_is_shared_through_redis(make_app: Callable[..., Flask], redis_url: str) -> None:
