@@ -7,7 +7,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from bastion.auth.forms import email_field, new_password_field, no_control_characters
 from bastion.auth.services import MAX_PASSWORD
-from bastion.form_input import BastionForm
+from bastion.form_input import BastionForm, one_line_break
 from bastion.profiles.services import BIO_MAX, DISPLAY_NAME_MAX
 
 
@@ -20,7 +20,8 @@ class ProfileForm(BastionForm):
         description=f"Shown instead of your username. Up to {DISPLAY_NAME_MAX} characters.",
     )
     bio = TextAreaField(
-        "About you", validators=[Length(max=BIO_MAX), no_control_characters],
+        "About you", filters=[one_line_break],
+        validators=[Length(max=BIO_MAX), no_control_characters],
         description=f"Markdown, up to {BIO_MAX} characters; shown on your public profile.",
     )
 

@@ -8,7 +8,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from bastion.admin.services import REASON_MAX, REASON_MIN
 from bastion.auth.forms import no_control_characters
-from bastion.form_input import BastionForm
+from bastion.form_input import BastionForm, one_line_break
 from bastion.models import ROLE_NAMES
 
 
@@ -30,6 +30,7 @@ class TwoFactorResetForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships 
     )
     reason = TextAreaField(
         "How you verified this person",
+        filters=[one_line_break],
         validators=[
             DataRequired(),
             Length(

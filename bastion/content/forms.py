@@ -12,7 +12,7 @@ from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX, ContentError
-from bastion.form_input import BastionForm
+from bastion.form_input import BastionForm, one_line_break
 
 REQUIRED = "This field is required."
 
@@ -28,6 +28,7 @@ class ArticleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type
     )
     body = TextAreaField(
         "Body",
+        filters=[one_line_break],
         validators=[DataRequired(REQUIRED), Length(max=BODY_MAX, message=_too_long(BODY_MAX))],
         description="Markdown: **bold**, *italic*, [links](https://example.org), lists, "
         "code and tables. HTML is not allowed.",
@@ -43,6 +44,7 @@ class ArticleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type
 class CommentForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
     body = TextAreaField(
         "Comment",
+        filters=[one_line_break],
         validators=[
             DataRequired(REQUIRED),
             Length(max=COMMENT_MAX, message=_too_long(COMMENT_MAX)),

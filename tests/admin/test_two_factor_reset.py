@@ -258,3 +258,15 @@ def test_the_command_line_resets_through_the_same_service(app: Flask, runner: An
     assert "from the sign-in page" in msg.get_body(preferencelist=("plain",)).get_content()
     again = runner.invoke(args=["users", "reset-2fa", "lostphone", "--reason", REASON])
     assert again.exit_code == 1 and "no two-factor authentication to reset" in again.output
+
+
+def test_a_reason_of_many_lines_within_its_limit_is_taken(app: Flask) -> None:
+    """A browser sends each line break as CRLF: a reason within REASON_MAX characters but
+    written on many lines was refused as too long."""
+    boss = UserFactory(role_name="admin")
+    target = UserFactory(role_name="editor", two_factor=True)
+    reason = "\r\n".join(["Checked ID card in person."] * 18)  # 485 characters stored
+    assert len(reason.replace("\r\n", "\n")) <= admin.REASON_MAX < len(reason)
+    assert _reset(client_for(app, boss), target, reason=reason).status_code == 302
+    (event,) = _events()
+    assert event.details["reason"] == " ".join(reason.split())  # stored on one line

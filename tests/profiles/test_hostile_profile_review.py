@@ -121,3 +121,21 @@ def test_a_bio_keeps_its_line_breaks_and_tabs(app: Flask) -> None:
     user = UserFactory(display_name="Before")
     update_profile(user, display_name="Before", bio="one\r\ntwo\rthree\n\tindented")
     assert user.bio == "one\ntwo\nthree\n\tindented"
+
+
+@pytest.mark.asvs("V1.1.1", "V2.2.1")
+def test_a_bio_within_the_limit_is_saved_whatever_its_line_breaks(app: Flask) -> None:
+    """Browsers send a textarea's line breaks as CRLF: the form counted each as two
+    characters where the service stores and counts one, and refused a bio of many short
+    lines within BIO_MAX (and one kept from before could not be saved again)."""
+    from bastion.profiles.services import BIO_MAX
+    from tests.support.roles import client_for, post
+
+    bio = "A line about me.\n" * (BIO_MAX // 17)
+    assert len(bio) <= BIO_MAX < len(bio.replace("\n", "\r\n"))
+    user = UserFactory(display_name="Ada")
+    resp = post(client_for(app, user), "/account/profile",
+                {"display_name": "Ada", "bio": bio.replace("\n", "\r\n")})
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:2000]
+    db.session.expire_all()
+    assert db.session.get(User, user.id).bio == bio
