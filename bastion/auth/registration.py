@@ -5,22 +5,33 @@ mails its owner a notice instead, and a reset request for an unknown address ren
 same message (never sent) and gives the same reply. Messages to a typed address are
 limited per address and client (``mail_budget``), the same way whether or not it has an
 account.
+
+Nor does what a sign-up leaves behind. One with a free address starts an account, which
+holds its username; one with a taken address starts none, so its username is held for it
+(``_hold_username``) for as long: until the confirmation link would have expired, after
+which an account still never confirmed gives its username up (``_release_stale_username``).
+Otherwise signing up again with the same username and an address of one's own would tell
+("That username is taken." or a new account) whether the first address was free.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from flask import current_app, url_for
+from limits import RateLimitItem, RateLimitItemPerHour
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.auth import links, mail_budget
 from bastion.auth.services import (
+    USERNAME_TAKEN,
     AccountError,
     canonical_email,
+    canonical_username,
     check_new_account,
     create_user,
     email_taken,
@@ -29,12 +40,15 @@ from bastion.auth.services import (
     store_password_hash,
 )
 from bastion.auth.sessions import revoke_all
-from bastion.extensions import db
+from bastion.extensions import db, limiter
 from bastion.mail import send_mail
 from bastion.models import User, utcnow
 from bastion.models.base import affected_rows
 from bastion.security import audit
 from bastion.security.passwords import dummy_verify
+from bastion.security.tokens import keyed_digest
+
+log = logging.getLogger("bastion.auth")
 
 
 def register(username: str, email: str, password: str, *, ip: str = "") -> User | None:
@@ -46,13 +60,17 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
     with this address and a password of their own, waiting for the real owner to confirm
     it for them (account pre-hijacking).
     """
+    _release_stale_username(username)
     check_new_account(username, email, password)
+    if _username_held(username):  # where check_new_account says a username is taken
+        raise AccountError(USERNAME_TAKEN, "username")
     # Spent by every sign-up, so both answers cost the same; only the notice to a taken
     # address heeds it (a new account's confirmation goes out once anyway).
     within_budget = mail_budget.allows(canonical_email(email), ip)
     if email_taken(email):
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
+        _hold_username(username)  # as the account a free address starts holds it
         _answer_taken(email, deliver=within_budget)
         return None
     try:
@@ -60,11 +78,65 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
     except AccountError as exc:
         if exc.field != "email":
             raise
+        _hold_username(username)
         _answer_taken(email, deliver=within_budget)  # another sign-up took it a moment ago
         return None
     audit.record("register", actor_id=user.id, target_user_id=user.id)
     send_confirmation(user)
     return user
+
+
+def _hold_item() -> RateLimitItem:
+    """One sign-up per username for as long as a confirmation link lives."""
+    return RateLimitItemPerHour(1, int(current_app.config["CONFIRM_HOURS"]))
+
+
+def _hold_key(username: str) -> list[str]:
+    name = keyed_digest(b"username-held\0", canonical_username(username))[:32]
+    return [str(current_app.config["RATELIMIT_KEY_PREFIX"]), "username-held", name]
+
+
+def _hold_username(username: str) -> None:
+    """Keep ``username`` from other sign-ups (the rate limiter's store, Redis in
+    production) until a confirmation link mailed now would expire."""
+    if not limiter.enabled:
+        return
+    try:
+        limiter.limiter.hit(_hold_item(), *_hold_key(username))
+    except Exception:  # the store failed: the sign-up is answered all the same
+        log.warning("username hold store failed; username not held", exc_info=True)
+
+
+def _username_held(username: str) -> bool:
+    """Whether a sign-up with a taken address holds ``username`` (``_hold_username``)."""
+    if not limiter.enabled:
+        return False
+    try:
+        return not limiter.limiter.test(_hold_item(), *_hold_key(username))
+    except Exception:
+        log.warning("username hold store failed; username not held", exc_info=True)
+        return False
+
+
+def _release_stale_username(username: str) -> None:
+    """Delete the account holding ``username`` if it was never confirmed and its
+    confirmation link has expired, as ``users purge-unconfirmed`` would: it must hold the
+    name no longer than ``_hold_username`` holds that of a sign-up with a taken address.
+    Conditional, so an account confirmed meanwhile (by a reset link) stays."""
+    name = canonical_username(username)
+    if "\x00" in name:  # PostgreSQL refuses NUL in text; the form refuses it anyway
+        return
+    stale = _unconfirmed_before(utcnow() - timedelta(hours=current_app.config["CONFIRM_HOURS"]))
+    holder = db.session.scalar(select(User.id).where(User.username == name, stale))
+    if holder is None:
+        return
+    released = affected_rows(db.session.execute(
+        delete(User).where(User.id == holder, stale).execution_options(synchronize_session=False)
+    ))
+    if released:
+        audit.record("account.unconfirmed_released", target_user_id=holder,
+                     details={"by": "sign-up"}, commit=False)
+    db.session.commit()
 
 
 def _answer_taken(email: str, *, deliver: bool) -> None:

@@ -171,9 +171,13 @@ def _keys(login: str, ip: str) -> list[tuple[str, int]]:
 
     cfg = current_app.config
     # One counter per account whether it is named by username or email; unknown names get
-    # their own counter, so the throttle behaves the same for them (no enumeration).
+    # their own counter, so the throttle behaves the same for them (no enumeration). So do
+    # accounts never confirmed (they cannot sign in): a shared counter would tell whoever
+    # signed up with a username of their own and someone's address whether the address
+    # had been free, by a wait for the address once the username's attempts were spent.
     user = find_login_user(login)
-    account = f"user:{user.id}" if user else f"name:{canonical_username(login)[:150]}"
+    known = user is not None and user.email_confirmed_at is not None
+    account = f"user:{user.id}" if known and user else f"name:{canonical_username(login)[:150]}"
     return [
         (account, cfg["LOGIN_THROTTLE_ACCOUNT_FREE"]),
         # An IPv6 client counts as its /64, as in the route limits: rotating through it

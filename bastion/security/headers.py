@@ -76,6 +76,9 @@ def init_headers(app: Flask) -> None:
     if app.config["FORCE_HTTPS"]:
         app.before_request(require_https)
     app.after_request(add_security_headers)
+    # Talisman writes its policy on every answer; hooks run last registered first, so this
+    # one goes to the front to run after Talisman's.
+    app.after_request_funcs.setdefault(None, []).insert(0, no_referrer_on_link_pages)
 
 
 def require_https() -> ResponseReturnValue | None:
@@ -123,6 +126,16 @@ def add_security_headers(response: Response) -> Response:
         # and the server sends its own: two Date headers (RFC 9110 allows one) from the
         # development server. gunicorn drops the app's; the server's is the one to keep.
         del response.headers["Date"]
+    return response
+
+
+def no_referrer_on_link_pages(response: Response) -> Response:
+    """A page whose address holds an emailed link's secret (``/auth/reset/<token>``...)
+    sends no ``Referer`` at all: under the site's policy its stylesheet, script, header
+    links and form redirect carried the live token to this origin, and so to anything
+    that logs requests in front of the app (a CDN, a proxy's common log format)."""
+    if is_link_path(request.path):
+        response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
