@@ -141,6 +141,12 @@ def confirm_email(token: str) -> ResponseReturnValue:
             return redirect(url_for("main.index"))
         if user is None:  # used or ended since the check above
             return render_template("auth/bad_link.html"), 404
+        if current_user.is_authenticated and current_user.id != user.id:
+            # The link was opened in a browser signed in to another account: that one's
+            # page would say "changed" of an address that is not its own.
+            flash("That account's email address is changed. You are still signed in as "
+                  f"{current_user.username}, whose address stays as it was.", "success")
+            return redirect(url_for("main.index"))
         flash("Your email address is changed.", "success")
         return redirect(url_for("account.index"))
     return render_template("account/confirm_email.html", form=form, new_email=target[1])

@@ -157,6 +157,26 @@ def test_email_change_confirms_new_address_and_notifies_old(
     assert "is now alice.new@example.org" in done.get_body(preferencelist=("plain",)).get_content()
 
 
+def test_an_email_link_opened_signed_in_as_another_account_says_whose_address_changed(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """Opened in a browser signed in to another account, the link changed alice's address
+    and that other account's page said "Your email address is changed."."""
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "alice.new@example.org"}, action="/account/email")
+    link = outbox.link("alice.new@example.org", "/account/email/")
+    UserFactory(username="bob", email="bob@example.org")
+    other = client.application.test_client()
+    sign_in(other, "bob")
+    done = post_form(other, link, {})
+    assert done.status_code == 302 and done.headers["Location"] == "/"
+    page = other.get("/").get_data(as_text=True)
+    assert "You are still signed in as bob, whose address stays as it was." in page
+    assert "Your email address is changed." not in page
+    db.session.refresh(user)
+    assert user.email == "alice.new@example.org"
+
+
 @pytest.mark.asvs("V1.1.1", "V2.2.1")
 def test_a_new_email_is_judged_as_it_will_be_stored(
     client: FlaskClient, user: User, outbox: Outbox
