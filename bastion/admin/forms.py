@@ -45,7 +45,7 @@ class TwoFactorResetForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships 
             "For example: video call, face matched to the ID photo on file. Stored in the "
             "audit log and sent to the user; do not write document numbers."
         ),
-        render_kw={"rows": 3, "maxlength": REASON_MAX},
+        render_kw={"rows": 3},
     )
 
 

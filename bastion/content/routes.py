@@ -68,9 +68,12 @@ def _comment_in_readable_article(comment_id: int, attempt: str) -> Comment:
 def list_articles() -> ResponseReturnValue:
     # What was searched for, as the page repeats it (never a NUL or an unnormalised form).
     query = content.clean_query(request.args.get("q", "", type=str))
+    # Two pagers, one page: ``page`` for the published articles, ``drafts_page`` for the
+    # reader's own drafts. A number that is not one reads as 1; the services bound the rest.
     page = request.args.get("page", 1, type=int)
     results = content.list_articles(current_user, query=query, page=page)
-    drafts = content.list_drafts(current_user) if not query else []
+    drafts_page = request.args.get("drafts_page", 1, type=int)
+    drafts = None if query else content.list_drafts(current_user, drafts_page)
     return render_template("content/list.html", results=results, query=query, drafts=drafts)
 
 

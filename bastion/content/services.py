@@ -41,6 +41,8 @@ PAGE_SIZE_MAX = 100
 PAGE_MAX = 10_000
 # Comments shown per page under an article: a busy discussion stays a page, not a megabyte.
 COMMENTS_PER_PAGE = 50
+# An editor's drafts per page of the article list, above the published ones.
+DRAFTS_PER_PAGE = 20
 # The same words from the same author (on the same article) this soon are a double submit.
 DUPLICATE_SECONDS = 60
 # What a change to an article or comment deleted meanwhile answers (as if it never existed).
@@ -272,19 +274,23 @@ def list_articles(
     )
 
 
-def list_drafts(actor: object, limit: int = 100) -> list[Article]:
-    """The actor's own unpublished articles, newest first (nobody else's, even for admins)."""
+def list_drafts(actor: object, page: int = 1, per_page: int = DRAFTS_PER_PAGE) -> Page:
+    """A page of the actor's own unpublished articles, last changed first (nobody else's,
+    even for admins). A page past the end is the last one: drafts get published or deleted
+    between two clicks, and an empty page would hide the list and its pager."""
     if not isinstance(actor, User) or not actor.is_active:
-        return []
-    return list(
-        db.session.scalars(
-            select(Article)
-            .options(_LISTED_COLUMNS, lazyload(Article.author))  # the actor: no byline
-            .where(Article.author_id == actor.id, Article.status == "draft")
-            .order_by(Article.updated_at.desc(), Article.id.desc())
-            .limit(limit)
-        )
+        return Page(items=[], page=1, per_page=per_page, total=0)
+    per_page = min(max(1, int(per_page)), PAGE_SIZE_MAX)
+    stmt = select(Article).where(Article.author_id == actor.id, Article.status == "draft")
+    total = db.session.scalar(stmt.with_only_columns(func.count(Article.id))) or 0
+    page = min(max(1, int(page)), PAGE_MAX, max(1, -(-total // per_page)))
+    items = db.session.scalars(
+        stmt.options(_LISTED_COLUMNS, lazyload(Article.author))  # the actor: no byline
+        .order_by(Article.updated_at.desc(), Article.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     )
+    return Page(items=list(items), page=page, per_page=per_page, total=total)
 
 
 def get_article(

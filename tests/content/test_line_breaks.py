@@ -42,7 +42,7 @@ def test_a_comment_within_the_limit_is_posted_whatever_its_line_breaks(app: Flas
 
 @pytest.mark.asvs("V1.1.1", "V2.2.1")
 def test_an_article_near_its_limit_is_saved_again_from_its_edit_page(app: Flask) -> None:
-    """Saved through the API (or typed within the textarea's maxlength), then opened in the
+    """Saved through the API (or typed in the text area), then opened in the
     editor and saved unchanged: refused as "Use at most 100000 characters"."""
     text = _lines(BODY_MAX)
     article = ArticleFactory(body_md=text)

@@ -103,7 +103,9 @@ def test_home_page_statements_do_not_grow_with_articles(make_app, backend: str) 
 
 @_backends
 @pytest.mark.asvs("V15.2.2")
-@pytest.mark.parametrize("path", ["/articles", "/articles?page=2", "/articles?q=Article"])
+@pytest.mark.parametrize(
+    "path", ["/articles", "/articles?page=2", "/articles?drafts_page=2", "/articles?q=Article"]
+)
 def test_article_list_statements_do_not_grow_with_articles(  # type: ignore[no-untyped-def]
     make_app, backend: str, path: str
 ) -> None:
