@@ -136,9 +136,12 @@ def _error_page(status: int, detail: str, exc: HTTPException, heading: str) -> s
             log.exception("error page failed to render")
     from markupsafe import escape
 
+    # The reference too: it is all a person can quote to support about this failure.
+    request_id = g.get("request_id")
+    reference = f"<p>Reference: <code>{escape(request_id)}</code></p>" if request_id else ""
     return (
         f"<!doctype html><html lang=en><meta charset=utf-8><title>{status}</title>"
-        f"<h1>{escape(heading)}</h1><p>{escape(detail)}</p></html>"
+        f"<h1>{escape(heading)}</h1><p>{escape(detail)}</p>{reference}</html>"
     )
 
 

@@ -20,6 +20,7 @@ from flask import Flask, Response, g, has_request_context, request, request_star
 from flask_login import current_user
 
 from bastion.observability.redaction import redact_path
+from bastion.observability.sentry import scrub_secrets
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", re.I)
@@ -73,8 +74,9 @@ class JSONFormatter(logging.Formatter):
         return f"{cached[1]}.{int(record.msecs):03d}Z"
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
-        """The traceback without the database's quotes of row values."""
-        return PG_DETAIL.sub("DETAIL: [redacted]", super().formatException(ei))
+        """The traceback without the database's quotes of row values, nor the tokens and
+        emailed links an exception's message quotes (Sentry's copy hides them too)."""
+        return scrub_secrets(PG_DETAIL.sub("DETAIL: [redacted]", super().formatException(ei)))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -17,6 +17,12 @@ REDACTED = "[redacted]"
 # route with a ``<token>`` argument is listed here; the nginx access log redacts the same.
 LINK_PREFIXES = ("/auth/reset/", "/auth/confirm/", "/setup/", "/account/email/")
 _SLASHES = re.compile(r"/{2,}")
+# Bearer credentials by their shape, wherever a client put one in a path (a token revoked
+# by its value, ``DELETE /api/v1/tokens/bst_...``; a refresh token pasted into a URL): a
+# personal access token (``bst_`` + url-safe text) or a JWT (``eyJ`` + three parts).
+TOKEN_IN_PATH = re.compile(
+    r"bst_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
 
 
 def _link_prefix(path: str) -> str | None:
@@ -34,9 +40,14 @@ def is_link_path(path: str) -> bool:
 
 
 def redact_path(path: str) -> str:
-    """``path`` with everything after a link route's prefix replaced, matched or not."""
+    """``path`` with everything after a link route's prefix replaced, matched or not, and
+    any access token in it replaced."""
     prefix = _link_prefix(path)
-    return path if prefix is None else prefix + REDACTED
+    if prefix is not None:
+        return prefix + REDACTED
+    if "bst_" in path or "eyJ" in path:  # the search only for paths that may hold one
+        return TOKEN_IN_PATH.sub(REDACTED, path)
+    return path
 
 
 def request_path() -> str:

@@ -39,18 +39,23 @@ ADDRESS_KEYS = frozenset({
     "x-envoy-external-address",
 })
 # Shapes of values that are secret or personal whatever field holds them.
-VALUE_PATTERNS = (
+_TOKEN_PATTERNS = (
     re.compile(r"bst_[A-Za-z0-9_\-]+"),  # personal access tokens
     re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),  # credentials in any text
-    re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # email addresses
-    # Random url-safe tokens (reset, confirmation, setup links) quoted in messages: long runs
-    # mixing upper case and digits. Code names (snake_case) and event ids (lower-case hex)
-    # never match.
-    re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[\w-]{24,}(?![\w-])"),
-    # PostgreSQL's DETAIL quotes row values (a taken email, a failing row) in error messages.
-    re.compile(r"(?m)^DETAIL:.*$"),
 )
+EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Random url-safe tokens (reset, confirmation, setup links) quoted in messages: long runs
+# mixing upper case and digits. Code names (snake_case) and event ids (lower-case hex)
+# never match.
+_RANDOM_TOKEN = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[\w-]{24,}(?![\w-])")
+# PostgreSQL's DETAIL quotes row values (a taken email, a failing row) in error messages.
+_PG_DETAIL = re.compile(r"(?m)^DETAIL:.*$")
+VALUE_PATTERNS = (*_TOKEN_PATTERNS, EMAIL_ADDRESS, _RANDOM_TOKEN, _PG_DETAIL)
+# The secrets alone: what the JSON log hides of a traceback (it hides DETAIL lines itself),
+# whose operators still need the addresses a configuration error names (a placeholder
+# contact, an example relay URL).
+SECRET_PATTERNS = (*_TOKEN_PATTERNS, _RANDOM_TOKEN)
 # One-time tokens travel in paths (/auth/reset/<token>, /setup/<token>): any long random
 # looking segment of a URL is hidden.
 URL_SECRET_SEGMENT = re.compile(r"/[A-Za-z0-9_\-]{20,}")
@@ -72,6 +77,14 @@ LINK_IN_TEXT = re.compile(_LINK_PATTERN)
 def _scrub_text(text: str) -> str:
     text = LINK_IN_TEXT.sub(r"\1" + FILTERED, text)
     for pattern in VALUE_PATTERNS:
+        text = pattern.sub(FILTERED, text)
+    return text
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` without the tokens and emailed links it quotes, found by their shape."""
+    text = LINK_IN_TEXT.sub(r"\1" + FILTERED, text)
+    for pattern in SECRET_PATTERNS:
         text = pattern.sub(FILTERED, text)
     return text
 
