@@ -139,6 +139,13 @@ def _wipe(app: Flask) -> None:
                 for name in tables:
                     conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - fixed names
         limiter.reset()
+        # A test that made the store fail leaves Flask-Limiter on its in-memory fallback
+        # (until its next health check), whose counts reset() does not clear: the next
+        # test's limits would start part spent.
+        fallback = getattr(limiter, "_fallback_storage", None)
+        if fallback is not None:
+            fallback.reset()
+        limiter._storage_dead = False
 
 
 @pytest.fixture
