@@ -29,7 +29,10 @@ from bastion.uploads import imaging, storage
 log = logging.getLogger("bastion.uploads")
 KINDS = ("avatar", "article")
 ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
+PATH_SEPARATOR_RE = re.compile(r"[/\\]")
 NAME_MAX = 255
+# A longer "extension" is part of the name: a name is then cut at its end like any other.
+EXTENSION_MAX = 16
 # Windows device names: harmless here (never used as paths) but kept out of download names.
 RESERVED_NAMES = frozenset(
     {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -50,12 +53,27 @@ class FileLike(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+def _clean_name(raw: str | None) -> str:
+    """The client's file name with no path and no control characters, at full length."""
+    name = unicodedata.normalize("NFC", str(raw or ""))
+    name = PATH_SEPARATOR_RE.split(name)[-1]  # the last path segment only (POSIX or Windows)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return name.strip(" .")
+
+
+def _shorten(name: str) -> str:
+    """At most ``NAME_MAX`` characters, cut in the stem so a reader still sees the type."""
+    if len(name) <= NAME_MAX:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(ext) <= EXTENSION_MAX:
+        return f"{stem[: NAME_MAX - len(ext) - 1]}.{ext}"
+    return name[:NAME_MAX]
+
+
 def clean_original_name(raw: str | None) -> str:
     """The client's file name as display-only metadata: no path, no control characters."""
-    name = unicodedata.normalize("NFC", str(raw or ""))
-    name = re.split(r"[/\\]", name)[-1]  # keep the last path segment only (POSIX or Windows)
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    return name.strip(" .")[:NAME_MAX]
+    return _shorten(_clean_name(raw))
 
 
 def _extension(name: str) -> str:
@@ -143,17 +161,20 @@ def store_image(
             authz.can_edit_article(actor, article), hide=not authz.can_read_article(actor, article)
         )
     raw = original_name if original_name is not None else getattr(source, "filename", "")
-    name = clean_original_name(raw)
+    full_name = _clean_name(raw)
+    name = _shorten(full_name)
     context: dict[str, Any] = {"kind": kind, "name": name[:100]}
     if article is not None:
         context["article_id"] = article.id
     try:
-        if not imaging.name_extension_allowed(_extension(name)):
+        # The whole name: cut short, a long one could lose its ".php" or end in ".png".
+        if not imaging.name_extension_allowed(_extension(full_name)):
             raise UploadError(
                 "extension",
                 "Only .jpg, .png, .gif and .webp files are accepted.",
                 415,
             )
+        _check_room(actor, kind=kind)
         image = imaging.process(_read_bounded(source), kind=kind)
         return _save(actor, image, kind=kind, article=article, name=name)
     except imaging.ImageRejectedError as exc:
@@ -192,6 +213,20 @@ def _check_quota(actor: User, incoming: int, *, replacing: Upload | None) -> Non
             f"{cfg['UPLOAD_QUOTA_MB']} MB). Delete some images first.",
             422,
         )
+
+
+def _check_room(actor: User, *, kind: str) -> None:
+    """Refuse before decoding when the quota has no room for any image at all.
+
+    Decoding holds the process's one decode slot for up to seconds: a user at their quota
+    kept it from others for an image refused afterwards anyway, and while it was busy was
+    told to try again in a minute, not that the quota was used up. An estimate without the
+    lock: ``_save`` checks again, exactly, under it.
+    """
+    replacing = None
+    if kind == "avatar" and actor.avatar_id:
+        replacing = db.session.get(Upload, actor.avatar_id)
+    _check_quota(actor, 1, replacing=replacing)  # any stored image takes at least a byte
 
 
 def _save(

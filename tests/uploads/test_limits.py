@@ -153,6 +153,45 @@ def test_byte_quota_counts_stored_bytes(
     assert upload_count() == 0
 
 
+@pytest.mark.asvs("V2.3.2", "V15.2.2")
+@pytest.mark.parametrize("limit", ["files", "bytes"])
+def test_a_user_at_the_quota_is_refused_before_the_image_is_decoded(
+    app: Flask,
+    client: FlaskClient,
+    own_article,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str,
+) -> None:
+    from bastion.uploads import imaging
+    from bastion.uploads.services import usage
+
+    path = f"/articles/{own_article.id}/images"
+    assert post_file(client, path, corpus.png()).status_code == 302
+    assert post_file(client, AVATAR, corpus.png()).status_code == 302
+    files, stored = usage(own_article.author_id)
+    if limit == "files":
+        monkeypatch.setitem(app.config, "UPLOAD_QUOTA_FILES", files)
+    else:
+        monkeypatch.setitem(app.config, "UPLOAD_QUOTA_BYTES", stored)
+    # Another request's image holds the decoder: an upload that needs it waits its turn.
+    monkeypatch.setattr(imaging, "DECODE_WAIT_SECONDS", 0.01)
+    assert imaging.DECODE_SLOTS.acquire(timeout=5)
+    try:
+        refused = post_file(client, path, corpus.png())
+        replacement = post_file(client, AVATAR, corpus.png())
+    finally:
+        imaging.DECODE_SLOTS.release()
+    # Told at once that the quota is used up, not to try again in a minute (and, once the
+    # decoder was free, the image would have been decoded only to be refused).
+    assert refused.status_code == 422
+    assert "upload quota is used up" in refused.get_data(as_text=True)
+    # A new photo takes the old one's room: it still waits for the decoder.
+    assert replacement.status_code == 503
+    assert [e.details["reason"] for e in rejections()] == ["quota", "busy"]
+    assert upload_count() == 2
+    assert_store_consistent()
+
+
 @pytest.mark.asvs("V15.2.2", "V2.2.1")
 def test_an_upload_that_cannot_get_its_turn_is_a_clear_503_and_changes_nothing(
     client: FlaskClient, editor: User, monkeypatch: pytest.MonkeyPatch

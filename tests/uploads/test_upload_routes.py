@@ -115,6 +115,38 @@ def test_a_non_image_extension_is_refused_even_with_image_content(
 
 @pytest.mark.asvs("V5.2.2")
 @pytest.mark.parametrize(
+    "filename",
+    [
+        "a" * 300 + ".php",
+        # Cut at 255 characters, this one would end in ".png".
+        "x" * 251 + ".png" + "y" * 200,
+    ],
+    ids=["long-stem", "long-extension"],
+)
+def test_a_long_name_cannot_cut_its_extension_off(
+    client: FlaskClient, editor: User, filename: str
+) -> None:
+    # Names are kept to 255 characters; the rule on extensions was applied to what was
+    # kept, so a long enough name lost its ".php", or gained a ".png", and passed.
+    resp = post_file(client, AVATAR, corpus.png(), filename=filename)
+    assert resp.status_code == 415
+    assert ".jpg, .png, .gif and .webp" in resp.get_data(as_text=True)
+    assert [e.details["reason"] for e in rejections()] == ["extension"]
+    assert upload_count() == 0
+
+
+def test_a_long_name_is_shortened_in_its_stem(
+    client: FlaskClient, editor: User, own_article: Article
+) -> None:
+    filename = "holiday " * 40 + ".jpeg"
+    resp = post_file(client, _images(own_article), corpus.png(), filename=filename)
+    assert resp.status_code == 302
+    kept = only_upload().original_name
+    assert len(kept) == 255 and kept.startswith("holiday holiday") and kept.endswith(".jpeg")
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize(
     "make", [corpus.gif_js_polyglot, corpus.jpeg_with_html_appended], ids=["gif-js", "jpeg-html"]
 )
 def test_polyglot_is_stored_only_as_a_clean_reencoding(
