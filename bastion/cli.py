@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -21,6 +22,9 @@ DATABASE_HINT = (
     "Check BASTION_DATABASE_URL, that the database is reachable, and that "
     "`flask --app bastion db upgrade` has run."
 )
+
+NOT_UTF8 = ("holds bytes that are not UTF-8 text; check the encoding of the terminal or file "
+            "it came from (LANG, LC_ALL).")
 
 
 def database_problem(
@@ -49,9 +53,7 @@ def refuse_undecodable(ctx: click.Context) -> None:
         value = ctx.params.get(param.name or "")
         for item in value if isinstance(value, tuple | list) else (value,):
             if isinstance(item, str) and not _encodable(item):
-                raise click.BadParameter(
-                    "holds bytes that are not UTF-8 text; check the encoding of the terminal "
-                    "or file it came from (LANG, LC_ALL).", ctx=ctx, param=param)
+                raise click.BadParameter(NOT_UTF8, ctx=ctx, param=param)
 
 
 def _encodable(text: str) -> bool:
@@ -94,18 +96,52 @@ def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return address
 
 
+def _refuse_password_argument(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> None:
+    """A usage error for ``--password``: the command line of a running process is shown to
+    every user of the machine (``ps``, ``/proc``) and kept in shell history."""
+    if value is not None:
+        raise click.BadParameter(
+            "a password on the command line is visible to other users (ps) and kept in "
+            "shell history; type it at the prompt, or pipe it in with --password-stdin.")
+
+
+def _password(from_stdin: bool) -> str:
+    """The new admin's password: the first line of standard input, or typed twice, hidden."""
+    hint = "--password-stdin" if from_stdin else "password"
+    try:
+        if from_stdin:
+            line = sys.stdin.readline() if sys.stdin is not None else ""
+            password = line.removesuffix("\n").removesuffix("\r")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except UnicodeDecodeError as exc:  # a strict UTF-8 reader met other bytes
+        raise click.BadParameter(NOT_UTF8, param_hint=hint) from exc
+    if not _encodable(password):  # surrogate-escaped bytes (a C or Latin-1 locale)
+        raise click.BadParameter(NOT_UTF8, param_hint=hint)
+    if not password:
+        raise click.BadParameter("no password on standard input.", param_hint=hint)
+    return password
+
+
 @click.command("create-admin", cls=DatabaseCommand)
 @click.option("--username", prompt=True)
 @click.option("--email", prompt=True, callback=_email)
-@click.password_option(
-    "--password", help="Prompted (hidden, twice) when not given; avoid passing it on the command line."
-)
+@click.option("--password-stdin", "password_stdin", is_flag=True,
+              help="Read the password from the first line of standard input (for scripts) "
+                   "instead of prompting for it (hidden, twice).")
+@click.option("--password", hidden=True, expose_value=False, callback=_refuse_password_argument)
 @with_appcontext
-def create_admin_command(username: str, email: str, password: str) -> None:
-    """Create an admin account (confirmed, 2FA enrolment required at first sign-in)."""
+def create_admin_command(username: str, email: str, password_stdin: bool) -> None:
+    """Create an admin account (confirmed, 2FA enrolment required at first sign-in).
+
+    The password is never an argument: the command line is visible to other users.
+    """
     from bastion.admin.services import console_operator
     from bastion.security import audit
 
+    password = _password(password_stdin)
     try:
         user = create_user(username, email, password, role="admin", confirmed=True)
     except AccountError as exc:
@@ -143,10 +179,11 @@ def setup_url_command(base_url: str | None) -> None:
     """Print a one-time link that creates the first admin (only while none exists)."""
     from flask import current_app
 
+    from bastion.admin.services import console_operator
     from bastion.setup.services import announce_setup_if_needed
 
     base = base_url or current_app.config.get("PUBLIC_URL") or "http://127.0.0.1:5000"
-    if announce_setup_if_needed(base) is None:
+    if announce_setup_if_needed(base, details=console_operator()) is None:
         raise click.ClickException(
             "An admin already exists (or the database is not migrated); no link issued."
         )

@@ -9,13 +9,24 @@ import click
 from bastion.api import bp
 from bastion.api.keys import new_key_entry
 
+bp.cli.help = "API signing keys."
+
+KEY_NOTE = (
+    "The keyset above holds a private key that signs API tokens for every account: store it "
+    "as a secret (BASTION_JWT_KEYS, or a file named by BASTION_JWT_KEYS_FILE), never in the "
+    "repository, an image or a log."
+)
+
 
 @bp.cli.command("new-key")
 @click.option("--kid", default=None, help="Key id (default: random).")
 def new_key(kid: str | None) -> None:
     """Print a new Ed25519 key as a one-entry JSON keyset.
 
-    To rotate, put the new entry first in BASTION_JWT_KEYS and keep the old one after it
-    until the longest-lived token it signed (the refresh lifetime) has expired.
+    Only the keyset goes to standard output (redirect it into the secret's file); a
+    reminder that it is a secret goes to standard error. To rotate, put the new entry first
+    in BASTION_JWT_KEYS and keep the old one after it until the longest-lived token it
+    signed (the refresh lifetime) has expired.
     """
     click.echo(json.dumps([new_key_entry(kid)]))
+    click.echo(KEY_NOTE, err=True)

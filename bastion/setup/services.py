@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from flask import current_app
@@ -15,18 +16,19 @@ from bastion.security import audit
 from bastion.security.tokens import new_token, token_hash
 
 
-def issue_setup_token() -> str:
+def issue_setup_token(details: Mapping[str, object] | None = None) -> str:
     """Store the hash of a fresh token; the caller shows the token once.
 
     Audited (never the token): each live link can create an admin, so the trail shows how
-    many were handed out and when.
+    many were handed out, when, and (``details``: ``setup-url``'s operator) by whom.
     """
     token = new_token(32)
     minutes = current_app.config["SETUP_TOKEN_MINUTES"]
     db.session.add(
         SetupToken(token_hash=token_hash(token), expires_at=utcnow() + timedelta(minutes=minutes))
     )
-    audit.record("setup.link_issued", details={"minutes": minutes}, commit=False)
+    audit.record("setup.link_issued", details={"minutes": minutes, **(details or {})},
+                 commit=False)
     db.session.commit()
     return token
 
@@ -108,7 +110,8 @@ SETUP_HINT = (
 
 
 def announce_setup_if_needed(
-    base_url: str = "http://127.0.0.1:5000", *, show_link: bool = True
+    base_url: str = "http://127.0.0.1:5000", *, show_link: bool = True,
+    details: Mapping[str, object] | None = None,
 ) -> str | None:
     """Print a setup link when no admin exists; used when a server starts.
 
@@ -126,7 +129,7 @@ def announce_setup_if_needed(
         if not show_link:
             print(SETUP_HINT, file=sys.stderr, flush=True)
             return None
-        token = issue_setup_token()
+        token = issue_setup_token(details)
     except SQLAlchemyError:
         db.session.rollback()
         logging.getLogger("bastion.setup").warning(

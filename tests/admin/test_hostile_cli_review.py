@@ -12,20 +12,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import click
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from bastion import cli
 from bastion.admin import audit_log
 from bastion.admin import commands as export_commands
 from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import AuditEvent, User
 from bastion.security import audit
+from bastion.security.passwords import verify_password
 from tests.conftest import base_config
 from tests.factories import UserFactory
 from tests.support.roles import client_for
 from tests.support.services import refused_port
+
+PASSPHRASE = "tangerine-orbit-lattice-93"
 
 
 def _csv_events(output: str) -> list[str]:
@@ -157,10 +162,10 @@ def test_console_changes_name_the_operator_in_the_audit_trail(
         ["users", "disable", "target"],
         ["audit", "export"],
         ["create-admin", "--username", "second", "--email", "second@example.org",
-         "--password", "tangerine-orbit-lattice-93"],
+         "--password-stdin"],
     ]  # fmt: skip
     for args in commands:
-        result = runner.invoke(args=args)
+        result = runner.invoke(args=args, input=f"{PASSPHRASE}\n")
         assert result.exit_code == 0, (args, result.output)
 
     names = ("user.role_changed", "user.signed_out_everywhere", "user.2fa_reset",
@@ -199,7 +204,7 @@ DATABASE_COMMANDS = [
     ["audit", "export"],
     ["uploads", "check"],
     ["create-admin", "--username", "second", "--email", "second@example.org",
-     "--password", "tangerine-orbit-lattice-93"],
+     "--password-stdin"],
 ]  # fmt: skip
 
 
@@ -221,7 +226,7 @@ def test_a_database_the_command_cannot_use_is_a_message_not_a_traceback(
     )
     app = create_app(base_config(tmp_path, url))
 
-    result = app.test_cli_runner().invoke(args=args)
+    result = app.test_cli_runner().invoke(args=args, input=f"{PASSPHRASE}\n")
 
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
@@ -315,3 +320,59 @@ def test_an_unconfirmed_admin_does_not_stand_in_for_the_last_admin(runner: Any) 
 
     root = db.session.scalar(select(User).where(User.username == "root"))
     assert root is not None and root.is_admin and root.is_active
+
+
+# ---------------------------------------------- a password is never an argument ---
+def test_create_admin_refuses_a_password_on_the_command_line(runner: Any) -> None:
+    # `create-admin --password ...` put the admin's password where every user of the
+    # machine reads it (ps, /proc/<pid>/cmdline) and in shell history; it was accepted.
+    result = runner.invoke(args=["create-admin", "--username", "ops", "--email",
+                                 "ops@example.org", "--password", PASSPHRASE])
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--password'" in result.output
+    assert "--password-stdin" in result.output
+    assert PASSPHRASE not in result.output
+    assert db.session.query(User).count() == 0
+    assert not _events("cli.admin_created")
+
+
+@pytest.mark.parametrize(("args", "typed"), [
+    (["--password-stdin"], f"{PASSPHRASE}\n"),  # a script: one line, no confirmation
+    (["--password-stdin"], f"{PASSPHRASE}\r\n"),  # written on Windows
+    ([], f"{PASSPHRASE}\n{PASSPHRASE}\n"),  # typed at the prompt, twice
+])  # fmt: skip
+def test_create_admin_reads_the_password_from_stdin_or_the_prompt(
+    runner: Any, args: list[str], typed: str
+) -> None:
+    result = runner.invoke(
+        args=["create-admin", "--username", "ops", "--email", "ops@example.org", *args],
+        input=typed,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert PASSPHRASE not in result.output
+    ops = db.session.scalar(select(User).where(User.username == "ops"))
+    assert ops is not None and ops.is_admin
+    assert verify_password(ops.password_hash, PASSPHRASE)
+
+
+@pytest.mark.parametrize("typed", [b"", b"\n", b"tangerine \xff orbit lattice\n"])
+def test_create_admin_refuses_an_empty_or_undecodable_password_on_stdin(
+    runner: Any, typed: bytes
+) -> None:
+    result = runner.invoke(args=["create-admin", "--username", "ops", "--email",
+                                 "ops@example.org", "--password-stdin"], input=typed)
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Invalid value for --password-stdin" in result.output
+    assert "Traceback" not in result.output
+    assert db.session.query(User).count() == 0
+
+
+def test_a_password_read_as_escaped_bytes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a C or Latin-1 locale Python reads such bytes as lone surrogates, which the
+    # password hasher cannot encode: a traceback instead of naming the problem.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("tangerine \udcff orbit lattice\n"))
+    with pytest.raises(click.BadParameter, match="not UTF-8"):
+        cli._password(from_stdin=True)

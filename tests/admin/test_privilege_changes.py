@@ -77,10 +77,10 @@ NOT_UTF8 = "\udcff"  # how Python passes on a byte that is not UTF-8 (e.g. Latin
     ["sessions", "revoke", f"a{NOT_UTF8}@example.org"],
     ["audit", "export", "--user", NOT_UTF8],
     ["audit", "export", "--event", f"login.{NOT_UTF8}"],
-    ["create-admin", "--username", "ops", "--email", "ops@example.org",
-     "--password", f"an operator passphrase {NOT_UTF8}"],
+    ["create-admin", "--username", f"ops{NOT_UTF8}", "--email", "ops@example.org",
+     "--password-stdin"],
 ], ids=["disable", "set-role", "reset-2fa", "reset-2fa-reason", "sessions", "audit-user",
-        "audit-event", "create-admin-password"])
+        "audit-event", "create-admin-username"])
 def test_arguments_that_are_not_utf8_are_a_usage_error(app: Flask, args: list[str]) -> None:
     """A name read from a Latin-1 file or typed in a non-UTF-8 terminal reached the database
     driver or the password hasher, which cannot encode it: a traceback, exit 1."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -84,7 +85,23 @@ def test_development_keyset_is_generated_once_and_private(tmp_path: Path) -> Non
 def test_cli_prints_a_usable_keyset(runner) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(args=["api", "new-key", "--kid", "2026-11"])
     assert result.exit_code == 0, result.output
-    assert parse_keyset(result.output).active_kid == "2026-11"
+    assert parse_keyset(result.stdout).active_kid == "2026-11"
+
+
+def test_cli_new_key_keeps_the_secret_on_stdout_and_says_it_is_one(  # type: ignore[no-untyped-def]
+    runner,
+) -> None:
+    """Redirected into the secret's file, standard output is the keyset and nothing else;
+    on a terminal, the operator is told it is a private key (it was printed without a word,
+    and its group had no help in ``flask --help``)."""
+    result = runner.invoke(args=["api", "new-key"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    parse_keyset(result.stdout)
+    assert "BEGIN PRIVATE KEY" not in result.stderr
+    assert "private key" in result.stderr and "secret" in result.stderr
+    listing = runner.invoke(args=["--help"])
+    assert re.search(r"^ +api +API signing keys\.$", listing.output, re.MULTILINE)
 
 
 def test_keyset_set_in_the_environment_is_read(

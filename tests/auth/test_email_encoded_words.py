@@ -69,9 +69,9 @@ def test_create_admin_refuses_an_encoded_word_in_the_address(app: Flask) -> None
             "ops",
             "--email",
             ENCODED[0],
-            "--password",
-            "an operator passphrase",
-        ]
+            "--password-stdin",
+        ],
+        input="an operator passphrase\n",
     )
     assert result.exit_code != 0 and REFUSAL in result.output
     assert user_count() == 0

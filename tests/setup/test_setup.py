@@ -97,13 +97,13 @@ def test_create_admin_command(app: Flask) -> None:
     runner = app.test_cli_runner()
     result = runner.invoke(
         args=["create-admin", "--username", "ops", "--email", "ops@example.org",
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert result.exit_code == 0, result.output
     assert db.session.scalar(select(User).where(User.username == "ops")).is_admin  # type: ignore[union-attr]
     again = runner.invoke(
         args=["create-admin", "--username", "ops", "--email", "x@example.org",
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert again.exit_code != 0
     assert "taken" in again.output
@@ -163,7 +163,7 @@ def test_create_admin_refuses_what_the_web_forms_refuse(app: Flask, email: str) 
     (password changed, 2FA reset) would go to extra recipients or fail on its headers."""
     result = app.test_cli_runner().invoke(
         args=["create-admin", "--username", "ops", "--email", email,
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert result.exit_code != 0
     assert "valid email address" in result.output
@@ -190,6 +190,21 @@ def test_setup_url_command_is_audited_and_fails_loudly(app: Flask) -> None:
     refused = runner.invoke(args=["setup-url"])
     assert refused.exit_code != 0
     assert "no link issued" in refused.output
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_a_setup_link_issued_at_the_console_names_the_operator(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other console command names who ran it; the link that creates an admin was
+    audited with no one at all, so the trail could not say who in the team handed it out."""
+    monkeypatch.setenv("LOGNAME", "opsalice")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    result = app.test_cli_runner().invoke(args=["setup-url"])
+    assert result.exit_code == 0, result.output
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "setup.link_issued"))
+    assert event is not None and event.actor_id is None
+    assert event.details == {"minutes": 60, "via": "cli", "operator": "opsalice"}
 
 
 @pytest.mark.asvs("V6.4.1", "V2.3.3")
@@ -235,10 +250,12 @@ def test_the_first_admin_and_create_admin_store_one_spelling_of_an_idn_domain(
     assert db.session.scalar(select(User.email)) == "admin@xn--bcher-kva.example"
     runner = app.test_cli_runner()
     again = runner.invoke(args=["create-admin", "--username", "ops", "--email",
-                                "ADMIN@XN--BCHER-KVA.EXAMPLE", "--password", "an operator passphrase"])
+                                "ADMIN@XN--BCHER-KVA.EXAMPLE", "--password-stdin"],
+                          input="an operator passphrase\n")
     assert again.exit_code != 0 and "already exists" in again.output
     made = runner.invoke(args=["create-admin", "--username", "ops", "--email",
-                               "ops@bücher.example", "--password", "an operator passphrase"])
+                               "ops@bücher.example", "--password-stdin"],
+                         input="an operator passphrase\n")
     assert made.exit_code == 0, made.output
     ops = db.session.scalar(select(User).where(User.username == "ops"))
     assert ops is not None and ops.email == "ops@xn--bcher-kva.example"
@@ -255,7 +272,7 @@ def test_an_invalid_idn_domain_is_refused_by_setup_and_create_admin(
     assert "Enter a valid email address." in resp.get_data(as_text=True)
     result = app.test_cli_runner().invoke(
         args=["create-admin", "--username", "ops", "--email", email,
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert result.exit_code != 0 and "valid email address" in result.output
     assert db.session.query(User).count() == 0
@@ -278,12 +295,12 @@ def test_create_admin_refuses_a_local_part_over_64_octets(app: Flask) -> None:
     """The command line keeps the forms' RFC 5321 limit: mail to the admin could be refused."""
     result = app.test_cli_runner().invoke(
         args=["create-admin", "--username", "ops", "--email", "a" * 65 + "@example.org",
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert result.exit_code != 0 and "The part before the @ is too long" in result.output
     assert db.session.query(User).count() == 0
     made = app.test_cli_runner().invoke(
         args=["create-admin", "--username", "ops", "--email", "a" * 64 + "@example.org",
-              "--password", "an operator passphrase"]
+              "--password-stdin"], input="an operator passphrase\n"
     )
     assert made.exit_code == 0, made.output
