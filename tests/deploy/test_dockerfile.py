@@ -126,6 +126,32 @@ def test_image_is_multi_stage_slim_and_non_root() -> None:
     assert keywords.index("USER") < keywords.index("CMD")
 
 
+@pytest.mark.asvs("V15.2.3")
+def test_the_runtime_keeps_no_bundled_installer() -> None:
+    """Uninstalling pip leaves Python's ensurepip, whose bundled wheels still run pip
+    (``python .../ensurepip/_bundled/pip-*.whl/pip install ...``) or put pip and an old
+    setuptools back: the runtime stage removes the directory that holds them, located by
+    the image's own Python, and stops the build if it cannot."""
+    _, runtime = _stages()
+    runs = " && ".join(rest for keyword, rest in runtime if keyword == "RUN")
+    located = re.search(
+        r"(\w+)=\"\$\(python -I -c '(import ensurepip[^']*)'\)\"\s*&&\s*test -d \"\$\{\1\}\""
+        r"\s*&&\s*rm -rf \"\$\{\1\}\"",
+        runs,
+    )
+    assert located, "the runtime stage keeps ensurepip and its bundled pip"
+    directory = subprocess.run(
+        [sys.executable, "-I", "-c", located.group(2)],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()
+    assert Path(directory).is_dir(), directory
+    # A distribution's Python may ship ensurepip without wheels; the image's (python:slim)
+    # has them, as this machine's Python does, and they must be where the command looks.
+    if (Path(directory) / "_bundled").is_dir():
+        bundled = list((Path(directory) / "_bundled").glob("pip-*.whl"))
+        assert bundled, f"{directory} is not where Python keeps its bundled pip"
+
+
 def test_image_serves_with_gunicorn_and_checks_health() -> None:
     """CMD runs gunicorn with the repo's config; HEALTHCHECK uses Python (no curl in slim)."""
     runtime = _stages()[-1]
@@ -246,6 +272,76 @@ def test_build_context_holds_no_secrets_history_or_tests() -> None:
             if _excluded(rel, rules):
                 continue
             assert not re.search(r"(^|/)(\.env|.*\.(pem|key)|secret_key|.*\.sqlite3?)$", rel), rel
+
+
+def _paths_the_build_reads() -> set[str]:
+    """What the image build reads from its context: the files the Dockerfile COPYs by name,
+    and, for ``COPY . .`` + ``pip install .``, pyproject.toml, the readme it names and the
+    packages it includes."""
+    import tomllib
+
+    needed: set[str] = set()
+    for keyword, rest in _instructions():
+        if keyword != "COPY" or "--from=" in rest:
+            continue
+        *sources, _target = shlex.split(rest)
+        needed.update(source for source in sources if source != ".")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed |= {"pyproject.toml", project["project"]["readme"]}
+    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
+        needed.add(pattern.rstrip("*"))
+    return needed
+
+
+@pytest.mark.asvs("V15.2.3", "V13.3.1")
+def test_build_context_is_only_what_the_build_reads() -> None:
+    """An allowlist, not a list of what to leave out: `COPY . .` puts the whole context in the
+    builder, whose layers a build cache or registry may keep, so whatever lands in the
+    checkout later (a database dump, cloud credentials, a scratch virtualenv, test-run
+    state) must stay out without anyone remembering to list it."""
+    rules = _ignore_rules()
+    needed = _paths_the_build_reads()
+    assert {"bastion", "flask_deploy_check", "requirements/main.txt", "README.md"} <= needed
+
+    def used(path: str) -> bool:
+        return any(path == root or path.startswith(root + "/") for root in needed)
+
+    strays = [
+        "dump.sql",
+        "bastion.dump",
+        ".aws/credentials",
+        "credentials.json",
+        "id_ed25519",
+        ".lock-venv/bin/uv",
+        ".hypothesis/examples/0a1b",
+        ".schemathesis/cassette.yaml",
+        "bench/results/latest.json",
+        "sbom.cdx.json",
+        "requirements/dev.txt",
+        "scripts/check_tls.py",
+        "deploy/secrets/tls_privkey.pem",
+        "bastion/static/server.key",
+        "bastion/.env.local",
+    ]
+    for path in strays:
+        assert _excluded(path, rules), f"{path} would be sent to the Docker build"
+    # Over the real tree, descending wherever an exception could bring a file back in.
+    reopened = [line.strip()[1:] for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip().startswith("!")]
+    sent = []
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        rel_dir = os.path.relpath(dirpath, ROOT)
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not _excluded(rel := os.path.normpath(os.path.join(rel_dir, d)), rules)
+            or any(pattern.startswith(rel + "/") for pattern in reopened)
+        ]
+        for filename in filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, filename))
+            if not _excluded(rel, rules):
+                sent.append(rel)
+    assert sent and all(used(path) for path in sent), sorted(p for p in sent if not used(p))
 
 
 # --- the health check script ----------------------------------------------------------------

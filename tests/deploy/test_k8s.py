@@ -466,6 +466,28 @@ def test_ingress_never_forwards_readiness_or_metrics_to_the_app(
         assert _ingress_backend(rendered, host, path)["name"] == "bastion-web", path
 
 
+@pytest.mark.asvs("V16.2.5")
+def test_ingress_writes_no_access_log_line_with_a_link_or_token(
+    rendered: list[Manifest],
+) -> None:
+    """ingress-nginx's default access log format writes the request line whole
+    (``"$request"``): a reset, confirmation, setup or email-change link and a token in a path
+    would be live credentials in the cluster's logs. An Ingress cannot give the controller a
+    redacting format, so its access log is off for every Ingress of the site; the app writes
+    a redacted line for each request itself (docs/deployment.md#logs)."""
+    from bastion.observability.redaction import LINK_PREFIXES
+
+    host = _one(rendered, "Ingress")["spec"]["rules"][0]["host"]
+    paths = [f"{prefix}SECRET" for prefix in LINK_PREFIXES]
+    paths += ["/api/v1/tokens/bst_SECRET", "/api/v1/x/eyJh.eyJi.SECRET", "/readyz"]
+    for path in paths:
+        _ingress_backend(rendered, host, path)  # routed by one of the Ingress objects below
+    for ingress in (d for d in rendered if d["kind"] == "Ingress"):
+        name = ingress["metadata"]["name"]
+        annotations = ingress["metadata"].get("annotations", {})
+        assert annotations.get("nginx.ingress.kubernetes.io/enable-access-log") == "false", name
+
+
 @pytest.mark.asvs("V13.3.1", "V13.3.2")
 def test_secrets_are_referenced_never_inlined(rendered: list[Manifest]) -> None:
     """No Secret with data in the repository; pods read secrets as read-only files."""

@@ -258,6 +258,8 @@ def render_production(prefix: Path, upstream_port: int, internal_ca: InternalCA)
     for old, new in replacements.items():
         assert old in text, f"bastion.conf no longer contains {old!r}; update the test renderer"
         text = text.replace(old, new)
+    # Request errors go to a file a test can read, at whatever level bastion.conf says.
+    text = re.sub(r"error_log\s+stderr\b", f"error_log {prefix / 'request-error.log'}", text)
     (prefix / "bastion.conf").write_text(text)
     conf = prefix / "nginx.conf"
     conf.write_text(
@@ -732,3 +734,82 @@ def test_scaleout_balances_across_both_instances(
     conn.close()
     assert served.count("one") == served.count("two") == 3
     assert (tmp_path / "nginx.pid").exists(), "pid file lives in the prefix"
+
+
+def _log_lines(path: Path, count: int) -> list[str]:
+    """The lines of a log nginx writes, once it holds ``count`` (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            break
+        time.sleep(0.05)
+    return lines
+
+
+@pytest.mark.asvs("V16.2.5")
+def test_access_log_keeps_no_access_token_from_a_path(
+    tmp_path: Path, app_backend: Backend, internal_ca: InternalCA, run_nginx: StartNginx
+) -> None:
+    """A personal access token or a JWT in a path (a token revoked by its value, a refresh
+    token pasted into a URL) is a live credential: the app's own log replaces each one
+    (TOKEN_IN_PATH), and nginx's access log must not keep what the app's drops."""
+    from bastion.observability.redaction import TOKEN_IN_PATH, redact_path
+
+    _nginx_binary()
+    proxy = render_production(tmp_path, app_backend.port, internal_ca)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
+    jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiI3In0.SECRETSIGNATURE-_x"
+    paths = [
+        "/api/v1/tokens/bst_SECRETPAT1_-x",
+        f"/api/v1/articles/{jwt}/comments",
+        "/api/v1//tokens/bst_SECRETPAT2",
+        "/api/v1/tokens/%62st_SECRETPAT3",  # the app (and nginx) log the decoded path
+        "/x/bst_SECRETPAT4/y/bst_SECRETPAT5",
+        "/articles/best_practices",
+    ]
+    for path in paths:
+        response, _ = _request(conn, "GET", path)
+        assert response.status == 200, path
+    conn.close()
+    entries = [json.loads(line) for line in _log_lines(proxy.access_log, len(paths))]
+    assert len(entries) == len(paths)
+    assert "SECRET" not in proxy.access_log.read_text()
+    assert entries[0]["path"] == redact_path("/api/v1/tokens/bst_SECRETPAT1_-x")
+    assert entries[-1]["path"] == "/articles/best_practices", "only token shapes are cut"
+    for path, entry in zip(paths, entries, strict=True):
+        for token in TOKEN_IN_PATH.findall(path.replace("%62", "b")):
+            assert token not in entry["path"], (path, entry["path"])
+
+
+@pytest.mark.asvs("V16.2.5")
+def test_error_log_never_quotes_a_link_or_token(
+    tmp_path: Path, internal_ca: InternalCA, run_nginx: StartNginx
+) -> None:
+    """nginx's error log quotes the request line (path and query string) of each request it
+    reports: with the app down for a restart, a victim opening a reset link wrote the live
+    token there. Those requests still show, redacted, with their status in the access log."""
+    _nginx_binary()
+    proxy = render_production(tmp_path, _free_port(), internal_ca)  # nothing listens there
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=5)
+    for method, path in (
+        ("GET", "/auth/reset/SECRETLINK1?next=SECRETQUERY"),
+        ("POST", "/setup/SECRETLINK2"),
+        ("DELETE", "/api/v1/tokens/bst_SECRETPAT1"),
+    ):
+        response, _ = _request(conn, method, path)
+        assert response.status == 502, path
+    response, _ = _request(
+        conn, "POST", "/account/email/SECRETLINK3", body=b"x" * (13 * 1024 * 1024)
+    )
+    assert response.status == 413
+    conn.close()
+    entries = [json.loads(line) for line in _log_lines(proxy.access_log, 4)]
+    assert [e["status"] for e in entries] == [502, 502, 502, 413]
+    nginx_logs = [tmp_path / "error.log", tmp_path / "request-error.log"]
+    written = "\n".join(p.read_text() for p in nginx_logs if p.exists())
+    assert "SECRET" not in written
+    assert "SECRET" not in proxy.access_log.read_text()
