@@ -163,13 +163,20 @@ def revoke(username: str | None, everyone: bool) -> None:
     click.echo(f"Ended {total} session(s) of {who}.")
 
 
+RESEAL_UNREADABLE = 1  # ``secret-key reseal``: a TOTP secret no configured key opens
+RESEAL_CODES_NEED_FALLBACK = 3  # ... recovery codes made under a fallback key are in use
+
+
 @secret_key.command("reseal")
 @click.option("--batch-size", type=click.IntRange(min=1, max=10_000),
               default=twofactor.RESEAL_BATCH, show_default=True,
               help="Accounts changed per transaction.")
 def reseal(batch_size: int) -> None:
     """Seal every TOTP secret under the current key, so old keys can leave
-    BASTION_SECRET_KEY_FALLBACKS; safe to run again."""
+    BASTION_SECRET_KEY_FALLBACKS; safe to run again.
+
+    Exits 0 when no second factor needs a fallback key any more, 1 when a TOTP secret
+    opens under no configured key, 3 when recovery codes still need a fallback key."""
     from bastion.security import audit
 
     done = twofactor.reseal_all(batch_size)
@@ -188,7 +195,14 @@ def reseal(batch_size: int) -> None:
                    f"account(s), left unchanged (user ids: {ids}): add the key that sealed "
                    "them to BASTION_SECRET_KEY_FALLBACKS and run this again, or reset their "
                    "2FA (users reset-2fa).", err=True)
-    _report_recovery_codes(codes, bool(current_app.config["SECRET_KEY_FALLBACKS"]))
+    fallbacks = bool(current_app.config["SECRET_KEY_FALLBACKS"])
+    _report_recovery_codes(codes, fallbacks)
+    # A script that runs this and then drops the old key must be able to tell it may not:
+    # the secrets above would be lost for good, the codes below would stop working.
+    if done.unreadable:
+        raise SystemExit(RESEAL_UNREADABLE)
+    if fallbacks and (codes.under_fallbacks or codes.unrecorded):
+        raise SystemExit(RESEAL_CODES_NEED_FALLBACK)
 
 
 def _report_recovery_codes(codes: recovery_keys.KeyReport, fallbacks: bool) -> None:
