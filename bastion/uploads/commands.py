@@ -10,6 +10,8 @@ from bastion.cli import DatabaseCommand
 from bastion.uploads import bp, storage
 from bastion.uploads.cleanup import check_store, still_orphan
 
+bp.cli.help = "Check the image store against the database."
+
 
 @bp.cli.command("check", cls=DatabaseCommand)
 @click.option("--prune", is_flag=True, help="Delete orphan files (rows are never touched).")
