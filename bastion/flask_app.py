@@ -5,14 +5,34 @@ JSON API's own answers where Flask's routing answers by itself."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from flask import Flask, Request, Response, has_request_context
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
+from werkzeug.utils import cached_property
 
 from bastion.errors import wants_problem_json
 from bastion.request_body import BastionRequest
+
+
+class _Request(BastionRequest):
+    """``BastionRequest``, answering ``cookies`` without walking the headers when the
+    request has no Cookie header.
+
+    Werkzeug joins every ``Cookie`` header it finds by walking the whole environ (about
+    forty calls) before it parses anything; Flask-Login asks on every anonymous page. A
+    WSGI server gives a request's cookies in ``HTTP_COOKIE`` alone, and without it (or with
+    it empty) Werkzeug's answer is an empty ``dict_storage_class()``: the same as here.
+    """
+
+    @cached_property
+    def cookies(self) -> ImmutableMultiDict[str, str]:
+        if not self.environ.get("HTTP_COOKIE"):
+            return cast(ImmutableMultiDict[str, str], self.dict_storage_class())
+        return super().cookies
+
 
 # Hooks, views and handlers are registered once, so the set stays this small; a caller
 # that hands over a new function per request is served uncached past the bound.
@@ -32,7 +52,7 @@ class BastionFlask(Flask):
     """
 
     # Bodies of unknown length are refused past the limit instead of cut short there.
-    request_class = BastionRequest
+    request_class = _Request
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, NamedTuple, TypeVar
 
-from flask import Response, current_app, g, make_response, request, session
+from flask import Response, current_app, g, request, session
 from flask_login import current_user
-from werkzeug.http import generate_etag
+from werkzeug.http import generate_etag, quote_etag
 
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_KEY = "bastion.page_cache"
@@ -208,12 +208,30 @@ def _personal(body: str) -> bool:
     return bool(nonce and nonce in body)
 
 
+# What Werkzeug's ``make_conditional`` reads for a GET or HEAD with ``accept_ranges``
+# off: without any of them it leaves the answer as it is, but for a Date header.
+_CONDITIONS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
+
+
 def _conditional(page: Tagged) -> Response:
-    response = make_response(page.data)
-    response.headers["Cache-Control"] = "no-cache"
-    response.vary.add("Cookie")
-    response.set_etag(page.etag)
-    response.make_conditional(request)  # turns itself into a 304 when the ETag matches
+    """The stored page with its ETag; a 304 (or 412) by Werkzeug when the request asks.
+
+    Built directly on every reuse, so done cheaply: ``make_response`` of bytes is this
+    ``response_class(data)``, whose only headers are Content-Type and Content-Length, so
+    appending Cache-Control, Vary and ETag gives what ``headers[...] =``, ``vary.add`` and
+    ``set_etag`` give (each of those walks or re-parses the headers). A request with no
+    condition skips ``make_conditional``: its one effect there is a Date header, which
+    ``add_security_headers`` takes off every answer (the server sends its own).
+    """
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    response: Response = current_app.response_class(page.data)
+    headers = response.headers
+    headers.add("Cache-Control", "no-cache")
+    headers.add("Vary", "Cookie")
+    headers.add("ETag", quote_etag(page.etag))
+    environ = req.environ
+    if any(name in environ for name in _CONDITIONS):
+        response.make_conditional(req)  # turns itself into a 304 when the ETag matches
     return response
 
 

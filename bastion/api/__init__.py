@@ -7,6 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bastion.security.fixed_headers import add_vary
+
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
@@ -57,7 +59,7 @@ def _cors(response: Response) -> Response:
     no wildcard, no cookies.
     """
     origin = request.headers.get("Origin", "").rstrip("/")
-    response.vary.add("Origin")
+    add_vary(response.headers, "Origin")  # response.vary.add, without re-parsing
     if origin and origin in current_app.config["CORS_ORIGINS"]:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS

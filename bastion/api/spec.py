@@ -301,6 +301,11 @@ def _conditional(response: Response) -> Response:
     resource exists) with 412, and a matching If-Match together with a matching
     If-None-Match with 200 instead of 304. An error is problem+json and carries no data.
     """
+    environ = request.environ
+    if "HTTP_IF_MATCH" not in environ and "HTTP_IF_NONE_MATCH" not in environ:
+        # Neither header (where ``request.headers`` finds them): an empty If-None-Match
+        # matches nothing, so the answer stands; no need to parse one or read the ETag.
+        return response
     current, _weak = response.get_etag()
     if "If-Match" in request.headers and not request.if_match.contains(current or ""):
         return problem(412, PRECONDITION_FAILED)

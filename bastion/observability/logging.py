@@ -154,7 +154,9 @@ def configure_logging(app: Flask) -> None:
 def _start_request(_sender: Flask, **_extra: object) -> None:
     ctx_g = g._get_current_object()  # type: ignore[attr-defined]
     ctx_g.request_started = time.perf_counter()
-    supplied = request.headers.get("X-Request-ID", "")
+    # Where ``request.headers`` finds it. Werkzeug would also re-decode the raw value as
+    # UTF-8, which changes only non-ASCII text, and no id with any matches REQUEST_ID_RE.
+    supplied = request.environ.get("HTTP_X_REQUEST_ID", "")
     # 128 random bits as 32 hex digits, the shape of uuid4().hex without building a UUID.
     # fullmatch: "$" also matches before a final newline, which would then reach every log
     # line and audit row, and make echoing the id as a header fail (a 500).

@@ -11,9 +11,16 @@ itself is replaced or kept exactly as ``headers[name] = value`` or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from werkzeug.datastructures import Headers
+from werkzeug.http import parse_set_header
+
+# A Vary value as Werkzeug writes one: tokens (RFC 9110 5.6.2) joined by ", ". Parsing such
+# a value and writing it again gives it back unchanged.
+_TOKEN_LIST_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:, [!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class FixedHeaders:
@@ -34,10 +41,36 @@ class FixedHeaders:
 
         Returns the lower-cased names the headers had before, for the caller's own checks.
         """
-        present = {name.lower() for name, _ in headers.items()}
+        # Over the headers' own list: ``items()`` is a generator, resumed once per header.
+        present = {name.lower() for name, _ in headers}
         for name, lower, value in self.pairs:
             if lower not in present:
                 headers.add(name, value)
             elif self.replace:
                 headers[name] = value
         return present
+
+
+def add_vary(headers: Headers, name: str) -> None:
+    """``response.vary.add(name)``, for the ``headers`` of that response.
+
+    Why: Werkzeug's ``vary`` parses the header into a ``HeaderSet`` on every use and writes
+    it back through ``headers["Vary"] =``, which walks every header; an API answer added
+    three names that way (about a hundred calls). The result is the same here: no Vary yet
+    gets ``name`` appended; a value Werkzeug wrote (tokens joined by ", ") gets ", name"
+    unless it already holds the name (compared without case), replacing it as the setter
+    would; anything else (quoted parts, other spacing) takes Werkzeug's own parsing.
+    """
+    current = headers.get("Vary")
+    if _TOKEN_RE.fullmatch(name):  # a header name: Werkzeug writes it unquoted
+        if current is None:
+            headers.add("Vary", name)
+            return
+        if _TOKEN_LIST_RE.fullmatch(current):
+            if name.lower() not in current.lower().split(", "):
+                headers["Vary"] = f"{current}, {name}"
+            return
+    values = parse_set_header(current)
+    if name.lower() not in values:
+        values.add(name)
+        headers["Vary"] = values.to_header()

@@ -19,7 +19,7 @@ from werkzeug.sansio.utils import get_current_url
 
 from bastion.extensions import talisman
 from bastion.observability.redaction import is_link_path
-from bastion.security.fixed_headers import FixedHeaders
+from bastion.security.fixed_headers import FixedHeaders, add_vary
 from bastion.security.header_values import (
     FRAME_OPTIONS,
     HSTS_MAX_AGE,
@@ -110,8 +110,11 @@ def add_security_headers(response: Response) -> Response:
     present = _STATIC_HEADERS.apply(response.headers)
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     if _is_private(req, response):
-        response.headers["Cache-Control"] = "no-store"
-        response.vary.add("Cookie")
+        if "cache-control" in present:
+            response.headers["Cache-Control"] = "no-store"
+        else:  # the same as the line above then, without walking every header for it
+            response.headers.add("Cache-Control", "no-store")
+        add_vary(response.headers, "Cookie")  # response.vary.add, without re-parsing
     elif "cache-control" not in present:
         # Without one a shared cache applies its own lifetime (RFC 9111 4.2.2): a listing
         # would keep showing a withdrawn article, a token answer could be kept. "no-cache"
@@ -156,7 +159,7 @@ def _is_private(req: Request, response: Response) -> bool:
     return bool(
         "csrf_token" in g  # this response carries a form token (Flask-WTF keeps it in g)
         or sess.modified  # it sets or clears the session cookie (a flash shown, an end)
-        or any(key in sess for key in _PRIVATE_SESSION_KEYS)
+        or not sess.keys().isdisjoint(_PRIVATE_SESSION_KEYS)  # any of them in the session
         or is_link_path(req.path)
         # Last: it may load the user from the database (down, while an outage page is sent).
         or _signed_in()

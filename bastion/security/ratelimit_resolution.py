@@ -99,10 +99,14 @@ class CachedLimitManager(LimitManager):
                 *self._blueprint_limits.values(),
             )
             found = []
+            # One provider shared by several limits (a shared limit on three views) is
+            # asked once per request: it reads the same setting each time.
+            seen: set[int] = set()
             for group in groups:
                 for limit in (group, *(getattr(group, "meta_limits", None) or ())):
                     provider = getattr(limit, "limit_provider", limit)
-                    if callable(provider):
+                    if callable(provider) and id(provider) not in seen:
+                        seen.add(id(provider))
                         found.append(provider)
             self._providers = found
         return self._providers

@@ -10,8 +10,10 @@ checks, expiry and the refusal of tampered cookies are Flask's own.
 
 from __future__ import annotations
 
-from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+
+from bastion.security.fixed_headers import add_vary
 
 
 class CookieFirstSessionInterface(SecureCookieSessionInterface):
@@ -24,3 +26,15 @@ class CookieFirstSessionInterface(SecureCookieSessionInterface):
         ):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Flask's own steps for an empty session that nothing changed, without first
+        reading the seven cookie settings (each a method and a config lookup) that only a
+        cookie to set or delete needs: ``Vary: Cookie`` if the session was looked at, and
+        no cookie. Any other session (one with data, or one emptied or changed during the
+        request, whose cookie must be deleted) takes Flask's path unchanged."""
+        if not session and not session.modified:
+            if session.accessed:
+                add_vary(response.headers, "Cookie")  # response.vary.add, without re-parsing
+            return
+        super().save_session(app, session, response)

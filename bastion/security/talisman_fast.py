@@ -99,18 +99,30 @@ class PrecomputedTalisman(Talisman):  # type: ignore[misc]
         if self._has_view_options():
             return super()._set_response_headers(response)  # type: ignore[no-any-return]
         headers = response.headers
-        self._fixed_headers.apply(headers)
+        # The names the answer had before; neither the CSP nor HSTS is a fixed header, so
+        # a name absent here is absent still: appending it is what ``headers[name] =``
+        # does then, without walking every header to look for it.
+        present = self._fixed_headers.apply(headers)
         req = request._get_current_object()  # type: ignore[attr-defined]
         if self._csp_name:
             nonce = getattr(req, "csp_nonce", None)
             if is_data(response.mimetype or ""):
-                headers[self._csp_name] = DATA_CSP
+                csp = DATA_CSP
             elif nonce is not None:
-                headers[self._csp_name] = nonce.join(self._csp_with_nonce)
+                csp = nonce.join(self._csp_with_nonce)
             else:
-                headers[self._csp_name] = self._csp_without_nonce
+                csp = self._csp_without_nonce
+            _set(headers, present, self._csp_name, csp)
         if self._hsts and (
             req.is_secure or req.headers.get("X-Forwarded-Proto", "http") == "https"
         ):
-            headers["Strict-Transport-Security"] = self._hsts
+            _set(headers, present, "Strict-Transport-Security", self._hsts)
         return response
+
+
+def _set(headers: Headers, present: set[str], name: str, value: str) -> None:
+    """``headers[name] = value``, given the lower-cased names ``present`` before."""
+    if name.lower() in present:
+        headers[name] = value
+    else:
+        headers.add(name, value)

@@ -8,7 +8,7 @@ from flask_talisman import Talisman
 from werkzeug.datastructures import Headers
 
 from bastion.extensions import talisman
-from bastion.security.fixed_headers import FixedHeaders
+from bastion.security.fixed_headers import FixedHeaders, add_vary
 from bastion.security.headers import STATIC_HEADERS, add_security_headers
 
 PAIRS = [("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"), ("X-A", "1")]
@@ -77,3 +77,25 @@ def test_security_headers_keep_a_view_value_and_drop_server(app: Flask) -> None:
         if name != "Cross-Origin-Resource-Policy":
             assert response.headers[name] == value
     assert "Server" not in response.headers
+
+
+VARY_STARTS = [
+    [],
+    [("Vary", "")],
+    [("Vary", "Origin")],
+    [("Vary", "origin, cookie")],
+    [("Vary", "Origin,Cookie")],  # Werkzeug's own spacing is written back
+    [("Vary", '"Origin", Accept')],
+    [("Vary", "Accept"), ("vary", "Cookie")],  # two headers: the first is read, both replaced
+    [("Content-Type", "text/html"), ("Vary", "Accept-Encoding, Origin")],
+]
+
+
+@pytest.mark.parametrize("start", VARY_STARTS)
+@pytest.mark.parametrize("name", ["Cookie", "Origin", "Accept-Language", "odd name"])
+def test_add_vary_matches_werkzeugs_vary_add(start: list[tuple[str, str]], name: str) -> None:
+    expected = Response(headers=start)
+    expected.vary.add(name)
+    fast = Response(headers=start)
+    add_vary(fast.headers, name)
+    assert list(fast.headers.items()) == list(expected.headers.items())

@@ -94,3 +94,19 @@ def test_functions_made_per_call_are_not_remembered_past_the_bound() -> None:
         made.append(fresh)
         assert app.ensure_sync(fresh) is fresh
     assert len(app._plain_functions) == _MAX_REMEMBERED
+
+
+@pytest.mark.parametrize(
+    "cookie", [None, "", "a=1", "a=1; b=2", "__Host-session=x; a=\"q\\\"t\"", "café=1"]
+)
+def test_cookies_are_what_werkzeug_parses(app: Flask, cookie: str | None) -> None:
+    """Without a Cookie header the request answers without walking its headers; with one,
+    Werkzeug parses it: the same cookies as Werkzeug's own request either way."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request as WerkzeugRequest
+
+    environ = EnvironBuilder(headers={"Cookie": cookie} if cookie is not None else {}).get_environ()
+    ours = app.request_class(environ).cookies
+    stock = WerkzeugRequest(environ).cookies
+    assert type(ours) is type(stock)
+    assert list(ours.items(multi=True)) == list(stock.items(multi=True))
