@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import sign_in
+
 pytestmark = pytest.mark.browser
 
 # Structure a screen reader relies on; returns a list of problems (empty when all is well).
@@ -362,23 +364,6 @@ def _pages(data: dict[str, Any], who: str) -> list[str]:
     return public + (editor if who == "editor" else [])
 
 
-def _sign_in(pg: Any, base: str, username: str) -> None:
-    import pyotp
-
-    from tests.factories import PASSWORD, TOTP_SECRET
-
-    pg.context.clear_cookies()
-    pg.goto(base + "/auth/login")
-    pg.fill("#username", username)
-    pg.fill("#password", PASSWORD)
-    pg.get_by_role("button", name="Sign in", exact=True).click()
-    pg.wait_for_load_state()
-    if pg.url.endswith("/auth/2fa"):
-        pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())
-        pg.get_by_role("button", name="Verify and sign in").click()
-        pg.wait_for_load_state()
-
-
 def _desktop(pg: Any) -> None:
     pg.set_viewport_size({"width": 1280, "height": 800})
     pg.emulate_media(color_scheme="light", reduced_motion="no-preference")
@@ -410,7 +395,8 @@ def test_pages_are_structured_labelled_legible_and_fit_320px(live_server: Any, p
     problems: list[str] = []
     for who in ("anonymous", "editor", "admin"):
         if who != "anonymous":
-            _sign_in(pg, live.url, data[who])
+            pg.context.clear_cookies()
+            sign_in(pg, live.url, data[who])
         for path in _pages(data, who):
             pg.goto(live.url + path)
             problems += _check_page(pg, f"{who} {path}")
@@ -545,7 +531,8 @@ def test_editor_settings_pages_in_each_state_a_user_sees(live_server: Any, page:
     problems: list[str] = []
 
     image = {"name": "harbour-at-dawn.png", "mimeType": "image/png", "buffer": corpus.png()}
-    _sign_in(pg, base, username)
+    pg.context.clear_cookies()
+    sign_in(pg, base, username)
     pg.goto(f"{base}/comments/{comment_id}/edit")
     problems += _check_state(pg, "edit comment")
     _submit(pg, "Save", {"#body": ""})
@@ -613,7 +600,8 @@ def test_enrolment_and_audit_pages_in_each_state_a_user_sees(live_server: Any, p
     _desktop(pg)
     problems: list[str] = []
 
-    _sign_in(pg, base, username)
+    pg.context.clear_cookies()
+    sign_in(pg, base, username)
     pg.goto(f"{base}/account/2fa")
     problems += _check_state(pg, "2fa setup")
     secret = pg.inner_text("#totp-secret").strip()

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import sign_in
+
 pytestmark = pytest.mark.browser
 
 EXPORT = "/admin/audit.csv?since=0001-01-01"
@@ -32,21 +34,6 @@ def _seed(app: Any) -> int:
         return int(old.id)
 
 
-def _sign_in_as_admin(pg: Any, base: str) -> None:
-    import pyotp
-
-    from tests.factories import PASSWORD, TOTP_SECRET
-
-    pg.goto(f"{base}/auth/login")
-    pg.fill("#username", "boss")
-    pg.fill("#password", PASSWORD)
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-    pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())  # admins are enrolled (UserFactory)
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-
-
 def _events(app: Any, name: str) -> list[Any]:
     from bastion.extensions import db
     from bastion.models import AuditEvent
@@ -60,7 +47,7 @@ def test_viewing_pages_never_exports_and_the_export_link_still_does(live_server,
     live = live_server()
     article_id = _seed(live.app)
     pg, _ = page
-    _sign_in_as_admin(pg, live.url)
+    sign_in(pg, live.url, "boss")  # admins are enrolled in 2FA (UserFactory)
     pg.goto(f"{live.url}/u/mallory")
     pg.wait_for_load_state("networkidle")
     # The bio was rendered now: the image is there, without a source to fetch.
@@ -113,7 +100,6 @@ def test_an_image_never_exports_the_account_and_its_link_does(live_server, page)
     from bastion.extensions import db
     from bastion.models import User
     from tests.factories import PASSWORD
-    from tests.support.browser import sign_in
     from tests.support.roles import age_reauthentication
 
     live = live_server()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import base_config, build_app
-from tests.support.browser import LiveServer, serve
+from tests.support.browser import LiveServer, serve, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +72,7 @@ class Site:
         if role not in self.pages:
             pg = self.browser.new_context().new_page()
             if role != "anonymous":
-                _sign_in(pg, self.live.url, self.data[role])
+                sign_in(pg, self.live.url, self.data[role])
             self.pages[role] = pg
         return self.pages[role]
 
@@ -113,23 +113,6 @@ def _seed(app: Any) -> dict[str, Any]:
             "draft": draft.id,
             "member": member.id,
         }
-
-
-def _sign_in(pg: Any, base: str, username: str) -> None:
-    import pyotp
-
-    from tests.factories import PASSWORD, TOTP_SECRET
-
-    pg.goto(base + "/auth/login")
-    pg.fill("#username", username)
-    pg.fill("#password", PASSWORD)
-    pg.get_by_role("button", name="Sign in", exact=True).click()
-    pg.wait_for_load_state()
-    if pg.url.endswith("/auth/2fa"):
-        pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())
-        pg.get_by_role("button", name="Verify and sign in").click()
-        pg.wait_for_load_state()
-    assert pg.get_by_role("button", name="Sign out").count() == 1, f"{username} not signed in"
 
 
 @pytest.fixture(scope="module")

@@ -147,14 +147,15 @@ def test_a_form_refused_by_a_rate_limit_says_the_text_is_one_back_away(
     """The limit answers before the view, so no form comes back with the text in it; the
     page says where it is, and the browser's Back button does return it (the form page is
     no-store, yet Chromium restores what was typed)."""
-    from tests.browser.test_accessibility_browser import _sign_in
     from tests.factories import ArticleFactory, UserFactory
+    from tests.support.browser import sign_in
 
     live = live_server(COMMENT_WRITE_RATE_LIMIT="1 per minute")
     with live.app.app_context():
         reader, article = UserFactory(role_name="viewer").username, ArticleFactory().id
     pg, watch = page
-    _sign_in(pg, live.url, reader)
+    pg.context.clear_cookies()
+    sign_in(pg, live.url, reader)
     pg.goto(f"{live.url}/articles/{article}")
     text = "A second thought, longer than the first, that I would hate to type again."
     for body in ("A first thought.", text):

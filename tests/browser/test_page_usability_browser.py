@@ -15,8 +15,8 @@ from tests.browser.test_accessibility_browser import (
     TIDY,
     _check_page,
     _seed,
-    _sign_in,
 )
+from tests.support.browser import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -144,7 +144,8 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
     problems: list[str] = []
     for who, paths in pages.items():
         if who != "anonymous":
-            _sign_in(pg, live.url, data[who])
+            pg.context.clear_cookies()
+            sign_in(pg, live.url, data[who])
         for path in paths:
             for size in (PHONE, DESKTOP):
                 pg.set_viewport_size(size)
@@ -205,7 +206,8 @@ def test_security_charts_have_their_numbers_as_text(live_server: Any, page: Any)
         audit.record("csrf.failure")
     pg, watch = page
     pg.set_viewport_size(PHONE)
-    _sign_in(pg, live.url, admin)
+    pg.context.clear_cookies()
+    sign_in(pg, live.url, admin)
     pg.goto(live.url + "/admin/security")
     failed = pg.locator("#chart-login-failure")
     # Folded away at first; a keyboard opens it.
@@ -247,7 +249,8 @@ def test_actions_that_cannot_be_undone_ask_first(live_server: Any, page: Any) ->
         username = UserFactory(role_name="editor").username
     pg, watch = page
     pg.set_viewport_size(PHONE)
-    _sign_in(pg, live.url, username)
+    pg.context.clear_cookies()
+    sign_in(pg, live.url, username)
     pg.goto(live.url + "/account/avatar")
     pg.set_input_files(
         "#avatar-image", {"name": "me.png", "mimeType": "image/png", "buffer": corpus.png()}

@@ -20,6 +20,7 @@ import pytest
 
 from tests.browser.test_xss_browser import DOM_CHECK
 from tests.content.xss_payloads import PAYLOADS, SET
+from tests.support.browser import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -93,22 +94,6 @@ def _problems(pg: Any, url: str, status: int = 200) -> list[str]:
     pg.wait_for_timeout(100)  # let failed images fire their (stripped) onerror handlers
     found = pg.evaluate(DOM_CHECK) + pg.evaluate(INTACT_CHECK)
     return [f"{url}: {problem}" for problem in found]
-
-
-def _sign_in_with_2fa(pg: Any, base: str, username: str) -> None:
-    import pyotp
-
-    from tests.factories import PASSWORD, TOTP_SECRET
-
-    pg.goto(f"{base}/auth/login")
-    pg.fill("#username", username)
-    pg.fill("#password", PASSWORD)
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-    pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())
-    pg.click("button[type=submit]")
-    pg.wait_for_load_state()
-    assert pg.locator("text=Sign out").count() == 1
 
 
 @pytest.mark.asvs("V1.2.1", "V1.3.1", "V1.3.5", "V3.4.3")
@@ -205,7 +190,7 @@ def test_text_an_attacker_plants_for_admins_stays_text(live_server, page) -> Non
     assert status == 204
     # The admin's own session row keeps the user agent it signed in with.
     pg.set_extra_http_headers({"User-Agent": f"</td><img src=x onerror={SET}>"})
-    _sign_in_with_2fa(pg, base, admin_name)
+    sign_in(pg, base, admin_name)
     q = quote(PAYLOADS[8])
     problems: list[str] = []
     for url in (

@@ -112,12 +112,19 @@ def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
 
 
 def sign_in(pg: Any, base: str, username: str) -> None:
-    """Sign in through the login page, as a person would (password only)."""
-    from tests.factories import PASSWORD
+    """Sign in through the login page, as a person would: the password, then the code
+    from the app when the account has 2FA (the factories' ``TOTP_SECRET``)."""
+    import pyotp
+
+    from tests.factories import PASSWORD, TOTP_SECRET
 
     pg.goto(base + "/auth/login")
     pg.fill("#username", username)
     pg.fill("#password", PASSWORD)
-    pg.click("button[type=submit]")
+    pg.get_by_role("button", name="Sign in", exact=True).click()
     pg.wait_for_load_state()
-    assert pg.locator("text=Sign out").count() == 1, "not signed in"
+    if pg.url.endswith("/auth/2fa"):
+        pg.fill("#code", pyotp.TOTP(TOTP_SECRET).now())
+        pg.get_by_role("button", name="Verify and sign in").click()
+        pg.wait_for_load_state()
+    assert pg.locator("text=Sign out").count() == 1, f"{username} not signed in"
