@@ -165,7 +165,7 @@ def test_schemathesis_finds_no_server_errors_or_drift(
         "--max-examples",
         "25",
         "--max-time",
-        "60",
+        "45",
         "--workers",
         "1",
         "--generation-database",

@@ -259,7 +259,9 @@ def test_redis_cpu_is_read_from_info_or_left_absent(redis_url: str) -> None:
     first = cpu.redis_cpu_seconds(client)
     assert first is not None and first > 0
     client.close()
-    assert cpu.redis_cpu_seconds(redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2)) is None
+    assert cpu.redis_cpu_seconds(
+        redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, retry=None)
+    ) is None
 
 
 def test_cpu_per_request_is_summarised_and_shown_beside_the_rates() -> None:

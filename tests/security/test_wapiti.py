@@ -30,7 +30,7 @@ MODULES = (
     "xss,permanentxss,sql,exec,file,crlf,redirect,ssrf,upload,xxe,csrf,"
     "http_headers,cookieflags,csp"
 )
-SCAN_S = 150
+SCAN_S = 100
 ATTACK_S = 20
 SESSION_COOKIE = "__Host-session"
 

@@ -18,7 +18,7 @@ from bastion.extensions import db
 
 # How long a racer waits at a meeting point for the others. A barrier broken by the wait
 # running out is expected: another racer may be held up by the very lock under test.
-MEET_SECONDS = 2.0
+MEET_SECONDS = 1.0
 
 
 def race(actions: list[Callable[[], Any]], app: Flask | None = None) -> list[Any]:
