@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -43,7 +43,8 @@ def build_message(to: str, subject: str, template: str, **context: Any) -> Email
     msg["Subject"] = subject
     # "+0000", not formatdate()'s "-0000", which RFC 5322 reserves for "zone unknown".
     msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=_sender_domain(msg))
+    # Random alone: make_msgid() would write the time and the worker's process id into it.
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@{_sender_domain(msg)}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(render_template(f"mail/{template}.txt", subject=subject, **context))
@@ -162,15 +163,29 @@ def smtp_tls(url: str) -> str:
     return parse_qs(urlsplit(url).query).get("tls", ["starttls"])[0]
 
 
+def _greeting_name(msg: EmailMessage) -> str:
+    """The name the relay is greeted with (EHLO): the sender's domain.
+
+    smtplib's default is the machine's own name, or its private address when that name has
+    no dot (a container's), and relays copy it into the ``Received`` header every recipient
+    can read. A domain that is not ASCII cannot be sent in the greeting; ``localhost`` then.
+    """
+    domain = _sender_domain(msg)
+    return domain if domain.isascii() else "localhost"
+
+
 def _send_smtp(url: str, msg: EmailMessage) -> None:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
     tls = smtp_tls(url)
     context = ssl.create_default_context()
+    name = _greeting_name(msg)
     if parts.scheme == "smtps":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=10, context=context)
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            host, parts.port or 465, local_hostname=name, timeout=10, context=context
+        )
     elif parts.scheme == "smtp":
-        smtp = smtplib.SMTP(host, parts.port or 587, timeout=10)
+        smtp = smtplib.SMTP(host, parts.port or 587, local_hostname=name, timeout=10)
     else:
         raise smtplib.SMTPException(f"unsupported mail URL scheme {parts.scheme!r}")
     with smtp:

@@ -18,7 +18,7 @@ from bastion.api.keys import new_key_entry
 from bastion.observability.logging import JSONFormatter
 from tests.ops.test_settings import PRODUCTION, clean_env  # noqa: F401 - the fixture
 from tests.support.accounts import Outbox
-from tests.support.mail import LoopbackController
+from tests.support.mail import LoopbackController, Mailbox
 from tests.support.services import refused_port
 
 # A password-reset link as a user receives it: whoever reads it can take the account over.
@@ -39,6 +39,35 @@ def test_smtp_delivery_has_text_and_html_parts(make_app: Any, smtp_server: Any) 
     assert msg["Subject"] == "Confirm your email address"
     assert msg.get_body(preferencelist=("plain",)) is not None
     assert "https://localhost/auth/confirm/x" in msg.get_body(preferencelist=("html",)).get_content()
+
+
+class _GreetingsKept(Mailbox):
+    """Keeps the name each client greeted the relay with (EHLO) as well."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.greetings: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.greetings.append(str(session.host_name))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_the_relay_is_greeted_with_the_sites_name_not_the_machines(make_app: Any) -> None:
+    """Relays write the greeting into the Received header every recipient can read; by
+    default smtplib greets with the machine's name or its private address (here
+    ``[127.0.0.1]``), which tells readers how the site is run inside."""
+    relay = _GreetingsKept()
+    controller = LoopbackController(relay)
+    controller.start()
+    try:
+        app = make_app(MAIL_URL=f"smtp://127.0.0.1:{controller.port}",
+                       PUBLIC_URL="https://bastion.example.org")
+        _send_reset_link(app)
+    finally:
+        controller.stop()
+    assert relay.greetings == ["bastion.example.org"]
+    assert str(relay.last_to("owner@example.org")["Message-ID"]).endswith("@bastion.example.org>")
 
 
 def test_unreachable_smtp_is_logged_not_raised(make_app: Any, caplog: Any) -> None:

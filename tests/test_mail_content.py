@@ -41,7 +41,8 @@ def _assert_machine_made(msg: EmailMessage) -> None:
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["X-Auto-Response-Suppress"] == "All"
     assert msg["From"] == SENDER
-    assert re.fullmatch(r"<[^<>@\s]+@bastion\.example\.org>", str(msg["Message-ID"]))
+    # Random alone: no process id or clock reading of the machine that sent it.
+    assert re.fullmatch(r"<[0-9a-f]{32}@bastion\.example\.org>", str(msg["Message-ID"]))
     assert parsedate_to_datetime(str(msg["Date"])).tzinfo is not None
 
 
@@ -121,3 +122,76 @@ def test_a_forged_forwarded_host_never_reaches_a_mailed_link(
     assert ask("internal.svc") == 302
     links = [link for m in outbox.to("owner@example.org") for link in URL.findall(_texts(m)[0])]
     assert links and all(link.startswith(f"{PUBLIC}/auth/reset/") for link in links), links
+
+
+# Mailed links live as long as the mail says, not a second longer ------------------------
+def _mailed_link(app: Flask, kind: str, issued_ago: float) -> tuple[str, str]:
+    """The link and text of a confirmation (``confirm``) or email-change (``email``) mail
+    whose token was signed ``issued_ago`` seconds ago."""
+    import time
+
+    from itsdangerous.timed import TimestampSigner
+
+    from tests.support.account_fixtures import sign_in
+
+    outbox = Outbox(app)
+    client = app.test_client()
+    issued = int(time.time() - issued_ago)
+    with pytest.MonkeyPatch.context() as clock:
+        # The session cookie and the form's CSRF token are signed and read under the same
+        # clock: only the age of the mailed token matters.
+        clock.setattr(TimestampSigner, "get_timestamp", lambda self: issued)
+        if kind == "email":
+            UserFactory(username="owner", email="owner@example.org")  # type: ignore[no-untyped-call]
+            sign_in(client, "owner")
+            resp = post_form(client, "/account", {"email": "new@example.org"},
+                             action="/account/email")
+        else:
+            resp = post_form(client, "/auth/register", {
+                "username": "newcomer", "email": "new@example.org",
+                "password": "a long and unusual pass phrase",
+                "confirm": "a long and unusual pass phrase"})
+    assert resp.status_code == 302
+    (msg,) = outbox.to("new@example.org")
+    path = "/account/email/" if kind == "email" else "/auth/confirm/"
+    return outbox.link("new@example.org", path), _texts(msg)[0]
+
+
+@pytest.mark.asvs("V6.4.1")
+@pytest.mark.parametrize(("kind", "setting"),
+                         [("confirm", "CONFIRM_HOURS"), ("email", "EMAIL_CHANGE_HOURS")])
+@pytest.mark.parametrize(("margin", "status"), [(-60, 200), (1, 404)], ids=["inside", "past"])
+def test_a_mailed_link_works_for_the_hours_the_mail_states_and_no_longer(
+    make_app: Callable[..., Flask], kind: str, setting: str, margin: int, status: int
+) -> None:
+    """The mail says "The link works for N hours" (reset links: tests/auth/test_reset.py)."""
+    app = make_app(PUBLIC_URL=PUBLIC)
+    hours = int(app.config[setting])
+    with app.app_context():
+        link, text = _mailed_link(app, kind, hours * 3600 + margin)
+    assert f"works for {hours} hours" in text
+    client = app.test_client()
+    assert client.get(link).status_code == status
+    if status == 404:
+        assert post_form(client, "/auth/login", {}, action=link).status_code == 404
+
+
+@pytest.mark.asvs("V1.2.1")
+def test_words_typed_for_a_mail_stay_text_in_its_html_part(
+    make_app: Callable[..., Flask], smtp_server: Any
+) -> None:
+    """The one free text mailed to someone else, the reason an admin gives for resetting a
+    second factor, is shown as typed: markup in it never becomes a link or a form."""
+    from bastion.admin import services as admin
+
+    app = make_app(MAIL_URL=smtp_server.url, PUBLIC_URL=PUBLIC)
+    planted = 'Called back. <a href="https://evil.example">Click here</a> & <b>sign in</b>'
+    with app.test_request_context():
+        boss = UserFactory(role_name="admin")  # type: ignore[no-untyped-call]
+        target = UserFactory(role_name="admin", email="target@example.org")  # type: ignore[no-untyped-call]
+        admin.reset_two_factor(boss, target, confirmation=target.username, reason=planted)
+    plain, html = _texts(smtp_server.mailbox.last_to("target@example.org"))
+    assert planted in plain
+    assert ("Called back. &lt;a href=&#34;https://evil.example&#34;&gt;Click here&lt;/a&gt; "
+            "&amp; &lt;b&gt;sign in&lt;/b&gt;") in html
+    assert "evil.example" not in "".join(re.findall(r"<a [^>]*>", html))
