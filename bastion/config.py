@@ -918,8 +918,22 @@ def validate(cfg: Any) -> list[str]:
             "password-reset links; set it to smtp://user:pass@relay.example.org:587 "
             "(STARTTLS) or smtps://user:pass@relay.example.org:465"
         )
-    if str(cfg.get("PUBLIC_URL") or "https:").split(":", 1)[0] != "https":
+    if not cfg.get("PUBLIC_URL"):
+        # Without it, links in mail are built on whichever allowed Host a request named,
+        # which may be an internal name (the proxy's upstream, a Service) no reader can open.
+        problems.append(
+            "BASTION_PUBLIC_URL is not set: links in mail need the site's own address, "
+            "e.g. https://bastion.example.org"
+        )
+    elif str(cfg["PUBLIC_URL"]).split(":", 1)[0] != "https":
         problems.append("BASTION_PUBLIC_URL must be an https:// address in production")
+    if not cfg.get("MAIL_BACKGROUND"):
+        # Sent within the request, a reset or sign-up mail makes the reply slower exactly
+        # when the address has an account: the timing tells who is registered.
+        problems.append(
+            "BASTION_MAIL_BACKGROUND is off: replies would take longer when a mail is sent, "
+            "which tells who has an account"
+        )
     if not cfg.get("FORCE_HTTPS") or not cfg.get("SESSION_COOKIE_SECURE"):
         problems.append("HTTPS is not enforced (BASTION_FORCE_HTTPS / BASTION_SESSION_COOKIE_SECURE)")
     if not str(cfg.get("SESSION_COOKIE_NAME") or "").startswith("__Host-"):

@@ -95,6 +95,7 @@ def bastion_env(database_url: str) -> dict[str, str]:
         "BASTION_REDIS_URL": REDIS_URL,
         "BASTION_RATELIMIT_KEY_PREFIX": prefix,
         "BASTION_TRUSTED_HOSTS": "127.0.0.1,localhost",
+        "BASTION_PUBLIC_URL": "https://localhost",
         "BASTION_PROXY_HOPS": "1",
         "BASTION_UPLOAD_DIR": str(RESULTS / "uploads"),
         # The API's own signing key, made the way `flask --app bastion api new-key` makes it.

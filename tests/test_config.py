@@ -39,9 +39,24 @@ def test_production_refuses_every_unsafe_setting_in_one_message(
         "BASTION_JWT_KEYS",
         "BASTION_MAIL_URL (or BASTION_MAIL_URL_FILE) is not set",
         "BASTION_SECURITY_CONTACT (mailto:security@example.org) is a placeholder",
+        "BASTION_PUBLIC_URL is not set",
     ):
         assert expected in message
-    assert len(info.value.problems) == 9
+    assert len(info.value.problems) == 10
+
+
+def test_production_refuses_mail_sent_within_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent inside the request, a reset mail makes the answer slower exactly when the
+    address has an account; production keeps mail in the background."""
+    with pytest.raises(ConfigError) as info:
+        _production(monkeypatch, BASTION_MAIL_BACKGROUND="false")
+    assert info.value.problems == [
+        "BASTION_MAIL_BACKGROUND is off: replies would take longer when a mail is sent, "
+        "which tells who has an account"
+    ]
+    assert _production(monkeypatch, BASTION_MAIL_BACKGROUND="true").config["MAIL_BACKGROUND"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +86,7 @@ def test_safe_production_settings_start(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("BASTION_TRUSTED_HOSTS", "bastion.example, www.bastion.example")
     monkeypatch.setenv("BASTION_SECURITY_CONTACT", "mailto:security@bastion-site.org")
     monkeypatch.setenv("BASTION_PROXY_HOPS", "1")
+    monkeypatch.setenv("BASTION_PUBLIC_URL", "https://bastion.example")
     keys_file = tmp_path / "jwt_keys.json"
     keys_file.write_text(json.dumps([new_key_entry("prod-1")]))
     monkeypatch.setenv("BASTION_JWT_KEYS_FILE", str(keys_file))
@@ -173,6 +189,7 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str | None):  # type: ig
         "BASTION_PROXY_HOPS": "1",
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
         "BASTION_MAIL_URL": "smtp://mailer:secret@mail.bastion.example:587",
+        "BASTION_PUBLIC_URL": "https://bastion.example",
         "BASTION_SECURITY_CONTACT": "mailto:security@bastion-site.org",
     }
     for key, value in {**safe, **env}.items():

@@ -29,6 +29,7 @@ def production_env(database_url: str) -> dict[str, str]:
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("prod-1")]),
         # Production mails through a relay (never to the outbox); nothing is sent here.
         "BASTION_MAIL_URL": "smtp://127.0.0.1:9",
+        "BASTION_PUBLIC_URL": "https://bastion.example",
         # Where security.txt sends reports: production refuses the reserved example domains.
         "BASTION_SECURITY_CONTACT": "mailto:security@bastion-site.org",
     }

@@ -136,6 +136,7 @@ def test_the_image_starts_without_writing_into_its_own_files(tmp_path: Path) -> 
         "BASTION_TRUSTED_HOSTS": "bastion.example.com,app",
         "BASTION_PROXY_HOPS": "1",
         "BASTION_MAIL_URL": "smtp://localhost:25",
+        "BASTION_PUBLIC_URL": "https://bastion.example.com",
         "BASTION_SECURITY_CONTACT": "mailto:security@bastion-site.org",
         "BASTION_METRICS_TOKEN": secrets.token_hex(32),
         "BASTION_JWT_KEYS": json.dumps([new_key_entry("image-1")]),

@@ -26,6 +26,7 @@ PRODUCTION = {
     "TRUSTED_HOSTS": "bastion.example.org",
     "JWT_KEYS": json.dumps([new_key_entry("ops-1")]),  # as `flask --app bastion api new-key`
     "MAIL_URL": "smtp://mail.internal:587",
+    "PUBLIC_URL": "https://bastion.example.org",
     "SECURITY_CONTACT": "mailto:security@bastion-site.org",  # production refuses the reserved example domains
 }
 # The metric families dashboards and alert rules may rely on (deploy/metrics.txt).

@@ -104,6 +104,7 @@ def test_production_refuses_to_start_with_plaintext_to_a_remote_store(
         "REDIS_URL": "redis://cache.example.net:6379/0",
         "JWT_KEYS": keys.read_text(),
         "MAIL_URL": "smtp://mail.example.net:25?tls=none",
+        "PUBLIC_URL": "https://bastion.example",
         "SECURITY_CONTACT": "mailto:security@bastion-site.org",
     }
     with pytest.raises(ConfigError) as info:
