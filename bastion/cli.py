@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any
 
@@ -40,6 +41,29 @@ def database_problem(
     return click.ClickException(
         f"cannot use the database: {type(cause).__name__}: {text}\n{hint}"
     )
+
+
+def require_output(what: str = "the output") -> None:
+    """An error (exit 1) when standard output is closed (``>&-``): click.echo then drops
+    every line, and a command whose product is its output exited 0 with nothing written."""
+    if sys.stdout is None:
+        raise click.ClickException(f"standard output is closed: nowhere to write {what}.")
+
+
+def write_output(text: str, *, nl: bool = True, what: str = "the output") -> None:
+    """Write a command's product (a listing, an export, a key) to standard output.
+
+    A closed standard output or a full disk is an error message and exit 1, not exit 0 or
+    a traceback. A reader that stopped early (``| head``) is left to click, which exits 1
+    quietly.
+    """
+    require_output(what)
+    try:
+        click.echo(text, nl=nl)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(f"could not write {what}: {exc.strerror or exc}") from exc
 
 
 def refuse_undecodable(ctx: click.Context) -> None:
@@ -171,7 +195,7 @@ def _origin(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     return origin
 
 
-@click.command("setup-url")
+@click.command("setup-url", cls=DatabaseCommand)
 @click.option("--base-url", default=None, callback=_origin,
               help="The site's address (default: BASTION_PUBLIC_URL, else http://127.0.0.1:5000).")
 @with_appcontext
@@ -180,13 +204,16 @@ def setup_url_command(base_url: str | None) -> None:
     from flask import current_app
 
     from bastion.admin.services import console_operator
+    from bastion.auth.services import admin_exists
     from bastion.setup.services import announce_setup_if_needed
 
     base = base_url or current_app.config.get("PUBLIC_URL") or "http://127.0.0.1:5000"
+    # Asked first, outside the announcement's catch-all: a database the command cannot use
+    # is the one message every command prints, not "an admin already exists (or ...)".
+    if admin_exists():
+        raise click.ClickException("An admin already exists; no link issued.")
     if announce_setup_if_needed(base, details=console_operator()) is None:
-        raise click.ClickException(
-            "An admin already exists (or the database is not migrated); no link issued."
-        )
+        raise click.ClickException("The link could not be stored (see above); no link issued.")
 
 
 def register_commands(app: Flask) -> None:

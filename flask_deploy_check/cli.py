@@ -7,6 +7,7 @@ works on any app given with ``--app``; apps may also ``app.cli.add_command(secur
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -67,9 +68,23 @@ def load_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines}" if lines else type(exc).__name__
 
 
+def emit(text: str, *, color: bool | None = None) -> None:
+    """Print a report or listing; a closed standard output or a full disk is an error message
+    (exit 1), not a listing that exits 0 having written nothing, or a traceback. A reader
+    that stopped early (``| head``) is left to click, which exits 1 quietly."""
+    if sys.stdout is None:
+        raise click.ClickException("standard output is closed: nowhere to write the output.")
+    try:
+        click.echo(text, color=color)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(f"could not write the output: {exc.strerror or exc}") from exc
+
+
 def use_colour() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _validate_ids(
@@ -151,10 +166,10 @@ def check_command(
             report = run_checks(app, deploy=deploy, deps=deps_options, ignore=ignore)
     level = Severity.from_label(fail_level)
     if output_format == "json":
-        click.echo(render_json(report, level))
+        emit(render_json(report, level))
     else:
         colour = use_colour()
-        click.echo(render_text(report, level), color=colour)
+        emit(render_text(report, level), color=colour)
     if report.failed(level):
         click.get_current_context().exit(1)
 
@@ -164,4 +179,4 @@ def list_command() -> None:
     """List every check id with its severity, mode and title."""
     for spec in all_specs():
         mode = "deploy" if spec.deploy else spec.kind
-        click.echo(f"{spec.id}  {spec.severity.label:<7}  {mode:<6}  {spec.title}")
+        emit(f"{spec.id}  {spec.severity.label:<7}  {mode:<6}  {spec.title}")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import errno
-import sys
 from datetime import UTC, date, datetime
 
 import click
 
 from bastion.admin.audit_log import AuditFilter, export_csv, export_jsonl, is_inverted
 from bastion.admin.services import console_operator
-from bastion.cli import DatabaseGroup
+from bastion.cli import DatabaseGroup, require_output, write_output
 from bastion.security import audit as audit_trail
 
 audit = DatabaseGroup("audit", help="Read the audit trail.")
@@ -60,19 +58,6 @@ def _bounded(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
-def _write(chunk: str) -> None:
-    """Write to standard output; a full disk or an unwritable file is an error message.
-
-    A reader that stopped early (``| head``) is left to click, which exits 1 quietly.
-    """
-    try:
-        click.echo(chunk, nl=False)
-    except OSError as exc:
-        if exc.errno == errno.EPIPE:
-            raise
-        raise click.ClickException(f"could not write the export: {exc.strerror or exc}") from exc
-
-
 @audit.command("export")
 @click.option("--since", type=_Moment(), help="From this ISO date or datetime (inclusive).")
 @click.option("--until", type=_Moment(), help="Up to this ISO date or datetime (inclusive).")
@@ -99,12 +84,11 @@ def export(since: date | None, until: date | None, prefix: str, user: str, fmt: 
     chosen = AuditFilter(user=user, event=event, since=since, until=until)
     if is_inverted(chosen):
         raise click.UsageError("--since is after --until: no event can match. Swap them?")
-    if sys.stdout is None:  # started with it closed: click.echo would drop every line, exit 0
-        raise click.ClickException("standard output is closed: nowhere to write the export.")
+    require_output("the export")  # before the audit event: an export that never ran
     # Reading the trail is itself an audited event, as on the admin page.
     details = {k: str(v) for k, v in vars(chosen).items() if v}
     audit_trail.record("audit.exported", details={**details, **console_operator(), "format": fmt})
     # Every matching event: an archive cut short at the web download's bound, with exit
     # status 0, would pass for the whole trail.
     for chunk in (export_csv if fmt == "csv" else export_jsonl)(chosen, everything=True):
-        _write(chunk)
+        write_output(chunk, nl=False, what="the export")

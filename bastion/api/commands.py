@@ -8,6 +8,7 @@ import click
 
 from bastion.api import bp
 from bastion.api.keys import new_key_entry
+from bastion.cli import write_output
 
 bp.cli.help = "API signing keys."
 
@@ -28,5 +29,6 @@ def new_key(kid: str | None) -> None:
     in BASTION_JWT_KEYS and keep the old one after it until the longest-lived token it
     signed (the refresh lifetime) has expired.
     """
-    click.echo(json.dumps([new_key_entry(kid)]))
+    # A key written nowhere (stdout closed, disk full) is an error, not exit 0 or a traceback.
+    write_output(json.dumps([new_key_entry(kid)]), what="the keyset")
     click.echo(KEY_NOTE, err=True)

@@ -27,7 +27,7 @@ from bastion.admin.services import (
 )
 from bastion.auth import recovery_keys, registration, twofactor
 from bastion.auth.services import canonical_username, find_login_user
-from bastion.cli import DatabaseGroup
+from bastion.cli import DatabaseGroup, require_output, write_output
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
 
@@ -46,12 +46,14 @@ def _user(username: str) -> User:
 @users.command("list")
 def list_users() -> None:
     """One line per account: name, email, role, state."""
+    require_output("the list")  # a script would read no lines as "no accounts"
     listed = 0
     for user in db.session.scalars(select(User).order_by(User.username)):
         confirmed = "active" if user.email_confirmed_at else "unconfirmed"
         state = "disabled" if user.disabled_at else confirmed
         twofa = "2fa" if user.has_2fa else "-"
-        click.echo(f"{user.username}\t{user.email}\t{user.role_name}\t{state}\t{twofa}")
+        write_output(f"{user.username}\t{user.email}\t{user.role_name}\t{state}\t{twofa}",
+                     what="the list")
         listed += 1
     if not listed:  # on standard error: a script reading the list still gets no lines
         click.echo("No accounts yet (see create-admin or the setup link).", err=True)
@@ -124,6 +126,11 @@ def set_role_command(username: str, role: str) -> None:
 def reset_2fa(username: str, reason: str) -> None:
     """Remove a lost second factor (after verifying the person) and end all their sessions."""
     user = _user(username)
+    if not user.has_2fa:
+        # Nothing to reset, as ``disable`` of a disabled account: the state asked for holds,
+        # so a script run again after a reset succeeds; nothing is audited or mailed.
+        click.echo(f"{user.username} has no two-factor authentication; nothing changed.")
+        return
     # The process ends when the command returns: send the notice now, not from a thread.
     current_app.config["MAIL_BACKGROUND"] = False
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import click
+from flask import current_app
 
 from bastion.cli import DatabaseCommand
 from bastion.uploads import bp, storage
@@ -24,7 +25,12 @@ bp.cli.help = "Check the image store against the database."
 )
 def check_command(prune: bool, min_age: int) -> None:
     """Report files without rows and rows without files; exit 1 when any remain."""
-    report = check_store()
+    try:
+        report = check_store()
+    except OSError as exc:  # BASTION_UPLOAD_DIR a file, unreadable, on a volume gone away
+        raise click.ClickException(
+            f"cannot read the upload store {current_app.config['UPLOAD_DIR']}: "
+            f"{exc.strerror or exc}") from exc
     now = time.time()
     remaining = len(report.missing_files)
     for name in report.missing_files:
@@ -37,7 +43,13 @@ def check_command(prune: bool, min_age: int) -> None:
         if prune and old_enough:
             if not still_orphan(path):
                 continue  # its row was committed after the listing: in use, not an orphan
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # pruned so far stays pruned; this one is still reported
+                remaining += 1
+                click.echo(f"could not prune orphan file: {path.name}: {exc.strerror or exc}",
+                           err=True)
+                continue
             click.echo(f"pruned orphan file: {path.name}")
         else:
             remaining += 1
