@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
+from sqlalchemy import insert
 
 from bastion.extensions import db
 from bastion.models import Article, Comment, User, utcnow
@@ -66,6 +69,22 @@ class ArticleFactory(_Base):
     summary = "Some text."
     status = "published"
     published_at = factory.LazyFunction(utcnow)
+
+
+class OldArticleFactory(ArticleFactory):
+    """An article in a database below revision 0017_article_search_words, for tests of
+    earlier migrations: the model has ``search_words``, the table not yet, so the row is
+    written without it (and read back without it: the column is deferred)."""
+
+    class Meta:
+        model = Article
+
+    @classmethod
+    def _create(cls, model_class: type[Article], *args: Any, **kwargs: Any) -> Article:
+        row = {"author_id": kwargs.pop("author").id, **kwargs}
+        result = db.session.execute(insert(Article.__table__).values(row))
+        db.session.commit()
+        return db.session.get_one(Article, result.inserted_primary_key[0])
 
 
 class CommentFactory(_Base):

@@ -21,13 +21,13 @@ def test_upgrading_marks_comments_edited_before_the_column_existed(make_app, bac
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Comment, utcnow
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     app = make_app(backend=backend, migrate=True)
     posted = utcnow() - timedelta(days=2)
     with app.app_context():
         downgrade(revision="0008_rerender_headings")
-        article = ArticleFactory()
+        article = OldArticleFactory()
         db.session.commit()
         ids = {}
         # The model already has the new column, so the old rows are written in SQL.
@@ -93,12 +93,12 @@ def test_upgrading_renders_stored_articles_with_the_current_sanitiser(  # type: 
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Article
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0004_security_stamp")
-        old = ArticleFactory(body_md="![x](/admin/audit.csv?since=0001-01-01)\n\nKept *text*.",
+        old = OldArticleFactory(body_md="![x](/admin/audit.csv?since=0001-01-01)\n\nKept *text*.",
                              body_html='<p><img src="/admin/audit.csv?since=0001-01-01" alt="x"></p>')
         db.session.commit()
         article_id = old.id
@@ -117,12 +117,12 @@ def test_upgrading_stores_summaries_escaped_once(make_app, backend: str) -> None
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Article
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0005_rerender_articles")
-        old = ArticleFactory(body_md="Tom & Jerry <3 *you*", summary="Tom &amp; Jerry &lt;3 you")
+        old = OldArticleFactory(body_md="Tom & Jerry <3 *you*", summary="Tom &amp; Jerry &lt;3 you")
         db.session.commit()
         article_id = old.id
         db.session.remove()
@@ -140,13 +140,13 @@ def test_upgrading_renders_old_headings_and_tables_again(make_app, backend: str)
 
     from bastion.content.rendering import render_markdown
     from bastion.models import Article
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     source = "# Part one\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n"
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0007_article_search")
-        old = ArticleFactory(body_md=source, body_html="<h1>Part one</h1><table></table>",
+        old = OldArticleFactory(body_md=source, body_html="<h1>Part one</h1><table></table>",
                              summary="stale")
         db.session.commit()
         article_id = old.id
@@ -166,12 +166,12 @@ def test_upgrading_gives_old_struck_through_text_its_strike(make_app, backend: s
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Article
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0012_recovery_code_key")
-        old = ArticleFactory(body_md="~~Tuesday~~ Wednesday",
+        old = OldArticleFactory(body_md="~~Tuesday~~ Wednesday",
                              body_html="<p>Tuesday Wednesday</p>\n")
         db.session.commit()
         article_id = old.id
@@ -188,7 +188,7 @@ def test_upgrading_shrinks_articles_that_repeat_a_long_reference(make_app, backe
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Article
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     address = "https://example.org/" + "a" * 1000
     source = f"[a]: {address}\n\n" + "[a] " * 5_000
@@ -196,7 +196,7 @@ def test_upgrading_shrinks_articles_that_repeat_a_long_reference(make_app, backe
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0013_rerender_strikethrough")
-        old = ArticleFactory(body_md=source, body_html=amplified)
+        old = OldArticleFactory(body_md=source, body_html=amplified)
         db.session.commit()
         article_id = old.id
         db.session.remove()
@@ -212,14 +212,14 @@ def test_upgrading_gives_stored_articles_images_their_size(make_app, backend: st
     from flask_migrate import downgrade, upgrade
 
     from bastion.models import Article, Upload
-    from tests.factories import ArticleFactory
+    from tests.factories import OldArticleFactory
 
     upload_id = "ab" * 16
     source = f"![lead](/uploads/{upload_id})\n\n![unknown](/uploads/{'cd' * 16})"
     app = make_app(backend=backend, migrate=True)
     with app.app_context():
         downgrade(revision="0015_audit_no_truncate")
-        old = ArticleFactory(body_md=source, body_html="<p>old</p>\n")
+        old = OldArticleFactory(body_md=source, body_html="<p>old</p>\n")
         db.session.add(
             Upload(id=upload_id, owner_id=old.author_id, article_id=old.id, kind="article",
                    content_type="image/png", size=100, width=1200, height=800,
@@ -232,6 +232,64 @@ def test_upgrading_gives_stored_articles_images_their_size(make_app, backend: st
         html = db.session.get(Article, article_id).body_html
     assert f'<img src="/uploads/{upload_id}" alt="lead" width="1200" height="800">' in html
     assert f'<img src="/uploads/{"cd" * 16}" alt="unknown" loading="lazy" decoding="async">' in html
+
+
+SEARCH_INDEXES = ("ix_articles_search", "ix_articles_search_words")
+
+
+def _search_indexes() -> dict[str, bool]:
+    """PostgreSQL: which of the two search indexes exist, and whether each is valid."""
+    rows = db.session.execute(text(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname = ANY(:names) AND pg_table_is_visible(c.oid)"
+    ), {"names": list(SEARCH_INDEXES)})
+    return dict(rows.all())
+
+
+@pytest.mark.asvs("V1.1.1")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_folds_stored_articles_for_search_and_downgrading_undoes_it(  # type: ignore[no-untyped-def]
+    make_app, backend: str
+) -> None:
+    """Articles saved before search folded case and compatibility forms were found only as
+    written: "STRASSE" never found "Straße", nor "bastion" a title in full-width letters."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect
+
+    from bastion.content.services import list_articles
+    from bastion.models import Article
+    from tests.factories import OldArticleFactory
+
+    before = "0016_rerender_image_sizes"
+    stored = {  # title, body -> the words the upgrade stores
+        ("Straße", "Über \uff22\uff41\uff53\uff54\uff49\uff4f\uff4e, *über*"):
+            "strasse über bastion, *über*",
+        ("Notes", "The \ufb01le system"): "notes the file system",
+        ("Empty", ""): "empty",
+    }
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision=before)
+        ids = {OldArticleFactory(title=t, body_md=b).id: words for (t, b), words in stored.items()}
+        db.session.remove()
+        for _ in range(2):  # upgraded, downgraded with its rows, and upgraded again
+            upgrade()
+            words = dict(db.session.execute(select(Article.id, Article.search_words)).all())
+            assert words == ids
+            found = {q: {a.title for a in list_articles(None, query=q).items}
+                     for q in ("STRASSE bastion", "file", "EMPTY")}
+            assert found == {"STRASSE bastion": {"Straße"}, "file": {"Notes"}, "EMPTY": {"Empty"}}
+            if backend == "postgresql":
+                assert _search_indexes() == {"ix_articles_search_words": True}
+            db.session.remove()
+            downgrade(revision=before)
+            columns = {c["name"] for c in inspect(db.engine).get_columns("articles")}
+            assert "search_words" not in columns
+            assert db.session.scalar(text("SELECT count(*) FROM articles")) == len(stored)
+            if backend == "postgresql":
+                assert _search_indexes() == {"ix_articles_search": True}
+            db.session.remove()
+        upgrade()
 
 
 @pytest.mark.asvs("V1.1.1")

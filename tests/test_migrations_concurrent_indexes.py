@@ -1,5 +1,5 @@
-"""Migration 0011 builds its indexes on PostgreSQL without blocking writes, and recovers
-from a concurrent build that failed halfway."""
+"""Migrations 0011 and 0017 build their indexes on PostgreSQL without blocking writes, and
+recover from a concurrent build that failed halfway."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from sqlalchemy.exc import OperationalError
 
 from bastion.extensions import db
 from bastion.models import Article
-from tests.factories import ArticleFactory
+from bastion.models.content import search_words
+from tests.factories import OldArticleFactory
 
 BEFORE = "0010_email_idna_domains"
 NEW_INDEXES = ("ix_articles_author_id_status_published_at_id", "ix_comments_article_id_id")
@@ -35,7 +36,7 @@ def _at_0010(make_app: Callable[..., Flask]) -> tuple[Flask, Article]:
     app = make_app(backend="postgresql", migrate=True)
     with app.app_context():
         downgrade(revision=BEFORE)
-        article: Article = ArticleFactory()  # type: ignore[no-untyped-call,assignment]
+        article: Article = OldArticleFactory()  # type: ignore[no-untyped-call,assignment]
         db.session.commit()
         db.session.remove()
     return app, article
@@ -123,8 +124,8 @@ def test_upgrade_lets_writes_through_while_it_builds_the_indexes(
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     ddl = [s for s in statements if s.lstrip().upper().startswith(("CREATE", "DROP"))]
-    assert len(ddl) == 4, ddl
-    assert all("CONCURRENTLY" in s.upper() for s in ddl), ddl
+    assert len([s for s in ddl if any(n in s for n in NEW_INDEXES + OLD_INDEXES)]) == 4, ddl
+    assert all("CONCURRENTLY" in s.upper() for s in ddl), ddl  # later revisions' too
     with engine.connect() as conn:
         indexes = _indexes(conn)
     assert all(indexes[name][0] for name in NEW_INDEXES)
@@ -174,3 +175,44 @@ def test_upgrade_replaces_an_invalid_index_left_by_a_failed_build(
     assert "UNIQUE" not in definition and definition.endswith("(article_id, id)")
     assert indexes[NEW_INDEXES[0]][0]
     assert not set(OLD_INDEXES) & set(indexes)
+
+
+def test_search_words_upgrade_runs_again_after_its_index_build_failed(
+    make_app: Callable[..., Flask],
+) -> None:
+    """0017 commits the column and its words before the concurrent build: a second run
+    must find them there (not add the column again), fill in the words of articles saved
+    meanwhile by the previous release, and replace the INVALID index a failed build left."""
+    from flask_migrate import downgrade, upgrade
+
+    app = make_app(backend="postgresql", migrate=True)
+    with app.app_context():
+        downgrade(revision="0016_rerender_image_sizes")
+        OldArticleFactory(title="Straße", body_md="Some *text*.")  # type: ignore[no-untyped-call]
+        db.session.remove()
+        engine = db.engine
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        # What the failed run committed: the column, and the words of the first article.
+        conn.execute(text("ALTER TABLE articles ADD COLUMN search_words TEXT DEFAULT '' NOT NULL"))
+        conn.execute(text("UPDATE articles SET search_words = :w"),
+                     {"w": search_words("Straße", "Some *text*.")})
+        # The previous release saved one more (its words: the server default), and the
+        # build failed, here on a duplicate (any failure leaves the same kind of leftover).
+        conn.execute(INSERT_ARTICLE, {"t": "Gasse"})
+        with pytest.raises(Exception, match="could not create unique index"):
+            conn.execute(text(
+                "CREATE UNIQUE INDEX CONCURRENTLY ix_articles_search_words ON articles (author_id)"
+            ))
+        assert _indexes(conn)["ix_articles_search_words"][0] is False
+    with app.app_context():
+        upgrade()
+        words = dict(db.session.execute(text("SELECT title, search_words FROM articles")).all())
+        db.session.remove()
+    assert words == {"Straße": "strasse some *text*.", "Gasse": "gasse some *text*."}
+    with engine.connect() as conn:
+        indexes = _indexes(conn)
+    valid, definition = indexes["ix_articles_search_words"]
+    assert valid and "UNIQUE" not in definition
+    assert definition.endswith("USING gin (to_tsvector('simple'::regconfig, search_words))")
+    assert "ix_articles_search" not in indexes

@@ -273,7 +273,9 @@ class ListQuery(BaseModel):
         Field(
             description="Words to find in titles and bodies: each must begin a word of the "
             "article (a one-character word must be a whole word); punctuation is never an "
-            f"operator. The first {MAX_TERMS} different words are searched."
+            "operator. Case, full-width letters and ligatures do not matter: both sides are "
+            "compared in NFKC with full case folding (\"STRASSE\" finds \"Straße\"). "
+            f"The first {MAX_TERMS} different words are searched."
         ),
     ] = ""
     mine: Annotated[bool, BeforeValidator(_query_bool)] = Field(

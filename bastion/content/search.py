@@ -4,30 +4,28 @@ Why not ``ILIKE '%q%'`` everywhere: it reads every published body (up to 100,000
 characters each) on every search, and a pattern's worst case costs the length of the text
 times the length of the pattern. With a few hundred long articles one anonymous search
 took 16 s of database CPU. On PostgreSQL, which production requires, a search is a lookup
-in a GIN index over the title and body (``ix_articles_search``), whatever the text or the
-query (``through_index``). Each word of the query must start a word of the article
-(``flask`` finds "Flask-Login", ``sec`` finds "security"); a single character is a whole
-word. The query is split into words by the parser and dictionary that index the article
-(``query_words``), so both sides agree on what a word is and on its lower case; the words
-reach the query as quoted lexemes, and nothing the visitor types acts as an operator.
-SQLite (development and tests) splits the query at white space and matches each word as a
-substring, which is fine at its scale and has no such index. On both, the first
-``MAX_TERMS`` different words are searched, and the results page says when there were more.
+in a GIN index over each article's search words (``ix_articles_search_words``), whatever
+the text or the query (``through_index``). Each word of the query must start a word of the
+article (``flask`` finds "Flask-Login", ``sec`` finds "security"); a single character is a
+whole word. The query is split into words by the parser and dictionary that index the
+article (``query_words``), so both sides agree on what a word is; the words reach the query
+as quoted lexemes, and nothing the visitor types acts as an operator. SQLite (development
+and tests) splits the query at white space and matches each word as a substring, which is
+fine at its scale and has no such index. On both, the first ``MAX_TERMS`` different words
+are searched, and the results page says when there were more.
 
-A query is searched as typed or in its compatibility form (``forms``, NFKC), whichever
-matches: "flask" typed by an East Asian input method in full-width letters (U+FF46...) finds
-"Flask", "µs" (the micro sign) finds "μs" (the Greek letter). The form as typed is kept,
-as it alone finds an article that writes a compatibility character itself (stored NFC, as
-written): in NFKC alone, "№ 5" (a key on Russian keyboards) would need a word "No", "m²" a
-word "m2", "ㅋㅋ" (as Korean input methods type it) would become conjoining jamo, and "ﬁle"
-copied from a PDF would miss the article that holds that ligature too. The other way round
-stays unfound: "flask" does not find an article written in full-width letters, which only
-an index over the articles' NFKC form (a migration) would change.
+The query and the article are compared folded (``bastion.models.content.fold``: NFKC, then
+full case folding), the article through its stored ``search_words``: "STRASSE" finds
+"Straße" and the other way round, "flask" typed in full-width letters (U+FF46..., as East
+Asian input methods type it) finds "Flask" and "flask" finds an article written in them,
+"ﬁle" copied from a PDF finds "file", "µs" (the micro sign) finds "μs" (the Greek letter).
+A compatibility character the article writes itself is folded alike, so "№ 5" (a key on
+Russian keyboards) still finds "Приказ № 5", both read as "no 5". The rules are Unicode's
+default ones for every language: "I" folds to "i", never to the Turkish dotless i.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +38,6 @@ from sqlalchemy import (
     false,
     literal,
     literal_column,
-    or_,
     select,
     text,
 )
@@ -48,7 +45,7 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 
 from bastion.extensions import db
 from bastion.models import Article
-from bastion.models.content import SEARCH_DOCUMENT_SQL
+from bastion.models.content import SEARCH_DOCUMENT_SQL, fold
 
 # ``simple`` (in the indexed expression): no stemming or stop words, so every language is
 # searched alike and a query word is never dropped.
@@ -91,7 +88,7 @@ class Search:
     """Which articles match a query, and what the results page says about it."""
 
     condition: ColumnElement[bool]
-    words_searched: int  # different words of the query as typed (else of its NFKC form)
+    words_searched: int  # different words of the folded query
     words_left_out: bool  # it had more than MAX_TERMS: the rest were not searched
     indexed: bool  # PostgreSQL: run it inside ``through_index``
 
@@ -116,29 +113,22 @@ def terms(words: Iterable[str]) -> Words:
     return Words(found[:MAX_TERMS], left_out=len(found) > MAX_TERMS)
 
 
-def forms(query: str) -> list[str]:
-    """The query as typed and, if it differs, its compatibility (NFKC) form."""
-    compatible = unicodedata.normalize("NFKC", query)
-    return [query] if compatible == query else [query, compatible]
-
-
 def articles_matching(query: str, dialect: str) -> Search:
-    """Articles with every word of the query as typed, or of its compatibility form (up
-    to twice ``MAX_TERMS`` words); none when neither form has a word."""
+    """Articles with every word of the folded query (up to ``MAX_TERMS`` words); none
+    when it has no word."""
     split = query_words if dialect == "postgresql" else typed_words
-    alternatives = list(dict.fromkeys(w for w in map(split, forms(query)) if w.searched))
-    if not alternatives:
+    words = split(fold(query))
+    if not words.searched:
         return Search(false(), words_searched=0, words_left_out=False, indexed=False)
     condition: ColumnElement[bool]
     if dialect == "postgresql":
-        condition = Article.id.in_(matching_ids(alternatives))
+        condition = Article.id.in_(matching_ids(words))
     else:
-        condition = or_(*(substring_condition(words.searched) for words in alternatives))
-    first = alternatives[0]  # as typed, unless only the other form has words
+        condition = substring_condition(words.searched)
     return Search(
         condition,
-        words_searched=len(first.searched),
-        words_left_out=first.left_out,
+        words_searched=len(words.searched),
+        words_left_out=words.left_out,
         indexed=dialect == "postgresql",
     )
 
@@ -160,20 +150,15 @@ def to_tsquery_text(words: Iterable[str]) -> str:
     )
 
 
-def any_of(alternatives: list[Words]) -> str:
-    """``tsquery`` text for articles with all the words of any alternative."""
-    return " | ".join(f"({to_tsquery_text(words.searched)})" for words in alternatives)
-
-
 @contextmanager
 def through_index() -> Iterator[None]:
     """PostgreSQL: the statements run inside find their matches through the index.
 
     For a word in most articles ("the", a common prefix) the planner expects the index to
     save little and reads the table instead, working out every article's words again from
-    its body (up to 100,000 characters), row by row: it prices that as one cheap function
-    call. One search for "a" over 3,000 long articles took 13 s that way, 30 ms through the
-    index. Sequential scans are off for this transaction until the block ends (after an
+    its text (then its body, up to 100,000 characters), row by row: it prices that as one
+    cheap function call. One search for "a" over 3,000 long articles took 13 s that way,
+    30 ms through the index. Sequential scans are off for this transaction until the block ends (after an
     error, until the rollback that follows it).
     """
     db.session.execute(text("SET LOCAL enable_seqscan = off"))
@@ -181,15 +166,14 @@ def through_index() -> Iterator[None]:
     db.session.execute(text("SET LOCAL enable_seqscan = DEFAULT"))
 
 
-def matching_ids(alternatives: list[Words]) -> Select[tuple[int]]:
-    """PostgreSQL: the ids of articles with every word of one of the alternatives, found
-    through the index.
+def matching_ids(words: Words) -> Select[tuple[int]]:
+    """PostgreSQL: the ids of articles with every word, found through the index.
 
     A materialised CTE, so the planner cannot turn the search into a walk down the
-    newest-first index that recomputes each body's words on the way.
+    newest-first index that recomputes each article's words on the way.
     """
     document: ColumnElement[object] = literal_column(SEARCH_DOCUMENT_SQL)
-    tsquery = cast(literal(any_of(alternatives)), TSQUERY)
+    tsquery = cast(literal(to_tsquery_text(words.searched)), TSQUERY)
     found = (
         select(Article.id)
         .where(document.op("@@")(tsquery))
@@ -200,13 +184,7 @@ def matching_ids(alternatives: list[Words]) -> Select[tuple[int]]:
 
 
 def substring_condition(words: Iterable[str]) -> ColumnElement[bool]:
-    """SQLite: title or body contains each word (``%`` and ``_`` in it are literal)."""
-    return and_(
-        *(
-            or_(
-                Article.title.icontains(word, autoescape=True),
-                Article.body_md.icontains(word, autoescape=True),
-            )
-            for word in words
-        )
-    )
+    """SQLite: the article's search words contain each (folded) word; ``%``, ``_`` and
+    the escape character in it are literal. The sides are folded already, and ``LIKE``
+    ignores only ASCII case anyway."""
+    return and_(*(Article.search_words.contains(word, autoescape=True) for word in words))

@@ -57,7 +57,7 @@ def test_a_search_for_a_common_word_goes_through_the_index(
     assert len(list_articles(None, query=query).items) == 3
     assert len(search_plans) == 2  # the count and the page
     for plan in search_plans:
-        assert "ix_articles_search" in plan, plan
+        assert "ix_articles_search_words" in plan, plan
     # The setting ends with the search: the rest of the request plans as usual.
     assert db.session.scalar(db.text("SHOW enable_seqscan")) == "on"
 

@@ -1,0 +1,90 @@
+"""content: articles keep their words folded for search, so case and width match alike
+
+Search lowered the query and the article with the database's ``lower()``: "STRASSE" never
+found "Straße" ("ß" stays), "Bastion" never found it written in full-width letters
+(U+FF22...), nor "file" an article that writes it with the ligature U+FB01. Neither
+database can fold text the Unicode way on the fly, so each article now stores its words
+folded (``articles.search_words``: NFKC and full case folding, each different word once;
+``bastion.models.content.search_words``), and the query is folded the same way. This fills
+the column for the articles saved before, with the application's own code, and on
+PostgreSQL replaces the full-text index over title and body (``ix_articles_search``) with
+one over the new column (``ix_articles_search_words``).
+
+The new index is built before the old one is dropped, both CONCURRENTLY, outside the
+migration's transaction (as in 0011): writers are never blocked by the build, and a build
+that fails leaves an INVALID index, which running the upgrade again drops and builds anew.
+The column and its words are committed first, so a second run finds them and only writes
+the words of articles saved meanwhile.
+
+While the previous release still runs, it keeps working: the column's server default
+takes its new articles, which search finds once they are saved again (or once
+``bastion.content.stored_html.refresh_search_words`` runs again); its searches run without
+their index until it stops. Downgrading builds the old index again and drops the column.
+
+Revision ID: 0017_article_search_words
+Revises: 0016_rerender_image_sizes
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0017_article_search_words"
+down_revision = "0016_rerender_image_sizes"
+branch_labels = None
+depends_on = None
+
+# Frozen copies of the indexed expressions, as PostgreSQL writes them back.
+OLD_INDEX = "ix_articles_search"
+OLD_DOCUMENT = "to_tsvector('simple'::regconfig, (title::text || ' '::text) || body_md)"
+NEW_INDEX = "ix_articles_search_words"
+NEW_DOCUMENT = "to_tsvector('simple'::regconfig, search_words)"
+
+
+def upgrade():
+    from bastion.content.stored_html import refresh_search_words
+
+    bind = op.get_bind()
+    if "search_words" not in {c["name"] for c in sa.inspect(bind).get_columns("articles")}:
+        with op.batch_alter_table("articles", schema=None) as batch_op:
+            batch_op.add_column(
+                sa.Column("search_words", sa.Text(), server_default="", nullable=False)
+            )
+    refresh_search_words(bind)
+    if _is_postgresql():
+        with op.get_context().autocommit_block():
+            _create_index(NEW_INDEX, NEW_DOCUMENT)
+            op.drop_index(OLD_INDEX, table_name="articles", postgresql_concurrently=True,
+                          if_exists=True)
+
+
+def downgrade():
+    if _is_postgresql():
+        with op.get_context().autocommit_block():
+            _create_index(OLD_INDEX, OLD_DOCUMENT)
+            op.drop_index(NEW_INDEX, table_name="articles", postgresql_concurrently=True,
+                          if_exists=True)
+    with op.batch_alter_table("articles", schema=None) as batch_op:
+        batch_op.drop_column("search_words")
+
+
+def _is_postgresql():
+    return op.get_bind().dialect.name == "postgresql"
+
+
+def _create_index(name, document):
+    """PostgreSQL: a GIN index over ``document``, built without blocking writes; an
+    INVALID leftover of a failed concurrent build is dropped first (IF NOT EXISTS would
+    keep it), a valid one is kept."""
+    if _invalid_index(name):
+        op.drop_index(name, table_name="articles", postgresql_concurrently=True, if_exists=True)
+    op.create_index(name, "articles", [sa.text(document)], unique=False,
+                    postgresql_using="gin", postgresql_concurrently=True, if_not_exists=True)
+
+
+def _invalid_index(name):
+    """Whether an index called ``name`` on the search path is marked invalid."""
+    found = op.get_bind().scalar(
+        sa.text("SELECT NOT indisvalid FROM pg_catalog.pg_index "
+                "WHERE indexrelid = to_regclass(:name)"),
+        {"name": name},
+    )
+    return bool(found)
