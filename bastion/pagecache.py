@@ -2,11 +2,13 @@
 
 Why: an anonymous visitor's home page is the same bytes for everyone (no CSRF token, no
 nonce in the body, no name), yet rendering it costs a query and a template per request.
-Each worker keeps the rendered body for ``PUBLIC_PAGE_CACHE_SECONDS`` (0 turns this off);
-every response still passes through the full request pipeline (rate limits, access
-policy, fresh CSP nonce, headers, logging) because only the view's return value is reused.
-When a body expires, one request renders the new one while the others answer with the
-old copy, for at most ``REFRESH_GRACE_SECONDS`` more.
+Each worker keeps the rendered body for ``PUBLIC_PAGE_CACHE_SECONDS`` (0 turns this off),
+counted from when its rendering began; every response still passes through the full request
+pipeline (rate limits, access policy, fresh CSP nonce, headers, logging) because only the
+view's return value is reused. When a body expires, one request renders the new one while
+the others answer with the old copy, for at most ``REFRESH_GRACE_SECONDS`` past its expiry
+(never longer, even while renewals keep running): a page withdrawn by another worker, whose
+``clear()`` empties only its own store, is served here for those seconds at most.
 
 A body is stored only when rendering it left the session untouched and did not embed the
 request's CSP nonce, so a page that grows a form (CSRF token) or an inline script can never
@@ -63,7 +65,7 @@ MAX_ENTRIES = 512
 # most half the bytes and entries; when that half is full it alone is emptied.
 VARIED_SHARE = 2
 # While one request renders the new copy of an expired entry, the others keep answering
-# with the old one for at most this long (then another request tries again).
+# with the old one, until this long after it expired (then another request tries again).
 REFRESH_GRACE_SECONDS = 2.0
 
 
@@ -86,9 +88,19 @@ class _Store:
         self._lock = threading.Lock()  # gunicorn's gthread workers serve several threads
 
     def put(
-        self, key: tuple[str, ...], value: Any, size: int, ttl: float, *, varied: bool = False
+        self,
+        key: tuple[str, ...],
+        value: Any,
+        size: int,
+        ttl: float,
+        *,
+        varied: bool = False,
+        read_at: float | None = None,
     ) -> None:
-        """Store ``value``; ``varied`` for a key any client can make up (a query string)."""
+        """Store ``value`` for ``ttl`` seconds from ``read_at``: when producing it began, so
+        from before the data it shows was read (a slow render does not lengthen its life);
+        now by default. ``varied`` for a key any client can make up (a query string)."""
+        deadline = (time.monotonic() if read_at is None else read_at) + ttl
         with self._lock:
             self._refreshing.pop(key, None)
             self._drop(key)  # never kept as the stale copy of a new value
@@ -107,7 +119,7 @@ class _Store:
                 self._refreshing.clear()
                 self.varied.clear()
                 self.size = self.varied_size = 0
-            self.entries[key] = (time.monotonic() + ttl, value, size)
+            self.entries[key] = (deadline, value, size)
             self.size += size
             if varied:
                 self.varied.add(key)
@@ -137,7 +149,12 @@ class _Store:
         return len(self.entries)
 
     def get(self, key: tuple[str, ...]) -> Any | None:
-        """The stored value; None tells the caller to produce (and ``put``) a new one."""
+        """The stored value; None tells the caller to produce (and ``put``) a new one.
+
+        An expired value still answers while another request renews it, but only within
+        ``REFRESH_GRACE_SECONDS`` of its expiry: found later (nobody asked for it for a
+        while, or renewals keep failing slowly), it is dropped, and every caller renders.
+        """
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -145,7 +162,10 @@ class _Store:
         if entry[0] > now:
             return entry[1]
         with self._lock:
-            if self._refreshing.get(key, 0.0) > now:
+            if now >= entry[0] + REFRESH_GRACE_SECONDS:
+                if self.entries.get(key) is entry:  # not a new value put meanwhile
+                    self._drop(key)
+            elif self._refreshing.get(key, 0.0) > now:
                 return entry[1]  # another request is renewing it
             self._refreshing[key] = now + REFRESH_GRACE_SECONDS
         return None
@@ -189,12 +209,13 @@ def remember_tagged(
     store = _store_for_app()
     tagged = store.get(key)
     if not isinstance(tagged, Tagged):
+        read_at = time.monotonic()
         try:
             tagged = Tagged.of(produce())
         except BaseException:
             store.release(key)
             raise
-        store.put(key, tagged, len(tagged.data), ttl, varied=varied)
+        store.put(key, tagged, len(tagged.data), ttl, varied=varied, read_at=read_at)
     return tagged
 
 
@@ -266,6 +287,7 @@ def cached_public_page(view: F) -> F:
         store = _store_for_app() if ttl > 0 else None
         page = store.get(key) if store is not None else None
         if not isinstance(page, Tagged):
+            read_at = time.monotonic() if store is not None else None
             try:
                 page = _render(view, args, kwargs)
             except BaseException:
@@ -274,7 +296,8 @@ def cached_public_page(view: F) -> F:
                 raise
             if store is not None:
                 if isinstance(page, Tagged):
-                    store.put(key, page, len(page.data), ttl, varied=bool(key[-1]))
+                    store.put(key, page, len(page.data), ttl, varied=bool(key[-1]),
+                              read_at=read_at)
                 else:
                     store.release(key)
             if not isinstance(page, Tagged):

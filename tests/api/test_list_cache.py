@@ -117,6 +117,24 @@ def test_expiry_is_checked_again_for_a_cached_token(
     assert "expired" in resp.get_json()["detail"]
 
 
+@pytest.mark.asvs("V9.2.1")
+def test_a_cached_token_ends_at_the_same_instant_as_a_verified_one(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyJWT refuses a token once ``exp <= now``; the remembered one ends then too, not a
+    second (or a cache lifetime) later."""
+    token = api.access_for(UserFactory())
+    exp = tokens.decode(token, "access")["exp"]
+    assert api.call("GET", "/me", token).status_code == 200  # remembered
+    monkeypatch.setattr(tokens.time, "time", lambda: exp - 0.001)
+    assert api.call("GET", "/me", token).status_code == 200
+    monkeypatch.setattr(tokens.time, "time", lambda: float(exp))
+    assert api.call("GET", "/me", token).status_code == 401
+    # Forgotten once refused: a clock stepped back does not bring it back from memory.
+    monkeypatch.setattr(tokens.time, "time", lambda: exp - 0.001)
+    assert tokens.hashlib.sha256(token.encode()).digest() not in tokens._verified_cache()
+
+
 def test_verified_token_cache_is_bounded(
     app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,3 +258,47 @@ def test_searches_and_later_pages_cannot_push_the_first_page_out(app: Flask, api
         assert len(store.varied) <= budget
     _, reads = _article_selects(app, lambda: api.call("GET", "/articles", token))
     assert reads == 0  # still served from the store
+
+
+@pytest.mark.asvs("V14.2.2")
+@pytest.mark.usefixtures("list_cache")
+def test_a_list_made_before_another_worker_unpublished_is_not_reused_past_the_window(
+    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker that unpublishes drops its own copies; this one keeps its list for the
+    documented 5 s + 2 s at most, even while a request is still renewing it."""
+    from bastion.content import services as content
+
+    clock = [1000.0]
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: clock[0])
+    monkeypatch.setitem(app.config, "PUBLIC_PAGE_CACHE_SECONDS", 5)
+    author = UserFactory(role_name="editor")
+    article = ArticleFactory(author=author, status="published", title="Said too much")
+    reader = api.access_for(UserFactory())
+    first = api.call("GET", "/articles", reader)
+    assert b"Said too much" in first.data
+    kept = app.extensions[pagecache._CACHE_KEY]
+    content.update_article(author, article, publish=False)  # in another worker
+    app.extensions[pagecache._CACHE_KEY] = kept
+    clock[0] = 1005.5
+    assert kept.get(next(iter(kept.entries))) is None  # a renewal begins on another thread
+    clock[0] = 1005 + pagecache.REFRESH_GRACE_SECONDS
+    late = api.call("GET", "/articles", reader, headers={"If-None-Match": first.headers["ETag"]})
+    assert late.status_code == 200
+    assert late.get_json()["total"] == 0 and b"Said too much" not in late.data
+
+
+@pytest.mark.asvs("V8.2.1", "V14.2.2")
+@pytest.mark.usefixtures("list_cache")
+def test_the_lists_etag_answers_no_caller_without_the_scope(api: Api) -> None:
+    """A 304 would tell a caller without a valid token or the scope that the list is
+    unchanged since an ETag they got elsewhere: refused first, whatever the condition."""
+    ArticleFactory()
+    reader = UserFactory()
+    etag = api.call("GET", "/articles", api.access_for(reader)).headers["ETag"]
+    narrow = api.pat_for(reader, ["comments:write"])
+    for token, status in ((None, 401), ("not-a-token", 401), (narrow, 403)):
+        for method in ("GET", "HEAD"):
+            resp = api.call(method, "/articles", token, headers={"If-None-Match": etag})
+            assert resp.status_code == status, (token, method)
+            assert "ETag" not in resp.headers

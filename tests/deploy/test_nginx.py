@@ -404,6 +404,26 @@ def _directive(text: str, name: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(rf"^\s*{name}\s+([^;]+);", text, re.MULTILINE)]
 
 
+# Directives that would make nginx keep answers (and hand one visitor's page to another)
+# or rewrite the caching headers the app chose per answer (no-store for signed-in pages,
+# no-cache with Vary: Cookie for anonymous ones, see bastion.pagecache).
+_RESPONSE_CACHING = ("proxy_cache", "proxy_cache_path", "proxy_store", "fastcgi_cache",
+                     "uwsgi_cache", "scgi_cache", "proxy_ignore_headers", "expires")
+_APP_CACHING_HEADERS = ("cache-control", "vary", "etag", "set-cookie", "expires", "pragma")
+
+
+@pytest.mark.asvs("V14.2.2", "V14.3.2")
+def test_the_proxy_keeps_no_answer_and_passes_the_apps_caching_headers() -> None:
+    for path in (PROD_CONF, SCALEOUT):
+        text = re.sub(r"#.*", "", path.read_text())
+        for name in _RESPONSE_CACHING:
+            assert not re.search(rf"^\s*{name}\s", text, re.MULTILINE), (path.name, name)
+        hidden = [v.lower() for v in _directive(text, "proxy_hide_header")]
+        assert not set(hidden) & set(_APP_CACHING_HEADERS), (path.name, hidden)
+        for value in _directive(text, "add_header"):
+            assert value.split()[0].lower() not in _APP_CACHING_HEADERS, (path.name, value)
+
+
 @pytest.mark.asvs("V12.1.1", "V12.1.2", "V3.4.1", "V2.4.1")
 def test_production_tls_and_limits_are_configured() -> None:
     """TLS 1.2/1.3 with ECDHE+AEAD only, no session tickets, HSTS always, no banner,
