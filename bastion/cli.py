@@ -219,6 +219,7 @@ def setup_url_command(base_url: str | None) -> None:
 def register_commands(app: Flask) -> None:
     from bastion.admin.commands import audit
     from bastion.auth.cli import secret_key, sessions, users
+    from bastion.content.commands import content
     from flask_deploy_check.cli import security
 
     app.cli.add_command(create_admin_command)
@@ -227,5 +228,6 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(sessions)
     app.cli.add_command(secret_key)
     app.cli.add_command(audit)
+    app.cli.add_command(content)
     if "security" not in app.cli.commands:
         app.cli.add_command(security)

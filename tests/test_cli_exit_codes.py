@@ -23,12 +23,13 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.cli import ScriptInfo
 from flask.cli import cli as flask_cli
+from sqlalchemy import Connection, Row, update
 
 from bastion.extensions import db
-from bastion.models import utcnow
+from bastion.models import Article, utcnow
 from bastion.uploads import storage
 from tests.conftest import base_config
-from tests.factories import UserFactory
+from tests.factories import ArticleFactory, UserFactory
 from tests.support.account_fixtures import enable_2fa
 from tests.support.services import refused_port
 
@@ -95,6 +96,10 @@ def _viewer(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
     UserFactory(username="ann")
 
 
+def _current_article(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    ArticleFactory(title="Current")
+
+
 def _disabled(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
     UserFactory(username="ann", disabled_at=utcnow())
 
@@ -149,6 +154,29 @@ def _store_is_a_file(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
     not_a_dir = tmp / "uploads-file"
     not_a_dir.write_text("x", encoding="utf-8")
     mp.setitem(app.config, "UPLOAD_DIR", str(not_a_dir))
+
+
+def _unsearchable(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    """An article written as the previous release writes one: no search words."""
+    article = ArticleFactory(title="Stale")
+    db.session.execute(update(Article).where(Article.id == article.id).values(search_words=""))
+    db.session.commit()
+
+
+def _edited_at_every_try(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    """An article without search words whose title changes between each read and each
+    write of its words."""
+    from bastion.content import stored_html
+
+    _unsearchable(app, mp, tmp)
+    real = stored_html.write_search_words
+
+    def edited_first(bind: Connection, row: Row[int, str, str, str], fresh: str) -> bool:
+        bind.execute(update(Article).where(Article.id == row.id)
+                     .values(title=Article.title + "!"))
+        return real(bind, row, fresh)
+
+    mp.setattr(stored_html, "write_search_words", edited_first)
 
 
 def _unsafe_cookie(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
@@ -215,6 +243,16 @@ CASES = [
     Case("audit export", 1, ("audit", "export"), "standard output is closed", stdout="closed"),
     Case("audit export", 2, ("audit", "export", "--since", "2026-02-01", "--until", "2026-01-01"),
          "--since is after --until"),
+    Case("content refresh-search", 0, ("content", "refresh-search"),
+         "0 article(s) changed, 0 already up to date."),
+    Case("content refresh-search", 0, ("content", "refresh-search"),
+         "1 article(s) changed, 0 already up to date.", _unsearchable),
+    Case("content refresh-search", 0, ("content", "refresh-search"),
+         "0 article(s) changed, 1 already up to date.", _current_article),
+    Case("content refresh-search", 1, ("content", "refresh-search"),
+         "were saved again each time", _edited_at_every_try),
+    Case("content refresh-search", 2, ("content", "refresh-search", "--batch-size", "0"),
+         "--batch-size"),
     Case("uploads check", 0, ("uploads", "check"), "Upload store is consistent."),
     Case("uploads check", 1, ("uploads", "check"), f"orphan file: {ORPHAN}", _orphan),
     Case("uploads check", 1, ("uploads", "check", "--prune", "--min-age", "0"),
@@ -262,6 +300,7 @@ DATABASE_CASES = {
     "sessions revoke": ("sessions", "revoke", "--all"),
     "secret-key reseal": ("secret-key", "reseal"),
     "audit export": ("audit", "export"),
+    "content refresh-search": ("content", "refresh-search"),
     "uploads check": ("uploads", "check"),
     "db": ("db", "current"),
 }

@@ -16,10 +16,11 @@ that fails leaves an INVALID index, which running the upgrade again drops and bu
 The column and its words are committed first, so a second run finds them and only writes
 the words of articles saved meanwhile.
 
-While the previous release still runs, it keeps working: the column's server default
-takes its new articles, which search finds once they are saved again (or once
-``bastion.content.stored_html.refresh_search_words`` runs again); its searches run without
-their index until it stops. Downgrading builds the old index again and drops the column.
+While the previous release still runs, it keeps working. Its new articles take the
+column's server default and its edits keep the words of the text they replaced; search
+finds them as they are once they are saved again, or once ``flask --app bastion content
+refresh-search`` has run after it stopped. Its searches run without their index until
+then. Downgrading builds the old index again and drops the column.
 
 Revision ID: 0017_article_search_words
 Revises: 0016_rerender_image_sizes
