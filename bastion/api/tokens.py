@@ -276,7 +276,7 @@ def own_revocation_keys(claims: dict[str, Any]) -> tuple[str, str]:
 
 
 def revocation_keys(claims: dict[str, Any]) -> list[str]:
-    """The Redis keys of ``own_revocation_keys``."""
+    """The Redis keys of ``own_revocation_keys`` (and the marker ``revocation.revoked`` asks)."""
     return revocation.redis_keys(*own_revocation_keys(claims))
 
 
@@ -291,8 +291,9 @@ def state_for(claims: dict[str, Any]) -> UserState:
         # (``ApiPrincipal.user``) would otherwise read the same row a second time.
         g.user_state_row = user
         return UserState.of(user)
-    revoked, stamp = user_states.fetch(revocation_keys(claims), user_id)
-    if any(v is not None for v in revoked):
+    own = own_revocation_keys(claims)
+    revoked, stamp = user_states.fetch(revocation.redis_keys(*own), user_id)
+    if revocation.revoked(own, revoked):
         raise TokenError("The token has been revoked.")
     return _refuse_stale(claims, user_states.state(user_id, stamp))
 

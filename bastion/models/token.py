@@ -56,7 +56,8 @@ class SetupToken(Base):
 class RevokedToken(Base):
     """A revoked JWT id or refresh family (``jti:…`` / ``fam:…``) until it would expire anyway.
 
-    Used when no Redis is configured; with Redis the same keys live there with a TTL.
+    Always written; with Redis the same keys also live there with a TTL and are read there,
+    and these rows put them back after Redis lost them (``bastion.api.revocation.restore``).
     """
 
     __tablename__ = "revoked_tokens"

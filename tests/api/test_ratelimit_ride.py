@@ -9,6 +9,7 @@ used only for the same keys in the same request, and no ride on any other store.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from limits.storage import RedisStorage
 from redis.connection import AbstractConnection
 
 from bastion.api import revocation, tokens
+from bastion.api.keys import new_key_entry
 from bastion.extensions import db, limiter
 from bastion.models import User, utcnow
 from bastion.security import ratelimit_storage
@@ -285,3 +287,21 @@ def test_a_limiter_on_another_database_never_hides_a_revocation(
     with rig.app.app_context():
         _revoke_the_token(rig)
     assert rig.call().status_code == 401
+
+
+@pytest.mark.asvs("V9.1.3")
+def test_a_token_whose_key_was_removed_is_refused_though_its_read_rides_along(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker remembers the token as verified and guesses its keys from that memory
+    before the limiter runs; the check itself starts over under the new keyset."""
+    rig = make_rig()
+    _warm(rig)
+    offered: list[list[str]] = []
+    offer = ratelimit_storage.offer
+    monkeypatch.setattr(ratelimit_storage, "offer", lambda keys: offered.append(keys) or offer(keys))
+    rig.app.config["JWT_KEYS"] = json.dumps([new_key_entry("after-removal")])
+    rig.app.extensions.pop("bastion.jwt_keys")
+    assert rig.call().status_code == 401
+    assert offered  # the stale memory did offer the read: only the check decides
+    assert rig.call("/me").status_code == 401

@@ -357,3 +357,20 @@ def test_turning_2fa_off_is_seen_on_the_next_request(pair: Pair) -> None:
     assert pair.user_reads() == (403, 1)
     pair.write(promote_enrolled)  # enrolled again: the same token works again
     assert pair.user_reads() == (200, 1)
+
+
+def test_the_snapshots_are_bounded(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One per user: many users (or token holders) cost database reads, not memory."""
+    monkeypatch.setattr(user_states, "_MAX_SNAPSHOTS", 2)
+    with pair.reader.app_context():
+        others = [UserFactory(password_changed_at=utcnow() - timedelta(days=1)) for _ in range(3)]
+        access = [tokens.issue_pair(user).access_token for user in others]
+        db.session.remove()
+    for token in [pair.access, *access]:
+        with pair.reader.app_context():
+            assert Api(pair.reader.test_client()).call("GET", "/me", token).status_code == 200
+            db.session.remove()
+    assert len(pair.reader.extensions["bastion.user_states"]) <= 2
+    assert pair.call("GET", "/articles").status_code == 200
