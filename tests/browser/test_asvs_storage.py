@@ -19,7 +19,7 @@ STORAGE = """async () => ({
 })"""
 
 
-@pytest.mark.asvs("V14.3.3", "V3.3.4")
+@pytest.mark.asvs("V14.3.3", "V3.3.4", "V14.3.1")
 def test_browser_storage_holds_no_secret_after_signing_in(live_server: Any, page: Any) -> None:
     live = live_server()
     with live.app.app_context():
@@ -41,6 +41,19 @@ def test_browser_storage_holds_no_secret_after_signing_in(live_server: Any, page
         assert state == {"local": [], "session": [], "idb": [], "caches": [], "cookie": ""}, path
     session_cookies = [c for c in pg.context.cookies() if c["name"] == "__Host-session"]
     assert session_cookies and session_cookies[0]["httpOnly"] and session_cookies[0]["secure"]
+
+    # Signed out, the browser holds nothing of stella: no storage, and what the session
+    # cookie still carries (the "signed out" message, a form token) names nobody.
+    pg.get_by_role("button", name="Sign out", exact=True).click()
+    pg.wait_for_load_state()
+    state = pg.evaluate(STORAGE)
+    assert state == {"local": [], "session": [], "idb": [], "caches": [], "cookie": ""}
+    serializer = live.app.session_interface.get_signing_serializer(live.app)
+    for cookie in pg.context.cookies():
+        assert cookie["name"] == "__Host-session", cookie["name"]
+        left = serializer.loads(cookie["value"])
+        assert set(left) <= {"_flashes", "csrf_token"}, left
+        assert "stella" not in str(left)
     assert watch.csp_violations == []
 
 

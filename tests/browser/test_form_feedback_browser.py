@@ -164,7 +164,10 @@ def test_a_form_refused_by_a_rate_limit_says_the_text_is_one_back_away(
         pg.wait_for_load_state()
     assert "Too many requests" in pg.inner_text("main")
     assert "Back button returns to the form" in pg.inner_text("main")
-    pg.go_back()
-    pg.wait_for_load_state()
+    # The page comes back from the back/forward cache (no "load" then), shown once the
+    # server says the session still lives (history-guard.js).
+    pg.go_back(wait_until="commit")
+    pg.wait_for_function("() => !document.documentElement.hidden && document.querySelector('#body')")
+    assert pg.locator("#body").is_visible()
     assert pg.input_value("#body") == text
     assert watch.csp_violations == []

@@ -25,6 +25,9 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 ]
 
+# Added by Playwright to every launch, left out here: see ``browser``.
+BFCACHE_OFF_SWITCH = "--disable-back-forward-cache"
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
@@ -33,7 +36,10 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        # Playwright turns the back/forward cache off; a person's Chromium has it on, and it
+        # shows "no-store" pages again on Back (tests/browser/test_shared_computer_browser.py).
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                     ignore_default_args=[BFCACHE_OFF_SWITCH])
         yield browser
         browser.close()
 
