@@ -351,6 +351,8 @@ def test_each_command_exits_with_its_documented_status(
     app: Flask, case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], busy_port: int,
 ) -> None:
+    # An empty store of its own: the session's store holds what earlier tests left.
+    monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path / "uploads"))
     if case.prepare is not None:
         case.prepare(app, monkeypatch, tmp_path)
     args = [a.replace("{busy}", str(busy_port)) for a in case.args]
