@@ -216,3 +216,42 @@ def test_search_words_upgrade_runs_again_after_its_index_build_failed(
     assert valid and "UNIQUE" not in definition
     assert definition.endswith("USING gin (to_tsvector('simple'::regconfig, search_words))")
     assert "ix_articles_search" not in indexes
+
+
+def test_search_words_upgrade_lets_readers_through_while_it_folds_the_articles(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding the column locks the table against every reader until its transaction ends:
+    the words of every article (up to 100,000 characters each) are worked out after that
+    commit, or the site could not show one article until all of them were folded."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.content import stored_html
+
+    app = make_app(backend="postgresql", migrate=True)
+    with app.app_context():
+        downgrade(revision="0016_rerender_image_sizes")
+        for title in ("Straße", "Gasse"):
+            OldArticleFactory(title=title)  # type: ignore[no-untyped-call]
+        db.session.remove()
+        engine = db.engine
+    refused: list[str] = []
+
+    with engine.connect() as reader:
+        reader = reader.execution_options(isolation_level="AUTOCOMMIT")
+        reader.execute(text("SET lock_timeout = '500ms'"))
+
+        def folding_while_a_reader_reads(title: str, body: str) -> str:
+            try:  # what the previous release does meanwhile: list the articles
+                reader.scalar(text("SELECT count(*) FROM articles"))
+            except OperationalError as exc:
+                refused.append(str(exc.orig))
+            return search_words(title, body)
+
+        monkeypatch.setattr(stored_html, "search_words", folding_while_a_reader_reads)
+        with app.app_context():
+            upgrade()
+            words = set(db.session.scalars(text("SELECT search_words FROM articles")))
+            db.session.remove()
+    assert refused == [], refused[0]
+    assert {w.split()[0] for w in words} == {"strasse", "gasse"}

@@ -9,19 +9,27 @@ The database keeps every revocation, with Redis too: Redis keeps nothing across 
 token must not come back to life for the rest of its 15 minutes because of either. Every
 MGET also reads a marker that ``restore`` sets once the database's revocations are back in
 Redis; while it is missing, a missing entry proves nothing and the database answers.
+One worker at a time copies them back (a lock key), not every request that finds the
+marker gone; and each revocation is written to Redis again once it is committed, so one
+that Redis forgot before its commit, after another worker's copy had read the rows, is
+not lost.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
-from flask import current_app
-from sqlalchemy import delete, select, update
+from flask import current_app, has_app_context
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from bastion.extensions import db
 from bastion.models import RevokedToken, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def _redis_key(key: str, prefix: str | None = None) -> str:
@@ -34,6 +42,14 @@ def uses_redis() -> bool:
 
 # After the prefix: set (without expiry) once Redis holds every revocation (``restore``).
 LOADED_SUFFIX = ":revocations-loaded"
+# After the prefix: held by the one worker copying the revocations back. It is left to
+# expire, after a copy that failed too: at most one full read per RESTORE_SECONDS, while
+# every request that finds no marker meanwhile asks the database about its own keys.
+RESTORING_SUFFIX = ":revocations-restoring"
+RESTORE_SECONDS = 10
+RESTORE_BATCH = 1000  # rows read, and SETs sent in one pipeline, at a time
+# ``Session.info`` key: revocations of the open transaction, set in Redis again at commit.
+_PENDING = "bastion.revocations"
 
 
 def redis_keys(*keys: str) -> list[str]:
@@ -61,19 +77,32 @@ def _ttl(until: datetime, now: datetime) -> int:
 
 def restore() -> None:
     """Copy the database's live revocations into Redis, then set the marker, so that no
-    reader trusts a missing entry before every revocation is back."""
+    reader trusts a missing entry before every revocation is back; unless another worker
+    is doing so. A failure is logged, not raised: the caller's answer comes from the
+    database either way."""
     from bastion.redis_client import get_redis
 
-    now = utcnow()
-    rows = db.session.execute(
-        select(RevokedToken.key, RevokedToken.expires_at).where(RevokedToken.expires_at > now)
-    ).all()
     prefix = current_app.config["REDIS_PREFIX"]
-    pipe = get_redis().pipeline(transaction=False)
-    for key, until in rows:
-        pipe.set(_redis_key(key, prefix), b"1", ex=_ttl(until, now))
-    pipe.set(prefix + LOADED_SUFFIX, b"1")
-    pipe.execute()
+    client = get_redis()
+    if not client.set(prefix + RESTORING_SUFFIX, b"1", nx=True, ex=RESTORE_SECONDS):
+        return
+    try:
+        now = utcnow()
+        rows = db.session.execute(
+            select(RevokedToken.key, RevokedToken.expires_at)
+            .where(RevokedToken.expires_at > now)
+            .execution_options(yield_per=RESTORE_BATCH)
+        )
+        with rows:
+            for batch in rows.partitions():
+                pipe = client.pipeline(transaction=False)
+                for key, until in batch:
+                    # NX: a revocation made meanwhile, with a later expiry, keeps it.
+                    pipe.set(_redis_key(key, prefix), b"1", ex=_ttl(until, now), nx=True)
+                pipe.execute()
+        client.set(prefix + LOADED_SUFFIX, b"1")
+    except Exception:
+        log.exception("could not copy revocations back into redis")
 
 
 def revoke(key: str, until: datetime, *, commit: bool = True) -> None:
@@ -83,6 +112,8 @@ def revoke(key: str, until: datetime, *, commit: bool = True) -> None:
         from bastion.redis_client import get_redis
 
         get_redis().set(_redis_key(key), b"1", ex=_ttl(until, utcnow()))
+        pending: dict[str, datetime] = db.session.info.setdefault(_PENDING, {})
+        pending[key] = max(until, pending.get(key, until))
     # Revocations are rare, so each one also sweeps entries that no longer matter.
     db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
     # Race-free: the same key revoked twice at once (a client posting its token to
@@ -123,3 +154,38 @@ def _revoked_in_database(keys: tuple[str, ...]) -> bool:
     )
     return found is not None
 
+
+@event.listens_for(Session, "after_commit")
+def _set_again(session: Session) -> None:
+    """The transaction's revocations, in Redis again now that the database has them.
+
+    Set at once by ``revoke``, an entry may be lost before the commit (a restart, a flush)
+    while another worker copies the rows back without it, the row not yet committed: the
+    marker would then vouch for a Redis without it. Written again after the commit, it is
+    in Redis, or in the rows any later copy reads.
+    """
+    if session.in_nested_transaction():  # a savepoint released: nothing committed yet
+        return
+    pending: dict[str, datetime] | None = session.info.pop(_PENDING, None)
+    if not pending or not has_app_context() or not uses_redis():
+        return
+    from bastion.redis_client import get_redis
+
+    now = utcnow()
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for key, until in pending.items():
+            pipe.set(_redis_key(key), b"1", ex=_ttl(until, now))
+        pipe.execute()
+    except Exception:  # Redis failing now: the first write stands unless it was lost too
+        log.exception("could not store %d revocation(s) in redis again after commit",
+                      len(pending))
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard(session: Session) -> None:
+    # A savepoint's rollback leaves the outer transaction's revocations pending: setting
+    # one again that was rolled back with it only repeats what revoke() already set.
+    if session.in_nested_transaction():
+        return
+    session.info.pop(_PENDING, None)

@@ -11,8 +11,12 @@ whole word. The query is split into words by the parser and dictionary that inde
 article (``query_words``), so both sides agree on what a word is; the words reach the query
 as quoted lexemes, and nothing the visitor types acts as an operator. SQLite (development
 and tests) splits the query at white space and matches each word as a substring, which is
-fine at its scale and has no such index. On both, the first ``MAX_TERMS`` different words
-are searched, and the results page says when there were more.
+fine at its scale and has no such index. The two differ where the matching does, never in
+folding: SQLite finds "14" inside "3.14", "テキスト" inside "日本語のテキスト" and "❤" at all;
+PostgreSQL reads "e-mail", "foo_bar" and "don't" in parts too, "c++" as "c", and no word
+inside a "<...>" span it takes for an HTML tag (tests/content/test_search_backends.py lists
+them). On both, the first ``MAX_TERMS`` different words are searched, and the results page
+says when there were more.
 
 The query and the article are compared folded (``bastion.models.content.fold``: NFKC, then
 full case folding), the article through its stored ``search_words``: "STRASSE" finds

@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
 from flask import Flask
+from sqlalchemy import event
 
 from bastion.api import revocation, tokens
 from bastion.api.auth import ApiPrincipal
@@ -144,3 +146,69 @@ def test_the_same_token_revoked_twice_at_once_fails_neither_request(
         row = db.session.get(RevokedToken, key, populate_existing=True)
         assert row is not None and row.expires_at == until + timedelta(minutes=1)
         db.session.remove()
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_a_revocation_redis_forgot_before_its_commit_is_not_lost(
+    make_app: Callable[..., Flask], server: ThrowawayRedis
+) -> None:
+    """Redis is told at once, the database at the commit: Redis forgetting in between,
+    and another worker copying the rows back before that commit, left the revocation in
+    neither Redis nor the copy, with the marker saying Redis holds them all."""
+    first = make_app(backend="postgres", REDIS_URL=server.url)
+    second = make_app(DATABASE_URL=first.config["DATABASE_URL"], REDIS_URL=server.url)
+    key, until = "jti:" + "5" * 32, utcnow() + timedelta(minutes=15)
+    with first.app_context():
+        revocation.revoke(key, until, commit=False)  # as revoke_family, in a bigger change
+        db.session.flush()
+        _flush(server)
+        with second.app_context():  # another worker's request: no marker, so it restores
+            assert not revocation.any_revoked("jti:" + "6" * 32)
+            db.session.remove()
+        db.session.commit()
+        assert revocation.any_revoked(key)
+        assert redis.Redis.from_url(server.url).exists(f"bastion:revoked:{key}")
+        db.session.remove()
+
+
+@pytest.mark.asvs("V7.4.1")
+def test_after_redis_forgot_one_worker_copies_the_revocations_back_not_every_request(
+    app: Flask, server: ThrowawayRedis
+) -> None:
+    """Every request that finds the marker missing answers from the database; they do not
+    each read every live revocation and send it to Redis while the first copy is running."""
+    rows = [{"key": f"jti:{n:032d}", "expires_at": utcnow() + timedelta(minutes=15)}
+            for n in range(20_000)]
+    db.session.execute(RevokedToken.__table__.insert(), rows)
+    db.session.commit()
+    db.session.remove()
+    reads: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "revoked_tokens.expires_at FROM revoked_tokens" in " ".join(statement.split()):
+            reads.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    workers = 8
+    start, answers = threading.Barrier(workers), []
+
+    def request() -> None:
+        with app.app_context():
+            start.wait()
+            # What each request's MGET found: neither its key nor the marker.
+            answers.append(revocation.revoked((rows[0]["key"],), [None, None]))
+            db.session.remove()
+
+    try:
+        threads = [threading.Thread(target=request) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert answers == [True] * workers  # the database answered each of them
+    assert len(reads) == 1, f"{len(reads)} requests each copied every revocation"
+    assert redis.Redis.from_url(server.url).get(f"bastion{revocation.LOADED_SUFFIX}")
+    assert revocation.any_revoked(str(rows[-1]["key"]))

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bastion.config import public_url_problem
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -134,6 +136,10 @@ def test_app_containers_are_locked_down(compose: dict[str, Any]) -> None:
         # Production refuses to start without a relay: mail never goes to the outbox.
         assert env["BASTION_MAIL_URL_FILE"] == "/run/secrets/mail_url"
         assert "mail_url" in service["secrets"]
+        # Production refuses to start without a public origin or with mail in the request.
+        public = env["BASTION_PUBLIC_URL"].replace("${BASTION_DOMAIN:-localhost}", "b.example")
+        assert public == "https://b.example" and public_url_problem(public) is None
+        assert env.get("BASTION_MAIL_BACKGROUND", "true") == "true"
         assert "ports" not in service, "the app is reached only through nginx"
     for name, service in _services(compose).items():
         assert "no-new-privileges:true" in service.get("security_opt", []), name

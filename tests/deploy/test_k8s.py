@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bastion.config import public_url_problem
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAY = K8S / "overlays" / "production"
@@ -328,6 +330,12 @@ def test_pods_are_hardened(rendered: list[Manifest]) -> None:
         )
     config = _one(rendered, "ConfigMap", "bastion-config")["data"]
     assert config["BASTION_ENV"] == "production"
+    # Production refuses to start without a public origin or with mail in the request;
+    # the overlay names the public host of the Ingress and the trusted hosts.
+    assert config["BASTION_PUBLIC_URL"] == "https://bastion.example.com"
+    assert public_url_problem(config["BASTION_PUBLIC_URL"]) is None
+    assert config["BASTION_TRUSTED_HOSTS"].split(",")[0] == "bastion.example.com"
+    assert config.get("BASTION_MAIL_BACKGROUND", "true") == "true"
     assert config["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
     namespace = _one(rendered, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -13,8 +13,11 @@ one over the new column (``ix_articles_search_words``).
 The new index is built before the old one is dropped, both CONCURRENTLY, outside the
 migration's transaction (as in 0011): writers are never blocked by the build, and a build
 that fails leaves an INVALID index, which running the upgrade again drops and builds anew.
-The column and its words are committed first, so a second run finds them and only writes
-the words of articles saved meanwhile.
+The column is committed first, before any article's words are worked out: ADD COLUMN
+locks the table against readers too until its transaction ends, so the site would show no
+article while every one of them was folded. Each article's words are then written and
+committed on their own (PostgreSQL), so a second run finds the column and only writes the
+words of articles saved meanwhile or not reached.
 
 While the previous release still runs, it keeps working. Its new articles take the
 column's server default and its edits keep the words of the text they replaced; search
@@ -49,12 +52,16 @@ def upgrade():
             batch_op.add_column(
                 sa.Column("search_words", sa.Text(), server_default="", nullable=False)
             )
-    refresh_search_words(bind)
-    if _is_postgresql():
-        with op.get_context().autocommit_block():
-            _create_index(NEW_INDEX, NEW_DOCUMENT)
-            op.drop_index(OLD_INDEX, table_name="articles", postgresql_concurrently=True,
-                          if_exists=True)
+    if not _is_postgresql():
+        refresh_search_words(bind)
+        return
+    # Out of the transaction first: ADD COLUMN holds a lock that stops every reader of
+    # articles until it commits, and working out every article's words takes a while.
+    with op.get_context().autocommit_block():
+        refresh_search_words(op.get_bind())  # each write commits alone
+        _create_index(NEW_INDEX, NEW_DOCUMENT)
+        op.drop_index(OLD_INDEX, table_name="articles", postgresql_concurrently=True,
+                      if_exists=True)
 
 
 def downgrade():
