@@ -16,6 +16,7 @@ from limits import parse as parse_limit
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from bastion.observability.redaction import request_path
+from bastion.security.access import is_for_own_scripts
 
 log = logging.getLogger("bastion.errors")
 
@@ -35,7 +36,11 @@ MESSAGES: dict[int, str] = {
 
 
 def wants_problem_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/csp-report", "/metrics")
+    """The API, the machine endpoints and the views that answer this site's own scripts:
+    none of them is shown to a person, and an error page would take the flash messages
+    waiting for the next page."""
+    return (request.path.startswith("/api/") or request.path in ("/csp-report", "/metrics")
+            or is_for_own_scripts(request.endpoint))
 
 
 def problem(

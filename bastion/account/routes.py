@@ -52,7 +52,7 @@ from bastion.extensions import limiter
 from bastion.models import utcnow
 from bastion.profiles import services as profiles
 from bastion.security import audit
-from bastion.security.access import login_required, public
+from bastion.security.access import for_own_scripts, login_required, public
 from bastion.security.fetch_metadata import download, export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_required, is_fresh
 from bastion.security.redirects import is_safe_next
@@ -87,6 +87,19 @@ def _page(status: int = 200, **forms: Any) -> ResponseReturnValue:
 def index() -> ResponseReturnValue:
     # Back from re-authenticating for the export (``export_data``): its section says what next.
     return _page(export_ready=request.args.get("export") == "ready" and is_fresh())
+
+
+@bp.get("/session-check")
+@login_required
+@for_own_scripts
+def session_check() -> ResponseReturnValue:
+    """204 while the session lives, for ``history-guard.js`` before it shows a page Back
+    restored (the access policy answers 401 otherwise, 403 to another site).
+
+    Not the account page: rendering it cost its queries and took the flash message waiting
+    for the next page ("Your profile is saved.") with it.
+    """
+    return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
 @bp.post("/profile")

@@ -16,6 +16,8 @@ from flask import Flask, abort, current_app, flash, g, redirect, request, sessio
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from bastion.security.fetch_metadata import is_from_another_site
+
 F = TypeVar("F", bound=Callable[..., Any])
 POLICY_ATTR = "_bastion_access"
 
@@ -49,6 +51,25 @@ bearer_required = _tag(Access.BEARER)
 
 def role_required(role: str) -> Callable[[F], F]:
     return _tag({"editor": Access.EDITOR, "admin": Access.ADMIN}[role])
+
+
+OWN_SCRIPTS_ATTR = "_bastion_own_scripts"
+
+
+def for_own_scripts(view: F) -> F:
+    """Mark a view that answers this site's own scripts with a status, not a person with a
+    page (the session check of ``history-guard.js``). Another site's request is refused
+    (403) before the session is even looked at; a visitor not signed in gets 401, not the
+    sign-in page and its "Please sign in" message for whatever page comes next; errors are
+    problem+json (``bastion.errors``). No page is rendered, so no flash message waiting for
+    the next page is taken. Decorate alongside the access-policy decorator."""
+    setattr(view, OWN_SCRIPTS_ATTR, True)
+    return view
+
+
+def is_for_own_scripts(endpoint: str | None) -> bool:
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    return bool(getattr(view, OWN_SCRIPTS_ATTR, False))
 
 
 def _serves_static_files(app: Flask, endpoint: str) -> bool:
@@ -117,10 +138,13 @@ def enforce_access_policy() -> ResponseReturnValue | None:
     g.access_policy = policy
     if policy is None:  # unreachable once start-up checks pass; deny all the same
         abort(403)
+    own_scripts = is_for_own_scripts(endpoint)
+    if own_scripts and is_from_another_site():
+        abort(403, description="This address answers only this site's own pages.")
     if policy in (Access.PUBLIC, Access.BEARER):
         return None
     if not current_user.is_authenticated:
-        if request.path.startswith("/api/"):
+        if own_scripts or request.path.startswith("/api/"):
             abort(401)
         # Said on the sign-in page (as Flask-Login's own redirect would): a visitor sent
         # there from a bookmark or a link was otherwise not told why.

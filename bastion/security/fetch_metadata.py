@@ -8,6 +8,10 @@ Nor may a password lead straight into one (``download``, ``landing_page``): the 
 sign-in or re-authentication form is a same-origin navigation, so a hand-made link such as
 ``/auth/reauth?next=/account/export``, sent by anyone, would have the file saved the moment
 the password is typed. The user lands on the page that offers it and starts it there.
+
+The session check that ``history-guard.js`` fetches answers this origin only
+(``is_from_another_site``): from another site, its answer would say whether the visitor
+is signed in here.
 """
 
 from __future__ import annotations
@@ -100,6 +104,19 @@ def is_requested_download() -> bool:
     if dest is None:
         return True
     return request.headers.get("Sec-Fetch-Mode") == "navigate" and dest in ("document", "empty")
+
+
+# What Sec-Fetch-Site says of a request this origin's own pages made, or that the person
+# made (a typed address, a bookmark); a request without the header is answered too (scripts,
+# curl and older browsers send none, and a current browser cannot be made to leave it out).
+OWN_ORIGIN_SITES = frozenset({"same-origin", "none"})
+
+
+def is_from_another_site() -> bool:
+    """Whether the browser says another site (or a sibling host, ``same-site``) made this
+    request: a page there, a frame, an image or a link to here."""
+    site = request.headers.get("Sec-Fetch-Site")
+    return site is not None and site not in OWN_ORIGIN_SITES
 
 
 def refuse_unless_requested(event: str, description: str, **audit_fields: Any) -> None:

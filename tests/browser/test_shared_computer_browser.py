@@ -28,6 +28,13 @@ COMMENT = "My unsent comment about my neighbour."
 SHOWN = """() => document.documentElement.hidden ? "" : document.body.innerText + " " +
   [...document.querySelectorAll("input:not([type=hidden]), textarea")].map(e => e.value).join(" ")"""
 SETTLED = "() => document.readyState === 'complete' && !document.documentElement.hidden"
+SESSION_CHECK = "/account/session-check"  # what history-guard.js asks
+
+
+def _is_an_ended_sessions_check(msg: Any) -> bool:
+    """Chromium logs every 4xx a fetch gets: the session check's 401 once a session ended."""
+    return (str(msg.location.get("url", "")).endswith(SESSION_CHECK)
+            and "status of 401" in msg.text)
 
 
 @pytest.fixture
@@ -38,7 +45,8 @@ def tab(browser: Any) -> Iterator[tuple[Any, list[str]]]:
     context = browser.new_context()
     pg = context.new_page()
     errors: list[str] = []
-    pg.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    pg.on("console", lambda msg: msg.type == "error" and not _is_an_ended_sessions_check(msg)
+          and errors.append(msg.text))
     pg.on("dialog", lambda dialog: dialog.accept())
     yield pg, errors
     context.close()
@@ -156,6 +164,50 @@ def test_back_after_the_session_ended_on_the_server_shows_no_signed_in_page(
     seen = _back_to_the_start(pg, shows)
     _assert_nothing_private(seen, TITLE, BODY, "Your account", "Users")
     assert any("/auth/login" in url for url, _ in seen)
+    assert errors == []
+
+
+@pytest.mark.asvs("V14.3.1", "V7.4.1")
+def test_the_check_of_a_restored_page_leaves_the_session_as_it_was(
+    live_server: Any, tab: Any
+) -> None:
+    """The guard asks the session check, which renders no page: a live session's cookie is
+    left as it was, so a message waiting for the next page would stay for it. Ended
+    elsewhere, a public page Back restores is loaded again as a visitor sees it, with no
+    "Please sign in" left for it by the check (a sign-in redirect would leave one).
+
+    Chromium restores a no-store page only while the cookie is the one it came with, and
+    every Bastion page shows a waiting message at once, so it never restores one with a
+    message waiting: tests/account/test_session_check.py shows the message kept.
+    """
+    live = live_server()
+    with live.app.app_context():
+        from tests.factories import UserFactory
+
+        user_id = UserFactory(username="nell", role_name="viewer").id
+    pg, errors = tab
+    shows = _watch_shows(pg)
+    checks: list[tuple[str, int]] = []
+    pg.on("response", lambda r: r.request.resource_type == "fetch" and checks.append(
+        (f"{r.request.method} {r.url.removeprefix(live.url)}", r.status)))
+    sign_in(pg, live.url, "nell")
+    pg.goto(live.url + "/articles")
+    pg.goto(live.url + "/account")
+    pg.goto(live.url + "/")
+    cookies = pg.context.cookies()
+    assert "Your account" in _back(pg, shows)
+    assert shows[-1] is True, "not restored from the back/forward cache: nothing is tested"
+    assert checks == [(f"GET {SESSION_CHECK}", 204)]
+    assert pg.context.cookies() == cookies
+
+    with live.app.app_context():
+        from bastion.auth.sessions import revoke_all
+
+        assert revoke_all(user_id) == 1
+    shown = _back(pg, shows)
+    assert pg.url == live.url + "/articles" and checks[-1] == (f"GET {SESSION_CHECK}", 401)
+    assert "Sign in" in shown and "Sign out" not in shown
+    assert "Please sign in" not in shown
     assert errors == []
 
 

@@ -25,6 +25,7 @@ EXPECTED: dict[str, Access] = {
     "auth.reset_request": Access.PUBLIC,
     "auth.reset_password": Access.PUBLIC,
     "account.index": Access.SIGNED_IN,
+    "account.session_check": Access.SIGNED_IN,  # 401, not sign-in; own origin only
     "account.update_profile": Access.SIGNED_IN,
     "account.change_email": Access.SIGNED_IN,
     "account.confirm_email": Access.PUBLIC,

@@ -88,6 +88,8 @@ MATRIX = (
     row("admin.export_audit", "GET", LOGIN, 403, 403, 403, 200),
     row("admin.security", "GET", LOGIN, 403, 403, 403, 200),
     row("account.index", "GET", LOGIN, 200, 200, 200, 200),
+    # What history-guard.js asks before showing a page Back restored: 401, not sign-in.
+    row("account.session_check", "GET", 401, 204, 204, 204, 204),
     row("account.update_profile", "POST", LOGIN, 302, 302, 302, 302),
     row("account.change_email", "POST", LOGIN, 302, 302, 302, 302),
     row("account.change_password", "POST", LOGIN, 302, 302, 302, 302),

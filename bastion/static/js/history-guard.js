@@ -6,8 +6,9 @@
 //   but "sign out everywhere" on another device, an admin's sign-out or an ended session
 //   do not: Back would show the account page, an admin page or the editor with its unsent
 //   text to whoever sits down next. So a page restored from that cache stays hidden until
-//   the server says the session is still live (the account page answers 200, not a
-//   redirect to sign in); otherwise it is loaded again, and the server sends sign-in.
+//   the server says the session is still live (the session check answers 204; 401 when
+//   it ended); otherwise it is loaded again, and the server sends sign-in. The check
+//   renders no page, so a message waiting for the next page stays for it.
 //   A live session sees its page as it left it, unsent text included.
 // - form[data-forget-on-back] (sign-in, registration, reset): Chromium fills in again on
 //   Back what was typed (not passwords), so the next person at the computer would find the
@@ -38,9 +39,9 @@
     if (fromHistory || event.persisted) forgetTyped();
     if (!event.persisted || !check) return;
     root.hidden = true;
-    fetch(check, {method: "HEAD", redirect: "manual", cache: "no-store", credentials: "same-origin"})
+    fetch(check, {redirect: "manual", cache: "no-store", credentials: "same-origin"})
       .then(function (response) {
-        if (response.status === 200) root.hidden = false; else loadAgain();
+        if (response.status === 204) root.hidden = false; else loadAgain();
       }, loadAgain);
   });
 })();
