@@ -246,6 +246,25 @@ def _search_indexes() -> dict[str, bool]:
     return dict(rows.all())
 
 
+# A search as the release before 0017 ran it (bastion.content.search then): the expression
+# of its index, a prefix ``tsquery``, and sequential scans off (its ``through_index``).
+PREVIOUS_RELEASE_SEARCH = text(
+    "SELECT id FROM articles WHERE to_tsvector('simple'::regconfig, "
+    "(title::text || ' '::text) || body_md) @@ CAST(:q AS tsquery)"
+)
+
+
+def _previous_release_search(query: str) -> tuple[int, str]:
+    """PostgreSQL: how many articles the previous release's search finds, and its plan."""
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    found = len(db.session.execute(PREVIOUS_RELEASE_SEARCH, {"q": query}).all())
+    plan = "\n".join(db.session.scalars(
+        text(f"EXPLAIN {PREVIOUS_RELEASE_SEARCH.text}"), {"q": query}
+    ))
+    db.session.rollback()
+    return found, plan
+
+
 @pytest.mark.asvs("V1.1.1")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrading_folds_stored_articles_for_search_and_downgrading_undoes_it(  # type: ignore[no-untyped-def]
@@ -280,7 +299,13 @@ def test_upgrading_folds_stored_articles_for_search_and_downgrading_undoes_it(  
                      for q in ("STRASSE bastion", "file", "EMPTY")}
             assert found == {"STRASSE bastion": {"Straße"}, "file": {"Notes"}, "EMPTY": {"Empty"}}
             if backend == "postgresql":
-                assert _search_indexes() == {"ix_articles_search_words": True}
+                # The previous release still serves while the upgrade runs: its searches
+                # keep their index until the next release drops it.
+                assert _search_indexes() == {"ix_articles_search": True,
+                                             "ix_articles_search_words": True}
+                found, plan = _previous_release_search("'notes':*")
+                assert found == 1
+                assert "ix_articles_search " in plan and "Seq Scan" not in plan, plan
             db.session.remove()
             downgrade(revision=before)
             columns = {c["name"] for c in inspect(db.engine).get_columns("articles")}

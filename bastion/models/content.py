@@ -21,6 +21,10 @@ ARTICLE_STATUSES = ("draft", "published")
 # PostgreSQL uses the index only for queries that repeat this expression exactly, so it is
 # written once, here, as PostgreSQL itself writes it back (what Alembic compares it with).
 SEARCH_DOCUMENT_SQL = "to_tsvector('simple'::regconfig, search_words)"
+# What the previous release searched (title and body as written), for its index below.
+PREVIOUS_SEARCH_DOCUMENT_SQL = (
+    "to_tsvector('simple'::regconfig, (title::text || ' '::text) || body_md)"
+)
 # At most what a title and body could ever hold in UTF-8 (four bytes a character). NFKC
 # makes up to 18 characters of one ("ﷺ"), so a hostile body of squared Katakana ("㌀" is
 # "アパート"), in words all different, folds to over a megabyte, four times the body and
@@ -78,6 +82,12 @@ class Article(TimestampMixin, Base):
         # Search, PostgreSQL only (SQLite has no tsvector; it matches substrings instead).
         Index(
             "ix_articles_search_words", text(SEARCH_DOCUMENT_SQL), postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
+        # The previous release's search index, kept only for that release's searches while
+        # it still serves during a rolling deploy (without it each one reads every body).
+        # Nothing here reads it; the next release's migration drops it, and this with it.
+        Index(
+            "ix_articles_search", text(PREVIOUS_SEARCH_DOCUMENT_SQL), postgresql_using="gin"
         ).ddl_if(dialect="postgresql"),
     )
 

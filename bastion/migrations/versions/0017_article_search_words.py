@@ -7,12 +7,15 @@ database can fold text the Unicode way on the fly, so each article now stores it
 folded (``articles.search_words``: NFKC and full case folding, each different word once;
 ``bastion.models.content.search_words``), and the query is folded the same way. This fills
 the column for the articles saved before, with the application's own code, and on
-PostgreSQL replaces the full-text index over title and body (``ix_articles_search``) with
-one over the new column (``ix_articles_search_words``).
+PostgreSQL adds a full-text index over the new column (``ix_articles_search_words``).
 
-The new index is built before the old one is dropped, both CONCURRENTLY, outside the
-migration's transaction (as in 0011): writers are never blocked by the build, and a build
-that fails leaves an INVALID index, which running the upgrade again drops and builds anew.
+The full-text index over title and body (``ix_articles_search``) stays: the previous
+release searches through it while it still serves, and without it each of its searches
+would read every article's body. The next release's migration drops it (add before using,
+drop a release later: docs/deployment.md). The new index is built CONCURRENTLY, outside
+the migration's transaction (as in 0011): writers are never blocked by the build, and a
+build that fails leaves an INVALID index, which running the upgrade again drops and builds
+anew.
 The column is committed first, before any article's words are worked out: ADD COLUMN
 locks the table against readers too until its transaction ends, so the site would show no
 article while every one of them was folded. Each article's words are then written and
@@ -22,8 +25,9 @@ words of articles saved meanwhile or not reached.
 While the previous release still runs, it keeps working. Its new articles take the
 column's server default and its edits keep the words of the text they replaced; search
 finds them as they are once they are saved again, or once ``flask --app bastion content
-refresh-search`` has run after it stopped. Its searches run without their index until
-then. Downgrading builds the old index again and drops the column.
+refresh-search`` has run after it stopped. Its searches keep their index. Downgrading
+drops the new index and the column; the old index is built again only if it is missing or
+INVALID.
 
 Revision ID: 0017_article_search_words
 Revises: 0016_rerender_image_sizes
@@ -36,7 +40,8 @@ down_revision = "0016_rerender_image_sizes"
 branch_labels = None
 depends_on = None
 
-# Frozen copies of the indexed expressions, as PostgreSQL writes them back.
+# Frozen copies of the indexed expressions, as PostgreSQL writes them back. The upgrade
+# keeps OLD_INDEX; the downgrade builds it again only where it is missing or INVALID.
 OLD_INDEX = "ix_articles_search"
 OLD_DOCUMENT = "to_tsvector('simple'::regconfig, (title::text || ' '::text) || body_md)"
 NEW_INDEX = "ix_articles_search_words"
@@ -60,8 +65,7 @@ def upgrade():
     with op.get_context().autocommit_block():
         refresh_search_words(op.get_bind())  # each write commits alone
         _create_index(NEW_INDEX, NEW_DOCUMENT)
-        op.drop_index(OLD_INDEX, table_name="articles", postgresql_concurrently=True,
-                      if_exists=True)
+        # OLD_INDEX stays for the previous release's searches; the next release drops it.
 
 
 def downgrade():
