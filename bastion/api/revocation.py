@@ -21,7 +21,7 @@ import logging
 from datetime import datetime
 
 from flask import current_app, has_app_context
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -90,7 +90,9 @@ def restore() -> None:
         now = utcnow()
         rows = db.session.execute(
             select(RevokedToken.key, RevokedToken.expires_at)
-            .where(RevokedToken.expires_at > now)
+            # Only the API's keys: the table also keeps spent 2FA markers (auth.pending).
+            .where(RevokedToken.expires_at > now,
+                   or_(RevokedToken.key.startswith("jti:"), RevokedToken.key.startswith("fam:")))
             .execution_options(yield_per=RESTORE_BATCH)
         )
         with rows:

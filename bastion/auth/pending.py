@@ -13,6 +13,12 @@ only: production runs with Redis). Unreachable Redis fails closed: no session st
 the request gets a 503, as every credential request does while that store is down. The
 code typed is spent then.
 
+With Redis, the database records every claim too (a ``revoked_tokens`` row, ``2fa:`` and a
+hash of the nonce, until the record would expire): Redis keeps nothing across a restart (the
+deployments run it without persistence) and a flush empties it, and a spent marker must
+not finish a second sign-in because of either. Claimed in Redis first, the row then decides
+only for a nonce that Redis forgot.
+
 The code form names its marker too (``form_mark``), and the session the marker finishes
 keeps that name and where the sign-in went (``remember_finished``). The same form sent again
 by the browser that signed in (a double click, a resubmit, a second tab), now carrying the
@@ -22,18 +28,25 @@ refused and nothing started.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import math
 import secrets
 import threading
 import time
+from datetime import timedelta
 from typing import TypeGuard
 
 from flask import current_app, session
 from redis.exceptions import RedisError
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.exceptions import ServiceUnavailable
 
+from bastion.extensions import db
+from bastion.models import RevokedToken, utcnow
 from bastion.observability.outages import LIMITER_RETRY_AFTER
 from bastion.observability.redaction import request_path
 from bastion.security.tokens import keyed_digest
@@ -56,6 +69,35 @@ def new_nonce() -> str:
 
 def _key(nonce: str) -> str:
     return f"{current_app.config['RATELIMIT_KEY_PREFIX']}:2fa-pending:{nonce}"
+
+
+def _row_key(nonce: str) -> str:
+    # A plain hash, not keyed: it must still match after a SECRET_KEY rotation.
+    return "2fa:" + hashlib.sha256(nonce.encode()).hexdigest()[:32]
+
+
+def _spent_in_database(nonce: str) -> bool:
+    found = db.session.scalar(
+        select(RevokedToken.key)
+        .where(RevokedToken.key == _row_key(nonce), RevokedToken.expires_at > utcnow())
+    )
+    return found is not None
+
+
+def _claim_in_database(nonce: str, ttl: int) -> bool:
+    """Record the claim in the caller's transaction; False when a row already holds it (a
+    second claim waits for the first one's commit on the primary key)."""
+    now = utcnow()
+    db.session.execute(delete(RevokedToken).where(
+        RevokedToken.key == _row_key(nonce), RevokedToken.expires_at <= now))
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = db.session.scalar(
+        insert(RevokedToken)
+        .values(key=_row_key(nonce), expires_at=now + timedelta(seconds=ttl))
+        .on_conflict_do_nothing(index_elements=[RevokedToken.key])
+        .returning(RevokedToken.key)
+    )
+    return added is not None
 
 
 class _SpentHere:
@@ -115,9 +157,10 @@ def spent(nonce: object) -> bool:
     from bastion.redis_client import get_redis
 
     try:
-        return bool(get_redis().exists(_key(nonce)))
+        found = bool(get_redis().exists(_key(nonce)))
     except RedisError as exc:
         raise _unavailable(exc) from exc
+    return found or _spent_in_database(nonce)
 
 
 def claim(nonce: object, expires_at: float) -> bool:
@@ -134,9 +177,10 @@ def claim(nonce: object, expires_at: float) -> bool:
     from bastion.redis_client import get_redis
 
     try:
-        return bool(get_redis().set(_key(nonce), 1, nx=True, ex=ttl))
+        won = bool(get_redis().set(_key(nonce), 1, nx=True, ex=ttl))
     except RedisError as exc:
         raise _unavailable(exc) from exc
+    return won and _claim_in_database(nonce, ttl)
 
 
 # After the sign-in ----------------------------------------------------------------------

@@ -54,7 +54,8 @@ class SetupToken(Base):
 
 
 class RevokedToken(Base):
-    """A revoked JWT id or refresh family (``jti:…`` / ``fam:…``) until it would expire anyway.
+    """A revoked JWT id or refresh family (``jti:…`` / ``fam:…``) until it would expire anyway,
+    or a spent half-finished sign-in (``2fa:…``, ``bastion.auth.pending``).
 
     Always written; with Redis the same keys also live there with a TTL and are read there,
     and these rows put them back after Redis lost them (``bastion.api.revocation.restore``).
