@@ -90,7 +90,8 @@ def restore() -> None:
         now = utcnow()
         rows = db.session.execute(
             select(RevokedToken.key, RevokedToken.expires_at)
-            # Only the API's keys: the table also keeps spent 2FA markers (auth.pending).
+            # Only the API's keys: the table also keeps spent 2FA markers (auth.pending)
+            # and held usernames (auth.registration).
             .where(RevokedToken.expires_at > now,
                    or_(RevokedToken.key.startswith("jti:"), RevokedToken.key.startswith("fam:")))
             .execution_options(yield_per=RESTORE_BATCH)

@@ -11,11 +11,16 @@ holds its username; one with a taken address starts none, so its username is hel
 (``_hold_username``) for as long: until the confirmation link would have expired, after
 which an account still never confirmed gives its username up (``_release_stale_username``).
 Otherwise signing up again with the same username and an address of one's own would tell
-("That username is taken." or a new account) whether the first address was free.
+("That username is taken." or a new account) whether the first address was free. The hold is
+a key in the rate limiter's store and a ``revoked_tokens`` row (``hold:`` and a hash of the
+username, until the hold would end), read when the store has none: Redis keeps nothing
+across a restart (the deployments run it without persistence) and a flush empties it, and
+neither may free the username of every sign-up that a prober made with a taken address.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -24,6 +29,8 @@ from datetime import datetime, timedelta
 from flask import current_app, url_for
 from limits import RateLimitItem, RateLimitItemPerHour
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.auth import links, mail_budget
@@ -42,7 +49,7 @@ from bastion.auth.services import (
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db, limiter
 from bastion.mail import send_mail
-from bastion.models import User, utcnow
+from bastion.models import RevokedToken, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.security import audit
 from bastion.security.passwords import dummy_verify
@@ -96,26 +103,47 @@ def _hold_key(username: str) -> list[str]:
     return [str(current_app.config["RATELIMIT_KEY_PREFIX"]), "username-held", name]
 
 
+def _hold_row_key(username: str) -> str:
+    # A plain hash, not keyed: it must still match after a SECRET_KEY rotation.
+    return "hold:" + hashlib.sha256(canonical_username(username).encode()).hexdigest()[:32]
+
+
 def _hold_username(username: str) -> None:
-    """Keep ``username`` from other sign-ups (the rate limiter's store, Redis in
-    production) until a confirmation link mailed now would expire."""
-    if not limiter.enabled:
-        return
-    try:
-        limiter.limiter.hit(_hold_item(), *_hold_key(username))
-    except Exception:  # the store failed: the sign-up is answered all the same
-        log.warning("username hold store failed; username not held", exc_info=True)
+    """Keep ``username`` from other sign-ups until a confirmation link mailed now would
+    expire: in the rate limiter's store (Redis in production) and, in the sign-up's
+    transaction, in the database."""
+    if limiter.enabled:
+        try:
+            limiter.limiter.hit(_hold_item(), *_hold_key(username))
+        except Exception:  # the store failed: the row holds it, and the sign-up is answered
+            log.warning("username hold store failed; the database row answers", exc_info=True)
+    now = utcnow()
+    until = now + timedelta(hours=int(current_app.config["CONFIRM_HOURS"]))
+    # Such sign-ups are rare, so each one also sweeps rows that no longer matter.
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    # Race-free: two such sign-ups with one username at once must not fail on the key.
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(RevokedToken)
+        .values(key=_hold_row_key(username), expires_at=until)
+        .on_conflict_do_nothing(index_elements=[RevokedToken.key])
+    )
 
 
 def _username_held(username: str) -> bool:
-    """Whether a sign-up with a taken address holds ``username`` (``_hold_username``)."""
-    if not limiter.enabled:
-        return False
-    try:
-        return not limiter.limiter.test(_hold_item(), *_hold_key(username))
-    except Exception:
-        log.warning("username hold store failed; username not held", exc_info=True)
-        return False
+    """Whether a sign-up with a taken address holds ``username`` (``_hold_username``): the
+    store says so, or else a live row does (the store forgot it, or failed)."""
+    if limiter.enabled:
+        try:
+            if not limiter.limiter.test(_hold_item(), *_hold_key(username)):
+                return True
+        except Exception:
+            log.warning("username hold store failed; the database row answers", exc_info=True)
+    found = db.session.scalar(
+        select(RevokedToken.key)
+        .where(RevokedToken.key == _hold_row_key(username), RevokedToken.expires_at > utcnow())
+    )
+    return found is not None
 
 
 def _release_stale_username(username: str) -> None:

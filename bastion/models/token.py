@@ -55,10 +55,12 @@ class SetupToken(Base):
 
 class RevokedToken(Base):
     """A revoked JWT id or refresh family (``jti:…`` / ``fam:…``) until it would expire anyway,
-    or a spent half-finished sign-in (``2fa:…``, ``bastion.auth.pending``).
+    a spent half-finished sign-in (``2fa:…``, ``bastion.auth.pending``), or a username held
+    by a sign-up with a taken address (``hold:…``, ``bastion.auth.registration``).
 
     Always written; with Redis the same keys also live there with a TTL and are read there,
-    and these rows put them back after Redis lost them (``bastion.api.revocation.restore``).
+    and these rows answer after Redis lost them (the API's are also put back there:
+    ``bastion.api.revocation.restore``).
     """
 
     __tablename__ = "revoked_tokens"
