@@ -19,6 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
+import redis
 import requests
 
 from bastion.api.keys import new_key_entry
@@ -291,6 +292,15 @@ class ThrowawayRedis:
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc, signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stop and start again: with no persistence, an empty server."""
+        self.stop()
+        self.start()
+
+    def flush(self) -> None:
+        """Empty it (FLUSHALL) while it runs."""
+        redis.Redis.from_url(self.url).flushall()
 
 
 class TcpForwarder:

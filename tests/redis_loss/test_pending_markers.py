@@ -8,14 +8,13 @@ here is a private one, so restarting and flushing it harms no one else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import redis
 from flask import Flask
 from sqlalchemy import func, select
 
-from bastion.extensions import db, limiter
+from bastion.extensions import db
 from bastion.models import UserSession
 from tests.auth.test_pending_replay import COOKIE, _code_form, _tess
 from tests.ops.processes import ThrowawayRedis
@@ -25,36 +24,9 @@ from tests.support.accounts import unused_code
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 
-@pytest.fixture
-def server(make_app: Callable[..., Flask]) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        make_app()  # leave Flask-Limiter's shared instance on a store that exists
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], server: ThrowawayRedis) -> Iterator[Flask]:
-    app = make_app(backend="postgres", REDIS_URL=server.url)
-    with app.app_context():
-        limiter.reset()
-        yield app
-        db.session.remove()
-
-
-def _restart(server: ThrowawayRedis) -> None:
-    server.stop()
-    server.start()
-
-
-def _flush(server: ThrowawayRedis) -> None:
-    redis.Redis.from_url(server.url).flushall()
 
 
 @pytest.mark.asvs("V6.3.3", "V7.2.4")
-@pytest.mark.parametrize("forget", [_restart, _flush])
 def test_a_copied_cookie_finishes_no_sign_in_after_redis_forgot(
     app: Flask, server: ThrowawayRedis, forget: Callable[[ThrowawayRedis], None]
 ) -> None:

@@ -8,7 +8,7 @@ server here is a private one, so restarting and flushing it harms no one else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from bastion.api import revocation
 from bastion.auth.services import USERNAME_TAKEN
-from bastion.extensions import db, limiter
+from bastion.extensions import db
 from bastion.models import RevokedToken, User, utcnow
 from tests.factories import UserFactory
 from tests.ops.processes import ThrowawayRedis
@@ -32,32 +32,6 @@ PW = "lilac harbour quietly 2031"
 PROBE = {"username": "probe-one", "email": TARGET, "password": PW, "confirm": PW}
 
 
-@pytest.fixture
-def server(make_app: Callable[..., Flask]) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        make_app()  # leave Flask-Limiter's shared instance on a store that exists
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], server: ThrowawayRedis) -> Iterator[Flask]:
-    app = make_app(backend="postgres", REDIS_URL=server.url)
-    with app.app_context():
-        limiter.reset()
-        yield app
-        db.session.remove()
-
-
-def _restart(server: ThrowawayRedis) -> None:
-    server.stop()
-    server.start()
-
-
-def _flush(server: ThrowawayRedis) -> None:
-    redis.Redis.from_url(server.url).flushall()
 
 
 def _register(client: FlaskClient, **fields: str) -> tuple[int, bool]:
@@ -74,7 +48,6 @@ def _hold_rows() -> list[RevokedToken]:
     return list(db.session.scalars(select(RevokedToken).where(RevokedToken.key.startswith("hold:"))))
 
 
-@pytest.mark.parametrize("forget", [_restart, _flush])
 @pytest.mark.parametrize("taken", [False, True], ids=["free", "taken"])
 def test_a_held_username_stays_taken_after_redis_forgot(
     app: Flask, server: ThrowawayRedis, forget: Callable[[ThrowawayRedis], None], taken: bool
@@ -104,7 +77,7 @@ def test_the_held_username_is_free_again_once_the_hold_would_have_ended(
     [row] = _hold_rows()
     hours = app.config["CONFIRM_HOURS"]
     assert abs(row.expires_at - (utcnow() + timedelta(hours=hours))) < timedelta(minutes=1)
-    _flush(server)
+    server.flush()
     db.session.execute(update(RevokedToken).where(RevokedToken.key == row.key)
                        .values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
@@ -120,7 +93,7 @@ def test_no_hold_is_copied_back_among_the_revocations(app: Flask, server: Throwa
     UserFactory(username="owner", email=TARGET)
     assert _register(app.test_client())[0] == 302
     assert len(_hold_rows()) == 1
-    _flush(server)
+    server.flush()
 
     assert not revocation.any_revoked("jti:nothing-revoked")  # finds no marker: restores
 
