@@ -56,7 +56,30 @@ _LOOKALIKES = str.maketrans(
     "\u03a7\u03b1\u03b9\u03ba\u03bd\u03bf\u03c1\u03c5\u03c7\u0251\u0261\u0131",
     "ABEKMHOPCTYXSIJaeopcyxsijlhdqw"
     "ABEZHIKMNOPTYXaikvopuxagi",
-)
+) | str.maketrans(
+    # Cherokee, Lisu, Armenian, Coptic and Greek letters drawn like Latin ones, and Latin
+    # small capitals (which decompose to nothing): "\u13aadmin" and "\u1d00\u1d05\u1d0d\u026a\u0274"
+    # read as "Admin" as surely as a Cyrillic a does.
+    "\u13a0\u13a1\u13a2\u13a5\u13a9\u13aa\u13ab\u13ac\u13b3\u13b7\u13bb\u13c0\u13c3\u13cf"
+    "\u13d2\u13d5\u13d9\u13da\u13de\u13df\u13e2\u13e6\u13f4"
+    "\ua4d0\ua4d1\ua4d3\ua4d4\ua4d6\ua4d7\ua4d9\ua4da\ua4dc\ua4dd\ua4df\ua4e0\ua4e1"
+    "\ua4e2\ua4e3\ua4e6\ua4e7\ua4ea\ua4eb\ua4ec\ua4ee\ua4f0\ua4f2\ua4f3\ua4f4"
+    "\u0585\u057d\u0570\u0578\u0566\u054d\u054f\u0555\u053c"
+    "\u2c80\u2c82\u2c88\u2c8e\u2c92\u2c94\u2c98\u2c9a\u2c9e\u2c9f\u2ca2\u2ca3\u2ca4"
+    "\u2ca5\u2ca6\u2ca8\u2cac\u03f2\u03f3\u03f9"
+    "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d"
+    "\u0274\u1d0f\u1d18\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21\u028f\u1d22\u0269",
+    "DRTiYAJEWMHGZbRSVSLCPKB"
+    "BPDTGKJCZFMNLSRVHWXYAEIOU"
+    "ouhnqUSOL"
+    "ABEHIKMNOoPpCcTYXcjC"
+    "abcdefghijklmnoprstuvwyzi",
+) | {
+    # Negative squared and circled capitals (U+1F170, U+1F150...) decompose to nothing,
+    # unlike their outlined forms, which NFKD turns into Latin letters.
+    **{0x1F170 + i: chr(ord("A") + i) for i in range(26)},
+    **{0x1F150 + i: chr(ord("A") + i) for i in range(26)},
+}
 # Then letters and digits that pass for each other in most sans-serif fonts ("AdmIn",
 # "adm1n" read as "admin").
 _FOLDS = (("i", "l"), ("1", "l"), ("0", "o"), ("rn", "m"), ("vv", "w"))
@@ -161,7 +184,9 @@ def skeleton(text: str) -> str | None:
     Compatibility forms, accents, case, spaces and punctuation are dropped, lookalike
     letters of other scripts become Latin, and look-alike letters and digits are folded.
     """
+    # Again after case folding: a small Cherokee letter folds to the capital mapped above.
     text = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES).casefold()
+    text = text.translate(_LOOKALIKES).casefold()
     kept = []
     for char in unicodedata.normalize("NFKD", text):
         if char in _ASCII_ALNUM:
@@ -182,6 +207,20 @@ _STAFF_WORDS = frozenset(
 )
 
 
+def _words(name: str) -> list[str]:
+    """The name's words, a capital after a small letter starting one too: "AdminTeam" and
+    "BastionSupport" read as "Admin Team" and "Bastion Support"."""
+    words = []
+    for part in _WORDS.split(name):
+        start = 0
+        for index in range(1, len(part)):
+            if part[index].isupper() and part[index - 1].islower():
+                words.append(part[start:index])
+                start = index
+        words.append(part[start:])
+    return [word for word in words if word]
+
+
 def staff_name_problem(user: User, display_name: str) -> str | None:
     """Refuse a display name that reads as the site or its staff ("Admin", "Bastion team",
     "St\u0430ff" with a Cyrillic a) unless the user is an admin. Bylines show the name with
@@ -192,7 +231,7 @@ def staff_name_problem(user: User, display_name: str) -> str | None:
     whole = skeleton(display_name)
     if not whole:
         return None
-    words = {skeleton(word) for word in _WORDS.split(display_name) if word}
+    words = {skeleton(word) for word in _words(display_name)}
     if whole in _STAFF_WORDS or words & _STAFF_WORDS:
         return LOOKS_LIKE_STAFF
     return None

@@ -139,3 +139,48 @@ def test_a_bio_within_the_limit_is_saved_whatever_its_line_breaks(app: Flask) ->
     assert resp.status_code == 302, resp.get_data(as_text=True)[:2000]
     db.session.expire_all()
     assert db.session.get(User, user.id).bio == bio
+
+
+@pytest.mark.asvs("V2.2.1", "V8.2.3")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u13aadmin",  # Cherokee A, drawn as a Latin A
+        "\uab7admin",  # its small form, which case folding turns back into the capital
+        "\ua4ee\ua4d3\ua4df\ua4f2\ua4e0",  # Lisu letters, made from Latin capitals
+        "\u1d00\u1d05\u1d0d\u026a\u0274",  # Latin small capitals
+        "M\u0585derator",  # Armenian o
+        "\u2c80dmin",  # Coptic A
+        "\U0001f170\U0001f173\U0001f17c\U0001f178\U0001f17d",  # negative squared letters
+        "AdminTeam",
+        "BastionSupport",
+    ],
+    ids=["cherokee", "cherokee-small", "lisu", "small-caps", "armenian", "coptic",
+         "squared", "camel-case", "camel-case-site"],
+)
+def test_other_lookalikes_of_a_staff_name_are_refused(app: Flask, name: str) -> None:
+    user = UserFactory(display_name="Before")
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name=name, bio="")
+    assert caught.value.field == "display_name"
+    assert "staff" in str(caught.value)
+    db.session.expire_all()
+    assert db.session.get(User, user.id).display_name == "Before"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u13e3\u13b3\u13a9",  # Tsalagi, "Cherokee" in Cherokee
+        "\u0531\u0580\u0561\u0574",  # Aram, in Armenian
+        "\ua4e0\ua4f2 \ua4e1\ua4f3",  # Lisu words that spell no staff word
+        "McDonald",
+        "JoAnn Stafford",
+        "\U0001f170 team",  # a squared A alone is no staff word
+    ],
+)
+def test_names_in_those_scripts_and_cases_are_kept(app: Flask, name: str) -> None:
+    user = UserFactory(display_name="Before")
+    update_profile(user, display_name=name, bio="")
+    db.session.expire_all()
+    assert db.session.get(User, user.id).display_name == name
