@@ -1,11 +1,12 @@
 """The Flask class Bastion runs on: Flask, minus one question asked on every request, with
 absolute links built on the configured public origin, whole request bodies or none, and the
-JSON API's own answers where Flask's routing answers by itself."""
+JSON API's own answers where Flask's routing answers by itself, and the Host header in the
+lower case the allow-list is written in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NoReturn, cast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from flask import Flask, Request, Response, has_request_context
 from werkzeug.datastructures import ImmutableMultiDict
@@ -15,6 +16,13 @@ from werkzeug.utils import cached_property
 
 from bastion.errors import wants_problem_json
 from bastion.request_body import BastionRequest
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+# ASCII letters only: ``str.lower`` would also fold characters that are not ASCII (the
+# Kelvin sign is "k" in lower case), letting a name Werkzeug refuses today pass as another.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class _Request(BastionRequest):
@@ -68,6 +76,22 @@ class BastionFlask(Flask):
         if wrapped is func and len(self._plain_functions) < _MAX_REMEMBERED:
             self._plain_functions.add(func)
         return wrapped
+
+    def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The Host header in lower case before Werkzeug judges it against the allow-list.
+
+        Host names are case-insensitive (RFC 9110 4.2.3), but Werkzeug's check accepts only
+        lower-case letters, so ``Host: LOCALHOST`` was refused although ``localhost`` is
+        allowed. Only the case of ASCII letters changes: anything else (another name, a
+        trailing dot, a port, IPv6 brackets) is judged exactly as it was sent. Runs inside
+        ``ProxyFix``, so a host taken from X-Forwarded-Host is lowered too, and whatever is
+        built from ``request.host`` (the HTTPS redirect, links) never echoes the client's
+        spelling.
+        """
+        host = environ.get("HTTP_HOST")
+        if host:
+            environ["HTTP_HOST"] = host.translate(_ASCII_LOWER)
+        return super().wsgi_app(environ, start_response)
 
     def url_for(
         self,
