@@ -250,7 +250,9 @@ def load_user(user_id: str) -> User | None:
             db.session.commit()
             _forget_sign_in()
             return None
-    if now - record.last_seen_at > LAST_SEEN_GRANULARITY:
+    # A HEAD (a link preview, a prefetch) is nobody using the site: it neither writes
+    # nor keeps an idle session alive, as it leaves the cookie alone (session_cookie).
+    if now - record.last_seen_at > LAST_SEEN_GRANULARITY and request.method != "HEAD":
         record.last_seen_at = now
         db.session.commit()
     g.session_record = record
