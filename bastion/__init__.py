@@ -23,6 +23,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from bastion.observability.logging import configure_logging
 
     configure_logging(app)
+    from bastion.redis_eviction import check_redis_eviction
+
+    check_redis_eviction(app)  # after logging: a policy it cannot read is a warning line
     register_converters(app)
     register_observability(app)
     register_extensions(app)

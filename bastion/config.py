@@ -145,6 +145,10 @@ class BaseConfig:
     # Database and shared state
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
+    # Production start-up reads Redis' maxmemory-policy with INFO (bastion/redis_eviction.py).
+    # Off only where the Redis user may not run INFO and the server is known not to evict
+    # (deploy/compose.yaml): each refused INFO would be an entry in Redis' ACL LOG.
+    REDIS_POLICY_CHECK = True
     # Hosts of PostgreSQL/Redis that production may reach without TLS because the network
     # to them is private (comma-separated); see bastion/security/transport.py.
     PLAINTEXT_DATA_HOSTS: frozenset[str] = frozenset()

@@ -244,10 +244,12 @@ class Nginx:
 class ThrowawayRedis:
     """A private redis-server on its own port, so killing it harms no one else."""
 
-    def __init__(self, unix_socket: Path | None = None) -> None:
-        """On a TCP port of its own, or only on ``unix_socket`` when one is given."""
+    def __init__(self, unix_socket: Path | None = None, args: tuple[str, ...] = ()) -> None:
+        """On a TCP port of its own, or only on ``unix_socket`` when one is given; ``args``
+        are more redis-server options (``--maxmemory-policy allkeys-lru``)."""
         self.port = 0 if unix_socket else free_port()
         self.unix_socket = unix_socket
+        self.args = args
         self.url = f"unix://{unix_socket}" if unix_socket else f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -277,6 +279,7 @@ class ThrowawayRedis:
                 "no",
                 "--daemonize",
                 "no",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
