@@ -7,7 +7,7 @@ from flask import abort, current_app, request
 
 from bastion.api import bp, pats, tokens
 from bastion.api.schemas import RefreshRequest, RevokeRequest, TokenPairOut, TokenRequest
-from bastion.api.signin import SignInError, sign_in
+from bastion.api.signin import GENERIC_FAILURE, SignInError, sign_in
 from bastion.api.spec import check_preconditions, operation
 from bastion.errors import problem
 from bastion.extensions import limiter
@@ -47,7 +47,10 @@ def issue_token(body: TokenRequest) -> TokenPairOut:
     except SignInError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         abort(problem(exc.status, exc.detail, headers=headers, extra=exc.extra))
-    return _pair(tokens.issue_pair(user))
+    try:
+        return _pair(tokens.issue_pair(user))
+    except tokens.TokenError:  # the account was deleted since its password was checked
+        abort(problem(401, GENERIC_FAILURE))
 
 
 @bp.post("/auth/refresh")

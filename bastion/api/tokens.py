@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import jwt
 from flask import current_app, g
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bastion.api import revocation, user_states
 from bastion.api.keys import ALGORITHM, Keyset, parse_keyset
@@ -133,9 +134,10 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     Both carry the fingerprint of the password hash ``user`` was loaded with, the one a
     sign-in just verified: a sign-in whose check raced a password change gets tokens that
     are refused once the change commits, though they were issued after ``revoke_all`` ran.
-    Neither outlives the family (``_family_end``).
+    Neither outlives the family (``_family_end``). TokenError when the account was deleted
+    since it was checked: its refresh row is refused by the foreign key.
     """
-    now = utcnow()
+    now, user_id = utcnow(), user.id
     end = now + _refresh_lifetime()
     if family is not None:
         end = min(end, _family_end(family) or end)
@@ -145,9 +147,15 @@ def issue_pair(user: User, *, family: str | None = None) -> TokenPair:
     access_life = min(_access_lifetime(), refresh_life)
     refresh_jti = secrets.token_hex(16)
     db.session.add(
-        RefreshToken(jti=refresh_jti, family_id=family, user_id=user.id, expires_at=end)
+        RefreshToken(jti=refresh_jti, family_id=family, user_id=user_id, expires_at=end)
     )
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if db.session.scalar(select(User.id).where(User.id == user_id)) is None:
+            raise TokenError("The token is not valid.") from None
+        raise
     access = _encode(
         user,
         "access",
@@ -392,6 +400,8 @@ def rotate(refresh_token: str) -> tuple[User, TokenPair]:
     ).rowcount  # type: ignore[attr-defined]
     if not won:
         db.session.commit()
+        if db.session.scalar(select(RefreshToken.jti).where(RefreshToken.jti == row.jti)) is None:
+            raise TokenError("The token is not valid.")  # its account was deleted meanwhile
         db.session.refresh(row)  # what beat us: another refresh (reuse) or a revocation
         _refuse_spent(row)
     pair = issue_pair(user, family=row.family_id)

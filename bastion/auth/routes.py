@@ -32,7 +32,13 @@ from bastion.auth.login import (
     second_step,
 )
 from bastion.auth.services import AccountError
-from bastion.auth.sessions import CLEAR_SITE_DATA, end_session, reauthenticated, start_session
+from bastion.auth.sessions import (
+    CLEAR_SITE_DATA,
+    AccountGoneError,
+    end_session,
+    reauthenticated,
+    start_session,
+)
 from bastion.extensions import csrf, db, limiter
 from bastion.models import User
 from bastion.security import audit
@@ -107,7 +113,11 @@ def login() -> ResponseReturnValue:
             "next": nxt,
         }
         return redirect(url_for("auth.two_factor"))
-    start_session(result.user, remember=bool(form.remember.data))
+    try:
+        start_session(result.user, remember=bool(form.remember.data))
+    except AccountGoneError:  # deleted since the password was checked: as if never there
+        flash(GENERIC_FAILURE, "error")
+        return render_template("auth/login.html", form=form)
     if must_enrol(result.user):  # at once, not on the first page that needs it
         # The checked target goes along; the set-up page checks it again before use.
         return redirect(url_for("account.two_factor_setup", next=nxt or None))
@@ -192,9 +202,14 @@ def two_factor() -> ResponseReturnValue:
         flash(CODE_FAILURE, "error")
         forget_code(form)
         return render_template("auth/two_factor.html", form=form)
-    start_session(  # new session id
-        user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")
-    )
+    try:
+        start_session(  # new session id
+            user, remember=bool(marker.get("remember")), password=str(marker.get("pwd") or "")
+        )
+    except AccountGoneError:  # deleted since the code was checked: as if never there
+        session.pop(PENDING_KEY, None)
+        flash(GENERIC_FAILURE, "error")
+        return redirect(url_for("auth.login"))
     nxt = _onward(str(marker.get("next") or ""))
     pending.remember_finished(marker.get("nonce"), nxt, float(marker["exp"]))
     return redirect(nxt)

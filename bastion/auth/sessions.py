@@ -17,6 +17,7 @@ from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import joinedload, load_only
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion.api.pats import revoke_all_for as revoke_personal_tokens
 from bastion.api.tokens import revoke_all_for_user
@@ -43,6 +44,11 @@ GRANTED_ON_KEY = "pwd"
 CLEAR_SITE_DATA = '"cache", "storage"'
 
 
+class AccountGoneError(LookupError):
+    """The account was deleted after its sign-in was checked: no session starts (the
+    sign-in pages answer as for a wrong password; a signed-in request is signed out)."""
+
+
 def start_session(
     user: User,
     *,
@@ -63,7 +69,17 @@ def start_session(
     re-authentication. A password alone is not the second factor, so it must not renew
     either the 10-minute window or the session's lifetime.
     """
-    now = utcnow()
+    now, user_id = utcnow(), user.id
+    # First, and as a statement that counts its row: an account deleted since its password
+    # was checked (the holder in another tab, an admin) would otherwise fail the flush
+    # below on its foreign key, a 500. Also takes the user's row lock before the session's.
+    if not affected_rows(db.session.execute(
+        update(User).where(User.id == user_id).values(last_login_at=now)
+        .execution_options(synchronize_session=False, user_state_neutral=True)
+    )):
+        db.session.rollback()
+        raise AccountGoneError(user_id)
+    set_committed_value(user, "last_login_at", now)
     sid = new_token(32)
     if continues is not None:
         remember = continues.remember
@@ -87,7 +103,6 @@ def start_session(
         user_agent=storable_text(request.user_agent.string, 255),
     )
     db.session.add(record)
-    user.last_login_at = now
     db.session.flush()
     _end_sessions_beyond_the_cap(user.id, now)
     db.session.commit()
