@@ -21,6 +21,11 @@ from tests.test_config import _production
 pytestmark = [pytest.mark.redis]
 
 SHARED = "redis://127.0.0.1:6379/0"
+# An evicting server whose user may run anything but INFO, as the compose ACL refuses it.
+INFO_REFUSED = pytest.mark.parametrize("redis_server", [
+    ["--maxmemory-policy", "allkeys-lru", "--user", "default", "on", "nopass", "~*", "&*",
+     "+@all", "-info"],
+], indirect=True, ids=["info-refused"])
 
 
 @pytest.fixture
@@ -70,10 +75,7 @@ def test_noeviction_starts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 
 @pytest.mark.asvs("V16.5.2")
-@pytest.mark.parametrize("redis_server", [
-    ["--maxmemory-policy", "allkeys-lru", "--user", "default", "on", "nopass", "~*", "&*",
-     "+@all", "-info"],
-], indirect=True, ids=["info-refused"])
+@INFO_REFUSED
 def test_a_policy_that_cannot_be_read_is_a_warning(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     redis_server: ThrowawayRedis,
@@ -105,10 +107,7 @@ def test_only_production_asks(make_app, redis_server: ThrowawayRedis) -> None:  
     assert make_app(REDIS_URL=redis_server.url).config["REDIS_URL"] == redis_server.url
 
 
-@pytest.mark.parametrize("redis_server", [
-    ["--maxmemory-policy", "allkeys-lru", "--user", "default", "on", "nopass", "~*", "&*",
-     "+@all", "-info"],
-], indirect=True, ids=["info-refused"])
+@INFO_REFUSED
 def test_switched_off_it_sends_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     redis_server: ThrowawayRedis,
