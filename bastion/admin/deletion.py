@@ -34,7 +34,6 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, sel
 
 from bastion import pagecache
 from bastion.admin.services import (
-    NO_LONGER_ADMIN,
     USER_GONE,
     AdminError,
     UserGoneError,
@@ -43,6 +42,7 @@ from bastion.admin.services import (
     event_details,
     guard_last_admin,
     lock_admins,
+    refuse_former_admin,
     still_active_admin,
 )
 from bastion.auth.services import canonical_username
@@ -161,7 +161,7 @@ def _check_under_locks(actor: User | None, user: User, confirmation: str,
         if still_signed_in is not None and not still_signed_in():
             raise AdminError(SIGNED_OUT_MEANWHILE)
         if actor is not None and not own and not still_active_admin(actor.id):
-            raise AdminError(NO_LONGER_ADMIN)
+            refuse_former_admin(f"delete user {user.id}")
         if canonical_username(confirmation) != user.username:
             raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
         if own and _last_active_admin(user):  # the admins' lock is held: this decides

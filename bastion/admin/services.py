@@ -14,6 +14,7 @@ import os
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import load_only
@@ -30,7 +31,7 @@ from bastion.models import ROLE_NAMES, Role, User, utcnow
 from bastion.models.base import ID_MAX
 from bastion.models.locks import lock_user
 from bastion.models.user import ROLE_RANK
-from bastion.security import audit
+from bastion.security import audit, authz
 
 SEARCH_MAX = 100
 PAGE_MAX = 10_000
@@ -168,8 +169,20 @@ def still_active_admin(actor_id: int) -> bool:
     ) is not None
 
 
+def refuse_former_admin(what: str) -> NoReturn:
+    """Roll back (releasing the lock) and refuse an actor who is no longer an active admin.
+
+    Audited as ``authz.denied`` like any refused permission (``what``: the action and the
+    account, ``role user 7``): queued behind the demotion or disabling of a stolen admin
+    account, such a request was otherwise refused without a trace.
+    """
+    db.session.rollback()
+    authz.record_denial(hide=False, what=what)
+    raise AdminError(NO_LONGER_ADMIN)
+
+
 def refuse_stale_actor(
-    actor: User | None, still_signed_in: Callable[[], bool] | None = None
+    actor: User | None, still_signed_in: Callable[[], bool] | None = None, *, what: str
 ) -> None:
     """Refuse (rolling back, so the lock goes) an actor who is no longer an active admin,
     or whose sign-in ended meanwhile.
@@ -188,8 +201,7 @@ def refuse_stale_actor(
         db.session.rollback()
         raise AdminError(SIGNED_OUT)
     if not still_active_admin(actor.id):
-        db.session.rollback()
-        raise AdminError(NO_LONGER_ADMIN)
+        refuse_former_admin(what)
 
 
 def _reread_under_lock(user: User) -> None:
@@ -255,7 +267,7 @@ def set_role(actor: User | None, user: User, role_name: str, *,
     role = db.session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise AdminError("That role does not exist.")
-    refuse_stale_actor(actor, still_signed_in)
+    refuse_stale_actor(actor, still_signed_in, what=f"role user {user.id}")
     user.role = role
     if is_promotion(old, role_name):
         end_sign_ins(user.id)
@@ -308,12 +320,12 @@ def set_disabled(actor: User | None, user: User, disabled: bool, *,
         if actor is not None and user.id == actor.id:
             raise AdminError("You cannot disable your own account.")
         guard_last_admin(user, "disabled")
-        refuse_stale_actor(actor, still_signed_in)
+        refuse_stale_actor(actor, still_signed_in, what=f"disable user {user.id}")
         user.disabled_at = utcnow()
         ended = revoke_all(user.id, commit=False)
         details = {"sessions_ended": ended}
     else:
-        refuse_stale_actor(actor, still_signed_in)
+        refuse_stale_actor(actor, still_signed_in, what=f"enable user {user.id}")
         user.disabled_at = None
         details = {}
     audit.record(
@@ -333,7 +345,7 @@ def sign_out_everywhere(actor: User | None, user: User, *,
                         still_signed_in: Callable[[], bool] | None = None) -> int:
     """End all of a user's sessions and refresh tokens; returns the sessions ended."""
     _reread_under_lock(user)
-    refuse_stale_actor(actor, still_signed_in)
+    refuse_stale_actor(actor, still_signed_in, what=f"sign-out user {user.id}")
     ended = revoke_all(user.id, commit=False)
     audit.record(
         "user.signed_out_everywhere",
@@ -396,7 +408,7 @@ def reset_two_factor(
     if canonical_username(confirmation) != user.username:
         raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
     reason = _clean_reason(reason)
-    refuse_stale_actor(actor, still_signed_in)
+    refuse_stale_actor(actor, still_signed_in, what=f"2fa-reset user {user.id}")
     twofactor.clear(user)
     revoked = pats.revoke_all_for(user.id, commit=False)  # counted here; revoke_all ends them too
     ended = revoke_all(user.id, commit=False)

@@ -217,3 +217,34 @@ def test_a_request_in_flight_when_its_admin_was_signed_out_changes_no_one(
     if resp.status_code == 302:
         said = client.get(sign_in).get_data(as_text=True)
     assert re.search(r"You were signed out [^<]*nothing was (changed|deleted)", said)
+
+
+DEMOTED_ACTIONS = {**SIGNED_OUT_ACTIONS, "enable": {}}
+
+
+@pytest.mark.asvs("V16.3.2", "V8.2.1")
+@pytest.mark.parametrize("action", list(DEMOTED_ACTIONS))
+def test_an_admin_demoted_meanwhile_leaves_the_refusal_in_the_audit_trail(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """The refusal under the admins' lock is an authorization failure like any other: it
+    left no row, so a stolen admin cookie's requests refused there went unrecorded."""
+    boss = UserFactory(role_name="admin")
+    UserFactory(role_name="admin")
+    target = UserFactory(username="target", role_name="editor", two_factor=True,
+                         disabled_at=utcnow() if action == "enable" else None)
+    client = client_for(app, boss)
+    get_user = admin.get_user
+
+    def demoted_meanwhile(user_id: int) -> User | None:
+        _elsewhere(app, _demote, boss.id)
+        return get_user(user_id)
+
+    monkeypatch.setattr(admin, "get_user", demoted_meanwhile)
+    post(client, f"/admin/users/{target.id}/{action}", DEMOTED_ACTIONS[action])
+    monkeypatch.setattr(admin, "get_user", get_user)
+
+    assert _events_about(target.id) == []  # nothing was done to the account
+    (denied,) = _events("authz.denied")
+    assert denied.actor_id == boss.id
+    assert denied.details["what"] == f"{action} user {target.id}"
