@@ -892,6 +892,13 @@ def validate(cfg: Any) -> list[str]:
         )
     if str(cfg["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         problems.append("BASTION_DATABASE_URL is SQLite; production needs PostgreSQL")
+    # Other roles may be added; admins may not be left out: the admin area resets other
+    # people's second factors and roles, and its pages promise an admin with 2FA.
+    if "admin" not in cfg["REQUIRE_2FA_ROLES"]:
+        problems.append(
+            "BASTION_REQUIRE_2FA_ROLES leaves out admin: every admin must have a second factor "
+            "in production (other roles may be added, e.g. admin,editor)"
+        )
     from bastion.security.breached import list_problem
 
     if msg := list_problem():

@@ -480,6 +480,18 @@ def test_a_misspelt_role_that_must_have_2fa_stops_start_up(
 
 
 @pytest.mark.asvs("V6.3.3")
+@pytest.mark.parametrize("value", ["", " ", "editor", "viewer,editor"])
+def test_production_refuses_admins_without_a_second_factor(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """The admin area resets other people's second factors: an operator who trims the list
+    must not leave admins out of it."""
+    with pytest.raises(ConfigError) as info:
+        _production(monkeypatch, BASTION_REQUIRE_2FA_ROLES=value)
+    assert any("BASTION_REQUIRE_2FA_ROLES leaves out admin" in p for p in info.value.problems)
+
+
+@pytest.mark.asvs("V6.3.3")
 def test_roles_that_must_have_2fa_are_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
