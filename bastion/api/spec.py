@@ -286,7 +286,9 @@ def check_preconditions(current: str | None = None) -> None:
 
     Called by each change after its lookup and its authorization, just before it acts: a
     missing resource stays a 404 and a refusal keeps its status whatever the conditions
-    (RFC 9110 13.2.1), and a condition the client sent is never silently ignored.
+    (RFC 9110 13.2.1), and an If-Match or If-None-Match the client sent is never silently
+    ignored. ``If-Unmodified-Since`` is: API resources have no ``Last-Modified``, and RFC
+    9110 13.1.4 has a server without a modification date ignore it; clients use If-Match.
     """
     detail = failed_precondition(current)
     if detail is not None:
