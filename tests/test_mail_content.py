@@ -74,7 +74,9 @@ def _context(template: str) -> dict[str, Any]:
         "reset_url": f"{PUBLIC}/auth/reset", "account_url": f"{PUBLIC}/account/tokens",
         "minutes": 60, "hours": 48, "new_email": "new@example.org", "reason": "Called back",
         "must_enrol": True, "change": "enabled", "hint": "bst_abcd", "scopes": "read",
-        "expires": "01 Jan 2027",
+        "expires": "01 Jan 2027", "username": "owner", "deleted_at": "01 Jan 2027 at 10:00 UTC",
+        "summary": SimpleNamespace(articles=1, comments=2, images=3),
+        "contact": "security@bastion.example.org",
     }
 
 

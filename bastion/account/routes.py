@@ -162,7 +162,9 @@ def confirm_email(token: str) -> ResponseReturnValue:
             return redirect(url_for("main.index"))
         flash("Your email address is changed.", "success")
         return redirect(url_for("account.index"))
-    return render_template("account/confirm_email.html", form=form, new_email=target[1])
+    # The page names the account: a link mailed unasked to someone else's address says whose.
+    return render_template("account/confirm_email.html", form=form, account=target[0],
+                           new_email=target[1])
 
 
 @bp.post("/password")
@@ -396,8 +398,8 @@ def delete_account() -> ResponseReturnValue:
     refusal = deletion.own_deletion_refusal(user)
     if refusal is None and form.validate_on_submit():
         try:
-            deletion.delete_own_account(user, confirmation=form.confirm.data or "",
-                                        still_signed_in=current_record_live)
+            done = deletion.delete_own_account(user, confirmation=form.confirm.data or "",
+                                               still_signed_in=current_record_live)
         except UserGoneError as exc:  # deleted by an admin since the page loaded
             abort(404, description=str(exc))
         except AdminError as exc:
@@ -407,6 +409,7 @@ def delete_account() -> ResponseReturnValue:
                 refusal = str(exc)
         else:
             end_session()  # its row went with the account; this empties the cookie
+            services.notify_deleted(done)  # committed: the address hears of it
             flash("Your account is deleted.", "success")
             response = redirect(url_for("main.index"))
             response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA

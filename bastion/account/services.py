@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from flask import current_app, url_for
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from bastion.admin.deletion import Deletion
 from bastion.auth import links, mail_budget
 from bastion.auth.login import Step, confirm_password
 from bastion.auth.services import (
@@ -166,3 +169,27 @@ def confirm_email_change(token: str) -> User | None:
     # made: the last mail it gets for the account.
     send_mail(old, "Your email address was changed", "email_changed", user=user, new_email=new)
     return user
+
+
+def notify_deleted(done: Deletion) -> None:
+    """Tell the deleted account's address, once the deletion committed, what went and when.
+
+    Deleting needs only a session re-authenticated minutes ago: one stolen with the password
+    would otherwise take the account without its owner ever hearing of it. The mail holds
+    no link (there is no account left to act on, and a link is what a phisher's copy would
+    hold); whom to tell is the site's security contact, written out as text.
+    """
+    send_mail(done.email, "Your account was deleted", "account_deleted",
+              username=done.username, summary=done.summary,
+              deleted_at=f"{utcnow():%d %b %Y at %H:%M} UTC",
+              contact=contact_text(str(current_app.config.get("SECURITY_CONTACT") or "")))
+
+
+def contact_text(uri: str) -> str:
+    """``BASTION_SECURITY_CONTACT`` as a reader types it: the address of a ``mailto:`` or
+    the number of a ``tel:`` (percent-decoded, without the URI's query), a web address as
+    it is; empty when none is set."""
+    scheme, _, rest = uri.partition(":")
+    if scheme in ("mailto", "tel"):
+        return unquote(rest.partition("?")[0])
+    return uri

@@ -85,6 +85,7 @@ class Deletion:
     username: str
     summary: DeletionSummary
     sessions_ended: int
+    email: str  # as read under the locks: where a notice of the deletion can go
 
 
 def _owned_articles(user_id: int) -> Select[int]:
@@ -205,7 +206,8 @@ def _delete_checked(user: User, *, actor_id: int | None,
                     extra: Mapping[str, object]) -> Deletion:
     """Delete ``user`` (every rule passed under the locks held), audit and commit."""
     user_id, username = user.id, user.username
-    domain = user.email.rpartition("@")[2]
+    address = user.email
+    domain = address.rpartition("@")[2]
     summary = deletion_summary(user)
     ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
     db.session.delete(user)
@@ -224,4 +226,4 @@ def _delete_checked(user: User, *, actor_id: int | None,
     )
     db.session.commit()
     pagecache.clear()  # their articles and profile, as this worker rendered them
-    return Deletion(username=username, summary=summary, sessions_ended=ended)
+    return Deletion(username=username, summary=summary, sessions_ended=ended, email=address)

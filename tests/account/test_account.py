@@ -14,7 +14,7 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, User, UserSession, utcnow
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, link_in, post_form
 
 COOKIE = "__Host-session"
 
@@ -175,6 +175,30 @@ def test_an_email_link_opened_signed_in_as_another_account_says_whose_address_ch
     assert "Your email address is changed." not in page
     db.session.refresh(user)
     assert user.email == "alice.new@example.org"
+
+
+def test_the_mail_to_the_new_address_and_its_page_name_the_account(
+    client: FlaskClient, user: User, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever gets a link they did not ask for can tell it is for an account not theirs:
+    the mail, and the page the link opens (to anyone, signed in or not), name it."""
+    monkeypatch.setitem(client.application.config, "MAIL_URL", smtp_server.url)
+    sign_in(client, "alice")
+    post_form(client, "/account", {"email": "stranger@example.org"}, action="/account/email")
+    msg = smtp_server.mailbox.last_to("stranger@example.org")
+    for part in ("plain", "html"):
+        body = msg.get_body(preferencelist=(part,))
+        assert body is not None and "the Bastion account alice" in body.get_content(), part
+    link = link_in([msg], "/account/email/")
+    visitor = client.application.test_client()
+    assert "the email address of the account <strong>alice</strong>" in visitor.get(link).get_data(as_text=True)
+    UserFactory(username="bob", email="bob@example.org")
+    other = client.application.test_client()
+    sign_in(other, "bob")
+    page = other.get(link).get_data(as_text=True)
+    assert "You are signed in as bob: confirming changes the address of alice" in page
+    db.session.refresh(user)
+    assert user.email == "alice@example.org"  # looking changes nothing
 
 
 @pytest.mark.asvs("V1.1.1", "V2.2.1")

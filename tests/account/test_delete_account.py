@@ -136,6 +136,37 @@ def test_the_holder_deletes_their_account_and_every_sign_in_ends(app: Flask) -> 
     assert not is_signed_in(again)
 
 
+def test_the_holder_is_mailed_once_the_deletion_commits(
+    app: Flask, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stolen session re-authenticated moments ago could delete the account unnoticed:
+    its address hears of it, with whom to tell, and no link (the account is gone; a link in
+    a mail like this one is what a phisher would send)."""
+    monkeypatch.setitem(app.config, "MAIL_URL", smtp_server.url)
+    monkeypatch.setitem(app.config, "SECURITY_CONTACT", "mailto:abuse@bastion.example.net")
+    leaver = UserFactory(username="leaver", email="leaver@example.org", role_name="editor")
+    ArticleFactory(author=leaver, status="published")
+    client = client_for(app, leaver)
+    assert _delete(client, "someone else").status_code == 422
+    assert smtp_server.mailbox.messages == []  # nothing is said of a deletion refused
+
+    assert _delete(client, "leaver").status_code == 302
+
+    (msg,) = smtp_server.mailbox.to("leaver@example.org")
+    assert msg["Subject"] == "Your account was deleted"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    plain = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None
+    for text in (plain.get_content(), html.get_content()):
+        assert "The Bastion account leaver" in text
+        assert f"{utcnow():%d %b %Y}" in text and " UTC" in text
+        assert "articles: 1, comments: 0, images: 0" in text
+        assert "abuse@bastion.example.net" in text and "mailto:" not in text
+        assert "http" not in text
+    assert "<a " not in html.get_content()
+
+
 @pytest.mark.asvs("V16.3.3", "V16.2.1", "V14.2.4")
 def test_the_deletion_is_audited_with_the_holder_as_actor(app: Flask) -> None:
     leaver = UserFactory(username="leaver", email="leaver@example.test")

@@ -15,7 +15,7 @@ from bastion.models import User, UserSession
 from bastion.security.passwords import verify_password
 from tests.factories import PASSWORD, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
-from tests.support.accounts import Outbox, post_form
+from tests.support.accounts import Outbox, link_in, post_form
 
 NEW_PW = "lilac harbour quietly 2031"
 
@@ -209,3 +209,26 @@ def test_a_reset_link_posted_from_another_accounts_browser_changes_only_its_own_
     assert verify_password(user.password_hash, NEW_PW)
     alice_sessions = select(UserSession).where(UserSession.user_id == user.id)
     assert all(s.revoked_at for s in db.session.scalars(alice_sessions))
+
+
+@pytest.mark.asvs("V6.4.3")
+def test_a_reset_done_in_another_accounts_browser_says_whose_password_changed(
+    client: FlaskClient, user: User, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """That browser's page said "Your password is changed, every session was signed out"
+    of an account that is not the one signed in, whose sessions all live on."""
+    monkeypatch.setitem(client.application.config, "MAIL_URL", smtp_server.url)
+    UserFactory(username="bob", email="bob@example.org")
+    _request(client, "alice@example.org")
+    link = link_in(smtp_server.mailbox.to("alice@example.org"), "/auth/reset/")
+    sign_in(client, "bob")
+    assert "the password of the account <strong>alice</strong>" in client.get(link).get_data(
+        as_text=True)
+    done = _reset(client, link)
+    assert done.status_code == 302 and done.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert ("The password of alice is changed, every session of alice was signed out and its "
+            "personal access tokens revoked. You are still signed in as bob, whose password "
+            "stays as it was.") in page
+    assert "Your password is changed" not in page
+    assert is_signed_in(client)
