@@ -249,7 +249,15 @@ def reauth() -> ResponseReturnValue:
         flash("That did not match. Enter your password (and code) again.", "error")
         forget_code(form)
         return render_template("auth/reauth.html", form=form, purpose=purpose)
+    from bastion.account.routes import ENROLMENT_KEY
+
+    # The mark of the 2FA key this browser was shown goes across to the new session: a
+    # set-up page left open past the window sends its owner here, and a new key would stop
+    # the codes of the app that just scanned the old one.
+    shown_key = session.get(ENROLMENT_KEY)
     reauthenticated(current_user._get_current_object())
+    if shown_key is not None:
+        session[ENROLMENT_KEY] = shown_key
     return redirect(_onward(form.next.data, default="account.index"))
 
 
