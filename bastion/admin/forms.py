@@ -1,8 +1,9 @@
-"""Admin forms: role change, 2FA reset and deletion (POST, CSRF), audit filters (GET)."""
+"""Admin forms: role change, the row actions, 2FA reset and deletion (POST, CSRF), audit
+filters (GET)."""
 
 from __future__ import annotations
 
-from wtforms import DateField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -12,12 +13,27 @@ from bastion.form_input import BastionForm, one_line_break
 from bastion.models import ROLE_NAMES
 
 
-class RoleForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+class UserActionForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints
+    """A row's action (disable, enable, sign out everywhere): the account is named by its
+    username as the page showed it, besides the id in the URL.
+
+    On SQLite a deleted account's id can be given to the next one registered, so a page
+    left open would otherwise act on someone else; a name that no longer matches is refused
+    (``services.TargetChangedError``).
+    """
+
+    username = HiddenField(validators=[DataRequired(), Length(max=32)])
+
+
+class RoleForm(UserActionForm):
     role = SelectField(
         "Role",
         choices=[SelectChoice(name, name.capitalize()) for name in ROLE_NAMES],
-        validate_choice=True,
+        # The service refuses a value that is no role, and audits it (no page offers one).
+        validate_choice=False,
     )
+    # Shown on the admin's own row only: giving up one's own admin role is asked twice.
+    confirm_self = BooleanField("Yes, change my own role")
 
 
 class TwoFactorResetForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type hints

@@ -24,12 +24,17 @@ from flask_login import current_user
 
 from bastion.admin import audit_log, audit_names, bp, dashboard, deletion
 from bastion.admin import services as admin
-from bastion.admin.forms import AuditFilterForm, DeleteUserForm, RoleForm, TwoFactorResetForm
-from bastion.auth.forms import EmptyForm
+from bastion.admin.forms import (
+    AuditFilterForm,
+    DeleteUserForm,
+    RoleForm,
+    TwoFactorResetForm,
+    UserActionForm,
+)
 from bastion.auth.sessions import current_record_live
 from bastion.extensions import limiter
 from bastion.models import User
-from bastion.security import audit
+from bastion.security import audit, authz
 from bastion.security.access import admin_required
 from bastion.security.fetch_metadata import download, export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_required
@@ -72,36 +77,52 @@ def users() -> ResponseReturnValue:
         results=results,
         query=query,
         role_form=RoleForm(),
-        action_form=EmptyForm(),
+        action_form=UserActionForm(),
         place=_place(),
     )
+
+
+STALE_FORM = "This form is out of date; reload the users list and try again."
+CONFIRM_OWN_DEMOTION = (
+    "You would lose the powers of your role at once. To change your own role, tick "
+    "\u201cYes, change my own role\u201d next to it and choose Change again."
+)
 
 
 def _apply(action: str, user_id: int) -> ResponseReturnValue:
     """Run one admin action from a posted form, turning refusals into a flash message.
 
     Each service asks again, under its lock, whether this browser is still signed in
-    (``current_record_live``): another admin may have ended the session meanwhile."""
+    (``current_record_live``): another admin may have ended the session meanwhile. The form
+    names the account by username too: an id that now belongs to someone else (SQLite
+    reuses a deleted account's) is a 409 that changes nothing."""
     user = _target(user_id)
-    form = RoleForm() if action == "role" else EmptyForm()
+    form = RoleForm() if action == "role" else UserActionForm()
     if not form.validate_on_submit():
-        abort(400, description="Choose one of the listed roles and try again.")
+        abort(422, description=STALE_FORM)
+    named = form.username.data or ""
     try:
         if action == "role":
-            before = user.role_name
-            admin.set_role(current_user, user, form.role.data or "",
-                           still_signed_in=current_record_live)
+            before, wanted = user.role_name, form.role.data or ""
+            if (user.id == current_user.id and admin.is_demotion(before, wanted)
+                    and not form.confirm_self.data):
+                flash(CONFIRM_OWN_DEMOTION, "error")
+                return _back()
+            admin.set_role(current_user, user, wanted, still_signed_in=current_record_live,
+                           named=named)
             promoted = admin.is_promotion(before, user.role_name)
             note = f" {admin.PROMOTION_SIGNS_OUT}" if promoted else ""
             flash(f"{admin.role_changed_text(user.username, user.role_name)}{note}", "success")
         elif action in ("disable", "enable"):
             admin.set_disabled(current_user, user, action == "disable",
-                               still_signed_in=current_record_live)
+                               still_signed_in=current_record_live, named=named)
             flash(f"{user.username} is {action}d.", "success")
         else:
             ended = admin.sign_out_everywhere(current_user, user,
-                                              still_signed_in=current_record_live)
+                                              still_signed_in=current_record_live, named=named)
             flash(f"{user.username} is signed out everywhere ({ended} sessions ended, personal access tokens revoked).", "success")
+    except admin.TargetChangedError as exc:
+        abort(409, description=str(exc))
     except admin.AdminError as exc:
         flash(str(exc), "error")
     return _back()
@@ -204,6 +225,9 @@ def delete_user(user_id: int) -> ResponseReturnValue:
         else:
             flash(_deleted_message(done), "success")
             return _back()
+    if request.method == "POST" and refusal == deletion.SELF_DELETION:
+        # The users list offers no Delete on the admin's own row: a request made by hand.
+        authz.record_denial(hide=False, what=f"delete user {user.id}")
     status = 422 if form.errors else 403 if refusal and request.method == "POST" else 200
     return render_template(
         "admin/delete_user.html",

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import load_only
 
 from bastion import pagecache
+from bastion.admin import demotion
 from bastion.api import pats, tokens
 from bastion.auth import enrolment, twofactor
 from bastion.auth.services import canonical_email, canonical_username
@@ -53,6 +54,16 @@ class UserGoneError(AdminError):
 
 
 USER_GONE = "There is no user with that id; it was deleted meanwhile."
+
+
+class TargetChangedError(AdminError):
+    """The id in the URL now names another account than the page showed (SQLite gives a
+    deleted account's id to the next one registered)."""
+
+
+def target_changed(named: str, user_id: int) -> str:
+    return (f"This page was for {named}, but user {user_id} is now another account; nothing "
+            "was changed. Reload the users list and try again.")
 
 
 def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
@@ -169,16 +180,23 @@ def still_active_admin(actor_id: int) -> bool:
     ) is not None
 
 
-def refuse_former_admin(what: str) -> NoReturn:
-    """Roll back (releasing the lock) and refuse an actor who is no longer an active admin.
+def refuse_audited(what: str, message: str) -> NoReturn:
+    """Roll back (releasing any lock) and refuse, audited as ``authz.denied`` like any refused
+    permission (``what``: the action and the account, ``role user 7``).
 
-    Audited as ``authz.denied`` like any refused permission (``what``: the action and the
-    account, ``role user 7``): queued behind the demotion or disabling of a stolen admin
-    account, such a request was otherwise refused without a trace.
+    For refusals no page of the site leads to (the forms offer no such choice), so a request
+    that meets one was made by hand or by a script, which the trail should show.
     """
     db.session.rollback()
     authz.record_denial(hide=False, what=what)
-    raise AdminError(NO_LONGER_ADMIN)
+    raise AdminError(message)
+
+
+def refuse_former_admin(what: str) -> NoReturn:
+    """Refuse an actor who is no longer an active admin, audited (``refuse_audited``):
+    queued behind the demotion or disabling of a stolen admin account, such a request was
+    otherwise refused without a trace."""
+    refuse_audited(what, NO_LONGER_ADMIN)
 
 
 def refuse_stale_actor(
@@ -204,8 +222,9 @@ def refuse_stale_actor(
         refuse_former_admin(what)
 
 
-def _reread_under_lock(user: User) -> None:
-    """Take the admins' lock, then read ``user`` again (UserGoneError if deleted since).
+def _reread_under_lock(user: User, named: str | None = None) -> None:
+    """Take the admins' lock, then read ``user`` again (UserGoneError if deleted since;
+    TargetChangedError if ``named``, the username the admin's page showed, is not theirs).
 
     The caller loaded ``user`` earlier: checked on that copy, a promotion committed since
     (with the old admin demoted meanwhile) went unseen and the new last admin could be
@@ -217,6 +236,9 @@ def _reread_under_lock(user: User) -> None:
         db.session.rollback()
         raise UserGoneError(USER_GONE)
     db.session.refresh(user)
+    if named is not None and named != user.username:
+        db.session.rollback()
+        raise TargetChangedError(target_changed(named, user.id))
 
 
 def guard_last_admin(user: User, action: str) -> None:
@@ -244,8 +266,11 @@ def event_details(actor: User | None, details: Mapping[str, object]) -> dict[str
     return dict(details) if actor is not None else {**details, **console_operator()}
 
 
+NO_SUCH_ROLE = "Choose one of: " + ", ".join(ROLE_NAMES) + "."
+
+
 def set_role(actor: User | None, user: User, role_name: str, *,
-             still_signed_in: Callable[[], bool] | None = None) -> User:
+             still_signed_in: Callable[[], bool] | None = None, named: str | None = None) -> User:
     """Change a user's role; demoting the last active admin is refused.
 
     A promotion ends every browser session and API sign-in of the user (OWASP: a new
@@ -254,10 +279,17 @@ def set_role(actor: User | None, user: User, role_name: str, *,
     cookie, and would otherwise carry the new powers at once. They sign in again, with the
     second factor or into enrolment. Personal access tokens stay: their scopes were capped
     by the role that made them, and a role requiring 2FA refuses them until enrolment.
+
+    A demotion revokes the personal access tokens with scopes the new role cannot grant
+    (``tokens_revoked`` in the event: filtered on use, they came back whole with a later
+    promotion) and drops a display name only admins may carry (``display_name_cleared``,
+    the name). ``named``: the username the admin's page showed (``_reread_under_lock``).
     """
     if role_name not in ROLE_NAMES:
-        raise AdminError("Choose one of: " + ", ".join(ROLE_NAMES) + ".")
-    _reread_under_lock(user)
+        if actor is None:  # the console's own usage error
+            raise AdminError(NO_SUCH_ROLE)
+        refuse_audited(f"role user {user.id}", NO_SUCH_ROLE)  # no form offers one
+    _reread_under_lock(user, named)
     old = user.role_name
     if old == role_name:
         db.session.commit()  # nothing to change: let go of the lock
@@ -269,16 +301,24 @@ def set_role(actor: User | None, user: User, role_name: str, *,
         raise AdminError("That role does not exist.")
     refuse_stale_actor(actor, still_signed_in, what=f"role user {user.id}")
     user.role = role
+    details: dict[str, object] = {"from": old, "to": role_name}
+    cleared = None
     if is_promotion(old, role_name):
         end_sign_ins(user.id)
+    else:
+        details["tokens_revoked"] = demotion.revoke_tokens_beyond(user.id, role_name)
+        if (cleared := demotion.clear_staff_name(user)) is not None:
+            details["display_name_cleared"] = cleared
     audit.record(
         "user.role_changed",
         actor_id=audit_actor_id(actor),
         target_user_id=user.id,
-        details=event_details(actor, {"from": old, "to": role_name}),
+        details=event_details(actor, details),
         commit=False,
     )
     db.session.commit()
+    if cleared is not None:
+        pagecache.clear()  # the profile and bylines this worker kept with the old name
     return user
 
 
@@ -296,6 +336,11 @@ def is_promotion(old: str, new: str) -> bool:
     return ROLE_RANK.get(new, -1) > ROLE_RANK.get(old, len(ROLE_RANK))
 
 
+def is_demotion(old: str, new: str) -> bool:
+    """Whether moving from role ``old`` to ``new`` lowers privilege."""
+    return ROLE_RANK.get(old, -1) > ROLE_RANK.get(new, len(ROLE_RANK))
+
+
 def end_sign_ins(user_id: int) -> int:
     """End a user's browser sessions (remember-me included) and API refresh families, in
     the caller's transaction; their personal access tokens stay. Returns the sessions ended."""
@@ -305,20 +350,25 @@ def end_sign_ins(user_id: int) -> int:
     return ended
 
 
+OWN_DISABLING = "You cannot disable your own account."
+
+
 def set_disabled(actor: User | None, user: User, disabled: bool, *,
-                 still_signed_in: Callable[[], bool] | None = None) -> User:
+                 still_signed_in: Callable[[], bool] | None = None,
+                 named: str | None = None) -> User:
     """Disable (ending all sessions and refresh tokens at once) or re-enable an account.
 
     Disabling takes the public profile down: this worker's anonymous copies of it (name,
     bio, photo link) go with the commit, as for an unpublished article, not seconds later.
+    Disabling one's own account is refused and audited: the users list offers no such button.
     """
-    _reread_under_lock(user)
+    _reread_under_lock(user, named)
     if disabled == (user.disabled_at is not None):
         db.session.commit()  # nothing to change: let go of the lock
         return user
     if disabled:
         if actor is not None and user.id == actor.id:
-            raise AdminError("You cannot disable your own account.")
+            refuse_audited(f"disable user {user.id}", OWN_DISABLING)
         guard_last_admin(user, "disabled")
         refuse_stale_actor(actor, still_signed_in, what=f"disable user {user.id}")
         user.disabled_at = utcnow()
@@ -342,9 +392,10 @@ def set_disabled(actor: User | None, user: User, disabled: bool, *,
 
 
 def sign_out_everywhere(actor: User | None, user: User, *,
-                        still_signed_in: Callable[[], bool] | None = None) -> int:
+                        still_signed_in: Callable[[], bool] | None = None,
+                        named: str | None = None) -> int:
     """End all of a user's sessions and refresh tokens; returns the sessions ended."""
-    _reread_under_lock(user)
+    _reread_under_lock(user, named)
     refuse_stale_actor(actor, still_signed_in, what=f"sign-out user {user.id}")
     ended = revoke_all(user.id, commit=False)
     audit.record(

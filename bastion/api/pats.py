@@ -2,7 +2,9 @@
 
 The prefix lets secret scanners (and people) recognise a leaked token. A token carries a
 subset of the scopes its owner's role allows; the role is checked again on every use, so a
-demoted user's old token loses what the new role no longer grants. A user whose role
+demoted user's old token loses what the new role no longer grants, and the demotion revokes
+a token holding any scope beyond the new role (``bastion.admin.demotion``), so a later
+promotion does not bring it back. A user whose role
 requires 2FA and who has none can neither create one nor use one they hold
 (``bastion.api.auth.require_scopes``).
 """

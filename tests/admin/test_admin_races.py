@@ -123,7 +123,7 @@ def test_a_demoted_admins_request_in_flight_cannot_promote_them_back(
         return get_user(user_id)
 
     monkeypatch.setattr(admin, "get_user", demoted_meanwhile)
-    resp = post(client, f"/admin/users/{boss.id}/role", {"role": "admin"})
+    resp = post(client, f"/admin/users/{boss.id}/role", {"role": "admin", "username": boss.username})
     monkeypatch.setattr(admin, "get_user", get_user)
 
     assert resp.status_code == 302
@@ -137,7 +137,8 @@ def test_a_demoted_admins_request_in_flight_cannot_promote_them_back(
 @pytest.mark.asvs("V16.5.1", "V16.5.3")
 @pytest.mark.parametrize(
     ("action", "data"),
-    [("role", {"role": "viewer"}), ("disable", {}), ("enable", {}), ("sign-out", {}),
+    [("role", {"role": "viewer", "username": "victim"}), ("disable", {"username": "victim"}),
+     ("enable", {"username": "victim"}), ("sign-out", {"username": "victim"}),
      ("2fa-reset", {"confirm": "victim", "reason": "video call, passport checked"})],
 )
 def test_an_account_deleted_by_another_admin_meanwhile_is_said_not_a_500(
@@ -175,9 +176,9 @@ def _events_about(target_id: int) -> list[str]:
 
 
 SIGNED_OUT_ACTIONS = {
-    "role": {"role": "admin"},
-    "disable": {},
-    "sign-out": {},
+    "role": {"role": "admin", "username": "target"},
+    "disable": {"username": "target"},
+    "sign-out": {"username": "target"},
     "2fa-reset": {"confirm": "target", "reason": "video call, passport checked"},
     "delete": {"confirm": "target"},
 }
@@ -219,7 +220,7 @@ def test_a_request_in_flight_when_its_admin_was_signed_out_changes_no_one(
     assert re.search(r"You were signed out [^<]*nothing was (changed|deleted)", said)
 
 
-DEMOTED_ACTIONS = {**SIGNED_OUT_ACTIONS, "enable": {}}
+DEMOTED_ACTIONS = {**SIGNED_OUT_ACTIONS, "enable": {"username": "target"}}
 
 
 @pytest.mark.asvs("V16.3.2", "V8.2.1")

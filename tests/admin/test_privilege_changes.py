@@ -29,7 +29,8 @@ def test_a_promotion_to_admin_ends_the_sessions_started_as_a_viewer(app: Flask) 
     assert old_browser.get("/account").status_code == 200
     boss = UserFactory(role_name="admin")
 
-    resp = post(client_for(app, boss), f"/admin/users/{viewer.id}/role", {"role": "admin"})
+    resp = post(client_for(app, boss), f"/admin/users/{viewer.id}/role",
+                {"role": "admin", "username": viewer.username})
 
     assert resp.status_code == 302
     page = old_browser.get("/admin/users")

@@ -25,12 +25,17 @@ def _events(name: str) -> list[AuditEvent]:
     return list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.event == name)))
 
 
+def _named(user: User, **fields: str) -> dict[str, str]:
+    """A row form's fields: the account named by its username, as the users list does."""
+    return {"username": user.username, **fields}
+
+
 @pytest.mark.asvs("V8.2.1", "V16.3.3", "V16.2.1")
 def test_admin_changes_a_role_and_it_is_audited(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
     someone = UserFactory()
     client = client_for(app, boss)
-    resp = post(client, f"/admin/users/{someone.id}/role", {"role": "editor"})
+    resp = post(client, f"/admin/users/{someone.id}/role", _named(someone, role="editor"))
     assert resp.status_code == 302
     assert _user(someone.id).role_name == "editor"
     (event,) = _events("user.role_changed")
@@ -40,14 +45,23 @@ def test_admin_changes_a_role_and_it_is_audited(app: Flask) -> None:
 
 
 @pytest.mark.asvs("V2.2.1")
-def test_unknown_role_is_refused(app: Flask) -> None:
+@pytest.mark.parametrize("role", ["superuser", "", "Admin"])
+def test_unknown_role_is_refused_and_audited(app: Flask, role: str) -> None:
+    # The form offers only the roles: another value was typed by hand, and is audited as a
+    # refused permission (it left no trace).
     someone = UserFactory()
-    client = client_for(app, UserFactory(role_name="admin"))
-    resp = post(client, f"/admin/users/{someone.id}/role", {"role": "superuser"})
-    assert resp.status_code == 400
-    assert "Choose one of the listed roles" in resp.get_data(as_text=True)
+    boss = UserFactory(role_name="admin")
+    client = client_for(app, boss)
+    resp = post(client, f"/admin/users/{someone.id}/role", _named(someone, role=role))
+    assert resp.status_code == 302
+    assert "Choose one of: viewer, editor, admin." in client.get("/admin/users").get_data(
+        as_text=True
+    )
     assert _user(someone.id).role_name == "viewer"
     assert not _events("user.role_changed")
+    (denied,) = _events("authz.denied")
+    assert denied.actor_id == boss.id
+    assert denied.details == {"hidden": False, "what": f"role user {someone.id}"}
 
 
 @pytest.mark.asvs("V8.2.1")
@@ -55,11 +69,12 @@ def test_last_active_admin_cannot_be_demoted_or_disabled(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
     UserFactory(role_name="admin", disabled_at=utcnow())  # a disabled admin does not count
     client = client_for(app, boss)
-    post(client, f"/admin/users/{boss.id}/role", {"role": "viewer"})
+    post(client, f"/admin/users/{boss.id}/role", _named(boss, role="viewer", confirm_self="y"))
     assert _user(boss.id).role_name == "admin"
     page = client.get("/admin/users").get_data(as_text=True)
     assert "is the last active admin and cannot be demoted" in page
-    post(client, f"/admin/users/{boss.id}/disable")
+    assert not _events("authz.denied")  # the page offers this: a rule, not a forged request
+    post(client, f"/admin/users/{boss.id}/disable", _named(boss))
     assert _user(boss.id).is_active
     with pytest.raises(admin.AdminError, match="last active admin"):
         admin.set_disabled(UserFactory(role_name="viewer"), boss, True)
@@ -85,7 +100,7 @@ def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     db.session.commit()
     assert victim_client.get("/articles/new").status_code == 200
     client = client_for(app, UserFactory(role_name="admin"))
-    assert post(client, f"/admin/users/{victim.id}/disable").status_code == 302
+    assert post(client, f"/admin/users/{victim.id}/disable", _named(victim)).status_code == 302
     assert not _user(victim.id).is_active
     resp = victim_client.get("/articles/new")
     assert resp.status_code == 302
@@ -97,7 +112,7 @@ def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     assert db.session.get(RefreshToken, "j1").revoked_at is not None
     assert _events("user.disabled")[0].details == {"sessions_ended": 1}
     # Re-enabling restores sign-in, audited too.
-    assert post(client, f"/admin/users/{victim.id}/enable").status_code == 302
+    assert post(client, f"/admin/users/{victim.id}/enable", _named(victim)).status_code == 302
     assert _user(victim.id).is_active
     assert _events("user.enabled")
 
@@ -107,22 +122,28 @@ def test_sign_out_everywhere(app: Flask) -> None:
     victim = UserFactory()
     first, second = client_for(app, victim), client_for(app, victim)
     client = client_for(app, UserFactory(role_name="admin"))
-    assert post(client, f"/admin/users/{victim.id}/sign-out").status_code == 302
+    assert post(client, f"/admin/users/{victim.id}/sign-out", _named(victim)).status_code == 302
     for c in (first, second):
         assert c.get("/comments/1/edit").headers.get("Location", "").startswith("/auth/login")
     assert _events("user.signed_out_everywhere")[0].details == {"sessions_ended": 2}
     assert _user(victim.id).is_active
 
 
-def test_admin_cannot_disable_themself(app: Flask) -> None:
+@pytest.mark.asvs("V16.3.2")
+def test_admin_cannot_disable_themself_and_the_attempt_is_audited(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
     UserFactory(role_name="admin")
     client = client_for(app, boss)
-    post(client, f"/admin/users/{boss.id}/disable")
+    post(client, f"/admin/users/{boss.id}/disable", _named(boss))
     assert _user(boss.id).is_active
     assert "You cannot disable your own account." in client.get("/admin/users").get_data(
         as_text=True
     )
+    # The users list offers no Disable on one's own row: the request was made by hand.
+    (denied,) = _events("authz.denied")
+    assert denied.actor_id == boss.id
+    assert denied.details == {"hidden": False, "what": f"disable user {boss.id}"}
+    assert not _events("user.disabled")
 
 
 @pytest.mark.asvs("V7.5.1")
@@ -131,7 +152,7 @@ def test_changes_need_a_recent_reauthentication(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
     client = client_for(app, boss)
     age_reauthentication(boss, minutes=60)
-    resp = post(client, f"/admin/users/{someone.id}/role", {"role": "admin"})
+    resp = post(client, f"/admin/users/{someone.id}/role", _named(someone, role="admin"))
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/reauth")
     assert _user(someone.id).role_name == "viewer"
@@ -208,7 +229,7 @@ def test_an_action_comes_back_to_the_page_and_search_it_was_made_on(app: Flask) 
     html = client.get("/admin/users?q=user&page=2").get_data(as_text=True)
     action = f"/admin/users/{someone.id}/disable?q=user&amp;page=2"
     assert f'action="{action}"' in html
-    resp = post(client, action.replace("&amp;", "&"))
+    resp = post(client, action.replace("&amp;", "&"), _named(someone))
     assert resp.status_code == 302
     assert resp.headers["Location"] == "/admin/users?q=user&page=2"
     assert not _user(someone.id).is_active
@@ -217,7 +238,8 @@ def test_an_action_comes_back_to_the_page_and_search_it_was_made_on(app: Flask) 
     assert f'action="/admin/users/{someone.id}/delete?q=user&amp;page=2"' in delete
     assert '<a href="/admin/users?q=user&amp;page=2">Cancel</a>' in delete
     # Only a page number is kept: anything else in the address goes nowhere.
-    resp = post(client, f"/admin/users/{someone.id}/enable?page=x&next=https://evil.example")
+    resp = post(client, f"/admin/users/{someone.id}/enable?page=x&next=https://evil.example",
+                _named(someone))
     assert resp.headers["Location"] == "/admin/users"
 
 
@@ -229,7 +251,8 @@ def test_role_form_sets_only_the_role(app: Flask) -> None:
         client,
         f"/admin/users/{someone.id}/role",
         {"role": "editor", "email": "evil@example.org", "disabled_at": "2001-01-01",
-         "password_hash": "x", "totp_enabled_at": "", "username": "renamed"},
+         "password_hash": "x", "totp_enabled_at": "", "username": someone.username,
+         "display_name": "Renamed"},
     )  # fmt: skip
     assert resp.status_code == 302
     after = _user(someone.id)
@@ -238,3 +261,4 @@ def test_role_form_sets_only_the_role(app: Flask) -> None:
         "someone@example.org", someone.username, True,
     )  # fmt: skip
     assert after.password_hash == someone.password_hash
+    assert after.display_name == someone.display_name

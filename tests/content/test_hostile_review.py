@@ -219,7 +219,7 @@ def test_a_disabled_accounts_profile_leaves_the_anonymous_page_copies_at_once(
         admin = client_for(app, UserFactory(role_name="admin"))
     anonymous = app.test_client()
     assert "Abusive bio" in anonymous.get(f"/u/{name}").get_data(as_text=True)
-    assert post(admin, f"/admin/users/{uid}/disable").status_code == 302
+    assert post(admin, f"/admin/users/{uid}/disable", {"username": name}).status_code == 302
     resp = anonymous.get(f"/u/{name}")
     assert resp.status_code == 404
     assert "Abusive bio" not in resp.get_data(as_text=True)

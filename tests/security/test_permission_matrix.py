@@ -206,7 +206,8 @@ class World:
         if endpoint.startswith("admin.") and "user_id" not in values:
             disabled = utcnow() if endpoint == "admin.enable_user" else None
             enrolled = endpoint == "admin.reset_two_factor"  # nothing to reset otherwise
-            values["user_id"] = UserFactory(disabled_at=disabled, two_factor=enrolled).id
+            target = UserFactory(disabled_at=disabled, two_factor=enrolled)
+            values["user_id"], values["target_username"] = target.id, target.username
         if endpoint == "account.revoke":
             values["session_id"] = self._session().id
         if endpoint in ("api_web.revoke_token", "api.delete_token"):
@@ -268,6 +269,8 @@ FORMS: dict[str, dict[str, Any]] = {
     "api_web.create_token": {"name": "matrix", "scopes": "articles:read", "days": "7"},
 }
 UPLOAD_FORMS = {"uploads.upload_avatar", "uploads.upload_article_image"}
+NAMED_TARGET_FORMS = {"admin.change_role", "admin.disable_user", "admin.enable_user",
+                      "admin.sign_out_user"}
 CSP_REPORT = b'{"csp-report": {"violated-directive": "script-src", "blocked-uri": "inline"}}'
 
 
@@ -295,6 +298,8 @@ def _request(client: Any, app: Flask, r: Row, values: dict[str, Any], csrf: str)
     if r.endpoint == "main.csp_report":
         return client.post(url, data=CSP_REPORT, content_type="application/csp-report")
     data: dict[str, Any] = {"csrf_token": csrf, **FORMS.get(r.endpoint, {})}
+    if r.endpoint in NAMED_TARGET_FORMS:  # the users list's row forms name their account
+        data["username"] = values["target_username"]
     if r.endpoint in UPLOAD_FORMS:
         from tests.uploads import corpus
 
