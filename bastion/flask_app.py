@@ -1,11 +1,13 @@
 """The Flask class Bastion runs on: Flask, minus one question asked on every request, with
 absolute links built on the configured public origin, whole request bodies or none, and the
-JSON API's own answers where Flask's routing answers by itself, and the Host header in the
-lower case the allow-list is written in."""
+JSON API's own answers where Flask's routing answers by itself, the Host header in the
+lower case the allow-list is written in, and Flask's last-resort error line without the
+secrets a path may hold."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from flask import Flask, Request, Response, has_request_context
@@ -14,7 +16,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 from werkzeug.utils import cached_property
 
+from bastion.errors import log as error_log
 from bastion.errors import wants_problem_json
+from bastion.observability.redaction import request_path
 from bastion.request_body import BastionRequest
 
 if TYPE_CHECKING:
@@ -76,6 +80,15 @@ class BastionFlask(Flask):
         if wrapped is func and len(self._plain_functions) < _MAX_REMEMBERED:
             self._plain_functions.add(func)
         return wrapped
+
+    def log_exception(
+        self,
+        exc_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None],
+    ) -> None:
+        """A failure no handler took (a response hook or an error handler that raised),
+        logged as ``bastion.errors`` logs the others. Flask's own line, "Exception on
+        <path> [GET]", quoted the path whole: a reset link's or access token's secret."""
+        error_log.error("unhandled error", extra={"path": request_path()}, exc_info=exc_info)
 
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The Host header in lower case before Werkzeug judges it against the allow-list.

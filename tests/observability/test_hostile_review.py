@@ -125,3 +125,28 @@ def test_the_inventory_names_every_field_of_the_request_log(client) -> None:  # 
     events = row.split("|")[2]
     assert [words[f] for f in sorted(fields) if words[f] not in events] == []
     assert re.search(r"client address", events)
+
+
+@pytest.mark.asvs("V14.2.1", "V16.2.5")
+@pytest.mark.parametrize(
+    "path", ["/auth/reset/eyJ1aWQiOjF9.LiveLinkSecret_0123456789", f"/api/v1/tokens/{PAT}"]
+)
+def test_a_failure_after_the_view_logs_no_secret_of_the_path(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A failure no handler of ours takes (a response hook, or an error handler, that
+    raises) goes to Flask's own ``log_exception``, whose line reads "Exception on <path>
+    [GET]" with the path as it came: a live reset link or access token in the log."""
+    app = make_app()
+
+    @app.after_request
+    def fail(_response: object) -> object:
+        raise RuntimeError("a response hook failed")
+
+    caplog.set_level(logging.DEBUG, logger="bastion")
+    resp = app.test_client().open(path, method="DELETE" if "/api/" in path else "GET")
+    assert resp.status_code == 500
+    text = _lines(caplog)
+    assert "a response hook failed" in text  # the failure is logged...
+    for secret in ("LiveLinkSecret", PAT[4:20]):
+        assert secret not in text, secret  # ...without the path's secret
