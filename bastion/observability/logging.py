@@ -27,11 +27,14 @@ SENSITIVE = re.compile(r"pass|secret|token|authorization|cookie|otp|code|csrf", 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # What JSON leaves as it is but log readers act on: NEL and the Unicode line and paragraph
 # separators split lines (``str.splitlines``, many viewers), C1 controls are terminal
-# escapes (CSI), bidi overrides and isolates reorder what a reader sees.
+# escapes (CSI), bidi overrides, isolates and marks reorder what a reader sees, and
+# zero-width characters hide in a name ("/u/admin" + U+200B reads as "/u/admin").
 _UNSAFE = str.maketrans(
     {c: f"\\u{ord(c):04x}" for c in (*map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029",
                                       *map(chr, range(0x202A, 0x202F)),
-                                      *map(chr, range(0x2066, 0x206A)))}
+                                      *map(chr, range(0x2066, 0x206A)),
+                                      *map(chr, range(0x200B, 0x2010)), "\u061c",
+                                      *map(chr, range(0x2060, 0x2065)), "\ufeff")}
 )
 
 

@@ -224,7 +224,8 @@ def test_a_request_refused_before_its_hooks_keeps_its_request_id(
 
 @pytest.mark.asvs("V16.4.1")
 @pytest.mark.parametrize(
-    "sneaky", ["\u2028", "\u2029", "\x85", "\x9b", "\u202e", "\u2066"], ids=repr
+    "sneaky", ["\u2028", "\u2029", "\x85", "\x9b", "\u202e", "\u2066", "\u200f", "\u061c",
+               "\u200b", "\u2060", "\ufeff"], ids=repr
 )
 def test_log_lines_cannot_be_split_or_reordered_by_unicode_controls(
     client: FlaskClient, caplog, sneaky: str  # type: ignore[no-untyped-def]
