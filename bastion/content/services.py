@@ -210,15 +210,23 @@ _READ_FOR: dict[str, tuple[LoaderOption, ...]] = {
 }
 
 
+# NUL, and the bidi embeddings, overrides, isolates and marks (Unicode's Bidi_Control).
+_NOT_SEARCHED = dict.fromkeys(
+    [0, 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
 def clean_query(query: str) -> str:
     """The search text as searched, and as the results page repeats it.
 
     Composed (NFC) like every stored title and body, or an "é" typed or pasted as "e" plus
     a combining accent (macOS, some keyboards) finds nothing. PostgreSQL refuses NUL
-    inside text, so it is dropped (a search for only that is no search). Cut to
+    inside text, so it is dropped (a search for only that is no search), and so are bidi
+    controls: no word holds them, and echoed into the page's title (where no ``<bdi>``
+    isolates them) an override reversed "Search:" and the rest of the tab's text. Cut to
     ``QUERY_MAX``, it loses the spaces the cut may leave at its end.
     """
-    query = unicodedata.normalize("NFC", query or "").replace("\x00", "")
+    query = unicodedata.normalize("NFC", query or "").translate(_NOT_SEARCHED)
     return query.strip()[:QUERY_MAX].rstrip()
 
 
