@@ -48,8 +48,11 @@ threads = _env_int("GUNICORN_THREADS", 4)
 # gthread, accepting only while a thread is free (see bastion/gunicorn_worker.py).
 worker_class = "bastion.gunicorn_worker.BalancedThreadWorker"
 
-# A request that needs more than 30 s is a bug or an attack; nginx waits a little longer
-# (proxy_read_timeout 35s) so that the client sees gunicorn's answer, not the proxy's.
+# With threads this is not a limit on a request: the master restarts a worker whose main loop
+# stops reporting for this long (a worker hung whole), and the main loop keeps reporting while
+# a thread runs a long request. Nothing here ends such a request; its client gets the proxy's
+# 504 after proxy_read_timeout (35 s) while the thread runs on, each PostgreSQL statement
+# bounded by statement_timeout (15 s, bastion/config.py).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than the proxy's idle upstream timeout (4 s), so the proxy always closes first

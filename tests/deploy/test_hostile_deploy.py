@@ -3,12 +3,14 @@
 The image must start at all on a read-only root (nothing written into it), its build must run
 no code that was not locked and hashed, make-secrets.sh must never leave a blank secret,
 every compose container runs without root privileges, Prometheus must reach the app with a
-Host the app accepts, the public proxy must refuse the internal-only host name and the
-readiness probe, and gunicorn must take no path prefix from a request header.
+Host the app accepts, the public proxy must refuse the internal-only host name, the
+readiness probe and the metrics, however they are spelled, and gunicorn must take no path
+prefix from a request header.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -386,3 +388,119 @@ def test_the_proxy_refuses_internal_names_and_the_readiness_probe(
     assert response.status == 200
     assert app_backend.seen[-1]["x-forwarded-host"] == "localhost"
     conn.close()
+
+
+# What the public proxy must keep from the app: these paths and this host name, however they
+# are spelled. Each spelling is either refused by nginx or, as forwarded, something the app
+# routes elsewhere: nginx decodes and normalises before it matches a location, but hands the
+# app the raw target, which gunicorn only percent-decodes and Werkzeug routes as it is.
+_INTERNAL_ROUTES = ("/metrics", "/readyz")
+_SPELLINGS = (
+    "{p}", "/{p}", "//{p}", "/./{p}", "/x/../{p}", "/static/../{p}", "/static/..%2F{p}",
+    "/static/%2e%2e/{p}", "/static/%2E%2E%2f{p}", "/static%2F..%2F{p}", "/%2F{p}",
+    "/%252e%252e/{p}", "{p}/", "{p}%2F", "{p}/.", "{p}/..", "{p}%2e", "{p}.", "{p};x", "{p}%3B",
+    "{p}?x=1", "{p}%3F", "{p}#x", "{p}%23", "{p}%20", "{p}%09", "{p}%00", "{p}%0A",
+    "/static/..\\{p}", "{P}", "{first}%{hex}{rest}", "http://localhost{p}",
+    "https://localhost//{p}",
+)
+_INTERNAL_HOSTS = ("app", "APP", "app.", "App.:443", "app:", "app:0", "[app]", "app%2e",
+                   "app..", "app.:8000", " app", "app,localhost", "localhost,app")
+
+
+def _raw_exchange(port: int, context: Any, request: bytes) -> bytes:
+    """One request over its own TLS connection, bytes as given; the status line back."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request)
+        reply = b""
+        with contextlib.suppress(OSError):
+            while chunk := tls.recv(65536):
+                reply += chunk
+    return reply.split(b"\r\n", 1)[0]
+
+
+def _app_endpoint(app: Any, raw_target: str) -> str | None:
+    """The endpoint the app would run for a request target nginx forwarded, as gunicorn
+    (split_request_uri, unquote_to_wsgi_str) and Werkzeug's routing turn it into one; None
+    for a 404, 405 or a redirect (a redirect to /readyz goes back through nginx)."""
+    from gunicorn.util import split_request_uri, unquote_to_wsgi_str
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_wsgi_str(split_request_uri(raw_target).path or ""),
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "443",
+        "HTTP_HOST": "localhost",
+        "wsgi.url_scheme": "https",
+    }
+    try:
+        endpoint, _ = app.url_map.bind_to_environ(environ).match()
+    except (RequestRedirect, HTTPException):
+        return None
+    return str(endpoint)
+
+
+@pytest.mark.asvs("V13.4.5", "V4.1.3")
+def test_no_spelling_of_an_internal_path_or_host_gets_through_the_proxy(
+    tmp_path: Path,
+    app_backend: Backend,  # noqa: F811 - the fixture imported from test_nginx
+    internal_ca: InternalCA,  # noqa: F811
+    run_nginx: StartNginx,  # noqa: F811
+) -> None:
+    """Over HTTP/1.1 and HTTP/2, no spelling of /metrics or /readyz (encoded, dot segments,
+    doubled or trailing slashes, parameters, absolute form) reaches the app as a request its
+    router sends to those views, and no spelling of `Host: app` reaches it as a host that
+    Werkzeug's allow-list would take for `app`."""
+    from werkzeug.sansio.utils import host_is_trusted
+
+    _nginx_binary()
+    app = build_app(base_config(tmp_path, f"sqlite:///{tmp_path / 'bastion.db'}"))
+    internal = {r.endpoint for r in app.url_map.iter_rules() if r.rule in _INTERNAL_ROUTES}
+    assert len(internal) == len(_INTERNAL_ROUTES), internal
+    proxy = render_production(tmp_path, app_backend.port, internal_ca)
+    run_nginx(tmp_path, proxy.conf, proxy.https_port)
+    context = _https(proxy)
+
+    targets = [
+        spelling.format(p=path, P=path.upper(), first=path[:1], hex=f"{ord(path[1]):02x}",
+                        rest=path[2:])
+        for path in _INTERNAL_ROUTES
+        for spelling in _SPELLINGS
+    ]
+    for target in targets:
+        status = _raw_exchange(
+            proxy.https_port,
+            context,
+            f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
+        )
+        assert status.startswith(b"HTTP/"), (target, status)
+    curl = shutil.which("curl")
+    if curl:
+        for target in [t for t in targets if t.startswith("/") and "#" not in t]:
+            done = subprocess.run(
+                [curl, "-s", "--http2", "--path-as-is", "--cacert", str(proxy.cert),
+                 "-o", os.devnull, "-w", "%{http_version}",
+                 f"https://localhost:{proxy.https_port}{target}"],
+                capture_output=True, text=True, timeout=15, check=False,
+            )
+            assert done.stdout == "2", (target, done.stdout, done.stderr)
+    for seen in app_backend.seen:
+        assert _app_endpoint(app, seen[":path"]) not in internal, seen[":path"]
+    assert all(seen["host"] == "localhost" for seen in app_backend.seen)
+
+    before = len(app_backend.seen)
+    for host in _INTERNAL_HOSTS:
+        _raw_exchange(
+            proxy.https_port,
+            context,
+            f"GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
+        )
+    for seen in app_backend.seen[before:]:
+        for name in ("host", "x-forwarded-host"):
+            assert not host_is_trusted(seen[name], ["app"]), seen
