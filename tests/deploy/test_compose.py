@@ -189,6 +189,8 @@ def test_nginx_service_matches_its_config(compose: dict[str, Any]) -> None:
         assert path in mounted, f"{directive} {path} is not mounted"
     assert set(nginx["cap_add"]) <= {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}
     assert re.search(r"server\s+app:8000;", text), "nginx proxies to the app service"
+    # It resolves `app` once, at start: a recreated app restarts it (compose's depends_on).
+    assert nginx["depends_on"]["app"] == {"condition": "service_healthy", "restart": True}
     # Its temporary files (buffered bodies of up to client_max_body_size, 32 in flight per
     # address) go to a volume, not a small tmpfs that a few uploads at once filled up.
     assert volumes.get("/var/cache/nginx") in compose["volumes"]
