@@ -83,7 +83,8 @@ def test_every_service_is_health_checked_or_ordered(compose: dict[str, Any]) -> 
             expected = (
                 "service_completed_successfully" if dependency == "migrate" else "service_healthy"
             )
-            assert condition == {"condition": expected}, (name, dependency)
+            assert condition["condition"] == expected, (name, dependency)
+            assert set(condition) <= {"condition", "restart"}, (name, dependency)
     app_deps = services["app"]["depends_on"]
     assert set(app_deps) == {"postgres", "redis", "migrate"}
     assert set(services["migrate"]["depends_on"]) == {"postgres", "redis"}
