@@ -48,7 +48,7 @@ def register_extensions(app: Flask) -> None:
     from bastion.dbmigrate import init_migrations
     from bastion.extensions import csrf, db, limiter, login_manager
     from bastion.models.sqlite import enforce_foreign_keys
-    from bastion.security import ratelimit_storage
+    from bastion.security import ratelimit_fallback, ratelimit_storage
     from bastion.security.access import enforce_access_policy
     from bastion.security.headers import init_headers
     from bastion.security.ratelimit_headers import init_ratelimit_headers
@@ -71,6 +71,7 @@ def register_extensions(app: Flask) -> None:
     # Before Flask-Limiter's hook, so the read it prepares can go with the limit's hit.
     app.before_request(offer_state_read)
     limiter.init_app(app)
+    ratelimit_fallback.install(limiter)  # while Redis is down: forgets idle clients
     ratelimit_storage.enable(app, limiter.storage if limiter.enabled else None)
     init_ratelimit_headers(app)
     init_headers(app)

@@ -55,6 +55,7 @@ from bastion.security import audit
 from bastion.security.access import for_own_scripts, login_required, public
 from bastion.security.fetch_metadata import download, export_ran, refuse_unless_requested
 from bastion.security.freshness import fresh_required, is_fresh
+from bastion.security.ratelimit_keys import signed_in_user
 from bastion.security.redirects import is_safe_next
 
 # The session list names each device ("Firefox on Windows"), the raw header kept in a title.
@@ -123,6 +124,7 @@ def update_profile() -> ResponseReturnValue:
 @login_required
 @fresh_required
 @limiter.limit("5 per hour")
+@limiter.limit("5 per hour", key_func=signed_in_user)  # an account's addresses are many
 def change_email() -> ResponseReturnValue:
     form = EmailChangeForm()
     if form.validate_on_submit():
@@ -361,6 +363,7 @@ def _export_offered(_query: str) -> str:
 @download("download your data", _export_offered)
 # Only exports that ran count (export_ran): not a refused fetch, not a HEAD.
 @limiter.limit("5 per hour", deduct_when=export_ran)
+@limiter.limit("5 per hour", deduct_when=export_ran, key_func=signed_in_user)
 def export_data() -> ResponseReturnValue:
     """The signed-in user's own data as a JSON download: no id in the URL, so only theirs.
 
