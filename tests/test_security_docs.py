@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from pydantic import BaseModel
 
 from bastion.config import FILE_SETTINGS, BaseConfig
+from bastion.security.headers import CSP
 from tests.factories import UserFactory
 from tests.support.auth import csrf_token
 
@@ -335,6 +336,8 @@ def test_sections_link_their_sources() -> None:
     assert "## Field level" in authz
     assert "authorization.md#field-level" in _section("Field-level access")
     assert "object-src 'none'" in _section("Browser-side code")
+    for directive in ("require-trusted-types-for", "trusted-types"):
+        assert f"`{directive} {CSP[directive]}`" in _section("Browser-side code"), directive
     assert "sandbox; default-src 'none'" in _section("Origin isolation")
     assert "|tojson" in _section("Output encoding")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.browser import CSP_LISTENER, inject_markup
+
 pytestmark = pytest.mark.browser
 
 
@@ -24,23 +26,66 @@ def test_home_renders_without_csp_violations_or_console_errors(live_server, page
 
 @pytest.mark.asvs("V3.4.3", "V1.2.1")
 def test_injected_inline_script_is_blocked_by_csp(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    """Markup that slipped past escaping, in the HTML the browser receives under the
+    server's own headers: an inline script, an event handler and a ``javascript:`` link."""
     live = live_server()
     pg, watch = page
-    pg.goto(live.url + "/")
-    # Simulate markup that slipped past escaping: inline script, handler, javascript: URL.
-    pg.evaluate(
-        """() => {
-          const d = document.createElement('div');
-          d.innerHTML = '<img src=x onerror="window.__pwned=1">';
-          document.body.appendChild(d);
-          const s = document.createElement('script');
-          s.textContent = 'window.__pwned = 2';
-          document.body.appendChild(s);
-        }"""
-    )
+    watch.violations_expected = True
+    pg.add_init_script(CSP_LISTENER)
+    inject_markup(pg, live.url + "/", {"</body>": (
+        '<img src=x onerror="window.__pwned=1">'
+        "<script>window.__pwned = 2</script>"
+        '<a id="injected" href="javascript:window.__pwned=3">x</a>'
+    )})
+    assert pg.goto(live.url + "/").status == 200
+    assert pg.locator("#injected").count() == 1  # the markup did reach the page
+    pg.locator("#injected").click()
     pg.wait_for_timeout(300)
     assert pg.evaluate("window.__pwned === undefined")
     assert watch.csp_violations, "the browser should report the blocked inline script"
+    assert set(pg.evaluate("window.__csp")) >= {"script-src-elem", "script-src-attr"}
+    assert watch.dialogs == []
+
+
+@pytest.mark.asvs("V3.4.3", "V3.2.2", "V1.2.1")
+def test_trusted_types_refuse_a_dom_xss_bug(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    """A site script that wrote attacker text into ``innerHTML`` (a DOM-XSS bug no server
+    escaping sees) throws instead: the sink takes only TrustedHTML, and the policy allows
+    no way to make one. A script element's text refuses a string the same way."""
+    live = live_server()
+    pg, watch = page
+    watch.violations_expected = True
+    pg.add_init_script(CSP_LISTENER)
+    pg.goto(live.url + "/")
+    assert watch.csp_violations == []
+    error = pg.evaluate("""() => {
+      const box = document.createElement('div');
+      document.body.appendChild(box);
+      try {
+        box.innerHTML = '<img src=x onerror="window.__pwned=1">';
+      } catch (e) {
+        return e.constructor.name + ': ' + e.message + ' / ' + box.childElementCount;
+      }
+      return null;
+    }""")
+    assert error is not None, "innerHTML took a plain string"
+    assert error.startswith("TypeError:") and "TrustedHTML" in error
+    assert error.endswith(" / 0")  # nothing was parsed into the page
+    others = pg.evaluate("""() => {
+      const refused = [];
+      const s = document.createElement('script');
+      try { s.textContent = 'window.__pwned = 2'; } catch (e) { refused.push('script'); }
+      try { trustedTypes.createPolicy('bypass', {createHTML: x => x}); }
+      catch (e) { refused.push('policy'); }
+      return refused;
+    }""")
+    assert others == ["script", "policy"]
+    pg.wait_for_timeout(300)
+    assert pg.evaluate("window.__pwned === undefined")
+    assert any("TrustedHTML" in v for v in watch.csp_violations), watch.csp_violations
+    seen = set(pg.evaluate("window.__csp"))
+    assert {"require-trusted-types-for", "trusted-types"} <= seen, seen
+    assert watch.dialogs == []
 
 
 @pytest.mark.asvs("V3.3.1")

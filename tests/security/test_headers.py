@@ -45,6 +45,9 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, path: st
     assert csp["frame-ancestors"] == "'none'"
     assert csp["form-action"] == "'self'"
     assert csp["default-src"] == "'self'"
+    # Trusted Types: DOM XSS sinks refuse strings, and no policy may make trusted ones.
+    assert csp["require-trusted-types-for"] == "'script'"
+    assert csp["trusted-types"] == "'none'"
     assert "report-uri" in csp
     for directive in ("script-src", "style-src"):
         assert "unsafe-inline" not in csp[directive]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 ]
+
+# What Chromium logs for a blocked load or script, and for a Trusted Types sink refusing a
+# string ("This document requires 'TrustedHTML' assignment."): both are CSP violations.
+CSP_CONSOLE = re.compile(r"Content Security Policy|requires 'Trusted\w+' assignment")
+# Records every violation the page itself sees (an init script runs outside the page's CSP).
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  e => window.__csp.push(e.effectiveDirective), true);
+"""
 
 # Added by Playwright to every launch, left out here: see ``browser``.
 BFCACHE_OFF_SWITCH = "--disable-back-forward-cache"
@@ -91,6 +102,10 @@ class PageWatch:
     # the test means to answer OK: accepted and not counted as dialogs, which otherwise
     # mean injected script (an alert) ran. Any other dialog is dismissed and counted.
     confirms: set[str] = field(default_factory=set)
+    # Set by a test that injects blocked markup on purpose; otherwise any CSP violation
+    # (a template's inline script or style, a site script hitting a Trusted Types sink)
+    # fails the test when its page closes.
+    violations_expected: bool = False
 
 
 @pytest.fixture
@@ -102,7 +117,7 @@ def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
     def on_console(msg: Any) -> None:
         if msg.type == "error":
             text = msg.text
-            (watch.csp_violations if "Content Security Policy" in text else watch.console_errors).append(text)
+            (watch.csp_violations if CSP_CONSOLE.search(text) else watch.console_errors).append(text)
 
     def on_dialog(dialog: Any) -> None:
         if dialog.type == "confirm" and dialog.message in watch.confirms:
@@ -115,6 +130,27 @@ def page(browser: Any) -> Iterator[tuple[Any, PageWatch]]:
     page.on("dialog", on_dialog)
     yield page, watch
     context.close()
+    assert watch.violations_expected or not watch.csp_violations, watch.csp_violations
+
+
+Markup = Mapping[str, str]
+
+
+def inject_markup(pg: Any, url: str, markup: Markup | Callable[[Any], Markup]) -> None:
+    """Serve ``url`` to ``pg`` as the server answered it (status, headers, its CSP and
+    nonce) with markup added to the HTML, as if it had slipped past escaping: each value
+    goes in just before the first occurrence of its key (``"</head>"``, ``"</body>"``). A
+    callable gets the server's response first, to build the markup from it (its nonce)."""
+
+    def fulfill(route: Any) -> None:
+        response = route.fetch()
+        body = response.text()
+        for before, added in (markup(response) if callable(markup) else markup).items():
+            assert before in body, f"{before} not in {url}"
+            body = body.replace(before, added + before, 1)
+        route.fulfill(response=response, body=body)
+
+    pg.route(url, fulfill)
 
 
 def sign_in(pg: Any, base: str, username: str) -> None:
