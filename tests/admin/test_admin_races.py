@@ -9,7 +9,8 @@ request could promote the account back).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -107,6 +108,25 @@ def _events_by_actor(actor_id: int, names: tuple[str, ...]) -> list[AuditEvent]:
     ))
 
 
+@contextmanager
+def _demoted_during_lookup(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, admin_id: int
+) -> Iterator[None]:
+    """Requests made inside: another admin's demotion of ``admin_id`` commits after the
+    request passed ``admin_required``, while the view looks its target up."""
+    get_user = admin.get_user
+
+    def demoted_meanwhile(user_id: int) -> User | None:
+        _elsewhere(app, _demote, admin_id)
+        return get_user(user_id)
+
+    monkeypatch.setattr(admin, "get_user", demoted_meanwhile)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(admin, "get_user", get_user)
+
+
 @pytest.mark.asvs("V8.2.1")
 def test_a_demoted_admins_request_in_flight_cannot_promote_them_back(
     app: Flask, monkeypatch: pytest.MonkeyPatch
@@ -116,15 +136,9 @@ def test_a_demoted_admins_request_in_flight_cannot_promote_them_back(
     boss = UserFactory(role_name="admin")
     UserFactory(role_name="admin")
     client = client_for(app, boss)
-    get_user = admin.get_user
-
-    def demoted_meanwhile(user_id: int) -> User | None:
-        _elsewhere(app, _demote, boss.id)
-        return get_user(user_id)
-
-    monkeypatch.setattr(admin, "get_user", demoted_meanwhile)
-    resp = post(client, f"/admin/users/{boss.id}/role", {"role": "admin", "username": boss.username})
-    monkeypatch.setattr(admin, "get_user", get_user)
+    with _demoted_during_lookup(app, monkeypatch, boss.id):
+        resp = post(client, f"/admin/users/{boss.id}/role",
+                    {"role": "admin", "username": boss.username})
 
     assert resp.status_code == 302
     assert _fresh(boss.id).role_name == "editor"
@@ -235,15 +249,8 @@ def test_an_admin_demoted_meanwhile_leaves_the_refusal_in_the_audit_trail(
     target = UserFactory(username="target", role_name="editor", two_factor=True,
                          disabled_at=utcnow() if action == "enable" else None)
     client = client_for(app, boss)
-    get_user = admin.get_user
-
-    def demoted_meanwhile(user_id: int) -> User | None:
-        _elsewhere(app, _demote, boss.id)
-        return get_user(user_id)
-
-    monkeypatch.setattr(admin, "get_user", demoted_meanwhile)
-    post(client, f"/admin/users/{target.id}/{action}", DEMOTED_ACTIONS[action])
-    monkeypatch.setattr(admin, "get_user", get_user)
+    with _demoted_during_lookup(app, monkeypatch, boss.id):
+        post(client, f"/admin/users/{target.id}/{action}", DEMOTED_ACTIONS[action])
 
     assert _events_about(target.id) == []  # nothing was done to the account
     (denied,) = _events("authz.denied")

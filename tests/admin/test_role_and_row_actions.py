@@ -13,16 +13,9 @@ from bastion.admin import deletion
 from bastion.admin import services as admin
 from bastion.api import pats
 from bastion.extensions import db
-from bastion.models import ApiToken, AuditEvent, User
+from bastion.models import ApiToken, AuditEvent
 from tests.factories import UserFactory
-from tests.support.roles import client_for, post
-
-
-def _user(user_id: int) -> User:
-    db.session.expire_all()
-    user = db.session.get(User, user_id)
-    assert user is not None
-    return user
+from tests.support.roles import client_for, post, stored_user
 
 
 def _events(name: str) -> list[AuditEvent]:
@@ -60,10 +53,10 @@ def test_a_demotion_revokes_the_tokens_whose_scopes_the_new_role_cannot_grant(
     (event,) = _events("user.role_changed")
     assert event.details == {"from": "admin", "to": "editor", "tokens_revoked": 1}
     # Promoted again, the old admin token stays dead.
-    admin.set_role(boss, _user(former.id), "admin")
+    admin.set_role(boss, stored_user(former.id), "admin")
     assert pats.authenticate(strong.secret) is None
     # Down to viewer: the articles:write token goes too, the read-only one stays.
-    admin.set_role(None, _user(former.id), "viewer")
+    admin.set_role(None, stored_user(former.id), "viewer")
     assert _revoked(writer.record.id) and not _revoked(reader.record.id)
     assert pats.authenticate(reader.secret) is not None
 
@@ -92,8 +85,8 @@ def test_a_demoted_admin_loses_a_display_name_only_admins_may_carry(app: Flask) 
     post(client, f"/admin/users/{former.id}/role", {"role": "editor", "username": "ops7"})
     post(client, f"/admin/users/{kept.id}/role", {"role": "viewer", "username": kept.username})
 
-    assert _user(former.id).display_name == ""
-    assert _user(kept.id).display_name == "Ada Lovelace"
+    assert stored_user(former.id).display_name == ""
+    assert stored_user(kept.id).display_name == "Ada Lovelace"
     demoted, other = sorted(_events("user.role_changed"), key=lambda e: e.id)
     assert demoted.details == {"from": "admin", "to": "editor", "tokens_revoked": 0,
                                "display_name_cleared": "Site Admin"}
@@ -120,7 +113,7 @@ def test_a_row_form_naming_another_account_is_refused_and_changes_nothing(
         admin.set_disabled(boss, bob, True)
     client = client_for(app, boss)
     client_for(app, bob)
-    before = _user(bob.id)
+    before = stored_user(bob.id)
     state = (before.role_name, before.disabled_at)
     events = len(db.session.scalars(select(AuditEvent)).all())
 
@@ -129,14 +122,14 @@ def test_a_row_form_naming_another_account_is_refused_and_changes_nothing(
     assert resp.status_code == 409
     assert (f"This page was for alice, but user {bob.id} is now another account; nothing was "
             "changed.") in resp.get_data(as_text=True)
-    after = _user(bob.id)
+    after = stored_user(bob.id)
     assert (after.role_name, after.disabled_at) == state
     assert len(db.session.scalars(select(AuditEvent)).all()) == events
     # A form without the name at all (not from the users list) is refused as well.
     resp = post(client, f"/admin/users/{bob.id}/{action}", data)
     assert resp.status_code == 422
     assert "This form is out of date" in resp.get_data(as_text=True)
-    assert (_user(bob.id).role_name, _user(bob.id).disabled_at) == state
+    assert (stored_user(bob.id).role_name, stored_user(bob.id).disabled_at) == state
 
 
 _ROW_FORM = re.compile(
@@ -162,7 +155,7 @@ def test_a_users_list_left_open_does_not_act_on_whoever_took_the_id(app: Flask) 
     resp = post(client, f"/admin/users/{alice_id}/disable", {"username": "alice"})
 
     assert resp.status_code == (409 if sqlite else 404)
-    assert _user(bob.id).is_active
+    assert stored_user(bob.id).is_active
 
 
 # ------------------------------------------------------- refusals no page leads to ---
@@ -175,7 +168,7 @@ def test_deleting_oneself_in_the_admin_area_is_audited_when_posted(app: Flask) -
     assert _events("authz.denied") == []  # looking is not trying
     resp = post(client, f"/admin/users/{boss.id}/delete", {"confirm": "boss"})
     assert resp.status_code == 403
-    assert _user(boss.id).is_active
+    assert stored_user(boss.id).is_active
     (denied,) = _events("authz.denied")
     assert denied.actor_id == boss.id
     assert denied.details == {"hidden": False, "what": f"delete user {boss.id}"}
@@ -208,10 +201,10 @@ def test_demoting_oneself_asks_for_confirmation(app: Flask) -> None:
     resp = post(client, f"/admin/users/{boss.id}/role", {"role": "editor", "username": "boss"})
 
     assert resp.status_code == 302
-    assert _user(boss.id).role_name == "admin"
+    assert stored_user(boss.id).role_name == "admin"
     assert "Yes, change my own role" in client.get("/admin/users").get_data(as_text=True)
     assert _events("user.role_changed") == []
     resp = post(client, f"/admin/users/{boss.id}/role",
                 {"role": "editor", "username": "boss", "confirm_self": "y"})
     assert resp.status_code == 302
-    assert _user(boss.id).role_name == "editor"
+    assert stored_user(boss.id).role_name == "editor"

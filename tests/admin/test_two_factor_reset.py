@@ -14,21 +14,14 @@ from bastion.api import pats
 from bastion.api.tokens import issue_pair
 from bastion.auth import twofactor
 from bastion.extensions import db
-from bastion.models import AuditEvent, RecoveryCode, User, UserSession
+from bastion.models import AuditEvent, RecoveryCode, UserSession
 from tests.factories import TOTP_SECRET, UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 from tests.support.accounts import Outbox, post_form, shown_totp_secret
 from tests.support.auth import csrf_token
-from tests.support.roles import age_reauthentication, client_for, post
+from tests.support.roles import age_reauthentication, client_for, post, stored_user
 
 REASON = "Video call, face matched to the ID photo on file"
-
-
-def _user(user_id: int) -> User:
-    db.session.expire_all()
-    user = db.session.get(User, user_id)
-    assert user is not None
-    return user
 
 
 def _events() -> list[AuditEvent]:
@@ -44,7 +37,7 @@ def _reset(client: FlaskClient, target: Any, **data: str) -> Any:
 
 
 def _unchanged(target: Any) -> None:
-    after = _user(target.id)
+    after = stored_user(target.id)
     assert after.has_2fa and after.totp_secret == target.totp_secret
     assert not _events()
 
@@ -70,7 +63,7 @@ def test_reset_locks_out_the_lost_device_its_sessions_and_tokens(app: Flask) -> 
     resp = _reset(client, target)
 
     assert resp.status_code == 302 and resp.headers["Location"] == "/admin/users"
-    after = _user(target.id)
+    after = stored_user(target.id)
     assert not after.has_2fa and after.totp_secret is None and after.totp_last_step is None
     assert not db.session.scalars(db.select(RecoveryCode).where(RecoveryCode.user_id == target.id)).all()
     assert not twofactor.use_recovery_code(after, codes[0])
@@ -111,7 +104,7 @@ def test_after_a_reset_the_password_signs_in_and_only_a_new_factor_works(
     assert new_secret
     assert new_secret != TOTP_SECRET
     enrolled = post_form(client, "/account/2fa", {"code": pyotp.TOTP(new_secret).now()})
-    assert enrolled.status_code == 200 and _user(target.id).has_2fa
+    assert enrolled.status_code == 200 and stored_user(target.id).has_2fa
 
     # The lost authenticator and the old recovery codes are worthless at the 2FA step.
     fresh = app.test_client()
@@ -250,7 +243,7 @@ def test_the_command_line_resets_through_the_same_service(app: Flask, runner: An
 
     assert result.exit_code == 0, result.output
     assert "Two-factor authentication of lostphone is reset" in result.output
-    assert not _user(target.id).has_2fa
+    assert not stored_user(target.id).has_2fa
     (event,) = _events()
     assert (event.actor_id, event.target_user_id) == (None, target.id)
     assert event.details["reason"] == REASON

@@ -11,14 +11,7 @@ from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import AuditEvent, RefreshToken, User, UserSession, utcnow
 from tests.factories import UserFactory
-from tests.support.roles import age_reauthentication, client_for, post
-
-
-def _user(user_id: int) -> User:
-    db.session.expire_all()
-    user = db.session.get(User, user_id)
-    assert user is not None
-    return user
+from tests.support.roles import age_reauthentication, client_for, post, stored_user
 
 
 def _events(name: str) -> list[AuditEvent]:
@@ -37,7 +30,7 @@ def test_admin_changes_a_role_and_it_is_audited(app: Flask) -> None:
     client = client_for(app, boss)
     resp = post(client, f"/admin/users/{someone.id}/role", _named(someone, role="editor"))
     assert resp.status_code == 302
-    assert _user(someone.id).role_name == "editor"
+    assert stored_user(someone.id).role_name == "editor"
     (event,) = _events("user.role_changed")
     assert (event.actor_id, event.target_user_id) == (boss.id, someone.id)
     assert event.details == {"from": "viewer", "to": "editor"}
@@ -57,7 +50,7 @@ def test_unknown_role_is_refused_and_audited(app: Flask, role: str) -> None:
     assert "Choose one of: viewer, editor, admin." in client.get("/admin/users").get_data(
         as_text=True
     )
-    assert _user(someone.id).role_name == "viewer"
+    assert stored_user(someone.id).role_name == "viewer"
     assert not _events("user.role_changed")
     (denied,) = _events("authz.denied")
     assert denied.actor_id == boss.id
@@ -70,12 +63,12 @@ def test_last_active_admin_cannot_be_demoted_or_disabled(app: Flask) -> None:
     UserFactory(role_name="admin", disabled_at=utcnow())  # a disabled admin does not count
     client = client_for(app, boss)
     post(client, f"/admin/users/{boss.id}/role", _named(boss, role="viewer", confirm_self="y"))
-    assert _user(boss.id).role_name == "admin"
+    assert stored_user(boss.id).role_name == "admin"
     page = client.get("/admin/users").get_data(as_text=True)
     assert "is the last active admin and cannot be demoted" in page
     assert not _events("authz.denied")  # the page offers this: a rule, not a forged request
     post(client, f"/admin/users/{boss.id}/disable", _named(boss))
-    assert _user(boss.id).is_active
+    assert stored_user(boss.id).is_active
     with pytest.raises(admin.AdminError, match="last active admin"):
         admin.set_disabled(UserFactory(role_name="viewer"), boss, True)
     with pytest.raises(admin.AdminError, match="last active admin"):
@@ -85,7 +78,7 @@ def test_last_active_admin_cannot_be_demoted_or_disabled(app: Flask) -> None:
 def test_an_admin_can_step_down_when_another_remains(app: Flask) -> None:
     boss, other = UserFactory(role_name="admin"), UserFactory(role_name="admin")
     admin.set_role(other, boss, "editor")
-    assert _user(boss.id).role_name == "editor"
+    assert stored_user(boss.id).role_name == "editor"
 
 
 @pytest.mark.asvs("V7.4.2", "V7.4.5", "V16.3.3")
@@ -101,7 +94,7 @@ def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     assert victim_client.get("/articles/new").status_code == 200
     client = client_for(app, UserFactory(role_name="admin"))
     assert post(client, f"/admin/users/{victim.id}/disable", _named(victim)).status_code == 302
-    assert not _user(victim.id).is_active
+    assert not stored_user(victim.id).is_active
     resp = victim_client.get("/articles/new")
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/login")
@@ -113,7 +106,7 @@ def test_disabling_ends_every_session_and_refresh_token(app: Flask) -> None:
     assert _events("user.disabled")[0].details == {"sessions_ended": 1}
     # Re-enabling restores sign-in, audited too.
     assert post(client, f"/admin/users/{victim.id}/enable", _named(victim)).status_code == 302
-    assert _user(victim.id).is_active
+    assert stored_user(victim.id).is_active
     assert _events("user.enabled")
 
 
@@ -126,7 +119,7 @@ def test_sign_out_everywhere(app: Flask) -> None:
     for c in (first, second):
         assert c.get("/comments/1/edit").headers.get("Location", "").startswith("/auth/login")
     assert _events("user.signed_out_everywhere")[0].details == {"sessions_ended": 2}
-    assert _user(victim.id).is_active
+    assert stored_user(victim.id).is_active
 
 
 @pytest.mark.asvs("V16.3.2")
@@ -135,7 +128,7 @@ def test_admin_cannot_disable_themself_and_the_attempt_is_audited(app: Flask) ->
     UserFactory(role_name="admin")
     client = client_for(app, boss)
     post(client, f"/admin/users/{boss.id}/disable", _named(boss))
-    assert _user(boss.id).is_active
+    assert stored_user(boss.id).is_active
     assert "You cannot disable your own account." in client.get("/admin/users").get_data(
         as_text=True
     )
@@ -155,7 +148,7 @@ def test_changes_need_a_recent_reauthentication(app: Flask) -> None:
     resp = post(client, f"/admin/users/{someone.id}/role", _named(someone, role="admin"))
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/auth/reauth")
-    assert _user(someone.id).role_name == "viewer"
+    assert stored_user(someone.id).role_name == "viewer"
 
 
 def test_user_search_treats_wildcards_literally(app: Flask) -> None:
@@ -232,7 +225,7 @@ def test_an_action_comes_back_to_the_page_and_search_it_was_made_on(app: Flask) 
     resp = post(client, action.replace("&amp;", "&"), _named(someone))
     assert resp.status_code == 302
     assert resp.headers["Location"] == "/admin/users?q=user&page=2"
-    assert not _user(someone.id).is_active
+    assert not stored_user(someone.id).is_active
     # The pages an action opens carry the place too: their form and their way back.
     delete = client.get(f"/admin/users/{someone.id}/delete?q=user&page=2").get_data(as_text=True)
     assert f'action="/admin/users/{someone.id}/delete?q=user&amp;page=2"' in delete
@@ -255,7 +248,7 @@ def test_role_form_sets_only_the_role(app: Flask) -> None:
          "display_name": "Renamed"},
     )  # fmt: skip
     assert resp.status_code == 302
-    after = _user(someone.id)
+    after = stored_user(someone.id)
     assert after.role_name == "editor"
     assert (after.email, after.username, after.is_active) == (
         "someone@example.org", someone.username, True,

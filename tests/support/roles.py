@@ -1,4 +1,5 @@
-"""Signed-in test clients per role, and form posts that carry the session's CSRF token."""
+"""Signed-in test clients per role, form posts that carry the session's CSRF token, and the
+user row as the database now has it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from bastion.extensions import db
+from bastion.models import User
 from tests.support.auth import CSRF_RE, AuthActions
 
 # Typed into a deletion's "type the username" box (the admin's or the holder's own), each
@@ -102,3 +105,11 @@ def rate_limits_off() -> Iterator[None]:
         yield
     finally:
         limiter.enabled = before
+
+
+def stored_user(user_id: int) -> User:
+    """The user as committed now (the session's copy expired first): what a request made."""
+    db.session.expire_all()
+    user = db.session.get(User, user_id)
+    assert user is not None
+    return user
