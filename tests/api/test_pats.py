@@ -8,7 +8,7 @@ from unittest.mock import ANY
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bastion.extensions import db
 from bastion.models import ApiToken, Article, Comment, User, utcnow
@@ -388,21 +388,34 @@ def test_changes_refused_on_hidden_drafts_are_audited_and_look_absent(
 
 
 @pytest.mark.asvs("V8.2.1", "V8.3.1")
-def test_a_demoted_editors_token_loses_the_write_scope_and_the_role_decides(
+def test_a_demoted_editors_token_is_revoked_and_the_role_still_decides(
     api: Api, make_user: Callable[..., User]
 ) -> None:
-    """The token row keeps ``articles:write`` after a demotion; only the role checked on
-    each use keeps a viewer from writing with it (and shows what the token can do now)."""
+    """A demotion revokes a token holding a scope the new role cannot grant: kept, it came
+    back whole with a later promotion. A role lowered behind the service's back (an
+    operator's UPDATE) is still caught on each use: the role is checked every time, and the
+    token can do only what the role allows now (its row keeps what it was made with)."""
     from bastion.admin.services import set_role
+    from bastion.models import Role
 
     editor = make_user("editor")
     pat = api.pat_for(editor, ["articles:read", "articles:write"])
     assert api.call("POST", "/articles", pat, json={"title": "T", "body": "B"}).status_code == 201
     set_role(None, editor, "viewer")
-    resp = api.call("POST", "/articles", pat, json={"title": "T2", "body": "B"})
+    assert api.call("POST", "/articles", pat, json={"title": "T2", "body": "B"}).status_code == 401
+    set_role(None, editor, "editor")
+    assert api.call("GET", "/me", pat).status_code == 401  # not back with the promotion
+
+    other = make_user("editor")
+    kept = api.pat_for(other, ["articles:read", "articles:write"])
+    viewer = db.session.scalar(select(Role.id).where(Role.name == "viewer"))
+    db.session.execute(update(User).where(User.id == other.id).values(role_id=viewer))
+    db.session.commit()
+    db.session.expire_all()  # requests here share this session; each has its own in service
+    resp = api.call("POST", "/articles", kept, json={"title": "T3", "body": "B"})
     assert resp.status_code == 403 and "articles:write" in resp.get_json()["detail"]
-    assert api.call("GET", "/me", pat).get_json()["scopes"] == ["articles:read"]
-    stored = db.session.scalar(select(ApiToken.scopes).where(ApiToken.user_id == editor.id))
+    assert api.call("GET", "/me", kept).get_json()["scopes"] == ["articles:read"]
+    stored = db.session.scalar(select(ApiToken.scopes).where(ApiToken.user_id == other.id))
     assert stored is not None and "articles:write" in stored.split()
 
 
