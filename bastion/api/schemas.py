@@ -195,7 +195,10 @@ class AuthorOut(Output):
 class MeOut(Output):
     id: int
     username: str
-    email: str
+    email: str | None = Field(
+        description="Shown only to a sign-in's token (account scope); null for a personal "
+        "access token."
+    )
     display_name: str
     bio: str
     role: Literal["viewer", "editor", "admin"]
@@ -274,7 +277,7 @@ class ListQuery(BaseModel):
             description="Words to find in titles and bodies: each must begin a word of the "
             "article (a one-character word must be a whole word); punctuation is never an "
             "operator. Case, full-width letters and ligatures do not matter: both sides are "
-            "compared in NFKC with full case folding (\"STRASSE\" finds \"Straße\"). "
+            'compared in NFKC with full case folding ("STRASSE" finds "Straße"). '
             f"The first {MAX_TERMS} different words are searched."
         ),
     ] = ""

@@ -12,10 +12,13 @@ from bastion.security.access import bearer_required
 
 
 def me_out(user: User, scopes: frozenset[str]) -> MeOut:
+    """The email address only to a sign-in's token (account scope): a personal access token
+    made for a script that reads articles has no need of it, and leaking one such token
+    should not leak the address its owner signs in and resets passwords with."""
     return MeOut(
         id=user.id,
         username=user.username,
-        email=user.email,
+        email=user.email if ACCOUNT_SCOPE in scopes else None,
         display_name=user.display_name,
         bio=user.bio,
         role=user.role_name,  # type: ignore[arg-type]

@@ -232,6 +232,25 @@ def test_no_response_leaks_secrets_or_other_users_emails(
         assert not keys & FORBIDDEN_KEYS, keys & FORBIDDEN_KEYS
 
 
+@pytest.mark.asvs("V8.2.3")
+def test_only_a_sign_in_token_sees_the_account_email(
+    api: Api, make_user: Callable[..., User]
+) -> None:
+    """A personal access token, made for a script, has no need of the address the account
+    signs in and resets its password with; whoever steals one does not learn it either."""
+    me = make_user("admin", email="owner-address@example.org")
+    access = api.access_for(me)
+    assert api.call("GET", "/me", access).get_json()["email"] == me.email
+    for scopes in (
+        ["articles:read"],
+        ["articles:read", "articles:write", "comments:write", "admin"],
+    ):
+        resp = api.call("GET", "/me", api.pat_for(me, scopes, access))
+        assert resp.status_code == 200
+        assert resp.get_json()["email"] is None
+        assert me.email not in resp.get_data(as_text=True)
+
+
 @pytest.mark.asvs("V16.5.3")
 def test_a_refused_update_leaves_the_article_unchanged(
     api: Api, make_user: Callable[..., User]
