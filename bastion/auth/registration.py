@@ -3,7 +3,7 @@
 Answers never reveal whether an email address has an account: registering a taken address
 mails its owner a notice instead, and a reset request for an unknown address renders the
 same message (never sent) and gives the same reply. Messages to a typed address are
-limited per address and client (``mail_budget``), the same way whether or not it has an
+limited per mailbox and client (``mail_budget``), the same way whether or not it has an
 account.
 
 Nor does what a sign-up leaves behind. One with a free address starts an account, which
@@ -71,9 +71,13 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
     check_new_account(username, email, password)
     if _username_held(username):  # where check_new_account says a username is taken
         raise AccountError(USERNAME_TAKEN, "username")
-    # Spent by every sign-up, so both answers cost the same; only the notice to a taken
-    # address heeds it (a new account's confirmation goes out once anyway).
-    within_budget = mail_budget.allows(canonical_email(email), ip)
+    # Spent by every sign-up, so both answers cost the same. A new account's confirmation
+    # to its mailbox's own address goes out anyway: it goes out once, the address being
+    # taken from then on, and someone who first asked for resets before having an account
+    # must not be left without it. One to a +tag address heeds the budget, or every new tag
+    # would mail the same mailbox once more.
+    address = canonical_email(email)
+    within_budget = mail_budget.allows(address, ip)
     if email_taken(email):
         # Same work as a real sign-up (one hash), and the owner learns someone tried.
         dummy_verify(password)
@@ -89,7 +93,7 @@ def register(username: str, email: str, password: str, *, ip: str = "") -> User 
         _answer_taken(email, deliver=within_budget)  # another sign-up took it a moment ago
         return None
     audit.record("register", actor_id=user.id, target_user_id=user.id)
-    send_confirmation(user)
+    send_confirmation(user, deliver=within_budget or mail_budget.is_own_mailbox(address))
     return user
 
 
@@ -191,9 +195,9 @@ def _answer_taken(email: str, *, deliver: bool) -> None:
     audit.record("register.duplicate_email", target_user_id=owner.id if owner else None)
 
 
-def send_confirmation(user: User) -> None:
+def send_confirmation(user: User, *, deliver: bool = True) -> None:
     token = links.make_token("confirm", user)
-    send_mail(user.email, "Confirm your email address", "confirm", user=user,
+    send_mail(user.email, "Confirm your email address", "confirm", deliver=deliver, user=user,
               url=url_for("auth.confirm", token=token, _external=True),
               hours=current_app.config["CONFIRM_HOURS"])
 

@@ -1,9 +1,10 @@
 """The flows that send mail, seen by someone probing for accounts or flooding a mailbox:
 what a reply costs with and without an account behind the address, and how many messages
-one client can have sent to an address it does not own."""
+one client can have sent to a mailbox it does not own."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,15 @@ import pytest
 from flask import Flask, template_rendered
 from flask.testing import FlaskClient
 
+from bastion.auth import mail_budget
 from tests.factories import UserFactory
 from tests.support.account_fixtures import sign_in
 from tests.support.accounts import Outbox, post_form
+from tests.support.mail import SMTPServer
 
 PW = "lilac harbour quietly 2031"
+# What lands in victim@example.net's mailbox: the address itself or a +tag of it.
+VICTIMS_MAILBOX = re.compile(r"victim(?:\+[^@]*)?@example\.net")
 
 
 @contextmanager
@@ -134,6 +139,52 @@ def test_one_signed_in_client_cannot_flood_an_address_through_email_change(
         assert resp.status_code == 302
     assert len(outbox.to("victim@example.net")) == 3
     assert len(outbox.to("alice@example.org")) == 5  # the owner hears of every request
+
+
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_sub_addresses_of_one_mailbox_share_its_budget(
+    app: Flask, user: Any, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # victim+1@, victim+2@, ... all land in victim@'s mailbox, and each had a budget of its
+    # own: every sign-up mailed its address a confirmation, every reset a link and every
+    # email change a link, eight messages here where the budget allows three.
+    monkeypatch.setitem(app.config, "MAIL_URL", smtp_server.url)
+    attacker = _client(app, "198.51.100.7")
+    tagged = ["victim+1@example.net", "victim+2@example.net", "victim+3@example.net",
+              "victim+4@EXAMPLE.NET"]
+    replies = [_register(attacker, f"mallory{n}", address) for n, address in enumerate(tagged)]
+    replies += [_reset(attacker, address) for address in tagged[:3]]
+    sign_in(attacker, "alice")
+    replies.append(post_form(attacker, "/account", {"email": "victim+5@example.net"},
+                             action="/account/email"))
+    assert [r.status_code for r in replies] == [302] * 8
+
+    def reached_victim() -> int:
+        return sum(bool(VICTIMS_MAILBOX.fullmatch(str(m["To"])))
+                   for m in smtp_server.mailbox.messages)
+
+    assert reached_victim() == 3
+    # Another mailbox, even one with a tag, still gets its messages from the same client.
+    _register(_client(app, "198.51.100.7"), "carol", "carol+news@example.net")
+    _reset(_client(app, "198.51.100.7"), "alice@example.org")
+    assert len(smtp_server.mailbox.to("carol+news@example.net")) == 1
+    assert [str(m["Subject"]) for m in smtp_server.mailbox.to("alice@example.org")] == [
+        "Your email address is being changed", "Reset your password"]
+    assert reached_victim() == 3
+
+
+@pytest.mark.asvs("V2.4.1")
+@pytest.mark.parametrize(("address", "mailbox"), [
+    ("Victim+News@Example.NET", "victim@example.net"),
+    ("victim+a+b@example.net", "victim@example.net"),
+    ("victim+@bücher.example", "victim@xn--bcher-kva.example"),
+    # Provider rules are not guessed: these may be other people's mailboxes.
+    ("vic.tim@example.net", "vic.tim@example.net"),
+    ("victim-news@example.net", "victim-news@example.net"),
+    ("+news@example.net", "+news@example.net"),  # no mailbox before the tag
+])
+def test_the_budget_counts_the_mailbox_without_its_tag(address: str, mailbox: str) -> None:
+    assert mail_budget.mailbox(address) == mailbox
 
 
 @pytest.mark.asvs("V2.4.1")

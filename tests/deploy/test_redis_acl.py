@@ -246,7 +246,7 @@ def test_every_redis_path_of_the_app_works_as_its_acl_user(
 
         # Redis lost its scripts (a restart): EVALSHA fails, the script is loaded again.
         inspector.script_flush()
-        # The mail budget (3 per 15 minutes for one address and client), then the route's
+        # The mail budget (3 per 15 minutes for one mailbox and client), then the route's
         # own limit (5 per minute): its 429 reads the window back for its headers.
         anonymous = app.test_client()
         answers = [
