@@ -363,6 +363,47 @@ def test_upgrading_stores_idn_domains_in_ace_form_and_never_merges_accounts(  # 
     assert "@" not in "".join(warnings)  # ids and usernames only: no addresses in logs
 
 
+@pytest.mark.asvs("V2.3.2")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_retires_the_names_of_accounts_deleted_before(  # type: ignore[no-untyped-def]
+    make_app, backend: str
+) -> None:
+    """Before 0018 a deleted account's username was free at once for anyone to register.
+    The upgrade retires every name the trail's ``user.deleted`` rows give, but one an
+    account holds again by then (it is retired when that account is deleted)."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect
+
+    from bastion.auth.services import username_taken
+    from bastion.models import RetiredUsername
+    from bastion.security import audit
+    from tests.factories import UserFactory
+
+    before = "0017_article_search_words"
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        downgrade(revision=before)
+        UserFactory(username="back")  # deleted once, and registered again since
+        for name in ("gone", "back", "gone"):
+            last = audit.record("user.deleted", target_user_id=7, details={"username": name})
+        for details in ({"username": 12}, {"username": "x" * 33}, {}):  # no username of ours
+            audit.record("user.deleted", details=details)
+        audit.record("account.unconfirmed_released", target_user_id=8, details={"by": "sign-up"})
+        db.session.remove()
+        for _ in range(2):  # upgraded, downgraded, and upgraded again
+            upgrade()
+            retired = dict(db.session.execute(
+                select(RetiredUsername.username, RetiredUsername.retired_at)).all())
+            assert retired == {"gone": last.created_at}
+            assert username_taken("GONE") and username_taken("back")
+            assert not username_taken("fresh")
+            db.session.remove()
+            downgrade(revision=before)
+            assert "retired_usernames" not in inspect(db.engine).get_table_names()
+            db.session.remove()
+        upgrade()
+
+
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_migration_downgrades_and_upgrades_again(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from bastion.models import (
     LoginThrottle,
     RecoveryCode,
     RefreshToken,
+    RetiredUsername,
     RevokedToken,
     SetupToken,
     Upload,
@@ -71,6 +72,7 @@ def _fill_every_table() -> None:
         RevokedToken(key="jti:probe", expires_at=later),
         LoginThrottle(key="probe", failures=1),
         SetupToken(token_hash="s".ljust(64, "0"), expires_at=later),
+        RetiredUsername(username="gone"),
     ])
     audit.record("probe.kept", details={"step": "head"})
     db.session.commit()

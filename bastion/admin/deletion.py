@@ -11,6 +11,14 @@ the audit trail, whose rows name users by id with no foreign key. The deletion i
 audited as ``user.deleted`` with the username and the counts; of the email address only
 its domain, as ``email.changed`` keeps it.
 
+The username is retired for good, in the same transaction (``retired_usernames``, so a
+deletion rolled back retires nothing): registration, the first admin's setup and
+``create-admin`` refuse it as a taken one (``bastion.auth.services.username_taken``, in
+its canonical form), so no one else is ever shown at the account's ``/u/<name>``, in old
+links and mentions, or under its name in the audit trail. The name is kept, as the
+``user.deleted`` event keeps it. Accounts never confirmed that a sign-up or ``users
+purge-unconfirmed`` releases are not retired: they never had a public page.
+
 Every sign-in ends at the commit: the session rows are gone (a cookie naming one is a
 visitor's), the refresh families are revoked in the revocation store, which outlives the
 rows (their access tokens are refused at once, even on SQLite, which may give a later
@@ -31,6 +39,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bastion import pagecache
 from bastion.admin.services import (
@@ -48,7 +58,7 @@ from bastion.admin.services import (
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
-from bastion.models import Article, Comment, Upload, User
+from bastion.models import Article, Comment, RetiredUsername, Upload, User, utcnow
 from bastion.models.locks import lock_user
 from bastion.security import audit
 
@@ -202,6 +212,20 @@ def delete_own_account(user: User, *, confirmation: str,
     return _delete_checked(user, actor_id=user.id, extra={"self": True})
 
 
+def _retire_username(username: str) -> None:
+    """Keep ``username`` from every later account (``retired_usernames``).
+
+    No account should hold a retired name; should one anyway (a row written by SQL), its
+    row is kept as it is rather than failing the deletion.
+    """
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(RetiredUsername)
+        .values(username=username, retired_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[RetiredUsername.username])
+    )
+
+
 def _delete_checked(user: User, *, actor_id: int | None,
                     extra: Mapping[str, object]) -> Deletion:
     """Delete ``user`` (every rule passed under the locks held), audit and commit."""
@@ -210,6 +234,7 @@ def _delete_checked(user: User, *, actor_id: int | None,
     domain = address.rpartition("@")[2]
     summary = deletion_summary(user)
     ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
+    _retire_username(username)  # in this transaction: a deletion rolled back retires nothing
     db.session.delete(user)
     # The uploads hook hands over and removes images before the row goes; the database
     # takes the rest along with it.

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import email_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.extensions import db
-from bastion.models import ROLE_NAMES, Role, User, utcnow
+from bastion.models import ROLE_NAMES, RetiredUsername, Role, User, utcnow
 from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
@@ -144,9 +144,13 @@ def password_problem(password: str, *, username: str = "", email: str = "") -> s
 
 
 def username_taken(username: str) -> bool:
-    return (db.session.scalar(
-        select(func.count()).select_from(User).where(User.username == canonical_username(username))
-    ) or 0) > 0
+    """Whether an account holds ``username`` (in its canonical form) or held it and was
+    deleted: a retired name is never given out again (``bastion.admin.deletion``), and is
+    refused with the same message, as its profile was public anyway."""
+    name = canonical_username(username)
+    held = select(User.id).where(User.username == name).exists()
+    retired = select(RetiredUsername.username).where(RetiredUsername.username == name).exists()
+    return bool(db.session.scalar(select(or_(held, retired))))
 
 
 def email_taken(email: str, *, by_other_than: int | None = None) -> bool:

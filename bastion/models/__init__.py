@@ -7,7 +7,7 @@ from bastion.models.credentials import LoginThrottle, RecoveryCode
 from bastion.models.session import UserSession
 from bastion.models.token import ApiToken, RefreshToken, RevokedToken, SetupToken
 from bastion.models.upload import Upload
-from bastion.models.user import ROLE_NAMES, Role, User
+from bastion.models.user import ROLE_NAMES, RetiredUsername, Role, User
 
 __all__ = [
     "ROLE_NAMES",
@@ -19,6 +19,7 @@ __all__ = [
     "LoginThrottle",
     "RecoveryCode",
     "RefreshToken",
+    "RetiredUsername",
     "RevokedToken",
     "Role",
     "SetupToken",

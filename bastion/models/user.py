@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bastion.models.base import Base, TimestampMixin
+from bastion.models.base import Base, TimestampMixin, utcnow
 
 if TYPE_CHECKING:
     from bastion.models.session import UserSession
@@ -99,3 +99,18 @@ class User(TimestampMixin, Base):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username}>"
+
+
+class RetiredUsername(Base):
+    """The username of a deleted account, never given to anyone again: its profile URL,
+    the mentions and links to it and the audit trail's ``user.deleted`` row would
+    otherwise name whoever registered it next (``bastion.admin.deletion``). Written in the
+    deletion's transaction; canonical, as ``users.username`` is stored."""
+
+    __tablename__ = "retired_usernames"
+
+    username: Mapped[str] = mapped_column(String(32), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<RetiredUsername {self.username}>"
