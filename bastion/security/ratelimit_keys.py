@@ -7,6 +7,11 @@ or machine controls; counting it as one client is what RFC 6177 and the big prov
 own abuse limits assume. IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``, from a
 dual-stack socket) count as the IPv4 address they carry.
 
+A port after the address is dropped: some proxies write it into X-Forwarded-For (Azure App
+Service and some load balancers: ``203.0.113.7:51234``, ``[2001:db8::1]:51234``), and a
+client has a new one on every connection, so keyed with it every connection would be a
+fresh bucket and no limit would ever be reached.
+
 Writes by a signed-in user count against the account instead (``signed_in_user``): one
 account could otherwise spread costly saves over as many addresses as it has.
 """
@@ -14,6 +19,7 @@ account could otherwise spread costly saves over as many addresses as it has.
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 
 from flask import request
@@ -21,24 +27,48 @@ from flask_login import current_user
 
 IPV6_PREFIX = 64
 
+# ``[address]`` or ``[address]:port`` (IPv6, RFC 3986's form), or ``IPv4:port``.
+_WITH_PORT = re.compile(r"\[(?P<bracketed>[^\]]*)\](?::\d{1,5})?|(?P<ipv4>[\d.]+):\d{1,5}")
+
 
 @lru_cache(maxsize=4096)
-def _ipv6_client(address: str) -> str:
-    """Cached: the same few clients come back request after request."""
+def _address_client(host: str) -> str | None:
+    """The bucket for an address without its port, or None for what is no address.
+
+    Cached: the same few clients come back request after request (keyed without the port,
+    which a client changes at will).
+    """
     try:
-        ip = ipaddress.IPv6Address(address)
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        return address  # not an address (a unix socket's peer, say): as it is
+        # IPv6 with a port but no brackets: fails when the port is no hex group (above
+        # 9999) or makes a ninth group. (Otherwise it parses as the last group, inside the
+        # /64 the client has anyway.)
+        head, _, port = host.rpartition(":")
+        if not port.isdigit():
+            return None
+        try:
+            ip = ipaddress.IPv6Address(head)
+        except ValueError:
+            return None
+    if ip.version == 4:
+        return str(ip)
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ipaddress.IPv6Network((int(ip), IPV6_PREFIX), strict=False))
 
 
 def client_key(address: str) -> str:
-    """The bucket for ``address``: IPv4 as it is, IPv6 by its /64 (``2001:db8::/64``)."""
+    """The bucket for ``address``: IPv4 as it is, IPv6 by its /64 (``2001:db8::/64``).
+
+    A port after either is dropped; what is no address at all (a unix socket's peer, say)
+    is kept as it is.
+    """
     if ":" not in address:
         return address  # IPv4, the common case, costs nothing
-    return _ipv6_client(address)
+    with_port = _WITH_PORT.fullmatch(address)
+    host = address if with_port is None else with_port["ipv4"] or with_port["bracketed"]
+    return _address_client(host) or address
 
 
 def remote_client() -> str:
