@@ -418,7 +418,9 @@ def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
     # both ways, so a client reading or sending slowly costs the controller a buffer and
     # never holds a gunicorn thread (ingress-nginx streams answers unless told otherwise).
     nginx_conf = (ROOT / "deploy" / "nginx" / "bastion.conf").read_text()
-    per_address = re.search(r"limit_conn bastion_conn_per_ip (\d+);", nginx_conf)
+    # (One number for every request here: the budget of the files, which a page asks for
+    # many of at once; see the annotation's comment.)
+    per_address = re.search(r"limit_conn bastion_files_per_ip (\d+);", nginx_conf)
     assert per_address, "bastion.conf bounds requests in flight per address"
     assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == per_address.group(1)
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "on"

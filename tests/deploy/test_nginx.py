@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPResponse, HTTPSConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,9 +139,9 @@ def _start_backend(
     name: str, tls: Leaf | None = None, hold: threading.Event | None = None
 ) -> Backend:
     """An echo server; with ``tls``, it speaks only TLS with that certificate (as gunicorn
-    does with GUNICORN_CERT_FILE). With ``hold``, a request for /slow... is recorded, then
-    answered only once the event is set: a slow request, in flight for as long as a test
-    needs."""
+    does with GUNICORN_CERT_FILE). With ``hold``, a request whose path has /slow in it is
+    recorded, then answered only once the event is set: a slow request, in flight for as
+    long as a test needs."""
     backend: Backend
 
     class Handler(BaseHTTPRequestHandler):
@@ -154,7 +154,7 @@ def _start_backend(
             headers = {k.lower(): v for k, v in self.headers.items()}
             headers[":path"] = self.path
             backend.seen.append(headers)
-            if hold is not None and self.path.startswith("/slow"):
+            if hold is not None and "/slow" in self.path:
                 hold.wait(timeout=30)
             body = json.dumps({"backend": name, "headers": headers}).encode()
             self.send_response(200)
@@ -572,55 +572,110 @@ def test_production_proxy_behaviour(
         weak.wrap_socket(raw, server_hostname="localhost")
 
 
+def _in_flight_budgets() -> dict[str, int]:
+    """The shipped config's per-address limits on requests in flight, by zone."""
+    limits = [v.split() for v in _directive(PROD_CONF.read_text(), "limit_conn")]
+    return {zone: int(limit) for zone, limit in limits}
+
+
+def _compose_app_threads() -> int:
+    """The threads of the compose app: its GUNICORN_WORKERS times gunicorn's threads."""
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    workers = re.search(r'GUNICORN_WORKERS: "\$\{GUNICORN_WORKERS:-(\d+)\}"', compose)
+    threads = re.search(
+        r'^threads = _env_int\("GUNICORN_THREADS", (\d+)\)',
+        (ROOT / "gunicorn.conf.py").read_text(),
+        re.MULTILINE,
+    )
+    assert workers and threads, "compose.yaml and gunicorn.conf.py name their defaults"
+    return int(workers.group(1)) * int(threads.group(1))
+
+
 @pytest.mark.asvs("V2.4.1", "V15.2.2")
+def test_the_in_flight_budgets_leave_threads_to_others_and_a_browser_its_connections() -> None:
+    """One address can never occupy every app thread with pages, API calls or writes, while
+    a browser's 6 HTTP/1.1 connections fit; its files (which HTTP/2 asks for all at once
+    and a slow link keeps in flight) have a budget of their own, no smaller."""
+    budgets = _in_flight_budgets()
+    assert set(budgets) == {"bastion_conn_per_ip", "bastion_files_per_ip"}
+    assert 6 <= budgets["bastion_conn_per_ip"] < _compose_app_threads()
+    assert budgets["bastion_files_per_ip"] >= budgets["bastion_conn_per_ip"]
+
+
+def _get(proxy: ProdProxy, path: str) -> HTTPResponse:
+    """``path`` through the proxy on a connection of its own (a 429 may close one)."""
+    conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=40)
+    try:
+        response, _ = _request(conn, "GET", path)
+        return response
+    finally:
+        conn.close()
+
+
+def _hold_in_flight(
+    pool: ThreadPoolExecutor, proxy: ProdProxy, paths: list[str]
+) -> list[Future[int]]:
+    return [pool.submit(lambda path: _get(proxy, path).status, path) for path in paths]
+
+
+def _wait_until_seen(app: Backend, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(app.seen) < count:
+        assert time.monotonic() < deadline, f"only {len(app.seen)} reached the app"
+        time.sleep(0.05)
+
+
+@pytest.mark.asvs("V2.4.1", "V15.2.2")
+@pytest.mark.parametrize(
+    ("zone", "slow", "other"),
+    [
+        # Pages held: one more page is refused, a stylesheet or an image is not.
+        ("bastion_conn_per_ip", "/slow/{}", ["/static/app.css", "/uploads/abc"]),
+        # Images held: one more image is refused, a page is not.
+        ("bastion_files_per_ip", "/uploads/slow{}", ["/page"]),
+    ],
+    ids=["pages", "files"],
+)
 def test_one_address_cannot_hold_more_than_its_share_of_requests(
-    tmp_path: Path, internal_ca: InternalCA, run_nginx: StartNginx
+    tmp_path: Path,
+    internal_ca: InternalCA,
+    run_nginx: StartNginx,
+    zone: str,
+    slow: str,
+    other: list[str],
 ) -> None:
     """The rate limit bounds requests per second, not requests in flight: slow requests from
     one address piled up in front of the app's few threads. With limit_conn, once that
-    address has its quota in flight, its next request is a 429 from nginx (with nginx's own
-    security headers) that never reaches the app; when they finish it is served again."""
+    address has its quota in flight, its next request of the kind is a 429 from nginx (with
+    nginx's own security headers) that never reaches the app; when they finish it is served
+    again. The other kind has its own budget and is still served."""
     _nginx_binary()
-    quota = [int(v.split()[-1]) for v in _directive(PROD_CONF.read_text(), "limit_conn")]
-    assert quota == [32], "one per-address concurrency limit, in `location /`"
+    quota = _in_flight_budgets()[zone]
     release = threading.Event()
     app = _start_backend("app", internal_ca.issue("app"), hold=release)
     try:
         proxy = render_production(tmp_path, app.port, internal_ca)
         run_nginx(tmp_path, proxy.conf, proxy.https_port)
-        context = _https(proxy)
-
-        def slow(index: int) -> int:
-            conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=40)
+        with ThreadPoolExecutor(max_workers=quota) as pool:
+            pending = _hold_in_flight(pool, proxy, [slow.format(i) for i in range(quota)])
+            _wait_until_seen(app, quota)
             try:
-                response, _ = _request(conn, "GET", f"/slow/{index}")
-                return response.status
-            finally:
-                conn.close()
-
-        with ThreadPoolExecutor(max_workers=quota[0]) as pool:
-            pending = [pool.submit(slow, i) for i in range(quota[0])]
-            deadline = time.monotonic() + 20
-            while len(app.seen) < quota[0]:
-                assert time.monotonic() < deadline, f"only {len(app.seen)} reached the app"
-                time.sleep(0.05)
-            try:
-                conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=5)
-                response, _ = _request(conn, "GET", "/one-too-many")
-                conn.close()
+                response = _get(proxy, slow.format("-one-too-many"))
+                others = [_get(proxy, path).status for path in other]
             finally:
                 release.set()
             statuses = [future.result(timeout=30) for future in pending]
         assert response.status == 429
         _assert_nginx_own_headers(response)
         assert "max-age=63072000" in (response.getheader("Strict-Transport-Security") or "")
-        assert statuses == [200] * quota[0]
-        assert all(seen[":path"].startswith("/slow/") for seen in app.seen)
+        assert statuses == [200] * quota
+        assert others == [200] * len(other), "the other budget is not used up"
+        assert all("/slow" in seen[":path"] for seen in app.seen[:quota])
+        assert "one-too-many" not in " ".join(seen[":path"] for seen in app.seen)
 
-        conn = HTTPSConnection("localhost", proxy.https_port, context=context, timeout=5)
-        response, _ = _request(conn, "GET", "/after")
-        conn.close()
-        assert response.status == 200, "the quota is of requests in flight, not a ban"
+        assert _get(proxy, slow.format("-after")).status == 200, (
+            "the quota is of requests in flight, not a ban"
+        )
     finally:
         release.set()
         _stop_backends(app)
