@@ -200,3 +200,26 @@ def test_no_page_of_any_role_violates_its_own_csp(live_server, browser) -> None:
         finally:
             context.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.asvs("V3.4.1")
+def test_chromium_knows_and_denies_every_feature_the_permissions_policy_names(  # type: ignore[no-untyped-def]
+    live_server, page
+) -> None:
+    """A name Chromium does not know is dropped with a console warning and denies nothing;
+    each one here must be a feature it knows, denied to the page."""
+    from bastion.security.header_values import PERMISSIONS_POLICY_DENIED
+
+    live = live_server()
+    pg, _ = page
+    messages: list[str] = []
+    pg.on("console", lambda msg: messages.append(msg.text))
+    assert pg.goto(live.url + "/").status == 200
+    known, allowed = pg.evaluate(
+        "names => [document.featurePolicy.features(),"
+        " names.filter(name => document.featurePolicy.allowsFeature(name))]",
+        list(PERMISSIONS_POLICY_DENIED),
+    )
+    assert set(PERMISSIONS_POLICY_DENIED) <= set(known)
+    assert allowed == []
+    assert not [m for m in messages if "Permissions-Policy" in m]
