@@ -330,13 +330,17 @@ def test_kubernetes_encrypts_ingress_to_pod_and_pins_the_ca() -> None:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert web[probe]["httpGet"]["scheme"] == "HTTPS", probe
 
-    (ingress,) = (
-        doc for doc in yaml.safe_load_all((base / "ingress.yaml").read_text())
+    ingresses = [
+        doc
+        for doc in yaml.safe_load_all((base / "ingress.yaml").read_text())
         if doc["kind"] == "Ingress"
-    )
-    notes = ingress["metadata"]["annotations"]
-    prefix = "nginx.ingress.kubernetes.io/"
-    assert notes[prefix + "backend-protocol"] == "HTTPS"
-    assert notes[prefix + "proxy-ssl-verify"] == "on"
-    assert notes[prefix + "proxy-ssl-secret"].split("/")[-1] == secret
-    assert notes[prefix + "proxy-ssl-name"] == _yaml(base / "service.yaml")["metadata"]["name"]
+    ]
+    assert ingresses
+    for ingress in ingresses:  # one per budget of requests in flight; each its own paths
+        notes = ingress["metadata"]["annotations"]
+        prefix = "nginx.ingress.kubernetes.io/"
+        assert notes[prefix + "backend-protocol"] == "HTTPS"
+        assert notes[prefix + "proxy-ssl-verify"] == "on"
+        assert notes[prefix + "proxy-ssl-secret"].split("/")[-1] == secret
+        service = _yaml(base / "service.yaml")["metadata"]["name"]
+        assert notes[prefix + "proxy-ssl-name"] == service

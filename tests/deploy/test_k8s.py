@@ -395,45 +395,191 @@ def test_web_probes_and_rollout(rendered: list[Manifest]) -> None:
         assert _selects(constraint["labelSelector"], pod_labels), constraint["topologyKey"]
 
 
+PAGES_INGRESS = "bastion"
+FILES_INGRESS = "bastion-files"
+LIMIT_CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "bastion.conf"
+# The compose nginx's choice of budget: a request whose "$request_method $uri" matches this
+# regex counts in the files' one, any other in the pages' one.
+FILES_MAP = re.compile(r'map "\$request_method \$uri" \$bastion_file_client \{\s*"~([^"]+)"')
+ROUTE_ARGUMENT = re.compile(r"<[^>]*>")
+# The one route under the files' paths that is not GET or HEAD: an Ingress path cannot tell
+# methods apart, so it has the files' budget on Kubernetes (see bastion-files in ingress.yaml).
+FILES_BUDGET_WRITES = {("/uploads/<upload_id>/delete", "POST")}
+
+
+def _ingresses(docs: list[Manifest]) -> dict[str, Manifest]:
+    """The site's Ingress objects by name: one per budget of requests in flight."""
+    found = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Ingress"}
+    assert set(found) == {PAGES_INGRESS, FILES_INGRESS}, sorted(found)
+    return found
+
+
+def _host(docs: list[Manifest]) -> str:
+    """The site's public host, which every Ingress serves and no other."""
+    hosts: set[str] = {
+        rule["host"] for ingress in _ingresses(docs).values() for rule in ingress["spec"]["rules"]
+    }
+    assert len(hosts) == 1, hosts
+    return hosts.pop()
+
+
+def _compose_budget(zone: str) -> int:
+    found = re.search(rf"limit_conn {zone} (\d+);", NGINX_CONF.read_text())
+    assert found, f"bastion.conf bounds requests in flight per address ({zone})"
+    return int(found.group(1))
+
+
 @pytest.mark.asvs("V12.2.1", "V2.4.1", "V15.2.2")
 def test_ingress_tls_and_limits(rendered: list[Manifest]) -> None:
-    """The Ingress serves the trusted host over TLS only, with the upload size the app expects."""
-    ingress = _one(rendered, "Ingress")
-    spec = ingress["spec"]
-    assert spec["ingressClassName"] == "nginx"
-    host = spec["rules"][0]["host"]
-    assert spec["tls"] == [{"hosts": [host], "secretName": "bastion-tls"}]
+    """Each Ingress serves the trusted host over TLS only, with the upload size the app expects."""
+    host = _host(rendered)
     config = _one(rendered, "ConfigMap", "bastion-config")["data"]
     assert config["BASTION_TRUSTED_HOSTS"].split(",")[0] == host
-    annotations = ingress["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
-    body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    assert body.endswith("m")
-    upload_mb = int(config["BASTION_MAX_UPLOAD_MB"])
-    assert upload_mb < int(body[:-1]) <= upload_mb + 4
-    assert not any("snippet" in key for key in annotations), (
-        "configuration snippets are an injection risk"
-    )
-    # As behind the compose nginx: a bound on one address's requests in flight, and buffering
-    # both ways, so a client reading or sending slowly costs the controller a buffer and
-    # never holds a gunicorn thread (ingress-nginx streams answers unless told otherwise).
-    nginx_conf = (ROOT / "deploy" / "nginx" / "bastion.conf").read_text()
-    # (One number for every request here: the budget of the files, which a page asks for
-    # many of at once; see the annotation's comment.)
-    per_address = re.search(r"limit_conn bastion_files_per_ip (\d+);", nginx_conf)
-    assert per_address, "bastion.conf bounds requests in flight per address"
-    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == per_address.group(1)
-    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "on"
-    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
-    backend = _ingress_backend(rendered, host, "/")
-    assert backend == {"name": "bastion-web", "port": {"name": "https"}}
+    for name, ingress in _ingresses(rendered).items():
+        spec = ingress["spec"]
+        assert spec["ingressClassName"] == "nginx", name
+        assert spec["tls"] == [{"hosts": [host], "secretName": "bastion-tls"}], name
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true", name
+        body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+        assert body.endswith("m")
+        upload_mb = int(config["BASTION_MAX_UPLOAD_MB"])
+        assert upload_mb < int(body[:-1]) <= upload_mb + 4, name
+        assert not any("snippet" in key for key in annotations), (
+            "configuration snippets are an injection risk"
+        )
+        # As behind the compose nginx: a bound on one address's requests in flight (checked
+        # below), and buffering both ways, so a client reading or sending slowly costs the
+        # controller a buffer and never holds a gunicorn thread (ingress-nginx streams
+        # answers unless told otherwise).
+        assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "on", name
+        assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on", name
+        for rule in spec["rules"]:
+            for entry in rule["http"]["paths"]:
+                if entry["path"] not in {"/readyz", "/metrics"}:
+                    assert entry["backend"]["service"] == {
+                        "name": "bastion-web",
+                        "port": {"name": "https"},
+                    }, (name, entry["path"])
+    assert _ingress_backend(rendered, host, "/") == {
+        "name": "bastion-web",
+        "port": {"name": "https"},
+    }
 
 
-def _ingress_backend(docs: list[Manifest], host: str, path: str) -> dict[str, Any]:
-    """The Service backend a request for ``host`` and ``path`` reaches through the Ingress
-    objects, by the Ingress API's rules (which every controller follows for Exact and Prefix
-    paths): the longest matching path wins, Exact before Prefix when they are as long."""
-    matches: list[tuple[int, bool, dict[str, Any]]] = []
+@pytest.mark.asvs("V2.4.1", "V15.2.2")
+def test_the_two_ingresses_differ_only_in_their_budget_and_their_paths(
+    rendered: list[Manifest],
+) -> None:
+    """ingress-nginx gives each path the annotations of the Ingress that defines it: a setting
+    changed on one Ingress only (TLS to the pods, buffering, timeouts, the access log) would
+    hold for part of the site. Class, TLS, labels and every annotation but the connection
+    limit are the same on both."""
+    ingresses = _ingresses(rendered)
+    pages, files = ingresses[PAGES_INGRESS], ingresses[FILES_INGRESS]
+
+    def without_budget(ingress: Manifest) -> dict[str, str]:
+        annotations = dict(ingress["metadata"]["annotations"])
+        assert LIMIT_CONNECTIONS in annotations, ingress["metadata"]["name"]
+        del annotations[LIMIT_CONNECTIONS]
+        return annotations
+
+    assert without_budget(pages) == without_budget(files)
+    assert pages["metadata"]["labels"] == files["metadata"]["labels"]
+    spec = {key: value for key, value in pages["spec"].items() if key != "rules"}
+    assert spec == {key: value for key, value in files["spec"].items() if key != "rules"}
+    assert [r["host"] for r in pages["spec"]["rules"]] == [
+        r["host"] for r in files["spec"]["rules"]
+    ]
+
+
+@pytest.mark.asvs("V2.4.1", "V15.2.2")
+def test_the_in_flight_budgets_leave_a_pods_threads_to_others(rendered: list[Manifest]) -> None:
+    """The pages' budget (pages, API calls, every write) is below one pod's threads: the
+    controller balances requests over the pods regardless of who sent them, so one address's
+    may all land on one pod, and must still leave it a thread for everyone else. A browser's 6
+    connections over HTTP/1.1 fit. The files' budget is the compose nginx's."""
+    ingresses = _ingresses(rendered)
+    pages = int(ingresses[PAGES_INGRESS]["metadata"]["annotations"][LIMIT_CONNECTIONS])
+    files = int(ingresses[FILES_INGRESS]["metadata"]["annotations"][LIMIT_CONNECTIONS])
+    config = _one(rendered, "ConfigMap", "bastion-config")["data"]
+    container = _one(rendered, "Deployment", "bastion-web")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert {"configMapRef": {"name": "bastion-config"}} in container["envFrom"]
+    assert not {"GUNICORN_WORKERS", "GUNICORN_THREADS"} & {e["name"] for e in container["env"]}
+    threads_per_pod = int(config["GUNICORN_WORKERS"]) * int(config["GUNICORN_THREADS"])
+    assert 6 <= pages < threads_per_pod
+    assert pages <= _compose_budget("bastion_conn_per_ip")
+    assert files == _compose_budget("bastion_files_per_ip")
+    assert files >= pages
+
+
+def _sample_path(rule: str) -> str:
+    """A concrete path for ``rule``: each argument replaced with one path element."""
+    return ROUTE_ARGUMENT.sub("1", rule)
+
+
+@pytest.mark.asvs("V2.4.1", "V15.2.2")
+def test_every_path_has_the_budget_compose_gives_it(
+    rendered: list[Manifest], tmp_path: Path
+) -> None:
+    """Every request is routed by exactly one of the two Ingresses, so it counts in one
+    budget; no path is left without one. For every route of the app, the Ingress is the one
+    whose budget the compose nginx gives its methods: a route moved under /static/ or
+    /uploads/, or a file route moved out of them, fails here. The only difference is the
+    write the Ingress paths cannot tell apart from the files (FILES_BUDGET_WRITES)."""
+    from tests.conftest import base_config, build_app
+
+    host = _host(rendered)
+    ingresses = _ingresses(rendered)
+    file_paths = [
+        entry
+        for rule in ingresses[FILES_INGRESS]["spec"]["rules"]
+        for entry in rule["http"]["paths"]
+    ]
+    assert {(e["pathType"], e["path"]) for e in file_paths} == {
+        ("Prefix", "/static/"),
+        ("Prefix", "/uploads/"),
+    }
+    # No path in both: ingress-nginx would keep one of them, the oldest Ingress's.
+    page_paths = {
+        (entry["pathType"], entry["path"].rstrip("/") or "/")
+        for rule in ingresses[PAGES_INGRESS]["spec"]["rules"]
+        for entry in rule["http"]["paths"]
+    }
+    assert ("Prefix", "/") in page_paths, "every path not a file's has the pages' budget"
+    assert not page_paths & {(e["pathType"], e["path"].rstrip("/")) for e in file_paths}
+
+    conf_map = FILES_MAP.search(NGINX_CONF.read_text())
+    assert conf_map, "bastion.conf chooses the files' budget by method and path"
+    compose_files = re.compile(conf_map.group(1))
+    for entry in file_paths:
+        assert compose_files.match(f"GET {entry['path']}x"), entry["path"]
+
+    app = build_app(base_config(tmp_path, f"sqlite:///{tmp_path / 'bastion.db'}"))
+    differences: set[tuple[str, str]] = set()
+    for rule in app.url_map.iter_rules():
+        path = _sample_path(rule.rule)
+        ingress, _ = _ingress_route(rendered, host, path)
+        # OPTIONS: Flask answers it itself, for every rule.
+        for method in sorted((rule.methods or set()) - {"OPTIONS"}):
+            expected = FILES_INGRESS if compose_files.match(f"{method} {path}") else PAGES_INGRESS
+            if ingress != expected:
+                differences.add((rule.rule, method))
+    assert differences == FILES_BUDGET_WRITES
+    for path in ("/", "/static", "/uploads", "/staticx/1", "/uploadsx", "/readyz", "/nowhere"):
+        _ingress_route(rendered, host, path)  # routed by exactly one Ingress
+    assert _ingress_route(rendered, host, "/staticx/1")[0] == PAGES_INGRESS
+
+
+def _ingress_route(docs: list[Manifest], host: str, path: str) -> tuple[str, dict[str, Any]]:
+    """The Ingress (by name) and Service backend a request for ``host`` and ``path`` reaches
+    through the Ingress objects, by the Ingress API's rules (which every controller follows
+    for Exact and Prefix paths): the longest matching path wins, Exact before Prefix when they
+    are as long. Two paths that tie would leave the choice to the controller: refused."""
+    matches: list[tuple[int, bool, str, dict[str, Any]]] = []
     for ingress in (d for d in docs if d["kind"] == "Ingress"):
         for rule in ingress["spec"]["rules"]:
             if rule.get("host", host) != host:
@@ -449,9 +595,24 @@ def _ingress_backend(docs: list[Manifest], host: str, path: str) -> dict[str, An
                 else:
                     hit = path == prefix or path.startswith(prefix + "/")
                 if hit:
-                    matches.append((len(rule_path), kind == "Exact", entry["backend"]["service"]))
+                    matches.append(
+                        (
+                            len(prefix) if kind == "Prefix" else len(rule_path),
+                            kind == "Exact",
+                            ingress["metadata"]["name"],
+                            entry["backend"]["service"],
+                        )
+                    )
     assert matches, f"no Ingress path matches {path}"
-    return max(matches, key=lambda match: match[:2])[2]
+    best = max(match[:2] for match in matches)
+    winners = [match for match in matches if match[:2] == best]
+    assert len(winners) == 1, f"{path}: matched as well by {[m[2] for m in winners]}"
+    return winners[0][2], winners[0][3]
+
+
+def _ingress_backend(docs: list[Manifest], host: str, path: str) -> dict[str, Any]:
+    """The Service backend a request for ``host`` and ``path`` reaches (``_ingress_route``)."""
+    return _ingress_route(docs, host, path)[1]
 
 
 @pytest.mark.asvs("V13.4.5")
@@ -461,7 +622,7 @@ def test_ingress_never_forwards_readiness_or_metrics_to_the_app(
     """As behind the compose nginx, /readyz (whether PostgreSQL and Redis are up: the moment
     rate limits fall back to per-process ones) and /metrics are answered at the edge: they
     lead to a Service with no pods, so the app never sees them from outside."""
-    host = _one(rendered, "Ingress")["spec"]["rules"][0]["host"]
+    host = _host(rendered)
     services = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Service"}
     for path in ("/readyz", "/metrics"):
         backend = _ingress_backend(rendered, host, path)
@@ -487,7 +648,7 @@ def test_ingress_writes_no_access_log_line_with_a_link_or_token(
     a redacted line for each request itself (docs/deployment.md#logs)."""
     from bastion.observability.redaction import LINK_PREFIXES
 
-    host = _one(rendered, "Ingress")["spec"]["rules"][0]["host"]
+    host = _host(rendered)
     paths = [f"{prefix}SECRET" for prefix in LINK_PREFIXES]
     paths += ["/api/v1/tokens/bst_SECRET", "/api/v1/x/eyJh.eyJi.SECRET", "/readyz"]
     for path in paths:
