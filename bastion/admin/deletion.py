@@ -16,8 +16,9 @@ deletion rolled back retires nothing): registration, the first admin's setup and
 ``create-admin`` refuse it as a taken one (``bastion.auth.services.username_taken``, in
 its canonical form), so no one else is ever shown at the account's ``/u/<name>``, in old
 links and mentions, or under its name in the audit trail. The name is kept, as the
-``user.deleted`` event keeps it. Accounts never confirmed that a sign-up or ``users
-purge-unconfirmed`` releases are not retired: they never had a public page.
+``user.deleted`` event keeps it. Accounts never confirmed are not retired, whether a
+sign-up, ``users purge-unconfirmed`` or an admin deletes them: they never had a public
+page, and an admin deleting one that squats a name frees the name.
 
 Every sign-in ends at the commit: the session rows are gone (a cookie naming one is a
 visitor's), the refresh families are revoked in the revocation store, which outlives the
@@ -234,7 +235,8 @@ def _delete_checked(user: User, *, actor_id: int | None,
     domain = address.rpartition("@")[2]
     summary = deletion_summary(user)
     ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
-    _retire_username(username)  # in this transaction: a deletion rolled back retires nothing
+    if user.email_confirmed_at is not None:  # read under the lock; never confirmed: no page
+        _retire_username(username)  # in this transaction: a deletion rolled back retires nothing
     db.session.delete(user)
     # The uploads hook hands over and removes images before the row goes; the database
     # takes the rest along with it.

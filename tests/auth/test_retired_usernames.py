@@ -195,3 +195,17 @@ def test_an_account_never_confirmed_that_is_purged_leaves_its_name_free(app: Fla
     assert purge_unconfirmed(timedelta(0), details={"by": "test"}) == 1
     assert _retired() == {}
     assert _register(app.test_client(), "leaver") == (302, False)
+
+
+@pytest.mark.asvs("V2.3.2")
+def test_an_admin_deleting_an_account_never_confirmed_leaves_its_name_free(app: Flask) -> None:
+    """As a purge would: it never had a public page, and an admin deleting a sign-up that
+    squats a name (or has a mistyped address) frees the name rather than burning it."""
+    squatter = UserFactory(username="leaver", email_confirmed_at=None)
+    boss = client_for(app, UserFactory(role_name="admin"))
+    page = boss.get(f"/admin/users/{squatter.id}/delete").get_data(as_text=True)
+    assert "retired" not in page
+
+    _delete_by_admin(app, squatter)
+    assert _retired() == {}
+    assert _register(app.test_client(), "leaver") == (302, False)
