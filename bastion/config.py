@@ -99,10 +99,11 @@ class ConfigError(click.ClickException, RuntimeError):
     gunicorn it is an ordinary exception, logged with its traceback.
     """
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], note: str = "") -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"Bastion refuses to start; fix these settings:\n{lines}")
+        tail = f"\n{note}" if note else ""
+        super().__init__(f"Bastion refuses to start; fix these settings:\n{lines}{tail}")
 
 
 class ListingConfigError(ConfigError, NoAppException):
@@ -116,10 +117,19 @@ class ListingConfigError(ConfigError, NoAppException):
     exit_code = 1
 
 
-def refusal(problems: list[str]) -> ConfigError:
+# A command run from a shell without .env gets production's list of problems, which does not
+# say why a developer who only wanted to try the site meets them.
+UNNAMED_ENV_NOTE = (
+    "BASTION_ENV is not set, so these are production's rules. On a development machine, "
+    "`cp .env.example .env` in the project directory first (it sets BASTION_ENV=development)."
+)
+
+
+def refusal(problems: list[str], note: str = "") -> ConfigError:
     """The exception that refuses start-up with ``problems``, in the form its reader sees
     without a traceback."""
-    return ListingConfigError(problems) if _listing_commands() else ConfigError(problems)
+    kind = ListingConfigError if _listing_commands() else ConfigError
+    return kind(problems, note)
 
 
 def _listing_commands() -> bool:
@@ -332,6 +342,7 @@ CONFIGS: dict[str, type[BaseConfig]] = {
 def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     """Fill ``app.config`` from defaults, environment, secret files and ``overrides``."""
     overrides = dict(overrides or {})
+    env_named = bool(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV"))
     env_name = str(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV") or "production")
     if env_name not in ENVIRONMENTS:
         raise refusal([f"BASTION_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"])
@@ -358,7 +369,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         p for p in unparsable + validate(app.config) if not p.startswith(unknown)
     ]
     if problems:
-        raise refusal(problems)
+        raise refusal(problems, "" if env_named else UNNAMED_ENV_NOTE)
 
 
 def _read_secret_files(app: Flask) -> dict[str, str]:

@@ -45,6 +45,29 @@ def test_production_refuses_every_unsafe_setting_in_one_message(
     assert len(info.value.problems) == 10
 
 
+def test_a_refusal_without_bastion_env_says_how_to_start_in_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A developer's first ``flask --app bastion ...`` without ``.env`` met production's eight
+    problems with no word of why production's rules applied."""
+    for key in list(os.environ):
+        if key.startswith("BASTION_"):
+            monkeypatch.delenv(key)
+    with pytest.raises(ConfigError) as unnamed:
+        create_app()
+    assert str(unnamed.value).endswith(
+        "\nBASTION_ENV is not set, so these are production's rules. On a development "
+        "machine, `cp .env.example .env` in the project directory first (it sets "
+        "BASTION_ENV=development)."
+    )
+    assert not any("BASTION_ENV" in problem for problem in unnamed.value.problems)
+
+    monkeypatch.setenv("BASTION_ENV", "production")
+    with pytest.raises(ConfigError) as named:
+        create_app()
+    assert "BASTION_ENV is not set" not in str(named.value)
+
+
 def test_production_refuses_mail_sent_within_the_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
