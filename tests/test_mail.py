@@ -226,3 +226,6 @@ def test_development_still_writes_mail_to_the_outbox_and_the_log(
     (line,) = [json.loads(text) for text in log.getvalue().splitlines()]
     assert line["msg"] == "mail written to outbox"
     assert LINK in line["body"]
+    # The .eml wraps a long link (quoted-printable): the README sends a developer to this line.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{line['msg']}`" in readme
