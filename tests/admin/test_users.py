@@ -198,6 +198,17 @@ def test_user_pages_link_with_the_search_only(app: Flask) -> None:
         assert '<a href="/admin/users?q=user&amp;page=2" rel="next">' in resp.get_data(as_text=True)
 
 
+def test_the_list_tells_a_never_confirmed_account_from_an_active_one(app: Flask) -> None:
+    """Both read "Active", yet one cannot sign in and deleting it frees its username."""
+    UserFactory(username="waiting", email_confirmed_at=None)
+    UserFactory(username="member")
+    client = client_for(app, UserFactory(role_name="admin", username="root1"))
+    html = client.get("/admin/users?q=waiting").get_data(as_text=True)
+    assert '<span class="badge">Unconfirmed</span>' in html
+    html = client.get("/admin/users?q=member").get_data(as_text=True)
+    assert "Unconfirmed" not in html
+
+
 def test_a_page_past_the_end_of_the_users_says_so(app: Flask) -> None:
     """Past the last page (after deleting the one user on it) the list said "There are no
     users yet." or "No user matches" to an admin looking at a site full of users."""

@@ -66,6 +66,14 @@ OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElemen
 # never inside one ("X6PL Z" / "AJ4 ..." read as two groups of the wrong length).
 SECRET_GROUPS = """() => [...document.querySelectorAll('#totp-secret > span')]
   .filter((s) => s.getClientRects().length > 1).map((s) => s.textContent)"""
+# ...and each line of it starts where the first does: the gap between groups belongs to the
+# end of a line, or the group that opens the next one stands indented (" CACX AOIY").
+SECRET_INDENT = """() => {
+  const groups = [...document.querySelectorAll('#totp-secret > span')];
+  const box = (s) => s.getBoundingClientRect();
+  return groups.filter((s, i) => i > 0 && box(s).top > box(groups[i - 1]).top + 1
+    && Math.abs(box(s).left - box(groups[0]).left) > 1).map((s) => s.textContent);
+}"""
 
 # One long word searched for and echoed in "No published article matches “…”": the empty
 # state did not wrap it and the whole page scrolled sideways on a phone.
@@ -78,6 +86,8 @@ API_TABLES = """() => [...document.querySelectorAll('.api-fields')].flatMap((t) 
   const name = (t.caption ? t.caption.textContent : t.getAttribute('aria-labelledby')).trim();
   const out = [];
   if (wrap.scrollWidth > wrap.clientWidth + 1) out.push(`${name}: scrolls ${wrap.scrollWidth - wrap.clientWidth}px sideways`);
+  // A caption left a table box in a block table: "Parameters" stood one letter a line.
+  if (t.caption && t.caption.getBoundingClientRect().width < wrap.clientWidth / 2) out.push(`${name}: its caption is ${t.caption.getBoundingClientRect().width.toFixed(0)}px wide`);
   for (const td of t.querySelectorAll('tbody td:last-child')) {
     if (td.textContent.trim() && td.getBoundingClientRect().width < 200) {
       out.push(`${name}: its description column is ${td.getBoundingClientRect().width.toFixed(0)}px wide`);
@@ -160,6 +170,8 @@ def test_phone_and_desktop_pages_fit_and_have_targets_big_enough(
                 problems += [f"{where}: {p}" for p in pg.evaluate(TIDY)]
                 problems += [f"{where}: the key's group {g!r} is split over two lines"
                              for g in pg.evaluate(SECRET_GROUPS)]
+                problems += [f"{where}: the key's line opening with {g!r} is indented"
+                             for g in pg.evaluate(SECRET_INDENT)]
     assert problems == [], "\n".join(problems)
     assert watch.csp_violations == []
 
