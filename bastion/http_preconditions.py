@@ -59,8 +59,9 @@ def _usable_range(environ: dict[str, Any]) -> None:
             del environ["HTTP_RANGE"]
 
 
-def _precondition_status(response: Response, environ: dict[str, Any]) -> int | None:
-    """412 or 304 when a precondition decides the answer (RFC 9110 13.2.2 steps 1-4)."""
+def precondition_status(response: Response, environ: dict[str, Any]) -> int | None:
+    """412 or 304 when a precondition decides the answer (RFC 9110 13.2.2 steps 1-4); for
+    files, and for the pages ``bastion.pagecache`` answers with an ETag."""
     etag, weak = response.get_etag()
     modified = response.last_modified
     if "HTTP_IF_MATCH" in environ:
@@ -93,7 +94,7 @@ def answer_conditions(response: R, environ: dict[str, Any]) -> R:
     """
     if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return response
-    status = _precondition_status(response, environ)
+    status = precondition_status(response, environ)
     if status == 412:
         response.close()
         refused = type(response)(CHANGED, status=412, mimetype="text/plain")

@@ -39,9 +39,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, NamedTuple, TypeVar
 
-from flask import Response, current_app, g, request, session
+from flask import Response, abort, current_app, g, request, session
 from flask_login import current_user
 from werkzeug.http import generate_etag, quote_etag
+
+from bastion.http_preconditions import precondition_status
 
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_KEY = "bastion.page_cache"
@@ -70,8 +72,9 @@ REFRESH_GRACE_SECONDS = 2.0
 
 
 class _Store:
-    """key -> (deadline, value, size); emptied whole when the byte budget would overflow,
-    the varied keys alone when their share would.
+    """key -> (deadline, value, size); emptied whole when the byte or entry budget would
+    overflow, the varied keys alone when their share or the whole store would (and a varied
+    key is not kept when the plain pages alone fill the store).
 
     An expired entry is renewed by one request at a time: the first to find it expired
     renders, the others answer with the previous copy meanwhile. Without this, every
@@ -109,12 +112,18 @@ class _Store:
             if varied and (
                 self.varied_size + size > STORE_BUDGET_BYTES // VARIED_SHARE
                 or len(self.varied) >= MAX_ENTRIES // VARIED_SHARE
+                # The plain pages may hold more than their half: then the whole store is
+                # full before the share is, and must not be emptied for a made-up key.
+                or self.size + size > STORE_BUDGET_BYTES
+                or len(self.entries) >= MAX_ENTRIES
             ):
                 # Made-up query strings empty their own share, never the plain pages.
                 for old_key in list(self.varied):
                     self._refreshing.pop(old_key, None)
                     self._drop(old_key)
             if self.size + size > STORE_BUDGET_BYTES or len(self.entries) >= MAX_ENTRIES:
+                if varied:
+                    return  # the plain pages alone fill the store: this one is not kept
                 self.entries.clear()
                 self._refreshing.clear()
                 self.varied.clear()
@@ -182,6 +191,12 @@ class Tagged(NamedTuple):
         return cls(data, generate_etag(data))  # what Response.add_etag() would compute
 
 
+def _held(key: tuple[str, ...], stored: Tagged) -> int:
+    """The bytes an entry holds: its key too, a query string of up to 4 KiB (the request
+    line's limit) that a client chose, which would otherwise grow the store past its bound."""
+    return len(stored.data) + sum(map(len, key))
+
+
 def _store_for_app() -> _Store:
     store: _Store | None = current_app.extensions.get(_CACHE_KEY)
     if store is None:
@@ -215,7 +230,7 @@ def remember_tagged(
         except BaseException:
             store.release(key)
             raise
-        store.put(key, tagged, len(tagged.data), ttl, varied=varied, read_at=read_at)
+        store.put(key, tagged, _held(key, tagged), ttl, varied=varied, read_at=read_at)
     return tagged
 
 
@@ -229,20 +244,26 @@ def _personal(body: str) -> bool:
     return bool(nonce and nonce in body)
 
 
-# What Werkzeug's ``make_conditional`` reads for a GET or HEAD with ``accept_ranges``
-# off: without any of them it leaves the answer as it is, but for a Date header.
-_CONDITIONS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
+# The conditions a page answers: it has no Last-Modified, so the date conditions are
+# ignored (RFC 9110 13.1.3, 13.1.4), and it is never served by ranges.
+_CONDITIONS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH")
+PAGE_CHANGED = (
+    "This page has changed since the version named by If-Match. Load it again without that header."
+)
 
 
 def _conditional(page: Tagged) -> Response:
-    """The stored page with its ETag; a 304 (or 412) by Werkzeug when the request asks.
+    """The stored page with its ETag; a 304, or a 412 error page, when a condition says so.
 
     Built directly on every reuse, so done cheaply: ``make_response`` of bytes is this
     ``response_class(data)``, whose only headers are Content-Type and Content-Length, so
     appending Cache-Control, Vary and ETag gives what ``headers[...] =``, ``vary.add`` and
-    ``set_etag`` give (each of those walks or re-parses the headers). A request with no
-    condition skips ``make_conditional``: its one effect there is a Date header, which
-    ``add_security_headers`` takes off every answer (the server sends its own).
+    ``set_etag`` give (each of those walks or re-parses the headers).
+
+    Conditions in RFC 9110's order (``bastion.http_preconditions``), not Werkzeug's
+    ``make_conditional``: that answered ``If-Match: *`` with 412, a stale If-Match with a
+    412 whose body was the whole page, and a matching If-Match with a matching
+    If-None-Match with 200 instead of 304.
     """
     req = request._get_current_object()  # type: ignore[attr-defined]
     response: Response = current_app.response_class(page.data)
@@ -252,7 +273,11 @@ def _conditional(page: Tagged) -> Response:
     headers.add("ETag", quote_etag(page.etag))
     environ = req.environ
     if any(name in environ for name in _CONDITIONS):
-        response.make_conditional(req)  # turns itself into a 304 when the ETag matches
+        status = precondition_status(response, environ)
+        if status == 412:
+            abort(412, description=PAGE_CHANGED)
+        if status == 304:
+            response.status_code = 304  # Werkzeug sends it without the body or its headers
     return response
 
 
@@ -296,8 +321,9 @@ def cached_public_page(view: F) -> F:
                 raise
             if store is not None:
                 if isinstance(page, Tagged):
-                    store.put(key, page, len(page.data), ttl, varied=bool(key[-1]),
-                              read_at=read_at)
+                    store.put(
+                        key, page, _held(key, page), ttl, varied=bool(key[-1]), read_at=read_at
+                    )
                 else:
                     store.release(key)
             if not isinstance(page, Tagged):
