@@ -91,11 +91,12 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 25) -> Page:
     return Page(items=list(items), page=page, per_page=per_page, total=total)
 
 
-# What the users table shows (name, email, role, status, 2FA): a page of 25 rows need not
-# carry 25 password hashes, TOTP secrets and bios (up to 2,000 characters each).
+# What the users table shows (name, email, role, status, confirmation, 2FA): a page of 25
+# rows need not carry 25 password hashes, TOTP secrets and bios (up to 2,000 characters
+# each). A column the page reads and this leaves out is loaded row by row.
 _LISTED_USER = load_only(
     User.id, User.username, User.email, User.display_name, User.role_id, User.disabled_at,
-    User.totp_enabled_at,
+    User.email_confirmed_at, User.totp_enabled_at,
 )
 
 
