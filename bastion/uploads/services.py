@@ -171,7 +171,8 @@ def store_image(
         if not imaging.name_extension_allowed(_extension(full_name)):
             raise UploadError(
                 "extension",
-                "Only .jpg, .png, .gif and .webp files are accepted.",
+                "Only JPEG, PNG, GIF and WebP images are accepted (a name ending in .jpg, .jpeg, "
+                ".png, .gif or .webp, or with no extension).",
                 415,
             )
         _check_room(actor, kind=kind)
