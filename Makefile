@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The slowest tests are listed after every run, so a slow one is seen when it lands.
-PYTEST_ARGS ?= --durations=15
+# Two processes (pytest-xdist), one per core of the smallest machine it runs on: each has
+# its own schemas, Redis key prefix, temporary files and browser. The slowest tests are
+# listed after every run, so a slow one is seen when it lands. `make test PYTEST_ARGS=...`
+# to choose (e.g. `-n 0 -x tests/api`).
+PYTEST_ARGS ?= -n 2 --durations=15
 export BASTION_ENV ?= development
 
 .PHONY: help install install-dev run test lint audit lock bench sbom clean
