@@ -234,6 +234,21 @@ def db_session(app: Flask) -> Any:
 
 # ---------------------------------------------------------------------------- redis ---
 @pytest.fixture
+def public_pages_reused(app: Flask) -> Iterator[None]:
+    """Public pages and the API list reused for a minute, as in production (5 s) but never
+    expiring within a test; the store emptied before and after."""
+    from bastion import pagecache
+
+    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
+    pagecache.clear()
+    try:
+        yield
+    finally:
+        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
+        pagecache.clear()
+
+
+@pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis URL plus a unique key prefix; keys are removed afterwards."""
     url = os.environ.get("BASTION_TEST_REDIS", "redis://127.0.0.1:6379/0")

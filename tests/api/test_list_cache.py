@@ -4,7 +4,6 @@ authentication, authorization, revocation or expiry."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,17 +17,6 @@ from bastion.extensions import db
 from bastion.models import utcnow
 from tests.api.conftest import Api
 from tests.factories import ArticleFactory, UserFactory
-
-
-@pytest.fixture
-def list_cache(app: Flask) -> Iterator[None]:
-    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
-    pagecache.clear()
-    try:
-        yield
-    finally:
-        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
-        pagecache.clear()
 
 
 def _article_selects(app: Flask, call: Any) -> tuple[Any, int]:
@@ -46,7 +34,7 @@ def _article_selects(app: Flask, call: Any) -> tuple[Any, int]:
         event.remove(db.engine, "before_cursor_execute", record)
 
 
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_published_list_is_built_once_and_answered_with_an_etag(app: Flask, api: Api) -> None:
     ArticleFactory(title="Cached once")
     token = api.access_for(UserFactory())
@@ -65,7 +53,7 @@ def test_published_list_is_built_once_and_answered_with_an_etag(app: Flask, api:
 
 
 @pytest.mark.asvs("V8.2.1")
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_reused_list_still_needs_a_valid_token_with_the_scope(api: Api) -> None:
     ArticleFactory()
     reader = UserFactory()
@@ -80,7 +68,7 @@ def test_reused_list_still_needs_a_valid_token_with_the_scope(api: Api) -> None:
 
 
 @pytest.mark.asvs("V7.4.1", "V9.2.1")
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_revoked_token_is_refused_although_its_signature_check_is_cached(api: Api) -> None:
     ArticleFactory()
     pair = tokens.issue_pair(UserFactory())
@@ -147,7 +135,7 @@ def test_verified_token_cache_is_bounded(
 
 
 @pytest.mark.asvs("V14.2.2", "V8.2.2")
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_an_article_unpublished_through_the_api_leaves_the_reused_list_at_once(
     api: Api,
 ) -> None:
@@ -166,7 +154,7 @@ def test_an_article_unpublished_through_the_api_leaves_the_reused_list_at_once(
     assert again.get_json()["total"] == 0 and b"Said too much" not in again.data
 
 
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_own_list_with_drafts_is_never_reused(api: Api) -> None:
     author = UserFactory(role_name="editor")
     token = api.access_for(author)
@@ -240,7 +228,7 @@ def test_a_failed_if_match_is_a_documented_problem_not_the_list(api: Api, query:
     assert "412" in doc["paths"]["/api/v1/articles"]["post"]["responses"]
 
 
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_searches_and_later_pages_cannot_push_the_first_page_out(app: Flask, api: Api) -> None:
     """Search terms and page numbers are the caller's to vary without end: they live in the
     store's share for such keys, so a flood of them leaves the list everyone asks for."""
@@ -261,7 +249,7 @@ def test_searches_and_later_pages_cannot_push_the_first_page_out(app: Flask, api
 
 
 @pytest.mark.asvs("V14.2.2")
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_a_list_made_before_another_worker_unpublished_is_not_reused_past_the_window(
     app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,7 +277,7 @@ def test_a_list_made_before_another_worker_unpublished_is_not_reused_past_the_wi
 
 
 @pytest.mark.asvs("V8.2.1", "V14.2.2")
-@pytest.mark.usefixtures("list_cache")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_the_lists_etag_answers_no_caller_without_the_scope(api: Api) -> None:
     """A 304 would tell a caller without a valid token or the scope that the list is
     unchanged since an ETag they got elsewhere: refused first, whatever the condition."""

@@ -11,14 +11,17 @@ from bastion.extensions import limiter
 from bastion.security.ratelimit_keys import client_key
 
 
-def _token_attempts(app: Flask, addresses: list[str]) -> list[int]:
+def _token_attempts(app: Flask, addresses: list[str], *, proxied: bool = False) -> list[int]:
+    """Token requests from each of ``addresses``: the peer's own, or (``proxied``) as the one
+    trusted proxy forwards them in X-Forwarded-For."""
     client = app.test_client()
     return [
         client.post(
             "/api/v1/auth/token",
             # A different account each time: the per-account throttle stays out of it.
             json={"username": f"nobody{i}", "password": "wrong password"},
-            environ_base={"REMOTE_ADDR": address},
+            headers={"X-Forwarded-For": address} if proxied else {},
+            environ_base={"REMOTE_ADDR": "10.0.0.5" if proxied else address},
         ).status_code
         for i, address in enumerate(addresses)
     ]
@@ -54,20 +57,6 @@ def test_client_key_groups_ipv6_by_64_and_keeps_ipv4() -> None:
     assert client_key("not-an-address:x") == "not-an-address:x"
 
 
-def _proxied_token_attempts(app: Flask, forwarded: list[str]) -> list[int]:
-    """Token requests as the one trusted proxy forwards them, each from ``forwarded``."""
-    client = app.test_client()
-    return [
-        client.post(
-            "/api/v1/auth/token",
-            json={"username": f"nobody{i}", "password": "wrong password"},
-            headers={"X-Forwarded-For": address},
-            environ_base={"REMOTE_ADDR": "10.0.0.5"},
-        ).status_code
-        for i, address in enumerate(forwarded)
-    ]
-
-
 @pytest.mark.asvs("V2.4.1", "V15.3.4")
 @pytest.mark.parametrize(
     "forwarded",
@@ -86,11 +75,11 @@ def test_a_proxy_that_forwards_the_clients_port_still_counts_one_client(
     app = make_app(PROXY_HOPS=1, API_TOKEN_RATE_LIMIT="3 per minute")
     with app.app_context():
         limiter.reset()
-    statuses = _proxied_token_attempts(app, forwarded)
+    statuses = _token_attempts(app, forwarded, proxied=True)
     assert statuses[:3] == [401, 401, 401]
     assert statuses[3:] == [429, 429, 429]
     # Another client behind the same proxy keeps its own bucket.
-    assert _proxied_token_attempts(app, ["203.0.113.8:1", "[2001:db8:0:1::1]:1"]) == [401, 401]
+    assert _token_attempts(app, ["203.0.113.8:1", "[2001:db8:0:1::1]:1"], proxied=True) == [401, 401]
 
 
 @pytest.mark.asvs("V15.3.4")

@@ -7,7 +7,6 @@ stream of requests may empty what every reader asks for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,19 +23,6 @@ from tests.factories import ArticleFactory, CommentFactory, UserFactory
 
 
 @pytest.fixture
-def reuse(app: Flask) -> Iterator[None]:
-    """Pages and the list reused for a minute, as in production (5 s) but never expiring
-    within a test."""
-    app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 60
-    pagecache.clear()
-    try:
-        yield
-    finally:
-        app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
-        pagecache.clear()
-
-
-@pytest.fixture
 def api(client: FlaskClient) -> Api:
     return Api(client)
 
@@ -47,7 +33,7 @@ def _store(app: Flask) -> pagecache._Store:
 
 
 @pytest.mark.asvs("V4.1.1")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 @pytest.mark.parametrize("page", ["home", "article"])
 def test_conditions_on_a_reused_page_follow_rfc_9110(client: FlaskClient, page: str) -> None:
     """Werkzeug's ``make_conditional`` answered ``If-Match: *`` (true whenever the page
@@ -90,7 +76,7 @@ def test_conditions_on_a_reused_page_follow_rfc_9110(client: FlaskClient, page: 
 
 
 @pytest.mark.asvs("V15.2.2", "V2.4.1")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 @pytest.mark.parametrize("bound", ["entries", "bytes"])
 def test_a_flood_of_query_strings_keeps_the_plain_pages_of_a_busy_site(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, bound: str
@@ -121,7 +107,7 @@ def test_a_flood_of_query_strings_keeps_the_plain_pages_of_a_busy_site(
 
 
 @pytest.mark.asvs("V15.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_long_query_strings_count_against_the_stores_bytes(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,7 +125,7 @@ def test_long_query_strings_count_against_the_stores_bytes(
 
 
 @pytest.mark.asvs("V14.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_each_query_gets_the_comments_it_names_never_another_querys_copy(
     app: Flask, client: FlaskClient
 ) -> None:
@@ -182,7 +168,7 @@ def test_each_query_gets_the_comments_it_names_never_another_querys_copy(
 
 
 @pytest.mark.asvs("V14.2.2", "V16.5.3")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_a_render_that_failed_midway_stores_nothing(app: Flask, client: FlaskClient) -> None:
     """The database goes away while an article page is being built (the article was read,
     its comments are not): the visitor gets the error page, nothing is kept, and the next
@@ -215,7 +201,7 @@ def test_a_render_that_failed_midway_stores_nothing(app: Flask, client: FlaskCli
 
 
 @pytest.mark.asvs("V14.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_a_head_request_stores_the_whole_page_for_the_next_get(client: FlaskClient) -> None:
     ArticleFactory(title="Asked by HEAD first")
     head = client.head("/")
@@ -227,7 +213,7 @@ def test_a_head_request_stores_the_whole_page_for_the_next_get(client: FlaskClie
 
 
 @pytest.mark.asvs("V7.4.2", "V8.2.1", "V14.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 @pytest.mark.parametrize("change", ["disabled", "deleted", "demoted to no scope"])
 def test_the_reused_list_answers_no_token_whose_user_changed(api: Api, change: str) -> None:
     """The list is stored from a valid token's request; a token whose user was disabled or
@@ -257,7 +243,7 @@ def test_the_reused_list_answers_no_token_whose_user_changed(api: Api, change: s
 
 
 @pytest.mark.asvs("V8.2.2", "V14.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_the_reused_list_never_carries_a_draft_or_answers_for_mine(api: Api) -> None:
     """Searches, pages and ``mine`` spelt every way: the stored published list never
     carries a draft, and an author's own list is never answered from it (nor with a 304
@@ -299,7 +285,7 @@ def test_the_reused_list_never_carries_a_draft_or_answers_for_mine(api: Api) -> 
 
 
 @pytest.mark.asvs("V14.2.2", "V8.2.2")
-@pytest.mark.usefixtures("reuse")
+@pytest.mark.usefixtures("public_pages_reused")
 def test_a_page_stored_before_publication_is_replaced_at_once_by_this_worker(
     app: Flask, client: FlaskClient
 ) -> None:
