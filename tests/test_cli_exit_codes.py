@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Row, update
 
 from bastion.extensions import db
 from bastion.models import Article, utcnow
+from bastion.security import audit
 from bastion.uploads import storage
 from tests.conftest import base_config
 from tests.factories import ArticleFactory, UserFactory
@@ -119,6 +120,13 @@ def _lost_secret(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
     user = UserFactory(username="ann")
     user.totp_secret = Fernet(Fernet.generate_key()).encrypt(b"JBSWY3DPEHPK3PXP").decode()
     db.session.commit()
+
+
+def _deleted_without_retiring(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    """ann deleted as the previous release deletes: audited, the name not retired."""
+    user = UserFactory(username="ann")
+    db.session.delete(user)
+    audit.record("user.deleted", target_user_id=user.id, details={"username": "ann"})
 
 
 def _orphan_file() -> Path:
@@ -229,6 +237,11 @@ CASES = [
          "nothing deleted"),
     Case("users purge-unconfirmed", 2, ("users", "purge-unconfirmed", "--older-than-hours", "1"),
          "must be at least BASTION_CONFIRM_HOURS"),
+    Case("users retire-deleted", 0, ("users", "retire-deleted"),
+         "Retired 1 username(s) of deleted accounts: ann.", _deleted_without_retiring),
+    Case("users retire-deleted", 0, ("users", "retire-deleted"),
+         "0 username(s) retired: no deleted account's name is left to retire; nothing changed."),
+    Case("users retire-deleted", 2, ("users", "retire-deleted", "--all"), "No such option"),
     Case("sessions revoke", 0, ("sessions", "revoke", "ann"), "Ended 0 session(s) of ann.",
          _viewer),
     Case("sessions revoke", 1, ("sessions", "revoke", "nobody"), "No account named 'nobody'."),
@@ -297,6 +310,7 @@ DATABASE_CASES = {
     "users set-role": ("users", "set-role", "ann", "viewer"),
     "users reset-2fa": ("users", "reset-2fa", "ann", "--reason", "Video call, ID seen"),
     "users purge-unconfirmed": ("users", "purge-unconfirmed"),
+    "users retire-deleted": ("users", "retire-deleted"),
     "sessions revoke": ("sessions", "revoke", "--all"),
     "secret-key reseal": ("secret-key", "reseal"),
     "audit export": ("audit", "export"),

@@ -18,7 +18,17 @@ its canonical form), so no one else is ever shown at the account's ``/u/<name>``
 links and mentions, or under its name in the audit trail. The name is kept, as the
 ``user.deleted`` event keeps it. Accounts never confirmed are not retired, whether a
 sign-up, ``users purge-unconfirmed`` or an admin deletes them: they never had a public
-page, and an admin deleting one that squats a name frees the name.
+page, and an admin deleting one that squats a name frees the name. The event says which it
+was (``confirmed``), so the trail tells a name freed on purpose from one that should be
+retired.
+
+The previous release, while it still serves after migration 0018, deletes accounts without
+retiring their names and writes the event without ``confirmed``. ``retire_missed_usernames``
+(``flask --app bastion users retire-deleted``) retires those names afterwards, by the
+migration's rule: a name whose last ``user.deleted`` event has no ``confirmed`` flag, that
+no account holds and that is not retired yet. A name whose last event has the flag was
+decided by that deletion: retired then, or left free (never confirmed, or given back by an
+operator since), and the command leaves it so.
 
 Every sign-in ends at the commit: the session rows are gone (a cookie naming one is a
 visitor's), the refresh families are revoked in the revocation store, which outlives the
@@ -36,12 +46,14 @@ same deletion and rules, audited with themselves as actor and ``self: true``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import InstrumentedAttribute
 
 from bastion import pagecache
 from bastion.admin.services import (
@@ -59,7 +71,15 @@ from bastion.admin.services import (
 from bastion.auth.services import canonical_username
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
-from bastion.models import Article, Comment, RetiredUsername, Upload, User, utcnow
+from bastion.models import (
+    Article,
+    AuditEvent,
+    Comment,
+    RetiredUsername,
+    Upload,
+    User,
+    utcnow,
+)
 from bastion.models.locks import lock_user
 from bastion.security import audit
 
@@ -227,6 +247,78 @@ def _retire_username(username: str) -> None:
     )
 
 
+RETIRED_NAME_MAX = 32  # the column's length (retired_usernames, users): longer is no username
+RETIRE_BATCH = 500  # names per statement: within SQLite's bound on a statement's parameters
+
+
+def missed_usernames() -> dict[str, datetime]:
+    """The names a deletion left free that should be retired (see the module), each with
+    the time of its last deletion, as the migration dates them.
+
+    The rule of migration 0018's back-fill (which keeps its own frozen copy), but for the
+    names whose last ``user.deleted`` event says ``confirmed``: that deletion decided them.
+    """
+    last: dict[str, tuple[datetime, bool]] = {}
+    rows = db.session.execute(
+        select(AuditEvent.created_at, AuditEvent.details)
+        .where(AuditEvent.event == "user.deleted")
+        .order_by(AuditEvent.created_at, AuditEvent.id)
+    )
+    for created_at, details in rows:
+        name = details.get("username") if isinstance(details, dict) else None
+        # Stored canonical by the deletion; anything else is no username of this site.
+        if isinstance(name, str) and 0 < len(name) <= RETIRED_NAME_MAX:
+            last[name] = (created_at, "confirmed" in details)
+    missed = {name: at for name, (at, decided) in last.items() if not decided}
+    taken = _present(User.username, missed) | _present(RetiredUsername.username, missed)
+    return {name: at for name, at in missed.items() if name not in taken}
+
+
+def _present(column: InstrumentedAttribute[str], names: Collection[str]) -> set[str]:
+    """Which of ``names`` ``column`` holds, asked in batches."""
+    ordered = sorted(names)
+    found: set[str] = set()
+    for start in range(0, len(ordered), RETIRE_BATCH):
+        batch = ordered[start : start + RETIRE_BATCH]
+        found.update(db.session.scalars(select(column).where(column.in_(batch))))
+    return found
+
+
+def retire_missed_usernames(*, details: Mapping[str, object]) -> list[str]:
+    """Retire the names ``missed_usernames`` gives, in one transaction; the names retired,
+    sorted. Audited as ``users.usernames_retired`` when there are any; run again, it
+    retires none and audits nothing.
+
+    A name retired meanwhile (a second run at once) is passed over, not counted. One an
+    account registers between the reading and the commit keeps its holder, as a retired
+    name held by SQL does for ``_retire_username``: it is retired anyway, as it would be
+    when that account is deleted.
+    """
+    missed = missed_usernames()
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    names = sorted(missed)
+    retired: list[str] = []
+    for start in range(0, len(names), RETIRE_BATCH):
+        batch = names[start : start + RETIRE_BATCH]
+        retired.extend(
+            db.session.scalars(
+                insert(RetiredUsername)
+                .values([{"username": name, "retired_at": missed[name]} for name in batch])
+                .on_conflict_do_nothing(index_elements=[RetiredUsername.username])
+                .returning(RetiredUsername.username)
+            )
+        )
+    retired.sort()
+    if retired:
+        audit.record(
+            "users.usernames_retired",
+            details={**details, "count": len(retired), "usernames": retired},
+            commit=False,
+        )
+    db.session.commit()
+    return retired
+
+
 def _delete_checked(user: User, *, actor_id: int | None,
                     extra: Mapping[str, object]) -> Deletion:
     """Delete ``user`` (every rule passed under the locks held), audit and commit."""
@@ -235,7 +327,8 @@ def _delete_checked(user: User, *, actor_id: int | None,
     domain = address.rpartition("@")[2]
     summary = deletion_summary(user)
     ended = revoke_all(user_id, commit=False)  # revocations outlive the rows deleted below
-    if user.email_confirmed_at is not None:  # read under the lock; never confirmed: no page
+    confirmed = user.email_confirmed_at is not None  # read under the lock
+    if confirmed:  # never confirmed: no page, and the name is left free
         _retire_username(username)  # in this transaction: a deletion rolled back retires nothing
     db.session.delete(user)
     # The uploads hook hands over and removes images before the row goes; the database
@@ -247,7 +340,7 @@ def _delete_checked(user: User, *, actor_id: int | None,
         target_user_id=user_id,
         details={
             "username": username, "email_domain": domain, **summary.counts(),
-            "sessions_ended": ended, **extra,
+            "sessions_ended": ended, "confirmed": confirmed, **extra,
         },
         commit=False,
     )

@@ -1,4 +1,4 @@
-"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed``,
+"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed|retire-deleted``,
 ``sessions revoke`` and ``secret-key reseal``.
 
 The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
@@ -13,6 +13,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
+from bastion.admin.deletion import retire_missed_usernames
 from bastion.admin.services import (
     PROMOTION_SIGNS_OUT,
     AdminError,
@@ -83,6 +84,19 @@ def purge_unconfirmed(older_than_hours: int | None, dry_run: bool) -> None:
         return
     purged = registration.purge_unconfirmed(timedelta(hours=hours), details=console_operator())
     click.echo(f"Deleted {purged} account(s) never confirmed and older than {hours} hour(s).")
+
+
+@users.command("retire-deleted")
+def retire_deleted() -> None:
+    """Retire the usernames of accounts deleted without it (by the previous release during
+    a rolling upgrade past migration 0018); safe to run again."""
+    retired = retire_missed_usernames(details=console_operator())
+    if not retired:
+        # Exit 0 all the same: the state asked for holds, so a job run again succeeds.
+        click.echo("0 username(s) retired: no deleted account's name is left to retire; "
+                   "nothing changed.")
+        return
+    click.echo(f"Retired {len(retired)} username(s) of deleted accounts: {', '.join(retired)}.")
 
 
 @users.command("disable")

@@ -178,7 +178,7 @@ def test_the_deletion_is_audited_with_the_holder_as_actor(app: Flask) -> None:
     assert event.details == {
         "username": "leaver", "email_domain": "example.test", "articles": 0, "comments": 0,
         "comments_by_others": 0, "images": 0, "images_kept": 0, "sessions_ended": 1,
-        "self": True,
+        "confirmed": True, "self": True,
     }
     assert event.ip and event.request_id
     # The trail names the actor by the username its deletion kept.

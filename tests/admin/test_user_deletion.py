@@ -219,6 +219,7 @@ def test_deletion_is_audited_without_the_email_and_the_trail_stays(app: Flask) -
     assert event.details == {
         "username": username, "email_domain": "example.test", "articles": 1, "comments": 1,
         "comments_by_others": 1, "images": 3, "images_kept": 1, "sessions_ended": 1,
+        "confirmed": True,
     }
     assert "leaving@" not in json.dumps(event.details)
     assert event.ip and event.request_id

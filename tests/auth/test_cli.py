@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from bastion.admin import deletion
+from bastion.auth.services import username_taken
 from bastion.extensions import db
-from bastion.models import User, UserSession
+from bastion.models import AuditEvent, RetiredUsername, User, UserSession
+from bastion.security import audit
 from tests.factories import UserFactory
 from tests.support.account_fixtures import is_signed_in, sign_in
 
@@ -99,3 +103,81 @@ def test_purge_unconfirmed_refuses_an_age_whose_links_still_work(runner: Any) ->
     assert result.exit_code == 2
     assert "at least BASTION_CONFIRM_HOURS (48)" in result.output
     assert db.session.get(User, young) is not None
+
+
+def _deleted_by_the_previous_release(username: str) -> datetime:
+    """An account deleted as the release before migration 0018 deletes one while it still
+    serves: the row goes and the trail records it, without ``confirmed``; nothing is
+    retired. The time of the event."""
+    user = UserFactory(username=username)
+    user_id = user.id
+    db.session.delete(user)
+    db.session.flush()
+    event = audit.record("user.deleted", target_user_id=user_id, details={
+        "username": username, "email_domain": "example.org", "articles": 0, "comments": 0,
+        "comments_by_others": 0, "images": 0, "images_kept": 0, "sessions_ended": 0,
+    }, commit=False)  # fmt: skip
+    db.session.commit()
+    return event.created_at
+
+
+def _retired() -> dict[str, datetime]:
+    db.session.expire_all()
+    rows = db.session.execute(select(RetiredUsername.username, RetiredUsername.retired_at))
+    return dict(rows.all())
+
+
+def _retirements() -> list[AuditEvent]:
+    return list(db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "users.usernames_retired")))  # fmt: skip
+
+
+@pytest.mark.asvs("V2.3.2")
+def test_retire_deleted_retires_the_names_the_previous_release_left_free(runner: Any) -> None:
+    """During a rolling upgrade the previous release deletes accounts without retiring
+    their names; the command retires them afterwards, once, by the migration's rule."""
+    boss = UserFactory(username="boss", role_name="admin")
+    gone = _deleted_by_the_previous_release("gone")
+    _deleted_by_the_previous_release("back")
+    UserFactory(username="back")  # registered again since (the previous release allowed it)
+    # Deleted by this release: an account never confirmed keeps its name free, and says so.
+    squatter = UserFactory(username="squat", email_confirmed_at=None)
+    deletion.delete_user(boss, squatter, confirmation="squat")
+    flag = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "user.deleted")
+                             .order_by(AuditEvent.id.desc()))  # fmt: skip
+    assert flag is not None and flag.details["confirmed"] is False
+    # A confirmed one is retired at its deletion; an operator gave this name back since.
+    deletion.delete_user(boss, UserFactory(username="given"), confirmation="given")
+    db.session.execute(delete(RetiredUsername).where(RetiredUsername.username == "given"))
+    db.session.commit()
+    # A name the previous release deleted, then this release retired: nothing to do.
+    _deleted_by_the_previous_release("twice")
+    deletion.delete_user(boss, UserFactory(username="twice"), confirmation="twice")
+    before = _retired()
+    assert set(before) == {"twice"}
+
+    result = runner.invoke(args=["users", "retire-deleted"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "Retired 1 username(s) of deleted accounts: gone.\n"
+    assert _retired() == {**before, "gone": gone}  # dated by its deletion, as the migration does
+    assert username_taken("GONE") and username_taken("back")
+    assert not username_taken("squat") and not username_taken("given")
+    (event,) = _retirements()
+    assert event.details["count"] == 1 and event.details["usernames"] == ["gone"]
+    assert event.details["via"] == "cli" and event.details["operator"]
+
+    again = runner.invoke(args=["users", "retire-deleted"])
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("0 username(s) retired") and "nothing changed" in again.output
+    assert _retired() == {**before, "gone": gone}
+    assert len(_retirements()) == 1  # nothing changed, nothing audited
+
+
+def test_retire_deleted_with_nothing_to_retire_changes_nothing(runner: Any) -> None:
+    UserFactory(username="alice")
+    result = runner.invoke(args=["users", "retire-deleted"])
+    assert result.exit_code == 0, result.output
+    assert "0 username(s) retired" in result.output and "nothing changed" in result.output
+    assert _retired() == {} and _retirements() == []
+    assert runner.invoke(args=["users", "retire-deleted", "--all"]).exit_code == 2
