@@ -386,6 +386,10 @@ def test_upgrading_retires_the_names_of_accounts_deleted_before(  # type: ignore
         UserFactory(username="back")  # deleted once, and registered again since
         for name in ("gone", "back", "gone"):
             last = audit.record("user.deleted", target_user_id=7, details={"username": name})
+        # Written by this release (upgrading again after a downgrade): never confirmed,
+        # the name stays free; confirmed, it is retired.
+        audit.record("user.deleted", details={"username": "squat", "confirmed": False})
+        kept = audit.record("user.deleted", details={"username": "kept", "confirmed": True})
         for details in ({"username": 12}, {"username": "x" * 33}, {}):  # no username of ours
             audit.record("user.deleted", details=details)
         audit.record("account.unconfirmed_released", target_user_id=8, details={"by": "sign-up"})
@@ -394,9 +398,9 @@ def test_upgrading_retires_the_names_of_accounts_deleted_before(  # type: ignore
             upgrade()
             retired = dict(db.session.execute(
                 select(RetiredUsername.username, RetiredUsername.retired_at)).all())
-            assert retired == {"gone": last.created_at}
+            assert retired == {"gone": last.created_at, "kept": kept.created_at}
             assert username_taken("GONE") and username_taken("back")
-            assert not username_taken("fresh")
+            assert not username_taken("fresh") and not username_taken("squat")
             db.session.remove()
             downgrade(revision=before)
             assert "retired_usernames" not in inspect(db.engine).get_table_names()

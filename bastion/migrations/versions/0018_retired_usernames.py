@@ -15,7 +15,8 @@ retired when that account is deleted. Accounts never confirmed that a sign-up or
 
 The previous release, while it still serves, neither reads nor writes the table: a name it
 deletes meanwhile is not retired (docs/deployment.md). Downgrading drops the table, and
-with it the rule; upgrading again retires every name in the trail.
+with it the rule; upgrading again retires every name in the trail but those whose last
+deletion says the account was never confirmed.
 
 Revision ID: 0018_retired_usernames
 Revises: 0017_article_search_words
@@ -45,7 +46,8 @@ def upgrade():
 
 def _deleted_names():
     """The names the trail's ``user.deleted`` rows give, each once with its last deletion,
-    but for the names an account holds now."""
+    but for the names an account holds now and those whose last deletion says the account
+    was never confirmed."""
     bind = op.get_bind()
     events = sa.table(
         "audit_events",
@@ -65,8 +67,10 @@ def _deleted_names():
         name = details.get("username") if isinstance(details, dict) else None
         # Stored canonical by the deletion; anything else is no username of this site.
         if isinstance(name, str) and 0 < len(name) <= USERNAME_MAX and name not in held:
-            last[name] = created_at
-    return [{"username": name, "retired_at": at} for name, at in last.items()]
+            # A deletion of this release says whether the account was ever confirmed; one
+            # never confirmed left its name free (upgrading again after a downgrade).
+            last[name] = (created_at, details.get("confirmed") is not False)
+    return [{"username": n, "retired_at": at} for n, (at, retire) in last.items() if retire]
 
 
 def downgrade():
