@@ -226,6 +226,10 @@ def is_live(record: UserSession, now: datetime) -> bool:
     return record.remember or record.last_seen_at + idle > now
 
 
+# Requests that show nothing of the site: they do not count as use for the idle limit.
+_NOT_USE = frozenset({"HEAD", "OPTIONS"})
+
+
 # What a signed-in cookie holds beyond a visitor's: ours and Flask-Login's.
 _SIGN_IN_KEYS = ("sid", GRANTED_ON_KEY, "_user_id", "_fresh", "_id", "_remember",
                  "_remember_seconds", FINISHED_KEY)
@@ -267,7 +271,8 @@ def load_user(user_id: str) -> User | None:
             return None
     # A HEAD (a link preview, a prefetch) is nobody using the site: it neither writes
     # nor keeps an idle session alive, as it leaves the cookie alone (session_cookie).
-    if now - record.last_seen_at > LAST_SEEN_GRANULARITY and request.method != "HEAD":
+    # Nor is an OPTIONS, answered by Flask with the allowed methods and nothing else.
+    if now - record.last_seen_at > LAST_SEEN_GRANULARITY and request.method not in _NOT_USE:
         record.last_seen_at = now
         db.session.commit()
     g.session_record = record

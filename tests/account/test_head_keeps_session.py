@@ -64,6 +64,20 @@ def test_head_neither_writes_nor_extends_the_session_record(client: FlaskClient,
     assert db.session.get(UserSession, record.id).last_seen_at > seen  # type: ignore[union-attr]
 
 
+@pytest.mark.asvs("V7.3.1")
+def test_options_does_not_extend_the_session_either(client: FlaskClient, user: User) -> None:
+    """Flask answers OPTIONS itself with the methods allowed, showing nothing: no use of
+    the site either. Every minute one kept an idle session alive (and wrote its row)."""
+    sign_in(client, "alice")
+    seen = utcnow() - timedelta(minutes=10)
+    record = db.session.scalars(select(UserSession)).one()
+    record.last_seen_at = seen
+    db.session.commit()
+    assert client.options("/account").status_code == 200
+    db.session.expire_all()
+    assert db.session.get(UserSession, record.id).last_seen_at == seen  # type: ignore[union-attr]
+
+
 @pytest.mark.asvs("V3.5.3")
 def test_head_never_sets_a_cookie_get_does(make_app: Any) -> None:
     """The session interface itself: any change a view makes on HEAD stays unsaved."""
