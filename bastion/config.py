@@ -962,6 +962,11 @@ def validate(cfg: Any) -> list[str]:
     if not str(cfg.get("SESSION_COOKIE_NAME") or "").startswith("__Host-"):
         # Without the prefix a sibling subdomain can plant (toss) a session cookie.
         problems.append("BASTION_SESSION_COOKIE_NAME must start with __Host- (host-only, Secure, Path=/)")
+    if not cfg.get("SESSION_COOKIE_HTTPONLY"):
+        # A script injected into any page could otherwise read the session cookie and send it off.
+        problems.append(
+            "BASTION_SESSION_COOKIE_HTTPONLY must stay on: scripts would read the session"
+        )
     if str(cfg.get("SESSION_COOKIE_SAMESITE")).lower() not in {"lax", "strict"}:
         problems.append(
             "BASTION_SESSION_COOKIE_SAMESITE must be Lax or Strict: other sites' requests "

@@ -353,9 +353,10 @@ def test_published_sample_keys_are_refused(monkeypatch: pytest.MonkeyPatch, secr
         ("BASTION_SESSION_COOKIE_NAME", "bastion_session", "must start with __Host-"),
         ("BASTION_SESSION_COOKIE_SAMESITE", "None", "must be Lax or Strict"),
         ("BASTION_SESSION_COOKIE_SAMESITE", "null", "must be Lax or Strict"),
+        ("BASTION_SESSION_COOKIE_HTTPONLY", "false", "must stay on"),
     ],
 )
-@pytest.mark.asvs("V3.3.2", "V3.3.3")
+@pytest.mark.asvs("V3.3.2", "V3.3.3", "V3.3.4")
 def test_session_cookie_protections_cannot_be_configured_away(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
 ) -> None:
