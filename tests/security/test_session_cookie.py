@@ -70,3 +70,33 @@ def test_without_a_secret_key_the_session_is_unavailable_as_in_flask() -> None:
     app.testing = True
     with pytest.raises(RuntimeError, match="secret key"):
         app.test_client().get("/set")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"{COOKIE}={'x' * 60_000}",  # far beyond what a browser keeps
+        f"{COOKIE}=.{'A' * 5000}.abc.def",  # claims a compressed payload, signed by no one
+        f"{COOKIE}=a.b.c",
+        f'{COOKIE}="\\377\\000;"',  # quoted, with escapes that decode to bytes
+        f"{COOKIE}=",
+        f"{COOKIE}=a; {COOKIE}=b; " + "k=v; " * 2000,  # one name twice, thousands of others
+        "\x00\xff=;;;==" * 50,
+    ],
+    ids=["huge", "fake-compressed", "dots", "quoted-escapes", "empty", "many", "junk"],
+)
+@pytest.mark.asvs("V3.3.1")
+def test_a_malformed_session_cookie_is_a_visitor_without_one_never_an_error(
+    app: Flask, header: str
+) -> None:
+    """Nothing in the cookie is trusted before its signature: a broken one is ignored,
+    and the pages that read the session answer as they do for a visitor."""
+    client = app.test_client()
+    for path, signed_out in [
+        ("/", 200),
+        ("/auth/login", 200),
+        ("/account", 302),
+        ("/auth/2fa", 302),
+    ]:
+        resp = client.get(path, headers={"Cookie": header})
+        assert resp.status_code == signed_out, (path, resp.status_code)
