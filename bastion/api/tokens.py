@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ TOKEN_TYPES = ("access", "refresh")
 MAX_TOKEN_CHARS = 4096
 # 9999-12-31T23:59:59Z, the last second a datetime holds.
 LATEST_TIMESTAMP = 253402300799
+# A ``jti`` or ``fam`` the revocation table and the refresh-token column can hold (ours are
+# 32 hex digits): PostgreSQL refuses a longer key or a NUL in one with an error, not a miss.
+TOKEN_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 class TokenError(Exception):
@@ -214,6 +218,8 @@ def decode(token: str, expected_type: str) -> dict[str, Any]:
     for name in ("sub", "jti", "fam"):
         if not isinstance(claims.get(name), str):
             raise TokenError("The token is not valid.")
+    if not (TOKEN_ID.fullmatch(claims["jti"]) and TOKEN_ID.fullmatch(claims["fam"])):
+        raise TokenError("The token is not valid.")
     # Only our key signs, so these hold for every token we issued; checked anyway, so that
     # a token signed with a leaked or test key is refused instead of a 500 further on: a
     # subject beyond the id column (or one that int() reads from other digits, U+0661 as 1),
