@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,25 @@ def otp_for(user: User) -> str:
 
     db.session.refresh(user)
     return unused_code(user._test_totp_secret, user.totp_last_step)  # type: ignore[attr-defined]
+
+
+def forged_claims(user_id: int, **override: Any) -> dict[str, Any]:
+    """The claims of an access token as we issue them, for ``user_id``, with ``override``
+    (a None drops that claim): for tokens a test signs itself."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": "bastion",
+        "aud": "bastion-api",
+        "sub": str(user_id),
+        "jti": "a" * 32,
+        "typ": "access",
+        "fam": "f" * 32,
+        "iat": time.time(),  # after the user's password was set
+        "nbf": now,
+        "exp": now + 600,
+    }
+    claims.update(override)
+    return {k: v for k, v in claims.items() if v is not None}
 
 
 def bearer(token: str) -> dict[str, str]:

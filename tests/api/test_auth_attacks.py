@@ -15,7 +15,7 @@ import pytest
 
 from bastion.admin.services import set_disabled
 from bastion.api import tokens
-from tests.api.conftest import Api
+from tests.api.conftest import Api, forged_claims
 from tests.factories import UserFactory
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -23,23 +23,6 @@ B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _claims(user_id: int, **override: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": "bastion",
-        "aud": "bastion-api",
-        "sub": str(user_id),
-        "jti": "a" * 32,
-        "typ": "access",
-        "fam": "f" * 32,
-        "iat": time.time(),  # after the user's password was set
-        "nbf": now,
-        "exp": now + 600,
-    }
-    claims.update(override)
-    return claims
 
 
 def _raw_signed(header: dict[str, Any] | str, payload: dict[str, Any] | str) -> str:
@@ -75,7 +58,7 @@ def user_id(make_user: Callable[..., Any]) -> int:
 
 def test_the_forging_helper_makes_tokens_we_accept(api: Api, user_id: int) -> None:
     """So that every refusal below is the attack's doing, not the helper's."""
-    assert _me(api, _raw_signed(_ours(), _claims(user_id))) == 200
+    assert _me(api, _raw_signed(_ours(), forged_claims(user_id))) == 200
 
 
 @pytest.mark.asvs("V9.1.1")
@@ -83,7 +66,7 @@ def test_the_forging_helper_makes_tokens_we_accept(api: Api, user_id: int) -> No
 def test_a_critical_header_extension_is_refused(api: Api, user_id: int, crit: Any) -> None:
     """RFC 7515 4.1.11: a token naming an extension the verifier does not implement as
     critical must be refused, even when signed with our key."""
-    assert _me(api, _raw_signed(_ours(crit=crit, **{"x-ext": 1}), _claims(user_id))) == 401
+    assert _me(api, _raw_signed(_ours(crit=crit, **{"x-ext": 1}), forged_claims(user_id))) == 401
 
 
 @pytest.mark.asvs("V9.1.3")
@@ -94,7 +77,7 @@ def test_a_critical_header_extension_is_refused(api: Api, user_id: int, crit: An
 )
 def test_a_kid_naming_no_key_of_ours_is_refused(api: Api, user_id: int, kid: Any) -> None:
     """A ``kid`` is only ever a key of the configured keyset, never a path or a structure."""
-    assert _me(api, _raw_signed(_ours(kid=kid), _claims(user_id))) == 401
+    assert _me(api, _raw_signed(_ours(kid=kid), forged_claims(user_id))) == 401
 
 
 @pytest.mark.asvs("V9.1.2")
@@ -103,14 +86,14 @@ def test_duplicate_header_keys_are_read_once_the_same_way(api: Api, user_id: int
     duplicate wins in both): an ``alg`` cannot be "none" to one and EdDSA to the other."""
     kid = tokens.keyset().active_kid
     none_last = f'{{"alg":"EdDSA","kid":"{kid}","alg":"none"}}'
-    assert _me(api, _raw_signed(none_last, _claims(user_id))) == 401
+    assert _me(api, _raw_signed(none_last, forged_claims(user_id))) == 401
     theirs_last = f'{{"alg":"EdDSA","kid":"{kid}","kid":"theirs"}}'
-    assert _me(api, _raw_signed(theirs_last, _claims(user_id))) == 401
+    assert _me(api, _raw_signed(theirs_last, forged_claims(user_id))) == 401
 
 
 @pytest.mark.asvs("V9.2.2")
 def test_a_duplicate_typ_in_the_payload_is_read_as_its_last(api: Api, user_id: int) -> None:
-    payload = json.dumps(_claims(user_id))[:-1] + ', "typ": "refresh"}'
+    payload = json.dumps(forged_claims(user_id))[:-1] + ', "typ": "refresh"}'
     assert _me(api, _raw_signed(_ours(), payload)) == 401
 
 
@@ -119,7 +102,7 @@ def _with_url_safe_characters(user_id: int) -> list[str]:
     (a filler claim grows until both do), so that the standard alphabet changes them."""
     for size in range(64):
         filler = "??~~" * 4 + "~" * size
-        segments = _raw_signed(_ours(pad=filler), _claims(user_id, pad=filler)).split(".")
+        segments = _raw_signed(_ours(pad=filler), forged_claims(user_id, pad=filler)).split(".")
         if all(set(seg) & {"-", "_"} for seg in segments[:2]):
             return segments
     raise AssertionError("no filler gave both segments a '-' or '_'")
@@ -206,11 +189,11 @@ def test_ids_and_times_no_token_of_ours_has_are_refused_not_a_500(
 ) -> None:
     """Only a leaked or test key could sign these; every endpoint still answers as for any
     other invalid token."""
-    access = _raw_signed(_ours(), _claims(user_id, **override))
+    access = _raw_signed(_ours(), forged_claims(user_id, **override))
     assert _me(api, access) == 401
     assert _revoke(api, access) == 204
     refresh = _raw_signed(
-        _ours(), _claims(user_id, aud="bastion-api:refresh", typ="refresh", **override)
+        _ours(), forged_claims(user_id, aud="bastion-api:refresh", typ="refresh", **override)
     )
     assert _refresh(api, refresh) == 401
     assert _revoke(api, refresh) == 204

@@ -20,7 +20,7 @@ from bastion.api import tokens
 from bastion.api.keys import new_key_entry
 from bastion.extensions import db
 from bastion.models import User, utcnow
-from tests.api.conftest import Api
+from tests.api.conftest import Api, forged_claims
 
 
 def _b64(data: bytes) -> str:
@@ -42,20 +42,7 @@ def _join(header: dict[str, Any], payload: dict[str, Any], sig: str) -> str:
 
 
 def _claims(user: User, **override: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": "bastion",
-        "aud": "bastion-api",
-        "sub": str(user.id),
-        "jti": "a" * 32,
-        "typ": "access",
-        "fam": "f" * 32,
-        "iat": time.time(),  # after the user's password was set
-        "nbf": now,
-        "exp": now + 600,
-    }
-    claims.update(override)
-    return {k: v for k, v in claims.items() if v is not None}
+    return forged_claims(user.id, **override)
 
 
 def _signed(app: Flask, claims: dict[str, Any], kid: str | None = None) -> str:
