@@ -11,12 +11,8 @@ from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX
 from bastion.extensions import db
 from bastion.models import Article, Comment
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
+from tests.support.queries import row_count
 from tests.support.roles import client_for, post
-
-
-def _count(model: type) -> int:
-    return int(db.session.scalar(db.select(db.func.count()).select_from(model)) or 0)
-
 
 BAD_ARTICLES = [
     ({"title": "x" * (TITLE_MAX + 1), "body": "ok"}, f"Use at most {TITLE_MAX} characters."),
@@ -52,7 +48,7 @@ def test_bad_article_is_refused_with_a_message(
     resp = post(client, "/articles/new", data)
     assert resp.status_code == 422
     assert message in resp.get_data(as_text=True)
-    assert _count(Article) == 0
+    assert row_count(Article) == 0
 
 
 @pytest.mark.asvs("V2.2.1")
@@ -113,7 +109,7 @@ def test_bad_comment_is_refused(app: Flask, body: str, message: str) -> None:
     assert resp.status_code == 422
     assert message in resp.get_data(as_text=True)
     db.session.expire_all()
-    assert _count(Comment) == 1
+    assert row_count(Comment) == 1
     assert db.session.get(Comment, existing.id).body == "Keep"
 
 
@@ -123,7 +119,7 @@ def test_oversized_request_is_refused_whole(app: Flask) -> None:
     resp = post(client, "/articles/new", {"title": "big", "body": "x" * 2_000_000})
     assert resp.status_code == 413
     assert "too large" in resp.get_data(as_text=True)
-    assert _count(Article) == 0
+    assert row_count(Article) == 0
 
 
 @pytest.mark.parametrize(

@@ -11,22 +11,12 @@ from bastion.extensions import db
 from bastion.models import User
 from bastion.profiles.services import ProfileError, update_profile
 from tests.factories import UserFactory
+from tests.support.accounts import refused_display_name
 
 # "Zalgo" text: one letter carrying a tall stack of combining marks (strokes, tildes, the
 # enclosing Cyrillic millions sign) that draws over the lines above and below it.
 STACK = "\u0336\u0334\u0303\u0489\u0352"
 
-
-
-def _refused_name(name: str) -> str:
-    """The message refusing ``name`` as a display name; the stored name stays as it was."""
-    user = UserFactory(display_name="Before")
-    with pytest.raises(ProfileError) as caught:
-        update_profile(user, display_name=name, bio="")
-    assert caught.value.field == "display_name"
-    db.session.expire_all()
-    assert db.session.get(User, user.id).display_name == "Before"
-    return str(caught.value)
 
 @pytest.mark.asvs("V2.2.1", "V1.3.3")
 @pytest.mark.parametrize(
@@ -39,7 +29,7 @@ def _refused_name(name: str) -> str:
     ids=["tower", "five-marks", "enclosing"],
 )
 def test_a_name_with_stacked_marks_is_refused(app: Flask, name: str) -> None:
-    assert "at most 4 accents or marks on one letter" in _refused_name(name)
+    assert "at most 4 accents or marks on one letter" in refused_display_name(name)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +154,7 @@ def test_a_bio_within_the_limit_is_saved_whatever_its_line_breaks(app: Flask) ->
          "squared", "camel-case", "camel-case-site"],
 )
 def test_other_lookalikes_of_a_staff_name_are_refused(app: Flask, name: str) -> None:
-    assert "staff" in _refused_name(name)
+    assert "staff" in refused_display_name(name)
 
 
 @pytest.mark.parametrize(

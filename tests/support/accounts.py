@@ -9,6 +9,7 @@ import shutil
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyotp
 from flask import Flask
@@ -16,6 +17,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.support.auth import csrf_token
+
+if TYPE_CHECKING:
+    from bastion.models import User
 
 LINK_RE = re.compile(r"https?://[^\s/]+(/\S+)")
 SECRET_RE = re.compile(r'<code class="secret" id="totp-secret">((?:<span>[A-Z2-7]{1,4}</span>)+)</code>')
@@ -93,3 +97,22 @@ def user_count() -> int:
     from bastion.models import User
 
     return int(db.session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def refused_display_name(name: str, user: User | None = None) -> str:
+    """The message refusing ``name`` as ``user``'s display name (a new user's by default);
+    the stored name, "Before", stays as it was."""
+    import pytest
+
+    from bastion.extensions import db
+    from bastion.models import User as UserModel
+    from bastion.profiles.services import ProfileError, update_profile
+    from tests.factories import UserFactory
+
+    user = user or UserFactory(display_name="Before")
+    with pytest.raises(ProfileError) as caught:
+        update_profile(user, display_name=name, bio="")
+    assert caught.value.field == "display_name"
+    db.session.expire_all()
+    assert db.session.get(UserModel, user.id).display_name == "Before"
+    return str(caught.value)

@@ -1,4 +1,5 @@
-"""Count the SQL a piece of code sends: the statements the engine executes, as text."""
+"""Count the SQL a piece of code sends (the statements the engine executes, as text), and
+the rows a refused request must leave as they were."""
 
 from __future__ import annotations
 
@@ -25,3 +26,8 @@ def statements() -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def row_count(model: type) -> int:
+    """How many rows ``model``'s table holds, read afresh."""
+    return int(db.session.scalar(db.select(db.func.count()).select_from(model)) or 0)
