@@ -77,6 +77,12 @@ def _database_url(backend: str, tmp: Path, request: pytest.FixtureRequest) -> st
 
 
 def base_config(tmp: Path, database_url: str, **overrides: Any) -> dict[str, Any]:
+    if "REDIS_URL" in overrides and "RATELIMIT_STORAGE_OPTIONS" not in overrides:
+        # limits' reset() empties every key under its storage prefix: one prefix per test
+        # process, or a test starting afresh in one would empty the other's counts.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        overrides["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_connect_timeout": 1, "socket_timeout": 1, "key_prefix": f"LIMITS:{worker}"}
     return {
         "ENV_NAME": "testing",
         "DATABASE_URL": database_url,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import RequestLimit
 from limits import RateLimitItemPerMinute
 
@@ -56,9 +56,12 @@ def first_this_minute(scope: str, address: str) -> bool:
     if not limiter.enabled:
         return True
     strategy = limiter.limiter
+    # Under the deployment's own prefix, as its other counts: two sites sharing a Redis
+    # would otherwise sample each other's clients.
+    prefix = str(current_app.config["RATELIMIT_KEY_PREFIX"])
     try:
-        return bool(strategy.hit(ONE_PER_MINUTE, scope, client_key(address))) and bool(
-            strategy.hit(AUDIT_ROWS_PER_MINUTE, f"{scope}-all")
+        return bool(strategy.hit(ONE_PER_MINUTE, prefix, scope, client_key(address))) and bool(
+            strategy.hit(AUDIT_ROWS_PER_MINUTE, prefix, f"{scope}-all")
         )
     except Exception:  # any storage failure (redis-py, limits): sample nothing
         log.warning("audit sampling store unavailable", extra={"scope": scope})

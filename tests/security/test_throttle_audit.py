@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import pytest
 from flask import Flask
 
@@ -92,3 +95,22 @@ def test_breaches_from_one_ipv6_network_are_audited_as_one_client(
     for net in range(2, 6):  # other networks breach too, up to the shared cap
         assert [post(f"2001:db8:0:{net:x}::1") for _ in range(61)][-1] == 429
     assert len(list(db.session.scalars(breaches))) == 2
+
+
+@pytest.mark.redis
+@pytest.mark.asvs("V16.3.3")
+def test_two_sites_sharing_one_redis_sample_their_own_clients(
+    make_app: Callable[..., Flask], redis_url: str
+) -> None:
+    """The sampling counts live under the deployment's key prefix, as its other counts: a
+    client breaching a limit on staging must not cost production its audit row."""
+    from bastion.security.throttle_audit import first_this_minute
+
+    prefix = os.environ["BASTION_TEST_REDIS_PREFIX"]
+    sites = [make_app(REDIS_URL=redis_url, RATELIMIT_KEY_PREFIX=f"{prefix}-{name}")
+             for name in ("staging", "production")]
+    answers = []
+    for site in sites:
+        with site.app_context():
+            answers += [first_this_minute("bastion-breach-audit", "203.0.113.5") for _ in "ab"]
+    assert answers == [True, False, True, False]
