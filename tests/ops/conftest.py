@@ -30,6 +30,7 @@ class SharedState:
             "BASTION_DATABASE_URL": self.database_url,
             "BASTION_REDIS_URL": self.redis_url,
             "BASTION_RATELIMIT_KEY_PREFIX": self.redis_prefix,
+            "BASTION_REDIS_PREFIX": self.redis_prefix,
             **extra,
         }
 
