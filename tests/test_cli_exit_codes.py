@@ -26,7 +26,7 @@ from flask.cli import cli as flask_cli
 from sqlalchemy import Connection, Row, update
 
 from bastion.extensions import db
-from bastion.models import Article, utcnow
+from bastion.models import Article, RetiredUsername, utcnow
 from bastion.security import audit
 from bastion.uploads import storage
 from tests.conftest import base_config
@@ -129,6 +129,11 @@ def _deleted_without_retiring(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> 
     audit.record("user.deleted", target_user_id=user.id, details={"username": "ann"})
 
 
+def _retired(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    db.session.add(RetiredUsername(username="ann"))
+    db.session.commit()
+
+
 def _orphan_file() -> Path:
     """A file in the store that no row names."""
     fan_out = storage.root() / "ab"
@@ -204,6 +209,8 @@ def _redis_refused(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
 CREATE = ("create-admin", "--username", "boss", "--email", "boss@example.org",
           "--password-stdin")
 
+RELEASE = ("users", "release-username", "ann", "--reason", "Deleted by mistake, ticket 42")
+
 CASES = [
     Case("create-admin", 0, CREATE, "Admin 'boss' created.", input=f"{PASSPHRASE}\n"),
     Case("create-admin", 1, CREATE, "Use at least 12 characters.", input="short\n"),
@@ -242,6 +249,11 @@ CASES = [
     Case("users retire-deleted", 0, ("users", "retire-deleted"),
          "0 username(s) retired: no deleted account's name is left to retire; nothing changed."),
     Case("users retire-deleted", 2, ("users", "retire-deleted", "--all"), "No such option"),
+    Case("users release-username", 0, RELEASE, "'ann' is no longer retired", _retired),
+    Case("users release-username", 0, RELEASE, "'ann' is not retired; nothing changed."),
+    Case("users release-username", 1, (*RELEASE[:3], "--reason", "why"), "10 to 500 characters",
+         _retired),
+    Case("users release-username", 2, RELEASE[:3], "Missing option '--reason'", _retired),
     Case("sessions revoke", 0, ("sessions", "revoke", "ann"), "Ended 0 session(s) of ann.",
          _viewer),
     Case("sessions revoke", 1, ("sessions", "revoke", "nobody"), "No account named 'nobody'."),
@@ -311,6 +323,7 @@ DATABASE_CASES = {
     "users reset-2fa": ("users", "reset-2fa", "ann", "--reason", "Video call, ID seen"),
     "users purge-unconfirmed": ("users", "purge-unconfirmed"),
     "users retire-deleted": ("users", "retire-deleted"),
+    "users release-username": RELEASE,
     "sessions revoke": ("sessions", "revoke", "--all"),
     "secret-key reseal": ("secret-key", "reseal"),
     "audit export": ("audit", "export"),

@@ -50,7 +50,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute
@@ -61,6 +61,7 @@ from bastion.admin.services import (
     AdminError,
     UserGoneError,
     audit_actor_id,
+    clean_reason,
     count_other_active_admins,
     event_details,
     guard_last_admin,
@@ -248,6 +249,7 @@ def _retire_username(username: str) -> None:
 
 
 RETIRED_NAME_MAX = 32  # the column's length (retired_usernames, users): longer is no username
+RELEASED_EVENT = "users.username_released"
 RETIRE_BATCH = 500  # names per statement: within SQLite's bound on a statement's parameters
 
 
@@ -260,15 +262,16 @@ def missed_usernames() -> dict[str, datetime]:
     """
     last: dict[str, tuple[datetime, bool]] = {}
     rows = db.session.execute(
-        select(AuditEvent.created_at, AuditEvent.details)
-        .where(AuditEvent.event == "user.deleted")
+        select(AuditEvent.event, AuditEvent.created_at, AuditEvent.details)
+        .where(AuditEvent.event.in_(("user.deleted", RELEASED_EVENT)))
         .order_by(AuditEvent.created_at, AuditEvent.id)
     )
-    for created_at, details in rows:
+    for event, created_at, details in rows:
         name = details.get("username") if isinstance(details, dict) else None
         # Stored canonical by the deletion; anything else is no username of this site.
         if isinstance(name, str) and 0 < len(name) <= RETIRED_NAME_MAX:
-            last[name] = (created_at, "confirmed" in details)
+            # A name an operator gave back since was decided by them.
+            last[name] = (created_at, event == RELEASED_EVENT or "confirmed" in details)
     missed = {name: at for name, (at, decided) in last.items() if not decided}
     taken = _present(User.username, missed) | _present(RetiredUsername.username, missed)
     return {name: at for name, at in missed.items() if name not in taken}
@@ -317,6 +320,30 @@ def retire_missed_usernames(*, details: Mapping[str, object]) -> list[str]:
         )
     db.session.commit()
     return retired
+
+
+def release_username(username: str, *, reason: str, details: Mapping[str, object]) -> str | None:
+    """Give a retired username back, so the next account may register it: for the rare
+    case an operator must (an account deleted by mistake whose holder returns, a name
+    claimed by its rightful owner). The canonical name, or None when it was not retired.
+
+    Audited as ``RELEASED_EVENT`` with ``reason`` (``clean_reason``); ``retire_missed_usernames``
+    then leaves the name free, as a deletion's own decision.
+    """
+    reason = clean_reason(reason, ask="Say why the name is given back")
+    name = canonical_username(username)
+    released = db.session.scalar(
+        delete(RetiredUsername)
+        .where(RetiredUsername.username == name)
+        .returning(RetiredUsername.username)
+    )
+    if released is None:
+        db.session.rollback()
+        return None
+    audit.record(RELEASED_EVENT, details={**details, "username": name, "reason": reason},
+                 commit=False)
+    db.session.commit()
+    return name
 
 
 def _delete_checked(user: User, *, actor_id: int | None,

@@ -427,7 +427,8 @@ def two_factor_reset_refusal(actor: User | None, user: User) -> str | None:
     return None
 
 
-def _clean_reason(reason: str) -> str:
+def clean_reason(reason: str, ask: str = "Say how you verified the person") -> str:
+    """``reason`` on one line, or AdminError (``ask`` begins its message)."""
     text = " ".join(reason.split())  # one line in the audit trail and the mail
     # Bidi controls too: the reason is mailed to the user and shown in the audit trail,
     # where they would make it read as something else.
@@ -435,7 +436,7 @@ def _clean_reason(reason: str) -> str:
         raise AdminError("The reason contains characters that are not allowed.", "reason")
     if not REASON_MIN <= len(text) <= REASON_MAX:
         raise AdminError(
-            f"Say how you verified the person, in {REASON_MIN} to {REASON_MAX} characters.",
+            f"{ask}, in {REASON_MIN} to {REASON_MAX} characters.",
             "reason",
         )
     return text
@@ -459,7 +460,7 @@ def reset_two_factor(
         raise AdminError(problem)
     if canonical_username(confirmation) != user.username:
         raise AdminError(f"Type the username {user.username} to confirm.", "confirm")
-    reason = _clean_reason(reason)
+    reason = clean_reason(reason)
     refuse_stale_actor(actor, still_signed_in, what=f"2fa-reset user {user.id}")
     twofactor.clear(user)
     revoked = pats.revoke_all_for(user.id, commit=False)  # counted here; revoke_all ends them too

@@ -1,5 +1,5 @@
-"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed|retire-deleted``,
-``sessions revoke`` and ``secret-key reseal``.
+"""``flask --app bastion users list|disable|set-role|reset-2fa|purge-unconfirmed|
+retire-deleted|release-username``, ``sessions revoke`` and ``secret-key reseal``.
 
 The rules (last active admin, audit, ending sessions) live in ``bastion.admin.services``,
 shared with the admin pages; these commands only find the user and report.
@@ -13,7 +13,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from bastion.admin.deletion import retire_missed_usernames
+from bastion.admin.deletion import release_username, retire_missed_usernames
 from bastion.admin.services import (
     PROMOTION_SIGNS_OUT,
     AdminError,
@@ -97,6 +97,23 @@ def retire_deleted() -> None:
                    "nothing changed.")
         return
     click.echo(f"Retired {len(retired)} username(s) of deleted accounts: {', '.join(retired)}.")
+
+
+@users.command("release-username")
+@click.argument("username")
+@click.option("--reason", required=True,
+              help="Why the name is given back (kept in the audit log).")
+def release_username_command(username: str, reason: str) -> None:
+    """Give a retired username back, so the next account may register it."""
+    try:
+        name = release_username(username, reason=reason, details=console_operator())
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if name is None:
+        # The state asked for holds (the name is not retired): exit 0, as ``disable`` does.
+        click.echo(f"{canonical_username(username)!r} is not retired; nothing changed.")
+        return
+    click.echo(f"{name!r} is no longer retired: the next account may register it.")
 
 
 @users.command("disable")

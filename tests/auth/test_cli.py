@@ -174,6 +174,69 @@ def test_retire_deleted_retires_the_names_the_previous_release_left_free(runner:
     assert len(_retirements()) == 1  # nothing changed, nothing audited
 
 
+def _releases() -> list[AuditEvent]:
+    return list(db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "users.username_released")))  # fmt: skip
+
+
+@pytest.mark.asvs("V2.3.2", "V16.3.2")
+def test_release_username_gives_a_retired_name_back_once_and_audits_why(runner: Any) -> None:
+    boss = UserFactory(username="boss", role_name="admin")
+    deletion.delete_user(boss, UserFactory(username="mistake"), confirmation="mistake")
+    deletion.delete_user(boss, UserFactory(username="keeper"), confirmation="keeper")
+    assert username_taken("mistake")
+    why = "Deleted by mistake; ticket 4711, holder verified by phone."
+
+    result = runner.invoke(args=["users", "release-username", " MISTAKE ", "--reason", why])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "'mistake' is no longer retired: the next account may register it.\n"
+    assert not username_taken("mistake") and username_taken("keeper")
+    (event,) = _releases()
+    assert event.details["username"] == "mistake" and event.details["reason"] == why
+    assert event.details["via"] == "cli" and event.details["operator"]
+
+    again = runner.invoke(args=["users", "release-username", "mistake", "--reason", why])
+    assert again.exit_code == 0, again.output
+    assert again.output == "'mistake' is not retired; nothing changed.\n"
+    assert len(_releases()) == 1  # nothing changed, nothing audited
+
+
+@pytest.mark.parametrize(("reason", "status", "said"), [
+    (None, 2, "Missing option '--reason'"),
+    ("because", 1, "Say why the name is given back, in 10 to 500 characters."),
+    ("x" * 501, 1, "Say why the name is given back, in 10 to 500 characters."),
+    ("ok\x1b[2Jthe screen is cleared", 1, "The reason contains characters that are not allowed."),
+], ids=["missing", "short", "long", "escape"])
+def test_release_username_wants_a_reason_and_keeps_the_name_without_one(
+    runner: Any, reason: str | None, status: int, said: str
+) -> None:
+    boss = UserFactory(username="boss", role_name="admin")
+    deletion.delete_user(boss, UserFactory(username="kept"), confirmation="kept")
+    args = ["users", "release-username", "kept"]
+    result = runner.invoke(args=args if reason is None else [*args, "--reason", reason])
+    assert result.exit_code == status and said in result.output, result.output
+    assert username_taken("kept") and _releases() == []
+
+
+def test_retire_deleted_leaves_a_released_name_free(runner: Any) -> None:
+    """A name the previous release deleted, retired by the command, then given back by an
+    operator: running the command again must not take it back."""
+    _deleted_by_the_previous_release("returner")
+    assert runner.invoke(args=["users", "retire-deleted"]).exit_code == 0
+    assert username_taken("returner")
+    why = "The holder came back and asked for the name."
+    assert runner.invoke(args=["users", "release-username", "returner", "--reason", why]
+                         ).exit_code == 0  # fmt: skip
+    again = runner.invoke(args=["users", "retire-deleted"])
+    assert again.exit_code == 0 and again.output.startswith("0 username(s) retired")
+    assert not username_taken("returner")
+    # Deleted again later (by the previous release, still serving): retired again.
+    _deleted_by_the_previous_release("returner")
+    assert runner.invoke(args=["users", "retire-deleted"]).output.startswith("Retired 1")
+    assert username_taken("returner")
+
+
 def test_retire_deleted_with_nothing_to_retire_changes_nothing(runner: Any) -> None:
     UserFactory(username="alice")
     result = runner.invoke(args=["users", "retire-deleted"])
