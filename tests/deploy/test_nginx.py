@@ -234,9 +234,15 @@ class ProdProxy:
     access_log: Path
 
 
-def render_production(prefix: Path, upstream_port: int, internal_ca: InternalCA) -> ProdProxy:
+def render_production(
+    prefix: Path, upstream_port: int, internal_ca: InternalCA, client_header: str = ""
+) -> ProdProxy:
     """Render bastion.conf the way a deployment differs from this test, and nothing more:
-    the upstream address, the certificate paths, the listen ports and the log destination."""
+    the upstream address, the certificate paths, the listen ports and the log destination.
+
+    With ``client_header``, nginx takes the client's address from that request header
+    (its realip module), as it would see a client connecting from it: every test client
+    connects from 127.0.0.1."""
     cert, key = _self_signed(prefix)
     http_port, https_port = _free_ports(2)
     access_log = prefix / "access.log"
@@ -279,6 +285,7 @@ http {{
   keepalive_timeout 65;
   gzip on;  # as in Debian's nginx.conf: bastion.conf must not compress pages anyway
 {_temp_paths(prefix)}
+{f"  set_real_ip_from 127.0.0.1; real_ip_header {client_header};" if client_header else ""}
   include {prefix / "bastion.conf"};
 }}
 """
@@ -602,11 +609,12 @@ def test_the_in_flight_budgets_leave_threads_to_others_and_a_browser_its_connect
     assert budgets["bastion_files_per_ip"] >= budgets["bastion_conn_per_ip"]
 
 
-def _get(proxy: ProdProxy, path: str) -> HTTPResponse:
-    """``path`` through the proxy on a connection of its own (a 429 may close one)."""
+def _get(proxy: ProdProxy, path: str, client: str = "") -> HTTPResponse:
+    """``path`` through the proxy on a connection of its own (a 429 may close one); with
+    ``client``, from that address (a proxy rendered with ``client_header=CLIENT``)."""
     conn = HTTPSConnection("localhost", proxy.https_port, context=_https(proxy), timeout=40)
     try:
-        response, _ = _request(conn, "GET", path)
+        response, _ = _request(conn, "GET", path, {CLIENT: client} if client else None)
         return response
     finally:
         conn.close()
@@ -676,6 +684,66 @@ def test_one_address_cannot_hold_more_than_its_share_of_requests(
         assert _get(proxy, slow.format("-after")).status == 200, (
             "the quota is of requests in flight, not a ban"
         )
+    finally:
+        release.set()
+        _stop_backends(app)
+
+
+CLIENT = "X-Test-Client"  # the header a test's proxy takes the client's address from
+
+# Addresses in one /64 as nginx writes them (RFC 5952), in each shape its key must read:
+# four groups written out, and a "::" standing for zero groups inside the /64.
+ONE_NETWORK = {
+    "2001:db8:7:1::/64": ["2001:db8:7:1::a", "2001:db8:7:1:b:c:d:e", "2001:db8:7:1:f::1",
+                          "2001:db8:7:1::a:b"],
+    "2001:db8::/64": ["2001:db8::1", "2001:db8::1:2:3:4", "2001:db8::1:0:0:2", "2001:db8::ffff"],
+    "2001:db8:1::/64": ["2001:db8:1::1", "2001:db8:1:0:1:2:3:4", "2001:db8:1::a:b:c"],
+    "2001:0:0:5::/64": ["2001::5:1:2:3:4", "2001:0:0:5::1", "2001:0:0:5:9::"],
+}
+
+
+def test_the_ipv6_examples_are_written_as_nginx_writes_them() -> None:
+    for network, addresses in ONE_NETWORK.items():
+        for address in addresses:
+            assert str(ipaddress.ip_address(address)) == address  # RFC 5952, as inet_ntop
+            assert ipaddress.ip_address(address) in ipaddress.ip_network(network)
+
+
+@pytest.mark.asvs("V2.4.1")
+@pytest.mark.parametrize("network", list(ONE_NETWORK))
+def test_an_ipv6_client_has_one_budget_for_its_whole_network(
+    tmp_path: Path, internal_ca: InternalCA, run_nginx: StartNginx, network: str
+) -> None:
+    """A host is normally given a whole /64: counted by address, it could hold a budget of
+    requests in flight from each of its 2**64 addresses and tie up every app thread. Its
+    /64 has one budget, whichever of its addresses and however written; the neighbouring
+    /64 (same /48) has its own, and so has an IPv4 client."""
+    _nginx_binary()
+    quota = _in_flight_budgets()["bastion_conn_per_ip"]
+    spellings = ONE_NETWORK[network]
+    release = threading.Event()
+    app = _start_backend("app", internal_ca.issue("app"), hold=release)
+    try:
+        proxy = render_production(tmp_path, app.port, internal_ca, client_header=CLIENT)
+        run_nginx(tmp_path, proxy.conf, proxy.https_port)
+        with ThreadPoolExecutor(max_workers=quota) as pool:
+            pending = [pool.submit(lambda n: _get(proxy, f"/slow/{n}",
+                                                  spellings[n % len(spellings)]).status, n)
+                       for n in range(quota)]  # fmt: skip
+            _wait_until_seen(app, quota)
+            try:
+                # Not held when let through: a failure here is quick.
+                more = [_get(proxy, "/page/more", address).status for address in spellings]
+                # The next /64 (the same /48, and the same key but for its fourth group).
+                neighbour = str(ipaddress.ip_network(network)[1] + 2**64)
+                others = [_get(proxy, "/page", client).status
+                          for client in (neighbour, "198.51.100.7")]
+            finally:
+                release.set()
+            statuses = [future.result(timeout=30) for future in pending]
+        assert statuses == [200] * quota
+        assert more == [429] * len(spellings), "another address of the /64 had its own budget"
+        assert others == [200, 200], "a client outside the /64 shares its budget"
     finally:
         release.set()
         _stop_backends(app)
