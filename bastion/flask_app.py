@@ -20,6 +20,7 @@ from bastion.errors import log as error_log
 from bastion.errors import wants_problem_json
 from bastion.observability.redaction import request_path
 from bastion.request_body import BastionRequest
+from bastion.security.ratelimit_keys import without_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -100,10 +101,19 @@ class BastionFlask(Flask):
         ``ProxyFix``, so a host taken from X-Forwarded-Host is lowered too, and whatever is
         built from ``request.host`` (the HTTPS redirect, links) never echoes the client's
         spelling.
+
+        And the client's address without the port some proxies write into X-Forwarded-For
+        (``203.0.113.7:51234``, ``[2001:db8::1]:51234``; ProxyFix makes it REMOTE_ADDR as
+        it is): the audit trail, the sessions list and the request log keep the address,
+        which a port would make a different one each connection (and, bracketed, longer
+        than the column holds).
         """
         host = environ.get("HTTP_HOST")
         if host:
             environ["HTTP_HOST"] = host.translate(_ASCII_LOWER)
+        address = environ.get("REMOTE_ADDR")
+        if address and ":" in address:  # IPv4 without a port, the common case, costs nothing
+            environ["REMOTE_ADDR"] = without_port(address)
         return super().wsgi_app(environ, start_response)
 
     def url_for(

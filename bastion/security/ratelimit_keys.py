@@ -32,25 +32,41 @@ _WITH_PORT = re.compile(r"\[(?P<bracketed>[^\]]*)\](?::\d{1,5})?|(?P<ipv4>[\d.]+
 
 
 @lru_cache(maxsize=4096)
-def _address_client(host: str) -> str | None:
-    """The bucket for an address without its port, or None for what is no address.
+def without_port(address: str) -> str:
+    """``address`` without the port a proxy may have written after it (``IPv4:port``,
+    ``[IPv6]:port``, ``[IPv6]``, or an IPv6 address and a port that cannot be one of its
+    groups); anything else as it is. Cached: the same few clients come back request after
+    request."""
+    if ":" not in address:
+        return address  # IPv4, the common case, costs nothing
+    with_port = _WITH_PORT.fullmatch(address)
+    if with_port is not None:
+        host = with_port["ipv4"] or with_port["bracketed"]
+        return host if _is_address(host) else address
+    if _is_address(address):
+        return address
+    # IPv6 with a port but no brackets: fails to parse when the port is no hex group
+    # (above 9999) or makes a ninth group. (Otherwise it parses as the last group, inside
+    # the /64 the client has anyway.)
+    head, _, port = address.rpartition(":")
+    return head if port.isdigit() and _is_address(head) and ":" in head else address
 
-    Cached: the same few clients come back request after request (keyed without the port,
-    which a client changes at will).
-    """
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _address_client(host: str) -> str | None:
+    """The bucket for an address without its port, or None for what is no address."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        # IPv6 with a port but no brackets: fails when the port is no hex group (above
-        # 9999) or makes a ninth group. (Otherwise it parses as the last group, inside the
-        # /64 the client has anyway.)
-        head, _, port = host.rpartition(":")
-        if not port.isdigit():
-            return None
-        try:
-            ip = ipaddress.IPv6Address(head)
-        except ValueError:
-            return None
+        return None
     if ip.version == 4:
         return str(ip)
     if ip.ipv4_mapped is not None:
@@ -66,9 +82,7 @@ def client_key(address: str) -> str:
     """
     if ":" not in address:
         return address  # IPv4, the common case, costs nothing
-    with_port = _WITH_PORT.fullmatch(address)
-    host = address if with_port is None else with_port["ipv4"] or with_port["bracketed"]
-    return _address_client(host) or address
+    return _address_client(without_port(address)) or address
 
 
 def remote_client() -> str:
