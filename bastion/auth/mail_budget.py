@@ -9,7 +9,8 @@ mail-bombs nobody. The owner asking from their own address has a budget of their
 attacker who spends theirs cannot stop the owner's reset.
 
 A mailbox, not an address: ``victim+1@``, ``victim+2@``, ... all land in ``victim@``'s
-mailbox, and counted apart each had a budget of its own (``mailbox``).
+mailbox (and at Gmail so do ``vic.tim@`` and ``victim@googlemail.com``), and counted apart
+each had a budget of its own (``mailbox``).
 
 Spent on every such request, whether or not the address has an account, so the reply
 costs the same either way. The store is the rate limiter's (Redis in production, shared by
@@ -32,6 +33,7 @@ from bastion.security.tokens import keyed_digest
 log = logging.getLogger("bastion.mail")
 # Enough for someone whose first message is late or filtered to ask twice more.
 PER_MAILBOX_AND_CLIENT = "3 per 15 minutes; 10 per day"
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
 def mailbox(address: str) -> str:
@@ -39,14 +41,19 @@ def mailbox(address: str) -> str:
     (``canonical_email``: lower case, the domain in IDNA ASCII) without its sub-address tag,
     ``local+tag@domain`` to ``local@domain``.
 
-    Only ``+`` tags (RFC 5233 sub-addressing, which most providers honour), never dots or
-    another provider's rule (a ``-`` tag, Gmail ignoring dots): they hold at one provider
-    and not at the next, where ``a.b@`` and ``ab@`` are two people, and a table of who does
-    what would go stale. A local part that starts with ``+`` has no tag to drop.
+    Only ``+`` tags (RFC 5233 sub-addressing, which most providers honour), and one
+    provider's own rule: Gmail ignores dots in the local part and takes ``googlemail.com``
+    for ``gmail.com`` (as Google documents it, and has for two decades), so
+    ``v.i.c.t.i.m@gmail.com`` would otherwise be one more budget for the largest provider's
+    every mailbox. No other provider's rule (a ``-`` tag, dots elsewhere): they hold at one
+    provider and not at the next, where ``a.b@`` and ``ab@`` are two people, and a table of
+    who does what would go stale. A local part that starts with ``+`` has no tag to drop.
     """
     canonical = canonical_email(address)
     local, at, domain = canonical.rpartition("@")
     base, plus, _tag = local.partition("+")
+    if at and domain in GMAIL_DOMAINS and base.replace(".", ""):
+        return f"{base.replace('.', '')}@gmail.com"
     return f"{base}@{domain}" if at and plus and base else canonical
 
 

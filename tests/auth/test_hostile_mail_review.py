@@ -173,13 +173,34 @@ def test_sub_addresses_of_one_mailbox_share_its_budget(
     assert reached_victim() == 3
 
 
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_gmail_spellings_of_one_mailbox_share_its_budget(
+    app: Flask, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "MAIL_URL", smtp_server.url)
+    attacker = _client(app, "198.51.100.7")
+    spellings = ["vic.tim@gmail.com", "v.ictim@gmail.com", "victim@googlemail.com",
+                 "vi.c.tim@gmail.com", "vict.im@gmail.com"]
+    replies = [_register(attacker, f"mallory{n}", address) for n, address in enumerate(spellings)]
+    assert [r.status_code for r in replies] == [302] * 5
+    reached = [str(m["To"]) for m in smtp_server.mailbox.messages
+               if mail_budget.mailbox(str(m["To"])) == "victim@gmail.com"]
+    assert len(reached) == 3, reached
+
+
 @pytest.mark.asvs("V2.4.1")
 @pytest.mark.parametrize(("address", "mailbox"), [
     ("Victim+News@Example.NET", "victim@example.net"),
     ("victim+a+b@example.net", "victim@example.net"),
     ("victim+@bücher.example", "victim@xn--bcher-kva.example"),
-    # Provider rules are not guessed: these may be other people's mailboxes.
+    # Gmail's own rule, which Google documents: dots do not count, googlemail.com is gmail.com.
+    ("Vic.Tim@gmail.com", "victim@gmail.com"),
+    ("v.i.c.t.i.m+news@googlemail.com", "victim@gmail.com"),
+    ("victim@gmail.com", "victim@gmail.com"),
+    ("+news@gmail.com", "+news@gmail.com"),
+    # Other providers' rules are not guessed: these may be other people's mailboxes.
     ("vic.tim@example.net", "vic.tim@example.net"),
+    ("vic.tim@mail.gmail.com", "vic.tim@mail.gmail.com"),
     ("victim-news@example.net", "victim-news@example.net"),
     ("+news@example.net", "+news@example.net"),  # no mailbox before the tag
 ])
