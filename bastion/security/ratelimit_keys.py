@@ -43,13 +43,27 @@ def without_port(address: str) -> str:
     if with_port is not None:
         host = with_port["ipv4"] or with_port["bracketed"]
         return host if _is_address(host) else address
-    if _is_address(address):
-        return address
-    # IPv6 with a port but no brackets: fails to parse when the port is no hex group
-    # (above 9999) or makes a ninth group. (Otherwise it parses as the last group, inside
-    # the /64 the client has anyway.)
     head, _, port = address.rpartition(":")
+    if _is_address(address):
+        # IPv6 with a port but no brackets that parses anyway: the port took the place of
+        # a zero group the "::" stood for. Left so, that group can be one of the /64's
+        # (2001:db8::4:5:6:7 with port 80 read as 2001:db8:0:4:5:6:7:80, another /64 for
+        # each first group the host picks). Read so when "::" stands for a single group,
+        # which no RFC 5952 writer (inet_ntop, nginx, Go, Python) uses. Where it stands for
+        # more, the port parses as the last group, inside the client's own /64 (but for
+        # ::/64 and the x:0:0:0::/64s, which no client on the Internet has).
+        if port.isdigit() and _elides_one_group(address) and _is_address(head):
+            return head
+        return address
+    # IPv6 with a port but no brackets that fails to parse: the port is no hex group (above
+    # 9999) or makes a ninth group.
     return head if port.isdigit() and _is_address(head) and ":" in head else address
+
+
+def _elides_one_group(address: str) -> bool:
+    """Whether the IPv6 ``address`` (valid, without a scope or a dotted tail) writes "::"
+    for exactly one zero group: seven groups are written out."""
+    return "::" in address and sum(1 for group in address.split(":") if group) == 7
 
 
 def _is_address(text: str) -> bool:

@@ -108,3 +108,19 @@ def test_client_key_drops_the_port_a_proxy_forwards(forwarded: str, key: str) ->
 )
 def test_client_key_keeps_what_is_no_address(peer: str) -> None:
     assert client_key(peer) == peer
+
+
+@pytest.mark.asvs("V2.4.1", "V15.3.4")
+def test_an_unbracketed_port_in_place_of_a_zero_group_is_no_other_64() -> None:
+    """``2001:db8::4:5:6:7`` with port 1234, unbracketed, parses as 2001:db8:0:4:5:6:7:1234:
+    the port took the place of a zero group of the /64, so a host of 2001:db8::/64 took a
+    bucket of another /64 for each first group of its addresses (a source port below 10000
+    is the host's to choose)."""
+    own = client_key("2001:db8::4:5:6:7")
+    assert own == "2001:db8::/64"
+    rotated = {client_key(f"2001:db8::{first:x}:5:6:7:{port}")
+               for first in range(1, 40) for port in (1234, 80, 9999)}  # fmt: skip
+    assert rotated == {own}
+    # Written as RFC 5952 writes it, with no port: the whole address, never cut.
+    assert client_key("2001:db8:0:4:5:6:7:80") == "2001:db8:0:4::/64"
+    assert client_key("2001:db8::1:8080") == "2001:db8::/64"
