@@ -134,6 +134,11 @@ def _retired(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
     db.session.commit()
 
 
+def _viewer_retired(app: Flask, mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    _viewer(app, mp, tmp)
+    _retired(app, mp, tmp)
+
+
 def _orphan_file() -> Path:
     """A file in the store that no row names."""
     fan_out = storage.root() / "ab"
@@ -254,6 +259,9 @@ CASES = [
     Case("users release-username", 1, (*RELEASE[:3], "--reason", "why"), "10 to 500 characters",
          _retired),
     Case("users release-username", 2, RELEASE[:3], "Missing option '--reason'", _retired),
+    Case("users release-username", 2, ("users", "release-username", "\u0430nn", *RELEASE[3:]),
+         "'\\u0430nn' is no username", _retired),
+    Case("users release-username", 1, RELEASE, "An account holds 'ann'", _viewer_retired),
     Case("sessions revoke", 0, ("sessions", "revoke", "ann"), "Ended 0 session(s) of ann.",
          _viewer),
     Case("sessions revoke", 1, ("sessions", "revoke", "nobody"), "No account named 'nobody'."),

@@ -327,17 +327,25 @@ def release_username(username: str, *, reason: str, details: Mapping[str, object
     case an operator must (an account deleted by mistake whose holder returns, a name
     claimed by its rightful owner). The canonical name, or None when it was not retired.
 
+    A name ``retire_missed_usernames`` has yet to retire is given back too (it would have
+    retired it afterwards). Refused (AdminError) while an account holds the name: no other
+    could register it, whatever the operator was told.
+
     Audited as ``RELEASED_EVENT`` with ``reason`` (``clean_reason``); ``retire_missed_usernames``
     then leaves the name free, as a deletion's own decision.
     """
     reason = clean_reason(reason, ask="Say why the name is given back")
     name = canonical_username(username)
+    if _present(User.username, (name,)):
+        db.session.rollback()
+        raise AdminError(f"An account holds {name!r}: no other can register it while it does; "
+                         "nothing changed.", "username")
     released = db.session.scalar(
         delete(RetiredUsername)
         .where(RetiredUsername.username == name)
         .returning(RetiredUsername.username)
     )
-    if released is None:
+    if released is None and name not in missed_usernames():
         db.session.rollback()
         return None
     audit.record(RELEASED_EVENT, details={**details, "username": name, "reason": reason},

@@ -27,7 +27,7 @@ from bastion.admin.services import (
     sign_out_everywhere,
 )
 from bastion.auth import recovery_keys, registration, twofactor
-from bastion.auth.services import canonical_username, find_login_user
+from bastion.auth.services import canonical_username, find_login_user, username_problem
 from bastion.cli import DatabaseGroup, require_output, write_output
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, User
@@ -99,8 +99,23 @@ def retire_deleted() -> None:
     click.echo(f"Retired {len(retired)} username(s) of deleted accounts: {', '.join(retired)}.")
 
 
+SHOWN_NAME_MAX = 40  # characters of a refused name the error repeats
+
+
+def _retirable_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A usage error for what is no username (a look-alike letter, a zero-width space, a
+    typo): no such name is ever retired, and "not retired" with the name printed as typed
+    would read, to the operator, as the retired one given back. Spelled in ASCII here, so
+    the look-alike shows."""
+    if problem := username_problem(value):
+        name = canonical_username(value)
+        shown = ascii(name[:SHOWN_NAME_MAX]) + ("..." if len(name) > SHOWN_NAME_MAX else "")
+        raise click.BadParameter(f"{shown} is no username: {problem} Nothing changed.")
+    return value
+
+
 @users.command("release-username")
-@click.argument("username")
+@click.argument("username", callback=_retirable_name)
 @click.option("--reason", required=True,
               help="Why the name is given back (kept in the audit log).")
 def release_username_command(username: str, reason: str) -> None:

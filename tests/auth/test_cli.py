@@ -237,6 +237,52 @@ def test_retire_deleted_leaves_a_released_name_free(runner: Any) -> None:
     assert username_taken("returner")
 
 
+def test_release_username_frees_a_name_retire_deleted_has_yet_to_retire(runner: Any) -> None:
+    """Deleted by the previous release and not retired yet: the command said "not retired;
+    nothing changed", and ``retire-deleted`` then retired the name the operator gave back."""
+    _deleted_by_the_previous_release("pending")
+    why = "Deleted by mistake; ticket 4712, holder verified."
+    result = runner.invoke(args=["users", "release-username", "pending", "--reason", why])
+    assert result.exit_code == 0, result.output
+    assert "no longer retired" in result.output
+    assert [event.details["username"] for event in _releases()] == ["pending"]
+    assert runner.invoke(args=["users", "retire-deleted"]).output.startswith("0 username(s)")
+    assert not username_taken("pending")
+
+
+@pytest.mark.parametrize("spelling", [
+    "m\u0456stake",  # a Cyrillic i: printed like the retired name, "not retired", exit 0
+    "mis\u200btake",  # a zero-width space
+    "mistake!",
+    "x" * 200,
+], ids=["confusable", "zero-width", "punctuation", "long"])
+def test_release_username_refuses_what_is_no_username(runner: Any, spelling: str) -> None:
+    """An operator who pasted a look-alike of a retired name was told, with exit 0, that
+    the name (printed the same) is not retired: the claimant was sent to register a name
+    still refused."""
+    boss = UserFactory(username="boss", role_name="admin")
+    deletion.delete_user(boss, UserFactory(username="mistake"), confirmation="mistake")
+    why = "Deleted by mistake; ticket 4713, holder verified."
+    result = runner.invoke(args=["users", "release-username", spelling, "--reason", why])
+    assert result.exit_code == 2, result.output
+    assert "is no username" in result.output and ascii(spelling[:40])[:30] in result.output
+    assert result.output.isascii()  # the look-alike is spelled out
+    assert username_taken("mistake") and _releases() == []
+
+
+def test_release_username_refuses_a_name_an_account_holds(runner: Any) -> None:
+    """Retired and held (registered between retire-deleted's reading and its commit, or by
+    SQL): the command said the next account may register it, which none can."""
+    UserFactory(username="holder")
+    db.session.add(RetiredUsername(username="holder"))
+    db.session.commit()
+    why = "The holder came back and asked for the name."
+    result = runner.invoke(args=["users", "release-username", "holder", "--reason", why])
+    assert result.exit_code == 1, result.output
+    assert "An account holds 'holder'" in result.output
+    assert _retired().keys() == {"holder"} and _releases() == []
+
+
 def test_retire_deleted_with_nothing_to_retire_changes_nothing(runner: Any) -> None:
     UserFactory(username="alice")
     result = runner.invoke(args=["users", "retire-deleted"])
