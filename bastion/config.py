@@ -144,6 +144,25 @@ def _listing_commands() -> bool:
     )
 
 
+def _read_dotenv_for_listing() -> None:
+    """Read ``.env`` (and ``.flaskenv``) before ``flask --app bastion --help`` lists the
+    commands, as Flask reads them before running any command.
+
+    Flask handles its ``--env-file`` option, which reads them, only after an ``--help``
+    that came first; the app loaded for the listing then met production's rules, told a
+    developer who had copied ``.env.example`` to copy it, and listed none of Bastion's
+    commands. Like Flask, it sets only variables not already set, and honours
+    ``FLASK_SKIP_DOTENV``.
+    """
+    from flask.cli import load_dotenv
+    from flask.helpers import get_load_dotenv
+
+    ctx = click.get_current_context(silent=True)
+    info = ctx.find_root().obj if ctx is not None else None
+    if getattr(info, "load_dotenv_defaults", get_load_dotenv()):
+        load_dotenv()
+
+
 class BaseConfig:
     """Secure defaults shared by every environment."""
 
@@ -342,6 +361,8 @@ CONFIGS: dict[str, type[BaseConfig]] = {
 def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     """Fill ``app.config`` from defaults, environment, secret files and ``overrides``."""
     overrides = dict(overrides or {})
+    if _listing_commands():
+        _read_dotenv_for_listing()
     env_named = bool(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV"))
     env_name = str(overrides.get("ENV_NAME") or os.environ.get(f"{PREFIX}_ENV") or "production")
     if env_name not in ENVIRONMENTS:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from flask.testing import FlaskCliRunner
+
+FLASK = str(Path(sys.executable).parent / "flask")
 
 # "  name   text" lines of the "Commands:" section; a group without help has no text.
 COMMAND_LINE = re.compile(r"^  (\S+)(?: +(.*))?$")
@@ -20,3 +26,24 @@ def test_every_command_in_the_listing_has_a_line_of_help(runner: FlaskCliRunner)
     assert {"uploads", "users", "api", "audit", "secret-key"} <= found.keys()
     assert [name for name, text in found.items() if not text] == []
     assert found["uploads"] == "Check the image store against the database."
+
+
+def test_the_listing_reads_dotenv_as_the_commands_do(tmp_path: Path) -> None:
+    """``flask --app bastion --help`` loaded the app before Flask read ``.env`` (its
+    ``--env-file`` option is handled after ``--help``): a developer who had copied
+    ``.env.example`` met production's refusal, was told to copy the file they had, and saw
+    none of Bastion's commands, which each ran fine on their own."""
+    (tmp_path / ".env").write_text(
+        "BASTION_ENV=development\n"
+        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
+        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
+        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
+    proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "refuses to start" not in proc.stderr
+    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
