@@ -140,6 +140,15 @@ def _password(from_stdin: bool) -> str:
             password = line.removesuffix("\n").removesuffix("\r")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except click.Abort:
+        # Input that is no terminal ran out before the password came twice: a script that
+        # piped it without the option, which a bare "Aborted!" did not name.
+        if sys.stdin is not None and not sys.stdin.isatty():
+            click.echo(err=True)  # the prompt's line is left open
+            raise click.ClickException(
+                "standard input ended before the password was typed twice; a script pipes "
+                "it in with --password-stdin.") from None
+        raise
     except UnicodeDecodeError as exc:  # a strict UTF-8 reader met other bytes
         raise click.BadParameter(NOT_UTF8, param_hint=hint) from exc
     if not _encodable(password):  # surrogate-escaped bytes (a C or Latin-1 locale)

@@ -370,6 +370,18 @@ def test_create_admin_refuses_an_empty_or_undecodable_password_on_stdin(
     assert db.session.query(User).count() == 0
 
 
+def test_a_password_piped_to_the_prompt_says_to_use_password_stdin(runner: Any) -> None:
+    # A script that piped the password without --password-stdin met the prompt's
+    # confirmation at the end of its input and got "Aborted!": no reason, no way out named.
+    result = runner.invoke(args=["create-admin", "--username", "ops", "--email",
+                                 "ops@example.org"], input=f"{PASSPHRASE}\n")
+
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "Aborted" not in result.output
+    assert "pipes it in with --password-stdin" in result.output
+    assert db.session.query(User).count() == 0
+
+
 def test_a_password_read_as_escaped_bytes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # Under a C or Latin-1 locale Python reads such bytes as lone surrogates, which the
     # password hasher cannot encode: a traceback instead of naming the problem.
