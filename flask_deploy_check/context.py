@@ -8,7 +8,9 @@ network is needed. Each request is made once and shared by every check that read
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,18 @@ PROBE_METHOD = "SECURITYPROBE"
 
 MAX_BODY_BYTES = 1_048_576
 """How much of a probed body is read: a streaming or endless page must not hang the run."""
+
+
+@contextlib.contextmanager
+def _logging_off() -> Iterator[None]:
+    """No log record at all, then the level of switching off that was before: an error
+    log is what an error tracker or an alert reads, and the failing-view probe is none."""
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(before)
 
 
 def describe_exception(exc: BaseException, limit: int = 240) -> str:
@@ -237,13 +251,18 @@ class CheckContext:
         request context and handed to the app's own handlers (``errorhandler(Exception)``,
         then the 500 handler), whose answer goes through its after_request hooks. It is
         not sent through ``handle_exception``, which would log it and signal it (Sentry)
-        as a real failure. ``None`` when PROPAGATE_EXCEPTIONS lets it reach the server;
-        debug and testing mode (reported on their own) do not count, since the handlers are
-        what answers once they are off.
+        as a real failure; nor may a handler that logs or signals what it catches itself,
+        so logging and ``got_request_exception`` are off meanwhile. ``None`` when
+        PROPAGATE_EXCEPTIONS lets it reach the server; debug and testing mode (reported on
+        their own) do not count, since the handlers are what answers once they are off.
         """
         app = self.app
         base_url = f"{probe.scheme}://{self.host}"
-        with app.test_request_context(probe.path, base_url=base_url):
+        with (
+            app.test_request_context(probe.path, base_url=base_url),
+            got_request_exception.muted(),
+            _logging_off(),
+        ):
             with contextlib.suppress(Exception):
                 app.preprocess_request()  # what handlers may read, e.g. g set by a hook
             try:

@@ -27,8 +27,9 @@ URL whose path ends in a little markup, and a 405 probe with an unused method) a
 reads the headers, cookies and error pages the app really sends. The page shown when a view
 fails is read too, without calling any view: an exception is raised in a request context and
 handed to the app's own error handlers (`errorhandler(Exception)`, then the 500 handler) and
-after_request hooks; it is not logged or signalled, so error trackers see nothing. With
-`--deps` it audits the installed distributions for known vulnerabilities through pip-audit.
+after_request hooks; it is not logged or signalled, even by a handler that logs or signals
+what it catches (logging and `got_request_exception` are off meanwhile), so error trackers
+see nothing. With `--deps` it audits the installed distributions for known vulnerabilities through pip-audit.
 
 It reads settings and answers, not source code: what a view does with its input (a
 `send_file` of a user-supplied path, SQL built from strings, a view that returns a

@@ -7,6 +7,7 @@ into HTML, a hand-written "allow everything" CORS hook.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import traceback
 from collections.abc import Callable
@@ -161,6 +162,39 @@ def test_the_500_probe_is_not_reported_as_a_real_failure() -> None:
         got_request_exception.disconnect(receiver, app)
     assert signalled == []
     assert logged == []
+
+
+def test_the_500_probe_reaches_no_error_log_or_tracker_of_the_app_s_own_handler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler of every exception that logs it and tells error reporting itself, as
+    # Bastion's does (Flask signals only what no handler took): each run of the check put
+    # an "unhandled error" with the probe's traceback in the log and an event in Sentry.
+    def reporting_handler(app: Flask) -> None:
+        @app.errorhandler(Exception)
+        def any_error(error: Exception) -> Any:
+            if isinstance(error, HTTPException):
+                return error
+            got_request_exception.send(app, exception=error)
+            logging.getLogger("app.errors").exception("unhandled error")
+            return "Something went wrong.", 500
+
+    app = quickstart(reporting_handler)
+    signalled: list[BaseException] = []
+
+    def receiver(sender: Flask, exception: BaseException, **extra: Any) -> None:
+        signalled.append(exception)
+
+    got_request_exception.connect(receiver, app)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            report = run_checks(app)
+    finally:
+        got_request_exception.disconnect(receiver, app)
+    assert signalled == []
+    assert [r.getMessage() for r in caplog.records if r.name == "app.errors"] == []
+    assert logging.getLogger("app.errors").isEnabledFor(logging.ERROR)  # on again after
+    assert "BST-E213" not in ids(report)
 
 
 @pytest.mark.asvs("V16.5.1")
