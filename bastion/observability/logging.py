@@ -45,9 +45,13 @@ def _sensitive(key: str) -> bool:
 
 
 # A number under a name that says it counts or identifies (``token_id``, ``tokens_revoked``,
-# ``otp_required``) is no secret: hidden, the audit lines lost which token an event was
-# about. Only numbers and flags: a string under such a name is still redacted.
-COUNT_OR_ID = re.compile(r"_(?:ids?|count|revoked|ended|retired|required|failures|days|left)$")
+# ``otp_required``, ``recovery_codes_unrecorded``) is no secret: hidden, the audit lines lost
+# which token an event was about. Only numbers and flags: a string under such a name is
+# still redacted.
+COUNT_OR_ID = re.compile(
+    r"_(?:ids?|count|revoked|ended|retired|required|failures|days|left|unrecorded"
+    r"|under_fallbacks)$"
+)
 
 
 def _redact(value: Any, key: str = "") -> Any:

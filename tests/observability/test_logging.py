@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -296,6 +297,22 @@ def test_counts_and_ids_named_after_secrets_stay_readable_secrets_do_not() -> No
     assert (out["token_id"], out["tokens_revoked"], out["otp_required"]) == (42, 3, True)
     for name in ("token", "code", "token_id_hint", "reset_token_id"):
         assert out[name] == "**********", name
+
+
+def test_the_reseal_line_shows_its_counts_of_recovery_codes(
+    runner: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Named after "codes", two of the counts an operator reads after a key rotation were
+    # "**********" in the log, while the audit row beside them kept the numbers.
+    with caplog.at_level(logging.INFO, logger="bastion.audit"):
+        result = runner.invoke(args=["secret-key", "reseal"])
+    assert result.exit_code == 0, result.output
+    (record,) = [r for r in caplog.records if getattr(r, "event", "") == "cli.totp_secrets_resealed"]
+    details = json.loads(JSONFormatter().format(record))["details"]
+    assert {k: v for k, v in details.items() if k.startswith("recovery_codes_")} == {
+        "recovery_codes_under_fallbacks": 0, "recovery_codes_unrecorded": 0,
+        "recovery_codes_retired": 0,
+    }
 
 
 LOG_HANDLERS = re.compile(
