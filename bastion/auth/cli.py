@@ -213,7 +213,9 @@ def revoke(username: str | None, everyone: bool) -> None:
                 name = canonical_username(username or "")
                 raise click.ClickException(f"No account named {name!r}: deleted meanwhile.") from exc
     who = "all users" if everyone else users[0].username
-    click.echo(f"Ended {total} session(s) of {who}.")
+    # The count is of sessions; the tokens go too, and an operator must not think otherwise.
+    click.echo(f"Ended {total} session(s) of {who}. Their API tokens (access, refresh and "
+               "personal) no longer work either.")
 
 
 RESEAL_UNREADABLE = 1  # ``secret-key reseal``: a TOTP secret no configured key opens

@@ -53,7 +53,9 @@ def test_set_role_refuses_to_demote_the_last_admin(runner: Any) -> None:
 def test_sessions_revoke_signs_the_user_out(runner: Any, client: Any, user: User) -> None:
     sign_in(client, "alice")
     result = runner.invoke(args=["sessions", "revoke", "alice"])
-    assert result.exit_code == 0 and "Ended 1 session" in result.output
+    assert result.exit_code == 0 and result.output == (
+        "Ended 1 session(s) of alice. Their API tokens (access, refresh and personal) no "
+        "longer work either.\n")
     assert not is_signed_in(client)
     assert db.session.scalar(select(UserSession)).revoked_at is not None
     assert runner.invoke(args=["sessions", "revoke", "nobody"]).exit_code != 0
