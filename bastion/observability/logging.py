@@ -19,6 +19,7 @@ import orjson
 from flask import Flask, Response, g, has_request_context, request, request_started
 from flask_login import current_user
 
+from bastion.observability import dev_server_log
 from bastion.observability.redaction import redact_path
 from bastion.observability.sentry import scrub_secrets
 
@@ -152,6 +153,7 @@ def configure_logging(app: Flask) -> None:
     # needs the request id too.
     request_started.connect(_start_request, app)
     app.after_request(_log_request)
+    dev_server_log.install()
 
 
 # Both hooks run for every request: they look ``g``, ``request`` and ``current_user`` up
