@@ -7,10 +7,11 @@ into HTML, a hand-written "allow everything" CORS hook.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -143,10 +144,9 @@ def test_the_page_shown_when_a_view_raises_is_inspected(name: str) -> None:
     assert not ids(report) & {"BST-I502", "BST-W501", "BST-E505"}, report.findings
 
 
-def test_the_500_probe_is_not_reported_as_a_real_failure() -> None:
-    # Error trackers (Sentry) listen to got_request_exception, and Flask logs what
-    # handle_exception sees: the probe must reach neither.
-    app = quickstart(_traceback_handler)
+@contextlib.contextmanager
+def _signalled(app: Flask) -> Iterator[list[BaseException]]:
+    """What ``got_request_exception`` (an error tracker's hook) is sent for ``app``."""
     signalled: list[BaseException] = []
 
     def receiver(sender: Flask, exception: BaseException, **extra: Any) -> None:
@@ -154,12 +154,19 @@ def test_the_500_probe_is_not_reported_as_a_real_failure() -> None:
 
     got_request_exception.connect(receiver, app)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            logged: list[Any] = []
-            patch.setattr(app, "log_exception", logged.append)
-            run_checks(app)
+        yield signalled
     finally:
         got_request_exception.disconnect(receiver, app)
+
+
+def test_the_500_probe_is_not_reported_as_a_real_failure() -> None:
+    # Error trackers (Sentry) listen to got_request_exception, and Flask logs what
+    # handle_exception sees: the probe must reach neither.
+    app = quickstart(_traceback_handler)
+    with _signalled(app) as signalled, pytest.MonkeyPatch.context() as patch:
+        logged: list[Any] = []
+        patch.setattr(app, "log_exception", logged.append)
+        run_checks(app)
     assert signalled == []
     assert logged == []
 
@@ -180,17 +187,8 @@ def test_the_500_probe_reaches_no_error_log_or_tracker_of_the_app_s_own_handler(
             return "Something went wrong.", 500
 
     app = quickstart(reporting_handler)
-    signalled: list[BaseException] = []
-
-    def receiver(sender: Flask, exception: BaseException, **extra: Any) -> None:
-        signalled.append(exception)
-
-    got_request_exception.connect(receiver, app)
-    try:
-        with caplog.at_level(logging.DEBUG):
-            report = run_checks(app)
-    finally:
-        got_request_exception.disconnect(receiver, app)
+    with _signalled(app) as signalled, caplog.at_level(logging.DEBUG):
+        report = run_checks(app)
     assert signalled == []
     assert [r.getMessage() for r in caplog.records if r.name == "app.errors"] == []
     assert logging.getLogger("app.errors").isEnabledFor(logging.ERROR)  # on again after
