@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -103,6 +105,53 @@ class DatabaseGroup(AppGroup):
     """A command group whose commands are all :class:`DatabaseCommand`."""
 
     command_class = DatabaseCommand
+
+
+STORE_HINT = "Check BASTION_REDIS_URL and that Redis is reachable."
+
+
+def store_problem(exc: Exception) -> click.ClickException:
+    """The message for a rate limiter store the command could not reach (exit 1), on one
+    line: the traceback of a refused connection told the operator less."""
+    cause = getattr(exc, "storage_error", None) or exc  # limits' StorageError wraps it
+    text = " ".join(str(cause).split())[:300].rstrip(".")
+    return click.ClickException(
+        f"cannot reach the rate limiter's store: {type(cause).__name__}: {text}. {STORE_HINT}"
+    )
+
+
+@contextmanager
+def _store_failures_as_messages() -> Iterator[None]:
+    """Turn the store errors of a refused or timed-out connection into
+    :func:`store_problem`; any other error is a bug, and keeps its traceback."""
+    from limits.errors import StorageError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, StorageError) as exc:
+        raise store_problem(exc) from exc
+
+
+def guard_limiter_commands() -> None:
+    """When the app is created for one of Flask-Limiter's own commands (``limiter clear``),
+    let a store it cannot reach end the command with one line, not a traceback.
+
+    Flask-Limiter's ``limiter`` group is a Flask plugin: Flask finds it before loading the
+    app (so a group of Bastion's under that name would never be found), and click has taken
+    the command's callback before the app is created (by the command's
+    ``with_appcontext``), so callbacks wrapped here would only take effect on a later run.
+    The running command's click context is still open: a resource registered on it sees the
+    exception the command ends with (click 8.2 and later), as Flask's app context does.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.parent is None:  # gunicorn, tests, a script; no group
+        return
+    from flask_limiter.commands import cli as limiter_group  # loaded already: a plugin
+
+    if ctx.parent.command is limiter_group:
+        ctx.with_resource(_store_failures_as_messages())
 
 
 def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -240,3 +289,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(content)
     if "security" not in app.cli.commands:
         app.cli.add_command(security)
+    guard_limiter_commands()

@@ -68,10 +68,38 @@ def _held(user_id: int) -> ColumnElement[bool]:
     return or_(AuditEvent.actor_id == user_id, AuditEvent.target_user_id == user_id)
 
 
-def user_conditions(user: str) -> list[ColumnElement[bool]] | None:
+@dataclass(frozen=True)
+class UserMatch:
+    """A ``user`` filter, resolved once: the conditions on the rows it names (None for no
+    filter, empty when it names none), and whether it named any account at all.
+
+    An export for a name no account ever had is empty, as is one for an account without
+    events: ``named`` tells a typo from the latter, without a second pass over the trail.
+    """
+
+    conditions: tuple[ColumnElement[bool], ...] | None = None
+    named: bool = True
+
+
+def _id_known(user_id: int) -> bool:
+    """Whether an account has or had ``user_id``: it exists, or a row of the trail holds
+    the id (a deleted account, also one purged unconfirmed, which leaves no
+    ``user.deleted``). Two index probes, not a pass over the trail."""
+    if db.session.scalar(select(User.id).where(User.id == user_id)) is not None:
+        return True
+    return db.session.scalar(select(AuditEvent.id).where(_held(user_id)).limit(1)) is not None
+
+
+def as_user_id(user: str) -> int | None:
+    """``user`` read as an account id: ASCII digits only (str.isdigit() is also true for
+    "²" or "①", which int() refuses), short enough to be one."""
+    return int(user) if user.isascii() and user.isdigit() and len(user) < 10 else None
+
+
+def match_user(user: str) -> UserMatch:
     """The rows ``user`` names: by id (digits), by a live username, by a deleted one.
 
-    None for no filter; an empty list when nothing matches. Usernames may be all digits
+    No conditions for no filter; empty ones when nothing matches. Usernames may be all digits
     ("1024"), so digits are read both ways: read only as an id, an account named after
     another's id would have the filter show that account's events instead of its own.
 
@@ -83,13 +111,13 @@ def user_conditions(user: str) -> list[ColumnElement[bool]] | None:
     """
     user = user.strip()
     if not user:
-        return None
+        return UserMatch()
+    if "\x00" in user:  # no username or id has one, and PostgreSQL refuses NUL in text
+        return UserMatch(conditions=(), named=False)
     conditions: list[ColumnElement[bool]] = []
-    # ASCII digits only: str.isdigit() is also true for "²" or "①", which int() refuses.
-    if user.isascii() and user.isdigit() and len(user) < 10:
-        conditions.append(_held(int(user)))
-    if "\x00" in user:  # no username has one, and PostgreSQL refuses NUL in text
-        return conditions
+    as_id = as_user_id(user)
+    if as_id is not None:
+        conditions.append(_held(as_id))
     name = canonical_username(user)
     live = db.session.scalar(select(User.id).where(User.username == name))
     # The newest hundred: a name deleted more often than that is an operator's script, and
@@ -124,12 +152,14 @@ def user_conditions(user: str) -> list[ColumnElement[bool]] | None:
     for user_id, deleted_at in gone:
         window = [AuditEvent.created_at <= deleted_at, *since_last_deletion(user_id, deleted_at)]
         conditions.append(and_(_held(user_id), *window))
-    return conditions
+    named = live is not None or bool(gone) or (as_id is not None and _id_known(as_id))
+    return UserMatch(conditions=tuple(conditions), named=named)
 
 
-def _filtered(f: AuditFilter) -> Select[AuditEvent]:
+def _filtered(f: AuditFilter, who: UserMatch | None = None) -> Select[AuditEvent]:
+    """The trail's rows ``f`` asks for; ``who`` is ``f.user`` resolved already, if it is."""
     stmt = select(AuditEvent)
-    named = user_conditions(f.user)
+    named = (who if who is not None else match_user(f.user)).conditions
     if named is not None:
         stmt = stmt.where(or_(*named) if named else false())
     event = f.event.strip()
@@ -299,31 +329,38 @@ def _row(event: AuditEvent) -> list[str]:
     return [csv_cell(v) for v in values]
 
 
-def _oldest_first(f: AuditFilter, everything: bool) -> Iterator[AuditEvent]:
-    stmt = _filtered(f).order_by(AuditEvent.created_at, AuditEvent.id)
+def _oldest_first(
+    f: AuditFilter, everything: bool, who: UserMatch | None
+) -> Iterator[AuditEvent]:
+    stmt = _filtered(f, who).order_by(AuditEvent.created_at, AuditEvent.id)
     stmt = stmt.limit(None if everything else EXPORT_MAX)
     return iter(db.session.scalars(stmt.execution_options(yield_per=500)))
 
 
-def export_jsonl(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:
+def export_jsonl(
+    f: AuditFilter, *, everything: bool = False, who: UserMatch | None = None
+) -> Iterator[str]:
     """The filtered trail as JSON Lines, oldest first: one object per line, typed values
     (no formula escaping: JSON is read by programs, not spreadsheets). Invisible and
     control characters are escaped as in the CSV: the file is also read in terminals,
     where a raw C1 control or bidi override would show something other than what is
     stored; the escaped line decodes to the same values. Up to ``EXPORT_MAX`` events
-    unless ``everything``."""
-    for event in _oldest_first(f, everything):
+    unless ``everything``; ``who``: ``f.user`` already resolved (:func:`match_user`)."""
+    for event in _oldest_first(f, everything, who):
         line = dict(zip(CSV_COLUMNS, _values(event), strict=True))
         yield readable(orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()) + "\n"
 
 
-def export_csv(f: AuditFilter, *, everything: bool = False) -> Iterator[str]:
+def export_csv(
+    f: AuditFilter, *, everything: bool = False, who: UserMatch | None = None
+) -> Iterator[str]:
     """The filtered trail as CSV, oldest first, streamed in chunks; up to ``EXPORT_MAX``
-    events (a bound for the web download) unless ``everything``."""
+    events (a bound for the web download) unless ``everything``; ``who``: ``f.user``
+    already resolved (:func:`match_user`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for n, event in enumerate(_oldest_first(f, everything), 1):
+    for n, event in enumerate(_oldest_first(f, everything, who), 1):
         writer.writerow(_row(event))
         if n % 500 == 0:
             yield buffer.getvalue()

@@ -6,7 +6,14 @@ from datetime import UTC, date, datetime
 
 import click
 
-from bastion.admin.audit_log import AuditFilter, export_csv, export_jsonl, is_inverted
+from bastion.admin.audit_log import (
+    AuditFilter,
+    as_user_id,
+    export_csv,
+    export_jsonl,
+    is_inverted,
+    match_user,
+)
 from bastion.admin.services import console_operator
 from bastion.cli import DatabaseGroup, require_output, write_output
 from bastion.security import audit as audit_trail
@@ -88,7 +95,21 @@ def export(since: date | None, until: date | None, prefix: str, user: str, fmt: 
     # Reading the trail is itself an audited event, as on the admin page.
     details = {k: str(v) for k, v in vars(chosen).items() if v}
     audit_trail.record("audit.exported", details={**details, **console_operator(), "format": fmt})
+    who = match_user(chosen.user)
     # Every matching event: an archive cut short at the web download's bound, with exit
     # status 0, would pass for the whole trail.
-    for chunk in (export_csv if fmt == "csv" else export_jsonl)(chosen, everything=True):
+    for chunk in (export_csv if fmt == "csv" else export_jsonl)(
+        chosen, everything=True, who=who
+    ):
         write_output(chunk, nl=False, what="the export")
+    if not who.named:
+        # Status 0 and the output as for an account without events (scripts read those);
+        # the note tells a mistyped name from such an account.
+        click.echo(unknown_user_note(chosen.user), err=True)
+
+
+def unknown_user_note(user: str) -> str:
+    """The line on standard error for a ``--user`` that names no account."""
+    user = user.strip()
+    as_id = " or has that id" if as_user_id(user) is not None else ""
+    return f"No account, present or deleted, was ever named {user!r}{as_id}; nothing matched."

@@ -182,6 +182,52 @@ def test_the_export_command_filters_by_a_deleted_name_too(app: Flask, runner: An
     assert [(r["event"], r["actor_id"], r["target_user_id"]) for r in rows] == [
         ("login.success", alice_id, None), ("user.deleted", boss.id, alice_id),
     ]
-    assert runner.invoke(args=["audit", "export", "--user", "nobody"]).output.splitlines() == [
+    assert runner.invoke(args=["audit", "export", "--user", "nobody"]).stdout.splitlines() == [
         ",".join(CSV_COLUMNS)
     ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_export_for_a_name_no_account_ever_had_says_so_on_standard_error(
+    app: Flask, runner: Any, fmt: str
+) -> None:
+    """A typo in ``--user`` wrote the CSV header alone with status 0: it read as "this
+    account has no events". The status and standard output stay as they were (scripts read
+    them); one line on standard error says the name matched no one."""
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    _event("login.success", days_ago=1, actor_id=alice.id)
+    deletion.delete_user(boss, alice, confirmation="alice")
+    empty = runner.invoke(args=["audit", "export", "--user", "alice", "--since", "9999-01-01",
+                                "--format", fmt])
+
+    typo = runner.invoke(args=["audit", "export", "--user", " Alcie ", "--format", fmt])
+
+    assert typo.exit_code == 0, typo.output
+    assert typo.stdout == empty.stdout  # the header alone (CSV), or nothing (JSON Lines)
+    assert typo.stderr == (
+        "No account, present or deleted, was ever named 'Alcie'; nothing matched.\n")
+    # A deleted account's name still names it, events or none: no note.
+    assert empty.exit_code == 0
+    assert empty.stderr == ""
+    deleted = runner.invoke(args=["audit", "export", "--user", "alice", "--format", fmt])
+    assert deleted.stderr == ""
+    assert "login.success" in deleted.stdout
+
+
+def test_an_export_for_an_id_notes_only_an_id_no_account_ever_had(
+    app: Flask, runner: Any
+) -> None:
+    boss = UserFactory(username="boss", role_name="admin")  # no events of its own
+    _event("user.registered", target_user_id=10_002)  # purged unconfirmed: no user.deleted
+
+    def note(user: str) -> str:
+        result = runner.invoke(args=["audit", "export", "--user", user])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert note(str(boss.id)) == ""
+    assert note("10002") == ""
+    assert note("10003") == (
+        "No account, present or deleted, was ever named '10003' or has that id; "
+        "nothing matched.\n")
