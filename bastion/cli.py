@@ -108,35 +108,62 @@ class DatabaseGroup(AppGroup):
 
 
 STORE_HINT = "Check BASTION_REDIS_URL and that Redis is reachable."
+STORE_CREDENTIALS_HINT = (
+    "Check the user name and password in BASTION_REDIS_URL against the Redis users (its ACL)."
+)
+STORE_COMMAND_HINT = (
+    "Check that the Redis ACL of BASTION_REDIS_URL's user allows the command and its keys "
+    "(deploy/redis/users.acl)."
+)
 
 
 def store_problem(exc: Exception) -> click.ClickException:
-    """The message for a rate limiter store the command could not reach (exit 1), on one
-    line: the traceback of a refused connection told the operator less."""
+    """The message for a rate limiter store the command could not use (exit 1), on one
+    line: the traceback of a refused connection, password or command told the operator
+    less. A refusal by Redis is told apart from a store out of reach: the fix differs."""
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        NoPermissionError,
+    )
+
     cause = getattr(exc, "storage_error", None) or exc  # limits' StorageError wraps it
     text = " ".join(str(cause).split())[:300].rstrip(".")
-    return click.ClickException(
-        f"cannot reach the rate limiter's store: {type(cause).__name__}: {text}. {STORE_HINT}"
-    )
+    what, hint = "cannot reach the rate limiter's store", STORE_HINT
+    if isinstance(cause, NoPermissionError):
+        what, hint = "the rate limiter's store refused the app's command", STORE_COMMAND_HINT
+    elif isinstance(cause, AuthenticationError | AuthenticationWrongNumberOfArgsError):
+        what = "the rate limiter's store refused the app's credentials"
+        hint = STORE_CREDENTIALS_HINT
+    return click.ClickException(f"{what}: {type(cause).__name__}: {text}. {hint}")
 
 
 @contextmanager
 def _store_failures_as_messages() -> Iterator[None]:
-    """Turn the store errors of a refused or timed-out connection into
+    """Turn the store errors of a refused or timed-out connection, and Redis' refusals of
+    the app's credentials or commands (its ACL: misconfiguration, not a bug), into
     :func:`store_problem`; any other error is a bug, and keeps its traceback."""
     from limits.errors import StorageError
+    from redis.exceptions import AuthenticationWrongNumberOfArgsError, NoPermissionError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, StorageError) as exc:
+    except (
+        RedisConnectionError,  # AuthenticationError among them
+        RedisTimeoutError,
+        NoPermissionError,
+        AuthenticationWrongNumberOfArgsError,
+        StorageError,
+    ) as exc:
         raise store_problem(exc) from exc
 
 
 def guard_limiter_commands() -> None:
     """When the app is created for one of Flask-Limiter's own commands (``limiter clear``),
-    let a store it cannot reach end the command with one line, not a traceback.
+    let a store it cannot reach, or one that refuses the app's credentials or commands, end
+    the command with one line, not a traceback.
 
     Flask-Limiter's ``limiter`` group is a Flask plugin: Flask finds it before loading the
     app (so a group of Bastion's under that name would never be found), and click has taken

@@ -220,12 +220,16 @@ class EventPage(Page):
         return self.total > COUNT_MAX
 
 
-def query_events(f: AuditFilter, *, page: int = 1, per_page: int = 50) -> EventPage:
+def query_events(
+    f: AuditFilter, *, page: int = 1, per_page: int = 50, who: UserMatch | None = None
+) -> EventPage:
     """One page of the filtered trail, newest first, counting at most ``COUNT_MAX + 1`` of
     its events (a LIMITed subquery of their ids). One row beyond the page is read to tell
-    whether an older page exists, which past the count is the only way to know."""
+    whether an older page exists, which past the count is the only way to know. ``who``:
+    ``f.user`` already resolved (:func:`match_user`), for a caller that also shows whether
+    it named anyone."""
     page = min(max(1, int(page)), PAGE_MAX)
-    stmt = _filtered(f)
+    stmt = _filtered(f, who)
     counted = stmt.with_only_columns(AuditEvent.id).limit(COUNT_MAX + 1).subquery()
     total = db.session.scalar(select(func.count()).select_from(counted)) or 0
     items = list(db.session.scalars(

@@ -277,10 +277,29 @@ def audit_events() -> ResponseReturnValue:
         return render_template(
             "admin/audit.html", form=form, results=None, events=audit_log.known_events()
         ), 400
-    results = audit_log.query_events(filters, page=request.args.get("page", 1, type=int))
+    # Resolved once, for the query and for the note: a second match_user would search the
+    # trail's user.deleted rows again.
+    who = audit_log.match_user(filters.user)
+    results = audit_log.query_events(
+        filters, page=request.args.get("page", 1, type=int), who=who
+    )
     return render_template(
         "admin/audit.html", form=form, results=results, events=audit_log.known_events(),
         people=audit_names.actors_and_targets(results.items), count_max=audit_log.COUNT_MAX,
+        user_note=None if who.named else _unknown_user_note(filters.user),
+    )
+
+
+def _unknown_user_note(user: str) -> str:
+    """What the page says by the User field when it names no account, present or deleted:
+    its empty result would otherwise read as an account without events, a typo as "nothing
+    happened". Invisible characters are shown as escapes (``audit_log.readable``), so the
+    name reads as what was typed; the template escapes the HTML."""
+    user = user.strip()
+    as_id = " or has that id" if audit_log.as_user_id(user) is not None else ""
+    return (
+        f"No account, present or deleted, was ever named \u201c{audit_log.readable(user)}"
+        f"\u201d{as_id}, so no events match. Check the spelling?"
     )
 
 

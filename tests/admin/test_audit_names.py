@@ -8,13 +8,14 @@ import json
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 
 from bastion.admin import deletion
-from bastion.admin.audit_log import CSV_COLUMNS
+from bastion.admin.audit_log import CSV_COLUMNS, match_user
 from bastion.extensions import db
 from bastion.models import AuditEvent, User, utcnow
 from tests.factories import UserFactory
@@ -231,3 +232,98 @@ def test_an_export_for_an_id_notes_only_an_id_no_account_ever_had(
     assert note("10003") == (
         "No account, present or deleted, was ever named '10003' or has that id; "
         "nothing matched.\n")
+
+
+NOTE = re.compile(r'<p class="hint" id="user-note">(.*?)</p>', re.S)
+USER_INPUT = re.compile(r"<input[^>]*\bid=\"user\"[^>]*>")
+
+
+def _user_note(app: Flask, admin: User, query: str) -> str | None:
+    """The note by the User field (unescaped), None without one; it must be tied to the
+    field, as hints and errors are, for a screen reader to read it with the field."""
+    resp = client_for(app, admin).get(f"/admin/audit?{query}")
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    field = USER_INPUT.search(page)
+    assert field is not None
+    note = NOTE.search(page)
+    tied = 'aria-describedby="user-note"' in field.group(0)
+    assert tied == (note is not None), field.group(0)
+    return html.unescape(note.group(1)) if note else None
+
+
+@pytest.mark.asvs("V16.2.1")
+def test_the_page_says_when_the_user_filter_names_no_account_ever(app: Flask) -> None:
+    """A typo in the User filter showed "No events match these filters.", as for an account
+    without events: it read as "nothing happened". A name or id no account, present or
+    deleted, ever had is now said to be one, by the field."""
+    boss = UserFactory(username="boss", role_name="admin")
+    alice = UserFactory(username="alice")
+    _event("login.success", days_ago=1, actor_id=alice.id)
+    deletion.delete_user(boss, alice, confirmation="alice")
+    UserFactory(username="quiet")  # an account without events
+    _event("user.registered", target_user_id=10_002)  # purged unconfirmed: no user.deleted
+
+    assert _user_note(app, boss, "user=+Alcie+") == (
+        "No account, present or deleted, was ever named \u201cAlcie\u201d, so no events "
+        "match. Check the spelling?")
+    assert _user_note(app, boss, "user=10003") == (
+        "No account, present or deleted, was ever named \u201c10003\u201d or has that id, so "
+        "no events match. Check the spelling?")
+    page = client_for(app, boss).get("/admin/audit?user=Alcie").get_data(as_text=True)
+    assert "No events match these filters." in page
+    # Accounts named rightly: no note, events or none, deleted or not.
+    for query in ("user=alice", "user=alice&since=9999-01-01", "user=quiet", "user=boss",
+                  f"user={boss.id}", "user=10002", "user=", "user=+", ""):
+        assert _user_note(app, boss, query) is None, query
+
+
+def test_the_unknown_user_note_shows_invisible_characters_as_escapes(app: Flask) -> None:
+    """A bidi override in the filter would make the note read otherwise than what was sent."""
+    boss = UserFactory(username="boss", role_name="admin")
+    assert _user_note(app, boss, "user=%E2%80%AEecila") == (
+        "No account, present or deleted, was ever named \u201c\\u202eecila\u201d, so no "
+        "events match. Check the spelling?")
+
+
+@pytest.mark.asvs("V1.2.1")
+def test_the_unknown_user_note_escapes_the_name(app: Flask) -> None:
+    boss = UserFactory(username="boss", role_name="admin")
+    attack = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    resp = client_for(app, boss).get("/admin/audit", query_string={"user": attack})
+
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert (
+        "was ever named \u201c&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x "
+        "onerror=alert(2)&gt;\u201d" in page
+    )
+    assert _user_note(app, boss, urlencode({"user": attack})) == (
+        f"No account, present or deleted, was ever named \u201c{attack}\u201d, so no events "
+        "match. Check the spelling?")
+
+
+def test_the_page_resolves_the_user_filter_once(app: Flask) -> None:
+    """The note comes from the filter the query used: the page searches the accounts and
+    the trail's deletions for the name as often as one match_user does, not twice."""
+    boss = UserFactory(username="boss", role_name="admin")
+    client = client_for(app, boss)
+    client.get("/admin/audit")  # sign-in and first-request work out of the count
+    name = "alcie-" + "q" * 12
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if name in repr(parameters):
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        match_user(name)
+        once = len(statements)
+        statements.clear()
+        assert client.get(f"/admin/audit?user={name}").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert once > 0
+    assert len(statements) == once, statements

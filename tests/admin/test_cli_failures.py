@@ -5,10 +5,13 @@ while an admin deletes accounts on the site."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, User
 from tests.check.test_bastion_production import production_env
 from tests.factories import UserFactory
+from tests.ops.processes import REDIS_SERVER, ThrowawayRedis
 from tests.support.races import delete_user_elsewhere
 from tests.support.services import refused_port
 
@@ -152,6 +156,124 @@ def test_the_limiter_commands_still_clear_a_reachable_store(
 
     assert proc.returncode == 0, proc.stderr
     assert "Cleared" in proc.stdout
+
+
+ACL_PASSWORD = secrets.token_hex(16)
+# A Redis user for the app without DEL, which `limiter clear` sends: an ACL that lags
+# behind the commands the app uses (deploy/redis/users.acl lists each one).
+STORE_ACL = ("--user", "default", "off", "resetpass", "-@all",
+             "--user", "bastion", "on", f">{ACL_PASSWORD}", "~LIMITS:*", "~bastion:*",
+             "-@all", "+ping", "+get", "+set", "+evalsha", "+script|load")
+
+
+@pytest.fixture
+def acl_redis() -> Iterator[ThrowawayRedis]:
+    """A redis-server of its own whose ACL refuses anonymous connections and DEL."""
+    if not REDIS_SERVER.exists():
+        pytest.skip("redis-server is not installed")
+    server = ThrowawayRedis(args=STORE_ACL).start()
+    yield server
+    server.stop()
+
+
+def _limiter_clear(tmp_path: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "BASTION_ENV": "development",
+        "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'bastion.db'}",
+        "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
+        "BASTION_REDIS_URL": redis_url,
+    }
+    return _flask(["limiter", "clear", "--key", "192.0.2.1", "-y"], env)
+
+
+@pytest.mark.asvs("V16.5.1")
+def test_the_limiter_commands_answer_a_command_the_redis_acl_refuses_in_one_line(
+    tmp_path: Path, acl_redis: ThrowawayRedis
+) -> None:
+    """Redis refusing ``limiter clear``'s DEL by its ACL (NoPermissionError) ended the
+    command in redis-py's traceback: a misconfigured store, named as such, not a bug."""
+    proc = _limiter_clear(
+        tmp_path, f"redis://bastion:{ACL_PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ACL_PASSWORD not in proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "Error: the rate limiter's store refused the app's command: NoPermissionError: this "
+        "user has no permissions to run the 'del' command. Check that the Redis ACL of "
+        "BASTION_REDIS_URL's user allows the command and its keys (deploy/redis/users.acl).")
+
+
+@pytest.mark.asvs("V16.5.1")
+@pytest.mark.parametrize(
+    ("credentials", "refusal"),
+    [(f"bastion:wrong-{ACL_PASSWORD}@", "invalid username-password pair or user is disabled"),
+     ("", "Authentication required")],
+    ids=["wrong password", "none"],
+)
+def test_the_limiter_commands_answer_refused_credentials_in_one_line(
+    tmp_path: Path, acl_redis: ThrowawayRedis, credentials: str, refusal: str
+) -> None:
+    """Credentials Redis refuses are not a store out of reach: the line says which, and
+    points at the password in the URL rather than at the network."""
+    proc = _limiter_clear(tmp_path, f"redis://{credentials}127.0.0.1:{acl_redis.port}/0")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ACL_PASSWORD not in proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"Error: the rate limiter's store refused the app's credentials: AuthenticationError: "
+        f"{refusal}. Check the user name and password in BASTION_REDIS_URL against the Redis "
+        f"users (its ACL).")
+
+
+@pytest.fixture
+def auth_refusing_port() -> Iterator[int]:
+    """A server that answers every command as a Redis before 6 (or a proxy in front of
+    one) answers an AUTH it cannot parse. Redis 6 and later never do, and redis-py retries
+    a two-argument AUTH with one, so no local redis-server gives this answer to both."""
+    refusal = b"-ERR wrong number of arguments for 'auth' command\r\n"
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        done = threading.Event()
+
+        def serve() -> None:
+            while not done.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    with suppress(OSError):
+                        while data := conn.recv(65536):
+                            conn.sendall(refusal * data.count(b"*"))
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield server.getsockname()[1]
+        done.set()
+        thread.join(timeout=5)
+
+
+@pytest.mark.asvs("V16.5.1")
+def test_the_limiter_commands_answer_an_auth_the_store_cannot_parse_in_one_line(
+    tmp_path: Path, auth_refusing_port: int
+) -> None:
+    """A user name in the URL for a server that takes only a password
+    (AuthenticationWrongNumberOfArgsError) ended the command in a traceback."""
+    proc = _limiter_clear(tmp_path, f"redis://bastion:pw@127.0.0.1:{auth_refusing_port}/0")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "Error: the rate limiter's store refused the app's credentials: "
+        "AuthenticationWrongNumberOfArgsError: wrong number of arguments for 'auth' command. "
+        "Check the user name and password in BASTION_REDIS_URL against the Redis users "
+        "(its ACL).")
 
 
 
