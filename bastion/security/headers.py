@@ -88,11 +88,14 @@ def init_headers(app: Flask) -> None:
 def require_https() -> ResponseReturnValue | None:
     """Send plain-HTTP requests to HTTPS; bearer clients (the API, a metrics scraper) get a
     refusal, not a redirect: their token already crossed in clear, and a client that
-    follows the redirect (Prometheus does by default) would keep sending it so, unnoticed."""
+    follows the redirect (Prometheus does by default) would keep sending it so, unnoticed.
+    ``/api/docs`` is a page for people, read without a token, so it is redirected like one."""
     req = request._get_current_object()  # type: ignore[attr-defined]
     if req.is_secure or req.endpoint in ("health.healthz", "health.readyz"):
         return None
-    if req.path.startswith("/api/") or req.endpoint == "metrics.export":
+    if (req.path.startswith("/api/") and req.endpoint != "api_web.docs") or (
+        req.endpoint == "metrics.export"
+    ):
         from flask import abort
 
         abort(403, description="HTTPS is required.")

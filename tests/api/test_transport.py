@@ -117,3 +117,15 @@ def test_plain_http_api_calls_are_refused_not_redirected(make_app: Callable[...,
     assert resp.status_code == 403
     assert resp.mimetype == "application/problem+json"
     assert "Location" not in resp.headers
+
+
+@pytest.mark.asvs("V4.1.2")
+def test_the_api_documentation_page_over_plain_http_is_redirected(
+    make_app: Callable[..., Flask],
+) -> None:
+    """``/api/docs`` is a page for people (no token): plain HTTP gets the 308 every page gets,
+    not the API's refusal."""
+    app = make_app(FORCE_HTTPS=True)
+    resp = app.test_client().get("/api/docs", base_url="http://localhost")
+    assert resp.status_code == 308
+    assert resp.headers["Location"] == "https://localhost/api/docs"
