@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -49,3 +50,44 @@ def test_the_dev_servers_request_lines_are_redacted(
         assert secret not in text, secret
     for shown in SECRETS.values():
         assert f" {shown} HTTP/1.1" in text, (shown, text)
+
+
+def _raw_request(server: BaseWSGIServer, line: bytes) -> None:
+    """Send one request line as written, as a client that encodes nothing for us would."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+
+
+# Request lines the server routes to a link, or logs whole on a 400, with the secret in
+# another shape than a plain path: the first word after the method is not all there is.
+RAW_LINES = [
+    b"GET /setup%2FSlashSecret HTTP/1.1",  # routed to /setup/<token>: PATH_INFO is decoded
+    b"GET %2Fsetup/NoSlashSecret HTTP/1.1",
+    b"GET http://127.0.0.1/setup/AbsoluteSecret HTTP/1.1",  # absolute form: routed by path
+    b"GET http://[::1/setup/BracketSecret HTTP/1.1",  # no URL to urlsplit(), a 400 or 500
+    b"GET /setup/Spaced%20Secret HTTP/1.1",
+    b"GET /x /setup/SecondWordSecret HTTP/1.1",  # 400: "Bad request syntax" quotes it
+    b"GET /setup/TrailingSecret HTTP/1.1 x",  # 400, logged as received
+    b"GET\t/setup/TabbedSecret\tHTTP/1.1\tx",  # 400, tabs escaped in the line
+]
+
+
+@pytest.mark.asvs("V16.2.5")
+def test_request_lines_in_other_shapes_are_redacted(
+    dev_server: BaseWSGIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The filter redacted the first word after the method that starts with "/", as
+    written: a %2F, an absolute-form target, or a line Werkzeug refused with 400 (logged as
+    received, and quoted in its error line) wrote the link's secret out."""
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    for line in RAW_LINES:
+        _raw_request(dev_server, line)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "werkzeug")
+    assert "Secret" not in text, text
+    assert text.count("/setup/[redacted]") >= len(RAW_LINES), text
+    _raw_request(dev_server, b"GET /a%20b/c HTTP/1.1")  # an ordinary path: shown as it was
+    last = [r.getMessage() for r in caplog.records if r.name == "werkzeug"][-1]
+    assert "GET /a%20b/c HTTP/1.1" in last, last
