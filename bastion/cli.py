@@ -129,13 +129,14 @@ def store_problem(exc: Exception) -> click.ClickException:
 
     cause = getattr(exc, "storage_error", None) or exc  # limits' StorageError wraps it
     text = " ".join(str(cause).split())[:300].rstrip(".")
+    text += "" if text.endswith(("?", "!")) else "."  # Redis' own "...is correct?" keeps its mark
     what, hint = "cannot reach the rate limiter's store", STORE_HINT
     if isinstance(cause, NoPermissionError):
         what, hint = "the rate limiter's store refused the app's command", STORE_COMMAND_HINT
     elif isinstance(cause, AuthenticationError | AuthenticationWrongNumberOfArgsError):
         what = "the rate limiter's store refused the app's credentials"
         hint = STORE_CREDENTIALS_HINT
-    return click.ClickException(f"{what}: {type(cause).__name__}: {text}. {hint}")
+    return click.ClickException(f"{what}: {type(cause).__name__}: {text} {hint}")
 
 
 @contextmanager
@@ -216,10 +217,12 @@ def _password(from_stdin: bool) -> str:
             password = line.removesuffix("\n").removesuffix("\r")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    except click.Abort:
+    except click.Abort as exc:
         # Input that is no terminal ran out before the password came twice: a script that
-        # piped it without the option, which a bare "Aborted!" did not name.
-        if sys.stdin is not None and not sys.stdin.isatty():
+        # piped it without the option, which a bare "Aborted!" did not name. (Ctrl-C is an
+        # abort too: click keeps what it stood for as the context.)
+        ended = isinstance(exc.__context__, EOFError)
+        if ended and sys.stdin is not None and not sys.stdin.isatty():
             click.echo(err=True)  # the prompt's line is left open
             raise click.ClickException(
                 "standard input ended before the password was typed twice; a script pipes "

@@ -356,3 +356,16 @@ def test_help_under_a_refused_configuration_names_the_problem_and_lists_the_comm
     assert "  - BASTION_SECRET_KEY is missing" in proc.stderr
     assert "Commands:" in proc.stdout
     assert "  routes " in proc.stdout
+
+
+def test_a_store_message_that_ends_in_a_question_keeps_its_own_mark() -> None:
+    from redis.exceptions import AuthenticationError
+
+    from bastion.cli import store_problem
+
+    refused = AuthenticationError("AUTH <password> called without any password configured "
+                                  "for the default user. Are you sure your configuration is "
+                                  "correct?")
+    text = store_problem(refused).format_message()
+    assert "correct? Check" in text and "?." not in text
+    assert store_problem(ConnectionError("Connection refused.")).format_message().count("..") == 0
