@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -252,6 +253,16 @@ def public_pages_reused(app: Flask) -> Iterator[None]:
     finally:
         app.config["PUBLIC_PAGE_CACHE_SECONDS"] = 0
         pagecache.clear()
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port a socket listens on and never answers: taken, for a server that would bind
+    it; a hang, for a client (a Redis that took the connection and says nothing)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -349,15 +348,6 @@ def _id(case: Case) -> str:
     return f"{case.command}-{case.status}-{case.says[:30] or ' '.join(case.args)}"
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port another socket listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 def _run_process(args: list[str], stdin: str | None, tmp: Path) -> tuple[int, str, None]:
     """(status, output) of ``flask --app bastion <args>`` in a process of its own, with the
     environment the case prepared."""
@@ -401,13 +391,13 @@ def _run(app: Flask, args: list[str], stdin: str | None, stdout: str | None,
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_each_command_exits_with_its_documented_status(
     app: Flask, case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], busy_port: int,
+    capsys: pytest.CaptureFixture[str], listening_port: int,
 ) -> None:
     # An empty store of its own: the session's store holds what earlier tests left.
     monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path / "uploads"))
     if case.prepare is not None:
         case.prepare(app, monkeypatch, tmp_path)
-    args = [a.replace("{busy}", str(busy_port)) for a in case.args]
+    args = [a.replace("{busy}", str(listening_port)) for a in case.args]
 
     if case.process:
         status, output, exception = _run_process(args, case.input, tmp_path)

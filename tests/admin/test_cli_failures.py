@@ -109,18 +109,9 @@ def test_the_migration_commands_still_migrate(tmp_path: Path) -> None:
     assert "Can't locate revision" in missing.stderr
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that takes connections and never answers: a Redis that hangs."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 @pytest.mark.asvs("V16.5.1")
 def test_the_limiter_commands_answer_a_redis_that_hangs_in_one_line(
-    tmp_path: Path, silent_port: int
+    tmp_path: Path, listening_port: int
 ) -> None:
     """``limiter clear`` is Flask-Limiter's own command: a Redis that took the connection
     and never answered ended it in redis-py's traceback; the timeout is a line naming the
@@ -129,7 +120,7 @@ def test_the_limiter_commands_answer_a_redis_that_hangs_in_one_line(
         "BASTION_ENV": "development",
         "BASTION_DATABASE_URL": f"sqlite:///{tmp_path / 'bastion.db'}",
         "BASTION_UPLOAD_DIR": str(tmp_path / "uploads"),
-        "BASTION_REDIS_URL": f"redis://127.0.0.1:{silent_port}/0",
+        "BASTION_REDIS_URL": f"redis://127.0.0.1:{listening_port}/0",
     }
 
     proc = _flask(["limiter", "clear", "--key", "192.0.2.1", "-y"], env)
@@ -138,7 +129,7 @@ def test_the_limiter_commands_answer_a_redis_that_hangs_in_one_line(
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-1] == (
         f"Error: cannot reach the rate limiter's store: TimeoutError: Timeout reading from "
-        f"127.0.0.1:{silent_port}. Check BASTION_REDIS_URL and that Redis is reachable.")
+        f"127.0.0.1:{listening_port}. Check BASTION_REDIS_URL and that Redis is reachable.")
 
 
 def test_the_limiter_commands_still_clear_a_reachable_store(
