@@ -115,6 +115,13 @@ STORE_COMMAND_HINT = (
     "Check that the Redis ACL of BASTION_REDIS_URL's user allows the command and its keys "
     "(deploy/redis/users.acl)."
 )
+STORE_READ_ONLY_HINT = (
+    "Check that BASTION_REDIS_URL names the primary Redis, not a read-only replica."
+)
+STORE_MISCONF_HINT = (
+    "Check the disk and the log of the Redis server of BASTION_REDIS_URL: it refuses writes "
+    "while it cannot save its snapshots (stop-writes-on-bgsave-error)."
+)
 
 
 def store_problem(exc: Exception) -> click.ClickException:
@@ -125,13 +132,21 @@ def store_problem(exc: Exception) -> click.ClickException:
         AuthenticationError,
         AuthenticationWrongNumberOfArgsError,
         NoPermissionError,
+        ReadOnlyError,
     )
 
     cause = getattr(exc, "storage_error", None) or exc  # limits' StorageError wraps it
-    text = " ".join(str(cause).split())[:300].rstrip(".")
+    text = " ".join(str(cause).split())
+    if _is_misconf(cause):  # its first sentence says it; the rest is the hint's, at length
+        text = text.split(". ", 1)[0]
+    text = text[:300].rstrip(".")
     text += "" if text.endswith(("?", "!")) else "."  # Redis' own "...is correct?" keeps its mark
     what, hint = "cannot reach the rate limiter's store", STORE_HINT
-    if isinstance(cause, NoPermissionError):
+    if isinstance(cause, ReadOnlyError):
+        what, hint = "the rate limiter's store refused writes", STORE_READ_ONLY_HINT
+    elif _is_misconf(cause):
+        what, hint = "the rate limiter's store refused writes", STORE_MISCONF_HINT
+    elif isinstance(cause, NoPermissionError):
         what, hint = "the rate limiter's store refused the app's command", STORE_COMMAND_HINT
     elif isinstance(cause, AuthenticationError | AuthenticationWrongNumberOfArgsError):
         what = "the rate limiter's store refused the app's credentials"
@@ -139,13 +154,27 @@ def store_problem(exc: Exception) -> click.ClickException:
     return click.ClickException(f"{what}: {type(cause).__name__}: {text} {hint}")
 
 
+def _is_misconf(exc: BaseException) -> bool:
+    """Whether Redis refused a write because it cannot save its snapshots (``MISCONF``,
+    with stop-writes-on-bgsave-error): redis-py has no class of its own for it."""
+    from redis.exceptions import ResponseError
+
+    return isinstance(exc, ResponseError) and str(exc).startswith("MISCONF ")
+
+
 @contextmanager
 def _store_failures_as_messages() -> Iterator[None]:
     """Turn the store errors of a refused or timed-out connection, and Redis' refusals of
-    the app's credentials or commands (its ACL: misconfiguration, not a bug), into
-    :func:`store_problem`; any other error is a bug, and keeps its traceback."""
+    the app's credentials or commands (its ACL) or of any write (a read-only replica, or a
+    server that cannot save: misconfiguration, not a bug), into :func:`store_problem`; any
+    other error is a bug, and keeps its traceback."""
     from limits.errors import StorageError
-    from redis.exceptions import AuthenticationWrongNumberOfArgsError, NoPermissionError
+    from redis.exceptions import (
+        AuthenticationWrongNumberOfArgsError,
+        NoPermissionError,
+        ReadOnlyError,
+        ResponseError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -156,15 +185,20 @@ def _store_failures_as_messages() -> Iterator[None]:
         RedisTimeoutError,
         NoPermissionError,
         AuthenticationWrongNumberOfArgsError,
+        ReadOnlyError,
         StorageError,
     ) as exc:
+        raise store_problem(exc) from exc
+    except ResponseError as exc:
+        if not _is_misconf(exc):
+            raise
         raise store_problem(exc) from exc
 
 
 def guard_limiter_commands() -> None:
     """When the app is created for one of Flask-Limiter's own commands (``limiter clear``),
-    let a store it cannot reach, or one that refuses the app's credentials or commands, end
-    the command with one line, not a traceback.
+    let a store it cannot reach, or one that refuses the app's credentials, commands or
+    writes, end the command with one line, not a traceback.
 
     Flask-Limiter's ``limiter`` group is a Flask plugin: Flask finds it before loading the
     app (so a group of Bastion's under that name would never be found), and click has taken

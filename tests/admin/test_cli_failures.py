@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import select
 
@@ -267,6 +269,71 @@ def test_the_limiter_commands_answer_an_auth_the_store_cannot_parse_in_one_line(
         "(its ACL).")
 
 
+@pytest.fixture
+def read_only_redis() -> Iterator[ThrowawayRedis]:
+    """A read-only replica of its own, of a primary it never reaches."""
+    if not REDIS_SERVER.exists():
+        pytest.skip("redis-server is not installed")
+    server = ThrowawayRedis(
+        args=("--replicaof", "127.0.0.1", str(refused_port()), "--replica-read-only", "yes")
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def misconf_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    """A redis-server of its own that refuses writes with MISCONF: it has a save point,
+    stop-writes-on-bgsave-error (the default), and a snapshot that failed (its file's name
+    is taken by a directory, which no rename replaces, even as root)."""
+    if not REDIS_SERVER.exists():
+        pytest.skip("redis-server is not installed")
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = ThrowawayRedis(args=("--dir", str(data), "--dbfilename", "dump.rdb")).start()
+    try:
+        (data / "dump.rdb" / "taken").mkdir(parents=True)
+        client = redis.Redis.from_url(server.url)
+        client.config_set("save", "3600 1")
+        client.bgsave()
+        deadline = time.monotonic() + 10
+        while client.info("persistence")["rdb_last_bgsave_status"] != "err":
+            assert time.monotonic() < deadline, "the snapshot did not fail"
+            time.sleep(0.05)
+        client.close()
+        yield server
+    finally:
+        server.stop()  # SIGKILL: on SIGTERM it would refuse to stop without its snapshot
+
+
+@pytest.mark.asvs("V16.5.1")
+@pytest.mark.parametrize(
+    ("store", "refusal"),
+    [("read_only_redis",
+      "ReadOnlyError: You can't write against a read only replica. Check that "
+      "BASTION_REDIS_URL names the primary Redis, not a read-only replica."),
+     ("misconf_redis",
+      "ResponseError: MISCONF Redis is configured to save RDB snapshots, but it's currently "
+      "unable to persist to disk. Check the disk and the log of the Redis server of "
+      "BASTION_REDIS_URL: it refuses writes while it cannot save its snapshots "
+      "(stop-writes-on-bgsave-error).")],
+    ids=["read-only replica", "MISCONF"],
+)
+def test_the_limiter_commands_answer_a_redis_that_refuses_writes_in_one_line(
+    tmp_path: Path, request: pytest.FixtureRequest, store: str, refusal: str
+) -> None:
+    """A Redis that refuses ``limiter clear``'s DEL as a read-only replica or while it
+    cannot save its snapshots ended the command in redis-py's traceback."""
+    server: ThrowawayRedis = request.getfixturevalue(store)
+
+    proc = _limiter_clear(tmp_path, server.url)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"Error: the rate limiter's store refused writes: {refusal}")
+
+
 
 @pytest.mark.asvs("V7.4.2", "V16.5.1")
 def test_revoking_everyone_passes_over_an_account_deleted_meanwhile(
@@ -360,3 +427,13 @@ def test_a_store_message_that_ends_in_a_question_keeps_its_own_mark() -> None:
     text = store_problem(refused).format_message()
     assert "correct? Check" in text and "?." not in text
     assert store_problem(ConnectionError("Connection refused.")).format_message().count("..") == 0
+
+
+def test_another_redis_error_in_the_limiter_commands_keeps_its_traceback() -> None:
+    """Only refusals a configuration explains become one line; any other error is a bug."""
+    from redis.exceptions import ResponseError
+
+    from bastion.cli import _store_failures_as_messages
+
+    with pytest.raises(ResponseError, match="WRONGTYPE"), _store_failures_as_messages():
+        raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
