@@ -16,6 +16,7 @@ import math
 import os
 import re
 import secrets
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -145,22 +146,41 @@ def _listing_commands() -> bool:
 
 
 def _read_dotenv_for_listing() -> None:
-    """Read ``.env`` (and ``.flaskenv``) before ``flask --app bastion --help`` lists the
-    commands, as Flask reads them before running any command.
+    """Read ``.env`` (and ``.flaskenv``), and the file ``-e``/``--env-file`` names, before
+    ``flask --app bastion --help`` lists the commands, as Flask reads them before running
+    any command.
 
     Flask handles its ``--env-file`` option, which reads them, only after an ``--help``
     that came first; the app loaded for the listing then met production's rules, told a
     developer who had copied ``.env.example`` to copy it, and listed none of Bastion's
-    commands. Like Flask, it sets only variables not already set, and honours
-    ``FLASK_SKIP_DOTENV``.
+    commands. Like Flask, the named file wins over ``.env``, it sets only variables not
+    already set, and it honours ``FLASK_SKIP_DOTENV`` (which skips only the default files).
     """
     from flask.cli import load_dotenv
     from flask.helpers import get_load_dotenv
 
     ctx = click.get_current_context(silent=True)
-    info = ctx.find_root().obj if ctx is not None else None
-    if getattr(info, "load_dotenv_defaults", get_load_dotenv()):
-        load_dotenv()
+    root = ctx.find_root() if ctx is not None else None
+    defaults = bool(getattr(root and root.obj, "load_dotenv_defaults", get_load_dotenv()))
+    env_file = _env_file_named(root) if root is not None else None
+    if env_file is not None or defaults:
+        load_dotenv(env_file, load_defaults=defaults)
+
+
+def _env_file_named(root: click.Context) -> str | None:
+    """The file ``flask``'s ``-e``/``--env-file`` (or ``FLASK_ENV_FILE``) names, read from
+    its command line as click would parse it: its own option is processed too late."""
+    option = next((p for p in root.command.params if p.name == "env_file"), None)
+    if option is None:  # not Flask's ``flask`` command (a test's runner of app.cli)
+        return None
+    parser = root.command.make_parser(root)
+    parser.ignore_unknown_options = True
+    try:
+        opts, _, _ = parser.parse_args(args=sys.argv[1:])  # what click's main() parses
+    except click.UsageError:  # Flask reports it when it processes the option
+        opts = {}
+    value = opts.get("env_file") or option.resolve_envvar_value(root)
+    return str(value) if value else None
 
 
 class BaseConfig:

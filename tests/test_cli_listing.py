@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskCliRunner
 
 FLASK = str(Path(sys.executable).parent / "flask")
@@ -41,6 +42,55 @@ def test_the_listing_reads_dotenv_as_the_commands_do(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
+    proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "refuses to start" not in proc.stderr
+    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "env_file",
+    [["-e", "other.env"], ["--env-file=other.env"], ["-eother.env"],
+     ["--env-file", "other.env"]],
+    ids=" ".join,
+)
+def test_the_listing_reads_the_env_file_named_after_help(
+    tmp_path: Path, env_file: list[str]
+) -> None:
+    """``flask --app bastion --help -e other.env`` read ``.env`` for the listing, not the
+    file named: Flask handles ``-e`` only after an ``--help`` that came first. A ``.env``
+    with production's settings beside it must not win over the file the command names."""
+    (tmp_path / ".env").write_text("BASTION_ENV=production\n", encoding="utf-8")
+    (tmp_path / "other.env").write_text(
+        "BASTION_ENV=development\n"
+        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
+        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
+        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
+    proc = subprocess.run([FLASK, "--app", "bastion", "--help", *env_file], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "refuses to start" not in proc.stderr
+    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+
+
+def test_the_listing_reads_the_env_file_named_by_flask_env_file(tmp_path: Path) -> None:
+    """``FLASK_ENV_FILE`` names the file as ``-e`` does, for the listing too."""
+    (tmp_path / "other.env").write_text(
+        "BASTION_ENV=development\n"
+        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
+        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
+        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
+    env["FLASK_ENV_FILE"] = "other.env"
     proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False)
 
