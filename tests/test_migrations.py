@@ -408,6 +408,37 @@ def test_upgrading_retires_the_names_of_accounts_deleted_before(  # type: ignore
         upgrade()
 
 
+@pytest.mark.asvs("V2.3.2")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_again_leaves_a_released_name_free(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Downgrading below 0018 and upgrading again retired a name an operator had given back
+    (``users release-username``) and no one had registered since: its deletion's row came
+    back, the release after it was not read. A deletion after the release retires it."""
+    from flask_migrate import downgrade, upgrade
+
+    from bastion.admin.deletion import delete_user, release_username
+    from bastion.auth.services import username_taken
+    from bastion.models import RetiredUsername
+    from tests.factories import UserFactory
+
+    app = make_app(backend=backend, migrate=True)
+    with app.app_context():
+        boss = UserFactory(username="boss", role_name="admin")
+        for name in ("mistake", "twice", "kept"):
+            delete_user(boss, UserFactory(username=name), confirmation=name)
+        why = "Deleted by mistake; the holder came back."
+        for name in ("mistake", "twice"):
+            assert release_username(name, reason=why, details={}) == name
+        delete_user(boss, UserFactory(username="twice"), confirmation="twice")  # since
+        db.session.remove()
+        downgrade(revision="0017_article_search_words")
+        db.session.remove()
+        upgrade()
+        retired = set(db.session.scalars(select(RetiredUsername.username)))
+        assert retired == {"twice", "kept"}
+        assert not username_taken("mistake")
+
+
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_migration_downgrades_and_upgrades_again(make_app, backend: str) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ retired when that account is deleted. Accounts never confirmed that a sign-up or
 The previous release, while it still serves, neither reads nor writes the table: a name it
 deletes meanwhile is not retired (docs/deployment.md). Downgrading drops the table, and
 with it the rule; upgrading again retires every name in the trail but those whose last
-deletion says the account was never confirmed.
+deletion says the account was never confirmed, and those an operator gave back
+(``users.username_released``, ``flask users release-username``) after their last deletion.
 
 Revision ID: 0018_retired_usernames
 Revises: 0017_article_search_words
@@ -32,6 +33,8 @@ depends_on = None
 
 # Frozen here: the longest username the column (and the application) ever took.
 USERNAME_MAX = 32
+# Frozen here: the audit event of a retired name given back (``release-username``).
+RELEASED_EVENT = "users.username_released"
 
 
 def upgrade():
@@ -46,11 +49,12 @@ def upgrade():
 
 def _deleted_names():
     """The names the trail's ``user.deleted`` rows give, each once with its last deletion,
-    but for the names an account holds now and those whose last deletion says the account
-    was never confirmed."""
+    but for the names an account holds now, those whose last deletion says the account
+    was never confirmed, and those given back since their last deletion."""
     bind = op.get_bind()
     events = sa.table(
         "audit_events",
+        sa.column("id", sa.Integer),
         sa.column("event", sa.String),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("details", sa.JSON),
@@ -59,17 +63,19 @@ def _deleted_names():
     held = set(bind.scalars(sa.select(users.c.username)))
     last = {}
     rows = bind.execute(
-        sa.select(events.c.created_at, events.c.details)
-        .where(events.c.event == "user.deleted")
-        .order_by(events.c.created_at)
+        sa.select(events.c.event, events.c.created_at, events.c.details)
+        .where(events.c.event.in_(("user.deleted", RELEASED_EVENT)))
+        .order_by(events.c.created_at, events.c.id)
     )
-    for created_at, details in rows:
+    for event, created_at, details in rows:
         name = details.get("username") if isinstance(details, dict) else None
         # Stored canonical by the deletion; anything else is no username of this site.
         if isinstance(name, str) and 0 < len(name) <= USERNAME_MAX and name not in held:
-            # A deletion of this release says whether the account was ever confirmed; one
-            # never confirmed left its name free (upgrading again after a downgrade).
-            last[name] = (created_at, details.get("confirmed") is not False)
+            # Events of this release (upgrading again after a downgrade): a deletion says
+            # whether the account was ever confirmed, one never confirmed left its name
+            # free; a name an operator gave back since stays free until deleted again.
+            retire = event != RELEASED_EVENT and details.get("confirmed") is not False
+            last[name] = (created_at, retire)
     return [{"username": n, "retired_at": at} for n, (at, retire) in last.items() if retire]
 
 
