@@ -16,7 +16,8 @@ from bastion.auth.services import (
     canonical_email,
     email_spellings,
     email_taken,
-    set_password,
+    new_password_hash,
+    replace_password_hash,
 )
 from bastion.auth.sessions import revoke_all
 from bastion.extensions import db
@@ -28,6 +29,10 @@ from bastion.security import audit
 ADDRESS_TAKEN = "That email address is now used by another account."
 CURRENT_NOT_RIGHT = "Your current password is not right."
 CHANGED_MEANWHILE = "Your account changed while this was being asked for. Ask again."
+CURRENT_CHANGED_MEANWHILE = (
+    "Your password was changed while this was being saved, so nothing was changed. "
+    "Sign in with the new password."
+)
 
 
 class TooManyPasswordGuessesError(AccountError):
@@ -50,7 +55,13 @@ def change_password(user: User, current: str, new: str, *, ip: str = "") -> None
         raise TooManyPasswordGuessesError(checked.wait)
     if checked.step is not Step.SIGNED_IN:
         raise AccountError(CURRENT_NOT_RIGHT, "current")
-    set_password(user, new)
+    checked_hash = user.password_hash  # what the current password was checked against
+    password_hash = new_password_hash(user, new)  # slow: before the row lock
+    # A reset (or another change) committed since the check: the current password is no
+    # longer the account's, and whoever still knew the old one must not undo the reset.
+    if not replace_password_hash(user, checked_hash, password_hash):
+        db.session.rollback()
+        raise AccountError(CURRENT_CHANGED_MEANWHILE, "current")
     revoke_all(user.id, commit=False)
     audit.record("password.changed", actor_id=user.id, target_user_id=user.id, commit=False)
     db.session.commit()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion.extensions import db
 from bastion.models import ROLE_NAMES, RetiredUsername, Role, User, utcnow
+from bastion.models.locks import lock_user
 from bastion.security.passwords import hash_password
 
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{1,30})[a-z0-9]$")
@@ -300,8 +301,10 @@ def authenticate(login: str, password: str) -> User | None:
         ok = verify_password(stored, typed)
     if not ok or user is None or not user.is_active or user.email_confirmed_at is None:
         return None
-    if needs_rehash(user.password_hash):
-        user.password_hash = rehash(password)
+    if stored is not None and needs_rehash(stored):
+        replace_password_hash(user, stored, rehash(password), renew=False)
+        # Committed either way, never rolled back: that would expire ``user``, and what a
+        # sign-in hands on (the fingerprint of the password checked) must stay as checked.
         db.session.commit()
     return user
 
@@ -315,6 +318,30 @@ def new_password_hash(user: User, password: str) -> str:
     if problem := password_problem(password, username=user.username, email=user.email):
         raise AccountError(problem, "password")
     return hash_password(normalise_password(password))
+
+
+def replace_password_hash(
+    user: User, checked_hash: str, password_hash: str, *, renew: bool = True
+) -> bool:
+    """Store ``password_hash`` (from ``new_password_hash``) in the caller's transaction, if
+    the account still holds ``checked_hash``, the hash a password was just checked against;
+    False, storing nothing, when another hash was stored since.
+
+    Under the user's row lock, held until the caller commits: a request that checked the
+    old password, and stored its hash after a reset or another change had committed, put
+    the old password back (a sign-in upgrading the hash) or its own over the owner's new
+    one (a change by whoever knew the old password). ``renew=False`` for that upgrade: the
+    same password hashed again, so neither its time of change nor the stamp moves.
+    """
+    lock_user(user.id)
+    current = db.session.scalar(select(User.password_hash).where(User.id == user.id))
+    if current != checked_hash:
+        return False
+    if renew:
+        store_password_hash(user, password_hash)
+    else:
+        user.password_hash = password_hash
+    return True
 
 
 def store_password_hash(user: User, password_hash: str) -> None:
