@@ -233,6 +233,9 @@ def _reread_under_lock(user: User, named: str | None = None) -> None:
     lock), the refresh or the update failed with a 500 instead of saying so.
     """
     lock_admins()
+    # And the user's own lock: changes the account makes to itself (a profile's display
+    # name, a personal token's scopes) judged on its role are then either seen or wait.
+    lock_user(user.id)
     if db.session.scalar(select(User.id).where(User.id == user.id)) is None:
         db.session.rollback()
         raise UserGoneError(USER_GONE)

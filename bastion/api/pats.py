@@ -26,7 +26,7 @@ from bastion.api.schemas import ONE_LINE, PATTERN_MESSAGES
 from bastion.api.user_states import ENROL_2FA_DETAIL, lacks_required_2fa
 from bastion.extensions import db
 from bastion.mail import send_mail, site_url
-from bastion.models import ApiToken, User, utcnow
+from bastion.models import ApiToken, Role, User, utcnow
 from bastion.models.base import affected_rows
 from bastion.models.locks import lock_user
 from bastion.security import audit, authz
@@ -89,8 +89,7 @@ def create(
     outlives them; one that commits first is revoked with the rest. Only console and
     test callers, who have no sign-in, leave it out.
     """
-    if lacks_required_2fa(user.role_name, user.has_2fa):
-        raise TokenRequestError(ENROL_2FA_DETAIL)
+    _refuse_beyond_role(user.role_name, user.has_2fa, set())
     name = (name or "").strip()
     if not name or len(name) > 80:
         raise TokenRequestError("Give the token a name of 1 to 80 characters.", "name")
@@ -104,8 +103,7 @@ def create(
     wanted = set(scopes)
     if not wanted or not wanted <= set(SCOPES):
         raise TokenRequestError(f"Choose scopes among: {', '.join(SCOPES)}.", "scopes")
-    if beyond := sorted(wanted - role_scopes(user)):
-        raise TokenRequestError(f"Your role cannot grant: {', '.join(beyond)}.", "scopes")
+    _refuse_beyond_role(user.role_name, user.has_2fa, wanted, scopes_too=True)
     days = current_app.config["PAT_DEFAULT_DAYS"] if days is None else int(days)
     if not 1 <= days <= current_app.config["PAT_MAX_DAYS"]:
         limit = current_app.config["PAT_MAX_DAYS"]
@@ -114,6 +112,7 @@ def create(
     if still_signed_in is not None and not still_signed_in():
         db.session.rollback()  # release the lock; nothing was written
         raise SignedOutMeanwhileError(SIGNED_OUT_DETAIL)
+    _judge_again_under_lock(user, wanted)
     if len(list_for(user, include_inactive=False)) >= MAX_TOKENS_PER_USER:
         raise TokenRequestError("You have too many tokens; revoke some first.", "name")
     secret = PREFIX + new_token(32)
@@ -137,6 +136,41 @@ def create(
     db.session.commit()
     _notify(user, record)
     return CreatedToken(record, secret)
+
+
+def _refuse_beyond_role(
+    role_name: str, has_2fa: bool, wanted: set[str], *, scopes_too: bool = False
+) -> None:
+    """Raise TokenRequestError when the role requires a second factor the user lacks, or
+    (``scopes_too``) cannot grant every scope in ``wanted``."""
+    if lacks_required_2fa(role_name, has_2fa):
+        raise TokenRequestError(ENROL_2FA_DETAIL)
+    if scopes_too and (beyond := sorted(wanted - scopes_of_role(role_name))):
+        raise TokenRequestError(f"Your role cannot grant: {', '.join(beyond)}.", "scopes")
+
+
+def _judge_again_under_lock(user: User, wanted: set[str]) -> None:
+    """The role and second factor as committed now, under the user's lock (rolling back,
+    so the lock goes, before a refusal).
+
+    A role change commits the user's row under that lock. A demotion committed since the
+    checks on the copy loaded with the request would otherwise leave a token with scopes
+    the new role cannot grant: the demotion revokes such tokens, but not one written after
+    it, and a later promotion would bring it back whole.
+    """
+    now = db.session.execute(
+        select(Role.name, User.totp_enabled_at)
+        .join(Role, User.role_id == Role.id)
+        .where(User.id == user.id)
+    ).first()
+    if now is None:  # the account was deleted meanwhile, and its sign-ins with it
+        db.session.rollback()
+        raise SignedOutMeanwhileError(SIGNED_OUT_DETAIL)
+    try:
+        _refuse_beyond_role(now.name, now.totp_enabled_at is not None, wanted, scopes_too=True)
+    except TokenRequestError:
+        db.session.rollback()
+        raise
 
 
 def _notify(user: User, record: ApiToken) -> None:

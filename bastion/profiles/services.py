@@ -25,6 +25,7 @@ from bastion.content.rendering import render_markdown
 from bastion.content.services import INVISIBLE
 from bastion.extensions import db
 from bastion.models import User
+from bastion.models.locks import lock_user
 from bastion.security import audit
 
 DISPLAY_NAME_MAX, BIO_MAX = 80, 2_000
@@ -274,7 +275,13 @@ def update_profile(user: User, *, display_name: str, bio: str) -> User:
     the rule never blocks the owner from editing their bio.
     """
     display_name, bio = clean_profile(display_name, bio)
+    # The role and name as committed now, under the user's lock, which a role change holds
+    # while it reads the name it may drop (``bastion.admin.demotion``): judged on a copy
+    # loaded before a demotion committed, a staff name was stored after it and stayed.
+    lock_user(user.id)
+    db.session.refresh(user, attribute_names=["role_id", "role", "display_name"])
     if display_name != user.display_name and (problem := staff_name_problem(user, display_name)):
+        db.session.rollback()  # lets go of the lock
         raise ProfileError(problem, "display_name")
     user.display_name, user.bio = display_name, bio
     audit.record("profile.updated", actor_id=user.id, target_user_id=user.id, commit=False)
