@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from bastion.security.fetch_metadata import is_from_another_site
+from bastion.security.freshness import referring_page
 
 F = TypeVar("F", bound=Callable[..., Any])
 POLICY_ATTR = "_bastion_access"
@@ -129,6 +130,19 @@ ROLE_NEEDED = {
 }
 
 
+def _after_sign_in() -> str | None:
+    """Where sign-in leads back to: a page itself, or the page a form was sent from.
+
+    A form posted once the session had ended (idle timeout, "sign out everywhere") cannot be
+    sent again after signing in, and its own address often answers no GET (a comment's
+    ``/articles/<id>/comments``): led there, the visitor met a 405. They go back to the
+    form's page instead (``referring_page``: this origin's only), else to the default page.
+    """
+    if request.method in ("GET", "HEAD"):
+        return request.full_path.rstrip("?")
+    return referring_page()
+
+
 def enforce_access_policy() -> ResponseReturnValue | None:
     """before_request: map the endpoint's policy onto the current identity."""
     endpoint = request.endpoint
@@ -152,7 +166,8 @@ def enforce_access_policy() -> ResponseReturnValue | None:
         said = (manager.login_message_category, manager.login_message)
         if said not in session.get("_flashes", ()):  # once, however many pages were opened
             flash(manager.login_message, manager.login_message_category)
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        back = _after_sign_in()
+        return redirect(url_for("auth.login", next=back) if back else url_for("auth.login"))
     for check in current_app.extensions.get("bastion.access_checks", ()):
         if (result := check()) is not None:
             return result  # type: ignore[no-any-return]

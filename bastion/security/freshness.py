@@ -30,7 +30,7 @@ def is_fresh() -> bool:
     return bool(utcnow() - record.reauth_at < window)
 
 
-def _referring_page() -> str | None:
+def referring_page() -> str | None:
     """The local path of the page a form was posted from, or None.
 
     A POST cannot be replayed after re-authentication, so the user goes back to the form.
@@ -67,7 +67,7 @@ def fresh_required(view: F) -> F:
             if request.method in ("GET", "HEAD"):
                 target: str | None = request.full_path.rstrip("?")
             else:
-                target = _referring_page()
+                target = referring_page()
             # Without a target the re-authentication page returns to the account page.
             return redirect(url_for("auth.reauth", next=target) if target
                             else url_for("auth.reauth"))

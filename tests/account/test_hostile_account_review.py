@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bastion.account import services
 from bastion.extensions import db
 from bastion.models import User, UserSession, utcnow
-from bastion.security.freshness import _referring_page
+from bastion.security.freshness import referring_page
 from tests.factories import PASSWORD
 from tests.support.account_fixtures import sign_in
 from tests.support.accounts import Outbox, post_form, shown_totp_secret
@@ -104,7 +104,7 @@ def test_only_this_origins_pages_are_returned_to(
     headers = {"Referer": referrer} if referrer else {}
     with app.test_request_context("/account/email", method="POST", base_url="http://localhost",
                                   headers=headers):
-        assert _referring_page() == expected
+        assert referring_page() == expected
 
 
 def _subjects(outbox: Outbox) -> list[str]:

@@ -6,6 +6,8 @@ import pytest
 from flask import Blueprint, Flask
 
 from bastion.security.access import Access, check_every_view_has_policy, route_policies
+from tests.factories import PASSWORD
+from tests.support.auth import csrf_token
 
 # Every route of the application and who may call it. A new route must be added here, so
 # its access policy is a reviewed decision, not an accident.
@@ -116,12 +118,41 @@ def test_signed_in_route_sends_anonymous_users_to_login(client) -> None:  # type
     resp = client.post("/auth/logout")
     # CSRF refuses first (400) or the policy redirects; neither signs anything out.
     assert resp.status_code in (302, 400)
-    from tests.support.auth import csrf_token
 
     token = csrf_token(client, "/auth/login")
     resp = client.post("/auth/logout", data={"csrf_token": token})
     assert resp.status_code == 302
-    assert resp.headers["Location"].startswith("/auth/login?next=")
+    assert resp.headers["Location"].startswith("/auth/login")
+
+
+@pytest.mark.asvs("V3.7.2")
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page(app: Flask) -> None:
+    """A comment posted once the session had ended (idle timeout, "sign out everywhere")
+    went to sign-in with the comment's own address as ``next``, which answers no GET: after
+    signing in, the reader met "405 Method Not Allowed" instead of the article. The page
+    the form was on (the Referer, this origin's only: ``referring_page``) is the target."""
+    from bastion.auth.sessions import revoke_all
+    from tests.factories import ArticleFactory, UserFactory
+    from tests.support.roles import client_for, token
+
+    article = ArticleFactory(status="published")
+    reader = UserFactory(role_name="viewer")
+    client = client_for(app, reader)
+    csrf = token(client)  # the page's form, loaded while still signed in
+    revoke_all(reader.id)
+    page = f"/articles/{article.id}?page=2"
+    resp = client.post(f"/articles/{article.id}/comments",
+                       headers={"Referer": f"https://localhost{page}"},
+                       data={"csrf_token": csrf, "body": "Written before the session ended"})
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == f"/auth/login?next=/articles/{article.id}?page%3D2"
+    login = resp.headers["Location"]
+    form = client.get(login).get_data(as_text=True)
+    assert f'name="next" type="hidden" value="{page}"' in form.replace("&amp;", "&")
+    signed_in = client.post(login, data={"username": reader.username, "password": PASSWORD,
+                                         "next": page, "csrf_token": csrf_token(client, login)})
+    assert signed_in.headers["Location"] == page
+    assert client.get(page).status_code == 200
 
 
 @pytest.mark.asvs("V8.2.1")
