@@ -120,7 +120,8 @@ def _apply(action: str, user_id: int) -> ResponseReturnValue:
         else:
             ended = admin.sign_out_everywhere(current_user, user,
                                               still_signed_in=current_record_live, named=named)
-            flash(f"{user.username} is signed out everywhere ({ended} sessions ended, personal access tokens revoked).", "success")
+            flash(f"{user.username} is signed out everywhere ({_plural(ended, 'session')} ended, "
+                  "personal access tokens revoked).", "success")
     except admin.TargetChangedError as exc:
         abort(409, description=str(exc))
     except admin.AdminError as exc:
@@ -181,8 +182,9 @@ def reset_two_factor(user_id: int) -> ResponseReturnValue:
             getattr(form, exc.field or "confirm").errors.append(str(exc))
         else:
             flash(f"Two-factor authentication of {user.username} is reset "
-                  f"({done.sessions_ended} sessions ended, {done.tokens_revoked} API tokens "
-                  "revoked); they set it up again after signing in.", "success")
+                  f"({_plural(done.sessions_ended, 'session')} ended, "
+                  f"{_plural(done.tokens_revoked, 'API token')} revoked); they set it up again "
+                  "after signing in.", "success")
             return _back()
     return render_template("admin/reset_two_factor.html", form=form, user=user, place=_place()), (
         422 if form.errors else 200

@@ -122,6 +122,28 @@ def test_sign_out_everywhere(app: Flask) -> None:
     assert stored_user(victim.id).is_active
 
 
+@pytest.mark.parametrize(("sessions", "said"), [(1, "1 session ended"), (2, "2 sessions ended")])
+def test_the_sign_out_and_2fa_reset_notes_count_in_plain_english(
+    app: Flask, sessions: int, said: str
+) -> None:
+    """"(1 sessions ended, ...)": the count was always followed by a plural."""
+    from bastion.api import pats
+
+    admin_client = client_for(app, UserFactory(role_name="admin"))
+    victim, lost = UserFactory(), UserFactory(two_factor=True)
+    for _ in range(sessions):
+        client_for(app, victim)
+        client_for(app, lost)
+    pats.create(lost, name="ci", scopes=["articles:read"])
+    post(admin_client, f"/admin/users/{victim.id}/sign-out", _named(victim))
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    assert f"is signed out everywhere ({said}, personal access tokens revoked)." in page
+    post(admin_client, f"/admin/users/{lost.id}/2fa-reset",
+         {"confirm": lost.username, "reason": "Video call, face matched to the ID photo"})
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    assert f"is reset ({said}, 1 API token revoked);" in page
+
+
 @pytest.mark.asvs("V16.3.2")
 def test_admin_cannot_disable_themself_and_the_attempt_is_audited(app: Flask) -> None:
     boss = UserFactory(role_name="admin")
