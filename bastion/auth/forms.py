@@ -87,13 +87,19 @@ class LoginForm(BastionForm):
     next = HiddenField()
 
 
-class RegisterForm(BastionForm):
-    username = StringField(
+def username_field() -> StringField:
+    """A new account's username, with the rule the hint states (``check_new_account``)."""
+    return StringField(
         "Username",
         validators=[DataRequired(), Length(min=3, max=32, message=USERNAME_LENGTH),
                     no_control_characters],
-        description="3 to 32 letters, digits, '-' or '_'. Shown on your public profile.",
+        description="3 to 32 letters, digits, '-' or '_', starting and ending with a letter "
+                    "or digit. Shown on your public profile.",
     )
+
+
+class RegisterForm(BastionForm):
+    username = username_field()
     email = email_field()
     password = new_password_field()
     confirm = PasswordField(
@@ -136,20 +142,13 @@ class ResetPasswordForm(BastionForm):
 
 
 class AccountSetupForm(BastionForm):
-    """The first admin's account, created from the one-time setup link."""
+    """The first admin's account, created from the one-time setup link. Its rules are any
+    account's, and so are its hints: a password containing the username was refused here
+    without a word beforehand."""
 
-    username = StringField(
-        "Username", validators=[DataRequired(), Length(min=3, max=32, message=USERNAME_LENGTH)]
-    )
+    username = username_field()
     email = email_field()
-    password = PasswordField(
-        "Password",
-        validators=[
-            DataRequired(),
-            Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
-        ],
-        description=f"{MIN_PASSWORD} to {MAX_PASSWORD} characters. A passphrase works well.",
-    )
+    password = new_password_field()
     # The setup link works once: a mistyped password would leave an admin account nobody
     # can sign in to (and, without mail, no way to reset it).
     confirm = PasswordField(

@@ -64,6 +64,24 @@ def test_setup_link_creates_the_first_admin_once(app: Flask, client: FlaskClient
     assert db.session.query(User).count() == 1
 
 
+def test_the_setup_form_states_the_rules_it_enforces(app: Flask, client: FlaskClient) -> None:
+    """It said only "12 to 128 characters. A passphrase works well.", then refused a
+    passphrase containing the username, and named no rule for the username at all (the
+    sign-up page named only part of it: not where '-' and '_' may stand)."""
+    from bastion.auth.forms import PASSWORD_HINT
+
+    token = issue_setup_token()
+    page = client.get(f"/setup/{token}").get_data(as_text=True)
+    assert PASSWORD_HINT in page
+    assert ("3 to 32 letters, digits, &#39;-&#39; or &#39;_&#39;, starting and ending with a "
+            "letter or digit.") in page
+    assert "js/password-hint.js" in page
+    resp = _submit(client, token, password="root-admin granite orchard",
+                   confirm="root-admin granite orchard")
+    assert resp.status_code == 422
+    assert "must not contain your username or email address" in resp.get_data(as_text=True)
+
+
 def test_setup_link_is_useless_once_an_admin_exists(app: Flask, client: FlaskClient) -> None:
     from bastion.auth.services import create_user
 
