@@ -12,6 +12,9 @@ MAX_TARGET = 2048
 # peeled off one recursive call at a time (``%25`` repeated 1,000 times used to exhaust the
 # interpreter's stack and answer 500).
 MAX_DECODINGS = 4
+# Path segments a browser removes before it requests a URL (WHATWG URL; ``%2e`` counts as
+# a dot, and is judged here once decoded).
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def _is_local_path(target: str) -> bool:
@@ -21,15 +24,22 @@ def _is_local_path(target: str) -> bool:
     if not target.startswith("/") or target.startswith("//"):
         return False
     parts = urlsplit(target)
-    return not parts.scheme and not parts.netloc
+    if parts.scheme or parts.netloc:
+        return False
+    # "/x/../account/export" is "/account/export" to the browser that follows it, but names
+    # no route here: checks that match the target against the router (a password leading
+    # straight into a download, bastion.security.fetch_metadata) would judge another page
+    # than the one the browser opens. No address this site links to has such a segment.
+    return not any(segment in DOT_SEGMENTS for segment in parts.path.split("/"))
 
 
 def is_safe_next(target: str | None) -> bool:
     """True for a plain local path such as ``/articles?page=2``.
 
     Refused: absolute URLs, scheme-relative ``//host``, backslash tricks ``/\\host`` (browsers
-    treat ``\\`` as ``/``), control characters and any scheme such as ``javascript:``. The
-    decoded forms are judged too ("/%2F%2Fhost", "/%5Chost" must not pass as local).
+    treat ``\\`` as ``/``), control characters, any scheme such as ``javascript:``, and dot
+    segments (``/./``, ``/../``). The decoded forms are judged too ("/%2F%2Fhost",
+    "/%5Chost" must not pass as local, nor "/%2e%2e/" as a plain name).
     """
     if not target or len(target) > MAX_TARGET:
         return False

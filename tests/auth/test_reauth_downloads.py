@@ -106,6 +106,53 @@ def test_a_hand_made_reauth_link_lands_on_the_page_offering_the_export(
     assert _audited("account.exported") == 1
 
 
+def _as_a_browser_requests(location: str) -> str:
+    """The path a browser asks for when it follows ``location``: dot segments removed, with
+    ``%2e`` read as a dot (WHATWG URL), which the test client leaves as they are."""
+    cut = min((i for i in (location.find("?"), location.find("#")) if i >= 0),
+              default=len(location))
+    segments, kept = location[:cut].split("/")[1:], []
+    for i, segment in enumerate(segments):
+        name = segment.lower().replace("%2e", ".")
+        if name == "..":
+            kept = kept[:-1]
+        if name in (".", ".."):
+            if i == len(segments) - 1:
+                kept.append("")
+            continue
+        kept.append(segment)
+    return "/" + "/".join(kept) + location[cut:]
+
+
+@pytest.mark.asvs("V3.5.3")
+@pytest.mark.parametrize("target", [
+    "/./account/export",
+    "/account/./export",
+    "/x/../account/export",
+    "/account/%2e/export",  # a browser reads %2e in a path as a dot
+    "/account/.%2E/account/export",
+])
+def test_dot_segments_do_not_hide_the_export_from_a_hand_made_reauth_link(
+    app: Flask, target: str
+) -> None:
+    """Such a path names no route here, so it was not recognised as the export and was
+    handed on as it is; the browser following the redirect resolves the dots and asks
+    for /account/export, a same-origin navigation: the file was saved at the password."""
+    client = client_for(app, UserFactory())
+
+    _, done = _reauth(client, f"/auth/reauth?next={quote(target, safe='')}")
+
+    assert done.status_code == 302
+    opened = []
+    while done.status_code in (301, 302, 303, 307, 308) and len(opened) < 6:
+        opened.append(_as_a_browser_requests(done.headers["Location"]))
+        done = client.get(opened[-1], headers=SAME_ORIGIN)
+        done.close()  # a streamed file, if one came, ends here and not after the test
+    assert "Content-Disposition" not in done.headers, opened
+    assert done.status_code == 200
+    assert _audited("account.exported") == 0 and _audited("reauth") == 1
+
+
 @pytest.mark.asvs("V3.5.3")
 def test_signing_in_on_the_way_to_the_export_lands_on_the_page_offering_it(app: Flask) -> None:
     """The same link to the sign-in page, sent to someone signed out: a sign-in is as

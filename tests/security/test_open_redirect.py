@@ -36,9 +36,21 @@ def test_hostile_next_targets_are_not_safe(target: str) -> None:
 
 
 @pytest.mark.asvs("V3.7.2")
+@pytest.mark.parametrize("target", [
+    "/./account", "/a/../account", "/account/.", "/account/..", "/%2e%2e/account",
+    "/.%2E/account", "/%252e/account", "/account/%2E?x=1",
+])
+def test_dot_segments_are_not_safe(target: str) -> None:
+    """A browser resolves them before it asks: the page opened is not the path judged."""
+    assert not is_safe_next(target)
+
+
+@pytest.mark.asvs("V3.7.2")
 def test_local_paths_are_safe() -> None:
     assert is_safe_next("/articles?page=2")
     assert is_safe_next("/u/ada#articles")
+    assert is_safe_next("/articles?q=../notes/./draft")  # dots in the query are text
+    assert is_safe_next("/static/site.v2.css")
 
 
 @pytest.mark.asvs("V3.7.2")
