@@ -241,7 +241,7 @@ def request_reset(email: str, *, ip: str = "") -> None:
     address = canonical_email(email)
     # Spent for every address, known or not, and by its canonical spelling: another
     # spelling of the same mailbox is no fresh allowance.
-    within_budget = mail_budget.allows(address, ip)
+    within_budget = mail_budget.allows(address, ip, reset=True)
     user = find_user_by_email(email)
     known = user is not None and user.is_active
     recipient = user if known and user is not None else _stand_in(address)

@@ -229,3 +229,25 @@ def test_a_spent_budget_never_holds_back_a_new_accounts_confirmation(
         _reset(client, "carol@example.org")
     assert _register(client, "carol", "carol@example.org").status_code == 302
     assert outbox.link("carol@example.org", "/auth/confirm/")
+
+
+@pytest.mark.asvs("V2.4.1", "V2.3.2")
+def test_many_clients_together_cannot_flood_a_mailbox(
+    app: Flask, user: Any, outbox: Outbox
+) -> None:
+    # Each client stayed within its own budget, and each had alice mailed: clients enough
+    # (a botnet, the /64s of one /48) had as many messages sent to her as they liked.
+    resets = [_reset(_client(app, f"198.51.100.{n}"), "alice@example.org") for n in range(1, 9)]
+    sign_ups = [_register(_client(app, f"203.0.113.{n}"), f"mallory{n}", "alice@example.org")
+                for n in range(1, 14)]
+    assert {(r.status_code, r.headers["Location"]) for r in resets + sign_ups} == {
+        (302, "/auth/login")}
+    subjects = [str(m["Subject"]) for m in outbox.to("alice@example.org")]
+    assert subjects.count("Reset your password") == mail_budget.RESET_LINKS_PER_ADDRESS
+    assert subjects.count("Someone tried to register with your email") == 10
+    # Her own request now sends nothing either, but the links already mailed are live:
+    # whoever reads the mailbox can still choose a new password.
+    _reset(_client(app, "192.0.2.1"), "alice@example.org")
+    assert len(outbox.to("alice@example.org")) == len(subjects)
+    link = outbox.link("alice@example.org", "/auth/reset/")
+    assert b"Choose a new password" in app.test_client().get(link).data
