@@ -12,6 +12,8 @@ from bastion.auth.services import (
     MIN_PASSWORD,
     canonical_email,
     email_local_part_problem,
+    password_problem,
+    username_problem,
 )
 from bastion.form_input import BastionForm
 
@@ -30,12 +32,24 @@ def no_control_characters(_form: Any, field: Any) -> None:
         raise ValidationError("This field contains characters that are not allowed.")
 
 
+def not_common(_form: Any, field: Any) -> None:
+    """The password rules that need nothing but the password (``password_problem``), so that
+    a common password is named in the same round as a mistyped confirmation, not only once
+    the confirmation matches. The service checks them again, with the rules that need the
+    username and email."""
+    if field.errors:  # too short or too long, named already
+        return
+    if isinstance(field.data, str) and (problem := password_problem(field.data)):
+        raise ValidationError(problem)
+
+
 def new_password_field(label: str = "Password") -> PasswordField:
     return PasswordField(
         label,
         validators=[
             DataRequired(),
             Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=PASSWORD_LENGTH),
+            not_common,
         ],
         description=PASSWORD_HINT,
         render_kw={"data-password-hint": ""},
@@ -87,12 +101,21 @@ class LoginForm(BastionForm):
     next = HiddenField()
 
 
+def username_format(_form: Any, field: Any) -> None:
+    """The service's own rule and words (``username_problem``), checked here too so that a
+    badly formed username is named with the form's other errors, not a round later."""
+    if field.errors:  # its length or characters are named already
+        return
+    if isinstance(field.data, str) and (problem := username_problem(field.data)):
+        raise ValidationError(problem)
+
+
 def username_field() -> StringField:
     """A new account's username, with the rule the hint states (``check_new_account``)."""
     return StringField(
         "Username",
         validators=[DataRequired(), Length(min=3, max=32, message=USERNAME_LENGTH),
-                    no_control_characters],
+                    no_control_characters, username_format],
         description="3 to 32 letters, digits, '-' or '_', starting and ending with a letter "
                     "or digit. Shown on your public profile.",
     )

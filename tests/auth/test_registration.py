@@ -91,6 +91,36 @@ def test_registration_rules_are_form_errors(
     assert user_count() == 0
 
 
+@pytest.mark.asvs("V6.2.1")
+def test_a_badly_formed_username_is_named_with_the_other_errors(client: FlaskClient) -> None:
+    """It was checked only by the service, after the form: with a bad email and a short
+    password, "carol smith" was refused only once those were put right."""
+    from bastion.auth.services import username_problem
+
+    resp = post_form(client, "/auth/register", {
+        "username": "carol smith", "email": "not-an-email",
+        "password": "short", "confirm": "short",
+    })
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    problem = username_problem("carol smith")
+    assert problem and page.count(problem.replace("'", "&#39;")) == 1
+    assert "valid email" in page
+    assert page.count("at least 12") == 1  # the length, once: not again as the rules say it
+    assert user_count() == 0
+
+
+@pytest.mark.asvs("V6.2.4")
+def test_a_common_password_is_named_with_a_mistyped_repeat(client: FlaskClient) -> None:
+    """Refused only on the next round, once the repeat matched."""
+    resp = post_form(client, "/auth/register", {
+        **NEW, "password": "password123456", "confirm": "password1234567"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert "too common" in page and "The passwords do not match." in page
+    assert user_count() == 0
+
+
 @pytest.mark.asvs("V6.2.1", "V6.2.5")
 def test_unicode_password_is_normalised(client: FlaskClient, outbox: Outbox) -> None:
     # "ﬁ" (U+FB01) is NFKC-equal to "fi": both spellings are one password.

@@ -308,6 +308,28 @@ def test_a_mistyped_repeat_keeps_the_link_and_creates_no_admin(
     assert _submit(client, token).status_code == 302
 
 
+@pytest.mark.asvs("V6.2.1", "V6.2.4")
+def test_every_problem_of_the_setup_form_is_named_in_one_round(
+    app: Flask, client: FlaskClient
+) -> None:
+    """A badly formed username was named only after the email and password were put right,
+    and a common password only once its repeat matched."""
+    from bastion.auth.services import username_problem
+
+    token = issue_setup_token()
+    resp = _submit(client, token, username="carol smith", email="not-an-email",
+                   password="short", confirm="short")
+    page = resp.get_data(as_text=True)
+    problem = username_problem("carol smith")
+    assert resp.status_code == 422 and problem
+    assert problem.replace("'", "&#39;") in page and "valid email" in page
+    resp = _submit(client, token, password="password123456", confirm="password1234567")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert "too common" in page and "The passwords do not match." in page
+    assert not admin_exists()
+
+
 @pytest.mark.asvs("V2.2.1")
 def test_create_admin_refuses_a_local_part_over_64_octets(app: Flask) -> None:
     """The command line keeps the forms' RFC 5321 limit: mail to the admin could be refused."""
