@@ -86,10 +86,18 @@ def _detail_for(exc: HTTPException) -> str:
 _KEPT_HEADERS = ("allow", "retry-after", "content-range")
 
 
+# A browser opened an address that only takes a form's POST (a link to ``/auth/logout``,
+# a bookmarked "delete" button): "That method is not allowed here." told a person nothing.
+OPENED_A_BUTTON = ("This address is used by a button on the site's pages and cannot be "
+                   "opened as a page. Go back, or start again from the home page.")
+
+
 def _page_detail(status: int, detail: str) -> str:
     """The sentence a page shows. A rate limit's refusal carries only the limit's own text
     ("5 per 1 minute"), which alone told a person neither what happened nor how long to
     wait; the API keeps that text as its stable ``detail``, with ``Retry-After``."""
+    if status == 405 and request.method in ("GET", "HEAD") and detail == MESSAGES[405]:
+        return OPENED_A_BUTTON
     if status != 429:
         return detail
     try:

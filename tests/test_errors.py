@@ -45,3 +45,23 @@ def test_a_limit_is_said_in_words_on_the_page(limit: str, sentence: str) -> None
     assert sentence in _page_detail(429, limit)
     assert _page_detail(429, "Slow down, please.") == "Slow down, please."
     assert _page_detail(404, limit) == limit
+
+
+def test_an_address_for_a_button_opened_as_a_page_says_so(app: Flask) -> None:
+    """``GET /auth/logout`` said only "That method is not allowed here.": nothing told a
+    person that the address belongs to a button, or where to go instead."""
+    client = app.test_client()
+    resp = client.get("/auth/logout")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 405 and resp.mimetype == "text/html"
+    assert {m.strip() for m in resp.headers["Allow"].split(",")} >= {"POST"}
+    assert ("This address is used by a button on the site&#39;s pages and cannot be opened "
+            "as a page.") in page
+    assert 'href="/"' in page and "That method is not allowed here." not in page
+    # Not a method a browser's address bar sends: the general sentence stays.
+    assert "That method is not allowed here." in client.delete("/").get_data(as_text=True)
+    # The API's answer is unchanged: a problem document with the same status and Allow.
+    api = client.get("/api/v1/auth/token")
+    assert api.status_code == 405 and api.mimetype == "application/problem+json"
+    assert api.get_json()["detail"] == "That method is not allowed here."
+    assert "POST" in api.headers["Allow"]
