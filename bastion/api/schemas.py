@@ -125,12 +125,25 @@ def _whole_number(value: Any) -> Any:
 Days = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
 
 
+# Query integers of more digits are not converted (``api.routes.page_cost`` reads them alike).
+QUERY_INT_DIGITS = 9
+
+
 def _query_int(value: Any) -> Any:
-    """Query integers are plain decimal digits: not "1.0", " 1", "+1" or "1_000"."""
+    """Query integers are plain decimal digits: not "1.0", " 1", "+1" or "1_000".
+
+    A longer number is past the bound of every field that reads one, and reads as such, so
+    that the bound's own message refuses it (``page=99999999999999999999`` is "less than or
+    equal to 10000", as ``page=10001`` is): "written with digits only" was not true of it.
+    """
     if isinstance(value, str):
-        if not value.isascii() or not value.isdigit() or len(value) > 9:
+        if not value.isascii() or not value.isdigit():
             raise ValueError("must be a whole number written with digits only")
-        return int(value)
+        if len(value) <= QUERY_INT_DIGITS:
+            return int(value)
+        if len(value.lstrip("0")) > QUERY_INT_DIGITS:
+            return 10**QUERY_INT_DIGITS
+        raise ValueError(f"must be written with at most {QUERY_INT_DIGITS} digits")
     return value
 
 

@@ -189,6 +189,27 @@ def test_pagination_is_bounded(api: Api, make_user: Callable[..., User]) -> None
         assert resp.mimetype == "application/problem+json"
 
 
+@pytest.mark.asvs("V2.2.1")
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("page=99999999999999999999", "less than or equal to 10000"),
+        ("page=10001", "less than or equal to 10000"),
+        ("per_page=99999999999", "less than or equal to 100"),
+        ("page=1e3", "digits only"),
+        ("page=0000000000001", "at most 9 digits"),
+    ],
+)
+def test_a_page_number_out_of_range_is_refused_for_what_it_is(
+    api: Api, make_user: Callable[..., User], query: str, message: str
+) -> None:
+    """``page=99999999999999999999`` was refused as "must be a whole number written with
+    digits only", which it is."""
+    resp = api.call("GET", f"/articles?{query}", api.access_for(make_user()))
+    assert resp.status_code == 422 and resp.mimetype == "application/problem+json"
+    assert message in resp.get_json()["errors"][0]["msg"]
+
+
 def _keys(node: object) -> set[str]:
     if isinstance(node, dict):
         return set(node) | set().union(*(_keys(v) for v in node.values()))

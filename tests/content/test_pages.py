@@ -255,6 +255,21 @@ def test_a_page_past_the_end_says_so_and_leads_to_the_last_one(app: Flask) -> No
     assert "No published article matches" in searched
 
 
+@pytest.mark.parametrize("asked", ["99999999999999999999", "10000", "20000", "0099"])
+def test_a_page_number_read_as_another_is_not_named(app: Flask, asked: str) -> None:
+    """A number past the list's cap is read as the cap: ``?page=99999999999999999999``
+    said "There is no page 10000.", which names a page nobody asked for."""
+    ArticleFactory.create_batch(21)
+    article = ArticleFactory()
+    CommentFactory(article=article)
+    for path in ("/articles", f"/articles/{article.id}", f"/u/{article.author.username}"):
+        html = client_for(app).get(f"{path}?page={asked}").get_data(as_text=True)
+        if asked == "10000":  # read as asked: named as asked
+            assert "There is no page 10000" in html, path
+        else:
+            assert "There is no such page" in html and "There is no page" not in html, path
+
+
 def test_an_editor_on_an_empty_home_page_is_offered_to_write(app: Flask) -> None:
     editor_home = client_for(app, UserFactory(role_name="editor")).get("/").get_data(as_text=True)
     assert 'href="/articles/new"' in editor_home and "once they sign in" not in editor_home
