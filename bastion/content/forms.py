@@ -15,6 +15,8 @@ from bastion.content.services import BODY_MAX, COMMENT_MAX, TITLE_MAX, ContentEr
 from bastion.form_input import BastionForm, one_line_break
 
 REQUIRED = "This field is required."
+# Posting or saving an empty comment box: say what to do, not what the form lacks.
+EMPTY_COMMENT = "The comment is empty: write something first."
 
 
 def _too_long(limit: int) -> str:
@@ -46,7 +48,7 @@ class CommentForm(BastionForm):  # type: ignore[misc]  # Flask-WTF ships no type
         "Comment",
         filters=[one_line_break],
         validators=[
-            DataRequired(REQUIRED),
+            DataRequired(EMPTY_COMMENT),
             Length(max=COMMENT_MAX, message=_too_long(COMMENT_MAX)),
         ],
         description="Plain text; line breaks are kept.",

@@ -92,7 +92,9 @@ def test_bad_edit_leaves_the_article_untouched(app: Flask) -> None:
     [
         ("x" * (COMMENT_MAX + 1), f"Use at most {COMMENT_MAX} characters."),
         ("nul\x00", "Must not contain NUL characters."),
-        ("   ", "This field is required."),
+        # What to do, not "This field is required.".
+        ("   ", "The comment is empty: write something first."),
+        ("", "The comment is empty: write something first."),
         ("esc\x1b]8;;http://evil.invalid\x07", "control characters (U+001B)"),
         ("\u200b\u200d\ufeff", "Write something visible"),
         ("first!" + "\u0336\u0303\u0489" * 20, "Use at most 8 accents or marks on one letter."),
