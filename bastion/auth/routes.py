@@ -338,13 +338,13 @@ def reset_password(token: str) -> ResponseReturnValue:
                 return _bad_link()
             if current_user.is_authenticated and current_user.id != user.id:
                 # Opened in a browser signed in to another account, whose sessions live on.
-                flash(f"The password of {user.username} is changed, every session of "
-                      f"{user.username} was signed out and its personal access tokens "
-                      f"revoked. You are still signed in as {current_user.username}, whose "
-                      "password stays as it was.", "success")
+                flash(f"The password of {user.username} is changed: that account is signed "
+                      "out everywhere and its personal access tokens are revoked. You are "
+                      f"still signed in as {current_user.username}, whose password stays as "
+                      "it was.", "success")
                 return redirect(url_for("main.index"))
-            flash("Your password is changed, every session was signed out and your personal "
-                  "access tokens revoked. Sign in now.", "success")
+            flash("Your password is changed. You are signed out everywhere and your personal "
+                  "access tokens are revoked. Sign in with your new password.", "success")
             return redirect(url_for("auth.login"))
     return render_template(
         "auth/reset_password.html", form=form, username=account.username

@@ -64,6 +64,19 @@ def test_reset_works_once_never_signs_in_keeps_2fa_and_ends_sessions(
     assert "changed" in str(outbox.to("tess@example.org")[-1]["Subject"])
 
 
+def test_the_page_after_a_reset_says_plainly_what_happened(
+    client: FlaskClient, user: User, outbox: Outbox
+) -> None:
+    """It said "Your password is changed, every session was signed out and your personal
+    access tokens revoked. Sign in now.": one run-on sentence."""
+    _request(client, "alice@example.org")
+    done = _reset(client, outbox.link("alice@example.org", "/auth/reset/"))
+    assert done.headers["Location"] == "/auth/login"
+    page = client.get("/auth/login").get_data(as_text=True)
+    assert ("Your password is changed. You are signed out everywhere and your personal access "
+            "tokens are revoked. Sign in with your new password.") in page
+
+
 @pytest.mark.asvs("V7.4.3")
 def test_reset_ends_every_session(client: FlaskClient, user: User, outbox: Outbox) -> None:
     victim_browser = client.application.test_client()
@@ -227,8 +240,8 @@ def test_a_reset_done_in_another_accounts_browser_says_whose_password_changed(
     done = _reset(client, link)
     assert done.status_code == 302 and done.headers["Location"] == "/"
     page = client.get("/").get_data(as_text=True)
-    assert ("The password of alice is changed, every session of alice was signed out and its "
-            "personal access tokens revoked. You are still signed in as bob, whose password "
-            "stays as it was.") in page
+    assert ("The password of alice is changed: that account is signed out everywhere and its "
+            "personal access tokens are revoked. You are still signed in as bob, whose "
+            "password stays as it was.") in page
     assert "Your password is changed" not in page
     assert is_signed_in(client)
