@@ -97,6 +97,22 @@ def test_every_template_makes_a_marked_mail_whose_parts_carry_the_same_links(
     assert "&amp;" not in plain and "&#" not in plain
 
 
+def test_the_email_change_notice_gives_its_warning_a_paragraph_as_the_other_mails_do(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Its text part ran the warning on from the notice and broke it mid-sentence ("change
+    your" / "password now:"); its HTML part, and the other mails, give it a paragraph."""
+    from bastion.mail import build_message
+
+    app = make_app(MAIL_SENDER=SENDER)
+    with app.test_request_context():
+        msg = build_message("owner@example.org", "Subject", "email_change_notice",
+                            **_context("email_change_notice"))
+    plain, _html = _texts(msg)
+    assert "\n\nIf this was not you, change your password now:\n\n" in plain
+    assert "Nothing changes until the new address is confirmed.\n" in plain
+
+
 @pytest.mark.asvs("V6.4.3", "V4.1.3")
 def test_a_forged_forwarded_host_never_reaches_a_mailed_link(
     make_app: Callable[..., Flask],
