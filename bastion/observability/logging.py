@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -144,7 +145,7 @@ def configure_logging(app: Flask) -> None:
     handlers = [] if app.testing else [handler]
     root = logging.getLogger("bastion")
     root.handlers[:] = handlers
-    root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    root.setLevel(_level(app))
     root.propagate = app.testing
     app.logger.handlers[:] = handlers
     app.logger.propagate = app.testing
@@ -154,6 +155,30 @@ def configure_logging(app: Flask) -> None:
     request_started.connect(_start_request, app)
     app.after_request(_log_request)
     dev_server_log.install()
+
+
+# A command's level unless BASTION_LOG_LEVEL names one: warnings and errors still show.
+COMMAND_LOG_LEVEL = "WARNING"
+
+
+def _level(app: Flask) -> str:
+    """``LOG_LEVEL``, or ``COMMAND_LOG_LEVEL`` for a ``flask`` command when the operator set
+    no level: the INFO lines (a line per request ``security check`` makes, the audit line
+    of a change ``create-admin`` records in the database) came out on stderr among the
+    command's own output. The audit trail is the database's table, not these lines."""
+    level = str(app.config.get("LOG_LEVEL", "INFO"))
+    if app.testing or os.environ.get("BASTION_LOG_LEVEL") or not _running_a_command():
+        return level
+    return COMMAND_LOG_LEVEL
+
+
+def _running_a_command() -> bool:
+    """Whether the app was made for a ``flask`` command other than ``flask run``, which
+    serves requests and logs them like gunicorn."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.command.name != "run"
 
 
 # Both hooks run for every request: they look ``g``, ``request`` and ``current_user`` up
