@@ -100,13 +100,6 @@ def _refuse_if_changed(article: Article) -> None:
     check_preconditions(representation_etag(article_out(article)))  # rolls back: lock goes
 
 
-def _require_unchanged(article: Article) -> None:
-    """A delete's conditions: lock the row, read it as committed, check them."""
-    if has_preconditions():
-        services.lock_article(article)
-        _refuse_if_changed(article)
-
-
 @bp.get("/articles")
 @bearer_required
 @operation(
@@ -184,7 +177,8 @@ def create_article(body: ArticleCreate) -> ArticleOut:
     user = current_principal().user
     if has_preconditions():  # the list is read only for a client that asks for a condition
         check_preconditions(_published_list(ListQuery()).etag)
-    article = services.create_article(user, title=body.title, body=body.body, publish=body.publish)
+    article = services.create_article(user, title=body.title, body=body.body, publish=body.publish,
+                                      still_signed_in=current_principal().still_signed_in)
     return article_out(article)
 
 
@@ -224,7 +218,8 @@ def get_article(article_id: int) -> ArticleOut:
 def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
     article = load_article(article_id)
     _require_own_or_scope(article, "edit")
-    user = current_principal().user
+    principal = current_principal()
+    user = principal.user
     fields = body.model_dump(exclude_unset=True)
     check = None
     if has_preconditions():
@@ -234,7 +229,9 @@ def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
         # every writer) through a render of seconds.
         _refuse_if_changed(article)
         check = _refuse_if_changed
-    return article_out(services.update_article(user, article, **fields, check_locked=check))
+    return article_out(services.update_article(
+        user, article, **fields, check_locked=check, still_signed_in=principal.still_signed_in
+    ))
 
 
 @bp.delete("/articles/<int:article_id>")
@@ -250,5 +247,11 @@ def update_article(article_id: int, body: ArticleUpdate) -> ArticleOut:
 def delete_article(article_id: int) -> None:
     article = load_article(article_id)
     _require_own_or_scope(article, "delete")
-    _require_unchanged(article)
-    services.delete_article(current_principal().user, article)
+    principal = current_principal()
+    # The conditions are checked by the service on the row as committed, under its lock
+    # (taken after the actor's lock, in the order every other change takes them).
+    services.delete_article(
+        principal.user, article,
+        check_locked=_refuse_if_changed if has_preconditions() else None,
+        still_signed_in=principal.still_signed_in,
+    )

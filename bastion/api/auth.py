@@ -34,7 +34,9 @@ class ApiPrincipal:
     the database for the caller.
     """
 
-    __slots__ = ("_user", "kind", "lacks_2fa", "revocation_keys", "scopes", "user_id")
+    __slots__ = (
+        "_user", "kind", "lacks_2fa", "pat_id", "revocation_keys", "scopes", "user_id"
+    )
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class ApiPrincipal:
         *,
         lacks_2fa: bool = False,
         revocation_keys: tuple[str, ...] = (),
+        pat_id: int | None = None,
     ) -> None:
         self.user_id = user_id
         self.scopes = scopes
@@ -54,13 +57,16 @@ class ApiPrincipal:
         # the sign-in or the token's creation): every call is refused until they enrol.
         self.lacks_2fa = lacks_2fa
         # What would revoke the access token (its id and its family), for checks that
-        # must be made again later in the request (``still_signed_in``). None for a
-        # personal token: it lacks the account scope, so it never reaches those checks.
+        # must be made again later in the request (``still_signed_in``); a personal
+        # token's row instead (``pat_id``).
         self.revocation_keys = revocation_keys
+        self.pat_id = pat_id
 
     def still_signed_in(self) -> bool:
         """Whether the token is still unrevoked now, asked again (not the answer from the
         start of the request), for a check made under the user's lock."""
+        if self.pat_id is not None:
+            return pats.still_live(self.pat_id)
         return not revocation.any_revoked(*self.revocation_keys)
 
     @property
@@ -146,9 +152,9 @@ def authenticate() -> ApiPrincipal | None:
         found = pats.authenticate(token)
         if found is None:
             raise BearerError("The token is not valid, has expired or was revoked.")
-        user, scopes = found
+        user, scopes, pat_id = found
         lacks = lacks_required_2fa(user.role_name, user.has_2fa)
-        return ApiPrincipal(user.id, scopes, "pat", user, lacks_2fa=lacks)
+        return ApiPrincipal(user.id, scopes, "pat", user, lacks_2fa=lacks, pat_id=pat_id)
     try:
         state, claims = tokens.verify_access(token)
     except tokens.TokenError as exc:

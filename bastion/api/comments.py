@@ -74,7 +74,8 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
     status=204,
 )
 def delete_comment(comment_id: int) -> None:
-    user = current_principal().user
+    principal = current_principal()
+    user = principal.user
     comment = services.get_comment(comment_id)
     # An orphan (its article gone where the database does not cascade) is absent too, and so
     # is a comment on a draft the token may not read (the same rule as ``load_article``).
@@ -88,4 +89,4 @@ def delete_comment(comment_id: int) -> None:
         authz.record_denial(hide=False, what=f"delete comment {comment_id}")
         abort(403, description="Deleting other people's comments needs the 'admin' scope.")
     check_preconditions()  # a comment carries no ETag
-    services.delete_comment(user, comment)
+    services.delete_comment(user, comment, still_signed_in=principal.still_signed_in)

@@ -293,8 +293,8 @@ def revoke_all_for(user_id: int, *, commit: bool = True) -> int:
     return count
 
 
-def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
-    """The owner and effective scopes of a live token, or None."""
+def authenticate(secret: str) -> tuple[User, frozenset[str], int] | None:
+    """The owner, effective scopes and id of a live token, or None."""
     record = _find(secret)
     now = utcnow()
     if record is None or record.revoked_at is not None or record.expires_at <= now:
@@ -316,7 +316,17 @@ def authenticate(secret: str) -> tuple[User, frozenset[str]] | None:
         if touched != 1:
             return None
         set_committed_value(record, "last_used_at", now)
-    return user, frozenset(record.scopes.split()) & role_scopes(user)
+    return user, frozenset(record.scopes.split()) & role_scopes(user), record.id
+
+
+def still_live(token_id: int) -> bool:
+    """Whether the token is unrevoked and unexpired now, read again: for a check made under
+    its owner's lock, which "sign out everywhere" and the rest of ``revoke_all`` hold."""
+    return db.session.scalar(
+        select(ApiToken.id).where(
+            ApiToken.id == token_id, ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow()
+        )
+    ) is not None
 
 
 def _find(secret: str) -> ApiToken | None:

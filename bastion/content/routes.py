@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import NotFound
 
 from bastion.auth.forms import EmptyForm
+from bastion.auth.sessions import current_record_live
 from bastion.content import bp
 from bastion.content import services as content
 from bastion.content.forms import ArticleForm, CommentForm, add_service_error
@@ -90,6 +91,7 @@ def new_article() -> ResponseReturnValue:
                 title=form.title.data or "",
                 body=form.body.data or "",
                 publish=bool(form.publish.data),
+                still_signed_in=current_record_live,
             )
         except content.ContentError as exc:
             add_service_error(form, exc)
@@ -160,6 +162,7 @@ def edit_article(article_id: int) -> ResponseReturnValue:
                 body=form.body.data or "",
                 publish=bool(form.publish.data),
                 expected_revision=form.revision.data or None,
+                still_signed_in=current_record_live,
             )
         except content.EditConflictError as exc:
             # The editor's text stays in the form; saving it again now replaces the version
@@ -194,7 +197,7 @@ def _form_data(article: Article) -> dict[str, object]:
 def delete_article(article_id: int) -> ResponseReturnValue:
     article = _readable_article(article_id, "delete")
     if EmptyForm().validate_on_submit():
-        content.delete_article(current_user, article)
+        content.delete_article(current_user, article, still_signed_in=current_record_live)
         flash("The article is deleted.", "success")
     return redirect(url_for("content.list_articles"))
 
@@ -238,7 +241,8 @@ def edit_comment(comment_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             content.update_comment(current_user, comment, form.body.data or "",
-                                   expected_revision=form.revision.data or None)
+                                   expected_revision=form.revision.data or None,
+                                   still_signed_in=current_record_live)
         except content.EditConflictError as exc:
             form.form_errors.append(str(exc))  # the editor's text stays in the form
             form.revision.data = content.comment_revision(comment)
@@ -261,7 +265,7 @@ def delete_comment(comment_id: int) -> ResponseReturnValue:
     comment = _comment_in_readable_article(comment_id, "delete")
     article_id, page = comment.article_id, content.comment_page_number(comment)
     if EmptyForm().validate_on_submit():
-        content.delete_comment(current_user, comment)
+        content.delete_comment(current_user, comment, still_signed_in=current_record_live)
         flash("The comment is deleted.", "success")
     # Back to the page the comment was on (or the new last one, if it was the last comment
     # there), not to the first page of a long discussion.

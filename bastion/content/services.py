@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from flask import abort
 from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import defer, joinedload, lazyload, load_only
 from sqlalchemy.orm.interfaces import LoaderOption
@@ -57,6 +58,15 @@ COMMENT_EDIT_CONFLICT = (
     "Someone else changed this comment after you opened it. Your version is below, not saved: "
     "compare it with the saved one, then save again to replace it with yours."
 )
+# What an action allowed by the actor's role answers when, judged again under their lock,
+# the role (or the account) no longer allows it: demoted or disabled meanwhile.
+NO_LONGER_ALLOWED = (
+    "Your account can no longer do this: its role or status changed while the request was "
+    "on its way, so nothing was changed."
+)
+SIGNED_OUT_MEANWHILE = "You were signed out meanwhile, so nothing was changed. Sign in again."
+# What the actor's standing is made of (``authz``): read again under their lock.
+_STANDING = ["role_id", "role", "disabled_at", "totp_enabled_at"]
 
 
 class ContentError(ValueError):
@@ -77,6 +87,11 @@ class ContentNotFoundError(LookupError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ActorGoneError(LookupError):
+    """The acting account was deleted while its request ran: not answered here, but by
+    ``bastion.errors`` as any request of a deleted account is (a 401 that ends the sign-in)."""
 
 
 class EditConflictError(ContentError):
@@ -327,7 +342,9 @@ def get_article(
     return article
 
 
-def create_article(actor: User, *, title: str, body: str, publish: bool = False) -> Article:
+def create_article(actor: User, *, title: str, body: str, publish: bool = False,
+                   still_signed_in: Callable[[], bool] | None = None) -> Article:
+    """Write an article (editors and admins); ``still_signed_in`` as for ``judge_again``."""
     authz.require(authz.can_create_article(actor), what="create article")
     title = _clean_text(title, "title", TITLE_MAX).strip()
     body = _clean_text(body, "body", BODY_MAX)
@@ -343,6 +360,9 @@ def create_article(actor: User, *, title: str, body: str, publish: bool = False)
         published_at=utcnow() if publish else None,
     )
     lock_user(actor.id)  # two copies of one submission wait for each other here
+    # Under that lock, which role changes take too: an editor demoted meanwhile writes none.
+    judge_again(actor, lambda: authz.can_create_article(actor), what="create article",
+                 still_signed_in=still_signed_in)
     same = _recent_duplicate_article(actor.id, article)
     if same is not None:
         db.session.rollback()  # releases the lock; nothing was written
@@ -350,6 +370,47 @@ def create_article(actor: User, *, title: str, body: str, publish: bool = False)
     db.session.add(article)
     db.session.commit()
     return article
+
+
+def judge_again(actor: User, allowed: Callable[[], bool], *, what: str,
+                 still_signed_in: Callable[[], bool] | None = None) -> None:
+    """Judge an action again on the actor's account as committed now; the caller holds the
+    actor's lock (``lock_user``). Refused, it rolls back (the lock goes) and answers 403.
+
+    The request was judged on the copy of the account it loaded at its start. Role changes,
+    disabling, "sign out everywhere", password changes and account deletion commit under
+    the same lock (after the admins' lock, which no content service takes, so the order is
+    the admin area's), so each is either seen here or waits for this commit: an admin
+    demoted or disabled meanwhile deletes or rewrites nothing of anyone's (audited as
+    ``authz.denied``, like the admin area's refusals of a former admin), and neither does
+    one whose sign-in ended (``still_signed_in``: the page's session record or the API
+    token, read again).
+    """
+    if db.session.scalar(select(User.id).where(User.id == actor.id)) is None:
+        db.session.rollback()
+        raise ActorGoneError(f"user {actor.id} was deleted meanwhile")
+    if still_signed_in is not None and not still_signed_in():
+        db.session.rollback()
+        abort(403, description=SIGNED_OUT_MEANWHILE)
+    db.session.refresh(actor, attribute_names=_STANDING)
+    if not allowed():
+        db.session.rollback()
+        authz.record_denial(hide=False, what=what)
+        abort(403, description=NO_LONGER_ALLOWED)
+
+
+def _judge_again_if_by_role(actor: User, obj: Article | Comment, allowed: Callable[[], bool],
+                            *, what: str, still_signed_in: Callable[[], bool] | None) -> None:
+    """For a change to someone else's article or comment, which only the actor's role
+    allows: take the actor's lock, held until commit, and ``judge_again``.
+
+    Taken before the content's row lock, as account deletion takes the user's lock before
+    deleting their content. An author acting on their own article or comment takes none.
+    """
+    if obj.author_id == actor.id:
+        return
+    lock_user(actor.id)
+    judge_again(actor, allowed, what=what, still_signed_in=still_signed_in)
 
 
 def _recent_duplicate_article(author_id: int, new: Article) -> Article | None:
@@ -392,6 +453,7 @@ def update_article(
     publish: bool | None = None,
     expected_revision: str | None = None,
     check_locked: Callable[[Article], None] | None = None,
+    still_signed_in: Callable[[], bool] | None = None,
 ) -> Article:
     """Change what is given; with ``expected_revision`` (``revision()`` of the version the
     editor started from), refuse with EditConflictError when someone saved another version
@@ -399,11 +461,14 @@ def update_article(
 
     ``check_locked`` is called with the article as committed, under its row lock and after
     the slow rendering, to refuse by raising (the API's If-Match); it must roll back first.
+    An admin's edit of someone else's article is judged again under the admin's lock
+    (``_judge_again_if_by_role``; ``still_signed_in``, the caller's sign-in, read again).
     """
+    what = f"edit article {article.id}"
     authz.require(
         authz.can_edit_article(actor, article),
         hide=not authz.can_read_article(actor, article),
-        what=f"edit article {article.id}",
+        what=what,
     )
     # Check every field before changing any: a refused edit must leave nothing pending in
     # the session for a later flush (the edit page queries again while re-rendering).
@@ -414,6 +479,8 @@ def update_article(
     body_html = (
         render_markdown(clean_body, sizes_reader(db.session)) if clean_body is not None else None
     )
+    _judge_again_if_by_role(actor, article, lambda: authz.can_edit_article(actor, article),
+                            what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     # The row as committed now, not as this request loaded it: set to a value it held then,
     # a field another save changed meanwhile would be no change to the ORM (never written,
@@ -481,13 +548,28 @@ def _audit_for_author(actor: User, author_id: int, event: str, details: dict[str
                      commit=False)
 
 
-def delete_article(actor: User, article: Article) -> None:
+def delete_article(
+    actor: User,
+    article: Article,
+    *,
+    check_locked: Callable[[Article], None] | None = None,
+    still_signed_in: Callable[[], bool] | None = None,
+) -> None:
+    """Delete the article and its comments. ``check_locked`` and ``still_signed_in`` as for
+    ``update_article``: the If-Match check runs on the row as committed, under its lock,
+    which is taken after the actor's (never the other way round)."""
+    what = f"delete article {article.id}"
     authz.require(
         authz.can_delete_article(actor, article),
         hide=not authz.can_read_article(actor, article),
-        what=f"delete article {article.id}",
+        what=what,
     )
+    _judge_again_if_by_role(actor, article, lambda: authz.can_delete_article(actor, article),
+                            what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
+    if check_locked is not None:
+        db.session.refresh(article)
+        check_locked(article)
     _audit_for_author(actor, article.author_id, "article.deleted_by_admin",
                       {"article_id": article.id})
     # The database takes the comments along (ON DELETE CASCADE, SQLite included).
@@ -519,14 +601,6 @@ def _lock_or_not_found(model: type[Article] | type[Comment], pk: int, message: s
     if not _lock_row(model, pk):
         db.session.rollback()
         raise ContentNotFoundError(message)
-
-
-def lock_article(article: Article) -> None:
-    """Lock the article's row until this transaction ends and read it as committed now
-    (ContentNotFoundError if it was deleted): a caller that must judge the saved version
-    before a change (the API's If-Match) then sees the one the change will replace."""
-    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
-    db.session.refresh(article)
 
 
 def _still_published(article_id: int) -> bool:
@@ -602,12 +676,17 @@ def comment_revision(comment: Comment) -> str:
 
 
 def update_comment(
-    actor: User, comment: Comment, body: str, *, expected_revision: str | None = None
+    actor: User, comment: Comment, body: str, *, expected_revision: str | None = None,
+    still_signed_in: Callable[[], bool] | None = None,
 ) -> Comment:
     """Replace the text; with ``expected_revision``, refuse (EditConflictError) when someone
-    else changed it since the editor loaded it, unless it already is this text."""
-    authz.require(authz.can_edit_comment(actor, comment), what=f"edit comment {comment.id}")
+    else changed it since the editor loaded it, unless it already is this text. An admin's
+    edit of someone else's comment is judged again under the admin's lock."""
+    what = f"edit comment {comment.id}"
+    authz.require(authz.can_edit_comment(actor, comment), what=what)
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
+    _judge_again_if_by_role(actor, comment, lambda: authz.can_edit_comment(actor, comment),
+                            what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     # As committed now, under the lock: a text another save changed meanwhile, sent back as
     # loaded, would otherwise look unchanged and never be written (see ``update_article``).
@@ -626,8 +705,13 @@ def update_comment(
     return comment
 
 
-def delete_comment(actor: User, comment: Comment) -> None:
-    authz.require(authz.can_delete_comment(actor, comment), what=f"delete comment {comment.id}")
+def delete_comment(actor: User, comment: Comment, *,
+                   still_signed_in: Callable[[], bool] | None = None) -> None:
+    """Delete the comment: its author, or an admin (judged again under the admin's lock)."""
+    what = f"delete comment {comment.id}"
+    authz.require(authz.can_delete_comment(actor, comment), what=what)
+    _judge_again_if_by_role(actor, comment, lambda: authz.can_delete_comment(actor, comment),
+                            what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.moderated", {"comment_id": comment.id})
     db.session.delete(comment)

@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from bastion import pagecache
+from bastion.content.services import judge_again
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
 from bastion.models.locks import lock_user
@@ -241,6 +242,11 @@ def _save(
         raise UploadError("gone", "Your account was deleted.", 404)
     if article is not None and not _article_still_there(article.id):
         raise UploadError("gone", "The article was deleted.", 404)
+    if article is not None:
+        # Editing an article takes the editor (or, another's, the admin) role: judged again
+        # under the lock role changes take, so a demotion committed meanwhile is seen.
+        judge_again(actor, lambda: authz.can_edit_article(actor, article),
+                    what=f"upload to article {article.id}")
     old_avatar = None
     if kind == "avatar":
         db.session.refresh(actor, attribute_names=["avatar_id"])  # as of the lock
@@ -356,7 +362,16 @@ def delete_upload(actor: User, upload: Upload) -> None:
     already gone, and the replacement's new ``avatar_id`` is never cleared.
     """
     authz.require(can_delete_upload(actor, upload), hide=visible_upload(actor, upload.id) is None)
-    lock_user(upload.owner_id)
+    if upload.owner_id == actor.id:
+        lock_user(actor.id)
+    else:
+        # Someone else's image, which the actor's role lets them delete: the actor's lock
+        # too, and the rule judged again under it (``judge_again``). Two users' locks, the
+        # lower id first: two admins deleting each other's images wait, never deadlock.
+        for user_id in sorted((actor.id, upload.owner_id)):
+            lock_user(user_id)
+        judge_again(actor, lambda: can_delete_upload(actor, upload),
+                    what=f"delete upload {upload.id}")
     if db.session.scalar(select(Upload.id).where(Upload.id == upload.id)) is None:
         db.session.rollback()
         return
