@@ -303,12 +303,17 @@ def csv_cell(value: object) -> str:
 
 
 def _starts_a_formula(text: str) -> bool:
-    """A formula prefix first, or after leading spaces (spreadsheets skip those), or in
-    its full-width or small form (NFKC folds U+FF1D and U+FE66 to ``=``): all are read as a
-    formula by some spreadsheet or import dialog, or become one after a trim."""
+    """A formula prefix first, or after leading spaces (spreadsheets skip those) or double
+    quotes, or in its full-width or small form (NFKC folds U+FF1D and U+FE66 to ``=``): all
+    are read as a formula by some spreadsheet or import dialog, or become one after a trim.
+
+    Quotes: a cell that holds one is written quoted, its quotes doubled, so a ``"`` after a
+    ";" or tab becomes ``""``; a spreadsheet that splits the line there reads that as an
+    empty quoted field and runs the ``=...`` that follows it as the cell's formula.
+    """
     if text.startswith(FORMULA_PREFIXES):
         return True
-    head = text.lstrip(" ")[:1]
+    head = text.lstrip(' "')[:1]
     return bool(head) and unicodedata.normalize("NFKC", head) in FORMULA_PREFIXES
 
 

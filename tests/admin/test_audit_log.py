@@ -162,6 +162,25 @@ def test_csv_cells_never_start_a_formula(value: str) -> None:
     assert csv_cell(None) == ""
 
 
+@pytest.mark.asvs("V1.3.3")
+@pytest.mark.parametrize("value", [
+    "Mozilla/5.0 x;\"=cmd|' /C calc'!A0\"",  # Excel where ";" separates cells
+    'curl/8\t"+SUM(1,1)"',  # an import dialog splitting at tabs
+    'x; " @SUM(A1)',
+    '"-1',
+])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_a_quote_before_a_formula_does_not_hide_it(value: str, delimiter: str) -> None:
+    # The writer quotes a cell holding '"' and doubles it: read from the ";" (or tab) on,
+    # '""=cmd...' is an empty quoted field and then "=cmd...", the cell's formula.
+    out = io.StringIO()
+    csv.writer(out).writerow(["1", csv_cell(value), "z"])
+    (cells,) = csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter)
+    assert not [cell for cell in cells if cell.lstrip(" ")[:1] in ("=", "+", "-", "@")], cells
+    (as_written,) = csv.reader(io.StringIO(out.getvalue()))
+    assert as_written[1].replace("'", "") == value.replace("'", "")  # only quotes added
+
+
 @pytest.mark.asvs("V16.2.1", "V1.2.1")
 def test_csv_export_escapes_formulas_and_is_audited(app: Flask) -> None:
     _event(
