@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 import struct
 import zlib
 
@@ -88,6 +89,22 @@ def gif_growing_canvas(side: int, frames: int) -> bytes:
         out.write(b"," + struct.pack("<HHHH", at, at, 1, 1) + b"\x00")
         out.write(b"\x02\x02" + bytes([0x44 if i % 2 else 0x4C, 0x01]) + b"\x00")  # one pixel
     return out.getvalue() + b";"
+
+
+def gif_of_noise(side: int, frames: int) -> bytes:
+    """A GIF of ``frames`` frames of one 256-colour noise, each later frame differing from
+    the one before it in a single pixel: small, as a GIF stores only what changed, yet
+    every frame is a whole ``side`` x ``side`` picture to re-encode."""
+    noise = random.Random(side * frames)
+    first = Image.frombytes("P", (side, side), noise.randbytes(side * side))
+    first.putpalette(noise.randbytes(768))
+    images = [first]
+    for i in range(1, frames):
+        images.append(images[-1].copy())
+        images[-1].putpixel((0, 0), i % 256)
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return out.getvalue()
 
 
 def jpeg_scan_bomb(scans: int, size: tuple[int, int] = (64, 64)) -> bytes:

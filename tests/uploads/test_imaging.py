@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image, ImageSequence
+from PIL import Image, ImageChops, ImageSequence
 
 from bastion.uploads import icc, imaging
 from tests.uploads import corpus
@@ -137,6 +137,34 @@ def test_frames_that_grow_past_the_header_count_against_the_pixel_budget() -> No
     with pytest.raises(imaging.ImageRejectedError) as refused:
         imaging.process(data, kind="article")
     assert refused.value.reason == "too_many_pixels"
+
+
+@pytest.mark.asvs("V15.2.2", "V5.2.1")
+def test_gif_frames_are_not_left_to_the_slow_quantiser(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pillow puts an RGB frame into a GIF's palette by median cut: 100 frames of 632x632
+    # noise, a 600 KB file within every limit, held the decode slot for 9-12 s, past the
+    # 10 s a queued upload waits for it. The same file, smaller here: no frame goes that way.
+    data = corpus.gif_of_noise(side=120, frames=12)
+    median_cut: list[tuple[int, int]] = []
+    convert = Image.Image.convert
+
+    def watched(im: Image.Image, mode: str | None = None, *args: object, **kw: object) -> Image.Image:
+        if mode == "P" and im.mode == "RGB" and kw.get("palette") == Image.Palette.ADAPTIVE:
+            median_cut.append(im.size)
+        return convert(im, mode, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "convert", watched)
+    clean = imaging.process(data, kind="article")
+    monkeypatch.undo()
+    assert median_cut == []
+    with Image.open(io.BytesIO(data)) as sent, Image.open(io.BytesIO(clean.data)) as kept:
+        assert kept.n_frames == sent.n_frames == 12
+        for before, after in zip(ImageSequence.Iterator(sent), ImageSequence.Iterator(kept),
+                                 strict=True):
+            worst = max(high for _, high in
+                        ImageChops.difference(before.convert("RGB"), after.convert("RGB"))
+                        .getextrema())
+            assert worst <= 16  # a few levels of colour at most, the pixels all there
 
 
 @pytest.mark.asvs("V5.2.1", "V15.2.2")
