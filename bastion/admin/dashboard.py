@@ -16,8 +16,11 @@ from sqlalchemy import func, select
 from bastion.extensions import db
 from bastion.models import AuditEvent, utcnow
 
+# A wrong second-factor code is a failed sign-in too, and the more telling one (its password
+# was right): it has its own chart beside the wrong passwords, as on the Grafana dashboard.
 SERIES = (
-    ("login.failure", "Failed sign-ins"),
+    ("login.failure", "Failed sign-ins: wrong username or password"),
+    ("login.2fa_failure", "Failed sign-ins: wrong 2FA code"),
     ("login.throttled", "Throttled sign-ins"),
     ("ratelimit.hit", "Rate-limited requests (429)"),
     ("csrf.failure", "CSRF failures"),
@@ -31,15 +34,23 @@ WINDOWS: dict[str, tuple[timedelta, str]] = {
     "90d": (timedelta(days=90), "day"),
 }
 DEFAULT_WINDOW = "24h"
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 360, 160, 26, 18, 8
+# The drawing has no viewBox: it is as wide as its column, and its text is in CSS pixels at
+# any width (scaled with a 360-unit drawing, the axis labels were 7 px in a desktop's three
+# columns). Across, everything is a percentage of the width; down, pixels: room above the
+# peak's line for its number, below the baseline for the time labels.
+HEIGHT, TOP, BOTTOM = 168, 22, 24
+# A time label starts where its period does and runs right: none starts past this share of
+# the width, so the last one fits a 320 px phone's chart (about 250 px wide).
+LAST_TICK = 0.8
+HOURS_PER_TICK = 6
 
 
 @dataclass(frozen=True)
 class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
+    x: float  # per cent of the width
+    y: float  # px
+    width: float  # per cent of the width
+    height: float  # px
     label: str
     value: int
 
@@ -51,11 +62,9 @@ class Chart:
     total: int
     peak: int
     bars: list[Bar]
-    ticks: list[tuple[float, str]]  # x position, label
+    ticks: list[tuple[float, str]]  # x in per cent of the width, label
 
-    width: int = WIDTH
     height: int = HEIGHT
-    left: int = LEFT
     baseline: int = HEIGHT - BOTTOM
     top: int = TOP
 
@@ -110,38 +119,55 @@ def counts(
     return result, _bucket_keys(start, end, unit)
 
 
-def _chart(event: str, title: str, values: dict[str, int], keys: list[tuple[str, str]]) -> Chart:
+def _ticks(keys: list[tuple[str, str]], unit: str) -> list[tuple[int, str]]:
+    """(bucket index, label) of the time axis: short labels, far enough apart for a phone.
+
+    Hours are marked on the clock's quarters of a day, midnight by its date ("30 Nov"); days
+    by every fourth of the window. The full label of each period stays on its bar and in the
+    table of numbers.
+    """
+    n = len(keys)
+    marks = []
+    for i, (key, _) in enumerate(keys):
+        if i > n * LAST_TICK:
+            break
+        if unit == "hour":
+            moment = datetime.strptime(key, "%Y-%m-%d %H")
+            if moment.hour % HOURS_PER_TICK == 0:
+                marks.append((i, moment.strftime("%d %b" if moment.hour == 0 else "%H:00")))
+        elif i % max(1, -(-n // 4)) == 0:
+            marks.append((i, datetime.strptime(key, "%Y-%m-%d").strftime("%d %b")))
+    return marks
+
+
+def _chart(
+    event: str, title: str, values: dict[str, int], keys: list[tuple[str, str]], unit: str
+) -> Chart:
     n = max(1, len(keys))
     peak = max([values.get(k, 0) for k, _ in keys] + [0])
-    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
-    slot = plot_w / n
+    plot_h = HEIGHT - BOTTOM - TOP
+    slot = 100 / n
     bars = []
     for i, (key, label) in enumerate(keys):
         value = values.get(key, 0)
         h = (value / peak * plot_h) if peak else 0.0
         bars.append(
             Bar(
-                x=round(LEFT + i * slot + slot * 0.1, 2),
+                x=round(i * slot + slot * 0.1, 3),
                 y=round(HEIGHT - BOTTOM - h, 2),
-                width=round(max(slot * 0.8, 1), 2),
+                width=round(slot * 0.8, 3),
                 height=round(h, 2),
                 label=label,
                 value=value,
             )
         )
-    tick_every = max(1, -(-n // 4))
-    ticks = [
-        (round(LEFT + i * slot + slot / 2, 2), label)
-        for i, (_, label) in enumerate(keys)
-        if i % tick_every == 0
-    ]
     return Chart(
         event=event,
         title=title,
         total=sum(b.value for b in bars),
         peak=peak,
         bars=bars,
-        ticks=ticks,
+        ticks=[(round(i * slot, 3), label) for i, label in _ticks(keys, unit)],
     )
 
 
@@ -149,4 +175,5 @@ def security_charts(window: str = DEFAULT_WINDOW, now: datetime | None = None) -
     if window not in WINDOWS:
         window = DEFAULT_WINDOW
     data, keys = counts(window, now)
-    return [_chart(event, title, data[event], keys) for event, title in SERIES]
+    unit = WINDOWS[window][1]
+    return [_chart(event, title, data[event], keys, unit) for event, title in SERIES]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,8 @@ from bastion.extensions import db
 from bastion.models import AuditEvent, utcnow
 from tests.factories import UserFactory
 from tests.support.roles import client_for
+
+TAG = re.compile(r"<[^>]+>")
 
 
 def _events(name: str, count: int, hours_ago: float) -> None:
@@ -86,3 +89,45 @@ def test_every_bucket_of_a_window_has_its_own_label(app: Flask, window: str) -> 
     assert len(set(labels)) == len(labels)
     if window == "24h":
         assert labels[0] == "29 Nov 02:00" and labels[-1] == "02:00"
+
+
+def _wrong_code() -> str:
+    """A six-digit code the factories' authenticator shows at no accepted time step."""
+    import time
+
+    import pyotp
+
+    from tests.factories import TOTP_SECRET
+
+    totp = pyotp.TOTP(TOTP_SECRET)
+    step = totp.timecode(time.time())
+    accepted = {totp.generate_otp(s) for s in range(step - 2, step + 3)}
+    return next(c for n in range(1_000_000) if (c := f"{n:06d}") not in accepted)
+
+
+@pytest.mark.asvs("V16.3.1")
+def test_a_wrong_code_at_the_second_step_shows_on_the_dashboard(app: Flask) -> None:
+    """A wrong 2FA code is a failed sign-in, and the telling one: its password was right.
+    "Failed sign-ins" counted only wrong passwords; the code step failed unseen."""
+    from tests.factories import PASSWORD
+    from tests.support.accounts import post_form
+
+    UserFactory(username="carol", role_name="editor", two_factor=True)
+    client = app.test_client()
+    first = post_form(client, "/auth/login", {"username": "carol", "password": PASSWORD})
+    assert first.headers["Location"] == "/auth/2fa"
+    refused = post_form(client, "/auth/2fa", {"code": _wrong_code()})
+    assert refused.status_code == 200 and "carol" not in refused.get_data(as_text=True)
+
+    admin = client_for(app, UserFactory(role_name="admin"))
+    page = admin.get("/admin/security").get_data(as_text=True)
+    figure = re.search(r'<figure[^>]*id="chart-login-2fa_failure".*?</figure>', page, re.S)
+    assert figure, "no figure for wrong second-factor codes"
+    caption = TAG.sub("", re.search(r"<figcaption>(.*?)</figcaption>", figure[0], re.S)[1])
+    assert " ".join(caption.split()) == (
+        "Failed sign-ins: wrong 2FA code 1 in the last 24h, peak 1"
+    )
+    # Beside the wrong passwords, whose count it does not change.
+    order = [m[1] for m in re.finditer(r'<figure[^>]*id="chart-([^"]+)"', page)]
+    assert order[:2] == ["login-failure", "login-2fa_failure"]
+    assert "Failed sign-ins: wrong username or password</strong> <span class=\"meta\">0 in" in page
