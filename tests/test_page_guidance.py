@@ -92,3 +92,28 @@ def test_the_reset_request_says_how_long_the_configured_link_lasts(
     sent = client.post("/auth/reset", data={"csrf_token": csrf_token(client, "/auth/reset"),
                                             "email": "no@example.org"}, follow_redirects=True)
     assert "The link works for 30 minutes." in sent.get_data(as_text=True)
+
+
+HEADER = re.compile(r"<header.*?</header>", re.S)
+HREF = re.compile(r'<a [^>]*href="([^"]+)"')
+
+
+def test_an_admin_still_to_enrol_is_offered_the_enrolment_step_alone(app: Flask) -> None:
+    """Until 2FA is on, every page but its set-up leads back there; the header still
+    offered Home, Articles, Write, Account and Admin, each a link back to where they were."""
+    client = client_for(app, UserFactory(role_name="admin", two_factor=False))
+    for page in ("/account/2fa", "/auth/reauth"):  # the pages such an account may open
+        html = client.get(page).get_data(as_text=True)
+        header = HEADER.search(html)
+        assert header, page
+        assert HREF.findall(header[0]) == ["/account/2fa"], page
+        assert ">Set up two-factor authentication</a>" in header[0]
+        assert ">Sign out</button>" in header[0]
+    assert client.get("/account/2fa").status_code == 200
+    setup = client.get("/account/2fa").get_data(as_text=True)
+    assert ("Your role requires two-factor authentication. The rest of the site, the admin "
+            "area included, opens once it is on: finish these steps to continue.") in setup
+    # Enrolled, the whole header is back.
+    enrolled = client_for(app, UserFactory(role_name="admin")).get("/account")
+    links = HREF.findall(HEADER.search(enrolled.get_data(as_text=True))[0])  # type: ignore[index]
+    assert links == ["/", "/", "/articles", "/articles/new", "/account", "/admin/users"]
