@@ -90,6 +90,8 @@ _KEPT_HEADERS = ("allow", "retry-after", "content-range")
 # a bookmarked "delete" button): "That method is not allowed here." told a person nothing.
 OPENED_A_BUTTON = ("This address is used by a button on the site's pages and cannot be "
                    "opened as a page. Go back, or start again from the home page.")
+# Its heading in the same plain words ("Method Not Allowed" named the protocol's rule).
+OPENED_A_BUTTON_HEADING = "This address is not a page"
 
 
 def _page_detail(status: int, detail: str) -> str:
@@ -129,7 +131,10 @@ def handle_http_exception(exc: HTTPException, heading: str | None = None) -> Res
 
             resp = cors_when_unrouted(resp)
     else:
-        page = _error_page(status, _page_detail(status, detail), exc, heading or exc.name)
+        said = _page_detail(status, detail)
+        if said == OPENED_A_BUTTON:
+            heading = heading or OPENED_A_BUTTON_HEADING
+        page = _error_page(status, said, exc, heading or exc.name)
         resp = Response(page, status=status, mimetype="text/html")
         for name, value in headers.items():
             resp.headers[name] = value

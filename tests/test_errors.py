@@ -58,6 +58,10 @@ def test_an_address_for_a_button_opened_as_a_page_says_so(app: Flask) -> None:
     assert ("This address is used by a button on the site&#39;s pages and cannot be opened "
             "as a page.") in page
     assert 'href="/"' in page and "That method is not allowed here." not in page
+    # Its heading (and title) in the same plain words, not the protocol's "Method Not Allowed".
+    assert "<h1>This address is not a page</h1>" in page
+    assert "<title>405 This address is not a page · Bastion</title>" in page
+    assert "Method Not Allowed" not in page
     # Not a method a browser's address bar sends: the general sentence stays.
     assert "That method is not allowed here." in client.delete("/").get_data(as_text=True)
     # The API's answer is unchanged: a problem document with the same status and Allow.
