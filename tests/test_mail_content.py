@@ -113,6 +113,42 @@ def test_the_email_change_notice_gives_its_warning_a_paragraph_as_the_other_mail
     assert "Nothing changes until the new address is confirmed.\n" in plain
 
 
+@pytest.mark.parametrize(("template", "said"), [
+    ("password_changed", "The password of your Bastion account was just changed. Every session "
+                         "was signed out, and your personal access tokens were revoked."),
+    ("two_factor_reset", "Your authenticator app and your recovery codes no longer work. Every "
+                         "session was signed out, and your API tokens were revoked."),
+])
+def test_the_security_notices_say_what_happened_in_sentences(
+    make_app: Callable[..., Flask], template: str, said: str
+) -> None:
+    """Both parts ran three facts into one sentence ("was just changed, every session was
+    signed out and your personal access tokens were revoked")."""
+    from bastion.mail import build_message
+
+    app = make_app(MAIL_SENDER=SENDER)
+    with app.test_request_context():
+        msg = build_message("owner@example.org", "Subject", template, **_context(template))
+    plain, html = _texts(msg)
+    assert said in " ".join(plain.split())
+    assert said in " ".join(html.split())
+
+
+def test_the_password_changed_notice_gives_its_warning_a_paragraph(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The text part ran the warning on from the facts; the other mails give it a paragraph."""
+    from bastion.mail import build_message
+
+    app = make_app(MAIL_SENDER=SENDER)
+    with app.test_request_context():
+        msg = build_message("owner@example.org", "Subject", "password_changed",
+                            **_context("password_changed"))
+    plain, _html = _texts(msg)
+    assert ("revoked.\n\nIf this was not you, reset your password now and contact the site's "
+            "administrators:\n\n") in plain
+
+
 @pytest.mark.asvs("V6.4.3", "V4.1.3")
 def test_a_forged_forwarded_host_never_reaches_a_mailed_link(
     make_app: Callable[..., Flask],
