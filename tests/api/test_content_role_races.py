@@ -11,56 +11,34 @@ access token's revocation, or the personal access token's row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from bastion.admin import services as admin
 from bastion.api import pats
 from bastion.content import services as content
 from bastion.extensions import db
-from bastion.models import Article, AuditEvent, Comment, User
+from bastion.models import Article, AuditEvent, Comment
 from tests.api.conftest import Api
-from tests.factories import ArticleFactory, CommentFactory, UserFactory
-from tests.support.races import elsewhere
+from tests.factories import ArticleFactory, CommentFactory
+from tests.support.meanwhile import (
+    before_the_lock,
+    demotable_admin,
+    demoted,
+    signed_out_everywhere,
+)
 
 ASVS = ("V8.2.1", "V8.2.2", "V8.3.1")
-
-
-def _change_before_the_lock(app: Flask, monkeypatch: pytest.MonkeyPatch, user_id: int,
-                            change: Callable[[User], object]) -> None:
-    """Commit ``change`` of the admin's account in another session just before the service
-    takes the admin's lock (after authentication and the first checks)."""
-    real = content.lock_user
-
-    def changed_then_locked(uid: int) -> None:
-        def run() -> None:
-            user = db.session.get(User, user_id)
-            assert user is not None
-            change(user)
-
-        elsewhere(app, run)
-        real(uid)
-
-    monkeypatch.setattr(content, "lock_user", changed_then_locked)
-
-
-def _boss() -> User:
-    UserFactory(role_name="admin")  # so that the boss is not the last admin
-    return UserFactory(role_name="admin")
 
 
 @pytest.mark.asvs(*ASVS)
 def test_a_demoted_admins_token_deletes_no_one_elses_comment(
     app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boss = _boss()
+    boss = demotable_admin()
     comment = CommentFactory(body="A reader's view")
     comment_id, token = comment.id, api.access_for(boss)
-    _change_before_the_lock(app, monkeypatch, boss.id,
-                            lambda user: admin.set_role(None, user, "editor"))
+    before_the_lock(app, monkeypatch, content, boss.id, demoted())
 
     resp = api.call("DELETE", f"/comments/{comment_id}", token)
 
@@ -78,11 +56,10 @@ def test_a_demoted_admins_token_deletes_no_one_elses_comment(
 def test_an_admins_token_ended_meanwhile_edits_no_one_elses_article(
     app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boss = _boss()
+    boss = demotable_admin()
     article = ArticleFactory(title="Their words")
     article_id, token = article.id, api.access_for(boss)
-    _change_before_the_lock(app, monkeypatch, boss.id,
-                            lambda user: admin.sign_out_everywhere(None, user))
+    before_the_lock(app, monkeypatch, content, boss.id, signed_out_everywhere)
 
     resp = api.call("PATCH", f"/articles/{article_id}", token, json={"publish": False})
 
@@ -99,12 +76,11 @@ def test_a_personal_token_revoked_meanwhile_deletes_no_one_elses_comment(
 ) -> None:
     """"Sign out everywhere" revokes personal tokens too; a request already past its token
     check when that committed is refused under the lock, not only the next one."""
-    boss = _boss()
+    boss = demotable_admin()
     comment = CommentFactory()
     comment_id = comment.id
     secret = pats.create(boss, name="moderation", scopes=["comments:write", "admin"]).secret
-    _change_before_the_lock(app, monkeypatch, boss.id,
-                            lambda user: admin.sign_out_everywhere(None, user))
+    before_the_lock(app, monkeypatch, content, boss.id, signed_out_everywhere)
 
     resp = api.call("DELETE", f"/comments/{comment_id}", secret)
 
@@ -120,12 +96,11 @@ def test_a_conditional_delete_by_a_demoted_admin_is_refused_before_its_condition
 ) -> None:
     """With If-Match the row is locked (and its conditions checked) after the admin's
     lock, the order every other change takes: refused on the committed role."""
-    boss = _boss()
+    boss = demotable_admin()
     article = ArticleFactory()
     article_id, token = article.id, api.access_for(boss)
     etag = api.call("GET", f"/articles/{article_id}", token).headers["ETag"]
-    _change_before_the_lock(app, monkeypatch, boss.id,
-                            lambda user: admin.set_role(None, user, "editor"))
+    before_the_lock(app, monkeypatch, content, boss.id, demoted())
 
     resp = api.call("DELETE", f"/articles/{article_id}", token, headers={"If-Match": etag})
 
@@ -138,7 +113,7 @@ def test_a_conditional_delete_by_a_demoted_admin_is_refused_before_its_condition
 def test_a_conditional_delete_by_an_admin_still_checks_its_etag(
     app: Flask, api: Api
 ) -> None:
-    boss = _boss()
+    boss = demotable_admin()
     article = ArticleFactory()
     article_id, token = article.id, api.access_for(boss)
     etag = api.call("GET", f"/articles/{article_id}", token).headers["ETag"]

@@ -11,37 +11,20 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from bastion.admin import services as admin
 from bastion.api import pats
 from bastion.extensions import db
-from bastion.models import ApiToken, User
-from tests.factories import UserFactory
-from tests.support.races import elsewhere
-
-
-def _demote_elsewhere(app: Flask, user_id: int, role: str) -> None:
-    def demote() -> None:
-        user = db.session.get(User, user_id)
-        assert user is not None
-        admin.set_role(None, user, role)
-
-    elsewhere(app, demote)
+from bastion.models import ApiToken
+from tests.support.meanwhile import before_the_lock, demotable_admin, demoted
 
 
 @pytest.mark.asvs("V8.2.1", "V2.3.3")
 def test_a_token_made_while_its_maker_is_demoted_gets_no_scope_beyond_the_new_role(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    maker = UserFactory(role_name="admin")
-    UserFactory(role_name="admin")  # so that the maker is not the last admin
+    maker = demotable_admin()
     maker_id = maker.id
-    real = pats.lock_user
-
-    def demoted_then_locked(user_id: int) -> None:
-        _demote_elsewhere(app, maker_id, "editor")  # commits after the scopes were judged
-        real(user_id)
-
-    monkeypatch.setattr(pats, "lock_user", demoted_then_locked)
+    # The demotion commits after the scopes were judged, before the lock.
+    before_the_lock(app, monkeypatch, pats, maker_id, demoted())
     with pytest.raises(pats.TokenRequestError, match="Your role cannot grant: admin"):
         pats.create(maker, name="ci", scopes=["admin", "articles:read"])
 
@@ -56,16 +39,8 @@ def test_a_token_made_while_its_makers_role_stays_as_wide_is_made(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Judged again under the lock, a role still wide enough for the scopes is no refusal."""
-    maker = UserFactory(role_name="admin")
-    UserFactory(role_name="admin")
-    maker_id = maker.id
-    real = pats.lock_user
-
-    def demoted_then_locked(user_id: int) -> None:
-        _demote_elsewhere(app, maker_id, "editor")
-        real(user_id)
-
-    monkeypatch.setattr(pats, "lock_user", demoted_then_locked)
+    maker = demotable_admin()
+    before_the_lock(app, monkeypatch, pats, maker.id, demoted())
     created = pats.create(maker, name="ci", scopes=["articles:write"])
 
     assert created.record.scopes == "articles:write"

@@ -7,18 +7,14 @@ demotion had committed, went on signing a former admin's articles as staff.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
 from flask import Flask
 
-from bastion.admin import services as admin
 from bastion.extensions import db
 from bastion.models import User
 from bastion.profiles import services as profiles
-from tests.factories import UserFactory
-from tests.support.races import MEET_SECONDS, elsewhere
+from tests.support.meanwhile import after_the_call, before_the_lock, demotable_admin, demoted
+from tests.support.races import MEET_SECONDS
 
 STAFF_LIKE = "Site Admin"
 
@@ -27,35 +23,17 @@ STAFF_LIKE = "Site Admin"
 def test_a_staff_name_saved_while_its_admin_is_demoted_does_not_stay(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    member = UserFactory(role_name="admin")
-    UserFactory(role_name="admin")  # so that the member is not the last admin
+    member = demotable_admin()
     member_id = member.id
-    demoted = threading.Event()
-
-    def demote() -> None:
-        user = db.session.get(User, member_id)
-        assert user is not None
-        admin.set_role(None, user, "editor")
-        demoted.set()
-
-    demotion = threading.Thread(target=lambda: elsewhere(app, demote))
-    real = profiles.staff_name_problem
-
-    def judged_then_demoted(user: User, name: str) -> Any:
-        problem = real(user, name)
-        demotion.start()
-        # Without a lock the demotion commits now, before the name is stored; with one it
-        # waits for the save, and this wait only bounds how long the save is held up.
-        demoted.wait(MEET_SECONDS * 2)
-        return problem
-
-    monkeypatch.setattr(profiles, "staff_name_problem", judged_then_demoted)
+    # Without a lock the demotion commits once the name is judged, before it is stored;
+    # with one it waits for the save.
+    demotion = after_the_call(app, monkeypatch, profiles, "staff_name_problem", member_id,
+                              demoted(), seconds=MEET_SECONDS * 2)
     try:
         profiles.update_profile(member, display_name=STAFF_LIKE, bio="")
     except profiles.ProfileError:
         db.session.rollback()  # judged on the new role: refused, also right
-    demotion.join(30)
-    assert not demotion.is_alive()
+    demotion.finish()
 
     db.session.expire_all()
     stored = db.session.get(User, member_id)
@@ -69,21 +47,9 @@ def test_a_staff_name_saved_just_after_its_admin_was_demoted_is_refused(
 ) -> None:
     """The demotion committed after the request loaded the account, before the save: the
     name is judged on the role as it is now, not as loaded."""
-    member = UserFactory(role_name="admin")
-    UserFactory(role_name="admin")
+    member = demotable_admin()
     member_id = member.id
-    real = profiles.lock_user
-
-    def demoted_then_locked(user_id: int) -> None:
-        def demote() -> None:
-            user = db.session.get(User, member_id)
-            assert user is not None
-            admin.set_role(None, user, "editor")
-
-        elsewhere(app, demote)
-        real(user_id)
-
-    monkeypatch.setattr(profiles, "lock_user", demoted_then_locked)
+    before_the_lock(app, monkeypatch, profiles, member_id, demoted())
     with pytest.raises(profiles.ProfileError, match="taken for the site's staff"):
         profiles.update_profile(member, display_name=STAFF_LIKE, bio="")
 

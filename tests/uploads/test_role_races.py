@@ -17,39 +17,16 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.exceptions import Forbidden
 
-from bastion.admin import services as admin
 from bastion.content import services as content
 from bastion.extensions import db
 from bastion.models import AuditEvent, Upload, User
 from bastion.uploads import services as uploads
 from tests.factories import ArticleFactory, UserFactory
-from tests.support.races import elsewhere
+from tests.support.meanwhile import before_the_lock, demotable_admin, demoted
 from tests.uploads import corpus
 from tests.uploads.conftest import assert_store_consistent
 
 ASVS = ("V8.2.1", "V8.2.2", "V8.3.1")
-
-
-def _demoted_before_the_lock(app: Flask, monkeypatch: pytest.MonkeyPatch, user_id: int,
-                             role: str = "editor") -> list[int]:
-    """Demote ``user_id`` in another session just before the service takes its first user
-    lock; returns the ids it locked, in order."""
-    real = uploads.lock_user
-    locked: list[int] = []
-
-    def demoted_then_locked(uid: int) -> None:
-        if not locked:
-            def demote() -> None:
-                user = db.session.get(User, user_id)
-                assert user is not None
-                admin.set_role(None, user, role)
-
-            elsewhere(app, demote)
-        locked.append(uid)
-        real(uid)
-
-    monkeypatch.setattr(uploads, "lock_user", demoted_then_locked)
-    return locked
 
 
 def _store(actor: User, article_id: int) -> Callable[[], Upload]:
@@ -81,9 +58,8 @@ def test_a_demoted_admin_deletes_no_one_elses_image(
     article = ArticleFactory(author=author)
     image = _store(author, article.id)()
     image_id = image.id
-    UserFactory(role_name="admin")  # so that the boss is not the last admin
-    boss = UserFactory(role_name="admin")
-    locked = _demoted_before_the_lock(app, monkeypatch, boss.id)
+    boss = demotable_admin()
+    locked = before_the_lock(app, monkeypatch, uploads, boss.id, demoted())
 
     with pytest.raises(Forbidden, match="no longer do this"):
         uploads.delete_upload(boss, image)
@@ -114,12 +90,11 @@ def test_an_image_stored_while_its_uploader_is_demoted_is_refused(
         article = ArticleFactory(author=actor)
         role = "viewer"
     else:
-        UserFactory(role_name="admin")
-        actor = UserFactory(role_name="admin")
+        actor = demotable_admin()
         article = ArticleFactory()
         role = "editor"
     store, article_id = _store(actor, article.id), article.id
-    _demoted_before_the_lock(app, monkeypatch, actor.id, role)
+    before_the_lock(app, monkeypatch, uploads, actor.id, demoted(role))
 
     with pytest.raises(Forbidden, match="no longer do this"):
         store()
