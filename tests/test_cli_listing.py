@@ -17,6 +17,31 @@ FLASK = str(Path(sys.executable).parent / "flask")
 COMMAND_LINE = re.compile(r"^  (\S+)(?: +(.*))?$")
 
 
+def _write_development_env(path: Path) -> None:
+    """An env file with development's settings, every path inside ``path``'s folder."""
+    here = path.parent
+    path.write_text(
+        "BASTION_ENV=development\n"
+        f"BASTION_DATABASE_URL=sqlite:///{here / 'bastion.db'}\n"
+        f"BASTION_UPLOAD_DIR={here / 'uploads'}\n"
+        f"BASTION_OUTBOX_DIR={here / 'outbox'}\n",
+        encoding="utf-8",
+    )
+
+
+def _assert_listing_runs(cwd: Path, *args: str, **extra_env: str) -> None:
+    """``flask --app bastion --help *args`` in ``cwd``, with none of our settings in the
+    environment but ``extra_env``, lists Bastion's commands without refusing to start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
+    proc = subprocess.run([FLASK, "--app", "bastion", "--help", *args],
+                          env={**env, **extra_env}, cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "refuses to start" not in proc.stderr
+    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+
+
 def test_every_command_in_the_listing_has_a_line_of_help(runner: FlaskCliRunner) -> None:
     """``uploads`` was listed with nothing beside it: an operator could not tell what it
     does without opening each group's own help."""
@@ -34,20 +59,8 @@ def test_the_listing_reads_dotenv_as_the_commands_do(tmp_path: Path) -> None:
     ``--env-file`` option is handled after ``--help``): a developer who had copied
     ``.env.example`` met production's refusal, was told to copy the file they had, and saw
     none of Bastion's commands, which each ran fine on their own."""
-    (tmp_path / ".env").write_text(
-        "BASTION_ENV=development\n"
-        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
-        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
-        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
-    proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-    assert proc.returncode == 0, proc.stderr
-    assert "refuses to start" not in proc.stderr
-    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+    _write_development_env(tmp_path / ".env")
+    _assert_listing_runs(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -63,37 +76,11 @@ def test_the_listing_reads_the_env_file_named_after_help(
     file named: Flask handles ``-e`` only after an ``--help`` that came first. A ``.env``
     with production's settings beside it must not win over the file the command names."""
     (tmp_path / ".env").write_text("BASTION_ENV=production\n", encoding="utf-8")
-    (tmp_path / "other.env").write_text(
-        "BASTION_ENV=development\n"
-        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
-        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
-        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
-    proc = subprocess.run([FLASK, "--app", "bastion", "--help", *env_file], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          check=False)
-
-    assert proc.returncode == 0, proc.stderr
-    assert "refuses to start" not in proc.stderr
-    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+    _write_development_env(tmp_path / "other.env")
+    _assert_listing_runs(tmp_path, *env_file)
 
 
 def test_the_listing_reads_the_env_file_named_by_flask_env_file(tmp_path: Path) -> None:
     """``FLASK_ENV_FILE`` names the file as ``-e`` does, for the listing too."""
-    (tmp_path / "other.env").write_text(
-        "BASTION_ENV=development\n"
-        f"BASTION_DATABASE_URL=sqlite:///{tmp_path / 'bastion.db'}\n"
-        f"BASTION_UPLOAD_DIR={tmp_path / 'uploads'}\n"
-        f"BASTION_OUTBOX_DIR={tmp_path / 'outbox'}\n",
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "FLASK_"))}
-    env["FLASK_ENV_FILE"] = "other.env"
-    proc = subprocess.run([FLASK, "--app", "bastion", "--help"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-    assert proc.returncode == 0, proc.stderr
-    assert "refuses to start" not in proc.stderr
-    assert "create-admin" in proc.stdout.split("Commands:", 1)[1]
+    _write_development_env(tmp_path / "other.env")
+    _assert_listing_runs(tmp_path, FLASK_ENV_FILE="other.env")
