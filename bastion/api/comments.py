@@ -62,7 +62,9 @@ def create_comment(article_id: int, body: CommentCreate) -> CommentOut:
         authz.record_denial(hide=False, what=f"comment on article {article_id}")
         abort(403, description="Only published articles take comments; this one is a draft.")
     check_preconditions()  # the comment list carries no ETag
-    return comment_out(services.add_comment(current_principal().user, article, body.body))
+    principal = current_principal()
+    return comment_out(services.add_comment(principal.user, article, body.body,
+                                            still_signed_in=principal.still_signed_in))
 
 
 @bp.delete("/comments/<int:comment_id>")

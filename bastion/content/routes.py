@@ -211,7 +211,8 @@ def add_comment(article_id: int) -> ResponseReturnValue:
     form = CommentForm()
     if form.validate_on_submit():
         try:
-            comment = content.add_comment(current_user, article, form.body.data or "")
+            comment = content.add_comment(current_user, article, form.body.data or "",
+                                          still_signed_in=current_record_live)
         except content.ContentError as exc:
             add_service_error(form, exc)
         else:

@@ -381,14 +381,15 @@ def judge_again(actor: User, allowed: Callable[[], bool], *, what: str,
     disabling, "sign out everywhere", password changes and account deletion commit under
     the same lock (after the admins' lock, which no content service takes, so the order is
     the admin area's), so each is either seen here or waits for this commit: an admin
-    demoted or disabled meanwhile deletes or rewrites nothing of anyone's (audited as
-    ``authz.denied``, like the admin area's refusals of a former admin), and neither does
-    one whose sign-in ended (``still_signed_in``: the page's session record or the API
-    token, read again).
+    demoted or disabled meanwhile deletes or rewrites nothing of anyone's, an author nothing
+    of their own (audited as ``authz.denied``, like the admin area's refusals of a former
+    admin), and neither does one whose sign-in ended (``still_signed_in``: the page's
+    session record or the API token, read again).
     """
-    if db.session.scalar(select(User.id).where(User.id == actor.id)) is None:
+    actor_id = actor.id  # the rollback expires the instance, whose row is gone
+    if db.session.scalar(select(User.id).where(User.id == actor_id)) is None:
         db.session.rollback()
-        raise ActorGoneError(f"user {actor.id} was deleted meanwhile")
+        raise ActorGoneError(f"user {actor_id} was deleted meanwhile")
     if still_signed_in is not None and not still_signed_in():
         db.session.rollback()
         abort(403, description=SIGNED_OUT_MEANWHILE)
@@ -399,16 +400,15 @@ def judge_again(actor: User, allowed: Callable[[], bool], *, what: str,
         abort(403, description=NO_LONGER_ALLOWED)
 
 
-def _judge_again_if_by_role(actor: User, obj: Article | Comment, allowed: Callable[[], bool],
-                            *, what: str, still_signed_in: Callable[[], bool] | None) -> None:
-    """For a change to someone else's article or comment, which only the actor's role
-    allows: take the actor's lock, held until commit, and ``judge_again``.
+def _judge_again_locked(actor: User, allowed: Callable[[], bool], *, what: str,
+                        still_signed_in: Callable[[], bool] | None) -> None:
+    """Take the actor's lock, held until commit, and ``judge_again``: for every change to
+    an article or comment, the author's own as much as an admin's to someone else's (an
+    author disabled, demoted or signed out everywhere meanwhile changes nothing either).
 
     Taken before the content's row lock, as account deletion takes the user's lock before
-    deleting their content. An author acting on their own article or comment takes none.
+    deleting their content. Only writes come here: reading a page takes no lock.
     """
-    if obj.author_id == actor.id:
-        return
     lock_user(actor.id)
     judge_again(actor, allowed, what=what, still_signed_in=still_signed_in)
 
@@ -461,8 +461,8 @@ def update_article(
 
     ``check_locked`` is called with the article as committed, under its row lock and after
     the slow rendering, to refuse by raising (the API's If-Match); it must roll back first.
-    An admin's edit of someone else's article is judged again under the admin's lock
-    (``_judge_again_if_by_role``; ``still_signed_in``, the caller's sign-in, read again).
+    The edit is judged again under the actor's lock, the author's as an admin's
+    (``_judge_again_locked``; ``still_signed_in``, the caller's sign-in, read again).
     """
     what = f"edit article {article.id}"
     authz.require(
@@ -479,8 +479,8 @@ def update_article(
     body_html = (
         render_markdown(clean_body, sizes_reader(db.session)) if clean_body is not None else None
     )
-    _judge_again_if_by_role(actor, article, lambda: authz.can_edit_article(actor, article),
-                            what=what, still_signed_in=still_signed_in)
+    _judge_again_locked(actor, lambda: authz.can_edit_article(actor, article),
+                        what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     # The row as committed now, not as this request loaded it: set to a value it held then,
     # a field another save changed meanwhile would be no change to the ORM (never written,
@@ -564,8 +564,8 @@ def delete_article(
         hide=not authz.can_read_article(actor, article),
         what=what,
     )
-    _judge_again_if_by_role(actor, article, lambda: authz.can_delete_article(actor, article),
-                            what=what, still_signed_in=still_signed_in)
+    _judge_again_locked(actor, lambda: authz.can_delete_article(actor, article),
+                        what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Article, article.id, ARTICLE_GONE)
     if check_locked is not None:
         db.session.refresh(article)
@@ -612,26 +612,14 @@ def _still_published(article_id: int) -> bool:
     return _lock_row(Article, article_id, Article.status == "published")
 
 
-def _hold_author(user_id: int) -> None:
-    """Take, before the article's lock, the lock on the author's row that the comment's
-    foreign key takes at insert anyway (``FOR KEY SHARE``: the account's other work runs).
-
-    Deleting the account locks its row, then its articles (the cascade). A comment on one's
-    own article took them the other way round: the two waited for each other until
-    PostgreSQL aborted one, most often the deletion (a 500 for the admin). In this order the
-    deletion waits for the comment, or the comment finds the article gone with the account.
-    SQLite has no row locks; its database write lock already orders the two.
-    """
-    db.session.execute(
-        select(User.id).where(User.id == user_id).with_for_update(read=True, key_share=True)
-    )
-
-
-def add_comment(actor: User, article: Article, body: str) -> Comment:
+def add_comment(actor: User, article: Article, body: str, *,
+                still_signed_in: Callable[[], bool] | None = None) -> Comment:
+    """Post a comment; judged again under the author's lock, as every change is."""
+    what = f"comment on article {article.id}"
     authz.require(
         authz.can_comment(actor, article),
         hide=not authz.can_read_article(actor, article),
-        what=f"comment on article {article.id}",
+        what=what,
     )
     comment = Comment(
         article_id=article.id,
@@ -639,7 +627,12 @@ def add_comment(actor: User, article: Article, body: str) -> Comment:
         body=_clean_text(body, "body", COMMENT_MAX).strip(),
     )
     article_id = article.id
-    _hold_author(actor.id)
+    # The author's lock before the article's: deleting the account takes the user's lock,
+    # then (its cascade) the articles'. Taken the other way round (the comment's foreign
+    # key locks the author's row at insert), a comment on one's own article and the
+    # account's deletion waited for each other until PostgreSQL aborted one.
+    _judge_again_locked(actor, lambda: authz.can_comment(actor, article), what=what,
+                        still_signed_in=still_signed_in)
     if not _still_published(article_id):
         db.session.rollback()
         authz.require(False, hide=True, what=f"comment on article {article_id}")
@@ -680,13 +673,13 @@ def update_comment(
     still_signed_in: Callable[[], bool] | None = None,
 ) -> Comment:
     """Replace the text; with ``expected_revision``, refuse (EditConflictError) when someone
-    else changed it since the editor loaded it, unless it already is this text. An admin's
-    edit of someone else's comment is judged again under the admin's lock."""
+    else changed it since the editor loaded it, unless it already is this text. Judged
+    again under the actor's lock (``_judge_again_locked``), its author's or an admin's."""
     what = f"edit comment {comment.id}"
     authz.require(authz.can_edit_comment(actor, comment), what=what)
     clean_body = _clean_text(body, "body", COMMENT_MAX).strip()
-    _judge_again_if_by_role(actor, comment, lambda: authz.can_edit_comment(actor, comment),
-                            what=what, still_signed_in=still_signed_in)
+    _judge_again_locked(actor, lambda: authz.can_edit_comment(actor, comment),
+                        what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     # As committed now, under the lock: a text another save changed meanwhile, sent back as
     # loaded, would otherwise look unchanged and never be written (see ``update_article``).
@@ -707,11 +700,11 @@ def update_comment(
 
 def delete_comment(actor: User, comment: Comment, *,
                    still_signed_in: Callable[[], bool] | None = None) -> None:
-    """Delete the comment: its author, or an admin (judged again under the admin's lock)."""
+    """Delete the comment: its author, or an admin (either judged again under their lock)."""
     what = f"delete comment {comment.id}"
     authz.require(authz.can_delete_comment(actor, comment), what=what)
-    _judge_again_if_by_role(actor, comment, lambda: authz.can_delete_comment(actor, comment),
-                            what=what, still_signed_in=still_signed_in)
+    _judge_again_locked(actor, lambda: authz.can_delete_comment(actor, comment),
+                        what=what, still_signed_in=still_signed_in)
     _lock_or_not_found(Comment, comment.id, COMMENT_GONE)
     _audit_for_author(actor, comment.author_id, "comment.moderated", {"comment_id": comment.id})
     db.session.delete(comment)

@@ -21,6 +21,7 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestedRangeNotSatisfiable, RequestEntityTooLarge
 
 from bastion.auth.forms import EmptyForm
+from bastion.auth.sessions import current_record_live
 from bastion.content.services import get_article
 from bastion.errors import handle_http_exception
 from bastion.extensions import limiter, talisman
@@ -146,7 +147,8 @@ def _store_from_form(form: ImageUploadForm, **kwargs: Any) -> tuple[bool, int]:
     if not form.validate_on_submit():
         return False, 400 if form.is_submitted() else 200
     try:
-        services.store_image(_actor(), form.image.data, **kwargs)
+        services.store_image(_actor(), form.image.data, still_signed_in=current_record_live,
+                             **kwargs)
     except services.UploadError as exc:
         form.image.errors = [*form.image.errors, exc.message]
         return False, exc.status
@@ -202,7 +204,7 @@ def delete_upload(upload_id: str) -> ResponseReturnValue:
     upload = services.get_upload(upload_id)
     if upload is None:
         abort(404)
-    services.delete_upload(_actor(), upload)
+    services.delete_upload(_actor(), upload, still_signed_in=current_record_live)
     flash("The image is deleted.", "success")
     return redirect(landing_page(safe_next_url("uploads.upload_avatar")))
 

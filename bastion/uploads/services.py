@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from flask import current_app
@@ -153,8 +154,13 @@ def store_image(
     kind: str,
     article: Article | None = None,
     original_name: str | None = None,
+    still_signed_in: Callable[[], bool] | None = None,
 ) -> Upload:
-    """Check, re-encode and store an image for ``actor``; raise UploadError when refused."""
+    """Check, re-encode and store an image for ``actor``; raise UploadError when refused.
+
+    ``still_signed_in`` reads the caller's sign-in again under the actor's lock (as for
+    ``bastion.content.services.judge_again``): a sign-in ended meanwhile stores nothing.
+    """
     if kind not in KINDS or (kind == "article") != (article is not None):
         raise ValueError("kind must be 'avatar', or 'article' with an article")
     if article is not None:
@@ -178,7 +184,8 @@ def store_image(
             )
         _check_room(actor, kind=kind)
         image = imaging.process(_read_bounded(source), kind=kind)
-        return _save(actor, image, kind=kind, article=article, name=name)
+        return _save(actor, image, kind=kind, article=article, name=name,
+                     still_signed_in=still_signed_in)
     except imaging.ImageRejectedError as exc:
         _reject(actor, exc.reason, context)
         raise UploadError(exc.reason, exc.message, exc.status) from exc
@@ -232,7 +239,8 @@ def _check_room(actor: User, *, kind: str) -> None:
 
 
 def _save(
-    actor: User, image: imaging.CleanImage, *, kind: str, article: Article | None, name: str
+    actor: User, image: imaging.CleanImage, *, kind: str, article: Article | None, name: str,
+    still_signed_in: Callable[[], bool] | None,
 ) -> Upload:
     size = len(image.data) + sum(len(v) for v in image.variants.values())
     # One user's uploads and deletes, one at a time: two at once cannot both pass the quota
@@ -242,11 +250,15 @@ def _save(
         raise UploadError("gone", "Your account was deleted.", 404)
     if article is not None and not _article_still_there(article.id):
         raise UploadError("gone", "The article was deleted.", 404)
+    # Judged again under the lock that role changes, disabling and "sign out everywhere"
+    # take, so one committed meanwhile is seen: editing an article takes the editor (or,
+    # another's, the admin) role; a profile photo, an account still enabled.
     if article is not None:
-        # Editing an article takes the editor (or, another's, the admin) role: judged again
-        # under the lock role changes take, so a demotion committed meanwhile is seen.
         judge_again(actor, lambda: authz.can_edit_article(actor, article),
-                    what=f"upload to article {article.id}")
+                    what=f"upload to article {article.id}", still_signed_in=still_signed_in)
+    else:
+        judge_again(actor, lambda: actor.is_active, what="upload avatar",
+                    still_signed_in=still_signed_in)
     old_avatar = None
     if kind == "avatar":
         db.session.refresh(actor, attribute_names=["avatar_id"])  # as of the lock
@@ -355,23 +367,26 @@ def can_delete_upload(actor: object, upload: Upload) -> bool:
     return article is not None and authz.can_edit_article(actor, article)
 
 
-def delete_upload(actor: User, upload: Upload) -> None:
+def delete_upload(actor: User, upload: Upload, *,
+                  still_signed_in: Callable[[], bool] | None = None) -> None:
     """Remove an upload; its files are deleted once the row's deletion is committed.
 
     Under the owner's lock (as in ``_save``) and as of it: a photo replaced meanwhile is
-    already gone, and the replacement's new ``avatar_id`` is never cleared.
+    already gone, and the replacement's new ``avatar_id`` is never cleared. The rule is
+    judged again under the actor's lock (``judge_again``; ``still_signed_in`` as for
+    ``store_image``), the owner's as much as an admin's.
     """
     authz.require(can_delete_upload(actor, upload), hide=visible_upload(actor, upload.id) is None)
     if upload.owner_id == actor.id:
         lock_user(actor.id)
     else:
         # Someone else's image, which the actor's role lets them delete: the actor's lock
-        # too, and the rule judged again under it (``judge_again``). Two users' locks, the
-        # lower id first: two admins deleting each other's images wait, never deadlock.
+        # too, for the rule judged again under it below. Two users' locks, the lower id
+        # first: two admins deleting each other's images wait, never deadlock.
         for user_id in sorted((actor.id, upload.owner_id)):
             lock_user(user_id)
-        judge_again(actor, lambda: can_delete_upload(actor, upload),
-                    what=f"delete upload {upload.id}")
+    judge_again(actor, lambda: can_delete_upload(actor, upload),
+                what=f"delete upload {upload.id}", still_signed_in=still_signed_in)
     if db.session.scalar(select(Upload.id).where(Upload.id == upload.id)) is None:
         db.session.rollback()
         return

@@ -171,34 +171,25 @@ def test_a_change_saved_while_the_patch_was_under_way_is_seen(
     article_id = article.id
     token = api.access_for(author)
     read = api.call("GET", f"/articles/{article_id}", token).headers["ETag"]
-    real = services._lock_or_not_found
-
-    def other_writer_commits_first(*args: Any, **kwargs: Any) -> None:
-        monkeypatch.setattr(services, "_lock_or_not_found", real)
-        with db.engine.connect() as other:
-            other.execute(update(Article).where(Article.id == article_id).values(title="Theirs"))
-            other.commit()
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(services, "_lock_or_not_found", other_writer_commits_first)
+    _saved_meanwhile(monkeypatch, article_id, title="Theirs")
     assert _patch(api, token, article_id, "Mine", read).status_code == 412
     db.session.expire_all()
     assert db.session.get(Article, article_id).title == "Theirs"  # type: ignore[union-attr]
 
 
-def _saved_meanwhile(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
-    """Another writer commits ``values`` after this request loaded the article, just before
-    the service locks it."""
-    real = services._lock_or_not_found
+def _saved_meanwhile(monkeypatch: pytest.MonkeyPatch, article_id: int, **values: Any) -> None:
+    """Another writer commits ``values`` to the article after this request loaded it, just
+    before the service takes its first lock (the actor's, then the article's)."""
+    real = services.lock_user
 
-    def other_writer_commits_first(model: Any, pk: int, *args: Any) -> None:
-        monkeypatch.setattr(services, "_lock_or_not_found", real)
+    def other_writer_commits_first(user_id: int) -> None:
+        monkeypatch.setattr(services, "lock_user", real)
         with db.engine.connect() as other:
-            other.execute(update(Article).where(Article.id == pk).values(**values))
+            other.execute(update(Article).where(Article.id == article_id).values(**values))
             other.commit()
-        real(model, pk, *args)
+        real(user_id)
 
-    monkeypatch.setattr(services, "_lock_or_not_found", other_writer_commits_first)
+    monkeypatch.setattr(services, "lock_user", other_writer_commits_first)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +218,7 @@ def test_a_patch_without_conditions_applies_what_it_sends_over_a_change_made_mea
     article = ArticleFactory(author=author, title="One", status="published")
     article_id = article.id
     token = api.access_for(author)
-    _saved_meanwhile(monkeypatch, **meanwhile)
+    _saved_meanwhile(monkeypatch, article_id, **meanwhile)
     resp = api.call("PATCH", f"/articles/{article_id}", token, json=sent)
     assert resp.status_code == 200
     assert resp.get_json()[field] == wanted
@@ -249,7 +240,7 @@ def test_a_publish_sent_twice_at_once_keeps_the_first_publication_date(
     article_id = article.id
     token = api.access_for(author)
     first = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    _saved_meanwhile(monkeypatch, status="published", published_at=first)
+    _saved_meanwhile(monkeypatch, article_id, status="published", published_at=first)
     resp = api.call("PATCH", f"/articles/{article_id}", token, json={"publish": True})
     assert resp.status_code == 200
     assert resp.get_json()["published_at"].startswith("2024-05-01T12:00")
@@ -326,7 +317,7 @@ def test_two_patches_of_one_version_at_once_cannot_both_succeed(
         tokens = {"Author": api.access_for(author), "Other": api.access_for(author)}
         read = api.call("GET", f"/articles/{article_id}", tokens["Author"]).headers["ETag"]
         db.session.remove()
-    real = services._lock_or_not_found
+    real = services.lock_user
     both_loaded = threading.Barrier(2, timeout=10)
     first_calls = [0]
 
@@ -336,7 +327,7 @@ def test_two_patches_of_one_version_at_once_cannot_both_succeed(
             both_loaded.wait()
         real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_lock_or_not_found", meet_then_lock)
+    monkeypatch.setattr(services, "lock_user", meet_then_lock)
     statuses: dict[str, int] = {}
 
     def patch(who: str) -> None:

@@ -171,16 +171,17 @@ def test_an_unconditional_comment_edit_writes_its_text_over_a_change_made_meanwh
 
     comment = CommentFactory(body="Original words")
     comment_id = comment.id
-    real = content._lock_or_not_found
+    real = content.lock_user
 
-    def moderated_first(model: Any, pk: int, message: str) -> None:
-        monkeypatch.setattr(content, "_lock_or_not_found", real)
+    def moderated_first(user_id: int) -> None:
+        """Just before the service's first lock (the author's, then the comment's)."""
+        monkeypatch.setattr(content, "lock_user", real)
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE comments SET body = 'Moderated' WHERE id = :pk"),
-                         {"pk": pk})
-        real(model, pk, message)
+                         {"pk": comment_id})
+        real(user_id)
 
-    monkeypatch.setattr(content, "_lock_or_not_found", moderated_first)
+    monkeypatch.setattr(content, "lock_user", moderated_first)
     saved = content.update_comment(comment.author, comment, "Original words")
     assert saved.body == "Original words"
     db.session.expire_all()

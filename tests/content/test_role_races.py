@@ -5,79 +5,40 @@ An admin edits, unpublishes or deletes any article or comment by virtue of the r
 The request judged that role on the account it loaded at its start: one whose role change,
 disabling or "sign out everywhere" committed before its write still made that one change.
 The services now judge it again under the admin's row lock, which those changes also take
-(after the admins' lock); an author acting on their own content takes no such lock.
+(after the admins' lock); so does an author's change to their own content
+(tests/content/test_own_content_races.py).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from werkzeug.exceptions import Forbidden
 
-from bastion.admin import services as admin
 from bastion.content import services as content
 from bastion.extensions import db
 from bastion.models import Article, AuditEvent, Comment, User
 from tests.factories import ArticleFactory, CommentFactory, UserFactory
-from tests.support.races import MEET_SECONDS, elsewhere
+from tests.support.meanwhile import (
+    after_the_call,
+    before_the_lock,
+    deleted,
+    demotable_admin,
+    demoted,
+    disabled,
+    signed_out_everywhere,
+)
 from tests.support.roles import client_for, post
 
 ASVS = ("V8.2.1", "V8.2.2", "V8.3.1")
 
 
-def _demote(user_id: int, role: str = "editor") -> Callable[[], None]:
-    def run() -> None:
-        user = db.session.get(User, user_id)
-        assert user is not None
-        admin.set_role(None, user, role)
-
-    return run
-
-
-def _disable(user_id: int) -> Callable[[], None]:
-    def run() -> None:
-        user = db.session.get(User, user_id)
-        assert user is not None
-        admin.set_disabled(None, user, True)
-
-    return run
-
-
-def _sign_out(user_id: int) -> Callable[[], None]:
-    def run() -> None:
-        user = db.session.get(User, user_id)
-        assert user is not None
-        admin.sign_out_everywhere(None, user)
-
-    return run
-
-
-def _before_the_lock(app: Flask, monkeypatch: pytest.MonkeyPatch,
-                     change: Callable[[], None]) -> list[int]:
-    """Commit ``change`` in another session just before the service takes a user's lock:
-    after the request loaded (and judged) its actor, before it writes. Returns the ids the
-    service locked."""
-    real = content.lock_user
-    locked: list[int] = []
-
-    def changed_then_locked(user_id: int) -> None:
-        if not locked:
-            elsewhere(app, change)
-        locked.append(user_id)
-        real(user_id)
-
-    monkeypatch.setattr(content, "lock_user", changed_then_locked)
-    return locked
-
-
 def _admin_and_others() -> tuple[User, Article, Comment]:
-    boss = UserFactory(role_name="admin")
-    UserFactory(role_name="admin")  # so that the boss is not the last admin
+    boss = demotable_admin()
     article = ArticleFactory(title="Their words", body_md="Their body")
     comment = CommentFactory(article=article, body="A reader's view")
     return boss, article, comment
@@ -118,8 +79,8 @@ def test_an_admin_demoted_or_disabled_meanwhile_changes_nothing_of_others(
 ) -> None:
     boss, article, comment = _admin_and_others()
     article_id, comment_id = article.id, comment.id
-    staged = _demote(boss.id) if change == "demoted" else _disable(boss.id)
-    locked = _before_the_lock(app, monkeypatch, staged)
+    locked = before_the_lock(app, monkeypatch, content, boss.id,
+                             demoted() if change == "demoted" else disabled)
 
     with pytest.raises(Forbidden) as refused:
         ACTIONS[action](boss, article, comment)
@@ -142,29 +103,11 @@ def test_an_admin_still_an_admin_under_the_lock_acts(
     demotion committing meanwhile changes nothing for this one)."""
     boss, article, comment = _admin_and_others()
     bystander = UserFactory(role_name="admin")
-    _before_the_lock(app, monkeypatch, _demote(bystander.id))
+    before_the_lock(app, monkeypatch, content, bystander.id, demoted())
 
     ACTIONS[action](boss, article, comment)
 
     assert _denials() == []
-
-
-@pytest.mark.asvs(*ASVS)
-def test_an_authors_own_changes_take_no_users_lock(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Only what the role alone allows is judged again under the actor's lock."""
-    author = UserFactory(role_name="editor")
-    article = ArticleFactory(author=author)
-    comment = CommentFactory(article=article, author=author)
-    locked = _before_the_lock(app, monkeypatch, lambda: None)
-
-    content.update_article(author, article, title="Mine, edited", publish=False)
-    content.update_comment(author, comment, "Mine, edited")
-    content.delete_comment(author, comment)
-    content.delete_article(author, article)
-
-    assert locked == []
 
 
 @pytest.mark.asvs(*ASVS)
@@ -173,7 +116,7 @@ def test_an_editor_demoted_meanwhile_writes_no_article(
 ) -> None:
     writer = UserFactory(role_name="editor")
     writer_id = writer.id
-    _before_the_lock(app, monkeypatch, _demote(writer_id, "viewer"))
+    before_the_lock(app, monkeypatch, content, writer_id, demoted("viewer"))
 
     with pytest.raises(Forbidden, match="no longer do this"):
         content.create_article(writer, title="Late", body="Written as a viewer", publish=True)
@@ -191,26 +134,12 @@ def test_a_demotion_during_the_change_waits_for_it(
     the user's) waits for it to commit, then commits itself: no deadlock, no lost change."""
     boss, _article, comment = _admin_and_others()
     boss_id, comment_id = boss.id, comment.id
-    demoted = threading.Event()
+    demotion = after_the_call(app, monkeypatch, content, "lock_user", boss_id, demoted())
 
-    def demote() -> None:
-        _demote(boss_id)()
-        demoted.set()
-
-    demotion = threading.Thread(target=lambda: elsewhere(app, demote))
-    real = content.lock_user
-
-    def locked_then_demoted(user_id: int) -> None:
-        real(user_id)
-        demotion.start()
-        # With the lock held the demotion waits for the deletion's commit; this wait only
-        # bounds how long the deletion is held up.
-        assert not demoted.wait(MEET_SECONDS)
-
-    monkeypatch.setattr(content, "lock_user", locked_then_demoted)
     content.delete_comment(boss, comment)
-    demotion.join(30)
-    assert not demotion.is_alive()
+    demotion.finish()
+
+    assert demotion.held_up  # started under the deletion's lock, it waited for its commit
 
     db.session.expire_all()
     assert db.session.get(Comment, comment_id) is None
@@ -228,7 +157,7 @@ def test_the_page_refuses_a_former_admin_with_a_403_and_audits_it(
     boss, article, comment = _admin_and_others()
     client = client_for(app, boss)
     boss_id, comment_id = boss.id, comment.id
-    _before_the_lock(app, monkeypatch, _demote(boss_id))
+    before_the_lock(app, monkeypatch, content, boss_id, demoted())
 
     resp = post(client, f"/comments/{comment_id}/delete")
 
@@ -250,7 +179,7 @@ def test_the_page_refuses_an_admin_signed_out_everywhere_meanwhile(
     boss, article, comment = _admin_and_others()
     client = client_for(app, boss)
     article_id = article.id
-    _before_the_lock(app, monkeypatch, _sign_out(boss.id))
+    before_the_lock(app, monkeypatch, content, boss.id, signed_out_everywhere)
 
     resp = post(client, f"/articles/{article_id}/edit",
                 {"title": "Overwritten", "body": "Their body", "publish": "y"})
@@ -268,9 +197,7 @@ def test_the_page_of_an_admin_deleted_meanwhile_ends_signed_out(
     of a deleted account does (a 401 that empties the browser's sign-in), changing nothing."""
     boss, article, comment = _admin_and_others()
     client = client_for(app, boss)
-    boss_id = boss.id
-    _before_the_lock(app, monkeypatch,
-                     lambda: db.session.execute(delete(User).where(User.id == boss_id)))
+    before_the_lock(app, monkeypatch, content, boss.id, deleted)
 
     resp = post(client, f"/comments/{comment.id}/delete")
 
