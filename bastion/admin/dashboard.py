@@ -39,6 +39,8 @@ DEFAULT_WINDOW = "24h"
 # columns). Across, everything is a percentage of the width; down, pixels: room above the
 # peak's line for its number, below the baseline for the time labels.
 HEIGHT, TOP, BOTTOM = 168, 22, 24
+# Under the hours' time labels, a row for their dates (see ``_ticks``).
+DAY_ROW = 14
 # A time label starts where its period does and runs right: none starts past this share of
 # the width, so the last one fits a 320 px phone's chart (about 250 px wide).
 LAST_TICK = 0.8
@@ -56,17 +58,26 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class Tick:
+    x: float  # per cent of the width
+    label: str  # "06:00", or a day's "30 Nov"
+    day: str = ""  # under an hour's label: its date, where the axis names a day
+
+
+@dataclass(frozen=True)
 class Chart:
     event: str
     title: str
     total: int
     peak: int
     bars: list[Bar]
-    ticks: list[tuple[float, str]]  # x in per cent of the width, label
+    ticks: list[Tick]
 
-    height: int = HEIGHT
+    height: int = HEIGHT  # with DAY_ROW more when a tick names its day
     baseline: int = HEIGHT - BOTTOM
     top: int = TOP
+    time_y: int = HEIGHT - 4
+    day_y: int = HEIGHT - 4 + DAY_ROW
 
 
 def _bucket_expr(unit: str) -> Any:
@@ -119,24 +130,27 @@ def counts(
     return result, _bucket_keys(start, end, unit)
 
 
-def _ticks(keys: list[tuple[str, str]], unit: str) -> list[tuple[int, str]]:
-    """(bucket index, label) of the time axis: short labels, far enough apart for a phone.
+def _ticks(keys: list[tuple[str, str]], unit: str) -> list[tuple[int, str, str]]:
+    """(bucket index, label, day) of the time axis: short labels, far enough apart for a phone.
 
-    Hours are marked on the clock's quarters of a day, midnight by its date ("30 Nov"); days
-    by every fourth of the window. The full label of each period stays on its bar and in the
-    table of numbers.
+    Hours are marked on the clock's quarters of a day, and the first mark and each midnight
+    carry their date underneath. Midnight alone did not do: when the day began past the
+    last mark (a window from 01:00 to 03:59), no mark said whether "06:00" was yesterday's
+    or today's. Days are marked by every fourth of the window. The full label of each
+    period stays on its bar and in the table of numbers.
     """
     n = len(keys)
-    marks = []
+    marks: list[tuple[int, str, str]] = []
     for i, (key, _) in enumerate(keys):
         if i > n * LAST_TICK:
             break
         if unit == "hour":
             moment = datetime.strptime(key, "%Y-%m-%d %H")
             if moment.hour % HOURS_PER_TICK == 0:
-                marks.append((i, moment.strftime("%d %b" if moment.hour == 0 else "%H:00")))
+                day = moment.strftime("%d %b") if not marks or moment.hour == 0 else ""
+                marks.append((i, moment.strftime("%H:00"), day))
         elif i % max(1, -(-n // 4)) == 0:
-            marks.append((i, datetime.strptime(key, "%Y-%m-%d").strftime("%d %b")))
+            marks.append((i, datetime.strptime(key, "%Y-%m-%d").strftime("%d %b"), ""))
     return marks
 
 
@@ -161,13 +175,15 @@ def _chart(
                 value=value,
             )
         )
+    ticks = [Tick(round(i * slot, 3), label, day) for i, label, day in _ticks(keys, unit)]
     return Chart(
         event=event,
         title=title,
         total=sum(b.value for b in bars),
         peak=peak,
         bars=bars,
-        ticks=[(round(i * slot, 3), label) for i, label in _ticks(keys, unit)],
+        ticks=ticks,
+        height=HEIGHT + (DAY_ROW if any(t.day for t in ticks) else 0),
     )
 
 

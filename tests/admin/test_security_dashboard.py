@@ -91,6 +91,31 @@ def test_every_bucket_of_a_window_has_its_own_label(app: Flask, window: str) -> 
         assert labels[0] == "29 Nov 02:00" and labels[-1] == "02:00"
 
 
+# Where a day of hours may begin: on every hour, and inside the hours whose axis named no
+# day at all (01:00 to 03:59: the first midnight came past the last mark).
+START_TIMES = [f"{hour:02d}:00" for hour in range(24)] + ["01:30", "03:59"]
+
+
+@pytest.mark.parametrize("start", START_TIMES)
+def test_the_axis_of_a_day_of_hours_names_the_day_of_every_mark(app: Flask, start: str) -> None:
+    """A mark's day is the last date read at or before it on the axis. From 02:00 the
+    marks read "06:00", "12:00", "18:00": yesterday's hours or today's, the axis did not say."""
+    from datetime import UTC, date, datetime, time
+
+    begin = datetime.combine(date(2026, 11, 30), time.fromisoformat(start), UTC)
+    chart = dashboard.security_charts("24h", now=begin + timedelta(hours=24))[0]
+    first_hour = begin.replace(minute=0)
+    slot = 100 / len(chart.bars)
+    assert chart.ticks
+    day = ""
+    for tick in chart.ticks:
+        hour = first_hour + timedelta(hours=round(tick.x / slot))
+        day = tick.day or day
+        assert day, f"no day named at or before {tick.label}"
+        assert f"{day} {tick.label}" == hour.strftime("%d %b %H:00")
+    assert chart.time_y < chart.day_y < chart.height  # the dates inside the drawing
+
+
 def _wrong_code() -> str:
     """A six-digit code the factories' authenticator shows at no accepted time step."""
     import time

@@ -17,7 +17,8 @@ PHONE = {"width": 375, "height": 740}
 SMALL_PHONE = {"width": 320, "height": 640}
 
 # Each text of every chart at the size it is drawn (its font size times the drawing's
-# scale), and the time labels that stick out of their drawing or run into the next one.
+# scale), and the time labels (and the dates under them) that stick out of their drawing
+# or run into the next one.
 CHART_TEXT = """() => {
   const problems = [];
   for (const svg of document.querySelectorAll('.chart-svg')) {
@@ -27,13 +28,15 @@ CHART_TEXT = """() => {
       const px = parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a;
       if (px < 11) problems.push(`${name} "${t.textContent}" is ${px.toFixed(1)}px`);
     }
-    const times = [...svg.querySelectorAll('.chart-time')].map((t) => [t.textContent, t.getBoundingClientRect()]);
-    if (!times.length) problems.push(`${name} has no time labels`);
-    times.forEach(([label, r], i) => {
-      if (r.left < box.left - 0.5 || r.right > box.right + 0.5) problems.push(`${name} "${label}" sticks out`);
-      const next = times[i + 1];
-      if (next && r.right + 4 > next[1].left) problems.push(`${name} "${label}" runs into "${next[0]}"`);
-    });
+    if (!svg.querySelector('.chart-time')) problems.push(`${name} has no time labels`);
+    for (const row of ['.chart-time', '.chart-day']) {
+      const labels = [...svg.querySelectorAll(row)].map((t) => [t.textContent, t.getBoundingClientRect()]);
+      labels.forEach(([label, r], i) => {
+        if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.bottom > box.bottom + 0.5) problems.push(`${name} "${label}" sticks out`);
+        const next = labels[i + 1];
+        if (next && r.right + 4 > next[1].left) problems.push(`${name} "${label}" runs into "${next[0]}"`);
+      });
+    }
   }
   return problems;
 }"""
