@@ -17,10 +17,14 @@ import struct
 import threading
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageCms, ImageOps, ImageSequence
+from PIL import Image, ImageChops, ImageCms, ImageOps, ImageSequence
 
 from bastion.uploads.icc import too_complex
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger("bastion.uploads")
 
@@ -53,7 +57,20 @@ PROFILE_MODES = {
 ARTICLE_MAX_SIDE = 4096
 AVATAR_SIZES = (256, 64)
 JPEG_QUALITY = 85
-GIF_COLOURS = 256
+# A GIF's frames share one palette of at most 255 colours, so that a pixel which did not
+# change keeps its index and Pillow stores each frame as its change from the last; the
+# 256th index is left free for Pillow to mark those unchanged pixels, or holds the
+# transparency. When the frames have more colours, they are chosen from a sample of at
+# most ``PALETTE_SAMPLE_PIXELS`` taken across the frames.
+GIF_COLOURS = 255
+PALETTE_SAMPLE_PIXELS = 2_000_000
+# Largest cleaned image stored (the file and its variants). Re-encoding can take far more
+# room than the upload: a 600 KB GIF of 100 noisy frames came out at 55 MB when every frame
+# was stored whole, and a 135 KB lossless WebP animation of repeated noise tiles at 27 MB
+# once re-encoded lossy. Photos, screenshots and animations came out at about their own size
+# (at most 5 MB, ``MAX_UPLOAD_MB``); three times that with room to spare stops those, and
+# the 100 MB quota still holds six such files.
+MAX_STORED_BYTES = 16 * 1024 * 1024
 # One image decoded at a time per process: a 25-megapixel image takes 300-470 MB while it
 # is re-encoded, and a worker's threads took four at once to 1.7 GB, past a 1 GiB container.
 # A request waits its turn at most this long, then is told to try again: one image takes
@@ -169,8 +186,8 @@ def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
             colour = _ToSRGB.embedded(im)
             frames = _decoded_frames(im, animate=animate, colour=colour)
             if kind == "avatar":
-                return _avatar(frames[0])
-            return _article_image(fmt, frames, loop)
+                return _within_stored_limit(_avatar(frames[0]))
+            return _within_stored_limit(_article_image(fmt, frames, loop))
     except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -198,6 +215,29 @@ def _too_many_pixels() -> ImageRejectedError:
     return ImageRejectedError(
         "too_many_pixels",
         f"The image has too many pixels (at most {MAX_PIXELS // 1_000_000} megapixels).",
+    )
+
+
+def _within_stored_limit(clean: CleanImage) -> CleanImage:
+    """Refuse a cleaned image that would take more room than any honest upload needs.
+
+    The header checks bound what is decoded, not what re-encoding writes: the same pixels
+    can take far more bytes once stored (an animation whose frames cannot be stored as their
+    changes, sharp patterns re-encoded lossy), against the owner's quota and every reader's
+    bandwidth.
+    """
+    stored = len(clean.data) + sum(len(variant) for variant in clean.variants.values())
+    if stored > MAX_STORED_BYTES:
+        raise _too_large_after_cleaning()
+    return clean
+
+
+def _too_large_after_cleaning() -> ImageRejectedError:
+    return ImageRejectedError(
+        "too_large_after_cleaning",
+        f"Cleaned and re-encoded, this image would take more than "
+        f"{MAX_STORED_BYTES // (1024 * 1024)} MB; upload a smaller picture, or for an "
+        "animation fewer or smaller frames.",
     )
 
 
@@ -386,8 +426,19 @@ def _eight_bit_grey(frame: Image.Image) -> Image.Image:
     return grey
 
 
+class _StoredBytes(io.BytesIO):
+    """The encoder's output, refused as soon as it passes ``MAX_STORED_BYTES``: an animation
+    that would come out at 55 MB is not written out whole (a second of the decode slot and
+    the memory) only to be refused."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self.tell() + memoryview(data).nbytes > MAX_STORED_BYTES:
+            raise _too_large_after_cleaning()
+        return super().write(data)
+
+
 def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
-    out = io.BytesIO()
+    out = _StoredBytes()
     if fmt.name == "JPEG":
         image = image.convert("RGB") if image.mode != "RGB" else image
         image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
@@ -398,25 +449,10 @@ def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
     return out.getvalue()
 
 
-def _in_palette(image: Image.Image) -> Image.Image:
-    """An RGB frame in a GIF's 256 colours by fast octree; other modes are left to Pillow.
-
-    Pillow quantises an RGB frame by median cut, about 250 ns a pixel: a 600 KB GIF of 100
-    frames of noise that differ by one pixel (40 megapixels, within ``MAX_TOTAL_PIXELS``)
-    held the decode slot for 9-12 s, past ``DECODE_WAIT_SECONDS``, so every upload queued
-    behind it was told to retry. Fast octree, which Pillow already uses for frames with
-    transparency, costs a tenth of that and errs by a few levels at most.
-    """
-    if image.mode != "RGB":
-        return image
-    return image.quantize(GIF_COLOURS, method=Image.Quantize.FASTOCTREE)
-
-
 def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImage:
     for frame in frames:
         frame.image.thumbnail((ARTICLE_MAX_SIDE, ARTICLE_MAX_SIDE))
-        if fmt.name == "GIF":
-            frame.image = _in_palette(frame.image)
+    disposal = _into_one_palette(frames) if fmt.name == "GIF" else None
     first = frames[0].image
     if len(frames) > 1 and fmt.name in ("GIF", "WEBP"):
         options: dict[str, object] = {
@@ -428,12 +464,152 @@ def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImag
         # Pillow's ``loop=0`` it would repeat forever. A WebP always has one.
         if isinstance(loop, int):
             options["loop"] = loop
-        if fmt.name == "GIF":
-            options["disposal"] = 2  # each frame replaces the last; no stale pixels
+        if disposal is not None:
+            options["disposal"] = disposal
         data = _encode(first, fmt, **options)
     else:
         data = _encode(first, fmt)
     return CleanImage(fmt, first.width, first.height, data)
+
+
+# Alpha below half is a GIF's transparent index, at or above it an opaque colour.
+_CLEAR = [255] * 128 + [0] * 128
+
+
+def _into_one_palette(frames: list[_Frame]) -> int:
+    """Put a GIF's frames into one shared palette, in place; return the disposal to save with.
+
+    Each frame quantised on its own got its own palette, so an unchanged pixel rarely kept
+    its colour, and with disposal 2 every frame was written whole: a 600 KB GIF of 100
+    noisy frames differing by a pixel was stored as 55 MB. With one palette and no disposal
+    (1), Pillow stores each frame as the box around what changed, unchanged pixels in it
+    marked transparent. That is exact unless a pixel turns transparent: with nothing
+    disposed, the previous frame would show through it. Such an animation (a sprite moving
+    over a clear background) keeps disposal 2, each frame drawn on a cleared canvas.
+    """
+    palette = _SharedPalette.of([f.image for f in frames])
+    transparent = any(f.image.mode == "RGBA" for f in frames)
+    deltas_exact = len({f.image.size for f in frames}) == 1
+    previous: Image.Image | None = None  # the last frame's transparent pixels (255), if any
+    for number, frame in enumerate(frames):
+        indexed = palette.indexed(frame.image)
+        clear = _clear_pixels(frame.image)
+        if clear is not None:
+            indexed.paste(palette.clear_index, mask=clear)
+            if number and _turns_clear(clear, previous):
+                deltas_exact = False
+        indexed.info = {"transparency": palette.clear_index} if transparent else {}
+        frame.image, previous = indexed, clear
+    return 1 if deltas_exact else 2
+
+
+def _clear_pixels(image: Image.Image) -> Image.Image | None:
+    """A mask of the frame's transparent pixels (255), or None when it has none."""
+    if image.mode != "RGBA":
+        return None
+    clear = image.getchannel("A").point(_CLEAR)
+    return clear if clear.getbbox() is not None else None
+
+
+def _turns_clear(clear: Image.Image, before: Image.Image | None) -> bool:
+    """Whether a pixel transparent now was opaque in the frame before (``before``'s mask)."""
+    return before is None or ImageChops.subtract(clear, before).getbbox() is not None
+
+
+class _SharedPalette:
+    """At most ``GIF_COLOURS`` colours for every frame of a GIF, and the index left free.
+
+    Pillow maps a pixel to a palette by its top six bits a channel, so colours a level or
+    two apart would fall together. When every channel has at most 64 values, ``spread``
+    (``Image.point`` tables) first moves each value to a step of its own, and the colours
+    come through exactly.
+    """
+
+    def __init__(self, colours: list[tuple[int, int, int]]) -> None:
+        self.colours = colours or [(0, 0, 0)]
+        self.clear_index = len(self.colours)
+        self.spread = _spread_tables(self.colours)
+        self._target = Image.new("P", (1, 1))
+        self._target.putpalette(_flat(self.colours if self.spread is None else [
+            (self.spread[r], self.spread[256 + g], self.spread[512 + b])
+            for r, g, b in self.colours
+        ]))
+
+    @classmethod
+    def of(cls, images: list[Image.Image]) -> _SharedPalette:
+        """The frames' own colours when they have few enough between them (most GIFs: one
+        palette); otherwise fast octree over pixels sampled evenly from every frame.
+
+        Pillow's default median cut, about 250 ns a pixel, held the decode slot for 9-12 s
+        on 40 megapixels of noise, past ``DECODE_WAIT_SECONDS``, so every upload queued
+        behind it was told to retry. Fast octree costs a tenth of that on the whole frame,
+        and it is given a sample here.
+        """
+        exact = _few_colours(images)
+        return cls(sorted(exact) if exact is not None else _octree_colours(images))
+
+    def indexed(self, image: Image.Image) -> Image.Image:
+        """``image`` (RGB or RGBA) in this palette by nearest colour, undithered: an
+        unchanged pixel keeps its index from frame to frame."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if self.spread is not None:
+            rgb = rgb.point(self.spread)
+        indexed = rgb.quantize(palette=self._target, dither=Image.Dither.NONE)
+        indexed.putpalette(_flat([*self.colours, (0, 0, 0)]))
+        return indexed
+
+
+def _flat(colours: list[tuple[int, int, int]]) -> list[int]:
+    return [value for colour in colours for value in colour]
+
+
+def _spread_tables(colours: list[tuple[int, int, int]]) -> list[int] | None:
+    """``Image.point`` tables giving each value a channel takes a step of 4 of its own,
+    or None when a channel has more than 64 values."""
+    tables: list[int] = []
+    for channel in range(3):
+        values = sorted({colour[channel] for colour in colours})
+        if len(values) > 64:
+            return None
+        table = [0] * 256
+        for step, value in enumerate(values):
+            table[value] = 4 * step
+        tables += table
+    return tables
+
+
+def _few_colours(images: list[Image.Image]) -> set[tuple[int, int, int]] | None:
+    """The opaque colours of all frames together, or None past ``GIF_COLOURS``."""
+    found: set[tuple[int, int, int]] = set()
+    for image in images:
+        counted = image.getcolors(GIF_COLOURS * 2 if image.mode == "RGBA" else GIF_COLOURS)
+        if counted is None:
+            return None
+        for _, colour in counted:
+            if isinstance(colour, tuple) and (len(colour) == 3 or colour[3] >= 128):
+                found.add((colour[0], colour[1], colour[2]))
+        if len(found) > GIF_COLOURS:
+            return None
+    return found
+
+
+def _octree_colours(images: list[Image.Image]) -> list[tuple[int, int, int]]:
+    """``GIF_COLOURS`` colours by fast octree over ``PALETTE_SAMPLE_PIXELS`` taken evenly
+    from every frame."""
+    per_frame = PALETTE_SAMPLE_PIXELS / len(images)
+    samples = []
+    for image in images:
+        scale = min(1.0, (per_frame / (image.width * image.height)) ** 0.5)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        samples.append(image.resize(size, Image.Resampling.NEAREST).convert("RGB"))
+    sheet = Image.new("RGB", (max(s.width for s in samples), sum(s.height for s in samples)))
+    top = 0
+    for sample in samples:
+        sheet.paste(sample, (0, top))
+        top += sample.height
+    quantised = sheet.quantize(GIF_COLOURS, method=Image.Quantize.FASTOCTREE)
+    values = (quantised.getpalette() or [])[: GIF_COLOURS * 3]
+    return [(values[i], values[i + 1], values[i + 2]) for i in range(0, len(values) - 2, 3)]
 
 
 def _avatar(frame: _Frame) -> CleanImage:

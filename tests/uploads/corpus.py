@@ -107,6 +107,109 @@ def gif_of_noise(side: int, frames: int) -> bytes:
     return out.getvalue()
 
 
+def gif_of(images: list[Image.Image]) -> bytes:
+    """An animated GIF of RGB or RGBA ``images``, each frame drawn on a cleared canvas."""
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=50, loop=0,
+                   disposal=2)
+    return out.getvalue()
+
+
+def _square(side: int, colour: str, at: tuple[int, int], size: int, mode: str,
+            background: tuple[int, ...]) -> Image.Image:
+    im = Image.new(mode, (side, side), background)
+    im.paste(colour, (at[0], at[1], at[0] + size, at[1] + size))
+    return im
+
+
+def gif_of_sprite_over_clear(frames: int = 6, side: int = 48) -> bytes:
+    """A red square moving over a transparent background: each frame leaves clear again the
+    pixels the square covered in the one before."""
+    return gif_of([_square(side, "red", (6 * i, 3 * i), 12, "RGBA", (0, 0, 0, 0))
+                   for i in range(frames)])
+
+
+def gif_of_hole_moving(frames: int = 6, side: int = 48) -> bytes:
+    """A transparent square moving over an opaque striped background."""
+    images = []
+    for i in range(frames):
+        im = Image.new("RGBA", (side, side), (0, 0, 255, 255))
+        for x in range(0, side, 8):
+            im.paste((255, 255, 0, 255), (x, 0, x + 4, side))
+        im.paste((0, 0, 0, 0), (5 * i, 4 * i, 5 * i + 10, 4 * i + 10))
+        images.append(im)
+    return gif_of(images)
+
+
+def gif_clearing_up(frames: int = 6, side: int = 48) -> bytes:
+    """Opaque frames with a transparent corner that shrinks, frame by frame, and a square
+    that changes colour: transparency changes, yet no pixel ever turns transparent."""
+    images = []
+    for i in range(frames):
+        im = Image.new("RGBA", (side, side), (0, 128, 0, 255))
+        im.paste((0, 0, 0, 0), (0, 0, side // 2 - 3 * i, side // 2 - 3 * i))
+        im.paste((255, 0, 255, 255) if i % 2 else (255, 255, 255, 255), (30, 30, 40, 40))
+        images.append(im)
+    return gif_of(images)
+
+
+def gif_of_few_colours(frames: int = 6, side: int = 48) -> bytes:
+    """An opaque animation: a white square moving over a red and blue background."""
+    images = []
+    for i in range(frames):
+        im = Image.new("RGB", (side, side), (255, 0, 0))
+        im.paste((0, 0, 255), (0, side // 2, side, side))
+        im.paste((255, 255, 255), (5 * i, 5 * i, 5 * i + 8, 5 * i + 8))
+        images.append(im)
+    return gif_of(images)
+
+
+def _lzw_one_pixel(index: int) -> bytes:
+    """A GIF image's data for one pixel of ``index``: codes clear, the pixel, end (9 bits)."""
+    bits = 256 | index << 9 | 257 << 18
+    return b"\x08\x04" + bits.to_bytes(4, "little") + b"\x00"  # min code size 8, 4 bytes
+
+
+def gif_of_noise_clearing(side: int, frames: int) -> bytes:
+    """``side`` x ``side`` noise, then ``frames - 1`` one-pixel frames, each disposed of
+    (restored to transparent) once shown: every frame is the noise with one more transparent
+    pixel. The upload stores the noise once and a few bytes a frame; no frame is the last
+    one with only its changes, as pixels turn transparent."""
+    noise = random.Random(side * frames)
+    first = Image.frombytes("P", (side, side), bytes(b % 255 for b in noise.randbytes(side * side)))
+    first.putpalette(noise.randbytes(768))
+    out = io.BytesIO()
+    first.save(out, "GIF", transparency=255, duration=50, loop=0)
+    data = out.getvalue()
+    assert data.endswith(b";")
+    tail = io.BytesIO()
+    for i in range(1, frames):
+        # Graphic control: restore to background (2), transparent index 255, 50 ms.
+        tail.write(b"\x21\xf9\x04\x09\x05\x00\xff\x00")
+        tail.write(b"," + struct.pack("<HHHH", i % side, i // side, 1, 1) + b"\x00")
+        tail.write(_lzw_one_pixel(i % 255))
+    return data[:-1] + tail.getvalue() + b";"
+
+
+def webp_of_noise_tiles(side: int, frames: int) -> bytes:
+    """A lossless WebP animation whose frames alternate between two pictures, each one
+    16x16 tile of noise repeated: a small file (lossless WebP refers back to the repeats),
+    but noise to an encoder of lossy WebP, as every frame is once re-encoded."""
+    noise = random.Random(side * frames)
+    pictures = []
+    for _ in range(2):
+        tile = Image.frombytes("RGB", (16, 16), noise.randbytes(16 * 16 * 3))
+        picture = Image.new("RGB", (side, side))
+        for x, y in itertools.product(range(0, side, 16), repeat=2):
+            picture.paste(tile, (x, y))
+        pictures.append(picture)
+    images = [pictures[i % 2] for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, "WEBP", save_all=True, append_images=images[1:], duration=50,
+                   lossless=True)
+    return out.getvalue()
+
+
 def jpeg_scan_bomb(scans: int, size: tuple[int, int] = (64, 64)) -> bytes:
     """A progressive JPEG whose last scan is repeated until it has ``scans`` scans.
 

@@ -116,6 +116,24 @@ def test_other_routes_keep_the_small_global_body_limit(client: FlaskClient, edit
     assert resp.status_code == 413
 
 
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_an_image_that_would_be_stored_far_larger_than_sent_is_refused_and_not_stored(
+    client: FlaskClient, own_article  # type: ignore[no-untyped-def]
+) -> None:
+    # 550 KB of GIF, within every limit, that re-encodes to about 55 MB of frames: refused
+    # while it is encoded, before anything is written.
+    data = corpus.gif_of_noise_clearing(side=632, frames=100)
+    resp = post_file(client, f"/articles/{own_article.id}/images", data,
+                     filename="noise.gif", content_type="image/gif")
+    assert resp.status_code == 422
+    page = resp.get_data(as_text=True)
+    assert "would take more than 16 MB" in page
+    assert "fewer or smaller frames" in page
+    assert [e.details["reason"] for e in rejections()] == ["too_large_after_cleaning"]
+    assert upload_count() == 0
+    assert_store_consistent()  # and no file without its row
+
+
 @pytest.mark.asvs("V2.3.2")
 def test_file_quota_refuses_the_next_upload(
     app: Flask,
