@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
+from markupsafe import Markup
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import aliased
 
@@ -272,6 +273,13 @@ def _shown(char: str) -> str:
 def readable(text: str) -> str:
     """``text`` with invisible characters written as escapes, as details and cells show them."""
     return text if text.isprintable() else "".join(_shown(char) for char in text)
+
+
+def address_breaks(ip: str) -> Markup:
+    """``ip`` escaped, free to wrap after each colon: an IPv6 address in a narrow column
+    breaks between its groups ("2001:0db8:85a3:" / "0000:..."), not wherever the column
+    ends; ``<wbr>`` adds nothing to the text, so a copied address stays whole."""
+    return Markup(":<wbr>").join(ip.split(":"))
 
 
 def details_text(details: object) -> str:

@@ -40,6 +40,7 @@ from bastion.security.fetch_metadata import download, export_ran, refuse_unless_
 from bastion.security.freshness import fresh_required
 
 bp.add_app_template_filter(audit_log.details_text, "audit_details")
+bp.add_app_template_filter(audit_log.address_breaks, "address_breaks")
 
 
 def _target(user_id: int) -> User:

@@ -37,6 +37,20 @@ def test_events_name_their_actor_and_target(app: Flask) -> None:
     assert f'alice <span class="meta">#{alice.id}</span>' in html
 
 
+@pytest.mark.asvs("V1.2.1")
+def test_an_address_may_wrap_between_its_groups_and_stays_escaped(app: Flask) -> None:
+    """The IP cell allows a break after each colon (``<wbr>``); what the address holds is
+    still text, whatever a proxy's header put there."""
+    boss = UserFactory(username="boss", role_name="admin")
+    _event("csrf.failure", ip="2001:db8::7334")
+    _event("csrf.failure", ip="<b>x</b>:<i>")
+    _event("csrf.failure", ip=None)
+    html = client_for(app, boss).get("/admin/audit").get_data(as_text=True)
+    assert '<td class="audit-ip">2001:<wbr>db8:<wbr>:<wbr>7334</td>' in html
+    assert '<td class="audit-ip">&lt;b&gt;x&lt;/b&gt;:<wbr>&lt;i&gt;</td>' in html
+    assert '<td class="audit-ip">—</td>' in html
+
+
 @pytest.mark.asvs("V16.2.1", "V16.4.2")
 def test_filters_by_user_event_and_time(app: Flask) -> None:
     boss = UserFactory(role_name="admin")

@@ -109,6 +109,10 @@ def _seed_trail(app: Any) -> str:
             AuditEvent(event="2fa.recovery_codes_regenerated", actor_id=member.id,
                        target_user_id=member.id, ip="2001:db8:85a3:1234:5678:8a2e:370:7334",
                        details={"remaining": 10}),
+            # The longest event name beside a full IPv6 address and words in the details.
+            AuditEvent(event="2fa.recovery_codes_regenerated", actor_id=member.id,
+                       target_user_id=member.id, ip="2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+                       details={"remaining": 10, "reason": "asked for a new set of codes"}),
             AuditEvent(event="csp.report", ip="198.51.100.200", details={
                 "blocked-uri": "https://cdn.example.org/" + "asset/" * 30,
                 "violated-directive": "script-src-elem"}),
@@ -163,4 +167,69 @@ def test_audit_rows_read_on_one_line_at_a_desktop_and_as_blocks_on_a_phone(
         label = pg.locator(".audit-ip").first.evaluate(
             "(c) => getComputedStyle(c, '::before').content")
         assert label.startswith('"IP "') and label.endswith('/ ""'), label
+    assert watch.csp_violations == []
+
+
+# A cell's lines as text, read from where each of its characters is drawn.
+TEXT_LINES = """(cell) => {
+  const lines = [];
+  let top = null;
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getBoundingClientRect();
+      if (!rect.width) continue;
+      if (top === null || rect.top > top + 1) { lines.push(''); top = rect.top; }
+      lines[lines.length - 1] += node.data[i];
+    }
+  }
+  return lines;
+}"""
+
+# The room a cell gives its text, and the width of 20 characters in the font of that text.
+DETAILS_ROOM = """(cell) => {
+  const s = getComputedStyle(cell);
+  const code = cell.querySelector('code');
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = getComputedStyle(code).font;
+  return [parseFloat(s.paddingLeft) + parseFloat(s.paddingRight), ctx.measureText('0'.repeat(20)).width];
+}"""
+
+
+def test_audit_details_keep_twenty_characters_beside_a_full_ipv6_address(
+    live_server: Any, page: Any
+) -> None:
+    """At 1280 px the details of a row with the longest event name, 32-character names and
+    a full IPv6 address got what the other columns left: under 20 characters, a word or
+    two a line. The address broke wherever its column ended ("2001:db8:85a3:1" / "234:...")."""
+    live = live_server()
+    admin = _seed_trail(live.app)
+    pg, watch = page
+    sign_in(pg, live.url, admin)
+    pg.set_viewport_size(DESKTOP)
+    pg.goto(f"{live.url}/admin/audit")
+    row = pg.locator(".audit-table tbody tr", has_text="0370:7334")
+    details = row.locator(".audit-details")
+    box = details.bounding_box()
+    assert box is not None
+    padding, twenty = details.evaluate(DETAILS_ROOM)
+    assert box["width"] - padding >= twenty - 0.5, (box["width"] - padding, twenty)
+    # Addresses break between their groups, never inside one.
+    for cell in pg.locator(".audit-table .audit-ip").all():
+        lines = cell.evaluate(TEXT_LINES)
+        assert all(line.endswith(":") for line in lines[:-1]), lines
+    # Nothing sticks out of its cell, of the table's box, or of the page.
+    assert pg.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+    wrap = pg.locator(".table-wrap")
+    assert wrap.evaluate("(w) => w.scrollWidth - w.clientWidth") <= 0
+    right = wrap.evaluate("(w) => w.getBoundingClientRect().right")
+    overflowing = pg.locator(".audit-table td").evaluate_all(
+        "(cells) => cells.filter((c) => c.scrollWidth > c.clientWidth).map((c) => c.textContent)")
+    assert overflowing == []
+    edges = pg.locator(".audit-table td").evaluate_all(
+        "(cells) => cells.map((c) => c.getBoundingClientRect().right)")
+    assert max(edges) <= right + 0.5
     assert watch.csp_violations == []
