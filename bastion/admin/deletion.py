@@ -81,7 +81,7 @@ from bastion.models import (
     User,
     utcnow,
 )
-from bastion.models.locks import lock_user
+from bastion.models.locks import lock_articles_of, lock_user
 from bastion.security import audit
 
 SELF_DELETION = (
@@ -179,13 +179,17 @@ def _last_active_admin(user: User) -> bool:
 
 def _check_under_locks(actor: User | None, user: User, confirmation: str,
                        still_signed_in: Callable[[], bool] | None = None) -> None:
-    """Take the admins' and the user's locks, read ``user`` again and apply every rule;
+    """Take the admins' and the user's locks (then their articles', the order every change
+    to content keeps: ``lock_articles_of``), read ``user`` again and apply every rule;
     on a refusal, roll back (releasing the locks) and raise. ``actor`` is ``user`` when the
     holder deletes their own account: then no admin role is asked for. Either way the
     actor's sign-in (``still_signed_in``) must have lasted: disabling, a password change
     or "sign out everywhere" end it under the same lock."""
     lock_admins()  # role changes, disabling and deletions of admins: one at a time
     lock_user(user.id)  # the user's uploads, tokens and sign-ins wait for the outcome
+    # Then their articles, as every change to content takes the article after the actor:
+    # one an admin deletes meanwhile is gone first, and not counted in the summary.
+    lock_articles_of([user.id])
     own = actor is not None and actor.id == user.id
     try:
         if db.session.scalar(select(User.id).where(User.id == user.id)) is None:

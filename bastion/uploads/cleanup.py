@@ -31,6 +31,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from bastion.extensions import db
 from bastion.models import Article, Upload, User
+from bastion.models.locks import lock_articles_of
 from bastion.security import audit
 from bastion.uploads import storage
 from bastion.uploads.services import file_names
@@ -56,6 +57,7 @@ def _collect_files_of_deleted(session: Session, _ctx: object, _instances: object
     with session.no_autoflush:
         if user_ids:
             _lock_users(session, User.id.in_(user_ids))
+            lock_articles_of(user_ids, session)  # before their images (see the lock)
             _hand_over(session, user_ids, article_ids)
         _remove_uploads(session, user_ids, article_ids)
 
@@ -79,6 +81,7 @@ def _before_deleting_users(state: ORMExecuteState) -> None:
         _lock_users(session, condition)
         user_ids = list(session.scalars(select(User.id).where(condition)))
         if user_ids:
+            lock_articles_of(user_ids, session)  # before their images (see the lock)
             _hand_over(session, user_ids, [])
             _remove_uploads(session, user_ids, [])
 
