@@ -566,7 +566,7 @@ def delete_article(
     )
     _judge_again_locked(actor, lambda: authz.can_delete_article(actor, article),
                         what=what, still_signed_in=still_signed_in)
-    _lock_or_not_found(Article, article.id, ARTICLE_GONE)
+    _lock_for_deletion(article.id)
     if check_locked is not None:
         db.session.refresh(article)
         check_locked(article)
@@ -576,6 +576,26 @@ def delete_article(
     db.session.delete(article)
     db.session.commit()
     pagecache.clear()
+
+
+def _lock_for_deletion(article_id: int) -> None:
+    """Lock the article as its deletion will (``FOR UPDATE``), or raise
+    ContentNotFoundError when it is gone already.
+
+    ``_lock_row``'s lock lets an image being stored into the article go on (it holds the
+    article ``FOR KEY SHARE``, ``bastion.uploads.services._article_still_there``): the
+    deletion read the article's images before that one committed, and the foreign key's
+    cascade then took its row but left its files on disk for good. This one waits for the
+    image, which then goes with the article, files included; one stored later finds the
+    article gone. The order stays the actor's lock, then the article's, then its images.
+    On SQLite, ignored: the actor's lock already holds the database's write lock.
+    """
+    found = db.session.scalar(
+        select(Article.id).where(Article.id == article_id).with_for_update()
+    )
+    if found is None:
+        db.session.rollback()
+        raise ContentNotFoundError(ARTICLE_GONE)
 
 
 def _lock_row(model: type[Article] | type[Comment], pk: int,

@@ -254,7 +254,9 @@ def _disable(admin_id: int, user_id: int) -> Prepare:
 
 
 @pytest.mark.asvs(*ASVS)
-@pytest.mark.parametrize("meanwhile", ["the author is disabled", "the author is deleted"])
+@pytest.mark.parametrize("meanwhile", [
+    "an admin deletes the article", "the author is disabled", "the author is deleted",
+])
 def test_an_image_stored_into_an_article_while(pg_app: Flask, meanwhile: str) -> None:
     """The author stores an image into their article (or, while the author's account is
     deleted, an admin does): stored before, and then deleted with the article, files
@@ -266,6 +268,7 @@ def test_an_image_stored_into_an_article_while(pg_app: Flask, meanwhile: str) ->
         ids = author.id, article.id
         uploader = boss.id if meanwhile == "the author is deleted" else ids[0]
         other = {
+            "an admin deletes the article": _admin_deletes_article(boss.id, ids[1]),
             "the author is disabled": _disable(boss.id, ids[0]),
             "the author is deleted": _delete_by_admin(boss.id, ids[0]),
         }[meanwhile]
@@ -393,11 +396,16 @@ FORCED: dict[str, tuple[Side, Side, tuple[object, str]]] = {
     "an admin deletes the article, its author the account": (
         lambda boss, _author, art: _admin_deletes_article(boss, art),
         lambda _boss, author, _art: _delete_own(author),
-        (content, "_lock_or_not_found"),
+        (content, "_lock_for_deletion"),
     ),
     "an admin stores an image into it, the author's account deleted": (
         lambda boss, _author, art: _author_uploads(boss, art),
         lambda boss, author, _art: _delete_by_admin(boss, author),
+        (uploads, "_article_still_there"),
+    ),
+    "its author stores an image into it, an admin deletes it": (
+        lambda _boss, author, art: _author_uploads(author, art),
+        lambda boss, _author, art: _admin_deletes_article(boss, art),
         (uploads, "_article_still_there"),
     ),
 }
