@@ -71,6 +71,21 @@ PALETTE_SAMPLE_PIXELS = 2_000_000
 # (at most 5 MB, ``MAX_UPLOAD_MB``); three times that with room to spare stops those, and
 # the 100 MB quota still holds six such files.
 MAX_STORED_BYTES = 16 * 1024 * 1024
+# Nor may a cleaned image take more than ``MAX_GROWTH`` times the room of the file sent,
+# once past ``GROWTH_FLOOR_BYTES``: a 9 KB PNG of a 5000x5000 checkerboard, scaled down to
+# 4096 px, came out at 3 MB of moire. Photos (JPEG and WebP at quality 10-95), screenshots,
+# palette and 1-bit PNGs and GIFs came out at 0.2-2.7 times their size, a WebP photo at
+# quality 0 at 4.9; a tiny upload may grow past any multiple, hence the floor.
+MAX_GROWTH = 16
+GROWTH_FLOOR_BYTES = 2 * 1024 * 1024
+# A lossless WebP is stored lossless, with little effort (method 1, quality 0): 0.4-1.5 s
+# for 30-40 megapixels of animation and 1.4-1.8 s for a 3600x2400 photo, where Pillow's
+# defaults (method 4, quality 80) took 2-8 s and method 5 once 25 s. Method 0 was faster
+# but stored screenshots at up to 10 times their size; method 1 at 0.7-1.9.
+WEBP_LOSSLESS_OPTIONS: dict[str, object] = {"lossless": True, "method": 1, "quality": 0}
+# Chunks read at most to learn whether a WebP is lossless (a still has 1-5, an animation of
+# ``MAX_FRAMES`` frames a few hundred).
+WEBP_MAX_CHUNKS = 1024
 # One image decoded at a time per process: a 25-megapixel image takes 300-470 MB while it
 # is re-encoded, and a worker's threads took four at once to 1.7 GB, past a 1 GiB container.
 # A request waits its turn at most this long, then is told to try again: one image takes
@@ -186,8 +201,11 @@ def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
             colour = _ToSRGB.embedded(im)
             frames = _decoded_frames(im, animate=animate, colour=colour)
             if kind == "avatar":
-                return _within_stored_limit(_avatar(frames[0]))
-            return _within_stored_limit(_article_image(fmt, frames, loop))
+                return _within_stored_limit(_avatar(frames[0]), sent=len(data))
+            lossless = fmt.name == "WEBP" and _webp_lossless(data)
+            return _within_stored_limit(
+                _article_image(fmt, frames, loop, lossless=lossless), sent=len(data)
+            )
     except ImageRejectedError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -218,17 +236,24 @@ def _too_many_pixels() -> ImageRejectedError:
     )
 
 
-def _within_stored_limit(clean: CleanImage) -> CleanImage:
+def _within_stored_limit(clean: CleanImage, *, sent: int) -> CleanImage:
     """Refuse a cleaned image that would take more room than any honest upload needs.
 
     The header checks bound what is decoded, not what re-encoding writes: the same pixels
     can take far more bytes once stored (an animation whose frames cannot be stored as their
-    changes, sharp patterns re-encoded lossy), against the owner's quota and every reader's
-    bandwidth.
+    changes, sharp patterns re-encoded lossy or scaled down), against the owner's quota and
+    every reader's bandwidth. ``sent`` is the upload's size in bytes.
     """
     stored = len(clean.data) + sum(len(variant) for variant in clean.variants.values())
     if stored > MAX_STORED_BYTES:
         raise _too_large_after_cleaning()
+    if stored > max(MAX_GROWTH * sent, GROWTH_FLOOR_BYTES):
+        raise ImageRejectedError(
+            "too_large_after_cleaning",
+            f"Cleaned and re-encoded, this image would take more than {MAX_GROWTH} times "
+            "the room of the file sent; upload a smaller picture, or for an animation "
+            "fewer or smaller frames.",
+        )
     return clean
 
 
@@ -437,11 +462,43 @@ class _StoredBytes(io.BytesIO):
         return super().write(data)
 
 
-def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
+def _webp_lossless(data: bytes) -> bool:
+    """Whether every picture in the WebP is lossless: VP8L, at the top of its RIFF container
+    (a still) or inside each of its ANMF frames (an animation), and no lossy VP8 anywhere.
+
+    Pillow decodes through libwebp and does not say so (nothing in ``info``, and an
+    animation's frames come out as RGBA whatever their encoding), so the chunks are read
+    here, within the RIFF's declared size, each header from the bytes that hold it and at
+    most ``WEBP_MAX_CHUNKS`` in all (past that, lossy as before): a file of a million empty
+    chunks costs no more time than an honest one. An animation with any lossy frame stays
+    lossy: 99 frames of lossy noise and one lossless frame, stored lossless, held the
+    decode slot 9 s before ``MAX_STORED_BYTES`` refused them.
+    """
+    end = min(len(data), 8 + int.from_bytes(data[4:8], "little"))
+    spans, read, found = [(12, end)], 0, set()
+    while spans:
+        offset, stop = spans.pop()
+        while offset + 8 <= stop:
+            read += 1
+            if read > WEBP_MAX_CHUNKS:
+                return False
+            kind = data[offset : offset + 4]
+            size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+            if kind in (b"VP8 ", b"VP8L"):
+                found.add(kind)
+            elif kind == b"ANMF":  # 16 bytes of frame header, then the frame's own chunks
+                spans.append((offset + 8 + 16, min(offset + 8 + size, stop)))
+            offset += 8 + size + (size & 1)
+    return found == {b"VP8L"}
+
+
+def _encode(image: Image.Image, fmt: Format, *, lossless: bool = False, **options: object) -> bytes:
     out = _StoredBytes()
     if fmt.name == "JPEG":
         image = image.convert("RGB") if image.mode != "RGB" else image
         image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    elif fmt.name == "WEBP" and lossless:
+        image.save(out, "WEBP", **WEBP_LOSSLESS_OPTIONS, **options)
     elif fmt.name == "WEBP":
         image.save(out, "WEBP", quality=JPEG_QUALITY, **options)
     else:
@@ -449,7 +506,11 @@ def _encode(image: Image.Image, fmt: Format, **options: object) -> bytes:
     return out.getvalue()
 
 
-def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImage:
+def _article_image(
+    fmt: Format, frames: list[_Frame], loop: object, *, lossless: bool = False
+) -> CleanImage:
+    """The article's image in its own format; a lossless WebP stays lossless, as lossy
+    WebP made a 12 KB checkerboard animation 9 MB and kept none of its pixels exact."""
     for frame in frames:
         frame.image.thumbnail((ARTICLE_MAX_SIDE, ARTICLE_MAX_SIDE))
     disposal = _into_one_palette(frames) if fmt.name == "GIF" else None
@@ -466,9 +527,9 @@ def _article_image(fmt: Format, frames: list[_Frame], loop: object) -> CleanImag
             options["loop"] = loop
         if disposal is not None:
             options["disposal"] = disposal
-        data = _encode(first, fmt, **options)
+        data = _encode(first, fmt, lossless=lossless, **options)
     else:
-        data = _encode(first, fmt)
+        data = _encode(first, fmt, lossless=lossless)
     return CleanImage(fmt, first.width, first.height, data)
 
 

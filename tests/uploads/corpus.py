@@ -29,6 +29,11 @@ def png(size: tuple[int, int] = (32, 24)) -> bytes:
 
 def jpeg_with_gps() -> bytes:
     """A JPEG carrying GPS coordinates and a marker in the EXIF description."""
+    return image_bytes("JPEG", (64, 48), exif=gps_exif(), comment=GPS_MARKER.encode())
+
+
+def gps_exif() -> Image.Exif:
+    """EXIF with GPS coordinates and ``GPS_MARKER`` in its description."""
     exif = Image.Exif()
     exif[ExifTags.Base.ImageDescription] = GPS_MARKER
     exif[ExifTags.Base.Orientation] = 1
@@ -37,7 +42,7 @@ def jpeg_with_gps() -> bytes:
     gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
     gps[ExifTags.GPS.GPSLongitudeRef] = "E"
     gps[ExifTags.GPS.GPSLongitude] = (2.0, 17.0, 40.0)
-    return image_bytes("JPEG", (64, 48), exif=exif, comment=GPS_MARKER.encode())
+    return exif
 
 
 def jpeg_with_html_appended() -> bytes:
@@ -545,3 +550,35 @@ def image_bytes_of(im: Image.Image, fmt: str, **save: object) -> bytes:
     out = io.BytesIO()
     im.save(out, fmt, **save)
     return out.getvalue()
+
+
+def webp_of_checkerboards(side: int, frames: int) -> bytes:
+    """A lossless WebP animation alternating between a checkerboard of single pixels and its
+    inverse: about 12 KB at 632x632 and 100 frames, and 9 MB of lossy WebP."""
+    pattern = bytes(255 * ((x + y) % 2) for y in range(side) for x in range(side))
+    board = Image.frombytes("L", (side, side), pattern).convert("RGB")
+    inverse = Image.eval(board, lambda v: 255 - v)
+    images = [inverse if i % 2 else board for i in range(frames)]
+    return image_bytes_of(images[0], "WEBP", save_all=True, append_images=images[1:],
+                          duration=50, lossless=True)
+
+
+def _riff_chunks(data: bytes) -> list[bytes]:
+    """The top-level chunks of a WebP's RIFF container, each whole (header and padding)."""
+    chunks, offset = [], 12
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        chunks.append(data[offset : offset + 8 + size + (size & 1)])
+        offset += 8 + size + (size & 1)
+    return chunks
+
+
+def webp_with_a_lossy_frame(animation: bytes) -> bytes:
+    """``animation`` (a WebP animation) with one lossy frame of grey added at its end."""
+    width = int.from_bytes(animation[24:27], "little") + 1  # from the VP8X chunk
+    height = int.from_bytes(animation[27:30], "little") + 1
+    grey = [Image.new("RGB", (width, height), (i * 60, 128, 128)) for i in range(2)]
+    lossy = image_bytes_of(grey[0], "WEBP", save_all=True, append_images=grey[1:], duration=50)
+    frame = next(c for c in _riff_chunks(lossy) if c.startswith(b"ANMF"))
+    body = b"".join(_riff_chunks(animation)) + frame
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body

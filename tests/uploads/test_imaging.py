@@ -254,12 +254,69 @@ def test_a_gif_that_would_still_be_stored_large_is_refused() -> None:
 
 @pytest.mark.asvs("V5.2.1", "V15.2.2")
 def test_a_webp_animation_goes_through_the_same_limit() -> None:
-    # 130 KB of lossless WebP that comes out at about 20 MB of lossy WebP.
-    data = corpus.webp_of_noise_tiles(side=632, frames=75)
+    # 100 KB of lossless WebP is stored lossless, at about its size; with one lossy frame
+    # the animation is re-encoded lossy, and every frame of noise tiles took 27 MB in all.
+    tiles = corpus.webp_of_noise_tiles(side=632, frames=75)
+    assert len(imaging.process(tiles, kind="article").data) < 2 * len(tiles)
+    data = corpus.webp_with_a_lossy_frame(tiles)
     assert len(data) < 200_000
     with pytest.raises(imaging.ImageRejectedError) as refused:
         imaging.process(data, kind="article")
     assert refused.value.reason == "too_large_after_cleaning"
+
+
+def _frames(data: bytes) -> list[Image.Image]:
+    with Image.open(io.BytesIO(data)) as im:
+        return [frame.convert("RGB") for frame in ImageSequence.Iterator(im)]
+
+
+def _exact(sent: bytes, kept: bytes) -> bool:
+    pairs = zip(_frames(sent), _frames(kept), strict=True)
+    return all(ImageChops.difference(a, b).getbbox() is None for a, b in pairs)
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_a_lossless_webp_animation_is_stored_lossless_at_about_its_size() -> None:
+    # Re-encoded lossy, this 12 KB checkerboard animation took 9 MB (750 times its size).
+    data = corpus.webp_of_checkerboards(side=632, frames=100)
+    assert len(data) < 12_000
+    clean = imaging.process(data, kind="article")
+    assert len(clean.data) < 20 * len(data)
+    assert _exact(data, clean.data)
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_a_still_lossless_webp_stays_exact() -> None:
+    noise = Image.frombytes("RGB", (64, 48), bytes(range(256)) * 36)
+    data = corpus.image_bytes_of(noise, "WEBP", lossless=True)
+    clean = imaging.process(data, kind="article")
+    assert clean.data[12:16] == b"VP8L"
+    assert _exact(data, clean.data)
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_a_lossy_webp_is_stored_lossy_without_its_metadata() -> None:
+    data = corpus.image_bytes(
+        "WEBP", (64, 48), quality=50, exif=corpus.gps_exif(), icc_profile=corpus.display_p3_profile()
+    )
+    assert corpus.GPS_MARKER.encode() in data
+    clean = imaging.process(data, kind="article")
+    assert b"VP8 " in clean.data and b"VP8L" not in clean.data
+    assert corpus.GPS_MARKER.encode() not in clean.data
+    with Image.open(io.BytesIO(clean.data)) as im:
+        assert "exif" not in im.info and "icc_profile" not in im.info
+
+
+@pytest.mark.asvs("V5.2.1", "V15.2.2")
+def test_an_image_that_would_grow_many_times_over_is_refused() -> None:
+    # 9 KB of PNG, a 5000x5000 checkerboard: scaled down to 4096 px, 3 MB of moire.
+    board = Image.frombytes("1", (5000, 5000), (b"\xaa" * 625 + b"\x55" * 625) * 2500)
+    data = corpus.image_bytes_of(board, "PNG", optimize=True)
+    assert len(data) < 20_000
+    with pytest.raises(imaging.ImageRejectedError) as refused:
+        imaging.process(data, kind="article")
+    assert (refused.value.reason, refused.value.status) == ("too_large_after_cleaning", 422)
+    assert f"{imaging.MAX_GROWTH} times" in refused.value.message
 
 
 @pytest.mark.asvs("V5.2.1", "V15.2.2")
