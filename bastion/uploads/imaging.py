@@ -72,8 +72,8 @@ PALETTE_SAMPLE_PIXELS = 2_000_000
 # the 100 MB quota still holds six such files.
 MAX_STORED_BYTES = 16 * 1024 * 1024
 # Nor may a cleaned image take more than ``MAX_GROWTH`` times the room of the file sent,
-# once past ``GROWTH_FLOOR_BYTES``: a 9 KB PNG of a 5000x5000 checkerboard, scaled down to
-# 4096 px, came out at 3 MB of moire. Photos (JPEG and WebP at quality 10-95), screenshots,
+# once past ``GROWTH_FLOOR_BYTES``: a 9 KB PNG of a 5000x5000 red and blue checkerboard,
+# scaled down to 4096 px, came out at 3.9 MB of moire. Photos (JPEG and WebP at quality 10-95), screenshots,
 # palette and 1-bit PNGs and GIFs came out at 0.2-2.7 times their size, a WebP photo at
 # quality 0 at 4.9; a tiny upload may grow past any multiple, hence the floor.
 MAX_GROWTH = 16
@@ -93,6 +93,17 @@ WEBP_MAX_CHUNKS = 1024
 # queued behind each other must not hold them all for long.
 DECODE_SLOTS = threading.BoundedSemaphore(1)
 DECODE_WAIT_SECONDS = 10.0
+# zlib's effort for a PNG, by the bytes of pixels it is given: the most for small images, less
+# for larger ones. Level 9 searches up to 4096 earlier matches a byte and took up to 1.7 us a
+# byte on black-and-white noise (a dithered A4 scan at 300 dpi, stored as RGB: 16 s), level
+# 6 at most 0.13 and level 4 0.045, so no PNG takes more than about 3 s to compress; level 6
+# stored screenshots and scans 10-20 % larger than 9, level 4 photos 2 % and screenshots 40 %.
+PNG_LEVELS = ((1 << 20, 9), (16 << 20, 6))
+PNG_LARGE_LEVEL = 4
+# Modes a PNG is stored in as they came (an article's still without a colour profile, or a
+# palette's profile applied to its colours): 1 bit, or one or two bytes a pixel, where RGB
+# takes three and RGBA four. As RGB, a 1 MB A4 scan of 1-bit dithering took 26 MB to compress.
+COMPACT_MODES = frozenset({"1", "L", "LA", "P"})
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Pillow only warns between one and two times its limit; make that a refusal process-wide
 # (set once here: ``warnings.catch_warnings`` per call would not be thread-safe).
@@ -199,7 +210,8 @@ def _decode_and_encode(data: bytes, fmt: Format, *, kind: str) -> CleanImage:
             _check_dimensions(im, animate=animate)
             loop = im.info.get("loop")  # read first: a still image's info is cleared
             colour = _ToSRGB.embedded(im)
-            frames = _decoded_frames(im, animate=animate, colour=colour)
+            compact = kind == "article" and fmt.name == "PNG"
+            frames = _decoded_frames(im, animate=animate, colour=colour, compact=compact)
             if kind == "avatar":
                 return _within_stored_limit(_avatar(frames[0]), sent=len(data))
             lossless = fmt.name == "WEBP" and _webp_lossless(data)
@@ -338,6 +350,18 @@ class _ToSRGB:
             return None
         return cls(profile, space)
 
+    def colours(self, rgb: bytes) -> bytes | None:
+        """A palette's colours (RGB triples) in sRGB; None when the profile cannot do it."""
+        if self.space != "RGB ":
+            return None
+        try:
+            swatch = Image.frombytes("RGB", (len(rgb) // 3, 1), rgb)
+            ImageCms.applyTransform(swatch, self._transform("RGB", "RGB"), inPlace=True)
+        except ImageCms.PyCMSError:
+            _profile_ignored("unusable")
+            return None
+        return swatch.tobytes()
+
     def _transform(self, in_mode: str, out_mode: str) -> ImageCms.ImageCmsTransform:
         key = (in_mode, out_mode)
         if key not in self._transforms:
@@ -376,9 +400,10 @@ def _profile_ignored(reason: str) -> None:
 
 
 def _decoded_frames(
-    im: Image.Image, *, animate: bool, colour: _ToSRGB | None = None
+    im: Image.Image, *, animate: bool, colour: _ToSRGB | None = None, compact: bool = False
 ) -> list[_Frame]:
-    """Decode the frames kept fully (a truncated file fails here) into fresh RGB/RGBA images.
+    """Decode the frames kept fully (a truncated file fails here) into fresh RGB/RGBA images,
+    or with ``compact`` a still in its own mode when it is one of ``COMPACT_MODES``.
 
     Only an article's GIF or WebP animation keeps its frames. Anything else is a still: its
     first frame, decoded alone and turned upright. A phone's JPEG is often an MPO whose
@@ -399,8 +424,10 @@ def _decoded_frames(
         if still:
             # Honour the camera's orientation before the EXIF tag that carries it is dropped.
             ImageOps.exif_transpose(frame, in_place=True)
-        clean = _pixels_only(frame, reuse=still, colour=colour)
-        clean.info = {}  # nothing from the upload's metadata may reach the encoder
+        clean = _compact(frame, colour) if compact and still else None
+        if clean is None:
+            clean = _pixels_only(frame, reuse=still, colour=colour)
+            clean.info = {}  # nothing from the upload's metadata may reach the encoder
         frames.append(_Frame(clean, int(frame.info.get("duration", 0) or 0)))
         if still:
             break
@@ -433,6 +460,46 @@ def _pixels_only(frame: Image.Image, *, reuse: bool, colour: _ToSRGB | None = No
     if reuse and frame.mode == mode:
         return frame
     return frame.convert(mode)
+
+
+def _compact(frame: Image.Image, colour: _ToSRGB | None) -> Image.Image | None:
+    """A still frame in its own mode (``COMPACT_MODES``, 16-bit grey as 8-bit), with an
+    ``info`` of nothing but a palette's transparency; None when it must become RGB/RGBA (a
+    grey key colour, a grey profile, or a mode of three or four bytes a pixel anyway)."""
+    if frame.mode in WIDE_GREY_MODES and colour is None:
+        return _eight_bit_grey(frame)
+    if frame.mode == "P":
+        return _clean_palette(frame, colour)
+    if frame.mode in COMPACT_MODES and colour is None and "transparency" not in frame.info:
+        frame.info = {}
+        return frame
+    return None
+
+
+def _clean_palette(frame: Image.Image, colour: _ToSRGB | None) -> Image.Image | None:
+    """A palette frame with only the colours its pixels use (an unused entry could carry
+    anything), in sRGB by ``colour`` (one transform of at most 256 colours, not of every
+    pixel), and their transparency; the pixels are kept as they are."""
+    used = [index for _, index in frame.getcolors(256) or [] if isinstance(index, int)]
+    if not used:
+        return None
+    size = max(used) + 1
+    palette = (frame.getpalette("RGB") or []) + [0] * 3 * size
+    colours = [0] * 3 * size
+    for index in used:
+        colours[3 * index : 3 * index + 3] = palette[3 * index : 3 * index + 3]
+    converted = colour.colours(bytes(colours)) if colour is not None else None
+    if converted is not None:  # else the profile is ignored, as one that fails on pixels
+        colours = list(converted)
+    alpha = frame.info.get("transparency")
+    frame.info = {}
+    if isinstance(alpha, int) and alpha in used:
+        frame.info["transparency"] = alpha
+    elif isinstance(alpha, bytes):
+        alphas = alpha[:size].ljust(size, b"\xff")
+        frame.info["transparency"] = bytes(a if i in used else 255 for i, a in enumerate(alphas))
+    frame.putpalette(colours, "RGB")
+    return frame
 
 
 def _eight_bit_grey(frame: Image.Image) -> Image.Image:
@@ -501,9 +568,18 @@ def _encode(image: Image.Image, fmt: Format, *, lossless: bool = False, **option
         image.save(out, "WEBP", **WEBP_LOSSLESS_OPTIONS, **options)
     elif fmt.name == "WEBP":
         image.save(out, "WEBP", quality=JPEG_QUALITY, **options)
+    elif fmt.name == "PNG":
+        image.save(out, "PNG", compress_level=_png_level(image), **options)
     else:
         image.save(out, fmt.name, optimize=True, **options)
     return out.getvalue()
+
+
+def _png_level(image: Image.Image) -> int:
+    """The zlib level for ``image``: ``PNG_LEVELS`` by the bytes of its pixels."""
+    bits = 1 if image.mode == "1" else 8 * len(image.getbands())
+    size = (image.width * bits + 7) // 8 * image.height
+    return next((level for most, level in PNG_LEVELS if size <= most), PNG_LARGE_LEVEL)
 
 
 def _article_image(
@@ -512,6 +588,8 @@ def _article_image(
     """The article's image in its own format; a lossless WebP stays lossless, as lossy
     WebP made a 12 KB checkerboard animation 9 MB and kept none of its pixels exact."""
     for frame in frames:
+        if max(frame.image.size) > ARTICLE_MAX_SIDE:
+            frame.image = _resizable(frame.image)
         frame.image.thumbnail((ARTICLE_MAX_SIDE, ARTICLE_MAX_SIDE))
     disposal = _into_one_palette(frames) if fmt.name == "GIF" else None
     first = frames[0].image
@@ -531,6 +609,16 @@ def _article_image(
     else:
         data = _encode(first, fmt, lossless=lossless)
     return CleanImage(fmt, first.width, first.height, data)
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """``image`` in a mode Pillow scales down smoothly: it takes every pixel of a 1-bit or
+    palette image as it is (nearest neighbour), which turned fine dithering into moire."""
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return image
 
 
 # Alpha below half is a GIF's transparent index, at or above it an opaque colour.

@@ -327,6 +327,16 @@ def sideways_mpo() -> bytes:
     return sideways_photo("MPO", save_all=True, append_images=[Image.new("RGB", (60, 20))])
 
 
+def scanned_page(mode: str = "1") -> bytes:
+    """An A4 page scanned at 300 dpi (2480x3508) as 1-bit dithering of uneven grey, the way
+    scanners store a page: about 1 MB of PNG, nearly incompressible. ``mode`` is the mode
+    it is saved in ("L" and "RGB" hold only 0 and 255)."""
+    shades = random.Random(2480)
+    grey = Image.frombytes("L", (31, 44), bytes(shades.randrange(90, 230) for _ in range(31 * 44)))
+    page = grey.resize((2480, 3508), Image.Resampling.BICUBIC).convert("1")  # Floyd-Steinberg
+    return image_bytes_of(page if mode == "1" else page.convert(mode), "PNG")
+
+
 def png_16bit_grey(value: int, *, transparent: int | None = None) -> bytes:
     """A 40x30 16-bit greyscale PNG of ``value`` (0-65535), the left half ``transparent``
     (a tRNS grey) when given."""

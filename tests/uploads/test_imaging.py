@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from PIL import Image, ImageChops, ImageSequence
@@ -309,14 +310,107 @@ def test_a_lossy_webp_is_stored_lossy_without_its_metadata() -> None:
 
 @pytest.mark.asvs("V5.2.1", "V15.2.2")
 def test_an_image_that_would_grow_many_times_over_is_refused() -> None:
-    # 9 KB of PNG, a 5000x5000 checkerboard: scaled down to 4096 px, 3 MB of moire.
+    # 9 KB of PNG, a 5000x5000 red and blue checkerboard: scaled down to 4096 px, 3.9 MB of
+    # moire (in black and white, 1.6 MB of grey: within GROWTH_FLOOR_BYTES).
     board = Image.frombytes("1", (5000, 5000), (b"\xaa" * 625 + b"\x55" * 625) * 2500)
+    board = board.convert("P")
+    board.putpalette([255, 0, 0, 0, 0, 255])
     data = corpus.image_bytes_of(board, "PNG", optimize=True)
     assert len(data) < 20_000
     with pytest.raises(imaging.ImageRejectedError) as refused:
         imaging.process(data, kind="article")
     assert (refused.value.reason, refused.value.status) == ("too_large_after_cleaning", 422)
     assert f"{imaging.MAX_GROWTH} times" in refused.value.message
+
+
+def _same_pixels(sent: bytes, kept: bytes) -> bool:
+    with Image.open(io.BytesIO(sent)) as before, Image.open(io.BytesIO(kept)) as after:
+        return ImageChops.difference(before.convert("RGBA"), after.convert("RGBA")).getbbox() is None
+
+
+def _png_header(data: bytes) -> tuple[int, int]:
+    """A PNG's bit depth and colour type, from its IHDR."""
+    return data[24], data[25]
+
+
+@pytest.mark.asvs("V15.2.2", "V5.2.1")
+def test_a_scanned_page_is_stored_bilevel_without_holding_the_decode_slot() -> None:
+    # A 1 MB PNG of a dithered A4 scan at 300 dpi, stored as RGB at zlib level 9, held the
+    # decode slot 13-23 s, past the DECODE_WAIT_SECONDS a queued upload waits: every upload
+    # behind it was told to retry. Kept at one bit a pixel, it has 24 times less to compress.
+    data = corpus.scanned_page()
+    assert 800_000 < len(data) < 1_200_000
+    started = time.thread_time()  # this thread's CPU: other work on the host does not count
+    clean = imaging.process(data, kind="article")
+    spent = time.thread_time() - started
+    assert _png_header(clean.data) == (1, 0)  # 1-bit greyscale
+    assert _same_pixels(data, clean.data)
+    assert len(clean.data) < 1.1 * len(data)
+    assert spent < imaging.DECODE_WAIT_SECONDS / 4, spent  # 0.2-0.4 s measured, 13 s before
+
+
+@pytest.mark.asvs("V15.2.2", "V5.2.1")
+def test_a_large_png_is_not_compressed_at_the_slowest_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same page sent as RGB is RGB: zlib level 9 spent 16 s on its 26 MB of pixels, level
+    # 4 half a second. Small images (avatars) are still compressed as hard as zlib can.
+    data = corpus.scanned_page("RGB")
+    photo = corpus.image_bytes("PNG", (300, 300), "RGBA")
+    levels: list[tuple[str, tuple[int, int], object, object]] = []
+    save = Image.Image.save
+
+    def watched(im: Image.Image, fp: object, format: str | None = None, **kw: object) -> None:
+        levels.append((im.mode, im.size, kw.get("compress_level"), kw.get("optimize")))
+        save(im, fp, format, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "save", watched)
+    clean = imaging.process(data, kind="article")
+    avatar = imaging.process(photo, kind="avatar")
+    monkeypatch.undo()
+    assert levels == [
+        ("RGB", (2480, 3508), imaging.PNG_LARGE_LEVEL, None),
+        ("RGBA", (256, 256), 9, None),
+        ("RGBA", (64, 64), 9, None),
+    ]
+    assert _same_pixels(data, clean.data)
+    assert avatar.format.name == "PNG"
+
+
+@pytest.mark.asvs("V5.2.2")
+@pytest.mark.parametrize(
+    ("mode", "header"), [("L", (8, 0)), ("LA", (8, 4)), ("P", (8, 3)), ("I;16", (8, 0))]
+)
+def test_a_grey_or_palette_png_keeps_its_compact_mode_and_its_pixels(
+    mode: str, header: tuple[int, int]
+) -> None:
+    # As RGB or RGBA, the same pixels took two to four times the bytes to compress.
+    shades = Image.linear_gradient("L").resize((300, 200))
+    im = {"LA": lambda: Image.merge("LA", (shades, shades.transpose(Image.Transpose.ROTATE_180))),
+          "P": lambda: shades.quantize(200),
+          "I;16": lambda: shades.point(lambda v: v * 257, "I").convert("I;16")}.get(mode, lambda: shades)()
+    data = corpus.image_bytes_of(im, "PNG")
+    clean = imaging.process(data, kind="article")
+    assert _png_header(clean.data) == header
+    if mode == "I;16":
+        data = corpus.image_bytes_of(shades, "PNG")  # its 8-bit tones
+    assert _same_pixels(data, clean.data)
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_a_palette_png_keeps_its_transparency_and_only_the_colours_it_uses() -> None:
+    # Unused palette entries are not pixels: a payload there must not reach the stored file.
+    im = Image.new("P", (40, 30), 1)
+    im.paste(3, (0, 0, 20, 30))
+    payload = corpus.SCRIPT.ljust(60)
+    im.putpalette(b"\x10\x20\x30\x00\x00\xff\xaa\xbb\xcc\xff\x00\x00" + payload)
+    data = corpus.image_bytes_of(im, "PNG", transparency=bytes([255, 128, 0, 7]))
+    assert payload in data
+    clean = imaging.process(data, kind="article")
+    assert payload not in clean.data
+    assert _png_header(clean.data)[1] == 3  # still a palette
+    assert _same_pixels(data, clean.data)
+    with Image.open(io.BytesIO(clean.data)) as kept:
+        assert kept.convert("RGBA").getpixel((30, 5)) == (0, 0, 255, 128)
+        assert kept.convert("RGBA").getpixel((5, 5)) == (255, 0, 0, 7)
 
 
 @pytest.mark.asvs("V5.2.1", "V15.2.2")
