@@ -669,15 +669,16 @@ class _SharedPalette:
     """At most ``GIF_COLOURS`` colours for every frame of a GIF, and the index left free.
 
     Pillow maps a pixel to a palette by its top six bits a channel, so colours a level or
-    two apart would fall together. When every channel has at most 64 values, ``spread``
-    (``Image.point`` tables) first moves each value to a step of its own, and the colours
-    come through exactly.
+    two apart would fall together. When the colours are the frames' own (``exact``) and every
+    channel has at most 64 values, ``spread`` (``Image.point`` tables) first moves each value
+    to a step of its own, and the colours come through exactly. Chosen by octree, they are
+    not every pixel's: the tables would send a value they do not hold to 0 (a red off by 232).
     """
 
-    def __init__(self, colours: list[tuple[int, int, int]]) -> None:
+    def __init__(self, colours: list[tuple[int, int, int]], *, exact: bool = False) -> None:
         self.colours = colours or [(0, 0, 0)]
         self.clear_index = len(self.colours)
-        self.spread = _spread_tables(self.colours)
+        self.spread = _spread_tables(self.colours) if exact else None
         self._target = Image.new("P", (1, 1))
         self._target.putpalette(_flat(self.colours if self.spread is None else [
             (self.spread[r], self.spread[256 + g], self.spread[512 + b])
@@ -695,7 +696,9 @@ class _SharedPalette:
         and it is given a sample here.
         """
         exact = _few_colours(images)
-        return cls(sorted(exact) if exact is not None else _octree_colours(images))
+        if exact is not None:
+            return cls(sorted(exact), exact=True)
+        return cls(_octree_colours(images))
 
     def indexed(self, image: Image.Image) -> Image.Image:
         """``image`` (RGB or RGBA) in this palette by nearest colour, undithered: an

@@ -1,15 +1,20 @@
-"""Hostile uploads at the edges: bodies the form parser drops, names that tell too much."""
+"""Hostile uploads at the edges: bodies the form parser drops, names that tell too much,
+images built to trip the re-encoding (RIFF chunks, shared GIF palettes, compact PNGs)."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image, ImageChops, ImageSequence
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from bastion.extensions import db
 from bastion.models import Article, AuditEvent, User
+from bastion.uploads import imaging
 from tests.support.auth import csrf_token
 from tests.uploads import corpus
 from tests.uploads.conftest import (
@@ -102,3 +107,39 @@ def test_a_profile_photo_is_served_under_no_name_its_owner_sent(
         assert resp.status_code == 200, path
         assert resp.headers["Content-Disposition"] == "inline; filename=photo.jpg"
         assert "PXL" not in str(resp.headers) and "jane" not in str(resp.headers)
+
+
+def _gif(frames: list[Image.Image]) -> bytes:
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return out.getvalue()
+
+
+def _worst_difference(sent: bytes, kept: bytes) -> int:
+    """The largest difference of any channel of any pixel between two GIFs' frames."""
+    with Image.open(io.BytesIO(sent)) as before, Image.open(io.BytesIO(kept)) as after:
+        assert after.n_frames == before.n_frames
+        return max(
+            high
+            for one, other in zip(ImageSequence.Iterator(before), ImageSequence.Iterator(after),
+                                  strict=True)
+            for _, high in ImageChops.difference(one.convert("RGB"), other.convert("RGB"))
+            .getextrema()
+        )
+
+
+def _band_of_reds(reds: range) -> Image.Image:
+    """Columns of ``reds`` against 15 rows of greens: few values a channel, many colours."""
+    im = Image.new("RGB", (3 * len(reds), 30))
+    im.putdata([(red, 17 * (y // 2), 100) for y in range(30) for red in reds for _ in range(3)])
+    return im
+
+
+@pytest.mark.asvs("V5.2.2")
+def test_a_gif_of_more_colours_than_its_palette_keeps_every_pixel_near_its_colour() -> None:
+    # 150 colours a frame, 300 between the two: the shared palette is chosen by octree, and
+    # its colours took few enough values a channel for the exact path's ``spread`` tables,
+    # which sent every value not in the palette to 0: reds off by up to 232.
+    data = _gif([_band_of_reds(range(0, 130, 13)), _band_of_reds(range(130, 250, 12))])
+    clean = imaging.process(data, kind="article")
+    assert _worst_difference(data, clean.data) <= 16
