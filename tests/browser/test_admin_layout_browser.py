@@ -131,18 +131,25 @@ def _seed_trail(app: Any) -> str:
         return admin.username
 
 
-def test_audit_rows_read_on_one_line_at_a_desktop_and_as_blocks_on_a_phone(
-    live_server: Any, page: Any
-) -> None:
-    """At 1280 px the table squeezed every column to fit the longest details: "boss #1"
-    took two lines, and the request ids ran off the right edge. On a phone it scrolled
-    sideways, one timestamp and half an event name in sight."""
+def _audit_at_a_desktop(live_server: Any, page: Any) -> tuple[Any, Any, Any]:
+    """The seeded trail's audit page, signed in as its admin, at 1280 px: the live server,
+    the page and its CSP watch."""
     live = live_server()
     admin = _seed_trail(live.app)
     pg, watch = page
     sign_in(pg, live.url, admin)
     pg.set_viewport_size(DESKTOP)
     pg.goto(f"{live.url}/admin/audit")
+    return live, pg, watch
+
+
+def test_audit_rows_read_on_one_line_at_a_desktop_and_as_blocks_on_a_phone(
+    live_server: Any, page: Any
+) -> None:
+    """At 1280 px the table squeezed every column to fit the longest details: "boss #1"
+    took two lines, and the request ids ran off the right edge. On a phone it scrolled
+    sideways, one timestamp and half an event name in sight."""
+    live, pg, watch = _audit_at_a_desktop(live_server, page)
     wrap = pg.locator(".table-wrap")
     assert wrap.evaluate("(w) => w.scrollWidth - w.clientWidth") <= 0
     cells = pg.locator(".audit-table tbody td").evaluate_all(CELL_LINES)
@@ -205,12 +212,7 @@ def test_audit_details_keep_twenty_characters_beside_a_full_ipv6_address(
     """At 1280 px the details of a row with the longest event name, 32-character names and
     a full IPv6 address got what the other columns left: under 20 characters, a word or
     two a line. The address broke wherever its column ended ("2001:db8:85a3:1" / "234:...")."""
-    live = live_server()
-    admin = _seed_trail(live.app)
-    pg, watch = page
-    sign_in(pg, live.url, admin)
-    pg.set_viewport_size(DESKTOP)
-    pg.goto(f"{live.url}/admin/audit")
+    _live, pg, watch = _audit_at_a_desktop(live_server, page)
     row = pg.locator(".audit-table tbody tr", has_text="0370:7334")
     details = row.locator(".audit-details")
     box = details.bounding_box()
